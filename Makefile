@@ -1,0 +1,40 @@
+# boifi: `make demo` runs a local mesh with a fault applied; `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+DEBIAN_RUSTC := /usr/bin/rustc
+DEBIAN_CARGO := /usr/bin/cargo
+WASM_LD := /usr/lib/llvm-19/bin/wasm-ld
+# Debian's toolchain builds into its own target dir so it never fights rustup's cache.
+DEBIAN_TARGET_DIR := target/debian
+WASM_OUT := $(DEBIAN_TARGET_DIR)/wasm32-unknown-unknown/release/boifi_wasm.wasm
+
+export BOIFI_WASM := $(CURDIR)/$(WASM_OUT)
+
+.PHONY: help deps fmt-check clippy nostd wasm test test-rust demo bench oci
+
+help:
+	@echo "make demo   - start a local mesh of Envoy sidecars, apply a policy, show the effect"
+	@echo "make test   - run every test (installs what it needs)"
+	@echo "make wasm   - build the proxy-wasm filter ($(WASM_OUT))"
+	@echo "make bench  - run the benchmarks"
+
+deps:
+	@bash scripts/deps.sh
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+# Proves boifi-core is no_std + alloc: build it for a target that has no std at all.
+nostd: deps
+	RUSTC=$(DEBIAN_RUSTC) RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(DEBIAN_TARGET_DIR) \
+	  $(DEBIAN_CARGO) build --quiet -p boifi-core --no-default-features \
+	  -Zbuild-std=core,alloc --target thumbv7m-none-eabi
+
+test: deps fmt-check clippy nostd test-rust
+
+test-rust:
+	cargo test --workspace

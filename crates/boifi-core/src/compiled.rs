@@ -1,0 +1,424 @@
+//! The fault decision: policies compiled once per update for one sidecar, then evaluated per
+//! request by [`decide`].
+
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::identity::Identity;
+use crate::policy::{
+    build_regex, Abort, Delay, FieldErrorKind, PolicyDocument, Sampling, StringMatch, PPM_SCALE,
+};
+use crate::rng::{fnv1a64, splitmix64};
+
+/// What [`decide`] needs to know about a request.
+pub trait RequestView {
+    /// The HTTP method (`:method`).
+    fn method(&self) -> &str;
+    /// The request path (`:path`), possibly with a query string.
+    fn path(&self) -> &str;
+    /// A request header by lower-case name.
+    fn header(&self, name: &str) -> Option<&str>;
+}
+
+/// A request held in memory; header names are lower-cased on insertion.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimpleRequest {
+    /// The HTTP method.
+    pub method: String,
+    /// The path, possibly with a query string.
+    pub path: String,
+    /// Headers with lower-case names.
+    pub headers: Vec<(String, String)>,
+}
+
+impl SimpleRequest {
+    /// A request with no headers.
+    pub fn new(method: &str, path: &str) -> SimpleRequest {
+        SimpleRequest {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> SimpleRequest {
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_owned()));
+        self
+    }
+}
+
+impl RequestView for SimpleRequest {
+    fn method(&self) -> &str {
+        &self.method
+    }
+    fn path(&self) -> &str {
+        &self.path
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The header whose value `request` sampling hashes.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The abort a rule gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbortAction {
+    /// HTTP status.
+    pub http_status: u16,
+    /// gRPC status for gRPC requests, if the policy set one.
+    pub grpc_status: Option<u8>,
+    /// Response body (may be empty).
+    pub body: String,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
+}
+
+impl AbortAction {
+    fn from_policy(abort: &Abort) -> AbortAction {
+        AbortAction {
+            http_status: abort.http_status,
+            grpc_status: abort.grpc_status,
+            body: abort.body.clone().unwrap_or_default(),
+            headers: abort
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// The gRPC status for a gRPC request: the policy's, else the mapping of the HTTP status
+    /// that gRPC specifies (HTTP to gRPC status code mapping).
+    pub fn grpc_status_for_grpc_request(&self) -> u8 {
+        self.grpc_status.unwrap_or(match self.http_status {
+            400 => 13,             // INTERNAL
+            401 => 16,             // UNAUTHENTICATED
+            403 => 7,              // PERMISSION_DENIED
+            404 => 12,             // UNIMPLEMENTED
+            429 | 502..=504 => 14, // UNAVAILABLE
+            _ => 2,                // UNKNOWN
+        })
+    }
+}
+
+/// The fault to inject into one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultDecision<'set> {
+    /// The policy that fired.
+    pub policy: &'set str,
+    /// Index of the rule that fired within its policy.
+    pub rule_index: usize,
+    /// The wait before the fault acts (`start_delay_ms`).
+    pub start_delay_ms: u64,
+    /// The delay fault, after jitter, if the rule has one.
+    pub delay_ms: Option<u64>,
+    /// The abort, if the rule has one; it comes after the waits.
+    pub abort: Option<&'set AbortAction>,
+}
+
+impl FaultDecision<'_> {
+    /// How long the request is held before it is forwarded or aborted.
+    pub fn total_wait_ms(&self) -> u64 {
+        self.start_delay_ms
+            .saturating_add(self.delay_ms.unwrap_or(0))
+    }
+}
+
+/// A policy that could not be compiled (only possible for documents built in code, since
+/// parsed documents are validated).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy `{policy}`: {path}: {kind}")]
+pub struct CompileError {
+    /// The policy name.
+    pub policy: String,
+    /// The field path.
+    pub path: String,
+    /// What is wrong.
+    pub kind: FieldErrorKind,
+}
+
+#[derive(Debug, Clone)]
+enum Matcher {
+    Exact(String),
+    Prefix(String),
+    Regex(regex::Regex),
+}
+
+impl Matcher {
+    fn compile(m: &StringMatch) -> Result<Matcher, FieldErrorKind> {
+        Ok(match m {
+            StringMatch::Exact(s) => Matcher::Exact(s.clone()),
+            StringMatch::Prefix(s) => Matcher::Prefix(s.clone()),
+            StringMatch::Regex(s) => Matcher::Regex(build_regex(s)?),
+        })
+    }
+
+    fn is_match(&self, value: &str) -> bool {
+        match self {
+            Matcher::Exact(s) => value == s,
+            Matcher::Prefix(s) => value.starts_with(s.as_str()),
+            Matcher::Regex(r) => r.is_match(value),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CompiledRule {
+    policy: usize,
+    rule_index: usize,
+    method: Option<Matcher>,
+    path: Option<Matcher>,
+    headers: Vec<(String, Matcher)>,
+    ppm: u32,
+    sampling: Sampling,
+    /// Distinguishes this rule's draw from every other rule's.
+    seed: u64,
+    active_from_ms: u64,
+    active_until_ms: u64,
+    start_delay_ms: u64,
+    delay: Option<Delay>,
+    abort: Option<AbortAction>,
+}
+
+impl CompiledRule {
+    fn matches<R: RequestView + ?Sized>(&self, request: &R) -> bool {
+        if let Some(m) = &self.method {
+            if !m.is_match(request.method()) {
+                return false;
+            }
+        }
+        if let Some(m) = &self.path {
+            let path = request.path();
+            let path = path.split_once('?').map_or(path, |(p, _)| p);
+            if !m.is_match(path) {
+                return false;
+            }
+        }
+        self.headers
+            .iter()
+            .all(|(name, m)| request.header(name).is_some_and(|v| m.is_match(v)))
+    }
+
+    fn is_live(&self, now_ms: u64) -> bool {
+        self.active_from_ms <= now_ms && now_ms < self.active_until_ms
+    }
+}
+
+/// The policies that concern one sidecar, compiled for fast evaluation. Built on every policy
+/// update, never per request.
+#[derive(Debug, Clone, Default)]
+pub struct CompiledPolicySet {
+    policy_names: Vec<String>,
+    rules: Vec<CompiledRule>,
+    header_names: Vec<String>,
+}
+
+/// The draw seed of rule `rule_index` of the policy named `policy`.
+pub fn rule_seed(policy: &str, rule_index: usize) -> u64 {
+    splitmix64(fnv1a64(policy.as_bytes(), 0) ^ rule_index as u64)
+}
+
+/// The draw a rule uses: `request` sampling hashes the request id with the rule's seed (same
+/// request, same answer everywhere); otherwise the caller's random draw is mixed with the seed
+/// so each rule gets its own independent draw from one random number.
+pub fn rule_draw(sampling: Sampling, seed: u64, draw: u64, request_id: Option<&str>) -> u64 {
+    match (sampling, request_id) {
+        (Sampling::Request, Some(id)) => splitmix64(fnv1a64(id.as_bytes(), seed)),
+        _ => splitmix64(draw ^ seed),
+    }
+}
+
+/// Whether a draw fires at a rate of `ppm` parts per million: the only probability check.
+pub const fn fires(rule_draw: u64, ppm: u32) -> bool {
+    rule_draw % (PPM_SCALE as u64) < ppm as u64
+}
+
+/// The delay after jitter: uniform in `fixed ± jitter`, never below 0.
+pub fn jittered_delay(delay: &Delay, rule_draw: u64) -> u64 {
+    if delay.jitter_ms == 0 {
+        return delay.fixed_delay_ms;
+    }
+    let span = delay.jitter_ms.saturating_mul(2).saturating_add(1);
+    let offset = splitmix64(rule_draw) % span;
+    delay
+        .fixed_delay_ms
+        .saturating_add(offset)
+        .saturating_sub(delay.jitter_ms)
+}
+
+impl CompiledPolicySet {
+    /// Keeps the policies that can apply to `identity`, in name order, and compiles their
+    /// matchers. Policies without a status count as stored at `now_ms`; rules already expired
+    /// at `now_ms` are left out.
+    pub fn compile(
+        policies: &[PolicyDocument],
+        identity: &Identity,
+        now_ms: u64,
+    ) -> Result<CompiledPolicySet, CompileError> {
+        let mut selected: Vec<&PolicyDocument> =
+            policies.iter().filter(|p| p.applies_to(identity)).collect();
+        selected.sort_by(|a, b| a.name().cmp(b.name()));
+
+        let mut set = CompiledPolicySet::default();
+        for policy in selected {
+            let policy_index = set.policy_names.len();
+            let stored_at = policy.status.map_or(now_ms, |s| s.stored_at_ms);
+            let (window_from, window_until) = policy
+                .spec
+                .window
+                .map_or((0, u64::MAX), |w| (w.start_ms, w.end_ms));
+            let mut kept_any = false;
+            for (rule_index, rule) in policy.spec.rules.iter().enumerate() {
+                let until = rule
+                    .expires_at_ms(stored_at)
+                    .map_or(window_until, |e| e.min(window_until));
+                if until <= now_ms {
+                    continue;
+                }
+                let error = |path: &str, kind| CompileError {
+                    policy: policy.name().to_owned(),
+                    path: alloc::format!("spec.rules[{rule_index}].match.{path}"),
+                    kind,
+                };
+                let compile = |m: &Option<StringMatch>, path: &str| {
+                    m.as_ref()
+                        .map(Matcher::compile)
+                        .transpose()
+                        .map_err(|k| error(path, k))
+                };
+                let mut headers = Vec::with_capacity(rule.matches.headers.len());
+                for (i, h) in rule.matches.headers.iter().enumerate() {
+                    let m = Matcher::compile(&h.value)
+                        .map_err(|k| error(&alloc::format!("headers[{i}]"), k))?;
+                    headers.push((h.name.clone(), m));
+                }
+                set.rules.push(CompiledRule {
+                    policy: policy_index,
+                    rule_index,
+                    method: compile(&rule.matches.method, "method")?,
+                    path: compile(&rule.matches.path, "path")?,
+                    headers,
+                    ppm: rule.fault.percentage.ppm(),
+                    sampling: policy.spec.sampling,
+                    seed: rule_seed(policy.name(), rule_index),
+                    active_from_ms: window_from,
+                    active_until_ms: until,
+                    start_delay_ms: rule.fault.start_delay_ms,
+                    delay: rule.fault.delay.clone(),
+                    abort: rule.fault.abort.as_ref().map(AbortAction::from_policy),
+                });
+                kept_any = true;
+            }
+            if kept_any {
+                set.policy_names.push(policy.name().to_owned());
+            }
+        }
+        let mut names: Vec<String> = set
+            .rules
+            .iter()
+            .flat_map(|r| r.headers.iter().map(|(n, _)| n.clone()))
+            .collect();
+        if set.rules.iter().any(|r| r.sampling == Sampling::Request) {
+            names.push(REQUEST_ID_HEADER.to_owned());
+        }
+        names.sort();
+        names.dedup();
+        set.header_names = names;
+        Ok(set)
+    }
+
+    /// True when nothing can fire: the filter's fast path.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The names of the policies kept for this sidecar, in evaluation order.
+    pub fn policy_names(&self) -> &[String] {
+        &self.policy_names
+    }
+
+    /// How many rules were kept.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The request headers [`decide`] may read: a host can fetch just these.
+    pub fn header_names(&self) -> &[String] {
+        &self.header_names
+    }
+
+    /// How many policies have a rule that can fire at `now_ms`.
+    pub fn active_policy_count(&self, now_ms: u64) -> usize {
+        let mut count = 0;
+        let mut last = None;
+        for rule in self.rules.iter().filter(|r| r.is_live(now_ms)) {
+            if last != Some(rule.policy) {
+                count += 1;
+                last = Some(rule.policy);
+            }
+        }
+        count
+    }
+
+    /// The rules live at `now_ms` that match `request`, in evaluation order, as
+    /// `(policy, rule index, percentage in ppm)`: what `simulate` explains.
+    pub fn matching_rules<'s, R: RequestView + ?Sized>(
+        &'s self,
+        request: &'s R,
+        now_ms: u64,
+    ) -> impl Iterator<Item = (&'s str, usize, u32)> + 's {
+        self.rules
+            .iter()
+            .filter(move |r| r.is_live(now_ms) && r.matches(request))
+            .map(|r| (self.policy_name(r.policy), r.rule_index, r.ppm))
+    }
+
+    fn policy_name(&self, index: usize) -> &str {
+        self.policy_names.get(index).map_or("", String::as_str)
+    }
+}
+
+/// Decides the fault for one request: rules in order (policies by name, then rule order); the
+/// first rule that is live at `now_ms`, matches the request and whose draw fires gives the
+/// decision. `draw` is one uniformly random `u64` per request.
+pub fn decide<'s, R: RequestView + ?Sized>(
+    set: &'s CompiledPolicySet,
+    request: &R,
+    now_ms: u64,
+    draw: u64,
+) -> Option<FaultDecision<'s>> {
+    let mut request_id: Option<Option<&str>> = None;
+    for rule in &set.rules {
+        if !rule.is_live(now_ms) || !rule.matches(request) {
+            continue;
+        }
+        let id = if rule.sampling == Sampling::Request {
+            *request_id.get_or_insert_with(|| request.header(REQUEST_ID_HEADER))
+        } else {
+            None
+        };
+        let rule_draw = rule_draw(rule.sampling, rule.seed, draw, id);
+        if !fires(rule_draw, rule.ppm) {
+            continue;
+        }
+        return Some(FaultDecision {
+            policy: set.policy_name(rule.policy),
+            rule_index: rule.rule_index,
+            start_delay_ms: rule.start_delay_ms,
+            delay_ms: rule.delay.as_ref().map(|d| jittered_delay(d, rule_draw)),
+            abort: rule.abort.as_ref(),
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

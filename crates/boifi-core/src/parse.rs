@@ -1,0 +1,172 @@
+//! A small walker over `serde_json::Value` that reads typed fields and collects every problem
+//! with its path, instead of stopping at the first one as serde's derive would.
+
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use serde_json::{Map, Value};
+
+use crate::policy::error::{FieldError, FieldErrorKind};
+
+pub(crate) fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "true/false",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+pub(crate) fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+pub(crate) fn index(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+/// Collects field errors while a document is read.
+#[derive(Debug, Default)]
+pub(crate) struct Walker {
+    pub(crate) errors: Vec<FieldError>,
+}
+
+impl Walker {
+    pub(crate) fn error(&mut self, path: impl Into<String>, kind: FieldErrorKind) {
+        self.errors.push(FieldError {
+            path: path.into(),
+            kind,
+        });
+    }
+
+    fn wrong_type(&mut self, path: &str, expected: &'static str, value: &Value) {
+        self.error(
+            path,
+            FieldErrorKind::WrongType {
+                expected,
+                found: type_name(value),
+            },
+        );
+    }
+
+    /// Reads an object and reports every key that is not in `allowed`.
+    pub(crate) fn object<'v>(
+        &mut self,
+        value: &'v Value,
+        path: &str,
+        allowed: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
+        match value {
+            Value::Object(map) => {
+                for key in map.keys() {
+                    if !allowed.contains(&key.as_str()) {
+                        self.error(join(path, key), FieldErrorKind::UnknownField);
+                    }
+                }
+                Some(map)
+            }
+            other => {
+                self.wrong_type(path, "an object", other);
+                None
+            }
+        }
+    }
+
+    /// A present, non-null field.
+    pub(crate) fn field<'v>(map: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
+        map.get(key).filter(|v| !v.is_null())
+    }
+
+    pub(crate) fn required<'v>(
+        &mut self,
+        map: &'v Map<String, Value>,
+        path: &str,
+        key: &str,
+    ) -> Option<&'v Value> {
+        let found = Self::field(map, key);
+        if found.is_none() {
+            self.error(join(path, key), FieldErrorKind::Missing);
+        }
+        found
+    }
+
+    pub(crate) fn string(&mut self, value: &Value, path: &str) -> Option<String> {
+        match value {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                self.wrong_type(path, "a string", other);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn array<'v>(&mut self, value: &'v Value, path: &str) -> Option<&'v [Value]> {
+        match value {
+            Value::Array(items) => Some(items),
+            other => {
+                self.wrong_type(path, "a list", other);
+                None
+            }
+        }
+    }
+
+    /// A whole number within `0..=max`.
+    pub(crate) fn integer(
+        &mut self,
+        value: &Value,
+        path: &str,
+        max: u64,
+        range: &'static str,
+    ) -> Option<u64> {
+        match value {
+            Value::Number(n) => match n.as_u64() {
+                Some(v) if v <= max => Some(v),
+                _ => {
+                    let kind = if n.is_f64() && n.as_f64().is_some_and(|f| f >= 0.0) {
+                        FieldErrorKind::WrongType {
+                            expected: "a whole number",
+                            found: "a fraction",
+                        }
+                    } else {
+                        FieldErrorKind::OutOfRange {
+                            value: n.to_string(),
+                            range,
+                        }
+                    };
+                    self.error(path, kind);
+                    None
+                }
+            },
+            other => {
+                self.wrong_type(path, "a whole number", other);
+                None
+            }
+        }
+    }
+
+    /// A map of string to string.
+    pub(crate) fn string_map(
+        &mut self,
+        value: &Value,
+        path: &str,
+    ) -> Option<alloc::collections::BTreeMap<String, String>> {
+        let Value::Object(map) = value else {
+            self.wrong_type(path, "an object", value);
+            return None;
+        };
+        let mut out = alloc::collections::BTreeMap::new();
+        for (key, item) in map {
+            if let Some(s) = self.string(item, &join(path, key)) {
+                out.insert(key.clone(), s);
+            }
+        }
+        Some(out)
+    }
+}

@@ -1,0 +1,339 @@
+//! The policy document: model, parsing with validation, and serialization.
+//!
+//! The format is the legacy BOIFI one, extended (see the README). Every way to build a
+//! [`PolicyDocument`] from text goes through [`PolicyDocument::from_value`], which reports every
+//! problem of a document with its field path.
+
+pub mod error;
+mod read;
+
+pub(crate) use read::build_regex;
+mod write;
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+pub use error::{FieldError, FieldErrorKind, PolicyError, ValidationErrors};
+pub use read::{parse_policies_json, parse_policy_json};
+#[cfg(feature = "std")]
+pub use read::{parse_policies_text, parse_policies_yaml};
+
+use crate::identity::Identity;
+
+/// The `apiVersion` written on every document.
+pub const API_VERSION: &str = "boifi.io/v1alpha1";
+/// The `kind` written on every document.
+pub const KIND: &str = "FaultInjectionPolicy";
+
+/// Parts per million that make 100 %.
+pub const PPM_SCALE: u32 = 1_000_000;
+/// Upper bound of `fixed_delay_ms`, `jitter_ms` and `start_delay_ms`: 5 minutes.
+pub const MAX_DELAY_MS: u64 = 300_000;
+/// Upper bound of `duration_seconds`: 30 days.
+pub const MAX_DURATION_SECONDS: u64 = 30 * 24 * 3600;
+/// Upper bound of a regex pattern's length, in bytes.
+pub const MAX_REGEX_LEN: usize = 1024;
+/// Upper bound of the compiled size of one regex, in bytes (the engine is linear-time).
+pub const MAX_REGEX_COMPILED_BYTES: usize = 256 * 1024;
+/// Upper bound of the rules in one policy.
+pub const MAX_RULES: usize = 64;
+/// Upper bound of header conditions in one rule and of headers in one abort.
+pub const MAX_HEADERS: usize = 32;
+/// Upper bound of an abort body, in bytes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// One fault injection policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyDocument {
+    /// Name and version.
+    pub metadata: Metadata,
+    /// What to break, where, and how.
+    pub spec: PolicySpec,
+    /// Filled by the control plane when it stores the policy; ignored on input.
+    pub status: Option<PolicyStatus>,
+}
+
+/// `metadata` of a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    /// 3 to 63 characters of `[A-Za-z0-9_-]`, not starting or ending with `-`.
+    pub name: String,
+    /// A free-form version label.
+    pub version: Option<String>,
+}
+
+/// `spec` of a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySpec {
+    /// Which sidecars the policy concerns.
+    pub selector: Selector,
+    /// Evaluated in order; the first rule that matches and fires decides.
+    pub rules: Vec<Rule>,
+    /// How the percentage draw is made.
+    pub sampling: Sampling,
+    /// When set, the policy acts only inside this window.
+    pub window: Option<Window>,
+}
+
+/// Which sidecars a policy applies to. `None` means any.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Selector {
+    /// The service name (`""` or `"*"` on input mean any).
+    pub service: Option<String>,
+    /// The namespace (`""` or `"*"` on input mean any).
+    pub namespace: Option<String>,
+    /// Pod labels that must all be present with these values.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Selector {
+    /// Whether a sidecar of this identity is selected. A named service or namespace never
+    /// matches an identity that lacks it (a partial identity only gets wildcard policies).
+    pub fn matches(&self, identity: &Identity) -> bool {
+        fn named(want: &Option<String>, have: &Option<String>) -> bool {
+            match want {
+                None => true,
+                Some(want) => have.as_deref() == Some(want.as_str()),
+            }
+        }
+        named(&self.service, &identity.service)
+            && named(&self.namespace, &identity.namespace)
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| identity.labels.get(k) == Some(v))
+    }
+}
+
+/// One rule: a request match and the fault to inject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// All present conditions must hold.
+    pub matches: RequestMatch,
+    /// What to do with a matching request.
+    pub fault: Fault,
+}
+
+/// The conditions of a rule (all must hold).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestMatch {
+    /// The HTTP method.
+    pub method: Option<StringMatch>,
+    /// The request path, without the query string.
+    pub path: Option<StringMatch>,
+    /// Request headers; names are lower-cased.
+    pub headers: Vec<HeaderMatch>,
+}
+
+/// How a string is compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StringMatch {
+    /// Equal.
+    Exact(String),
+    /// Starts with.
+    Prefix(String),
+    /// The regex (linear-time engine) finds a match anywhere in the value, as in the legacy
+    /// plugin; anchor it with `^` and `$` to match the whole value.
+    Regex(String),
+}
+
+/// A condition on one request header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderMatch {
+    /// Lower-cased header name.
+    pub name: String,
+    /// How its value is compared.
+    pub value: StringMatch,
+}
+
+/// The fault of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// Share of matching requests that get the fault.
+    pub percentage: Percentage,
+    /// Time a faulted request waits before the fault acts.
+    pub start_delay_ms: u64,
+    /// The rule stops acting this long after the policy was stored; 0 = never.
+    pub duration_seconds: u64,
+    /// Delay the request.
+    pub delay: Option<Delay>,
+    /// Answer the request with an error instead of forwarding it.
+    pub abort: Option<Abort>,
+}
+
+/// A percentage held as parts per million (0.0001 % resolution, as Envoy's MILLION denominator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Percentage(u32);
+
+impl Percentage {
+    /// 100 %.
+    pub const ALWAYS: Percentage = Percentage(PPM_SCALE);
+    /// 0 %.
+    pub const NEVER: Percentage = Percentage(0);
+
+    /// From parts per million; `None` above 1 000 000.
+    pub const fn from_ppm(ppm: u32) -> Option<Percentage> {
+        if ppm <= PPM_SCALE {
+            Some(Percentage(ppm))
+        } else {
+            None
+        }
+    }
+
+    /// Parts per million.
+    pub const fn ppm(self) -> u32 {
+        self.0
+    }
+}
+
+/// A delay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delay {
+    /// The delay.
+    pub fixed_delay_ms: u64,
+    /// Uniform variation of ± this much, never below 0.
+    pub jitter_ms: u64,
+}
+
+/// An abort.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Abort {
+    /// HTTP status, 200..=599.
+    pub http_status: u16,
+    /// gRPC status (0..=16) given to gRPC requests.
+    pub grpc_status: Option<u8>,
+    /// Response body.
+    pub body: Option<String>,
+    /// Extra response headers (lower-cased names).
+    pub headers: BTreeMap<String, String>,
+}
+
+/// How the percentage draw is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sampling {
+    /// A fresh draw per request.
+    #[default]
+    Random,
+    /// A hash of the `x-request-id` header and the policy name: the same request gets the same
+    /// decision in every replica, hop and retry. Requests without the header draw at random.
+    Request,
+}
+
+/// The window in which a policy acts, in Unix milliseconds (end exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Start, inclusive.
+    pub start_ms: u64,
+    /// End, exclusive.
+    pub end_ms: u64,
+}
+
+/// What the control plane records when it stores a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PolicyStatus {
+    /// When the policy was stored (Unix ms); `duration_seconds` counts from here.
+    pub stored_at_ms: u64,
+    /// When every rule has expired (Unix ms); `None` if some rule never expires.
+    pub expires_at_ms: Option<u64>,
+    /// The store revision of this policy's last write.
+    pub revision: u64,
+}
+
+/// Where a policy stands at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyState {
+    /// It can fire.
+    Active,
+    /// Its window has not started yet.
+    Scheduled,
+    /// Every rule expired, or its window is over.
+    Expired,
+}
+
+impl PolicyState {
+    /// Lower-case name, as shown by the API and the CLI.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PolicyState::Active => "active",
+            PolicyState::Scheduled => "scheduled",
+            PolicyState::Expired => "expired",
+        }
+    }
+}
+
+impl PolicyDocument {
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    /// Whether the policy can concern a sidecar of this identity.
+    pub fn applies_to(&self, identity: &Identity) -> bool {
+        self.spec.selector.matches(identity)
+    }
+
+    /// When the policy stored at `stored_at_ms` stops acting for good: the latest rule expiry,
+    /// or the window end if earlier. `None` if it never expires.
+    pub fn expires_at_ms(&self, stored_at_ms: u64) -> Option<u64> {
+        let mut latest: Option<u64> = Some(0);
+        for rule in &self.spec.rules {
+            latest = match (latest, rule.expires_at_ms(stored_at_ms)) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+        }
+        match (latest, self.spec.window) {
+            (Some(a), Some(w)) => Some(a.min(w.end_ms)),
+            (None, Some(w)) => Some(w.end_ms),
+            (a, None) => a,
+        }
+    }
+
+    /// The state at `now_ms`; a policy without status counts as stored at `now_ms`.
+    pub fn state_at(&self, now_ms: u64) -> PolicyState {
+        let stored_at = self.status.map_or(now_ms, |s| s.stored_at_ms);
+        if self
+            .expires_at_ms(stored_at)
+            .is_some_and(|end| now_ms >= end)
+        {
+            return PolicyState::Expired;
+        }
+        match self.spec.window {
+            Some(w) if now_ms < w.start_ms => PolicyState::Scheduled,
+            _ => PolicyState::Active,
+        }
+    }
+
+    /// The same policy with its status set for a write at `stored_at_ms`.
+    pub fn stored(mut self, stored_at_ms: u64, revision: u64) -> PolicyDocument {
+        self.status = Some(PolicyStatus {
+            stored_at_ms,
+            expires_at_ms: self.expires_at_ms(stored_at_ms),
+            revision,
+        });
+        self
+    }
+
+    /// Kinds of fault the policy injects, for listings: `delay`, `abort` or both.
+    pub fn fault_kinds(&self) -> Vec<&'static str> {
+        let mut kinds = Vec::new();
+        if self.spec.rules.iter().any(|r| r.fault.delay.is_some()) {
+            kinds.push("delay");
+        }
+        if self.spec.rules.iter().any(|r| r.fault.abort.is_some()) {
+            kinds.push("abort");
+        }
+        kinds
+    }
+}
+
+impl Rule {
+    /// When this rule stops acting, for a policy stored at `stored_at_ms`.
+    pub fn expires_at_ms(&self, stored_at_ms: u64) -> Option<u64> {
+        match self.fault.duration_seconds {
+            0 => None,
+            s => Some(stored_at_ms.saturating_add(s.saturating_mul(1000))),
+        }
+    }
+}

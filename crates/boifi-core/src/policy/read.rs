@@ -1,0 +1,732 @@
+//! Reading policy documents from JSON values, JSON text and YAML text.
+
+use alloc::borrow::ToOwned;
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use serde_json::{Map, Value};
+
+use super::error::{FieldErrorKind, PolicyError, ValidationErrors};
+use super::*;
+use crate::parse::{index, join, Walker};
+
+const DOCUMENT_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
+const METADATA_FIELDS: &[&str] = &["name", "version"];
+const SPEC_FIELDS: &[&str] = &["selector", "rules", "sampling", "window"];
+const SELECTOR_FIELDS: &[&str] = &["service", "namespace", "labels"];
+const RULE_FIELDS: &[&str] = &["match", "fault"];
+const MATCH_FIELDS: &[&str] = &["method", "path", "headers"];
+const STRING_MATCH_FIELDS: &[&str] = &["exact", "prefix", "regex"];
+const HEADER_MATCH_FIELDS: &[&str] = &["name", "exact", "prefix", "regex"];
+const FAULT_FIELDS: &[&str] = &[
+    "percentage",
+    "start_delay_ms",
+    "duration_seconds",
+    "delay",
+    "abort",
+];
+const DELAY_FIELDS: &[&str] = &["fixed_delay_ms", "jitter_ms"];
+const ABORT_FIELDS: &[&str] = &["httpStatus", "grpcStatus", "body", "headers"];
+const WINDOW_FIELDS: &[&str] = &["start", "end"];
+// `state` is derived (written by listings for people) and ignored on input.
+const STATUS_FIELDS: &[&str] = &["stored_at_ms", "expires_at_ms", "revision", "state"];
+
+impl PolicyDocument {
+    /// Reads and validates one document, reporting every problem with its field path.
+    pub fn from_value(value: &Value) -> Result<PolicyDocument, ValidationErrors> {
+        let mut w = Walker::default();
+        let document = read_document(&mut w, value);
+        match document {
+            Some(document) if w.errors.is_empty() => Ok(document),
+            _ => Err(ValidationErrors(w.errors)),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PolicyDocument {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        PolicyDocument::from_value(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses one JSON policy document.
+pub fn parse_policy_json(text: &str) -> Result<PolicyDocument, PolicyError> {
+    let value: Value = serde_json::from_str(text).map_err(json_syntax)?;
+    PolicyDocument::from_value(&value).map_err(|errors| invalid(1, &value, errors))
+}
+
+/// Parses JSON holding one policy, a list of policies, or `{"policies": [...]}` (the API's list
+/// answer, so `get -o json` output can be applied again).
+pub fn parse_policies_json(text: &str) -> Result<Vec<PolicyDocument>, Vec<PolicyError>> {
+    let value: Value = serde_json::from_str(text).map_err(|e| alloc::vec![json_syntax(e)])?;
+    let documents: Vec<Value> = match value {
+        Value::Array(items) => items,
+        Value::Object(mut map) if map.len() == 1 && map.contains_key("policies") => {
+            match map.remove("policies") {
+                Some(Value::Array(items)) => items,
+                Some(other) => alloc::vec![other],
+                None => Vec::new(),
+            }
+        }
+        other => alloc::vec![other],
+    };
+    read_all(documents.iter())
+}
+
+/// Parses YAML with one or more `---`-separated documents (empty documents are skipped).
+#[cfg(feature = "std")]
+pub fn parse_policies_yaml(text: &str) -> Result<Vec<PolicyDocument>, Vec<PolicyError>> {
+    use serde::Deserialize;
+    let mut values = Vec::new();
+    for document in serde_norway::Deserializer::from_str(text) {
+        let value = Value::deserialize(document).map_err(|e| {
+            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+            alloc::vec![PolicyError::Syntax {
+                line,
+                column,
+                message: e.to_string(),
+            }]
+        })?;
+        if !value.is_null() {
+            values.push(value);
+        }
+    }
+    read_all(values.iter())
+}
+
+/// Parses JSON or YAML, choosing by the first non-blank character (`{` or `[` means JSON).
+#[cfg(feature = "std")]
+pub fn parse_policies_text(text: &str) -> Result<Vec<PolicyDocument>, Vec<PolicyError>> {
+    match text.trim_start().chars().next() {
+        Some('{') | Some('[') => parse_policies_json(text),
+        _ => parse_policies_yaml(text),
+    }
+}
+
+fn read_all<'a>(
+    values: impl Iterator<Item = &'a Value>,
+) -> Result<Vec<PolicyDocument>, Vec<PolicyError>> {
+    let mut documents = Vec::new();
+    let mut errors = Vec::new();
+    for (i, value) in values.enumerate() {
+        match PolicyDocument::from_value(value) {
+            Ok(document) => documents.push(document),
+            Err(e) => errors.push(invalid(i + 1, value, e)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    if documents.is_empty() {
+        return Err(alloc::vec![PolicyError::NoDocument]);
+    }
+    Ok(documents)
+}
+
+fn invalid(document: usize, value: &Value, errors: ValidationErrors) -> PolicyError {
+    let name = value
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .map(ToOwned::to_owned);
+    PolicyError::Invalid {
+        document,
+        name,
+        errors,
+    }
+}
+
+fn json_syntax(e: serde_json::Error) -> PolicyError {
+    PolicyError::Syntax {
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    }
+}
+
+fn read_document(w: &mut Walker, value: &Value) -> Option<PolicyDocument> {
+    let map = w.object(value, "", DOCUMENT_FIELDS)?;
+    if let Some(v) = Walker::field(map, "apiVersion") {
+        fixed_value(w, v, "apiVersion", API_VERSION);
+    }
+    if let Some(v) = Walker::field(map, "kind") {
+        fixed_value(w, v, "kind", KIND);
+    }
+    let metadata = w
+        .required(map, "", "metadata")
+        .and_then(|v| read_metadata(w, v));
+    let spec = w.required(map, "", "spec").and_then(|v| read_spec(w, v));
+    // `status` is the control plane's to write; it is read so sidecars learn `stored_at_ms`,
+    // and the control plane replaces whatever a client sent.
+    let status = match Walker::field(map, "status") {
+        None => Some(None),
+        Some(v) => read_status_block(w, v).map(Some),
+    };
+    Some(PolicyDocument {
+        metadata: metadata?,
+        spec: spec?,
+        status: status?,
+    })
+}
+
+fn fixed_value(w: &mut Walker, value: &Value, path: &str, expected: &'static str) {
+    if let Some(s) = w.string(value, path) {
+        if s != expected {
+            w.error(path, FieldErrorKind::UnexpectedValue { value: s, expected });
+        }
+    }
+}
+
+fn read_metadata(w: &mut Walker, value: &Value) -> Option<Metadata> {
+    let map = w.object(value, "metadata", METADATA_FIELDS)?;
+    let name = w
+        .required(map, "metadata", "name")
+        .and_then(|v| w.string(v, "metadata.name"));
+    if let Some(name) = &name {
+        if let Some(reason) = name_problem(name) {
+            w.error(
+                "metadata.name",
+                FieldErrorKind::InvalidName {
+                    value: name.clone(),
+                    reason,
+                },
+            );
+        }
+    }
+    let version = match Walker::field(map, "version") {
+        // Versions are often written unquoted (`version: 1.0`): keep the text.
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(v) => w.string(v, "metadata.version"),
+        None => None,
+    };
+    Some(Metadata {
+        name: name?,
+        version,
+    })
+}
+
+/// Why a name is not valid, if it is not.
+pub(crate) fn name_problem(name: &str) -> Option<&'static str> {
+    if name.len() < 3 || name.len() > 63 {
+        return Some("it must be 3 to 63 characters long");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Some("only letters, digits, `-` and `_` are allowed");
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Some("it must not start or end with `-`");
+    }
+    None
+}
+
+fn read_spec(w: &mut Walker, value: &Value) -> Option<PolicySpec> {
+    let map = w.object(value, "spec", SPEC_FIELDS)?;
+    let selector = match Walker::field(map, "selector") {
+        Some(v) => read_selector(w, v),
+        None => Some(Selector::default()),
+    };
+    let rules = w
+        .required(map, "spec", "rules")
+        .and_then(|v| read_rules(w, v));
+    let sampling = match Walker::field(map, "sampling") {
+        None => Some(Sampling::Random),
+        Some(v) => match w.string(v, "spec.sampling").as_deref() {
+            None => None,
+            Some("random") => Some(Sampling::Random),
+            Some("request") => Some(Sampling::Request),
+            Some(other) => {
+                w.error(
+                    "spec.sampling",
+                    FieldErrorKind::NotAChoice {
+                        value: other.to_owned(),
+                        choices: "`random`, `request`",
+                    },
+                );
+                None
+            }
+        },
+    };
+    let window = match Walker::field(map, "window") {
+        None => Some(None),
+        Some(v) => read_window(w, v, "spec.window").map(Some),
+    };
+    Some(PolicySpec {
+        selector: selector?,
+        rules: rules?,
+        sampling: sampling?,
+        window: window?,
+    })
+}
+
+fn read_selector(w: &mut Walker, value: &Value) -> Option<Selector> {
+    let map = w.object(value, "spec.selector", SELECTOR_FIELDS)?;
+    let mut wildcard = |key: &str| -> Option<Option<String>> {
+        match Walker::field(map, key) {
+            None => Some(None),
+            Some(v) => {
+                let s = w.string(v, &join("spec.selector", key))?;
+                Some(if s.is_empty() || s == "*" {
+                    None
+                } else {
+                    Some(s)
+                })
+            }
+        }
+    };
+    let service = wildcard("service");
+    let namespace = wildcard("namespace");
+    let labels = match Walker::field(map, "labels") {
+        None => Some(BTreeMap::new()),
+        Some(v) => w.string_map(v, "spec.selector.labels"),
+    };
+    Some(Selector {
+        service: service?,
+        namespace: namespace?,
+        labels: labels?,
+    })
+}
+
+fn read_rules(w: &mut Walker, value: &Value) -> Option<Vec<Rule>> {
+    let items = w.array(value, "spec.rules")?;
+    if items.is_empty() {
+        w.error("spec.rules", FieldErrorKind::Empty);
+        return None;
+    }
+    if items.len() > MAX_RULES {
+        w.error(
+            "spec.rules",
+            FieldErrorKind::TooLong {
+                len: items.len(),
+                limit: MAX_RULES,
+            },
+        );
+        return None;
+    }
+    let rules: Vec<Option<Rule>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| read_rule(w, item, &index("spec.rules", i)))
+        .collect();
+    rules.into_iter().collect()
+}
+
+fn read_rule(w: &mut Walker, value: &Value, path: &str) -> Option<Rule> {
+    let map = w.object(value, path, RULE_FIELDS)?;
+    let matches = w
+        .required(map, path, "match")
+        .and_then(|v| read_match(w, v, &join(path, "match")));
+    let fault = w
+        .required(map, path, "fault")
+        .and_then(|v| read_fault(w, v, &join(path, "fault")));
+    Some(Rule {
+        matches: matches?,
+        fault: fault?,
+    })
+}
+
+fn read_match(w: &mut Walker, value: &Value, path: &str) -> Option<RequestMatch> {
+    let map = w.object(value, path, MATCH_FIELDS)?;
+    let method = match Walker::field(map, "method") {
+        None => Some(None),
+        Some(v) => read_string_match(w, v, &join(path, "method")).map(Some),
+    };
+    let path_match = match Walker::field(map, "path") {
+        None => Some(None),
+        Some(v) => read_string_match(w, v, &join(path, "path")).map(Some),
+    };
+    let headers = match Walker::field(map, "headers") {
+        None => Some(Vec::new()),
+        Some(v) => read_header_matches(w, v, &join(path, "headers")),
+    };
+    let result = RequestMatch {
+        method: method?,
+        path: path_match?,
+        headers: headers?,
+    };
+    if result.method.is_none() && result.path.is_none() && result.headers.is_empty() {
+        w.error(path, FieldErrorKind::NoCondition);
+        return None;
+    }
+    Some(result)
+}
+
+fn read_string_match(w: &mut Walker, value: &Value, path: &str) -> Option<StringMatch> {
+    let map = w.object(value, path, STRING_MATCH_FIELDS)?;
+    string_match_of(w, map, path)
+}
+
+/// Reads exactly one of `exact`, `prefix`, `regex` from `map`.
+fn string_match_of(w: &mut Walker, map: &Map<String, Value>, path: &str) -> Option<StringMatch> {
+    let present: Vec<&str> = STRING_MATCH_FIELDS
+        .iter()
+        .copied()
+        .filter(|k| Walker::field(map, k).is_some())
+        .collect();
+    let [kind] = present.as_slice() else {
+        w.error(path, FieldErrorKind::MatcherKind);
+        return None;
+    };
+    let field_path = join(path, kind);
+    let text = w.string(Walker::field(map, kind)?, &field_path)?;
+    match *kind {
+        "exact" => Some(StringMatch::Exact(text)),
+        "prefix" => Some(StringMatch::Prefix(text)),
+        _ => {
+            if let Err(kind) = check_regex(&text) {
+                w.error(field_path, kind);
+                return None;
+            }
+            Some(StringMatch::Regex(text))
+        }
+    }
+}
+
+/// Compiles a pattern with the bounds every regex in a policy obeys.
+pub(crate) fn build_regex(pattern: &str) -> Result<regex::Regex, FieldErrorKind> {
+    if pattern.len() > MAX_REGEX_LEN {
+        return Err(FieldErrorKind::TooLong {
+            len: pattern.len(),
+            limit: MAX_REGEX_LEN,
+        });
+    }
+    regex::RegexBuilder::new(pattern)
+        .size_limit(MAX_REGEX_COMPILED_BYTES)
+        .dfa_size_limit(MAX_REGEX_COMPILED_BYTES)
+        .build()
+        .map_err(|e| FieldErrorKind::BadRegex {
+            pattern: pattern.to_owned(),
+            reason: regex_reason(&e),
+        })
+}
+
+fn check_regex(pattern: &str) -> Result<(), FieldErrorKind> {
+    build_regex(pattern).map(|_| ())
+}
+
+fn regex_reason(e: &regex::Error) -> String {
+    match e {
+        regex::Error::CompiledTooBig(limit) => {
+            alloc::format!("it compiles to more than the limit of {limit} bytes")
+        }
+        // The engine's message spans several lines with a caret diagram: keep its last line.
+        other => other
+            .to_string()
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("invalid pattern")
+            .trim()
+            .trim_start_matches("error: ")
+            .to_owned(),
+    }
+}
+
+fn read_header_matches(w: &mut Walker, value: &Value, path: &str) -> Option<Vec<HeaderMatch>> {
+    let items = w.array(value, path)?;
+    if items.len() > MAX_HEADERS {
+        w.error(
+            path,
+            FieldErrorKind::TooLong {
+                len: items.len(),
+                limit: MAX_HEADERS,
+            },
+        );
+        return None;
+    }
+    let read: Vec<Option<HeaderMatch>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let item_path = index(path, i);
+            let map = w.object(item, &item_path, HEADER_MATCH_FIELDS)?;
+            let name = w
+                .required(map, &item_path, "name")
+                .and_then(|v| header_name(w, v, &join(&item_path, "name")));
+            let value = string_match_of(w, map, &item_path);
+            Some(HeaderMatch {
+                name: name?,
+                value: value?,
+            })
+        })
+        .collect();
+    read.into_iter().collect()
+}
+
+/// A valid HTTP header name (RFC 9110 token), lower-cased; pseudo-headers such as `:authority`
+/// are allowed in matches.
+fn header_name(w: &mut Walker, value: &Value, path: &str) -> Option<String> {
+    let name = w.string(value, path)?;
+    let token = name.strip_prefix(':').unwrap_or(&name);
+    let valid = !token.is_empty()
+        && token.len() <= 256
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !valid {
+        w.error(path, FieldErrorKind::BadHeaderName { value: name });
+        return None;
+    }
+    Some(name.to_ascii_lowercase())
+}
+
+fn read_fault(w: &mut Walker, value: &Value, path: &str) -> Option<Fault> {
+    let map = w.object(value, path, FAULT_FIELDS)?;
+    let percentage = w
+        .required(map, path, "percentage")
+        .and_then(|v| read_percentage(w, v, &join(path, "percentage")));
+    let mut ms_field = |key: &str, max: u64, range: &'static str| match Walker::field(map, key) {
+        None => Some(0),
+        Some(v) => w.integer(v, &join(path, key), max, range),
+    };
+    let start_delay_ms = ms_field("start_delay_ms", MAX_DELAY_MS, "0..=300000");
+    let duration_seconds = ms_field("duration_seconds", MAX_DURATION_SECONDS, "0..=2592000");
+    let delay = match Walker::field(map, "delay") {
+        None => Some(None),
+        Some(v) => read_delay(w, v, &join(path, "delay")).map(Some),
+    };
+    let abort = match Walker::field(map, "abort") {
+        None => Some(None),
+        Some(v) => read_abort(w, v, &join(path, "abort")).map(Some),
+    };
+    let fault = Fault {
+        percentage: percentage?,
+        start_delay_ms: start_delay_ms?,
+        duration_seconds: duration_seconds?,
+        delay: delay?,
+        abort: abort?,
+    };
+    if fault.delay.is_none() && fault.abort.is_none() {
+        w.error(path, FieldErrorKind::NoAction);
+        return None;
+    }
+    Some(fault)
+}
+
+/// Reads 0..=100 with at most 4 decimals into parts per million.
+fn read_percentage(w: &mut Walker, value: &Value, path: &str) -> Option<Percentage> {
+    let Value::Number(n) = value else {
+        w.error(
+            path,
+            FieldErrorKind::WrongType {
+                expected: "a number",
+                found: crate::parse::type_name(value),
+            },
+        );
+        return None;
+    };
+    let out_of_range = |w: &mut Walker| {
+        w.error(
+            path,
+            FieldErrorKind::OutOfRange {
+                value: n.to_string(),
+                range: "0..=100",
+            },
+        );
+        None
+    };
+    if let Some(whole) = n.as_u64() {
+        return match u32::try_from(whole) {
+            Ok(whole) if whole <= 100 => Percentage::from_ppm(whole * 10_000),
+            _ => out_of_range(w),
+        };
+    }
+    let Some(f) = n.as_f64() else {
+        return out_of_range(w);
+    };
+    if !(0.0..=100.0).contains(&f) {
+        return out_of_range(w);
+    }
+    // 0.0001 % steps: the value times 10 000 must be (within float noise) a whole number.
+    let scaled = f * 10_000.0;
+    let ppm = (scaled + 0.5) as u32; // in 0..=1_000_000: the cast cannot saturate
+    let diff = scaled - f64::from(ppm);
+    if !(-1e-6..=1e-6).contains(&diff) {
+        w.error(
+            path,
+            FieldErrorKind::TooPrecise {
+                value: n.to_string(),
+            },
+        );
+        return None;
+    }
+    Percentage::from_ppm(ppm)
+}
+
+fn read_delay(w: &mut Walker, value: &Value, path: &str) -> Option<Delay> {
+    let map = w.object(value, path, DELAY_FIELDS)?;
+    let fixed = w
+        .required(map, path, "fixed_delay_ms")
+        .and_then(|v| w.integer(v, &join(path, "fixed_delay_ms"), MAX_DELAY_MS, "0..=300000"));
+    let jitter = match Walker::field(map, "jitter_ms") {
+        None => Some(0),
+        Some(v) => w.integer(v, &join(path, "jitter_ms"), MAX_DELAY_MS, "0..=300000"),
+    };
+    let (fixed, jitter) = (fixed?, jitter?);
+    if jitter > fixed {
+        w.error(
+            join(path, "jitter_ms"),
+            FieldErrorKind::JitterAboveDelay { jitter, fixed },
+        );
+        return None;
+    }
+    Some(Delay {
+        fixed_delay_ms: fixed,
+        jitter_ms: jitter,
+    })
+}
+
+fn read_abort(w: &mut Walker, value: &Value, path: &str) -> Option<Abort> {
+    let map = w.object(value, path, ABORT_FIELDS)?;
+    let http_status = w
+        .required(map, path, "httpStatus")
+        .and_then(|v| read_status(w, v, &join(path, "httpStatus")));
+    let grpc_status = match Walker::field(map, "grpcStatus") {
+        None => Some(None),
+        Some(v) => w
+            .integer(v, &join(path, "grpcStatus"), 16, "0..=16")
+            .and_then(|s| u8::try_from(s).ok())
+            .map(Some),
+    };
+    let body = match Walker::field(map, "body") {
+        None => Some(None),
+        Some(v) => {
+            let body_path = join(path, "body");
+            w.string(v, &body_path).and_then(|b| {
+                if b.len() > MAX_BODY_BYTES {
+                    w.error(
+                        body_path,
+                        FieldErrorKind::TooLong {
+                            len: b.len(),
+                            limit: MAX_BODY_BYTES,
+                        },
+                    );
+                    None
+                } else {
+                    Some(Some(b))
+                }
+            })
+        }
+    };
+    let headers = match Walker::field(map, "headers") {
+        None => Some(BTreeMap::new()),
+        Some(v) => read_response_headers(w, v, &join(path, "headers")),
+    };
+    Some(Abort {
+        http_status: http_status?,
+        grpc_status: grpc_status?,
+        body: body?,
+        headers: headers?,
+    })
+}
+
+fn read_status(w: &mut Walker, value: &Value, path: &str) -> Option<u16> {
+    let status = w.integer(value, path, u64::MAX, "200..=599")?;
+    match u16::try_from(status) {
+        Ok(s) if (200..=599).contains(&s) => Some(s),
+        _ => {
+            w.error(
+                path,
+                FieldErrorKind::OutOfRange {
+                    value: status.to_string(),
+                    range: "200..=599",
+                },
+            );
+            None
+        }
+    }
+}
+
+fn read_response_headers(
+    w: &mut Walker,
+    value: &Value,
+    path: &str,
+) -> Option<BTreeMap<String, String>> {
+    let map = w.string_map(value, path)?;
+    if map.len() > MAX_HEADERS {
+        w.error(
+            path,
+            FieldErrorKind::TooLong {
+                len: map.len(),
+                limit: MAX_HEADERS,
+            },
+        );
+        return None;
+    }
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (name, header_value) in map {
+        let item_path = join(path, &name);
+        if name.starts_with(':') {
+            w.error(item_path, FieldErrorKind::BadHeaderName { value: name });
+            ok = false;
+            continue;
+        }
+        let Some(lower) = header_name(w, &Value::String(name), &item_path) else {
+            ok = false;
+            continue;
+        };
+        if header_value
+            .bytes()
+            .any(|b| b == b'\r' || b == b'\n' || b == 0)
+        {
+            w.error(item_path, FieldErrorKind::BadHeaderValue);
+            ok = false;
+            continue;
+        }
+        out.insert(lower, header_value);
+    }
+    ok.then_some(out)
+}
+
+fn read_window(w: &mut Walker, value: &Value, path: &str) -> Option<Window> {
+    let map = w.object(value, path, WINDOW_FIELDS)?;
+    let mut timestamp = |key: &str| -> Option<(String, u64)> {
+        let field_path = join(path, key);
+        let text = w
+            .required(map, path, key)
+            .and_then(|v| w.string(v, &field_path))?;
+        match crate::time::parse_rfc3339(&text) {
+            Some(ms) => Some((text, ms)),
+            None => {
+                w.error(field_path, FieldErrorKind::BadTimestamp { value: text });
+                None
+            }
+        }
+    };
+    let start = timestamp("start");
+    let end = timestamp("end");
+    let ((start_text, start_ms), (end_text, end_ms)) = (start?, end?);
+    if end_ms <= start_ms {
+        w.error(
+            join(path, "end"),
+            FieldErrorKind::WindowEndsBeforeStart {
+                start: start_text,
+                end: end_text,
+            },
+        );
+        return None;
+    }
+    Some(Window { start_ms, end_ms })
+}
+
+fn read_status_block(w: &mut Walker, value: &Value) -> Option<PolicyStatus> {
+    let map = w.object(value, "status", STATUS_FIELDS)?;
+    let mut number = |key: &str| match Walker::field(map, key) {
+        None => Some(None),
+        Some(v) => w
+            .integer(v, &join("status", key), u64::MAX, "0..")
+            .map(Some),
+    };
+    let stored_at_ms = number("stored_at_ms");
+    let expires_at_ms = number("expires_at_ms");
+    let revision = number("revision");
+    Some(PolicyStatus {
+        stored_at_ms: stored_at_ms?.unwrap_or(0),
+        expires_at_ms: expires_at_ms?,
+        revision: revision?.unwrap_or(0),
+    })
+}

@@ -1,0 +1,513 @@
+//! The HTTP contract between the control plane, the filter and the CLI. Declared once, here.
+
+use alloc::borrow::ToOwned;
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::identity::Identity;
+use crate::parse::{join, Walker};
+use crate::policy::{FieldErrorKind, PolicyDocument, ValidationErrors};
+
+/// The answer of `GET /v1/config`: the policies that can apply to the asking sidecar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigResponse {
+    /// The global config version (store revision); changes on every write.
+    pub version: u64,
+    /// Policies whose selector matches the sidecar, with their status.
+    pub policies: Vec<PolicyDocument>,
+}
+
+/// The answer of `GET /v1/policies` (the legacy shape).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyList {
+    /// Every stored policy.
+    pub policies: Vec<PolicyDocument>,
+}
+
+/// Every error answer of the API (the legacy shape).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// A short machine-readable kind, e.g. `invalid_policy`, `not_found`.
+    pub error: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// Each problem, e.g. every field error of a policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+    /// The HTTP status.
+    pub code: u16,
+}
+
+/// Default long-poll wait when the sidecar names none: 30 s.
+pub const DEFAULT_WAIT_MS: u64 = 30_000;
+/// Longest long-poll wait the server holds a request: 5 minutes.
+pub const MAX_WAIT_MS: u64 = 300_000;
+
+/// The query of `GET /v1/config`: who asks, what version it holds, how long it may wait.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigQuery {
+    /// The sidecar's identity (service, namespace, pod, labels).
+    pub identity: Identity,
+    /// The config version the sidecar holds; with `wait_ms`, the server answers only when the
+    /// version differs, or 304 after the wait.
+    pub version: Option<u64>,
+    /// How long the server may hold the request.
+    pub wait_ms: Option<u64>,
+}
+
+/// A bad `/v1/config` query parameter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("query parameter `{param}`: {reason}")]
+pub struct QueryError {
+    /// The parameter.
+    pub param: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigQuery {
+    /// Reads the query from decoded `(name, value)` pairs. Unknown parameters are ignored so
+    /// newer sidecars can talk to older servers.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<ConfigQuery, QueryError> {
+        let mut query = ConfigQuery::default();
+        let bad = |param: &str, reason: String| QueryError {
+            param: param.to_owned(),
+            reason,
+        };
+        let text = |v: &str| (!v.is_empty()).then(|| v.to_owned());
+        for (name, value) in pairs {
+            match name {
+                "service" => query.identity.service = text(value),
+                "namespace" => query.identity.namespace = text(value),
+                "pod" => query.identity.pod = text(value),
+                "labels" => {
+                    for pair in value.split(',').filter(|p| !p.is_empty()) {
+                        let (k, v) = pair.split_once('=').ok_or_else(|| {
+                            bad("labels", format!("`{pair}` is not of the form key=value"))
+                        })?;
+                        query.identity.labels.insert(k.to_owned(), v.to_owned());
+                    }
+                }
+                "version" => {
+                    let v = value
+                        .parse::<u64>()
+                        .map_err(|_| bad("version", format!("`{value}` is not a whole number")))?;
+                    query.version = Some(v);
+                }
+                "wait" => {
+                    let ms = parse_duration_ms(value).ok_or_else(|| {
+                        bad(
+                            "wait",
+                            format!("`{value}` is not a duration such as `30s` or `500ms`"),
+                        )
+                    })?;
+                    if ms > MAX_WAIT_MS {
+                        return Err(bad(
+                            "wait",
+                            format!("`{value}` is longer than the limit of 300s"),
+                        ));
+                    }
+                    query.wait_ms = Some(ms);
+                }
+                _ => {}
+            }
+        }
+        Ok(query)
+    }
+
+    /// The query string (without `?`), percent-encoded.
+    pub fn to_query_string(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        let mut push = |name: &str, value: &str| {
+            parts.push(format!("{name}={}", percent_encode(value)));
+        };
+        if let Some(s) = &self.identity.service {
+            push("service", s);
+        }
+        if let Some(n) = &self.identity.namespace {
+            push("namespace", n);
+        }
+        if let Some(p) = &self.identity.pod {
+            push("pod", p);
+        }
+        if !self.identity.labels.is_empty() {
+            let labels: Vec<String> = self
+                .identity
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            push("labels", &labels.join(","));
+        }
+        if let Some(v) = self.version {
+            push("version", &v.to_string());
+        }
+        if let Some(w) = self.wait_ms {
+            push("wait", &format!("{w}ms"));
+        }
+        parts.join("&")
+    }
+}
+
+/// Parses `500ms`, `30s`, `2m` or a bare number of seconds.
+pub fn parse_duration_ms(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, factor) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (text, 1000)
+    };
+    number.parse::<u64>().ok()?.checked_mul(factor)
+}
+
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The Istio cluster name of the control-plane Service, the filter's default upstream.
+pub const DEFAULT_CONTROL_PLANE_CLUSTER: &str =
+    "outbound|8080||boifi-control-plane.boifi.svc.cluster.local";
+/// The default `:authority` of the filter's config requests.
+pub const DEFAULT_CONTROL_PLANE_AUTHORITY: &str =
+    "boifi-control-plane.boifi.svc.cluster.local:8080";
+
+/// The filter's configuration: the JSON Istio passes as the `WasmPlugin`'s `pluginConfig`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginConfig {
+    /// The Envoy cluster that reaches the control plane.
+    pub control_plane_cluster: String,
+    /// The `:authority` of config requests.
+    pub control_plane_authority: String,
+    /// How long the server may hold a long-poll.
+    pub long_poll_wait_ms: u64,
+    /// How long a config request may take in all; more than `long_poll_wait_ms`.
+    pub request_timeout_ms: u64,
+    /// First retry delay after a failed config request.
+    pub backoff_initial_ms: u64,
+    /// Largest retry delay.
+    pub backoff_max_ms: u64,
+    /// Timer period while delayed requests are pending.
+    pub delay_tick_ms: u64,
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub log_level: String,
+    /// Overrides of the identity read from node metadata (for Envoy without Istio).
+    pub identity: IdentityOverride,
+}
+
+/// Identity fields that replace what node metadata says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IdentityOverride {
+    /// Service name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Pod name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Pod labels, merged over the metadata's.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl IdentityOverride {
+    /// Applies the overrides to an identity resolved from metadata.
+    pub fn apply(&self, mut identity: Identity) -> Identity {
+        if let Some(s) = &self.service {
+            identity.service = Some(s.clone());
+        }
+        if let Some(n) = &self.namespace {
+            identity.namespace = Some(n.clone());
+        }
+        if let Some(p) = &self.pod {
+            identity.pod = Some(p.clone());
+        }
+        for (k, v) in &self.labels {
+            identity.labels.insert(k.clone(), v.clone());
+        }
+        identity
+    }
+}
+
+impl Default for PluginConfig {
+    fn default() -> PluginConfig {
+        PluginConfig {
+            control_plane_cluster: DEFAULT_CONTROL_PLANE_CLUSTER.to_owned(),
+            control_plane_authority: DEFAULT_CONTROL_PLANE_AUTHORITY.to_owned(),
+            long_poll_wait_ms: DEFAULT_WAIT_MS,
+            request_timeout_ms: DEFAULT_WAIT_MS + 5_000,
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 30_000,
+            delay_tick_ms: 5,
+            log_level: "info".to_owned(),
+            identity: IdentityOverride::default(),
+        }
+    }
+}
+
+const PLUGIN_FIELDS: &[&str] = &[
+    "control_plane_cluster",
+    "control_plane_authority",
+    "long_poll_wait_ms",
+    "request_timeout_ms",
+    "backoff_initial_ms",
+    "backoff_max_ms",
+    "delay_tick_ms",
+    "log_level",
+    "identity",
+];
+const IDENTITY_FIELDS: &[&str] = &["service", "namespace", "pod", "labels"];
+const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
+
+/// Why the plugin configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginConfigError {
+    /// Not JSON.
+    #[error("plugin configuration is not valid JSON: line {line}, column {column}: {message}")]
+    Syntax {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The parser's explanation.
+        message: String,
+    },
+    /// JSON with bad fields.
+    #[error("plugin configuration: {0}")]
+    Invalid(ValidationErrors),
+}
+
+impl PluginConfig {
+    /// Parses the configuration; empty input (Istio sends none without `pluginConfig`) gives
+    /// the defaults.
+    pub fn from_json(bytes: &[u8]) -> Result<PluginConfig, PluginConfigError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(PluginConfig::default());
+        }
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| PluginConfigError::Syntax {
+                line: e.line(),
+                column: e.column(),
+                message: e.to_string(),
+            })?;
+        let mut w = Walker::default();
+        let config = read_plugin_config(&mut w, &value);
+        match config {
+            Some(c) if w.errors.is_empty() => Ok(c),
+            _ => Err(PluginConfigError::Invalid(ValidationErrors(w.errors))),
+        }
+    }
+}
+
+fn read_plugin_config(w: &mut Walker, value: &Value) -> Option<PluginConfig> {
+    let map = w.object(value, "", PLUGIN_FIELDS)?;
+    let mut c = PluginConfig::default();
+    let mut ok = true;
+    for (key, target) in [
+        ("control_plane_cluster", &mut c.control_plane_cluster),
+        ("control_plane_authority", &mut c.control_plane_authority),
+        ("log_level", &mut c.log_level),
+    ] {
+        if let Some(v) = Walker::field(map, key) {
+            match w.string(v, key) {
+                Some(s) if s.is_empty() => {
+                    w.error(key, FieldErrorKind::Empty);
+                    ok = false;
+                }
+                Some(s) => *target = s,
+                None => ok = false,
+            }
+        }
+    }
+    if !LOG_LEVELS.contains(&c.log_level.as_str()) {
+        w.error(
+            "log_level",
+            FieldErrorKind::NotAChoice {
+                value: c.log_level.clone(),
+                choices: "`error`, `warn`, `info`, `debug`, `trace`",
+            },
+        );
+        ok = false;
+    }
+    for (key, target, min, max, range) in [
+        (
+            "long_poll_wait_ms",
+            &mut c.long_poll_wait_ms,
+            0,
+            MAX_WAIT_MS,
+            "0..=300000",
+        ),
+        (
+            "request_timeout_ms",
+            &mut c.request_timeout_ms,
+            100,
+            600_000,
+            "100..=600000",
+        ),
+        (
+            "backoff_initial_ms",
+            &mut c.backoff_initial_ms,
+            1,
+            3_600_000,
+            "1..=3600000",
+        ),
+        (
+            "backoff_max_ms",
+            &mut c.backoff_max_ms,
+            1,
+            3_600_000,
+            "1..=3600000",
+        ),
+        ("delay_tick_ms", &mut c.delay_tick_ms, 1, 1_000, "1..=1000"),
+    ] {
+        if let Some(v) = Walker::field(map, key) {
+            match w.integer(v, key, max, range) {
+                Some(n) if n >= min => *target = n,
+                Some(n) => {
+                    w.error(
+                        key,
+                        FieldErrorKind::OutOfRange {
+                            value: n.to_string(),
+                            range,
+                        },
+                    );
+                    ok = false;
+                }
+                None => ok = false,
+            }
+        }
+    }
+    if ok && c.request_timeout_ms <= c.long_poll_wait_ms {
+        w.error(
+            "request_timeout_ms",
+            FieldErrorKind::OutOfRange {
+                value: c.request_timeout_ms.to_string(),
+                range: "above long_poll_wait_ms",
+            },
+        );
+    }
+    if ok && c.backoff_max_ms < c.backoff_initial_ms {
+        w.error(
+            "backoff_max_ms",
+            FieldErrorKind::OutOfRange {
+                value: c.backoff_max_ms.to_string(),
+                range: "at least backoff_initial_ms",
+            },
+        );
+    }
+    if let Some(v) = Walker::field(map, "identity") {
+        if let Some(m) = w.object(v, "identity", IDENTITY_FIELDS) {
+            let mut text =
+                |key: &str| Walker::field(m, key).and_then(|v| w.string(v, &join("identity", key)));
+            c.identity.service = text("service");
+            c.identity.namespace = text("namespace");
+            c.identity.pod = text("pod");
+            if let Some(l) = Walker::field(m, "labels") {
+                c.identity.labels = w.string_map(l, "identity.labels").unwrap_or_default();
+            }
+        }
+    }
+    Some(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_query_round_trips_through_its_query_string() {
+        let mut identity = Identity::for_service("frontend", "demo");
+        identity.pod = Some("frontend-1".into());
+        identity.labels.insert("version".into(), "v1".into());
+        let q = ConfigQuery {
+            identity,
+            version: Some(7),
+            wait_ms: Some(30_000),
+        };
+        let s = q.to_query_string();
+        assert_eq!(
+            s,
+            "service=frontend&namespace=demo&pod=frontend-1&labels=version%3Dv1&version=7&wait=30000ms"
+        );
+        let pairs: Vec<(String, String)> = s
+            .split('&')
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap();
+                (k.to_owned(), v.replace("%3D", "="))
+            })
+            .collect();
+        let back =
+            ConfigQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+        assert_eq!(back, q);
+    }
+
+    #[test]
+    fn config_query_rejects_bad_values() {
+        let e = ConfigQuery::from_pairs([("wait", "soon")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "query parameter `wait`: `soon` is not a duration such as `30s` or `500ms`"
+        );
+        assert!(ConfigQuery::from_pairs([("version", "-1")]).is_err());
+        assert!(ConfigQuery::from_pairs([("labels", "novalue")]).is_err());
+        assert!(ConfigQuery::from_pairs([("wait", "301s")]).is_err());
+    }
+
+    #[test]
+    fn plugin_config_defaults_and_errors() {
+        assert_eq!(
+            PluginConfig::from_json(b"").unwrap(),
+            PluginConfig::default()
+        );
+        assert_eq!(
+            PluginConfig::from_json(b"{}").unwrap(),
+            PluginConfig::default()
+        );
+        let c = PluginConfig::from_json(
+            br#"{"long_poll_wait_ms": 1000, "request_timeout_ms": 2000,
+                 "identity": {"service": "frontend", "labels": {"version": "v2"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.long_poll_wait_ms, 1000);
+        assert_eq!(c.identity.service.as_deref(), Some("frontend"));
+        let e = PluginConfig::from_json(br#"{"long_poll_wait_ms": "x", "colour": 1}"#)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "plugin configuration: colour: unknown field; long_poll_wait_ms: expected a whole number, found a string"
+        );
+        let e = PluginConfig::from_json(br#"{"long_poll_wait_ms": 40000}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("request_timeout_ms"), "{e}");
+        assert!(PluginConfig::from_json(b"{").is_err());
+    }
+
+    #[test]
+    fn plugin_config_serializes_to_what_it_reads() {
+        let c = PluginConfig::default();
+        let json = serde_json::to_vec(&c).unwrap();
+        assert_eq!(PluginConfig::from_json(&json).unwrap(), c);
+    }
+}
