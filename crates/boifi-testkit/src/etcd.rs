@@ -1,0 +1,456 @@
+//! A real etcd for tests: one member or a cluster, on free loopback ports, in a temporary
+//! directory, killed (SIGKILL) when dropped.
+//!
+//! ```no_run
+//! use boifi_testkit::etcd::EtcdCluster;
+//!
+//! // `Ok(None)`: etcd is not installed and not required here; the test skips.
+//! let Some(etcd) = EtcdCluster::start_for_test(1).unwrap() else { return };
+//! let endpoints: String = etcd.endpoints_arg(); // "http://127.0.0.1:P"
+//! # let _ = endpoints;
+//! ```
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::http;
+use crate::ports::free_ports;
+use crate::process::ChildGuard;
+
+/// Environment variable naming the etcd binary to use.
+pub const ETCD_BINARY_ENV: &str = "BOIFI_ETCD";
+/// Environment variable that makes a missing etcd an error instead of a skipped test.
+pub const REQUIRE_ETCD_ENV: &str = "BOIFI_REQUIRE_ETCD";
+/// Where Debian's `etcd-server` package puts the binary.
+pub const DEBIAN_ETCD: &str = "/usr/bin/etcd";
+
+/// How long a member may take to answer `/health` after it is started.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts with fresh ports when a port was taken between picking and binding it.
+const PORT_ATTEMPTS: usize = 3;
+
+/// Why an etcd could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EtcdError {
+    /// No binary, but the environment says etcd is required.
+    #[error(
+        "etcd is required here (`{reason}` is set) but no etcd binary was found (looked at env \
+         `BOIFI_ETCD`, `/usr/bin/etcd` and `PATH`): run `make deps` (scripts/deps.sh installs \
+         Debian's `etcd-server`)"
+    )]
+    Required {
+        /// The variable that made it required.
+        reason: String,
+    },
+    /// No binary.
+    #[error(
+        "no etcd binary found (looked at env `BOIFI_ETCD`, `/usr/bin/etcd` and `PATH`): run \
+         `make deps`"
+    )]
+    NotFound,
+    /// A file or process operation failed.
+    #[error("etcd: {context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A member exited before it answered.
+    #[error(
+        "etcd member `{name}` exited before it was healthy ({status}); its log ends with:\n{log}"
+    )]
+    Exited {
+        /// The member.
+        name: String,
+        /// Its exit status.
+        status: String,
+        /// The end of its log.
+        log: String,
+    },
+    /// A member did not become healthy in time.
+    #[error(
+        "etcd member `{name}` was not healthy after {waited_ms} ms; its log ends with:\n{log}"
+    )]
+    Unhealthy {
+        /// The member.
+        name: String,
+        /// How long it was given.
+        waited_ms: u128,
+        /// The end of its log.
+        log: String,
+    },
+    /// No member with this index.
+    #[error("the cluster has no member {index}")]
+    NoSuchMember {
+        /// The index asked for.
+        index: usize,
+    },
+}
+
+fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> EtcdError {
+    let context = context.into();
+    move |source| EtcdError::Io { context, source }
+}
+
+/// The etcd binary: env `BOIFI_ETCD`, else `/usr/bin/etcd`, else `etcd` on `PATH`.
+pub fn etcd_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(ETCD_BINARY_ENV).filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let debian = Path::new(DEBIAN_ETCD);
+    if debian.is_file() {
+        return Some(debian.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("etcd"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The variable (`CI` or `BOIFI_REQUIRE_ETCD`) that makes etcd required, if one is set to
+/// something other than empty, `0` or `false`.
+pub fn etcd_required_by() -> Option<&'static str> {
+    [REQUIRE_ETCD_ENV, "CI"].into_iter().find(|name| {
+        std::env::var(name)
+            .map(|v| !matches!(v.trim(), "" | "0" | "false"))
+            .unwrap_or(false)
+    })
+}
+
+/// One member of a test cluster.
+#[derive(Debug)]
+pub struct EtcdMember {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    process: Option<ChildGuard>,
+}
+
+impl EtcdMember {
+    /// The member name (`m0`, `m1`, ...).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `http://127.0.0.1:<client port>`.
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The client address.
+    pub fn client_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.client_port))
+    }
+
+    /// `http://127.0.0.1:<peer port>`.
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    /// The member's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The member's log file (stdout and stderr).
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Whether the process runs (it has not been killed and has not exited).
+    pub fn is_running(&mut self) -> bool {
+        match self.process.as_mut() {
+            Some(p) => matches!(p.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Whether `GET /health` answers `{"health":"true"}` now.
+    pub fn is_healthy(&self) -> bool {
+        http::get(self.client_addr(), "/health", Duration::from_millis(500))
+            .map(|r| r.status == 200 && r.text().replace(' ', "").contains("\"health\":\"true\""))
+            .unwrap_or(false)
+    }
+
+    /// The last lines of the member's log.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log_path, 4096)
+    }
+}
+
+/// A running etcd of one or more members; every member is killed when this is dropped.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    // Dropped in order: the processes first, then the directory they write into.
+    members: Vec<EtcdMember>,
+    binary: PathBuf,
+    initial_cluster: String,
+    token: String,
+    dir: tempfile::TempDir,
+}
+
+impl EtcdCluster {
+    /// For a test: `Ok(None)` when etcd is not installed and nothing requires it (a note goes
+    /// to stderr); [`EtcdError::Required`] when `CI` or `BOIFI_REQUIRE_ETCD` is set and etcd is
+    /// missing; otherwise the started cluster of `members` members.
+    pub fn start_for_test(members: usize) -> Result<Option<EtcdCluster>, EtcdError> {
+        if etcd_binary().is_none() {
+            if let Some(reason) = etcd_required_by() {
+                return Err(EtcdError::Required {
+                    reason: reason.to_owned(),
+                });
+            }
+            eprintln!(
+                "skipping: no etcd binary (set `BOIFI_ETCD`, or run `make deps`); set \
+                 `BOIFI_REQUIRE_ETCD=1` to make this an error"
+            );
+            return Ok(None);
+        }
+        EtcdCluster::start(members).map(Some)
+    }
+
+    /// A single member.
+    pub fn start_single() -> Result<EtcdCluster, EtcdError> {
+        EtcdCluster::start(1)
+    }
+
+    /// A cluster of `members` members (at least one), each on its own client and peer port,
+    /// returned once every member answers `/health`.
+    pub fn start(members: usize) -> Result<EtcdCluster, EtcdError> {
+        let binary = etcd_binary().ok_or(EtcdError::NotFound)?;
+        let members = members.max(1);
+        let mut last_error = None;
+        for _ in 0..PORT_ATTEMPTS {
+            match EtcdCluster::start_once(&binary, members) {
+                Ok(cluster) => return Ok(cluster),
+                Err(err @ EtcdError::Exited { .. }) if is_port_clash(&err) => {
+                    last_error = Some(err);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last_error.unwrap_or(EtcdError::NotFound))
+    }
+
+    fn start_once(binary: &Path, count: usize) -> Result<EtcdCluster, EtcdError> {
+        let dir = tempfile::Builder::new()
+            .prefix("boifi-etcd-")
+            .tempdir()
+            .map_err(io_error("creating a temporary directory"))?;
+        let ports = free_ports(count * 2).map_err(io_error("picking free ports"))?;
+        let members = ports
+            .chunks(2)
+            .enumerate()
+            .map(|(i, pair)| {
+                let name = format!("m{i}");
+                EtcdMember {
+                    data_dir: dir.path().join(format!("{name}.etcd")),
+                    log_path: dir.path().join(format!("{name}.log")),
+                    name,
+                    client_port: pair.first().copied().unwrap_or_default(),
+                    peer_port: pair.get(1).copied().unwrap_or_default(),
+                    process: None,
+                }
+            })
+            .collect::<Vec<_>>();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = format!(
+            "boifi-test-{}",
+            dir.path()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        let mut cluster = EtcdCluster {
+            members,
+            binary: binary.to_path_buf(),
+            initial_cluster,
+            token,
+            dir,
+        };
+        for index in 0..cluster.members.len() {
+            cluster.spawn(index)?;
+        }
+        cluster.wait_healthy(HEALTH_TIMEOUT)?;
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, index: usize) -> Result<(), EtcdError> {
+        let binary = self.binary.clone();
+        let initial_cluster = self.initial_cluster.clone();
+        let token = self.token.clone();
+        let member = self
+            .members
+            .get_mut(index)
+            .ok_or(EtcdError::NoSuchMember { index })?;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&member.log_path)
+            .map_err(io_error(format!("opening `{}`", member.log_path.display())))?;
+        let log_err = log
+            .try_clone()
+            .map_err(io_error("duplicating the log file"))?;
+        let mut command = Command::new(&binary);
+        // Variables such as ETCD_NAME would override nothing (flags win) but make etcd warn.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("ETCD_") {
+                command.env_remove(key);
+            }
+        }
+        let args: Vec<OsString> = vec![
+            "--name".into(),
+            member.name.clone().into(),
+            "--data-dir".into(),
+            member.data_dir.clone().into_os_string(),
+            "--listen-client-urls".into(),
+            member.client_url().into(),
+            "--advertise-client-urls".into(),
+            member.client_url().into(),
+            "--listen-peer-urls".into(),
+            member.peer_url().into(),
+            "--initial-advertise-peer-urls".into(),
+            member.peer_url().into(),
+            "--initial-cluster".into(),
+            initial_cluster.into(),
+            "--initial-cluster-state".into(),
+            "new".into(),
+            "--initial-cluster-token".into(),
+            token.into(),
+            "--logger".into(),
+            "zap".into(),
+            "--log-outputs".into(),
+            "stderr".into(),
+        ];
+        let child = command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .spawn()
+            .map_err(io_error(format!("starting `{}`", binary.display())))?;
+        member.process = Some(ChildGuard::new(format!("etcd {}", member.name), child));
+        Ok(())
+    }
+
+    /// Waits until every running member answers `/health`.
+    pub fn wait_healthy(&mut self, timeout: Duration) -> Result<(), EtcdError> {
+        let start = Instant::now();
+        loop {
+            let mut all = true;
+            for member in &mut self.members {
+                if member.process.is_none() {
+                    continue;
+                }
+                if let Some(process) = member.process.as_mut() {
+                    let exited = process
+                        .try_wait()
+                        .map_err(io_error(format!("checking `{}`", member.name)))?;
+                    if let Some(status) = exited {
+                        return Err(EtcdError::Exited {
+                            name: member.name.clone(),
+                            status: status.to_string(),
+                            log: member.log_tail(),
+                        });
+                    }
+                }
+                if !member.is_healthy() {
+                    all = false;
+                }
+            }
+            if all {
+                return Ok(());
+            }
+            if start.elapsed() >= timeout {
+                let sick = self
+                    .members
+                    .iter()
+                    .find(|m| m.process.is_some() && !m.is_healthy());
+                return Err(EtcdError::Unhealthy {
+                    name: sick.map(|m| m.name.clone()).unwrap_or_default(),
+                    waited_ms: start.elapsed().as_millis(),
+                    log: sick.map(EtcdMember::log_tail).unwrap_or_default(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// The members.
+    pub fn members(&self) -> &[EtcdMember] {
+        &self.members
+    }
+
+    /// One member.
+    pub fn member(&self, index: usize) -> Option<&EtcdMember> {
+        self.members.get(index)
+    }
+
+    /// Client URLs of every member (`http://127.0.0.1:P`), killed ones included.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(EtcdMember::client_url).collect()
+    }
+
+    /// [`EtcdCluster::endpoints`] joined with commas, as `--etcd-endpoints` takes them.
+    pub fn endpoints_arg(&self) -> String {
+        self.endpoints().join(",")
+    }
+
+    /// The temporary directory holding every member's data and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Kills member `index` with SIGKILL; its data stays for [`EtcdCluster::restart_member`].
+    pub fn kill_member(&mut self, index: usize) -> Result<(), EtcdError> {
+        let member = self
+            .members
+            .get_mut(index)
+            .ok_or(EtcdError::NoSuchMember { index })?;
+        if let Some(mut process) = member.process.take() {
+            process
+                .kill()
+                .map_err(io_error(format!("killing `{}`", member.name)))?;
+        }
+        Ok(())
+    }
+
+    /// Starts a killed member again on its old ports and data, and waits until it is healthy.
+    pub fn restart_member(&mut self, index: usize) -> Result<(), EtcdError> {
+        self.kill_member(index)?;
+        self.spawn(index)?;
+        self.wait_healthy(HEALTH_TIMEOUT)
+    }
+}
+
+fn is_port_clash(err: &EtcdError) -> bool {
+    match err {
+        EtcdError::Exited { log, .. } => log.contains("address already in use"),
+        _ => false,
+    }
+}
+
+fn log_tail(path: &Path, max_bytes: u64) -> String {
+    let read = || -> io::Result<String> {
+        let mut file = File::open(path)?;
+        let len = file.metadata()?.len();
+        file.seek(SeekFrom::Start(len.saturating_sub(max_bytes)))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    };
+    read().unwrap_or_else(|e| format!("(log `{}` unreadable: {e})", path.display()))
+}

@@ -1,0 +1,19 @@
+//! Test helpers of boifi, shared by the integration tests of every crate.
+//!
+//! Processes a test needs are started by the test process itself, on free loopback ports and in
+//! temporary directories, and are killed when their guard is dropped, also when the test panics.
+//!
+//! - [`etcd`]: a real etcd, one member or a cluster of three ([`etcd::EtcdCluster`]).
+//! - [`process`]: a child process killed on drop ([`process::ChildGuard`]).
+//! - [`http`]: a tiny blocking HTTP/1.1 client for `127.0.0.1`, enough to drive a server in tests.
+//! - [`ports`]: free loopback ports.
+//!
+//! A test that needs etcd calls [`etcd::EtcdCluster::start_for_test`]: it gives `Ok(None)` (and
+//! says so on stderr) when etcd is not installed, unless the environment variable `CI` or
+//! `BOIFI_REQUIRE_ETCD` is set, in which case the missing binary is an error.
+#![warn(missing_docs)]
+
+pub mod etcd;
+pub mod http;
+pub mod ports;
+pub mod process;
