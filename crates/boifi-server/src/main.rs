@@ -1,0 +1,4 @@
+//! `boifi-server`: parses flags and runs the control plane.
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,12 @@
+//! boifi-server's integration tests (one binary): the storage conformance suite on every
+//! backend, the HTTP API, long-poll propagation, durability across SIGKILL, and expiry.
+
+// Test helpers outside `#[test]` functions may fail loudly too.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod conformance;
