@@ -1,0 +1,533 @@
+//! `simulate`: what a sidecar would do with a request, computed with the very
+//! [`decide`](boifi_core::compiled::decide) the filter runs.
+//!
+//! It prints the policies that apply to the identity, the rules that match the request in
+//! evaluation order, and the outcome distribution over N requests, each with one
+//! [`XorShift64Star`] draw (the same seed gives the same output), beside the distribution the
+//! rules' percentages promise.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use boifi_core::compiled::{decide, fires, rule_draw, rule_seed, CompiledPolicySet, SimpleRequest};
+use boifi_core::identity::Identity;
+use boifi_core::policy::{PolicyDocument, Sampling, PPM_SCALE};
+use boifi_core::rng::XorShift64Star;
+use boifi_core::simulate::Outcome;
+use boifi_core::wire::{ConfigQuery, ConfigResponse};
+use serde::Serialize;
+
+use crate::cli::{GlobalArgs, OutputFormat, SimulateArgs};
+use crate::client::Client;
+use crate::error::CliError;
+use crate::load;
+use crate::output::{self, Table};
+
+/// Runs `simulate`.
+pub fn run(global: &GlobalArgs, args: &SimulateArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let identity = identity(args);
+    let policies = if args.from_server {
+        let client = Client::from_args(global)?;
+        let query = ConfigQuery {
+            identity: identity.clone(),
+            version: None,
+            wait_ms: None,
+        };
+        client
+            .get(&format!("/v1/config?{}", query.to_query_string()))?
+            .json::<ConfigResponse>()?
+            .policies
+    } else {
+        load::load(&args.files, args.recursive)
+            .map_err(CliError::Invalid)?
+            .into_iter()
+            .map(|l| l.policy)
+            .collect()
+    };
+    let now = args.at.unwrap_or_else(output::now_ms);
+    let seed = args.seed.unwrap_or_else(random_seed);
+    let report = simulate(
+        &policies,
+        &identity,
+        &request(args),
+        now,
+        args.requests,
+        seed,
+    )?;
+    match global.output {
+        OutputFormat::Json => output::json(out, &report),
+        OutputFormat::Yaml => output::yaml(out, &report),
+        OutputFormat::Table => {
+            report.write_text(out)?;
+            Ok(())
+        }
+    }
+}
+
+fn identity(args: &SimulateArgs) -> Identity {
+    let text = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    Identity {
+        service: text(&args.service),
+        namespace: text(&args.namespace),
+        pod: text(&args.pod),
+        labels: args.labels.iter().cloned().collect(),
+    }
+}
+
+fn request(args: &SimulateArgs) -> SimpleRequest {
+    let mut request = SimpleRequest::new(&args.method, &args.path);
+    for (name, value) in &args.headers {
+        request = request.with_header(name, value);
+    }
+    if let Some(id) = &args.request_id {
+        request = request.with_header(boifi_core::compiled::REQUEST_ID_HEADER, id);
+    }
+    request
+}
+
+fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    boifi_core::rng::splitmix64((nanos as u64) ^ u64::from(std::process::id()))
+}
+
+/// Everything `simulate` prints (`-o json` prints this).
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The sidecar.
+    pub identity: Identity,
+    /// The request.
+    pub request: RequestView,
+    /// Policies whose selector matches the identity, in evaluation order (by name).
+    pub policies: Vec<AppliedPolicy>,
+    /// Rules live now that match the request, in evaluation order.
+    pub matching_rules: Vec<MatchingRule>,
+    /// The first of them: the rule that decides whenever its draw fires.
+    pub matched_rule: Option<RuleRef>,
+    /// Requests simulated.
+    pub requests: u64,
+    /// Seed of the draws.
+    pub seed: u64,
+    /// Observed and expected share of each outcome.
+    pub outcomes: Vec<OutcomeRow>,
+    /// How many requests each policy faulted.
+    pub by_policy: BTreeMap<String, u64>,
+}
+
+/// The simulated request.
+#[derive(Debug, Serialize)]
+pub struct RequestView {
+    /// Method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Headers, lower-case names.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A policy that applies to the identity.
+#[derive(Debug, Serialize)]
+pub struct AppliedPolicy {
+    /// Its name.
+    pub name: String,
+    /// `active`, `scheduled` or `expired` at the simulated moment.
+    pub state: &'static str,
+}
+
+/// A rule that matches the request.
+#[derive(Debug, Serialize)]
+pub struct MatchingRule {
+    /// The policy.
+    pub policy: String,
+    /// The rule's index in the policy.
+    pub rule: usize,
+    /// Its percentage, e.g. `30` or `0.5`.
+    pub percentage: String,
+    /// Its fault in a few words.
+    pub fault: String,
+    /// The outcome it gives.
+    pub outcome: &'static str,
+    /// The abort status it gives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// The share of all requests it is expected to decide, in percent: its percentage times
+    /// the chance that no earlier rule fired.
+    pub expected_percent: f64,
+}
+
+/// A rule of a policy.
+#[derive(Debug, Serialize)]
+pub struct RuleRef {
+    /// The policy.
+    pub policy: String,
+    /// The rule's index.
+    pub rule: usize,
+}
+
+/// One outcome's row of the distribution.
+#[derive(Debug, Serialize)]
+pub struct OutcomeRow {
+    /// `pass`, `delay`, `abort` or `delay_then_abort`.
+    pub outcome: &'static str,
+    /// The abort status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// Requests that got it.
+    pub count: u64,
+    /// Their share, in percent.
+    pub percent: f64,
+    /// The share the rules promise, in percent.
+    pub expected_percent: f64,
+    /// Smallest, largest and mean total wait of these requests, in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<WaitStats>,
+}
+
+/// Waits of delayed requests.
+#[derive(Debug, Serialize)]
+pub struct WaitStats {
+    /// Smallest.
+    pub min: u64,
+    /// Largest.
+    pub max: u64,
+    /// Mean, rounded down.
+    pub mean: u64,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    count: u64,
+    wait_min: u64,
+    wait_max: u64,
+    wait_sum: u64,
+}
+
+/// The outcome a rule's fault gives a request (what [`Outcome::of`] says of its decision).
+fn rule_outcome(policy: &PolicyDocument, rule_index: usize) -> Option<Outcome> {
+    let fault = &policy.spec.rules.get(rule_index)?.fault;
+    let waits = fault.delay.is_some() || fault.start_delay_ms > 0;
+    Some(match (&fault.abort, waits) {
+        (None, _) => Outcome::Delay,
+        (Some(a), false) => Outcome::Abort {
+            http_status: a.http_status,
+        },
+        (Some(a), true) => Outcome::DelayThenAbort {
+            http_status: a.http_status,
+        },
+    })
+}
+
+fn status_of(outcome: &Outcome) -> Option<u16> {
+    match outcome {
+        Outcome::Abort { http_status } | Outcome::DelayThenAbort { http_status } => {
+            Some(*http_status)
+        }
+        Outcome::Pass | Outcome::Delay => None,
+    }
+}
+
+/// Simulates `requests` requests; deterministic for a given seed.
+pub fn simulate(
+    policies: &[PolicyDocument],
+    identity: &Identity,
+    request: &SimpleRequest,
+    now: u64,
+    requests: u64,
+    seed: u64,
+) -> Result<Report, CliError> {
+    let set = CompiledPolicySet::compile(policies, identity, now)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let by_name: BTreeMap<&str, &PolicyDocument> = policies.iter().map(|p| (p.name(), p)).collect();
+
+    let mut applied: Vec<&PolicyDocument> =
+        policies.iter().filter(|p| p.applies_to(identity)).collect();
+    applied.sort_by(|a, b| a.name().cmp(b.name()));
+
+    // The promise of the rules: each fires at its percentage if no earlier one did. A fixed
+    // request id makes `request` sampling deterministic: that rule fires always or never.
+    let request_id = request
+        .headers
+        .iter()
+        .find(|(n, _)| n == boifi_core::compiled::REQUEST_ID_HEADER)
+        .map(|(_, v)| v.as_str());
+    let mut not_yet = 1.0f64;
+    let mut matching = Vec::new();
+    let mut expected: BTreeMap<Outcome, f64> = BTreeMap::new();
+    for (name, rule_index, ppm) in set.matching_rules(request, now) {
+        let Some(policy) = by_name.get(name) else {
+            continue;
+        };
+        let p = match (policy.spec.sampling, request_id) {
+            (Sampling::Request, Some(id)) => {
+                let draw = rule_draw(Sampling::Request, rule_seed(name, rule_index), 0, Some(id));
+                if fires(draw, ppm) {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            _ => f64::from(ppm) / f64::from(PPM_SCALE),
+        };
+        let share = not_yet * p;
+        not_yet *= 1.0 - p;
+        let outcome = rule_outcome(policy, rule_index).unwrap_or(Outcome::Pass);
+        *expected.entry(outcome.clone()).or_insert(0.0) += share;
+        matching.push(MatchingRule {
+            policy: name.to_owned(),
+            rule: rule_index,
+            percentage: output::percent(ppm),
+            fault: output::fault_summary(policy, rule_index),
+            outcome: outcome.kind(),
+            http_status: status_of(&outcome),
+            expected_percent: share * 100.0,
+        });
+    }
+    *expected.entry(Outcome::Pass).or_insert(0.0) += not_yet;
+
+    // The observation: exactly the filter's decision, one draw per request.
+    let mut rng = XorShift64Star::new(seed);
+    let mut tallies: BTreeMap<Outcome, Tally> = BTreeMap::new();
+    let mut by_policy: BTreeMap<String, u64> = BTreeMap::new();
+    for _ in 0..requests {
+        let decision = decide(&set, request, now, rng.next_u64());
+        let wait = decision.as_ref().map_or(0, |d| d.total_wait_ms());
+        if let Some(d) = &decision {
+            *by_policy.entry(d.policy.to_owned()).or_insert(0) += 1;
+        }
+        let tally = tallies.entry(Outcome::of(decision.as_ref())).or_default();
+        if tally.count == 0 {
+            tally.wait_min = wait;
+        }
+        tally.count += 1;
+        tally.wait_min = tally.wait_min.min(wait);
+        tally.wait_max = tally.wait_max.max(wait);
+        tally.wait_sum = tally.wait_sum.saturating_add(wait);
+    }
+
+    let mut outcomes: Vec<Outcome> = tallies
+        .keys()
+        .cloned()
+        .chain(
+            expected
+                .iter()
+                .filter(|(_, s)| **s > 0.0)
+                .map(|(o, _)| o.clone()),
+        )
+        .collect();
+    outcomes.sort();
+    outcomes.dedup();
+    let total = requests.max(1) as f64;
+    let rows = outcomes
+        .into_iter()
+        .map(|outcome| {
+            let tally = tallies.get(&outcome);
+            let count = tally.map_or(0, |t| t.count);
+            let waits = !matches!(outcome, Outcome::Pass | Outcome::Abort { .. });
+            OutcomeRow {
+                outcome: outcome.kind(),
+                http_status: status_of(&outcome),
+                count,
+                percent: count as f64 * 100.0 / total,
+                expected_percent: expected.get(&outcome).copied().unwrap_or(0.0) * 100.0,
+                wait_ms: tally.filter(|t| waits && t.count > 0).map(|t| WaitStats {
+                    min: t.wait_min,
+                    max: t.wait_max,
+                    mean: t.wait_sum / t.count,
+                }),
+            }
+        })
+        .collect();
+
+    Ok(Report {
+        identity: identity.clone(),
+        request: RequestView {
+            method: request.method.clone(),
+            path: request.path.clone(),
+            headers: request.headers.iter().cloned().collect(),
+        },
+        policies: applied
+            .iter()
+            .map(|p| AppliedPolicy {
+                name: p.name().to_owned(),
+                state: p.state_at(now).as_str(),
+            })
+            .collect(),
+        matched_rule: matching.first().map(|m| RuleRef {
+            policy: m.policy.clone(),
+            rule: m.rule,
+        }),
+        matching_rules: matching,
+        requests,
+        seed,
+        outcomes: rows,
+        by_policy,
+    })
+}
+
+fn outcome_label(kind: &str, status: Option<u16>) -> String {
+    match (kind, status) {
+        ("delay_then_abort", Some(s)) => format!("delay+abort {s}"),
+        (kind, Some(s)) => format!("{kind} {s}"),
+        (kind, None) => kind.to_owned(),
+    }
+}
+
+impl Report {
+    /// The text for people.
+    pub fn write_text(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let labels = if self.identity.labels.is_empty() {
+            "-".to_owned()
+        } else {
+            self.identity
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        writeln!(out, "Identity:  {} labels={labels}", self.identity)?;
+        let headers: Vec<String> = self
+            .request
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        if headers.is_empty() {
+            writeln!(
+                out,
+                "Request:   {} {}",
+                self.request.method, self.request.path
+            )?;
+        } else {
+            writeln!(
+                out,
+                "Request:   {} {} ({})",
+                self.request.method,
+                self.request.path,
+                headers.join(", ")
+            )?;
+        }
+        writeln!(out)?;
+        if self.policies.is_empty() {
+            writeln!(out, "No policy applies to this identity.")?;
+        } else {
+            writeln!(out, "Policies that apply ({}):", self.policies.len())?;
+            let mut table = Table::new(&["NAME", "STATE"]);
+            for p in &self.policies {
+                table.row(vec![p.name.clone(), p.state.to_owned()]);
+            }
+            table.write_indented(out, "  ")?;
+        }
+        writeln!(out)?;
+        match &self.matched_rule {
+            None => writeln!(out, "No rule matches this request: every request passes.")?,
+            Some(first) => {
+                writeln!(out, "Rules that match, in evaluation order:")?;
+                let mut table =
+                    Table::new(&["POLICY", "RULE", "PERCENTAGE", "FAULT", "EXPECTED SHARE"]);
+                for m in &self.matching_rules {
+                    table.row(vec![
+                        m.policy.clone(),
+                        m.rule.to_string(),
+                        format!("{}%", m.percentage),
+                        m.fault.clone(),
+                        format!("{:.2}%", m.expected_percent),
+                    ]);
+                }
+                table.write_indented(out, "  ")?;
+                writeln!(
+                    out,
+                    "The rule that matches: {} rule {}",
+                    first.policy, first.rule
+                )?;
+            }
+        }
+        writeln!(out)?;
+        writeln!(
+            out,
+            "Outcome of {} requests (seed {}):",
+            self.requests, self.seed
+        )?;
+        let mut table = Table::new(&[
+            "OUTCOME",
+            "COUNT",
+            "OBSERVED",
+            "EXPECTED",
+            "WAIT MS (MIN/MEAN/MAX)",
+        ]);
+        for row in &self.outcomes {
+            table.row(vec![
+                outcome_label(row.outcome, row.http_status),
+                row.count.to_string(),
+                output::share(row.percent / 100.0),
+                output::share(row.expected_percent / 100.0),
+                row.wait_ms.as_ref().map_or_else(
+                    || "-".to_owned(),
+                    |w| format!("{}/{}/{}", w.min, w.mean, w.max),
+                ),
+            ]);
+        }
+        table.write_indented(out, "  ")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(json: &str) -> PolicyDocument {
+        boifi_core::policy::parse_policy_json(json).unwrap()
+    }
+
+    #[test]
+    fn expected_shares_follow_rule_order() {
+        let a = policy(
+            r#"{"metadata":{"name":"aaa"},"spec":{"rules":[{"match":{"path":{"prefix":"/"}},
+                "fault":{"percentage":50,"abort":{"httpStatus":503}}}]}}"#,
+        );
+        let b = policy(
+            r#"{"metadata":{"name":"bbb"},"spec":{"rules":[{"match":{"path":{"prefix":"/"}},
+                "fault":{"percentage":50,"delay":{"fixed_delay_ms":100}}}]}}"#,
+        );
+        let report = simulate(
+            &[b, a],
+            &Identity::default(),
+            &SimpleRequest::new("GET", "/"),
+            0,
+            10_000,
+            7,
+        )
+        .unwrap();
+        let expected: Vec<(&str, f64)> = report
+            .outcomes
+            .iter()
+            .map(|r| (r.outcome, r.expected_percent))
+            .collect();
+        assert_eq!(expected, [("pass", 25.0), ("delay", 25.0), ("abort", 50.0)]);
+        assert_eq!(report.matched_rule.unwrap().policy, "aaa");
+        let delay = report
+            .outcomes
+            .iter()
+            .find(|r| r.outcome == "delay")
+            .unwrap();
+        let w = delay.wait_ms.as_ref().unwrap();
+        assert_eq!((w.min, w.max), (100, 100));
+        assert_eq!(report.outcomes.iter().map(|r| r.count).sum::<u64>(), 10_000);
+    }
+
+    #[test]
+    fn a_fixed_request_id_makes_request_sampling_certain() {
+        let p = policy(
+            r#"{"metadata":{"name":"req"},"spec":{"sampling":"request","rules":[{"match":{"path":{"prefix":"/"}},
+                "fault":{"percentage":40,"abort":{"httpStatus":503}}}]}}"#,
+        );
+        let request = SimpleRequest::new("GET", "/").with_header("x-request-id", "abc");
+        let report = simulate(&[p], &Identity::default(), &request, 0, 1_000, 1).unwrap();
+        let row = &report.outcomes[0];
+        assert_eq!(report.outcomes.len(), 1);
+        assert_eq!(row.count, 1_000);
+        assert!((row.expected_percent - 100.0).abs() < 1e-9);
+    }
+}
