@@ -34,7 +34,12 @@ nostd: deps
 	  $(DEBIAN_CARGO) build --quiet -p boifi-core --no-default-features \
 	  -Zbuild-std=core,alloc --target thumbv7m-none-eabi
 
+# Builds the proxy-wasm filter with Debian's toolchain (see scripts/build-wasm.sh).
+wasm: deps
+	@bash scripts/build-wasm.sh
+
 test: deps fmt-check clippy nostd test-rust
 
-test-rust:
+# The filter's e2e tests load $(BOIFI_WASM) into a real Envoy: build it first.
+test-rust: wasm
 	cargo test --workspace

@@ -1,0 +1,751 @@
+//! The proxy-wasm glue: a root context per Wasm VM that owns the configuration, the compiled
+//! policy set and the paused requests, and a small HTTP context per request.
+//!
+//! Envoy runs one VM per worker thread plus one on the main thread, each with its own root
+//! context. Only one of them long-polls the control plane: the holder of the poller lease in
+//! shared data (claimed with compare-and-swap, renewed on every poll). It publishes each set it
+//! receives to shared data; every VM checks an 8-byte sequence number there per request and
+//! compiles a newer set for itself, so requests never see a half-applied set.
+
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::time::Duration;
+
+use boifi_core::compiled::{decide, CompiledPolicySet, SimpleRequest};
+use boifi_core::identity::Identity;
+use boifi_core::rng::{splitmix64, XorShift64Star};
+use boifi_core::wire::PluginConfig;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+
+use crate::delays::DelayQueue;
+use crate::metrics;
+use crate::props;
+use crate::reply::{self, LocalReply};
+use crate::shared::{self, Lease, LeaseView, Published};
+use crate::sync::{self, ConfigSync, Next, PollOutcome};
+
+/// How often the poller renews its lease, also while a long-poll is in flight.
+const LEASE_RENEW_MS: u64 = 5_000;
+/// A lease not renewed for this long is stale: its VM is gone (Envoy destroys VMs without
+/// `on_done`, e.g. the one it configures first on the main thread), so another may claim it.
+const LEASE_STALE_MS: u64 = 3 * LEASE_RENEW_MS;
+/// How often a VM that does not poll checks, on requests, that the poller is still alive.
+const LEASE_CHECK_MS: u64 = LEASE_RENEW_MS;
+
+/// Registers the root context factory (called from `_initialize`).
+pub fn install() {
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(FilterRoot::new(context_id))
+    });
+}
+
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn now_nanos() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn log_level(name: &str) -> LogLevel {
+    match name {
+        "error" => LogLevel::Error,
+        "warn" => LogLevel::Warn,
+        "debug" => LogLevel::Debug,
+        "trace" => LogLevel::Trace,
+        _ => LogLevel::Info,
+    }
+}
+
+/// Metric ids (`None` when the host refused to define one: counting is then skipped).
+#[derive(Debug, Default, Clone, Copy)]
+struct Metrics {
+    aborts: Option<u32>,
+    delays: Option<u32>,
+    delay_ms: Option<u32>,
+    updates: Option<u32>,
+    errors: Option<u32>,
+    poll_failures: Option<u32>,
+    active: Option<u32>,
+    version: Option<u32>,
+}
+
+impl Metrics {
+    fn define() -> Metrics {
+        let counter = |name| hostcalls::define_metric(MetricType::Counter, name).ok();
+        let gauge = |name| hostcalls::define_metric(MetricType::Gauge, name).ok();
+        Metrics {
+            aborts: counter(metrics::ABORTS_TOTAL),
+            delays: counter(metrics::DELAYS_TOTAL),
+            delay_ms: counter(metrics::DELAY_MS_TOTAL),
+            updates: counter(metrics::CONFIG_UPDATES_TOTAL),
+            errors: counter(metrics::CONFIG_ERRORS_TOTAL),
+            poll_failures: counter(metrics::CONFIG_POLL_FAILURES_TOTAL),
+            active: gauge(metrics::ACTIVE_POLICIES),
+            version: gauge(metrics::CONFIG_VERSION),
+        }
+    }
+
+    fn add(id: Option<u32>, by: u64) {
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+        }
+    }
+
+    fn set(id: Option<u32>, value: u64) {
+        if let Some(id) = id {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+}
+
+/// What to do with a paused request when its delay is over.
+#[derive(Debug, Clone)]
+enum After {
+    Resume,
+    Abort(LocalReply),
+}
+
+/// The state one root context shares with its HTTP contexts (same VM, same thread).
+#[derive(Debug)]
+struct VmState {
+    /// `None` until configured, and when the configuration was bad: then pass through.
+    config: Option<PluginConfig>,
+    identity: Identity,
+    /// Where the identity came from (for the log).
+    identity_source: &'static str,
+    /// Publication sequence number of `set` (0: nothing received yet).
+    seq: u64,
+    version: Option<u64>,
+    set: Rc<CompiledPolicySet>,
+    rng: XorShift64Star,
+    delays: DelayQueue<After>,
+    metrics: Metrics,
+    /// Current tick period (0: no tick).
+    tick_ms: u64,
+    lease_checked_ms: u64,
+    /// An HTTP context found the poller lease vacant: the root should claim it.
+    wants_poll: bool,
+}
+
+type Shared = Rc<RefCell<VmState>>;
+
+impl VmState {
+    /// Adopts a newer set another VM published; per request, so it must stay cheap: one
+    /// 8-byte shared-data read when nothing changed.
+    fn refresh(&mut self, now_ms: u64) {
+        let Ok((Some(seq_bytes), _)) = hostcalls::get_shared_data(shared::SEQ_KEY) else {
+            return;
+        };
+        match shared::decode_seq(&seq_bytes) {
+            Some(seq) if seq != self.seq => {}
+            _ => return,
+        }
+        let Ok((Some(bytes), _)) = hostcalls::get_shared_data(shared::POLICIES_KEY) else {
+            return;
+        };
+        let Some(published) = Published::decode(&bytes) else {
+            return;
+        };
+        match sync::compile_body(&published.body, &self.identity, now_ms) {
+            Ok((version, set)) => {
+                log::debug!(
+                    "boifi: adopted config version {version} ({} policies for this sidecar)",
+                    set.policy_names().len()
+                );
+                self.install(published.seq, version, set);
+            }
+            Err(e) => {
+                // Remember the sequence so a bad set is not recompiled on every request.
+                self.seq = published.seq;
+                log::warn!("boifi: keeping the previous policies: {e}");
+            }
+        }
+    }
+
+    fn install(&mut self, seq: u64, version: u64, set: CompiledPolicySet) {
+        self.seq = seq;
+        self.version = Some(version);
+        self.set = Rc::new(set);
+    }
+
+    /// Sets the root context's tick period (a no-op when unchanged).
+    fn set_tick(&mut self, ms: u64) {
+        if self.tick_ms != ms {
+            let period = Duration::from_millis(ms.min(u64::from(u32::MAX)));
+            if hostcalls::set_tick_period(period).is_ok() {
+                self.tick_ms = ms;
+            }
+        }
+    }
+}
+
+/// The poller's in-flight state (only on the root context holding the lease).
+#[derive(Debug)]
+struct Poller {
+    sync: ConfigSync,
+    in_flight: Option<u32>,
+    /// Poll when the host clock reaches this.
+    next_at: Option<u64>,
+    /// When the lease was last renewed.
+    renewed_ms: u64,
+}
+
+/// The root context: configuration, identity, the policy set, paused requests, and (for the
+/// lease holder) the long-poll loop.
+#[derive(Debug)]
+pub struct FilterRoot {
+    context_id: u32,
+    /// Random, non-zero: this root context's name in the poller lease.
+    lease_id: u64,
+    vm: Shared,
+    poller: Option<Poller>,
+}
+
+impl FilterRoot {
+    fn new(context_id: u32) -> FilterRoot {
+        let mut rng = XorShift64Star::new(splitmix64(now_nanos()) ^ u64::from(context_id));
+        let lease_id = rng.next_u64() | 1;
+        FilterRoot {
+            context_id,
+            lease_id,
+            vm: Rc::new(RefCell::new(VmState {
+                config: None,
+                identity: Identity::default(),
+                identity_source: "not configured",
+                seq: 0,
+                version: None,
+                set: Rc::new(CompiledPolicySet::default()),
+                rng,
+                delays: DelayQueue::default(),
+                metrics: Metrics::default(),
+                tick_ms: 0,
+                lease_checked_ms: 0,
+                wants_poll: false,
+            })),
+            poller: None,
+        }
+    }
+
+    fn resolve_identity(&self, config: &PluginConfig) -> (Identity, &'static str) {
+        let (metadata, prefix) = props::node_metadata(|path: &[&str]| {
+            hostcalls::get_property(path.to_vec()).ok().flatten()
+        });
+        let source = match prefix {
+            Some(p) if p.first() == Some(&"xds") => "xds.node.metadata",
+            Some(_) => "node.metadata",
+            None => "no node metadata",
+        };
+        (config.identity.apply(Identity::resolve(&metadata)), source)
+    }
+
+    /// Claims or renews the poller lease; false when another root context holds it.
+    fn renew_lease(&self, now_ms: u64, stale_after_ms: u64) -> bool {
+        let (bytes, cas) = hostcalls::get_shared_data(shared::LEASE_KEY).unwrap_or((None, None));
+        let current = bytes.as_deref().and_then(Lease::decode);
+        match Lease::view(current, self.lease_id, now_ms, stale_after_ms) {
+            LeaseView::Held => false,
+            LeaseView::Mine | LeaseView::Vacant => {
+                let lease = Lease {
+                    owner: self.lease_id,
+                    heartbeat_ms: now_ms,
+                };
+                hostcalls::set_shared_data(shared::LEASE_KEY, Some(&lease.encode()), cas).is_ok()
+            }
+        }
+    }
+
+    fn release_lease(&self) {
+        if let Ok((Some(bytes), cas)) = hostcalls::get_shared_data(shared::LEASE_KEY) {
+            if Lease::decode(&bytes).is_some_and(|l| l.owner == self.lease_id) {
+                let _ = hostcalls::set_shared_data(
+                    shared::LEASE_KEY,
+                    Some(&Lease::VACANT.encode()),
+                    cas,
+                );
+            }
+        }
+    }
+
+    /// Becomes the poller if the lease is free, and polls at once.
+    fn try_become_poller(&mut self, now_ms: u64) {
+        let (config, identity, version, source) = {
+            let Ok(vm) = self.vm.try_borrow() else { return };
+            let Some(config) = vm.config.clone() else {
+                return;
+            };
+            (config, vm.identity.clone(), vm.version, vm.identity_source)
+        };
+        if self.poller.is_some() || !self.renew_lease(now_ms, LEASE_STALE_MS) {
+            return;
+        }
+        if identity.is_partial() {
+            log::warn!(
+                "boifi: partial identity {identity} ({source}): only wildcard policies apply"
+            );
+        } else {
+            log::info!("boifi: identity {identity} ({source})");
+        }
+        let mut sync = ConfigSync::new(identity.clone(), &config);
+        if let Some(v) = version {
+            sync.set_version(v);
+        }
+        log::info!(
+            "boifi: polling {} for {identity} (version held: {})",
+            config.control_plane_cluster,
+            version.map_or_else(|| String::from("none"), |v| v.to_string())
+        );
+        self.poller = Some(Poller {
+            sync,
+            in_flight: None,
+            next_at: None,
+            renewed_ms: now_ms,
+        });
+        self.poll(now_ms);
+    }
+
+    /// Sends the next config request (the lease is renewed first; lost lease: stop polling).
+    fn poll(&mut self, now_ms: u64) {
+        let Some((config, stale)) = self
+            .vm
+            .try_borrow()
+            .ok()
+            .and_then(|vm| Some((vm.config.clone()?, LEASE_STALE_MS)))
+        else {
+            return;
+        };
+        if !self.renew_lease(now_ms, stale) {
+            log::info!("boifi: another Wasm VM polls the control plane now; this one stops");
+            self.poller = None;
+            return;
+        }
+        let Some(poller) = self.poller.as_mut() else {
+            return;
+        };
+        poller.renewed_ms = now_ms;
+        let path = poller.sync.request_path();
+        let headers = vec![
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", config.control_plane_authority.as_str()),
+            ("accept", "application/json"),
+            ("user-agent", "boifi-wasm"),
+        ];
+        let timeout = Duration::from_millis(config.request_timeout_ms);
+        match hostcalls::dispatch_http_call(
+            &config.control_plane_cluster,
+            headers,
+            None,
+            Vec::new(),
+            timeout,
+        ) {
+            Ok(token) => {
+                log::debug!("boifi: config request {token}: {path}");
+                poller.in_flight = Some(token);
+                poller.next_at = None;
+            }
+            Err(status) => {
+                log::warn!(
+                    "boifi: cannot call cluster `{}` ({status:?}); retrying with backoff",
+                    config.control_plane_cluster
+                );
+                let draw = self.draw();
+                let metrics = self.metrics();
+                Metrics::add(metrics.poll_failures, 1);
+                if let Some(p) = self.poller.as_mut() {
+                    p.in_flight = None;
+                    if let Next::RetryAt(t) = p.sync.failed(now_ms, draw) {
+                        p.next_at = Some(t);
+                    }
+                }
+            }
+        }
+    }
+
+    fn draw(&self) -> u64 {
+        self.vm
+            .try_borrow_mut()
+            .map_or(now_nanos(), |mut vm| vm.rng.next_u64())
+    }
+
+    fn metrics(&self) -> Metrics {
+        self.vm
+            .try_borrow()
+            .map(|vm| vm.metrics)
+            .unwrap_or_default()
+    }
+
+    /// Publishes a received body to the other VMs and installs it here.
+    fn apply(&mut self, version: u64, set: CompiledPolicySet, body: Vec<u8>, now_ms: u64) {
+        let previous = hostcalls::get_shared_data(shared::SEQ_KEY)
+            .ok()
+            .and_then(|(b, _)| b)
+            .and_then(|b| shared::decode_seq(&b))
+            .unwrap_or(0);
+        let seq = previous.wrapping_add(1).max(1);
+        let published = Published { seq, version, body };
+        let _ = hostcalls::set_shared_data(shared::POLICIES_KEY, Some(&published.encode()), None);
+        let _ = hostcalls::set_shared_data(shared::SEQ_KEY, Some(&seq.to_le_bytes()), None);
+        let names = set.policy_names().join(", ");
+        let active = u64::try_from(set.active_policy_count(now_ms)).unwrap_or(u64::MAX);
+        let count = set.policy_names().len();
+        if let Ok(mut vm) = self.vm.try_borrow_mut() {
+            vm.install(seq, version, set);
+            Metrics::add(vm.metrics.updates, 1);
+            Metrics::set(vm.metrics.active, active);
+            Metrics::set(vm.metrics.version, version);
+        }
+        log::info!(
+            "boifi: applied config version {version}: {count} policies for this sidecar [{names}]"
+        );
+    }
+
+    /// Recomputes the tick: the delay tick while requests are paused, else until the next
+    /// poll, else none (an idle filter costs nothing).
+    fn rearm(&mut self, now_ms: u64) {
+        let next_poll = self.poller.as_ref().map(|p| {
+            let renew = p.renewed_ms.saturating_add(LEASE_RENEW_MS);
+            p.next_at.map_or(renew, |t| t.min(renew))
+        });
+        let Ok(mut vm) = self.vm.try_borrow_mut() else {
+            return;
+        };
+        let delay_tick = vm.config.as_ref().map_or(5, |c| c.delay_tick_ms).max(1);
+        let want_poll = vm.wants_poll;
+        let ms = if !vm.delays.is_empty() {
+            delay_tick
+        } else if want_poll {
+            1
+        } else if let Some(t) = next_poll {
+            t.saturating_sub(now_ms).max(1)
+        } else {
+            0
+        };
+        vm.set_tick(ms);
+    }
+
+    /// Releases the paused requests whose delay is over.
+    fn release_due(&mut self, now_ms: u64) {
+        let (due, metrics) = match self.vm.try_borrow_mut() {
+            Ok(mut vm) => (vm.delays.take_due(now_ms), vm.metrics),
+            Err(_) => return,
+        };
+        if due.is_empty() {
+            return;
+        }
+        for p in due {
+            // The stream may be gone (client hung up): then there is nothing to do.
+            if hostcalls::set_effective_context(p.context_id).is_err() {
+                continue;
+            }
+            match p.then {
+                After::Resume => {
+                    let _ = hostcalls::resume_http_request();
+                }
+                After::Abort(r) => {
+                    send_reply(&r);
+                    Metrics::add(metrics.aborts, 1);
+                }
+            }
+        }
+        let _ = hostcalls::set_effective_context(self.context_id);
+    }
+}
+
+fn send_reply(r: &LocalReply) {
+    let headers: Vec<(&str, &str)> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let body = (!r.body.is_empty()).then_some(r.body.as_slice());
+    let _ = hostcalls::send_http_response(r.status, headers, body);
+}
+
+impl Context for FilterRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let now = now_ms();
+        let Some(poller) = self.poller.as_mut() else {
+            return;
+        };
+        if poller.in_flight != Some(token_id) {
+            return;
+        }
+        poller.in_flight = None;
+        let status = self.get_http_call_response_header(":status");
+        let body = self.get_http_call_response_body(0, body_size);
+        let metrics = self.metrics();
+        let identity = self
+            .vm
+            .try_borrow()
+            .map(|vm| vm.identity.clone())
+            .unwrap_or_default();
+        let next = match sync::classify(status.as_deref(), body.as_deref()) {
+            Ok(PollOutcome::Updated { response }) => {
+                match sync::compile_response(&response, &identity, now) {
+                    Ok((version, set)) => {
+                        self.apply(version, set, body.unwrap_or_default(), now);
+                        self.poller
+                            .as_mut()
+                            .map(|p| p.sync.succeeded(Some(version), now))
+                    }
+                    Err(e) => {
+                        // Valid JSON we cannot use: count it, keep the old set, and wait for
+                        // the next version instead of asking again at once.
+                        Metrics::add(metrics.errors, 1);
+                        log::warn!("boifi: keeping the previous policies: {e}");
+                        self.poller
+                            .as_mut()
+                            .map(|p| p.sync.succeeded(Some(response.version), now))
+                    }
+                }
+            }
+            Ok(PollOutcome::Unchanged) => self.poller.as_mut().map(|p| p.sync.succeeded(None, now)),
+            Err(e) => {
+                if matches!(e, sync::SyncError::Body(_)) {
+                    Metrics::add(metrics.errors, 1);
+                }
+                Metrics::add(metrics.poll_failures, 1);
+                let draw = self.draw();
+                self.poller.as_mut().map(|p| {
+                    let next = p.sync.failed(now, draw);
+                    if let Next::RetryAt(t) = next {
+                        log::warn!(
+                            "boifi: {e}; keeping the current policies, retry #{} in {} ms",
+                            p.sync.failures(),
+                            t.saturating_sub(now)
+                        );
+                    }
+                    next
+                })
+            }
+        };
+        match next {
+            Some(Next::PollNow) => self.poll(now),
+            Some(Next::RetryAt(t)) => {
+                if let Some(p) = self.poller.as_mut() {
+                    p.next_at = Some(t);
+                }
+            }
+            None => {}
+        }
+        self.rearm(now);
+    }
+
+    fn on_done(&mut self) -> bool {
+        log::debug!("boifi: root context {} done", self.context_id);
+        self.release_lease();
+        true
+    }
+}
+
+impl RootContext for FilterRoot {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        true
+    }
+
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let raw = self.get_plugin_configuration().unwrap_or_default();
+        let config = match PluginConfig::from_json(&raw) {
+            Ok(c) => c,
+            Err(e) => {
+                // Never fail on_configure: a bad config must not take traffic down.
+                log::error!("boifi: {e}; the filter passes all traffic through");
+                if let Ok(mut vm) = self.vm.try_borrow_mut() {
+                    vm.config = None;
+                }
+                self.poller = None;
+                return true;
+            }
+        };
+        proxy_wasm::set_log_level(log_level(&config.log_level));
+        let (identity, source) = self.resolve_identity(&config);
+        let now = now_ms();
+        if let Ok(mut vm) = self.vm.try_borrow_mut() {
+            vm.metrics = Metrics::define();
+            vm.identity = identity;
+            vm.identity_source = source;
+            vm.config = Some(config);
+            vm.seq = 0;
+            vm.refresh(now);
+            // Claim the poller lease on the first tick, not here: Envoy configures a
+            // throw-away VM on the main thread first and destroys it without `on_done`.
+            vm.wants_poll = true;
+        }
+        if self.poller.take().is_some() {
+            self.release_lease();
+        }
+        self.rearm(now);
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let now = now_ms();
+        log::trace!("boifi: tick on root context {}", self.context_id);
+        self.release_due(now);
+        let wants = self
+            .vm
+            .try_borrow_mut()
+            .map(|mut vm| core::mem::take(&mut vm.wants_poll))
+            .unwrap_or(false);
+        if wants {
+            self.try_become_poller(now);
+        }
+        let due = self
+            .poller
+            .as_ref()
+            .is_some_and(|p| p.in_flight.is_none() && p.next_at.is_some_and(|t| t <= now));
+        let renew = self
+            .poller
+            .as_ref()
+            .is_some_and(|p| now.saturating_sub(p.renewed_ms) >= LEASE_RENEW_MS);
+        if due {
+            self.poll(now);
+        } else if renew {
+            if self.renew_lease(now, LEASE_STALE_MS) {
+                if let Some(p) = self.poller.as_mut() {
+                    p.renewed_ms = now;
+                }
+            } else {
+                log::info!("boifi: another Wasm VM polls the control plane now; this one stops");
+                self.poller = None;
+            }
+        }
+        self.rearm(now);
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(FaultHttp {
+            context_id,
+            vm: Rc::clone(&self.vm),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Per request: decide, then pass, abort, or pause until the root's tick.
+#[derive(Debug)]
+pub struct FaultHttp {
+    context_id: u32,
+    vm: Shared,
+}
+
+impl FaultHttp {
+    fn request(&self, set: &CompiledPolicySet) -> SimpleRequest {
+        let mut request = SimpleRequest::new(
+            &self.get_http_request_header(":method").unwrap_or_default(),
+            &self.get_http_request_header(":path").unwrap_or_default(),
+        );
+        for name in set.header_names() {
+            if let Some(value) = self.get_http_request_header(name) {
+                request.headers.push((name.clone(), value));
+            }
+        }
+        request
+    }
+}
+
+impl Context for FaultHttp {}
+
+impl HttpContext for FaultHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let now = now_ms();
+        let (set, draw, metrics, delay_tick) = {
+            let Ok(mut vm) = self.vm.try_borrow_mut() else {
+                return Action::Continue;
+            };
+            let Some(delay_tick) = vm.config.as_ref().map(|c| c.delay_tick_ms) else {
+                return Action::Continue;
+            };
+            vm.refresh(now);
+            if now.saturating_sub(vm.lease_checked_ms) >= LEASE_CHECK_MS {
+                vm.lease_checked_ms = now;
+                let current = hostcalls::get_shared_data(shared::LEASE_KEY)
+                    .ok()
+                    .and_then(|(b, _)| b)
+                    .and_then(|b| Lease::decode(&b));
+                if Lease::view(current, 0, now, LEASE_STALE_MS) == LeaseView::Vacant {
+                    vm.wants_poll = true;
+                    vm.set_tick(1);
+                }
+            }
+            if vm.set.is_empty() {
+                return Action::Continue;
+            }
+            (
+                Rc::clone(&vm.set),
+                vm.rng.next_u64(),
+                vm.metrics,
+                delay_tick,
+            )
+        };
+        let request = self.request(&set);
+        let Some(decision) = decide(&set, &request, now, draw) else {
+            return Action::Continue;
+        };
+        let abort = decision.abort.map(|a| {
+            let grpc = reply::is_grpc(self.get_http_request_header("content-type").as_deref());
+            reply::abort_reply(decision.policy, a, grpc)
+        });
+        let wait = decision.total_wait_ms();
+        log::debug!(
+            "boifi: policy `{}` rule {}: wait {wait} ms, abort {:?}",
+            decision.policy,
+            decision.rule_index,
+            abort.as_ref().map(|r| r.status)
+        );
+        if decision.delay_ms.is_some() {
+            Metrics::add(metrics.delays, 1);
+        }
+        if wait == 0 {
+            return match abort {
+                Some(r) => {
+                    send_reply(&r);
+                    Metrics::add(metrics.aborts, 1);
+                    Action::Pause
+                }
+                None => Action::Continue,
+            };
+        }
+        Metrics::add(metrics.delay_ms, wait);
+        let Ok(mut vm) = self.vm.try_borrow_mut() else {
+            return Action::Continue;
+        };
+        let then = abort.map_or(After::Resume, After::Abort);
+        vm.delays
+            .push(now.saturating_add(wait), self.context_id, then);
+        let tick = delay_tick.max(1);
+        if vm.tick_ms == 0 || vm.tick_ms > tick {
+            vm.set_tick(tick);
+        }
+        Action::Pause
+    }
+}
+
+impl Drop for FaultHttp {
+    fn drop(&mut self) {
+        if let Ok(mut vm) = self.vm.try_borrow_mut() {
+            vm.delays.remove(self.context_id);
+        }
+    }
+}

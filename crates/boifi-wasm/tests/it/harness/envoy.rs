@@ -1,0 +1,335 @@
+//! Envoy as a child process of the test, configured like an Istio sidecar's inbound side.
+//!
+//! Property paths (checked in Envoy 1.40 with a probe filter): node fields are under
+//! `["xds","node",...]`: `["xds","node","id"]`, `["xds","node","cluster"]`,
+//! `["xds","node","metadata","WORKLOAD_NAME"]` give the raw string; a Struct value such as
+//! `["xds","node","metadata","LABELS"]` comes back as a proxy-wasm serialized pair map; numbers
+//! as 8-byte little-endian doubles. `["node",...]` returns nothing in this build.
+
+use super::http::{self, Client};
+use super::net::{free_port, loopback};
+use super::TempDir;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The Istio name of the control plane's Service as a sidecar's outbound cluster.
+pub const CONTROL_PLANE_CLUSTER: &str =
+    "outbound|8080||boifi-control-plane.boifi.svc.cluster.local";
+
+/// Env BOIFI_ENVOY, else what `scripts/envoy-path.sh` prints.
+pub fn find_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BOIFI_ENVOY") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let out = Command::new("bash")
+        .arg(super::repo_root().join("scripts/envoy-path.sh"))
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let path = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    (out.status.success() && path.is_file()).then_some(path)
+}
+
+/// The workload an Envoy pretends to be the sidecar of (becomes Istio-style node metadata).
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub service: String,
+    pub namespace: String,
+    pub pod: String,
+    pub labels: Vec<(String, String)>,
+}
+
+impl Workload {
+    pub fn new(service: &str, namespace: &str) -> Workload {
+        Workload {
+            service: service.into(),
+            namespace: namespace.into(),
+            pod: format!("{service}-7d9f8c-abcde"),
+            labels: vec![
+                ("app".into(), service.into()),
+                ("version".into(), "v1".into()),
+            ],
+        }
+    }
+
+    /// The `node` block pilot-agent would render for this pod (see
+    /// /work/shared/data/sidecar-node-frontend-demo.json for the derivation).
+    pub fn node(&self) -> Value {
+        let (svc, ns, pod) = (&self.service, &self.namespace, &self.pod);
+        let mut labels: serde_json::Map<String, Value> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        labels.insert("security.istio.io/tlsMode".into(), json!("istio"));
+        labels.insert("service.istio.io/canonical-name".into(), json!(svc));
+        let revision = self
+            .labels
+            .iter()
+            .find(|(k, _)| k == "version")
+            .map_or("latest", |(_, v)| v.as_str());
+        labels.insert(
+            "service.istio.io/canonical-revision".into(),
+            json!(revision),
+        );
+        json!({
+            "id": format!("sidecar~127.0.0.1~{pod}.{ns}~{ns}.svc.cluster.local"),
+            "cluster": format!("{svc}.{ns}"),
+            "metadata": {
+                "ANNOTATIONS": {"istio.io/rev": "default"},
+                "APP_CONTAINERS": "server",
+                "CLUSTER_ID": "Kubernetes",
+                "ENVOY_PROMETHEUS_PORT": 15090,
+                "ENVOY_STATUS_PORT": 15021,
+                "INSTANCE_IPS": "127.0.0.1",
+                "INTERCEPTION_MODE": "REDIRECT",
+                "ISTIO_VERSION": "1.30.3",
+                "LABELS": labels,
+                "MESH_ID": "cluster.local",
+                "NAME": pod,
+                "NAMESPACE": ns,
+                "OWNER": format!("kubernetes://apis/apps/v1/namespaces/{ns}/deployments/{svc}"),
+                "SERVICE_ACCOUNT": svc,
+                "WORKLOAD_NAME": svc,
+            }
+        })
+    }
+}
+
+/// How to start one Envoy.
+#[derive(Debug, Clone)]
+pub struct EnvoyOptions {
+    pub workload: Workload,
+    /// `None`: no Wasm filter at all (baseline for startup time).
+    pub wasm: Option<PathBuf>,
+    /// The plugin configuration JSON (Istio's WasmPlugin `pluginConfig`).
+    pub plugin_config: Value,
+    /// Loopback port the control-plane cluster points at.
+    pub control_plane_port: u16,
+    pub upstream_port: u16,
+    pub concurrency: u32,
+}
+
+impl EnvoyOptions {
+    pub fn new(
+        workload: Workload,
+        wasm: &Path,
+        control_plane_port: u16,
+        upstream_port: u16,
+    ) -> Self {
+        EnvoyOptions {
+            workload,
+            wasm: Some(wasm.to_path_buf()),
+            plugin_config: json!({}),
+            control_plane_port,
+            upstream_port,
+            concurrency: 1,
+        }
+    }
+}
+
+fn bootstrap(o: &EnvoyOptions, admin_port: u16, listener_port: u16) -> Value {
+    let mut http_filters = Vec::new();
+    if let Some(wasm) = &o.wasm {
+        http_filters.push(json!({
+            "name": "envoy.filters.http.wasm",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": "boifi.boifi-fault-injection",
+                    "root_id": "boifi",
+                    "configuration": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": o.plugin_config.to_string(),
+                    },
+                    "failure_policy": "FAIL_OPEN",
+                    "vm_config": {
+                        "vm_id": "boifi",
+                        "runtime": "envoy.wasm.runtime.v8",
+                        "code": {"local": {"filename": wasm}},
+                    }
+                }
+            }
+        }));
+    }
+    http_filters.push(json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+    }));
+    let static_cluster = |name: &str, port: u16| {
+        json!({
+            "name": name,
+            "type": "STATIC",
+            "connect_timeout": "0.25s",
+            "load_assignment": {
+                "cluster_name": name,
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                    "socket_address": {"address": "127.0.0.1", "port_value": port}
+                }}}]}]
+            }
+        })
+    };
+    json!({
+        "node": o.workload.node(),
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "virtualInbound",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": listener_port}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "inbound_0.0.0.0_8080",
+                        "route_config": {
+                            "name": "inbound|8080||",
+                            "virtual_hosts": [{
+                                "name": "inbound|http|8080",
+                                "domains": ["*"],
+                                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "inbound|8080||", "timeout": "0s"}}]
+                            }]
+                        },
+                        "http_filters": http_filters,
+                    }
+                }]}]
+            }],
+            "clusters": [
+                static_cluster("inbound|8080||", o.upstream_port),
+                static_cluster(CONTROL_PLANE_CLUSTER, o.control_plane_port),
+            ]
+        }
+    })
+}
+
+/// A running Envoy, killed on drop.
+#[derive(Debug)]
+pub struct Envoy {
+    pub admin_port: u16,
+    pub listener_port: u16,
+    /// From exec to the first 200 through the listener.
+    pub startup: Duration,
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+impl Envoy {
+    /// Starts Envoy and waits until `/ready` is LIVE and a request through the listener gets 200
+    /// (the filter passes traffic through until it has policies, so this holds with no control plane).
+    pub fn start(binary: &Path, o: &EnvoyOptions) -> Envoy {
+        let dir = TempDir::new("boifi-envoy");
+        let (admin_port, listener_port) = (free_port(), free_port());
+        let config = dir.path().join("envoy.json");
+        std::fs::write(&config, bootstrap(o, admin_port, listener_port).to_string()).unwrap();
+        let log = dir.path().join("envoy.log");
+        let started = Instant::now();
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&config)
+            .arg("--concurrency")
+            .arg(o.concurrency.to_string())
+            .arg("--disable-hot-restart")
+            .arg("-l")
+            .arg("warning")
+            .arg("--component-log-level")
+            .arg("wasm:info")
+            .arg("--log-path")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut envoy = Envoy {
+            admin_port,
+            listener_port,
+            startup: Duration::ZERO,
+            child: Some(child),
+            dir,
+        };
+        let ok = super::wait_for(Duration::from_secs(20), || {
+            if let Some(c) = envoy.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("envoy exited with {status}: {}", envoy.log());
+                }
+            }
+            http::get(loopback(listener_port), "/")
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+        envoy.startup = started.elapsed();
+        assert!(
+            ok.is_some(),
+            "envoy never answered 200 through its listener: {}",
+            envoy.log()
+        );
+        let ready = super::wait_for(Duration::from_secs(10), || {
+            http::get(loopback(admin_port), "/ready")
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+        assert!(
+            ready.is_some(),
+            "envoy admin /ready never said LIVE: {}",
+            envoy.log()
+        );
+        envoy
+    }
+
+    /// A keep-alive client to the listener.
+    pub fn client(&self) -> Client {
+        Client::new(loopback(self.listener_port))
+    }
+
+    /// Envoy's log so far (wasm logs included).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    /// `/stats/prometheus` text.
+    pub fn prometheus(&self) -> String {
+        http::get(loopback(self.admin_port), "/stats/prometheus")
+            .unwrap()
+            .text()
+    }
+
+    /// The value of one Prometheus sample whose line starts with `prefix` (name plus labels).
+    pub fn prometheus_value(&self, name: &str) -> Option<f64> {
+        parse_prometheus(&self.prometheus(), name)
+    }
+}
+
+/// Sums the samples of metric `name` (any labels) in Prometheus text.
+pub fn parse_prometheus(text: &str, name: &str) -> Option<f64> {
+    let mut total = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (metric, value) = match line.rsplit_once(' ') {
+            Some(x) => x,
+            None => continue,
+        };
+        let base = metric.split('{').next().unwrap_or("");
+        if base == name {
+            if let Ok(v) = value.parse::<f64>() {
+                *total.get_or_insert(0.0) += v;
+            }
+        }
+    }
+    total
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- envoy log (admin {}) ---\n{}",
+                self.admin_port,
+                self.log()
+            );
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! boifi-server as a child process of the test.
+
+use super::http::{self, Response};
+use super::net::loopback;
+use super::TempDir;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Env BOIFI_SERVER, else `<target>/debug/boifi-server` beside this test binary.
+pub fn find_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BOIFI_SERVER") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    // The test binary is <target>/debug/deps/it-<hash>.
+    let exe = std::env::current_exe().ok()?;
+    let candidate = exe.parent()?.parent()?.join("boifi-server");
+    candidate.is_file().then_some(candidate)
+}
+
+/// A running boifi-server, SIGKILLed on drop.
+#[derive(Debug)]
+pub struct Server {
+    pub port: u16,
+    child: Option<Child>,
+    _dir: TempDir,
+}
+
+impl Server {
+    /// Starts `--storage memory` on `port` and waits until `/v1/health` answers.
+    pub fn start(binary: &std::path::Path, port: u16) -> Server {
+        let dir = TempDir::new("boifi-server");
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = Command::new(binary)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--storage")
+            .arg("memory")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut server = Server {
+            port,
+            child: Some(child),
+            _dir: dir,
+        };
+        let ready = super::wait_for(Duration::from_secs(10), || {
+            http::get(loopback(port), "/v1/health")
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+        if ready.is_none() {
+            let log = std::fs::read_to_string(server._dir.path().join("server.log"));
+            server.kill();
+            panic!("boifi-server did not become healthy on port {port}: {log:?}");
+        }
+        server
+    }
+
+    /// Creates or replaces a policy (JSON body).
+    pub fn put_policy(&self, policy: &serde_json::Value) -> Response {
+        let body = serde_json::to_vec(policy).unwrap();
+        let r = http::send(
+            loopback(self.port),
+            "POST",
+            "/v1/policies",
+            &[("content-type", "application/json")],
+            &body,
+        )
+        .unwrap();
+        assert!(
+            r.status == 200 || r.status == 201,
+            "POST /v1/policies answered {}: {}",
+            r.status,
+            r.text()
+        );
+        r
+    }
+
+    /// Deletes one policy.
+    pub fn delete_policy(&self, name: &str) {
+        let r = http::send(
+            loopback(self.port),
+            "DELETE",
+            &format!("/v1/policies/{name}"),
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert!(
+            r.status < 300,
+            "DELETE /v1/policies/{name} answered {}: {}",
+            r.status,
+            r.text()
+        );
+    }
+
+    /// SIGKILL (the control plane "dies").
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
