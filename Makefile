@@ -8,6 +8,8 @@ WASM_LD := /usr/lib/llvm-19/bin/wasm-ld
 # Debian's toolchain builds into its own target dir so it never fights rustup's cache.
 DEBIAN_TARGET_DIR := target/debian
 WASM_OUT := $(DEBIAN_TARGET_DIR)/wasm32-unknown-unknown/release/boifi_wasm.wasm
+# `make oci` writes the filter's Wasm OCI image layout here (see docs/deploy-k8s.md).
+OCI_DIR := dist/oci
 
 export BOIFI_WASM := $(CURDIR)/$(WASM_OUT)
 
@@ -18,6 +20,7 @@ help:
 	@echo "make test   - run every test (installs what it needs)"
 	@echo "make wasm   - build the proxy-wasm filter ($(WASM_OUT))"
 	@echo "make bench  - run the benchmarks"
+	@echo "make oci    - write the filter as a Wasm OCI image layout ($(OCI_DIR)) and pin its digests in manifests/"
 
 deps:
 	@bash scripts/deps.sh
@@ -43,3 +46,9 @@ test: deps fmt-check clippy nostd test-rust
 # The filter's e2e tests load $(BOIFI_WASM) into a real Envoy: build it first.
 test-rust: wasm
 	cargo test --workspace
+
+# The filter as the Wasm OCI artifact Istio pulls (an OCI image layout, no Docker needed),
+# then its digests written into the `# boifi-deploy pin:` lines of manifests/.
+oci: wasm
+	cargo run --quiet -p boifi-deploy -- oci --wasm $(WASM_OUT) --out $(OCI_DIR)
+	cargo run --quiet -p boifi-deploy -- pin --layout $(OCI_DIR) --manifests manifests

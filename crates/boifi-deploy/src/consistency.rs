@@ -1,0 +1,752 @@
+//! Rules across objects, which no schema sees: selectors that select the pods they mean to,
+//! ports and probes that name real container ports, the etcd endpoints the control plane is
+//! given against the StatefulSet's pod DNS names, the filter's control-plane cluster against
+//! the Service, and the NetworkPolicy that must let the filter reach it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::yaml::{str_at, value_at, Document, ResourceId};
+
+/// The cluster DNS suffix the manifests assume (`<svc>.<ns>.svc.cluster.local`).
+pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
+
+/// One broken rule, on one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The resource the rule is about.
+    pub resource: ResourceId,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.resource, self.message)
+    }
+}
+
+/// A pod template of a workload in the bundle.
+#[derive(Debug, Clone)]
+pub struct PodTemplate<'a> {
+    /// The workload.
+    pub owner: ResourceId,
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// Template labels.
+    pub labels: BTreeMap<String, String>,
+    /// The pod spec.
+    pub spec: &'a Value,
+}
+
+impl PodTemplate<'_> {
+    /// All containers (init containers included).
+    pub fn containers(&self) -> impl Iterator<Item = &Value> {
+        ["initContainers", "containers"]
+            .into_iter()
+            .filter_map(|key| self.spec.get(key).and_then(Value::as_array))
+            .flatten()
+    }
+
+    /// Resolves a port (number, or name of a container port) to a container port number.
+    #[must_use]
+    pub fn resolve_port(&self, port: &Value) -> Option<u64> {
+        let ports = self
+            .containers()
+            .filter_map(|c| c.get("ports").and_then(Value::as_array))
+            .flatten();
+        let mut ports = ports.filter_map(|p| {
+            Some((
+                p.get("name").and_then(Value::as_str).unwrap_or(""),
+                p.get("containerPort").and_then(Value::as_u64)?,
+            ))
+        });
+        match port {
+            Value::Number(n) => {
+                let n = n.as_u64()?;
+                ports
+                    .find(|(_, number)| *number == n)
+                    .map(|(_, number)| number)
+            }
+            Value::String(name) => ports.find(|(n, _)| n == name).map(|(_, number)| number),
+            _ => None,
+        }
+    }
+}
+
+/// One HTTP probe of a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpProbe {
+    /// The workload.
+    pub owner: ResourceId,
+    /// The container.
+    pub container: String,
+    /// `livenessProbe`, `readinessProbe` or `startupProbe`.
+    pub kind: String,
+    /// `httpGet.path`.
+    pub path: String,
+    /// The port, resolved to a number (`None` when it names no container port).
+    pub port: Option<u64>,
+}
+
+fn labels_of(value: Option<&Value>) -> BTreeMap<String, String> {
+    value
+        .and_then(Value::as_object)
+        .map(|map| {
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The pod templates of every workload in `docs`.
+#[must_use]
+pub fn pod_templates(docs: &[Document]) -> Vec<PodTemplate<'_>> {
+    docs.iter()
+        .filter_map(|doc| {
+            let template = match doc.kind() {
+                "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+                    value_at(&doc.value, &["spec", "template"])?
+                }
+                "CronJob" => value_at(&doc.value, &["spec", "jobTemplate", "spec", "template"])?,
+                _ => return None,
+            };
+            Some(PodTemplate {
+                owner: doc.id(),
+                namespace: doc.namespace(),
+                labels: labels_of(value_at(template, &["metadata", "labels"])),
+                spec: template.get("spec")?,
+            })
+        })
+        .collect()
+}
+
+/// A Kubernetes label selector (`matchLabels` and `matchExpressions`) applied to `labels`.
+/// A selector that is not a map selects nothing.
+#[must_use]
+pub fn selector_matches(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
+    let Some(map) = selector.as_object() else {
+        return false;
+    };
+    let match_labels = labels_of(map.get("matchLabels"));
+    let labels_ok = match_labels.iter().all(|(k, v)| labels.get(k) == Some(v));
+    let expressions = map.get("matchExpressions").and_then(Value::as_array);
+    let expressions_ok = expressions.into_iter().flatten().all(|expr| {
+        let key = str_at(expr, &["key"]);
+        let values: Vec<&str> = expr
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        match str_at(expr, &["operator"]) {
+            "In" => labels
+                .get(key)
+                .is_some_and(|v| values.contains(&v.as_str())),
+            "NotIn" => labels
+                .get(key)
+                .is_none_or(|v| !values.contains(&v.as_str())),
+            "Exists" => labels.contains_key(key),
+            "DoesNotExist" => !labels.contains_key(key),
+            _ => false,
+        }
+    });
+    labels_ok && expressions_ok
+}
+
+/// A Service `spec.selector` (plain map) applied to `labels`.
+fn service_selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Every HTTP probe of every container in `docs`.
+#[must_use]
+pub fn http_probes(docs: &[Document]) -> Vec<HttpProbe> {
+    let mut out = Vec::new();
+    for template in pod_templates(docs) {
+        for container in template.containers() {
+            for kind in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                let Some(http) = value_at(container, &[kind, "httpGet"]) else {
+                    continue;
+                };
+                out.push(HttpProbe {
+                    owner: template.owner.clone(),
+                    container: str_at(container, &["name"]).to_owned(),
+                    kind: kind.to_owned(),
+                    path: str_at(http, &["path"]).to_owned(),
+                    port: http.get("port").and_then(|p| template.resolve_port(p)),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The value of environment variable `name` or of flag `--flag=value` on a container.
+#[must_use]
+pub fn container_setting<'a>(container: &'a Value, env: &str, flag: &str) -> Option<&'a str> {
+    let from_env = container
+        .get("env")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|var| str_at(var, &["name"]) == env)
+        .and_then(|var| var.get("value").and_then(Value::as_str));
+    let prefix = format!("{flag}=");
+    let from_args = ["command", "args"]
+        .iter()
+        .filter_map(|key| container.get(*key).and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|arg| arg.strip_prefix(prefix.as_str()));
+    from_args.or(from_env)
+}
+
+/// An Istio outbound cluster name, `outbound|<port>|<subset>|<host>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IstioCluster {
+    /// The service port.
+    pub port: u64,
+    /// The subset (empty for none).
+    pub subset: String,
+    /// The Service name.
+    pub service: String,
+    /// The Service namespace.
+    pub namespace: String,
+}
+
+/// Parses `outbound|8080||name.namespace.svc.cluster.local`.
+#[must_use]
+pub fn parse_istio_cluster(cluster: &str) -> Option<IstioCluster> {
+    let mut parts = cluster.split('|');
+    let (direction, port, subset, host) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if direction != "outbound" || parts.next().is_some() {
+        return None;
+    }
+    let (service, namespace) = split_service_host(host)?;
+    Some(IstioCluster {
+        port: port.parse().ok()?,
+        subset: subset.to_owned(),
+        service,
+        namespace,
+    })
+}
+
+/// `name.namespace.svc.cluster.local` → `(name, namespace)`.
+#[must_use]
+pub fn split_service_host(host: &str) -> Option<(String, String)> {
+    let rest = host.strip_suffix(CLUSTER_DOMAIN)?.strip_suffix('.')?;
+    let (service, namespace) = rest.split_once('.')?;
+    (!service.is_empty() && !namespace.is_empty() && !namespace.contains('.'))
+        .then(|| (service.to_owned(), namespace.to_owned()))
+}
+
+fn find<'a>(docs: &'a [Document], kind: &str, namespace: &str, name: &str) -> Option<&'a Document> {
+    docs.iter()
+        .find(|d| d.kind() == kind && d.namespace() == namespace && d.name() == name)
+}
+
+/// How much of the world the bundle is expected to hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BundleScope {
+    /// When true, every Secret, ConfigMap, ServiceAccount and Namespace a resource refers to
+    /// must be in the bundle (a composed overlay that is applied as is)…
+    pub complete: bool,
+    /// …except these, which the operator creates by hand (e.g. the auth-token Secret).
+    pub external: Vec<ResourceId>,
+}
+
+/// Every cross-object rule `docs` breaks.
+#[must_use]
+pub fn check_bundle(docs: &[Document], scope: &BundleScope) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let templates = pod_templates(docs);
+    let finding = |resource: ResourceId, message: String| Finding { resource, message };
+
+    // Workload selectors must select their own template.
+    for doc in docs {
+        if !matches!(
+            doc.kind(),
+            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet"
+        ) {
+            continue;
+        }
+        let Some(selector) = value_at(&doc.value, &["spec", "selector"]) else {
+            continue;
+        };
+        let labels = labels_of(value_at(
+            &doc.value,
+            &["spec", "template", "metadata", "labels"],
+        ));
+        if !selector_matches(selector, &labels) {
+            out.push(finding(
+                doc.id(),
+                "spec.selector does not select the pod template's labels".into(),
+            ));
+        }
+    }
+
+    // Services select pods, and every targetPort is a container port of each selected pod.
+    for svc in docs.iter().filter(|d| d.kind() == "Service") {
+        let selector = labels_of(value_at(&svc.value, &["spec", "selector"]));
+        if selector.is_empty() {
+            continue;
+        }
+        let selected: Vec<&PodTemplate<'_>> = templates
+            .iter()
+            .filter(|t| t.namespace == svc.namespace() && service_selects(&selector, &t.labels))
+            .collect();
+        if selected.is_empty() {
+            out.push(finding(
+                svc.id(),
+                format!("spec.selector `{selector:?}` selects no pod template"),
+            ));
+        }
+        for port in value_at(&svc.value, &["spec", "ports"])
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let target = port
+                .get("targetPort")
+                .or_else(|| port.get("port"))
+                .unwrap_or(&Value::Null);
+            for template in &selected {
+                if template.resolve_port(target).is_none() {
+                    out.push(finding(
+                        svc.id(),
+                        format!(
+                            "targetPort `{target}` is not a container port of {}",
+                            template.owner
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    // StatefulSets name a headless Service that selects their pods.
+    for sts in docs.iter().filter(|d| d.kind() == "StatefulSet") {
+        let service = str_at(&sts.value, &["spec", "serviceName"]);
+        let labels = labels_of(value_at(
+            &sts.value,
+            &["spec", "template", "metadata", "labels"],
+        ));
+        match find(docs, "Service", sts.namespace(), service) {
+            None => out.push(finding(
+                sts.id(),
+                format!("spec.serviceName `{service}` is not a Service in the bundle"),
+            )),
+            Some(svc) => {
+                if str_at(&svc.value, &["spec", "clusterIP"]) != "None" {
+                    out.push(finding(
+                        svc.id(),
+                        "the StatefulSet's governing Service must be headless (clusterIP: None)"
+                            .into(),
+                    ));
+                }
+                if !service_selects(
+                    &labels_of(value_at(&svc.value, &["spec", "selector"])),
+                    &labels,
+                ) {
+                    out.push(finding(
+                        svc.id(),
+                        format!("does not select the pods of {}", sts.id()),
+                    ));
+                }
+            }
+        }
+    }
+
+    // PodDisruptionBudgets select pods.
+    for pdb in docs.iter().filter(|d| d.kind() == "PodDisruptionBudget") {
+        let selector = value_at(&pdb.value, &["spec", "selector"]).unwrap_or(&Value::Null);
+        let covered: Vec<&PodTemplate<'_>> = templates
+            .iter()
+            .filter(|t| t.namespace == pdb.namespace() && selector_matches(selector, &t.labels))
+            .collect();
+        if covered.is_empty() {
+            out.push(finding(
+                pdb.id(),
+                "spec.selector selects no pod template".into(),
+            ));
+        }
+    }
+
+    // NetworkPolicies select pods, and the ports they open are container ports of those pods.
+    for policy in docs.iter().filter(|d| d.kind() == "NetworkPolicy") {
+        let selector = value_at(&policy.value, &["spec", "podSelector"]).unwrap_or(&Value::Null);
+        let selected: Vec<&PodTemplate<'_>> = templates
+            .iter()
+            .filter(|t| t.namespace == policy.namespace() && selector_matches(selector, &t.labels))
+            .collect();
+        if selected.is_empty() {
+            out.push(finding(
+                policy.id(),
+                "spec.podSelector selects no pod template".into(),
+            ));
+        }
+        let rules = value_at(&policy.value, &["spec", "ingress"]).and_then(Value::as_array);
+        for rule in rules.into_iter().flatten() {
+            for port in rule
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let number = port.get("port").unwrap_or(&Value::Null);
+                for template in &selected {
+                    if template.resolve_port(number).is_none() {
+                        out.push(finding(
+                            policy.id(),
+                            format!(
+                                "port `{number}` is not a container port of {}",
+                                template.owner
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    // Probes name container ports.
+    for probe in http_probes(docs) {
+        if probe.port.is_none() {
+            out.push(finding(
+                probe.owner.clone(),
+                format!(
+                    "{} of container `{}` names no container port",
+                    probe.kind, probe.container
+                ),
+            ));
+        }
+    }
+
+    out.extend(check_etcd_endpoints(docs, &templates));
+    out.extend(check_wasm_plugins(docs));
+    if scope.complete {
+        out.extend(check_references(docs, &templates, &scope.external));
+    }
+    out
+}
+
+/// The etcd endpoints given to any container (env `ETCD_ENDPOINTS` or `--etcd-endpoints=`)
+/// must be exactly the client URLs of a StatefulSet's pods, through its headless Service.
+fn check_etcd_endpoints(docs: &[Document], templates: &[PodTemplate<'_>]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for template in templates {
+        for container in template.containers() {
+            let Some(endpoints) =
+                container_setting(container, "ETCD_ENDPOINTS", "--etcd-endpoints")
+            else {
+                continue;
+            };
+            let given: BTreeSet<String> =
+                endpoints.split(',').map(|e| e.trim().to_owned()).collect();
+            let expected = etcd_client_urls(docs, &given);
+            match expected {
+                Some(expected) if expected == given => {}
+                Some(expected) => out.push(Finding {
+                    resource: template.owner.clone(),
+                    message: format!(
+                        "etcd endpoints `{endpoints}` are not the StatefulSet's pod URLs `{}`",
+                        expected.into_iter().collect::<Vec<_>>().join(",")
+                    ),
+                }),
+                None => out.push(Finding {
+                    resource: template.owner.clone(),
+                    message: format!(
+                        "etcd endpoints `{endpoints}` name no StatefulSet of the bundle"
+                    ),
+                }),
+            }
+        }
+    }
+    out
+}
+
+/// The client URLs (`http://<sts>-<i>.<svc>.<ns>.svc.cluster.local:<client port>`) of the
+/// StatefulSet the first of `given` points at.
+#[must_use]
+pub fn etcd_client_urls(docs: &[Document], given: &BTreeSet<String>) -> Option<BTreeSet<String>> {
+    let first = given.iter().next()?;
+    let host = first
+        .strip_prefix("http://")
+        .or_else(|| first.strip_prefix("https://"))?;
+    let scheme = first.get(..first.len() - host.len())?;
+    let (_pod, service_host) = host.split_once('.')?;
+    let (service, namespace) = split_service_host(service_host.split(':').next()?)?;
+    let sts = docs.iter().find(|d| {
+        d.kind() == "StatefulSet"
+            && d.namespace() == namespace
+            && str_at(&d.value, &["spec", "serviceName"]) == service
+    })?;
+    let replicas = value_at(&sts.value, &["spec", "replicas"])
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
+    let template = pod_templates(std::slice::from_ref(sts))
+        .into_iter()
+        .next()?;
+    let client_port = template.resolve_port(&Value::String("client".to_owned()))?;
+    Some(
+        (0..replicas)
+            .map(|i| {
+                format!(
+                    "{scheme}{}-{i}.{service}.{namespace}.{CLUSTER_DOMAIN}:{client_port}",
+                    sts.name()
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Each WasmPlugin's `pluginConfig.control_plane_cluster` (when set) is a Service port of the
+/// bundle, its `control_plane_authority` names the same host and port, and a NetworkPolicy
+/// on the selected pods lets the plugin's namespace in on the target port.
+fn check_wasm_plugins(docs: &[Document]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for plugin in docs.iter().filter(|d| d.kind() == "WasmPlugin") {
+        let config = value_at(&plugin.value, &["spec", "pluginConfig"]);
+        let Some(cluster) = config
+            .and_then(|c| c.get("control_plane_cluster"))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        out.extend(check_control_plane_reachable(docs, plugin, cluster));
+        if let Some(authority) = config
+            .and_then(|c| c.get("control_plane_authority"))
+            .and_then(Value::as_str)
+        {
+            let expected = parse_istio_cluster(cluster)
+                .map(|c| format!("{}.{}.{CLUSTER_DOMAIN}:{}", c.service, c.namespace, c.port));
+            if expected.as_deref() != Some(authority) {
+                out.push(Finding {
+                    resource: plugin.id(),
+                    message: format!("pluginConfig.control_plane_authority `{authority}` is not the host and port of `{cluster}`"),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// A sidecar in `from`'s namespace can reach the Service behind Istio cluster `cluster`: the
+/// Service and port exist, select pods, and any NetworkPolicy on those pods admits the
+/// namespace on the target port.
+#[must_use]
+pub fn check_control_plane_reachable(
+    docs: &[Document],
+    from: &Document,
+    cluster: &str,
+) -> Vec<Finding> {
+    let fail = |message: String| {
+        vec![Finding {
+            resource: from.id(),
+            message,
+        }]
+    };
+    let Some(parsed) = parse_istio_cluster(cluster) else {
+        return fail(format!("`{cluster}` is not an Istio outbound cluster name `outbound|<port>||<service>.<namespace>.{CLUSTER_DOMAIN}`"));
+    };
+    let Some(svc) = find(docs, "Service", &parsed.namespace, &parsed.service) else {
+        return fail(format!(
+            "cluster `{cluster}` names Service `{}/{}`, which is not in the bundle",
+            parsed.namespace, parsed.service
+        ));
+    };
+    let ports = value_at(&svc.value, &["spec", "ports"]).and_then(Value::as_array);
+    let Some(port) = ports
+        .into_iter()
+        .flatten()
+        .find(|p| p.get("port").and_then(Value::as_u64) == Some(parsed.port))
+    else {
+        return fail(format!("Service {} has no port {}", svc.id(), parsed.port));
+    };
+    let selector = labels_of(value_at(&svc.value, &["spec", "selector"]));
+    let target = port.get("targetPort").unwrap_or(&Value::Null);
+    let mut out = Vec::new();
+    for template in pod_templates(docs)
+        .iter()
+        .filter(|t| t.namespace == parsed.namespace && service_selects(&selector, &t.labels))
+    {
+        let Some(target_port) = template.resolve_port(target) else {
+            continue;
+        };
+        let policies: Vec<&Document> = docs
+            .iter()
+            .filter(|d| d.kind() == "NetworkPolicy" && d.namespace() == parsed.namespace)
+            .filter(|d| {
+                selector_matches(
+                    value_at(&d.value, &["spec", "podSelector"]).unwrap_or(&Value::Null),
+                    &template.labels,
+                )
+            })
+            .collect();
+        if policies.is_empty() {
+            continue;
+        }
+        let admitted = policies.iter().any(|policy| {
+            let rules = value_at(&policy.value, &["spec", "ingress"]).and_then(Value::as_array);
+            rules.into_iter().flatten().any(|rule| {
+                let from_ok = rule
+                    .get("from")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(|peer| {
+                        peer.get("podSelector").is_none()
+                            && peer.get("namespaceSelector").is_some_and(|ns| {
+                                selector_matches(
+                                    ns,
+                                    &BTreeMap::from([(
+                                        "kubernetes.io/metadata.name".to_owned(),
+                                        from.namespace().to_owned(),
+                                    )]),
+                                )
+                            })
+                    });
+                let port_ok = rule
+                    .get("ports")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(|p| {
+                        p.get("port").and_then(|port| template.resolve_port(port))
+                            == Some(target_port)
+                    });
+                from_ok && port_ok
+            })
+        });
+        if !admitted {
+            out.push(Finding {
+                resource: from.id(),
+                message: format!(
+                    "no NetworkPolicy admits namespace `{}` to {} on port {target_port}",
+                    from.namespace(),
+                    template.owner
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// Secrets, ConfigMaps, ServiceAccounts and Namespaces referred to are in the bundle.
+fn check_references(
+    docs: &[Document],
+    templates: &[PodTemplate<'_>],
+    external: &[ResourceId],
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let missing = |kind: &str, namespace: &str, name: &str| {
+        find(docs, kind, namespace, name).is_none()
+            && !external
+                .iter()
+                .any(|id| id.kind == kind && id.namespace == namespace && id.name == name)
+    };
+    for template in templates {
+        let mut wanted: Vec<(&str, &str)> = Vec::new();
+        for volume in template
+            .spec
+            .get("volumes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = value_at(volume, &["secret", "secretName"]).and_then(Value::as_str)
+            {
+                wanted.push(("Secret", name));
+            }
+            if let Some(name) = value_at(volume, &["configMap", "name"]).and_then(Value::as_str) {
+                wanted.push(("ConfigMap", name));
+            }
+        }
+        if let Some(name) = template
+            .spec
+            .get("serviceAccountName")
+            .and_then(Value::as_str)
+        {
+            wanted.push(("ServiceAccount", name));
+        }
+        for (kind, name) in wanted {
+            if missing(kind, template.namespace, name) {
+                out.push(Finding {
+                    resource: template.owner.clone(),
+                    message: format!("refers to {kind} `{name}`, which is not in the bundle"),
+                });
+            }
+        }
+    }
+    let namespaces: BTreeSet<&str> = docs
+        .iter()
+        .map(Document::namespace)
+        .filter(|ns| !ns.is_empty())
+        .collect();
+    for namespace in namespaces {
+        if missing("Namespace", "", namespace) {
+            out.push(Finding {
+                resource: ResourceId {
+                    kind: "Namespace".to_owned(),
+                    namespace: String::new(),
+                    name: namespace.to_owned(),
+                },
+                message: "resources live in this namespace but the bundle does not create it"
+                    .to_owned(),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn istio_cluster_names() {
+        let c = parse_istio_cluster("outbound|8080||boifi-control-plane.boifi.svc.cluster.local")
+            .unwrap();
+        assert_eq!(
+            (c.port, c.service.as_str(), c.namespace.as_str()),
+            (8080, "boifi-control-plane", "boifi")
+        );
+        assert!(parse_istio_cluster("inbound|8080||x.y.svc.cluster.local").is_none());
+        assert!(parse_istio_cluster("outbound|8080||boifi-control-plane").is_none());
+    }
+
+    #[test]
+    fn label_selectors() {
+        let labels = BTreeMap::from([
+            ("app".to_owned(), "a".to_owned()),
+            ("tier".to_owned(), "x".to_owned()),
+        ]);
+        assert!(selector_matches(
+            &json!({"matchLabels": {"app": "a"}}),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &json!({"matchLabels": {"app": "b"}}),
+            &labels
+        ));
+        assert!(selector_matches(
+            &json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["x", "y"]}]}),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &json!({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}),
+            &labels
+        ));
+        assert!(
+            selector_matches(&json!({}), &labels),
+            "an empty selector selects everything"
+        );
+    }
+}

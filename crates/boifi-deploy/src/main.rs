@@ -1,0 +1,194 @@
+//! `boifi-deploy`: writes the filter's Wasm OCI image layout, pins its digests into the
+//! manifests, composes the kustomize overlays and checks them offline.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use boifi_deploy::check::Checker;
+use boifi_deploy::consistency::BundleScope;
+use boifi_deploy::oci::{verify_layout, write_layout, Artifact, ArtifactOptions};
+use boifi_deploy::yaml::ResourceId;
+use boifi_deploy::{kustomize, pin, yaml};
+use clap::{Parser, Subcommand};
+
+/// Deploy tooling for boifi: the Wasm OCI artifact and the offline manifest checker.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write the filter as an OCI image layout (oci-layout, index.json, blobs/sha256/...).
+    Oci {
+        /// The built filter module.
+        #[arg(long, env = "BOIFI_WASM")]
+        wasm: PathBuf,
+        /// The layout directory to write (replaced if it already holds a layout).
+        #[arg(long, default_value = "dist/oci")]
+        out: PathBuf,
+        /// The tag recorded in index.json.
+        #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+        tag: String,
+    },
+    /// Verify an OCI image layout; with --wasm, also that its layer is that module.
+    VerifyOci {
+        /// The layout directory.
+        layout: PathBuf,
+        /// The module the layer must equal.
+        #[arg(long)]
+        wasm: Option<PathBuf>,
+    },
+    /// Write a verified layout's digests into the marked lines of the manifests.
+    Pin {
+        /// The layout directory.
+        #[arg(long, default_value = "dist/oci")]
+        layout: PathBuf,
+        /// The manifests tree.
+        #[arg(long, default_value = "manifests")]
+        manifests: PathBuf,
+    },
+    /// Print the composed YAML of a kustomization directory.
+    Build {
+        /// The kustomization directory.
+        dir: PathBuf,
+    },
+    /// Compose kustomization directories and check them against the schemas and rules.
+    Check {
+        /// The k8s-schemas folder.
+        #[arg(
+            long,
+            env = "BOIFI_K8S_SCHEMAS",
+            default_value = "../shared/data/k8s-schemas"
+        )]
+        schemas: PathBuf,
+        /// Treat each bundle as complete (every referenced Secret, ServiceAccount, Namespace
+        /// must be in it).
+        #[arg(long)]
+        complete: bool,
+        /// A resource created by hand, exempt from --complete (`Kind/namespace/name`).
+        #[arg(long = "external")]
+        external: Vec<ResourceId>,
+        /// Kustomization directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
+}
+
+fn print_artifact(artifact: &Artifact) {
+    println!("tag              {}", artifact.tag);
+    println!(
+        "manifest digest  {} ({} bytes)",
+        artifact.manifest_digest, artifact.manifest_size
+    );
+    println!(
+        "wasm digest      {} ({} bytes)",
+        artifact.wasm_digest, artifact.wasm_size
+    );
+    println!(
+        "config digest    {} ({} bytes)",
+        artifact.config_digest, artifact.config_size
+    );
+    println!("total blob bytes {}", artifact.total_blob_bytes);
+    println!(
+        "WasmPlugin sha256 for oci:// urls:   {}",
+        artifact.manifest_sha256()
+    );
+    println!(
+        "WasmPlugin sha256 for http(s):// urls: {}",
+        artifact.wasm_sha256()
+    );
+}
+
+fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
+    match cli.command {
+        Command::Oci { wasm, out, tag } => {
+            let bytes = std::fs::read(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
+            let options = ArtifactOptions {
+                tag,
+                ..ArtifactOptions::default()
+            };
+            let written = write_layout(&out, &bytes, &options)?;
+            let verified = verify_layout(&out)?;
+            if verified.artifact != written || verified.wasm != bytes {
+                return Err("the layout read back differs from what was written".into());
+            }
+            println!("wrote OCI image layout {}", out.display());
+            print_artifact(&written);
+            Ok(true)
+        }
+        Command::VerifyOci { layout, wasm } => {
+            let verified = verify_layout(&layout)?;
+            if let Some(wasm) = wasm {
+                let bytes = std::fs::read(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
+                if bytes != verified.wasm {
+                    eprintln!(
+                        "{}: the Wasm layer is not `{}`",
+                        layout.display(),
+                        wasm.display()
+                    );
+                    return Ok(false);
+                }
+            }
+            println!("{}: valid", layout.display());
+            print_artifact(&verified.artifact);
+            Ok(true)
+        }
+        Command::Pin { layout, manifests } => {
+            let verified = verify_layout(&layout)?;
+            for line in pin::pin_tree(&manifests, &verified.artifact)? {
+                let state = if line.changed { "pinned" } else { "unchanged" };
+                println!(
+                    "{state} {}:{} {}",
+                    line.path.display(),
+                    line.line,
+                    line.digest
+                );
+            }
+            Ok(true)
+        }
+        Command::Build { dir } => {
+            let docs = kustomize::build(&dir)?;
+            print!("{}", yaml::to_yaml(&docs)?);
+            Ok(true)
+        }
+        Command::Check {
+            schemas,
+            complete,
+            external,
+            dirs,
+        } => {
+            let scope = BundleScope { complete, external };
+            let mut checker = Checker::new(&schemas);
+            let mut clean = true;
+            for dir in dirs {
+                let docs = kustomize::build(&dir)?;
+                let problems = checker.check_bundle(&docs, &scope);
+                for problem in &problems {
+                    eprintln!("{problem}");
+                }
+                println!(
+                    "{}: {} documents, {} problems",
+                    dir.display(),
+                    docs.len(),
+                    problems.len()
+                );
+                clean &= problems.is_empty();
+            }
+            Ok(clean)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("boifi-deploy: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

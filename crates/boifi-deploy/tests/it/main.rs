@@ -1,0 +1,1 @@
+//! boifi-deploy integration tests.
