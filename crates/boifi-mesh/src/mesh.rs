@@ -1,0 +1,713 @@
+//! The mesh: control plane, one app + one Envoy sidecar per pod, and an ingress.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::control_plane::{workspace_binary, ControlPlane, Store};
+use crate::envoy::{
+    envoy_binary, envoy_command, ingress_bootstrap, sidecar_bootstrap, write_bootstrap,
+    IngressRoute, SidecarConfig,
+};
+use crate::error::MeshError;
+use crate::http::{Answer, HttpClient, RequestSpec, TrafficReport};
+use crate::process::{free_ports, wait_for, ManagedProcess};
+use crate::stats::metric_sum;
+use crate::topology::{Protocol, ServiceSpec, Topology};
+
+/// How to build a mesh.
+#[derive(Debug, Clone)]
+pub struct MeshOptions {
+    /// The services.
+    pub topology: Topology,
+    /// The control plane's store.
+    pub store: Store,
+    /// Control-plane replicas (more than one puts a balancing Envoy in front).
+    pub control_plane_replicas: usize,
+    /// Load the boifi filter into the sidecars.
+    pub filter: bool,
+    /// The filter's `pluginConfig`.
+    pub plugin_config: Value,
+    /// Start the control plane with the mesh (false: sidecars start without it).
+    pub start_control_plane: bool,
+    /// Print progress lines on stderr.
+    pub progress: bool,
+    /// The app binary (`boifi-mesh`); found beside the running executable when `None`.
+    pub app_binary: Option<PathBuf>,
+}
+
+impl MeshOptions {
+    /// A mesh of `topology` with the filter, one control plane replica on the embedded store.
+    pub fn new(topology: Topology) -> MeshOptions {
+        MeshOptions {
+            topology,
+            store: Store::Embedded,
+            control_plane_replicas: 1,
+            filter: true,
+            plugin_config: default_plugin_config(),
+            start_control_plane: true,
+            progress: false,
+            app_binary: None,
+        }
+    }
+
+    /// Two replicas on a 3-member etcd behind a balancer.
+    pub fn ha(mut self) -> MeshOptions {
+        self.store = Store::Etcd;
+        self.control_plane_replicas = 2;
+        self
+    }
+}
+
+/// The filter configuration the mesh uses: the defaults (Istio cluster name of the control
+/// plane, 30 s long-poll) with a quicker backoff so reconnects are visible in seconds.
+pub fn default_plugin_config() -> Value {
+    json!({"backoff_initial_ms": 200, "backoff_max_ms": 2000})
+}
+
+/// The filter module: `BOIFI_WASM`, else where `make wasm` puts it.
+pub fn wasm_path() -> Result<PathBuf, MeshError> {
+    let path = std::env::var_os("BOIFI_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            crate::topology::repo_root()
+                .join("target/debian/wasm32-unknown-unknown/release/boifi_wasm.wasm")
+        });
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(MeshError::Missing {
+            what: format!("the boifi filter `{}`", path.display()),
+            hint: "run `make wasm` (or set BOIFI_WASM)".to_owned(),
+        })
+    }
+}
+
+/// One pod: the app and its sidecar.
+#[derive(Debug)]
+pub struct Pod {
+    /// Pod name (`frontend-1-0`: service, generation, replica slot).
+    pub name: String,
+    /// Replica slot (stable across restarts; the ports belong to it).
+    pub slot: usize,
+    /// The sidecar's inbound listener.
+    pub inbound_port: u16,
+    /// The sidecar's admin port.
+    pub admin_port: u16,
+    /// The app's port.
+    pub app_port: u16,
+    /// The app process.
+    pub app: Option<ManagedProcess>,
+    /// The sidecar process.
+    pub sidecar: Option<ManagedProcess>,
+    /// From the sidecar's exec to its first 200 through the inbound listener.
+    pub ready_after: Option<Duration>,
+}
+
+impl Pod {
+    /// `http://127.0.0.1:<inbound>`.
+    pub fn inbound_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.inbound_port)
+    }
+
+    /// `http://127.0.0.1:<admin>`.
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
+    }
+
+    /// Whether both processes are up.
+    pub fn is_running(&self) -> bool {
+        self.app.is_some() && self.sidecar.is_some()
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut p) = self.sidecar.take() {
+            p.kill();
+        }
+        if let Some(mut p) = self.app.take() {
+            p.kill();
+        }
+        self.ready_after = None;
+    }
+}
+
+/// A service with its pods.
+#[derive(Debug)]
+pub struct Service {
+    /// Its definition.
+    pub spec: ServiceSpec,
+    /// One per replica slot.
+    pub pods: Vec<Pod>,
+    generation: usize,
+}
+
+impl Service {
+    /// The pods that are running.
+    pub fn running(&self) -> impl Iterator<Item = &Pod> {
+        self.pods.iter().filter(|p| p.is_running())
+    }
+}
+
+/// A running mesh; everything is killed when it is dropped (and the logs are printed when
+/// that happens during a panic).
+#[derive(Debug)]
+pub struct Mesh {
+    dir: tempfile::TempDir,
+    envoy: PathBuf,
+    wasm: Option<PathBuf>,
+    app_binary: PathBuf,
+    plugin_config: Value,
+    progress: bool,
+    /// The control plane.
+    pub control_plane: ControlPlane,
+    /// The services, in topology order.
+    pub services: Vec<Service>,
+    ingress: Option<ManagedProcess>,
+    ingress_port: u16,
+    ingress_admin_port: u16,
+    /// The client every call of the harness uses.
+    pub client: HttpClient,
+    /// From the first control-plane exec to ready, when it was started with the mesh.
+    pub control_plane_ready: Option<Duration>,
+    /// From the first exec to every sidecar serving.
+    pub all_pods_ready: Option<Duration>,
+}
+
+impl Mesh {
+    /// Starts everything and waits until it serves.
+    pub fn start(options: MeshOptions) -> Result<Mesh, MeshError> {
+        let root = crate::topology::repo_root();
+        let envoy = envoy_binary(&root)?;
+        let wasm = if options.filter {
+            Some(wasm_path()?)
+        } else {
+            None
+        };
+        let app_binary = match options.app_binary.clone() {
+            Some(p) => p,
+            None => workspace_binary("boifi-mesh")?,
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("boifi-mesh-")
+            .tempdir()
+            .map_err(|e| MeshError::io(std::env::temp_dir(), e))?;
+        let client = HttpClient::new()?;
+        let progress = options.progress;
+        let say = |m: &str| {
+            if progress {
+                eprintln!("mesh: {m}");
+            }
+        };
+        say(&format!(
+            "control plane: {} replica(s), {} store",
+            options.control_plane_replicas,
+            match options.store {
+                Store::Memory => "memory",
+                Store::Embedded => "embedded",
+                Store::Etcd => "etcd (3 members)",
+            }
+        ));
+        let control_plane = ControlPlane::prepare(
+            options.store,
+            options.control_plane_replicas,
+            dir.path(),
+            &envoy,
+        )?;
+        let [ingress_port, ingress_admin_port] = free_ports(2)?
+            .try_into()
+            .map_err(|_| MeshError::Unknown("free ports".to_owned()))?;
+        let mut mesh = Mesh {
+            dir,
+            envoy,
+            wasm,
+            app_binary,
+            plugin_config: options.plugin_config.clone(),
+            progress,
+            control_plane,
+            services: Vec::new(),
+            ingress: None,
+            ingress_port,
+            ingress_admin_port,
+            client,
+            control_plane_ready: None,
+            all_pods_ready: None,
+        };
+        let start = Instant::now();
+        if options.start_control_plane {
+            mesh.control_plane.start_all()?;
+        }
+        for spec in &options.topology.services {
+            let ports = free_ports(spec.replicas * 3)?;
+            let pods = (0..spec.replicas)
+                .map(|slot| Pod {
+                    name: String::new(),
+                    slot,
+                    inbound_port: ports.get(slot * 3).copied().unwrap_or_default(),
+                    admin_port: ports.get(slot * 3 + 1).copied().unwrap_or_default(),
+                    app_port: ports.get(slot * 3 + 2).copied().unwrap_or_default(),
+                    app: None,
+                    sidecar: None,
+                    ready_after: None,
+                })
+                .collect();
+            mesh.services.push(Service {
+                spec: spec.clone(),
+                pods,
+                generation: 0,
+            });
+        }
+        say(&format!(
+            "starting {} pods (app + Envoy sidecar{}) of {} services",
+            options.topology.pods(),
+            if options.filter {
+                " with the boifi filter"
+            } else {
+                ""
+            },
+            options.topology.services.len()
+        ));
+        for s in 0..mesh.services.len() {
+            let slots = mesh.services.get(s).map(|x| x.pods.len()).unwrap_or(0);
+            for slot in 0..slots {
+                mesh.spawn_pod(s, slot)?;
+            }
+        }
+        mesh.spawn_ingress()?;
+        if options.start_control_plane {
+            let ready = mesh
+                .control_plane
+                .wait_ready(&mesh.client, Duration::from_secs(60))?;
+            mesh.control_plane_ready = Some(ready);
+            say(&format!(
+                "control plane ready after {} ms",
+                ready.as_millis()
+            ));
+        }
+        mesh.wait_all_pods(Duration::from_secs(60))?;
+        mesh.all_pods_ready = Some(start.elapsed());
+        say(&format!(
+            "{} sidecars serving after {} ms; ingress on {}",
+            mesh.pods().count(),
+            start.elapsed().as_millis(),
+            mesh.ingress_url()
+        ));
+        Ok(mesh)
+    }
+
+    /// The temporary directory holding configs, data and logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `http://127.0.0.1:<ingress>`.
+    pub fn ingress_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ingress_port)
+    }
+
+    /// Every running pod with its service.
+    pub fn pods(&self) -> impl Iterator<Item = (&ServiceSpec, &Pod)> {
+        self.services
+            .iter()
+            .flat_map(|s| s.running().map(move |p| (&s.spec, p)))
+    }
+
+    /// A service by name.
+    pub fn service(&self, name: &str) -> Result<&Service, MeshError> {
+        self.services
+            .iter()
+            .find(|s| s.spec.name == name || s.spec.key() == name)
+            .ok_or_else(|| MeshError::Unknown(format!("service `{name}`")))
+    }
+
+    fn service_index(&self, name: &str) -> Result<usize, MeshError> {
+        self.services
+            .iter()
+            .position(|s| s.spec.name == name || s.spec.key() == name)
+            .ok_or_else(|| MeshError::Unknown(format!("service `{name}`")))
+    }
+
+    fn spawn_pod(&mut self, s: usize, slot: usize) -> Result<(), MeshError> {
+        let dir = self.dir.path().to_owned();
+        let cp_port = self.control_plane.port;
+        let service = self
+            .services
+            .get_mut(s)
+            .ok_or_else(|| MeshError::Unknown(format!("service #{s}")))?;
+        let generation = service.generation;
+        let spec = service.spec.clone();
+        let pod = service
+            .pods
+            .get_mut(slot)
+            .ok_or_else(|| MeshError::Unknown(format!("{} replica {slot}", spec.name)))?;
+        pod.name = format!("{}-{generation}-{slot}", spec.name);
+        let mut app = Command::new(&self.app_binary);
+        app.args(["app", "--listen", &format!("127.0.0.1:{}", pod.app_port)])
+            .args(["--service", &spec.name, "--pod", &pod.name]);
+        let app_log = dir.join(format!("{}.{}.app.log", pod.name, spec.namespace));
+        pod.app = Some(ManagedProcess::spawn(
+            &format!("{}/app", pod.name),
+            app,
+            &app_log,
+        )?);
+        let config = SidecarConfig {
+            service: &spec,
+            pod: &pod.name,
+            admin_port: pod.admin_port,
+            inbound_port: pod.inbound_port,
+            app_port: pod.app_port,
+            control_plane_port: cp_port,
+            wasm: self.wasm.as_deref(),
+            plugin_config: &self.plugin_config,
+        };
+        let bootstrap = dir.join(format!("{}.{}.envoy.json", pod.name, spec.namespace));
+        write_bootstrap(&bootstrap, &sidecar_bootstrap(&config))?;
+        let log = dir.join(format!("{}.{}.envoy.log", pod.name, spec.namespace));
+        pod.sidecar = Some(ManagedProcess::spawn(
+            &format!("{}/sidecar", pod.name),
+            envoy_command(&self.envoy, &bootstrap),
+            &log,
+        )?);
+        pod.ready_after = None;
+        Ok(())
+    }
+
+    fn spawn_ingress(&mut self) -> Result<(), MeshError> {
+        let routes: Vec<IngressRoute> = self
+            .services
+            .iter()
+            .map(|s| IngressRoute {
+                service: s.spec.clone(),
+                endpoints: s.pods.iter().map(|p| p.inbound_port).collect(),
+            })
+            .collect();
+        let path = self.dir.path().join("ingress.envoy.json");
+        write_bootstrap(
+            &path,
+            &ingress_bootstrap(self.ingress_admin_port, self.ingress_port, &routes),
+        )?;
+        let log = self.dir.path().join("ingress.envoy.log");
+        self.ingress = Some(ManagedProcess::spawn(
+            "ingress",
+            envoy_command(&self.envoy, &path),
+            &log,
+        )?);
+        Ok(())
+    }
+
+    /// Waits until every started pod answers 200 through its sidecar (and the ingress is
+    /// live), recording each pod's start time.
+    pub fn wait_all_pods(&mut self, timeout: Duration) -> Result<(), MeshError> {
+        let client = &self.client;
+        let ingress_admin = format!("http://127.0.0.1:{}", self.ingress_admin_port);
+        let services = &mut self.services;
+        let ingress = &mut self.ingress;
+        wait_for(
+            "every sidecar serving",
+            timeout,
+            Duration::from_millis(20),
+            || {
+                let mut all = true;
+                for s in services.iter_mut() {
+                    for pod in s.pods.iter_mut() {
+                        if pod.ready_after.is_some() {
+                            continue;
+                        }
+                        let (Some(app), Some(sidecar)) = (pod.app.as_mut(), pod.sidecar.as_mut())
+                        else {
+                            continue;
+                        };
+                        app.check_running()?;
+                        sidecar.check_running()?;
+                        let started = sidecar.started();
+                        let spec = probe_request(&s.spec);
+                        match client.send(&pod.inbound_url(), &spec, None, Duration::from_secs(2)) {
+                            Ok(a) if a.status == 200 => pod.ready_after = Some(started.elapsed()),
+                            _ => all = false,
+                        }
+                    }
+                }
+                if let Some(i) = ingress.as_mut() {
+                    i.check_running()?;
+                    all = all
+                        && client
+                            .get(&ingress_admin, "/ready")
+                            .is_ok_and(|a| a.status == 200);
+                }
+                Ok(all.then_some(()))
+            },
+        )
+    }
+
+    /// A request of the service's kind (`GET /` or a unary gRPC call) for the ingress, routed
+    /// by path prefix `/<namespace>/<name>/` (HTTP/2 clients send the address as
+    /// `:authority`, so `Host` routing is not used for them).
+    pub fn request_for(&self, service: &str) -> Result<RequestSpec, MeshError> {
+        let s = self.service(service)?;
+        let mut spec = probe_request(&s.spec);
+        spec.path = format!("/{}/{}{}", s.spec.namespace, s.spec.name, spec.path);
+        Ok(spec)
+    }
+
+    /// `n` requests to a service through the ingress, `concurrency` in flight.
+    pub fn send(
+        &self,
+        service: &str,
+        n: usize,
+        concurrency: usize,
+    ) -> Result<TrafficReport, MeshError> {
+        let spec = self.request_for(service)?;
+        Ok(self
+            .client
+            .traffic(&self.ingress_url(), &spec, n, concurrency))
+    }
+
+    /// `n` requests straight to one pod's sidecar.
+    pub fn send_to_pod(
+        &self,
+        service: &str,
+        slot: usize,
+        n: usize,
+    ) -> Result<TrafficReport, MeshError> {
+        let s = self.service(service)?;
+        let pod = s
+            .pods
+            .get(slot)
+            .ok_or_else(|| MeshError::Unknown(format!("{service} replica {slot}")))?;
+        Ok(self
+            .client
+            .traffic(&pod.inbound_url(), &probe_request(&s.spec), n, 8))
+    }
+
+    /// One request to a pod's sidecar.
+    pub fn request_pod(&self, pod: &Pod, spec: &RequestSpec) -> Result<Answer, MeshError> {
+        self.client
+            .send(&pod.inbound_url(), spec, None, Duration::from_secs(10))
+    }
+
+    /// A sidecar's `/stats/prometheus`.
+    pub fn prometheus(&self, pod: &Pod) -> Result<String, MeshError> {
+        let a = self.client.get(&pod.admin_url(), "/stats/prometheus")?;
+        Ok(a.text())
+    }
+
+    /// The sum of metric `name` over a sidecar's samples (0 when absent).
+    pub fn metric(&self, pod: &Pod, name: &str) -> Result<u64, MeshError> {
+        Ok(metric_sum(&self.prometheus(pod)?, name).unwrap_or(0))
+    }
+
+    /// Kills a pod (app and sidecar) and starts a new one in its slot, with a new name, as a
+    /// Deployment replaces a deleted pod; waits until it serves.
+    pub fn restart_pod(&mut self, service: &str, slot: usize) -> Result<Duration, MeshError> {
+        let s = self.service_index(service)?;
+        if let Some(svc) = self.services.get_mut(s) {
+            svc.generation += 1;
+            if let Some(p) = svc.pods.get_mut(slot) {
+                p.stop();
+            }
+        }
+        self.spawn_pod(s, slot)?;
+        self.wait_all_pods(Duration::from_secs(60))?;
+        self.services
+            .get(s)
+            .and_then(|svc| svc.pods.get(slot))
+            .and_then(|p| p.ready_after)
+            .ok_or_else(|| MeshError::Unknown(format!("{service} replica {slot}")))
+    }
+
+    /// Scales a service to `replicas` (at most its initial count: the ingress knows those
+    /// slots); new pods get new names. Waits until they serve.
+    pub fn scale(&mut self, service: &str, replicas: usize) -> Result<(), MeshError> {
+        let s = self.service_index(service)?;
+        let mut to_start = Vec::new();
+        if let Some(svc) = self.services.get_mut(s) {
+            svc.generation += 1;
+            for p in svc.pods.iter_mut() {
+                if p.slot >= replicas {
+                    p.stop();
+                } else if !p.is_running() {
+                    to_start.push(p.slot);
+                }
+            }
+        }
+        for slot in to_start {
+            self.spawn_pod(s, slot)?;
+        }
+        self.wait_all_pods(Duration::from_secs(60))
+    }
+
+    /// Runs `boifi-cli --server <control plane> args...`; returns its stdout.
+    pub fn cli(&self, args: &[&str]) -> Result<String, MeshError> {
+        run_cli(&self.control_plane.url(), args)
+    }
+
+    /// Resident memory (KiB) of every running sidecar.
+    pub fn sidecar_rss_kib(&self) -> Vec<u64> {
+        self.pods()
+            .filter_map(|(_, p)| p.sidecar.as_ref().and_then(ManagedProcess::rss_kib))
+            .collect()
+    }
+
+    /// Every process with its name.
+    pub fn processes(&self) -> Vec<&ManagedProcess> {
+        let mut all = self.control_plane.processes();
+        all.extend(self.ingress.as_ref());
+        for s in &self.services {
+            for p in &s.pods {
+                all.extend(p.app.as_ref());
+                all.extend(p.sidecar.as_ref());
+            }
+        }
+        all
+    }
+
+    /// Prints the last lines of every process's log on stderr.
+    pub fn dump_logs(&self, lines: usize) {
+        for p in self.processes() {
+            eprintln!(
+                "----- {} (pid {}, {}) -----\n{}",
+                p.name(),
+                p.pid(),
+                p.log_path().display(),
+                p.log_tail(lines)
+            );
+        }
+        if let Some(etcd) = &self.control_plane.etcd {
+            for m in etcd.members() {
+                eprintln!("----- etcd {} -----\n{}", m.name(), m.log_tail());
+            }
+        }
+    }
+
+    /// Prints a progress line when asked to.
+    pub fn say(&self, message: &str) {
+        if self.progress {
+            eprintln!("mesh: {message}");
+        }
+    }
+
+    /// Kills everything now.
+    pub fn stop(&mut self) {
+        for s in &mut self.services {
+            for p in &mut s.pods {
+                p.stop();
+            }
+        }
+        if let Some(mut i) = self.ingress.take() {
+            i.kill();
+        }
+        self.control_plane.kill_all();
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("mesh: a test failed; logs of the mesh's processes follow");
+            self.dump_logs(40);
+        }
+        self.stop();
+    }
+}
+
+/// The request a probe or load sends to a service: `GET /` for HTTP, a unary call for gRPC.
+pub fn probe_request(spec: &ServiceSpec) -> RequestSpec {
+    match spec.protocol {
+        Protocol::Grpc => RequestSpec::grpc(
+            spec.grpc_service.as_deref().unwrap_or("boifi.mesh.Probe"),
+            "Call",
+        ),
+        Protocol::Http | Protocol::Tcp => RequestSpec::get("/"),
+    }
+}
+
+/// Runs `boifi-cli --server <url> args...`; returns its stdout, or the failure with its output.
+pub fn run_cli(server: &str, args: &[&str]) -> Result<String, MeshError> {
+    let cli = workspace_binary("boifi-cli")?;
+    let out = Command::new(&cli)
+        .arg("--server")
+        .arg(server)
+        .args(args)
+        .output()
+        .map_err(|source| MeshError::Spawn {
+            program: cli.display().to_string(),
+            source,
+        })?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(MeshError::Command {
+            command: format!("boifi-cli --server {server} {}", args.join(" ")),
+            status: out.status.to_string(),
+            output: format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
+        })
+    }
+}
+
+/// Per-service counts, for the demo's table.
+pub type ServiceCounts = BTreeMap<String, TrafficReport>;
+
+/// The control plane's view of the rollout (`GET /v1/policies/status`): the current config
+/// version and the version each sidecar (by pod name) last reported holding.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rollout {
+    /// The store's config version.
+    pub version: u64,
+    /// Pod name → version it holds.
+    pub sidecars: BTreeMap<String, u64>,
+}
+
+fn number(v: &Value, keys: &[&str]) -> Option<u64> {
+    keys.iter().find_map(|k| v.get(*k).and_then(Value::as_u64))
+}
+
+/// Reads the rollout from the control plane.
+pub fn rollout(mesh: &Mesh) -> Result<Rollout, MeshError> {
+    let url = mesh.control_plane.url();
+    let answer = mesh.client.get(&url, "/v1/policies/status")?;
+    if answer.status != 200 {
+        return Err(MeshError::Http {
+            url: format!("{url}/v1/policies/status"),
+            reason: format!("status {}: {}", answer.status, answer.text()),
+        });
+    }
+    let body: Value = serde_json::from_slice(&answer.body).map_err(|e| MeshError::Http {
+        url: format!("{url}/v1/policies/status"),
+        reason: e.to_string(),
+    })?;
+    let version = number(&body, &["version", "config_version", "current_version"]).unwrap_or(0);
+    let mut sidecars = BTreeMap::new();
+    if let Some(list) = body.get("sidecars").and_then(Value::as_array) {
+        for s in list {
+            let pod = s.get("pod").and_then(Value::as_str);
+            let held = number(s, &["version", "config_version", "held_version"]);
+            if let (Some(pod), Some(held)) = (pod, held) {
+                sidecars.insert(pod.to_owned(), held);
+            }
+        }
+    }
+    Ok(Rollout { version, sidecars })
+}
+
+/// Waits until every running sidecar holds the control plane's current version; returns the
+/// time it took.
+pub fn wait_converged(mesh: &Mesh, timeout: Duration) -> Result<Duration, MeshError> {
+    let start = Instant::now();
+    let pods: Vec<String> = mesh.pods().map(|(_, p)| p.name.clone()).collect();
+    wait_for(
+        "every sidecar to hold the current config version",
+        timeout,
+        Duration::from_millis(5),
+        || {
+            let r = rollout(mesh)?;
+            let done = pods
+                .iter()
+                .all(|p| r.sidecars.get(p).is_some_and(|v| *v >= r.version));
+            Ok(done.then_some(()))
+        },
+    )?;
+    Ok(start.elapsed())
+}
