@@ -21,6 +21,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The help heading of the flags every verb takes.
+const GLOBAL: &str = "Global options";
+
 /// Flags every verb takes.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
@@ -28,6 +31,7 @@ pub struct GlobalArgs {
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         env = "BOIFI_SERVER",
         default_value = "http://localhost:8080",
         alias = "control-plane-addr",
@@ -35,16 +39,16 @@ pub struct GlobalArgs {
     )]
     pub server: String,
     /// Bearer token sent with every request
-    #[arg(long, global = true, env = "BOIFI_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "BOIFI_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Read the bearer token from this file (takes precedence over --token)
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Time limit of each request to the server, e.g. `10s`, `500ms`
-    #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, global = true, help_heading = GLOBAL, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
     /// Output format where the output is data
-    #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(short, long, global = true, help_heading = GLOBAL, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 }
 
@@ -75,8 +79,12 @@ pub enum Command {
     Status(StatusArgs),
     /// Check policy files offline; every problem with its file, document and field path
     Validate(ValidateArgs),
-    /// What would happen to a request: the policies that apply, the rule that matches, and the
-    /// outcome distribution over many simulated requests (offline unless --from-server)
+    /// What a sidecar would do with a request, offline or with the server's policies
+    ///
+    /// Prints the policies that apply to the identity, the rules that match the request in
+    /// evaluation order, and the outcome distribution over many simulated requests (pass,
+    /// delay, abort by status) beside the distribution the rules' percentages promise. Each
+    /// request is decided by the same boifi-core code the filter runs.
     Simulate(Box<SimulateArgs>),
     /// Print a shell completion script
     Completion(CompletionArgs),

@@ -73,15 +73,17 @@ impl Rollout {
     pub fn of(status: &Value) -> Rollout {
         let version = latest_version(status);
         let sidecars = sidecars(status);
-        let synced = sidecars
-            .iter()
-            .filter(|s| version.is_some() && number(s, &["version", "config_version"]) == version)
-            .count();
+        let synced = sidecars.iter().filter(|s| holds(s, version)).count();
         Rollout {
             version,
             synced,
             total: sidecars.len(),
         }
+    }
+
+    /// Whether this sidecar entry holds the latest version.
+    pub fn holds_latest(&self, sidecar: &Value) -> bool {
+        holds(sidecar, self.version)
     }
 
     /// Every sidecar holds the latest version (trivially so when there are none).
@@ -98,6 +100,14 @@ impl Rollout {
             self.version
                 .map_or_else(|| "-".to_owned(), |v| v.to_string())
         )
+    }
+}
+
+/// The server's own verdict (`current`) when given, else a comparison of versions.
+fn holds(sidecar: &Value, latest: Option<u64>) -> bool {
+    match sidecar.get("current").and_then(Value::as_bool) {
+        Some(current) => current,
+        None => latest.is_some() && number(sidecar, &["version", "config_version"]) == latest,
     }
 }
 
@@ -146,6 +156,27 @@ fn time_of(v: &Value, ms_keys: &[&str], text_keys: &[&str]) -> String {
     }
 }
 
+/// `frontend.demo version=v2`, `*.staging`: a policy's targets (its selector).
+fn targets(p: &Value) -> String {
+    let Some(t) = p.get("targets").or_else(|| p.get("selector")) else {
+        return "-".to_owned();
+    };
+    let part = |k: &str| {
+        t.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("*")
+            .to_owned()
+    };
+    let mut text = format!("{}.{}", part("service"), part("namespace"));
+    if let Some(labels) = t.get("labels").and_then(Value::as_object) {
+        for (k, v) in labels {
+            text.push_str(&format!(" {k}={}", show(v)));
+        }
+    }
+    text
+}
+
 /// Prints a status answer.
 pub fn print(format: OutputFormat, status: &Value, out: &mut dyn Write) -> Result<(), CliError> {
     match format {
@@ -154,35 +185,36 @@ pub fn print(format: OutputFormat, status: &Value, out: &mut dyn Write) -> Resul
         OutputFormat::Table => {}
     }
     let rollout = Rollout::of(status);
-    if let Some(totals) = status.get("totals").and_then(Value::as_object) {
-        let parts: Vec<String> = totals
-            .iter()
-            .map(|(k, v)| format!("{k} {}", show(v)))
-            .collect();
-        writeln!(out, "Policies: {}", parts.join(", "))?;
-    }
-    writeln!(
-        out,
-        "Config version: {}",
-        text(status, &["version", "config_version"])
-    )?;
+    let totals = status.get("totals").cloned().unwrap_or(Value::Null);
+    let count = |k: &str| number(&totals, &[k]).unwrap_or(0);
     let empty = Vec::new();
     let policies = status
         .get("policies")
         .and_then(Value::as_array)
         .unwrap_or(&empty);
+    writeln!(
+        out,
+        "Config version {}: {} policies ({} active, {} scheduled, {} expired); {}",
+        text(status, &["version", "config_version"]),
+        number(&totals, &["policies"]).unwrap_or(policies.len() as u64),
+        count("active"),
+        count("scheduled"),
+        count("expired"),
+        rollout.describe()
+    )?;
     writeln!(out)?;
     if policies.is_empty() {
         writeln!(out, "No policies.")?;
     } else {
-        let mut table = Table::new(&["NAME", "TARGETS", "FAULTS", "STATE", "EXPIRES"]);
+        let mut table = Table::new(&["NAME", "TARGETS", "FAULTS", "STATE", "EXPIRES", "SIDECARS"]);
         for p in policies {
             table.row(vec![
                 text(p, &["name"]),
-                text(p, &["targets", "selector"]),
-                text(p, &["fault_types", "faults"]),
+                targets(p),
+                text(p, &["fault_kinds", "fault_types", "faults"]),
                 text(p, &["state"]),
                 time_of(p, &["expires_at_ms"], &["expires_at"]),
+                text(p, &["matching_sidecars"]),
             ]);
         }
         table.write(out)?;
@@ -192,24 +224,26 @@ pub fn print(format: OutputFormat, status: &Value, out: &mut dyn Write) -> Resul
     if sidecars.is_empty() {
         writeln!(out, "No sidecar has asked for its config yet.")?;
     } else {
-        writeln!(out, "Sidecars: {}", rollout.describe())?;
         let mut table = Table::new(&[
             "POD",
             "SERVICE",
             "NAMESPACE",
             "VERSION",
-            "SYNCED",
+            "SYNC",
             "LAST SEEN",
         ]);
         for s in sidecars {
-            let synced = rollout.version.is_some()
-                && number(s, &["version", "config_version"]) == rollout.version;
             table.row(vec![
                 text(s, &["pod"]),
                 text(s, &["service"]),
                 text(s, &["namespace"]),
                 text(s, &["version", "config_version"]),
-                if synced { "SYNCED" } else { "STALE" }.to_owned(),
+                if rollout.holds_latest(s) {
+                    "SYNCED"
+                } else {
+                    "STALE"
+                }
+                .to_owned(),
                 time_of(s, &["last_seen_ms"], &["last_seen"]),
             ]);
         }
