@@ -1,5 +1,16 @@
 //! The boifi control plane: the policy API, storage backends and the long-poll config endpoint
 //! sidecars fetch their policies from.
+//!
+//! The binary (`src/main.rs`) only parses [`cli::Args`] and calls [`cli::run`]; tests start the
+//! same server in-process with [`app::start`].
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod error;
+pub mod metrics;
+pub mod sidecars;
+pub mod state;
 pub mod store;

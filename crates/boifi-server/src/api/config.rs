@@ -1,0 +1,107 @@
+//! `GET /v1/config`: what a sidecar fetches, as a long-poll.
+//!
+//! A sidecar sends its identity and the version it holds. If the current version differs, it
+//! gets the policies that can apply to it at once; if not, the request is held until the store
+//! publishes a new version (one `tokio::sync::watch` change wakes every waiter) or `wait`
+//! passes (then 304).
+
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use boifi_core::policy::PolicyState;
+use boifi_core::wire::{ConfigQuery, ConfigResponse};
+
+use super::openapi::{ApiErrorSchema, ConfigResponseSchema};
+use crate::auth::Access;
+use crate::error::ApiFailure;
+use crate::state::AppState;
+use crate::store::{now_ms, Snapshot};
+
+/// Registers the route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/v1/config")
+            .route(web::get().to(get_config))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+/// The answer for `query` from `snapshot` at `now_ms`: policies whose selector matches the
+/// identity and that have not expired.
+pub fn config_for(query: &ConfigQuery, snapshot: &Snapshot, now_ms: u64) -> ConfigResponse {
+    ConfigResponse {
+        version: snapshot.version,
+        policies: snapshot
+            .policies
+            .values()
+            .filter(|p| p.applies_to(&query.identity))
+            .filter(|p| p.state_at(now_ms) != PolicyState::Expired)
+            .cloned()
+            .collect(),
+    }
+}
+
+/// The policies for one sidecar; with `version` and `wait`, a long-poll.
+#[utoipa::path(get, path = "/v1/config", tag = "sidecars",
+    params(
+        ("service" = Option<String>, Query, description = "The sidecar's service"),
+        ("namespace" = Option<String>, Query, description = "Its namespace"),
+        ("pod" = Option<String>, Query, description = "Its pod name"),
+        ("labels" = Option<String>, Query, description = "Pod labels, `k=v,k2=v2`"),
+        ("version" = Option<u64>, Query, description = "The config version the sidecar holds"),
+        ("wait" = Option<String>, Query, description = "How long to hold the request while `version` is current, e.g. `30s` (at most 300s)"),
+    ),
+    responses(
+        (status = 200, description = "The current version and the policies that can apply to this sidecar (expired ones left out)", body = ConfigResponseSchema),
+        (status = 304, description = "`version` is still current after `wait`"),
+        (status = 400, description = "Bad query parameter", body = ApiErrorSchema),
+        (status = 401, description = "With `--auth-reads`: missing or wrong token", body = ApiErrorSchema),
+    ))]
+pub async fn get_config(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiFailure> {
+    state.auth.check(&req, Access::Read)?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiFailure::bad_request("invalid_query", format!("query string: {e}")))?;
+    let query = ConfigQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| ApiFailure::bad_request("invalid_query", e.to_string()))?;
+    let mut rx = state.store.subscribe();
+    let mut snapshot = rx.borrow_and_update().clone();
+    state
+        .sidecars
+        .seen(&query.identity, query.version, now_ms());
+
+    if query.version == Some(snapshot.version) {
+        let wait = Duration::from_millis(query.wait_ms.unwrap_or(0));
+        let _waiting = state.metrics.waiting();
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return Err(ApiFailure::Unavailable("the store stopped publishing".to_owned()));
+                    }
+                    snapshot = rx.borrow_and_update().clone();
+                    if query.version != Some(snapshot.version) {
+                        state.metrics.woken(snapshot.version);
+                        break;
+                    }
+                }
+                () = &mut deadline => {
+                    return Ok(HttpResponse::NotModified()
+                        .insert_header(("x-boifi-version", snapshot.version.to_string()))
+                        .finish());
+                }
+            }
+        }
+    }
+    let response = config_for(&query, &snapshot, now_ms());
+    state
+        .sidecars
+        .seen(&query.identity, Some(response.version), now_ms());
+    Ok(HttpResponse::Ok()
+        .insert_header(("x-boifi-version", response.version.to_string()))
+        .json(response))
+}

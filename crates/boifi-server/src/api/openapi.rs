@@ -1,0 +1,211 @@
+//! `GET /v1/openapi.json`: the OpenAPI 3 document, generated from the handlers' `#[utoipa::path]`
+//! attributes. A test checks it lists every route the server registers.
+//!
+//! The wire types live in boifi-core (no_std, no utoipa); their schemas are described here by
+//! marker types that implement `ToSchema` by hand, so the core types are never redeclared.
+
+use std::borrow::Cow;
+
+use actix_web::HttpResponse;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{OpenApi, PartialSchema, ToSchema};
+
+fn string(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+}
+
+fn integer(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(0))
+        .description(Some(description))
+}
+
+fn object(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(description))
+}
+
+fn policies_array() -> ArrayBuilder {
+    ArrayBuilder::new().items(Ref::from_schema_name("PolicyDocument"))
+}
+
+/// Schema of `boifi_core::policy::PolicyDocument` (the policy format, see the README).
+#[derive(Debug)]
+pub struct PolicyDocumentSchema;
+
+impl PartialSchema for PolicyDocumentSchema {
+    fn schema() -> RefOr<Schema> {
+        object("A fault injection policy (format `boifi.io/v1alpha1`, kind `FaultInjectionPolicy`); validated by boifi-core, which names every bad field by path")
+            .property("apiVersion", string("`boifi.io/v1alpha1` (optional on input)"))
+            .property("kind", string("`FaultInjectionPolicy` (optional on input)"))
+            .property(
+                "metadata",
+                object("Name and version")
+                    .property("name", string("3 to 63 characters of `[A-Za-z0-9_-]`"))
+                    .property("version", string("A free-form version label"))
+                    .required("name"),
+            )
+            .property(
+                "spec",
+                object("`selector` (service, namespace, labels), `rules` (match + fault), `sampling`, `window`"),
+            )
+            .property(
+                "status",
+                object("Written by the server; ignored on input")
+                    .property("stored_at_ms", integer("When stored (Unix ms)"))
+                    .property("expires_at_ms", integer("When every rule has expired (Unix ms)"))
+                    .property("revision", integer("Store revision of the last write; use as `If-Match`")),
+            )
+            .required("metadata")
+            .required("spec")
+            .into()
+    }
+}
+
+impl ToSchema for PolicyDocumentSchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("PolicyDocument")
+    }
+}
+
+/// Schema of `boifi_core::wire::PolicyList`.
+#[derive(Debug)]
+pub struct PolicyListSchema;
+
+impl PartialSchema for PolicyListSchema {
+    fn schema() -> RefOr<Schema> {
+        object("Every stored policy (the legacy list shape)")
+            .property("policies", policies_array())
+            .required("policies")
+            .into()
+    }
+}
+
+impl ToSchema for PolicyListSchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("PolicyList")
+    }
+}
+
+/// Schema of `boifi_core::wire::ConfigResponse`.
+#[derive(Debug)]
+pub struct ConfigResponseSchema;
+
+impl PartialSchema for ConfigResponseSchema {
+    fn schema() -> RefOr<Schema> {
+        object("The policies that can apply to the asking sidecar")
+            .property("version", integer("The global config version"))
+            .property("policies", policies_array())
+            .required("version")
+            .required("policies")
+            .into()
+    }
+}
+
+impl ToSchema for ConfigResponseSchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("ConfigResponse")
+    }
+}
+
+/// Schema of `boifi_core::wire::ApiError`.
+#[derive(Debug)]
+pub struct ApiErrorSchema;
+
+impl PartialSchema for ApiErrorSchema {
+    fn schema() -> RefOr<Schema> {
+        object("Every error answer (the legacy shape)")
+            .property("error", string("Machine-readable kind, e.g. `invalid_policy`, `not_found`"))
+            .property("message", string("What went wrong, for a person"))
+            .property(
+                "details",
+                ArrayBuilder::new()
+                    .items(string("One problem, e.g. `spec.rules[0].fault.percentage: `130` is outside 0..=100`"))
+                    .description(Some("Each problem; absent when empty")),
+            )
+            .property("code", integer("The HTTP status"))
+            .required("error")
+            .required("message")
+            .required("code")
+            .into()
+    }
+}
+
+impl ToSchema for ApiErrorSchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("ApiError")
+    }
+}
+
+/// The OpenAPI document of the control plane.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "boifi control plane",
+        description = "Fault injection policies for Envoy sidecars: manage them, and let sidecars long-poll the ones that apply to them."
+    ),
+    paths(
+        super::health,
+        super::ready,
+        super::metrics,
+        openapi_json,
+        super::policies::list_policies,
+        super::policies::create_or_replace,
+        super::policies::create_strict,
+        super::policies::delete_all,
+        super::policies::get_policy,
+        super::policies::put_policy,
+        super::policies::delete_policy,
+        super::status::policy_status,
+        super::config::get_config,
+    ),
+    components(schemas(
+        PolicyDocumentSchema,
+        PolicyListSchema,
+        ConfigResponseSchema,
+        ApiErrorSchema,
+        super::HealthResponse,
+        super::policies::DeletedPolicy,
+        super::policies::DeletedAll,
+        super::status::StatusResponse,
+        super::status::StatusTotals,
+        super::status::Targets,
+        super::status::PolicyStatusEntry,
+        super::status::SidecarStatusEntry,
+    )),
+    modifiers(&BearerAuth),
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+/// Adds the bearer-token security scheme.
+#[derive(Debug)]
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document as JSON.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json")))]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(document())
+}

@@ -1,0 +1,429 @@
+//! `/v1/policies`: create, replace, read, list, delete, the kill switch, and the status view.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use boifi_core::policy::PolicyDocument;
+use boifi_core::wire::PolicyList;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::body::{body_format, parse_one, read_body};
+use super::openapi::{ApiErrorSchema, PolicyDocumentSchema, PolicyListSchema};
+use super::{audit, store_failure};
+use crate::auth::{Access, Caller};
+use crate::error::ApiFailure;
+use crate::state::AppState;
+use crate::store::{now_ms, WriteCondition};
+
+/// Names that would shadow fixed paths under `/v1/policies/`.
+pub const RESERVED_NAMES: &[&str] = &["status", "create"];
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/v1/policies")
+            .route(web::get().to(list_policies))
+            .route(web::post().to(create_or_replace))
+            .route(web::delete().to(delete_all))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/policies/create")
+            .route(web::post().to(create_strict))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/policies/status")
+            .route(web::get().to(super::status::policy_status))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/policies/{name}")
+            .route(web::get().to(get_policy))
+            .route(web::put().to(put_policy))
+            .route(web::delete().to(delete_policy))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+/// The answer of `DELETE /v1/policies/{name}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeletedPolicy {
+    /// The deleted policy's name.
+    pub deleted: String,
+    /// The config version after the delete.
+    pub version: u64,
+}
+
+/// The answer of `DELETE /v1/policies?confirm=all`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeletedAll {
+    /// How many policies were deleted.
+    pub deleted: u64,
+    /// The config version after the delete.
+    pub version: u64,
+}
+
+/// Reads `If-Match` (a revision) and `If-None-Match: *` (must not exist).
+pub fn write_condition(req: &HttpRequest) -> Result<Option<WriteCondition>, ApiFailure> {
+    let text = |name: &header::HeaderName| -> Result<Option<String>, ApiFailure> {
+        match req.headers().get(name) {
+            None => Ok(None),
+            Some(v) => v.to_str().map(|s| Some(s.trim().to_owned())).map_err(|_| {
+                ApiFailure::bad_request(
+                    "invalid_header",
+                    format!("header `{name}`: not printable ASCII"),
+                )
+            }),
+        }
+    };
+    let if_match = text(&header::IF_MATCH)?;
+    let if_none_match = text(&header::IF_NONE_MATCH)?;
+    match (if_match, if_none_match) {
+        (Some(_), Some(_)) => Err(ApiFailure::bad_request(
+            "invalid_header",
+            "give `If-Match` or `If-None-Match`, not both",
+        )),
+        (Some(value), None) => {
+            let bare = value.trim_start_matches("W/").trim_matches('"');
+            bare.parse::<u64>()
+                .map(|r| Some(WriteCondition::Revision(r)))
+                .map_err(|_| {
+                    ApiFailure::bad_request(
+                        "invalid_header",
+                        format!(
+                            "header `If-Match`: `{value}` is not a policy revision (e.g. `\"42\"`)"
+                        ),
+                    )
+                })
+        }
+        (None, Some(value)) if value == "*" => Ok(Some(WriteCondition::MustNotExist)),
+        (None, Some(value)) => Err(ApiFailure::bad_request(
+            "invalid_header",
+            format!("header `If-None-Match`: `{value}` is not supported, only `*`"),
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+fn etag(policy: &PolicyDocument) -> String {
+    format!("\"{}\"", policy.status.map_or(0, |s| s.revision))
+}
+
+fn check_name(policy: &PolicyDocument) -> Result<(), ApiFailure> {
+    if RESERVED_NAMES.contains(&policy.name()) {
+        return Err(ApiFailure::BadRequest {
+            kind: "invalid_policy",
+            message: format!(
+                "invalid policy: metadata.name: `{}` is reserved by the API",
+                policy.name()
+            ),
+            details: vec![format!(
+                "metadata.name: `{}` is reserved by the API",
+                policy.name()
+            )],
+        });
+    }
+    Ok(())
+}
+
+async fn read_policy(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<PolicyDocument, ApiFailure> {
+    let format = body_format(req)?;
+    let bytes = read_body(req, payload, state.body_limit).await?;
+    let policy = parse_one(format, &bytes)?;
+    check_name(&policy)?;
+    Ok(policy)
+}
+
+/// Stores `policy` under `condition` and answers 201 (created) or 200 (replaced).
+async fn store_policy(
+    state: &AppState,
+    caller: &Caller,
+    policy: PolicyDocument,
+    condition: WriteCondition,
+) -> Result<HttpResponse, ApiFailure> {
+    let name = policy.name().to_owned();
+    let before = state
+        .store
+        .snapshot()
+        .await
+        .map_err(store_failure(state, "snapshot"))?
+        .version;
+    let outcome = state
+        .store
+        .put(policy, condition)
+        .await
+        .map_err(store_failure(state, "put"))?;
+    let action = if outcome.created { "create" } else { "replace" };
+    audit(caller, action, &name, before, outcome.version);
+    let mut response = if outcome.created {
+        let mut r = HttpResponse::Created();
+        r.insert_header((header::LOCATION, format!("/v1/policies/{name}")));
+        r
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(response
+        .insert_header((header::ETAG, etag(&outcome.policy)))
+        .json(&outcome.policy))
+}
+
+/// Lists every stored policy (expired ones too, until the sweep deletes them).
+#[utoipa::path(get, path = "/v1/policies", tag = "policies",
+    responses(
+        (status = 200, description = "Every stored policy, status filled", body = PolicyListSchema),
+        (status = 401, description = "With `--auth-reads`: missing or wrong token", body = ApiErrorSchema),
+    ))]
+pub async fn list_policies(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiFailure> {
+    state.auth.check(&req, Access::Read)?;
+    let snapshot = state
+        .store
+        .snapshot()
+        .await
+        .map_err(store_failure(&state, "snapshot"))?;
+    let list = PolicyList {
+        policies: snapshot.policies.values().cloned().collect(),
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header(("x-boifi-version", snapshot.version.to_string()))
+        .json(list))
+}
+
+/// Creates or replaces a policy (the legacy behaviour). `If-Match: "<revision>"` makes the
+/// write conditional; `If-None-Match: *` makes it a strict create.
+#[utoipa::path(post, path = "/v1/policies", tag = "policies",
+    request_body(content = PolicyDocumentSchema, description = "One policy, JSON or YAML (`Content-Type: application/yaml`)"),
+    params(
+        ("If-Match" = Option<String>, Header, description = "Write only if the policy is at this revision"),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: write only if the name is free"),
+    ),
+    responses(
+        (status = 201, description = "Created", body = PolicyDocumentSchema),
+        (status = 200, description = "Replaced", body = PolicyDocumentSchema),
+        (status = 400, description = "Malformed body or invalid policy; `details` lists every field error", body = ApiErrorSchema),
+        (status = 401, description = "Missing or wrong bearer token", body = ApiErrorSchema),
+        (status = 409, description = "`If-None-Match: *` and the name exists", body = ApiErrorSchema),
+        (status = 412, description = "`If-Match` revision differs", body = ApiErrorSchema),
+        (status = 413, description = "Body larger than the limit", body = ApiErrorSchema),
+        (status = 415, description = "Content type neither JSON nor YAML", body = ApiErrorSchema),
+    ))]
+pub async fn create_or_replace(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiFailure> {
+    let caller = state.auth.check(&req, Access::Write)?;
+    let condition = write_condition(&req)?.unwrap_or(WriteCondition::Any);
+    let policy = read_policy(&req, payload, &state).await?;
+    store_policy(&state, &caller, policy, condition).await
+}
+
+/// Creates a policy; 409 if the name exists.
+#[utoipa::path(post, path = "/v1/policies/create", tag = "policies",
+    request_body(content = PolicyDocumentSchema, description = "One policy, JSON or YAML"),
+    responses(
+        (status = 201, description = "Created", body = PolicyDocumentSchema),
+        (status = 400, description = "Malformed body or invalid policy", body = ApiErrorSchema),
+        (status = 401, description = "Missing or wrong bearer token", body = ApiErrorSchema),
+        (status = 409, description = "A policy with this name exists", body = ApiErrorSchema),
+        (status = 413, description = "Body larger than the limit", body = ApiErrorSchema),
+        (status = 415, description = "Content type neither JSON nor YAML", body = ApiErrorSchema),
+    ))]
+pub async fn create_strict(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiFailure> {
+    let caller = state.auth.check(&req, Access::Write)?;
+    let policy = read_policy(&req, payload, &state).await?;
+    store_policy(&state, &caller, policy, WriteCondition::MustNotExist).await
+}
+
+fn path_name(path: &str) -> Result<String, ApiFailure> {
+    // The same rule as `metadata.name`, checked through the core.
+    let probe = serde_json::json!({
+        "metadata": {"name": path},
+        "spec": {"rules": [{"match": {"path": {"prefix": "/"}},
+                            "fault": {"percentage": 0, "abort": {"httpStatus": 503}}}]}
+    });
+    match PolicyDocument::from_value(&probe) {
+        Ok(_) => Ok(path.to_owned()),
+        Err(errors) => Err(ApiFailure::BadRequest {
+            kind: "invalid_name",
+            message: format!("path: `{path}` is not a valid policy name"),
+            details: errors
+                .0
+                .iter()
+                .map(|e| e.to_string().replacen("metadata.name", "path name", 1))
+                .collect(),
+        }),
+    }
+}
+
+/// One policy; `ETag` is its revision.
+#[utoipa::path(get, path = "/v1/policies/{name}", tag = "policies",
+    params(("name" = String, Path, description = "Policy name")),
+    responses(
+        (status = 200, description = "The policy", body = PolicyDocumentSchema),
+        (status = 400, description = "Invalid name", body = ApiErrorSchema),
+        (status = 404, description = "No such policy", body = ApiErrorSchema),
+    ))]
+pub async fn get_policy(
+    req: HttpRequest,
+    name: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiFailure> {
+    state.auth.check(&req, Access::Read)?;
+    let name = path_name(&name)?;
+    let snapshot = state
+        .store
+        .snapshot()
+        .await
+        .map_err(store_failure(&state, "snapshot"))?;
+    let policy = snapshot
+        .policies
+        .get(&name)
+        .ok_or_else(|| ApiFailure::NotFound(format!("policy `{name}` does not exist")))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, etag(policy)))
+        .json(policy))
+}
+
+/// Creates or replaces the policy `name`; the body's `metadata.name` must be `name`.
+#[utoipa::path(put, path = "/v1/policies/{name}", tag = "policies",
+    params(
+        ("name" = String, Path, description = "Policy name"),
+        ("If-Match" = Option<String>, Header, description = "Write only if the policy is at this revision"),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: write only if the name is free"),
+    ),
+    request_body(content = PolicyDocumentSchema, description = "One policy, JSON or YAML"),
+    responses(
+        (status = 201, description = "Created", body = PolicyDocumentSchema),
+        (status = 200, description = "Replaced", body = PolicyDocumentSchema),
+        (status = 400, description = "Malformed body, invalid policy, or name differs from the path", body = ApiErrorSchema),
+        (status = 401, description = "Missing or wrong bearer token", body = ApiErrorSchema),
+        (status = 409, description = "`If-None-Match: *` and the name exists", body = ApiErrorSchema),
+        (status = 412, description = "`If-Match` revision differs or the policy is absent", body = ApiErrorSchema),
+        (status = 413, description = "Body larger than the limit", body = ApiErrorSchema),
+        (status = 415, description = "Content type neither JSON nor YAML", body = ApiErrorSchema),
+    ))]
+pub async fn put_policy(
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiFailure> {
+    let caller = state.auth.check(&req, Access::Write)?;
+    let name = path_name(&name)?;
+    let condition = write_condition(&req)?.unwrap_or(WriteCondition::Any);
+    let policy = read_policy(&req, payload, &state).await?;
+    if policy.name() != name {
+        let detail = format!(
+            "metadata.name: `{}` differs from the name in the path `{name}`",
+            policy.name()
+        );
+        return Err(ApiFailure::BadRequest {
+            kind: "invalid_policy",
+            message: format!("invalid policy: {detail}"),
+            details: vec![detail],
+        });
+    }
+    store_policy(&state, &caller, policy, condition).await
+}
+
+/// Deletes the policy `name`.
+#[utoipa::path(delete, path = "/v1/policies/{name}", tag = "policies",
+    params(
+        ("name" = String, Path, description = "Policy name"),
+        ("If-Match" = Option<String>, Header, description = "Delete only if the policy is at this revision"),
+    ),
+    responses(
+        (status = 200, description = "Deleted", body = DeletedPolicy),
+        (status = 400, description = "Invalid name or header", body = ApiErrorSchema),
+        (status = 401, description = "Missing or wrong bearer token", body = ApiErrorSchema),
+        (status = 404, description = "No such policy", body = ApiErrorSchema),
+        (status = 412, description = "`If-Match` revision differs", body = ApiErrorSchema),
+    ))]
+pub async fn delete_policy(
+    req: HttpRequest,
+    name: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiFailure> {
+    let caller = state.auth.check(&req, Access::Write)?;
+    let name = path_name(&name)?;
+    let condition = match write_condition(&req)? {
+        None | Some(WriteCondition::MustNotExist) => WriteCondition::Any,
+        Some(c) => c,
+    };
+    let before = state
+        .store
+        .snapshot()
+        .await
+        .map_err(store_failure(&state, "snapshot"))?
+        .version;
+    let outcome = state
+        .store
+        .delete(&name, condition)
+        .await
+        .map_err(store_failure(&state, "delete"))?;
+    audit(&caller, "delete", &name, before, outcome.version);
+    Ok(HttpResponse::Ok().json(DeletedPolicy {
+        deleted: name,
+        version: outcome.version,
+    }))
+}
+
+/// The kill switch: deletes every policy, so every fault stops at the next propagation.
+/// Requires `?confirm=all`.
+#[utoipa::path(delete, path = "/v1/policies", tag = "policies",
+    params(("confirm" = String, Query, description = "Must be `all`")),
+    responses(
+        (status = 200, description = "Every policy deleted", body = DeletedAll),
+        (status = 400, description = "`confirm=all` missing", body = ApiErrorSchema),
+        (status = 401, description = "Missing or wrong bearer token", body = ApiErrorSchema),
+    ))]
+pub async fn delete_all(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiFailure> {
+    let caller = state.auth.check(&req, Access::Write)?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiFailure::bad_request("invalid_query", format!("query string: {e}")))?;
+    let confirmed = pairs.iter().any(|(k, v)| k == "confirm" && v == "all");
+    if !confirmed {
+        return Err(ApiFailure::bad_request(
+            "confirmation_required",
+            "query parameter `confirm`: must be `all` to delete every policy",
+        ));
+    }
+    let before = state
+        .store
+        .snapshot()
+        .await
+        .map_err(store_failure(&state, "snapshot"))?
+        .version;
+    let deleted = state
+        .store
+        .delete_all()
+        .await
+        .map_err(store_failure(&state, "delete_all"))?;
+    let after = state
+        .store
+        .snapshot()
+        .await
+        .map_err(store_failure(&state, "snapshot"))?
+        .version;
+    audit(&caller, "delete_all", "*", before, after);
+    tracing::warn!(deleted, who = %caller.0, at_ms = now_ms(), "kill switch: every policy deleted");
+    Ok(HttpResponse::Ok().json(DeletedAll {
+        deleted,
+        version: after,
+    }))
+}

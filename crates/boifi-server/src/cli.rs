@@ -1,0 +1,163 @@
+//! The command line of `boifi-server` (every flag also from an environment variable).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::app::{start, ServerConfig, ServerError};
+use crate::auth::Auth;
+use crate::state::DEFAULT_BODY_LIMIT;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::memory::MemoryStore;
+use crate::store::{PolicyStore, ETCD_PREFIX};
+
+/// The boifi control plane: stores fault injection policies and serves them to sidecars.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "boifi-server", version, about, long_about = None)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Where policies are kept: `embedded` (a crash-safe file in --data-dir), `etcd` (shared by
+    /// replicas; --etcd-endpoints) or `memory` (lost on exit).
+    #[arg(long, env = "STORAGE_BACKEND", value_enum, default_value_t = Storage::Embedded)]
+    pub storage: Storage,
+    /// etcd endpoints, comma-separated (e.g. `http://etcd-0:2379,http://etcd-1:2379`).
+    #[arg(long, env = "ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// Key prefix of policies in etcd.
+    #[arg(long, env = "ETCD_PREFIX", default_value = ETCD_PREFIX)]
+    pub etcd_prefix: String,
+    /// Directory of the embedded store.
+    #[arg(long, env = "DATA_DIR", default_value = "./boifi-data")]
+    pub data_dir: PathBuf,
+    /// File holding the bearer token; when set, every mutating request needs
+    /// `Authorization: Bearer <token>`.
+    #[arg(long, env = "AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Require the token on reads too (sidecars must then send it).
+    #[arg(long, env = "AUTH_READS", requires = "auth_token_file")]
+    pub auth_reads: bool,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// How long after expiry a policy is deleted (e.g. `1h`, `30m`, `90s`).
+    #[arg(long, env = "SWEEP_GRACE", default_value = "1h", value_parser = parse_duration)]
+    pub sweep_grace: Duration,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_BODY_LIMIT)]
+    pub max_body_bytes: usize,
+}
+
+/// Storage backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Storage {
+    /// redb file in --data-dir (default; single node; survives restarts).
+    Embedded,
+    /// etcd v3 (replicas share it).
+    Etcd,
+    /// In memory (legacy; ephemeral).
+    Memory,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Parses `1h`, `30m`, `90s`, `500ms` or bare seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let ms = if let Some(h) = t.strip_suffix('h') {
+        h.parse::<u64>().ok().and_then(|h| h.checked_mul(3_600_000))
+    } else {
+        boifi_core::wire::parse_duration_ms(t)
+    };
+    ms.map(Duration::from_millis)
+        .ok_or_else(|| format!("`{text}` is not a duration such as `1h`, `30m` or `90s`"))
+}
+
+/// Sets up `tracing` output (level from `RUST_LOG`, default `info`).
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("boifi-server: logging not set up: {e}");
+    }
+}
+
+/// Opens the chosen store.
+pub async fn open_store(args: &Args) -> Result<Arc<dyn PolicyStore>, ServerError> {
+    match args.storage {
+        Storage::Memory => Ok(Arc::new(MemoryStore::new())),
+        Storage::Embedded => Ok(Arc::new(EmbeddedStore::open(&args.data_dir).await?)),
+        Storage::Etcd => {
+            if args.etcd_endpoints.is_empty() {
+                return Err(ServerError::Config(
+                    "--storage etcd needs --etcd-endpoints (or ETCD_ENDPOINTS)".to_owned(),
+                ));
+            }
+            open_etcd(&args.etcd_endpoints, &args.etcd_prefix).await
+        }
+    }
+}
+
+async fn open_etcd(
+    endpoints: &[String],
+    prefix: &str,
+) -> Result<Arc<dyn PolicyStore>, ServerError> {
+    let _ = (endpoints, prefix);
+    Err(ServerError::Config(
+        "--storage etcd: the etcd backend is not built into this server yet".to_owned(),
+    ))
+}
+
+/// Reads the token file: its content without surrounding whitespace, which must not be empty.
+pub fn read_token(path: &std::path::Path) -> Result<String, ServerError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ServerError::Config(format!("--auth-token-file `{}`: {e}", path.display())))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(ServerError::Config(format!(
+            "--auth-token-file `{}`: the file is empty",
+            path.display()
+        )));
+    }
+    Ok(token.to_owned())
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub async fn run(args: Args) -> Result<(), ServerError> {
+    let auth = match &args.auth_token_file {
+        Some(path) => Auth::with_token(&read_token(path)?, args.auth_reads),
+        None => Auth::open(),
+    };
+    if !auth.enabled() {
+        tracing::warn!("no --auth-token-file: the API accepts changes from anyone");
+    }
+    let store = open_store(&args).await?;
+    let config = ServerConfig {
+        auth,
+        sweep_grace: args.sweep_grace,
+        body_limit: args.max_body_bytes,
+        handle_signals: true,
+        ..ServerConfig::new(args.listen)
+    };
+    tracing::info!(storage = ?args.storage, "starting");
+    start(config, store).await?.wait().await
+}

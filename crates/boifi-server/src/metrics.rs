@@ -1,0 +1,155 @@
+//! Prometheus metrics of the control plane (`GET /metrics`).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use boifi_core::policy::PolicyState;
+use prometheus::{
+    Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::store::Snapshot;
+
+/// Every metric, registered in one registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    policies: IntGaugeVec,
+    config_version: IntGauge,
+    waiting: IntGauge,
+    sidecars: IntGauge,
+    store_errors: IntCounterVec,
+    fanout: Histogram,
+    /// The first moment a waiter saw each new version: fan-out is measured from there.
+    first_seen: Mutex<(u64, Instant)>,
+}
+
+/// Why the metrics could not be set up or written.
+#[derive(Debug, thiserror::Error)]
+#[error("metrics: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "boifi_http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let policies = IntGaugeVec::new(
+            Opts::new("boifi_policies", "Stored policies by state"),
+            &["state"],
+        )?;
+        let config_version = IntGauge::new("boifi_config_version", "The current config version")?;
+        let waiting = IntGauge::new(
+            "boifi_config_waiting_requests",
+            "Sidecar long-polls currently held",
+        )?;
+        let sidecars = IntGauge::new("boifi_sidecars_known", "Sidecars seen on /v1/config")?;
+        let store_errors = IntCounterVec::new(
+            Opts::new("boifi_store_errors_total", "Store failures by operation"),
+            &["operation"],
+        )?;
+        let fanout = Histogram::with_opts(
+            HistogramOpts::new(
+                "boifi_config_fanout_seconds",
+                "Time from the first to each waiting long-poll answered for a new version",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(policies.clone()))?;
+        registry.register(Box::new(config_version.clone()))?;
+        registry.register(Box::new(waiting.clone()))?;
+        registry.register(Box::new(sidecars.clone()))?;
+        registry.register(Box::new(store_errors.clone()))?;
+        registry.register(Box::new(fanout.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            policies,
+            config_version,
+            waiting,
+            sidecars,
+            store_errors,
+            fanout,
+            first_seen: Mutex::new((0, Instant::now())),
+        })
+    }
+
+    /// Counts one answered request.
+    pub fn request(&self, route: &str, method: &str, status: u16) {
+        self.requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+    }
+
+    /// Counts one store failure.
+    pub fn store_error(&self, operation: &str) {
+        self.store_errors.with_label_values(&[operation]).inc();
+    }
+
+    /// A long-poll starts waiting; the gauge drops again when the guard is dropped.
+    pub fn waiting(&self) -> WaitingGuard<'_> {
+        self.waiting.inc();
+        WaitingGuard(&self.waiting)
+    }
+
+    /// A waiting long-poll is answered with `version`: records the time since the first
+    /// waiter answered for that version.
+    pub fn woken(&self, version: u64) -> Duration {
+        let now = Instant::now();
+        let mut first = self.first_seen.lock().unwrap_or_else(|e| e.into_inner());
+        if first.0 < version {
+            *first = (version, now);
+        }
+        let elapsed = now.saturating_duration_since(first.1);
+        drop(first);
+        self.fanout.observe(elapsed.as_secs_f64());
+        elapsed
+    }
+
+    /// The Prometheus text exposition, with state gauges refreshed from `snapshot`.
+    pub fn render(
+        &self,
+        snapshot: &Snapshot,
+        now_ms: u64,
+        sidecars: usize,
+    ) -> Result<String, MetricsError> {
+        let (mut active, mut scheduled, mut expired) = (0i64, 0i64, 0i64);
+        for policy in snapshot.policies.values() {
+            match policy.state_at(now_ms) {
+                PolicyState::Active => active += 1,
+                PolicyState::Scheduled => scheduled += 1,
+                PolicyState::Expired => expired += 1,
+            }
+        }
+        self.policies.with_label_values(&["active"]).set(active);
+        self.policies
+            .with_label_values(&["scheduled"])
+            .set(scheduled);
+        self.policies.with_label_values(&["expired"]).set(expired);
+        self.config_version
+            .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));
+        self.sidecars
+            .set(i64::try_from(sidecars).unwrap_or(i64::MAX));
+        Ok(TextEncoder::new().encode_to_string(&self.registry.gather())?)
+    }
+}
+
+/// Holds the waiting-long-polls gauge up while a request waits (also when it is cancelled).
+#[derive(Debug)]
+pub struct WaitingGuard<'a>(&'a IntGauge);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,32 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use crate::auth::Auth;
+use crate::metrics::Metrics;
+use crate::sidecars::SidecarRegistry;
+use crate::store::PolicyStore;
+
+/// Default limit of a request body: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The application state (`web::Data<AppState>`).
+#[derive(Debug)]
+pub struct AppState {
+    /// The policy store.
+    pub store: Arc<dyn PolicyStore>,
+    /// Token checking.
+    pub auth: Auth,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Sidecars seen on `/v1/config`.
+    pub sidecars: SidecarRegistry,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+}
+
+impl std::fmt::Debug for dyn PolicyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PolicyStore")
+    }
+}
