@@ -36,6 +36,9 @@ pub mod identity;
 mod parse;
 pub mod policy;
 pub mod rng;
+#[cfg(feature = "std")]
+pub mod scenario;
+pub mod simulate;
 pub mod time;
 pub mod wire;
 

@@ -1,1 +1,112 @@
+use super::*;
+use crate::policy::parse_policy_json;
 
+fn policy(name: &str, selector: &str, rules: &str) -> PolicyDocument {
+    parse_policy_json(&alloc::format!(
+        r#"{{"metadata": {{"name": "{name}"}}, "spec": {{"selector": {selector}, "rules": {rules}}}}}"#
+    ))
+    .unwrap()
+}
+
+const ABORT_ALL: &str = r#"[{"match": {"path": {"exact": "/api"}}, "fault": {"percentage": 100, "abort": {"httpStatus": 503}}}]"#;
+
+#[test]
+fn path_matching_ignores_the_query_string() {
+    let set = CompiledPolicySet::compile(
+        &[policy("q-test", "{}", ABORT_ALL)],
+        &Identity::default(),
+        0,
+    )
+    .unwrap();
+    assert!(decide(&set, &SimpleRequest::new("GET", "/api?x=1"), 0, 1).is_some());
+    assert!(decide(&set, &SimpleRequest::new("GET", "/api/x"), 0, 1).is_none());
+}
+
+#[test]
+fn header_names_lists_what_decide_reads() {
+    let rules = r#"[{"match": {"headers": [{"name": "X-User", "exact": "a"}]}, "fault": {"percentage": 100, "abort": {"httpStatus": 503}}}]"#;
+    let mut p = policy("headers", "{}", rules);
+    p.spec.sampling = crate::policy::Sampling::Request;
+    let set = CompiledPolicySet::compile(&[p], &Identity::default(), 0).unwrap();
+    assert_eq!(set.header_names(), ["x-request-id", "x-user"]);
+    assert!(decide(
+        &set,
+        &SimpleRequest::new("GET", "/").with_header("X-USER", "a"),
+        0,
+        1
+    )
+    .is_some());
+    assert!(decide(&set, &SimpleRequest::new("GET", "/"), 0, 1).is_none());
+}
+
+#[test]
+fn compile_keeps_only_policies_for_the_identity_in_name_order() {
+    let policies = [
+        policy("zeta", r#"{"service": "frontend"}"#, ABORT_ALL),
+        policy("alpha", r#"{"service": "*"}"#, ABORT_ALL),
+        policy("other", r#"{"service": "cart"}"#, ABORT_ALL),
+        policy("labelled", r#"{"labels": {"version": "v2"}}"#, ABORT_ALL),
+    ];
+    let set = CompiledPolicySet::compile(&policies, &Identity::for_service("frontend", "demo"), 0)
+        .unwrap();
+    assert_eq!(set.policy_names(), ["alpha", "zeta"]);
+    assert_eq!(set.active_policy_count(0), 2);
+    let d = decide(&set, &SimpleRequest::new("GET", "/api"), 0, 9).unwrap();
+    assert_eq!(d.policy, "alpha");
+}
+
+#[test]
+fn expired_rules_are_dropped_at_compile_and_skipped_at_decide() {
+    let rules = r#"[{"match": {"path": {"prefix": "/"}}, "fault": {"percentage": 100, "duration_seconds": 2, "abort": {"httpStatus": 503}}}]"#;
+    let p = policy("short", "{}", rules).stored(1_000, 1);
+    let set =
+        CompiledPolicySet::compile(core::slice::from_ref(&p), &Identity::default(), 1_000).unwrap();
+    let r = SimpleRequest::new("GET", "/");
+    assert!(decide(&set, &r, 2_999, 1).is_some());
+    assert!(decide(&set, &r, 3_000, 1).is_none());
+    assert_eq!(set.active_policy_count(3_000), 0);
+    let later = CompiledPolicySet::compile(&[p], &Identity::default(), 3_000).unwrap();
+    assert!(later.is_empty());
+}
+
+#[test]
+fn jitter_stays_within_bounds_and_varies() {
+    let d = Delay {
+        fixed_delay_ms: 100,
+        jitter_ms: 20,
+    };
+    let mut seen = alloc::collections::BTreeSet::new();
+    for draw in 0..10_000u64 {
+        let v = jittered_delay(&d, splitmix64(draw));
+        assert!((80..=120).contains(&v), "{v}");
+        seen.insert(v);
+    }
+    assert_eq!(seen.len(), 41, "every value of 80..=120 appears");
+}
+
+#[test]
+fn grpc_status_defaults_follow_the_http_mapping() {
+    let mut a = AbortAction {
+        http_status: 503,
+        grpc_status: None,
+        body: String::new(),
+        headers: Vec::new(),
+    };
+    assert_eq!(a.grpc_status_for_grpc_request(), 14);
+    a.http_status = 404;
+    assert_eq!(a.grpc_status_for_grpc_request(), 12);
+    a.grpc_status = Some(4);
+    assert_eq!(a.grpc_status_for_grpc_request(), 4);
+}
+
+#[test]
+fn hand_built_policy_with_a_bad_regex_is_a_compile_error() {
+    let mut p = policy("bad-regex", "{}", ABORT_ALL);
+    p.spec.rules[0].matches.path = Some(StringMatch::Regex("(".into()));
+    let e = CompiledPolicySet::compile(&[p], &Identity::default(), 0).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("policy `bad-regex`: spec.rules[0].match.path: regex `(`"),
+        "{e}"
+    );
+}

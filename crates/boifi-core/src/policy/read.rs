@@ -82,11 +82,7 @@ pub fn parse_policies_yaml(text: &str) -> Result<Vec<PolicyDocument>, Vec<Policy
     for document in serde_norway::Deserializer::from_str(text) {
         let value = Value::deserialize(document).map_err(|e| {
             let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-            alloc::vec![PolicyError::Syntax {
-                line,
-                column,
-                message: e.to_string(),
-            }]
+            alloc::vec![syntax(line, column, &e.to_string())]
         })?;
         if !value.is_null() {
             values.push(value);
@@ -138,10 +134,16 @@ fn invalid(document: usize, value: &Value, errors: ValidationErrors) -> PolicyEr
 }
 
 fn json_syntax(e: serde_json::Error) -> PolicyError {
+    syntax(e.line(), e.column(), &e.to_string())
+}
+
+/// A syntax error whose message does not repeat the position the error already carries.
+pub(crate) fn syntax(line: usize, column: usize, message: &str) -> PolicyError {
+    let position = alloc::format!(" at line {line} column {column}");
     PolicyError::Syntax {
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
+        line,
+        column,
+        message: message.replacen(&position, "", 1),
     }
 }
 
@@ -492,6 +494,10 @@ fn read_fault(w: &mut Walker, value: &Value, path: &str) -> Option<Fault> {
         None => Some(None),
         Some(v) => read_abort(w, v, &join(path, "abort")).map(Some),
     };
+    if Walker::field(map, "delay").is_none() && Walker::field(map, "abort").is_none() {
+        w.error(path, FieldErrorKind::NoAction);
+        return None;
+    }
     let fault = Fault {
         percentage: percentage?,
         start_delay_ms: start_delay_ms?,
@@ -499,10 +505,6 @@ fn read_fault(w: &mut Walker, value: &Value, path: &str) -> Option<Fault> {
         delay: delay?,
         abort: abort?,
     };
-    if fault.delay.is_none() && fault.abort.is_none() {
-        w.error(path, FieldErrorKind::NoAction);
-        return None;
-    }
     Some(fault)
 }
 

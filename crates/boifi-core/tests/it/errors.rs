@@ -1,0 +1,107 @@
+//! Error messages for a table of bad documents, snapshotted: they are part of the interface.
+
+use boifi_core::policy::{parse_policies_json, parse_policies_yaml};
+
+const GOOD_RULES: &str = r#"[{"match": {"path": {"prefix": "/"}}, "fault": {"percentage": 10, "abort": {"httpStatus": 503}}}]"#;
+
+fn doc(name: &str, spec_extra: &str, rules: &str) -> String {
+    format!(r#"{{"metadata": {{"name": "{name}"}}, "spec": {{{spec_extra} "rules": {rules}}}}}"#)
+}
+
+fn rule(matches: &str, fault: &str) -> String {
+    doc(
+        "bad-policy",
+        "",
+        &format!(r#"[{{"match": {matches}, "fault": {fault}}}]"#),
+    )
+}
+
+fn abort_rule(fault_fields: &str) -> String {
+    rule(
+        r#"{"path": {"prefix": "/"}}"#,
+        &format!("{{{fault_fields}}}"),
+    )
+}
+
+fn errors_of(json: &str) -> String {
+    match parse_policies_json(json) {
+        Ok(_) => "ok".into(),
+        Err(errors) => errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+#[test]
+fn bad_documents_get_field_path_messages() {
+    let long_name = "a".repeat(64);
+    let huge_regex = format!(r#"{{"path": {{"regex": "{}"}}}}"#, "a".repeat(1100));
+    let cases: Vec<(&str, String)> = vec![
+        ("name too short", doc("ab", "", GOOD_RULES)),
+        ("name too long", doc(&long_name, "", GOOD_RULES)),
+        ("name with a dot", doc("checkout.slow", "", GOOD_RULES)),
+        ("name starting with a dash", doc("-checkout", "", GOOD_RULES)),
+        ("missing metadata", r#"{"spec": {"rules": []}}"#.into()),
+        ("missing name", r#"{"metadata": {}, "spec": {"rules": []}}"#.into()),
+        ("no rules", doc("no-rules", "", "[]")),
+        ("rules not a list", doc("rules-object", "", "{}")),
+        ("unknown top-level field", r#"{"metadata": {"name": "abc"}, "spec": {"rules": [{"match": {"path": {"exact": "/"}}, "fault": {"percentage": 1, "delay": {"fixed_delay_ms": 1}}}]}, "extra": 1}"#.into()),
+        ("unknown field deep inside", abort_rule(r#""percentage": 10, "abort": {"httpStatus": 503, "colour": "red"}"#)),
+        ("wrong apiVersion", r#"{"apiVersion": "v2", "kind": "Pod", "metadata": {"name": "abc"}, "spec": {"rules": []}}"#.into()),
+        ("rule without match condition", rule("{}", r#"{"percentage": 10, "abort": {"httpStatus": 503}}"#)),
+        ("rule without fault action", abort_rule(r#""percentage": 10"#)),
+        ("percentage above 100", abort_rule(r#""percentage": 130, "abort": {"httpStatus": 503}"#)),
+        ("negative percentage", abort_rule(r#""percentage": -1, "abort": {"httpStatus": 503}"#)),
+        ("percentage too precise", abort_rule(r#""percentage": 12.345678, "abort": {"httpStatus": 503}"#)),
+        ("percentage as a string", abort_rule(r#""percentage": "20%", "abort": {"httpStatus": 503}"#)),
+        ("missing percentage", abort_rule(r#""abort": {"httpStatus": 503}"#)),
+        ("http status below 200", abort_rule(r#""percentage": 10, "abort": {"httpStatus": 99}"#)),
+        ("http status above 599", abort_rule(r#""percentage": 10, "abort": {"httpStatus": 600}"#)),
+        ("grpc status above 16", abort_rule(r#""percentage": 10, "abort": {"httpStatus": 503, "grpcStatus": 17}"#)),
+        ("delay above the cap", abort_rule(r#""percentage": 10, "delay": {"fixed_delay_ms": 300001}"#)),
+        ("jitter above the delay", abort_rule(r#""percentage": 10, "delay": {"fixed_delay_ms": 100, "jitter_ms": 200}"#)),
+        ("fractional delay", abort_rule(r#""percentage": 10, "delay": {"fixed_delay_ms": 1.5}"#)),
+        ("regex that does not compile", rule(r#"{"path": {"regex": "(unclosed"}}"#, r#"{"percentage": 10, "abort": {"httpStatus": 503}}"#)),
+        ("regex too long", rule(&huge_regex, r#"{"percentage": 10, "abort": {"httpStatus": 503}}"#)),
+        ("regex that compiles too large", rule(r#"{"path": {"regex": "\\w{1000}\\w{1000}"}}"#, r#"{"percentage": 10, "abort": {"httpStatus": 503}}"#)),
+        ("two matcher kinds", rule(r#"{"path": {"exact": "/", "prefix": "/"}}"#, r#"{"percentage": 10, "abort": {"httpStatus": 503}}"#)),
+        ("bad header name", rule(r#"{"headers": [{"name": "x user", "exact": "a"}]}"#, r#"{"percentage": 10, "abort": {"httpStatus": 503}}"#)),
+        ("header match without value matcher", rule(r#"{"headers": [{"name": "x-user"}]}"#, r#"{"percentage": 10, "abort": {"httpStatus": 503}}"#)),
+        ("abort header with newline", abort_rule(r#""percentage": 10, "abort": {"httpStatus": 503, "headers": {"x-a": "b\r\nc"}}"#)),
+        ("window ends before it starts", doc("bad-window", r#""window": {"start": "2026-11-26T10:00:00Z", "end": "2026-11-26T09:00:00Z"},"#, GOOD_RULES)),
+        ("window with a bad timestamp", doc("bad-window", r#""window": {"start": "tomorrow", "end": "2026-11-26T09:00:00Z"},"#, GOOD_RULES)),
+        ("unknown sampling", doc("bad-sampling", r#""sampling": "sometimes","#, GOOD_RULES)),
+        ("selector service not a string", doc("bad-selector", r#""selector": {"service": 5},"#, GOOD_RULES)),
+        ("many errors at once", r#"{"metadata": {"name": "x"}, "spec": {"selector": {"zone": "a"}, "rules": [{"match": {}, "fault": {"percentage": 101}}, {"match": {"method": {"exact": "GET"}}, "fault": {"percentage": 5, "abort": {"httpStatus": 700}}}]}}"#.into()),
+        ("malformed json", r#"{"metadata": {"name": "abc"},, }"#.into()),
+    ];
+    assert!(cases.len() >= 25);
+    let report: String = cases
+        .iter()
+        .map(|(label, json)| format!("## {label}\n{}\n", errors_of(json)))
+        .collect();
+    insta::assert_snapshot!(report);
+}
+
+#[test]
+fn malformed_yaml_gets_line_and_column() {
+    let text = "metadata:\n  name: abc\nspec:\n  rules: [\n    - oops\n";
+    let errors = parse_policies_yaml(text).unwrap_err();
+    insta::assert_snapshot!(errors[0].to_string());
+}
+
+#[test]
+fn multi_document_yaml_reports_each_bad_document() {
+    let text = "metadata: {name: good-one}\nspec:\n  rules:\n    - match: {path: {prefix: /}}\n      fault: {percentage: 1, abort: {httpStatus: 503}}\n---\nmetadata: {name: b}\nspec: {rules: []}\n---\nmetadata: {name: c!}\nspec: {rules: [{match: {path: {prefix: /}}, fault: {percentage: 200, delay: {fixed_delay_ms: 1}}}]}\n";
+    let errors = parse_policies_yaml(text).unwrap_err();
+    let report: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    insta::assert_snapshot!(report.join("\n"));
+}
+
+#[test]
+fn an_empty_file_is_an_error() {
+    let errors = parse_policies_yaml("# nothing here\n").unwrap_err();
+    assert_eq!(errors[0].to_string(), "no policy document found");
+}

@@ -1,0 +1,70 @@
+//! Identity from Envoy node metadata, as an Istio sidecar carries it.
+
+use boifi_core::identity::{Identity, NodeMetadata};
+
+use crate::repo_root;
+
+#[test]
+fn shared_sidecar_example_resolves_to_frontend_in_demo() {
+    let path = repo_root().join("../shared/data/sidecar-node-frontend-demo.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{} must exist beside the repo: {e}", path.display()));
+    let identity = Identity::from_node_json(&text).unwrap();
+    assert_eq!(identity.service.as_deref(), Some("frontend"));
+    assert_eq!(identity.namespace.as_deref(), Some("demo"));
+    assert_eq!(identity.pod.as_deref(), Some("frontend-7d9f8c-abcde"));
+    assert_eq!(
+        identity.labels.get("version").map(String::as_str),
+        Some("v1")
+    );
+    assert!(!identity.is_partial());
+}
+
+fn metadata(workload: Option<&str>, labels: &[(&str, &str)]) -> NodeMetadata {
+    NodeMetadata {
+        workload_name: workload.map(Into::into),
+        namespace: Some("demo".into()),
+        name: Some("pod-1".into()),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+#[test]
+fn service_prefers_canonical_name_then_app_then_workload() {
+    let m = metadata(
+        Some("workload"),
+        &[
+            ("app", "app-name"),
+            ("service.istio.io/canonical-name", "canonical"),
+        ],
+    );
+    assert_eq!(Identity::resolve(&m).service.as_deref(), Some("canonical"));
+    let m = metadata(Some("workload"), &[("app", "app-name")]);
+    assert_eq!(Identity::resolve(&m).service.as_deref(), Some("app-name"));
+    let m = metadata(Some("workload"), &[]);
+    assert_eq!(Identity::resolve(&m).service.as_deref(), Some("workload"));
+    let m = metadata(None, &[("app", "")]);
+    let identity = Identity::resolve(&m);
+    assert_eq!(identity.service, None);
+    assert!(identity.is_partial());
+}
+
+#[test]
+fn node_json_variants_and_errors() {
+    let bare = r#"{"NAMESPACE": "demo", "LABELS": {"app": "cart"}}"#;
+    let id = Identity::from_node_json(bare).unwrap();
+    assert_eq!(id.service.as_deref(), Some("cart"));
+    let node = r#"{"id": "x", "metadata": {"WORKLOAD_NAME": "w", "NAMESPACE": ""}}"#;
+    let id = Identity::from_node_json(node).unwrap();
+    assert_eq!(id.service.as_deref(), Some("w"));
+    assert_eq!(id.namespace, None, "an empty namespace is unknown");
+    assert!(Identity::from_node_json("[1]").is_err());
+    assert!(Identity::from_node_json("{").is_err());
+    // Wrong types are ignored, never a panic.
+    let odd = r#"{"metadata": {"WORKLOAD_NAME": 5, "LABELS": {"app": 3}, "NAMESPACE": ["x"]}}"#;
+    let id = Identity::from_node_json(odd).unwrap();
+    assert_eq!(id, Identity::default());
+}

@@ -1,0 +1,378 @@
+//! Model-based test: `CompiledPolicySet` + `decide` against a naive reference evaluator that
+//! reads the documents directly, over random policies, identities, requests, times and draws.
+
+use std::collections::BTreeMap;
+
+use boifi_core::compiled::{
+    decide, fires, jittered_delay, rule_draw, rule_seed, CompiledPolicySet, RequestView,
+    SimpleRequest,
+};
+use boifi_core::identity::Identity;
+use boifi_core::policy::*;
+use proptest::prelude::*;
+
+const SERVICES: &[&str] = &["frontend", "cartservice", "checkoutservice"];
+const NAMESPACES: &[&str] = &["demo", "prod"];
+const PATHS: &[&str] = &["/", "/api", "/api/cart", "/api/cart?id=1", "/health"];
+const BASE: u64 = 1_800_000_000_000;
+
+fn pick(items: &'static [&'static str]) -> impl Strategy<Value = String> {
+    prop::sample::select(items).prop_map(String::from)
+}
+
+fn string_match() -> impl Strategy<Value = StringMatch> {
+    prop_oneof![
+        pick(&["/", "/api", "/api/cart", "GET", "POST", "a"]).prop_map(StringMatch::Exact),
+        pick(&["/", "/api", "/h", "G", "", "b"]).prop_map(StringMatch::Prefix),
+        pick(&["^/api/.*$", "cart", "^(GET|POST)$", "^a$", "."]).prop_map(StringMatch::Regex),
+    ]
+}
+
+fn request_match() -> impl Strategy<Value = RequestMatch> {
+    (
+        prop::option::of(string_match()),
+        prop::option::of(string_match()),
+        prop::collection::vec(
+            (pick(&["x-user", "x-chaos"]), string_match())
+                .prop_map(|(name, value)| HeaderMatch { name, value }),
+            0..2,
+        ),
+    )
+        .prop_map(|(method, path, headers)| {
+            let mut m = RequestMatch {
+                method,
+                path,
+                headers,
+            };
+            if m.method.is_none() && m.path.is_none() && m.headers.is_empty() {
+                m.path = Some(StringMatch::Prefix("/".into()));
+            }
+            m
+        })
+}
+
+fn percentage() -> impl Strategy<Value = Percentage> {
+    prop_oneof![
+        Just(0u32),
+        Just(1),
+        Just(500_000),
+        Just(999_999),
+        Just(1_000_000),
+        0u32..=1_000_000,
+    ]
+    .prop_map(|ppm| Percentage::from_ppm(ppm).unwrap())
+}
+
+fn fault() -> impl Strategy<Value = Fault> {
+    (
+        percentage(),
+        prop_oneof![Just(0u64), 0u64..100],
+        prop_oneof![Just(0u64), 1u64..5],
+        prop::option::of((0u64..1000, 0u64..1000).prop_map(|(a, b)| Delay {
+            fixed_delay_ms: a.max(b),
+            jitter_ms: a.min(b),
+        })),
+        prop::option::of(
+            (200u16..600, prop::option::of(0u8..=16)).prop_map(|(s, g)| Abort {
+                http_status: s,
+                grpc_status: g,
+                body: None,
+                headers: BTreeMap::new(),
+            }),
+        ),
+    )
+        .prop_map(
+            |(percentage, start_delay_ms, duration_seconds, delay, abort)| {
+                let abort = if delay.is_none() && abort.is_none() {
+                    Some(Abort {
+                        http_status: 503,
+                        grpc_status: None,
+                        body: None,
+                        headers: BTreeMap::new(),
+                    })
+                } else {
+                    abort
+                };
+                Fault {
+                    percentage,
+                    start_delay_ms,
+                    duration_seconds,
+                    delay,
+                    abort,
+                }
+            },
+        )
+}
+
+fn labels() -> impl Strategy<Value = BTreeMap<String, String>> {
+    prop::collection::btree_map(pick(&["version", "track"]), pick(&["v1", "v2"]), 0..2)
+}
+
+fn policy() -> impl Strategy<Value = PolicyDocument> {
+    (
+        "[a-z][a-z0-9-]{1,8}[a-z0-9]",
+        prop::option::of(pick(SERVICES)),
+        prop::option::of(pick(NAMESPACES)),
+        labels(),
+        prop::collection::vec(
+            (request_match(), fault()).prop_map(|(matches, fault)| Rule { matches, fault }),
+            1..4,
+        ),
+        prop::bool::ANY,
+        prop::option::of((0u64..20_000, 1u64..20_000)),
+        prop::option::of(0u64..10_000),
+    )
+        .prop_map(
+            |(name, service, namespace, labels, rules, by_request, window, stored)| {
+                PolicyDocument {
+                    metadata: Metadata {
+                        name,
+                        version: None,
+                    },
+                    spec: PolicySpec {
+                        selector: Selector {
+                            service,
+                            namespace,
+                            labels,
+                        },
+                        rules,
+                        sampling: if by_request {
+                            Sampling::Request
+                        } else {
+                            Sampling::Random
+                        },
+                        window: window.map(|(start, len)| Window {
+                            start_ms: BASE + start,
+                            end_ms: BASE + start + len,
+                        }),
+                    },
+                    status: None,
+                }
+                .stored_opt(stored)
+            },
+        )
+}
+
+trait StoredOpt {
+    fn stored_opt(self, at: Option<u64>) -> Self;
+}
+impl StoredOpt for PolicyDocument {
+    fn stored_opt(self, at: Option<u64>) -> Self {
+        match at {
+            Some(at) => self.stored(BASE + at, 1),
+            None => self,
+        }
+    }
+}
+
+fn identity() -> impl Strategy<Value = Identity> {
+    (
+        prop::option::of(pick(SERVICES)),
+        prop::option::of(pick(NAMESPACES)),
+        labels(),
+    )
+        .prop_map(|(service, namespace, labels)| Identity {
+            service,
+            namespace,
+            pod: None,
+            labels,
+        })
+}
+
+fn request() -> impl Strategy<Value = SimpleRequest> {
+    (
+        pick(&["GET", "POST", "a"]),
+        pick(PATHS),
+        prop::option::of(pick(&["a", "b", "ab"])),
+        prop::option::of(pick(&["id-1", "id-2"])),
+    )
+        .prop_map(|(method, path, user, id)| {
+            let mut r = SimpleRequest::new(&method, &path);
+            if let Some(u) = user {
+                r = r.with_header("x-user", &u);
+            }
+            if let Some(id) = id {
+                r = r.with_header("x-request-id", &id);
+            }
+            r
+        })
+}
+
+/// The reference: straight from the documents, no precompilation, no filtering ahead.
+fn reference(
+    policies: &[PolicyDocument],
+    identity: &Identity,
+    request: &SimpleRequest,
+    compiled_at: u64,
+    now: u64,
+    draw: u64,
+) -> Option<(String, usize, u64, Option<u16>)> {
+    let mut sorted: Vec<&PolicyDocument> = policies.iter().collect();
+    sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let named = |want: &Option<String>, have: &Option<String>| {
+        want.is_none() || (have.is_some() && want == have)
+    };
+    let is_match = |m: &StringMatch, v: &str| match m {
+        StringMatch::Exact(s) => v == s,
+        StringMatch::Prefix(s) => v.starts_with(s.as_str()),
+        StringMatch::Regex(r) => regex::Regex::new(r).unwrap().is_match(v),
+    };
+    for p in sorted {
+        let sel = &p.spec.selector;
+        if !(named(&sel.service, &identity.service)
+            && named(&sel.namespace, &identity.namespace)
+            && sel
+                .labels
+                .iter()
+                .all(|(k, v)| identity.labels.get(k) == Some(v)))
+        {
+            continue;
+        }
+        let stored = p.status.map_or(compiled_at, |s| s.stored_at_ms);
+        for (i, rule) in p.spec.rules.iter().enumerate() {
+            if let Some(w) = p.spec.window {
+                if now < w.start_ms || now >= w.end_ms {
+                    continue;
+                }
+            }
+            let d = rule.fault.duration_seconds;
+            if d > 0 && (now >= stored + d * 1000 || compiled_at >= stored + d * 1000) {
+                continue;
+            }
+            let path = request.path.split('?').next().unwrap();
+            let m = &rule.matches;
+            if m.method
+                .as_ref()
+                .is_some_and(|x| !is_match(x, &request.method))
+                || m.path.as_ref().is_some_and(|x| !is_match(x, path))
+                || !m.headers.iter().all(|h| {
+                    request
+                        .header(&h.name)
+                        .is_some_and(|v| is_match(&h.value, v))
+                })
+            {
+                continue;
+            }
+            let id = (p.spec.sampling == Sampling::Request)
+                .then(|| request.header("x-request-id"))
+                .flatten();
+            let rd = rule_draw(p.spec.sampling, rule_seed(&p.metadata.name, i), draw, id);
+            if !fires(rd, rule.fault.percentage.ppm()) {
+                continue;
+            }
+            let wait = rule.fault.start_delay_ms
+                + rule
+                    .fault
+                    .delay
+                    .as_ref()
+                    .map_or(0, |d| jittered_delay(d, rd));
+            return Some((
+                p.metadata.name.clone(),
+                i,
+                wait,
+                rule.fault.abort.as_ref().map(|a| a.http_status),
+            ));
+        }
+    }
+    None
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn compiled_decide_agrees_with_reference(
+        mut policies in prop::collection::vec(policy(), 0..6),
+        identity in identity(),
+        request in request(),
+        compiled_offset in 0u64..12_000,
+        now_offset in 0u64..25_000,
+        draw in any::<u64>(),
+    ) {
+        // Names are unique in a store.
+        let mut seen = std::collections::BTreeSet::new();
+        policies.retain(|p| seen.insert(p.metadata.name.clone()));
+        let compiled_at = BASE + compiled_offset;
+        let now = compiled_at + now_offset;
+        let set = CompiledPolicySet::compile(&policies, &identity, compiled_at).unwrap();
+        let got = decide(&set, &request, now, draw)
+            .map(|d| (d.policy.to_string(), d.rule_index, d.total_wait_ms(), d.abort.map(|a| a.http_status)));
+        let want = reference(&policies, &identity, &request, compiled_at, now, draw);
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
+    fn no_leakage_across_services(
+        policies in prop::collection::vec(policy(), 1..6),
+        request in request(),
+        draw in any::<u64>(),
+    ) {
+        // Every policy names frontend; a cartservice sidecar never gets any of them.
+        let policies: Vec<PolicyDocument> = policies.into_iter().map(|mut p| {
+            p.spec.selector.service = Some("frontend".into());
+            p
+        }).collect();
+        let identity = Identity::for_service("cartservice", "demo");
+        let set = CompiledPolicySet::compile(&policies, &identity, BASE).unwrap();
+        prop_assert!(set.is_empty());
+        prop_assert!(decide(&set, &request, BASE, draw).is_none());
+        // And a sidecar that does not know its service gets none of them either.
+        let partial = Identity { service: None, ..Identity::for_service("x", "demo") };
+        prop_assert!(CompiledPolicySet::compile(&policies, &partial, BASE).unwrap().is_empty());
+    }
+
+    #[test]
+    fn zero_never_fires_and_hundred_always_fires(draw in any::<u64>(), seed in any::<u64>(), by_request in any::<bool>(), id in "[a-z0-9-]{0,20}") {
+        let doc = |name: &str, ppm: u32| PolicyDocument {
+            metadata: Metadata { name: name.into(), version: None },
+            spec: PolicySpec {
+                selector: Selector::default(),
+                rules: vec![Rule {
+                    matches: RequestMatch { path: Some(StringMatch::Prefix("/".into())), ..Default::default() },
+                    fault: Fault { percentage: Percentage::from_ppm(ppm).unwrap(), start_delay_ms: 0, duration_seconds: 0, delay: None,
+                        abort: Some(Abort { http_status: 503, grpc_status: None, body: None, headers: BTreeMap::new() }) },
+                }],
+                sampling: if by_request { Sampling::Request } else { Sampling::Random },
+                window: None,
+            },
+            status: None,
+        };
+        let request = SimpleRequest::new("GET", "/").with_header("x-request-id", &id);
+        let never = CompiledPolicySet::compile(&[doc("never", 0)], &Identity::default(), 0).unwrap();
+        let always = CompiledPolicySet::compile(&[doc("always", 1_000_000)], &Identity::default(), 0).unwrap();
+        prop_assert!(decide(&never, &request, 0, draw).is_none());
+        prop_assert!(decide(&always, &request, 0, draw).is_some());
+        prop_assert!(decide(&always, &request, 0, seed).is_some());
+    }
+
+    #[test]
+    fn serialize_then_parse_round_trips(policy in policy()) {
+        let json = serde_json::to_string(&policy).unwrap();
+        let back: PolicyDocument = serde_json::from_str(&json).unwrap();
+        prop_assert_eq!(&back, &policy);
+        let yaml = serde_norway::to_string(&policy).unwrap();
+        let back = parse_policies_yaml(&yaml).unwrap();
+        prop_assert_eq!(&back[0], &policy);
+    }
+
+    #[test]
+    fn request_sampling_is_stable_per_request_id(
+        policy in policy(),
+        id in "[a-zA-Z0-9-]{1,36}",
+        draw_a in any::<u64>(),
+        draw_b in any::<u64>(),
+    ) {
+        let mut policy = policy;
+        policy.spec.sampling = Sampling::Request;
+        policy.spec.window = None;
+        policy.spec.selector = Selector::default();
+        policy.status = None;
+        let set = CompiledPolicySet::compile(std::slice::from_ref(&policy), &Identity::default(), 0).unwrap();
+        for path in PATHS {
+            let request = SimpleRequest::new("GET", path).with_header("x-request-id", &id);
+            let a = decide(&set, &request, 0, draw_a).map(|d| (d.rule_index, d.total_wait_ms()));
+            let b = decide(&set, &request, 0, draw_b).map(|d| (d.rule_index, d.total_wait_ms()));
+            prop_assert_eq!(a, b);
+        }
+    }
+}
