@@ -1,5 +1,9 @@
 //! boifi-wasm integration tests: the filter in a real Envoy configured like an Istio sidecar,
-//! talking to a real boifi-server.
+//! talking to a real boifi-server. Every process is started by the test and killed on drop.
+//!
+//! Prerequisites: env BOIFI_WASM (set by the Makefile; `make wasm` builds it), Envoy (env
+//! BOIFI_ENVOY or scripts/envoy-path.sh) and target/debug/boifi-server (or env BOIFI_SERVER).
+//! Missing ones skip the e2e tests locally and fail them when CI or BOIFI_REQUIRE_E2E is set.
 // Test code: a failed setup step should fail the test loudly (clippy.toml allows this only
 // inside `#[test]` functions, and the harness lives in helper modules).
 #![allow(
@@ -9,5 +13,5 @@
     clippy::indexing_slicing
 )]
 
+mod e2e;
 mod harness;
-mod smoke;

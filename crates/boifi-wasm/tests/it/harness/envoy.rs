@@ -236,6 +236,9 @@ impl Envoy {
             .arg("wasm:info")
             .arg("--log-path")
             .arg(&log)
+            // Tests read the log while Envoy runs: flush it often (default 10 s).
+            .arg("--file-flush-interval-msec")
+            .arg("20")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -285,6 +288,14 @@ impl Envoy {
     /// Envoy's log so far (wasm logs included).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    /// Waits (up to 5 s) until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> bool {
+        super::wait_for(Duration::from_secs(5), || {
+            self.log().contains(needle).then_some(())
+        })
+        .is_some()
     }
 
     /// `/stats/prometheus` text.

@@ -1,0 +1,56 @@
+//! Bad plugin configuration: a clear log line and passthrough, never a failed `on_configure`.
+
+use super::*;
+use crate::harness::net::free_port;
+use serde_json::json;
+
+#[test]
+fn bad_plugin_configuration_logs_and_passes_traffic_through() {
+    let Some(p) = Prereqs::find() else { return };
+    let _serial = serial();
+    let upstream = Upstream::start();
+    let mut o = EnvoyOptions::new(
+        Workload::new("frontend", "demo"),
+        &p.wasm,
+        free_port(),
+        upstream.port,
+    );
+    o.plugin_config = json!({"long_poll_wait_ms": "soon", "colour": "blue"});
+    let envoy = Envoy::start(&p.envoy, &o);
+    let mut c = envoy.client();
+    assert!(burst(&mut c, "/", 10)
+        .iter()
+        .all(|r| r.status == 200 && r.text() == "ok"));
+    assert!(envoy.wait_for_log("passes all traffic through"));
+    let log = envoy.log();
+    assert!(
+        log.contains("plugin configuration: colour: unknown field")
+            && log.contains("long_poll_wait_ms")
+            && log.contains("passes all traffic through"),
+        "{log}"
+    );
+}
+
+#[test]
+fn identity_overrides_serve_a_plain_envoy_without_istio_metadata() {
+    let Some(p) = Prereqs::find() else { return };
+    let _serial = serial();
+    let mesh = Mesh::start(p);
+    let mut workload = Workload::new("ignored", "ignored");
+    workload.labels.clear();
+    let mut o = mesh.options(workload);
+    o.plugin_config["identity"] =
+        json!({"service": "checkout", "namespace": "shop", "pod": "checkout-0"});
+    let envoy = Envoy::start(&mesh.prereqs.envoy, &o);
+    mesh.server.put_policy(&policy(
+        "checkout",
+        json!({"service": "checkout", "namespace": "shop"}),
+        "/",
+        abort(100, 503),
+    ));
+    let mut c = envoy.client();
+    assert!(wait_for_status(&mut c, "/x", 503, Duration::from_secs(5)).is_some());
+    assert!(envoy
+        .log()
+        .contains("identity service=checkout namespace=shop pod=checkout-0"));
+}

@@ -1,0 +1,105 @@
+//! Fail-open and staying useful without the control plane.
+
+use super::*;
+use crate::harness::net::free_port;
+use crate::harness::upstream::Upstream;
+use serde_json::json;
+
+#[test]
+fn control_plane_down_at_start_passes_traffic_and_policies_apply_once_it_appears() {
+    let Some(p) = Prereqs::find() else { return };
+    let _serial = serial();
+    let upstream = Upstream::start();
+    let cp_port = free_port();
+    let mut o = EnvoyOptions::new(
+        Workload::new("frontend", "demo"),
+        &p.wasm,
+        cp_port,
+        upstream.port,
+    );
+    o.plugin_config = plugin_config();
+    let envoy = Envoy::start(&p.envoy, &o);
+    let mut c = envoy.client();
+    assert!(burst(&mut c, "/", 20).iter().all(|r| r.status == 200));
+    // The poller keeps retrying (backoff 200 ms → 1 s here).
+    let retried = crate::harness::wait_for(Duration::from_secs(5), || {
+        envoy
+            .prometheus_value("hfi_config_poll_failures_total")
+            .filter(|n| *n >= 3.0)
+    });
+    assert!(
+        retried.is_some(),
+        "the filter must keep retrying\n{}",
+        envoy.log()
+    );
+    assert!(burst(&mut c, "/", 20).iter().all(|r| r.status == 200));
+
+    let server = Server::start(&p.server, cp_port);
+    let start = Instant::now();
+    server.put_policy(&policy(
+        "late",
+        json!({"service": "frontend"}),
+        "/late",
+        abort(100, 503),
+    ));
+    let applied = wait_for_status(&mut c, "/late", 503, Duration::from_secs(5));
+    assert!(applied.is_some(), "policy never applied\n{}", envoy.log());
+    eprintln!(
+        "control plane appeared after Envoy: policy applied {:.0} ms after the write (backoff max 1 s)",
+        start.elapsed().as_secs_f64() * 1000.0
+    );
+}
+
+#[test]
+fn faults_continue_from_the_cache_when_the_control_plane_dies_and_still_expire() {
+    let Some(p) = Prereqs::find() else { return };
+    let _serial = serial();
+    let mut mesh = Mesh::start(p);
+    let envoy = mesh.envoy(Workload::new("frontend", "demo"));
+    let mut c = envoy.client();
+    mesh.server.put_policy(&policy(
+        "keep",
+        json!({"service": "frontend"}),
+        "/keep",
+        abort(100, 503),
+    ));
+    let written = Instant::now();
+    mesh.server.put_policy(&policy(
+        "short",
+        json!({"service": "frontend"}),
+        "/short",
+        json!({"percentage": 100, "duration_seconds": 3, "abort": {"httpStatus": 500}}),
+    ));
+    assert!(wait_for_status(&mut c, "/short", 500, Duration::from_secs(2)).is_some());
+
+    mesh.server.kill();
+    let failures_at_kill = envoy
+        .prometheus_value("hfi_config_poll_failures_total")
+        .unwrap_or(0.0);
+    assert!(
+        burst(&mut c, "/keep", 20).iter().all(|r| r.status == 503),
+        "cache must survive"
+    );
+    let expired = wait_for_status(&mut c, "/short", 200, Duration::from_secs(6));
+    let expired_after = written.elapsed();
+    assert!(expired.is_some(), "the 3 s policy never expired");
+    eprintln!(
+        "expiry while the control plane is down: `duration_seconds: 3` stopped {:.0} ms after the write",
+        expired_after.as_secs_f64() * 1000.0
+    );
+    assert!(
+        expired_after >= Duration::from_millis(2_900)
+            && expired_after <= Duration::from_millis(3_600),
+        "expired after {expired_after:?}"
+    );
+    assert!(burst(&mut c, "/keep", 20).iter().all(|r| r.status == 503));
+    let retrying = crate::harness::wait_for(Duration::from_secs(3), || {
+        envoy
+            .prometheus_value("hfi_config_poll_failures_total")
+            .filter(|n| *n > failures_at_kill)
+    });
+    assert!(
+        retrying.is_some(),
+        "the filter must retry the dead control plane"
+    );
+}
