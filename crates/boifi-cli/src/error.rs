@@ -60,12 +60,14 @@ pub enum CliError {
     #[error("{0}")]
     Usage(String),
     /// Some of several operations failed (their errors were already printed).
-    #[error("{failed} of {total} operations failed")]
+    #[error("{failed} of {total} policies could not be {what}")]
     Partial {
         /// How many failed.
         failed: usize,
         /// How many were tried.
         total: usize,
+        /// What was tried, e.g. `applied`.
+        what: &'static str,
     },
     /// `status --watch` gave up.
     #[error("timed out: {0}")]
@@ -106,7 +108,9 @@ fn api_message(status: &u16, error: &ApiError) -> String {
     } else {
         error.message.clone()
     };
-    for detail in &error.details {
+    // Details that the message already says are not repeated.
+    let repeated = |d: &&String| error.message.contains(d.as_str());
+    for detail in error.details.iter().filter(|d| !repeated(d)) {
         text.push_str("\n  ");
         text.push_str(detail);
     }

@@ -56,14 +56,35 @@ fn apply(global: &GlobalArgs, args: &ApplyArgs, out: &mut dyn Write) -> Result<(
     let mut failed = 0;
     for item in &loaded {
         let policy = &item.policy;
-        let current = fetch(&client, policy.name())?;
+        // What the server holds decides created/configured/unchanged. When that cannot be
+        // read (e.g. the name is one of the API's own paths), the server judges the write.
+        let current = match fetch(&client, policy.name()) {
+            Ok(current) => Some(current),
+            Err(e @ CliError::BadResponse { .. }) | Err(e @ CliError::Api { .. })
+                if !args.dry_run || !e.is_server_side() =>
+            {
+                if args.dry_run {
+                    eprintln!(
+                        "error: {}: document {}: faultinjectionpolicy \"{}\": cannot tell what would change: {e}",
+                        item.source,
+                        item.document,
+                        policy.name()
+                    );
+                    failed += 1;
+                    continue;
+                }
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let planned = match &current {
-            None => Change::Created,
+            None => Change::Configured,
+            Some(None) => Change::Created,
             // An expired policy is written again so its duration counts anew.
-            Some(c) if same(c, policy) && c.state_at(now) != PolicyState::Expired => {
+            Some(Some(c)) if same(c, policy) && c.state_at(now) != PolicyState::Expired => {
                 Change::Unchanged
             }
-            Some(_) => Change::Configured,
+            Some(Some(_)) => Change::Configured,
         };
         if args.dry_run {
             writeln!(
@@ -72,7 +93,7 @@ fn apply(global: &GlobalArgs, args: &ApplyArgs, out: &mut dyn Write) -> Result<(
                 policy.name(),
                 planned.as_str()
             )?;
-            if let Some(current) = &current {
+            if let Some(Some(current)) = &current {
                 for line in changes(current, policy) {
                     writeln!(out, "  {line}")?;
                 }
@@ -114,6 +135,7 @@ fn apply(global: &GlobalArgs, args: &ApplyArgs, out: &mut dyn Write) -> Result<(
         return Err(CliError::Partial {
             failed,
             total: loaded.len(),
+            what: "applied",
         });
     }
     Ok(())
@@ -209,7 +231,10 @@ fn get(global: &GlobalArgs, args: &GetArgs, out: &mut dyn Write) -> Result<(), C
         None => client.get("/v1/policies")?.json::<PolicyList>()?.policies,
     };
     match (global.output, &args.name) {
-        (OutputFormat::Json, Some(_)) => output::json(out, &policies),
+        (OutputFormat::Json, Some(_)) => match policies.first() {
+            Some(policy) => output::json(out, policy),
+            None => Ok(()),
+        },
         (OutputFormat::Json, None) => output::json(out, &PolicyList { policies }),
         (OutputFormat::Yaml, _) => output::yaml_documents(out, &policies),
         (OutputFormat::Table, _) => {
@@ -369,6 +394,7 @@ fn delete(global: &GlobalArgs, args: &DeleteArgs, out: &mut dyn Write) -> Result
         return Err(CliError::Partial {
             failed,
             total: args.names.len(),
+            what: "deleted",
         });
     }
     Ok(())

@@ -12,5 +12,6 @@
 mod corpus;
 mod help;
 mod offline;
+mod server;
 
 mod support;

@@ -1,0 +1,424 @@
+//! Every server verb against a real `boifi-server` (embedded store in a temp dir, free loopback
+//! port), started by the test and killed on drop.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use boifi_core::policy::{parse_policies_text, PolicyDocument};
+use boifi_testkit::process::ChildGuard;
+use serde_json::Value;
+
+use crate::support::{cli, root, transcript, FIXTURES};
+
+/// The `boifi-server` binary: `BOIFI_SERVER_BIN`, else the one cargo built beside
+/// `boifi-cli` (`cargo test --workspace` builds it), else built now.
+fn server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("BOIFI_SERVER_BIN") {
+        return PathBuf::from(path);
+    }
+    let sibling = Path::new(env!("CARGO_BIN_EXE_boifi-cli"))
+        .with_file_name(format!("boifi-server{}", std::env::consts::EXE_SUFFIX));
+    if !sibling.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "boifi-server"])
+            .current_dir(root())
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo build -p boifi-server failed");
+    }
+    sibling
+}
+
+/// A running server; killed (SIGKILL) when dropped, also when the test panics.
+struct Server {
+    url: String,
+    _child: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    fn start_with(extra: &[&std::ffi::OsStr]) -> Server {
+        let binary = server_binary();
+        let dir = tempfile::tempdir().unwrap();
+        let mut last_log = String::new();
+        // A free port can be taken by someone else before the server binds it: try again.
+        for _ in 0..3 {
+            let port = boifi_testkit::ports::free_port().unwrap();
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let log = dir.path().join(format!("server-{port}.log"));
+            let child = Command::new(&binary)
+                .arg("--listen")
+                .arg(addr.to_string())
+                .args(["--storage", "embedded", "--data-dir"])
+                .arg(dir.path().join("data"))
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&log).unwrap())
+                .stderr(
+                    std::fs::File::create(dir.path().join(format!("server-{port}.err"))).unwrap(),
+                )
+                .spawn()
+                .unwrap();
+            let mut child = ChildGuard::new("boifi-server", child);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                let ready = boifi_testkit::http::get(addr, "/v1/ready", Duration::from_secs(1))
+                    .is_ok_and(|r| r.status == 200);
+                if ready {
+                    return Server {
+                        url: format!("http://{addr}"),
+                        _child: child,
+                        _dir: dir,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            last_log = std::fs::read_to_string(dir.path().join(format!("server-{port}.err")))
+                .unwrap_or_default();
+        }
+        panic!("boifi-server did not become ready:\n{last_log}");
+    }
+
+    /// `boifi-cli` pointed at this server.
+    fn cli(&self) -> assert_cmd::Command {
+        let mut cmd = cli();
+        cmd.env("BOIFI_SERVER", &self.url);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.cli().args(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(output.status.success(), "{args:?}: {}", transcript(&output));
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn list(&self) -> Vec<PolicyDocument> {
+        let text = self.ok(&["policy", "list", "-o", "json"]);
+        let value: Value = serde_json::from_str(&text).unwrap();
+        value["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| PolicyDocument::from_value(p).unwrap())
+            .collect()
+    }
+}
+
+fn fixture(name: &str) -> String {
+    format!("{FIXTURES}/{name}")
+}
+
+fn local(name: &str) -> Vec<PolicyDocument> {
+    let text = std::fs::read_to_string(root().join(fixture(name))).unwrap();
+    parse_policies_text(&text).unwrap()
+}
+
+/// Status fields and times change from run to run: hide them in snapshots.
+fn redact(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let redacted = [
+            "stored_at_ms:",
+            "revision:",
+            "expires_at_ms:",
+            "\"stored_at_ms\":",
+            "\"revision\":",
+        ]
+        .iter()
+        .find(|k| trimmed.starts_with(*k))
+        .map(|k| format!("{}{k} [redacted]", &line[..line.len() - trimmed.len()]));
+        let redacted = redacted.or_else(|| {
+            ["Stored at:", "Revision:"]
+                .iter()
+                .find(|k| line.starts_with(*k))
+                .map(|k| format!("{k:<12} [redacted]"))
+        });
+        out.push_str(&redacted.unwrap_or_else(|| line.to_owned()));
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn apply_list_get_describe_delete_halt_against_a_real_server() {
+    let server = Server::start();
+    let selectors = fixture("selectors.yaml");
+    let want = local("selectors.yaml");
+    assert_eq!(want.len(), 3);
+
+    // --dry-run changes nothing.
+    let dry = server.ok(&["policy", "apply", "--dry-run", "-f", &selectors]);
+    insta::assert_snapshot!("apply_dry_run_new", dry);
+    assert!(server.list().is_empty());
+    assert_eq!(server.ok(&["policy", "list"]), "no policies\n");
+
+    // Every document of the multi-document file is applied.
+    insta::assert_snapshot!(
+        "apply_created",
+        server.ok(&["policy", "apply", "-f", &selectors])
+    );
+    insta::assert_snapshot!(
+        "apply_unchanged",
+        server.ok(&["policy", "apply", "-f", &selectors])
+    );
+
+    // The selectors (and everything else) survive the round trip: the legacy bug.
+    let stored = server.list();
+    assert_eq!(stored.len(), 3);
+    for w in &want {
+        let s = stored.iter().find(|s| s.name() == w.name()).unwrap();
+        assert_eq!(s.spec.selector, w.spec.selector, "{}", w.name());
+        assert_eq!(s.spec, w.spec);
+        assert_eq!(s.metadata, w.metadata);
+        assert!(s.status.is_some(), "the server fills status");
+    }
+    let labels = &stored
+        .iter()
+        .find(|s| s.name() == "cli-frontend-abort")
+        .unwrap()
+        .spec
+        .selector
+        .labels;
+    assert_eq!(labels.get("version").map(String::as_str), Some("v2"));
+
+    // Table, JSON and YAML output.
+    insta::assert_snapshot!("list_table", server.ok(&["policy", "list"]));
+    insta::assert_snapshot!(
+        "get_yaml",
+        redact(&server.ok(&["policy", "get", "cli-frontend-abort", "-o", "yaml"]))
+    );
+    insta::assert_snapshot!(
+        "get_json",
+        redact(&server.ok(&["policy", "get", "cli-frontend-abort", "-o", "json"]))
+    );
+    insta::assert_snapshot!(
+        "describe",
+        redact(&server.ok(&["policy", "describe", "cli-staging-any"]))
+    );
+
+    // `get -o yaml` output applies again unchanged (the server's status is ignored).
+    let yaml = server.ok(&["policy", "get", "-o", "yaml"]);
+    let output = server
+        .cli()
+        .args(["policy", "apply", "-f", "-"])
+        .write_stdin(yaml)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", transcript(&output));
+    assert_eq!(
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .matches(" unchanged")
+            .count(),
+        3
+    );
+
+    // A change: --dry-run names it and changes nothing; then it is applied.
+    let changed = fixture("changed.yaml");
+    let dry = server.ok(&["policy", "apply", "--dry-run", "-f", &changed]);
+    insta::assert_snapshot!("apply_dry_run_changed", dry);
+    assert_eq!(server.list(), stored, "--dry-run changed nothing");
+    insta::assert_snapshot!(
+        "apply_configured",
+        server.ok(&["policy", "apply", "-f", &changed])
+    );
+    let now = server.list();
+    let frontend = now
+        .iter()
+        .find(|p| p.name() == "cli-frontend-abort")
+        .unwrap();
+    assert_eq!(frontend.spec.rules[0].fault.percentage.ppm(), 500_000);
+
+    // simulate --from-server sees what the server gives that sidecar.
+    let report: Value = serde_json::from_str(&server.ok(&[
+        "simulate",
+        "--from-server",
+        "--service",
+        "frontend",
+        "--namespace",
+        "demo",
+        "--pod",
+        "frontend-1",
+        "--label",
+        "version=v2",
+        "--path",
+        "/cart/add",
+        "--seed",
+        "3",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(report["matched_rule"]["policy"], "cli-frontend-abort");
+    assert_eq!(report["matching_rules"][0]["percentage"], "50");
+    let v1: Value = serde_json::from_str(&server.ok(&[
+        "simulate",
+        "--from-server",
+        "--service",
+        "frontend",
+        "--namespace",
+        "demo",
+        "--label",
+        "version=v1",
+        "--path",
+        "/cart",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        v1["matched_rule"],
+        Value::Null,
+        "the label selector keeps v1 out"
+    );
+
+    // status: the policies and the sidecar that asked.
+    let status = server.ok(&["status"]);
+    for name in [
+        "cli-frontend-abort",
+        "cli-checkout-delay",
+        "cli-staging-any",
+    ] {
+        assert!(status.contains(name), "{status}");
+    }
+    assert!(status.contains("frontend-1"), "{status}");
+    let status_json: Value = serde_json::from_str(&server.ok(&["status", "-o", "json"])).unwrap();
+    assert_eq!(status_json["policies"].as_array().unwrap().len(), 3);
+
+    // delete: one by one, with the server's message for a missing one.
+    assert_eq!(
+        server.ok(&["policy", "delete", "cli-checkout-delay"]),
+        "faultinjectionpolicy \"cli-checkout-delay\" deleted\n"
+    );
+    let missing = server.run(&["policy", "get", "cli-checkout-delay"]);
+    assert_eq!(missing.status.code(), Some(1));
+    insta::assert_snapshot!("get_missing", transcript(&missing));
+    let again = server.run(&["policy", "delete", "cli-checkout-delay"]);
+    assert_eq!(again.status.code(), Some(1), "{}", transcript(&again));
+    server.ok(&[
+        "policy",
+        "delete",
+        "--ignore-not-found",
+        "cli-checkout-delay",
+    ]);
+
+    // halt: the kill switch.
+    insta::assert_snapshot!("halt", server.ok(&["halt", "--yes"]));
+    assert!(server.list().is_empty());
+}
+
+#[test]
+fn the_servers_4xx_message_is_shown_and_exits_1() {
+    let server = Server::start();
+    // Valid locally, refused by the server: its name is a reserved path of the API.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("reserved.yaml");
+    std::fs::write(
+        &file,
+        "metadata: {name: status}\nspec:\n  rules:\n  - match: {path: {prefix: /}}\n    fault: {percentage: 1, abort: {httpStatus: 503}}\n",
+    )
+    .unwrap();
+    let output = server.run(&["policy", "apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let text = transcript(&output).replace(file.to_str().unwrap(), "reserved.yaml");
+    insta::assert_snapshot!("server_rejects", text);
+    assert!(server.list().is_empty());
+}
+
+#[test]
+fn status_watch_waits_for_sidecars_to_hold_the_latest_version() {
+    let server = Server::start();
+    // No sidecar yet: nothing to wait for.
+    server.ok(&["status", "--watch"]);
+    server.ok(&["policy", "apply", "-f", &fixture("selectors.yaml")]);
+    // A sidecar fetches its config (the CLI asks as the filter does) and holds the version.
+    server.ok(&[
+        "simulate",
+        "--from-server",
+        "--service",
+        "frontend",
+        "--namespace",
+        "demo",
+        "--pod",
+        "frontend-1",
+    ]);
+    server.ok(&[
+        "status",
+        "--watch",
+        "--interval",
+        "50ms",
+        "--watch-timeout",
+        "5s",
+    ]);
+    // A write moves the version on: the sidecar is stale until it asks again.
+    server.ok(&["policy", "apply", "-f", &fixture("changed.yaml")]);
+    let stale = server.run(&[
+        "status",
+        "--watch",
+        "--interval",
+        "50ms",
+        "--watch-timeout",
+        "300ms",
+    ]);
+    assert_eq!(stale.status.code(), Some(1), "{}", transcript(&stale));
+    let stderr = String::from_utf8(stale.stderr).unwrap();
+    assert!(
+        stderr.contains("timed out: 0 of 1 sidecars hold config version"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8(stale.stdout).unwrap().contains("STALE"));
+}
+
+#[test]
+fn tokens_from_flag_file_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let server = Server::start_with(&["--auth-token-file".as_ref(), token_file.as_os_str()]);
+    let selectors = fixture("selectors.yaml");
+
+    let refused = server.run(&["policy", "apply", "-f", &selectors]);
+    assert_eq!(refused.status.code(), Some(1), "{}", transcript(&refused));
+    let stderr = String::from_utf8(refused.stderr).unwrap();
+    assert!(stderr.to_lowercase().contains("token"), "{stderr}");
+    let wrong = server.run(&["policy", "delete", "--token", "nope", "cli-staging-any"]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", transcript(&wrong));
+
+    server.ok(&[
+        "policy",
+        "apply",
+        "--token",
+        "s3cret-token",
+        "-f",
+        &selectors,
+    ]);
+    let from_env = server
+        .cli()
+        .env("BOIFI_TOKEN", "s3cret-token")
+        .args(["policy", "delete", "cli-staging-any"])
+        .output()
+        .unwrap();
+    assert!(from_env.status.success(), "{}", transcript(&from_env));
+    server.ok(&[
+        "halt",
+        "--yes",
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    assert!(server.list().is_empty());
+}
