@@ -5,7 +5,8 @@
 # Idempotent and quiet when everything is already present.
 set -euo pipefail
 
-APT_PACKAGES=(rustc-web cargo-web rust-web-src lld-19 etcd-server etcd-client protobuf-compiler wrk)
+# protobuf-compiler + libprotobuf-dev (google/protobuf/*.proto): the etcd-client crate compiles etcd's protos.
+APT_PACKAGES=(rustc-web cargo-web rust-web-src lld-19 etcd-server etcd-client protobuf-compiler libprotobuf-dev wrk)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

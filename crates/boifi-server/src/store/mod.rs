@@ -29,6 +29,7 @@
 //! prefix)`; keys `<prefix><name>`, prefix `/boifi/policies/`).
 
 pub mod embedded;
+pub mod etcd;
 pub mod memory;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,742 @@
+//! The etcd v3 backend (`--storage etcd`): several server replicas share one etcd, and each
+//! keeps an in-memory view of every policy current through an etcd watch.
+//!
+//! # Why `etcd-client`
+//! The older `etcd-rs` crate is the one usually named, but it has seen few releases in recent
+//! years and pins an old `tonic`. [`etcd_client`] (etcdv3/etcd-client) is maintained, follows
+//! current `tonic`/`prost`, speaks the plain v3 gRPC API that Debian 12's etcd 3.4 serves
+//! (KV, Txn, Watch with `compact_revision` and cancel reasons, Compact), balances over several
+//! endpoints and reconnects by itself. It compiles etcd's `.proto` files at build time, so the
+//! build needs `protoc` (Debian's `protobuf-compiler`, installed by `scripts/deps.sh`).
+//!
+//! # Layout
+//! One key per policy: `<prefix><name>` (prefix [`super::ETCD_PREFIX`] unless configured). The
+//! value is the policy JSON with its `status`: `stored_at_ms` is the writing replica's clock at
+//! write time and `expires_at_ms` follows from it, so every replica and every sidecar agree on
+//! expiry and nothing needs a timer. `status.revision` cannot be known before the transaction
+//! commits; it is written as 0 and filled on every read from the key's `mod_revision` (which is
+//! the header revision of the transaction that wrote it).
+//!
+//! # Writes
+//! - create (`MustNotExist`): a transaction on `create_revision == 0`;
+//! - create-or-replace (`Any`): the same comparison only tells `created`; both branches put;
+//! - `Revision(r)` (`If-Match`): a transaction on `create_revision > 0 && mod_revision == r`,
+//!   whose failure branch reads the key, so the mismatch reports the actual revision atomically;
+//! - the config version is etcd's header revision. Other keys share the counter, so versions
+//!   skip numbers, and they never go back.
+//!
+//! A write returns once this replica's view has caught up with it, so a client that writes and
+//! then reads the same replica sees its write.
+//!
+//! # The view
+//! A background task lists the prefix (getting the header revision `R`), publishes the view, and
+//! watches the prefix from `R + 1`, applying every event and publishing each new
+//! [`Snapshot`] through a [`tokio::sync::watch`] channel (long-polls wait on it). When etcd
+//! cancels the watch, or reports that the revision to resume from was compacted, the task lists
+//! again. When the connection is lost, the store is not ready ([`PolicyStore::ready`] says why)
+//! and the task retries with exponential backoff, resuming the watch after the last revision it
+//! applied (relisting if that revision has been compacted meanwhile); it is ready again once the
+//! watch is re-established. Meanwhile [`PolicyStore::snapshot`] keeps serving the last view:
+//! sidecars keep the configuration they have rather than lose it.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use boifi_core::policy::PolicyDocument;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, KeyValue,
+    Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{
+    now_ms, DeleteOutcome, PolicyStore, PutOutcome, Snapshot, StoreError, WriteCondition,
+    ETCD_PREFIX,
+};
+
+/// How the store reaches etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdOptions {
+    /// Client URLs, e.g. `http://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// Key prefix of the policies; keys are `<prefix><name>`.
+    pub prefix: String,
+    /// Bound of one KV request (list, transaction, delete).
+    pub request_timeout: Duration,
+    /// Bound of establishing a connection to one endpoint.
+    pub connect_timeout: Duration,
+    /// How long [`EtcdStore::connect`] waits for the first view.
+    pub ready_timeout: Duration,
+    /// How long a write waits for this replica's view to show it before returning anyway.
+    pub view_wait: Duration,
+}
+
+impl EtcdOptions {
+    /// Defaults for `endpoints` under the standard prefix [`ETCD_PREFIX`].
+    pub fn with_default_prefix<E: AsRef<str>>(endpoints: &[E]) -> EtcdOptions {
+        EtcdOptions::new(endpoints, ETCD_PREFIX)
+    }
+
+    /// Defaults for `endpoints` and `prefix`: 5 s requests, 2 s connects, 10 s to the first view.
+    pub fn new<E: AsRef<str>>(endpoints: &[E], prefix: &str) -> EtcdOptions {
+        EtcdOptions {
+            endpoints: endpoints.iter().map(|e| e.as_ref().to_owned()).collect(),
+            prefix: prefix.to_owned(),
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            ready_timeout: Duration::from_secs(10),
+            view_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Counters of the view's life, for metrics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EtcdStats {
+    /// Full lists of the prefix (the first load included).
+    pub lists: u64,
+    /// Watches that ended because their revision had been compacted.
+    pub compactions: u64,
+    /// Watches that etcd canceled for another reason.
+    pub cancels: u64,
+    /// Connections lost (watch errors, failed lists).
+    pub losses: u64,
+    /// Watch event batches applied.
+    pub event_batches: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    lists: AtomicU64,
+    compactions: AtomicU64,
+    cancels: AtomicU64,
+    losses: AtomicU64,
+    event_batches: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Whether the view can be trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Health {
+    /// Never loaded yet.
+    Loading(String),
+    /// Loaded and followed by a live watch.
+    Ready,
+    /// Loaded once, but etcd is unreachable now; the view may be stale.
+    Lost(String),
+}
+
+/// What the store and its background task share.
+#[derive(Debug)]
+struct Shared {
+    prefix: String,
+    view: watch::Sender<Arc<Snapshot>>,
+    health: watch::Sender<Health>,
+    counters: Counters,
+}
+
+impl Shared {
+    fn set_ready(&self) {
+        self.health.send_if_modified(|h| {
+            if *h == Health::Ready {
+                return false;
+            }
+            tracing::info!(prefix = %self.prefix, "etcd view ready");
+            *h = Health::Ready;
+            true
+        });
+    }
+
+    fn set_lost(&self, reason: String) {
+        self.health.send_modify(|h| {
+            *h = match h {
+                Health::Loading(_) => Health::Loading(reason),
+                Health::Ready | Health::Lost(_) => Health::Lost(reason),
+            };
+        });
+    }
+
+    fn version(&self) -> u64 {
+        self.view.borrow().version
+    }
+}
+
+/// Policies in etcd, with a watched in-memory view. Dropping the store stops its watch.
+pub struct EtcdStore {
+    client: Client,
+    shared: Arc<Shared>,
+    request_timeout: Duration,
+    view_wait: Duration,
+    task: JoinHandle<()>,
+}
+
+impl fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("prefix", &self.shared.prefix)
+            .field("version", &self.shared.version())
+            .field("health", &*self.shared.health.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for EtcdStore {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl EtcdStore {
+    /// Connects to `endpoints` with keys under `prefix` and waits (up to 10 s) until the view
+    /// is loaded. Fails with [`StoreError::Unavailable`] if etcd does not answer by then.
+    pub async fn connect<E: AsRef<str>>(
+        endpoints: &[E],
+        prefix: &str,
+    ) -> Result<EtcdStore, StoreError> {
+        let options = EtcdOptions::new(endpoints, prefix);
+        let ready_timeout = options.ready_timeout;
+        let store = EtcdStore::start(options).await?;
+        store.wait_ready(ready_timeout).await?;
+        Ok(store)
+    }
+
+    /// Starts the store without waiting for etcd: the view loads in the background and
+    /// [`PolicyStore::ready`] tells when it is there. Fails only on bad options.
+    pub async fn start(options: EtcdOptions) -> Result<EtcdStore, StoreError> {
+        if options.endpoints.is_empty() {
+            return Err(StoreError::Unavailable(
+                "no etcd endpoints given (`--etcd-endpoints`)".to_owned(),
+            ));
+        }
+        if options.prefix.is_empty() {
+            return Err(StoreError::Unavailable(
+                "the etcd key prefix must not be empty".to_owned(),
+            ));
+        }
+        let connect = ConnectOptions::new()
+            .with_connect_timeout(options.connect_timeout)
+            // etcd refuses pings more often than every 5 s (`--grpc-keepalive-min-time`).
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+            .with_keep_alive_while_idle(true)
+            // A member cut off from the leader cancels our watch instead of going silent.
+            .with_require_leader(true);
+        let client = Client::connect(&options.endpoints, Some(connect))
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "etcd endpoints `{}`: {e}",
+                    options.endpoints.join(",")
+                ))
+            })?;
+        let shared = Arc::new(Shared {
+            prefix: options.prefix.clone(),
+            view: watch::Sender::new(Arc::new(Snapshot::default())),
+            health: watch::Sender::new(Health::Loading(format!(
+                "loading the policies under `{}` from etcd",
+                options.prefix
+            ))),
+            counters: Counters::default(),
+        });
+        let task = tokio::spawn(maintain_view(
+            client.clone(),
+            Arc::clone(&shared),
+            options.request_timeout,
+        ));
+        Ok(EtcdStore {
+            client,
+            shared,
+            request_timeout: options.request_timeout,
+            view_wait: options.view_wait,
+            task,
+        })
+    }
+
+    /// Waits up to `timeout` until the view is loaded and followed; the reason if not.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), StoreError> {
+        let mut rx = self.shared.health.subscribe();
+        let became_ready = tokio::time::timeout(timeout, rx.wait_for(|h| *h == Health::Ready))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if became_ready {
+            return Ok(());
+        }
+        self.ready().await
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.shared.prefix
+    }
+
+    /// Counters of the view's life.
+    pub fn stats(&self) -> EtcdStats {
+        let c = &self.shared.counters;
+        EtcdStats {
+            lists: c.lists.load(Ordering::Relaxed),
+            compactions: c.compactions.load(Ordering::Relaxed),
+            cancels: c.cancels.load(Ordering::Relaxed),
+            losses: c.losses.load(Ordering::Relaxed),
+            event_batches: c.event_batches.load(Ordering::Relaxed),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.shared.prefix)
+    }
+
+    /// Runs one etcd request within the request timeout.
+    async fn call<T>(
+        &self,
+        what: &str,
+        request: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.request_timeout, request).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(StoreError::Unavailable(format!("etcd {what}: {e}"))),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "etcd {what}: no answer within {} ms",
+                self.request_timeout.as_millis()
+            ))),
+        }
+    }
+
+    async fn txn(&self, what: &str, txn: Txn) -> Result<(TxnResponse, u64), StoreError> {
+        let mut kv = self.client.kv_client();
+        let response = self.call(what, kv.txn(txn)).await?;
+        let revision = header_revision(response.header())?;
+        Ok((response, revision))
+    }
+
+    /// Returns once this replica's view shows `revision` (or after `view_wait`: the write is
+    /// committed in etcd either way, only this replica's view lags).
+    async fn wait_view(&self, revision: u64) {
+        let mut rx = self.shared.view.subscribe();
+        let caught_up =
+            tokio::time::timeout(self.view_wait, rx.wait_for(|view| view.version >= revision))
+                .await;
+        if !matches!(caught_up, Ok(Ok(_))) {
+            tracing::warn!(
+                revision,
+                view = self.shared.version(),
+                "etcd view did not catch up with this replica's write in time"
+            );
+        }
+    }
+}
+
+/// Compares that hold when the key exists at exactly `revision`.
+fn at_revision(key: &str, revision: u64) -> Vec<Compare> {
+    // A revision etcd cannot hold (above i64::MAX) never matches.
+    let revision = i64::try_from(revision).unwrap_or(-1);
+    vec![
+        Compare::create_revision(key, CompareOp::Greater, 0),
+        Compare::mod_revision(key, CompareOp::Equal, revision),
+    ]
+}
+
+fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<u64, StoreError> {
+    header
+        .and_then(|h| u64::try_from(h.revision()).ok())
+        .ok_or_else(|| StoreError::Backend("etcd answered without a header revision".to_owned()))
+}
+
+fn revision_of(kv: &KeyValue) -> Option<u64> {
+    u64::try_from(kv.mod_revision()).ok()
+}
+
+/// The keys a failed transaction's `else` branch read.
+fn read_back(response: &TxnResponse) -> Vec<KeyValue> {
+    response
+        .op_responses()
+        .into_iter()
+        .filter_map(|op| match op {
+            TxnOpResponse::Get(mut get) => Some(get.take_kvs()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// The policy a key-value pair holds, its revision filled from `mod_revision`.
+fn decode(prefix: &str, kv: &KeyValue) -> Result<(String, PolicyDocument), String> {
+    let key = String::from_utf8_lossy(kv.key());
+    let name = key
+        .strip_prefix(prefix)
+        .ok_or_else(|| format!("key `{key}` is outside `{prefix}`"))?;
+    let mut policy: PolicyDocument = serde_json::from_slice(kv.value())
+        .map_err(|e| format!("key `{key}` holds no valid policy: {e}"))?;
+    if policy.name() != name {
+        return Err(format!(
+            "key `{key}` holds the policy `{}`",
+            policy.metadata.name
+        ));
+    }
+    let revision = revision_of(kv).ok_or_else(|| format!("key `{key}` has a negative revision"))?;
+    let mut status = policy
+        .status
+        .ok_or_else(|| format!("key `{key}` holds a policy without `status`"))?;
+    status.revision = revision;
+    policy.status = Some(status);
+    Ok((name.to_owned(), policy))
+}
+
+fn decode_or_backend(prefix: &str, kv: &KeyValue) -> Result<PolicyDocument, StoreError> {
+    decode(prefix, kv)
+        .map(|(_, policy)| policy)
+        .map_err(StoreError::Backend)
+}
+
+#[async_trait::async_trait]
+impl PolicyStore for EtcdStore {
+    async fn snapshot(&self) -> Result<Arc<Snapshot>, StoreError> {
+        if let Health::Loading(reason) = &*self.shared.health.borrow() {
+            return Err(StoreError::Unavailable(reason.clone()));
+        }
+        Ok(self.shared.view.borrow().clone())
+    }
+
+    async fn put(
+        &self,
+        policy: PolicyDocument,
+        condition: WriteCondition,
+    ) -> Result<PutOutcome, StoreError> {
+        let name = policy.name().to_owned();
+        let key = self.key(&name);
+        let stored_at_ms = now_ms();
+        let value = serde_json::to_vec(&policy.clone().stored(stored_at_ms, 0))
+            .map_err(|e| StoreError::Backend(format!("encoding policy `{name}`: {e}")))?;
+        let put = TxnOp::put(key.as_str(), value, None);
+        let txn = match condition {
+            // The comparison only tells whether the name was new: both branches write.
+            WriteCondition::Any => Txn::new()
+                .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                .and_then([put.clone()])
+                .or_else([put]),
+            WriteCondition::MustNotExist => Txn::new()
+                .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                .and_then([put]),
+            WriteCondition::Revision(expected) => Txn::new()
+                .when(at_revision(&key, expected))
+                .and_then([put])
+                .or_else([TxnOp::get(key.as_str(), None)]),
+        };
+        let (response, revision) = self.txn(&format!("put `{key}`"), txn).await?;
+        let created = match condition {
+            WriteCondition::Any => response.succeeded(),
+            WriteCondition::MustNotExist if response.succeeded() => true,
+            WriteCondition::MustNotExist => return Err(StoreError::AlreadyExists { name }),
+            WriteCondition::Revision(_) if response.succeeded() => false,
+            WriteCondition::Revision(expected) => {
+                let actual = read_back(&response).first().and_then(revision_of);
+                return Err(StoreError::RevisionMismatch {
+                    name,
+                    expected,
+                    actual,
+                });
+            }
+        };
+        self.wait_view(revision).await;
+        Ok(PutOutcome {
+            created,
+            policy: policy.stored(stored_at_ms, revision),
+            version: revision,
+        })
+    }
+
+    async fn delete(
+        &self,
+        name: &str,
+        condition: WriteCondition,
+    ) -> Result<DeleteOutcome, StoreError> {
+        let key = self.key(name);
+        let delete = TxnOp::delete(key.as_str(), Some(DeleteOptions::new().with_prev_key()));
+        let txn = match condition {
+            WriteCondition::Any | WriteCondition::MustNotExist => Txn::new().and_then([delete]),
+            WriteCondition::Revision(expected) => Txn::new()
+                .when(at_revision(&key, expected))
+                .and_then([delete])
+                .or_else([TxnOp::get(key.as_str(), None)]),
+        };
+        let (response, revision) = self.txn(&format!("delete `{key}`"), txn).await?;
+        if !response.succeeded() {
+            let expected = match condition {
+                WriteCondition::Revision(expected) => expected,
+                WriteCondition::Any | WriteCondition::MustNotExist => 0,
+            };
+            let actual = read_back(&response).first().and_then(revision_of);
+            return Err(StoreError::RevisionMismatch {
+                name: name.to_owned(),
+                expected,
+                actual,
+            });
+        }
+        let previous = response
+            .op_responses()
+            .into_iter()
+            .find_map(|op| match op {
+                TxnOpResponse::Delete(mut deleted) => deleted.take_prev_kvs().into_iter().next(),
+                _ => None,
+            })
+            .ok_or_else(|| StoreError::NotFound {
+                name: name.to_owned(),
+            })?;
+        let policy = decode_or_backend(&self.shared.prefix, &previous)?;
+        self.wait_view(revision).await;
+        Ok(DeleteOutcome {
+            policy,
+            version: revision,
+        })
+    }
+
+    async fn delete_all(&self) -> Result<u64, StoreError> {
+        let mut kv = self.client.kv_client();
+        let prefix = self.shared.prefix.clone();
+        let response = self
+            .call(
+                &format!("delete `{prefix}*`"),
+                kv.delete(prefix.as_str(), Some(DeleteOptions::new().with_prefix())),
+            )
+            .await?;
+        let deleted = u64::try_from(response.deleted()).unwrap_or(0);
+        if deleted > 0 {
+            self.wait_view(header_revision(response.header())?).await;
+        }
+        Ok(deleted)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.shared.view.subscribe()
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        match &*self.shared.health.borrow() {
+            Health::Ready => Ok(()),
+            Health::Loading(reason) | Health::Lost(reason) => {
+                Err(StoreError::Unavailable(reason.clone()))
+            }
+        }
+    }
+}
+
+/// Exponential backoff between reconnection attempts: 100 ms doubling up to 5 s.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+
+    fn new() -> Backoff {
+        Backoff {
+            next: Backoff::FIRST,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = Backoff::FIRST;
+    }
+
+    async fn wait(&mut self) {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Backoff::MAX);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// How a watch ended.
+#[derive(Debug)]
+enum WatchEnd {
+    /// The revision to resume from was compacted: list again.
+    Compacted(i64),
+    /// etcd canceled the watch: list again.
+    Canceled(String),
+    /// The connection failed: retry, resuming after the last applied revision.
+    Lost(String),
+}
+
+/// The background task: list, watch, apply, publish; relist or resume as the watch ends.
+async fn maintain_view(mut client: Client, shared: Arc<Shared>, request_timeout: Duration) {
+    let mut backoff = Backoff::new();
+    // `Some(r)`: resume the watch after `r` without listing.
+    let mut resume_after: Option<u64> = None;
+    loop {
+        let after = match resume_after {
+            Some(revision) => revision,
+            None => match list(&mut client, &shared, request_timeout).await {
+                Ok(revision) => {
+                    shared.set_ready();
+                    backoff.reset();
+                    revision
+                }
+                Err(reason) => {
+                    bump(&shared.counters.losses);
+                    tracing::warn!(prefix = %shared.prefix, %reason, "etcd list failed");
+                    shared.set_lost(reason);
+                    backoff.wait().await;
+                    continue;
+                }
+            },
+        };
+        match follow(&mut client, &shared, after, request_timeout, &mut backoff).await {
+            WatchEnd::Compacted(compact_revision) => {
+                bump(&shared.counters.compactions);
+                tracing::info!(
+                    prefix = %shared.prefix,
+                    after,
+                    compact_revision,
+                    "etcd compacted the watched revision; listing again"
+                );
+                resume_after = None;
+            }
+            WatchEnd::Canceled(reason) => {
+                bump(&shared.counters.cancels);
+                tracing::warn!(prefix = %shared.prefix, %reason, "etcd canceled the watch; listing again");
+                resume_after = None;
+                backoff.wait().await;
+            }
+            WatchEnd::Lost(reason) => {
+                bump(&shared.counters.losses);
+                tracing::warn!(prefix = %shared.prefix, %reason, "etcd watch lost; retrying");
+                shared.set_lost(format!(
+                    "{reason}; serving the last view (version {})",
+                    shared.version()
+                ));
+                resume_after = Some(shared.version());
+                backoff.wait().await;
+            }
+        }
+    }
+}
+
+/// Lists the prefix and publishes it as the view; returns the header revision.
+async fn list(
+    client: &mut Client,
+    shared: &Shared,
+    request_timeout: Duration,
+) -> Result<u64, String> {
+    let prefix = shared.prefix.as_str();
+    let response = tokio::time::timeout(
+        request_timeout,
+        client.get(prefix, Some(GetOptions::new().with_prefix())),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "etcd list of `{prefix}`: no answer within {} ms",
+            request_timeout.as_millis()
+        )
+    })?
+    .map_err(|e| format!("etcd list of `{prefix}`: {e}"))?;
+    let revision = header_revision(response.header()).map_err(|e| e.to_string())?;
+    let mut next = Snapshot {
+        version: revision,
+        policies: Default::default(),
+    };
+    for kv in response.kvs() {
+        match decode(prefix, kv) {
+            Ok((name, policy)) => {
+                next.policies.insert(name, policy);
+            }
+            Err(reason) => tracing::warn!(%reason, "skipping an unreadable policy in etcd"),
+        }
+    }
+    bump(&shared.counters.lists);
+    shared.view.send_if_modified(|view| {
+        // A relist that finds what the view already holds changes nothing: keeping the old
+        // version spares every long-poll a wake-up. The watch resumes after `revision` anyway.
+        if view.policies == next.policies && view.version != 0 {
+            return false;
+        }
+        let version = next.version.max(view.version);
+        *view = Arc::new(Snapshot {
+            version,
+            policies: std::mem::take(&mut next.policies),
+        });
+        true
+    });
+    Ok(revision)
+}
+
+/// Watches the prefix from `after + 1`, applying events to the view until the watch ends.
+async fn follow(
+    client: &mut Client,
+    shared: &Shared,
+    after: u64,
+    request_timeout: Duration,
+    backoff: &mut Backoff,
+) -> WatchEnd {
+    let prefix = shared.prefix.as_str();
+    let start = i64::try_from(after.saturating_add(1)).unwrap_or(i64::MAX);
+    let options = WatchOptions::new().with_prefix().with_start_revision(start);
+    let mut stream =
+        match tokio::time::timeout(request_timeout, client.watch(prefix, Some(options))).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return WatchEnd::Lost(format!("etcd watch of `{prefix}`: {e}")),
+            Err(_) => {
+                return WatchEnd::Lost(format!(
+                    "etcd watch of `{prefix}`: no answer within {} ms",
+                    request_timeout.as_millis()
+                ))
+            }
+        };
+    loop {
+        let response = match stream.message().await {
+            Ok(Some(response)) => response,
+            Ok(None) => return WatchEnd::Lost(format!("etcd closed the watch of `{prefix}`")),
+            Err(e) => return WatchEnd::Lost(format!("etcd watch of `{prefix}`: {e}")),
+        };
+        if response.compact_revision() > 0 {
+            return WatchEnd::Compacted(response.compact_revision());
+        }
+        if response.canceled() {
+            return WatchEnd::Canceled(response.cancel_reason().to_owned());
+        }
+        if response.created() {
+            // etcd sends the events after `after` right behind the creation.
+            shared.set_ready();
+            backoff.reset();
+        }
+        if response.events().is_empty() {
+            continue;
+        }
+        let revision = header_revision(response.header()).unwrap_or(0);
+        let mut next = (**shared.view.borrow()).clone();
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            match event.event_type() {
+                EventType::Put => match decode(prefix, kv) {
+                    Ok((name, policy)) => {
+                        next.policies.insert(name, policy);
+                    }
+                    Err(reason) => {
+                        tracing::warn!(%reason, "ignoring an unreadable policy in etcd");
+                        let key = String::from_utf8_lossy(kv.key());
+                        if let Some(name) = key.strip_prefix(prefix) {
+                            next.policies.remove(name);
+                        }
+                    }
+                },
+                EventType::Delete => {
+                    let key = String::from_utf8_lossy(kv.key());
+                    if let Some(name) = key.strip_prefix(prefix) {
+                        next.policies.remove(name);
+                    }
+                }
+            }
+            let event_revision = revision_of(kv).unwrap_or(0);
+            next.version = next.version.max(event_revision);
+        }
+        next.version = next.version.max(revision);
+        bump(&shared.counters.event_batches);
+        shared.view.send_replace(Arc::new(next));
+    }
+}

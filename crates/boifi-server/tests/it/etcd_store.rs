@@ -1,0 +1,255 @@
+//! The etcd store against a real etcd started by the test (boifi-testkit): the conformance
+//! suite, two stores sharing one etcd, and a watch that recovers from losing its member while
+//! the revision it would resume from is compacted.
+//!
+//! Without an etcd binary these tests skip, unless `CI` or `BOIFI_REQUIRE_ETCD` is set: then
+//! they fail and say how to install it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use boifi_server::store::etcd::{EtcdOptions, EtcdStore};
+use boifi_server::store::{PolicyStore, Snapshot, StoreError, WriteCondition};
+use boifi_testkit::etcd::EtcdCluster;
+use etcd_client::{Client, CompactionOptions};
+
+use crate::conformance::{self, policy};
+
+/// A fresh prefix per store, so one etcd serves many independent stores.
+fn unique_prefix(test: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "/boifi-test/{test}/{}/policies/",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Waits (bounded) until the view published by `store` satisfies `done`.
+async fn view_until(
+    store: &dyn PolicyStore,
+    what: &str,
+    done: impl Fn(&Snapshot) -> bool,
+) -> Arc<Snapshot> {
+    let mut rx = store.subscribe();
+    let seen = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let view = rx.borrow_and_update().clone();
+            if done(&view) {
+                return view;
+            }
+            rx.changed().await.unwrap();
+        }
+    })
+    .await;
+    seen.unwrap_or_else(|_| panic!("the view never showed {what}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_store_conforms() {
+    let Some(etcd) = EtcdCluster::start_for_test(1).unwrap() else {
+        return;
+    };
+    let endpoints = etcd.endpoints();
+    conformance::run(|| {
+        let endpoints = endpoints.clone();
+        async move {
+            let store = EtcdStore::connect(&endpoints, &unique_prefix("conformance"))
+                .await
+                .unwrap();
+            Arc::new(store) as Arc<dyn PolicyStore>
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_etcd_see_each_others_writes() {
+    let Some(etcd) = EtcdCluster::start_for_test(1).unwrap() else {
+        return;
+    };
+    let prefix = unique_prefix("shared");
+    let a = EtcdStore::connect(&etcd.endpoints(), &prefix)
+        .await
+        .unwrap();
+    let b = EtcdStore::connect(&etcd.endpoints(), &prefix)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let out = a
+        .put(policy("shared-one", 10), WriteCondition::MustNotExist)
+        .await
+        .unwrap();
+    let view = view_until(&b, "the write through the other store", |s| {
+        s.version >= out.version
+    })
+    .await;
+    eprintln!(
+        "etcd store: a write through store A visible in store B's view after {:?}",
+        started.elapsed()
+    );
+    // Both replicas hold the same document, status included (the writer's clock, the key's
+    // revision), so they serve the same bytes.
+    assert_eq!(view.policies.get("shared-one"), Some(&out.policy));
+    assert_eq!(
+        a.snapshot().await.unwrap().policies,
+        b.snapshot().await.unwrap().policies
+    );
+
+    // Optimistic concurrency across replicas: B replaces with A's revision, then A's stale
+    // `If-Match` fails and names B's revision.
+    let replaced = b
+        .put(
+            policy("shared-one", 20),
+            WriteCondition::Revision(out.version),
+        )
+        .await
+        .unwrap();
+    let err = a
+        .put(
+            policy("shared-one", 30),
+            WriteCondition::Revision(out.version),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::RevisionMismatch {
+            name: "shared-one".into(),
+            expected: out.version,
+            actual: Some(replaced.version)
+        }
+    );
+    // Strict create races across replicas: exactly one wins.
+    let (x, y) = tokio::join!(
+        a.put(policy("shared-race", 1), WriteCondition::MustNotExist),
+        b.put(policy("shared-race", 2), WriteCondition::MustNotExist)
+    );
+    assert!(x.is_ok() ^ y.is_ok(), "{x:?} {y:?}");
+    // The kill switch through B empties A's view.
+    let deleted = b.delete_all().await.unwrap();
+    assert_eq!(deleted, 2);
+    view_until(&a, "the kill switch", |s| s.policies.is_empty()).await;
+    // Another prefix on the same etcd is another store.
+    let other = EtcdStore::connect(&etcd.endpoints(), &unique_prefix("shared"))
+        .await
+        .unwrap();
+    assert!(other.snapshot().await.unwrap().policies.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_reports_why_it_cannot_start_and_waits_for_etcd() {
+    // Nothing listens on this port: the store starts, is not ready, and says why.
+    let port = boifi_testkit::ports::free_port().unwrap();
+    let mut options = EtcdOptions::new(&[format!("http://127.0.0.1:{port}")], "/boifi/policies/");
+    options.ready_timeout = Duration::from_millis(300);
+    let store = EtcdStore::start(options).await.unwrap();
+    let err = store
+        .wait_ready(Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Unavailable(reason) if reason.contains("etcd")),
+        "{err:?}"
+    );
+    assert!(matches!(
+        store.snapshot().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    let err = store
+        .put(policy("nowhere", 1), WriteCondition::Any)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    // Bad options are refused up front.
+    let none: [&str; 0] = [];
+    assert!(EtcdStore::start(EtcdOptions::new(&none, "/p/"))
+        .await
+        .is_err());
+}
+
+/// The store talks to member 0 of three. Member 0 dies; meanwhile the others take writes and
+/// compact past the revision the store's watch would resume from. When member 0 comes back,
+/// the resumed watch is refused as compacted, the store lists again, and its view is complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_recovers_from_member_loss_and_compaction() {
+    let Some(mut etcd) = EtcdCluster::start_for_test(3).unwrap() else {
+        return;
+    };
+    let prefix = unique_prefix("compaction");
+    let m0 = etcd.member(0).unwrap().client_url();
+    let others = vec![
+        etcd.member(1).unwrap().client_url(),
+        etcd.member(2).unwrap().client_url(),
+    ];
+    let store = EtcdStore::connect(&[m0], &prefix).await.unwrap();
+    let writer = EtcdStore::connect(&others, &prefix).await.unwrap();
+    let before = writer
+        .put(policy("before-loss", 10), WriteCondition::Any)
+        .await
+        .unwrap();
+    view_until(&store, "the first write", |s| s.version >= before.version).await;
+    store.ready().await.unwrap();
+    let lists_before = store.stats().lists;
+
+    etcd.kill_member(0).unwrap();
+    // The store notices and is not ready, with the reason.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reason = loop {
+        if let Err(StoreError::Unavailable(reason)) = store.ready().await {
+            break reason;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store never noticed the loss"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(reason.contains("etcd"), "{reason}");
+    // It keeps serving the last view meanwhile.
+    assert!(store
+        .snapshot()
+        .await
+        .unwrap()
+        .policies
+        .contains_key("before-loss"));
+
+    // Writes and a compaction while the store cannot see them.
+    let during = writer
+        .put(policy("during-loss", 20), WriteCondition::Any)
+        .await
+        .unwrap();
+    writer
+        .delete("before-loss", WriteCondition::Any)
+        .await
+        .unwrap();
+    let mut client = Client::connect(&others, None).await.unwrap();
+    let head = client.get("/", None).await.unwrap();
+    let revision = head.header().unwrap().revision();
+    client
+        .compact(revision, Some(CompactionOptions::new().with_physical()))
+        .await
+        .unwrap();
+
+    let restarted = Instant::now();
+    let restart = tokio::task::spawn_blocking(move || {
+        etcd.restart_member(0).unwrap();
+        etcd
+    });
+    let view = view_until(&store, "the writes made while its member was down", |s| {
+        s.policies.contains_key("during-loss") && !s.policies.contains_key("before-loss")
+    })
+    .await;
+    eprintln!(
+        "etcd store: view complete {:?} after restarting its member",
+        restarted.elapsed()
+    );
+    assert_eq!(view.policies.get("during-loss"), Some(&during.policy));
+    let stats = store.stats();
+    assert!(stats.compactions >= 1, "{stats:?}");
+    assert!(stats.lists > lists_before, "{stats:?}");
+    assert!(stats.losses >= 1, "{stats:?}");
+    store.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let _etcd = restart.await.unwrap();
+}
