@@ -1,1 +1,19 @@
-//! boifi-deploy integration tests.
+//! boifi-deploy's checks of the real manifests, the real OCI artifact and the code they must
+//! agree with. Everything here is offline and takes seconds.
+
+// Test code: a failed unwrap is a failed test, which is what it should be.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod consistency;
+mod docs;
+mod istio_testdata;
+mod oci;
+mod overlays;
+mod schemas;
+mod server;
+mod support;

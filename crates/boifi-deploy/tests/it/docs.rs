@@ -1,0 +1,119 @@
+//! docs/deploy-k8s.md names the real things: the overlay, the Secret the overlay expects, the
+//! commands of the tools this repository builds.
+
+use crate::support::{manifests, repo_root};
+
+fn guide() -> String {
+    std::fs::read_to_string(repo_root().join("docs/deploy-k8s.md")).expect("docs/deploy-k8s.md")
+}
+
+#[test]
+fn guide_walks_from_build_to_fault_to_halt() {
+    let guide = guide();
+    for step in [
+        "make oci",
+        "kubectl apply -k manifests/overlays/k3s-demo",
+        "kubectl -n boifi create secret generic boifi-auth-token --from-literal=token=",
+        "kubectl -n boifi port-forward svc/boifi-control-plane 8080:8080",
+        "kubectl get wasmplugins -n demo",
+        "boifi-cli halt --yes",
+        "/metrics",
+        "could not be run here",
+    ] {
+        assert!(guide.contains(step), "the guide does not contain `{step}`");
+    }
+    for overlay in crate::support::overlay_dirs() {
+        let relative = overlay
+            .strip_prefix(repo_root())
+            .unwrap()
+            .display()
+            .to_string();
+        assert!(
+            guide.contains(&relative),
+            "the guide does not mention {relative}"
+        );
+    }
+    assert!(manifests().join("overlays/k3s-demo").is_dir());
+}
+
+/// Every `boifi-cli <verb>` the guide uses is a verb of the CLI.
+#[test]
+fn guide_uses_real_cli_verbs() {
+    let guide = guide();
+    let cli_src = repo_root().join("crates/boifi-cli/src");
+    let mut source = String::new();
+    let mut stack = vec![cli_src];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                source.push_str(&std::fs::read_to_string(&path).unwrap().to_lowercase());
+            }
+        }
+    }
+    let mut verbs = 0;
+    for line in guide.lines() {
+        let Some(rest) = line.trim_start().strip_prefix("boifi-cli ") else {
+            continue;
+        };
+        let verb = rest
+            .split_whitespace()
+            .find(|w| !w.starts_with('-'))
+            .unwrap();
+        verbs += 1;
+        assert!(
+            source.contains(&format!("{verb}("))
+                || source.contains(&format!("\"{verb}\""))
+                || source.contains(&format!("{verb} {{")),
+            "`boifi-cli {verb}` (from the guide) is not a CLI verb"
+        );
+    }
+    assert!(verbs >= 3, "the guide shows {verbs} boifi-cli commands");
+}
+
+/// The Dockerfile builds the binary the Deployment runs, as the user the pod runs as, on the
+/// port the Service targets, and the guide tags it as the k3s-demo overlay expects.
+#[test]
+fn dockerfile_agrees_with_the_deployment_and_the_overlay() {
+    let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).expect("Dockerfile");
+    let docs = crate::support::base();
+    let spec = &crate::support::find(&docs, "Deployment", "boifi-control-plane").value["spec"]
+        ["template"]["spec"];
+    let uid = spec["securityContext"]["runAsUser"].as_u64().unwrap();
+    assert!(
+        dockerfile.contains(&format!("\nUSER {uid}:")),
+        "the image does not run as uid {uid}"
+    );
+    let port = spec["containers"][0]["ports"][0]["containerPort"]
+        .as_u64()
+        .unwrap();
+    assert!(dockerfile.contains(&format!("\nEXPOSE {port}\n")));
+    assert!(dockerfile.contains("-p boifi-server"));
+    assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/boifi-server\"]"));
+    assert!(repo_root()
+        .join("crates/boifi-server/src/main.rs")
+        .is_file());
+    let stages = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .count();
+    assert_eq!(stages, 2, "a multi-stage build");
+
+    let overlay =
+        boifi_deploy::yaml::load_file(&manifests().join("overlays/k3s-demo/kustomization.yaml"))
+            .unwrap();
+    let image = &overlay[0].value["images"][0];
+    let tag = format!(
+        "{}:{}",
+        image["newName"].as_str().unwrap(),
+        image["newTag"].as_str().unwrap()
+    );
+    let guide = guide();
+    assert!(
+        guide.contains(&format!("docker build -t {tag} .")),
+        "the guide does not build `{tag}`"
+    );
+    assert!(guide.contains(&format!("docker save {tag} | sudo k3s ctr images import -")));
+}
