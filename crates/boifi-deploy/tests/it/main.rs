@@ -11,6 +11,7 @@
 
 mod consistency;
 mod docs;
+mod etcd;
 mod istio_testdata;
 mod oci;
 mod overlays;

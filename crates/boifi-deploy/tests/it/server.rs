@@ -15,7 +15,7 @@ use boifi_testkit::ports::free_port;
 use boifi_testkit::process::ChildGuard;
 use serde_json::Value;
 
-use crate::support::{base, find, repo_root};
+use crate::support::{base, find, repo_root, server_binary};
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -104,7 +104,7 @@ fn probe_and_metrics_paths_are_get_routes_of_the_server() {
         .into_iter()
         .filter(|p| p.owner.name == "boifi-control-plane")
         .collect();
-    assert_eq!(probes.len(), 2, "{probes:#?}");
+    assert_eq!(probes.len(), 3, "{probes:#?}");
     for probe in &probes {
         assert!(
             routes.contains(&("GET".to_owned(), probe.path.clone())),
@@ -121,6 +121,7 @@ fn probe_and_metrics_paths_are_get_routes_of_the_server() {
     assert_eq!(
         kinds,
         BTreeSet::from([
+            ("startupProbe", "/v1/health"),
             ("livenessProbe", "/v1/health"),
             ("readinessProbe", "/v1/ready")
         ])
@@ -138,14 +139,6 @@ fn control_plane_container() -> Value {
     let docs = base();
     let deployment = find(&docs, "Deployment", "boifi-control-plane");
     deployment.value["spec"]["template"]["spec"]["containers"][0].clone()
-}
-
-/// The server binary next to this test's, when it has been built.
-fn server_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    // target/<profile>/deps/it-<hash> → target/<profile>/boifi-server
-    let path = exe.parent()?.parent()?.join("boifi-server");
-    path.is_file().then_some(path)
 }
 
 #[test]

@@ -103,3 +103,11 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The `boifi-server` binary next to this test's (`cargo test --workspace` builds it).
+pub fn server_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    // target/<profile>/deps/it-<hash> → target/<profile>/boifi-server
+    let path = exe.parent()?.parent()?.join("boifi-server");
+    path.is_file().then_some(path)
+}
