@@ -15,6 +15,7 @@ mod etcd;
 mod istio_testdata;
 mod oci;
 mod overlays;
+mod registry;
 mod schemas;
 mod server;
 mod support;
