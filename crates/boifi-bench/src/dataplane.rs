@@ -1,0 +1,297 @@
+//! Data plane: one Envoy (`--concurrency 1`) in front of the fixed upstream, the same wrk
+//! load in alternating rounds over every configuration, ratios taken within each round.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::envoy::{Envoy, EnvoySpec, Filters};
+use crate::error::BenchError;
+use crate::policies;
+use crate::report::{self, Table};
+use crate::server::Server;
+use crate::stats::{self, median};
+use crate::upstream::Upstream;
+use crate::wrk::{self, Load, WrkRun};
+
+/// How to run the data-plane benchmark.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Envoy.
+    pub envoy: PathBuf,
+    /// The filter module.
+    pub wasm: PathBuf,
+    /// Rounds (each runs every configuration once; the order alternates).
+    pub rounds: usize,
+    /// Measured run per configuration and round.
+    pub duration: Duration,
+    /// Unmeasured run before each measured one.
+    pub warmup: Duration,
+    /// wrk connections.
+    pub connections: u32,
+}
+
+/// One configuration under test.
+#[derive(Debug, Clone)]
+struct Config {
+    label: &'static str,
+    filters: Filters,
+    /// boifi: policies expected to be active in the filter.
+    active: Option<u64>,
+}
+
+/// What one configuration measured in one round.
+#[derive(Debug, Clone)]
+struct Sample {
+    run: WrkRun,
+    /// Proxy CPU per request, µs.
+    cpu_us: f64,
+}
+
+fn configs(wasm: &Path, server: &Server) -> Vec<Config> {
+    let boifi = |service: &str| Filters::Boifi {
+        wasm: wasm.to_owned(),
+        plugin_config: policies::plugin_config(service),
+        control_plane: server.addr,
+    };
+    vec![
+        Config {
+            label: "(a) plain router",
+            filters: Filters::Plain,
+            active: None,
+        },
+        Config {
+            label: "(b) native fault filter, 0 %",
+            filters: Filters::NativeFault { percent: 0 },
+            active: None,
+        },
+        Config {
+            label: "(c) boifi, 0 policies",
+            filters: boifi("dp-c"),
+            active: Some(0),
+        },
+        Config {
+            label: "(d) boifi, 10 policies, none fires",
+            filters: boifi("dp-d"),
+            active: Some(10),
+        },
+        Config {
+            label: "(e) boifi, 100 policies, 10 for this service",
+            filters: boifi("dp-e"),
+            active: Some(10),
+        },
+        Config {
+            label: "(f) native fault filter, abort 10 %",
+            filters: Filters::NativeFault { percent: 10 },
+            active: None,
+        },
+        Config {
+            label: "(f) boifi, abort 10 %",
+            filters: boifi("dp-f"),
+            active: Some(1),
+        },
+    ]
+}
+
+fn write_policies(server: &Server) -> Result<(), BenchError> {
+    for i in 0..10 {
+        server.put(&policies::dormant(&format!("dp-d-{i}"), "dp-d", i))?;
+        server.put(&policies::dormant(&format!("dp-e-{i}"), "dp-e", i))?;
+    }
+    for i in 0..90 {
+        let other = format!("dp-other-{i}");
+        server.put(&policies::dormant(&format!("{other}-p"), &other, i))?;
+    }
+    server.put(&policies::abort("dp-f-abort", "dp-f", 10))
+}
+
+/// Waits until a boifi Envoy holds `version` with `active` policies.
+fn wait_applied(envoy: &Envoy, version: u64, active: u64) -> Result<(), BenchError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = envoy.prometheus()?;
+        let v = boifi_mesh::stats::metric_sum(&text, "hfi_config_version");
+        let a = boifi_mesh::stats::metric_sum(&text, "hfi_policies_active");
+        if v == Some(version) && a == Some(active) {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(BenchError::Unexpected(format!(
+                "`{}` did not apply version {version} with {active} policies (has {v:?}, {a:?}); log: {}",
+                envoy.spec.name,
+                envoy.log_tail(20)
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn measure(envoy: &Envoy, load: &Load, ticks_per_s: u64) -> Result<Sample, BenchError> {
+    let before = stats::cpu_ticks(envoy.pid());
+    let run = wrk::run(&envoy.url(), load)?;
+    let after = stats::cpu_ticks(envoy.pid());
+    let (Some(before), Some(after)) = (before, after) else {
+        return Err(BenchError::Unexpected(format!(
+            "`{}` is gone",
+            envoy.spec.name
+        )));
+    };
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "tick and request counts are far below 2^52"
+    )]
+    let cpu_us = (after.saturating_sub(before)) as f64 / ticks_per_s as f64 * 1e6
+        / run.requests.max(1) as f64;
+    Ok(Sample { run, cpu_us })
+}
+
+/// Runs the benchmark; returns the Markdown section.
+pub fn run(o: &Options, dir: &Path) -> Result<String, BenchError> {
+    let upstream = Upstream::start()?;
+    let server = Server::start(dir)?;
+    write_policies(&server)?;
+    let version = server.version()?;
+    let configs = configs(&o.wasm, &server);
+    let mut envoys = Vec::new();
+    for (i, c) in configs.iter().enumerate() {
+        let spec = EnvoySpec {
+            name: format!("dataplane-{i}"),
+            filters: c.filters.clone(),
+            upstream_port: upstream.port(),
+            concurrency: 1,
+        };
+        let envoy = Envoy::start(&o.envoy, dir, spec)?;
+        if let Some(active) = c.active {
+            wait_applied(&envoy, version, active)?;
+        }
+        envoys.push(envoy);
+    }
+    let ticks = stats::clock_ticks_per_second();
+    let load = Load {
+        threads: 1,
+        connections: o.connections,
+        duration: o.duration,
+    };
+    let warmup = Load {
+        duration: o.warmup,
+        ..load.clone()
+    };
+    // samples[config][round]
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); configs.len()];
+    for round in 0..o.rounds {
+        let mut order: Vec<usize> = (0..configs.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let (Some(envoy), Some(c)) = (envoys.get(i), configs.get(i)) else {
+                continue;
+            };
+            if !o.warmup.is_zero() {
+                wrk::run(&envoy.url(), &warmup)?;
+            }
+            let s = measure(envoy, &load, ticks)?;
+            eprintln!(
+                "dataplane round {}: {:<46} {:>9.0} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms  cpu {:>6.1} us/req  non-2xx {}",
+                round + 1,
+                c.label,
+                s.run.rps,
+                stats::ms(s.run.p50),
+                stats::ms(s.run.p99),
+                s.cpu_us,
+                s.run.non_2xx
+            );
+            if let Some(list) = samples.get_mut(i) {
+                list.push(s);
+            }
+        }
+    }
+    Ok(render(o, &configs, &samples))
+}
+
+fn per_round(samples: &[Sample], base: &[Sample], f: impl Fn(&Sample) -> f64) -> Option<f64> {
+    let ratios: Vec<f64> = samples
+        .iter()
+        .zip(base)
+        .map(|(s, b)| f(s) / f(b))
+        .filter(|r| r.is_finite())
+        .collect();
+    median(&ratios)
+}
+
+fn render(o: &Options, configs: &[Config], samples: &[Vec<Sample>]) -> String {
+    let empty = Vec::new();
+    let a = samples.first().unwrap_or(&empty);
+    let b = samples.get(1).unwrap_or(&empty);
+    let mut t = Table::new(&[
+        "configuration",
+        "req/s",
+        "p50",
+        "p99",
+        "proxy CPU/req",
+        "req/s ÷ (a)",
+        "p99 ÷ (a)",
+        "CPU ÷ (a)",
+        "req/s ÷ (b)",
+        "p99 ÷ (b)",
+        "CPU ÷ (b)",
+        "faults",
+    ]);
+    let rps = |s: &Sample| s.run.rps;
+    let p99 = |s: &Sample| stats::ms(s.run.p99);
+    let cpu = |s: &Sample| s.cpu_us;
+    let mut d_vs_b = (None, None);
+    for (i, (c, list)) in configs.iter().zip(samples).enumerate() {
+        let med = |f: &dyn Fn(&Sample) -> f64| median(&list.iter().map(f).collect::<Vec<_>>());
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "request counts are far below 2^52"
+        )]
+        let faults: f64 = {
+            let (n, r) = list.iter().fold((0u64, 0u64), |(n, r), s| {
+                (n + s.run.non_2xx, r + s.run.requests)
+            });
+            n as f64 / r.max(1) as f64 * 100.0
+        };
+        if i == 3 {
+            d_vs_b = (per_round(list, b, rps), per_round(list, b, p99));
+        }
+        t.row(vec![
+            c.label.to_owned(),
+            med(&rps).map_or_else(String::new, report::rps),
+            med(&|s| stats::ms(s.run.p50)).map_or_else(String::new, report::millis),
+            med(&p99).map_or_else(String::new, report::millis),
+            med(&cpu).map_or_else(String::new, |v| format!("{v:.1} µs")),
+            report::ratio(per_round(list, a, rps)),
+            report::ratio(per_round(list, a, p99)),
+            report::ratio(per_round(list, a, cpu)),
+            report::ratio(per_round(list, b, rps)),
+            report::ratio(per_round(list, b, p99)),
+            report::ratio(per_round(list, b, cpu)),
+            format!("{faults:.2} %"),
+        ]);
+    }
+    let verdict = |v: Option<f64>, ok: fn(f64) -> bool| match v {
+        Some(v) if ok(v) => format!("{v:.3}× — met"),
+        Some(v) => format!("{v:.3}× — **not met**"),
+        None => "not measured".to_owned(),
+    };
+    format!(
+        "`boifi-bench dataplane`: one Envoy 1.40 (`--concurrency 1`) per configuration, all \
+         started once, in front of the same in-process Rust HTTP/1.1 upstream (`200 ok`), \
+         loaded in turn by `wrk -t1 -c{conns} -d{secs}s --latency` on the loopback after a \
+         {warm} s warm-up, {rounds} rounds in alternating order. Figures are medians over the \
+         rounds; every ratio is the median of the per-round ratios (both sides measured in the \
+         same round). Proxy CPU/req = Envoy's utime+stime over the run ÷ requests. \
+         boifi policies come from a real `boifi-server --storage memory`; (d)/(e) policies \
+         match a header or path prefix the load never sends (100 % abort if they did).\n\n\
+         {table}\n\
+         Goals (issue 9): (d) throughput ≥ 0.95× (b): {thr}; (d) p99 ≤ 1.05× (b): {lat}.\n",
+        conns = o.connections,
+        secs = o.duration.as_secs(),
+        warm = o.warmup.as_secs(),
+        rounds = o.rounds,
+        table = t.to_markdown(),
+        thr = verdict(d_vs_b.0, |v| v >= 0.95),
+        lat = verdict(d_vs_b.1, |v| v <= 1.05),
+    )
+}

@@ -1,0 +1,211 @@
+//! Filter footprint: the module's size, the memory the filter adds to an Envoy (and per
+//! Wasm VM), and the time from Envoy's exec to the first 200 through its listener, with and
+//! without the filter.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::envoy::{Envoy, EnvoySpec, Filters};
+use crate::error::BenchError;
+use crate::policies;
+use crate::report::{self, Table};
+use crate::server::Server;
+use crate::stats::{self, median};
+use crate::upstream::Upstream;
+
+/// How to run the footprint benchmark.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Envoy.
+    pub envoy: PathBuf,
+    /// The filter module.
+    pub wasm: PathBuf,
+    /// Starts per configuration (the median is reported).
+    pub starts: usize,
+}
+
+/// What one started Envoy showed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Start {
+    first_200_ms: f64,
+    rss_kib: f64,
+    allocated: f64,
+}
+
+const SERVICE: &str = "fp";
+
+fn sample(
+    o: &Options,
+    dir: &Path,
+    upstream: &Upstream,
+    server: &Server,
+    filter: bool,
+    concurrency: u32,
+    version: u64,
+) -> Result<Start, BenchError> {
+    let filters = if filter {
+        Filters::Boifi {
+            wasm: o.wasm.clone(),
+            plugin_config: policies::plugin_config(SERVICE),
+            control_plane: server.addr,
+        }
+    } else {
+        Filters::Plain
+    };
+    let spec = EnvoySpec {
+        name: format!(
+            "footprint-{}-{concurrency}",
+            if filter { "boifi" } else { "plain" }
+        ),
+        filters,
+        upstream_port: upstream.port(),
+        concurrency,
+    };
+    let envoy = Envoy::start(&o.envoy, dir, spec)?;
+    let first_200_ms = stats::ms(envoy.first_200_after);
+    if filter {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while envoy.metric("hfi_config_version")? != Some(version) {
+            if std::time::Instant::now() >= deadline {
+                return Err(BenchError::Unexpected(format!(
+                    "the filter did not apply version {version}; log: {}",
+                    envoy.log_tail(20)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // Requests on every worker (each compiles the set in its own VM), then let it settle.
+    for _ in 0..50 {
+        boifi_testkit::http::get(envoy.admin(), "/ready", Duration::from_secs(2))?;
+        let _ = boifi_testkit::http::get(
+            std::net::SocketAddr::from(([127, 0, 0, 1], envoy.listener_port)),
+            "/",
+            Duration::from_secs(2),
+        )?;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    #[expect(clippy::cast_precision_loss, reason = "byte counts are far below 2^52")]
+    let start = Start {
+        first_200_ms,
+        rss_kib: stats::status_kib(envoy.pid(), "VmRSS").unwrap_or(0) as f64,
+        allocated: envoy.stat("server.memory_allocated")?.unwrap_or(0) as f64,
+    };
+    Ok(start)
+}
+
+/// Runs the benchmark; returns the Markdown section.
+pub fn run(o: &Options, dir: &Path) -> Result<String, BenchError> {
+    let size = std::fs::metadata(&o.wasm)
+        .map_err(|e| BenchError::io(format!("reading `{}`", o.wasm.display()), e))?
+        .len();
+    let upstream = Upstream::start()?;
+    let server = Server::start(dir)?;
+    for i in 0..10 {
+        server.put(&policies::dormant(&format!("fp-{i}"), SERVICE, i))?;
+    }
+    let version = server.version()?;
+    // [plain c1, boifi c1, plain c2, boifi c2], alternating.
+    let configs = [(false, 1), (true, 1), (false, 2), (true, 2)];
+    let mut runs: Vec<Vec<Start>> = vec![Vec::new(); configs.len()];
+    for round in 0..o.starts {
+        for (i, &(filter, conc)) in configs.iter().enumerate() {
+            let s = sample(o, dir, &upstream, &server, filter, conc, version)?;
+            eprintln!(
+                "footprint start {}: {} --concurrency {conc}: first 200 after {:.0} ms, RSS {:.1} MB, allocated {:.1} MB",
+                round + 1,
+                if filter { "boifi" } else { "plain" },
+                s.first_200_ms,
+                s.rss_kib / 1024.0,
+                s.allocated / 1048576.0
+            );
+            if let Some(r) = runs.get_mut(i) {
+                r.push(s);
+            }
+        }
+    }
+    let med = |i: usize, f: fn(&Start) -> f64| -> f64 {
+        runs.get(i)
+            .and_then(|r| median(&r.iter().map(f).collect::<Vec<_>>()))
+            .unwrap_or(0.0)
+    };
+    let per_round = |a: usize, b: usize, f: fn(&Start) -> f64| -> f64 {
+        let (Some(x), Some(y)) = (runs.get(a), runs.get(b)) else {
+            return 0.0;
+        };
+        median(
+            &x.iter()
+                .zip(y)
+                .map(|(x, y)| f(x) - f(y))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or(0.0)
+    };
+    let rss = |s: &Start| s.rss_kib / 1024.0;
+    let alloc = |s: &Start| s.allocated / 1_048_576.0;
+    let first = |s: &Start| s.first_200_ms;
+    let added_startup = per_round(1, 0, first);
+    // One more worker adds one Wasm VM: the filter's share of that growth is one VM's cost.
+    let vm_rss = per_round(3, 2, rss) - per_round(1, 0, rss);
+    let vm_alloc = per_round(3, 2, alloc) - per_round(1, 0, alloc);
+    let mut t = Table::new(&["measure", "without filter", "with boifi", "added by boifi"]);
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "a module size is far below 2^52"
+    )]
+    let kb = size as f64 / 1024.0;
+    t.row(vec![
+        "`boifi_wasm.wasm` size".to_owned(),
+        String::new(),
+        format!("{kb:.0} KiB ({size} bytes)"),
+        String::new(),
+    ]);
+    t.row(vec![
+        "Envoy exec → first 200 through the listener (`--concurrency 1`)".to_owned(),
+        report::millis(med(0, first)),
+        report::millis(med(1, first)),
+        report::millis(added_startup),
+    ]);
+    t.row(vec![
+        "Envoy exec → first 200 (`--concurrency 2`)".to_owned(),
+        report::millis(med(2, first)),
+        report::millis(med(3, first)),
+        report::millis(per_round(3, 2, first)),
+    ]);
+    for (label, i, j) in [("`--concurrency 1`", 0, 1), ("`--concurrency 2`", 2, 3)] {
+        t.row(vec![
+            format!("Envoy RSS, {label}"),
+            format!("{:.1} MB", med(i, rss)),
+            format!("{:.1} MB", med(j, rss)),
+            format!("{:.1} MB", per_round(j, i, rss)),
+        ]);
+        t.row(vec![
+            format!("`server.memory_allocated`, {label}"),
+            format!("{:.1} MB", med(i, alloc)),
+            format!("{:.1} MB", med(j, alloc)),
+            format!("{:.1} MB", per_round(j, i, alloc)),
+        ]);
+    }
+    t.row(vec![
+        "memory per Wasm VM (one more worker, filter's share)".to_owned(),
+        String::new(),
+        String::new(),
+        format!("{vm_rss:.1} MB RSS, {vm_alloc:.2} MB allocated"),
+    ]);
+    let size_ok = size <= 400 * 1024;
+    let start_ok = added_startup <= 200.0;
+    let verdict = |ok: bool| if ok { "met" } else { "**not met**" };
+    Ok(format!(
+        "`boifi-bench footprint`: Envoy 1.40 (V8) started {n} times per configuration, \
+         alternating without and with the filter (holding 10 policies from a real \
+         `boifi-server`), at `--concurrency 1` and 2; memory read after the filter applied \
+         its config and 50 requests went through (RSS from `/proc`, `server.memory_allocated` \
+         from the admin `/stats`: Envoy's heap only, V8's pages are outside it). Medians; \
+         differences are medians of per-round differences.\n\n{table}\n\
+         Goals (issue 9): `.wasm` ≤ 400 KB — {size_v}; ≤ 200 ms added start-up — {start_v}.\n",
+        n = o.starts,
+        table = t.to_markdown(),
+        size_v = verdict(size_ok),
+        start_v = verdict(start_ok),
+    ))
+}
