@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use boifi_server::store::etcd::{EtcdOptions, EtcdStore};
-use boifi_server::store::{PolicyStore, Snapshot, StoreError, WriteCondition};
+use boifi_server::store::{PolicyStore, PutOutcome, Snapshot, StoreError, WriteCondition};
 use boifi_testkit::etcd::EtcdCluster;
 use etcd_client::{Client, CompactionOptions};
 
@@ -169,31 +169,59 @@ async fn store_reports_why_it_cannot_start_and_waits_for_etcd() {
         .is_err());
 }
 
-/// The store talks to member 0 of three. Member 0 dies; meanwhile the others take writes and
-/// compact past the revision the store's watch would resume from. When member 0 comes back,
-/// the resumed watch is refused as compacted, the store lists again, and its view is complete.
+/// The index of a member that is not the leader, so killing it needs no election.
+async fn a_follower(etcd: &EtcdCluster) -> usize {
+    for (index, member) in etcd.members().iter().enumerate() {
+        let mut client = Client::connect([member.client_url()], None).await.unwrap();
+        let status = client.status().await.unwrap();
+        if status.header().unwrap().member_id() != status.leader() {
+            return index;
+        }
+    }
+    panic!("no follower in the cluster")
+}
+
+/// Retries a write that may meet a cluster still settling (bounded).
+async fn put_retrying(store: &EtcdStore, name: &str) -> PutOutcome {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match store.put(policy(name, 20), WriteCondition::Any).await {
+            Ok(out) => return out,
+            Err(StoreError::Unavailable(reason)) if Instant::now() < deadline => {
+                eprintln!("retrying `{name}`: {reason}");
+            }
+            Err(e) => panic!("write `{name}` failed: {e}"),
+        }
+    }
+}
+
+/// The store talks to one member (a follower) of three. That member dies; meanwhile the others
+/// take writes and compact past the revision the store's watch would resume from. When the
+/// member comes back, the resumed watch is refused as compacted, the store lists again, and its
+/// view is complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_recovers_from_member_loss_and_compaction() {
     let Some(mut etcd) = EtcdCluster::start_for_test(3).unwrap() else {
         return;
     };
     let prefix = unique_prefix("compaction");
-    let m0 = etcd.member(0).unwrap().client_url();
-    let others = vec![
-        etcd.member(1).unwrap().client_url(),
-        etcd.member(2).unwrap().client_url(),
-    ];
-    let store = EtcdStore::connect(&[m0], &prefix).await.unwrap();
+    let lost = a_follower(&etcd).await;
+    let own = etcd.member(lost).unwrap().client_url();
+    let others: Vec<String> = etcd
+        .members()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != lost)
+        .map(|(_, m)| m.client_url())
+        .collect();
+    let store = EtcdStore::connect(&[own], &prefix).await.unwrap();
     let writer = EtcdStore::connect(&others, &prefix).await.unwrap();
-    let before = writer
-        .put(policy("before-loss", 10), WriteCondition::Any)
-        .await
-        .unwrap();
+    let before = put_retrying(&writer, "before-loss").await;
     view_until(&store, "the first write", |s| s.version >= before.version).await;
     store.ready().await.unwrap();
     let lists_before = store.stats().lists;
 
-    etcd.kill_member(0).unwrap();
+    etcd.kill_member(lost).unwrap();
     // The store notices and is not ready, with the reason.
     let deadline = Instant::now() + Duration::from_secs(10);
     let reason = loop {
@@ -216,10 +244,7 @@ async fn watch_recovers_from_member_loss_and_compaction() {
         .contains_key("before-loss"));
 
     // Writes and a compaction while the store cannot see them.
-    let during = writer
-        .put(policy("during-loss", 20), WriteCondition::Any)
-        .await
-        .unwrap();
+    let during = put_retrying(&writer, "during-loss").await;
     writer
         .delete("before-loss", WriteCondition::Any)
         .await
@@ -234,7 +259,7 @@ async fn watch_recovers_from_member_loss_and_compaction() {
 
     let restarted = Instant::now();
     let restart = tokio::task::spawn_blocking(move || {
-        etcd.restart_member(0).unwrap();
+        etcd.restart_member(lost).unwrap();
         etcd
     });
     let view = view_until(&store, "the writes made while its member was down", |s| {

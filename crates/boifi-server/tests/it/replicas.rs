@@ -1,0 +1,325 @@
+//! Two real `boifi-server` processes on one etcd (started by the test): a write through one
+//! replica wakes a long-poll waiting on the other in well under a second; SIGKILL of a replica
+//! loses no acknowledged write and the other keeps serving; expiry agrees on both replicas and
+//! across a restart; a compaction under live watches changes nothing.
+//!
+//! Without an etcd binary these tests skip, unless `CI` or `BOIFI_REQUIRE_ETCD` is set.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use boifi_core::wire::{ConfigResponse, PolicyList};
+use boifi_testkit::etcd::EtcdCluster;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::harness::{policy_json, Binary};
+
+const CONFIG: &str = "/v1/config?service=frontend&namespace=demo";
+
+/// A replica on `etcd`, logging into the cluster's directory.
+fn replica(etcd: &EtcdCluster, name: &str) -> Binary {
+    let endpoints = etcd.endpoints_arg();
+    let log = etcd.dir().join(format!("{name}.log"));
+    Binary::start(
+        &[
+            "--storage",
+            "etcd",
+            "--etcd-endpoints",
+            &endpoints,
+            "--etcd-prefix",
+            "/boifi-replicas/policies/",
+        ],
+        &log,
+    )
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap()
+}
+
+async fn config(client: &reqwest::Client, server: &Binary) -> ConfigResponse {
+    let r = client.get(server.url(CONFIG)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+async fn create(client: &reqwest::Client, server: &Binary, body: String) -> Value {
+    let r = client
+        .post(server.url("/v1/policies"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    r.json().await.unwrap()
+}
+
+/// Starts a long-poll on `server` for a config newer than `version`; returns when it answers,
+/// with the answer and the instant it arrived.
+fn long_poll(
+    client: &reqwest::Client,
+    server: &Binary,
+    version: u64,
+) -> tokio::task::JoinHandle<(StatusCode, Option<ConfigResponse>, Instant)> {
+    let url = server.url(&format!("{CONFIG}&version={version}&wait=10s"));
+    let client = client.clone();
+    tokio::spawn(async move {
+        let r = client.get(url).send().await.unwrap();
+        let arrived = Instant::now();
+        let status = r.status();
+        let body = if status == StatusCode::OK {
+            Some(r.json().await.unwrap())
+        } else {
+            None
+        };
+        (status, body, arrived)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_through_one_replica_wakes_a_long_poll_on_the_other() {
+    let Some(etcd) = EtcdCluster::start_for_test(1).unwrap() else {
+        return;
+    };
+    let a = replica(&etcd, "replica-a");
+    let b = replica(&etcd, "replica-b");
+    let client = client();
+
+    let mut from_request = Vec::new();
+    let mut from_ack = Vec::new();
+    for round in 0..8 {
+        let held = config(&client, &b).await.version;
+        let poll = long_poll(&client, &b, held);
+        // Let the long-poll reach B and park (its answer below proves it waited).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let sent = Instant::now();
+        let stored = create(
+            &client,
+            &a,
+            policy_json(&format!("wake-{round}"), "frontend", ""),
+        )
+        .await;
+        let acked = Instant::now();
+        let (status, answer, arrived) = poll.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "the long-poll on B was not woken");
+        let answer = answer.unwrap();
+        assert!(answer.version > held);
+        assert!(answer.version >= stored["status"]["revision"].as_u64().unwrap());
+        let got = answer
+            .policies
+            .iter()
+            .find(|p| p.name() == format!("wake-{round}"))
+            .expect("the new policy is in B's answer");
+        assert_eq!(serde_json::to_value(got).unwrap(), stored);
+        let latency = arrived.saturating_duration_since(sent);
+        assert!(
+            latency < Duration::from_secs(1),
+            "round {round}: B answered {latency:?} after the write to A"
+        );
+        from_request.push(latency);
+        from_ack.push(arrived.saturating_duration_since(acked));
+    }
+    from_request.sort();
+    from_ack.sort();
+    eprintln!(
+        "cross-replica propagation (write sent to A -> long-poll on B answered), 8 rounds: \
+         min {:?}, median {:?}, max {:?}; after A's acknowledgement: median {:?}, max {:?}",
+        from_request[0], from_request[4], from_request[7], from_ack[4], from_ack[7]
+    );
+
+    // A compaction under live, synced watches changes nothing: the next write still arrives.
+    let mut etcd_client = etcd_client::Client::connect(etcd.endpoints(), None)
+        .await
+        .unwrap();
+    let head = etcd_client.get("/", None).await.unwrap();
+    etcd_client
+        .compact(
+            head.header().unwrap().revision(),
+            Some(etcd_client::CompactionOptions::new().with_physical()),
+        )
+        .await
+        .unwrap();
+    let held = config(&client, &b).await.version;
+    let poll = long_poll(&client, &b, held);
+    let stored = create(&client, &a, policy_json("after-compaction", "frontend", "")).await;
+    let (status, answer, _) = poll.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(answer
+        .unwrap()
+        .policies
+        .iter()
+        .any(|p| serde_json::to_value(p).unwrap() == stored));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_a_replica_loses_no_acknowledged_write() {
+    let Some(etcd) = EtcdCluster::start_for_test(1).unwrap() else {
+        return;
+    };
+    let mut a = replica(&etcd, "replica-a");
+    let b = replica(&etcd, "replica-b");
+    let client = client();
+
+    // A writer hammers A until A dies; it keeps every acknowledged answer.
+    let acknowledged = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let acknowledged = Arc::clone(&acknowledged);
+        let stop = Arc::clone(&stop);
+        let url = a.url("/v1/policies");
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut attempts = 0u32;
+            while !stop.load(Ordering::Relaxed) && attempts < 2_000 {
+                let body = policy_json(&format!("durable-{attempts}"), "frontend", "");
+                attempts += 1;
+                let sent = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().is_success() => {
+                        if let Ok(v) = r.json::<Value>().await {
+                            acknowledged.lock().unwrap().push(v);
+                        }
+                    }
+                    // A is gone (or dying): the write was not acknowledged.
+                    _ => break,
+                }
+            }
+            attempts
+        })
+    };
+    // Kill A mid-stream, once it has acknowledged a few writes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while acknowledged.lock().unwrap().len() < 20 {
+        assert!(Instant::now() < deadline, "A acknowledged too few writes");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a.guard.kill().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let attempts = writer.await.unwrap();
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    // Every acknowledged write is on B, exactly as A acknowledged it.
+    let listed: PolicyList = client
+        .get(b.url("/v1/policies"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for acked in &acknowledged {
+        let name = acked["metadata"]["name"].as_str().unwrap();
+        let found = listed
+            .policies
+            .iter()
+            .find(|p| p.name() == name)
+            .unwrap_or_else(|| panic!("acknowledged write `{name}` lost"));
+        assert_eq!(&serde_json::to_value(found).unwrap(), acked);
+    }
+    eprintln!(
+        "sigkill: {} writes acknowledged by A before SIGKILL ({} attempted), all present on B",
+        acknowledged.len(),
+        attempts
+    );
+
+    // B keeps serving: ready, reads, writes, long-polls.
+    let r = client.get(b.url("/v1/ready")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let held = config(&client, &b).await.version;
+    let poll = long_poll(&client, &b, held);
+    let stored = create(&client, &b, policy_json("after-kill", "frontend", "")).await;
+    let (status, answer, _) = poll.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(answer
+        .unwrap()
+        .policies
+        .iter()
+        .any(|p| serde_json::to_value(p).unwrap() == stored));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_agrees_on_both_replicas_and_after_a_restart() {
+    let Some(etcd) = EtcdCluster::start_for_test(1).unwrap() else {
+        return;
+    };
+    let a = replica(&etcd, "replica-a");
+    let mut b = replica(&etcd, "replica-b");
+    let client = client();
+
+    let stored = create(
+        &client,
+        &a,
+        policy_json("short-lived", "frontend", r#""duration_seconds": 2,"#),
+    )
+    .await;
+    let stored_at = stored["status"]["stored_at_ms"].as_u64().unwrap();
+    let expires_at = stored["status"]["expires_at_ms"].as_u64().unwrap();
+    assert_eq!(expires_at, stored_at + 2_000);
+    for server in [&a, &b] {
+        // B may need a moment for the watch; bounded.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let c = config(&client, server).await;
+            if c.policies.len() == 1 {
+                assert_eq!(serde_json::to_value(&c.policies[0]).unwrap(), stored);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the policy never reached {:?}",
+                server.addr
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Both replicas drop it from the sidecars' config at its expiry, not before, not much after.
+    let mut gone = [false, false];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(gone[0] && gone[1]) {
+        for (i, server) in [&a, &b].into_iter().enumerate() {
+            if gone[i] {
+                continue;
+            }
+            let c = config(&client, server).await;
+            let now = boifi_server::store::now_ms();
+            if c.policies.is_empty() {
+                assert!(now >= expires_at, "left {} ms early", expires_at - now);
+                gone[i] = true;
+            } else {
+                assert!(
+                    now < expires_at + 1_000,
+                    "still served {} ms after expiry",
+                    now - expires_at
+                );
+            }
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A restarted replica agrees: expiry is data in etcd, not a timer in a process.
+    b.guard.kill().unwrap();
+    let b = replica(&etcd, "replica-b");
+    let c = config(&client, &b).await;
+    assert!(c.policies.is_empty(), "{c:?}");
+    let listed: PolicyList = client
+        .get(b.url("/v1/policies"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.policies.len(), 1, "expired policies stay listed");
+    assert_eq!(serde_json::to_value(&listed.policies[0]).unwrap(), stored);
+}
