@@ -1,6 +1,7 @@
 //! `status`: policies with their state, and which sidecars hold the latest config version
 //! (like `istioctl proxy-status`); `--watch` waits for a rollout to finish.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
@@ -224,6 +225,28 @@ pub fn print(format: OutputFormat, status: &Value, out: &mut dyn Write) -> Resul
     if sidecars.is_empty() {
         writeln!(out, "No sidecar has asked for its config yet.")?;
     } else {
+        // Per service first, as `istioctl proxy-status` sums up a rollout.
+        let mut services: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
+        for s in sidecars {
+            let entry = services
+                .entry((text(s, &["service"]), text(s, &["namespace"])))
+                .or_default();
+            entry.0 += 1;
+            if rollout.holds_latest(s) {
+                entry.1 += 1;
+            }
+        }
+        let mut table = Table::new(&["SERVICE", "NAMESPACE", "SIDECARS", "AT LATEST VERSION"]);
+        for ((service, namespace), (total, synced)) in services {
+            table.row(vec![
+                service,
+                namespace,
+                total.to_string(),
+                synced.to_string(),
+            ]);
+        }
+        table.write(out)?;
+        writeln!(out)?;
         let mut table = Table::new(&[
             "POD",
             "SERVICE",

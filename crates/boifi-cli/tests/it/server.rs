@@ -154,6 +154,21 @@ fn redact(text: &str) -> String {
     out
 }
 
+/// Replaces every RFC 3339 time with `[time]`, keeping the columns aligned.
+fn redact_times(text: &str) -> String {
+    text.split_inclusive(' ')
+        .map(|word| {
+            let trimmed = word.trim_end();
+            if boifi_core::time::parse_rfc3339(trimmed).is_some() {
+                let pad = trimmed.chars().count().saturating_sub("[time]".len());
+                format!("[time]{}{}", " ".repeat(pad), &word[trimmed.len()..])
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn apply_list_get_describe_delete_halt_against_a_real_server() {
     let server = Server::start();
@@ -365,6 +380,7 @@ fn status_watch_waits_for_sidecars_to_hold_the_latest_version() {
         "--watch-timeout",
         "5s",
     ]);
+    insta::assert_snapshot!("status_table", redact_times(&server.ok(&["status"])));
     // A write moves the version on: the sidecar is stale until it asks again.
     server.ok(&["policy", "apply", "-f", &fixture("changed.yaml")]);
     let stale = server.run(&[
