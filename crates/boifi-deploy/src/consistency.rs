@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use boifi_core::wire::PluginConfig;
 use serde_json::Value;
 
 use crate::yaml::{str_at, value_at, Document, ResourceId};
@@ -505,32 +506,39 @@ pub fn etcd_client_urls(docs: &[Document], given: &BTreeSet<String>) -> Option<B
     )
 }
 
-/// Each WasmPlugin's `pluginConfig.control_plane_cluster` (when set) is a Service port of the
-/// bundle, its `control_plane_authority` names the same host and port, and a NetworkPolicy
-/// on the selected pods lets the plugin's namespace in on the target port.
+/// Each WasmPlugin's `pluginConfig` is accepted by the filter's own configuration type
+/// (`boifi_core::wire::PluginConfig`), and the control plane it names — its
+/// `control_plane_cluster`, or the filter's default when unset — is a Service port of the
+/// bundle that a NetworkPolicy lets the plugin's namespace reach, with a
+/// `control_plane_authority` of the same host and port.
 fn check_wasm_plugins(docs: &[Document]) -> Vec<Finding> {
     let mut out = Vec::new();
     for plugin in docs.iter().filter(|d| d.kind() == "WasmPlugin") {
-        let config = value_at(&plugin.value, &["spec", "pluginConfig"]);
-        let Some(cluster) = config
-            .and_then(|c| c.get("control_plane_cluster"))
-            .and_then(Value::as_str)
-        else {
-            continue;
-        };
-        out.extend(check_control_plane_reachable(docs, plugin, cluster));
-        if let Some(authority) = config
-            .and_then(|c| c.get("control_plane_authority"))
-            .and_then(Value::as_str)
-        {
-            let expected = parse_istio_cluster(cluster)
-                .map(|c| format!("{}.{}.{CLUSTER_DOMAIN}:{}", c.service, c.namespace, c.port));
-            if expected.as_deref() != Some(authority) {
+        let json = value_at(&plugin.value, &["spec", "pluginConfig"])
+            .map(Value::to_string)
+            .unwrap_or_default();
+        let config = match PluginConfig::from_json(json.as_bytes()) {
+            Ok(config) => config,
+            Err(err) => {
                 out.push(Finding {
                     resource: plugin.id(),
-                    message: format!("pluginConfig.control_plane_authority `{authority}` is not the host and port of `{cluster}`"),
+                    message: format!("spec.pluginConfig is refused by the filter: {err}"),
                 });
+                continue;
             }
+        };
+        let cluster = config.control_plane_cluster.as_str();
+        out.extend(check_control_plane_reachable(docs, plugin, cluster));
+        let authority = config.control_plane_authority.as_str();
+        let expected = parse_istio_cluster(cluster)
+            .map(|c| format!("{}.{}.{CLUSTER_DOMAIN}:{}", c.service, c.namespace, c.port));
+        if expected.as_deref() != Some(authority) {
+            out.push(Finding {
+                resource: plugin.id(),
+                message: format!(
+                    "pluginConfig.control_plane_authority `{authority}` is not the host and port of `{cluster}`"
+                ),
+            });
         }
     }
     out

@@ -88,7 +88,21 @@ const CLUSTER_SCOPED: &[&str] = &[
 /// # Errors
 /// Unreadable files, unsupported fields, duplicate resources, patches without a target.
 pub fn build(dir: &Path) -> Result<Vec<Document>, KustomizeError> {
+    build_nested(dir, 0)
+}
+
+/// How deep kustomizations may include each other (a cycle ends here, not in a stack overflow).
+const MAX_DEPTH: usize = 16;
+
+fn build_nested(dir: &Path, depth: usize) -> Result<Vec<Document>, KustomizeError> {
     let file = kustomization_file(dir)?;
+    if depth > MAX_DEPTH {
+        return Err(unsupported(
+            &file,
+            "resources",
+            &format!("kustomizations nested deeper than {MAX_DEPTH} (a cycle?)"),
+        ));
+    }
     let docs = crate::yaml::load_file(&file)?;
     let kustomization = docs
         .into_iter()
@@ -112,7 +126,7 @@ pub fn build(dir: &Path) -> Result<Vec<Document>, KustomizeError> {
     for entry in string_list(&file, fields.get("resources"), "resources")? {
         let path = dir.join(&entry);
         let loaded = if path.is_dir() {
-            build(&path)?
+            build_nested(&path, depth + 1)?
         } else if path.is_file() {
             load_file(&path)?
         } else {
@@ -424,6 +438,34 @@ mod tests {
         assert!(is_builtin_api("apps/v1"));
         assert!(is_builtin_api("networking.k8s.io/v1"));
         assert!(!is_builtin_api("extensions.istio.io/v1alpha1"));
+    }
+
+    #[test]
+    fn a_kustomization_that_includes_itself_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("kustomization.yaml"),
+            "resources: [\".\"]\n",
+        )
+        .unwrap();
+        let err = build(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("nested deeper than 16"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("kustomization.yaml"),
+            "commonLabels: {a: b}\n",
+        )
+        .unwrap();
+        let err = build(dir.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("commonLabels: this field is not supported"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -205,7 +205,15 @@ type Edit = Box<dyn FnOnce(&mut Vec<Document>)>;
 #[test]
 fn disagreements_are_found() {
     assert!(findings_after(|_| {}).is_empty());
-    let cases: Vec<(&str, Edit)> = vec![
+    // Without pluginConfig the filter's defaults apply, and they name the Service too.
+    assert!(findings_after(|d| {
+        doc_mut(d, "WasmPlugin", "boifi-fault")["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("pluginConfig");
+    })
+    .is_empty());
+    let mut cases: Vec<(&str, Edit)> = vec![
         (
             "selects no pod template",
             Box::new(|d| {
@@ -273,6 +281,13 @@ fn disagreements_are_found() {
             }),
         ),
     ];
+    cases.push((
+        "spec.pluginConfig is refused by the filter",
+        Box::new(|d| {
+            doc_mut(d, "WasmPlugin", "boifi-fault")["spec"]["pluginConfig"]["log_level"] =
+                json!("verbose");
+        }),
+    ));
     for (expected, edit) in cases {
         let findings = findings_after(edit);
         assert!(

@@ -132,17 +132,25 @@ fn layer_is_the_built_filter_when_it_exists() {
         .arg(&path)
         .arg("--out")
         .arg(dir.path().join("oci"))
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let status = Command::new(env!("CARGO_BIN_EXE_boifi-deploy"))
         .arg("verify-oci")
         .arg(dir.path().join("oci"))
         .arg("--wasm")
         .arg(&path)
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let verified = verify_layout(&dir.path().join("oci")).unwrap();
     assert_eq!(verified.wasm, wasm);
     assert_eq!(verified.artifact.wasm_sha256(), sha256_hex(&wasm));
