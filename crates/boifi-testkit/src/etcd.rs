@@ -4,8 +4,9 @@
 //! ```no_run
 //! use boifi_testkit::etcd::EtcdCluster;
 //!
-//! // `Ok(None)`: etcd is not installed and not required here; the test skips.
-//! let Some(etcd) = EtcdCluster::start_for_test(1).unwrap() else { return };
+//! // `None`: etcd is not installed and not required here; the test skips. When `CI` or
+//! // `BOIFI_REQUIRE_ETCD` is set, a missing etcd fails the test with how to install it.
+//! let Some(etcd) = EtcdCluster::for_test(1) else { return };
 //! let endpoints: String = etcd.endpoints_arg(); // "http://127.0.0.1:P"
 //! # let _ = endpoints;
 //! ```
@@ -40,9 +41,9 @@ const PORT_ATTEMPTS: usize = 3;
 pub enum EtcdError {
     /// No binary, but the environment says etcd is required.
     #[error(
-        "etcd is required here (`{reason}` is set) but no etcd binary was found (looked at env \
-         `BOIFI_ETCD`, `/usr/bin/etcd` and `PATH`): run `make deps` (scripts/deps.sh installs \
-         Debian's `etcd-server`)"
+        "etcd is required here (`{reason}` is set) but no etcd binary was found (env \
+         `BOIFI_ETCD` if set, else `/usr/bin/etcd`, else `etcd` on `PATH`): run `make deps` \
+         (scripts/deps.sh installs Debian's `etcd-server`)"
     )]
     Required {
         /// The variable that made it required.
@@ -50,8 +51,8 @@ pub enum EtcdError {
     },
     /// No binary.
     #[error(
-        "no etcd binary found (looked at env `BOIFI_ETCD`, `/usr/bin/etcd` and `PATH`): run \
-         `make deps`"
+        "no etcd binary found (env `BOIFI_ETCD` if set, else `/usr/bin/etcd`, else `etcd` on \
+         `PATH`): run `make deps`"
     )]
     NotFound,
     /// A file or process operation failed.
@@ -99,10 +100,12 @@ fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> EtcdError {
     move |source| EtcdError::Io { context, source }
 }
 
-/// The etcd binary: env `BOIFI_ETCD`, else `/usr/bin/etcd`, else `etcd` on `PATH`.
+/// The etcd binary: env `BOIFI_ETCD` when set (and then only it), else `/usr/bin/etcd`, else
+/// `etcd` on `PATH`. `None` if that file does not exist.
 pub fn etcd_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os(ETCD_BINARY_ENV).filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
     }
     let debian = Path::new(DEBIAN_ETCD);
     if debian.is_file() {
@@ -216,6 +219,19 @@ impl EtcdCluster {
             return Ok(None);
         }
         EtcdCluster::start(members).map(Some)
+    }
+
+    /// [`EtcdCluster::start_for_test`] for a test body: `None` means skip; any error fails the
+    /// test with its message (e.g. etcd required by `CI` but not installed, and how to fix it).
+    #[expect(
+        clippy::panic,
+        reason = "a test helper: failing the test with a message is its job"
+    )]
+    pub fn for_test(members: usize) -> Option<EtcdCluster> {
+        match EtcdCluster::start_for_test(members) {
+            Ok(cluster) => cluster,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// A single member.

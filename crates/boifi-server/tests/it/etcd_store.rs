@@ -47,7 +47,7 @@ async fn view_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_store_conforms() {
-    let Some(etcd) = EtcdCluster::start_for_test(1).unwrap() else {
+    let Some(etcd) = EtcdCluster::for_test(1) else {
         return;
     };
     let endpoints = etcd.endpoints();
@@ -65,7 +65,7 @@ async fn etcd_store_conforms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_stores_on_one_etcd_see_each_others_writes() {
-    let Some(etcd) = EtcdCluster::start_for_test(1).unwrap() else {
+    let Some(etcd) = EtcdCluster::for_test(1) else {
         return;
     };
     let prefix = unique_prefix("shared");
@@ -201,7 +201,7 @@ async fn put_retrying(store: &EtcdStore, name: &str) -> PutOutcome {
 /// view is complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_recovers_from_member_loss_and_compaction() {
-    let Some(mut etcd) = EtcdCluster::start_for_test(3).unwrap() else {
+    let Some(mut etcd) = EtcdCluster::for_test(3) else {
         return;
     };
     let prefix = unique_prefix("compaction");

@@ -84,7 +84,7 @@ fn long_poll(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_through_one_replica_wakes_a_long_poll_on_the_other() {
-    let Some(etcd) = EtcdCluster::start_for_test(1).unwrap() else {
+    let Some(etcd) = EtcdCluster::for_test(1) else {
         return;
     };
     let a = replica(&etcd, "replica-a");
@@ -159,7 +159,7 @@ async fn write_through_one_replica_wakes_a_long_poll_on_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_a_replica_loses_no_acknowledged_write() {
-    let Some(etcd) = EtcdCluster::start_for_test(1).unwrap() else {
+    let Some(etcd) = EtcdCluster::for_test(1) else {
         return;
     };
     let mut a = replica(&etcd, "replica-a");
@@ -250,7 +250,7 @@ async fn sigkill_of_a_replica_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_agrees_on_both_replicas_and_after_a_restart() {
-    let Some(etcd) = EtcdCluster::start_for_test(1).unwrap() else {
+    let Some(etcd) = EtcdCluster::for_test(1) else {
         return;
     };
     let a = replica(&etcd, "replica-a");

@@ -54,7 +54,7 @@ fn base64(bytes: &[u8]) -> String {
 
 #[test]
 fn single_member_starts_answers_and_dies_with_its_guard() {
-    let Some(etcd) = EtcdCluster::start_for_test(1).unwrap() else {
+    let Some(etcd) = EtcdCluster::for_test(1) else {
         return;
     };
     let member = etcd.member(0).unwrap();
@@ -70,7 +70,7 @@ fn single_member_starts_answers_and_dies_with_its_guard() {
 
 #[test]
 fn three_member_cluster_replicates_and_survives_one_member_loss() {
-    let Some(mut etcd) = EtcdCluster::start_for_test(3).unwrap() else {
+    let Some(mut etcd) = EtcdCluster::for_test(3) else {
         return;
     };
     assert_eq!(etcd.endpoints().len(), 3);
@@ -102,7 +102,7 @@ fn three_member_cluster_replicates_and_survives_one_member_loss() {
 
 #[test]
 fn a_panicking_test_leaves_no_etcd_behind() {
-    let Some(etcd) = EtcdCluster::start_for_test(1).unwrap() else {
+    let Some(etcd) = EtcdCluster::for_test(1) else {
         return;
     };
     let addr = etcd.member(0).unwrap().client_addr();
