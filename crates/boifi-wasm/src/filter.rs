@@ -114,7 +114,42 @@ impl Metrics {
 #[derive(Debug, Clone)]
 enum After {
     Resume,
-    Abort(LocalReply),
+    Abort { policy: String, reply: LocalReply },
+}
+
+/// Per-policy counters, defined on first use. Their names embed the policy
+/// (`hfi.policy.<name>.aborts_total`); a `stats_tags` rule in the bootstrap turns that part into
+/// a `policy` tag (see [`metrics::POLICY_TAG_REGEX`]).
+#[derive(Debug, Default)]
+struct PolicyMetrics {
+    ids: Vec<(String, Option<u32>, Option<u32>)>,
+}
+
+/// Policies whose counters a VM keeps at most (names come from the control plane).
+const MAX_POLICY_METRICS: usize = 256;
+
+impl PolicyMetrics {
+    fn count(&mut self, policy: &str, abort: bool) {
+        let index = match self.ids.iter().position(|(n, _, _)| n == policy) {
+            Some(i) => i,
+            None if self.ids.len() < MAX_POLICY_METRICS => {
+                let define = |kind: &str| {
+                    let name = metrics::policy_metric(policy, kind);
+                    hostcalls::define_metric(MetricType::Counter, &name).ok()
+                };
+                self.ids.push((
+                    policy.to_owned(),
+                    define(metrics::POLICY_ABORTS),
+                    define(metrics::POLICY_DELAYS),
+                ));
+                self.ids.len() - 1
+            }
+            None => return,
+        };
+        if let Some((_, aborts, delays)) = self.ids.get(index) {
+            Metrics::add(if abort { *aborts } else { *delays }, 1);
+        }
+    }
 }
 
 /// The state one root context shares with its HTTP contexts (same VM, same thread).
@@ -132,6 +167,7 @@ struct VmState {
     rng: XorShift64Star,
     delays: DelayQueue<After>,
     metrics: Metrics,
+    policy_metrics: PolicyMetrics,
     /// Current tick period (0: no tick).
     tick_ms: u64,
     lease_checked_ms: u64,
@@ -230,6 +266,7 @@ impl FilterRoot {
                 rng,
                 delays: DelayQueue::default(),
                 metrics: Metrics::default(),
+                policy_metrics: PolicyMetrics::default(),
                 tick_ms: 0,
                 lease_checked_ms: 0,
                 wants_poll: false,
@@ -453,9 +490,12 @@ impl FilterRoot {
                 After::Resume => {
                     let _ = hostcalls::resume_http_request();
                 }
-                After::Abort(r) => {
-                    send_reply(&r);
+                After::Abort { policy, reply } => {
+                    send_reply(&reply);
                     Metrics::add(metrics.aborts, 1);
+                    if let Ok(mut vm) = self.vm.try_borrow_mut() {
+                        vm.policy_metrics.count(&policy, true);
+                    }
                 }
             }
         }
@@ -716,12 +756,18 @@ impl HttpContext for FaultHttp {
         );
         if decision.delay_ms.is_some() {
             Metrics::add(metrics.delays, 1);
+            if let Ok(mut vm) = self.vm.try_borrow_mut() {
+                vm.policy_metrics.count(decision.policy, false);
+            }
         }
         if wait == 0 {
             return match abort {
                 Some(r) => {
                     send_reply(&r);
                     Metrics::add(metrics.aborts, 1);
+                    if let Ok(mut vm) = self.vm.try_borrow_mut() {
+                        vm.policy_metrics.count(decision.policy, true);
+                    }
                     Action::Pause
                 }
                 None => Action::Continue,
@@ -731,7 +777,10 @@ impl HttpContext for FaultHttp {
         let Ok(mut vm) = self.vm.try_borrow_mut() else {
             return Action::Continue;
         };
-        let then = abort.map_or(After::Resume, After::Abort);
+        let then = abort.map_or(After::Resume, |reply| After::Abort {
+            policy: decision.policy.to_owned(),
+            reply,
+        });
         vm.delays
             .push(now.saturating_add(wait), self.context_id, then);
         let tick = delay_tick.max(1);

@@ -17,3 +17,28 @@ pub const CONFIG_POLL_FAILURES_TOTAL: &str = "hfi.config.poll_failures_total";
 pub const ACTIVE_POLICIES: &str = "hfi.policies.active";
 /// The control plane's config version this Envoy holds (gauge).
 pub const CONFIG_VERSION: &str = "hfi.config.version";
+
+/// Per-policy counter kind: aborts.
+pub const POLICY_ABORTS: &str = "aborts_total";
+/// Per-policy counter kind: delays.
+pub const POLICY_DELAYS: &str = "delays_total";
+
+/// The per-policy counter `hfi.policy.<policy>.<kind>`.
+pub fn policy_metric(policy: &str, kind: &str) -> alloc::string::String {
+    alloc::format!("hfi.policy.{policy}.{kind}")
+}
+
+/// An Envoy `stats_tags` regex that extracts the policy name of the per-policy counters into a
+/// `policy` tag, so `/stats/prometheus` shows `hfi_policy_aborts_total{policy="..."}`.
+pub const POLICY_TAG_REGEX: &str = r"^wasmcustom\.hfi\.policy\.((.+?)\.)\w+_total$";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn policy_metric_names() {
+        assert_eq!(
+            super::policy_metric("cart-503", super::POLICY_ABORTS),
+            "hfi.policy.cart-503.aborts_total"
+        );
+    }
+}

@@ -2,7 +2,7 @@
 //! counters agree with what the client saw.
 
 use super::*;
-use crate::harness::envoy::parse_prometheus;
+use crate::harness::envoy::{parse_prometheus, parse_prometheus_labeled};
 use serde_json::json;
 
 #[test]
@@ -55,6 +55,16 @@ fn abort_rates_hold_in_envoy_and_metrics_count_them() {
         "hfi_faults_aborts_total\n{text}"
     );
     assert_eq!(parse_prometheus(&text, "hfi_policies_active"), Some(3.0));
+    // Per-policy counters, with the policy as a tag (the bootstrap's stats_tags rule).
+    assert_eq!(
+        parse_prometheus_labeled(&text, "hfi_policy_aborts_total", "policy=\"thirty\""),
+        Some(thirty as f64),
+        "{text}"
+    );
+    assert_eq!(
+        parse_prometheus_labeled(&text, "hfi_policy_aborts_total", "policy=\"none\""),
+        None
+    );
     assert!(parse_prometheus(&text, "hfi_config_updates_total").unwrap() >= 1.0);
     assert_eq!(
         parse_prometheus(&text, "hfi_config_errors_total"),

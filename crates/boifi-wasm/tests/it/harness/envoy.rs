@@ -173,6 +173,12 @@ fn bootstrap(o: &EnvoyOptions, admin_port: u16, listener_port: u16) -> Value {
     };
     json!({
         "node": o.workload.node(),
+        // How an operator gets per-policy tags (Istio: meshConfig/annotation extraStatTags
+        // plus this regex): `hfi.policy.<name>.aborts_total` → `policy="<name>"`.
+        "stats_config": {"stats_tags": [{
+            "tag_name": "policy",
+            "regex": boifi_wasm::metrics::POLICY_TAG_REGEX,
+        }]},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
             "listeners": [{
@@ -313,6 +319,11 @@ impl Envoy {
 
 /// Sums the samples of metric `name` (any labels) in Prometheus text.
 pub fn parse_prometheus(text: &str, name: &str) -> Option<f64> {
+    parse_prometheus_labeled(text, name, "")
+}
+
+/// Sums the samples of metric `name` whose label block contains `labels` (e.g. `policy="x"`).
+pub fn parse_prometheus_labeled(text: &str, name: &str, labels: &str) -> Option<f64> {
     let mut total = None;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let (metric, value) = match line.rsplit_once(' ') {
@@ -320,7 +331,7 @@ pub fn parse_prometheus(text: &str, name: &str) -> Option<f64> {
             None => continue,
         };
         let base = metric.split('{').next().unwrap_or("");
-        if base == name {
+        if base == name && metric.contains(labels) {
             if let Ok(v) = value.parse::<f64>() {
                 *total.get_or_insert(0.0) += v;
             }
