@@ -134,6 +134,14 @@ pub struct ApplyArgs {
     /// Show what would change without changing anything
     #[arg(long)]
     pub dry_run: bool,
+    /// Set `duration_seconds` of every rule: it stops acting this long after it is stored
+    /// (legacy hfi-cli flag)
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=boifi_core::policy::MAX_DURATION_SECONDS))]
+    pub duration_seconds: Option<u64>,
+    /// Set `start_delay_ms` of every rule: a faulted request waits this long first
+    /// (legacy hfi-cli flag)
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=boifi_core::policy::MAX_DELAY_MS))]
+    pub start_delay_ms: Option<u64>,
 }
 
 /// `policy get`.

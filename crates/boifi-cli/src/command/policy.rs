@@ -50,7 +50,18 @@ impl Change {
 
 fn apply(global: &GlobalArgs, args: &ApplyArgs, out: &mut dyn Write) -> Result<(), CliError> {
     // Everything is validated before anything is sent: a bad document changes nothing.
-    let loaded = load::load(&args.files.files, args.files.recursive).map_err(CliError::Invalid)?;
+    let mut loaded =
+        load::load(&args.files.files, args.files.recursive).map_err(CliError::Invalid)?;
+    for item in &mut loaded {
+        for rule in &mut item.policy.spec.rules {
+            if let Some(seconds) = args.duration_seconds {
+                rule.fault.duration_seconds = seconds;
+            }
+            if let Some(ms) = args.start_delay_ms {
+                rule.fault.start_delay_ms = ms;
+            }
+        }
+    }
     let client = Client::from_args(global)?;
     let now = output::now_ms();
     let mut failed = 0;

@@ -335,6 +335,28 @@ fn apply_list_get_describe_delete_halt_against_a_real_server() {
     // halt: the kill switch.
     insta::assert_snapshot!("halt", server.ok(&["halt", "--yes"]));
     assert!(server.list().is_empty());
+
+    // The legacy hfi-cli's overrides: every rule of every document.
+    server.ok(&[
+        "policy",
+        "apply",
+        "-f",
+        &selectors,
+        "--duration-seconds",
+        "60",
+        "--start-delay-ms",
+        "5",
+    ]);
+    for p in server.list() {
+        for rule in &p.spec.rules {
+            assert_eq!(
+                (rule.fault.duration_seconds, rule.fault.start_delay_ms),
+                (60, 5)
+            );
+        }
+        let status = p.status.unwrap();
+        assert_eq!(status.expires_at_ms, Some(status.stored_at_ms + 60_000));
+    }
 }
 
 #[test]
