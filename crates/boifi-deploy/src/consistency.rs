@@ -506,14 +506,23 @@ pub fn etcd_client_urls(docs: &[Document], given: &BTreeSet<String>) -> Option<B
     )
 }
 
-/// Each WasmPlugin's `pluginConfig` is accepted by the filter's own configuration type
+/// The label that marks boifi's own resources; WasmPlugins without it are not boifi's filter.
+pub const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
+
+/// Each boifi WasmPlugin's (label `app.kubernetes.io/part-of: boifi`) `pluginConfig` is
+/// accepted by the filter's own configuration type
 /// (`boifi_core::wire::PluginConfig`), and the control plane it names — its
 /// `control_plane_cluster`, or the filter's default when unset — is a Service port of the
 /// bundle that a NetworkPolicy lets the plugin's namespace reach, with a
 /// `control_plane_authority` of the same host and port.
 fn check_wasm_plugins(docs: &[Document]) -> Vec<Finding> {
     let mut out = Vec::new();
-    for plugin in docs.iter().filter(|d| d.kind() == "WasmPlugin") {
+    let boifi = |d: &&Document| str_at(&d.value, &["metadata", "labels", PART_OF_LABEL]) == "boifi";
+    for plugin in docs
+        .iter()
+        .filter(|d| d.kind() == "WasmPlugin")
+        .filter(boifi)
+    {
         let json = value_at(&plugin.value, &["spec", "pluginConfig"])
             .map(Value::to_string)
             .unwrap_or_default();

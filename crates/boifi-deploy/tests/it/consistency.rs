@@ -6,7 +6,7 @@ use boifi_core::wire::{
 use boifi_deploy::check::plugin_configs;
 use boifi_deploy::consistency::{
     check_bundle, check_control_plane_reachable, container_setting, parse_istio_cluster,
-    pod_templates, BundleScope, CLUSTER_DOMAIN,
+    pod_templates, BundleScope, CLUSTER_DOMAIN, PART_OF_LABEL,
 };
 use boifi_deploy::kustomize;
 use boifi_deploy::yaml::Document;
@@ -91,6 +91,15 @@ fn the_filters_default_cluster_and_authority_name_the_control_plane_service() {
 #[test]
 fn every_plugin_config_is_accepted_by_the_filters_config_type() {
     for (name, docs) in bundles() {
+        // The bundle checks hold boifi's WasmPlugins (by label) to the filter's configuration.
+        for plugin in docs.iter().filter(|d| d.kind() == "WasmPlugin") {
+            assert_eq!(
+                plugin.value["metadata"]["labels"][PART_OF_LABEL],
+                "boifi",
+                "{name}: {}",
+                plugin.id()
+            );
+        }
         let configs = plugin_configs(&docs);
         assert!(
             !configs.is_empty(),
@@ -205,6 +214,13 @@ type Edit = Box<dyn FnOnce(&mut Vec<Document>)>;
 #[test]
 fn disagreements_are_found() {
     assert!(findings_after(|_| {}).is_empty());
+    // Only boifi's own WasmPlugins are held to boifi's configuration.
+    assert!(findings_after(|d| {
+        let plugin = doc_mut(d, "WasmPlugin", "boifi-fault");
+        plugin["spec"]["pluginConfig"] = json!({"openid_server": "authn"});
+        plugin["metadata"]["labels"]["app.kubernetes.io/part-of"] = json!("auth");
+    })
+    .is_empty());
     // Without pluginConfig the filter's defaults apply, and they name the Service too.
     assert!(findings_after(|d| {
         doc_mut(d, "WasmPlugin", "boifi-fault")["spec"]
