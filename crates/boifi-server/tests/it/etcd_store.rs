@@ -278,3 +278,64 @@ async fn watch_recovers_from_member_loss_and_compaction() {
     store.wait_ready(Duration::from_secs(10)).await.unwrap();
     let _etcd = restart.await.unwrap();
 }
+
+/// A single etcd restarts under the store: writes meanwhile fail as unavailable (a 503, never a
+/// hang), readiness says why, and the store comes back by itself with its view intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_rides_out_an_etcd_restart() {
+    let Some(mut etcd) = EtcdCluster::for_test(1) else {
+        return;
+    };
+    let mut options = EtcdOptions::new(&etcd.endpoints(), &unique_prefix("restart"));
+    options.request_timeout = Duration::from_secs(1);
+    let store = EtcdStore::start(options).await.unwrap();
+    store.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let kept = store
+        .put(policy("kept", 10), WriteCondition::Any)
+        .await
+        .unwrap();
+
+    etcd.kill_member(0).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.ready().await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the store never noticed etcd is gone"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    let err = store
+        .put(policy("refused", 10), WriteCondition::Any)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        store.snapshot().await.unwrap().policies.get("kept"),
+        Some(&kept.policy)
+    );
+
+    let etcd = tokio::task::spawn_blocking(move || {
+        etcd.restart_member(0).unwrap();
+        etcd
+    })
+    .await
+    .unwrap();
+    let restarted = Instant::now();
+    store.wait_ready(Duration::from_secs(15)).await.unwrap();
+    eprintln!(
+        "etcd store: ready {:?} after etcd answered again",
+        restarted.elapsed()
+    );
+    let after = put_retrying(&store, "after-restart").await;
+    let view = store.snapshot().await.unwrap();
+    assert_eq!(view.policies.get("after-restart"), Some(&after.policy));
+    assert_eq!(view.policies.get("kept"), Some(&kept.policy));
+    assert!(store.stats().losses >= 1);
+    drop(etcd);
+}
