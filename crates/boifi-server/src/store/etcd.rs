@@ -366,11 +366,22 @@ fn read_back(response: &TxnResponse) -> Vec<KeyValue> {
 
 /// The policy a key-value pair holds, its revision filled from `mod_revision`.
 fn decode(prefix: &str, kv: &KeyValue) -> Result<(String, PolicyDocument), String> {
-    let key = String::from_utf8_lossy(kv.key());
+    decode_parts(prefix, kv.key(), kv.value(), kv.mod_revision())
+}
+
+/// [`decode`] on the parts of a key-value pair. Values this store did not write (another
+/// program's key under the prefix, a name that differs from the key, no `status`) are refused.
+fn decode_parts(
+    prefix: &str,
+    key: &[u8],
+    value: &[u8],
+    mod_revision: i64,
+) -> Result<(String, PolicyDocument), String> {
+    let key = String::from_utf8_lossy(key);
     let name = key
         .strip_prefix(prefix)
         .ok_or_else(|| format!("key `{key}` is outside `{prefix}`"))?;
-    let mut policy: PolicyDocument = serde_json::from_slice(kv.value())
+    let mut policy: PolicyDocument = serde_json::from_slice(value)
         .map_err(|e| format!("key `{key}` holds no valid policy: {e}"))?;
     if policy.name() != name {
         return Err(format!(
@@ -378,7 +389,8 @@ fn decode(prefix: &str, kv: &KeyValue) -> Result<(String, PolicyDocument), Strin
             policy.metadata.name
         ));
     }
-    let revision = revision_of(kv).ok_or_else(|| format!("key `{key}` has a negative revision"))?;
+    let revision = u64::try_from(mod_revision)
+        .map_err(|_| format!("key `{key}` has the revision `{mod_revision}`"))?;
     let mut status = policy
         .status
         .ok_or_else(|| format!("key `{key}` holds a policy without `status`"))?;
@@ -390,7 +402,11 @@ fn decode(prefix: &str, kv: &KeyValue) -> Result<(String, PolicyDocument), Strin
 fn decode_or_backend(prefix: &str, kv: &KeyValue) -> Result<PolicyDocument, StoreError> {
     decode(prefix, kv)
         .map(|(_, policy)| policy)
-        .map_err(StoreError::Backend)
+        .map_err(|reason| {
+            StoreError::Backend(format!(
+                "deleted, but the previous value was unreadable: {reason}"
+            ))
+        })
 }
 
 #[async_trait::async_trait]
@@ -545,10 +561,15 @@ impl Backoff {
         self.next = Backoff::FIRST;
     }
 
-    async fn wait(&mut self) {
+    /// The delay to wait now; the next one doubles.
+    fn next_delay(&mut self) -> Duration {
         let delay = self.next;
         self.next = (self.next * 2).min(Backoff::MAX);
-        tokio::time::sleep(delay).await;
+        delay
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.next_delay()).await;
     }
 }
 
@@ -738,5 +759,68 @@ async fn follow(
         next.version = next.version.max(revision);
         bump(&shared.counters.event_batches);
         shared.view.send_replace(Arc::new(next));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PREFIX: &str = "/boifi/policies/";
+
+    fn stored(name: &str) -> Vec<u8> {
+        let policy = boifi_core::policy::parse_policy_json(&format!(
+            r#"{{"metadata": {{"name": "{name}"}},
+                "spec": {{"rules": [{{"match": {{"path": {{"prefix": "/"}}}},
+                                   "fault": {{"percentage": 5, "duration_seconds": 60,
+                                                 "abort": {{"httpStatus": 503}}}}}}]}}}}"#
+        ))
+        .unwrap();
+        serde_json::to_vec(&policy.stored(1_000, 0)).unwrap()
+    }
+
+    #[test]
+    fn decode_fills_the_revision_from_the_key_and_keeps_the_writers_clock() {
+        let (name, policy) =
+            decode_parts(PREFIX, b"/boifi/policies/alpha", &stored("alpha"), 42).unwrap();
+        assert_eq!(name, "alpha");
+        let status = policy.status.unwrap();
+        assert_eq!(status.revision, 42);
+        assert_eq!(status.stored_at_ms, 1_000);
+        assert_eq!(status.expires_at_ms, Some(61_000));
+    }
+
+    #[test]
+    fn decode_refuses_what_this_store_did_not_write() {
+        let cases: [(&[u8], Vec<u8>, &str); 5] = [
+            (b"/other/alpha", stored("alpha"), "is outside"),
+            (b"/boifi/policies/beta", stored("alpha"), "holds the policy `alpha`"),
+            (b"/boifi/policies/alpha", b"{not json".to_vec(), "no valid policy"),
+            (
+                b"/boifi/policies/alpha",
+                br#"{"metadata": {"name": "alpha"}, "spec": {"rules": []}}"#.to_vec(),
+                "no valid policy",
+            ),
+            (
+                b"/boifi/policies/alpha",
+                br#"{"metadata": {"name": "alpha"}, "spec": {"rules": [{"match": {"method": {"exact": "GET"}}, "fault": {"percentage": 5, "abort": {"httpStatus": 503}}}]}}"#.to_vec(),
+                "without `status`",
+            ),
+        ];
+        for (key, value, expected) in cases {
+            let err = decode_parts(PREFIX, key, &value, 7).unwrap_err();
+            assert!(err.contains(expected), "{err}");
+        }
+        let err = decode_parts(PREFIX, b"/boifi/policies/alpha", &stored("alpha"), -1).unwrap_err();
+        assert!(err.contains("revision"), "{err}");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_bound_and_resets() {
+        let mut backoff = Backoff::new();
+        let waits: Vec<u128> = (0..8).map(|_| backoff.next_delay().as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        backoff.reset();
+        assert_eq!(backoff.next_delay().as_millis(), 100);
     }
 }

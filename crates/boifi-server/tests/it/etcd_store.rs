@@ -121,6 +121,24 @@ async fn two_stores_on_one_etcd_see_each_others_writes() {
             actual: Some(replaced.version)
         }
     );
+    // `If-Match: 0` never matches a missing policy (etcd gives a missing key mod_revision 0).
+    for err in [
+        a.put(policy("never-written", 1), WriteCondition::Revision(0))
+            .await
+            .unwrap_err(),
+        a.delete("never-written", WriteCondition::Revision(0))
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(
+            err,
+            StoreError::RevisionMismatch {
+                name: "never-written".into(),
+                expected: 0,
+                actual: None
+            }
+        );
+    }
     // Strict create races across replicas: exactly one wins.
     let (x, y) = tokio::join!(
         a.put(policy("shared-race", 1), WriteCondition::MustNotExist),
@@ -338,4 +356,50 @@ async fn store_rides_out_an_etcd_restart() {
     assert_eq!(view.policies.get("kept"), Some(&kept.policy));
     assert!(store.stats().losses >= 1);
     drop(etcd);
+}
+
+/// Keys under the prefix that this store did not write (another program, a hand edit) are
+/// skipped with a warning, never served and never fatal; a real write replaces them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_values_are_skipped_not_served() {
+    let Some(etcd) = EtcdCluster::for_test(1) else {
+        return;
+    };
+    let prefix = unique_prefix("garbage");
+    let mut client = Client::connect(etcd.endpoints(), None).await.unwrap();
+    client
+        .put(format!("{prefix}broken"), "{not json", None)
+        .await
+        .unwrap();
+    let store = EtcdStore::connect(&etcd.endpoints(), &prefix)
+        .await
+        .unwrap();
+    assert!(store.snapshot().await.unwrap().policies.is_empty());
+    // Arriving through the watch, too.
+    client
+        .put(format!("{prefix}other-name"), policy_value("alpha"), None)
+        .await
+        .unwrap();
+    let out = store
+        .put(policy("marker", 1), WriteCondition::Any)
+        .await
+        .unwrap();
+    let view = store.snapshot().await.unwrap();
+    assert!(view.version >= out.version);
+    assert_eq!(view.policies.keys().collect::<Vec<_>>(), ["marker"]);
+    // A real write over the broken key replaces it.
+    let fixed = store
+        .put(policy("broken", 1), WriteCondition::Any)
+        .await
+        .unwrap();
+    assert!(!fixed.created);
+    assert_eq!(
+        store.snapshot().await.unwrap().policies.get("broken"),
+        Some(&fixed.policy)
+    );
+}
+
+/// A policy as this store writes it, for keys written behind its back.
+fn policy_value(name: &str) -> String {
+    serde_json::to_string(&policy(name, 1).stored(boifi_server::store::now_ms(), 0)).unwrap()
 }
