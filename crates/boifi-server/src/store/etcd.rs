@@ -2,12 +2,14 @@
 //! keeps an in-memory view of every policy current through an etcd watch.
 //!
 //! # Why `etcd-client`
-//! The older `etcd-rs` crate is the one usually named, but it has seen few releases in recent
-//! years and pins an old `tonic`. [`etcd_client`] (etcdv3/etcd-client) is maintained, follows
-//! current `tonic`/`prost`, speaks the plain v3 gRPC API that Debian 12's etcd 3.4 serves
-//! (KV, Txn, Watch with `compact_revision` and cancel reasons, Compact), balances over several
-//! endpoints and reconnects by itself. It compiles etcd's `.proto` files at build time, so the
-//! build needs `protoc` (Debian's `protobuf-compiler`, installed by `scripts/deps.sh`).
+//! The older `etcd-rs` crate is the one usually named, but it is barely maintained: its latest
+//! release (1.0.1) is still built on `tonic` 0.9, which would put a second, old gRPC stack in
+//! the server. [`etcd_client`] (etcdv3/etcd-client, 0.21) is maintained and follows current
+//! `tonic`/`prost` (0.14); it speaks the plain v3 gRPC API that Debian 12's etcd 3.4.23 serves
+//! (KV, Txn, Watch with `compact_revision` and cancel reasons, Compact; we avoid its 3.7-only
+//! `get_stream`), balances over several endpoints and reconnects by itself. It compiles etcd's
+//! `.proto` files at build time, so the build needs `protoc` and the well-known protobuf types
+//! (Debian's `protobuf-compiler` and `libprotobuf-dev`, installed by `scripts/deps.sh`).
 //!
 //! # Layout
 //! One key per policy: `<prefix><name>` (prefix [`super::ETCD_PREFIX`] unless configured). The
