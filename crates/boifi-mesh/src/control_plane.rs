@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use boifi_testkit::etcd::EtcdCluster;
-
 use crate::envoy::{control_plane_lb_bootstrap, envoy_command, write_bootstrap};
 use crate::error::MeshError;
+use crate::etcd::EtcdCluster;
 use crate::http::HttpClient;
 use crate::process::{free_ports, wait_for, ManagedProcess};
 
@@ -88,12 +87,10 @@ impl ControlPlane {
         replicas: usize,
         dir: &Path,
         envoy: &Path,
+        client: &HttpClient,
     ) -> Result<ControlPlane, MeshError> {
         let etcd = match store {
-            Store::Etcd => Some(EtcdCluster::start(3).map_err(|e| MeshError::Missing {
-                what: "a 3-member etcd cluster".to_owned(),
-                hint: e.to_string(),
-            })?),
+            Store::Etcd => Some(EtcdCluster::start(3, dir, client)?),
             _ => None,
         };
         let replicas = replicas.max(1);
@@ -271,6 +268,9 @@ impl ControlPlane {
             .filter_map(|r| r.process.as_ref())
             .collect();
         all.extend(self.lb.as_ref());
+        if let Some(e) = &self.etcd {
+            all.extend(e.members.iter());
+        }
         all
     }
 }

@@ -176,14 +176,7 @@ pub fn run(options: &DemoOptions) -> Result<(), MeshError> {
     );
     for (spec, pods, report, delays, abort_share, delay_share) in &rows {
         let n = report.requests.max(1) as f64;
-        let ok = report
-            .by_status
-            .iter()
-            .filter(|(s, _)| (200..300).contains(*s))
-            .map(|(_, c)| c)
-            .sum::<usize>()
-            .saturating_sub(report.aborts().min(report.by_fault.values().sum()))
-            .min(report.requests);
+        let ok = report.passed;
         println!(
             "{:<22} {:>4} {:>8} {:>6} {:>7} {:>7}  {:>7.1} / {:>6.1}  {:>7.1} / {:>6.1}",
             spec.name,

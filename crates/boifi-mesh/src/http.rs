@@ -117,6 +117,8 @@ pub struct TrafficReport {
     pub by_pod: BTreeMap<String, usize>,
     /// gRPC answers by `grpc-status`.
     pub by_grpc_status: BTreeMap<u32, usize>,
+    /// Answers that passed untouched: 2xx, not made up by boifi, and gRPC status 0 if any.
+    pub passed: usize,
     /// Requests that failed without an answer.
     pub errors: usize,
     /// The first transport error, for the report.
@@ -159,6 +161,12 @@ impl TrafficReport {
                 }
                 if let Some(g) = a.grpc_status() {
                     *self.by_grpc_status.entry(g).or_default() += 1;
+                }
+                if (200..300).contains(&a.status)
+                    && a.fault().is_none()
+                    && a.grpc_status().unwrap_or(0) == 0
+                {
+                    self.passed += 1;
                 }
                 self.latencies.push(a.elapsed);
             }

@@ -14,6 +14,7 @@ pub mod control_plane;
 pub mod demo;
 pub mod envoy;
 pub mod error;
+pub mod etcd;
 pub mod http;
 pub mod mesh;
 pub mod process;

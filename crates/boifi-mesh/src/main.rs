@@ -125,7 +125,18 @@ fn up(ha: bool, services: &[String]) -> Result<(), boifi_mesh::MeshError> {
         .build()
         .map_err(|e| boifi_mesh::MeshError::Unknown(e.to_string()))?;
     runtime.block_on(async {
-        let _ = tokio::signal::ctrl_c().await;
+        // SIGINT or SIGTERM: return, so that the mesh is dropped and its temp dir removed.
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     });
     drop(mesh);
     Ok(())

@@ -215,6 +215,7 @@ impl Mesh {
             options.control_plane_replicas,
             dir.path(),
             &envoy,
+            &client,
         )?;
         let [ingress_port, ingress_admin_port] = free_ports(2)?
             .try_into()
@@ -441,6 +442,11 @@ impl Mesh {
         )
     }
 
+    /// Waits until every running control-plane replica and the Service address are ready.
+    pub fn wait_control_plane_ready(&mut self, timeout: Duration) -> Result<Duration, MeshError> {
+        self.control_plane.wait_ready(&self.client, timeout)
+    }
+
     /// A request of the service's kind (`GET /` or a unary gRPC call) for the ingress, routed
     /// by path prefix `/<namespace>/<name>/` (HTTP/2 clients send the address as
     /// `:authority`, so `Host` routing is not used for them).
@@ -491,6 +497,19 @@ impl Mesh {
     pub fn prometheus(&self, pod: &Pod) -> Result<String, MeshError> {
         let a = self.client.get(&pod.admin_url(), "/stats/prometheus")?;
         Ok(a.text())
+    }
+
+    /// The config version the sidecar's filter applied last (`hfi.config.version`), `None`
+    /// before the filter reported any.
+    pub fn config_version(&self, pod: &Pod) -> Result<Option<u64>, MeshError> {
+        let a = self.client.get(
+            &pod.admin_url(),
+            "/stats?filter=%5Ewasmcustom%5C.hfi%5C.config%5C.version%24",
+        )?;
+        Ok(a.text()
+            .lines()
+            .find_map(|l| l.strip_prefix("wasmcustom.hfi.config.version: "))
+            .and_then(|v| v.trim().parse().ok()))
     }
 
     /// The sum of metric `name` over a sidecar's samples (0 when absent).
@@ -573,11 +592,6 @@ impl Mesh {
                 p.log_path().display(),
                 p.log_tail(lines)
             );
-        }
-        if let Some(etcd) = &self.control_plane.etcd {
-            for m in etcd.members() {
-                eprintln!("----- etcd {} -----\n{}", m.name(), m.log_tail());
-            }
         }
     }
 
@@ -692,22 +706,45 @@ pub fn rollout(mesh: &Mesh) -> Result<Rollout, MeshError> {
     Ok(Rollout { version, sidecars })
 }
 
-/// Waits until every running sidecar holds the control plane's current version; returns the
-/// time it took.
+/// Waits until every running sidecar has applied the control plane's current version (see
+/// [`wait_applied`]); returns the time it took.
 pub fn wait_converged(mesh: &Mesh, timeout: Duration) -> Result<Duration, MeshError> {
     let start = Instant::now();
-    let pods: Vec<String> = mesh.pods().map(|(_, p)| p.name.clone()).collect();
+    let version = rollout(mesh)?.version;
+    wait_applied(mesh, version, start, timeout)?;
+    Ok(start.elapsed())
+}
+
+/// Waits until every running sidecar's filter has applied config `version` or later — its
+/// `hfi.config.version` gauge, which the filter sets after it published the new policy set
+/// to every Wasm VM of the Envoy — and returns, per pod, the time from `since` to the first
+/// moment it was seen applied (keyed `pod.namespace`).
+pub fn wait_applied(
+    mesh: &Mesh,
+    version: u64,
+    since: Instant,
+    timeout: Duration,
+) -> Result<BTreeMap<String, Duration>, MeshError> {
+    let pods: Vec<(String, &Pod)> = mesh
+        .pods()
+        .map(|(s, p)| (format!("{}.{}", p.name, s.namespace), p))
+        .collect();
+    let mut applied: BTreeMap<String, Duration> = BTreeMap::new();
     wait_for(
-        "every sidecar to hold the current config version",
+        &format!("every sidecar to apply config version {version}"),
         timeout,
-        Duration::from_millis(5),
+        Duration::from_millis(1),
         || {
-            let r = rollout(mesh)?;
-            let done = pods
-                .iter()
-                .all(|p| r.sidecars.get(p).is_some_and(|v| *v >= r.version));
-            Ok(done.then_some(()))
+            for (key, pod) in &pods {
+                if applied.contains_key(key) {
+                    continue;
+                }
+                if mesh.config_version(pod)?.is_some_and(|v| v >= version) {
+                    applied.insert(key.clone(), since.elapsed());
+                }
+            }
+            Ok((applied.len() == pods.len()).then_some(()))
         },
     )?;
-    Ok(start.elapsed())
+    Ok(applied)
 }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::error::MeshError;
 
@@ -39,11 +41,10 @@ impl ManagedProcess {
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .process_group(0);
+        let program = command.get_program().to_string_lossy().into_owned();
         let started = Instant::now();
-        let child = command.spawn().map_err(|source| MeshError::Spawn {
-            program: command.get_program().to_string_lossy().into_owned(),
-            source,
-        })?;
+        let child = spawn_tied_to_this_process(command)
+            .map_err(|source| MeshError::Spawn { program, source })?;
         Ok(ManagedProcess {
             name: name.to_owned(),
             child,
@@ -201,4 +202,53 @@ pub fn free_port() -> Result<u16, MeshError> {
         .first()
         .copied()
         .ok_or_else(|| MeshError::Unknown("free port".to_owned()))
+}
+
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// The thread every child is forked from. `PR_SET_PDEATHSIG` fires when the *thread* that
+/// forked the child ends, so children are forked from one thread that lives as long as the
+/// process: when the process ends for any reason (a panic, a SIGKILL of the test runner, a
+/// mesh kept in a `static` that is never dropped), the kernel kills every child.
+static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+
+fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("boifi-mesh-spawner".to_owned())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .map(|_| ())
+            .unwrap_or_default();
+        Mutex::new(tx)
+    })
+}
+
+fn spawn_tied_to_this_process(mut command: Command) -> std::io::Result<Child> {
+    #[expect(
+        unsafe_code,
+        reason = "prctl(PR_SET_PDEATHSIG) is async-signal-safe, as a pre_exec hook must be"
+    )]
+    // SAFETY: the hook only makes the prctl system call; it allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+    let (reply_tx, reply_rx) = mpsc::channel();
+    let sent = spawner()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .send((command, reply_tx));
+    if let Err(mpsc::SendError((mut command, _))) = sent {
+        // The spawner thread could not be started: fork from here (no life tie then).
+        return command.spawn();
+    }
+    reply_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("the spawner thread ended"))?
 }

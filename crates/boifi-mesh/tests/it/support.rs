@@ -1,8 +1,16 @@
-//! Shared helpers of the mesh tests.
+//! Shared helpers of the mesh tests: one test at a time on the machine, a mesh shared by the
+//! scenarios that can share it, policies applied with the real `boifi-cli`, and statistics.
 
-use boifi_mesh::{Mesh, MeshOptions, Topology};
+use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use boifi_mesh::http::TrafficReport;
+use boifi_mesh::mesh::{rollout, wait_applied, wait_converged};
+use boifi_mesh::{Mesh, MeshOptions, Protocol, ServiceSpec, Topology};
 
 /// Mesh tests run one at a time: each starts dozens of processes on a 2-core machine.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -18,8 +26,8 @@ pub fn app_binary() -> PathBuf {
 }
 
 /// Options for a mesh of `services` of Online Boutique (namespace `demo`).
-pub fn options(services: &[&str]) -> MeshOptions {
-    let mut o = MeshOptions::new(Topology::online_boutique().only(services));
+pub fn options(topology: Topology) -> MeshOptions {
+    let mut o = MeshOptions::new(topology);
     o.app_binary = Some(app_binary());
     o
 }
@@ -30,4 +38,232 @@ pub fn start(options: MeshOptions) -> Mesh {
         Ok(m) => m,
         Err(e) => panic!("mesh did not start: {e}"),
     }
+}
+
+/// The service of the HA mesh that runs in a second namespace.
+pub const STAGING_FRONTEND: &str = "frontend.staging";
+/// The service of the HA mesh whose pods carry no service metadata.
+pub const NAMELESS: &str = "legacy-batch";
+
+/// The HA mesh's topology: `frontend` × 3, two gRPC services, `frontend` again in namespace
+/// `staging`, and a pod Istio could not name (no `WORKLOAD_NAME`, no `app` label).
+pub fn ha_topology() -> Topology {
+    let mut staging = ServiceSpec::new("frontend", "staging", Protocol::Http);
+    staging.replicas = 1;
+    let mut nameless = ServiceSpec::new(NAMELESS, "demo", Protocol::Http);
+    nameless.service_metadata = false;
+    Topology::online_boutique()
+        .only(&["frontend", "productcatalogservice", "cartservice"])
+        .with_service(staging)
+        .with_service(nameless)
+}
+
+/// The scenarios that share the HA mesh; the last one to finish stops it.
+const HA_USERS: usize = 8;
+static HA_LEFT: AtomicUsize = AtomicUsize::new(HA_USERS);
+static HA_MESH: Mutex<Option<Mesh>> = Mutex::new(None);
+
+/// The HA mesh (2 control-plane replicas on a 3-member etcd behind a balancing Envoy),
+/// started by the first scenario that needs it, reset to no policies for each scenario.
+/// When a scenario fails its guard prints the processes' logs; when the last scenario is done
+/// the mesh stops. (If only some scenarios run, the processes die with the test process:
+/// they are tied to it with `PR_SET_PDEATHSIG`.)
+pub struct SharedMesh {
+    mesh: MutexGuard<'static, Option<Mesh>>,
+    _machine: MutexGuard<'static, ()>,
+}
+
+pub fn ha_mesh() -> SharedMesh {
+    let machine = exclusive();
+    let mut mesh = HA_MESH.lock().unwrap_or_else(PoisonError::into_inner);
+    if mesh.is_none() {
+        let mut o = options(ha_topology()).ha();
+        o.progress = true;
+        *mesh = Some(start(o));
+    }
+    let mut shared = SharedMesh {
+        mesh,
+        _machine: machine,
+    };
+    shared.reset();
+    shared
+}
+
+impl SharedMesh {
+    /// No policies, every control-plane replica and every pod up, every sidecar current.
+    fn reset(&mut self) {
+        let mesh: &mut Mesh = self;
+        mesh.control_plane.start_all().unwrap();
+        mesh.control_plane
+            .wait_ready(&mesh.client, Duration::from_secs(60))
+            .unwrap();
+        let topology = ha_topology();
+        for spec in &topology.services {
+            let s = mesh.service(&spec.key()).unwrap();
+            if s.running().count() != spec.replicas {
+                mesh.scale(&spec.key(), spec.replicas).unwrap();
+            }
+        }
+        halt(mesh);
+    }
+}
+
+impl Deref for SharedMesh {
+    type Target = Mesh;
+    fn deref(&self) -> &Mesh {
+        self.mesh.as_ref().expect("the shared mesh is started")
+    }
+}
+
+impl DerefMut for SharedMesh {
+    fn deref_mut(&mut self) -> &mut Mesh {
+        self.mesh.as_mut().expect("the shared mesh is started")
+    }
+}
+
+impl Drop for SharedMesh {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("a scenario failed on the shared HA mesh; logs of its processes follow");
+            if let Some(m) = self.mesh.as_ref() {
+                m.dump_logs(40);
+            }
+        }
+        if HA_LEFT.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // The last scenario: stop everything now rather than at exit.
+            self.mesh.take();
+        }
+    }
+}
+
+/// Writes `yaml` to a file and applies it with `boifi-cli policy apply -f`; waits until every
+/// sidecar applied the new version.
+pub fn apply(mesh: &Mesh, yaml: &str) -> String {
+    let file = mesh.dir().join(format!(
+        "policy-{}.yaml",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::write(&file, yaml).unwrap();
+    let out = mesh
+        .cli(&["policy", "apply", "-f", file.to_str().unwrap()])
+        .unwrap_or_else(|e| panic!("boifi-cli policy apply failed: {e}"));
+    converge(mesh);
+    out
+}
+
+/// Waits until every sidecar holds the current config version.
+pub fn converge(mesh: &Mesh) -> Duration {
+    wait_converged(mesh, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("sidecars did not converge: {e}"))
+}
+
+/// Deletes every policy with `boifi-cli halt --yes` and waits until every sidecar knows.
+pub fn halt(mesh: &Mesh) {
+    mesh.cli(&["halt", "--yes"])
+        .unwrap_or_else(|e| panic!("boifi-cli halt failed: {e}"));
+    converge(mesh);
+}
+
+/// Writes one policy through the API (JSON) and returns when the write was acknowledged
+/// and the version it produced.
+pub fn write_policy(mesh: &Mesh, policy: &serde_json::Value) -> (Instant, u64) {
+    let body = serde_json::to_vec(policy).unwrap();
+    let spec = boifi_mesh::http::RequestSpec {
+        method: hyper::Method::POST,
+        path: "/v1/policies".to_owned(),
+        host: None,
+        headers: Vec::new(),
+        grpc: false,
+    };
+    let a = mesh
+        .client
+        .send(
+            &mesh.control_plane.url(),
+            &spec,
+            Some(("application/json", body)),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    let acked = Instant::now();
+    assert!(
+        a.status == 200 || a.status == 201,
+        "write answered {}: {}",
+        a.status,
+        a.text()
+    );
+    let version = rollout(mesh).unwrap().version;
+    (acked, version)
+}
+
+/// Propagation of `writes` policy writes: for each, the time from the acknowledgement to
+/// every sidecar having applied it (the slowest sidecar), and every sidecar's own time.
+pub fn measure_propagation(mesh: &Mesh, writes: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let mut all_applied = Vec::new();
+    let mut per_sidecar = Vec::new();
+    for i in 0..writes {
+        let policy = serde_json::json!({
+            "metadata": {"name": "propagation-probe"},
+            "spec": {"selector": {"service": "*"},
+                     "rules": [{"match": {"headers": [{"name": "x-propagation-probe",
+                                                        "exact": format!("{i}")}]},
+                                "fault": {"percentage": 100, "abort": {"httpStatus": 418}}}]}
+        });
+        let (acked, version) = write_policy(mesh, &policy);
+        let applied = wait_applied(mesh, version, acked, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("write {i} did not reach every sidecar: {e}"));
+        all_applied.push(applied.values().max().copied().unwrap_or_default());
+        per_sidecar.extend(applied.values().copied());
+        // Let the sidecars' next long-polls settle before the next write.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    all_applied.sort();
+    per_sidecar.sort();
+    (all_applied, per_sidecar)
+}
+
+/// Milliseconds with one decimal.
+pub fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Asserts that `hits` out of `n` is within 4 standard deviations of rate `p`.
+pub fn assert_rate(what: &str, hits: usize, n: usize, p: f64) {
+    let n_f = n as f64;
+    let mean = n_f * p;
+    let sigma = (n_f * p * (1.0 - p)).sqrt();
+    let lo = mean - 4.0 * sigma;
+    let hi = mean + 4.0 * sigma;
+    let h = hits as f64;
+    assert!(
+        h >= lo && h <= hi,
+        "{what}: {hits} of {n} is outside {lo:.0}..={hi:.0} (rate {p}, 4σ)"
+    );
+    eprintln!(
+        "{what}: {hits} of {n} ({:.1}%), expected {:.1}% ± {:.1}% (4σ)",
+        100.0 * h / n_f,
+        100.0 * p,
+        400.0 * sigma / n_f
+    );
+}
+
+/// Per-pod metric values of a service.
+pub fn metric_by_pod(mesh: &Mesh, service: &str, metric: &str) -> BTreeMap<String, u64> {
+    let s = mesh.service(service).unwrap();
+    s.running()
+        .map(|p| (p.name.clone(), mesh.metric(p, metric).unwrap()))
+        .collect()
+}
+
+/// Sends `n` requests to `service` through the ingress.
+pub fn send(mesh: &Mesh, service: &str, n: usize) -> TrafficReport {
+    let r = mesh.send(service, n, 16).unwrap();
+    assert_eq!(
+        r.errors, 0,
+        "{service}: transport errors: {:?}",
+        r.first_error
+    );
+    r
 }
