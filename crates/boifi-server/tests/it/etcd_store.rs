@@ -403,3 +403,62 @@ async fn unreadable_values_are_skipped_not_served() {
 fn policy_value(name: &str) -> String {
     serde_json::to_string(&policy(name, 1).stored(boifi_server::store::now_ms(), 0)).unwrap()
 }
+
+/// Every replica runs the expiry sweep; on etcd their deletes are conditional on the expired
+/// revision, so two replicas sweeping at once delete the policy exactly once, and a policy
+/// replaced after it expired is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sweep_an_expired_policy_exactly_once() {
+    let Some(etcd) = EtcdCluster::for_test(1) else {
+        return;
+    };
+    let prefix = unique_prefix("sweep");
+    let a = EtcdStore::connect(&etcd.endpoints(), &prefix)
+        .await
+        .unwrap();
+    let b = EtcdStore::connect(&etcd.endpoints(), &prefix)
+        .await
+        .unwrap();
+    let mut short = policy("short", 1);
+    short.spec.rules[0].fault.duration_seconds = 1;
+    let out = a.put(short.clone(), WriteCondition::Any).await.unwrap();
+    view_until(&b, "the short policy", |s| s.version >= out.version).await;
+    let expired_at = out.policy.status.unwrap().expires_at_ms.unwrap();
+    let grace = Duration::from_secs(1);
+    // The sweeps run "later" (the clock is an argument): no waiting for real expiry.
+    let later = expired_at + 5_000;
+    let (x, y) = tokio::join!(
+        boifi_server::app::sweep_once(&a, grace, later),
+        boifi_server::app::sweep_once(&b, grace, later)
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.len() + y.len(), 1, "{x:?} {y:?}");
+    view_until(&a, "the sweep on A", |s| s.policies.is_empty()).await;
+    view_until(&b, "the sweep on B", |s| s.policies.is_empty()).await;
+
+    // B's view still holds the expired revision when A replaces the policy: B's sweep must
+    // not delete the replacement.
+    let old = a.put(short.clone(), WriteCondition::Any).await.unwrap();
+    view_until(&b, "the second short policy", |s| s.version >= old.version).await;
+    let stale = b.snapshot().await.unwrap();
+    let fresh = a
+        .put(policy("short", 2), WriteCondition::Any)
+        .await
+        .unwrap();
+    let err = b
+        .delete(
+            "short",
+            WriteCondition::Revision(stale.policies["short"].status.unwrap().revision),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::RevisionMismatch { .. }),
+        "{err:?}"
+    );
+    view_until(&b, "the replacement", |s| s.version >= fresh.version).await;
+    assert_eq!(
+        b.snapshot().await.unwrap().policies.get("short"),
+        Some(&fresh.policy)
+    );
+}
