@@ -43,6 +43,15 @@ wasm: deps
 
 test: deps fmt-check clippy nostd test-rust
 
+# The local mesh (crates/boifi-mesh): Online Boutique's 11 services as app + Envoy sidecar
+# pods with the filter, an ingress, the control plane on its embedded store (`make demo HA=1`:
+# 2 replicas on a 3-member etcd behind a balancing Envoy); applies POLICY (default
+# crates/boifi-mesh/demo/frontend-faults.yaml) with boifi-cli, sends traffic to every
+# service and prints what happened per service; stops everything at the end.
+demo: wasm
+	cargo build --quiet -p boifi-server -p boifi-cli -p boifi-mesh
+	./target/debug/boifi-mesh demo $(if $(filter 1 true yes,$(HA)),--ha,) $(if $(POLICY),--policies $(POLICY),)
+
 # The filter's e2e tests load $(BOIFI_WASM) into a real Envoy: build it first.
 test-rust: wasm
 	cargo test --workspace

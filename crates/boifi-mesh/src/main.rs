@@ -24,10 +24,10 @@ enum Command {
     /// Start the mesh, apply policies with boifi-cli, send traffic, print a table, stop.
     Demo {
         /// Two control-plane replicas on a 3-member etcd (default: one on the embedded store).
-        #[arg(long, env = "HA", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+        #[arg(long)]
         ha: bool,
         /// Policy file or directory to apply.
-        #[arg(long, short = 'f', env = "POLICY")]
+        #[arg(long, short = 'f')]
         policies: Option<PathBuf>,
         /// Requests per service.
         #[arg(long, default_value_t = 400)]
