@@ -25,7 +25,7 @@ use crate::delays::DelayQueue;
 use crate::metrics;
 use crate::props;
 use crate::reply::{self, LocalReply};
-use crate::shared::{self, Lease, LeaseView, Published};
+use crate::shared::{self, Lease, LeaseView, Published, SharedKeys};
 use crate::sync::{self, ConfigSync, Next, PollOutcome};
 
 /// How often the poller renews its lease, also while a long-poll is in flight.
@@ -157,6 +157,8 @@ impl PolicyMetrics {
 struct VmState {
     /// `None` until configured, and when the configuration was bad: then pass through.
     config: Option<PluginConfig>,
+    /// This plugin's shared-data keys.
+    keys: SharedKeys,
     identity: Identity,
     /// Where the identity came from (for the log).
     identity_source: &'static str,
@@ -181,14 +183,14 @@ impl VmState {
     /// Adopts a newer set another VM published; per request, so it must stay cheap: one
     /// 8-byte shared-data read when nothing changed.
     fn refresh(&mut self, now_ms: u64) {
-        let Ok((Some(seq_bytes), _)) = hostcalls::get_shared_data(shared::SEQ_KEY) else {
+        let Ok((Some(seq_bytes), _)) = hostcalls::get_shared_data(&self.keys.seq) else {
             return;
         };
         match shared::decode_seq(&seq_bytes) {
             Some(seq) if seq != self.seq => {}
             _ => return,
         }
-        let Ok((Some(bytes), _)) = hostcalls::get_shared_data(shared::POLICIES_KEY) else {
+        let Ok((Some(bytes), _)) = hostcalls::get_shared_data(&self.keys.policies) else {
             return;
         };
         let Some(published) = Published::decode(&bytes) else {
@@ -245,6 +247,8 @@ pub struct FilterRoot {
     context_id: u32,
     /// Random, non-zero: this root context's name in the poller lease.
     lease_id: u64,
+    /// This plugin's shared-data keys (set in `on_configure`).
+    keys: SharedKeys,
     vm: Shared,
     poller: Option<Poller>,
 }
@@ -256,8 +260,10 @@ impl FilterRoot {
         FilterRoot {
             context_id,
             lease_id,
+            keys: SharedKeys::for_plugin(""),
             vm: Rc::new(RefCell::new(VmState {
                 config: None,
+                keys: SharedKeys::for_plugin(""),
                 identity: Identity::default(),
                 identity_source: "not configured",
                 seq: 0,
@@ -289,7 +295,7 @@ impl FilterRoot {
 
     /// Claims or renews the poller lease; false when another root context holds it.
     fn renew_lease(&self, now_ms: u64, stale_after_ms: u64) -> bool {
-        let (bytes, cas) = hostcalls::get_shared_data(shared::LEASE_KEY).unwrap_or((None, None));
+        let (bytes, cas) = hostcalls::get_shared_data(&self.keys.lease).unwrap_or((None, None));
         let current = bytes.as_deref().and_then(Lease::decode);
         match Lease::view(current, self.lease_id, now_ms, stale_after_ms) {
             LeaseView::Held => false,
@@ -298,16 +304,16 @@ impl FilterRoot {
                     owner: self.lease_id,
                     heartbeat_ms: now_ms,
                 };
-                hostcalls::set_shared_data(shared::LEASE_KEY, Some(&lease.encode()), cas).is_ok()
+                hostcalls::set_shared_data(&self.keys.lease, Some(&lease.encode()), cas).is_ok()
             }
         }
     }
 
     fn release_lease(&self) {
-        if let Ok((Some(bytes), cas)) = hostcalls::get_shared_data(shared::LEASE_KEY) {
+        if let Ok((Some(bytes), cas)) = hostcalls::get_shared_data(&self.keys.lease) {
             if Lease::decode(&bytes).is_some_and(|l| l.owner == self.lease_id) {
                 let _ = hostcalls::set_shared_data(
-                    shared::LEASE_KEY,
+                    &self.keys.lease,
                     Some(&Lease::VACANT.encode()),
                     cas,
                 );
@@ -425,15 +431,15 @@ impl FilterRoot {
 
     /// Publishes a received body to the other VMs and installs it here.
     fn apply(&mut self, version: u64, set: CompiledPolicySet, body: Vec<u8>, now_ms: u64) {
-        let previous = hostcalls::get_shared_data(shared::SEQ_KEY)
+        let previous = hostcalls::get_shared_data(&self.keys.seq)
             .ok()
             .and_then(|(b, _)| b)
             .and_then(|b| shared::decode_seq(&b))
             .unwrap_or(0);
         let seq = previous.wrapping_add(1).max(1);
         let published = Published { seq, version, body };
-        let _ = hostcalls::set_shared_data(shared::POLICIES_KEY, Some(&published.encode()), None);
-        let _ = hostcalls::set_shared_data(shared::SEQ_KEY, Some(&seq.to_le_bytes()), None);
+        let _ = hostcalls::set_shared_data(&self.keys.policies, Some(&published.encode()), None);
+        let _ = hostcalls::set_shared_data(&self.keys.seq, Some(&seq.to_le_bytes()), None);
         let names = set.policy_names().join(", ");
         let active = u64::try_from(set.active_policy_count(now_ms)).unwrap_or(u64::MAX);
         let count = set.policy_names().len();
@@ -611,15 +617,26 @@ impl RootContext for FilterRoot {
                 if let Ok(mut vm) = self.vm.try_borrow_mut() {
                     vm.config = None;
                 }
-                self.poller = None;
+                if self.poller.take().is_some() {
+                    self.release_lease();
+                }
                 return true;
             }
         };
         proxy_wasm::set_log_level(log_level(&config.log_level));
+        let plugin = self
+            .get_property(vec!["plugin_name"])
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default();
+        if self.poller.take().is_some() {
+            self.release_lease();
+        }
+        self.keys = SharedKeys::for_plugin(&plugin);
         let (identity, source) = self.resolve_identity(&config);
         let now = now_ms();
         if let Ok(mut vm) = self.vm.try_borrow_mut() {
             vm.metrics = Metrics::define();
+            vm.keys = self.keys.clone();
             vm.identity = identity;
             vm.identity_source = source;
             vm.config = Some(config);
@@ -628,9 +645,6 @@ impl RootContext for FilterRoot {
             // Claim the poller lease on the first tick, not here: Envoy configures a
             // throw-away VM on the main thread first and destroys it without `on_done`.
             vm.wants_poll = true;
-        }
-        if self.poller.take().is_some() {
-            self.release_lease();
         }
         self.rearm(now);
         true
@@ -720,7 +734,7 @@ impl HttpContext for FaultHttp {
             vm.refresh(now);
             if now.saturating_sub(vm.lease_checked_ms) >= LEASE_CHECK_MS {
                 vm.lease_checked_ms = now;
-                let current = hostcalls::get_shared_data(shared::LEASE_KEY)
+                let current = hostcalls::get_shared_data(&vm.keys.lease)
                     .ok()
                     .and_then(|(b, _)| b)
                     .and_then(|b| Lease::decode(&b));

@@ -4,13 +4,33 @@
 
 use alloc::vec::Vec;
 
-/// Shared-data key of the poller lease.
-pub const LEASE_KEY: &str = "boifi.poller.lease";
-/// Shared-data key of the published policy set ([`Published`]).
-pub const POLICIES_KEY: &str = "boifi.policies";
-/// Shared-data key of the publication sequence number alone (8 bytes), so the per-request
-/// freshness check copies 8 bytes, not the whole set.
-pub const SEQ_KEY: &str = "boifi.policies.seq";
+use alloc::format;
+use alloc::string::String;
+
+/// The shared-data keys of one plugin. Shared data is per `vm_id`, and several plugins (e.g.
+/// two WasmPlugins with different identities or control planes) may share a VM, so every key
+/// carries the plugin name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedKeys {
+    /// The poller lease ([`Lease`]).
+    pub lease: String,
+    /// The published policy set ([`Published`]).
+    pub policies: String,
+    /// The publication sequence number alone (8 bytes), so the per-request freshness check
+    /// copies 8 bytes, not the whole set.
+    pub seq: String,
+}
+
+impl SharedKeys {
+    /// The keys of the plugin named `plugin` (Envoy's `plugin_name` property).
+    pub fn for_plugin(plugin: &str) -> SharedKeys {
+        SharedKeys {
+            lease: format!("boifi/{plugin}/poller-lease"),
+            policies: format!("boifi/{plugin}/policies"),
+            seq: format!("boifi/{plugin}/policies-seq"),
+        }
+    }
+}
 
 /// Who polls, and when it last showed it is alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +134,15 @@ pub fn decode_seq(bytes: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_per_plugin() {
+        let (a, b) = (SharedKeys::for_plugin("a"), SharedKeys::for_plugin("b"));
+        assert_ne!(a.lease, b.lease);
+        assert_ne!(a.policies, b.policies);
+        assert_ne!(a.seq, b.seq);
+        assert_ne!(a.seq, a.policies);
+    }
 
     #[test]
     fn lease_round_trips_and_rejects_other_bytes() {

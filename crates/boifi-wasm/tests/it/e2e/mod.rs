@@ -2,6 +2,7 @@
 //! so timing measurements are not disturbed by another test's Envoy on a 2-core machine.
 
 mod config;
+mod corpus;
 mod faults;
 mod poller;
 mod propagation;

@@ -39,6 +39,8 @@ pub struct Workload {
     pub namespace: String,
     pub pod: String,
     pub labels: Vec<(String, String)>,
+    /// No Istio metadata at all (a plain Envoy; identity from plugin overrides only).
+    pub bare: bool,
 }
 
 impl Workload {
@@ -51,6 +53,7 @@ impl Workload {
                 ("app".into(), service.into()),
                 ("version".into(), "v1".into()),
             ],
+            bare: false,
         }
     }
 
@@ -58,6 +61,9 @@ impl Workload {
     /// /work/shared/data/sidecar-node-frontend-demo.json for the derivation).
     pub fn node(&self) -> Value {
         let (svc, ns, pod) = (&self.service, &self.namespace, &self.pod);
+        if self.bare {
+            return json!({"id": format!("router~127.0.0.1~{pod}~local"), "cluster": svc});
+        }
         let mut labels: serde_json::Map<String, Value> = self
             .labels
             .iter()
@@ -110,6 +116,9 @@ pub struct EnvoyOptions {
     pub control_plane_port: u16,
     pub upstream_port: u16,
     pub concurrency: u32,
+    /// More inbound listeners, each with its own filter instance (plugin name, plugin config):
+    /// one Envoy serving many identities through `identity` overrides (the scenario corpus).
+    pub extra_listeners: Vec<(String, Value)>,
 }
 
 impl EnvoyOptions {
@@ -126,23 +135,24 @@ impl EnvoyOptions {
             control_plane_port,
             upstream_port,
             concurrency: 1,
+            extra_listeners: Vec::new(),
         }
     }
 }
 
-fn bootstrap(o: &EnvoyOptions, admin_port: u16, listener_port: u16) -> Value {
+fn http_filters(wasm: Option<&Path>, plugin_name: &str, plugin_config: &Value) -> Vec<Value> {
     let mut http_filters = Vec::new();
-    if let Some(wasm) = &o.wasm {
+    if let Some(wasm) = wasm {
         http_filters.push(json!({
             "name": "envoy.filters.http.wasm",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
                 "config": {
-                    "name": "boifi.boifi-fault-injection",
+                    "name": plugin_name,
                     "root_id": "boifi",
                     "configuration": {
                         "@type": "type.googleapis.com/google.protobuf.StringValue",
-                        "value": o.plugin_config.to_string(),
+                        "value": plugin_config.to_string(),
                     },
                     "failure_policy": "FAIL_OPEN",
                     "vm_config": {
@@ -158,6 +168,42 @@ fn bootstrap(o: &EnvoyOptions, admin_port: u16, listener_port: u16) -> Value {
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
     }));
+    http_filters
+}
+
+fn listener(name: &str, port: u16, http_filters: Vec<Value>) -> Value {
+    json!({
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": format!("{name}_8080"),
+                "route_config": {
+                    "name": "inbound|8080||",
+                    "virtual_hosts": [{
+                        "name": "inbound|http|8080",
+                        "domains": ["*"],
+                        "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "inbound|8080||", "timeout": "0s"}}]
+                    }]
+                },
+                "http_filters": http_filters,
+            }
+        }]}]
+    })
+}
+
+fn bootstrap(o: &EnvoyOptions, admin_port: u16, listener_port: u16, extra_ports: &[u16]) -> Value {
+    let wasm = o.wasm.as_deref();
+    let mut listeners = vec![listener(
+        "virtualInbound",
+        listener_port,
+        http_filters(wasm, "boifi.boifi-fault-injection", &o.plugin_config),
+    )];
+    for ((plugin, config), port) in o.extra_listeners.iter().zip(extra_ports) {
+        listeners.push(listener(plugin, *port, http_filters(wasm, plugin, config)));
+    }
     let static_cluster = |name: &str, port: u16| {
         json!({
             "name": name,
@@ -181,26 +227,7 @@ fn bootstrap(o: &EnvoyOptions, admin_port: u16, listener_port: u16) -> Value {
         }]},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
-            "listeners": [{
-                "name": "virtualInbound",
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": listener_port}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "inbound_0.0.0.0_8080",
-                        "route_config": {
-                            "name": "inbound|8080||",
-                            "virtual_hosts": [{
-                                "name": "inbound|http|8080",
-                                "domains": ["*"],
-                                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "inbound|8080||", "timeout": "0s"}}]
-                            }]
-                        },
-                        "http_filters": http_filters,
-                    }
-                }]}]
-            }],
+            "listeners": listeners,
             "clusters": [
                 static_cluster("inbound|8080||", o.upstream_port),
                 static_cluster(CONTROL_PLANE_CLUSTER, o.control_plane_port),
@@ -214,6 +241,8 @@ fn bootstrap(o: &EnvoyOptions, admin_port: u16, listener_port: u16) -> Value {
 pub struct Envoy {
     pub admin_port: u16,
     pub listener_port: u16,
+    /// Ports of [`EnvoyOptions::extra_listeners`], in order.
+    pub extra_ports: Vec<u16>,
     /// From exec to the first 200 through the listener.
     pub startup: Duration,
     child: Option<Child>,
@@ -227,7 +256,12 @@ impl Envoy {
         let dir = TempDir::new("boifi-envoy");
         let (admin_port, listener_port) = (free_port(), free_port());
         let config = dir.path().join("envoy.json");
-        std::fs::write(&config, bootstrap(o, admin_port, listener_port).to_string()).unwrap();
+        let extra_ports: Vec<u16> = o.extra_listeners.iter().map(|_| free_port()).collect();
+        std::fs::write(
+            &config,
+            bootstrap(o, admin_port, listener_port, &extra_ports).to_string(),
+        )
+        .unwrap();
         let log = dir.path().join("envoy.log");
         let started = Instant::now();
         let child = Command::new(binary)
@@ -253,11 +287,13 @@ impl Envoy {
         let mut envoy = Envoy {
             admin_port,
             listener_port,
+            extra_ports,
             startup: Duration::ZERO,
             child: Some(child),
             dir,
         };
-        let ok = super::wait_for(Duration::from_secs(20), || {
+        // Polled every 2 ms: this loop also measures startup.
+        let ok = super::wait_for_every(Duration::from_secs(20), Duration::from_millis(2), || {
             if let Some(c) = envoy.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
                     panic!("envoy exited with {status}: {}", envoy.log());

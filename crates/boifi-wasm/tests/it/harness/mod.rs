@@ -106,7 +106,16 @@ impl Drop for TempDir {
 }
 
 /// Polls `f` every 20 ms until it returns `Some` or `timeout` passes.
-pub fn wait_for<T>(timeout: std::time::Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn wait_for<T>(timeout: std::time::Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    wait_for_every(timeout, std::time::Duration::from_millis(20), f)
+}
+
+/// Polls `f` every `every` until it returns `Some` or `timeout` passes.
+pub fn wait_for_every<T>(
+    timeout: std::time::Duration,
+    every: std::time::Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let start = std::time::Instant::now();
     loop {
         if let Some(v) = f() {
@@ -115,6 +124,6 @@ pub fn wait_for<T>(timeout: std::time::Duration, mut f: impl FnMut() -> Option<T
         if start.elapsed() > timeout {
             return None;
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(every);
     }
 }
