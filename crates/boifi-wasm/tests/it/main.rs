@@ -15,3 +15,4 @@
 
 mod e2e;
 mod harness;
+mod reliability_control_plane;
