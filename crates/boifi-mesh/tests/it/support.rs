@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use boifi_mesh::http::TrafficReport;
@@ -58,10 +58,50 @@ pub fn ha_topology() -> Topology {
         .with_service(nameless)
 }
 
-/// The scenarios that share the HA mesh; the last one to finish stops it.
-const HA_USERS: usize = 8;
-static HA_LEFT: AtomicUsize = AtomicUsize::new(HA_USERS);
+/// The scenarios that share the HA mesh; the last one of them that runs stops it.
+const HA_USERS: &[&str] = &[
+    "user_stories::US1_control_plane_ha_ready_stored_in_etcd_and_survives_a_replica_kill",
+    "user_stories::US2_filter_loaded_everywhere_and_updates_propagate_to_every_sidecar",
+    "user_stories::US3_selectors_fault_only_their_targets",
+    "user_stories::US4_identity_from_istio_metadata_and_wildcards_only_without_it",
+    "user_stories::US5_rate_holds_across_replicas_restarts_and_scaling",
+    "user_stories::US6_sidecar_metrics_count_faults_and_status_shows_the_rollout",
+    "edge_cases::EDGE_control_plane_down_at_sidecar_start_and_all_replicas_restarted",
+    "edge_cases::EDGE_policy_for_a_namespace_without_sidecars_stays_stored_and_inactive",
+];
+static HA_LEFT: OnceLock<AtomicUsize> = OnceLock::new();
 static HA_MESH: Mutex<Option<Mesh>> = Mutex::new(None);
+
+/// How many of the HA scenarios this run executes, from libtest's arguments (name filters,
+/// `--exact`, `--skip`), so that the last of them stops the mesh even in a filtered run.
+fn ha_users_in_this_run() -> usize {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let exact = args.iter().any(|a| a == "--exact");
+    let mut filters = Vec::new();
+    let mut skips = Vec::new();
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        match a.as_str() {
+            "--skip" => {
+                skips.extend(args.get(i + 1).cloned());
+                i += 1;
+            }
+            // Options that take a value.
+            "--test-threads" | "--logfile" | "--format" | "--color" | "-Z" | "--report-time" => {
+                i += 1;
+            }
+            flag if flag.starts_with('-') => {}
+            filter => filters.push(filter.to_owned()),
+        }
+        i += 1;
+    }
+    let matches = |name: &str, f: &str| if exact { name == f } else { name.contains(f) };
+    HA_USERS
+        .iter()
+        .filter(|n| filters.is_empty() || filters.iter().any(|f| matches(n, f)))
+        .filter(|n| !skips.iter().any(|s| matches(n, s)))
+        .count()
+}
 
 /// The HA mesh (2 control-plane replicas on a 3-member etcd behind a balancing Envoy),
 /// started by the first scenario that needs it, reset to no policies for each scenario.
@@ -129,7 +169,8 @@ impl Drop for SharedMesh {
                 m.dump_logs(40);
             }
         }
-        if HA_LEFT.fetch_sub(1, Ordering::SeqCst) == 1 {
+        let left = HA_LEFT.get_or_init(|| AtomicUsize::new(ha_users_in_this_run()));
+        if left.fetch_sub(1, Ordering::SeqCst) <= 1 {
             // The last scenario: stop everything now rather than at exit.
             self.mesh.take();
         }

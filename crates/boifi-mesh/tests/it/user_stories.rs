@@ -409,13 +409,21 @@ fn US6_sidecar_metrics_count_faults_and_status_shows_the_rollout() {
         .unwrap();
     assert_eq!(delay["targets"]["service"], "productcatalogservice");
     assert_eq!(delay["targets"]["namespace"], "*");
+    // Each replica knows the sidecars whose config requests it answered: the latest entry of
+    // each pod across the replicas holds the current version.
+    let mut seen: Vec<serde_json::Value> = Vec::new();
+    for i in 0..mesh.control_plane.replicas.len() {
+        let url = mesh.control_plane.replica_url(i).unwrap();
+        let a = mesh.client.get(&url, "/v1/policies/status").unwrap();
+        let replica: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        seen.extend(replica["sidecars"].as_array().unwrap().iter().cloned());
+    }
     for (spec, pod) in mesh.pods() {
-        let entry = status["sidecars"]
-            .as_array()
-            .unwrap()
+        let entry = seen
             .iter()
-            .find(|s| s["pod"] == pod.name.as_str() && s["namespace"] == spec.namespace.as_str())
-            .unwrap_or_else(|| panic!("{} missing from {status}", pod.name));
+            .filter(|s| s["pod"] == pod.name.as_str() && s["namespace"] == spec.namespace.as_str())
+            .max_by_key(|s| s["last_seen_ms"].as_u64())
+            .unwrap_or_else(|| panic!("{} missing from {seen:?}", pod.name));
         assert_eq!(entry["version"].as_u64(), Some(version), "{entry}");
     }
     let cli = mesh.cli(&["status"]).unwrap();
