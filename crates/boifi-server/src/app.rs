@@ -119,6 +119,7 @@ pub async fn start(
         metrics: Metrics::new()?,
         sidecars: SidecarRegistry::default(),
         body_limit: config.body_limit,
+        rendered: api::config::RenderCache::default(),
     });
     let app_state = state.clone();
     let mut server = HttpServer::new(move || {

@@ -121,10 +121,8 @@ async fn open_etcd(
     endpoints: &[String],
     prefix: &str,
 ) -> Result<Arc<dyn PolicyStore>, ServerError> {
-    let _ = (endpoints, prefix);
-    Err(ServerError::Config(
-        "--storage etcd: the etcd backend is not built into this server yet".to_owned(),
-    ))
+    let store = crate::store::etcd::EtcdStore::connect(endpoints, prefix).await?;
+    Ok(Arc::new(store))
 }
 
 /// Reads the token file: its content without surrounding whitespace, which must not be empty.

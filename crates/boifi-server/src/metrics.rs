@@ -64,6 +64,10 @@ impl Metrics {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
         )?;
+        // Exported at 0 from the start, so alerts see the series before the first failure.
+        for operation in ["snapshot", "put", "delete", "delete_all"] {
+            store_errors.with_label_values(&[operation]);
+        }
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(policies.clone()))?;
         registry.register(Box::new(config_version.clone()))?;

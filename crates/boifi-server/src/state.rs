@@ -23,6 +23,8 @@ pub struct AppState {
     pub sidecars: SidecarRegistry,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// Serialized policies of the current snapshot, for `/v1/config`.
+    pub rendered: crate::api::config::RenderCache,
 }
 
 impl std::fmt::Debug for dyn PolicyStore {

@@ -5,6 +5,7 @@
 //! publishes a new version (one `tokio::sync::watch` change wakes every waiter) or `wait`
 //! passes (then 304).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -38,6 +39,67 @@ pub fn config_for(query: &ConfigQuery, snapshot: &Snapshot, now_ms: u64) -> Conf
             .filter(|p| p.state_at(now_ms) != PolicyState::Expired)
             .cloned()
             .collect(),
+    }
+}
+
+/// Each policy of one snapshot serialized once, so a write that wakes a thousand waiters costs
+/// one serialization per policy, not one per waiter.
+#[derive(Debug, Default)]
+pub struct RenderCache {
+    current: std::sync::Mutex<Option<Arc<Rendered>>>,
+}
+
+#[derive(Debug)]
+struct Rendered {
+    snapshot: Arc<Snapshot>,
+    /// JSON of each policy, in `snapshot.policies` order.
+    json: Vec<Vec<u8>>,
+}
+
+impl RenderCache {
+    fn get(&self, snapshot: &Arc<Snapshot>) -> Result<Arc<Rendered>, ApiFailure> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = current.as_ref() {
+            if Arc::ptr_eq(&r.snapshot, snapshot) {
+                return Ok(Arc::clone(r));
+            }
+        }
+        let json = snapshot
+            .policies
+            .values()
+            .map(serde_json::to_vec)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiFailure::Internal(format!("encoding policies: {e}")))?;
+        let rendered = Arc::new(Rendered {
+            snapshot: Arc::clone(snapshot),
+            json,
+        });
+        *current = Some(Arc::clone(&rendered));
+        Ok(rendered)
+    }
+
+    /// The JSON of [`config_for`]`(query, snapshot, now_ms)`, byte for byte.
+    pub fn body_for(
+        &self,
+        query: &ConfigQuery,
+        snapshot: &Arc<Snapshot>,
+        now_ms: u64,
+    ) -> Result<Vec<u8>, ApiFailure> {
+        let rendered = self.get(snapshot)?;
+        let mut body = format!("{{\"version\":{},\"policies\":[", snapshot.version).into_bytes();
+        let mut first = true;
+        for (policy, json) in snapshot.policies.values().zip(&rendered.json) {
+            if policy.applies_to(&query.identity) && policy.state_at(now_ms) != PolicyState::Expired
+            {
+                if !first {
+                    body.push(b',');
+                }
+                first = false;
+                body.extend_from_slice(json);
+            }
+        }
+        body.extend_from_slice(b"]}");
+        Ok(body)
     }
 }
 
@@ -97,11 +159,13 @@ pub async fn get_config(
             }
         }
     }
-    let response = config_for(&query, &snapshot, now_ms());
+    let now = now_ms();
+    let body = state.rendered.body_for(&query, &snapshot, now)?;
     state
         .sidecars
-        .seen(&query.identity, Some(response.version), now_ms());
+        .seen(&query.identity, Some(snapshot.version), now);
     Ok(HttpResponse::Ok()
-        .insert_header(("x-boifi-version", response.version.to_string()))
-        .json(response))
+        .content_type("application/json")
+        .insert_header(("x-boifi-version", snapshot.version.to_string()))
+        .body(body))
 }

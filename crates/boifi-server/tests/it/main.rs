@@ -9,5 +9,9 @@
     clippy::indexing_slicing
 )]
 
+mod api;
 mod conformance;
 mod etcd_store;
+mod harness;
+mod longpoll;
+mod process;

@@ -1,0 +1,173 @@
+//! `/v1/config` as a long-poll: wake on change, 304 on timeout, and one write waking 1 000
+//! waiting sidecars.
+
+use std::time::{Duration, Instant};
+
+use boifi_core::wire::ConfigResponse;
+use boifi_server::auth::Auth;
+use reqwest::StatusCode;
+
+use crate::harness::{policy_json, InProcess};
+
+async fn post(server: &InProcess, body: String) {
+    let r = server
+        .client
+        .post(server.url("/v1/policies"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+/// Waits (bounded) until `n` long-polls are held, as the server's gauge says.
+async fn until_waiting(server: &InProcess, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting = server.metric("boifi_config_waiting_requests").await;
+        if waiting >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {waiting} of {n} long-polls are waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_wakes_on_change_and_answers_304_on_timeout() {
+    let server = InProcess::start(Auth::open()).await;
+    post(&server, policy_json("first-policy", "frontend", "")).await;
+    let url = |q: &str| {
+        server.url(&format!(
+            "/v1/config?service=frontend&namespace=demo&pod=fe-1&{q}"
+        ))
+    };
+
+    // An older version is answered at once.
+    let started = Instant::now();
+    let r = server
+        .client
+        .get(url("version=0&wait=30s"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let current: ConfigResponse = r.json().await.unwrap();
+    assert_eq!(current.version, 1);
+
+    // The current version and a short wait: 304 after the wait.
+    let started = Instant::now();
+    let r = server
+        .client
+        .get(url("version=1&wait=300ms"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(r.headers()["x-boifi-version"], "1");
+
+    // The current version and a long wait: held until a write, then the new config.
+    let waiter = tokio::spawn({
+        let client = server.client.clone();
+        let u = url("version=1&wait=30s");
+        async move {
+            let r = client.get(u).send().await.unwrap();
+            (
+                r.status(),
+                r.json::<ConfigResponse>().await.unwrap(),
+                Instant::now(),
+            )
+        }
+    });
+    until_waiting(&server, 1).await;
+    let written = Instant::now();
+    post(&server, policy_json("second-policy", "frontend", "")).await;
+    let (status, config, answered) = waiter.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(config.version, 2);
+    assert_eq!(config.policies.len(), 2);
+    let took = answered.saturating_duration_since(written);
+    assert!(took < Duration::from_secs(1), "woken after {took:?}");
+
+    // The kill switch wakes waiters too, with no policies.
+    let waiter = tokio::spawn({
+        let client = server.client.clone();
+        let u = url("version=2&wait=30s");
+        async move {
+            client
+                .get(u)
+                .send()
+                .await
+                .unwrap()
+                .json::<ConfigResponse>()
+                .await
+                .unwrap()
+        }
+    });
+    until_waiting(&server, 1).await;
+    let r = server
+        .client
+        .delete(server.url("/v1/policies?confirm=all"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let config = waiter.await.unwrap();
+    assert_eq!(config.version, 3);
+    assert!(config.policies.is_empty());
+    assert_eq!(server.metric("boifi_config_waiting_requests").await, 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_write_wakes_a_thousand_waiting_long_polls() {
+    const WAITERS: usize = 1_000;
+    let server = InProcess::start(Auth::open()).await;
+    post(&server, policy_json("fanout-a", "frontend", "")).await;
+    let mut tasks = Vec::with_capacity(WAITERS);
+    for i in 0..WAITERS {
+        let client = server.client.clone();
+        let url = server.url(&format!(
+            "/v1/config?service=frontend&namespace=demo&pod=frontend-{i}&version=1&wait=60s"
+        ));
+        tasks.push(tokio::spawn(async move {
+            let r = client.get(url).send().await.unwrap();
+            // Answered when the response head arrives; decoding is the client's own time.
+            let at = Instant::now();
+            let status = r.status();
+            let config: ConfigResponse = r.json().await.unwrap();
+            (status, config.version, config.policies.len(), at)
+        }));
+    }
+    until_waiting(&server, WAITERS as u64).await;
+    let written = Instant::now();
+    post(&server, policy_json("fanout-b", "frontend", "")).await;
+    let acked = written.elapsed();
+    let mut last = Duration::ZERO;
+    let mut first = Duration::MAX;
+    for t in tasks {
+        let (status, version, policies, at) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(version, 2);
+        assert_eq!(policies, 2);
+        let after = at.saturating_duration_since(written);
+        last = last.max(after);
+        first = first.min(after);
+    }
+    println!(
+        "fan-out: {WAITERS} waiting long-polls woken by one write; write acknowledged after {acked:?}, \
+         first answer after {first:?}, last answer after {last:?}"
+    );
+    // A sanity bound far above the measured figure (see docs/PERFORMANCE.md), not a benchmark.
+    assert!(
+        last < Duration::from_secs(5),
+        "last waiter answered after {last:?}"
+    );
+    server.stop().await;
+}
