@@ -237,15 +237,27 @@ async fn sigkill_of_a_replica_loses_no_acknowledged_write() {
     let r = client.get(b.url("/v1/ready")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let held = config(&client, &b).await.version;
-    let poll = long_poll(&client, &b, held);
+    let mut poll = long_poll(&client, &b, held);
     let stored = create(&client, &b, policy_json("after-kill", "frontend", "")).await;
-    let (status, answer, _) = poll.await.unwrap();
-    assert_eq!(status, StatusCode::OK);
-    assert!(answer
-        .unwrap()
-        .policies
-        .iter()
-        .any(|p| serde_json::to_value(p).unwrap() == stored));
+    // A write A committed but never acknowledged may still reach B first: follow the versions.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, answer, _) = poll.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        let answer = answer.unwrap();
+        if answer
+            .policies
+            .iter()
+            .any(|p| serde_json::to_value(p).unwrap() == stored)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B's long-poll never showed its own write"
+        );
+        poll = long_poll(&client, &b, answer.version);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,4 +334,56 @@ async fn expiry_agrees_on_both_replicas_and_after_a_restart() {
         .unwrap();
     assert_eq!(listed.policies.len(), 1, "expired policies stay listed");
     assert_eq!(serde_json::to_value(&listed.policies[0]).unwrap(), stored);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_outage_makes_a_replica_unready_while_it_keeps_serving_its_view() {
+    let Some(mut etcd) = EtcdCluster::for_test(1) else {
+        return;
+    };
+    let a = replica(&etcd, "replica-a");
+    let client = client();
+    let stored = create(&client, &a, policy_json("kept", "frontend", "")).await;
+
+    etcd.kill_member(0).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reason = loop {
+        let r = client.get(a.url("/v1/ready")).send().await.unwrap();
+        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break r.text().await.unwrap();
+        }
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(Instant::now() < deadline, "still ready with etcd gone");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(reason.contains("etcd"), "{reason}");
+    // Liveness holds, and sidecars keep getting the last configuration.
+    let r = client.get(a.url("/v1/health")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let c = config(&client, &a).await;
+    assert_eq!(serde_json::to_value(&c.policies[0]).unwrap(), stored);
+
+    let etcd = tokio::task::spawn_blocking(move || {
+        etcd.restart_member(0).unwrap();
+        etcd
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = client.get(a.url("/v1/ready")).send().await.unwrap();
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready again after etcd came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = create(&client, &a, policy_json("after-outage", "frontend", "")).await;
+    let c = config(&client, &a).await;
+    assert_eq!(c.policies.len(), 2);
+    assert!(c.version >= after["status"]["revision"].as_u64().unwrap());
+    drop(etcd);
 }
