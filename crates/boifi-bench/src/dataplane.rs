@@ -28,12 +28,19 @@ pub struct Options {
     pub warmup: Duration,
     /// wrk connections.
     pub connections: u32,
+    /// Other builds of the filter to compare in configuration (d): `(label, module)`.
+    pub extra_wasm: Vec<(String, PathBuf)>,
+    /// Only these configurations (`"acd"`); `None`: all. Extra modules always run.
+    pub only: Option<String>,
+    /// Also record each configuration's Envoy with `perf record` (first round) into this
+    /// directory (`<n>.perf.data`), to see where its CPU goes.
+    pub perf_dir: Option<PathBuf>,
 }
 
 /// One configuration under test.
 #[derive(Debug, Clone)]
 struct Config {
-    label: &'static str,
+    label: String,
     filters: Filters,
     /// boifi: policies expected to be active in the filter.
     active: Option<u64>,
@@ -47,49 +54,58 @@ struct Sample {
     cpu_us: f64,
 }
 
-fn configs(wasm: &Path, server: &Server) -> Vec<Config> {
-    let boifi = |service: &str| Filters::Boifi {
+fn configs(wasm: &Path, extra: &[(String, PathBuf)], server: &Server) -> Vec<Config> {
+    let with = |wasm: &Path, service: &str| Filters::Boifi {
         wasm: wasm.to_owned(),
         plugin_config: policies::plugin_config(service),
         control_plane: server.addr,
     };
-    vec![
+    let boifi = |service: &str| with(wasm, service);
+    let mut list = vec![
         Config {
-            label: "(a) plain router",
+            label: "(a) plain router".to_owned(),
             filters: Filters::Plain,
             active: None,
         },
         Config {
-            label: "(b) native fault filter, 0 %",
+            label: "(b) native fault filter, 0 %".to_owned(),
             filters: Filters::NativeFault { percent: 0 },
             active: None,
         },
         Config {
-            label: "(c) boifi, 0 policies",
+            label: "(c) boifi, 0 policies".to_owned(),
             filters: boifi("dp-c"),
             active: Some(0),
         },
         Config {
-            label: "(d) boifi, 10 policies, none fires",
+            label: "(d) boifi, 10 policies, none fires".to_owned(),
             filters: boifi("dp-d"),
             active: Some(10),
         },
         Config {
-            label: "(e) boifi, 100 policies, 10 for this service",
+            label: "(e) boifi, 100 policies, 10 for this service".to_owned(),
             filters: boifi("dp-e"),
             active: Some(10),
         },
         Config {
-            label: "(f) native fault filter, abort 10 %",
+            label: "(f) native fault filter, abort 10 %".to_owned(),
             filters: Filters::NativeFault { percent: 10 },
             active: None,
         },
         Config {
-            label: "(f) boifi, abort 10 %",
+            label: "(f) boifi, abort 10 %".to_owned(),
             filters: boifi("dp-f"),
             active: Some(1),
         },
-    ]
+    ];
+    for (label, module) in extra {
+        list.push(Config {
+            label: format!("(d) boifi [{label}], 10 policies, none fires"),
+            filters: with(module, "dp-d"),
+            active: Some(10),
+        });
+    }
+    list
 }
 
 fn write_policies(server: &Server) -> Result<(), BenchError> {
@@ -144,13 +160,34 @@ fn measure(envoy: &Envoy, load: &Load, ticks_per_s: u64) -> Result<Sample, Bench
     Ok(Sample { run, cpu_us })
 }
 
+/// `perf record` of process `pid` for `duration`, into `out`.
+fn perf_record(
+    pid: u32,
+    out: &Path,
+    duration: Duration,
+) -> Result<std::process::Child, BenchError> {
+    std::process::Command::new("perf")
+        .args(["record", "-q", "-F", "999", "-p", &pid.to_string(), "-o"])
+        .arg(out)
+        .args(["--", "sleep", &duration.as_secs().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| BenchError::io("running perf record", e))
+}
+
 /// Runs the benchmark; returns the Markdown section.
 pub fn run(o: &Options, dir: &Path) -> Result<String, BenchError> {
     let upstream = Upstream::start()?;
     let server = Server::start(dir)?;
     write_policies(&server)?;
     let version = server.version()?;
-    let configs = configs(&o.wasm, &server);
+    let mut configs = configs(&o.wasm, &o.extra_wasm, &server);
+    if let Some(only) = &o.only {
+        configs.retain(|c| {
+            c.label.contains('[') || c.label.chars().nth(1).is_some_and(|l| only.contains(l))
+        });
+    }
     let mut envoys = Vec::new();
     for (i, c) in configs.iter().enumerate() {
         let spec = EnvoySpec {
@@ -189,7 +226,18 @@ pub fn run(o: &Options, dir: &Path) -> Result<String, BenchError> {
             if !o.warmup.is_zero() {
                 wrk::run(&envoy.url(), &warmup)?;
             }
+            let perf = match &o.perf_dir {
+                Some(d) if round == 0 => Some(perf_record(
+                    envoy.pid(),
+                    &d.join(format!("{i}.perf.data")),
+                    o.duration,
+                )?),
+                _ => None,
+            };
             let s = measure(envoy, &load, ticks)?;
+            if let Some(mut p) = perf {
+                let _ = p.wait();
+            }
             eprintln!(
                 "dataplane round {}: {:<46} {:>9.0} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms  cpu {:>6.1} us/req  non-2xx {}",
                 round + 1,
@@ -220,8 +268,15 @@ fn per_round(samples: &[Sample], base: &[Sample], f: impl Fn(&Sample) -> f64) ->
 
 fn render(o: &Options, configs: &[Config], samples: &[Vec<Sample>]) -> String {
     let empty = Vec::new();
-    let a = samples.first().unwrap_or(&empty);
-    let b = samples.get(1).unwrap_or(&empty);
+    let by_label = |prefix: &str| {
+        configs
+            .iter()
+            .position(|c| c.label.starts_with(prefix))
+            .and_then(|i| samples.get(i))
+            .unwrap_or(&empty)
+    };
+    let a = by_label("(a)");
+    let b = by_label("(b)");
     let mut t = Table::new(&[
         "configuration",
         "req/s",
@@ -240,7 +295,7 @@ fn render(o: &Options, configs: &[Config], samples: &[Vec<Sample>]) -> String {
     let p99 = |s: &Sample| stats::ms(s.run.p99);
     let cpu = |s: &Sample| s.cpu_us;
     let mut d_vs_b = (None, None);
-    for (i, (c, list)) in configs.iter().zip(samples).enumerate() {
+    for (c, list) in configs.iter().zip(samples) {
         let med = |f: &dyn Fn(&Sample) -> f64| median(&list.iter().map(f).collect::<Vec<_>>());
         #[expect(
             clippy::cast_precision_loss,
@@ -252,11 +307,11 @@ fn render(o: &Options, configs: &[Config], samples: &[Vec<Sample>]) -> String {
             });
             n as f64 / r.max(1) as f64 * 100.0
         };
-        if i == 3 {
+        if c.label.starts_with("(d) boifi,") {
             d_vs_b = (per_round(list, b, rps), per_round(list, b, p99));
         }
         t.row(vec![
-            c.label.to_owned(),
+            c.label.clone(),
             med(&rps).map_or_else(String::new, report::rps),
             med(&|s| stats::ms(s.run.p50)).map_or_else(String::new, report::millis),
             med(&p99).map_or_else(String::new, report::millis),

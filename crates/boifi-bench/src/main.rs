@@ -55,6 +55,23 @@ struct DataplaneArgs {
     /// wrk connections.
     #[arg(long, default_value_t = 32)]
     connections: u32,
+    /// Another build of the filter to compare in configuration (d), as `LABEL=PATH`
+    /// (repeatable).
+    #[arg(long, value_parser = parse_extra)]
+    extra_wasm: Vec<(String, PathBuf)>,
+    /// Only these configurations, by letter (e.g. `acd`).
+    #[arg(long)]
+    only: Option<String>,
+    /// Record each configuration's Envoy with `perf record` (first round) into this directory.
+    #[arg(long)]
+    perf_dir: Option<PathBuf>,
+}
+
+fn parse_extra(text: &str) -> Result<(String, PathBuf), String> {
+    let (label, path) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not of the form LABEL=PATH"))?;
+    Ok((label.to_owned(), PathBuf::from(path)))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -131,6 +148,9 @@ impl Run<'_> {
             duration: Duration::from_secs(a.duration.max(1)),
             warmup: Duration::from_secs(a.warmup),
             connections: a.connections.max(1),
+            extra_wasm: a.extra_wasm.clone(),
+            only: a.only.clone(),
+            perf_dir: a.perf_dir.clone(),
         };
         let body = dataplane::run(&o, self.dir.path())?;
         self.publish("dataplane", "Data plane", &body)
@@ -186,6 +206,9 @@ fn run(cli: &Cli) -> Result<(), BenchError> {
                 duration: 5,
                 warmup: 1,
                 connections: 32,
+                extra_wasm: Vec::new(),
+                only: None,
+                perf_dir: None,
             })?;
             r.propagation(&PropagationArgs {
                 sidecars: 50,
