@@ -523,7 +523,7 @@ impl Context for FilterRoot {
     fn on_http_call_response(
         &mut self,
         token_id: u32,
-        _num_headers: usize,
+        num_headers: usize,
         body_size: usize,
         _num_trailers: usize,
     ) {
@@ -535,8 +535,14 @@ impl Context for FilterRoot {
             return;
         }
         poller.in_flight = None;
-        let status = self.get_http_call_response_header(":status");
-        let body = self.get_http_call_response_body(0, body_size);
+        // A failed call (reset, timeout, truncated body) arrives with no headers: Envoy then
+        // answers a header lookup with BadArgument, on which the SDK panics (a dead VM).
+        let status = (num_headers > 0)
+            .then(|| self.get_http_call_response_header(":status"))
+            .flatten();
+        let body = (num_headers > 0 && body_size > 0)
+            .then(|| self.get_http_call_response_body(0, body_size))
+            .flatten();
         let metrics = self.metrics();
         let identity = self
             .vm
