@@ -20,21 +20,31 @@ fn startup_time_with_and_without_the_filter() {
         if !with_filter {
             o.wasm = None;
         }
-        Envoy::start(&p.envoy, &o).startup
+        let envoy = Envoy::start(&p.envoy, &o);
+        (envoy.startup, envoy.startup_cpu)
     };
     // Interleaved, so load from elsewhere on the machine hits both sides alike.
-    let (mut without, mut with): (Vec<Duration>, Vec<Duration>) =
-        (0..runs).map(|_| (start(false), start(true))).unzip();
-    without.sort();
-    with.sort();
-    let (without, with) = (without[runs / 2], with[runs / 2]);
+    let runs: Vec<((Duration, Duration), (Duration, Duration))> =
+        (0..runs).map(|_| (start(false), start(true))).collect();
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let without = median(runs.iter().map(|r| r.0 .0).collect());
+    let with = median(runs.iter().map(|r| r.1 .0).collect());
+    let cpu_without = median(runs.iter().map(|r| r.0 .1).collect());
+    let cpu_with = median(runs.iter().map(|r| r.1 .1).collect());
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let size = std::fs::metadata(&p.wasm).map(|m| m.len()).unwrap_or(0);
     eprintln!(
-        "startup (median of {runs}): without filter {:.0} ms, with filter {:.0} ms, delta {:.0} ms; module {size} bytes",
+        "startup (median of {n}): without filter {:.0} ms, with filter {:.0} ms, delta {:.0} ms; \
+         Envoy CPU until then {:.0} ms vs {:.0} ms; module {size} bytes",
         ms(without),
         ms(with),
-        ms(with) - ms(without)
+        ms(with) - ms(without),
+        ms(cpu_without),
+        ms(cpu_with),
+        n = runs.len()
     );
     assert!(
         with < Duration::from_secs(5),

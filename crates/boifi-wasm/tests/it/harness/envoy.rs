@@ -245,6 +245,9 @@ pub struct Envoy {
     pub extra_ports: Vec<u16>,
     /// From exec to the first 200 through the listener.
     pub startup: Duration,
+    /// CPU time (user + system) Envoy spent until then: unlike `startup`, barely affected by
+    /// other load on a shared machine (mostly V8 compiling the module, with the filter).
+    pub startup_cpu: Duration,
     child: Option<Child>,
     dir: TempDir,
 }
@@ -289,6 +292,7 @@ impl Envoy {
             listener_port,
             extra_ports,
             startup: Duration::ZERO,
+            startup_cpu: Duration::ZERO,
             child: Some(child),
             dir,
         };
@@ -304,6 +308,7 @@ impl Envoy {
                 .filter(|r| r.status == 200)
         });
         envoy.startup = started.elapsed();
+        envoy.startup_cpu = envoy.cpu_time();
         assert!(
             ok.is_some(),
             "envoy never answered 200 through its listener: {}",
@@ -320,6 +325,24 @@ impl Envoy {
             envoy.log()
         );
         envoy
+    }
+
+    /// CPU time the Envoy process has used so far (Linux `/proc/<pid>/stat`, 10 ms ticks).
+    pub fn cpu_time(&self) -> Duration {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return Duration::ZERO;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Duration::from_millis((ticks(11) + ticks(12)) * 10)
     }
 
     /// A keep-alive client to the listener.
