@@ -15,3 +15,5 @@ mod etcd_store;
 mod harness;
 mod longpoll;
 mod process;
+mod reliability_flood;
+mod reliability_security;
