@@ -630,8 +630,10 @@ impl RootContext for FilterRoot {
             }
         };
         proxy_wasm::set_log_level(log_level(&config.log_level));
-        let plugin = self
-            .get_property(vec!["plugin_name"])
+        // hostcalls, not the trait's `get_property`, which panics on a serialization failure.
+        let plugin = hostcalls::get_property(vec!["plugin_name"])
+            .ok()
+            .flatten()
             .and_then(|b| String::from_utf8(b).ok())
             .unwrap_or_default();
         if self.poller.take().is_some() {
