@@ -50,7 +50,7 @@ use std::time::Duration;
 use boifi_core::policy::PolicyDocument;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, KeyValue,
-    Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+    KvClient, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient, WatchOptions,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -59,6 +59,10 @@ use super::{
     now_ms, DeleteOutcome, PolicyStore, PutOutcome, Snapshot, StoreError, WriteCondition,
     ETCD_PREFIX,
 };
+
+/// Largest gRPC message the view accepts (a full list, a watch batch catching up). gRPC's
+/// default of 4 MiB is a few hundred large policies; etcd's own bound is its database quota.
+const MAX_VIEW_MESSAGE_BYTES: usize = 1 << 30;
 
 /// How the store reaches etcd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,7 +251,14 @@ impl EtcdStore {
             counters: Counters::default(),
         });
         let task = tokio::spawn(maintain_view(
-            client.clone(),
+            ViewClients {
+                kv: client
+                    .kv_client()
+                    .max_decoding_message_size(MAX_VIEW_MESSAGE_BYTES),
+                watch: client
+                    .watch_client()
+                    .max_decoding_message_size(MAX_VIEW_MESSAGE_BYTES),
+            },
             Arc::clone(&shared),
             options.request_timeout,
         ));
@@ -586,15 +597,21 @@ enum WatchEnd {
     Lost(String),
 }
 
+/// The background task's connections, with a message limit fit for a full list.
+struct ViewClients {
+    kv: KvClient,
+    watch: WatchClient,
+}
+
 /// The background task: list, watch, apply, publish; relist or resume as the watch ends.
-async fn maintain_view(mut client: Client, shared: Arc<Shared>, request_timeout: Duration) {
+async fn maintain_view(mut clients: ViewClients, shared: Arc<Shared>, request_timeout: Duration) {
     let mut backoff = Backoff::new();
     // `Some(r)`: resume the watch after `r` without listing.
     let mut resume_after: Option<u64> = None;
     loop {
         let after = match resume_after {
             Some(revision) => revision,
-            None => match list(&mut client, &shared, request_timeout).await {
+            None => match list(&mut clients.kv, &shared, request_timeout).await {
                 Ok(revision) => {
                     shared.set_ready();
                     backoff.reset();
@@ -609,7 +626,15 @@ async fn maintain_view(mut client: Client, shared: Arc<Shared>, request_timeout:
                 }
             },
         };
-        match follow(&mut client, &shared, after, request_timeout, &mut backoff).await {
+        match follow(
+            &mut clients.watch,
+            &shared,
+            after,
+            request_timeout,
+            &mut backoff,
+        )
+        .await
+        {
             WatchEnd::Compacted(compact_revision) => {
                 bump(&shared.counters.compactions);
                 tracing::info!(
@@ -642,7 +667,7 @@ async fn maintain_view(mut client: Client, shared: Arc<Shared>, request_timeout:
 
 /// Lists the prefix and publishes it as the view; returns the header revision.
 async fn list(
-    client: &mut Client,
+    client: &mut KvClient,
     shared: &Shared,
     request_timeout: Duration,
 ) -> Result<u64, String> {
@@ -691,7 +716,7 @@ async fn list(
 
 /// Watches the prefix from `after + 1`, applying events to the view until the watch ends.
 async fn follow(
-    client: &mut Client,
+    client: &mut WatchClient,
     shared: &Shared,
     after: u64,
     request_timeout: Duration,

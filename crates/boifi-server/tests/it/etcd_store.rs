@@ -462,3 +462,53 @@ async fn replicas_sweep_an_expired_policy_exactly_once() {
         Some(&fresh.policy)
     );
 }
+
+/// More policy text than gRPC's default 4 MiB message limit: the list (and a watch catching up
+/// on as much) still loads. Each policy carries the largest abort body a policy may have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_larger_than_a_default_grpc_message_loads() {
+    let Some(etcd) = EtcdCluster::for_test(1) else {
+        return;
+    };
+    let prefix = unique_prefix("large");
+    let watching = EtcdStore::connect(&etcd.endpoints(), &prefix)
+        .await
+        .unwrap();
+    let body = "x".repeat(boifi_core::policy::MAX_BODY_BYTES);
+    let mut client = Client::connect(etcd.endpoints(), None).await.unwrap();
+    let count = 300;
+    let mut txn_ops = Vec::new();
+    for i in 0..count {
+        let name = format!("large-{i:03}");
+        let mut p = policy(&name, 1);
+        p.spec.rules[0].fault.abort.as_mut().unwrap().body = Some(body.clone());
+        let value = serde_json::to_string(&p.stored(boifi_server::store::now_ms(), 0)).unwrap();
+        txn_ops.push(etcd_client::TxnOp::put(
+            format!("{prefix}{name}"),
+            value,
+            None,
+        ));
+    }
+    // A few transactions (etcd takes up to 1.5 MiB per request), all behind the store's back.
+    for chunk in txn_ops.chunks(60) {
+        client
+            .txn(etcd_client::Txn::new().and_then(chunk.to_vec()))
+            .await
+            .unwrap();
+    }
+    let listing = EtcdStore::connect(&etcd.endpoints(), &prefix)
+        .await
+        .unwrap();
+    let view = listing.snapshot().await.unwrap();
+    assert_eq!(view.policies.len(), count);
+    let total: usize = view
+        .policies
+        .values()
+        .map(|p| serde_json::to_vec(p).unwrap().len())
+        .sum();
+    assert!(total > 4 * 1024 * 1024, "{total} bytes");
+    view_until(&watching, "every large policy", |s| {
+        s.policies.len() == count
+    })
+    .await;
+}
