@@ -89,7 +89,8 @@ fn faults_continue_from_the_cache_when_the_control_plane_dies_and_still_expire()
     );
     assert!(
         expired_after >= Duration::from_millis(2_900)
-            && expired_after <= Duration::from_millis(3_600),
+            // Upper bound loose: a loaded CI machine may stall a request for a while.
+            && expired_after <= Duration::from_millis(4_500),
         "expired after {expired_after:?}"
     );
     assert!(burst(&mut c, "/keep", 20).iter().all(|r| r.status == 503));

@@ -46,8 +46,10 @@ fn startup_time_with_and_without_the_filter() {
         ms(cpu_with),
         n = runs.len()
     );
+    // A sanity bound, not the target (the figures above go to docs/PERFORMANCE.md): wall time
+    // swings with the machine's load, Envoy's own CPU time much less.
     assert!(
-        with < Duration::from_secs(5),
-        "startup with the filter took {with:?}"
+        cpu_with < Duration::from_secs(3),
+        "Envoy used {cpu_with:?} of CPU to start with the filter"
     );
 }
