@@ -145,9 +145,12 @@ pub fn run(options: &DemoOptions) -> Result<(), MeshError> {
     }
     let waited = crate::mesh::wait_converged(&mesh, Duration::from_secs(30))?;
     println!(
-        "      every sidecar holds the new policies {} ms after the apply returned",
+        "      every sidecar holds the new policies {} ms after the apply returned; boifi-cli status:",
         waited.as_millis()
     );
+    for line in mesh.cli(&["status"])?.lines() {
+        println!("      {line}");
+    }
 
     println!(
         "[3/5] sending {} requests to each service through the ingress",
