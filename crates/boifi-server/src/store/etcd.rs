@@ -75,7 +75,8 @@ pub struct EtcdOptions {
     pub request_timeout: Duration,
     /// Bound of establishing a connection to one endpoint.
     pub connect_timeout: Duration,
-    /// How long [`EtcdStore::connect`] waits for the first view.
+    /// How long [`EtcdStore::connect`] waits for the first view (a new etcd cluster may take a
+    /// while to elect its first leader; the manifests' startup probe allows 2 minutes).
     pub ready_timeout: Duration,
     /// How long a write waits for this replica's view to show it before returning anyway.
     pub view_wait: Duration,
@@ -87,14 +88,15 @@ impl EtcdOptions {
         EtcdOptions::new(endpoints, ETCD_PREFIX)
     }
 
-    /// Defaults for `endpoints` and `prefix`: 5 s requests, 2 s connects, 10 s to the first view.
+    /// Defaults for `endpoints` and `prefix`: 5 s requests, 2 s connects, 2 minutes to the
+    /// first view.
     pub fn new<E: AsRef<str>>(endpoints: &[E], prefix: &str) -> EtcdOptions {
         EtcdOptions {
             endpoints: endpoints.iter().map(|e| e.as_ref().to_owned()).collect(),
             prefix: prefix.to_owned(),
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
-            ready_timeout: Duration::from_secs(10),
+            ready_timeout: Duration::from_secs(120),
             view_wait: Duration::from_secs(5),
         }
     }
@@ -200,17 +202,30 @@ impl Drop for EtcdStore {
 }
 
 impl EtcdStore {
-    /// Connects to `endpoints` with keys under `prefix` and waits (up to 10 s) until the view
-    /// is loaded. Fails with [`StoreError::Unavailable`] if etcd does not answer by then.
+    /// Connects to `endpoints` with keys under `prefix` and waits until the view is loaded,
+    /// logging why every few seconds. Fails with [`StoreError::Unavailable`] if etcd has not
+    /// answered after 2 minutes ([`EtcdOptions::ready_timeout`]).
     pub async fn connect<E: AsRef<str>>(
         endpoints: &[E],
         prefix: &str,
     ) -> Result<EtcdStore, StoreError> {
-        let options = EtcdOptions::new(endpoints, prefix);
+        EtcdStore::connect_with(EtcdOptions::new(endpoints, prefix)).await
+    }
+
+    /// [`EtcdStore::connect`] with every option.
+    pub async fn connect_with(options: EtcdOptions) -> Result<EtcdStore, StoreError> {
+        const NOTE_EVERY: Duration = Duration::from_secs(5);
         let ready_timeout = options.ready_timeout;
         let store = EtcdStore::start(options).await?;
-        store.wait_ready(ready_timeout).await?;
-        Ok(store)
+        let started = tokio::time::Instant::now();
+        loop {
+            let left = ready_timeout.saturating_sub(started.elapsed());
+            match store.wait_ready(left.min(NOTE_EVERY)).await {
+                Ok(()) => return Ok(store),
+                Err(e) if started.elapsed() >= ready_timeout => return Err(e),
+                Err(e) => tracing::warn!(reason = %e, "waiting for etcd"),
+            }
+        }
     }
 
     /// Starts the store without waiting for etcd: the view loads in the background and

@@ -162,6 +162,13 @@ async fn store_reports_why_it_cannot_start_and_waits_for_etcd() {
     let port = boifi_testkit::ports::free_port().unwrap();
     let mut options = EtcdOptions::new(&[format!("http://127.0.0.1:{port}")], "/boifi/policies/");
     options.ready_timeout = Duration::from_millis(300);
+    // `connect` gives up after its ready timeout, with the reason.
+    let err = EtcdStore::connect_with(options.clone()).await.unwrap_err();
+    eprintln!("etcd store: connect to a dead endpoint: {err}");
+    assert!(
+        matches!(&err, StoreError::Unavailable(reason) if reason.contains("etcd")),
+        "{err:?}"
+    );
     let store = EtcdStore::start(options).await.unwrap();
     let err = store
         .wait_ready(Duration::from_millis(500))
