@@ -17,3 +17,4 @@ mod longpoll;
 mod process;
 mod reliability_flood;
 mod reliability_security;
+mod replicas;
