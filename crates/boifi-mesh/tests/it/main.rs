@@ -11,4 +11,5 @@
 mod edge_cases;
 mod scale;
 mod support;
+mod teardown;
 mod user_stories;
