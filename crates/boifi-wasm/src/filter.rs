@@ -690,6 +690,13 @@ impl RootContext for FilterRoot {
                 self.poller = None;
             }
         }
+        if self.poller.is_some() {
+            // Policies expire without a new version: keep the gauge true between updates.
+            if let Ok(vm) = self.vm.try_borrow() {
+                let active = u64::try_from(vm.set.active_policy_count(now)).unwrap_or(u64::MAX);
+                Metrics::set(vm.metrics.active, active);
+            }
+        }
         self.rearm(now);
     }
 

@@ -94,6 +94,13 @@ fn faults_continue_from_the_cache_when_the_control_plane_dies_and_still_expire()
         "expired after {expired_after:?}"
     );
     assert!(burst(&mut c, "/keep", 20).iter().all(|r| r.status == 503));
+    // The active-policies gauge follows the expiry without a new version.
+    let gauge = crate::harness::wait_for(Duration::from_secs(6), || {
+        envoy
+            .prometheus_value("hfi_policies_active")
+            .filter(|n| (*n - 1.0).abs() < 0.5)
+    });
+    assert!(gauge.is_some(), "{}", envoy.prometheus());
     let retrying = crate::harness::wait_for(Duration::from_secs(3), || {
         envoy
             .prometheus_value("hfi_config_poll_failures_total")
