@@ -41,7 +41,7 @@ nostd: deps
 wasm: deps
 	@bash scripts/build-wasm.sh
 
-test: deps fmt-check clippy nostd test-rust
+test: deps fmt-check clippy nostd test-rust fuzz-smoke api-fuzz
 
 # The local mesh (crates/boifi-mesh): Online Boutique's 11 services as app + Envoy sidecar
 # pods with the filter, an ingress, the control plane on its embedded store (`make demo HA=1`:
@@ -61,6 +61,20 @@ test-rust: wasm
 oci: wasm
 	cargo run --quiet -p boifi-deploy -- oci --wasm $(WASM_OUT) --out $(OCI_DIR)
 	cargo run --quiet -p boifi-deploy -- pin --layout $(OCI_DIR) --manifests manifests
+
+# Reliability (docs/RELIABILITY.md). fuzz-smoke: every fuzz/ target under libFuzzer for 6 s
+# (built with plain cargo, no cargo-fuzz needed). fuzz: long runs through cargo-fuzz (installed
+# if missing), FUZZ_SECONDS (default 1800) or FUZZ_RUNS (default 10 million) per target.
+# api-fuzz: schemathesis against a real boifi-server's /v1/openapi.json, API_FUZZ_SECONDS (20) x 3.
+.PHONY: fuzz-smoke fuzz api-fuzz
+fuzz-smoke:
+	@bash fuzz/smoke.sh
+
+fuzz:
+	@bash fuzz/run-long.sh
+
+api-fuzz:
+	@bash fuzz/api-fuzz.sh
 
 # Benchmarks (minutes; not part of `make test`): boifi-core's criterion benches, then
 # `boifi-bench` (release build) runs the data plane, propagation, control-plane scale and

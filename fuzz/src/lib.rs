@@ -1,0 +1,491 @@
+//! boifi's fuzz properties, one function per target. Each takes the fuzzer's bytes and panics
+//! only when the property it is named after is broken, so the libFuzzer entry points in
+//! `fuzz_targets/` stay one line each.
+//!
+//! - [`policy_parse_never_panics_and_round_trips`]: policy YAML and JSON parsing never panics,
+//!   and every document it accepts serializes (to JSON and to YAML) and parses back equal.
+//! - [`decide_never_panics`]: compiling arbitrary policy documents (built in code, so the
+//!   validation of the parsers is bypassed) and deciding arbitrary requests at arbitrary times
+//!   with arbitrary draws never panics, is deterministic, and only ever fires a rule that is
+//!   live, matching and not at 0 %.
+//! - [`plugin_config_never_panics`]: the filter's `pluginConfig` parsing never panics and
+//!   accepted configurations round-trip.
+//! - [`config_response_never_panics`]: `/v1/config` answers as the filter reads them
+//!   (`boifi_wasm::sync::classify`, `compile_body`) and the shared-data encodings the filter
+//!   decodes never panic; accepted responses round-trip.
+//! - [`config_query_never_panics`]: `ConfigQuery::from_pairs` never panics and accepted
+//!   queries survive `to_query_string` and back.
+
+use std::collections::BTreeMap;
+
+use arbitrary::{Arbitrary, Result as ArbResult, Unstructured};
+use boifi_core::compiled::{decide, CompiledPolicySet, SimpleRequest};
+use boifi_core::identity::Identity;
+use boifi_core::policy::{
+    parse_policies_json, parse_policies_text, parse_policies_yaml, parse_policy_json, Abort, Delay,
+    Fault, HeaderMatch, Metadata, Percentage, PolicyDocument, PolicySpec, RequestMatch, Rule,
+    Sampling, Selector, StringMatch, Window, PPM_SCALE,
+};
+use boifi_core::wire::{ConfigQuery, ConfigResponse, PluginConfig};
+
+// ---------------------------------------------------------------------------------------------
+// policy parsing
+
+/// See the crate docs.
+pub fn policy_parse_never_panics_and_round_trips(data: &[u8]) {
+    // Half of the inputs (first byte odd) are generated documents, mostly valid, so the
+    // round-trip half of the property sees more than the few documents mutation finds.
+    if let Some((&first, rest)) = data.split_first() {
+        if first & 1 == 1 {
+            let mut u = Unstructured::new(rest);
+            if let Ok(doc) = arbitrary_document(&mut u) {
+                let value = document_json(&doc);
+                if let Ok(parsed) = PolicyDocument::from_value(&value) {
+                    assert_round_trips(&parsed);
+                }
+                return;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(data);
+    for result in [
+        parse_policies_yaml(&text),
+        parse_policies_json(&text),
+        parse_policies_text(&text),
+    ] {
+        match result {
+            Ok(docs) => docs.iter().for_each(assert_round_trips),
+            Err(errors) => errors.iter().for_each(|e| drop(e.to_string())),
+        }
+    }
+    match parse_policy_json(&text) {
+        Ok(doc) => assert_round_trips(&doc),
+        Err(e) => drop(e.to_string()),
+    }
+}
+
+fn assert_round_trips(doc: &PolicyDocument) {
+    let json = serde_json::to_string(doc).unwrap_or_else(|e| fail("serialize to json", &e, doc));
+    let back = parse_policy_json(&json).unwrap_or_else(|e| fail("re-parse json", &e, &json));
+    assert_eq!(&back, doc, "json round trip changed the document: {json}");
+    let yaml = serde_norway::to_string(doc).unwrap_or_else(|e| fail("serialize to yaml", &e, doc));
+    let back = parse_policies_yaml(&yaml).unwrap_or_else(|e| fail("re-parse yaml", &e, &yaml));
+    assert_eq!(
+        back.as_slice(),
+        core::slice::from_ref(doc),
+        "yaml round trip: {yaml}"
+    );
+}
+
+#[track_caller]
+fn fail<T>(what: &str, error: &dyn std::fmt::Debug, input: &dyn std::fmt::Debug) -> T {
+    panic!("{what} failed: {error:?}\ninput: {input:?}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// decide
+
+/// See the crate docs.
+pub fn decide_never_panics(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let _ = decide_case(&mut u);
+}
+
+fn decide_case(u: &mut Unstructured<'_>) -> ArbResult<()> {
+    let count = u.int_in_range(0..=4)?;
+    let mut docs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let doc = arbitrary_document(u)?;
+        // The store keys policies by name: a set never holds two with one name.
+        if docs.iter().all(|d: &PolicyDocument| d.name() != doc.name()) {
+            docs.push(doc);
+        }
+    }
+    let identity = arbitrary_identity(u)?;
+    let compile_at = arbitrary_time(u)?;
+    let set = match CompiledPolicySet::compile(&docs, &identity, compile_at) {
+        Ok(set) => set,
+        Err(e) => {
+            drop(e.to_string());
+            return Ok(());
+        }
+    };
+    assert!(set.policy_names().len() <= docs.len());
+    assert!(
+        set.header_names().is_sorted_by(|a, b| a < b),
+        "header names not sorted and unique"
+    );
+    let requests = u.int_in_range(1..=8)?;
+    for _ in 0..requests {
+        let request = arbitrary_request(u)?;
+        let now = if u.arbitrary()? {
+            compile_at.saturating_add(u.int_in_range(0..=3_600_000)?)
+        } else {
+            arbitrary_time(u)?
+        };
+        let draw: u64 = u.arbitrary()?;
+        let _ = set.active_policy_count(now);
+        let matching: Vec<(&str, usize, u32)> = set.matching_rules(&request, now).collect();
+        let decision = decide(&set, &request, now, draw);
+        assert_eq!(
+            decision,
+            decide(&set, &request, now, draw),
+            "decide is not deterministic"
+        );
+        let Some(decision) = decision else { continue };
+        let _ = decision.total_wait_ms();
+        if let Some(abort) = decision.abort {
+            let _ = abort.grpc_status_for_grpc_request();
+        }
+        assert!(
+            matching
+                .iter()
+                .any(|&(p, r, _)| p == decision.policy && r == decision.rule_index),
+            "decided rule {}[{}] is not among the matching rules",
+            decision.policy,
+            decision.rule_index
+        );
+        let doc = docs
+            .iter()
+            .find(|d| d.name() == decision.policy)
+            .unwrap_or_else(|| fail("find decided policy", &decision, &docs));
+        assert!(
+            doc.applies_to(&identity),
+            "fired a policy not selecting {identity:?}"
+        );
+        let rule = doc
+            .spec
+            .rules
+            .get(decision.rule_index)
+            .unwrap_or_else(|| fail("find decided rule", &decision, doc));
+        assert_ne!(rule.fault.percentage.ppm(), 0, "a 0 % rule fired");
+        let stored_at = doc.status.map_or(compile_at, |s| s.stored_at_ms);
+        if let Some(end) = rule.expires_at_ms(stored_at) {
+            assert!(now < end, "rule expired at {end} fired at {now}");
+        }
+        if let Some(w) = doc.spec.window {
+            assert!(
+                w.start_ms <= now && now < w.end_ms,
+                "fired outside its window"
+            );
+        }
+        assert_eq!(decision.start_delay_ms, rule.fault.start_delay_ms);
+        match (&rule.fault.delay, decision.delay_ms) {
+            (Some(d), Some(ms)) => {
+                assert!(ms >= d.fixed_delay_ms.saturating_sub(d.jitter_ms));
+                assert!(ms <= d.fixed_delay_ms.saturating_add(d.jitter_ms));
+            }
+            (None, None) => {}
+            other => panic!("delay of the decision does not match the rule: {other:?}"),
+        }
+        assert_eq!(decision.abort.is_some(), rule.fault.abort.is_some());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// the filter's configuration and its /v1/config answers
+
+/// See the crate docs.
+pub fn plugin_config_never_panics(data: &[u8]) {
+    match PluginConfig::from_json(data) {
+        Ok(config) => {
+            let json =
+                serde_json::to_vec(&config).unwrap_or_else(|e| fail("serialize", &e, &config));
+            let back = PluginConfig::from_json(&json)
+                .unwrap_or_else(|e| fail("re-parse", &e, &String::from_utf8_lossy(&json)));
+            assert_eq!(back, config);
+            let _ = config.identity.apply(Identity::default());
+        }
+        Err(e) => drop(e.to_string()),
+    }
+}
+
+/// See the crate docs.
+pub fn config_response_never_panics(data: &[u8]) {
+    use boifi_wasm::{props, shared, sync};
+
+    let identities = [
+        Identity::for_service("frontend", "demo"),
+        Identity::default(),
+    ];
+    if let Ok(response) = serde_json::from_slice::<ConfigResponse>(data) {
+        let json =
+            serde_json::to_vec(&response).unwrap_or_else(|e| fail("serialize", &e, &response));
+        let back: ConfigResponse = serde_json::from_slice(&json)
+            .unwrap_or_else(|e| fail("re-parse", &e, &String::from_utf8_lossy(&json)));
+        assert_eq!(back, response);
+        for identity in &identities {
+            // Policies the server sends were validated when they were written: they compile.
+            if let Err(e) = sync::compile_response(&response, identity, 0) {
+                panic!("a parsed config response did not compile: {e}");
+            }
+        }
+    }
+    for status in [Some("200"), Some("304"), Some("503"), Some(" 200 "), None] {
+        match sync::classify(status, Some(data)) {
+            Ok(_) => {}
+            Err(e) => drop(e.to_string()),
+        }
+    }
+    for identity in &identities {
+        if let Err(e) = sync::compile_body(data, identity, u64::MAX) {
+            drop(e.to_string());
+        }
+    }
+    // Bytes the filter reads from Envoy or from shared data written by another VM.
+    let _ = props::decode_pairs(data);
+    let _ = shared::decode_seq(data);
+    let _ = shared::Lease::decode(data);
+    if let Some(published) = shared::Published::decode(data) {
+        assert_eq!(published.encode(), data);
+    }
+}
+
+/// See the crate docs.
+pub fn config_query_never_panics(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let pairs: Vec<(&str, &str)> = text
+        .split('&')
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect();
+    let Ok(query) = ConfigQuery::from_pairs(pairs.iter().copied()).map_err(|e| e.to_string())
+    else {
+        return;
+    };
+    let encoded = query.to_query_string();
+    let decoded: Vec<(String, String)> = encoded
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect();
+    let back = ConfigQuery::from_pairs(decoded.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .unwrap_or_else(|e| fail("re-parse", &e, &encoded));
+    assert_eq!(back, query, "query string: {encoded}");
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// generators: small alphabets so that names, selectors and headers collide often
+
+const WORDS: &[&str] = &[
+    "frontend", "cart", "demo", "v1", "v2", "", "*", "x-user", "GET", "/",
+];
+
+fn word(u: &mut Unstructured<'_>) -> ArbResult<String> {
+    if u.ratio(1, 8)? {
+        return String::arbitrary(u);
+    }
+    Ok((*u.choose(WORDS)?).to_owned())
+}
+
+fn arbitrary_time(u: &mut Unstructured<'_>) -> ArbResult<u64> {
+    Ok(match u.int_in_range(0..=3)? {
+        0 => 0,
+        1 => u64::MAX - u.int_in_range(0..=2)?,
+        2 => 1_700_000_000_000 + u.int_in_range(0..=10_000_000)?,
+        _ => u.arbitrary()?,
+    })
+}
+
+fn arbitrary_ms(u: &mut Unstructured<'_>) -> ArbResult<u64> {
+    Ok(match u.int_in_range(0..=3)? {
+        0 => 0,
+        1 => u.int_in_range(0..=300_000)?,
+        2 => u64::MAX,
+        _ => u.arbitrary()?,
+    })
+}
+
+fn string_match(u: &mut Unstructured<'_>) -> ArbResult<StringMatch> {
+    let text = if u.ratio(1, 2)? {
+        (*u.choose(&["/api", "GET", "v1", "^/a.*b$", "(a+)+$", "[", "\\p{L}+", ""])?).to_owned()
+    } else {
+        word(u)?
+    };
+    Ok(match u.int_in_range(0..=2)? {
+        0 => StringMatch::Exact(text),
+        1 => StringMatch::Prefix(text),
+        _ => StringMatch::Regex(text),
+    })
+}
+
+fn arbitrary_identity(u: &mut Unstructured<'_>) -> ArbResult<Identity> {
+    let mut identity = Identity::default();
+    if u.arbitrary()? {
+        identity.service = Some(word(u)?);
+    }
+    if u.arbitrary()? {
+        identity.namespace = Some(word(u)?);
+    }
+    if u.arbitrary()? {
+        identity.pod = Some(word(u)?);
+    }
+    for _ in 0..u.int_in_range(0..=2)? {
+        identity.labels.insert(word(u)?, word(u)?);
+    }
+    Ok(identity)
+}
+
+fn arbitrary_request(u: &mut Unstructured<'_>) -> ArbResult<SimpleRequest> {
+    let method = if u.ratio(3, 4)? {
+        "GET".to_owned()
+    } else {
+        word(u)?
+    };
+    let mut path = (*u.choose(&["/", "/api", "/api/x?y=1", "/ab", ""])?).to_owned();
+    if u.ratio(1, 4)? {
+        path.push_str(&word(u)?);
+    }
+    let mut request = SimpleRequest::new(&method, &path);
+    for _ in 0..u.int_in_range(0..=3)? {
+        let name = if u.arbitrary()? {
+            "x-request-id".to_owned()
+        } else {
+            word(u)?
+        };
+        request = request.with_header(&name, &word(u)?);
+    }
+    Ok(request)
+}
+
+/// A policy document built in code: mostly within the validated ranges, sometimes not.
+fn arbitrary_document(u: &mut Unstructured<'_>) -> ArbResult<PolicyDocument> {
+    let name = (*u.choose(&["abc", "frontend-abort", "cart-delay", "a_b-c", "zz9"])?).to_owned();
+    let mut selector = Selector::default();
+    if u.arbitrary()? {
+        selector.service = Some(word(u)?);
+    }
+    if u.arbitrary()? {
+        selector.namespace = Some(word(u)?);
+    }
+    for _ in 0..u.int_in_range(0..=2)? {
+        selector.labels.insert(word(u)?, word(u)?);
+    }
+    let mut rules = Vec::new();
+    for _ in 0..u.int_in_range(1..=4)? {
+        let mut matches = RequestMatch::default();
+        if u.arbitrary()? {
+            matches.method = Some(string_match(u)?);
+        }
+        if u.arbitrary()? {
+            matches.path = Some(string_match(u)?);
+        }
+        for _ in 0..u.int_in_range(0..=10)? {
+            let name =
+                (*u.choose(&["x-user", "x-request-id", "content-type", "a", "b", "c"])?).to_owned();
+            matches.headers.push(HeaderMatch {
+                name,
+                value: string_match(u)?,
+            });
+        }
+        let percentage = match u.int_in_range(0..=3)? {
+            0 => Percentage::NEVER,
+            1 => Percentage::ALWAYS,
+            _ => Percentage::from_ppm(u.int_in_range(0..=PPM_SCALE)?).unwrap_or_default(),
+        };
+        let delay = if u.arbitrary()? {
+            Some(Delay {
+                fixed_delay_ms: arbitrary_ms(u)?,
+                jitter_ms: arbitrary_ms(u)?,
+            })
+        } else {
+            None
+        };
+        let abort = if u.arbitrary()? {
+            let mut headers = BTreeMap::new();
+            if u.arbitrary()? {
+                headers.insert("x-fault".to_owned(), word(u)?);
+            }
+            Some(Abort {
+                http_status: u.int_in_range(200..=599)?,
+                grpc_status: if u.arbitrary()? {
+                    Some(u.int_in_range(0..=16)?)
+                } else {
+                    None
+                },
+                body: if u.arbitrary()? { Some(word(u)?) } else { None },
+                headers,
+            })
+        } else {
+            None
+        };
+        rules.push(Rule {
+            matches,
+            fault: Fault {
+                percentage,
+                start_delay_ms: arbitrary_ms(u)?,
+                duration_seconds: match u.int_in_range(0..=2)? {
+                    0 => 0,
+                    1 => u.int_in_range(1..=2_592_000)?,
+                    _ => u.arbitrary()?,
+                },
+                delay,
+                abort,
+            },
+        });
+    }
+    let window = if u.ratio(1, 4)? {
+        let start_ms = arbitrary_time(u)?;
+        Some(Window {
+            start_ms,
+            end_ms: start_ms.saturating_add(arbitrary_ms(u)?),
+        })
+    } else {
+        None
+    };
+    let doc = PolicyDocument {
+        metadata: Metadata {
+            name,
+            version: if u.arbitrary()? { Some(word(u)?) } else { None },
+        },
+        spec: PolicySpec {
+            selector,
+            rules,
+            sampling: if u.arbitrary()? {
+                Sampling::Request
+            } else {
+                Sampling::Random
+            },
+            window,
+        },
+        status: None,
+    };
+    Ok(if u.arbitrary()? {
+        let stored_at = arbitrary_time(u)?;
+        doc.stored(stored_at, u.arbitrary()?)
+    } else {
+        doc
+    })
+}
+
+/// A document as a client would write it (the serializer's output shape is exercised by the
+/// round trip itself, this is the input shape).
+fn document_json(doc: &PolicyDocument) -> serde_json::Value {
+    serde_json::to_value(doc).unwrap_or_default()
+}
