@@ -17,4 +17,5 @@ mod longpoll;
 mod process;
 mod reliability_flood;
 mod reliability_security;
+mod reliability_writes;
 mod replicas;
