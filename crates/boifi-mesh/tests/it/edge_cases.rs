@@ -49,6 +49,8 @@ fn EDGE_control_plane_down_at_sidecar_start_and_all_replicas_restarted() {
 
     // Both replicas come back (policies are in etcd): every sidecar, the new one included,
     // holds the policies again; the failed polls show the backoff at work.
+    // Not an assertion: the sidecars go through a few rounds of their backoff (200 ms → 2 s)
+    // while nothing answers, so the recovery below is a reconnect from backoff.
     std::thread::sleep(Duration::from_millis(1500));
     let back = Instant::now();
     mesh.control_plane.start_all().unwrap();
