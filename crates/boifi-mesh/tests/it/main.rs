@@ -9,6 +9,7 @@
 )]
 
 mod edge_cases;
+mod reliability_outage;
 mod scale;
 mod support;
 mod teardown;

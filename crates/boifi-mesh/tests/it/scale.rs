@@ -53,7 +53,7 @@ fn SC007_eleven_services_with_independent_policies_each_see_only_their_own() {
             assert_eq!(r.status(500 + i as u16), 40, "{}: {r:?}", s.name);
         }
     }
-    let (all, per_sidecar) = measure_propagation(&mesh, 10);
+    let (all, per_sidecar) = measure_propagation(&mesh, 20);
     eprintln!(
         "SC-007: propagation to all {} sidecars (embedded store, 1 replica) over {} writes: p50 {} p99 {}; per sidecar p50 {} p99 {}",
         mesh.pods().count(),

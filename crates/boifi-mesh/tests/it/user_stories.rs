@@ -115,7 +115,8 @@ fn US2_filter_loaded_everywhere_and_updates_propagate_to_every_sidecar() {
         ms(slowest)
     );
 
-    let (all, per_sidecar) = measure_propagation(&mesh, 12);
+    const WRITES: usize = 30;
+    let (all, per_sidecar) = measure_propagation(&mesh, WRITES);
     let p50 = quantile(&all, 0.5).unwrap();
     let p99 = quantile(&all, 0.99).unwrap();
     eprintln!(
@@ -130,7 +131,7 @@ fn US2_filter_loaded_everywhere_and_updates_propagate_to_every_sidecar() {
     );
     assert!(p99 < Duration::from_secs(5), "seed target 5 s: p99 {p99:?}");
     // The last write is in force everywhere: its header aborts with 418 at every sidecar.
-    let last = format!("{}", 12 - 1);
+    let last = format!("{}", WRITES - 1);
     for (spec, pod) in mesh.pods() {
         let a = mesh
             .request_pod(
