@@ -219,6 +219,19 @@ impl CompiledRule {
     }
 }
 
+/// A rule that matches a request, as [`CompiledPolicySet::matching_rules`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchedRule<'s> {
+    /// The policy.
+    pub policy: &'s str,
+    /// The rule's index within the policy.
+    pub rule_index: usize,
+    /// The rule's percentage, in ppm.
+    pub ppm: u32,
+    /// How its draw is made.
+    pub sampling: Sampling,
+}
+
 /// The policies that concern one sidecar, compiled for fast evaluation. Built on every policy
 /// update, never per request.
 #[derive(Debug, Clone, Default)]
@@ -383,19 +396,24 @@ impl CompiledPolicySet {
         count
     }
 
-    /// The rules live at `now_ms` that match `request`, in evaluation order, as
-    /// `(policy, rule index, percentage in ppm)`: what `simulate` explains.
+    /// The rules live at `now_ms` that match `request`, in evaluation order: what `simulate`
+    /// explains.
     pub fn matching_rules<'s, R: RequestView + ?Sized>(
         &'s self,
         request: &'s R,
         now_ms: u64,
-    ) -> impl Iterator<Item = (&'s str, usize, u32)> + 's {
+    ) -> impl Iterator<Item = MatchedRule<'s>> + 's {
         let path = path_without_query(request.path());
         let mut headers = HeaderCache::default();
         self.rules
             .iter()
             .filter(move |r| r.is_live(now_ms) && r.matches(request, path, &mut headers))
-            .map(|r| (self.policy_name(r.policy), r.rule_index, r.ppm))
+            .map(|r| MatchedRule {
+                policy: self.policy_name(r.policy),
+                rule_index: r.rule_index,
+                ppm: r.ppm,
+                sampling: r.sampling,
+            })
     }
 
     fn policy_name(&self, index: usize) -> &str {

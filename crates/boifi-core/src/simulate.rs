@@ -5,8 +5,11 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::compiled::{decide, CompiledPolicySet, FaultDecision, RequestView};
-use crate::policy::PPM_SCALE;
+use crate::compiled::{
+    decide, fires, rule_draw, rule_seed, CompiledPolicySet, FaultDecision, RequestView,
+    REQUEST_ID_HEADER,
+};
+use crate::policy::{Sampling, PPM_SCALE};
 use crate::rng::XorShift64Star;
 
 /// What happened to one request.
@@ -120,21 +123,34 @@ pub struct ExpectedShare {
     pub share: f64,
 }
 
-/// The share each matching rule is expected to take when draws are independent (`random`
-/// sampling, or `request` sampling over distinct request ids).
+/// The share each matching rule is expected to take: its percentage times the chance that no
+/// earlier matching rule fired, with independent draws (`random` sampling, or `request`
+/// sampling without an `x-request-id`). A `request`-sampled rule with a request id present is
+/// deterministic: it takes all that is left, or nothing.
 pub fn expected_shares<R: RequestView + ?Sized>(
     set: &CompiledPolicySet,
     request: &R,
     now_ms: u64,
 ) -> Vec<ExpectedShare> {
+    let request_id = request.header(REQUEST_ID_HEADER);
     let mut not_yet = 1.0f64;
     let mut shares = Vec::new();
-    for (policy, rule_index, ppm) in set.matching_rules(request, now_ms) {
-        let p = f64::from(ppm) / f64::from(PPM_SCALE);
+    for rule in set.matching_rules(request, now_ms) {
+        let p = match (rule.sampling, request_id) {
+            (Sampling::Request, Some(id)) => {
+                let seed = rule_seed(rule.policy, rule.rule_index);
+                if fires(rule_draw(rule.sampling, seed, 0, Some(id)), rule.ppm) {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            _ => f64::from(rule.ppm) / f64::from(PPM_SCALE),
+        };
         shares.push(ExpectedShare {
-            policy: String::from(policy),
-            rule_index,
-            configured_ppm: ppm,
+            policy: String::from(rule.policy),
+            rule_index: rule.rule_index,
+            configured_ppm: rule.ppm,
             share: not_yet * p,
         });
         not_yet *= 1.0 - p;

@@ -9,11 +9,11 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use boifi_core::compiled::{decide, fires, rule_draw, rule_seed, CompiledPolicySet, SimpleRequest};
+use boifi_core::compiled::{decide, CompiledPolicySet, SimpleRequest};
 use boifi_core::identity::Identity;
-use boifi_core::policy::{PolicyDocument, Sampling, PPM_SCALE};
+use boifi_core::policy::PolicyDocument;
 use boifi_core::rng::XorShift64Star;
-use boifi_core::simulate::Outcome;
+use boifi_core::simulate::{expected_shares, Outcome};
 use boifi_core::wire::{ConfigQuery, ConfigResponse};
 use serde::Serialize;
 
@@ -244,45 +244,30 @@ pub fn simulate(
         policies.iter().filter(|p| p.applies_to(identity)).collect();
     applied.sort_by(|a, b| a.name().cmp(b.name()));
 
-    // The promise of the rules: each fires at its percentage if no earlier one did. A fixed
-    // request id makes `request` sampling deterministic: that rule fires always or never.
-    let request_id = request
-        .headers
-        .iter()
-        .find(|(n, _)| n == boifi_core::compiled::REQUEST_ID_HEADER)
-        .map(|(_, v)| v.as_str());
+    // The promise of the rules, from the core: each fires at its percentage if no earlier one
+    // did; a fixed request id makes `request` sampling fire always or never.
     let mut not_yet = 1.0f64;
     let mut matching = Vec::new();
     let mut expected: BTreeMap<Outcome, f64> = BTreeMap::new();
-    for (name, rule_index, ppm) in set.matching_rules(request, now) {
-        let Some(policy) = by_name.get(name) else {
+    for share in expected_shares(&set, request, now) {
+        let Some(policy) = by_name.get(share.policy.as_str()) else {
             continue;
         };
-        let p = match (policy.spec.sampling, request_id) {
-            (Sampling::Request, Some(id)) => {
-                let draw = rule_draw(Sampling::Request, rule_seed(name, rule_index), 0, Some(id));
-                if fires(draw, ppm) {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-            _ => f64::from(ppm) / f64::from(PPM_SCALE),
-        };
-        let share = not_yet * p;
-        not_yet *= 1.0 - p;
+        let rule_index = share.rule_index;
+        not_yet -= share.share;
         let outcome = rule_outcome(policy, rule_index).unwrap_or(Outcome::Pass);
-        *expected.entry(outcome.clone()).or_insert(0.0) += share;
+        *expected.entry(outcome.clone()).or_insert(0.0) += share.share;
         matching.push(MatchingRule {
-            policy: name.to_owned(),
+            policy: share.policy.clone(),
             rule: rule_index,
-            percentage: output::percent(ppm),
+            percentage: output::percent(share.configured_ppm),
             fault: output::fault_summary(policy, rule_index),
             outcome: outcome.kind(),
             http_status: status_of(&outcome),
-            expected_percent: share * 100.0,
+            expected_percent: share.share * 100.0,
         });
     }
+    let not_yet = not_yet.max(0.0);
     *expected.entry(Outcome::Pass).or_insert(0.0) += not_yet;
 
     // The observation: exactly the filter's decision, one draw per request.

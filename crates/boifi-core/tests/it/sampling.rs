@@ -66,3 +66,34 @@ fn smallest_step_is_representable() {
     let hits = observed(&set, 2_000_000, 3);
     check_binomial("tiny", hits, 2_000_000, 1e-6).unwrap();
 }
+
+#[test]
+fn expected_shares_follow_rule_order_and_fixed_request_ids() {
+    use boifi_core::simulate::expected_shares;
+    let a = abort_policy("a-first", "30");
+    let b = abort_policy("b-second", "50");
+    let set = CompiledPolicySet::compile(&[b, a], &Identity::default(), 0).unwrap();
+    let shares = expected_shares(&set, &SimpleRequest::new("GET", "/"), 0);
+    assert_eq!(shares.len(), 2);
+    assert_eq!(shares[0].policy, "a-first");
+    assert!((shares[0].share - 0.30).abs() < 1e-12);
+    assert!(
+        (shares[1].share - 0.35).abs() < 1e-12,
+        "50% of the 70% left"
+    );
+
+    // `request` sampling with a fixed id: all or nothing, and exactly what decide does.
+    let mut p = abort_policy("by-request", "50");
+    p.spec.sampling = boifi_core::policy::Sampling::Request;
+    let set = CompiledPolicySet::compile(&[p], &Identity::default(), 0).unwrap();
+    for id in ["r-1", "r-2", "r-3", "r-4", "r-5", "r-6"] {
+        let request = SimpleRequest::new("GET", "/").with_header("x-request-id", id);
+        let share = expected_shares(&set, &request, 0)[0].share;
+        let fired = decide(&set, &request, 0, 12345).is_some();
+        assert_eq!(share > 0.5, fired, "{id}");
+        assert!(
+            share.abs() < 1e-12 || (share - 1.0).abs() < 1e-12,
+            "{id}: {share}"
+        );
+    }
+}
