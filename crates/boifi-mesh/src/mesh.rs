@@ -661,9 +661,6 @@ pub fn run_cli(server: &str, args: &[&str]) -> Result<String, MeshError> {
     }
 }
 
-/// Per-service counts, for the demo's table.
-pub type ServiceCounts = BTreeMap<String, TrafficReport>;
-
 /// The control plane's view of the rollout (`GET /v1/policies/status`): the current config
 /// version and the version each sidecar (by pod name) last reported holding.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
