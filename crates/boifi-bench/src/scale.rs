@@ -132,7 +132,7 @@ pub fn run(o: &Options, dir: &std::path::Path) -> Result<String, BenchError> {
     let open_s = opening.elapsed().as_secs_f64();
     let rss_held = stats::status_kib(pid, "VmRSS").unwrap_or(0);
     let cpu0 = cpu_ms(pid, ticks)?;
-    runtime.block_on(tokio::time::sleep(Duration::from_secs(2)));
+    runtime.block_on(async { tokio::time::sleep(Duration::from_secs(2)).await });
     let cpu_idle_pct = (cpu_ms(pid, ticks)? - cpu0) / 2000.0 * 100.0;
     let cpu_before = cpu_ms(pid, ticks)?;
     let sent = Instant::now();
