@@ -243,9 +243,12 @@ impl EtcdStore {
         }
         let connect = ConnectOptions::new()
             .with_connect_timeout(options.connect_timeout)
-            // etcd refuses pings more often than every 5 s (`--grpc-keepalive-min-time`).
+            // Detects a silently dead member under the watch. etcd refuses pings more often than
+            // every 5 s (`--grpc-keepalive-min-time`), and on connections without a stream at
+            // all (no `PermitWithoutStream`): pinging the idle connections to the other
+            // members would earn them a `too_many_pings` GOAWAY.
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
-            .with_keep_alive_while_idle(true)
+            .with_keep_alive_while_idle(false)
             // A member cut off from the leader cancels our watch instead of going silent.
             .with_require_leader(true);
         let client = Client::connect(&options.endpoints, Some(connect))
