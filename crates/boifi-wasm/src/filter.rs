@@ -229,6 +229,20 @@ impl VmState {
     }
 }
 
+/// Envoy's shared data (per `vm_id`) through the host calls.
+#[derive(Debug)]
+struct HostSharedData;
+
+impl shared::CasStore for HostSharedData {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+    }
+}
+
 /// The poller's in-flight state (only on the root context holding the lease).
 #[derive(Debug)]
 struct Poller {
@@ -295,30 +309,17 @@ impl FilterRoot {
 
     /// Claims or renews the poller lease; false when another root context holds it.
     fn renew_lease(&self, now_ms: u64, stale_after_ms: u64) -> bool {
-        let (bytes, cas) = hostcalls::get_shared_data(&self.keys.lease).unwrap_or((None, None));
-        let current = bytes.as_deref().and_then(Lease::decode);
-        match Lease::view(current, self.lease_id, now_ms, stale_after_ms) {
-            LeaseView::Held => false,
-            LeaseView::Mine | LeaseView::Vacant => {
-                let lease = Lease {
-                    owner: self.lease_id,
-                    heartbeat_ms: now_ms,
-                };
-                hostcalls::set_shared_data(&self.keys.lease, Some(&lease.encode()), cas).is_ok()
-            }
-        }
+        shared::renew_lease(
+            &HostSharedData,
+            &self.keys.lease,
+            self.lease_id,
+            now_ms,
+            stale_after_ms,
+        )
     }
 
     fn release_lease(&self) {
-        if let Ok((Some(bytes), cas)) = hostcalls::get_shared_data(&self.keys.lease) {
-            if Lease::decode(&bytes).is_some_and(|l| l.owner == self.lease_id) {
-                let _ = hostcalls::set_shared_data(
-                    &self.keys.lease,
-                    Some(&Lease::VACANT.encode()),
-                    cas,
-                );
-            }
-        }
+        shared::release_lease(&HostSharedData, &self.keys.lease, self.lease_id);
     }
 
     /// Becomes the poller if the lease is free, and polls at once.

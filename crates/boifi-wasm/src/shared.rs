@@ -94,6 +94,64 @@ impl Lease {
     }
 }
 
+/// Proxy-wasm shared data as the lease uses it: a read that returns the value with its CAS
+/// token, and a compare-and-set. Envoy has no create-if-absent: a write with no token (`None`,
+/// sent as 0) is unconditional, so two VMs that both saw no lease can both write one; the
+/// loser finds out at its next renewal (see [`renew_lease`]).
+pub trait CasStore {
+    /// The value under `key` and its CAS token.
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// Writes `value` if the key's token still is `cas` (`None`: unconditionally); false when
+    /// another write came first.
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
+}
+
+/// What `me` writes to claim or renew the lease, given what it read: `None` when another live
+/// root context holds it.
+pub fn lease_claim(
+    current: Option<&[u8]>,
+    me: u64,
+    now_ms: u64,
+    stale_after_ms: u64,
+) -> Option<Lease> {
+    let current = current.and_then(Lease::decode);
+    match Lease::view(current, me, now_ms, stale_after_ms) {
+        LeaseView::Held => None,
+        LeaseView::Mine | LeaseView::Vacant => Some(Lease {
+            owner: me,
+            heartbeat_ms: now_ms,
+        }),
+    }
+}
+
+/// Claims or renews the lease under `key` for `me`. True when `me` holds it now; false when
+/// another live holder has it or a concurrent write won the compare-and-swap. Renewing on
+/// every poll makes a lost race visible: the VM whose write was overwritten sees a live lease
+/// that is not its own and stops polling.
+pub fn renew_lease(
+    store: &impl CasStore,
+    key: &str,
+    me: u64,
+    now_ms: u64,
+    stale_after_ms: u64,
+) -> bool {
+    let (bytes, cas) = store.get(key);
+    match lease_claim(bytes.as_deref(), me, now_ms, stale_after_ms) {
+        Some(lease) => store.set(key, &lease.encode(), cas),
+        None => false,
+    }
+}
+
+/// Gives the lease up if `me` holds it (so another VM takes over at once, not after it goes
+/// stale).
+pub fn release_lease(store: &impl CasStore, key: &str, me: u64) {
+    if let (Some(bytes), cas) = store.get(key) {
+        if Lease::decode(&bytes).is_some_and(|l| l.owner == me) {
+            store.set(key, &Lease::VACANT.encode(), cas);
+        }
+    }
+}
+
 /// A policy set as the poller publishes it: a sequence number (changes on every publication),
 /// the control plane's config version, and the raw `/v1/config` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +233,111 @@ mod tests {
         assert_eq!(
             Lease::view(Some(Lease::VACANT), 0, 0, 1_000),
             LeaseView::Vacant
+        );
+    }
+
+    /// Envoy's shared data: every write gets a fresh token; a write with a token succeeds only
+    /// if it is still current; a write without one always succeeds.
+    #[derive(Default)]
+    struct ModelStore {
+        data: std::cell::RefCell<std::collections::BTreeMap<String, (Vec<u8>, u32)>>,
+        next_cas: std::cell::Cell<u32>,
+    }
+
+    impl CasStore for ModelStore {
+        fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+            match self.data.borrow().get(key) {
+                Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+                None => (None, None),
+            }
+        }
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+            let mut data = self.data.borrow_mut();
+            if let (Some(want), Some((_, have))) = (cas, data.get(key)) {
+                if want != *have {
+                    return false;
+                }
+            }
+            self.next_cas.set(self.next_cas.get() + 1);
+            data.insert(key.to_owned(), (value.to_vec(), self.next_cas.get()));
+            true
+        }
+    }
+
+    /// What a VM read: the value and its CAS token.
+    type Read = (Option<Vec<u8>>, Option<u32>);
+
+    fn holders(store: &ModelStore) -> Option<u64> {
+        store
+            .get("lease")
+            .0
+            .and_then(|b| Lease::decode(&b))
+            .map(|l| l.owner)
+    }
+
+    #[test]
+    fn racing_claims_converge_to_one_poller_after_one_renewal() {
+        // VMs claim at start in every interleaving of their read and write steps (reads can all
+        // happen before any write: the race the host cannot prevent); then each renews once, in
+        // a random order. Exactly one must still believe it polls: the lease's owner.
+        let mut rng = boifi_core::rng::XorShift64Star::new(11);
+        for round in 0..2_000 {
+            let store = ModelStore::default();
+            let n = 2 + (rng.next_u64() % 4) as usize;
+            let ids: Vec<u64> = (0..n as u64).map(|i| 100 + i).collect();
+            // Each VM's claim is a read, then a write based on that read.
+            let mut reads: Vec<Option<Read>> = vec![None; n];
+            let mut claimed = vec![false; n];
+            let mut steps: Vec<usize> = (0..n).flat_map(|i| [i, i]).collect();
+            for i in (1..steps.len()).rev() {
+                steps.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+            }
+            for vm in steps {
+                match reads[vm].take() {
+                    None => reads[vm] = Some(store.get("lease")),
+                    Some((bytes, cas)) => {
+                        claimed[vm] = lease_claim(bytes.as_deref(), ids[vm], 0, 15_000)
+                            .is_some_and(|l| store.set("lease", &l.encode(), cas));
+                    }
+                }
+            }
+            assert!(claimed.iter().any(|c| *c), "round {round}: nobody claimed");
+            let mut order: Vec<usize> = (0..n).filter(|i| claimed[*i]).collect();
+            for i in (1..order.len()).rev() {
+                order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+            }
+            let still: Vec<u64> = order
+                .into_iter()
+                .filter(|&vm| renew_lease(&store, "lease", ids[vm], 1_000, 15_000))
+                .map(|vm| ids[vm])
+                .collect();
+            assert_eq!(still.len(), 1, "round {round}: pollers {still:?}");
+            assert_eq!(holders(&store), still.first().copied());
+        }
+    }
+
+    #[test]
+    fn a_released_or_stale_lease_is_taken_over() {
+        let store = ModelStore::default();
+        assert!(renew_lease(&store, "lease", 1, 0, 15_000));
+        assert!(
+            !renew_lease(&store, "lease", 2, 14_999, 15_000),
+            "owner is live"
+        );
+        assert!(
+            renew_lease(&store, "lease", 2, 15_000, 15_000),
+            "owner went silent"
+        );
+        assert!(
+            !renew_lease(&store, "lease", 1, 15_001, 15_000),
+            "the old owner steps down"
+        );
+        release_lease(&store, "lease", 1);
+        assert_eq!(holders(&store), Some(2), "only the owner can release");
+        release_lease(&store, "lease", 2);
+        assert!(
+            renew_lease(&store, "lease", 3, 15_002, 15_000),
+            "released: free at once"
         );
     }
 
