@@ -51,7 +51,12 @@ fn RELIABILITY_control_plane_down_30s_under_traffic_fails_nothing_and_expiry_hol
     };
     let answer = mesh
         .client
-        .send(&mesh.control_plane.url(), &get, None, Duration::from_secs(10))
+        .send(
+            &mesh.control_plane.url(),
+            &get,
+            None,
+            Duration::from_secs(10),
+        )
         .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
     let expires_at = doc["status"]["expires_at_ms"].as_u64().unwrap();
@@ -68,19 +73,33 @@ fn RELIABILITY_control_plane_down_30s_under_traffic_fails_nothing_and_expiry_hol
             assert_eq!(r.passed, r.requests, "{service} during the outage: {r:?}");
             plain += r.requests;
         }
-        let keep = mesh.request_for("frontend").unwrap().with_header("x-outage", "keep");
+        let keep = mesh
+            .request_for("frontend")
+            .unwrap()
+            .with_header("x-outage", "keep");
         let r = mesh.client.traffic(&mesh.ingress_url(), &keep, 20, 4);
         assert_eq!(r.errors, 0, "{r:?}");
-        assert_eq!(r.by_fault.get("outage-keep"), Some(&20), "cached fault lost: {r:?}");
+        assert_eq!(
+            r.by_fault.get("outage-keep"),
+            Some(&20),
+            "cached fault lost: {r:?}"
+        );
         kept += r.requests;
 
-        let expire = mesh.request_for("cartservice").unwrap().with_header("x-outage", "expire");
+        let expire = mesh
+            .request_for("cartservice")
+            .unwrap()
+            .with_header("x-outage", "expire");
         let sent_at = now_ms();
         let r = mesh.client.traffic(&mesh.ingress_url(), &expire, 20, 4);
         let done_at = now_ms();
         assert_eq!(r.errors, 0, "{r:?}");
         if done_at + EXPIRY_SLACK_MS < expires_at {
-            assert_eq!(r.by_fault.get("outage-expire"), Some(&20), "stopped early: {r:?}");
+            assert_eq!(
+                r.by_fault.get("outage-expire"),
+                Some(&20),
+                "stopped early: {r:?}"
+            );
             before_expiry += r.requests;
         } else if sent_at > expires_at + EXPIRY_SLACK_MS {
             assert_eq!(r.aborts(), 0, "still firing after expires_at: {r:?}");
@@ -90,18 +109,25 @@ fn RELIABILITY_control_plane_down_30s_under_traffic_fails_nothing_and_expiry_hol
         rounds += 1;
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert!(before_expiry > 0 && after_expiry > 0, "expiry not observed on both sides");
+    assert!(
+        before_expiry > 0 && after_expiry > 0,
+        "expiry not observed on both sides"
+    );
 
     // The control plane returns: the sidecars follow the next change.
     mesh.control_plane.start_all().unwrap();
-    mesh.wait_control_plane_ready(Duration::from_secs(60)).unwrap();
+    mesh.wait_control_plane_ready(Duration::from_secs(60))
+        .unwrap();
     apply(
         &mesh,
         "metadata: {name: outage-keep}\n\
          spec:\n  selector: {service: frontend, namespace: demo}\n  \
          rules: [{match: {headers: [{name: x-outage, exact: keep}]}, fault: {percentage: 100, abort: {httpStatus: 418}}}]\n",
     );
-    let keep = mesh.request_for("frontend").unwrap().with_header("x-outage", "keep");
+    let keep = mesh
+        .request_for("frontend")
+        .unwrap()
+        .with_header("x-outage", "keep");
     let r = mesh.client.traffic(&mesh.ingress_url(), &keep, 10, 2);
     assert_eq!(r.status(418), 10, "{r:?}");
     eprintln!(
