@@ -50,7 +50,10 @@ fn identity_overrides_serve_a_plain_envoy_without_istio_metadata() {
     ));
     let mut c = envoy.client();
     assert!(wait_for_status(&mut c, "/x", 503, Duration::from_secs(5)).is_some());
-    assert!(envoy
-        .log()
-        .contains("identity service=checkout namespace=shop pod=checkout-0"));
+    // Envoy flushes its log file every 20 ms here: wait for the line rather than race it.
+    assert!(
+        envoy.wait_for_log("identity service=checkout namespace=shop pod=checkout-0"),
+        "{}",
+        envoy.log()
+    );
 }
