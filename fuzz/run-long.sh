@@ -29,7 +29,7 @@ for t in "${TARGETS[@]}"; do
     -runs="$RUNS" -max_total_time="$SECONDS_PER_TARGET" -max_len=4096 \
     -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 >"$log" 2>&1 || status=FAILED
   elapsed=$(( $(date +%s) - start ))
-  execs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}' | tail -1)
-  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
+  execs=$(awk '/^stat::number_of_executed_units/ {print $2}' "$log" | tail -1)
+  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)
   echo "fuzz: $t: ${execs:-?} executions in ${elapsed} s, coverage ${cov:-?} edges, $status (log: fuzz/$log)"
 done

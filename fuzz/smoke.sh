@@ -32,7 +32,7 @@ for t in "${TARGETS[@]}"; do
       -rss_limit_mb=2048 -max_len=4096 -print_final_stats=1 -artifact_prefix="artifacts/$t/" \
       "$scratch/$t" "corpus/$t" >"$log" 2>&1; then
     execs=$(awk '/^stat::number_of_executed_units/ {print $2}' "$log")
-    cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
+    cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)
     echo "fuzz-smoke: $t: $execs executions in ${SECONDS_PER_TARGET} s, coverage ${cov:-?} edges, no failure"
   else
     echo "fuzz-smoke: $t: FAILED; last lines of its log:"

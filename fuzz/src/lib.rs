@@ -125,7 +125,10 @@ fn decide_case(u: &mut Unstructured<'_>) -> ArbResult<()> {
         };
         let draw: u64 = u.arbitrary()?;
         let _ = set.active_policy_count(now);
-        let matching: Vec<(&str, usize, u32)> = set.matching_rules(&request, now).collect();
+        let matching: Vec<(&str, usize)> = set
+            .matching_rules(&request, now)
+            .map(|m| (m.policy, m.rule_index))
+            .collect();
         let decision = decide(&set, &request, now, draw);
         assert_eq!(
             decision,
@@ -140,7 +143,7 @@ fn decide_case(u: &mut Unstructured<'_>) -> ArbResult<()> {
         assert!(
             matching
                 .iter()
-                .any(|&(p, r, _)| p == decision.policy && r == decision.rule_index),
+                .any(|&(p, r)| p == decision.policy && r == decision.rule_index),
             "decided rule {}[{}] is not among the matching rules",
             decision.policy,
             decision.rule_index
