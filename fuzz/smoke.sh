@@ -5,6 +5,7 @@
 # `cargo fuzz build -s none` passes (all stable), so CI needs neither cargo-fuzz (a ~2 min
 # install) nor a nightly compiler. New inputs go to a temp dir: the committed corpus is only read.
 # A crash, a broken property or a leak fails the run and leaves the input in fuzz/artifacts/.
+# No --locked: fuzz/Cargo.lock follows the path crates, whose dependencies change without it.
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_PER_TARGET="${FUZZ_SMOKE_SECONDS:-6}"
@@ -12,7 +13,7 @@ TARGETS=(policy_parse_never_panics_and_round_trips decide_never_panics plugin_co
   config_response_never_panics config_query_never_panics)
 
 cargo fmt --check
-CARGO_TARGET_DIR=target/clippy cargo clippy --quiet --locked --all-targets -- -D warnings
+CARGO_TARGET_DIR=target/clippy cargo clippy --quiet --all-targets -- -D warnings
 
 host="$(rustc -vV | sed -n 's/^host: //p')"
 # --target keeps RUSTFLAGS off build scripts and proc macros, as cargo-fuzz does.
@@ -20,7 +21,7 @@ RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cllvm-args=-sanitizer-coverage-stack-depth \
 --cfg fuzzing" CARGO_TARGET_DIR=target/smoke \
-  cargo build --quiet --locked --release --target "$host" --bins
+  cargo build --quiet --release --target "$host" --bins
 
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
