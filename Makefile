@@ -76,6 +76,13 @@ fuzz:
 api-fuzz:
 	@bash fuzz/api-fuzz.sh
 
+# cargo-deny (deny.toml): licenses, bans and sources, offline. Not in `make test`: building
+# cargo-deny takes 5-12 min on 2 cores (measured 11.5 min here under load).
+.PHONY: deny
+deny:
+	@command -v cargo-deny >/dev/null || cargo install --locked cargo-deny
+	cargo deny --offline check licenses bans sources
+
 # Benchmarks (minutes; not part of `make test`): boifi-core's criterion benches, then
 # `boifi-bench` (release build) runs the data plane, propagation, control-plane scale and
 # footprint benchmarks and rewrites their generated sections of docs/PERFORMANCE.md.
