@@ -5,10 +5,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use boifi_core::compiled::{decide, CompiledPolicySet, SimpleRequest};
+use boifi_core::compiled::{CompiledPolicySet, SimpleRequest};
 use boifi_core::identity::Identity;
 use boifi_core::policy::{parse_policies_text, PolicyDocument};
-use boifi_core::rng::XorShift64Star;
 
 use crate::control_plane::Store;
 use crate::error::MeshError;
@@ -30,8 +29,9 @@ pub struct DemoOptions {
     pub app_binary: Option<PathBuf>,
 }
 
-/// The expected share of aborted and delayed requests (parts of 1) for a service, from
-/// boifi-core's own decision over many draws: exactly what the filter computes.
+/// The expected share of aborted and delayed requests (parts of 1) for a service's request,
+/// from boifi-core's own arithmetic over the rules that match it
+/// ([`boifi_core::simulate::expected_shares`]): what `boifi-cli simulate` prints too.
 pub fn expected_shares(policies: &[PolicyDocument], spec: &ServiceSpec) -> (f64, f64) {
     let mut identity = Identity::for_service(&spec.name, &spec.namespace);
     identity.labels = spec.labels.clone();
@@ -45,23 +45,23 @@ pub fn expected_shares(policies: &[PolicyDocument], spec: &ServiceSpec) -> (f64,
         }
         Protocol::Http | Protocol::Tcp => SimpleRequest::new("GET", "/"),
     };
-    let mut rng = XorShift64Star::new(7);
-    let n = 200_000u32;
-    let (mut aborts, mut delays) = (0u32, 0u32);
-    for _ in 0..n {
-        if let Some(d) = decide(&set, &request, now, rng.next_u64()) {
-            if d.abort.is_some() {
-                aborts += 1;
+    let (mut aborts, mut delays) = (0.0, 0.0);
+    for share in boifi_core::simulate::expected_shares(&set, &request, now) {
+        let fault = policies
+            .iter()
+            .find(|p| p.name() == share.policy)
+            .and_then(|p| p.spec.rules.get(share.rule_index))
+            .map(|r| &r.fault);
+        if let Some(fault) = fault {
+            if fault.abort.is_some() {
+                aborts += share.share;
             }
-            if d.delay_ms.is_some() {
-                delays += 1;
+            if fault.delay.is_some() {
+                delays += share.share;
             }
         }
     }
-    (
-        f64::from(aborts) / f64::from(n),
-        f64::from(delays) / f64::from(n),
-    )
+    (aborts, delays)
 }
 
 fn now_ms() -> u64 {
@@ -217,4 +217,28 @@ fn delays_total(mesh: &Mesh, service: &str) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_policies_configure_20_percent_aborts_and_delays_on_frontend_only() {
+        let path = crate::topology::repo_root().join("crates/boifi-mesh/demo/frontend-faults.yaml");
+        let policies = read_policies(&path).unwrap();
+        let topology = Topology::online_boutique();
+        let frontend = topology
+            .services
+            .iter()
+            .find(|s| s.name == "frontend")
+            .unwrap();
+        let (aborts, delays) = expected_shares(&policies, frontend);
+        assert!((aborts - 0.20).abs() < 1e-9, "{aborts}");
+        // The delay policy fires on 25% of what the abort policy let through.
+        assert!((delays - 0.20).abs() < 1e-9, "{delays}");
+        for s in topology.services.iter().filter(|s| s.name != "frontend") {
+            assert_eq!(expected_shares(&policies, s), (0.0, 0.0), "{}", s.name);
+        }
+    }
 }
