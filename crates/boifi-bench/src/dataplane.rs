@@ -35,6 +35,9 @@ pub struct Options {
     /// Also record each configuration's Envoy with `perf record` (first round) into this
     /// directory (`<n>.perf.data`), to see where its CPU goes.
     pub perf_dir: Option<PathBuf>,
+    /// Pin Envoy to CPU 1 and this process (the upstream, and wrk, which inherits it) to CPU
+    /// 0, so the proxy has a core of its own.
+    pub pin: bool,
 }
 
 /// One configuration under test.
@@ -160,6 +163,22 @@ fn measure(envoy: &Envoy, load: &Load, ticks_per_s: u64) -> Result<Sample, Bench
     Ok(Sample { run, cpu_us })
 }
 
+/// Runs this process (and what it starts afterwards, unless told otherwise) on CPU 0 only.
+fn pin_to_cpu0() -> Result<(), BenchError> {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| BenchError::io("running taskset", e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BenchError::Unexpected(format!(
+            "taskset exited with {status}"
+        )))
+    }
+}
+
 /// `perf record` of process `pid` for `duration`, into `out`.
 fn perf_record(
     pid: u32,
@@ -178,6 +197,9 @@ fn perf_record(
 
 /// Runs the benchmark; returns the Markdown section.
 pub fn run(o: &Options, dir: &Path) -> Result<String, BenchError> {
+    if o.pin {
+        pin_to_cpu0()?;
+    }
     let upstream = Upstream::start()?;
     let server = Server::start(dir)?;
     write_policies(&server)?;
@@ -195,6 +217,7 @@ pub fn run(o: &Options, dir: &Path) -> Result<String, BenchError> {
             filters: c.filters.clone(),
             upstream_port: upstream.port(),
             concurrency: 1,
+            cpus: o.pin.then(|| "1".to_owned()),
         };
         let envoy = Envoy::start(&o.envoy, dir, spec)?;
         if let Some(active) = c.active {

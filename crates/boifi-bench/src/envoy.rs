@@ -44,6 +44,8 @@ pub struct EnvoySpec {
     pub upstream_port: u16,
     /// `--concurrency`.
     pub concurrency: u32,
+    /// Run Envoy on these CPUs only (`taskset -c`), e.g. `1`.
+    pub cpus: Option<String>,
 }
 
 fn address(port: u16) -> Value {
@@ -143,7 +145,15 @@ impl Envoy {
         let text = bootstrap(&spec, admin_port, listener_port).to_string();
         std::fs::write(&config, text)
             .map_err(|e| BenchError::io(format!("writing `{}`", config.display()), e))?;
-        let mut command = Command::new(binary);
+        let mut command = match &spec.cpus {
+            // taskset execs Envoy: the process id stays Envoy's.
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpus]).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
         command
             .arg("-c")
             .arg(&config)

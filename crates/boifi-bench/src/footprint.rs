@@ -60,6 +60,7 @@ fn sample(
         filters,
         upstream_port: upstream.port(),
         concurrency,
+        cpus: None,
     };
     let envoy = Envoy::start(&o.envoy, dir, spec)?;
     let first_200_ms = stats::ms(envoy.first_200_after);

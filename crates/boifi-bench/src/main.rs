@@ -65,6 +65,9 @@ struct DataplaneArgs {
     /// Record each configuration's Envoy with `perf record` (first round) into this directory.
     #[arg(long)]
     perf_dir: Option<PathBuf>,
+    /// Pin Envoy to CPU 1, the load generator and the upstream to CPU 0.
+    #[arg(long)]
+    pin: bool,
 }
 
 fn parse_extra(text: &str) -> Result<(String, PathBuf), String> {
@@ -151,6 +154,7 @@ impl Run<'_> {
             extra_wasm: a.extra_wasm.clone(),
             only: a.only.clone(),
             perf_dir: a.perf_dir.clone(),
+            pin: a.pin,
         };
         let body = dataplane::run(&o, self.dir.path())?;
         self.publish("dataplane", "Data plane", &body)
@@ -209,6 +213,7 @@ fn run(cli: &Cli) -> Result<(), BenchError> {
                 extra_wasm: Vec::new(),
                 only: None,
                 perf_dir: None,
+                pin: false,
             })?;
             r.propagation(&PropagationArgs {
                 sidecars: 50,
