@@ -24,8 +24,10 @@
 //! - create-or-replace (`Any`): the same comparison only tells `created`; both branches put;
 //! - `Revision(r)` (`If-Match`): a transaction on `create_revision > 0 && mod_revision == r`,
 //!   whose failure branch reads the key, so the mismatch reports the actual revision atomically;
-//! - the config version is etcd's header revision. Other keys share the counter, so versions
-//!   skip numbers, and they never go back.
+//! - the config version is an etcd revision: the header revision of the list that loaded the
+//!   view, then the revision of each change the watch applies (for a write, the header revision
+//!   of its transaction). Other keys share the counter, so versions skip numbers; they never go
+//!   back.
 //!
 //! A write returns once this replica's view has caught up with it, so a client that writes and
 //! then reads the same replica sees its write.
@@ -624,10 +626,10 @@ struct ViewClients {
 /// The background task: list, watch, apply, publish; relist or resume as the watch ends.
 async fn maintain_view(mut clients: ViewClients, shared: Arc<Shared>, request_timeout: Duration) {
     let mut backoff = Backoff::new();
-    // `Some(r)`: resume the watch after `r` without listing.
+    // `Some(r)`: every change up to revision `r` is applied; resume the watch after it.
     let mut resume_after: Option<u64> = None;
     loop {
-        let after = match resume_after {
+        let mut applied = match resume_after {
             Some(revision) => revision,
             None => match list(&mut clients.kv, &shared, request_timeout).await {
                 Ok(revision) => {
@@ -644,10 +646,11 @@ async fn maintain_view(mut clients: ViewClients, shared: Arc<Shared>, request_ti
                 }
             },
         };
+        let after = applied;
         match follow(
             &mut clients.watch,
             &shared,
-            after,
+            &mut applied,
             request_timeout,
             &mut backoff,
         )
@@ -676,7 +679,7 @@ async fn maintain_view(mut clients: ViewClients, shared: Arc<Shared>, request_ti
                     "{reason}; serving the last view (version {})",
                     shared.version()
                 ));
-                resume_after = Some(shared.version());
+                resume_after = Some(applied);
                 backoff.wait().await;
             }
         }
@@ -732,16 +735,23 @@ async fn list(
     Ok(revision)
 }
 
-/// Watches the prefix from `after + 1`, applying events to the view until the watch ends.
+/// Watches the prefix from `applied + 1`, applying events to the view until the watch ends;
+/// `applied` follows the revision of the last event applied.
+///
+/// Versions come from the events' revisions, not from the responses' header revision: while a
+/// watch catches up, etcd cuts the backlog into batches of 1 000 revisions and stamps every
+/// batch with the current revision, so a header revision can run ahead of the events delivered
+/// so far. A version taken from it would name a state the view does not hold yet, and the next
+/// batch could change the policies without changing the version (long-polls would miss it).
 async fn follow(
     client: &mut WatchClient,
     shared: &Shared,
-    after: u64,
+    applied: &mut u64,
     request_timeout: Duration,
     backoff: &mut Backoff,
 ) -> WatchEnd {
     let prefix = shared.prefix.as_str();
-    let start = i64::try_from(after.saturating_add(1)).unwrap_or(i64::MAX);
+    let start = i64::try_from(applied.saturating_add(1)).unwrap_or(i64::MAX);
     let options = WatchOptions::new().with_prefix().with_start_revision(start);
     let mut stream =
         match tokio::time::timeout(request_timeout, client.watch(prefix, Some(options))).await {
@@ -767,14 +777,13 @@ async fn follow(
             return WatchEnd::Canceled(response.cancel_reason().to_owned());
         }
         if response.created() {
-            // etcd sends the events after `after` right behind the creation.
+            // etcd sends the events after `applied` right behind the creation.
             shared.set_ready();
             backoff.reset();
         }
         if response.events().is_empty() {
             continue;
         }
-        let revision = header_revision(response.header()).unwrap_or(0);
         let mut next = (**shared.view.borrow()).clone();
         for event in response.events() {
             let Some(kv) = event.kv() else { continue };
@@ -798,10 +807,11 @@ async fn follow(
                     }
                 }
             }
+            // A delete event's key carries the revision of the delete.
             let event_revision = revision_of(kv).unwrap_or(0);
             next.version = next.version.max(event_revision);
+            *applied = (*applied).max(event_revision);
         }
-        next.version = next.version.max(revision);
         bump(&shared.counters.event_batches);
         shared.view.send_replace(Arc::new(next));
     }

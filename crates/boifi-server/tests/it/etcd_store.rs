@@ -519,3 +519,122 @@ async fn a_view_larger_than_a_default_grpc_message_loads() {
     })
     .await;
 }
+
+/// While its member is down, more than a thousand revisions of changes pile up; the resumed
+/// watch catches up in several batches (etcd cuts a backlog every 1 000 revisions). No view
+/// published meanwhile may carry a version whose changes it does not hold yet, else a sidecar
+/// holding that version would never be told about the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catching_up_a_long_backlog_never_publishes_a_version_ahead_of_its_content() {
+    let Some(mut etcd) = EtcdCluster::for_test(3) else {
+        return;
+    };
+    let prefix = unique_prefix("backlog");
+    let lost = a_follower(&etcd).await;
+    let own = etcd.member(lost).unwrap().client_url();
+    let others: Vec<String> = etcd
+        .members()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != lost)
+        .map(|(_, m)| m.client_url())
+        .collect();
+    let store = EtcdStore::connect(&[own], &prefix).await.unwrap();
+    etcd.kill_member(lost).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.ready().await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the store never noticed the loss"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // 1 200 writes (one revision each) by 6 writers, each cycling over its own 5 names.
+    let mut writers = Vec::new();
+    for w in 0..6 {
+        let others = others.clone();
+        let prefix = prefix.clone();
+        writers.push(tokio::spawn(async move {
+            let mut client = Client::connect(&others, None).await.unwrap();
+            let mut last = std::collections::BTreeMap::new();
+            let mut revision = 0;
+            for j in 0..200u32 {
+                let name = format!("backlog-{w}-{}", j % 5);
+                let percentage = j % 100 + 1;
+                let value = serde_json::to_string(
+                    &policy(&name, percentage).stored(boifi_server::store::now_ms(), 0),
+                )
+                .unwrap();
+                let put = client
+                    .put(format!("{prefix}{name}"), value, None)
+                    .await
+                    .unwrap();
+                revision = put.header().unwrap().revision();
+                last.insert(name, percentage);
+            }
+            (last, revision)
+        }));
+    }
+    let mut expected = std::collections::BTreeMap::new();
+    let mut last_revision = 0;
+    for writer in writers {
+        let (last, revision) = writer.await.unwrap();
+        expected.extend(last);
+        last_revision = last_revision.max(u64::try_from(revision).unwrap());
+    }
+
+    // Record every view the store publishes while it catches up.
+    let mut rx = store.subscribe();
+    let recorder = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        loop {
+            let view = rx.borrow_and_update().clone();
+            let done = view.version >= last_revision;
+            seen.push(view);
+            if done {
+                return seen;
+            }
+            if rx.changed().await.is_err() {
+                return seen;
+            }
+        }
+    });
+    let restart = tokio::task::spawn_blocking(move || {
+        etcd.restart_member(lost).unwrap();
+        etcd
+    });
+    let seen = tokio::time::timeout(Duration::from_secs(30), recorder)
+        .await
+        .expect("the store never caught up")
+        .unwrap();
+    let last = seen.last().unwrap();
+    assert_eq!(
+        last.version, last_revision,
+        "the version is the last change"
+    );
+    assert_eq!(last.policies.len(), expected.len());
+    for (name, percentage) in &expected {
+        assert_eq!(
+            last.policies[name].spec,
+            policy(name, *percentage).spec,
+            "{name}"
+        );
+    }
+    // Versions only grow, and each names exactly the content: no two different views share one.
+    for pair in seen.windows(2) {
+        assert!(pair[0].version <= pair[1].version);
+        if pair[0].version == pair[1].version {
+            assert_eq!(pair[0].policies, pair[1].policies);
+        }
+    }
+    assert!(
+        seen.iter()
+            .filter(|v| v.version == last_revision)
+            .all(|v| v.policies.len() == expected.len()),
+        "a view carried the final version before holding every change"
+    );
+    assert!(store.stats().event_batches >= 2, "{:?}", store.stats());
+    store.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let _etcd = restart.await.unwrap();
+}
