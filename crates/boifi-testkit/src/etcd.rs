@@ -445,6 +445,9 @@ impl EtcdCluster {
     }
 
     /// Starts a killed member again on its old ports and data, and waits until it is healthy.
+    /// Clients keep its URL, so the ports cannot change: if another process took one meanwhile
+    /// (rare: ports are picked from the ephemeral range), this fails with [`EtcdError::Exited`]
+    /// and an `address already in use` log.
     pub fn restart_member(&mut self, index: usize) -> Result<(), EtcdError> {
         self.kill_member(index)?;
         self.spawn(index)?;
