@@ -387,3 +387,95 @@ async fn etcd_outage_makes_a_replica_unready_while_it_keeps_serving_its_view() {
     assert!(c.version >= after["status"]["revision"].as_u64().unwrap());
     drop(etcd);
 }
+
+/// Two replicas on a 3-member etcd; the etcd leader is killed while A takes writes. Writes may
+/// fail during the election (503), but every acknowledged one is on B, and both replicas stay
+/// or become ready again on the surviving members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_leader_loss_under_two_replicas_loses_no_acknowledged_write() {
+    let Some(mut etcd) = EtcdCluster::for_test(3) else {
+        return;
+    };
+    let a = replica(&etcd, "replica-a");
+    let b = replica(&etcd, "replica-b");
+    let client = client();
+
+    let mut leader = None;
+    for (index, member) in etcd.members().iter().enumerate() {
+        let mut c = etcd_client::Client::connect([member.client_url()], None)
+            .await
+            .unwrap();
+        let status = c.status().await.unwrap();
+        if status.header().unwrap().member_id() == status.leader() {
+            leader = Some(index);
+        }
+    }
+    let leader = leader.expect("the cluster has a leader");
+
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut i = 0;
+    let mut killed_at = None;
+    let mut writable_again = None;
+    while acknowledged.len() < 30 {
+        assert!(Instant::now() < deadline, "too few writes went through");
+        if acknowledged.len() == 10 && etcd.member(leader).is_some_and(|m| m.is_healthy()) {
+            etcd.kill_member(leader).unwrap();
+            killed_at = Some(Instant::now());
+        }
+        let r = client
+            .post(a.url("/v1/policies"))
+            .header("content-type", "application/json")
+            .body(policy_json(&format!("ha-{i}"), "frontend", ""))
+            .send()
+            .await
+            .unwrap();
+        i += 1;
+        if r.status().is_success() {
+            if let (Some(killed), None) = (killed_at, writable_again) {
+                writable_again = Some(killed.elapsed());
+            }
+            acknowledged.push(r.json::<Value>().await.unwrap());
+        } else {
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+            refused += 1;
+        }
+    }
+    eprintln!(
+        "etcd leader loss: {} writes acknowledged, {refused} refused with 503 during the \
+         election; writes went through again {:?} after the kill",
+        acknowledged.len(),
+        writable_again.unwrap()
+    );
+    for server in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let ready = client.get(server.url("/v1/ready")).send().await.unwrap();
+            let listed: PolicyList = client
+                .get(server.url("/v1/policies"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let all = acknowledged.iter().all(|acked| {
+                listed
+                    .policies
+                    .iter()
+                    .any(|p| serde_json::to_value(p).unwrap() == *acked)
+            });
+            if all && ready.status() == StatusCode::OK {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{:?}: ready {}, all acknowledged writes present: {all}",
+                server.addr,
+                ready.status()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
