@@ -30,7 +30,10 @@
 //!   back.
 //!
 //! A write returns once this replica's view has caught up with it, so a client that writes and
-//! then reads the same replica sees its write.
+//! then reads the same replica sees its write. A write that gets no answer within the request
+//! timeout (5 s; e.g. a proposal lost with a dying etcd leader) is reported unavailable, though
+//! etcd may still have committed it: the client's retry, or an `If-Match` on the revision it
+//! reads back, settles it. Writes are never retried here, so nothing is applied twice.
 //!
 //! # The view
 //! A background task lists the prefix (getting the header revision `R`), publishes the view, and
