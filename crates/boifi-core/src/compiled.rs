@@ -149,7 +149,7 @@ pub struct CompileError {
 enum Matcher {
     Exact(String),
     Prefix(String),
-    Regex(regex::Regex),
+    Regex(crate::pattern::Pattern),
 }
 
 impl Matcher {

@@ -34,6 +34,7 @@ extern crate alloc;
 pub mod compiled;
 pub mod identity;
 mod parse;
+pub mod pattern;
 pub mod policy;
 pub mod rng;
 #[cfg(feature = "std")]

@@ -34,8 +34,9 @@ pub const MAX_DELAY_MS: u64 = 300_000;
 pub const MAX_DURATION_SECONDS: u64 = 30 * 24 * 3600;
 /// Upper bound of a regex pattern's length, in bytes.
 pub const MAX_REGEX_LEN: usize = 1024;
-/// Upper bound of the compiled size of one regex, in bytes (the engine is linear-time).
-pub const MAX_REGEX_COMPILED_BYTES: usize = 256 * 1024;
+/// Upper bound of the compiled program of one regex, in instructions (the engine,
+/// [`crate::pattern`], is linear-time: a search costs at most this × the value's length).
+pub const MAX_REGEX_INSTRUCTIONS: usize = crate::pattern::MAX_INSTRUCTIONS;
 /// Upper bound of the rules in one policy.
 pub const MAX_RULES: usize = 64;
 /// Upper bound of header conditions in one rule and of headers in one abort.

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use super::error::{FieldErrorKind, PolicyError, ValidationErrors};
 use super::*;
 use crate::parse::{index, join, Walker};
+use crate::pattern::Pattern;
 
 const DOCUMENT_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
 const METADATA_FIELDS: &[&str] = &["name", "version"];
@@ -388,43 +389,21 @@ fn string_match_of(w: &mut Walker, map: &Map<String, Value>, path: &str) -> Opti
 }
 
 /// Compiles a pattern with the bounds every regex in a policy obeys.
-pub(crate) fn build_regex(pattern: &str) -> Result<regex::Regex, FieldErrorKind> {
+pub(crate) fn build_regex(pattern: &str) -> Result<Pattern, FieldErrorKind> {
     if pattern.len() > MAX_REGEX_LEN {
         return Err(FieldErrorKind::TooLong {
             len: pattern.len(),
             limit: MAX_REGEX_LEN,
         });
     }
-    regex::RegexBuilder::new(pattern)
-        .size_limit(MAX_REGEX_COMPILED_BYTES)
-        .dfa_size_limit(MAX_REGEX_COMPILED_BYTES)
-        .build()
-        .map_err(|e| FieldErrorKind::BadRegex {
-            pattern: pattern.to_owned(),
-            reason: regex_reason(&e),
-        })
+    Pattern::new(pattern).map_err(|e| FieldErrorKind::BadRegex {
+        pattern: pattern.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 fn check_regex(pattern: &str) -> Result<(), FieldErrorKind> {
     build_regex(pattern).map(|_| ())
-}
-
-fn regex_reason(e: &regex::Error) -> String {
-    match e {
-        regex::Error::CompiledTooBig(limit) => {
-            alloc::format!("it compiles to more than the limit of {limit} bytes")
-        }
-        // The engine's message spans several lines with a caret diagram: keep its last line.
-        other => other
-            .to_string()
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("invalid pattern")
-            .trim()
-            .trim_start_matches("error: ")
-            .to_owned(),
-    }
 }
 
 fn read_header_matches(w: &mut Walker, value: &Value, path: &str) -> Option<Vec<HeaderMatch>> {
