@@ -21,7 +21,6 @@ fn main() -> ExitCode {
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "boifi-server stopped");
             eprintln!("boifi-server: {e}");
             ExitCode::FAILURE
         }

@@ -109,7 +109,7 @@ fn bad_request_cases() -> Vec<Case> {
             .body("metadata: {name: one-policy}\nspec:\n  rules:\n  - match: {path: {prefix: /}}\n    fault: {percentage: 5, abort: {httpStatus: 503}}\n---\nmetadata: {name: two-policy}\nspec:\n  rules:\n  - match: {path: {prefix: /}}\n    fault: {percentage: 5, abort: {httpStatus: 503}}\n")
             .mentions(&["exactly one", "2"]),
         case("huge body", M::POST, "/v1/policies", 413)
-            .body(vec![b' '; 2 * 1024 * 1024])
+            .body(vec![b' '; 1024 * 1024 + 100 * 1024])
             .mentions(&["limit", "1048576"]),
         case("unsupported content type", M::POST, "/v1/policies", 415)
             .content_type(Some("application/xml"))

@@ -171,3 +171,48 @@ async fn one_write_wakes_a_thousand_waiting_long_polls() {
     );
     server.stop().await;
 }
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+/// Prints request latencies over loopback (embedded store, so writes include the fsync of the
+/// commit). A measurement for docs/PERFORMANCE.md, not a timing assertion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_latency_is_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = boifi_server::store::embedded::EmbeddedStore::open(dir.path())
+        .await
+        .unwrap();
+    let server = InProcess::start_with(Auth::open(), std::sync::Arc::new(store)).await;
+    let mut writes = Vec::new();
+    for i in 0..50 {
+        let started = Instant::now();
+        post(
+            &server,
+            policy_json(&format!("latency-{i}"), "frontend", ""),
+        )
+        .await;
+        writes.push(started.elapsed());
+    }
+    let mut reads = Vec::new();
+    let url = server.url("/v1/config?service=frontend&namespace=demo&pod=fe-1");
+    for _ in 0..200 {
+        let started = Instant::now();
+        let r = server.client.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let config: ConfigResponse = r.json().await.unwrap();
+        assert_eq!(config.policies.len(), 50);
+        reads.push(started.elapsed());
+    }
+    writes.sort_unstable();
+    reads.sort_unstable();
+    println!(
+        "latency: POST /v1/policies (embedded, fsync) p50 {:?} p99 {:?}; GET /v1/config (50 policies) p50 {:?} p99 {:?}",
+        percentile(&writes, 50),
+        percentile(&writes, 99),
+        percentile(&reads, 50),
+        percentile(&reads, 99)
+    );
+    server.stop().await;
+}
