@@ -4,9 +4,12 @@
 # std is rebuilt from Debian's rust-src (-Zbuild-std, enabled by RUSTC_BOOTSTRAP)
 # and linked with LLVM 19's wasm-ld. Output:
 #   target/debian/wasm32-unknown-unknown/release/boifi_wasm.wasm
-# The size profile (opt-level "s", fat LTO, one codegen unit, panic=abort, strip) is
-# set through cargo's profile environment variables so it applies to this build
-# only and to every crate in it, std included.
+# The size profile (opt-level "s", fat LTO, one codegen unit, strip) is set through
+# cargo's profile environment variables so it applies to this build only and to every
+# crate in it, std included. Panics abort at once (`-Cpanic=immediate-abort`, std
+# rebuilt with it: no panic message formatting is linked). When binaryen's `wasm-opt`
+# is installed (scripts/deps.sh installs it), the module is then optimized for size
+# in place with `wasm-opt -Oz`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,10 +32,10 @@ export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$WASM_LD"
 export CARGO_PROFILE_RELEASE_OPT_LEVEL=s
 export CARGO_PROFILE_RELEASE_LTO=true
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
-export CARGO_PROFILE_RELEASE_PANIC=abort
 export CARGO_PROFILE_RELEASE_STRIP=true
 # rustup's environment must not leak into Debian's cargo (it would pick rustup's rustc).
-unset RUSTUP_TOOLCHAIN CARGO RUSTFLAGS
+unset RUSTUP_TOOLCHAIN CARGO CARGO_PROFILE_RELEASE_PANIC
+export RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort"
 
 "$DEBIAN_CARGO" build --quiet --release -p boifi-wasm \
   -Zbuild-std=std,panic_abort --target "$TARGET"
@@ -41,5 +44,17 @@ out="$CARGO_TARGET_DIR/$TARGET/release/boifi_wasm.wasm"
 if [ ! -f "$out" ]; then
   echo "build-wasm: expected \`$out\` was not produced" >&2
   exit 1
+fi
+
+WASM_OPT="${WASM_OPT:-$(command -v wasm-opt || true)}"
+if [ -n "$WASM_OPT" ] && [ -x "$WASM_OPT" ]; then
+  # The features rustc's wasm32-unknown-unknown target emits (and Envoy's V8 supports).
+  "$WASM_OPT" -Oz \
+    --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+    --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types \
+    "$out" -o "$out.opt"
+  mv "$out.opt" "$out"
+else
+  echo "build-wasm: \`wasm-opt\` (binaryen) not found: the module is not size-optimized" >&2
 fi
 echo "build-wasm: $out ($(stat -c %s "$out") bytes)"

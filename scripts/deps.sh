@@ -7,7 +7,7 @@ set -euo pipefail
 
 # protobuf-compiler + libprotobuf-dev (google/protobuf/*.proto): the etcd-client crate compiles etcd's protos.
 # skopeo + docker-registry: boifi-deploy's test pushes the Wasm OCI artifact to a registry on the loopback.
-APT_PACKAGES=(rustc-web cargo-web rust-web-src lld-19 etcd-server etcd-client protobuf-compiler libprotobuf-dev wrk skopeo docker-registry)
+APT_PACKAGES=(rustc-web cargo-web rust-web-src lld-19 binaryen etcd-server etcd-client protobuf-compiler libprotobuf-dev wrk skopeo docker-registry)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
