@@ -100,3 +100,67 @@ impl Auth {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn with(header: Option<&str>) -> HttpRequest {
+        let mut r = TestRequest::default();
+        if let Some(h) = header {
+            r = r.insert_header((header::AUTHORIZATION, h));
+        }
+        r.to_http_request()
+    }
+
+    #[test]
+    fn open_auth_lets_everyone_in_as_anonymous() {
+        let auth = Auth::open();
+        let caller = auth.check(&with(None), Access::Write).unwrap();
+        assert_eq!(caller.0, "anonymous");
+    }
+
+    #[test]
+    fn token_is_required_on_writes_and_optional_on_reads() {
+        let auth = Auth::with_token("t0ken", false);
+        assert!(matches!(
+            auth.check(&with(None), Access::Write),
+            Err(ApiFailure::Unauthorized(m)) if m.contains("missing")
+        ));
+        assert!(matches!(
+            auth.check(&with(Some("Bearer wrong")), Access::Write),
+            Err(ApiFailure::Unauthorized(m)) if m.contains("not valid")
+        ));
+        assert!(auth
+            .check(&with(Some("Basic dDBrZW4=")), Access::Write)
+            .is_err());
+        let caller = auth
+            .check(&with(Some("Bearer t0ken")), Access::Write)
+            .unwrap();
+        assert!(caller.0.starts_with("token:"));
+        assert!(!caller.0.contains("t0ken"));
+        assert_eq!(
+            auth.check(&with(None), Access::Read).unwrap().0,
+            "anonymous"
+        );
+        assert!(auth
+            .check(&with(Some("Bearer wrong")), Access::Read)
+            .is_err());
+    }
+
+    #[test]
+    fn auth_reads_requires_the_token_on_reads() {
+        let auth = Auth::with_token("t0ken", true);
+        assert!(auth.check(&with(None), Access::Read).is_err());
+        assert!(auth
+            .check(&with(Some("Bearer t0ken")), Access::Read)
+            .is_ok());
+    }
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let text = format!("{:?}", Auth::with_token("t0ken", false));
+        assert!(!text.contains("t0ken"), "{text}");
+    }
+}

@@ -159,3 +159,40 @@ pub async fn run(args: Args) -> Result<(), ServerError> {
     tracing::info!(storage = ?args.storage, "starting");
     start(config, store).await?.wait().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
+        assert_eq!(
+            parse_duration("soon"),
+            Err("`soon` is not a duration such as `1h`, `30m` or `90s`".to_owned())
+        );
+    }
+
+    #[test]
+    fn flags_have_the_legacy_defaults() {
+        let args = Args::try_parse_from(["boifi-server"]).unwrap();
+        assert_eq!(args.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(args.storage, Storage::Embedded);
+        assert_eq!(args.sweep_grace, Duration::from_secs(3600));
+        let args = Args::try_parse_from([
+            "boifi-server",
+            "--storage",
+            "memory",
+            "--etcd-endpoints",
+            "http://a:2379,http://b:2379",
+        ])
+        .unwrap();
+        assert_eq!(args.storage, Storage::Memory);
+        assert_eq!(args.etcd_endpoints, ["http://a:2379", "http://b:2379"]);
+        assert!(Args::try_parse_from(["boifi-server", "--auth-reads"]).is_err());
+    }
+}
