@@ -134,7 +134,7 @@ async fn one_write_wakes_a_thousand_waiting_long_polls() {
     for i in 0..WAITERS {
         let client = server.client.clone();
         let url = server.url(&format!(
-            "/v1/config?service=frontend&namespace=demo&pod=frontend-{i}&version=1&wait=60s"
+            "/v1/config?service=frontend&namespace=demo&pod=frontend-{i}&version=1&wait=30s"
         ));
         tasks.push(tokio::spawn(async move {
             let r = client.get(url).send().await.unwrap();
@@ -164,9 +164,10 @@ async fn one_write_wakes_a_thousand_waiting_long_polls() {
         "fan-out: {WAITERS} waiting long-polls woken by one write; write acknowledged after {acked:?}, \
          first answer after {first:?}, last answer after {last:?}"
     );
-    // A sanity bound far above the measured figure (see docs/PERFORMANCE.md), not a benchmark.
+    // A sanity bound far above the measured figure (see docs/PERFORMANCE.md), not a benchmark:
+    // a waiter that was not woken would have answered 304 after its 30 s wait.
     assert!(
-        last < Duration::from_secs(5),
+        last < Duration::from_secs(20),
         "last waiter answered after {last:?}"
     );
     server.stop().await;
