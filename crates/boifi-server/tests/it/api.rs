@@ -664,3 +664,45 @@ async fn cached_config_body_equals_the_serialized_config_response() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_server_sweeps_expired_policies() {
+    use boifi_server::app::{start, ServerConfig};
+    use boifi_server::store::memory::MemoryStore;
+    use boifi_server::store::PolicyStore;
+    use std::sync::Arc;
+    let store: Arc<dyn PolicyStore> = Arc::new(MemoryStore::new());
+    let mut short = policy("sweep-me", 10);
+    short.spec.rules[0].fault.duration_seconds = 1;
+    store.put(short, WriteCondition::Any).await.unwrap();
+    store
+        .put(policy("keep-me", 10), WriteCondition::Any)
+        .await
+        .unwrap();
+    let config = ServerConfig {
+        sweep_grace: Duration::ZERO,
+        ..ServerConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+    };
+    let server = start(config, Arc::clone(&store)).await.unwrap();
+    let mut rx = store.subscribe();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if !rx.borrow_and_update().policies.contains_key("sweep-me") {
+                return;
+            }
+            rx.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the sweep did not delete the expired policy");
+    let names: Vec<String> = store
+        .snapshot()
+        .await
+        .unwrap()
+        .policies
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(names, ["keep-me"]);
+    server.stop().await;
+}
