@@ -184,6 +184,40 @@ enum Inst {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {
     prog: Vec<Inst>,
+    /// Every match starts at the start of the value (`^...`, `^a|^b`): threads start only
+    /// there, and the search ends when none is left.
+    anchored: bool,
+    /// The characters a match can start with, when that is known (no match is empty and none
+    /// starts with `.`): while no thread is alive, the search skips to the next of them.
+    first: Option<FirstChars>,
+}
+
+/// A set of characters: a bitmap for ASCII, ranges for the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FirstChars {
+    ascii: u128,
+    ranges: Vec<(char, char)>,
+}
+
+impl FirstChars {
+    fn new(ranges: Vec<(char, char)>) -> FirstChars {
+        let ranges = parse::canonical(ranges);
+        let mut ascii = 0u128;
+        for &(lo, hi) in &ranges {
+            for c in u32::from(lo)..=u32::from(hi).min(127) {
+                ascii |= 1u128 << c;
+            }
+        }
+        FirstChars { ascii, ranges }
+    }
+
+    fn contains(&self, c: char) -> bool {
+        if c.is_ascii() {
+            self.ascii & (1u128 << u32::from(c)) != 0
+        } else {
+            class_contains(&self.ranges, c)
+        }
+    }
 }
 
 impl Pattern {
@@ -193,8 +227,11 @@ impl Pattern {
         let mut compiler = Compiler { prog: Vec::new() };
         compiler.node(&node)?;
         compiler.push(Inst::Match)?;
+        let first = first_chars(&compiler.prog);
         Ok(Pattern {
             prog: compiler.prog,
+            anchored: anchored_at_start(&node),
+            first,
         })
     }
 
@@ -224,9 +261,25 @@ impl Pattern {
         let mut prev: Option<char> = None;
         let mut at: Option<char> = chars.next();
         loop {
+            if self.anchored && prev.is_some() && current.dense.is_empty() {
+                return false;
+            }
+            if let (Some(first), true) = (&self.first, current.dense.is_empty()) {
+                // No thread alive: no match can start before the next possible first character.
+                while let Some(c) = at.filter(|&c| !first.contains(c)) {
+                    *steps += 1;
+                    prev = Some(c);
+                    at = chars.next();
+                }
+                if at.is_none() {
+                    return false;
+                }
+            }
             // Unanchored: a new thread starts at every position.
             let ctx = Context { prev, at };
-            if self.add(&mut current, &mut stack, 0, ctx, steps) {
+            if (prev.is_none() || !self.anchored)
+                && self.add(&mut current, &mut stack, 0, ctx, steps)
+            {
                 return true;
             }
             let Some(c) = at else {
@@ -285,6 +338,52 @@ impl Pattern {
             }
         }
         false
+    }
+}
+
+/// The characters the instructions reachable from the start without reading consume, or
+/// `None` when `Match` or `.` is among them (assertions are assumed to hold).
+fn first_chars(prog: &[Inst]) -> Option<FirstChars> {
+    let mut seen = alloc::vec![false; prog.len()];
+    let mut stack = alloc::vec![0usize];
+    let mut ranges = Vec::new();
+    while let Some(pc) = stack.pop() {
+        match seen.get_mut(pc) {
+            Some(s) if !*s => *s = true,
+            _ => continue,
+        }
+        match prog.get(pc)? {
+            Inst::Char(c) => ranges.push((*c, *c)),
+            Inst::Class(r) => ranges.extend_from_slice(r),
+            Inst::Any { .. } | Inst::Match => return None,
+            Inst::Look(_) => stack.push(pc + 1),
+            Inst::Jmp(to) => stack.push(*to),
+            Inst::Split(a, b) => {
+                stack.push(*a);
+                stack.push(*b);
+            }
+        }
+    }
+    Some(FirstChars::new(ranges))
+}
+
+/// Whether every match of `node` must start at the start of the value.
+fn anchored_at_start(node: &Node) -> bool {
+    let mut node = node;
+    // Iterative along the leftmost path; alternatives recurse, bounded by the tree's depth.
+    loop {
+        match node {
+            Node::Look(Look::Start) => return true,
+            Node::Concat(items) => match items.first() {
+                Some(first) => node = first,
+                None => return false,
+            },
+            Node::Alt(alternatives) => return alternatives.iter().all(anchored_at_start),
+            Node::Repeat {
+                node: inner, min, ..
+            } if *min > 0 => node = inner,
+            _ => return false,
+        }
     }
 }
 

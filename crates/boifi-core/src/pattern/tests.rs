@@ -161,6 +161,23 @@ fn unsupported_constructs_are_named_with_their_offset() {
 }
 
 #[test]
+fn anchored_patterns_stop_when_no_thread_is_left() {
+    let value = format!("b{}", "a".repeat(10_000));
+    for pattern in ["^a", "^a|^b+c", "(^a)+", "(?:^)ab", "^(a+)+$"] {
+        let compiled = Pattern::new(pattern).unwrap();
+        assert!(compiled.anchored, "`{pattern}`");
+        let mut steps = 0;
+        assert!(!compiled.search(&value, &mut steps));
+        assert!(steps < 20, "`{pattern}`: {steps} steps");
+    }
+    for pattern in ["a|^b", "(^a)*", "a^", "(?:a?)^b"] {
+        assert!(!Pattern::new(pattern).unwrap().anchored, "`{pattern}`");
+    }
+    assert!(matches("(?:a?)^b", "b"));
+    assert!(!matches("(?:a?)^b", "ab"));
+}
+
+#[test]
 fn nesting_is_bounded_without_recursion() {
     let ok = format!("{}a{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
     assert!(matches(&ok, "a"));
