@@ -44,10 +44,16 @@ for setup in open token-sent token-missing; do
   log="$work/server-$setup.log"
   RUST_LOG=info "$SERVER" "${args[@]}" >"$log" 2>&1 &
   pid=$!
-  for _ in $(seq 200); do
-    curl -fsS "http://127.0.0.1:$port/v1/ready" >/dev/null 2>&1 && break
-    sleep 0.05
-  done
+  "$PYTHON" - "$port" <<'PY'
+import sys, time, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/v1/ready"
+for _ in range(400):
+    try:
+        if urllib.request.urlopen(url, timeout=1).status == 200:
+            break
+    except OSError:
+        time.sleep(0.05)
+PY
   out="$work/st-$setup.out"
   status=ok
   st run "http://127.0.0.1:$port/v1/openapi.json" --checks all --exclude-checks "$EXCLUDED" \
