@@ -235,14 +235,9 @@ impl Pattern {
         })
     }
 
-    /// The number of instructions of the compiled program.
-    pub fn len(&self) -> usize {
+    /// The number of instructions of the compiled program (at most [`MAX_INSTRUCTIONS`]).
+    pub fn instructions(&self) -> usize {
         self.prog.len()
-    }
-
-    /// Always false: even the empty pattern has its `Match` instruction.
-    pub fn is_empty(&self) -> bool {
-        self.prog.is_empty()
     }
 
     /// Whether the pattern matches somewhere in `value`.
