@@ -1,5 +1,5 @@
 //! Dry runs: the outcome distribution of many simulated requests, computed with the very
-//! [`decide`](crate::compiled::decide) the filter runs, and the distribution the rules promise.
+//! [`decide`] the filter runs, and the distribution the rules promise.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
