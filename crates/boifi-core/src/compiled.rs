@@ -461,6 +461,9 @@ pub fn decide<'s, R: RequestView + ?Sized>(
     now_ms: u64,
     draw: u64,
 ) -> Option<FaultDecision<'s>> {
+    if set.rules.is_empty() {
+        return None;
+    }
     let path = path_without_query(request.path());
     let mut headers = HeaderCache::default();
     let mut request_id: Option<Option<&str>> = None;
