@@ -99,5 +99,29 @@ fn bench_compile(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_decide, bench_compile);
+/// Worst cases for backtracking engines: a path of `/` + n × `a` + `!` never matches. The
+/// engine is linear, so time grows with n alone (docs/RELIABILITY.md, ReDoS).
+fn bench_redos(c: &mut Criterion) {
+    let identity = Identity::default();
+    let mut group = c.benchmark_group("redos");
+    group.sample_size(10);
+    for pattern in ["^/(a+)+$", "^/(a|aa)+$", "(a+)+$", "^/api/"] {
+        let policy = parse_policy_json(&format!(
+            r#"{{"metadata": {{"name": "redos"}}, "spec": {{"rules": [{{"match": {{"path": {{"regex": "{pattern}"}}}},
+                "fault": {{"percentage": 100, "abort": {{"httpStatus": 503}}}}}}]}}}}"#
+        ))
+        .unwrap();
+        let set = CompiledPolicySet::compile(&[policy], &identity, 0).unwrap();
+        for n in [1_000usize, 10_000, 100_000, 1_000_000] {
+            let path = format!("/{}!", "a".repeat(n));
+            let request = SimpleRequest::new("GET", &path);
+            group.bench_with_input(BenchmarkId::new(pattern, n), &request, |b, r| {
+                b.iter(|| black_box(decide(&set, black_box(r), 0, 1)))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_decide, bench_compile, bench_redos);
 criterion_main!(benches);
