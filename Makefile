@@ -41,7 +41,7 @@ nostd: deps
 wasm: deps
 	@bash scripts/build-wasm.sh
 
-test: deps fmt-check clippy nostd test-rust fuzz-smoke api-fuzz
+test: deps fmt-check clippy deny nostd test-rust fuzz-smoke api-fuzz
 
 # The local mesh (crates/boifi-mesh): Online Boutique's 11 services as app + Envoy sidecar
 # pods with the filter, an ingress, the control plane on its embedded store (`make demo HA=1`:
@@ -81,8 +81,7 @@ api-fuzz:
 # cargo-deny takes 5-12 min on 2 cores (measured 11.5 min here under load).
 .PHONY: deny
 deny:
-	@command -v cargo-deny >/dev/null || cargo install --locked cargo-deny
-	cargo deny --offline check licenses bans sources
+	@bash scripts/deny.sh
 
 # Benchmarks (minutes; not part of `make test`): boifi-core's criterion benches, then
 # `boifi-bench` (release build) runs the data plane, propagation, control-plane scale and
