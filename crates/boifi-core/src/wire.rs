@@ -170,7 +170,9 @@ pub fn parse_duration_ms(text: &str) -> Option<u64> {
     number.parse::<u64>().ok()?.checked_mul(factor)
 }
 
-fn percent_encode(value: &str) -> String {
+/// Percent-encodes everything but RFC 3986's unreserved characters: for query values and URL
+/// path segments (a policy name in `/v1/policies/{name}`).
+pub fn percent_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
