@@ -36,10 +36,6 @@ const LEASE_RENEW_MS: u64 = 5_000;
 const LEASE_STALE_MS: u64 = 3 * LEASE_RENEW_MS;
 /// How often a VM that does not poll checks, on requests, that the poller is still alive.
 const LEASE_CHECK_MS: u64 = LEASE_RENEW_MS;
-/// How often a VM looks, on requests, for a newer policy set another VM published. Reading the
-/// sequence number is a host call plus a call back into the VM to allocate the answer: once per
-/// 10 ms instead of once per request (a new set reaches the other workers within 10 ms).
-const REFRESH_EVERY_MS: u64 = 10;
 
 /// Registers the root context factory (called from `_initialize`).
 pub fn install() {
@@ -178,8 +174,6 @@ struct VmState {
     /// Current tick period (0: no tick).
     tick_ms: u64,
     lease_checked_ms: u64,
-    /// When this VM last looked for a newer published policy set.
-    refreshed_ms: u64,
     /// An HTTP context found the poller lease vacant: the root should claim it.
     wants_poll: bool,
 }
@@ -321,7 +315,6 @@ impl FilterRoot {
                 policy_metrics: PolicyMetrics::default(),
                 tick_ms: 0,
                 lease_checked_ms: 0,
-                refreshed_ms: 0,
                 wants_poll: false,
             })),
             poller: None,
@@ -799,10 +792,9 @@ impl HttpContext for FaultHttp {
             let Some(delay_tick) = vm.config.as_ref().map(|c| c.delay_tick_ms) else {
                 return Action::Continue;
             };
-            if now.saturating_sub(vm.refreshed_ms) >= REFRESH_EVERY_MS {
-                vm.refreshed_ms = now;
-                vm.refresh(now);
-            }
+            // Every request looks for a newer set (8 bytes of shared data): once one worker
+            // answers from a new set, every worker does.
+            vm.refresh(now);
             if now.saturating_sub(vm.lease_checked_ms) >= LEASE_CHECK_MS {
                 vm.lease_checked_ms = now;
                 let current = hostcalls::get_shared_data(&vm.keys.lease)
