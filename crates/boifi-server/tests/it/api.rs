@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::conformance::policy;
-use crate::harness::{metric_value, policy_json, InProcess, TOKEN};
+use crate::harness::{get_json, metric_value, policy_json, InProcess, TOKEN};
 
 const JSON: &str = "application/json";
 const YAML: &str = "application/yaml";
@@ -298,15 +298,7 @@ async fn policies_are_created_read_replaced_and_deleted() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
     // List (the legacy shape) and get; reads need no token.
-    let list: PolicyList = server
-        .client
-        .get(server.url("/v1/policies"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: PolicyList = get_json(&server.client, server.url("/v1/policies")).await;
     let names: Vec<&str> = list.policies.iter().map(|p| p.name()).collect();
     assert_eq!(names, ["cart-delay", "checkout-abort"]);
     let cart = list
@@ -400,42 +392,23 @@ async fn config_filters_by_identity_and_status_shows_sidecars() {
         .await;
         assert_eq!(status, StatusCode::CREATED);
     }
-    let config: ConfigResponse = server
-        .client
-        .get(
-            server
-                .url("/v1/config?service=frontend&namespace=demo&pod=frontend-1&labels=version=v1"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config: ConfigResponse = get_json(
+        &server.client,
+        server.url("/v1/config?service=frontend&namespace=demo&pod=frontend-1&labels=version=v1"),
+    )
+    .await;
     assert_eq!(config.version, 2);
     let names: Vec<&str> = config.policies.iter().map(|p| p.name()).collect();
     assert_eq!(names, ["front-abort"]);
     // A sidecar of another namespace gets nothing (the selectors name `demo`).
-    let other: ConfigResponse = server
-        .client
-        .get(server.url("/v1/config?service=frontend&namespace=prod"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let other: ConfigResponse = get_json(
+        &server.client,
+        server.url("/v1/config?service=frontend&namespace=prod"),
+    )
+    .await;
     assert!(other.policies.is_empty());
 
-    let status: Value = server
-        .client
-        .get(server.url("/v1/policies/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = get_json(&server.client, server.url("/v1/policies/status")).await;
     assert_eq!(status["version"], 2);
     assert_eq!(status["totals"]["policies"], 2);
     assert_eq!(status["totals"]["active"], 2);
@@ -532,15 +505,7 @@ const ROUTES: &[(&str, &str)] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_lists_exactly_the_served_routes() {
     let server = InProcess::start(Auth::open()).await;
-    let doc: Value = server
-        .client
-        .get(server.url("/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = get_json(&server.client, server.url("/v1/openapi.json")).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let mut documented = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {

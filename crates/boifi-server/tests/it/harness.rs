@@ -182,3 +182,11 @@ fn get_status(url: &str) -> std::io::Result<u16> {
         .and_then(|c| c.parse().ok())
         .unwrap_or(0))
 }
+
+/// GETs `url` and reads the JSON answer; any failure fails the test.
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+) -> T {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}

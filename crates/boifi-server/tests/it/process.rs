@@ -7,7 +7,7 @@ use boifi_core::wire::{ConfigResponse, PolicyList};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::{policy_json, Binary, TOKEN};
+use crate::harness::{get_json, policy_json, Binary, TOKEN};
 
 fn client() -> reqwest::Client {
     reqwest::Client::new()
@@ -54,14 +54,7 @@ async fn embedded_store_survives_sigkill_and_restart() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     acknowledged.pop();
-    let before: PolicyList = client
-        .get(server.url("/v1/policies"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before: PolicyList = get_json(&client, server.url("/v1/policies")).await;
     let version_before = before
         .policies
         .iter()
@@ -72,27 +65,13 @@ async fn embedded_store_survives_sigkill_and_restart() {
     // SIGKILL: no shutdown, no flush.
     server.guard.kill().unwrap();
     let server = Binary::start(&args, &log);
-    let after: PolicyList = client
-        .get(server.url("/v1/policies"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after: PolicyList = get_json(&client, server.url("/v1/policies")).await;
     assert_eq!(after, before);
     for (policy, acked) in after.policies.iter().zip(&acknowledged) {
         assert_eq!(serde_json::to_value(policy).unwrap(), *acked);
     }
     // The version continues from where it was (6 writes were acknowledged).
-    let config: ConfigResponse = client
-        .get(server.url("/v1/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config: ConfigResponse = get_json(&client, server.url("/v1/config")).await;
     assert_eq!(config.version, 6);
     assert!(config.version > version_before);
 
@@ -144,14 +123,7 @@ async fn expired_policy_leaves_config_and_stays_expired_after_restart() {
     );
 
     let config_url = server.url("/v1/config?service=frontend&namespace=demo");
-    let config: ConfigResponse = client
-        .get(&config_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config: ConfigResponse = get_json(&client, &config_url).await;
     assert_eq!(config.policies.len(), 1, "active at first");
     // Poll (bounded) until it leaves; it must not leave before its expiry.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -159,14 +131,7 @@ async fn expired_policy_leaves_config_and_stays_expired_after_restart() {
         // The server answers between `sent` and `now`: served means it answered before the
         // expiry (so `sent` was before it); left out means after (so `now` is after it).
         let sent = boifi_server::store::now_ms();
-        let config: ConfigResponse = client
-            .get(&config_url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let config: ConfigResponse = get_json(&client, &config_url).await;
         let now = boifi_server::store::now_ms();
         if config.policies.is_empty() {
             assert!(now >= expires_at, "left {} ms early", expires_at - now);
@@ -181,51 +146,27 @@ async fn expired_policy_leaves_config_and_stays_expired_after_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Listed as expired (the sweep's grace is 1 h).
-    let status: Value = client
-        .get(server.url("/v1/policies/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = get_json(&client, server.url("/v1/policies/status")).await;
     assert_eq!(status["policies"][0]["state"], "expired");
     assert_eq!(status["totals"]["expired"], 1);
 
     server.guard.kill().unwrap();
     let server = Binary::start(&args, &log);
-    let config: ConfigResponse = client
-        .get(server.url("/v1/config?service=frontend&namespace=demo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config: ConfigResponse = get_json(
+        &client,
+        server.url("/v1/config?service=frontend&namespace=demo"),
+    )
+    .await;
     assert!(
         config.policies.is_empty(),
         "expired policy served after restart"
     );
-    let list: PolicyList = client
-        .get(server.url("/v1/policies"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: PolicyList = get_json(&client, server.url("/v1/policies")).await;
     assert_eq!(list.policies.len(), 1);
     assert_eq!(
         list.policies[0].status.unwrap().expires_at_ms,
         Some(expires_at)
     );
-    let status: Value = client
-        .get(server.url("/v1/policies/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = get_json(&client, server.url("/v1/policies/status")).await;
     assert_eq!(status["policies"][0]["state"], "expired");
 }

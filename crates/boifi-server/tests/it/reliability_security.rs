@@ -12,21 +12,13 @@ use boifi_testkit::process::ChildGuard;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::harness::{policy_json, InProcess, TOKEN};
+use crate::harness::{get_json, policy_json, InProcess, TOKEN};
 
 const SEEDED: &str = "seeded-policy";
 
 /// `(method, path)` of every operation in the served OpenAPI document that is not a read.
 async fn mutating_operations(server: &InProcess) -> Vec<(Method, String)> {
-    let doc: Value = server
-        .client
-        .get(server.url("/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = get_json(&server.client, server.url("/v1/openapi.json")).await;
     let mut ops = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {

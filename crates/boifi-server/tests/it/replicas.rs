@@ -14,7 +14,7 @@ use boifi_testkit::etcd::EtcdCluster;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::{policy_json, Binary};
+use crate::harness::{get_json, policy_json, Binary};
 
 const CONFIG: &str = "/v1/config?service=frontend&namespace=demo";
 
@@ -210,14 +210,7 @@ async fn sigkill_of_a_replica_loses_no_acknowledged_write() {
     let acknowledged = acknowledged.lock().unwrap().clone();
 
     // Every acknowledged write is on B, exactly as A acknowledged it.
-    let listed: PolicyList = client
-        .get(b.url("/v1/policies"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: PolicyList = get_json(&client, b.url("/v1/policies")).await;
     for acked in &acknowledged {
         let name = acked["metadata"]["name"].as_str().unwrap();
         let found = listed
@@ -324,14 +317,7 @@ async fn expiry_agrees_on_both_replicas_and_after_a_restart() {
     let b = replica(&etcd, "replica-b");
     let c = config(&client, &b).await;
     assert!(c.policies.is_empty(), "{c:?}");
-    let listed: PolicyList = client
-        .get(b.url("/v1/policies"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: PolicyList = get_json(&client, b.url("/v1/policies")).await;
     assert_eq!(listed.policies.len(), 1, "expired policies stay listed");
     assert_eq!(serde_json::to_value(&listed.policies[0]).unwrap(), stored);
 }
@@ -452,14 +438,7 @@ async fn etcd_leader_loss_under_two_replicas_loses_no_acknowledged_write() {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let ready = client.get(server.url("/v1/ready")).send().await.unwrap();
-            let listed: PolicyList = client
-                .get(server.url("/v1/policies"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let listed: PolicyList = get_json(&client, server.url("/v1/policies")).await;
             let all = acknowledged.iter().all(|acked| {
                 listed
                     .policies
