@@ -5,6 +5,8 @@
 //!   alternating rounds: plain router, Envoy's native fault filter, the floor module and the
 //!   SDK-only module ([`modules`]), boifi with 0/10/100 policies, both aborting 10 %;
 //!   throughput, p50, p99, proxy CPU per request, ratios.
+//! - [`delaycap`]: 10 000 requests held by a 60 s delay: the `max_active_delays` cap holds,
+//!   Envoy's memory per held request.
 //! - [`propagation`]: a mesh of real sidecars ([`boifi_mesh`]); write acknowledged → every
 //!   sidecar applied it.
 //! - [`scale`]: one `boifi-server` holding 10 000 long-polls; memory, CPU, fan-out time.
@@ -16,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod dataplane;
+pub mod delaycap;
 pub mod envoy;
 pub mod error;
 pub mod footprint;
