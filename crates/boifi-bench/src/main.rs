@@ -141,7 +141,10 @@ impl Run<'_> {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_default();
-        let cores = std::thread::available_parallelism().map_or(0, usize::from);
+        // The machine's cores, not this process's: `dataplane --pin` confines it to one.
+        let cores = std::fs::read_to_string("/proc/cpuinfo").map_or(0, |t| {
+            t.lines().filter(|l| l.starts_with("processor")).count()
+        });
         let body = format!("{body}\n_Measured {stamp} on {cores} cores._\n");
         println!("## {title}\n\n{body}");
         if self.cli.no_doc {
