@@ -11,7 +11,19 @@ use std::path::{Path, PathBuf};
 use jsonschema::{Draft, Validator};
 use serde_json::Value;
 
-use crate::kustomize::is_builtin_api;
+/// Whether `api_version` belongs to Kubernetes itself (the core group, `*.k8s.io`, and the
+/// unsuffixed built-in groups), whose schemas live in the strict folder; any other group is a
+/// custom resource with its schema under its group's folder.
+#[must_use]
+pub fn is_builtin_api(api_version: &str) -> bool {
+    match api_version.split_once('/') {
+        None => true,
+        Some((group, _)) => {
+            group.ends_with(".k8s.io")
+                || ["apps", "batch", "policy", "autoscaling"].contains(&group)
+        }
+    }
+}
 
 /// The folder of the strict Kubernetes schemas, relative to the schema root.
 pub const K8S_STRICT_DIR: &str = "v1.30.0-standalone-strict";

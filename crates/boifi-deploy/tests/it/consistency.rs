@@ -8,7 +8,6 @@ use boifi_deploy::consistency::{
     check_bundle, check_control_plane_reachable, container_setting, parse_istio_cluster,
     pod_templates, BundleScope, CLUSTER_DOMAIN, PART_OF_LABEL,
 };
-use boifi_deploy::kustomize;
 use boifi_deploy::yaml::Document;
 use serde_json::{json, Value};
 
@@ -17,7 +16,7 @@ use crate::support::{base, find, overlay_dirs};
 fn bundles() -> Vec<(String, Vec<Document>)> {
     let mut out = vec![("base".to_owned(), base())];
     for dir in overlay_dirs() {
-        out.push((dir.display().to_string(), kustomize::build(&dir).unwrap()));
+        out.push((dir.display().to_string(), crate::support::kustomize(&dir)));
     }
     out
 }

@@ -1,10 +1,11 @@
 //! Paths to the repository, the shared data beside it, and the bundles under test.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use boifi_deploy::check::Checker;
-use boifi_deploy::kustomize;
 use boifi_deploy::oci::MINIMAL_WASM_MODULE;
+use boifi_deploy::render::{self, Tool};
 use boifi_deploy::yaml::{Document, ResourceId};
 
 /// The repository root (two levels above this crate).
@@ -38,8 +39,31 @@ pub fn manifests() -> PathBuf {
     repo_root().join("manifests")
 }
 
+/// A tool the tests need; a missing one fails the test with the way to install it.
+fn tool(cell: &'static OnceLock<Tool>, find: fn(&Path) -> Result<Tool, render::RenderError>) -> &'static Tool {
+    cell.get_or_init(|| find(&repo_root()).unwrap_or_else(|err| panic!("{err}")))
+}
+
+pub fn kubectl() -> &'static Tool {
+    static KUBECTL: OnceLock<Tool> = OnceLock::new();
+    tool(&KUBECTL, Tool::kubectl)
+}
+
+pub fn helm() -> &'static Tool {
+    static HELM: OnceLock<Tool> = OnceLock::new();
+    tool(&HELM, Tool::helm)
+}
+
+/// What `kubectl kustomize <dir>` renders.
+pub fn kustomize(dir: &Path) -> Vec<Document> {
+    render::kustomize(kubectl(), dir).unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// `manifests/base` as kubectl renders it (rendered once per test binary).
 pub fn base() -> Vec<Document> {
-    kustomize::build(&manifests().join("base")).expect("base composes")
+    static BASE: OnceLock<Vec<Document>> = OnceLock::new();
+    BASE.get_or_init(|| kustomize(&manifests().join("base")))
+        .clone()
 }
 
 /// Every overlay directory under manifests/overlays.
@@ -55,7 +79,9 @@ pub fn overlay_dirs() -> Vec<PathBuf> {
 }
 
 pub fn k3s_demo() -> Vec<Document> {
-    kustomize::build(&manifests().join("overlays/k3s-demo")).expect("k3s-demo composes")
+    static DEMO: OnceLock<Vec<Document>> = OnceLock::new();
+    DEMO.get_or_init(|| kustomize(&manifests().join("overlays/k3s-demo")))
+        .clone()
 }
 
 /// Resources an operator creates by hand before `kubectl apply -k` (docs/deploy-k8s.md).
