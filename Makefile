@@ -20,7 +20,7 @@ help:
 	@echo "make test   - run every test (installs what it needs)"
 	@echo "make wasm   - build the proxy-wasm filter ($(WASM_OUT))"
 	@echo "make bench  - run the benchmarks"
-	@echo "make oci    - write the filter as a Wasm OCI image layout ($(OCI_DIR)) and pin its digests in manifests/"
+	@echo "make oci    - write the filter as a Wasm OCI image layout ($(OCI_DIR)) and pin its digests in manifests/ and charts/"
 
 deps:
 	@bash scripts/deps.sh
@@ -58,10 +58,11 @@ test-rust: wasm
 	BOIFI_REQUIRE_ETCD=1 cargo test --workspace
 
 # The filter as the Wasm OCI artifact Istio pulls (an OCI image layout, no Docker needed),
-# then its digests written into the `# boifi-deploy pin:` lines of manifests/.
+# then its digests written into the `# boifi-deploy pin:` lines of manifests/ and charts/.
 oci: wasm
 	cargo run --quiet -p boifi-deploy -- oci --wasm $(WASM_OUT) --out $(OCI_DIR)
 	cargo run --quiet -p boifi-deploy -- pin --layout $(OCI_DIR) --manifests manifests
+	cargo run --quiet -p boifi-deploy -- pin --layout $(OCI_DIR) --manifests charts
 
 # Reliability (docs/RELIABILITY.md). fuzz-smoke: every fuzz/ target under libFuzzer for 6 s
 # (built with plain cargo, no cargo-fuzz needed). fuzz: long runs through cargo-fuzz (installed

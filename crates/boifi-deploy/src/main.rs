@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use boifi_deploy::check::Checker;
 use boifi_deploy::consistency::BundleScope;
 use boifi_deploy::oci::{verify_layout, write_layout, Artifact, ArtifactOptions};
-use boifi_deploy::yaml::ResourceId;
 use boifi_deploy::pin;
 use boifi_deploy::render::{self, HelmRelease, Tool};
+use boifi_deploy::yaml::ResourceId;
 use clap::{Parser, Subcommand};
 
 /// Deploy tooling for boifi: the Wasm OCI artifact and the offline manifest checker.

@@ -123,7 +123,10 @@ impl Tool {
         let output = Command::new(&self.path)
             .args(&args)
             // helm keeps caches and a config under $HOME; none of it is wanted here.
-            .env("HELM_CACHE_HOME", std::env::temp_dir().join("boifi-helm-cache"))
+            .env(
+                "HELM_CACHE_HOME",
+                std::env::temp_dir().join("boifi-helm-cache"),
+            )
             .output()
             .map_err(|source| RenderError::Spawn {
                 command: command.clone(),
@@ -146,7 +149,10 @@ impl Tool {
 /// When kubectl fails (its message is kept) or prints something that is not YAML.
 pub fn kustomize(kubectl: &Tool, dir: &Path) -> Result<Vec<Document>, RenderError> {
     let text = kubectl.run([OsString::from("kustomize"), dir.as_os_str().to_owned()])?;
-    Ok(parse_documents(&text, &format!("kustomize {}", dir.display()))?)
+    Ok(parse_documents(
+        &text,
+        &format!("kustomize {}", dir.display()),
+    )?)
 }
 
 /// A `helm template` invocation: the chart, the release, and the values files and
@@ -251,6 +257,9 @@ mod tests {
         let sh = Tool::find("sh", "BOIFI_NO_SUCH_TOOL", Path::new("/nonexistent")).unwrap();
         let err = sh.run(["-c", "echo broken >&2; exit 3"]).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("failed") && text.ends_with(": broken"), "{text}");
+        assert!(
+            text.contains("failed") && text.ends_with(": broken"),
+            "{text}"
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use boifi_deploy::check::Checker;
 use boifi_deploy::oci::MINIMAL_WASM_MODULE;
-use boifi_deploy::render::{self, Tool};
+use boifi_deploy::render::{self, HelmRelease, Tool};
 use boifi_deploy::yaml::{Document, ResourceId};
 
 /// The repository root (two levels above this crate).
@@ -40,7 +40,10 @@ pub fn manifests() -> PathBuf {
 }
 
 /// A tool the tests need; a missing one fails the test with the way to install it.
-fn tool(cell: &'static OnceLock<Tool>, find: fn(&Path) -> Result<Tool, render::RenderError>) -> &'static Tool {
+fn tool(
+    cell: &'static OnceLock<Tool>,
+    find: fn(&Path) -> Result<Tool, render::RenderError>,
+) -> &'static Tool {
     cell.get_or_init(|| find(&repo_root()).unwrap_or_else(|err| panic!("{err}")))
 }
 
@@ -64,6 +67,60 @@ pub fn base() -> Vec<Document> {
     static BASE: OnceLock<Vec<Document>> = OnceLock::new();
     BASE.get_or_init(|| kustomize(&manifests().join("base")))
         .clone()
+}
+
+pub fn chart() -> PathBuf {
+    repo_root().join("charts/boifi")
+}
+
+/// The chart's value sets under test: its defaults, then each `ci/<name>-values.yaml`.
+pub fn chart_value_sets() -> Vec<(String, HelmRelease)> {
+    let mut out = vec![(
+        "default".to_owned(),
+        HelmRelease::new(&chart(), "boifi", "boifi"),
+    )];
+    let mut files: Vec<PathBuf> = std::fs::read_dir(chart().join("ci"))
+        .expect("charts/boifi/ci")
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    files.sort();
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy();
+        let name = name
+            .strip_suffix("-values.yaml")
+            .expect("ci/<name>-values.yaml");
+        let mut release = HelmRelease::new(&chart(), "boifi", "boifi");
+        release.values.push(file.clone());
+        out.push((name.to_owned(), release));
+    }
+    out
+}
+
+/// What `helm template` renders for each value set (rendered once per test binary).
+pub fn chart_bundles() -> Vec<(String, Vec<Document>)> {
+    static BUNDLES: OnceLock<Vec<(String, Vec<Document>)>> = OnceLock::new();
+    BUNDLES
+        .get_or_init(|| {
+            chart_value_sets()
+                .into_iter()
+                .map(|(name, release)| {
+                    let docs = release
+                        .template(helm())
+                        .unwrap_or_else(|err| panic!("{err}"));
+                    (format!("chart {name}"), docs)
+                })
+                .collect()
+        })
+        .clone()
+}
+
+/// The chart bundle of one value set.
+pub fn chart_bundle(name: &str) -> Vec<Document> {
+    chart_bundles()
+        .into_iter()
+        .find(|(n, _)| n == &format!("chart {name}"))
+        .unwrap_or_else(|| panic!("no value set {name}"))
+        .1
 }
 
 /// Every overlay directory under manifests/overlays.
