@@ -76,6 +76,8 @@ pub struct SidecarConfig<'a> {
     pub wasm: Option<&'a Path>,
     /// The `pluginConfig` JSON.
     pub plugin_config: &'a Value,
+    /// The bootstrap's `stats_config` (e.g. Istio's stats inclusion), or Envoy's default.
+    pub stats_config: Option<&'a Value>,
 }
 
 /// The node block Istio's pilot-agent writes for this pod.
@@ -235,7 +237,7 @@ pub fn sidecar_bootstrap(c: &SidecarConfig<'_>) -> Value {
                         "route": {"cluster": inbound_cluster, "timeout": "0s"}}],
         }],
     });
-    json!({
+    let mut bootstrap = json!({
         "node": istio_node(c.service, c.pod),
         "admin": admin(c.admin_port),
         "static_resources": {
@@ -250,7 +252,11 @@ pub fn sidecar_bootstrap(c: &SidecarConfig<'_>) -> Value {
                 static_cluster(CONTROL_PLANE_CLUSTER, &[c.control_plane_port], false),
             ],
         },
-    })
+    });
+    if let (Some(stats), Some(map)) = (c.stats_config, bootstrap.as_object_mut()) {
+        map.insert("stats_config".to_owned(), stats.clone());
+    }
+    bootstrap
 }
 
 /// One service behind the ingress.
