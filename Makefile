@@ -16,7 +16,7 @@ export BOIFI_WASM := $(CURDIR)/$(WASM_OUT)
 .PHONY: help deps fmt-check clippy nostd wasm test test-rust demo bench oci
 
 help:
-	@echo "make demo   - start a local mesh of Envoy sidecars, apply a policy, show the effect"
+	@echo "make demo   - start a local mesh of Envoy sidecars, apply a policy, show the effect (PROM=1: with Prometheus)"
 	@echo "make test   - run every test (installs what it needs)"
 	@echo "make wasm   - build the proxy-wasm filter ($(WASM_OUT))"
 	@echo "make bench  - run the benchmarks"
@@ -48,9 +48,12 @@ test: deps fmt-check clippy deny nostd test-rust fuzz-smoke api-fuzz
 # 2 replicas on a 3-member etcd behind a balancing Envoy); applies POLICY (default
 # crates/boifi-mesh/demo/frontend-faults.yaml) with boifi-cli, sends traffic to every
 # service and prints what happened per service; stops everything at the end.
+# `make demo PROM=1` also runs Debian's prometheus on the loopback scraping every sidecar and the
+# control plane, prints its URL and the Grafana dashboard to import
+# (charts/boifi/dashboards/boifi.json), and keeps traffic going until Enter.
 demo: wasm
 	cargo build --quiet -p boifi-server -p boifi-cli -p boifi-mesh
-	./target/debug/boifi-mesh demo $(if $(filter 1 true yes,$(HA)),--ha,) $(if $(POLICY),--policies $(POLICY),)
+	./target/debug/boifi-mesh demo $(if $(filter 1 true yes,$(HA)),--ha,) $(if $(POLICY),--policies $(POLICY),) $(if $(filter 1 true yes,$(PROM)),--prometheus,)
 
 # The filter's e2e tests load $(BOIFI_WASM) into a real Envoy: build it first.
 # `deps` installed etcd, so an etcd test that finds none fails instead of skipping.

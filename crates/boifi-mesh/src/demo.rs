@@ -12,6 +12,7 @@ use boifi_core::policy::{parse_policies_text, PolicyDocument};
 use crate::control_plane::Store;
 use crate::error::MeshError;
 use crate::mesh::{Mesh, MeshOptions};
+use crate::prometheus::{istio_stats_config, Prometheus, DASHBOARD};
 use crate::topology::{Protocol, ServiceSpec, Topology};
 
 /// What the demo does.
@@ -27,6 +28,9 @@ pub struct DemoOptions {
     pub requests: usize,
     /// The app binary (`boifi-mesh` itself).
     pub app_binary: Option<PathBuf>,
+    /// Also run a Prometheus scraping the mesh, and keep everything up with traffic until
+    /// Enter is pressed, for the Grafana dashboard.
+    pub prometheus: bool,
 }
 
 /// The expected share of aborted and delayed requests (parts of 1) for a service's request,
@@ -122,7 +126,21 @@ pub fn run(options: &DemoOptions) -> Result<(), MeshError> {
     }
     mesh_options.progress = true;
     mesh_options.app_binary = options.app_binary.clone();
+    if options.prometheus {
+        mesh_options.sidecar_stats_config = Some(istio_stats_config());
+    }
     let mesh = Mesh::start(mesh_options)?;
+    let prometheus = if options.prometheus {
+        let prometheus = Prometheus::for_mesh(&mesh, Duration::from_secs(5))?;
+        println!(
+            "      prometheus: {} (dashboard to import into Grafana: {})",
+            prometheus.url(),
+            crate::topology::repo_root().join(DASHBOARD).display()
+        );
+        Some(prometheus)
+    } else {
+        None
+    };
     let rss = mesh.sidecar_rss_kib();
     println!(
         "      control plane ready in {} ms; {} sidecars serving after {} ms; sidecar memory {} MiB average ({} MiB total)",
@@ -203,9 +221,34 @@ pub fn run(options: &DemoOptions) -> Result<(), MeshError> {
         }
     }
 
+    if let Some(prometheus) = &prometheus {
+        keep_serving(&mesh, prometheus)?;
+    }
     println!("[5/5] stopping every process");
+    drop(prometheus);
     drop(mesh);
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Sends traffic to every service, so the dashboard has something to show, until a line (or
+/// the end) arrives on stdin.
+fn keep_serving(mesh: &Mesh, prometheus: &Prometheus) -> Result<(), MeshError> {
+    println!(
+        "      traffic goes on; prometheus at {}; press Enter to stop",
+        prometheus.url()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = std::io::stdin().read_line(&mut String::new());
+        let _ = tx.send(());
+    });
+    while rx.try_recv().is_err() {
+        for s in &mesh.services {
+            mesh.send(&s.spec.name, 20, 4)?;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     Ok(())
 }
 

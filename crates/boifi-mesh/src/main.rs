@@ -32,6 +32,10 @@ enum Command {
         /// Requests per service.
         #[arg(long, default_value_t = 400)]
         requests: usize,
+        /// Also start a Prometheus scraping the mesh (Debian's `prometheus`), print its URL
+        /// and the Grafana dashboard file, and keep serving traffic until Enter.
+        #[arg(long)]
+        prometheus: bool,
     },
     /// Start the mesh and keep it running until Ctrl-C.
     Up {
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
             ha,
             policies,
             requests,
+            prometheus,
         } => {
             let policies = policies.unwrap_or_else(|| {
                 boifi_mesh::topology::repo_root()
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
                 policies,
                 requests,
                 app_binary: std::env::current_exe().ok(),
+                prometheus,
             })
         }
         Command::Up { ha, services } => up(ha, &services),

@@ -162,6 +162,10 @@ pub fn config_yaml(targets: &[ScrapeTarget], scrape_interval: Duration) -> Strin
     out
 }
 
+/// The Grafana dashboard whose queries are checked against this Prometheus, relative to the
+/// repository root.
+pub const DASHBOARD: &str = "charts/boifi/dashboards/boifi.json";
+
 /// The `prometheus` binary: `$BOIFI_PROMETHEUS`, else Debian's.
 ///
 /// # Errors
@@ -241,6 +245,33 @@ impl Prometheus {
                     .ok()
                     .filter(|a| a.status == 200)
                     .map(|_| ()))
+            },
+        )?;
+        Ok(prometheus)
+    }
+
+    /// Starts Prometheus under the mesh's folder, scraping every sidecar and control-plane
+    /// replica of `mesh` ([`mesh_targets`]) every `scrape_interval`, and waits until each
+    /// target has been scraped once.
+    ///
+    /// # Errors
+    /// As [`Prometheus::start`], or a target still down after 30 s.
+    pub fn for_mesh(mesh: &Mesh, scrape_interval: Duration) -> Result<Prometheus, MeshError> {
+        let targets = mesh_targets(mesh);
+        let prometheus = Prometheus::start(
+            &mesh.dir().join("prometheus"),
+            &targets,
+            scrape_interval,
+            &mesh.client,
+        )?;
+        wait_for(
+            "prometheus to scrape every sidecar and the control plane",
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || {
+                Ok(prometheus
+                    .all_up(&mesh.client, targets.len())?
+                    .then_some(()))
             },
         )?;
         Ok(prometheus)

@@ -1,4 +1,4 @@
-//! The Grafana dashboard (`charts/boifi/dashboards/boifi.json`) against a real Prometheus:
+//! The Grafana dashboard ([`DASHBOARD`]) against a real Prometheus:
 //! Debian's `prometheus` scrapes a small mesh's sidecars (with Istio's stats inclusion and the
 //! chart's `proxyStatsMatcher` additions) and the control plane while a fault runs, and every
 //! query of every panel must return at least one series carrying the labels its legend shows.
@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use boifi_mesh::prometheus::{istio_stats_config, mesh_targets, Prometheus, Sample};
+use boifi_mesh::prometheus::{istio_stats_config, Prometheus, Sample, DASHBOARD};
 use boifi_mesh::topology::repo_root;
 use boifi_mesh::Topology;
 use serde_json::Value;
@@ -113,31 +113,15 @@ spec:
 #[test]
 fn every_dashboard_query_returns_its_series_during_a_fault() {
     let _machine = exclusive();
-    let dashboard: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("charts/boifi/dashboards/boifi.json")).unwrap(),
-    )
-    .unwrap();
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join(DASHBOARD)).unwrap())
+            .unwrap();
     let mut o = options(Topology::online_boutique().only(&["frontend", "cartservice"]));
     o.sidecar_stats_config = Some(istio_stats_config());
     let mesh = start(o);
-    let targets = mesh_targets(&mesh);
-    let prometheus = Prometheus::start(
-        &mesh.dir().join("prometheus"),
-        &targets,
-        Duration::from_secs(1),
-        &mesh.client,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let prometheus =
+        Prometheus::for_mesh(&mesh, Duration::from_secs(1)).unwrap_or_else(|e| panic!("{e}"));
     // Applied once Prometheus scrapes everything, so the propagation it causes is in its data.
-    let scraping = Instant::now();
-    while !prometheus.all_up(&mesh.client, targets.len()).unwrap() {
-        assert!(
-            scraping.elapsed() < Duration::from_secs(30),
-            "not every target is scraped: {:?}",
-            prometheus.query(&mesh.client, "up").unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
     std::thread::sleep(Duration::from_secs(2));
     apply(&mesh, POLICIES);
 
