@@ -198,6 +198,27 @@ fn default_is_one_replica_on_the_embedded_store_with_a_generated_token() {
     );
 }
 
+/// The bootstrap fragment that gives the per-policy counters their `policy` tag holds the
+/// filter's own regex, as JSON Envoy reads.
+#[test]
+fn the_stats_tag_bootstrap_holds_the_filters_policy_tag() {
+    let docs = chart_bundle("default");
+    let config = find(&docs, "ConfigMap", "boifi-stats-tags");
+    assert_eq!(config.namespace(), "demo");
+    let bootstrap: Value = serde_json::from_str(
+        config.value["data"]["custom_bootstrap.json"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        bootstrap,
+        json!({"stats_config": {"stats_tags": [
+            {"tag_name": "policy", "regex": boifi_wasm::metrics::POLICY_TAG_REGEX}
+        ]}})
+    );
+}
+
 #[test]
 fn external_etcd_uses_the_given_endpoints_and_the_operators_secret() {
     let docs = chart_bundle("external-etcd");
@@ -249,6 +270,17 @@ fn external_etcd_uses_the_given_endpoints_and_the_operators_secret() {
             .iter()
             .any(|f| f.contains("endpoint port `metrics` is not a port name")),
         "{findings:#?}"
+    );
+    // Grafana's sidecar gets the dashboard file as it is in the repository.
+    let dashboard = find(&docs, "ConfigMap", "boifi-grafana-dashboard");
+    assert_eq!(
+        dashboard.value["metadata"]["labels"]["grafana_dashboard"],
+        "1"
+    );
+    let file = std::fs::read_to_string(chart().join("dashboards/boifi.json")).unwrap();
+    assert_eq!(
+        dashboard.value["data"]["boifi.json"].as_str().unwrap(),
+        file
     );
     // The filter for frontend only.
     assert_eq!(
