@@ -67,7 +67,7 @@ impl Tool {
             .map(PathBuf::from);
         let pinned = root.join(TOOLS_DIR).join(name);
         let on_path = || {
-            let path = std::env::var_os("PATH").unwrap_or_else(OsString::new);
+            let path = std::env::var_os("PATH").unwrap_or_default();
             std::env::split_paths(&path)
                 .map(|dir| dir.join(name))
                 .find(|candidate| candidate.is_file())

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use hyper::Method;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::MeshError;
@@ -192,6 +193,31 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// `/api/v1/query`'s answer, the parts read here.
+#[derive(Debug, Deserialize)]
+struct QueryAnswer {
+    status: String,
+    #[serde(default, rename = "errorType")]
+    error_type: String,
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    data: QueryData,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct QueryData {
+    #[serde(default)]
+    result: Vec<QueryResult>,
+}
+
+#[derive(Debug, Deserialize)]
+struct QueryResult {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
 /// A running Prometheus; killed when dropped.
 #[derive(Debug)]
 pub struct Prometheus {
@@ -308,36 +334,19 @@ impl Prometheus {
             url: format!("{url}/api/v1/query ({expr})"),
             reason,
         };
-        let parsed: Value = serde_json::from_slice(&answer.body)
+        let parsed: QueryAnswer = serde_json::from_slice(&answer.body)
             .map_err(|e| refused(format!("status {}: {e}: {}", answer.status, answer.text())))?;
-        if parsed["status"] != "success" {
-            return Err(refused(format!(
-                "{}: {}",
-                parsed["errorType"].as_str().unwrap_or("error"),
-                parsed["error"].as_str().unwrap_or_default()
-            )));
+        if parsed.status != "success" {
+            return Err(refused(format!("{}: {}", parsed.error_type, parsed.error)));
         }
-        let results = parsed["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        Ok(results
-            .iter()
+        Ok(parsed
+            .data
+            .result
+            .into_iter()
             .map(|r| Sample {
-                labels: r["metric"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                labels: r.metric,
                 // `[<time>, "<value>"]`; Prometheus writes NaN and ±Inf as strings too.
-                value: r["value"]
-                    .get(1)
-                    .and_then(Value::as_str)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(f64::NAN),
+                value: r.value.1.parse().unwrap_or(f64::NAN),
             })
             .collect())
     }
