@@ -60,11 +60,22 @@ impl Tool {
     /// `<root>/target/tools/bin/<name>` (where `make deps` puts the pinned tools), else `PATH`.
     ///
     /// # Errors
-    /// [`RenderError::Missing`] naming the tool and how to install it.
+    /// [`RenderError::Missing`] naming the tool and how to install it; also when `env` names a
+    /// file that does not exist (no silent fallback to another version).
     pub fn find(name: &str, env: &str, root: &Path) -> Result<Self, RenderError> {
-        let from_env = std::env::var_os(env)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
+        let missing = || RenderError::Missing {
+            tool: name.to_owned(),
+            env: env.to_owned(),
+            tools_dir: TOOLS_DIR.to_owned(),
+        };
+        if let Some(path) = std::env::var_os(env).filter(|v| !v.is_empty()) {
+            let path = PathBuf::from(path);
+            return if path.is_file() {
+                Ok(Self { path })
+            } else {
+                Err(missing())
+            };
+        }
         let pinned = root.join(TOOLS_DIR).join(name);
         let on_path = || {
             let path = std::env::var_os("PATH").unwrap_or_default();
@@ -72,15 +83,12 @@ impl Tool {
                 .map(|dir| dir.join(name))
                 .find(|candidate| candidate.is_file())
         };
-        from_env
-            .or_else(|| pinned.is_file().then_some(pinned))
+        pinned
+            .is_file()
+            .then_some(pinned)
             .or_else(on_path)
             .map(|path| Self { path })
-            .ok_or_else(|| RenderError::Missing {
-                tool: name.to_owned(),
-                env: env.to_owned(),
-                tools_dir: TOOLS_DIR.to_owned(),
-            })
+            .ok_or_else(missing)
     }
 
     /// `kubectl`, from `BOIFI_KUBECTL`, the project's tools or `PATH`.
