@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use boifi_mesh::app::{AppInfo, CallPlan};
 use boifi_mesh::demo::{self, DemoOptions};
 use boifi_mesh::{Mesh, MeshOptions, Topology};
 use clap::{Parser, Subcommand};
@@ -53,6 +54,9 @@ enum Command {
         /// The pod name.
         #[arg(long)]
         pod: String,
+        /// Its calls (JSON written by the mesh); without it the app is a leaf.
+        #[arg(long)]
+        plan: Option<PathBuf>,
     },
 }
 
@@ -63,7 +67,11 @@ fn main() -> ExitCode {
             listen,
             service,
             pod,
-        } => boifi_mesh::app::run(listen, boifi_mesh::app::AppInfo { service, pod }),
+            plan,
+        } => plan
+            .as_deref()
+            .map_or_else(|| Ok(CallPlan::default()), CallPlan::read)
+            .and_then(|plan| boifi_mesh::app::run(listen, AppInfo { service, pod, plan })),
         Command::Demo {
             ha,
             policies,
