@@ -40,15 +40,25 @@ pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Mesh
     std::fs::rename(&tmp, path).map_err(|e| MeshError::io(path, e))
 }
 
-/// Writes `caller`'s outbound routes (RDS) at `version`.
+/// Writes `caller`'s outbound routes (RDS) at `version`, unless the file already holds the
+/// same routes: Envoy ignores an update whose routes hash the same (its config dump keeps
+/// the old version), so only a change is written. Returns whether it wrote.
 pub(crate) fn write_routes(
     path: &Path,
     caller: &str,
     topology: &Topology,
     upstreams: &[Upstream],
     version: u64,
-) -> Result<(), MeshError> {
-    write_json(path, &outbound_routes(caller, topology, upstreams, version))
+) -> Result<bool, MeshError> {
+    let routes = outbound_routes(caller, topology, upstreams, version);
+    let held = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    if held.is_some_and(|h| h.get("resources") == routes.get("resources")) {
+        return Ok(false);
+    }
+    write_json(path, &routes)?;
+    Ok(true)
 }
 
 /// The plan of an app of `spec`: its handlers, and for each service it calls the authority
@@ -147,18 +157,21 @@ impl Mesh {
         Ok(self.service(service)?.spec.handlers.clone())
     }
 
-    /// Replaces the callers' route policies and rewrites every sidecar's outbound routes;
-    /// returns when every running sidecar serves the new version (its RDS config dump says so).
+    /// Replaces the callers' route policies and rewrites the outbound routes of every sidecar
+    /// they change; returns when each of those serves the new version (its RDS config dump
+    /// says so).
     pub fn set_routes(&mut self, routes: Vec<RoutePolicy>) -> Result<(), MeshError> {
         self.routes = routes;
         self.routes_version += 1;
         let (topology, upstreams, version) =
             (self.topology(), self.upstreams(), self.routes_version);
+        let mut pods: Vec<&Pod> = Vec::new();
         for (spec, pod) in self.pods() {
             let file = pod_file(self.dir(), &pod.name, spec, "routes.json");
-            write_routes(&file, &spec.name, &topology, &upstreams, version)?;
+            if write_routes(&file, &spec.name, &topology, &upstreams, version)? {
+                pods.push(pod);
+            }
         }
-        let pods: Vec<&Pod> = self.pods().map(|(_, p)| p).collect();
         wait_for(
             &format!("every sidecar to serve outbound routes version {version}"),
             Duration::from_secs(20),
@@ -299,7 +312,7 @@ impl Mesh {
                 sidecar_requests: a.requests.saturating_sub(b.requests),
                 aborts: a.aborts.saturating_sub(b.aborts),
                 delays: a.delays.saturating_sub(b.delays),
-                app: apps.remove(name).unwrap_or_default(),
+                app: apps.get(name).cloned().unwrap_or_default(),
                 seen_by_callers: seen,
             });
         }

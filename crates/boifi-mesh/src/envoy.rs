@@ -343,13 +343,27 @@ pub fn outbound_routes(
     })
 }
 
-/// A service's pods as the cluster `outbound|PORT||FQDN` (HTTP/2 to gRPC services).
+/// A service's pods as the cluster `outbound|PORT||FQDN` (HTTP/2 to gRPC services), with
+/// the circuit breakers Istio gives every cluster: no limit. Envoy's own default of 3
+/// concurrent retries per cluster would silently drop most retries under load (counted in
+/// `upstream_rq_retry_overflow`), which Istio's sidecars never do.
 pub fn upstream_cluster(u: &Upstream) -> Value {
-    static_cluster(
+    let mut cluster = static_cluster(
         &outbound_cluster(&u.service),
         &u.endpoints,
         u.service.protocol.is_grpc(),
-    )
+    );
+    if let Some(c) = cluster.as_object_mut() {
+        let unlimited = u32::MAX;
+        c.insert(
+            "circuit_breakers".into(),
+            json!({"thresholds": [{
+                "max_connections": unlimited, "max_pending_requests": unlimited,
+                "max_requests": unlimited, "max_retries": unlimited, "track_remaining": true,
+            }]}),
+        );
+    }
+    cluster
 }
 
 /// A service and its pods, as an upstream of the ingress or of a sidecar.

@@ -391,6 +391,7 @@ impl Mesh {
             app.arg("--plan").arg(&plan_file);
         }
         let routes_file = file("routes.json");
+        // Unchanged routes (a restarted pod) stay as they are: Envoy reads the file at start.
         crate::cascade::write_routes(
             &routes_file,
             &spec.name,

@@ -194,10 +194,11 @@ pub fn route_action(cluster: &str, policy: Option<&RoutePolicy>) -> Value {
     let timeout = policy
         .and_then(|p| p.timeout)
         .map_or_else(|| "0s".to_owned(), envoy_duration);
-    let mut action = json!({"cluster": cluster, "timeout": timeout, "max_grpc_timeout": "0s"});
+    let mut action = json!({"cluster": cluster, "timeout": timeout});
+    // Istio drops `retries` with `attempts: 0`, its `perTryTimeout` included.
     let retries = policy
         .and_then(|p| p.retries.as_ref())
-        .filter(|r| r.attempts > 0 || r.per_try_timeout.is_some());
+        .filter(|r| r.attempts > 0);
     if let (Some(r), Some(m)) = (retries, action.as_object_mut()) {
         m.insert("retry_policy".into(), r.to_envoy());
     }
