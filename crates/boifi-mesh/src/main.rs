@@ -22,16 +22,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the mesh, apply policies with boifi-cli, send traffic, print a table, stop.
+    /// Start the mesh, fault cartservice with boifi-cli, send every page type of frontend
+    /// without and with the callers' retries and timeouts, print what each hop saw, stop.
     Demo {
         /// Two control-plane replicas on a 3-member etcd (default: one on the embedded store).
         #[arg(long)]
         ha: bool,
-        /// Policy file or directory to apply.
+        /// The faults of the first two runs (default: crates/boifi-mesh/demo/cart-faults.yaml).
         #[arg(long, short = 'f')]
         policies: Option<PathBuf>,
-        /// Requests per service.
-        #[arg(long, default_value_t = 400)]
+        /// Requests per page type and run.
+        #[arg(long, default_value_t = 60)]
         requests: usize,
     },
     /// Start the mesh and keep it running until Ctrl-C.
@@ -77,14 +78,12 @@ fn main() -> ExitCode {
             policies,
             requests,
         } => {
-            let policies = policies.unwrap_or_else(|| {
-                boifi_mesh::topology::repo_root()
-                    .join("crates/boifi-mesh/demo/frontend-faults.yaml")
-            });
+            let (faults, slow_policies) = DemoOptions::default_policies();
             demo::run(&DemoOptions {
                 topology: Topology::online_boutique(),
                 ha,
-                policies,
+                policies: policies.unwrap_or(faults),
+                slow_policies,
                 requests,
                 app_binary: std::env::current_exe().ok(),
             })
