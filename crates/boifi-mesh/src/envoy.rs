@@ -485,6 +485,120 @@ mod tests {
     }
 
     #[test]
+    fn sidecar_calls_through_istio_named_clusters_with_the_filter_inbound_only() {
+        let topology = Topology::online_boutique();
+        let upstreams: Vec<Upstream> = topology
+            .services
+            .iter()
+            .zip(20_000u16..)
+            .map(|(s, port)| Upstream {
+                service: s.clone(),
+                endpoints: vec![port],
+            })
+            .collect();
+        let frontend = topology
+            .services
+            .iter()
+            .find(|s| s.name == "frontend")
+            .unwrap();
+        let config = SidecarConfig {
+            service: frontend,
+            pod: "frontend-0",
+            admin_port: 1,
+            inbound_port: 2,
+            outbound_port: 3,
+            outbound_routes: Path::new("/tmp/frontend-0.routes.json"),
+            upstreams: &upstreams,
+            app_port: 4,
+            control_plane_port: 5,
+            wasm: Some(Path::new("/tmp/boifi.wasm")),
+            plugin_config: &json!({}),
+        };
+        let b = sidecar_bootstrap(&config);
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        let cart = clusters
+            .iter()
+            .find(|c| c["name"] == "outbound|7070||cartservice.demo.svc.cluster.local")
+            .unwrap();
+        assert!(
+            cart["typed_extension_protocol_options"].is_object(),
+            "gRPC: HTTP/2"
+        );
+        assert_eq!(
+            cart["circuit_breakers"]["thresholds"][0]["max_retries"],
+            u32::MAX
+        );
+        assert_eq!(clusters.len(), 2 + topology.services.len());
+        let listeners = b["static_resources"]["listeners"].as_array().unwrap();
+        let filters = |i: usize| {
+            listeners[i]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            filters(0),
+            ["istio-system.boifi", "envoy.filters.http.router"]
+        );
+        assert_eq!(filters(1), ["envoy.filters.http.router"]);
+        let rds = &listeners[1]["filter_chains"][0]["filters"][0]["typed_config"]["rds"];
+        assert_eq!(
+            rds["config_source"]["path_config_source"]["path"],
+            "/tmp/frontend-0.routes.json"
+        );
+    }
+
+    #[test]
+    fn outbound_routes_carry_the_policy_of_their_caller_only() {
+        let retries = crate::traffic::Retries::new(2, &["unavailable"]).unwrap();
+        let topology = Topology::online_boutique().with_route(
+            crate::traffic::RoutePolicy::to("cartservice")
+                .from("frontend")
+                .retries(retries),
+        );
+        let upstreams: Vec<Upstream> = topology
+            .services
+            .iter()
+            .map(|s| Upstream {
+                service: s.clone(),
+                endpoints: vec![1],
+            })
+            .collect();
+        let cart_route = |caller: &str| {
+            let rds = outbound_routes(caller, &topology, &upstreams, 7);
+            assert_eq!(rds["version_info"], "7");
+            let hosts = rds["resources"][0]["virtual_hosts"]
+                .as_array()
+                .unwrap()
+                .clone();
+            let cart = hosts
+                .into_iter()
+                .find(|h| h["name"] == "cartservice.demo.svc.cluster.local:7070")
+                .unwrap();
+            for d in [
+                "cartservice",
+                "cartservice:7070",
+                "cartservice.demo",
+                "cartservice.demo.svc.cluster.local",
+            ] {
+                assert!(
+                    cart["domains"].as_array().unwrap().iter().any(|x| x == d),
+                    "{d}"
+                );
+            }
+            cart["routes"][0]["route"].clone()
+        };
+        assert_eq!(cart_route("frontend")["retry_policy"]["num_retries"], 2);
+        assert!(cart_route("checkoutservice").get("retry_policy").is_none());
+        assert_eq!(
+            cart_route("checkoutservice")["cluster"],
+            "outbound|7070||cartservice.demo.svc.cluster.local"
+        );
+    }
+
+    #[test]
     fn sidecar_without_service_metadata_has_a_partial_identity() {
         let mut s = ServiceSpec::new("nameless", "demo", Protocol::Http);
         s.service_metadata = false;
