@@ -158,6 +158,7 @@ pub fn run(options: &DemoOptions) -> Result<(), MeshError> {
     run_scenarios(
         &mut mesh,
         options.requests,
+        1,
         [
             Scenario {
                 title: "no retries",
@@ -175,6 +176,7 @@ pub fn run(options: &DemoOptions) -> Result<(), MeshError> {
     run_scenarios(
         &mut mesh,
         options.requests,
+        3,
         [
             Scenario {
                 title: "no timeout",
@@ -200,7 +202,11 @@ fn apply(
     path: &std::path::Path,
     policies: &[PolicyDocument],
 ) -> Result<(), MeshError> {
-    println!("[{step}/4] boifi-cli policy apply -f {}", path.display());
+    let shown = path
+        .strip_prefix(crate::topology::repo_root())
+        .unwrap_or(path)
+        .display();
+    println!("[{step}/4] boifi-cli policy apply -f {shown}");
     for line in mesh
         .cli(&["policy", "apply", "-f", &path.display().to_string()])?
         .lines()
@@ -211,39 +217,76 @@ fn apply(
     let target = mesh.service(TARGET)?;
     let (aborts, delays) = expected_shares(policies, &target.spec);
     println!(
-        "      every sidecar holds them {} ms later; {TARGET} aborts {:.1} % and delays {:.1} % of its requests",
-        waited.as_millis(),
+        "      every sidecar holds them {} ms after the apply returned;",
+        waited.as_millis()
+    );
+    println!(
+        "      {TARGET} aborts {:.1} % and delays {:.1} % of its requests",
         100.0 * aborts,
         100.0 * delays
     );
     Ok(())
 }
 
+/// Runs `scenarios`, numbered from `first` of [`RUNS`].
 fn run_scenarios<const N: usize>(
     mesh: &mut Mesh,
     requests: usize,
+    first: usize,
     scenarios: [Scenario; N],
 ) -> Result<(), MeshError> {
-    for scenario in scenarios {
+    for (i, scenario) in scenarios.into_iter().enumerate() {
         mesh.set_routes(scenario.routes.clone())?;
-        let routes = scenario.routes.first().map_or_else(
-            || format!("every caller → {TARGET}: no retries, no timeout"),
-            RoutePolicy::describe,
-        );
         let started = Instant::now();
         let run = mesh.run_pages("frontend", requests, 16)?;
+        let heading = run_heading(first + i, &scenario, started.elapsed());
         println!();
-        println!(
-            "== {}: {routes} ({:.1} s)",
-            scenario.title,
-            started.elapsed().as_secs_f64()
-        );
-        for line in service_table(&run).into_iter().chain(page_table(&run)) {
+        for line in heading
+            .into_iter()
+            .chain(service_table(&run))
+            .chain(page_table(&run))
+        {
             println!("{line}");
         }
         println!();
     }
     Ok(())
+}
+
+/// The number of runs the demo makes.
+const RUNS: usize = 4;
+
+/// `== run 2 of 4: callers retry (2.6 s)` and the route policy on the next line.
+fn run_heading(number: usize, scenario: &Scenario, took: Duration) -> Vec<String> {
+    let routes = scenario.routes.first().map_or_else(
+        || format!("every caller → {TARGET}: no retries, no timeout"),
+        RoutePolicy::describe,
+    );
+    let mut lines = vec![format!(
+        "== run {number} of {RUNS}: {} ({:.1} s)",
+        scenario.title,
+        took.as_secs_f64()
+    )];
+    lines.extend(wrap(&routes, "   ", 80));
+    lines
+}
+
+/// `text` in lines of at most `width` columns (a longer word stays whole), each indented.
+fn wrap(text: &str, indent: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::from(indent);
+    for word in text.split(' ') {
+        let fits = line.chars().count() + 1 + word.chars().count() <= width;
+        if line.len() > indent.len() && !fits {
+            lines.push(std::mem::replace(&mut line, String::from(indent)));
+        }
+        if line.len() > indent.len() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    lines.push(line);
+    lines
 }
 
 /// Service names without the `service` suffix, so that the tables fit in 80 columns.
@@ -374,11 +417,19 @@ mod tests {
             })
             .collect();
         let run = Run { pages, services };
-        let lines: Vec<String> = service_table(&run)
+        let retries = Retries::new(2, &["5xx", "gateway-error", "unavailable"]).unwrap();
+        let scenario = Scenario {
+            title: "callers retry",
+            routes: vec![RoutePolicy::to(TARGET)
+                .retries(retries.per_try_timeout(Duration::from_millis(100)))
+                .timeout(Duration::from_millis(1500))],
+        };
+        let lines: Vec<String> = run_heading(2, &scenario, Duration::from_secs(100))
             .into_iter()
+            .chain(service_table(&run))
             .chain(page_table(&run))
             .collect();
-        assert_eq!(lines.len(), 2 + topology.services.len() + 1 + 7);
+        assert_eq!(lines.len(), 3 + 2 + topology.services.len() + 1 + 7);
         for l in &lines {
             assert!(
                 l.chars().count() <= 80,
