@@ -119,10 +119,13 @@ fn up(ha: bool, services: &[String]) -> Result<(), boifi_mesh::MeshError> {
     );
     for (spec, pod) in mesh.pods() {
         println!(
-            "{:<40} inbound {}  admin {}",
+            "{:<40} inbound {}  outbound :{}  admin {}  app counters {}{}",
             format!("{}.{}", pod.name, spec.namespace),
             pod.inbound_url(),
-            pod.admin_url()
+            pod.outbound_port,
+            pod.admin_url(),
+            pod.app_url(),
+            boifi_mesh::app::STATS_PATH,
         );
     }
     println!("logs and configs: {}", mesh.dir().display());
