@@ -129,7 +129,7 @@ pub fn run(options: &DemoOptions) -> Result<(), MeshError> {
     let policies = read_policies(&options.policies)?;
     let slow = read_policies(&options.slow_policies)?;
     println!(
-        "[1/4] starting the mesh: {} services, {} pods, control plane on {}",
+        "[1/4] the mesh: {} services, {} pods; control plane on {}",
         options.topology.services.len(),
         options.topology.pods(),
         if options.ha {
