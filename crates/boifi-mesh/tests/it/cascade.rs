@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use boifi_mesh::calls::{Handler, OnFailure};
 use boifi_mesh::cascade::Run;
+use boifi_mesh::demo::{page_table, service_table};
 use boifi_mesh::http::quantile;
 use boifi_mesh::{Mesh, Retries, RoutePolicy, Topology};
 
@@ -96,8 +97,13 @@ fn pages_fail_as_cart_does(mesh: &Mesh, what: &str, per_call_failure: f64) -> Ru
     run
 }
 
-/// Only cart's sidecar injected anything; returns what it injected.
+/// Only cart's sidecar injected anything (the run's tables are printed first, as `make demo`
+/// prints them); returns what it injected.
 fn only_cart_injects(run: &Run, what: &str) -> (u64, u64) {
+    eprintln!("{what}:");
+    for line in service_table(run).into_iter().chain(page_table(run)) {
+        eprintln!("  {line}");
+    }
     for s in run.services.iter().filter(|s| s.service != CART) {
         assert_eq!(
             (s.aborts, s.delays),
