@@ -44,13 +44,15 @@ wasm: deps
 test: deps fmt-check clippy deny nostd test-rust fuzz-smoke api-fuzz
 
 # The local mesh (crates/boifi-mesh): Online Boutique's 11 services as app + Envoy sidecar
-# pods with the filter, an ingress, the control plane on its embedded store (`make demo HA=1`:
-# 2 replicas on a 3-member etcd behind a balancing Envoy); applies POLICY (default
-# crates/boifi-mesh/demo/frontend-faults.yaml) with boifi-cli, sends traffic to every
-# service and prints what happened per service; stops everything at the end.
+# pods with the filter, each app calling its dependencies through its sidecar, an ingress, the
+# control plane on its embedded store (`make demo HA=1`: 2 replicas on a 3-member etcd behind
+# a balancing Envoy); faults cartservice with boifi-cli (POLICY, default
+# crates/boifi-mesh/demo/cart-faults.yaml), sends every page type of frontend without and with
+# the callers' retries, then a long delay without and with a timeout, and prints per service
+# and per page what happened (docs/CASCADE.md); stops everything at the end.
 # `make demo PROM=1` also runs Debian's prometheus on the loopback scraping every sidecar and the
 # control plane, prints its URL and the Grafana dashboard to import
-# (charts/boifi/dashboards/boifi.json), and keeps traffic going until Enter.
+# (charts/boifi/dashboards/boifi.json), and keeps frontend's traffic going until Enter.
 demo: wasm
 	cargo build --quiet -p boifi-server -p boifi-cli -p boifi-mesh
 	./target/debug/boifi-mesh demo $(if $(filter 1 true yes,$(HA)),--ha,) $(if $(POLICY),--policies $(POLICY),) $(if $(filter 1 true yes,$(PROM)),--prometheus,)

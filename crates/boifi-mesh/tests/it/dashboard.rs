@@ -84,6 +84,24 @@ fn value_for(samples: &[Sample], label: &str, value: &str) -> Option<f64> {
         .map(|s| s.value)
 }
 
+/// 20 % of frontend's requests aborted, 25 % of the rest delayed: two policies, so the
+/// per-policy panels have two names to show.
+const POLICIES: &str = "\
+apiVersion: boifi.io/v1alpha1
+kind: FaultInjectionPolicy
+metadata: {name: dash-frontend-abort}
+spec:
+  selector: {service: frontend, namespace: demo}
+  rules: [{match: {path: {prefix: /}}, fault: {percentage: 20, abort: {httpStatus: 503}}}]
+---
+apiVersion: boifi.io/v1alpha1
+kind: FaultInjectionPolicy
+metadata: {name: dash-frontend-delay}
+spec:
+  selector: {service: frontend, namespace: demo}
+  rules: [{match: {path: {prefix: /}}, fault: {percentage: 25, delay: {fixed_delay_ms: 20}}}]
+";
+
 #[test]
 fn every_dashboard_query_returns_its_series_during_a_fault() {
     let _machine = exclusive();
@@ -97,9 +115,7 @@ fn every_dashboard_query_returns_its_series_during_a_fault() {
         Prometheus::for_mesh(&mesh, Duration::from_secs(1)).unwrap_or_else(|e| panic!("{e}"));
     // Applied once Prometheus scrapes everything, so the propagation it causes is in its data.
     std::thread::sleep(Duration::from_secs(2));
-    // `make demo`'s policies: 20 % of frontend's requests aborted, 20 % delayed.
-    let policies = repo_root().join("crates/boifi-mesh/demo/frontend-faults.yaml");
-    apply(&mesh, &std::fs::read_to_string(policies).unwrap());
+    apply(&mesh, POLICIES);
 
     // Traffic while Prometheus scrapes, until every query answers (or 90 s).
     let start_at = Instant::now();
@@ -143,7 +159,7 @@ fn every_dashboard_query_returns_its_series_during_a_fault() {
             r#"sum by (policy) (hfi_policy_aborts_total) + sum by (policy) (hfi_policy_delays_total)"#,
         )
         .unwrap();
-    for policy in ["demo-frontend-abort", "demo-frontend-delay"] {
+    for policy in ["dash-frontend-abort", "dash-frontend-delay"] {
         assert!(
             value_for(&by_policy, "policy", policy).unwrap() > 0.0,
             "{by_policy:?}"
