@@ -1,5 +1,6 @@
 //! `policy apply|get|list|describe|delete`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use boifi_core::policy::{PolicyDocument, PolicyState, Sampling};
@@ -24,7 +25,14 @@ pub fn run(
     match command {
         PolicyCommand::Apply(args) => apply(global, &args, out),
         PolicyCommand::Get(args) => get(global, &args, out),
-        PolicyCommand::List => get(global, &GetArgs { name: None }, out),
+        PolicyCommand::List(args) => get(
+            global,
+            &GetArgs {
+                name: None,
+                selector: args.selector,
+            },
+            out,
+        ),
         PolicyCommand::Describe(args) => describe(global, &args, out),
         PolicyCommand::Delete(args) => delete(global, &args, out),
     }
@@ -239,7 +247,12 @@ fn get(global: &GlobalArgs, args: &GetArgs, out: &mut dyn Write) -> Result<(), C
     let client = Client::from_args(global)?;
     let policies = match &args.name {
         Some(name) => vec![fetch_required(&client, name)?],
-        None => client.get("/v1/policies")?.json::<PolicyList>()?.policies,
+        None => {
+            let wanted: BTreeMap<String, String> = args.selector.iter().cloned().collect();
+            let mut policies = client.get("/v1/policies")?.json::<PolicyList>()?.policies;
+            policies.retain(|p| p.has_labels(&wanted));
+            policies
+        }
     };
     match (global.output, &args.name) {
         (OutputFormat::Json, Some(_)) => match policies.first() {
@@ -310,6 +323,17 @@ pub fn describe_text(p: &PolicyDocument, now: u64, out: &mut dyn Write) -> std::
         "Version:     {}",
         p.metadata.version.as_deref().unwrap_or("-")
     )?;
+    if let Some(namespace) = &p.metadata.namespace {
+        writeln!(out, "Namespace:   {namespace}")?;
+    }
+    if !p.metadata.labels.is_empty() {
+        writeln!(out, "Labels:      {}", output::pairs(&p.metadata.labels))?;
+    }
+    if !p.metadata.annotations.is_empty() {
+        writeln!(out, "Annotations: {}", output::pairs(&p.metadata.annotations))?;
+    }
+    writeln!(out, "Priority:    {}", p.spec.priority)?;
+    writeln!(out, "Enabled:     {}", p.spec.enabled)?;
     writeln!(out, "Selector:")?;
     writeln!(out, "  Service:   {service}")?;
     writeln!(out, "  Namespace: {namespace}")?;
