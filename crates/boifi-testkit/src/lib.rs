@@ -7,6 +7,7 @@
 //! - [`process`]: a child process killed on drop ([`process::ChildGuard`]).
 //! - [`http`]: a tiny blocking HTTP/1.1 client for `127.0.0.1`, enough to drive a server in tests.
 //! - [`ports`]: free loopback ports.
+//! - [`names`]: the table of policy names accepted and refused.
 //!
 //! A test that needs etcd calls [`etcd::EtcdCluster::for_test`]: it gives `None` (and says so on
 //! stderr) when etcd is not installed, unless the environment variable `CI` or
@@ -16,5 +17,6 @@
 
 pub mod etcd;
 pub mod http;
+pub mod names;
 pub mod ports;
 pub mod process;

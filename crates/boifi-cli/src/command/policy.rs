@@ -7,7 +7,7 @@ use boifi_core::policy::{PolicyDocument, PolicyState, Sampling};
 use boifi_core::wire::PolicyList;
 use serde_json::Value;
 
-use super::encode_segment;
+use super::policy_path;
 use crate::cli::{
     ApplyArgs, DeleteArgs, DescribeArgs, GetArgs, GlobalArgs, OutputFormat, PolicyCommand,
 };
@@ -162,7 +162,7 @@ fn apply(global: &GlobalArgs, args: &ApplyArgs, out: &mut dyn Write) -> Result<(
 
 /// The policy on the server, or `None` when it does not exist.
 fn fetch(client: &Client, name: &str) -> Result<Option<PolicyDocument>, CliError> {
-    let answer = client.get(&format!("/v1/policies/{}", encode_segment(name)))?;
+    let answer = client.get(&policy_path(name)?)?;
     if answer.status == 404 {
         return Ok(None);
     }
@@ -171,7 +171,7 @@ fn fetch(client: &Client, name: &str) -> Result<Option<PolicyDocument>, CliError
 
 /// The policy on the server; the server's 404 when it does not exist.
 fn fetch_required(client: &Client, name: &str) -> Result<PolicyDocument, CliError> {
-    let answer = client.get(&format!("/v1/policies/{}", encode_segment(name)))?;
+    let answer = client.get(&policy_path(name)?)?;
     read_policy(client, name, answer)
 }
 
@@ -182,8 +182,9 @@ fn read_policy(client: &Client, name: &str, answer: Answer) -> Result<PolicyDocu
         Some(inner) if value.get("metadata").is_none() => inner,
         _ => &value,
     };
+    let path = policy_path(name)?;
     PolicyDocument::from_value(document).map_err(|e| CliError::BadResponse {
-        url: format!("{}/v1/policies/{}", client.base(), encode_segment(name)),
+        url: format!("{}{path}", client.base()),
         status: 200,
         reason: e.to_string(),
     })
@@ -411,7 +412,7 @@ fn delete(global: &GlobalArgs, args: &DeleteArgs, out: &mut dyn Write) -> Result
     let client = Client::from_args(global)?;
     let mut failed = 0;
     for name in &args.names {
-        let answer = client.delete(&format!("/v1/policies/{}", encode_segment(name)))?;
+        let answer = client.delete(&policy_path(name)?)?;
         if answer.is_success() {
             writeln!(out, "faultinjectionpolicy \"{name}\" deleted")?;
         } else if answer.status == 404 && args.ignore_not_found {

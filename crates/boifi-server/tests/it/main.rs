@@ -13,6 +13,7 @@ mod api;
 mod conformance;
 mod etcd_store;
 mod harness;
+mod legacy;
 mod longpoll;
 mod process;
 mod reliability_flood;
