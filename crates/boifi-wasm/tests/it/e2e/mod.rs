@@ -3,6 +3,7 @@
 
 mod config;
 mod corpus;
+mod enabled;
 mod faults;
 mod poller;
 mod propagation;
