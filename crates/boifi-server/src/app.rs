@@ -157,7 +157,11 @@ pub async fn start(
     let handle = server.handle();
     let server = tokio::spawn(server);
     let sweeper = tokio::spawn(sweep_loop(Arc::clone(&store), config.sweep_grace));
-    let flusher = tokio::spawn(crate::sidecars::flush_loop(sidecars, store, replica.clone()));
+    let flusher = tokio::spawn(crate::sidecars::flush_loop(
+        sidecars,
+        store,
+        replica.clone(),
+    ));
     tracing::info!(%addr, %replica, "boifi control plane listening");
     Ok(RunningServer {
         addr,

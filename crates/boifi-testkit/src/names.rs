@@ -27,8 +27,15 @@ pub fn policy_names() -> Vec<(String, bool)> {
         ("ümlaut", false),
         ("q?x=1", false),
     ];
-    let longest = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61)].join(".");
-    let mut names: Vec<(String, bool)> = fixed.iter().map(|(n, ok)| ((*n).to_owned(), *ok)).collect();
+    let longest = [
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(61),
+    ]
+    .join(".");
+    let mut names: Vec<(String, bool)> =
+        fixed.iter().map(|(n, ok)| ((*n).to_owned(), *ok)).collect();
     names.push((format!("{longest}e"), false));
     names.push((longest, true));
     names.push(("p".repeat(64), false));

@@ -331,7 +331,11 @@ pub fn describe_text(p: &PolicyDocument, now: u64, out: &mut dyn Write) -> std::
         writeln!(out, "Labels:      {}", output::pairs(&p.metadata.labels))?;
     }
     if !p.metadata.annotations.is_empty() {
-        writeln!(out, "Annotations: {}", output::pairs(&p.metadata.annotations))?;
+        writeln!(
+            out,
+            "Annotations: {}",
+            output::pairs(&p.metadata.annotations)
+        )?;
     }
     writeln!(out, "Priority:    {}", p.spec.priority)?;
     writeln!(out, "Enabled:     {}", p.spec.enabled)?;

@@ -73,11 +73,7 @@ impl Rollout {
     /// Reads the rollout from a status answer.
     pub fn of(status: &StatusResponse) -> Rollout {
         let version = status.version;
-        let synced = status
-            .sidecars
-            .iter()
-            .filter(|s| holds(s, version))
-            .count();
+        let synced = status.sidecars.iter().filter(|s| holds(s, version)).count();
         Rollout {
             version,
             synced,
@@ -116,7 +112,13 @@ fn or_dash(value: Option<&str>) -> String {
 
 /// `frontend.demo version=v2`, `*.staging`: a policy's targets (its selector).
 fn targets(t: &Targets) -> String {
-    let part = |s: &str| if s.is_empty() { "*".to_owned() } else { s.to_owned() };
+    let part = |s: &str| {
+        if s.is_empty() {
+            "*".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
     let mut text = format!("{}.{}", part(&t.service), part(&t.namespace));
     for (k, v) in &t.labels {
         text.push_str(&format!(" {k}={v}"));
@@ -174,7 +176,10 @@ pub fn print(
         let mut services: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
         for s in sidecars {
             let entry = services
-                .entry((or_dash(s.service.as_deref()), or_dash(s.namespace.as_deref())))
+                .entry((
+                    or_dash(s.service.as_deref()),
+                    or_dash(s.namespace.as_deref()),
+                ))
                 .or_default();
             entry.0 += 1;
             if rollout.holds_latest(s) {

@@ -62,7 +62,10 @@ fn the_legacy_cli_flows_work_with_its_flags() {
     names.sort();
     let listed = legacy_ok(&server, &["policy", "list"]);
     for name in &names {
-        assert!(listed.contains(name.as_str()), "{name} not listed:\n{listed}");
+        assert!(
+            listed.contains(name.as_str()),
+            "{name} not listed:\n{listed}"
+        );
         let got = legacy_ok(&server, &["policy", "get", name, "-o", "json"]);
         let got = PolicyDocument::from_value(&serde_json::from_str(&got).unwrap()).unwrap();
         assert_eq!(got.name(), name);
@@ -92,7 +95,10 @@ fn the_legacy_cli_flows_work_with_its_flags() {
         assert!(described.contains(line), "{line} missing:\n{described}");
     }
     // `-l` filters by metadata.labels.
-    let only = legacy_ok(&server, &["policy", "list", "-l", "team=reviews", "-o", "json"]);
+    let only = legacy_ok(
+        &server,
+        &["policy", "list", "-l", "team=reviews", "-o", "json"],
+    );
     let only: serde_json::Value = serde_json::from_str(&only).unwrap();
     let only: Vec<&str> = only["policies"]
         .as_array()
@@ -101,7 +107,10 @@ fn the_legacy_cli_flows_work_with_its_flags() {
         .map(|p| p["metadata"]["name"].as_str().unwrap())
         .collect();
     assert_eq!(only, [want.name()]);
-    let none = legacy_ok(&server, &["policy", "list", "-l", "team=reviews,experiment=7"]);
+    let none = legacy_ok(
+        &server,
+        &["policy", "list", "-l", "team=reviews,experiment=7"],
+    );
     assert_eq!(none, "no policies\n");
 
     for name in &names {

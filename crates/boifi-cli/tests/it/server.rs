@@ -56,7 +56,13 @@ impl Server {
             let child = Command::new(&binary)
                 .arg("--listen")
                 .arg(addr.to_string())
-                .args(["--replica-id", "cp-0", "--storage", "embedded", "--data-dir"])
+                .args([
+                    "--replica-id",
+                    "cp-0",
+                    "--storage",
+                    "embedded",
+                    "--data-dir",
+                ])
                 .arg(dir.path().join("data"))
                 .args(extra)
                 .stdin(Stdio::null())

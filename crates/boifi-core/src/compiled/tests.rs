@@ -124,8 +124,8 @@ fn a_disabled_policy_is_never_compiled_and_priority_goes_before_names() {
     let late = policy("a-late", "{}", ABORT_ALL);
     let mut first = policy("b-first", "{}", ABORT_ALL);
     first.spec.priority = 10;
-    let set = CompiledPolicySet::compile(&[late.clone(), first, off], &Identity::default(), 0)
-        .unwrap();
+    let set =
+        CompiledPolicySet::compile(&[late.clone(), first, off], &Identity::default(), 0).unwrap();
     assert_eq!(decide(&set, &request, 0, 1).unwrap().policy, "b-first");
     let set = CompiledPolicySet::compile(&[late], &Identity::default(), 0).unwrap();
     assert_eq!(decide(&set, &request, 0, 1).unwrap().policy, "a-late");
@@ -139,7 +139,10 @@ fn the_legacy_fields_round_trip() {
         "fault": {"percentage": 1, "abort": {"httpStatus": 503}}}]}}"#;
     let read = parse_policy_json(text).unwrap();
     assert_eq!(read.metadata.namespace.as_deref(), Some("demo"));
-    assert_eq!(read.metadata.annotations.get("owner").map(String::as_str), Some("sre on call"));
+    assert_eq!(
+        read.metadata.annotations.get("owner").map(String::as_str),
+        Some("sre on call")
+    );
     assert_eq!((read.spec.priority, read.spec.enabled), (-3, false));
     let written = serde_json::to_string(&read).unwrap();
     assert_eq!(parse_policy_json(&written).unwrap(), read);

@@ -279,11 +279,7 @@ fn read_labels(w: &mut Walker, value: &Value, path: &str) -> Option<BTreeMap<Str
     ok.then_some(map)
 }
 
-fn read_annotations(
-    w: &mut Walker,
-    value: &Value,
-    path: &str,
-) -> Option<BTreeMap<String, String>> {
+fn read_annotations(w: &mut Walker, value: &Value, path: &str) -> Option<BTreeMap<String, String>> {
     let map = w.string_map(value, path)?;
     if map.len() > MAX_METADATA_ENTRIES {
         w.error(

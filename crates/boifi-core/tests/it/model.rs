@@ -125,7 +125,18 @@ fn policy() -> impl Strategy<Value = PolicyDocument> {
         (prop::option::of(pick(NAMESPACES)), labels(), labels()),
     )
         .prop_map(
-            |(name, service, namespace, labels, rules, by_request, window, stored, (priority, enabled), (meta_ns, meta_labels, notes))| {
+            |(
+                name,
+                service,
+                namespace,
+                labels,
+                rules,
+                by_request,
+                window,
+                stored,
+                (priority, enabled),
+                (meta_ns, meta_labels, notes),
+            )| {
                 PolicyDocument {
                     metadata: Metadata {
                         name,

@@ -137,11 +137,20 @@ impl PartialSchema for StatusResponseSchema {
         let totals = object("Counts")
             .property("policies", integer("Stored policies"))
             .property("active", integer("Policies that can fire now"))
-            .property("scheduled", integer("Policies whose window has not started"))
-            .property("expired", integer("Expired policies (deleted by the sweep after the grace period)"))
+            .property(
+                "scheduled",
+                integer("Policies whose window has not started"),
+            )
+            .property(
+                "expired",
+                integer("Expired policies (deleted by the sweep after the grace period)"),
+            )
             .property("disabled", integer("Policies with `spec.enabled: false`"))
             .property("sidecars", integer("Sidecars known to any replica"))
-            .property("sidecars_current", integer("Sidecars that hold the current version"));
+            .property(
+                "sidecars_current",
+                integer("Sidecars that hold the current version"),
+            );
         let summary = object("The legacy counts")
             .property("total_policies", integer("Stored policies"))
             .property("abort_policies", integer("Policies with an abort"))
@@ -154,16 +163,39 @@ impl PartialSchema for StatusResponseSchema {
         let policy = object("One policy")
             .property("name", string("Name"))
             .property("targets", targets)
-            .property("fault_kinds", strings("`abort`, `delay`: each once, abort first"))
-            .property("state", string("`active`, `scheduled`, `expired` or `disabled`"))
+            .property(
+                "fault_kinds",
+                strings("`abort`, `delay`: each once, abort first"),
+            )
+            .property(
+                "state",
+                string("`active`, `scheduled`, `expired` or `disabled`"),
+            )
             .property("stored_at_ms", integer("When stored (Unix ms)"))
-            .property("expires_at_ms", integer("When it expires (Unix ms); null if never"))
+            .property(
+                "expires_at_ms",
+                integer("When it expires (Unix ms); null if never"),
+            )
             .property("expires_at", string("The same, RFC 3339"))
             .property("revision", integer("Revision of its last write"))
-            .property("matching_sidecars", integer("Known sidecars its selector matches"))
-            .property("priority", ObjectBuilder::new().schema_type(Type::Integer).description(Some("`spec.priority`")))
-            .property("namespace", string("Legacy: the selector's namespace or `*`"))
-            .property("target_service", string("Legacy: the selector's service or `*`"))
+            .property(
+                "matching_sidecars",
+                integer("Known sidecars its selector matches"),
+            )
+            .property(
+                "priority",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .description(Some("`spec.priority`")),
+            )
+            .property(
+                "namespace",
+                string("Legacy: the selector's namespace or `*`"),
+            )
+            .property(
+                "target_service",
+                string("Legacy: the selector's service or `*`"),
+            )
             .property("rules_count", integer("Legacy: number of rules"))
             .property("fault_types", strings("Legacy: the same as `fault_kinds`"))
             .property("active", boolean("Legacy: whether the state is `active`"));
@@ -176,7 +208,10 @@ impl PartialSchema for StatusResponseSchema {
             .property("current", boolean("Whether that is the current version"))
             .property("last_seen_ms", integer("Last config request (Unix ms)"))
             .property("last_seen", string("The same, RFC 3339"))
-            .property("replica", string("The control-plane replica it reports through"));
+            .property(
+                "replica",
+                string("The control-plane replica it reports through"),
+            );
         object("The status view, with the legacy keys beside boifi's")
             .property("version", integer("The current config version"))
             .property("now_ms", integer("When this view was made (Unix ms)"))

@@ -13,9 +13,9 @@ use tokio::sync::{watch, Mutex};
 
 use crate::sidecars::SidecarChanges;
 
-use super::{LocalShare, ShareOutcome, SharedSidecar, 
-    now_ms, plan_delete, plan_delete_all, plan_put, DeleteOutcome, PolicyStore, PutOutcome,
-    Snapshot, StoreError, WriteCondition,
+use super::{
+    now_ms, plan_delete, plan_delete_all, plan_put, DeleteOutcome, LocalShare, PolicyStore,
+    PutOutcome, ShareOutcome, SharedSidecar, Snapshot, StoreError, WriteCondition,
 };
 
 /// Policy name → the stored policy as JSON (status included).

@@ -67,8 +67,8 @@ pub use sidecars::MAX_TXN_OPS;
 use crate::sidecars::SidecarChanges;
 
 use super::{
-    now_ms, ShareOutcome, SharedSidecar, DeleteOutcome, PolicyStore, PutOutcome, Snapshot, StoreError, WriteCondition,
-    ETCD_PREFIX,
+    now_ms, DeleteOutcome, PolicyStore, PutOutcome, ShareOutcome, SharedSidecar, Snapshot,
+    StoreError, WriteCondition, ETCD_PREFIX,
 };
 
 /// Largest gRPC message the view accepts (a full list, a watch batch catching up). gRPC's
@@ -624,7 +624,6 @@ impl PolicyStore for EtcdStore {
     fn sidecar_writes(&self) -> u64 {
         self.sidecars.writes()
     }
-
 }
 
 /// Exponential backoff between reconnection attempts: 100 ms doubling up to 5 s.

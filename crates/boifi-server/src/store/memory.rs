@@ -7,9 +7,9 @@ use tokio::sync::watch;
 
 use crate::sidecars::SidecarChanges;
 
-use super::{LocalShare, ShareOutcome, SharedSidecar, 
-    now_ms, plan_delete, plan_delete_all, plan_put, DeleteOutcome, PolicyStore, PutOutcome,
-    Snapshot, StoreError, WriteCondition,
+use super::{
+    now_ms, plan_delete, plan_delete_all, plan_put, DeleteOutcome, LocalShare, PolicyStore,
+    PutOutcome, ShareOutcome, SharedSidecar, Snapshot, StoreError, WriteCondition,
 };
 
 /// Policies in memory; the version starts at 0 with every process.

@@ -70,7 +70,10 @@ async fn sidecar_reports_are_shared(store: Arc<dyn PolicyStore>) {
         mine
     };
     let put = SidecarChanges {
-        put: vec![("k/a".into(), record("a", 1)), ("k/b".into(), record("b", 1))],
+        put: vec![
+            ("k/a".into(), record("a", 1)),
+            ("k/b".into(), record("b", 1)),
+        ],
         delete: vec![],
     };
     store.share_sidecars(&replica, &put).await.unwrap();

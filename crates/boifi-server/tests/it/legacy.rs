@@ -72,9 +72,15 @@ async fn the_legacy_status_reads_get_the_legacy_answers() {
     assert_eq!(one(".summary.delay_policies"), 2);
     assert_eq!(one(".summary.active_policies"), 3);
     let all = |path: &str| -> Vec<Value> { jq(&status, path).into_iter().cloned().collect() };
-    assert_eq!(all(".policies[].name"), ["a-abort", "b-delay", "c.both", "d-off"]);
+    assert_eq!(
+        all(".policies[].name"),
+        ["a-abort", "b-delay", "c.both", "d-off"]
+    );
     assert_eq!(all(".policies[].namespace"), ["*", "demo", "shop", "*"]);
-    assert_eq!(all(".policies[].target_service"), ["frontend", "*", "cart", "*"]);
+    assert_eq!(
+        all(".policies[].target_service"),
+        ["frontend", "*", "cart", "*"]
+    );
     assert_eq!(all(".policies[].rules_count"), [1, 2, 1, 1]);
     assert_eq!(
         all(".policies[].fault_types"),
@@ -87,7 +93,10 @@ async fn the_legacy_status_reads_get_the_legacy_answers() {
     );
     assert_eq!(all(".policies[].active"), [true, true, true, false]);
     // boifi's own layout is still there, beside the legacy keys.
-    assert_eq!(all(".policies[].state"), ["active", "active", "active", "disabled"]);
+    assert_eq!(
+        all(".policies[].state"),
+        ["active", "active", "active", "disabled"]
+    );
     assert_eq!(one(".totals.disabled"), 1);
     server.stop().await;
 }
@@ -116,18 +125,36 @@ async fn every_route_accepts_and_refuses_the_same_names_by_url() {
             assert_eq!(deleted, StatusCode::OK, "`{name}`");
         } else {
             assert_eq!(created, StatusCode::BAD_REQUEST, "`{name}`: {answer}");
-            assert!(answer["message"].as_str().unwrap().contains("metadata.name"), "`{name}`: {answer}");
+            assert!(
+                answer["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("metadata.name"),
+                "`{name}`: {answer}"
+            );
             // By URL a refused name never reaches a policy: it is refused (400), names a fixed
             // route (`status`, `create`: 405, or the status view), or no route at all (404).
             for status in [put_status, deleted] {
                 assert!(
-                    [StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED].contains(&status),
+                    [
+                        StatusCode::BAD_REQUEST,
+                        StatusCode::NOT_FOUND,
+                        StatusCode::METHOD_NOT_ALLOWED
+                    ]
+                    .contains(&status),
                     "`{name}`: {status}"
                 );
             }
-            assert!(!ok(got_status) || got_body.get("summary").is_some(), "`{name}`: {got_body}");
+            assert!(
+                !ok(got_status) || got_body.get("summary").is_some(),
+                "`{name}`: {got_body}"
+            );
         }
-        assert_eq!(listed["policies"], serde_json::json!([]), "`{name}` left a policy");
+        assert_eq!(
+            listed["policies"],
+            serde_json::json!([]),
+            "`{name}` left a policy"
+        );
     }
     server.stop().await;
 }

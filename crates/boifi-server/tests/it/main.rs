@@ -12,6 +12,7 @@
 mod api;
 mod conformance;
 mod etcd_store;
+mod ha_status;
 mod harness;
 mod legacy;
 mod longpoll;

@@ -101,9 +101,7 @@ impl SidecarShare {
         }
         let ttl = i64::try_from(self.ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let mut leases = self.client.lease_client();
-        let granted = self
-            .timed("lease grant", leases.grant(ttl, None))
-            .await?;
+        let granted = self.timed("lease grant", leases.grant(ttl, None)).await?;
         let id = granted.id();
         let keeper = tokio::spawn(keep_alive(
             self.client.clone(),
@@ -143,8 +141,10 @@ impl SidecarShare {
         for chunk in ops.chunks(MAX_TXN_OPS) {
             let txn = Txn::new().and_then(chunk.to_vec());
             self.timed("sidecar report txn", kv.txn(txn)).await?;
-            self.writes
-                .fetch_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            self.writes.fetch_add(
+                u64::try_from(chunk.len()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
         }
         // A new lease means the old one's keys are gone: the registry shares everything again.
         Ok(ShareOutcome { resync: replaced })
@@ -205,7 +205,10 @@ async fn keep_alive(
             Err(_) => false,
         };
         if !alive {
-            tracing::warn!(lease = id, "the sidecar report lease is gone; a new one will be granted");
+            tracing::warn!(
+                lease = id,
+                "the sidecar report lease is gone; a new one will be granted"
+            );
             lost.store(true, Ordering::Release);
             return;
         }

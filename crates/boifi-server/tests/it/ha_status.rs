@@ -1,0 +1,405 @@
+//! The rollout status is true from any replica: two real `boifi-server` processes on one etcd,
+//! and simulated sidecars that long-poll `/v1/config` as the filter does (ask with the version
+//! held, `wait`, switch to the other replica when theirs is gone, as a Kubernetes Service
+//! would). Real Envoys are left out here: 13 or 1 000 of them would not fit a shared 2-core
+//! machine; the filter's own long-poll is tested in Envoy by boifi-wasm's e2e tests.
+//!
+//! Without an etcd binary these tests skip, unless `CI` or `BOIFI_REQUIRE_ETCD` is set.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use boifi_core::wire::{ConfigResponse, StatusResponse};
+use boifi_testkit::etcd::EtcdCluster;
+use reqwest::StatusCode;
+
+use crate::harness::{get_json, metric_value, policy_json, Binary};
+
+/// A replica named `name` on `etcd`.
+fn replica(etcd: &EtcdCluster, name: &str) -> Binary {
+    let endpoints = etcd.endpoints_arg();
+    let log = etcd.dir().join(format!("{name}.log"));
+    Binary::start(
+        &[
+            "--storage",
+            "etcd",
+            "--etcd-endpoints",
+            &endpoints,
+            "--etcd-prefix",
+            "/boifi-ha/policies/",
+            "--etcd-sidecar-prefix",
+            "/boifi-ha/sidecars/",
+            "--replica-id",
+            name,
+        ],
+        &log,
+    )
+}
+
+/// The `boifi-cli` binary beside the server's, built if it is not there yet.
+fn cli_binary() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_boifi-server"))
+        .with_file_name(format!("boifi-cli{}", std::env::consts::EXE_SUFFIX));
+    if !path.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "boifi-cli"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo build -p boifi-cli failed");
+    }
+    path
+}
+
+/// `boifi-cli status -o json` through `server`.
+fn cli_status(server: &Binary) -> StatusResponse {
+    let output = Command::new(cli_binary())
+        .args(["status", "-o", "json", "--server"])
+        .arg(server.url(""))
+        .env_remove("BOIFI_SERVER")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "boifi-cli status: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// One simulated sidecar: long-polls `bases[start]`, and the other base when that one fails.
+fn sidecar(
+    client: reqwest::Client,
+    bases: Arc<Vec<String>>,
+    start: usize,
+    pod: String,
+    wait: &'static str,
+    polls: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut at = start;
+        let mut version: Option<u64> = None;
+        let service = format!("svc-{}", pod.len() % 3);
+        while !stop.load(Ordering::Relaxed) {
+            let base = &bases[at % bases.len()];
+            let held = version.map_or_else(String::new, |v| format!("&version={v}"));
+            let url = format!(
+                "{base}/v1/config?service={service}&namespace=demo&pod={pod}{held}&wait={wait}"
+            );
+            polls.fetch_add(1, Ordering::Relaxed);
+            match client.get(&url).send().await {
+                Ok(r) if r.status() == StatusCode::OK => {
+                    if let Ok(answer) = r.json::<ConfigResponse>().await {
+                        version = Some(answer.version);
+                    }
+                }
+                Ok(r) if r.status() == StatusCode::NOT_MODIFIED => {}
+                _ => {
+                    // The replica is gone: the Service sends the next connection elsewhere.
+                    at += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+}
+
+/// Waits (at most `limit`) until `check` holds; how long it took.
+async fn within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        if check() {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn all_current_through(status: &StatusResponse, sidecars: usize, replica: Option<&str>) -> bool {
+    status.sidecars.len() == sidecars
+        && status
+            .sidecars
+            .iter()
+            .all(|s| s.current && replica.is_none_or(|r| s.replica.as_deref() == Some(r)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_every_sidecar_from_either_replica_and_survives_a_kill() {
+    let Some(etcd) = EtcdCluster::for_test(1) else {
+        return;
+    };
+    const SIDECARS: usize = 13;
+    let mut a = replica(&etcd, "cp-a");
+    let b = replica(&etcd, "cp-b");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    let bases = Arc::new(vec![a.url(""), b.url("")]);
+    let polls = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    // 7 sidecars poll A, 6 poll B.
+    let tasks: Vec<_> = (0..SIDECARS)
+        .map(|i| {
+            sidecar(
+                client.clone(),
+                Arc::clone(&bases),
+                i % 2,
+                format!("pod-{i}"),
+                "2s",
+                Arc::clone(&polls),
+                Arc::clone(&stop),
+            )
+        })
+        .collect();
+
+    let created = client
+        .post(a.url("/v1/policies"))
+        .header("content-type", "application/json")
+        .body(policy_json("ha-rollout", "svc-1", ""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    for server in [&a, &b] {
+        let took = within(
+            Duration::from_secs(15),
+            "all 13 listed at the current version",
+            || all_current_through(&cli_status(server), SIDECARS, None),
+        )
+        .await;
+        let status = cli_status(server);
+        let through_a = status
+            .sidecars
+            .iter()
+            .filter(|s| s.replica.as_deref() == Some("cp-a"))
+            .count();
+        assert_eq!((through_a, SIDECARS - through_a), (7, 6));
+        eprintln!(
+            "status through {}: {SIDECARS} of {SIDECARS} sidecars at version {} (after {took:?})",
+            server.addr, status.version
+        );
+    }
+
+    // A dies; its sidecars reconnect to B, which reports them.
+    a.guard.kill().unwrap();
+    let killed = Instant::now();
+    let took = within(
+        Duration::from_secs(10),
+        "every sidecar reporting through B",
+        || all_current_through(&cli_status(&b), SIDECARS, Some("cp-b")),
+    )
+    .await;
+    eprintln!(
+        "after SIGKILL of cp-a: all {SIDECARS} sidecars listed through cp-b at the current version \
+         within {took:?} ({:?} since the kill)",
+        killed.elapsed()
+    );
+
+    // A's reports die with its lease (TTL 10 s), not before: no replica deletes them for it.
+    let mut etcd_client = etcd_client::Client::connect(etcd.endpoints(), None)
+        .await
+        .unwrap();
+    let dead_prefix = "/boifi-ha/sidecars/cp-a/";
+    let count = |r: etcd_client::GetResponse| r.kvs().len();
+    let options = || {
+        Some(
+            etcd_client::GetOptions::new()
+                .with_prefix()
+                .with_count_only(),
+        )
+    };
+    let left = etcd_client
+        .get(dead_prefix, options())
+        .await
+        .unwrap()
+        .count();
+    assert_eq!(
+        left, 7,
+        "cp-a's 7 reports outlive it until its lease expires"
+    );
+    let started = Instant::now();
+    loop {
+        let r = etcd_client
+            .get(
+                dead_prefix,
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await
+            .unwrap();
+        if count(r) == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "cp-a's reports outlived its lease"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!(
+        "cp-a's reports expired with its lease {:?} after the kill",
+        killed.elapsed()
+    );
+    assert!(all_current_through(&cli_status(&b), SIDECARS, Some("cp-b")));
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.abort();
+    }
+}
+
+/// etcd's own count of key writes (puts and deletes, transactions included).
+async fn etcd_writes(client: &reqwest::Client, etcd: &EtcdCluster) -> u64 {
+    let url = format!("{}/metrics", etcd.member(0).unwrap().client_url());
+    let text = client.get(url).send().await.unwrap().text().await.unwrap();
+    ["etcd_mvcc_put_total", "etcd_mvcc_delete_total"]
+        .iter()
+        .map(|m| metric_value(&text, m).unwrap_or(0))
+        .sum()
+}
+
+async fn report_writes(client: &reqwest::Client, server: &Binary) -> u64 {
+    let text = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metric_value(&text, "boifi_sidecar_report_writes").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_long_polling_sidecars_cost_one_etcd_write_per_change_not_per_poll() {
+    let Some(etcd) = EtcdCluster::for_test(1) else {
+        return;
+    };
+    const SIDECARS: usize = 1_000;
+    let server = replica(&etcd, "cp-load");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .pool_max_idle_per_host(2 * SIDECARS)
+        .build()
+        .unwrap();
+    let bases = Arc::new(vec![server.url("")]);
+    let polls = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..SIDECARS)
+        .map(|i| {
+            sidecar(
+                client.clone(),
+                Arc::clone(&bases),
+                0,
+                format!("pod-{i}"),
+                "2s",
+                Arc::clone(&polls),
+                Arc::clone(&stop),
+            )
+        })
+        .collect();
+    let known = Arc::new(AtomicUsize::new(0));
+    // Every sidecar is known and shared once.
+    let started = Instant::now();
+    loop {
+        let status: StatusResponse = get_json(&client, server.url("/v1/policies/status")).await;
+        known.store(status.sidecars.len(), Ordering::Relaxed);
+        if status.sidecars.len() == SIDECARS && report_writes(&client, &server).await >= 1_000 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "only {} sidecars known",
+            known.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(report_writes(&client, &server).await, 1_000);
+
+    // Steady state: every sidecar keeps long-polling, nothing changes, nothing is written.
+    let (w0, e0, p0, t0) = (
+        report_writes(&client, &server).await,
+        etcd_writes(&client, &etcd).await,
+        polls.load(Ordering::Relaxed),
+        Instant::now(),
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (w1, e1, p1, t1) = (
+        report_writes(&client, &server).await,
+        etcd_writes(&client, &etcd).await,
+        polls.load(Ordering::Relaxed),
+        Instant::now(),
+    );
+    let seconds = t1.duration_since(t0).as_secs_f64();
+    eprintln!(
+        "1000 sidecars, steady: {} polls in {seconds:.1} s ({:.0}/s); sidecar report writes {} (etcd key writes {})",
+        p1 - p0,
+        (p1 - p0) as f64 / seconds,
+        w1 - w0,
+        e1 - e0
+    );
+    assert!(
+        p1 - p0 >= 2 * SIDECARS as u64,
+        "the sidecars did not keep polling"
+    );
+    assert_eq!(w1 - w0, 0, "unchanged sidecars were written");
+    assert_eq!(e1 - e0, 0, "etcd saw writes while nothing changed");
+
+    // One policy change: every sidecar's held version changes once, so one write each.
+    let created = client
+        .post(server.url("/v1/policies"))
+        .header("content-type", "application/json")
+        .body(policy_json("load-change", "svc-1", ""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let started = Instant::now();
+    loop {
+        let status: StatusResponse = get_json(&client, server.url("/v1/policies/status")).await;
+        if all_current_through(&status, SIDECARS, None) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the rollout did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (w2, e2, p2, t2) = (
+        report_writes(&client, &server).await,
+        etcd_writes(&client, &etcd).await,
+        polls.load(Ordering::Relaxed),
+        Instant::now(),
+    );
+    let seconds = t2.duration_since(t1).as_secs_f64();
+    eprintln!(
+        "1000 sidecars, one policy change: {} polls in {seconds:.1} s; sidecar report writes {} \
+         (etcd key writes {}, the policy's included)",
+        p2 - p1,
+        w2 - w1,
+        e2 - e1
+    );
+    assert_eq!(
+        w2 - w1,
+        SIDECARS as u64,
+        "one write per sidecar whose version changed"
+    );
+    assert_eq!(
+        e2 - e1,
+        SIDECARS as u64 + 1,
+        "etcd: the reports and the policy, nothing else"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.abort();
+    }
+}
