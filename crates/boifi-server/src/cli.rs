@@ -50,8 +50,8 @@ pub struct Args {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_BODY_LIMIT)]
     pub max_body_bytes: usize,
-    /// This replica's name in shared sidecar reports (default: `$HOSTNAME`, the pod name in
-    /// Kubernetes; else one made from the process id). Must differ between replicas.
+    /// This replica's name in shared sidecar reports (default: `$HOSTNAME:port`, the pod name
+    /// in Kubernetes; else one made from the process id). Must differ between replicas.
     #[arg(long, env = "REPLICA_ID")]
     pub replica_id: Option<String>,
     /// etcd key prefix of the shared sidecar reports.
@@ -143,6 +143,13 @@ pub fn read_token(path: &std::path::Path) -> Result<String, ServerError> {
     Ok(token.to_owned())
 }
 
+/// `$HOSTNAME:port` (the pod name in Kubernetes; the port tells apart replicas sharing one
+/// host); `None` (a name made from the process id) without a hostname or on port 0.
+fn default_replica(listen: SocketAddr) -> Option<String> {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty())?;
+    (listen.port() != 0).then(|| format!("{host}:{}", listen.port()))
+}
+
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> Result<(), ServerError> {
     let auth = match &args.auth_token_file {
@@ -158,10 +165,7 @@ pub async fn run(args: Args) -> Result<(), ServerError> {
         sweep_grace: args.sweep_grace,
         body_limit: args.max_body_bytes,
         handle_signals: true,
-        replica: args
-            .replica_id
-            .clone()
-            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty())),
+        replica: args.replica_id.clone().or_else(|| default_replica(args.listen)),
         ..ServerConfig::new(args.listen)
     };
     tracing::info!(storage = ?args.storage, "starting");
