@@ -165,7 +165,10 @@ pub async fn run(args: Args) -> Result<(), ServerError> {
         sweep_grace: args.sweep_grace,
         body_limit: args.max_body_bytes,
         handle_signals: true,
-        replica: args.replica_id.clone().or_else(|| default_replica(args.listen)),
+        replica: args
+            .replica_id
+            .clone()
+            .or_else(|| default_replica(args.listen)),
         ..ServerConfig::new(args.listen)
     };
     tracing::info!(storage = ?args.storage, "starting");

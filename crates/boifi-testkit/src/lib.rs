@@ -8,6 +8,7 @@
 //! - [`http`]: a tiny blocking HTTP/1.1 client for `127.0.0.1`, enough to drive a server in tests.
 //! - [`ports`]: free loopback ports.
 //! - [`names`]: the table of policy names accepted and refused.
+//! - [`files`]: the files below a directory (the example policies).
 //!
 //! A test that needs etcd calls [`etcd::EtcdCluster::for_test`]: it gives `None` (and says so on
 //! stderr) when etcd is not installed, unless the environment variable `CI` or
@@ -16,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod etcd;
+pub mod files;
 pub mod http;
 pub mod names;
 pub mod ports;

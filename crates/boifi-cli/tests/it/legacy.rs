@@ -11,20 +11,10 @@ use crate::support::{root, transcript};
 
 /// Every example policy file, legacy ones included.
 fn example_files() -> Vec<String> {
-    let mut files = Vec::new();
-    let mut dirs = vec![root().join("examples/policies")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                files.push(path.to_str().unwrap().to_owned());
-            }
-        }
-    }
-    files.sort();
-    files
+    boifi_testkit::files::files_under(&root().join("examples/policies"))
+        .into_iter()
+        .map(|p| p.to_str().unwrap().to_owned())
+        .collect()
 }
 
 /// `boifi-cli` pointed at `server` the legacy way: `--control-plane-addr`, no environment.

@@ -18,18 +18,11 @@ fn server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("BOIFI_SERVER_BIN") {
         return PathBuf::from(path);
     }
-    let sibling = Path::new(env!("CARGO_BIN_EXE_boifi-cli"))
-        .with_file_name(format!("boifi-server{}", std::env::consts::EXE_SUFFIX));
-    if !sibling.exists() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "boifi-server"])
-            .current_dir(root())
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build -p boifi-server failed");
-    }
-    sibling
+    boifi_testkit::process::workspace_binary(
+        Path::new(env!("CARGO_BIN_EXE_boifi-cli")),
+        "boifi-server",
+        &root(),
+    )
 }
 
 /// A running server; killed (SIGKILL) when dropped, also when the test panics.

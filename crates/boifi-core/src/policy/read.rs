@@ -234,17 +234,7 @@ fn read_metadata(w: &mut Walker, value: &Value) -> Option<Metadata> {
 /// Labels are selected with `-l key=value[,key=value]`, so keys hold no `=`, `,` or space and
 /// values no `,`.
 fn read_labels(w: &mut Walker, value: &Value, path: &str) -> Option<BTreeMap<String, String>> {
-    let map = w.string_map(value, path)?;
-    if map.len() > MAX_METADATA_ENTRIES {
-        w.error(
-            path,
-            FieldErrorKind::TooLong {
-                len: map.len(),
-                limit: MAX_METADATA_ENTRIES,
-            },
-        );
-        return None;
-    }
+    let map = metadata_map(w, value, path)?;
     let mut ok = true;
     for (key, label) in &map {
         let item_path = join(path, key);
@@ -280,29 +270,26 @@ fn read_labels(w: &mut Walker, value: &Value, path: &str) -> Option<BTreeMap<Str
 }
 
 fn read_annotations(w: &mut Walker, value: &Value, path: &str) -> Option<BTreeMap<String, String>> {
-    let map = w.string_map(value, path)?;
-    if map.len() > MAX_METADATA_ENTRIES {
-        w.error(
-            path,
-            FieldErrorKind::TooLong {
-                len: map.len(),
-                limit: MAX_METADATA_ENTRIES,
-            },
-        );
-        return None;
-    }
+    let map = metadata_map(w, value, path)?;
     let bytes: usize = map.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if bytes > MAX_ANNOTATIONS_BYTES {
-        w.error(
-            path,
-            FieldErrorKind::TooLong {
-                len: bytes,
-                limit: MAX_ANNOTATIONS_BYTES,
-            },
-        );
+    within(w, path, bytes, MAX_ANNOTATIONS_BYTES)?;
+    Some(map)
+}
+
+/// A string map of at most [`MAX_METADATA_ENTRIES`] entries.
+fn metadata_map(w: &mut Walker, value: &Value, path: &str) -> Option<BTreeMap<String, String>> {
+    let map = w.string_map(value, path)?;
+    within(w, path, map.len(), MAX_METADATA_ENTRIES)?;
+    Some(map)
+}
+
+/// `Some` when `len` is at most `limit`, else reports it at `path`.
+fn within(w: &mut Walker, path: &str, len: usize, limit: usize) -> Option<()> {
+    if len > limit {
+        w.error(path, FieldErrorKind::TooLong { len, limit });
         return None;
     }
-    Some(map)
+    Some(())
 }
 
 fn read_spec(w: &mut Walker, value: &Value) -> Option<PolicySpec> {

@@ -6,7 +6,7 @@
 //!
 //! Without an etcd binary these tests skip, unless `CI` or `BOIFI_REQUIRE_ETCD` is set.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,43 +16,24 @@ use boifi_core::wire::{ConfigResponse, StatusResponse};
 use boifi_testkit::etcd::EtcdCluster;
 use reqwest::StatusCode;
 
-use crate::harness::{get_json, metric_value, policy_json, Binary};
+use crate::harness::{etcd_replica, get_json, metric_at, policy_json, Binary};
 
 /// A replica named `name` on `etcd`.
 fn replica(etcd: &EtcdCluster, name: &str) -> Binary {
-    let endpoints = etcd.endpoints_arg();
-    let log = etcd.dir().join(format!("{name}.log"));
-    Binary::start(
-        &[
-            "--storage",
-            "etcd",
-            "--etcd-endpoints",
-            &endpoints,
-            "--etcd-prefix",
-            "/boifi-ha/policies/",
-            "--etcd-sidecar-prefix",
-            "/boifi-ha/sidecars/",
-            "--replica-id",
-            name,
-        ],
-        &log,
+    etcd_replica(
+        etcd,
+        name,
+        &["--etcd-sidecar-prefix", "/boifi-ha/sidecars/"],
     )
 }
 
 /// The `boifi-cli` binary beside the server's, built if it is not there yet.
 fn cli_binary() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_boifi-server"))
-        .with_file_name(format!("boifi-cli{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "boifi-cli"])
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build -p boifi-cli failed");
-    }
-    path
+    boifi_testkit::process::workspace_binary(
+        Path::new(env!("CARGO_BIN_EXE_boifi-server")),
+        "boifi-cli",
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")),
+    )
 }
 
 /// `boifi-cli status -o json` through `server`.
@@ -109,6 +90,30 @@ fn sidecar(
     })
 }
 
+/// `count` sidecars `pod-0`.., sidecar `i` starting on replica `i % bases.len()`, each
+/// long-polling with `wait=2s`.
+fn spawn_sidecars(
+    count: usize,
+    client: &reqwest::Client,
+    bases: &Arc<Vec<String>>,
+    polls: &Arc<AtomicU64>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..count)
+        .map(|i| {
+            sidecar(
+                client.clone(),
+                Arc::clone(bases),
+                i % bases.len(),
+                format!("pod-{i}"),
+                "2s",
+                Arc::clone(polls),
+                Arc::clone(stop),
+            )
+        })
+        .collect()
+}
+
 /// Waits (at most `limit`) until `check` holds; how long it took.
 async fn within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
@@ -145,19 +150,7 @@ async fn status_lists_every_sidecar_from_either_replica_and_survives_a_kill() {
     let polls = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     // 7 sidecars poll A, 6 poll B.
-    let tasks: Vec<_> = (0..SIDECARS)
-        .map(|i| {
-            sidecar(
-                client.clone(),
-                Arc::clone(&bases),
-                i % 2,
-                format!("pod-{i}"),
-                "2s",
-                Arc::clone(&polls),
-                Arc::clone(&stop),
-            )
-        })
-        .collect();
+    let tasks = spawn_sidecars(SIDECARS, &client, &bases, &polls, &stop);
 
     let created = client
         .post(a.url("/v1/policies"))
@@ -256,23 +249,39 @@ async fn status_lists_every_sidecar_from_either_replica_and_survives_a_kill() {
 /// etcd's own count of key writes (puts and deletes, transactions included).
 async fn etcd_writes(client: &reqwest::Client, etcd: &EtcdCluster) -> u64 {
     let url = format!("{}/metrics", etcd.member(0).unwrap().client_url());
-    let text = client.get(url).send().await.unwrap().text().await.unwrap();
-    ["etcd_mvcc_put_total", "etcd_mvcc_delete_total"]
-        .iter()
-        .map(|m| metric_value(&text, m).unwrap_or(0))
-        .sum()
+    let puts = metric_at(client, &url, "etcd_mvcc_put_total").await;
+    puts + metric_at(client, &url, "etcd_mvcc_delete_total").await
+}
+
+/// A moment of the load test: report writes, etcd writes, polls sent, and when.
+struct Sample {
+    writes: u64,
+    etcd: u64,
+    polls: u64,
+    at: Instant,
+}
+
+async fn sample(
+    client: &reqwest::Client,
+    server: &Binary,
+    etcd: &EtcdCluster,
+    polls: &AtomicU64,
+) -> Sample {
+    Sample {
+        writes: report_writes(client, server).await,
+        etcd: etcd_writes(client, etcd).await,
+        polls: polls.load(Ordering::Relaxed),
+        at: Instant::now(),
+    }
 }
 
 async fn report_writes(client: &reqwest::Client, server: &Binary) -> u64 {
-    let text = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    metric_value(&text, "boifi_sidecar_report_writes").unwrap()
+    metric_at(
+        client,
+        server.url("/metrics"),
+        "boifi_sidecar_report_writes",
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,19 +299,7 @@ async fn a_thousand_long_polling_sidecars_cost_one_etcd_write_per_change_not_per
     let bases = Arc::new(vec![server.url("")]);
     let polls = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = (0..SIDECARS)
-        .map(|i| {
-            sidecar(
-                client.clone(),
-                Arc::clone(&bases),
-                0,
-                format!("pod-{i}"),
-                "2s",
-                Arc::clone(&polls),
-                Arc::clone(&stop),
-            )
-        })
-        .collect();
+    let tasks = spawn_sidecars(SIDECARS, &client, &bases, &polls, &stop);
     let known = Arc::new(AtomicUsize::new(0));
     // Every sidecar is known and shared once.
     let started = Instant::now();
@@ -323,33 +320,27 @@ async fn a_thousand_long_polling_sidecars_cost_one_etcd_write_per_change_not_per
     assert_eq!(report_writes(&client, &server).await, 1_000);
 
     // Steady state: every sidecar keeps long-polling, nothing changes, nothing is written.
-    let (w0, e0, p0, t0) = (
-        report_writes(&client, &server).await,
-        etcd_writes(&client, &etcd).await,
-        polls.load(Ordering::Relaxed),
-        Instant::now(),
-    );
+    let s0 = sample(&client, &server, &etcd, &polls).await;
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let (w1, e1, p1, t1) = (
-        report_writes(&client, &server).await,
-        etcd_writes(&client, &etcd).await,
-        polls.load(Ordering::Relaxed),
-        Instant::now(),
-    );
-    let seconds = t1.duration_since(t0).as_secs_f64();
+    let s1 = sample(&client, &server, &etcd, &polls).await;
+    let seconds = s1.at.duration_since(s0.at).as_secs_f64();
+    let polled = s1.polls - s0.polls;
     eprintln!(
-        "1000 sidecars, steady: {} polls in {seconds:.1} s ({:.0}/s); sidecar report writes {} (etcd key writes {})",
-        p1 - p0,
-        (p1 - p0) as f64 / seconds,
-        w1 - w0,
-        e1 - e0
+        "1000 sidecars, steady: {polled} polls in {seconds:.1} s ({:.0}/s); sidecar report writes {} (etcd key writes {})",
+        polled as f64 / seconds,
+        s1.writes - s0.writes,
+        s1.etcd - s0.etcd
     );
     assert!(
-        p1 - p0 >= 2 * SIDECARS as u64,
+        polled >= 2 * SIDECARS as u64,
         "the sidecars did not keep polling"
     );
-    assert_eq!(w1 - w0, 0, "unchanged sidecars were written");
-    assert_eq!(e1 - e0, 0, "etcd saw writes while nothing changed");
+    assert_eq!(s1.writes - s0.writes, 0, "unchanged sidecars were written");
+    assert_eq!(
+        s1.etcd - s0.etcd,
+        0,
+        "etcd saw writes while nothing changed"
+    );
 
     // One policy change: every sidecar's held version changes once, so one write each.
     let created = client
@@ -373,28 +364,24 @@ async fn a_thousand_long_polling_sidecars_cost_one_etcd_write_per_change_not_per
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (w2, e2, p2, t2) = (
-        report_writes(&client, &server).await,
-        etcd_writes(&client, &etcd).await,
-        polls.load(Ordering::Relaxed),
-        Instant::now(),
-    );
-    let seconds = t2.duration_since(t1).as_secs_f64();
+    let s2 = sample(&client, &server, &etcd, &polls).await;
     eprintln!(
-        "1000 sidecars, one policy change: {} polls in {seconds:.1} s; sidecar report writes {} \
+        "1000 sidecars, one policy change: {} polls in {:.1} s; sidecar report writes {} \
          (etcd key writes {}, the policy's included)",
-        p2 - p1,
-        w2 - w1,
-        e2 - e1
+        s2.polls - s1.polls,
+        s2.at.duration_since(s1.at).as_secs_f64(),
+        s2.writes - s1.writes,
+        s2.etcd - s1.etcd
     );
+    let per_change = SIDECARS as u64;
     assert_eq!(
-        w2 - w1,
-        SIDECARS as u64,
+        s2.writes - s1.writes,
+        per_change,
         "one write per sidecar whose version changed"
     );
     assert_eq!(
-        e2 - e1,
-        SIDECARS as u64 + 1,
+        s2.etcd - s1.etcd,
+        per_change + 1,
         "etcd: the reports and the policy, nothing else"
     );
 
