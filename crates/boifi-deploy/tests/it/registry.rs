@@ -20,7 +20,7 @@ use boifi_testkit::ports::free_port;
 use boifi_testkit::process::ChildGuard;
 use serde_json::Value;
 
-use crate::support::{copy_tree, find, manifests, wasm_or_minimal};
+use crate::support::{built_wasm, copy_tree, find, manifests};
 
 fn tool(name: &str) -> Option<PathBuf> {
     let path = Path::new("/usr/bin").join(name);
@@ -42,7 +42,7 @@ fn pushed_artifact_keeps_its_digest_and_the_pinned_url_serves_the_module() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let wasm = wasm_or_minimal();
+    let (_, wasm) = built_wasm();
     let layout = work.path().join("oci");
     let artifact = write_layout(&layout, &wasm, &ArtifactOptions::default()).unwrap();
 

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use boifi_deploy::check::Checker;
 use boifi_deploy::kustomize;
-use boifi_deploy::oci::MINIMAL_WASM_MODULE;
 use boifi_deploy::yaml::{Document, ResourceId};
 
 /// The repository root (two levels above this crate).
@@ -72,21 +71,22 @@ pub fn find<'a>(docs: &'a [Document], kind: &str, name: &str) -> &'a Document {
         .unwrap_or_else(|| panic!("no {kind} {name} in the bundle"))
 }
 
-/// The built filter (`BOIFI_WASM`, as `make wasm` leaves it) when it exists.
-pub fn built_wasm() -> Option<(PathBuf, Vec<u8>)> {
-    let path = PathBuf::from(std::env::var_os("BOIFI_WASM")?);
-    let bytes = std::fs::read(&path).ok()?;
-    Some((path, bytes))
-}
-
-/// The built filter, else the smallest valid module (for structure-only checks).
-pub fn wasm_or_minimal() -> Vec<u8> {
-    match built_wasm() {
-        Some((_, bytes)) => bytes,
-        None => {
-            eprintln!("BOIFI_WASM is not set or missing: using a minimal module for the OCI structure checks");
-            MINIMAL_WASM_MODULE.to_vec()
-        }
+/// The built filter (env `BOIFI_WASM`, else where `make wasm` leaves it): its path and bytes.
+/// A missing module fails the test, naming it: the artifact checks never fall back to a stand-in.
+pub fn built_wasm() -> (PathBuf, Vec<u8>) {
+    let path = std::env::var_os("BOIFI_WASM").map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/debian/wasm32-unknown-unknown/release/boifi_wasm.wasm")
+        },
+        PathBuf::from,
+    );
+    match std::fs::read(&path) {
+        Ok(bytes) => (path, bytes),
+        Err(e) => panic!(
+            "the built filter `{}` cannot be read ({e}): build it with `make wasm`",
+            path.display()
+        ),
     }
 }
 

@@ -14,20 +14,10 @@ pub mod upstream;
 
 use std::path::PathBuf;
 
-/// True when the environment says the e2e suite must run (CI, or explicitly requested).
-fn e2e_required() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
-        || std::env::var_os("BOIFI_REQUIRE_E2E").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
-/// Reports a missing prerequisite: fails when e2e is required, else returns `None` (skip).
-fn missing(what: &str) -> Option<Prereqs> {
-    assert!(
-        !e2e_required(),
-        "e2e prerequisite missing: {what} (CI/BOIFI_REQUIRE_E2E is set, so this is a failure; run `make test`, which builds the filter with `make wasm`)"
-    );
-    eprintln!("skipping e2e test: {what} (set BOIFI_REQUIRE_E2E=1 to make this a failure)");
-    None
+/// Fails the test with the missing prerequisite and how to get it.
+#[track_caller]
+fn missing(what: &str) -> ! {
+    panic!("e2e prerequisite missing: {what} (`make test` builds and installs everything)")
 }
 
 /// What every e2e test needs: the filter module, Envoy and the boifi-server binary.
@@ -39,30 +29,41 @@ pub struct Prereqs {
 }
 
 impl Prereqs {
-    /// Finds the prerequisites, or `None` (skip) when one is missing and e2e is not required.
-    pub fn find() -> Option<Prereqs> {
-        let Some(wasm) = std::env::var_os("BOIFI_WASM").map(PathBuf::from) else {
-            return missing("env BOIFI_WASM is not set (the path of boifi_wasm.wasm)");
-        };
+    /// Finds the prerequisites; a missing one fails the test, naming it.
+    #[track_caller]
+    pub fn find() -> Prereqs {
+        let wasm = std::env::var_os("BOIFI_WASM").map_or_else(
+            || repo_root().join("target/debian/wasm32-unknown-unknown/release/boifi_wasm.wasm"),
+            PathBuf::from,
+        );
         if !wasm.is_file() {
-            return missing(&format!(
-                "BOIFI_WASM=`{}` does not exist; build it with `make wasm`",
+            missing(&format!(
+                "the filter module `{}` does not exist (env BOIFI_WASM); build it with `make wasm`",
                 wasm.display()
             ));
         }
-        let Some(envoy) = envoy::find_binary() else {
-            return missing("no Envoy binary (env BOIFI_ENVOY or scripts/envoy-path.sh)");
-        };
-        let Some(server) = server::find_binary() else {
-            return missing(
+        let envoy = envoy::find_binary().unwrap_or_else(|| {
+            missing(&match std::env::var_os("BOIFI_ENVOY") {
+                Some(p) => format!(
+                    "BOIFI_ENVOY=`{}` is not an Envoy binary",
+                    p.to_string_lossy()
+                ),
+                None => {
+                    "no Envoy binary (env BOIFI_ENVOY, or scripts/envoy-path.sh after `make deps`)"
+                        .to_owned()
+                }
+            })
+        });
+        let server = server::find_binary().unwrap_or_else(|| {
+            missing(
                 "no boifi-server binary (env BOIFI_SERVER or target/debug/boifi-server; `cargo build -p boifi-server`)",
-            );
-        };
-        Some(Prereqs {
+            )
+        });
+        Prereqs {
             wasm,
             envoy,
             server,
-        })
+        }
     }
 }
 
