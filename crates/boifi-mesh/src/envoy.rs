@@ -99,6 +99,8 @@ pub struct SidecarConfig<'a> {
     pub wasm: Option<&'a Path>,
     /// The `pluginConfig` JSON.
     pub plugin_config: &'a Value,
+    /// The bootstrap's `stats_config` (e.g. Istio's stats inclusion), or Envoy's default.
+    pub stats_config: Option<&'a Value>,
 }
 
 /// The node block Istio's pilot-agent writes for this pod.
@@ -253,14 +255,18 @@ pub fn sidecar_bootstrap(c: &SidecarConfig<'_>) -> Value {
         static_cluster(CONTROL_PLANE_CLUSTER, &[c.control_plane_port], false),
     ];
     clusters.extend(c.upstreams.iter().map(upstream_cluster));
-    json!({
+    let mut bootstrap = json!({
         "node": istio_node(c.service, c.pod),
         "admin": admin(c.admin_port),
         "static_resources": {
             "listeners": [inbound_listener(c), outbound_listener(c.outbound_port, c.outbound_routes)],
             "clusters": clusters,
         },
-    })
+    });
+    if let (Some(stats), Some(map)) = (c.stats_config, bootstrap.as_object_mut()) {
+        map.insert("stats_config".to_owned(), stats.clone());
+    }
+    bootstrap
 }
 
 /// The inbound cluster: the app behind this sidecar.
@@ -523,8 +529,16 @@ mod tests {
             control_plane_port: 5,
             wasm: Some(Path::new("/tmp/boifi.wasm")),
             plugin_config: &json!({}),
+            stats_config: None,
         };
         let b = sidecar_bootstrap(&config);
+        assert!(b.get("stats_config").is_none(), "Envoy's default stats");
+        let stats = json!({"use_all_default_tags": false});
+        let with_stats = sidecar_bootstrap(&SidecarConfig {
+            stats_config: Some(&stats),
+            ..config.clone()
+        });
+        assert_eq!(with_stats["stats_config"], stats);
         let clusters = b["static_resources"]["clusters"].as_array().unwrap();
         let cart = clusters
             .iter()

@@ -21,6 +21,7 @@ pub mod etcd;
 pub mod http;
 pub mod mesh;
 pub mod process;
+pub mod prometheus;
 pub mod stats;
 pub mod topology;
 pub mod traffic;

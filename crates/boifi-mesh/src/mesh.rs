@@ -37,6 +37,8 @@ pub struct MeshOptions {
     pub progress: bool,
     /// The app binary (`boifi-mesh`); found beside the running executable when `None`.
     pub app_binary: Option<PathBuf>,
+    /// The sidecars' `stats_config` (`None`: Envoy's default, every stat with default tags).
+    pub sidecar_stats_config: Option<Value>,
 }
 
 impl MeshOptions {
@@ -51,6 +53,7 @@ impl MeshOptions {
             start_control_plane: true,
             progress: false,
             app_binary: None,
+            sidecar_stats_config: None,
         }
     }
 
@@ -167,6 +170,7 @@ pub struct Mesh {
     wasm: Option<PathBuf>,
     app_binary: PathBuf,
     plugin_config: Value,
+    sidecar_stats_config: Option<Value>,
     progress: bool,
     /// The control plane.
     pub control_plane: ControlPlane,
@@ -237,6 +241,7 @@ impl Mesh {
             wasm,
             app_binary,
             plugin_config: options.plugin_config.clone(),
+            sidecar_stats_config: options.sidecar_stats_config.clone(),
             progress,
             control_plane,
             services: Vec::new(),
@@ -417,6 +422,7 @@ impl Mesh {
             control_plane_port: cp_port,
             wasm: self.wasm.as_deref(),
             plugin_config: &self.plugin_config,
+            stats_config: self.sidecar_stats_config.as_ref(),
         };
         let bootstrap = dir.join(format!("{}.{}.envoy.json", pod.name, spec.namespace));
         write_bootstrap(&bootstrap, &sidecar_bootstrap(&config))?;

@@ -9,6 +9,7 @@
 )]
 
 mod cascade;
+mod dashboard;
 mod edge_cases;
 mod reliability_outage;
 mod scale;
