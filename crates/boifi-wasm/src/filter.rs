@@ -43,6 +43,11 @@ const LEASE_CHECK_MS: u64 = LEASE_RENEW_MS;
 /// tick: a new set reaches every worker within this (the propagation budget is 250 ms at p99),
 /// and the request path never reads shared data.
 pub const REFRESH_MS: u64 = 25;
+/// How long after publishing a set the poller waits before its gauges (`hfi.config.version`,
+/// active policies) show it: the other VMs adopt on their tick, so the gauge only claims a
+/// version once every worker has had three refresh ticks to serve it. Without this the gauge
+/// ran up to one tick ahead of what the request path decided (the mesh e2e tests caught it).
+const GAUGE_GRACE_MS: u64 = 3 * REFRESH_MS;
 
 /// What the host does with a request after `on_request_headers` (proxy-wasm `Action`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +186,8 @@ struct Root {
     /// Current tick period (0: no tick).
     tick_ms: u32,
     refreshed_ms: u64,
+    /// The poller reports its gauges from this host time on ([`GAUGE_GRACE_MS`]).
+    gauges_from_ms: u64,
     lease_checked_ms: u64,
     /// The poller lease looked vacant: claim it on the next tick.
     wants_poll: bool,
@@ -477,7 +484,7 @@ impl Root {
         let (engine, mut counters) = self.counters(host);
         engine.install(seq, version, Arc::new(set));
         counters.add(Counter::ConfigUpdates, 1);
-        engine.report_gauges(now_ms, &mut counters);
+        self.gauges_from_ms = now_ms.saturating_add(GAUGE_GRACE_MS);
         self.log(host, Level::Info, || {
             format!("boifi: applied config version {version}: {count} policies for this sidecar [{names}]")
         });
@@ -623,7 +630,7 @@ impl Root {
                 self.poller = None;
             }
         }
-        if self.poller.is_some() {
+        if self.poller.is_some() && now >= self.gauges_from_ms {
             // Policies expire without a new version: keep the gauge true between updates.
             let (engine, mut counters) = self.counters(host);
             engine.report_gauges(now, &mut counters);
@@ -746,6 +753,7 @@ impl<H: Host> Filter<H> {
             metrics: MetricIds::default(),
             tick_ms: 0,
             refreshed_ms: 0,
+            gauges_from_ms: 0,
             lease_checked_ms: 0,
             wants_poll: false,
             poller: None,
