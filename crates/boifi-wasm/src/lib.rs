@@ -1,26 +1,22 @@
 //! boifi's proxy-wasm filter: injects the faults of boifi policies into the requests an Envoy
 //! sidecar receives, with the policies long-polled from the control plane.
 //!
-//! The parts that need no host are plain modules tested on the host ([`backoff`], [`delays`],
-//! [`props`], [`reply`], [`shared`], [`sync`]); the proxy-wasm glue in [`filter`] is thin
-//! over them. The decision itself is [`boifi_core::compiled::decide`], the same function the
-//! control plane and `boifi-cli simulate` use.
+//! The filter itself is [`boifi_engine`] (policy set, decision, delay queue, counters, the
+//! long-poll state machine), shared with every other host. This crate is the proxy-wasm glue:
+//! [`filter`] (root contexts, the poller lease, adoption on the tick) written against the safe
+//! [`host::Host`] trait, our own thin layer over the proxy-wasm ABI that implements it (`abi`,
+//! built for wasm32 only; the one place with `unsafe`), and what only proxy-wasm needs as plain
+//! modules tested on the host: [`props`] (Envoy properties, the ABI's pair maps as bytes) and
+//! [`shared`] (the poller lease and the policy set in shared data).
 #![warn(missing_docs)]
 
 extern crate alloc;
 
-pub mod backoff;
-pub mod delays;
-pub mod filter;
-pub mod metrics;
-pub mod props;
-pub mod reply;
-pub mod shared;
-pub mod sync;
-
 #[cfg(target_arch = "wasm32")]
-mod entry {
-    proxy_wasm::main! {{
-        crate::filter::install();
-    }}
-}
+mod abi;
+pub mod filter;
+pub mod host;
+pub mod props;
+pub mod shared;
+
+pub use boifi_engine::metrics;
