@@ -7,8 +7,8 @@ use alloc::vec::Vec;
 
 use crate::identity::{Identity, PeerIdentity, DEFAULT_TRUST_DOMAIN};
 use crate::policy::{
-    build_regex, Abort, Delay, FieldErrorKind, PolicyDocument, Sampling, SourceMatch,
-    StringMatch, PPM_SCALE,
+    build_regex, Abort, Delay, FieldErrorKind, PolicyDocument, Sampling, SourceMatch, StringMatch,
+    PPM_SCALE,
 };
 use crate::rng::{fnv1a64, splitmix64};
 
@@ -576,8 +576,7 @@ pub fn decide<'s, R: RequestView + ?Sized>(
     let mut lookups = Lookups::default();
     let mut request_id: Option<Option<&[u8]>> = None;
     for rule in &set.rules {
-        if !rule.is_live(now_ms) || !rule.matches(request, path, &mut lookups, &set.trust_domain)
-        {
+        if !rule.is_live(now_ms) || !rule.matches(request, path, &mut lookups, &set.trust_domain) {
             continue;
         }
         let id = if rule.sampling == Sampling::Request {

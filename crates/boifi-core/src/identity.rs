@@ -186,8 +186,7 @@ impl<'a> PeerIdentity<'a> {
         }
         let segment = |s: &str| {
             !s.is_empty()
-                && s
-                    .bytes()
+                && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
         };
         // SPIFFE trust domains are lower case; a mixed-case one is not the configured domain.

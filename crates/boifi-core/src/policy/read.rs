@@ -371,7 +371,10 @@ fn read_match(w: &mut Walker, value: &Value, path: &str) -> Option<RequestMatch>
 fn read_source(w: &mut Walker, value: &Value, path: &str) -> Option<SourceMatch> {
     let map = w.object(value, path, SOURCE_FIELDS)?;
     if Walker::field(map, "labels").is_some() {
-        w.error(join(path, "labels"), FieldErrorKind::UnverifiableSourceLabels);
+        w.error(
+            join(path, "labels"),
+            FieldErrorKind::UnverifiableSourceLabels,
+        );
     }
     let mut name = |key: &str, max: usize| -> Option<Option<String>> {
         let Some(v) = Walker::field(map, key) else {
@@ -401,8 +404,7 @@ fn read_source(w: &mut Walker, value: &Value, path: &str) -> Option<SourceMatch>
         namespace: namespace?,
         service_account: service_account?,
     };
-    if source.service.is_none() && source.namespace.is_none() && source.service_account.is_none()
-    {
+    if source.service.is_none() && source.namespace.is_none() && source.service_account.is_none() {
         w.error(path, FieldErrorKind::EmptySource);
         return None;
     }

@@ -261,8 +261,7 @@ fn reference(
     let source_holds = |m: &SourceMatch| {
         caller.as_ref().is_some_and(|(ns, sa)| {
             m.namespace.as_ref().is_none_or(|want| want == ns)
-                && m
-                    .service_account
+                && m.service_account
                     .as_ref()
                     .or(m.service.as_ref())
                     .is_none_or(|want| want == sa)

@@ -24,12 +24,7 @@ spec:
 
 fn set(source: &str) -> CompiledPolicySet {
     let policies = parse_policies_yaml(&policy(source)).unwrap();
-    CompiledPolicySet::compile(
-        &policies,
-        &Identity::for_service("cartservice", "demo"),
-        0,
-    )
-    .unwrap()
+    CompiledPolicySet::compile(&policies, &Identity::for_service("cartservice", "demo"), 0).unwrap()
 }
 
 fn faulted(set: &CompiledPolicySet, request: &SimpleRequest) -> bool {
@@ -71,7 +66,12 @@ fn spiffe_ids_parse_strictly_and_anything_else_is_unknown() {
         b"spiffe://user@cluster.local/ns/demo/sa/frontend",
         b"spiffe://cluster.local:443/ns/demo/sa/frontend",
     ] {
-        assert_eq!(PeerIdentity::parse(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            PeerIdentity::parse(bad),
+            None,
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
     }
     let long = format!("spiffe://cluster.local/ns/demo/sa/{}", "a".repeat(2100));
     assert_eq!(PeerIdentity::parse(long.as_bytes()), None);
@@ -101,13 +101,19 @@ fn only_the_named_caller_is_faulted() {
 fn headers_copied_from_the_caller_never_make_a_request_match() {
     let set = set("{service: frontend, namespace: demo}");
     let forged = |r: SimpleRequest| {
-        r.with_header("x-envoy-peer-metadata-id", "sidecar~10.0.0.1~frontend-1.demo~demo.svc.cluster.local")
-            .with_header("x-envoy-peer-metadata", "ChkKDkFQUF9DT05UQUlORVJTEgcaBWZyb250")
-            .with_header(
-                "x-forwarded-client-cert",
-                &format!("By=spiffe://cluster.local/ns/demo/sa/cartservice;URI={FRONTEND}"),
-            )
-            .with_header("x-boifi-source", "frontend")
+        r.with_header(
+            "x-envoy-peer-metadata-id",
+            "sidecar~10.0.0.1~frontend-1.demo~demo.svc.cluster.local",
+        )
+        .with_header(
+            "x-envoy-peer-metadata",
+            "ChkKDkFQUF9DT05UQUlORVJTEgcaBWZyb250",
+        )
+        .with_header(
+            "x-forwarded-client-cert",
+            &format!("By=spiffe://cluster.local/ns/demo/sa/cartservice;URI={FRONTEND}"),
+        )
+        .with_header("x-boifi-source", "frontend")
     };
     assert!(!faulted(&set, &forged(SimpleRequest::new("GET", "/cart"))));
     assert!(!faulted(
@@ -121,13 +127,22 @@ fn service_account_and_namespace_conditions() {
     // A service whose workloads run under another account.
     let set = set("{service: frontend, serviceAccount: web, namespace: demo}");
     let get = || SimpleRequest::new("GET", "/");
-    assert!(faulted(&set, &get().with_peer_uri_san("spiffe://cluster.local/ns/demo/sa/web")));
+    assert!(faulted(
+        &set,
+        &get().with_peer_uri_san("spiffe://cluster.local/ns/demo/sa/web")
+    ));
     assert!(!faulted(&set, &get().with_peer_uri_san(FRONTEND)));
     // Any caller of one namespace.
     let set = self::set("{namespace: demo}");
     assert!(faulted(&set, &get().with_peer_uri_san(CHECKOUT)));
-    assert!(!faulted(&set, &get().with_peer_uri_san("spiffe://cluster.local/ns/prod/sa/checkoutservice")));
-    assert!(!faulted(&set, &get()), "an unknown caller is in no namespace");
+    assert!(!faulted(
+        &set,
+        &get().with_peer_uri_san("spiffe://cluster.local/ns/prod/sa/checkoutservice")
+    ));
+    assert!(
+        !faulted(&set, &get()),
+        "an unknown caller is in no namespace"
+    );
 }
 
 #[test]
@@ -182,16 +197,25 @@ spec:
     let policies = parse_policies_yaml(text).unwrap();
     let all = CompiledPolicySet::compile(&policies, &Identity::default(), 0).unwrap();
     assert!(all.reads_caller());
-    let request = Counting { path: "/cart", reads: Cell::new(0) };
+    let request = Counting {
+        path: "/cart",
+        reads: Cell::new(0),
+    };
     let decision = decide(&all, &request, 0, 1).unwrap();
     assert_eq!(decision.abort.map(|a| a.http_status), Some(502));
     assert_eq!(request.reads.get(), 1, "two source rules, one read");
-    let other_path = Counting { path: "/health", reads: Cell::new(0) };
+    let other_path = Counting {
+        path: "/health",
+        reads: Cell::new(0),
+    };
     assert!(decide(&all, &other_path, 0, 1).is_none());
     assert_eq!(other_path.reads.get(), 0, "the path fails first: no read");
     let without = CompiledPolicySet::compile(&policies[1..], &Identity::default(), 0).unwrap();
     assert!(!without.reads_caller());
-    let request = Counting { path: "/cart", reads: Cell::new(0) };
+    let request = Counting {
+        path: "/cart",
+        reads: Cell::new(0),
+    };
     assert!(decide(&without, &request, 0, 1).is_none());
     assert_eq!(request.reads.get(), 0);
 }
@@ -204,7 +228,9 @@ fn source_round_trips() {
     .unwrap();
     let json = serde_json::to_string(&policies[0]).unwrap();
     assert!(
-        json.contains(r#""source":{"service":"frontend","namespace":"demo","serviceAccount":"web"}"#),
+        json.contains(
+            r#""source":{"service":"frontend","namespace":"demo","serviceAccount":"web"}"#
+        ),
         "{json}"
     );
     let yaml = serde_norway::to_string(&policies[0]).unwrap();
@@ -215,7 +241,11 @@ fn source_round_trips() {
 fn bad_sources_get_field_path_messages() {
     let errors = |source: &str| match parse_policies_yaml(&policy(source)) {
         Ok(_) => "ok".to_string(),
-        Err(e) => e.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+        Err(e) => e
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
     };
     let prefix = "document 1: spec.rules[0].match.source";
     let cases = [
@@ -250,5 +280,9 @@ fn bad_sources_get_field_path_messages() {
     for (source, want) in cases {
         assert_eq!(errors(source), want, "source: {source}");
     }
-    assert_eq!(errors("{serviceAccount: web.v1}"), "ok", "accounts are DNS subdomains");
+    assert_eq!(
+        errors("{serviceAccount: web.v1}"),
+        "ok",
+        "accounts are DNS subdomains"
+    );
 }

@@ -380,7 +380,10 @@ fn a_source_rule_reads_the_peer_certificate_once_and_an_unreadable_one_is_an_unk
             id,
             &[
                 (b":path", path),
-                (b"x-forwarded-client-cert", b"URI=spiffe://cluster.local/ns/demo/sa/checkoutservice"),
+                (
+                    b"x-forwarded-client-cert",
+                    b"URI=spiffe://cluster.local/ns/demo/sa/checkoutservice",
+                ),
             ],
         );
         f.on_delete(id);
@@ -389,13 +392,20 @@ fn a_source_rule_reads_the_peer_certificate_once_and_an_unreadable_one_is_an_unk
     let checkout: &[u8] = b"spiffe://cluster.local/ns/demo/sa/checkoutservice";
     assert_eq!(faulted(&mut f, b"/cart", Some(checkout)), (true, 1));
     assert_eq!(
-        faulted(&mut f, b"/cart", Some(b"spiffe://cluster.local/ns/demo/sa/frontend")),
+        faulted(
+            &mut f,
+            b"/cart",
+            Some(b"spiffe://cluster.local/ns/demo/sa/frontend")
+        ),
         (false, 1)
     );
     // Plaintext or a failed read (NotFound, SerializationFailure): unknown, whatever the
     // headers say; so are bytes that are no SPIFFE ID.
     assert_eq!(faulted(&mut f, b"/cart", None), (false, 1));
-    assert_eq!(faulted(&mut f, b"/cart", Some(b"\xff\x00spiffe://")), (false, 1));
+    assert_eq!(
+        faulted(&mut f, b"/cart", Some(b"\xff\x00spiffe://")),
+        (false, 1)
+    );
     // A rule that fails on its path never asks the host for the certificate.
     assert_eq!(faulted(&mut f, b"/other", Some(checkout)), (false, 0));
 }
