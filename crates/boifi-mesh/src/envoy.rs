@@ -14,6 +14,7 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 use crate::error::MeshError;
+use crate::pki::WorkloadFiles;
 use crate::topology::{ServiceSpec, Topology};
 use crate::traffic::route_action;
 
@@ -99,6 +100,10 @@ pub struct SidecarConfig<'a> {
     pub wasm: Option<&'a Path>,
     /// The `pluginConfig` JSON.
     pub plugin_config: &'a Value,
+    /// This pod's workload certificate: mTLS between sidecars as Istio does it (inbound
+    /// PERMISSIVE: TLS with a verified client certificate, or plaintext; outbound
+    /// `ISTIO_MUTUAL`). `None`: plaintext everywhere.
+    pub tls: Option<&'a WorkloadFiles>,
 }
 
 /// The node block Istio's pilot-agent writes for this pod.
@@ -252,7 +257,7 @@ pub fn sidecar_bootstrap(c: &SidecarConfig<'_>) -> Value {
         static_cluster(INBOUND_CLUSTER, &[c.app_port], c.service.protocol.is_grpc()),
         static_cluster(CONTROL_PLANE_CLUSTER, &[c.control_plane_port], false),
     ];
-    clusters.extend(c.upstreams.iter().map(upstream_cluster));
+    clusters.extend(c.upstreams.iter().map(|u| upstream_cluster(u, c.tls)));
     json!({
         "node": istio_node(c.service, c.pod),
         "admin": admin(c.admin_port),
@@ -286,12 +291,91 @@ pub fn inbound_listener(c: &SidecarConfig<'_>) -> Value {
                         "route": {"cluster": INBOUND_CLUSTER, "timeout": "0s"}}],
         }],
     });
+    let manager = hcm("inbound_0.0.0.0_8080", route_config, filters);
+    let Some(tls) = c.tls else {
+        return json!({
+            "name": "virtualInbound",
+            "address": address(c.inbound_port),
+            "per_connection_buffer_limit_bytes": BUFFER_LIMIT,
+            "filter_chains": [{"filters": [manager]}],
+        });
+    };
+    // PERMISSIVE, as Istio's default: a TLS chain that requires and verifies the peer's
+    // certificate (only there does the filter see a caller identity), and a plaintext chain
+    // for everything else, whose callers are unknown.
     json!({
         "name": "virtualInbound",
         "address": address(c.inbound_port),
         "per_connection_buffer_limit_bytes": BUFFER_LIMIT,
-        "filter_chains": [{"filters": [hcm("inbound_0.0.0.0_8080", route_config, filters)]}],
+        "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}],
+        "filter_chains": [
+            {"filter_chain_match": {"transport_protocol": "tls"},
+             "transport_socket": downstream_tls(tls),
+             "filters": [manager.clone()]},
+            {"filters": [manager]},
+        ],
     })
+}
+
+/// The inbound TLS context of a sidecar: its certificate, and a client certificate required
+/// and verified against the mesh root, of any workload of the trust domain (Istio's
+/// `BuildInboundTLS`). Verification is what makes the SAN the filter reads an identity: no
+/// `trust_chain_verification: ACCEPT_UNTRUSTED`, no custom validator, ever.
+fn downstream_tls(tls: &WorkloadFiles) -> Value {
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": true,
+            "common_tls_context": {
+                "alpn_protocols": ["h2", "http/1.1"],
+                "tls_certificates": [certificate(tls)],
+                "validation_context": {
+                    "trusted_ca": {"filename": tls.root.display().to_string()},
+                    "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {
+                        "prefix": format!("spiffe://{}/", trust_domain_of(&tls.spiffe_id))}}],
+                },
+            },
+        },
+    })
+}
+
+/// The outbound TLS context toward `callee_id` (Istio's `ISTIO_MUTUAL`): this workload's
+/// certificate, and the callee's certificate verified against the mesh root and its SPIFFE ID.
+fn upstream_tls(tls: &WorkloadFiles, callee_id: &str, http2: bool) -> Value {
+    let alpn = if http2 {
+        json!(["h2"])
+    } else {
+        json!(["http/1.1"])
+    };
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": {
+                "alpn_protocols": alpn,
+                "tls_certificates": [certificate(tls)],
+                "validation_context": {
+                    "trusted_ca": {"filename": tls.root.display().to_string()},
+                    "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {"exact": callee_id}}],
+                },
+            },
+        },
+    })
+}
+
+fn certificate(tls: &WorkloadFiles) -> Value {
+    json!({"certificate_chain": {"filename": tls.cert.display().to_string()},
+           "private_key": {"filename": tls.key.display().to_string()}})
+}
+
+/// The trust domain of a SPIFFE ID (`spiffe://<td>/...`).
+fn trust_domain_of(spiffe_id: &str) -> &str {
+    spiffe_id
+        .strip_prefix("spiffe://")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
 }
 
 /// The app's calls to other services: routed by `:authority` to `outbound|PORT||FQDN`, with
@@ -357,13 +441,16 @@ pub fn outbound_routes(
 /// the circuit breakers Istio gives every cluster: no limit. Envoy's own default of 3
 /// concurrent retries per cluster would silently drop most retries under load (counted in
 /// `upstream_rq_retry_overflow`), which Istio's sidecars never do.
-pub fn upstream_cluster(u: &Upstream) -> Value {
-    let mut cluster = static_cluster(
-        &outbound_cluster(&u.service),
-        &u.endpoints,
-        u.service.protocol.is_grpc(),
-    );
+/// With `tls` (the caller's workload certificate) the connections are mTLS to the service's
+/// own identity.
+pub fn upstream_cluster(u: &Upstream, tls: Option<&WorkloadFiles>) -> Value {
+    let http2 = u.service.protocol.is_grpc();
+    let mut cluster = static_cluster(&outbound_cluster(&u.service), &u.endpoints, http2);
     if let Some(c) = cluster.as_object_mut() {
+        if let Some(tls) = tls {
+            let callee = u.service.spiffe_id(trust_domain_of(&tls.spiffe_id));
+            c.insert("transport_socket".into(), upstream_tls(tls, &callee, http2));
+        }
         let unlimited = u32::MAX;
         c.insert(
             "circuit_breakers".into(),
@@ -392,7 +479,14 @@ pub fn outbound_cluster(service: &ServiceSpec) -> String {
 
 /// The ingress: routes by `Host` (`name.namespace`, `name`, or the cluster-local name) or by
 /// path prefix `/<namespace>/<name>/` (rewritten to `/`), round-robin over the replicas.
-pub fn ingress_bootstrap(admin_port: u16, port: u16, routes: &[Upstream]) -> Value {
+/// With `tls` (the gateway's workload certificate) it calls the sidecars over mTLS, as
+/// Istio's ingress gateway does.
+pub fn ingress_bootstrap(
+    admin_port: u16,
+    port: u16,
+    routes: &[Upstream],
+    tls: Option<&WorkloadFiles>,
+) -> Value {
     let mut virtual_hosts = Vec::new();
     let mut prefix_routes = Vec::new();
     let mut clusters = Vec::new();
@@ -409,7 +503,7 @@ pub fn ingress_bootstrap(admin_port: u16, port: u16, routes: &[Upstream]) -> Val
             "match": {"prefix": format!("/{}/{}/", s.namespace, s.name)},
             "route": {"cluster": cluster, "timeout": "30s", "prefix_rewrite": "/"},
         }));
-        clusters.push(upstream_cluster(r));
+        clusters.push(upstream_cluster(r, tls));
     }
     virtual_hosts.push(json!({"name": "by-path", "domains": ["*"], "routes": prefix_routes}));
     json!({
@@ -523,6 +617,7 @@ mod tests {
             control_plane_port: 5,
             wasm: Some(Path::new("/tmp/boifi.wasm")),
             plugin_config: &json!({}),
+            tls: None,
         };
         let b = sidecar_bootstrap(&config);
         let clusters = b["static_resources"]["clusters"].as_array().unwrap();

@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod caller;
 mod cascade;
 mod edge_cases;
 mod reliability_outage;
