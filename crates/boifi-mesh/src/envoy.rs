@@ -656,6 +656,83 @@ mod tests {
     }
 
     #[test]
+    fn with_mtls_the_inbound_tls_chain_requires_and_verifies_and_outbound_verifies_the_callee() {
+        let topology = Topology::online_boutique();
+        let upstreams: Vec<Upstream> = topology
+            .services
+            .iter()
+            .map(|s| Upstream {
+                service: s.clone(),
+                endpoints: vec![1],
+            })
+            .collect();
+        let cart = topology
+            .services
+            .iter()
+            .find(|s| s.name == "cartservice")
+            .unwrap();
+        let tls = WorkloadFiles {
+            spiffe_id: cart.spiffe_id("cluster.local"),
+            cert: "/c/cart.pem".into(),
+            key: "/c/cart.key".into(),
+            root: "/c/root.pem".into(),
+        };
+        let config = SidecarConfig {
+            service: cart,
+            pod: "cartservice-0",
+            admin_port: 1,
+            inbound_port: 2,
+            outbound_port: 3,
+            outbound_routes: Path::new("/tmp/r.json"),
+            upstreams: &upstreams,
+            app_port: 4,
+            control_plane_port: 5,
+            wasm: Some(Path::new("/tmp/boifi.wasm")),
+            plugin_config: &json!({}),
+            tls: Some(&tls),
+        };
+        let b = sidecar_bootstrap(&config);
+        let inbound = &b["static_resources"]["listeners"][0];
+        let chains = inbound["filter_chains"].as_array().unwrap();
+        assert_eq!(chains.len(), 2, "TLS and PERMISSIVE plaintext");
+        assert_eq!(chains[0]["filter_chain_match"]["transport_protocol"], "tls");
+        let ctx = &chains[0]["transport_socket"]["typed_config"];
+        // The invariant that makes the SAN the filter reads a verified identity.
+        assert_eq!(ctx["require_client_certificate"], true);
+        let validation = &ctx["common_tls_context"]["validation_context"];
+        assert_eq!(validation["trusted_ca"]["filename"], "/c/root.pem");
+        assert!(validation.get("trust_chain_verification").is_none());
+        assert!(ctx.get("custom_validator_config").is_none());
+        assert_eq!(
+            validation["match_typed_subject_alt_names"][0]["matcher"]["prefix"],
+            "spiffe://cluster.local/"
+        );
+        assert!(chains[1].get("transport_socket").is_none());
+        assert_eq!(
+            chains[0]["filters"], chains[1]["filters"],
+            "both chains run the filter"
+        );
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        let to_checkout = clusters
+            .iter()
+            .find(|c| c["name"] == "outbound|5050||checkoutservice.demo.svc.cluster.local")
+            .unwrap();
+        let up = &to_checkout["transport_socket"]["typed_config"]["common_tls_context"];
+        assert_eq!(
+            up["tls_certificates"][0]["certificate_chain"]["filename"],
+            "/c/cart.pem"
+        );
+        assert_eq!(
+            up["validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+            "spiffe://cluster.local/ns/demo/sa/checkoutservice"
+        );
+        assert_eq!(up["alpn_protocols"][0], "h2", "gRPC over TLS negotiates h2");
+        // The app's own cluster and the control plane's stay plaintext (same pod / not mesh).
+        assert!(clusters[0].get("transport_socket").is_none());
+        assert!(clusters[1].get("transport_socket").is_none());
+    }
+
+    #[test]
     fn outbound_routes_carry_the_policy_of_their_caller_only() {
         let retries = crate::traffic::Retries::new(2, &["unavailable"]).unwrap();
         let topology = Topology::online_boutique().with_route(
