@@ -16,11 +16,11 @@ export BOIFI_WASM := $(CURDIR)/$(WASM_OUT)
 .PHONY: help deps fmt-check clippy nostd wasm test test-rust demo bench oci
 
 help:
-	@echo "make demo   - start a local mesh of Envoy sidecars, apply a policy, show the effect"
+	@echo "make demo   - start a local mesh of Envoy sidecars, apply a policy, show the effect (PROM=1: with Prometheus)"
 	@echo "make test   - run every test (installs what it needs)"
 	@echo "make wasm   - build the proxy-wasm filter ($(WASM_OUT))"
 	@echo "make bench  - run the benchmarks"
-	@echo "make oci    - write the filter as a Wasm OCI image layout ($(OCI_DIR)) and pin its digests in manifests/"
+	@echo "make oci    - write the filter as a Wasm OCI image layout ($(OCI_DIR)) and pin its digests in manifests/ and charts/"
 
 deps:
 	@bash scripts/deps.sh
@@ -51,9 +51,12 @@ test: deps fmt-check clippy deny nostd test-rust fuzz-smoke api-fuzz
 # crates/boifi-mesh/demo/cart-faults.yaml), sends every page type of frontend without and with
 # the callers' retries, then a long delay without and with a timeout, and prints per service
 # and per page what happened (docs/CASCADE.md); stops everything at the end.
+# `make demo PROM=1` also runs Debian's prometheus on the loopback scraping every sidecar and the
+# control plane, prints its URL and the Grafana dashboard to import
+# (charts/boifi/dashboards/boifi.json), and keeps frontend's traffic going until Enter.
 demo: wasm
 	cargo build --quiet -p boifi-server -p boifi-cli -p boifi-mesh
-	./target/debug/boifi-mesh demo $(if $(filter 1 true yes,$(HA)),--ha,) $(if $(POLICY),--policies $(POLICY),)
+	./target/debug/boifi-mesh demo $(if $(filter 1 true yes,$(HA)),--ha,) $(if $(POLICY),--policies $(POLICY),) $(if $(filter 1 true yes,$(PROM)),--prometheus,)
 
 # The filter's e2e tests load $(BOIFI_WASM) into a real Envoy: build it first. A test whose
 # tool (Envoy, etcd, wrk, the built filter) is missing fails and names it; none skips.
@@ -61,10 +64,11 @@ test-rust: wasm
 	cargo test --workspace
 
 # The filter as the Wasm OCI artifact Istio pulls (an OCI image layout, no Docker needed),
-# then its digests written into the `# boifi-deploy pin:` lines of manifests/.
+# then its digests written into the `# boifi-deploy pin:` lines of manifests/ and charts/.
 oci: wasm
 	cargo run --quiet -p boifi-deploy -- oci --wasm $(WASM_OUT) --out $(OCI_DIR)
 	cargo run --quiet -p boifi-deploy -- pin --layout $(OCI_DIR) --manifests manifests
+	cargo run --quiet -p boifi-deploy -- pin --layout $(OCI_DIR) --manifests charts
 
 # Reliability (docs/RELIABILITY.md). fuzz-smoke: every fuzz/ target under libFuzzer for 6 s
 # (built with plain cargo, no cargo-fuzz needed). fuzz: long runs through cargo-fuzz (installed
@@ -89,10 +93,13 @@ deny: deps
 # Benchmarks (minutes; not part of `make test`): boifi-core's criterion benches, then
 # `boifi-bench` (release build) runs the data plane, propagation, control-plane scale and
 # footprint benchmarks and rewrites their generated sections of docs/PERFORMANCE.md.
-# One of them only: `make bench BENCH=dataplane` (also propagation, scale, footprint);
+# One of them only: `make bench BENCH=dataplane` (also propagation, scale, footprint, delaycap);
 # options through BENCH_ARGS, e.g. `BENCH_ARGS="--rounds 3"` (see `boifi-bench <name> --help`).
 BENCH ?= all
+# The data-plane and footprint rows of an SDK-only module (a proxy-wasm Rust SDK filter doing
+# nothing) need it built like the filter; the floor module is WAT, compiled by boifi-bench.
 bench: wasm
+	@bash scripts/build-wasm.sh boifi-bench-sdk-noop
 	@if [ "$(BENCH)" = all ]; then cargo bench -p boifi-core; fi
 	cargo build --release -p boifi-bench -p boifi-server -p boifi-mesh
 	target/release/boifi-bench $(BENCH) $(BENCH_ARGS)

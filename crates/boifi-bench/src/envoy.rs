@@ -31,6 +31,12 @@ pub enum Filters {
         /// The boifi-server it polls.
         control_plane: SocketAddr,
     },
+    /// A Wasm module with no configuration and no control plane (the floor, the SDK-only
+    /// module).
+    Module {
+        /// The `.wasm` module.
+        wasm: PathBuf,
+    },
 }
 
 /// How to start an Envoy.
@@ -87,6 +93,7 @@ pub fn bootstrap(spec: &EnvoySpec, admin_port: u16, listener_port: u16) -> Value
             filters.push(wasm_filter(wasm, plugin_config));
             clusters.push(static_cluster(CONTROL_PLANE_CLUSTER, control_plane.port()));
         }
+        Filters::Module { wasm } => filters.push(wasm_filter(wasm, &json!({}))),
     }
     filters.push(
         json!({"name": "envoy.filters.http.router", "typed_config": {

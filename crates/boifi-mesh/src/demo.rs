@@ -15,6 +15,7 @@ use crate::control_plane::Store;
 use crate::error::MeshError;
 use crate::http::quantile;
 use crate::mesh::{Mesh, MeshOptions};
+use crate::prometheus::{istio_stats_config, Prometheus, DASHBOARD};
 use crate::topology::{Protocol, ServiceSpec, Topology};
 use crate::traffic::{Retries, RoutePolicy};
 
@@ -36,6 +37,9 @@ pub struct DemoOptions {
     pub requests: usize,
     /// The app binary (`boifi-mesh` itself).
     pub app_binary: Option<PathBuf>,
+    /// Also run a Prometheus scraping the mesh, and keep everything up with traffic until
+    /// Enter is pressed, for the Grafana dashboard.
+    pub prometheus: bool,
 }
 
 impl DemoOptions {
@@ -146,12 +150,23 @@ pub fn run(options: &DemoOptions) -> Result<(), MeshError> {
     }
     mesh_options.progress = true;
     mesh_options.app_binary = options.app_binary.clone();
+    if options.prometheus {
+        mesh_options.sidecar_stats_config = Some(istio_stats_config());
+    }
     let mut mesh = Mesh::start(mesh_options)?;
     println!(
         "      {} sidecars serving after {} ms",
         mesh.pods().count(),
         mesh.all_pods_ready.map_or(0, |d| d.as_millis()),
     );
+    let prometheus = options
+        .prometheus
+        .then(|| Prometheus::for_mesh(&mesh, Duration::from_secs(5)))
+        .transpose()?;
+    if let Some(prometheus) = &prometheus {
+        println!("      prometheus: {}", prometheus.url());
+        println!("      dashboard to import into Grafana: {DASHBOARD}");
+    }
 
     apply(&mesh, 2, &options.policies, &policies)?;
     let retries = Retries::new(2, &["5xx", "gateway-error", "unavailable"])?;
@@ -189,9 +204,32 @@ pub fn run(options: &DemoOptions) -> Result<(), MeshError> {
         ],
     )?;
 
+    if let Some(prometheus) = &prometheus {
+        keep_serving(&mesh, prometheus)?;
+    }
     println!("[4/4] stopping every process");
+    drop(prometheus);
     drop(mesh);
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Sends frontend's pages, so the dashboard has something to show, until a line (or the end)
+/// arrives on stdin.
+fn keep_serving(mesh: &Mesh, prometheus: &Prometheus) -> Result<(), MeshError> {
+    println!(
+        "      traffic goes on; prometheus at {}; press Enter to stop",
+        prometheus.url()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = std::io::stdin().read_line(&mut String::new());
+        let _ = tx.send(());
+    });
+    while rx.try_recv().is_err() {
+        mesh.run_pages("frontend", 5, 4)?;
+        std::thread::sleep(Duration::from_millis(200));
+    }
     Ok(())
 }
 

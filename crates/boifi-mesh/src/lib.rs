@@ -22,6 +22,7 @@ pub mod http;
 pub mod mesh;
 pub mod pki;
 pub mod process;
+pub mod prometheus;
 pub mod stats;
 pub mod topology;
 pub mod traffic;

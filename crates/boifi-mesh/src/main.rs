@@ -34,6 +34,10 @@ enum Command {
         /// Requests per page type and run.
         #[arg(long, default_value_t = 60)]
         requests: usize,
+        /// Also start a Prometheus scraping the mesh (Debian's `prometheus`), print its URL
+        /// and the Grafana dashboard file, and keep serving traffic until Enter.
+        #[arg(long)]
+        prometheus: bool,
     },
     /// Start the mesh and keep it running until Ctrl-C.
     Up {
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
             ha,
             policies,
             requests,
+            prometheus,
         } => {
             let (faults, slow_policies) = DemoOptions::default_policies();
             demo::run(&DemoOptions {
@@ -86,6 +91,7 @@ fn main() -> ExitCode {
                 slow_policies,
                 requests,
                 app_binary: std::env::current_exe().ok(),
+                prometheus,
             })
         }
         Command::Up { ha, services } => up(ha, &services),

@@ -55,6 +55,8 @@ pub struct MeshOptions {
     /// mTLS between sidecars (and from the ingress), with a CA made at start: Istio's
     /// default. The sidecars' inbound ports also take plaintext (PERMISSIVE).
     pub mtls: bool,
+    /// The sidecars' `stats_config` (`None`: Envoy's default, every stat with default tags).
+    pub sidecar_stats_config: Option<Value>,
 }
 
 impl MeshOptions {
@@ -70,6 +72,7 @@ impl MeshOptions {
             progress: false,
             app_binary: None,
             mtls: true,
+            sidecar_stats_config: None,
         }
     }
 
@@ -186,6 +189,7 @@ pub struct Mesh {
     wasm: Option<PathBuf>,
     app_binary: PathBuf,
     plugin_config: Value,
+    sidecar_stats_config: Option<Value>,
     progress: bool,
     /// The control plane.
     pub control_plane: ControlPlane,
@@ -271,6 +275,7 @@ impl Mesh {
             wasm,
             app_binary,
             plugin_config: options.plugin_config.clone(),
+            sidecar_stats_config: options.sidecar_stats_config.clone(),
             progress,
             control_plane,
             services: Vec::new(),
@@ -456,6 +461,7 @@ impl Mesh {
             control_plane_port: cp_port,
             wasm: self.wasm.as_deref(),
             plugin_config: &self.plugin_config,
+            stats_config: self.sidecar_stats_config.as_ref(),
         };
         let bootstrap = dir.join(format!("{}.{}.envoy.json", pod.name, spec.namespace));
         write_bootstrap(&bootstrap, &sidecar_bootstrap(&config))?;

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::Command;
 
 use boifi_deploy::digest::{oci_digest, sha256_hex};
-use boifi_deploy::kustomize;
 use boifi_deploy::oci::{
     verify_layout, write_layout, ArtifactOptions, MINIMAL_WASM_MODULE, WASM_CONFIG_MEDIA_TYPE,
     WASM_LAYER_MEDIA_TYPE,
@@ -311,12 +310,12 @@ fn pinning_writes_the_digests_istio_checks() {
         "pinning is idempotent"
     );
 
-    let base = kustomize::build(&tree.join("base")).unwrap();
+    let base = crate::support::kustomize(&tree.join("base"));
     let plugin = &find(&base, "WasmPlugin", "boifi-fault").value["spec"];
     assert!(plugin["url"].as_str().unwrap().starts_with("oci://"));
     assert_eq!(plugin["sha256"], artifact.manifest_sha256());
 
-    let demo = kustomize::build(&tree.join("overlays/k3s-demo")).unwrap();
+    let demo = crate::support::kustomize(&tree.join("overlays/k3s-demo"));
     let plugin = &find(&demo, "WasmPlugin", "boifi-fault").value["spec"];
     assert_eq!(plugin["sha256"], sha256_hex(&module));
     let url = plugin["url"].as_str().unwrap();

@@ -10,7 +10,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use boifi_deploy::digest::{oci_digest, sha256_hex};
-use boifi_deploy::kustomize;
 use boifi_deploy::oci::{
     write_layout, ArtifactOptions, OCI_MANIFEST_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE,
 };
@@ -115,7 +114,7 @@ fn pushed_artifact_keeps_its_digest_and_the_pinned_url_serves_the_module() {
     let tree = work.path().join("manifests");
     copy_tree(&manifests(), &tree);
     pin_tree(&tree, &artifact).unwrap();
-    let demo = kustomize::build(&tree.join("overlays/k3s-demo")).unwrap();
+    let demo = crate::support::kustomize(&tree.join("overlays/k3s-demo"));
     let spec = &find(&demo, "WasmPlugin", "boifi-fault").value["spec"];
     let url = spec["url"].as_str().unwrap();
     let path = &url[url.find("/v2/").unwrap()..];

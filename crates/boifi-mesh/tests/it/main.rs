@@ -10,6 +10,7 @@
 
 mod caller;
 mod cascade;
+mod dashboard;
 mod edge_cases;
 mod reliability_outage;
 mod scale;

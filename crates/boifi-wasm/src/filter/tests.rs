@@ -1,10 +1,9 @@
 use super::*;
 use core::cell::{Cell, RefCell};
-use std::collections::BTreeMap as Map;
 use std::rc::Rc;
 
 /// Envoy's shared data, shared by the VMs of one test.
-type SharedStore = Rc<RefCell<Map<String, (Vec<u8>, u32)>>>;
+type SharedStore = Rc<crate::shared::ModelStore>;
 /// A local reply the filter sent: status, headers, body.
 type Reply = (u32, Vec<(Vec<u8>, Vec<u8>)>, Vec<u8>);
 
@@ -15,7 +14,6 @@ struct FakeHost {
     now_ms: Cell<u64>,
     config: RefCell<Vec<u8>>,
     shared: SharedStore,
-    next_cas: Cell<u32>,
     headers: RefCell<Vec<u8>>,
     call_status: RefCell<Option<Vec<u8>>>,
     call_body: RefCell<Option<Vec<u8>>>,
@@ -79,22 +77,11 @@ impl Host for FakeHost {
     }
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
         self.call();
-        match self.shared.borrow().get(key) {
-            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-            None => (None, None),
-        }
+        shared::CasStore::get(&*self.shared, key)
     }
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
         self.call();
-        let mut data = self.shared.borrow_mut();
-        if let (Some(want), Some((_, have))) = (cas, data.get(key)) {
-            if want != *have {
-                return false;
-            }
-        }
-        self.next_cas.set(self.next_cas.get() + 1);
-        data.insert(key.to_owned(), (value.to_vec(), self.next_cas.get()));
-        true
+        shared::CasStore::set(&*self.shared, key, value, cas)
     }
     fn request_headers(&self) -> Option<Vec<u8>> {
         self.call();

@@ -8,6 +8,7 @@ mod faults;
 mod poller;
 mod propagation;
 mod rates;
+mod reload;
 mod resilience;
 mod startup;
 mod targeting;
