@@ -333,7 +333,7 @@ pub fn inbound_listener(c: &SidecarConfig<'_>) -> Value {
 /// and verified against the mesh root, of any workload of the trust domain (Istio's
 /// `BuildInboundTLS`). Verification is what makes the SAN the filter reads an identity: no
 /// `trust_chain_verification: ACCEPT_UNTRUSTED`, no custom validator, ever.
-fn downstream_tls(tls: &WorkloadFiles) -> Value {
+pub fn downstream_tls(tls: &WorkloadFiles) -> Value {
     json!({
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
@@ -354,7 +354,7 @@ fn downstream_tls(tls: &WorkloadFiles) -> Value {
 
 /// The outbound TLS context toward `callee_id` (Istio's `ISTIO_MUTUAL`): this workload's
 /// certificate, and the callee's certificate verified against the mesh root and its SPIFFE ID.
-fn upstream_tls(tls: &WorkloadFiles, callee_id: &str, http2: bool) -> Value {
+pub fn upstream_tls(tls: &WorkloadFiles, callee_id: &str, http2: bool) -> Value {
     let alpn = if http2 {
         json!(["h2"])
     } else {
