@@ -674,17 +674,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn with_mtls_the_inbound_tls_chain_requires_and_verifies_and_outbound_verifies_the_callee() {
-        let topology = Topology::online_boutique();
-        let upstreams: Vec<Upstream> = topology
+    /// Every service of `topology` as an upstream with one endpoint.
+    fn one_endpoint_each(topology: &Topology) -> Vec<Upstream> {
+        topology
             .services
             .iter()
             .map(|s| Upstream {
                 service: s.clone(),
                 endpoints: vec![1],
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn with_mtls_the_inbound_tls_chain_requires_and_verifies_and_outbound_verifies_the_callee() {
+        let topology = Topology::online_boutique();
+        let upstreams = one_endpoint_each(&topology);
         let cart = topology
             .services
             .iter()
@@ -760,14 +765,7 @@ mod tests {
                 .from("frontend")
                 .retries(retries),
         );
-        let upstreams: Vec<Upstream> = topology
-            .services
-            .iter()
-            .map(|s| Upstream {
-                service: s.clone(),
-                endpoints: vec![1],
-            })
-            .collect();
+        let upstreams = one_endpoint_each(&topology);
         let cart_route = |caller: &str| {
             let rds = outbound_routes(caller, &topology, &upstreams, 7);
             assert_eq!(rds["version_info"], "7");

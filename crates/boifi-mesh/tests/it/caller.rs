@@ -45,33 +45,6 @@ fn policy_json() -> serde_json::Value {
     serde_json::to_value(&doc[0]).unwrap()
 }
 
-fn delete_policy(mesh: &boifi_mesh::Mesh) -> (Instant, u64) {
-    let spec = RequestSpec {
-        method: hyper::Method::DELETE,
-        path: format!("/v1/policies/{POLICY}"),
-        host: None,
-        headers: Vec::new(),
-        grpc: false,
-    };
-    let a = mesh
-        .client
-        .send(
-            &mesh.control_plane.url(),
-            &spec,
-            None,
-            Duration::from_secs(10),
-        )
-        .unwrap();
-    let acked = Instant::now();
-    assert!(
-        a.status == 200 || a.status == 204,
-        "delete answered {}: {}",
-        a.status,
-        a.text()
-    );
-    (acked, boifi_mesh::mesh::rollout(mesh).unwrap().version)
-}
-
 /// One unary call to cart's `GetCart` sent to `base` (the ingress or a probe, routed by
 /// path prefix), with `headers`.
 fn get_cart(
@@ -309,7 +282,7 @@ fn SOURCE_cart_fails_for_frontend_only_over_mtls_and_nothing_else_can_claim_fron
     );
 
     // Removal: every call to cart succeeds again.
-    let (acked, version) = delete_policy(&mesh);
+    let (acked, version) = delete_policy(&mesh, POLICY);
     wait_applied(&mesh, version, acked, Duration::from_secs(30)).unwrap();
     takes_effect(&mesh, &as_frontend, false, acked);
     let run = mesh.run_pages("frontend", 10, 8).unwrap();
@@ -329,7 +302,7 @@ fn SOURCE_cart_fails_for_frontend_only_over_mtls_and_nothing_else_can_claim_fron
             let (acked, version) = if add {
                 write_policy(&mesh, &policy_json())
             } else {
-                delete_policy(&mesh)
+                delete_policy(&mesh, POLICY)
             };
             all.push(takes_effect(&mesh, &as_frontend, add, acked));
             // Every sidecar current before the next change.
