@@ -24,11 +24,11 @@ use std::collections::BTreeMap;
 
 use arbitrary::{Arbitrary, Result as ArbResult, Unstructured};
 use boifi_core::compiled::{decide, CompiledPolicySet, SimpleRequest};
-use boifi_core::identity::Identity;
+use boifi_core::identity::{Identity, PeerIdentity};
 use boifi_core::policy::{
     parse_policies_json, parse_policies_text, parse_policies_yaml, parse_policy_json, Abort, Delay,
     Fault, HeaderMatch, Metadata, Percentage, PolicyDocument, PolicySpec, RequestMatch, Rule,
-    Sampling, Selector, StringMatch, Window, PPM_SCALE,
+    Sampling, Selector, SourceMatch, StringMatch, Window, PPM_SCALE,
 };
 use boifi_core::wire::{ConfigQuery, ConfigResponse, PluginConfig};
 
@@ -166,6 +166,24 @@ fn decide_case(u: &mut Unstructured<'_>) -> ArbResult<()> {
             .get(decision.rule_index)
             .unwrap_or_else(|| fail("find decided rule", &decision, doc));
         assert_ne!(rule.fault.percentage.ppm(), 0, "a 0 % rule fired");
+        if let Some(source) = &rule.matches.source {
+            // Only a caller whose certificate names it, in the mesh's trust domain, matches.
+            let caller = request
+                .peer_uri_san
+                .as_deref()
+                .and_then(|san| PeerIdentity::parse(san.as_bytes()))
+                .filter(|p| p.trust_domain == set.trust_domain())
+                .unwrap_or_else(|| {
+                    fail("a source rule fired for an unknown caller", &request, rule)
+                });
+            assert!(source
+                .namespace
+                .as_deref()
+                .is_none_or(|n| n == caller.namespace));
+            assert!(source
+                .required_service_account()
+                .is_none_or(|a| a == caller.service_account));
+        }
         let stored_at = doc.status.map_or(compile_at, |s| s.stored_at_ms);
         if let Some(end) = rule.expires_at_ms(stored_at) {
             assert!(now < end, "rule expired at {end} fired at {now}");
@@ -387,6 +405,18 @@ fn arbitrary_request(u: &mut Unstructured<'_>) -> ArbResult<SimpleRequest> {
         };
         request = request.with_header(&name, &word(u)?);
     }
+    // The caller's certificate: mostly well-formed mesh IDs, sometimes anything at all.
+    if u.arbitrary()? {
+        let namespace = *u.choose(&["demo", "prod", ""])?;
+        let account = *u.choose(&["frontend", "checkoutservice", "default", ""])?;
+        let domain = *u.choose(&["cluster.local", "other.domain", "Cluster.Local"])?;
+        let san = match u.int_in_range(0..=3)? {
+            0 => word(u)?,
+            1 => format!("spiffe://{domain}/ns/{namespace}/sa/{account}/{}", word(u)?),
+            _ => boifi_core::identity::spiffe_id(domain, namespace, account),
+        };
+        request = request.with_peer_uri_san(&san);
+    }
     Ok(request)
 }
 
@@ -420,6 +450,25 @@ fn arbitrary_document(u: &mut Unstructured<'_>) -> ArbResult<PolicyDocument> {
         }
         if u.arbitrary()? {
             matches.path = Some(string_match(u)?);
+        }
+        if u.ratio(1, 3)? {
+            let name = |u: &mut Unstructured<'_>| -> ArbResult<Option<String>> {
+                Ok(if u.arbitrary()? {
+                    let known = ["frontend", "checkoutservice", "demo", "prod", "default"];
+                    Some(if u.arbitrary()? {
+                        (*u.choose(&known)?).to_owned()
+                    } else {
+                        word(u)?
+                    })
+                } else {
+                    None
+                })
+            };
+            matches.source = Some(SourceMatch {
+                service: name(u)?,
+                namespace: name(u)?,
+                service_account: name(u)?,
+            });
         }
         for _ in 0..u.int_in_range(0..=10)? {
             let name =

@@ -5,9 +5,10 @@ use alloc::borrow::ToOwned;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::identity::Identity;
+use crate::identity::{Identity, PeerIdentity, DEFAULT_TRUST_DOMAIN};
 use crate::policy::{
-    build_regex, Abort, Delay, FieldErrorKind, PolicyDocument, Sampling, StringMatch, PPM_SCALE,
+    build_regex, Abort, Delay, FieldErrorKind, PolicyDocument, Sampling, SourceMatch, StringMatch,
+    PPM_SCALE,
 };
 use crate::rng::{fnv1a64, splitmix64};
 
@@ -24,6 +25,12 @@ pub trait RequestView {
     fn path(&self) -> &[u8];
     /// A request header by lower-case name.
     fn header(&self, name: &str) -> Option<&[u8]>;
+    /// The first URI SAN of the caller's peer certificate, as the host gives it, on a listener
+    /// that requires and verifies client certificates; `None` for a plaintext connection, no
+    /// SAN, or any read error. [`decide`] calls it at most once per request, and only when a
+    /// rule with a `source` condition gets to test the request, so a host can read it lazily.
+    /// Never derive it from a request header: any client can write those.
+    fn peer_uri_san(&self) -> Option<&[u8]>;
 }
 
 /// A request held in memory; header names are lower-cased on insertion.
@@ -35,6 +42,8 @@ pub struct SimpleRequest {
     pub path: String,
     /// Headers with lower-case names.
     pub headers: Vec<(String, String)>,
+    /// The URI SAN of the caller's verified certificate (`None`: plaintext, unknown caller).
+    pub peer_uri_san: Option<String>,
 }
 
 impl SimpleRequest {
@@ -44,7 +53,14 @@ impl SimpleRequest {
             method: method.to_owned(),
             path: path.to_owned(),
             headers: Vec::new(),
+            peer_uri_san: None,
         }
+    }
+
+    /// Sets the URI SAN of the caller's verified certificate.
+    pub fn with_peer_uri_san(mut self, uri: &str) -> SimpleRequest {
+        self.peer_uri_san = Some(uri.to_owned());
+        self
     }
 
     /// Adds a header.
@@ -67,6 +83,9 @@ impl RequestView for SimpleRequest {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_bytes())
+    }
+    fn peer_uri_san(&self) -> Option<&[u8]> {
+        self.peer_uri_san.as_deref().map(str::as_bytes)
     }
 }
 
@@ -176,6 +195,32 @@ impl Matcher {
     }
 }
 
+/// `match.source` resolved to what a certificate names: the namespace and service account.
+#[derive(Debug, Clone)]
+struct CallerMatcher {
+    namespace: Option<String>,
+    service_account: Option<String>,
+}
+
+impl CallerMatcher {
+    fn compile(source: &SourceMatch) -> CallerMatcher {
+        CallerMatcher {
+            namespace: source.namespace.clone(),
+            service_account: source.required_service_account().map(ToOwned::to_owned),
+        }
+    }
+
+    /// An unknown caller (`None`) never matches, whatever the condition.
+    fn is_match(&self, caller: Option<&PeerIdentity<'_>>) -> bool {
+        let Some(caller) = caller else {
+            return false;
+        };
+        let holds = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        holds(&self.namespace, caller.namespace)
+            && holds(&self.service_account, caller.service_account)
+    }
+}
+
 #[derive(Debug, Clone)]
 struct CompiledRule {
     policy: usize,
@@ -184,6 +229,7 @@ struct CompiledRule {
     path: Option<Matcher>,
     /// `(slot in the set's header_names, name, matcher)`.
     headers: Vec<(usize, String, Matcher)>,
+    source: Option<CallerMatcher>,
     ppm: u32,
     sampling: Sampling,
     /// Distinguishes this rule's draw from every other rule's.
@@ -201,7 +247,8 @@ impl CompiledRule {
         &self,
         request: &'r R,
         path: &[u8],
-        headers: &mut HeaderCache<'r>,
+        lookups: &mut Lookups<'r>,
+        trust_domain: &str,
     ) -> bool {
         if let Some(m) = &self.method {
             if !m.is_match(request.method()) {
@@ -213,11 +260,15 @@ impl CompiledRule {
                 return false;
             }
         }
+        // The caller comes last: on the filter it may be a host call, cheaper to skip.
         self.headers.iter().all(|(slot, name, m)| {
-            headers
-                .get(request, *slot, name)
+            lookups
+                .header(request, *slot, name)
                 .is_some_and(|v| m.is_match(v))
-        })
+        }) && self
+            .source
+            .as_ref()
+            .is_none_or(|m| m.is_match(lookups.caller(request, trust_domain).as_ref()))
     }
 
     fn is_live(&self, now_ms: u64) -> bool {
@@ -240,11 +291,24 @@ pub struct MatchedRule<'s> {
 
 /// The policies that concern one sidecar, compiled for fast evaluation. Built on every policy
 /// update, never per request.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CompiledPolicySet {
     policy_names: Vec<String>,
     rules: Vec<CompiledRule>,
     header_names: Vec<String>,
+    /// The mesh's trust domain: a caller certificate from any other is an unknown caller.
+    trust_domain: String,
+}
+
+impl Default for CompiledPolicySet {
+    fn default() -> CompiledPolicySet {
+        CompiledPolicySet {
+            policy_names: Vec::new(),
+            rules: Vec::new(),
+            header_names: Vec::new(),
+            trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
+        }
+    }
 }
 
 /// The draw seed of rule `rule_index` of the policy named `policy`.
@@ -339,6 +403,7 @@ impl CompiledPolicySet {
                     method: compile(&rule.matches.method, "method")?,
                     path: compile(&rule.matches.path, "path")?,
                     headers,
+                    source: rule.matches.source.as_ref().map(CallerMatcher::compile),
                     ppm: rule.fault.percentage.ppm(),
                     sampling: policy.spec.sampling,
                     seed: rule_seed(policy.name(), rule_index),
@@ -371,6 +436,24 @@ impl CompiledPolicySet {
         }
         set.header_names = names;
         Ok(set)
+    }
+
+    /// The same set for a mesh whose trust domain is `trust_domain` (default
+    /// [`DEFAULT_TRUST_DOMAIN`]): callers with certificates of any other domain are unknown.
+    pub fn with_trust_domain(mut self, trust_domain: &str) -> CompiledPolicySet {
+        trust_domain.clone_into(&mut self.trust_domain);
+        self
+    }
+
+    /// The trust domain callers' certificates must be of.
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    /// Whether some rule has a `source` condition, i.e. whether [`decide`] may ever ask for
+    /// the caller's certificate.
+    pub fn reads_caller(&self) -> bool {
+        self.rules.iter().any(|r| r.source.is_some())
     }
 
     /// True when nothing can fire: the filter's fast path.
@@ -414,10 +497,13 @@ impl CompiledPolicySet {
         now_ms: u64,
     ) -> impl Iterator<Item = MatchedRule<'s>> + 's {
         let path = path_without_query(request.path());
-        let mut headers = HeaderCache::default();
+        let mut lookups = Lookups::default();
+        let trust_domain = self.trust_domain.as_str();
         self.rules
             .iter()
-            .filter(move |r| r.is_live(now_ms) && r.matches(request, path, &mut headers))
+            .filter(move |r| {
+                r.is_live(now_ms) && r.matches(request, path, &mut lookups, trust_domain)
+            })
             .map(|r| MatchedRule {
                 policy: self.policy_name(r.policy),
                 rule_index: r.rule_index,
@@ -431,16 +517,32 @@ impl CompiledPolicySet {
     }
 }
 
-/// Header values looked up at most once per request, so ten rules on the same header cost one
-/// lookup (in the filter a lookup can be a host call). Slots past the first few are not cached.
+/// Header values and the caller looked up at most once per request, so ten rules on the same
+/// header cost one lookup (in the filter a lookup can be a host call). Header slots past the
+/// first few are not cached.
 #[derive(Default)]
-struct HeaderCache<'r> {
+struct Lookups<'r> {
     fetched: u8,
     values: [Option<&'r [u8]>; 8],
+    caller: Option<Option<PeerIdentity<'r>>>,
 }
 
-impl<'r> HeaderCache<'r> {
-    fn get<R: RequestView + ?Sized>(
+impl<'r> Lookups<'r> {
+    /// The caller, if its certificate names one in `trust_domain`.
+    fn caller<R: RequestView + ?Sized>(
+        &mut self,
+        request: &'r R,
+        trust_domain: &str,
+    ) -> Option<PeerIdentity<'r>> {
+        *self.caller.get_or_insert_with(|| {
+            request
+                .peer_uri_san()
+                .and_then(PeerIdentity::parse)
+                .filter(|p| p.trust_domain == trust_domain)
+        })
+    }
+
+    fn header<R: RequestView + ?Sized>(
         &mut self,
         request: &'r R,
         slot: usize,
@@ -475,10 +577,10 @@ pub fn decide<'s, R: RequestView + ?Sized>(
         return None;
     }
     let path = path_without_query(request.path());
-    let mut headers = HeaderCache::default();
+    let mut lookups = Lookups::default();
     let mut request_id: Option<Option<&[u8]>> = None;
     for rule in &set.rules {
-        if !rule.is_live(now_ms) || !rule.matches(request, path, &mut headers) {
+        if !rule.is_live(now_ms) || !rule.matches(request, path, &mut lookups, &set.trust_domain) {
             continue;
         }
         let id = if rule.sampling == Sampling::Request {

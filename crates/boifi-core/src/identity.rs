@@ -143,3 +143,65 @@ impl core::fmt::Display for Identity {
         )
     }
 }
+
+/// The trust domain Istio uses unless the mesh configures another (`meshConfig.trustDomain`).
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+
+/// Upper bound of a SPIFFE ID boifi reads; longer values are not a caller identity (the SPIFFE
+/// spec caps IDs at 2048 bytes).
+pub const MAX_SPIFFE_ID_BYTES: usize = 2048;
+
+/// A caller as its verified peer certificate names it: the parts of its SPIFFE ID
+/// `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`. Borrowed from the bytes the
+/// host handed over, so reading it allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerIdentity<'a> {
+    /// The trust domain (the SPIFFE ID's authority).
+    pub trust_domain: &'a str,
+    /// The caller's namespace.
+    pub namespace: &'a str,
+    /// The caller's Kubernetes service account.
+    pub service_account: &'a str,
+}
+
+impl<'a> PeerIdentity<'a> {
+    /// Parses an Istio workload SPIFFE ID, as strictly as Istio's `spiffe.ParseIdentity`:
+    /// exactly `spiffe://<td>/ns/<ns>/sa/<sa>`, every part non-empty and made of the characters
+    /// SPIFFE allows (letters, digits, `.`, `-`, `_`). Anything else — not UTF-8, another
+    /// scheme, percent-encoding, a query, extra segments — is `None`: the caller is unknown.
+    /// Total: no input panics.
+    pub fn parse(uri: &'a [u8]) -> Option<PeerIdentity<'a>> {
+        if uri.len() > MAX_SPIFFE_ID_BYTES {
+            return None;
+        }
+        let text = core::str::from_utf8(uri).ok()?;
+        let rest = text.strip_prefix("spiffe://")?;
+        let mut parts = rest.split('/');
+        let trust_domain = parts.next()?;
+        let ns_key = parts.next()?;
+        let namespace = parts.next()?;
+        let sa_key = parts.next()?;
+        let service_account = parts.next()?;
+        if parts.next().is_some() || ns_key != "ns" || sa_key != "sa" {
+            return None;
+        }
+        let segment = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+        };
+        // SPIFFE trust domains are lower case; a mixed-case one is not the configured domain.
+        let domain = segment(trust_domain) && !trust_domain.bytes().any(|b| b.is_ascii_uppercase());
+        (domain && segment(namespace) && segment(service_account)).then_some(PeerIdentity {
+            trust_domain,
+            namespace,
+            service_account,
+        })
+    }
+}
+
+/// The SPIFFE ID of a workload, as Istio issues it: what a mesh writes into a workload
+/// certificate and what `simulate` hands to the core as the caller's certificate.
+pub fn spiffe_id(trust_domain: &str, namespace: &str, service_account: &str) -> String {
+    alloc::format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
+}

@@ -146,6 +146,30 @@ pub struct RequestMatch {
     pub path: Option<StringMatch>,
     /// Request headers; names are lower-cased.
     pub headers: Vec<HeaderMatch>,
+    /// The caller, as its verified peer certificate names it.
+    pub source: Option<SourceMatch>,
+}
+
+/// `match.source`: who the caller is. Known only from the caller's verified mTLS certificate
+/// (its SPIFFE ID), never from a header; a caller without one never matches. All present
+/// fields must hold; at least one is present.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SourceMatch {
+    /// The calling service. A certificate names a service account, not a service, so this
+    /// matches the service account of the same name unless `service_account` says which one
+    /// the service runs under (Online Boutique runs one account per service, named like it).
+    pub service: Option<String>,
+    /// The caller's namespace.
+    pub namespace: Option<String>,
+    /// The caller's Kubernetes service account.
+    pub service_account: Option<String>,
+}
+
+impl SourceMatch {
+    /// The service account a caller must run under, if the match names one.
+    pub fn required_service_account(&self) -> Option<&str> {
+        self.service_account.as_deref().or(self.service.as_deref())
+    }
 }
 
 /// How a string is compared.

@@ -57,6 +57,39 @@ pub struct ScenarioRequest {
     /// Headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The caller's verified mTLS certificate; `None`: an unknown caller (plaintext).
+    pub source: Option<ScenarioSource>,
+}
+
+/// The caller of a scenario's request, as its certificate names it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScenarioSource {
+    /// The calling service: its service account unless `service_account` is given.
+    pub service: Option<String>,
+    /// The caller's namespace.
+    pub namespace: String,
+    /// The caller's service account.
+    pub service_account: Option<String>,
+}
+
+impl ScenarioSource {
+    /// The service account the certificate names.
+    pub fn service_account(&self) -> &str {
+        self.service_account
+            .as_deref()
+            .or(self.service.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// The certificate's URI SAN: the caller's SPIFFE ID in the default trust domain.
+    pub fn spiffe_id(&self) -> String {
+        crate::identity::spiffe_id(
+            crate::identity::DEFAULT_TRUST_DOMAIN,
+            &self.namespace,
+            self.service_account(),
+        )
+    }
 }
 
 fn get() -> String {
@@ -179,10 +212,14 @@ impl Scenario {
 
     /// The request.
     pub fn request(&self) -> SimpleRequest {
-        self.request.headers.iter().fold(
+        let request = self.request.headers.iter().fold(
             SimpleRequest::new(&self.request.method, &self.request.path),
             |r, (k, v)| r.with_header(k, v),
-        )
+        );
+        match &self.request.source {
+            Some(source) => request.with_peer_uri_san(&source.spiffe_id()),
+            None => request,
+        }
     }
 
     /// The outcome faulted requests must get.

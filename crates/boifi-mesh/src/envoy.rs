@@ -14,6 +14,7 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 use crate::error::MeshError;
+use crate::pki::WorkloadFiles;
 use crate::topology::{ServiceSpec, Topology};
 use crate::traffic::route_action;
 
@@ -99,6 +100,10 @@ pub struct SidecarConfig<'a> {
     pub wasm: Option<&'a Path>,
     /// The `pluginConfig` JSON.
     pub plugin_config: &'a Value,
+    /// This pod's workload certificate: mTLS between sidecars as Istio does it (inbound
+    /// PERMISSIVE: TLS with a verified client certificate, or plaintext; outbound
+    /// `ISTIO_MUTUAL`). `None`: plaintext everywhere.
+    pub tls: Option<&'a WorkloadFiles>,
     /// The bootstrap's `stats_config` (e.g. Istio's stats inclusion), or Envoy's default.
     pub stats_config: Option<&'a Value>,
 }
@@ -259,7 +264,7 @@ pub fn sidecar_bootstrap(c: &SidecarConfig<'_>) -> Value {
         static_cluster(INBOUND_CLUSTER, &[c.app_port], c.service.protocol.is_grpc()),
         static_cluster(CONTROL_PLANE_CLUSTER, &[c.control_plane_port], false),
     ];
-    clusters.extend(c.upstreams.iter().map(upstream_cluster));
+    clusters.extend(c.upstreams.iter().map(|u| upstream_cluster(u, c.tls)));
     let mut bootstrap = json!({
         "node": istio_node(c.service, c.pod),
         "admin": admin(c.admin_port),
@@ -297,12 +302,91 @@ pub fn inbound_listener(c: &SidecarConfig<'_>) -> Value {
                         "route": {"cluster": INBOUND_CLUSTER, "timeout": "0s"}}],
         }],
     });
+    let manager = hcm("inbound_0.0.0.0_8080", route_config, filters);
+    let Some(tls) = c.tls else {
+        return json!({
+            "name": "virtualInbound",
+            "address": address(c.inbound_port),
+            "per_connection_buffer_limit_bytes": BUFFER_LIMIT,
+            "filter_chains": [{"filters": [manager]}],
+        });
+    };
+    // PERMISSIVE, as Istio's default: a TLS chain that requires and verifies the peer's
+    // certificate (only there does the filter see a caller identity), and a plaintext chain
+    // for everything else, whose callers are unknown.
     json!({
         "name": "virtualInbound",
         "address": address(c.inbound_port),
         "per_connection_buffer_limit_bytes": BUFFER_LIMIT,
-        "filter_chains": [{"filters": [hcm("inbound_0.0.0.0_8080", route_config, filters)]}],
+        "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}],
+        "filter_chains": [
+            {"filter_chain_match": {"transport_protocol": "tls"},
+             "transport_socket": downstream_tls(tls),
+             "filters": [manager.clone()]},
+            {"filters": [manager]},
+        ],
     })
+}
+
+/// The inbound TLS context of a sidecar: its certificate, and a client certificate required
+/// and verified against the mesh root, of any workload of the trust domain (Istio's
+/// `BuildInboundTLS`). Verification is what makes the SAN the filter reads an identity: no
+/// `trust_chain_verification: ACCEPT_UNTRUSTED`, no custom validator, ever.
+pub fn downstream_tls(tls: &WorkloadFiles) -> Value {
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": true,
+            "common_tls_context": {
+                "alpn_protocols": ["h2", "http/1.1"],
+                "tls_certificates": [certificate(tls)],
+                "validation_context": {
+                    "trusted_ca": {"filename": tls.root.display().to_string()},
+                    "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {
+                        "prefix": format!("spiffe://{}/", trust_domain_of(&tls.spiffe_id))}}],
+                },
+            },
+        },
+    })
+}
+
+/// The outbound TLS context toward `callee_id` (Istio's `ISTIO_MUTUAL`): this workload's
+/// certificate, and the callee's certificate verified against the mesh root and its SPIFFE ID.
+pub fn upstream_tls(tls: &WorkloadFiles, callee_id: &str, http2: bool) -> Value {
+    let alpn = if http2 {
+        json!(["h2"])
+    } else {
+        json!(["http/1.1"])
+    };
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": {
+                "alpn_protocols": alpn,
+                "tls_certificates": [certificate(tls)],
+                "validation_context": {
+                    "trusted_ca": {"filename": tls.root.display().to_string()},
+                    "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {"exact": callee_id}}],
+                },
+            },
+        },
+    })
+}
+
+fn certificate(tls: &WorkloadFiles) -> Value {
+    json!({"certificate_chain": {"filename": tls.cert.display().to_string()},
+           "private_key": {"filename": tls.key.display().to_string()}})
+}
+
+/// The trust domain of a SPIFFE ID (`spiffe://<td>/...`).
+fn trust_domain_of(spiffe_id: &str) -> &str {
+    spiffe_id
+        .strip_prefix("spiffe://")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
 }
 
 /// The app's calls to other services: routed by `:authority` to `outbound|PORT||FQDN`, with
@@ -368,13 +452,16 @@ pub fn outbound_routes(
 /// the circuit breakers Istio gives every cluster: no limit. Envoy's own default of 3
 /// concurrent retries per cluster would silently drop most retries under load (counted in
 /// `upstream_rq_retry_overflow`), which Istio's sidecars never do.
-pub fn upstream_cluster(u: &Upstream) -> Value {
-    let mut cluster = static_cluster(
-        &outbound_cluster(&u.service),
-        &u.endpoints,
-        u.service.protocol.is_grpc(),
-    );
+/// With `tls` (the caller's workload certificate) the connections are mTLS to the service's
+/// own identity.
+pub fn upstream_cluster(u: &Upstream, tls: Option<&WorkloadFiles>) -> Value {
+    let http2 = u.service.protocol.is_grpc();
+    let mut cluster = static_cluster(&outbound_cluster(&u.service), &u.endpoints, http2);
     if let Some(c) = cluster.as_object_mut() {
+        if let Some(tls) = tls {
+            let callee = u.service.spiffe_id(trust_domain_of(&tls.spiffe_id));
+            c.insert("transport_socket".into(), upstream_tls(tls, &callee, http2));
+        }
         let unlimited = u32::MAX;
         c.insert(
             "circuit_breakers".into(),
@@ -403,7 +490,14 @@ pub fn outbound_cluster(service: &ServiceSpec) -> String {
 
 /// The ingress: routes by `Host` (`name.namespace`, `name`, or the cluster-local name) or by
 /// path prefix `/<namespace>/<name>/` (rewritten to `/`), round-robin over the replicas.
-pub fn ingress_bootstrap(admin_port: u16, port: u16, routes: &[Upstream]) -> Value {
+/// With `tls` (the gateway's workload certificate) it calls the sidecars over mTLS, as
+/// Istio's ingress gateway does.
+pub fn ingress_bootstrap(
+    admin_port: u16,
+    port: u16,
+    routes: &[Upstream],
+    tls: Option<&WorkloadFiles>,
+) -> Value {
     let mut virtual_hosts = Vec::new();
     let mut prefix_routes = Vec::new();
     let mut clusters = Vec::new();
@@ -420,7 +514,7 @@ pub fn ingress_bootstrap(admin_port: u16, port: u16, routes: &[Upstream]) -> Val
             "match": {"prefix": format!("/{}/{}/", s.namespace, s.name)},
             "route": {"cluster": cluster, "timeout": "30s", "prefix_rewrite": "/"},
         }));
-        clusters.push(upstream_cluster(r));
+        clusters.push(upstream_cluster(r, tls));
     }
     virtual_hosts.push(json!({"name": "by-path", "domains": ["*"], "routes": prefix_routes}));
     json!({
@@ -534,6 +628,7 @@ mod tests {
             control_plane_port: 5,
             wasm: Some(Path::new("/tmp/boifi.wasm")),
             plugin_config: &json!({}),
+            tls: None,
             stats_config: None,
         };
         let b = sidecar_bootstrap(&config);
@@ -579,6 +674,89 @@ mod tests {
         );
     }
 
+    /// Every service of `topology` as an upstream with one endpoint.
+    fn one_endpoint_each(topology: &Topology) -> Vec<Upstream> {
+        topology
+            .services
+            .iter()
+            .map(|s| Upstream {
+                service: s.clone(),
+                endpoints: vec![1],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn with_mtls_the_inbound_tls_chain_requires_and_verifies_and_outbound_verifies_the_callee() {
+        let topology = Topology::online_boutique();
+        let upstreams = one_endpoint_each(&topology);
+        let cart = topology
+            .services
+            .iter()
+            .find(|s| s.name == "cartservice")
+            .unwrap();
+        let tls = WorkloadFiles {
+            spiffe_id: cart.spiffe_id("cluster.local"),
+            cert: "/c/cart.pem".into(),
+            key: "/c/cart.key".into(),
+            root: "/c/root.pem".into(),
+        };
+        let config = SidecarConfig {
+            service: cart,
+            pod: "cartservice-0",
+            admin_port: 1,
+            inbound_port: 2,
+            outbound_port: 3,
+            outbound_routes: Path::new("/tmp/r.json"),
+            upstreams: &upstreams,
+            app_port: 4,
+            control_plane_port: 5,
+            wasm: Some(Path::new("/tmp/boifi.wasm")),
+            plugin_config: &json!({}),
+            tls: Some(&tls),
+            stats_config: None,
+        };
+        let b = sidecar_bootstrap(&config);
+        let inbound = &b["static_resources"]["listeners"][0];
+        let chains = inbound["filter_chains"].as_array().unwrap();
+        assert_eq!(chains.len(), 2, "TLS and PERMISSIVE plaintext");
+        assert_eq!(chains[0]["filter_chain_match"]["transport_protocol"], "tls");
+        let ctx = &chains[0]["transport_socket"]["typed_config"];
+        // The invariant that makes the SAN the filter reads a verified identity.
+        assert_eq!(ctx["require_client_certificate"], true);
+        let validation = &ctx["common_tls_context"]["validation_context"];
+        assert_eq!(validation["trusted_ca"]["filename"], "/c/root.pem");
+        assert!(validation.get("trust_chain_verification").is_none());
+        assert!(ctx.get("custom_validator_config").is_none());
+        assert_eq!(
+            validation["match_typed_subject_alt_names"][0]["matcher"]["prefix"],
+            "spiffe://cluster.local/"
+        );
+        assert!(chains[1].get("transport_socket").is_none());
+        assert_eq!(
+            chains[0]["filters"], chains[1]["filters"],
+            "both chains run the filter"
+        );
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        let to_checkout = clusters
+            .iter()
+            .find(|c| c["name"] == "outbound|5050||checkoutservice.demo.svc.cluster.local")
+            .unwrap();
+        let up = &to_checkout["transport_socket"]["typed_config"]["common_tls_context"];
+        assert_eq!(
+            up["tls_certificates"][0]["certificate_chain"]["filename"],
+            "/c/cart.pem"
+        );
+        assert_eq!(
+            up["validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+            "spiffe://cluster.local/ns/demo/sa/checkoutservice"
+        );
+        assert_eq!(up["alpn_protocols"][0], "h2", "gRPC over TLS negotiates h2");
+        // The app's own cluster and the control plane's stay plaintext (same pod / not mesh).
+        assert!(clusters[0].get("transport_socket").is_none());
+        assert!(clusters[1].get("transport_socket").is_none());
+    }
+
     #[test]
     fn outbound_routes_carry_the_policy_of_their_caller_only() {
         let retries = crate::traffic::Retries::new(2, &["unavailable"]).unwrap();
@@ -587,14 +765,7 @@ mod tests {
                 .from("frontend")
                 .retries(retries),
         );
-        let upstreams: Vec<Upstream> = topology
-            .services
-            .iter()
-            .map(|s| Upstream {
-                service: s.clone(),
-                endpoints: vec![1],
-            })
-            .collect();
+        let upstreams = one_endpoint_each(&topology);
         let cart_route = |caller: &str| {
             let rds = outbound_routes(caller, &topology, &upstreams, 7);
             assert_eq!(rds["version_info"], "7");

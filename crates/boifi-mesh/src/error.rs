@@ -69,6 +69,14 @@ pub enum MeshError {
         /// Its output.
         output: String,
     },
+    /// A certificate could not be made (the mesh's CA or a workload certificate).
+    #[error("certificate for `{subject}`: {reason}")]
+    Certificate {
+        /// The SPIFFE ID or CA it was for.
+        subject: String,
+        /// What failed.
+        reason: String,
+    },
     /// An unknown service or replica was named.
     #[error("no {0} in the mesh")]
     Unknown(String),

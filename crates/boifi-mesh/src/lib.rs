@@ -20,6 +20,7 @@ pub mod error;
 pub mod etcd;
 pub mod http;
 pub mod mesh;
+pub mod pki;
 pub mod process;
 pub mod prometheus;
 pub mod stats;

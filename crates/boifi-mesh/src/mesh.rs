@@ -14,9 +14,24 @@ use crate::envoy::{
 };
 use crate::error::MeshError;
 use crate::http::{Answer, HttpClient, RequestSpec, TrafficReport};
+use crate::pki::{MeshCa, WorkloadFiles};
 use crate::process::{free_ports, wait_for, ManagedProcess};
 use crate::stats::metric_sum;
 use crate::topology::{Protocol, ServiceSpec, Topology};
+
+/// The mesh's trust domain (Istio's default).
+pub const TRUST_DOMAIN: &str = boifi_core::identity::DEFAULT_TRUST_DOMAIN;
+/// The ingress gateway's namespace and service account, as Istio installs it.
+pub const INGRESS_NAMESPACE: &str = "istio-system";
+/// See [`INGRESS_NAMESPACE`].
+pub const INGRESS_SERVICE_ACCOUNT: &str = "istio-ingressgateway-service-account";
+
+/// The mesh's CA and what it issued.
+#[derive(Debug)]
+struct Pki {
+    ca: MeshCa,
+    issued: BTreeMap<String, WorkloadFiles>,
+}
 
 /// How to build a mesh.
 #[derive(Debug, Clone)]
@@ -37,6 +52,9 @@ pub struct MeshOptions {
     pub progress: bool,
     /// The app binary (`boifi-mesh`); found beside the running executable when `None`.
     pub app_binary: Option<PathBuf>,
+    /// mTLS between sidecars (and from the ingress), with a CA made at start: Istio's
+    /// default. The sidecars' inbound ports also take plaintext (PERMISSIVE).
+    pub mtls: bool,
     /// The sidecars' `stats_config` (`None`: Envoy's default, every stat with default tags).
     pub sidecar_stats_config: Option<Value>,
 }
@@ -53,6 +71,7 @@ impl MeshOptions {
             start_control_plane: true,
             progress: false,
             app_binary: None,
+            mtls: true,
             sidecar_stats_config: None,
         }
     }
@@ -181,6 +200,10 @@ pub struct Mesh {
     /// The version of the outbound routes last written to every sidecar's RDS file.
     pub(crate) routes_version: u64,
     ingress: Option<ManagedProcess>,
+    /// The mesh's CA and the workload certificates issued so far, by SPIFFE ID.
+    pki: Option<Pki>,
+    /// Extra Envoys the tests call through (see [`Mesh::start_probe`]).
+    probes: Vec<ManagedProcess>,
     ingress_port: u16,
     ingress_admin_port: u16,
     /// The client every call of the harness uses.
@@ -235,8 +258,19 @@ impl Mesh {
         let [ingress_port, ingress_admin_port] = free_ports(2)?
             .try_into()
             .map_err(|_| MeshError::Unknown("free ports".to_owned()))?;
+        let pki = if options.mtls {
+            say("mTLS between sidecars: a new root CA, one certificate per service account");
+            Some(Pki {
+                ca: MeshCa::generate(TRUST_DOMAIN)?,
+                issued: BTreeMap::new(),
+            })
+        } else {
+            None
+        };
         let mut mesh = Mesh {
             dir,
+            pki,
+            probes: Vec::new(),
             envoy,
             wasm,
             app_binary,
@@ -374,6 +408,10 @@ impl Mesh {
         let upstreams = self.upstreams();
         let topology = self.topology();
         let routes_version = self.routes_version;
+        let tls = match self.services.get(s).map(|x| x.spec.clone()) {
+            Some(spec) => self.workload_files(&spec.namespace, spec.service_account())?,
+            None => None,
+        };
         let service = self
             .services
             .get_mut(s)
@@ -411,6 +449,7 @@ impl Mesh {
             &app_log,
         )?);
         let config = SidecarConfig {
+            tls: tls.as_ref(),
             service: &spec,
             pod: &pod.name,
             admin_port: pod.admin_port,
@@ -436,12 +475,102 @@ impl Mesh {
         Ok(())
     }
 
+    /// The certificate files of a workload (issued on first use), or `None` without mTLS.
+    fn workload_files(
+        &mut self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<Option<WorkloadFiles>, MeshError> {
+        let dir = self.dir.path().join("certs");
+        let Some(pki) = self.pki.as_mut() else {
+            return Ok(None);
+        };
+        let id = boifi_core::identity::spiffe_id(TRUST_DOMAIN, namespace, service_account);
+        if let Some(files) = pki.issued.get(&id) {
+            return Ok(Some(files.clone()));
+        }
+        let files = pki
+            .ca
+            .write_workload(&dir, &format!("{namespace}.{service_account}"), &id)?;
+        pki.issued.insert(id, files.clone());
+        Ok(Some(files))
+    }
+
+    /// The mesh's CA (`None` without mTLS): tests issue certificates with it.
+    pub fn ca(&self) -> Option<&MeshCa> {
+        self.pki.as_ref().map(|p| &p.ca)
+    }
+
+    /// A workload certificate of the mesh for any namespace and service account (issued on
+    /// first use), e.g. for a probe.
+    pub fn workload_certificate(
+        &mut self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<Option<WorkloadFiles>, MeshError> {
+        self.workload_files(namespace, service_account)
+    }
+
+    /// Starts an Envoy that forwards plaintext requests to `service`'s pods, as the ingress
+    /// does (by path prefix `/<namespace>/<name>/` or `Host`), presenting `tls` (any
+    /// certificate: the mesh's, another CA's) or none; waits until it is live and returns its
+    /// URL. It stops with the mesh.
+    pub fn start_probe(
+        &mut self,
+        name: &str,
+        service: &str,
+        tls: Option<&WorkloadFiles>,
+    ) -> Result<String, MeshError> {
+        let route = self
+            .upstreams()
+            .into_iter()
+            .filter(|u| u.service.name == service)
+            .collect::<Vec<_>>();
+        if route.is_empty() {
+            return Err(MeshError::Unknown(format!("service {service}")));
+        }
+        let [port, admin_port] = free_ports(2)?
+            .try_into()
+            .map_err(|_| MeshError::Unknown("free ports".to_owned()))?;
+        let path = self.dir.path().join(format!("probe-{name}.envoy.json"));
+        write_bootstrap(&path, &ingress_bootstrap(admin_port, port, &route, tls))?;
+        let log = self.dir.path().join(format!("probe-{name}.envoy.log"));
+        let mut process = ManagedProcess::spawn(
+            &format!("probe-{name}"),
+            envoy_command(&self.envoy, &path),
+            &log,
+        )?;
+        let admin = format!("http://127.0.0.1:{admin_port}");
+        let client = &self.client;
+        let live = wait_for(
+            &format!("probe {name} live"),
+            Duration::from_secs(30),
+            Duration::from_millis(20),
+            || {
+                process.check_running()?;
+                Ok(client
+                    .get(&admin, "/ready")
+                    .is_ok_and(|a| a.status == 200)
+                    .then_some(()))
+            },
+        );
+        self.probes.push(process);
+        live?;
+        Ok(format!("http://127.0.0.1:{port}"))
+    }
+
     fn spawn_ingress(&mut self) -> Result<(), MeshError> {
         let routes = self.upstreams();
         let path = self.dir.path().join("ingress.envoy.json");
+        let tls = self.workload_files(INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT)?;
         write_bootstrap(
             &path,
-            &ingress_bootstrap(self.ingress_admin_port, self.ingress_port, &routes),
+            &ingress_bootstrap(
+                self.ingress_admin_port,
+                self.ingress_port,
+                &routes,
+                tls.as_ref(),
+            ),
         )?;
         let log = self.dir.path().join("ingress.envoy.log");
         self.ingress = Some(ManagedProcess::spawn(
@@ -642,6 +771,7 @@ impl Mesh {
     pub fn processes(&self) -> Vec<&ManagedProcess> {
         let mut all = self.control_plane.processes();
         all.extend(self.ingress.as_ref());
+        all.extend(self.probes.iter());
         for s in &self.services {
             for p in &s.pods {
                 all.extend(p.app.as_ref());
@@ -680,6 +810,9 @@ impl Mesh {
         }
         if let Some(mut i) = self.ingress.take() {
             i.kill();
+        }
+        for mut p in self.probes.drain(..) {
+            p.kill();
         }
         self.control_plane.kill_all();
     }

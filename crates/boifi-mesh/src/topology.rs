@@ -92,6 +92,17 @@ impl ServiceSpec {
         }
     }
 
+    /// The Kubernetes service account its pods run under: Online Boutique runs one per
+    /// service, named like it.
+    pub fn service_account(&self) -> &str {
+        &self.name
+    }
+
+    /// The SPIFFE ID its workload certificate carries in `trust_domain`.
+    pub fn spiffe_id(&self, trust_domain: &str) -> String {
+        boifi_core::identity::spiffe_id(trust_domain, &self.namespace, self.service_account())
+    }
+
     /// The cluster-local name (`cartservice.demo.svc.cluster.local`).
     pub fn fqdn(&self) -> String {
         format!("{}.{}.svc.cluster.local", self.name, self.namespace)

@@ -200,6 +200,24 @@ struct Root {
 struct HostRequest<'h, H> {
     host: &'h H,
     headers: OnceCell<Vec<u8>>,
+    /// The caller's certificate URI SAN, read only when a `source` rule asks for it.
+    peer_uri_san: OnceCell<Option<Vec<u8>>>,
+}
+
+/// The first URI SAN of the downstream peer certificate (Envoy attribute
+/// `connection.uri_san_peer_certificate`). Envoy returns NotFound on plaintext and, depending
+/// on its version, NotFound or SerializationFailure when the certificate has no URI SAN; the
+/// host layer makes every such status `None`, which the core treats as an unknown caller.
+const PEER_URI_SAN: &[&str] = &["connection", "uri_san_peer_certificate"];
+
+impl<'h, H> HostRequest<'h, H> {
+    fn new(host: &'h H) -> HostRequest<'h, H> {
+        HostRequest {
+            host,
+            headers: OnceCell::new(),
+            peer_uri_san: OnceCell::new(),
+        }
+    }
 }
 
 impl<H: Host> HostRequest<'_, H> {
@@ -222,6 +240,12 @@ impl<H: Host> RequestView for HostRequest<'_, H> {
 
     fn header(&self, name: &str) -> Option<&[u8]> {
         self.get(name)
+    }
+
+    fn peer_uri_san(&self) -> Option<&[u8]> {
+        self.peer_uri_san
+            .get_or_init(|| self.host.property(PEER_URI_SAN))
+            .as_deref()
     }
 }
 
@@ -646,10 +670,7 @@ impl Root {
             return Action::Continue;
         };
         let now = ms(host.now_nanos());
-        let request = HostRequest {
-            host,
-            headers: OnceCell::new(),
-        };
+        let request = HostRequest::new(host);
         let (engine, mut counters) = self.counters(host);
         match engine.on_request(u64::from(context_id), &request, now, &mut counters) {
             Verdict::Continue => Action::Continue,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use boifi_core::compiled::{decide, CompiledPolicySet, SimpleRequest};
-use boifi_core::identity::Identity;
+use boifi_core::identity::{spiffe_id, Identity, DEFAULT_TRUST_DOMAIN};
 use boifi_core::policy::PolicyDocument;
 use boifi_core::rng::XorShift64Star;
 use boifi_core::simulate::{expected_shares, Outcome};
@@ -49,7 +49,7 @@ pub fn run(global: &GlobalArgs, args: &SimulateArgs, out: &mut dyn Write) -> Res
     let report = simulate(
         &policies,
         &identity,
-        &request(args),
+        &request(args)?,
         now,
         args.requests,
         seed,
@@ -74,7 +74,7 @@ fn identity(args: &SimulateArgs) -> Identity {
     }
 }
 
-fn request(args: &SimulateArgs) -> SimpleRequest {
+fn request(args: &SimulateArgs) -> Result<SimpleRequest, CliError> {
     let mut request = SimpleRequest::new(&args.method, &args.path);
     for (name, value) in &args.headers {
         request = request.with_header(name, value);
@@ -82,7 +82,28 @@ fn request(args: &SimulateArgs) -> SimpleRequest {
     if let Some(id) = &args.request_id {
         request = request.with_header(boifi_core::compiled::REQUEST_ID_HEADER, id);
     }
-    request
+    // The caller as the sidecar would know it: the SPIFFE ID of its verified certificate.
+    // Without the flags the request comes from an unknown caller, as over plaintext.
+    let account = args
+        .source_service_account
+        .as_deref()
+        .or(args.source_service.as_deref());
+    match (&args.source_namespace, account) {
+        (None, _) => {}
+        (Some(namespace), Some(account)) => {
+            request = request.with_peer_uri_san(&spiffe_id(
+                DEFAULT_TRUST_DOMAIN,
+                namespace,
+                account,
+            ));
+        }
+        (Some(_), None) => {
+            return Err(CliError::Usage(
+                "`--source-namespace` needs `--source-service` or `--source-service-account`: a caller's certificate names both".into(),
+            ))
+        }
+    }
+    Ok(request)
 }
 
 fn random_seed() -> u64 {
@@ -124,6 +145,9 @@ pub struct RequestView {
     pub path: String,
     /// Headers, lower-case names.
     pub headers: BTreeMap<String, String>,
+    /// The caller's SPIFFE ID (its certificate's URI SAN); absent: an unknown caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// A policy that applies to the identity.
@@ -330,6 +354,7 @@ pub fn simulate(
             method: request.method.clone(),
             path: request.path.clone(),
             headers: request.headers.iter().cloned().collect(),
+            source: request.peer_uri_san.clone(),
         },
         policies: applied
             .iter()
@@ -392,6 +417,9 @@ impl Report {
                 self.request.path,
                 headers.join(", ")
             )?;
+        }
+        if let Some(source) = &self.request.source {
+            writeln!(out, "Caller:    {source}")?;
         }
         writeln!(out)?;
         if self.policies.is_empty() {

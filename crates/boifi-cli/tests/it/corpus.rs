@@ -55,6 +55,15 @@ fn simulate(scenario: &Scenario, seed: u64) -> std::process::Output {
     for (k, v) in &request.headers {
         cmd.arg("--header").arg(format!("{k}={v}"));
     }
+    if let Some(source) = &request.source {
+        cmd.arg("--source-namespace").arg(&source.namespace);
+        if let Some(service) = &source.service {
+            cmd.arg("--source-service").arg(service);
+        }
+        if let Some(account) = &source.service_account {
+            cmd.arg("--source-service-account").arg(account);
+        }
+    }
     cmd.arg("--requests")
         .arg(REQUESTS.to_string())
         .arg("--seed")

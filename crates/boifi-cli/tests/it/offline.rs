@@ -264,3 +264,81 @@ fn unreachable_server_exits_2_with_one_line_naming_the_url() {
         );
     }
 }
+
+#[test]
+fn simulate_names_the_caller_and_faults_only_the_one_the_policy_names() {
+    let run = |caller: &[&str]| {
+        let output = cli()
+            .args([
+                "simulate",
+                "-f",
+                "examples/policies/cart-fails-for-frontend.yaml",
+                "--service",
+                "cartservice",
+                "--namespace",
+                "demo",
+                "--requests",
+                "200",
+                "--seed",
+                "1",
+            ])
+            .args(caller)
+            .output()
+            .unwrap();
+        (output.status.code(), transcript(&output))
+    };
+    let (code, frontend) = run(&["--source-service", "frontend", "--source-namespace", "demo"]);
+    assert_eq!(code, Some(0), "{frontend}");
+    assert!(
+        frontend.contains("Caller:    spiffe://cluster.local/ns/demo/sa/frontend"),
+        "{frontend}"
+    );
+    assert!(
+        frontend.contains("abort 503   200     100.00%"),
+        "{frontend}"
+    );
+    let (_, checkout) = run(&[
+        "--source-service",
+        "checkoutservice",
+        "--source-namespace",
+        "demo",
+    ]);
+    assert!(
+        checkout.contains("No rule matches this request"),
+        "{checkout}"
+    );
+    let (_, account) = run(&[
+        "--source-service",
+        "checkoutservice",
+        "--source-service-account",
+        "frontend",
+        "--source-namespace",
+        "demo",
+    ]);
+    assert!(
+        account.contains("abort 503   200     100.00%"),
+        "the account decides: {account}"
+    );
+    let (_, unknown) = run(&[
+        "--header",
+        "x-forwarded-client-cert=URI=spiffe://cluster.local/ns/demo/sa/frontend",
+    ]);
+    assert!(
+        unknown.contains("No rule matches this request"),
+        "{unknown}"
+    );
+    let (code, missing) = run(&["--source-namespace", "demo"]);
+    assert_eq!(code, Some(1), "{missing}");
+    assert!(
+        missing.contains(
+            "`--source-namespace` needs `--source-service` or `--source-service-account`"
+        ),
+        "{missing}"
+    );
+    let (code, missing) = run(&["--source-service", "frontend"]);
+    assert_ne!(code, Some(0), "{missing}");
+    assert!(
+        missing.contains("--source-namespace <NAMESPACE>"),
+        "{missing}"
+    );
+}

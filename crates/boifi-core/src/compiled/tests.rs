@@ -130,6 +130,9 @@ impl RequestView for RawRequest<'_> {
             .find(|(n, _)| *n == name)
             .map(|(_, v)| *v)
     }
+    fn peer_uri_san(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 #[test]

@@ -90,8 +90,22 @@ pub enum FieldErrorKind {
         limit: usize,
     },
     /// A rule without any match condition.
-    #[error("a rule needs at least one condition: `method`, `path` or `headers`")]
+    #[error("a rule needs at least one condition: `method`, `path`, `headers` or `source`")]
     NoCondition,
+    /// A `match.source` without any field.
+    #[error("give at least one of `service`, `namespace` or `serviceAccount`")]
+    EmptySource,
+    /// Caller labels asked for: a certificate does not carry them.
+    #[error("caller labels cannot be verified from the caller's certificate, which names only its namespace and service account; match `service` or `serviceAccount` instead")]
+    UnverifiableSourceLabels,
+    /// A namespace, service or service account name that no Kubernetes object can have.
+    #[error("`{value}` is not a valid name: {reason}")]
+    BadSourceName {
+        /// The name as written.
+        value: String,
+        /// Why it is invalid.
+        reason: &'static str,
+    },
     /// A fault without an action.
     #[error("a fault needs `delay`, `abort` or both")]
     NoAction,

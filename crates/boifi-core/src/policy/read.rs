@@ -18,7 +18,9 @@ const SPEC_FIELDS: &[&str] = &[
 ];
 const SELECTOR_FIELDS: &[&str] = &["service", "namespace", "labels"];
 const RULE_FIELDS: &[&str] = &["match", "fault"];
-const MATCH_FIELDS: &[&str] = &["method", "path", "headers"];
+const MATCH_FIELDS: &[&str] = &["method", "path", "headers", "source"];
+// `labels` is read only to refuse it with a reason rather than as an unknown field.
+const SOURCE_FIELDS: &[&str] = &["service", "namespace", "serviceAccount", "labels"];
 const STRING_MATCH_FIELDS: &[&str] = &["exact", "prefix", "regex"];
 const HEADER_MATCH_FIELDS: &[&str] = &["name", "exact", "prefix", "regex"];
 const FAULT_FIELDS: &[&str] = &[
@@ -471,16 +473,102 @@ fn read_match(w: &mut Walker, value: &Value, path: &str) -> Option<RequestMatch>
         None => Some(Vec::new()),
         Some(v) => read_header_matches(w, v, &join(path, "headers")),
     };
+    let source = match Walker::field(map, "source") {
+        None => Some(None),
+        Some(v) => read_source(w, v, &join(path, "source")).map(Some),
+    };
     let result = RequestMatch {
         method: method?,
         path: path_match?,
         headers: headers?,
+        source: source?,
     };
-    if result.method.is_none() && result.path.is_none() && result.headers.is_empty() {
+    if result.method.is_none()
+        && result.path.is_none()
+        && result.headers.is_empty()
+        && result.source.is_none()
+    {
         w.error(path, FieldErrorKind::NoCondition);
         return None;
     }
     Some(result)
+}
+
+fn read_source(w: &mut Walker, value: &Value, path: &str) -> Option<SourceMatch> {
+    let map = w.object(value, path, SOURCE_FIELDS)?;
+    if Walker::field(map, "labels").is_some() {
+        w.error(
+            join(path, "labels"),
+            FieldErrorKind::UnverifiableSourceLabels,
+        );
+    }
+    let mut name = |key: &str, max: usize| -> Option<Option<String>> {
+        let Some(v) = Walker::field(map, key) else {
+            return Some(None);
+        };
+        let field_path = join(path, key);
+        let text = w.string(v, &field_path)?;
+        if let Some(reason) = source_name_problem(&text, max) {
+            w.error(
+                field_path,
+                FieldErrorKind::BadSourceName {
+                    value: text,
+                    reason,
+                },
+            );
+            return None;
+        }
+        Some(Some(text))
+    };
+    // Kubernetes: a namespace is a DNS label (63), a service a DNS label, a service account a
+    // DNS subdomain (253).
+    let service = name("service", 63);
+    let namespace = name("namespace", 63);
+    let service_account = name("serviceAccount", 253);
+    let source = SourceMatch {
+        service: service?,
+        namespace: namespace?,
+        service_account: service_account?,
+    };
+    if source.service.is_none() && source.namespace.is_none() && source.service_account.is_none() {
+        w.error(path, FieldErrorKind::EmptySource);
+        return None;
+    }
+    Some(source)
+}
+
+/// Why `name` cannot be a Kubernetes object name of at most `max` characters, if it cannot.
+/// A name outside these rules could never appear in a workload certificate, so a policy with
+/// one would silently never fire.
+fn source_name_problem(name: &str, max: usize) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("it must not be empty (leave the field out to match any)");
+    }
+    if name == "*" {
+        return Some("wildcards are not supported (leave the field out to match any)");
+    }
+    if name.len() > max {
+        return Some(if max == 63 {
+            "it must be at most 63 characters long"
+        } else {
+            "it must be at most 253 characters long"
+        });
+    }
+    let dots_allowed = max > 63;
+    if !name.bytes().all(|b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots_allowed && b == b'.')
+    }) {
+        return Some(if dots_allowed {
+            "only lower-case letters, digits, `-` and `.` are allowed"
+        } else {
+            "only lower-case letters, digits and `-` are allowed"
+        });
+    }
+    let edge = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
+    if !edge(name.bytes().next()) || !edge(name.bytes().last()) {
+        return Some("it must start and end with a letter or digit");
+    }
+    None
 }
 
 fn read_string_match(w: &mut Walker, value: &Value, path: &str) -> Option<StringMatch> {

@@ -97,6 +97,25 @@ impl Serialize for RequestMatch {
         if !self.headers.is_empty() {
             map.serialize_entry("headers", &self.headers)?;
         }
+        if let Some(source) = &self.source {
+            map.serialize_entry("source", source)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for SourceMatch {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        if let Some(service) = &self.service {
+            map.serialize_entry("service", service)?;
+        }
+        if let Some(namespace) = &self.namespace {
+            map.serialize_entry("namespace", namespace)?;
+        }
+        if let Some(account) = &self.service_account {
+            map.serialize_entry("serviceAccount", account)?;
+        }
         map.end()
     }
 }

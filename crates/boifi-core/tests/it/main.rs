@@ -14,6 +14,7 @@ mod errors;
 mod identity;
 mod model;
 mod sampling;
+mod source;
 
 use std::path::PathBuf;
 

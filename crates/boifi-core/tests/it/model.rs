@@ -28,6 +28,25 @@ fn string_match() -> impl Strategy<Value = StringMatch> {
     ]
 }
 
+fn source_match() -> impl Strategy<Value = SourceMatch> {
+    (
+        prop::option::of(pick(SERVICES)),
+        prop::option::of(pick(NAMESPACES)),
+        prop::option::of(pick(&["frontend", "checkoutservice", "default"])),
+    )
+        .prop_map(|(service, namespace, service_account)| {
+            let mut m = SourceMatch {
+                service,
+                namespace,
+                service_account,
+            };
+            if m == SourceMatch::default() {
+                m.namespace = Some("demo".into());
+            }
+            m
+        })
+}
+
 fn request_match() -> impl Strategy<Value = RequestMatch> {
     (
         prop::option::of(string_match()),
@@ -37,14 +56,17 @@ fn request_match() -> impl Strategy<Value = RequestMatch> {
                 .prop_map(|(name, value)| HeaderMatch { name, value }),
             0..2,
         ),
+        prop::option::of(source_match()),
     )
-        .prop_map(|(method, path, headers)| {
+        .prop_map(|(method, path, headers, source)| {
             let mut m = RequestMatch {
                 method,
                 path,
                 headers,
+                source,
             };
-            if m.method.is_none() && m.path.is_none() && m.headers.is_empty() {
+            if m.method.is_none() && m.path.is_none() && m.headers.is_empty() && m.source.is_none()
+            {
                 m.path = Some(StringMatch::Prefix("/".into()));
             }
             m
@@ -203,9 +225,23 @@ fn request() -> impl Strategy<Value = SimpleRequest> {
         pick(PATHS),
         prop::option::of(pick(&["a", "b", "ab"])),
         prop::option::of(pick(&["id-1", "id-2"])),
+        prop::option::of(pick(&[
+            "spiffe://cluster.local/ns/demo/sa/frontend",
+            "spiffe://cluster.local/ns/demo/sa/checkoutservice",
+            "spiffe://cluster.local/ns/prod/sa/frontend",
+            "spiffe://cluster.local/ns/demo/sa/cartservice",
+            "spiffe://cluster.local/ns/prod/sa/default",
+            "spiffe://other.domain/ns/demo/sa/frontend",
+            "spiffe://cluster.local/ns/demo/sa/frontend/extra",
+            "https://cluster.local/ns/demo/sa/frontend",
+            "",
+        ])),
     )
-        .prop_map(|(method, path, user, id)| {
+        .prop_map(|(method, path, user, id, san)| {
             let mut r = SimpleRequest::new(&method, &path);
+            if let Some(san) = san {
+                r = r.with_peer_uri_san(&san);
+            }
             if let Some(u) = user {
                 r = r.with_header("x-user", &u);
             }
@@ -230,6 +266,25 @@ fn reference(
     sorted.sort_by_key(|p| (std::cmp::Reverse(p.spec.priority), p.metadata.name.clone()));
     let named = |want: &Option<String>, have: &Option<String>| {
         want.is_none() || (have.is_some() && want == have)
+    };
+    // The caller, read the slow way: split the SAN and compare every part.
+    let caller: Option<(String, String)> = request.peer_uri_san.as_deref().and_then(|san| {
+        let rest = san.strip_prefix("spiffe://cluster.local/")?;
+        match rest.split('/').collect::<Vec<_>>().as_slice() {
+            ["ns", ns, "sa", sa] if !ns.is_empty() && !sa.is_empty() => {
+                Some((ns.to_string(), sa.to_string()))
+            }
+            _ => None,
+        }
+    });
+    let source_holds = |m: &SourceMatch| {
+        caller.as_ref().is_some_and(|(ns, sa)| {
+            m.namespace.as_ref().is_none_or(|want| want == ns)
+                && m.service_account
+                    .as_ref()
+                    .or(m.service.as_ref())
+                    .is_none_or(|want| want == sa)
+        })
     };
     let is_match = |m: &StringMatch, v: &str| match m {
         StringMatch::Exact(s) => v == s,
@@ -270,6 +325,7 @@ fn reference(
                         .and_then(|v| std::str::from_utf8(v).ok())
                         .is_some_and(|v| is_match(&h.value, v))
                 })
+                || m.source.as_ref().is_some_and(|x| !source_holds(x))
             {
                 continue;
             }

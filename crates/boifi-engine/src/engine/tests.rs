@@ -42,6 +42,10 @@ impl RequestView for Counting {
         self.reads.set(self.reads.get() + 1);
         self.inner.header(name)
     }
+    fn peer_uri_san(&self) -> Option<&[u8]> {
+        self.reads.set(self.reads.get() + 1);
+        self.inner.peer_uri_san()
+    }
 }
 
 #[test]

@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod caller;
 mod cascade;
 mod dashboard;
 mod edge_cases;

@@ -209,13 +209,18 @@ pub fn halt(mesh: &Mesh) {
     converge(mesh);
 }
 
-/// Writes one policy through the API (JSON) and returns when the write was acknowledged
-/// and the version it produced.
-pub fn write_policy(mesh: &Mesh, policy: &serde_json::Value) -> (Instant, u64) {
-    let body = serde_json::to_vec(policy).unwrap();
+/// One call of the control plane's API; returns when it was acknowledged, after checking
+/// its status is one of `ok`, and the config version it produced.
+fn api_change(
+    mesh: &Mesh,
+    method: hyper::Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+    ok: &[u16],
+) -> (Instant, u64) {
     let spec = boifi_mesh::http::RequestSpec {
-        method: hyper::Method::POST,
-        path: "/v1/policies".to_owned(),
+        method,
+        path: path.to_owned(),
         host: None,
         headers: Vec::new(),
         grpc: false,
@@ -225,19 +230,39 @@ pub fn write_policy(mesh: &Mesh, policy: &serde_json::Value) -> (Instant, u64) {
         .send(
             &mesh.control_plane.url(),
             &spec,
-            Some(("application/json", body)),
+            body.map(|b| ("application/json", b)),
             Duration::from_secs(10),
         )
         .unwrap();
     let acked = Instant::now();
     assert!(
-        a.status == 200 || a.status == 201,
-        "write answered {}: {}",
+        ok.contains(&a.status),
+        "{path} answered {}: {}",
         a.status,
         a.text()
     );
     let version = rollout(mesh).unwrap().version;
     (acked, version)
+}
+
+/// Writes one policy through the API (JSON) and returns when the write was acknowledged
+/// and the version it produced.
+pub fn write_policy(mesh: &Mesh, policy: &serde_json::Value) -> (Instant, u64) {
+    let body = serde_json::to_vec(policy).unwrap();
+    api_change(
+        mesh,
+        hyper::Method::POST,
+        "/v1/policies",
+        Some(body),
+        &[200, 201],
+    )
+}
+
+/// Deletes one policy through the API; when the delete was acknowledged and the version it
+/// produced.
+pub fn delete_policy(mesh: &Mesh, name: &str) -> (Instant, u64) {
+    let path = format!("/v1/policies/{name}");
+    api_change(mesh, hyper::Method::DELETE, &path, None, &[200, 204])
 }
 
 /// Propagation of `writes` policy writes: for each, the time from the acknowledgement to

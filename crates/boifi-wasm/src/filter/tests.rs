@@ -25,6 +25,9 @@ struct FakeHost {
     tick_ms: Cell<u32>,
     metrics: RefCell<Vec<(String, i64)>>,
     logs: RefCell<Vec<String>>,
+    /// What `connection.uri_san_peer_certificate` returns, and how often it was read.
+    peer_uri_san: RefCell<Option<Vec<u8>>>,
+    peer_reads: Cell<u32>,
 }
 
 impl FakeHost {
@@ -65,6 +68,10 @@ impl Host for FakeHost {
             ["plugin_name"] => Some(b"boifi".to_vec()),
             ["xds", "node", "metadata", "WORKLOAD_NAME"] => Some(b"frontend".to_vec()),
             ["xds", "node", "metadata", "NAMESPACE"] => Some(b"demo".to_vec()),
+            ["connection", "uri_san_peer_certificate"] => {
+                self.peer_reads.set(self.peer_reads.get() + 1);
+                self.peer_uri_san.borrow().clone()
+            }
             _ => None,
         }
     }
@@ -343,4 +350,49 @@ fn failed_config_requests_back_off_and_keep_the_set() {
     host.now_ms.set(host.now_ms.get() + 1_000);
     f.on_tick(ROOT);
     assert_eq!(f.host().http_calls.borrow().len(), calls + 1);
+}
+
+#[test]
+fn a_source_rule_reads_the_peer_certificate_once_and_an_unreadable_one_is_an_unknown_caller() {
+    let rules = r#"[{"match":{"path":{"prefix":"/cart"},"source":{"service":"checkoutservice","namespace":"demo"}},"fault":{"percentage":100,"abort":{"httpStatus":503}}}]"#;
+    let mut f = polling_filter(SharedStore::default(), "");
+    answer(&mut f, &config_body(1, rules));
+    let mut id = 2;
+    let mut faulted = |f: &mut Filter<FakeHost>, path: &[u8], san: Option<&[u8]>| {
+        *f.host().peer_uri_san.borrow_mut() = san.map(<[u8]>::to_vec);
+        let reads = f.host().peer_reads.get();
+        id += 1;
+        let action = request(
+            f,
+            id,
+            &[
+                (b":path", path),
+                (
+                    b"x-forwarded-client-cert",
+                    b"URI=spiffe://cluster.local/ns/demo/sa/checkoutservice",
+                ),
+            ],
+        );
+        f.on_delete(id);
+        (action == Action::Pause, f.host().peer_reads.get() - reads)
+    };
+    let checkout: &[u8] = b"spiffe://cluster.local/ns/demo/sa/checkoutservice";
+    assert_eq!(faulted(&mut f, b"/cart", Some(checkout)), (true, 1));
+    assert_eq!(
+        faulted(
+            &mut f,
+            b"/cart",
+            Some(b"spiffe://cluster.local/ns/demo/sa/frontend")
+        ),
+        (false, 1)
+    );
+    // Plaintext or a failed read (NotFound, SerializationFailure): unknown, whatever the
+    // headers say; so are bytes that are no SPIFFE ID.
+    assert_eq!(faulted(&mut f, b"/cart", None), (false, 1));
+    assert_eq!(
+        faulted(&mut f, b"/cart", Some(b"\xff\x00spiffe://")),
+        (false, 1)
+    );
+    // A rule that fails on its path never asks the host for the certificate.
+    assert_eq!(faulted(&mut f, b"/other", Some(checkout)), (false, 0));
 }

@@ -170,6 +170,30 @@ fn scenario_corpus_holds_in_envoy() {
             (format!("corpus-{i}"), config)
         })
         .collect();
+    // Caller scenarios run over mTLS, as between mesh sidecars: their listener requires and
+    // verifies a client certificate from this run's CA, and their requests come through a
+    // relay presenting the caller's certificate; without `source` the caller is plaintext.
+    let ca = boifi_mesh::pki::MeshCa::generate("cluster.local").unwrap();
+    let certs = crate::harness::TempDir::new("boifi-corpus-certs");
+    for (i, s) in scenarios.iter().enumerate() {
+        let Some(source) = &s.request.source else {
+            continue;
+        };
+        let id = s.identity();
+        let callee_id = boifi_core::identity::spiffe_id(
+            "cluster.local",
+            id.namespace.as_deref().unwrap_or("default"),
+            id.service.as_deref().unwrap_or("default"),
+        );
+        let callee = ca
+            .write_workload(certs.path(), &format!("callee-{i}"), &callee_id)
+            .unwrap();
+        let caller = ca
+            .write_workload(certs.path(), &format!("caller-{i}"), &source.spiffe_id())
+            .unwrap();
+        o.extra_callers
+            .insert(i, crate::harness::envoy::CallerTls { callee, caller });
+    }
     let envoy = Envoy::start(&mesh.prereqs.envoy, &o);
 
     // Scenarios grouped by policy files, in corpus order.

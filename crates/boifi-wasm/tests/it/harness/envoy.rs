@@ -9,7 +9,10 @@
 use super::http::{self, Client};
 use super::net::{free_port, loopback};
 use super::TempDir;
+use boifi_mesh::envoy::{downstream_tls, upstream_tls};
+use boifi_mesh::pki::WorkloadFiles;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -119,6 +122,11 @@ pub struct EnvoyOptions {
     /// More inbound listeners, each with its own filter instance (plugin name, plugin config):
     /// one Envoy serving many identities through `identity` overrides (the scenario corpus).
     pub extra_listeners: Vec<(String, Value)>,
+    /// For extra listener `i`, a caller over mTLS: the listener then takes only TLS with a
+    /// verified client certificate (as a mesh sidecar's inbound chain), and its port in
+    /// [`Envoy::extra_ports`] is a plaintext relay in the same Envoy that calls it presenting
+    /// the caller's certificate (as the caller's sidecar would).
+    pub extra_callers: BTreeMap<usize, CallerTls>,
     /// The Wasm filter's `failure_policy` (what Envoy does when the VM fails).
     pub failure_policy: &'static str,
 }
@@ -138,9 +146,19 @@ impl EnvoyOptions {
             upstream_port,
             concurrency: 1,
             extra_listeners: Vec::new(),
+            extra_callers: BTreeMap::new(),
             failure_policy: FAILURE_POLICY,
         }
     }
+}
+
+/// The certificates of one caller scenario.
+#[derive(Debug, Clone)]
+pub struct CallerTls {
+    /// The callee's workload certificate (the listener's).
+    pub callee: WorkloadFiles,
+    /// The caller's workload certificate (the relay's).
+    pub caller: WorkloadFiles,
 }
 
 /// What the filter's Envoy configs use: a VM that failed (a trap) is replaced by a fresh one,
@@ -213,7 +231,13 @@ fn listener(name: &str, port: u16, http_filters: Vec<Value>) -> Value {
     })
 }
 
-fn bootstrap(o: &EnvoyOptions, admin_port: u16, listener_port: u16, extra_ports: &[u16]) -> Value {
+fn bootstrap(
+    o: &EnvoyOptions,
+    admin_port: u16,
+    listener_port: u16,
+    extra_ports: &[u16],
+    relay_ports: &BTreeMap<usize, u16>,
+) -> Value {
     let wasm = o.wasm.as_deref();
     let mut listeners = vec![listener(
         "virtualInbound",
@@ -225,9 +249,21 @@ fn bootstrap(o: &EnvoyOptions, admin_port: u16, listener_port: u16, extra_ports:
             o.failure_policy,
         ),
     )];
-    for ((plugin, config), port) in o.extra_listeners.iter().zip(extra_ports) {
+    let mut relays = Vec::new();
+    for (i, ((plugin, config), port)) in o.extra_listeners.iter().zip(extra_ports).enumerate() {
         let filters = http_filters(wasm, plugin, config, o.failure_policy);
-        listeners.push(listener(plugin, *port, filters));
+        let mut l = listener(plugin, *port, filters);
+        if let Some(tls) = o.extra_callers.get(&i) {
+            l["filter_chains"][0]["transport_socket"] = downstream_tls(&tls.callee);
+            let relay = format!("caller-{i}");
+            let relay_port = relay_ports.get(&i).copied().unwrap_or_default();
+            let mut r = listener(&relay, relay_port, http_filters(None, "", &Value::Null, ""));
+            r["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
+                [0]["routes"][0]["route"]["cluster"] = json!(relay);
+            listeners.push(r);
+            relays.push((relay, *port, &tls.caller, &tls.callee.spiffe_id));
+        }
+        listeners.push(l);
     }
     let static_cluster = |name: &str, port: u16| {
         json!({
@@ -242,6 +278,15 @@ fn bootstrap(o: &EnvoyOptions, admin_port: u16, listener_port: u16, extra_ports:
             }
         })
     };
+    let mut clusters = vec![
+        static_cluster("inbound|8080||", o.upstream_port),
+        static_cluster(CONTROL_PLANE_CLUSTER, o.control_plane_port),
+    ];
+    for (name, port, caller, callee_id) in relays {
+        let mut c = static_cluster(&name, port);
+        c["transport_socket"] = upstream_tls(caller, callee_id, false);
+        clusters.push(c);
+    }
     json!({
         "node": o.workload.node(),
         // How an operator gets per-policy tags (Istio: meshConfig/annotation extraStatTags
@@ -253,10 +298,7 @@ fn bootstrap(o: &EnvoyOptions, admin_port: u16, listener_port: u16, extra_ports:
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
             "listeners": listeners,
-            "clusters": [
-                static_cluster("inbound|8080||", o.upstream_port),
-                static_cluster(CONTROL_PLANE_CLUSTER, o.control_plane_port),
-            ]
+            "clusters": clusters
         }
     })
 }
@@ -284,12 +326,20 @@ impl Envoy {
         let dir = TempDir::new("boifi-envoy");
         let (admin_port, listener_port) = (free_port(), free_port());
         let config = dir.path().join("envoy.json");
-        let extra_ports: Vec<u16> = o.extra_listeners.iter().map(|_| free_port()).collect();
+        let mut extra_ports: Vec<u16> = o.extra_listeners.iter().map(|_| free_port()).collect();
+        let relay_ports: BTreeMap<usize, u16> =
+            o.extra_callers.keys().map(|i| (*i, free_port())).collect();
         std::fs::write(
             &config,
-            bootstrap(o, admin_port, listener_port, &extra_ports).to_string(),
+            bootstrap(o, admin_port, listener_port, &extra_ports, &relay_ports).to_string(),
         )
         .unwrap();
+        // A caller scenario's requests go through its relay.
+        for (i, port) in &relay_ports {
+            if let Some(p) = extra_ports.get_mut(*i) {
+                *p = *port;
+            }
+        }
         let log = dir.path().join("envoy.log");
         let started = Instant::now();
         let child = Command::new(binary)
