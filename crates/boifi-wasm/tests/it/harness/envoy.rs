@@ -104,6 +104,27 @@ impl Workload {
     }
 }
 
+impl Workload {
+    /// The environment an Istio proxy container has for this pod (what the native module reads
+    /// instead of node metadata).
+    pub fn proxy_env(&self) -> Vec<(String, String)> {
+        if self.bare {
+            return Vec::new();
+        }
+        let labels: serde_json::Map<String, Value> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        vec![
+            ("POD_NAME".into(), self.pod.clone()),
+            ("POD_NAMESPACE".into(), self.namespace.clone()),
+            ("ISTIO_META_WORKLOAD_NAME".into(), self.service.clone()),
+            ("ISTIO_METAJSON_LABELS".into(), Value::Object(labels).to_string()),
+        ]
+    }
+}
+
 /// How to start one Envoy.
 #[derive(Debug, Clone)]
 pub struct EnvoyOptions {
@@ -140,9 +161,38 @@ impl EnvoyOptions {
     }
 }
 
-fn http_filters(wasm: Option<&Path>, plugin_name: &str, plugin_config: &Value) -> Vec<Value> {
+/// The native module's filter: the plugin configuration plus the control plane's address (the
+/// module's poller connects itself; it has no Envoy cluster).
+fn dynamic_module_filter(plugin_name: &str, plugin_config: &Value, control_plane_port: u16) -> Value {
+    let mut config = plugin_config.clone();
+    if let Some(map) = config.as_object_mut() {
+        map.entry("control_plane_address")
+            .or_insert_with(|| json!(format!("127.0.0.1:{control_plane_port}")));
+    }
+    json!({
+        "name": "envoy.filters.http.dynamic_modules",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {"name": "boifi"},
+            "filter_name": plugin_name,
+            "filter_config": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": config.to_string(),
+            },
+        }
+    })
+}
+
+fn http_filters(
+    wasm: Option<&Path>,
+    plugin_name: &str,
+    plugin_config: &Value,
+    control_plane_port: u16,
+) -> Vec<Value> {
     let mut http_filters = Vec::new();
-    if let Some(wasm) = wasm {
+    if wasm.is_some() && crate::FILTER == super::FilterKind::Native {
+        http_filters.push(dynamic_module_filter(plugin_name, plugin_config, control_plane_port));
+    } else if let Some(wasm) = wasm {
         http_filters.push(json!({
             "name": "envoy.filters.http.wasm",
             "typed_config": {
@@ -199,10 +249,11 @@ fn bootstrap(o: &EnvoyOptions, admin_port: u16, listener_port: u16, extra_ports:
     let mut listeners = vec![listener(
         "virtualInbound",
         listener_port,
-        http_filters(wasm, "boifi.boifi-fault-injection", &o.plugin_config),
+        http_filters(wasm, "boifi.boifi-fault-injection", &o.plugin_config, o.control_plane_port),
     )];
     for ((plugin, config), port) in o.extra_listeners.iter().zip(extra_ports) {
-        listeners.push(listener(plugin, *port, http_filters(wasm, plugin, config)));
+        let filters = http_filters(wasm, plugin, config, o.control_plane_port);
+        listeners.push(listener(plugin, *port, filters));
     }
     let static_cluster = |name: &str, port: u16| {
         json!({
@@ -266,8 +317,18 @@ impl Envoy {
         )
         .unwrap();
         let log = dir.path().join("envoy.log");
+        let mut command = Command::new(binary);
+        if let (Some(module), super::FilterKind::Native) = (&o.wasm, crate::FILTER) {
+            // Envoy finds the module `boifi` as `libboifi.so` on this path; the identity comes
+            // from the environment pilot-agent gives an Istio proxy.
+            command.env(
+                "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+                module.parent().unwrap_or(Path::new(".")),
+            );
+            command.envs(o.workload.proxy_env());
+        }
         let started = Instant::now();
-        let child = Command::new(binary)
+        let child = command
             .arg("-c")
             .arg(&config)
             .arg("--concurrency")
@@ -276,7 +337,7 @@ impl Envoy {
             .arg("-l")
             .arg("warning")
             .arg("--component-log-level")
-            .arg("wasm:info")
+            .arg("wasm:info,dynamic_modules:info")
             .arg("--log-path")
             .arg(&log)
             // Tests read the log while Envoy runs: flush it often (default 10 s).
@@ -363,11 +424,17 @@ impl Envoy {
         .is_some()
     }
 
-    /// `/stats/prometheus` text.
+    /// `/stats/prometheus` text. The native module's metrics carry Envoy's prefix for dynamic
+    /// modules (`envoy_dynamicmodulescustom_hfi_...`); it is removed here so every test reads
+    /// the Wasm filter's names (`hfi_...`, Envoy strips `wasmcustom` itself).
     pub fn prometheus(&self) -> String {
-        http::get(loopback(self.admin_port), "/stats/prometheus")
+        let text = http::get(loopback(self.admin_port), "/stats/prometheus")
             .unwrap()
-            .text()
+            .text();
+        match crate::FILTER {
+            super::FilterKind::Wasm => text,
+            super::FilterKind::Native => text.replace(NATIVE_PROMETHEUS_PREFIX, ""),
+        }
     }
 
     /// The value of one Prometheus sample whose line starts with `prefix` (name plus labels).
@@ -375,6 +442,9 @@ impl Envoy {
         parse_prometheus(&self.prometheus(), name)
     }
 }
+
+/// The prefix of the native module's metrics in `/stats/prometheus`.
+pub const NATIVE_PROMETHEUS_PREFIX: &str = "envoy_dynamicmodulescustom_";
 
 /// Sums the samples of metric `name` (any labels) in Prometheus text.
 pub fn parse_prometheus(text: &str, name: &str) -> Option<f64> {

@@ -24,15 +24,37 @@ fn e2e_required() -> bool {
 fn missing(what: &str) -> Option<Prereqs> {
     assert!(
         !e2e_required(),
-        "e2e prerequisite missing: {what} (CI/BOIFI_REQUIRE_E2E is set, so this is a failure; run `make test`, which builds the filter with `make wasm`)"
+        "e2e prerequisite missing: {what} (CI/BOIFI_REQUIRE_E2E is set, so this is a failure; run `make test`, which builds the filter modules)"
     );
     eprintln!("skipping e2e test: {what} (set BOIFI_REQUIRE_E2E=1 to make this a failure)");
     None
 }
 
+/// Which build of the filter the e2e tests load into Envoy. The same harness and scenarios
+/// run in two test binaries: boifi-wasm's (the proxy-wasm module) and boifi-dynamic's (the
+/// native dynamic module); each binary's `main.rs` names its kind in `crate::FILTER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterKind {
+    /// `boifi_wasm.wasm` through `envoy.filters.http.wasm` (env BOIFI_WASM, `make wasm`).
+    Wasm,
+    /// `libboifi.so` through `envoy.filters.http.dynamic_modules` (env BOIFI_NATIVE, `make native`).
+    Native,
+}
+
+impl FilterKind {
+    /// The environment variable naming the module file, and the make target that builds it.
+    fn module_env(self) -> (&'static str, &'static str) {
+        match self {
+            FilterKind::Wasm => ("BOIFI_WASM", "make wasm"),
+            FilterKind::Native => ("BOIFI_NATIVE", "make native"),
+        }
+    }
+}
+
 /// What every e2e test needs: the filter module, Envoy and the boifi-server binary.
 #[derive(Debug, Clone)]
 pub struct Prereqs {
+    /// The filter module of [`crate::FILTER`]'s kind (a `.wasm` or the `.so`).
     pub wasm: PathBuf,
     pub envoy: PathBuf,
     pub server: PathBuf,
@@ -41,12 +63,13 @@ pub struct Prereqs {
 impl Prereqs {
     /// Finds the prerequisites, or `None` (skip) when one is missing and e2e is not required.
     pub fn find() -> Option<Prereqs> {
-        let Some(wasm) = std::env::var_os("BOIFI_WASM").map(PathBuf::from) else {
-            return missing("env BOIFI_WASM is not set (the path of boifi_wasm.wasm)");
+        let (var, make) = crate::FILTER.module_env();
+        let Some(wasm) = std::env::var_os(var).map(PathBuf::from) else {
+            return missing(&format!("env {var} is not set (the path of the filter module)"));
         };
         if !wasm.is_file() {
             return missing(&format!(
-                "BOIFI_WASM=`{}` does not exist; build it with `make wasm`",
+                "{var}=`{}` does not exist; build it with `{make}`",
                 wasm.display()
             ));
         }

@@ -1,0 +1,1 @@
+//! What only the native module needs shown.
