@@ -12,13 +12,18 @@ WASM_OUT := $(DEBIAN_TARGET_DIR)/wasm32-unknown-unknown/release/boifi_wasm.wasm
 OCI_DIR := dist/oci
 
 export BOIFI_WASM := $(CURDIR)/$(WASM_OUT)
+# The native dynamic module (crates/boifi-dynamic): a debug build for the e2e tests, the release
+# build for `make bench` (docs/native.md).
+NATIVE_OUT := target/debug/libboifi.so
+export BOIFI_NATIVE := $(CURDIR)/$(NATIVE_OUT)
 
-.PHONY: help deps fmt-check clippy nostd wasm test test-rust demo bench oci
+.PHONY: help deps fmt-check clippy nostd wasm native test test-rust demo bench oci
 
 help:
 	@echo "make demo   - start a local mesh of Envoy sidecars, apply a policy, show the effect"
 	@echo "make test   - run every test (installs what it needs)"
 	@echo "make wasm   - build the proxy-wasm filter ($(WASM_OUT))"
+	@echo "make native - build the native Envoy dynamic module ($(NATIVE_OUT))"
 	@echo "make bench  - run the benchmarks"
 	@echo "make oci    - write the filter as a Wasm OCI image layout ($(OCI_DIR)) and pin its digests in manifests/"
 
@@ -41,6 +46,10 @@ nostd: deps
 wasm: deps
 	@bash scripts/build-wasm.sh
 
+# Builds the native dynamic module libboifi.so (rustup's toolchain; matches Envoy 1.40's ABI).
+native:
+	cargo build --quiet -p boifi-dynamic
+
 test: deps fmt-check clippy deny nostd test-rust fuzz-smoke api-fuzz
 
 # The local mesh (crates/boifi-mesh): Online Boutique's 11 services as app + Envoy sidecar
@@ -52,10 +61,11 @@ demo: wasm
 	cargo build --quiet -p boifi-server -p boifi-cli -p boifi-mesh
 	./target/debug/boifi-mesh demo $(if $(filter 1 true yes,$(HA)),--ha,) $(if $(POLICY),--policies $(POLICY),)
 
-# The filter's e2e tests load $(BOIFI_WASM) into a real Envoy: build it first.
-# `deps` installed etcd, so an etcd test that finds none fails instead of skipping.
-test-rust: wasm
-	BOIFI_REQUIRE_ETCD=1 cargo test --workspace
+# The filter's e2e tests load $(BOIFI_WASM) and $(BOIFI_NATIVE) into a real Envoy: build them
+# first; with BOIFI_REQUIRE_E2E an e2e test that finds no module or Envoy fails instead of
+# skipping. `deps` installed etcd, so an etcd test that finds none fails instead of skipping.
+test-rust: wasm native
+	BOIFI_REQUIRE_ETCD=1 BOIFI_REQUIRE_E2E=1 cargo test --workspace
 
 # The filter as the Wasm OCI artifact Istio pulls (an OCI image layout, no Docker needed),
 # then its digests written into the `# boifi-deploy pin:` lines of manifests/.
