@@ -235,7 +235,9 @@ impl ConfigHandle<'_> {
     pub fn scheduler(&self) -> Option<ConfigScheduler> {
         // SAFETY: `ptr` is the live config of the running hook; the scheduler is owned by the
         // module from now on (deleted by `ConfigScheduler::drop`).
-        let raw = unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.ptr.as_ptr()) };
+        let raw = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.ptr.as_ptr())
+        };
         NonNull::new(raw).map(ConfigScheduler)
     }
 
@@ -378,7 +380,8 @@ impl<'a> Stream<'a> {
     pub fn scheduler(&self) -> Option<Scheduler> {
         // SAFETY: `ptr` is the live filter of the running hook; the returned scheduler is owned
         // by the module from now on (deleted by `Scheduler::drop`).
-        let raw = unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.ptr.as_ptr()) };
+        let raw =
+            unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.ptr.as_ptr()) };
         NonNull::new(raw).map(Scheduler)
     }
 
@@ -450,7 +453,9 @@ impl Scheduler {
     /// Posts `event_id` to the stream's worker and frees the scheduler.
     pub fn commit(self, event_id: u64) {
         // SAFETY: `self.0` came from `scheduler_new` and is deleted only by `drop`, after this.
-        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_commit(self.0.as_ptr(), event_id) }
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_scheduler_commit(self.0.as_ptr(), event_id)
+        }
     }
 }
 
@@ -477,14 +482,21 @@ impl ConfigScheduler {
     /// Posts `event_id` to the configuration on the main thread.
     pub fn commit(&self, event_id: u64) {
         // SAFETY: `self.0` came from `scheduler_new` and is deleted only by `drop`.
-        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_commit(self.0.as_ptr(), event_id) }
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+                self.0.as_ptr(),
+                event_id,
+            )
+        }
     }
 }
 
 impl Drop for ConfigScheduler {
     fn drop(&mut self) {
         // SAFETY: `self.0` came from `scheduler_new` and is deleted exactly once, here.
-        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0.as_ptr()) }
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0.as_ptr())
+        }
     }
 }
 
@@ -579,7 +591,9 @@ extern "C" fn envoy_dynamic_module_on_http_filter_new(
     let Some(config) = (unsafe { filter_config_ptr.cast::<FilterConfig>().as_ref() }) else {
         return core::ptr::null();
     };
-    Box::into_raw(Box::new(StreamFilter::new(config))).cast_const().cast()
+    Box::into_raw(Box::new(StreamFilter::new(config)))
+        .cast_const()
+        .cast()
 }
 
 #[no_mangle]
@@ -589,8 +603,10 @@ extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     _end_of_stream: bool,
 ) -> u32 {
     // SAFETY: Envoy passes the pointer `on_http_filter_new` returned, on the stream's worker.
-    let (Some(filter), Some(stream)) = (unsafe { filter_mut(filter_module_ptr) }, stream(filter_envoy_ptr))
-    else {
+    let (Some(filter), Some(stream)) = (
+        unsafe { filter_mut(filter_module_ptr) },
+        stream(filter_envoy_ptr),
+    ) else {
         return HEADERS_CONTINUE;
     };
     if filter.on_request_headers(stream) {
@@ -680,7 +696,10 @@ extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
 ) {
     // SAFETY: as in `request_headers` (Envoy posts the event to the stream's worker and drops
     // it when the stream is gone).
-    if let (Some(filter), Some(stream)) = (unsafe { filter_mut(filter_module_ptr) }, stream(filter_envoy_ptr)) {
+    if let (Some(filter), Some(stream)) = (
+        unsafe { filter_mut(filter_module_ptr) },
+        stream(filter_envoy_ptr),
+    ) {
         filter.on_scheduled(stream, event_id);
     }
 }

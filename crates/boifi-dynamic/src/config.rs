@@ -63,7 +63,9 @@ impl NativeConfig {
 
 fn check_address(value: &Value) -> Result<String, ConfigError> {
     let bad = |reason| ConfigError::Address {
-        value: value.as_str().map_or_else(|| value.to_string(), str::to_owned),
+        value: value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_owned),
         reason,
     };
     let text = value.as_str().ok_or_else(|| bad("is not a string"))?;

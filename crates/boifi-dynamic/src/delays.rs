@@ -105,7 +105,11 @@ fn run(rx: &Receiver<(Instant, Scheduler)>) {
         match next {
             Ok((due, scheduler)) => {
                 seq = seq.wrapping_add(1);
-                heap.push(Entry { due, seq, scheduler });
+                heap.push(Entry {
+                    due,
+                    seq,
+                    scheduler,
+                });
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,

@@ -40,7 +40,8 @@ impl Metrics {
     fn define(config: &ConfigHandle<'_>) -> Metrics {
         // Per-policy counters carry the policy as a label (`hfi_policy_aborts_total{policy=..}`
         // in /stats/prometheus, as the Wasm filter's `stats_tags` rule gives).
-        let per_policy = |kind| config.define_labeled_counter(&format!("hfi.policy.{kind}"), "policy");
+        let per_policy =
+            |kind| config.define_labeled_counter(&format!("hfi.policy.{kind}"), "policy");
         Metrics {
             aborts: config.define_counter(metrics::ABORTS_TOTAL),
             delays: config.define_counter(metrics::DELAYS_TOTAL),
@@ -186,11 +187,13 @@ impl<'a> HostRequest<'a> {
 
 impl RequestView for HostRequest<'_> {
     fn method(&self) -> &str {
-        self.method.get_or_init(|| self.get(":method").unwrap_or_default())
+        self.method
+            .get_or_init(|| self.get(":method").unwrap_or_default())
     }
 
     fn path(&self) -> &str {
-        self.path.get_or_init(|| self.get(":path").unwrap_or_default())
+        self.path
+            .get_or_init(|| self.get(":path").unwrap_or_default())
     }
 
     fn header(&self, name: &str) -> Option<&str> {
@@ -289,7 +292,13 @@ impl StreamFilter {
                     stream.increment(m.over_cap, 1);
                 }
                 if abi::log_enabled(LogLevel::Debug) {
-                    abi::log(LogLevel::Debug, &format!("boifi: delay of policy `{}` not applied: {e}", decision.policy));
+                    abi::log(
+                        LogLevel::Debug,
+                        &format!(
+                            "boifi: delay of policy `{}` not applied: {e}",
+                            decision.policy
+                        ),
+                    );
                 }
                 return false;
             }

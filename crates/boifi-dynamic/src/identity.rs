@@ -96,7 +96,10 @@ mod tests {
 
     #[test]
     fn workload_name_without_labels_and_json_labels_win_over_the_file() {
-        let vars = [("ISTIO_META_WORKLOAD_NAME", "cart-v1"), ("POD_NAMESPACE", "shop")];
+        let vars = [
+            ("ISTIO_META_WORKLOAD_NAME", "cart-v1"),
+            ("POD_NAMESPACE", "shop"),
+        ];
         let id = resolve(&IdentityOverride::default(), env(&vars), || None);
         assert_eq!(id.service.as_deref(), Some("cart-v1"));
         let vars = [("ISTIO_METAJSON_LABELS", r#"{"app":"pay"}"#)];
@@ -112,7 +115,10 @@ mod tests {
             service: Some("checkout".into()),
             ..IdentityOverride::default()
         };
-        let vars = [("POD_NAMESPACE", "shop"), ("ISTIO_META_WORKLOAD_NAME", "cart")];
+        let vars = [
+            ("POD_NAMESPACE", "shop"),
+            ("ISTIO_META_WORKLOAD_NAME", "cart"),
+        ];
         let id = resolve(&overrides, env(&vars), || None);
         assert_eq!(id.service.as_deref(), Some("checkout"));
         assert_eq!(id.namespace.as_deref(), Some("shop"));

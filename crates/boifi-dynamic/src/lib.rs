@@ -30,5 +30,8 @@ pub mod metrics;
 #[path = "../../boifi-wasm/src/reply.rs"]
 mod reply;
 #[path = "../../boifi-wasm/src/sync.rs"]
-#[allow(dead_code, reason = "the Wasm glue uses parts of it that this host does not")]
+#[allow(
+    dead_code,
+    reason = "the Wasm glue uses parts of it that this host does not"
+)]
 mod sync;

@@ -145,7 +145,9 @@ impl PolicySource {
     }
 
     fn lock_listeners(&self) -> std::sync::MutexGuard<'_, Vec<(u64, ConfigScheduler)>> {
-        self.listeners.lock().unwrap_or_else(PoisonError::into_inner)
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn notify(&self) {
@@ -211,14 +213,22 @@ fn poll_forever(config: &NativeConfig, identity: Identity, source: &Weak<PolicyS
     if identity.is_partial() {
         abi::log(
             LogLevel::Warn,
-            &format!("boifi: partial identity {identity} (environment): only wildcard policies apply"),
+            &format!(
+                "boifi: partial identity {identity} (environment): only wildcard policies apply"
+            ),
         );
     } else {
-        abi::log(LogLevel::Info, &format!("boifi: identity {identity} (environment)"));
+        abi::log(
+            LogLevel::Info,
+            &format!("boifi: identity {identity} (environment)"),
+        );
     }
     abi::log(
         LogLevel::Info,
-        &format!("boifi: polling http://{} for {identity}", config.control_plane_address),
+        &format!(
+            "boifi: polling http://{} for {identity}",
+            config.control_plane_address
+        ),
     );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -232,7 +242,11 @@ fn poll_forever(config: &NativeConfig, identity: Identity, source: &Weak<PolicyS
         // Every configuration using this source is gone: the thread ends.
         let Some(src) = source.upgrade() else { return };
         drop(src);
-        let url = format!("http://{}{}", config.control_plane_address, sync.request_path());
+        let url = format!(
+            "http://{}{}",
+            config.control_plane_address,
+            sync.request_path()
+        );
         let answer = agent
             .get(&url)
             .header("host", &plugin.control_plane_authority)
@@ -252,28 +266,33 @@ fn poll_forever(config: &NativeConfig, identity: Identity, source: &Weak<PolicyS
         let Some(src) = source.upgrade() else { return };
         let now = now_ms();
         let next = match outcome {
-            Ok(PollOutcome::Updated { response }) => match compile_response(&response, &identity, now) {
-                Ok((version, set)) => {
-                    let names = set.policy_names().join(", ");
-                    let count = set.policy_names().len();
-                    src.held.store(Arc::new(Held {
-                        version: Some(version),
-                        set,
-                    }));
-                    src.stats.add(&src.stats.updates);
-                    abi::log(
+            Ok(PollOutcome::Updated { response }) => {
+                match compile_response(&response, &identity, now) {
+                    Ok((version, set)) => {
+                        let names = set.policy_names().join(", ");
+                        let count = set.policy_names().len();
+                        src.held.store(Arc::new(Held {
+                            version: Some(version),
+                            set,
+                        }));
+                        src.stats.add(&src.stats.updates);
+                        abi::log(
                         LogLevel::Info,
                         &format!("boifi: applied config version {version}: {count} policies for this sidecar [{names}]"),
                     );
-                    recovered(&sync);
-                    sync.succeeded(Some(version), now)
+                        recovered(&sync);
+                        sync.succeeded(Some(version), now)
+                    }
+                    Err(e) => {
+                        src.stats.add(&src.stats.errors);
+                        abi::log(
+                            LogLevel::Warn,
+                            &format!("boifi: keeping the previous policies: {e}"),
+                        );
+                        sync.failed(now, rng.next_u64())
+                    }
                 }
-                Err(e) => {
-                    src.stats.add(&src.stats.errors);
-                    abi::log(LogLevel::Warn, &format!("boifi: keeping the previous policies: {e}"));
-                    sync.failed(now, rng.next_u64())
-                }
-            },
+            }
             Ok(PollOutcome::Unchanged) => {
                 recovered(&sync);
                 sync.succeeded(None, now)
@@ -286,7 +305,11 @@ fn poll_forever(config: &NativeConfig, identity: Identity, source: &Weak<PolicyS
                 }
                 let next = sync.failed(now, rng.next_u64());
                 if let Next::RetryAt(t) = next {
-                    let level = if sync.failures() <= 1 { LogLevel::Warn } else { LogLevel::Debug };
+                    let level = if sync.failures() <= 1 {
+                        LogLevel::Warn
+                    } else {
+                        LogLevel::Debug
+                    };
                     if abi::log_enabled(level) {
                         abi::log(
                             level,

@@ -120,7 +120,10 @@ impl Workload {
             ("POD_NAME".into(), self.pod.clone()),
             ("POD_NAMESPACE".into(), self.namespace.clone()),
             ("ISTIO_META_WORKLOAD_NAME".into(), self.service.clone()),
-            ("ISTIO_METAJSON_LABELS".into(), Value::Object(labels).to_string()),
+            (
+                "ISTIO_METAJSON_LABELS".into(),
+                Value::Object(labels).to_string(),
+            ),
         ]
     }
 }
@@ -163,7 +166,11 @@ impl EnvoyOptions {
 
 /// The native module's filter: the plugin configuration plus the control plane's address (the
 /// module's poller connects itself; it has no Envoy cluster).
-fn dynamic_module_filter(plugin_name: &str, plugin_config: &Value, control_plane_port: u16) -> Value {
+fn dynamic_module_filter(
+    plugin_name: &str,
+    plugin_config: &Value,
+    control_plane_port: u16,
+) -> Value {
     let mut config = plugin_config.clone();
     if let Some(map) = config.as_object_mut() {
         map.entry("control_plane_address")
@@ -191,7 +198,11 @@ fn http_filters(
 ) -> Vec<Value> {
     let mut http_filters = Vec::new();
     if wasm.is_some() && crate::FILTER == super::FilterKind::Native {
-        http_filters.push(dynamic_module_filter(plugin_name, plugin_config, control_plane_port));
+        http_filters.push(dynamic_module_filter(
+            plugin_name,
+            plugin_config,
+            control_plane_port,
+        ));
     } else if let Some(wasm) = wasm {
         http_filters.push(json!({
             "name": "envoy.filters.http.wasm",
@@ -249,7 +260,12 @@ fn bootstrap(o: &EnvoyOptions, admin_port: u16, listener_port: u16, extra_ports:
     let mut listeners = vec![listener(
         "virtualInbound",
         listener_port,
-        http_filters(wasm, "boifi.boifi-fault-injection", &o.plugin_config, o.control_plane_port),
+        http_filters(
+            wasm,
+            "boifi.boifi-fault-injection",
+            &o.plugin_config,
+            o.control_plane_port,
+        ),
     )];
     for ((plugin, config), port) in o.extra_listeners.iter().zip(extra_ports) {
         let filters = http_filters(wasm, plugin, config, o.control_plane_port);
@@ -404,6 +420,37 @@ impl Envoy {
                 .unwrap_or(0)
         };
         Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    }
+
+    /// Bytes Envoy's allocator holds for live objects (admin `/memory` `allocated`; the
+    /// native module's allocations go through the same tcmalloc).
+    pub fn memory_allocated(&self) -> u64 {
+        let text = http::get(loopback(self.admin_port), "/memory")
+            .unwrap()
+            .text();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        v["allocated"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap()
+    }
+
+    /// Envoy's resident set size in KiB (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().map(Child::id).unwrap_or(0);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// True while the Envoy process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// A keep-alive client to the listener.

@@ -65,7 +65,9 @@ impl Prereqs {
     pub fn find() -> Option<Prereqs> {
         let (var, make) = crate::FILTER.module_env();
         let Some(wasm) = std::env::var_os(var).map(PathBuf::from) else {
-            return missing(&format!("env {var} is not set (the path of the filter module)"));
+            return missing(&format!(
+                "env {var} is not set (the path of the filter module)"
+            ));
         };
         if !wasm.is_file() {
             return missing(&format!(
