@@ -36,10 +36,11 @@ fmt-check:
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 
-# Proves boifi-core is no_std + alloc: build it for a target that has no std at all.
+# Proves boifi-core and boifi-engine are no_std + alloc: build them for a target that has no
+# std at all.
 nostd: deps
 	RUSTC=$(DEBIAN_RUSTC) RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(DEBIAN_TARGET_DIR) \
-	  $(DEBIAN_CARGO) build --quiet -p boifi-core --no-default-features \
+	  $(DEBIAN_CARGO) build --quiet -p boifi-core -p boifi-engine --no-default-features \
 	  -Zbuild-std=core,alloc --target thumbv7m-none-eabi
 
 # Builds the proxy-wasm filter with Debian's toolchain (see scripts/build-wasm.sh).

@@ -11,7 +11,7 @@
 //! - [`plugin_config_never_panics`]: the filter's `pluginConfig` parsing never panics and
 //!   accepted configurations round-trip.
 //! - [`config_response_never_panics`]: `/v1/config` answers as the filter reads them
-//!   (`boifi_wasm::sync::classify`, `compile_body`) and the shared-data encodings the filter
+//!   (`boifi_engine::sync::classify`, `compile_body`) and the shared-data encodings the filter
 //!   decodes never panic; accepted responses round-trip.
 //! - [`config_query_never_panics`]: `ConfigQuery::from_pairs` never panics and accepted
 //!   queries survive `to_query_string` and back.
@@ -206,7 +206,8 @@ pub fn plugin_config_never_panics(data: &[u8]) {
 
 /// See the crate docs.
 pub fn config_response_never_panics(data: &[u8]) {
-    use boifi_wasm::{props, shared, sync};
+    use boifi_engine::sync;
+    use boifi_wasm::{props, shared};
 
     let identities = [
         Identity::for_service("frontend", "demo"),
@@ -225,7 +226,15 @@ pub fn config_response_never_panics(data: &[u8]) {
             }
         }
     }
-    for status in [Some("200"), Some("304"), Some("503"), Some(" 200 "), None] {
+    let statuses: [Option<&[u8]>; 6] = [
+        Some(b"200"),
+        Some(b"304"),
+        Some(b"503"),
+        Some(b" 200 "),
+        Some(data),
+        None,
+    ];
+    for status in statuses {
         match sync::classify(status, Some(data)) {
             Ok(_) => {}
             Err(e) => drop(e.to_string()),

@@ -12,13 +12,18 @@ use crate::policy::{
 use crate::rng::{fnv1a64, splitmix64};
 
 /// What [`decide`] needs to know about a request.
+///
+/// Values are bytes, as a proxy hands them over: HTTP allows obs-text (bytes 0x80-0xFF) in
+/// header values, so a request must never be rejected, or a filter broken, for not being
+/// UTF-8. `exact` and `prefix` matches compare bytes; a `regex` sees a value that is not valid
+/// UTF-8 as not matching.
 pub trait RequestView {
     /// The HTTP method (`:method`).
-    fn method(&self) -> &str;
+    fn method(&self) -> &[u8];
     /// The request path (`:path`), possibly with a query string.
-    fn path(&self) -> &str;
+    fn path(&self) -> &[u8];
     /// A request header by lower-case name.
-    fn header(&self, name: &str) -> Option<&str>;
+    fn header(&self, name: &str) -> Option<&[u8]>;
 }
 
 /// A request held in memory; header names are lower-cased on insertion.
@@ -51,17 +56,17 @@ impl SimpleRequest {
 }
 
 impl RequestView for SimpleRequest {
-    fn method(&self) -> &str {
-        &self.method
+    fn method(&self) -> &[u8] {
+        self.method.as_bytes()
     }
-    fn path(&self) -> &str {
-        &self.path
+    fn path(&self) -> &[u8] {
+        self.path.as_bytes()
     }
-    fn header(&self, name: &str) -> Option<&str> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_bytes())
     }
 }
 
@@ -161,11 +166,12 @@ impl Matcher {
         })
     }
 
-    fn is_match(&self, value: &str) -> bool {
+    fn is_match(&self, value: &[u8]) -> bool {
         match self {
-            Matcher::Exact(s) => value == s,
-            Matcher::Prefix(s) => value.starts_with(s.as_str()),
-            Matcher::Regex(r) => r.is_match(value),
+            Matcher::Exact(s) => value == s.as_bytes(),
+            Matcher::Prefix(s) => value.starts_with(s.as_bytes()),
+            // The pattern engine works on characters: a value that is not UTF-8 has none.
+            Matcher::Regex(r) => core::str::from_utf8(value).is_ok_and(|v| r.is_match(v)),
         }
     }
 }
@@ -194,7 +200,7 @@ impl CompiledRule {
     fn matches<'r, R: RequestView + ?Sized>(
         &self,
         request: &'r R,
-        path: &str,
+        path: &[u8],
         headers: &mut HeaderCache<'r>,
     ) -> bool {
         if let Some(m) = &self.method {
@@ -249,9 +255,9 @@ pub fn rule_seed(policy: &str, rule_index: usize) -> u64 {
 /// The draw a rule uses: `request` sampling hashes the request id with the rule's seed (same
 /// request, same answer everywhere); otherwise the caller's random draw is mixed with the seed
 /// so each rule gets its own independent draw from one random number.
-pub fn rule_draw(sampling: Sampling, seed: u64, draw: u64, request_id: Option<&str>) -> u64 {
+pub fn rule_draw(sampling: Sampling, seed: u64, draw: u64, request_id: Option<&[u8]>) -> u64 {
     match (sampling, request_id) {
-        (Sampling::Request, Some(id)) => splitmix64(fnv1a64(id.as_bytes(), seed)),
+        (Sampling::Request, Some(id)) => splitmix64(fnv1a64(id, seed)),
         _ => splitmix64(draw ^ seed),
     }
 }
@@ -426,7 +432,7 @@ impl CompiledPolicySet {
 #[derive(Default)]
 struct HeaderCache<'r> {
     fetched: u8,
-    values: [Option<&'r str>; 8],
+    values: [Option<&'r [u8]>; 8],
 }
 
 impl<'r> HeaderCache<'r> {
@@ -435,7 +441,7 @@ impl<'r> HeaderCache<'r> {
         request: &'r R,
         slot: usize,
         name: &str,
-    ) -> Option<&'r str> {
+    ) -> Option<&'r [u8]> {
         let Some(cached) = self.values.get_mut(slot) else {
             return request.header(name);
         };
@@ -448,8 +454,8 @@ impl<'r> HeaderCache<'r> {
     }
 }
 
-fn path_without_query(path: &str) -> &str {
-    path.split_once('?').map_or(path, |(p, _)| p)
+fn path_without_query(path: &[u8]) -> &[u8] {
+    path.split(|b| *b == b'?').next().unwrap_or(path)
 }
 
 /// Decides the fault for one request: rules in order (policies by name, then rule order); the
@@ -466,7 +472,7 @@ pub fn decide<'s, R: RequestView + ?Sized>(
     }
     let path = path_without_query(request.path());
     let mut headers = HeaderCache::default();
-    let mut request_id: Option<Option<&str>> = None;
+    let mut request_id: Option<Option<&[u8]>> = None;
     for rule in &set.rules {
         if !rule.is_live(now_ms) || !rule.matches(request, path, &mut headers) {
             continue;

@@ -191,6 +191,12 @@ pub const DEFAULT_CONTROL_PLANE_CLUSTER: &str =
 pub const DEFAULT_CONTROL_PLANE_AUTHORITY: &str =
     "boifi-control-plane.boifi.svc.cluster.local:8080";
 
+/// Default of [`PluginConfig::max_active_delays`]: far above what a delay experiment needs per
+/// worker, far below what would exhaust a sidecar's memory (measured in docs/PERFORMANCE.md).
+pub const DEFAULT_MAX_ACTIVE_DELAYS: u64 = 1_000;
+/// Largest accepted [`PluginConfig::max_active_delays`].
+pub const MAX_ACTIVE_DELAYS_LIMIT: u64 = 1_000_000;
+
 /// The filter's configuration: the JSON Istio passes as the `WasmPlugin`'s `pluginConfig`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PluginConfig {
@@ -208,6 +214,9 @@ pub struct PluginConfig {
     pub backoff_max_ms: u64,
     /// Timer period while delayed requests are pending.
     pub delay_tick_ms: u64,
+    /// Requests one filter instance (one Envoy worker) holds in delays at once; a delay fault
+    /// beyond it lets the request pass unfaulted (Envoy's fault filter: `max_active_faults`).
+    pub max_active_delays: u64,
     /// `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: String,
     /// Overrides of the identity read from node metadata (for Envoy without Istio).
@@ -260,6 +269,7 @@ impl Default for PluginConfig {
             backoff_initial_ms: 1_000,
             backoff_max_ms: 30_000,
             delay_tick_ms: 5,
+            max_active_delays: DEFAULT_MAX_ACTIVE_DELAYS,
             log_level: "info".to_owned(),
             identity: IdentityOverride::default(),
         }
@@ -274,6 +284,7 @@ const PLUGIN_FIELDS: &[&str] = &[
     "backoff_initial_ms",
     "backoff_max_ms",
     "delay_tick_ms",
+    "max_active_delays",
     "log_level",
     "identity",
 ];
@@ -381,6 +392,13 @@ fn read_plugin_config(w: &mut Walker, value: &Value) -> Option<PluginConfig> {
             "1..=3600000",
         ),
         ("delay_tick_ms", &mut c.delay_tick_ms, 1, 1_000, "1..=1000"),
+        (
+            "max_active_delays",
+            &mut c.max_active_delays,
+            0,
+            MAX_ACTIVE_DELAYS_LIMIT,
+            "0..=1000000",
+        ),
     ] {
         if let Some(v) = Walker::field(map, key) {
             match w.integer(v, key, max, range) {

@@ -2,10 +2,11 @@
 //! delayed stream's Envoy scheduler until its deadline, then commits it, which posts
 //! `on_http_filter_scheduled` to the stream's own worker. The dynamic-module ABI has no timer of
 //! its own; its scheduler is the one object the ABI allows to be used from another thread.
+//! How many requests may be held is the engine's cap (`max_active_delays` per worker), checked
+//! before a request gets here.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
@@ -14,10 +15,6 @@ use crate::abi::Scheduler;
 
 /// The event id a delay posts when it is over.
 pub const DELAY_OVER: u64 = 1;
-
-/// Requests held by delays at once, at most, per Envoy (like `max_active_faults` of Envoy's
-/// fault filter): over it a request passes unfaulted. A held request costs the timer ~64 bytes.
-pub const MAX_HELD: usize = 50_000;
 
 struct Entry {
     due: Instant,
@@ -50,39 +47,19 @@ struct Timer {
 }
 
 static TIMER: OnceLock<Option<Timer>> = OnceLock::new();
-static HELD: AtomicUsize = AtomicUsize::new(0);
 
-/// Requests held by delays right now.
-pub fn held() -> usize {
-    HELD.load(Ordering::Relaxed)
-}
-
-/// Why a delay could not be scheduled (the request then passes unfaulted).
+/// The timer thread could not be started or has stopped (the request then passes unfaulted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum DelayError {
-    /// [`MAX_HELD`] requests are held already.
-    #[error("{MAX_HELD} requests are already held by delays")]
-    Full,
-    /// The timer thread could not be started or has stopped.
-    #[error("the delay timer thread is not running")]
-    NoTimer,
-}
+#[error("the delay timer thread is not running")]
+pub struct NoTimer;
 
 /// Commits `scheduler` at `due`.
-pub fn schedule(due: Instant, scheduler: Scheduler) -> Result<(), DelayError> {
-    if HELD.fetch_add(1, Ordering::Relaxed) >= MAX_HELD {
-        HELD.fetch_sub(1, Ordering::Relaxed);
-        return Err(DelayError::Full);
-    }
-    let sent = TIMER
+pub fn schedule(due: Instant, scheduler: Scheduler) -> Result<(), NoTimer> {
+    TIMER
         .get_or_init(start)
         .as_ref()
-        .and_then(|t| t.tx.lock().ok()?.send((due, scheduler)).ok());
-    if sent.is_none() {
-        HELD.fetch_sub(1, Ordering::Relaxed);
-        return Err(DelayError::NoTimer);
-    }
-    Ok(())
+        .and_then(|t| t.tx.lock().ok()?.send((due, scheduler)).ok())
+        .ok_or(NoTimer)
 }
 
 fn start() -> Option<Timer> {
@@ -118,7 +95,6 @@ fn run(rx: &Receiver<(Instant, Scheduler)>) {
         while heap.peek().is_some_and(|e| e.due <= now) {
             if let Some(e) = heap.pop() {
                 e.scheduler.commit(DELAY_OVER);
-                HELD.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }

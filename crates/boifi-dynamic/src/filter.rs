@@ -1,61 +1,92 @@
-//! The filter: a configuration shared by every worker, and one small object per HTTP stream.
-//! Thin glue: the decision is [`boifi_core::compiled::decide`], the local reply and the metric
-//! names are the Wasm filter's, the policies come from [`crate::source`].
+//! The glue between Envoy's hooks and [`boifi_engine`]: a configuration shared by every worker,
+//! one engine per worker thread and configuration (in a thread-local, so the request path takes
+//! no lock), and one small object per HTTP stream. Nothing here decides anything.
 
-use std::cell::{Cell, OnceCell};
+use std::cell::{OnceCell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use boifi_core::compiled::{decide, RequestView};
-use boifi_core::rng::XorShift64Star;
+use boifi_core::identity::Identity;
+use boifi_core::wire::PluginConfig;
+use boifi_engine::metrics::{Counter, Counters, Gauge, PolicyCounter};
+use boifi_engine::reply::LocalReply;
+use boifi_engine::{Engine, Release, RequestView, Verdict};
 
 use crate::abi::{self, ConfigHandle, CounterId, GaugeId, LogLevel, Stream};
 use crate::config::NativeConfig;
-use crate::delays::{self, DelayError};
-use crate::metrics;
-use crate::reply::{self, LocalReply};
+use crate::delays;
 use crate::source::{self, now_ms, PolicySource, Report};
 
-/// Counter of delays not applied because [`delays::MAX_HELD`] requests were held already.
-pub const DELAYS_OVER_CAP_TOTAL: &str = "hfi.faults.delays_over_cap_total";
-
-/// Envoy metric ids, defined once per filter configuration.
+/// Envoy metric ids, defined once per filter configuration under the engine's names.
 #[derive(Debug, Clone, Copy, Default)]
 struct Metrics {
-    aborts: Option<CounterId>,
-    delays: Option<CounterId>,
-    delay_ms: Option<CounterId>,
-    over_cap: Option<CounterId>,
-    updates: Option<CounterId>,
-    errors: Option<CounterId>,
-    poll_failures: Option<CounterId>,
+    counters: [Option<CounterId>; Counter::ALL.len()],
+    gauges: [Option<GaugeId>; Gauge::ALL.len()],
     policy_aborts: Option<CounterId>,
     policy_delays: Option<CounterId>,
-    active: Option<GaugeId>,
-    version: Option<GaugeId>,
 }
 
 impl Metrics {
     fn define(config: &ConfigHandle<'_>) -> Metrics {
-        // Per-policy counters carry the policy as a label (`hfi_policy_aborts_total{policy=..}`
-        // in /stats/prometheus, as the Wasm filter's `stats_tags` rule gives).
-        let per_policy =
-            |kind| config.define_labeled_counter(&format!("hfi.policy.{kind}"), "policy");
-        Metrics {
-            aborts: config.define_counter(metrics::ABORTS_TOTAL),
-            delays: config.define_counter(metrics::DELAYS_TOTAL),
-            delay_ms: config.define_counter(metrics::DELAY_MS_TOTAL),
-            over_cap: config.define_counter(DELAYS_OVER_CAP_TOTAL),
-            updates: config.define_counter(metrics::CONFIG_UPDATES_TOTAL),
-            errors: config.define_counter(metrics::CONFIG_ERRORS_TOTAL),
-            poll_failures: config.define_counter(metrics::CONFIG_POLL_FAILURES_TOTAL),
-            policy_aborts: per_policy(metrics::POLICY_ABORTS),
-            policy_delays: per_policy(metrics::POLICY_DELAYS),
-            active: config.define_gauge(metrics::ACTIVE_POLICIES),
-            version: config.define_gauge(metrics::CONFIG_VERSION),
+        let mut m = Metrics::default();
+        for (slot, counter) in m.counters.iter_mut().zip(Counter::ALL) {
+            *slot = config.define_counter(counter.name());
         }
+        for (slot, gauge) in m.gauges.iter_mut().zip(Gauge::ALL) {
+            *slot = config.define_gauge(gauge.name());
+        }
+        // Per-policy counters carry the policy as a label (`hfi_policy_aborts_total{policy=..}`
+        // in /stats/prometheus, as the Wasm filter's `stats_tags` rule gives): the ABI defines
+        // metrics only at configuration time, before any policy name is known.
+        let per_policy = |kind: PolicyCounter| {
+            config.define_labeled_counter(&format!("hfi.policy.{}", kind.kind()), "policy")
+        };
+        m.policy_aborts = per_policy(PolicyCounter::Aborts);
+        m.policy_delays = per_policy(PolicyCounter::Delays);
+        m
     }
+
+    fn counter(&self, c: Counter) -> Option<CounterId> {
+        self.counters.get(c as usize).copied().flatten()
+    }
+
+    fn gauge(&self, g: Gauge) -> Option<GaugeId> {
+        self.gauges.get(g as usize).copied().flatten()
+    }
+}
+
+/// The engine's counters written to one stream's (or the configuration's) Envoy metrics.
+struct StreamCounters<'s, 'a> {
+    stream: Stream<'a>,
+    metrics: &'s Metrics,
+}
+
+impl Counters for StreamCounters<'_, '_> {
+    fn add(&mut self, counter: Counter, by: u64) {
+        self.stream.increment(self.metrics.counter(counter), by);
+    }
+
+    fn set(&mut self, gauge: Gauge, value: u64) {
+        self.stream.set_gauge(self.metrics.gauge(gauge), value);
+    }
+
+    fn add_policy(&mut self, policy: &str, counter: PolicyCounter) {
+        let id = match counter {
+            PolicyCounter::Aborts => self.metrics.policy_aborts,
+            PolicyCounter::Delays => self.metrics.policy_delays,
+        };
+        self.stream.increment_labeled(id, policy, 1);
+    }
+}
+
+/// What every worker's engine of one configuration is made from.
+#[derive(Debug)]
+struct Shared {
+    source: Arc<PolicySource>,
+    metrics: Metrics,
+    identity: Identity,
+    plugin: PluginConfig,
 }
 
 /// One `envoy.filters.http.dynamic_modules` configuration (shared by all workers).
@@ -63,7 +94,7 @@ impl Metrics {
 pub struct FilterConfig {
     id: u64,
     /// `None`: the configuration was invalid, the filter passes all traffic through.
-    source: Option<Arc<PolicySource>>,
+    shared: Option<Arc<Shared>>,
     metrics: Metrics,
 }
 
@@ -86,7 +117,7 @@ impl FilterConfig {
                 );
                 return FilterConfig {
                     id,
-                    source: None,
+                    shared: None,
                     metrics,
                 };
             }
@@ -98,7 +129,12 @@ impl FilterConfig {
         }
         FilterConfig {
             id,
-            source: Some(source),
+            shared: Some(Arc::new(Shared {
+                source,
+                metrics,
+                identity,
+                plugin: config.plugin,
+            })),
             metrics,
         }
     }
@@ -108,232 +144,275 @@ impl FilterConfig {
         if event_id != source::STATS_CHANGED {
             return;
         }
-        let Some(report) = self.source.as_ref().and_then(|s| s.take_report(None)) else {
+        let Some(report) = self
+            .shared
+            .as_ref()
+            .and_then(|s| s.source.take_report(None))
+        else {
             return;
         };
         let m = &self.metrics;
-        handle.increment(m.updates, report.delta.updates);
-        handle.increment(m.errors, report.delta.errors);
-        handle.increment(m.poll_failures, report.delta.poll_failures);
-        handle.set_gauge(m.active, report.active);
+        handle.increment(m.counter(Counter::ConfigUpdates), report.delta.updates);
+        handle.increment(m.counter(Counter::ConfigErrors), report.delta.errors);
+        handle.increment(m.counter(Counter::PollFailures), report.delta.poll_failures);
+        handle.set_gauge(m.gauge(Gauge::ActivePolicies), report.active);
         if let Some(v) = report.version {
-            handle.set_gauge(m.version, v);
+            handle.set_gauge(m.gauge(Gauge::ConfigVersion), v);
         }
     }
 }
 
 impl Drop for FilterConfig {
     fn drop(&mut self) {
-        if let Some(source) = &self.source {
-            source.unsubscribe(self.id);
+        if let Some(shared) = &self.shared {
+            shared.source.unsubscribe(self.id);
         }
     }
 }
 
-/// What a held request does when its delay is over.
-#[derive(Debug)]
-enum After {
-    Resume,
-    Abort { policy: String, reply: LocalReply },
-}
-
-#[derive(Debug)]
-enum State {
-    Passing,
-    Holding(After),
-}
-
-/// One HTTP stream.
-#[derive(Debug)]
-pub struct StreamFilter {
-    source: Option<Arc<PolicySource>>,
-    metrics: Metrics,
-    state: State,
+/// One worker's engine for one configuration.
+struct WorkerEngine {
+    shared: Weak<Shared>,
+    engine: Engine,
+    next_stream: u64,
+    /// Held requests the engine released while handling another stream's timer event; each is
+    /// acted on when its own stream's event arrives (only then is its Envoy pointer at hand).
+    released: Vec<(u64, Release)>,
 }
 
 thread_local! {
-    // One generator per worker thread: the per-request draw needs no lock.
-    static RNG: Cell<Option<XorShift64Star>> = const { Cell::new(None) };
+    static ENGINES: RefCell<Vec<WorkerEngine>> = const { RefCell::new(Vec::new()) };
 }
 
-fn draw() -> u64 {
-    RNG.with(|cell| {
-        let mut rng = cell.take().unwrap_or_else(|| {
-            let thread = std::thread::current().id();
-            let seed = boifi_core::rng::fnv1a64(format!("{thread:?}").as_bytes(), now_ms());
-            XorShift64Star::new(seed)
-        });
-        let x = rng.next_u64();
-        cell.set(Some(rng));
-        x
-    })
+/// Runs `f` on this worker's engine for `shared` (created on first use). `None` only if the
+/// thread-local is being torn down or re-entered, where the request simply passes.
+fn with_engine<T>(shared: &Arc<Shared>, f: impl FnOnce(&mut WorkerEngine) -> T) -> Option<T> {
+    ENGINES
+        .try_with(|engines| {
+            let mut engines = engines.try_borrow_mut().ok()?;
+            let index = match engines
+                .iter()
+                .position(|w| std::ptr::eq(w.shared.as_ptr(), Arc::as_ptr(shared)))
+            {
+                Some(i) => i,
+                None => {
+                    // Engines of configurations that are gone go first.
+                    engines.retain(|w| w.shared.strong_count() > 0);
+                    let seed = boifi_core::rng::fnv1a64(
+                        format!("{:?}", std::thread::current().id()).as_bytes(),
+                        now_ms(),
+                    );
+                    engines.push(WorkerEngine {
+                        shared: Arc::downgrade(shared),
+                        engine: Engine::new(shared.identity.clone(), &shared.plugin, seed),
+                        next_stream: 0,
+                        released: Vec::new(),
+                    });
+                    engines.len() - 1
+                }
+            };
+            engines.get_mut(index).map(f)
+        })
+        .ok()
+        .flatten()
 }
 
-/// The request as `decide` sees it: each header is read from Envoy when a rule asks for it;
-/// a value that is not UTF-8 counts as absent (it can match no rule).
+/// The request as the engine sees it: each header is read from Envoy, as bytes, only when a
+/// rule asks for it (the method, which every rule may test, once).
 struct HostRequest<'a> {
     stream: Stream<'a>,
-    method: OnceCell<&'a str>,
-    path: OnceCell<&'a str>,
-}
-
-impl<'a> HostRequest<'a> {
-    fn get(&self, name: &str) -> Option<&'a str> {
-        self.stream
-            .request_header(name)
-            .and_then(|v| std::str::from_utf8(v).ok())
-    }
+    method: OnceCell<&'a [u8]>,
 }
 
 impl RequestView for HostRequest<'_> {
-    fn method(&self) -> &str {
+    fn method(&self) -> &[u8] {
         self.method
-            .get_or_init(|| self.get(":method").unwrap_or_default())
+            .get_or_init(|| self.stream.request_header(":method").unwrap_or_default())
     }
 
-    fn path(&self) -> &str {
-        self.path
-            .get_or_init(|| self.get(":path").unwrap_or_default())
+    fn path(&self) -> &[u8] {
+        self.stream.request_header(":path").unwrap_or_default()
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
-        self.get(name)
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.stream.request_header(name)
     }
 }
 
-fn send(stream: Stream<'_>, policy: &str, r: &LocalReply) {
+fn send(stream: Stream<'_>, r: &LocalReply) {
     let headers: Vec<abi::Header<'_>> = r
         .headers
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_bytes()))
         .collect();
-    let details = format!("boifi_fault_abort{{{policy}}}");
-    stream.send_response(r.status, &headers, &r.body, &details);
+    stream.send_response(r.status, &headers, &r.body, "boifi_fault_abort");
+}
+
+/// One HTTP stream.
+#[derive(Debug)]
+pub struct StreamFilter {
+    shared: Option<Arc<Shared>>,
+    /// The engine's id of this stream while a delay holds it.
+    held: Option<u64>,
 }
 
 impl StreamFilter {
     /// A new stream of `config`.
     pub fn new(config: &FilterConfig) -> StreamFilter {
         StreamFilter {
-            source: config.source.clone(),
-            metrics: config.metrics,
-            state: State::Passing,
+            shared: config.shared.clone(),
+            held: None,
         }
     }
 
     /// True while a delay holds the request (its body and trailers wait too).
     pub fn is_holding(&self) -> bool {
-        matches!(self.state, State::Holding(_))
-    }
-
-    fn report(&self, stream: Stream<'_>, report: Report) {
-        let m = &self.metrics;
-        stream.increment(m.updates, report.delta.updates);
-        stream.increment(m.errors, report.delta.errors);
-        stream.increment(m.poll_failures, report.delta.poll_failures);
-        stream.set_gauge(m.active, report.active);
-        if let Some(v) = report.version {
-            stream.set_gauge(m.version, v);
-        }
+        self.held.is_some()
     }
 
     /// The request headers arrived; true: stop (answered locally or held by a delay).
     pub fn on_request_headers(&mut self, stream: Stream<'_>) -> bool {
-        let Some(source) = &self.source else {
+        let Some(shared) = &self.shared else {
             return false;
         };
-        let held = source.load();
-        if held.set.is_empty() {
-            if let Some(report) = source.take_report(None) {
-                self.report(stream, report);
-            }
+        let metrics = &shared.metrics;
+        let mut counters = StreamCounters { stream, metrics };
+        let published = shared.source.load();
+        let now = (!published.set.is_empty()).then(now_ms);
+        if let Some(report) = shared.source.take_report(now) {
+            report_to(&mut counters, report);
+        }
+        let Some(now) = now else {
             return false;
-        }
-        let now = now_ms();
-        if let Some(report) = source.take_report(Some(now)) {
-            self.report(stream, report);
-        }
+        };
         let request = HostRequest {
             stream,
             method: OnceCell::new(),
-            path: OnceCell::new(),
         };
-        let Some(decision) = decide(&held.set, &request, now, draw()) else {
-            return false;
-        };
-        let m = self.metrics;
-        let abort = decision.abort.map(|a| {
-            let grpc = reply::is_grpc(request.get("content-type"));
-            reply::abort_reply(decision.policy, a, grpc)
-        });
-        let wait = decision.total_wait_ms();
-        if wait == 0 {
-            if decision.delay_ms.is_some() {
-                stream.increment(m.delays, 1);
-                stream.increment_labeled(m.policy_delays, decision.policy, 1);
+        let decided = with_engine(shared, |w| {
+            if w.engine.seq() != published.seq {
+                let version = published.version.unwrap_or(0);
+                w.engine
+                    .install(published.seq, version, Arc::clone(&published.set));
             }
-            return match abort {
-                Some(r) => {
-                    send(stream, decision.policy, &r);
-                    stream.increment(m.aborts, 1);
-                    stream.increment_labeled(m.policy_aborts, decision.policy, 1);
+            w.next_stream = w.next_stream.wrapping_add(1);
+            let id = w.next_stream;
+            (id, w.engine.on_request(id, &request, now, &mut counters))
+        });
+        match decided {
+            None | Some((_, Verdict::Continue)) => false,
+            Some((_, Verdict::Reply(reply))) => {
+                send(stream, &reply);
+                true
+            }
+            Some((id, Verdict::Hold { due_ms })) => {
+                if self.hold(stream, due_ms.saturating_sub(now)) {
+                    self.held = Some(id);
                     true
+                } else {
+                    // No timer: the request passes (fail open) and the engine forgets it.
+                    with_engine(shared, |w| w.engine.forget(id));
+                    false
                 }
-                None => false,
-            };
+            }
         }
+    }
+
+    /// Asks the timer to wake this stream on its worker in `wait_ms`.
+    fn hold(&self, stream: Stream<'_>, wait_ms: u64) -> bool {
         let Some(scheduler) = stream.scheduler() else {
             return false;
         };
-        match delays::schedule(Instant::now() + Duration::from_millis(wait), scheduler) {
-            Ok(()) => {}
+        let due = Instant::now() + Duration::from_millis(wait_ms);
+        match delays::schedule(due, scheduler) {
+            Ok(()) => true,
             Err(e) => {
-                if e == DelayError::Full {
-                    stream.increment(m.over_cap, 1);
-                }
-                if abi::log_enabled(LogLevel::Debug) {
-                    abi::log(
-                        LogLevel::Debug,
-                        &format!(
-                            "boifi: delay of policy `{}` not applied: {e}",
-                            decision.policy
-                        ),
-                    );
-                }
-                return false;
+                abi::log(
+                    LogLevel::Warn,
+                    &format!("boifi: a delay passes unapplied: {e}"),
+                );
+                false
             }
         }
-        if decision.delay_ms.is_some() {
-            stream.increment(m.delays, 1);
-            stream.increment_labeled(m.policy_delays, decision.policy, 1);
-        }
-        stream.increment(m.delay_ms, wait);
-        self.state = State::Holding(abort.map_or(After::Resume, |reply| After::Abort {
-            policy: decision.policy.to_owned(),
-            reply,
-        }));
-        true
     }
 
-    /// A scheduled event arrived on the stream's worker (a delay is over).
+    /// A scheduled event arrived on the stream's worker (its delay is over).
     pub fn on_scheduled(&mut self, stream: Stream<'_>, event_id: u64) {
-        if event_id != delays::DELAY_OVER {
+        let (Some(shared), Some(id), true) =
+            (&self.shared, self.held, event_id == delays::DELAY_OVER)
+        else {
             return;
-        }
-        match std::mem::replace(&mut self.state, State::Passing) {
-            State::Passing => {}
-            State::Holding(After::Resume) => stream.continue_decoding(),
-            State::Holding(After::Abort { policy, reply }) => {
-                send(stream, &policy, &reply);
-                stream.increment(self.metrics.aborts, 1);
-                stream.increment_labeled(self.metrics.policy_aborts, &policy, 1);
+        };
+        let metrics = &shared.metrics;
+        let mut counters = StreamCounters { stream, metrics };
+        let now = now_ms();
+        let outcome = with_engine(shared, |w| {
+            let due = w.engine.release_due(now, &mut counters);
+            w.released
+                .extend(due.into_iter().map(|r| (r.stream, r.then)));
+            let mine = w.released.iter().position(|(s, _)| *s == id);
+            match mine {
+                Some(i) => Ok(w.released.swap_remove(i).1),
+                // The engine's clock (milliseconds) is not due yet: wait for the rest.
+                None => Err(w
+                    .engine
+                    .next_due_ms()
+                    .unwrap_or(now)
+                    .saturating_sub(now)
+                    .max(1)),
             }
+        });
+        match outcome {
+            Some(Ok(release)) => {
+                self.held = None;
+                match release {
+                    Release::Resume => stream.continue_decoding(),
+                    Release::Reply(reply) => send(stream, &reply),
+                }
+            }
+            Some(Err(wait_ms)) => {
+                if !self.hold(stream, wait_ms) {
+                    self.release_unapplied(stream);
+                }
+            }
+            None => self.release_unapplied(stream),
         }
     }
 
-    /// The stream ended (a held request whose client left is simply dropped: the timer's
-    /// commit then finds no stream).
+    /// Lets a held request go unfaulted (no timer, or no engine): fail open, never stuck.
+    fn release_unapplied(&mut self, stream: Stream<'_>) {
+        self.forget();
+        stream.continue_decoding();
+    }
+
+    /// The stream ended: a held request whose client left is forgotten (the timer's commit
+    /// then finds no stream).
     pub fn on_stream_complete(&mut self) {
-        self.state = State::Passing;
+        self.forget();
+    }
+
+    fn forget(&mut self) {
+        if let (Some(shared), Some(id)) = (&self.shared, self.held.take()) {
+            with_engine(shared, |w| {
+                w.engine.forget(id);
+                w.released.retain(|(s, _)| *s != id);
+            });
+        }
+    }
+}
+
+impl Drop for StreamFilter {
+    fn drop(&mut self) {
+        self.forget();
+    }
+}
+
+fn report_to(counters: &mut StreamCounters<'_, '_>, report: Report) {
+    counters.add(Counter::ConfigUpdates, report.delta.updates);
+    counters.add(Counter::ConfigErrors, report.delta.errors);
+    counters.add(Counter::PollFailures, report.delta.poll_failures);
+    counters.set(Gauge::ActivePolicies, report.active);
+    if let Some(v) = report.version {
+        counters.set(Gauge::ConfigVersion, v);
     }
 }

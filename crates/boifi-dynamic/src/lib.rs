@@ -1,11 +1,13 @@
 //! boifi as a native Envoy dynamic module (`libboifi.so`, loaded by
-//! `envoy.filters.http.dynamic_modules`): the same policies, decision and control plane as the
-//! proxy-wasm filter, without a Wasm VM.
+//! `envoy.filters.http.dynamic_modules`): the same engine ([`boifi_engine`]: policy set,
+//! decision, capped delay queue, counters, long-poll state machine), policies and control plane
+//! as the proxy-wasm filter, without a Wasm VM.
 //!
 //! [`abi`] is the only module with `unsafe` code: the C ABI declarations and the exported event
-//! hooks, each turning Envoy's pointers into safe values before calling [`filter`]. The policy
-//! set comes from a poller thread ([`source`]); delays wait on a timer thread ([`delays`]) that
-//! hands each request back to its own worker through Envoy's scheduler.
+//! hooks, each turning Envoy's pointers into safe values before calling [`filter`], the thin
+//! glue (one engine per worker thread and filter configuration). The policy set comes from a
+//! poller thread ([`source`]); delays wait on a timer thread ([`delays`]) that hands each
+//! request back to its own worker through Envoy's scheduler.
 #![warn(missing_docs)]
 
 extern crate alloc;
@@ -21,17 +23,4 @@ pub mod filter;
 pub mod identity;
 pub mod source;
 
-// The Wasm filter's host-independent parts, compiled here unchanged until they move into the
-// shared engine crate (issue 13): one copy of the code, two hosts.
-#[path = "../../boifi-wasm/src/backoff.rs"]
-mod backoff;
-#[path = "../../boifi-wasm/src/metrics.rs"]
-pub mod metrics;
-#[path = "../../boifi-wasm/src/reply.rs"]
-mod reply;
-#[path = "../../boifi-wasm/src/sync.rs"]
-#[allow(
-    dead_code,
-    reason = "the Wasm glue uses parts of it that this host does not"
-)]
-mod sync;
+pub use boifi_engine::metrics;

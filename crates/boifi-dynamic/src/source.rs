@@ -18,15 +18,17 @@ use boifi_core::rng::XorShift64Star;
 
 use crate::abi::{self, ConfigScheduler, LogLevel};
 use crate::config::NativeConfig;
-use crate::sync::{classify, compile_response, ConfigSync, Next, PollOutcome, SyncError};
+use boifi_engine::sync::{classify, compile_response, ConfigSync, Next, PollOutcome, SyncError};
 
-/// The policy set workers decide with, and the control plane's version it came from.
+/// The newest compiled set: each worker's engine installs it when `seq` differs from its own.
 #[derive(Debug, Default)]
-pub struct Held {
+pub struct Published {
+    /// Publication number (0: nothing yet).
+    pub seq: u64,
     /// The config version; `None` before the first answer.
     pub version: Option<u64>,
-    /// The compiled set for this sidecar.
-    pub set: CompiledPolicySet,
+    /// The compiled set for this sidecar, shared by every worker.
+    pub set: Arc<CompiledPolicySet>,
 }
 
 /// What the poller counts. Envoy's counters and gauges can only be changed from a hook, so the
@@ -82,7 +84,7 @@ impl PollStats {
 #[derive(Debug)]
 pub struct PolicySource {
     key: String,
-    held: ArcSwap<Held>,
+    published: ArcSwap<Published>,
     stats: PollStats,
     /// Main-thread schedulers of the configurations using this source, by configuration id.
     listeners: Mutex<Vec<(u64, ConfigScheduler)>>,
@@ -90,8 +92,8 @@ pub struct PolicySource {
 
 impl PolicySource {
     /// The current set (lock-free).
-    pub fn load(&self) -> arc_swap::Guard<Arc<Held>> {
-        self.held.load()
+    pub fn load(&self) -> arc_swap::Guard<Arc<Published>> {
+        self.published.load()
     }
 
     /// What to report, once per change or refresh period, to the first caller (`now_ms`:
@@ -124,7 +126,7 @@ impl PolicySource {
         };
         *reported = total;
         drop(reported);
-        let held = self.held.load();
+        let held = self.published.load();
         Some(Report {
             delta,
             active: u64::try_from(held.set.active_policy_count(now)).unwrap_or(u64::MAX),
@@ -179,7 +181,7 @@ pub fn source_for(config: &NativeConfig, identity: &Identity) -> Arc<PolicySourc
     }
     let source = Arc::new(PolicySource {
         key: key.clone(),
-        held: ArcSwap::from_pointee(Held::default()),
+        published: ArcSwap::from_pointee(Published::default()),
         stats: PollStats::default(),
         listeners: Mutex::new(Vec::new()),
     });
@@ -257,7 +259,7 @@ fn poll_forever(config: &NativeConfig, identity: Identity, source: &Weak<PolicyS
                 let status = response.status().as_u16().to_string();
                 let body = response.into_body().read_to_vec();
                 match body {
-                    Ok(body) => classify(Some(&status), Some(&body)),
+                    Ok(body) => classify(Some(status.as_bytes()), Some(&body)),
                     Err(_) => Err(SyncError::NoResponse),
                 }
             }
@@ -271,9 +273,12 @@ fn poll_forever(config: &NativeConfig, identity: Identity, source: &Weak<PolicyS
                     Ok((version, set)) => {
                         let names = set.policy_names().join(", ");
                         let count = set.policy_names().len();
-                        src.held.store(Arc::new(Held {
+                        // Only this thread stores, so load-then-store cannot lose a publication.
+                        let seq = src.published.load().seq.wrapping_add(1).max(1);
+                        src.published.store(Arc::new(Published {
+                            seq,
                             version: Some(version),
-                            set,
+                            set: Arc::new(set),
                         }));
                         src.stats.add(&src.stats.updates);
                         abi::log(

@@ -10,24 +10,25 @@
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::{OnceCell, RefCell};
 use core::time::Duration;
 
-use boifi_core::compiled::{decide, CompiledPolicySet, RequestView};
+use boifi_core::compiled::{CompiledPolicySet, RequestView};
 use boifi_core::identity::Identity;
-use boifi_core::rng::{splitmix64, XorShift64Star};
+use boifi_core::rng::splitmix64;
 use boifi_core::wire::PluginConfig;
+use boifi_engine::metrics::{self, Counter, Counters, Gauge, PolicyCounter};
+use boifi_engine::reply::LocalReply;
+use boifi_engine::sync::{self, ConfigSync, Next, PollOutcome};
+use boifi_engine::{Engine, Release, Verdict};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 
-use crate::delays::DelayQueue;
-use crate::metrics;
 use crate::props;
-use crate::reply::{self, LocalReply};
 use crate::shared::{self, Lease, LeaseView, Published, SharedKeys};
-use crate::sync::{self, ConfigSync, Next, PollOutcome};
 
 /// How often the poller renews its lease, also while a long-poll is in flight.
 const LEASE_RENEW_MS: u64 = 5_000;
@@ -69,86 +70,72 @@ fn log_level(name: &str) -> LogLevel {
     }
 }
 
-/// Metric ids (`None` when the host refused to define one: counting is then skipped).
-#[derive(Debug, Default, Clone, Copy)]
-struct Metrics {
-    aborts: Option<u32>,
-    delays: Option<u32>,
-    delay_ms: Option<u32>,
-    updates: Option<u32>,
-    errors: Option<u32>,
-    poll_failures: Option<u32>,
-    active: Option<u32>,
-    version: Option<u32>,
-}
-
-impl Metrics {
-    fn define() -> Metrics {
-        let counter = |name| hostcalls::define_metric(MetricType::Counter, name).ok();
-        let gauge = |name| hostcalls::define_metric(MetricType::Gauge, name).ok();
-        Metrics {
-            aborts: counter(metrics::ABORTS_TOTAL),
-            delays: counter(metrics::DELAYS_TOTAL),
-            delay_ms: counter(metrics::DELAY_MS_TOTAL),
-            updates: counter(metrics::CONFIG_UPDATES_TOTAL),
-            errors: counter(metrics::CONFIG_ERRORS_TOTAL),
-            poll_failures: counter(metrics::CONFIG_POLL_FAILURES_TOTAL),
-            active: gauge(metrics::ACTIVE_POLICIES),
-            version: gauge(metrics::CONFIG_VERSION),
-        }
-    }
-
-    fn add(id: Option<u32>, by: u64) {
-        if let Some(id) = id {
-            let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
-        }
-    }
-
-    fn set(id: Option<u32>, value: u64) {
-        if let Some(id) = id {
-            let _ = hostcalls::record_metric(id, value);
-        }
-    }
-}
-
-/// What to do with a paused request when its delay is over.
-#[derive(Debug, Clone)]
-enum After {
-    Resume,
-    Abort { policy: String, reply: LocalReply },
-}
-
-/// Per-policy counters, defined on first use. Their names embed the policy
-/// (`hfi.policy.<name>.aborts_total`); a `stats_tags` rule in the bootstrap turns that part into
-/// a `policy` tag (see [`metrics::POLICY_TAG_REGEX`]).
+/// The engine's counters as Envoy metrics: ids by [`Counter`] and [`Gauge`] (`None` when the
+/// host refused to define one: counting is then skipped), and the per-policy counters, defined
+/// on first use. Their names embed the policy (`hfi.policy.<name>.aborts_total`); a
+/// `stats_tags` rule in the bootstrap turns that part into a `policy` tag (see
+/// [`metrics::POLICY_TAG_REGEX`]).
 #[derive(Debug, Default)]
-struct PolicyMetrics {
-    ids: Vec<(String, Option<u32>, Option<u32>)>,
+struct HostCounters {
+    counters: [Option<u32>; Counter::ALL.len()],
+    gauges: [Option<u32>; Gauge::ALL.len()],
+    policies: Vec<(String, Option<u32>, Option<u32>)>,
 }
 
 /// Policies whose counters a VM keeps at most (names come from the control plane).
 const MAX_POLICY_METRICS: usize = 256;
 
-impl PolicyMetrics {
-    fn count(&mut self, policy: &str, abort: bool) {
-        let index = match self.ids.iter().position(|(n, _, _)| n == policy) {
+impl HostCounters {
+    fn define() -> HostCounters {
+        let define = |kind, name| hostcalls::define_metric(kind, name).ok();
+        HostCounters {
+            counters: Counter::ALL.map(|c| define(MetricType::Counter, c.name())),
+            gauges: Gauge::ALL.map(|g| define(MetricType::Gauge, g.name())),
+            policies: Vec::new(),
+        }
+    }
+
+    fn increment(id: Option<u32>, by: u64) {
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+impl Counters for HostCounters {
+    fn add(&mut self, counter: Counter, by: u64) {
+        HostCounters::increment(self.counters.get(counter as usize).copied().flatten(), by);
+    }
+
+    fn set(&mut self, gauge: Gauge, value: u64) {
+        if let Some(id) = self.gauges.get(gauge as usize).copied().flatten() {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+
+    fn add_policy(&mut self, policy: &str, counter: PolicyCounter) {
+        let index = match self.policies.iter().position(|(n, _, _)| n == policy) {
             Some(i) => i,
-            None if self.ids.len() < MAX_POLICY_METRICS => {
-                let define = |kind: &str| {
-                    let name = metrics::policy_metric(policy, kind);
+            None if self.policies.len() < MAX_POLICY_METRICS => {
+                let define = |kind: PolicyCounter| {
+                    let name = metrics::policy_metric(policy, kind.kind());
                     hostcalls::define_metric(MetricType::Counter, &name).ok()
                 };
-                self.ids.push((
+                self.policies.push((
                     policy.to_owned(),
-                    define(metrics::POLICY_ABORTS),
-                    define(metrics::POLICY_DELAYS),
+                    define(PolicyCounter::Aborts),
+                    define(PolicyCounter::Delays),
                 ));
-                self.ids.len() - 1
+                self.policies.len() - 1
             }
             None => return,
         };
-        if let Some((_, aborts, delays)) = self.ids.get(index) {
-            Metrics::add(if abort { *aborts } else { *delays }, 1);
+        if let Some((_, aborts, delays)) = self.policies.get(index) {
+            let id = match counter {
+                PolicyCounter::Aborts => *aborts,
+                PolicyCounter::Delays => *delays,
+            };
+            HostCounters::increment(id, 1);
         }
     }
 }
@@ -160,17 +147,11 @@ struct VmState {
     config: Option<PluginConfig>,
     /// This plugin's shared-data keys.
     keys: SharedKeys,
-    identity: Identity,
     /// Where the identity came from (for the log).
     identity_source: &'static str,
-    /// Publication sequence number of `set` (0: nothing received yet).
-    seq: u64,
-    version: Option<u64>,
-    set: Rc<CompiledPolicySet>,
-    rng: XorShift64Star,
-    delays: DelayQueue<After>,
-    metrics: Metrics,
-    policy_metrics: PolicyMetrics,
+    /// The policy set, the decision and the paused requests.
+    engine: Engine,
+    counters: HostCounters,
     /// Current tick period (0: no tick).
     tick_ms: u64,
     lease_checked_ms: u64,
@@ -188,7 +169,7 @@ impl VmState {
             return;
         };
         match shared::decode_seq(&seq_bytes) {
-            Some(seq) if seq != self.seq => {}
+            Some(seq) if seq != self.engine.seq() => {}
             _ => return,
         }
         let Ok((Some(bytes), _)) = hostcalls::get_shared_data(&self.keys.policies) else {
@@ -197,26 +178,14 @@ impl VmState {
         let Some(published) = Published::decode(&bytes) else {
             return;
         };
-        match sync::compile_body(&published.body, &self.identity, now_ms) {
-            Ok((version, set)) => {
-                log::debug!(
-                    "boifi: adopted config version {version} ({} policies for this sidecar)",
-                    set.policy_names().len()
-                );
-                self.install(published.seq, version, set);
-            }
-            Err(e) => {
-                // Remember the sequence so a bad set is not recompiled on every request.
-                self.seq = published.seq;
-                log::warn!("boifi: keeping the previous policies: {e}");
-            }
+        match self.engine.adopt(published.seq, &published.body, now_ms) {
+            Ok(adopted) => log::debug!(
+                "boifi: adopted config version {} ({} policies for this sidecar)",
+                adopted.version,
+                adopted.policies
+            ),
+            Err(e) => log::warn!("boifi: keeping the previous policies: {e}"),
         }
-    }
-
-    fn install(&mut self, seq: u64, version: u64, set: CompiledPolicySet) {
-        self.seq = seq;
-        self.version = Some(version);
-        self.set = Rc::new(set);
     }
 
     /// Sets the root context's tick period (a no-op when unchanged).
@@ -295,8 +264,9 @@ pub struct FilterRoot {
 
 impl FilterRoot {
     fn new(context_id: u32) -> FilterRoot {
-        let mut rng = XorShift64Star::new(splitmix64(now_nanos()) ^ u64::from(context_id));
-        let lease_id = rng.next_u64() | 1;
+        let seed = splitmix64(now_nanos()) ^ u64::from(context_id);
+        let mut engine = Engine::new(Identity::default(), &PluginConfig::default(), seed);
+        let lease_id = engine.draw() | 1;
         FilterRoot {
             context_id,
             lease_id,
@@ -304,15 +274,9 @@ impl FilterRoot {
             vm: Rc::new(RefCell::new(VmState {
                 config: None,
                 keys: SharedKeys::for_plugin(""),
-                identity: Identity::default(),
                 identity_source: "not configured",
-                seq: 0,
-                version: None,
-                set: Rc::new(CompiledPolicySet::default()),
-                rng,
-                delays: DelayQueue::default(),
-                metrics: Metrics::default(),
-                policy_metrics: PolicyMetrics::default(),
+                engine,
+                counters: HostCounters::default(),
                 tick_ms: 0,
                 lease_checked_ms: 0,
                 wants_poll: false,
@@ -355,7 +319,12 @@ impl FilterRoot {
             let Some(config) = vm.config.clone() else {
                 return;
             };
-            (config, vm.identity.clone(), vm.version, vm.identity_source)
+            (
+                config,
+                vm.engine.identity().clone(),
+                vm.engine.version(),
+                vm.identity_source,
+            )
         };
         if self.poller.is_some() || !self.renew_lease(now_ms, LEASE_STALE_MS) {
             return;
@@ -427,8 +396,7 @@ impl FilterRoot {
             }
             Err(status) => {
                 let draw = self.draw();
-                let metrics = self.metrics();
-                Metrics::add(metrics.poll_failures, 1);
+                self.count(Counter::PollFailures);
                 if let Some(p) = self.poller.as_mut() {
                     p.in_flight = None;
                     if let Next::RetryAt(t) = p.sync.failed(now_ms, draw) {
@@ -447,14 +415,13 @@ impl FilterRoot {
     fn draw(&self) -> u64 {
         self.vm
             .try_borrow_mut()
-            .map_or(now_nanos(), |mut vm| vm.rng.next_u64())
+            .map_or(now_nanos(), |mut vm| vm.engine.draw())
     }
 
-    fn metrics(&self) -> Metrics {
-        self.vm
-            .try_borrow()
-            .map(|vm| vm.metrics)
-            .unwrap_or_default()
+    fn count(&self, counter: Counter) {
+        if let Ok(mut vm) = self.vm.try_borrow_mut() {
+            vm.counters.add(counter, 1);
+        }
     }
 
     /// Publishes a received body to the other VMs and installs it here.
@@ -469,13 +436,12 @@ impl FilterRoot {
         let _ = hostcalls::set_shared_data(&self.keys.policies, Some(&published.encode()), None);
         let _ = hostcalls::set_shared_data(&self.keys.seq, Some(&seq.to_le_bytes()), None);
         let names = set.policy_names().join(", ");
-        let active = u64::try_from(set.active_policy_count(now_ms)).unwrap_or(u64::MAX);
         let count = set.policy_names().len();
         if let Ok(mut vm) = self.vm.try_borrow_mut() {
-            vm.install(seq, version, set);
-            Metrics::add(vm.metrics.updates, 1);
-            Metrics::set(vm.metrics.active, active);
-            Metrics::set(vm.metrics.version, version);
+            let vm = &mut *vm;
+            vm.engine.install(seq, version, Arc::new(set));
+            vm.counters.add(Counter::ConfigUpdates, 1);
+            vm.engine.report_gauges(now_ms, &mut vm.counters);
         }
         log::info!(
             "boifi: applied config version {version}: {count} policies for this sidecar [{names}]"
@@ -494,7 +460,7 @@ impl FilterRoot {
         };
         let delay_tick = vm.config.as_ref().map_or(5, |c| c.delay_tick_ms).max(1);
         let want_poll = vm.wants_poll;
-        let ms = if !vm.delays.is_empty() {
+        let ms = if vm.engine.held() > 0 {
             delay_tick
         } else if want_poll {
             1
@@ -508,8 +474,11 @@ impl FilterRoot {
 
     /// Releases the paused requests whose delay is over.
     fn release_due(&mut self, now_ms: u64) {
-        let (due, metrics) = match self.vm.try_borrow_mut() {
-            Ok(mut vm) => (vm.delays.take_due(now_ms), vm.metrics),
+        let due = match self.vm.try_borrow_mut() {
+            Ok(mut vm) => {
+                let vm = &mut *vm;
+                vm.engine.release_due(now_ms, &mut vm.counters)
+            }
             Err(_) => return,
         };
         if due.is_empty() {
@@ -517,20 +486,17 @@ impl FilterRoot {
         }
         for p in due {
             // The stream may be gone (client hung up): then there is nothing to do.
-            if hostcalls::set_effective_context(p.context_id).is_err() {
+            let Ok(context_id) = u32::try_from(p.stream) else {
+                continue;
+            };
+            if hostcalls::set_effective_context(context_id).is_err() {
                 continue;
             }
             match p.then {
-                After::Resume => {
+                Release::Resume => {
                     let _ = hostcalls::resume_http_request();
                 }
-                After::Abort { policy, reply } => {
-                    send_reply(&reply);
-                    Metrics::add(metrics.aborts, 1);
-                    if let Ok(mut vm) = self.vm.try_borrow_mut() {
-                        vm.policy_metrics.count(&policy, true);
-                    }
-                }
+                Release::Reply(reply) => send_reply(&reply),
             }
         }
         let _ = hostcalls::set_effective_context(self.context_id);
@@ -566,16 +532,15 @@ impl Context for FilterRoot {
         // A failed call (reset, timeout, truncated body) arrives with no headers: Envoy then
         // answers a header lookup with BadArgument, on which the SDK panics (a dead VM).
         let status = (num_headers > 0)
-            .then(|| self.get_http_call_response_header(":status"))
+            .then(|| self.get_http_call_response_header_bytes(":status"))
             .flatten();
         let body = (num_headers > 0 && body_size > 0)
             .then(|| self.get_http_call_response_body(0, body_size))
             .flatten();
-        let metrics = self.metrics();
         let identity = self
             .vm
             .try_borrow()
-            .map(|vm| vm.identity.clone())
+            .map(|vm| vm.engine.identity().clone())
             .unwrap_or_default();
         let next = match sync::classify(status.as_deref(), body.as_deref()) {
             Ok(PollOutcome::Updated { response }) => {
@@ -589,7 +554,7 @@ impl Context for FilterRoot {
                     Err(e) => {
                         // Valid JSON we cannot use: count it, keep the old set, and wait for
                         // the next version instead of asking again at once.
-                        Metrics::add(metrics.errors, 1);
+                        self.count(Counter::ConfigErrors);
                         log::warn!("boifi: keeping the previous policies: {e}");
                         self.poller
                             .as_mut()
@@ -600,9 +565,9 @@ impl Context for FilterRoot {
             Ok(PollOutcome::Unchanged) => self.poller.as_mut().map(|p| p.succeeded(None, now)),
             Err(e) => {
                 if matches!(e, sync::SyncError::Body(_)) {
-                    Metrics::add(metrics.errors, 1);
+                    self.count(Counter::ConfigErrors);
                 }
-                Metrics::add(metrics.poll_failures, 1);
+                self.count(Counter::PollFailures);
                 let draw = self.draw();
                 self.poller.as_mut().map(|p| {
                     let next = p.sync.failed(now, draw);
@@ -667,12 +632,11 @@ impl RootContext for FilterRoot {
         let (identity, source) = self.resolve_identity(&config);
         let now = now_ms();
         if let Ok(mut vm) = self.vm.try_borrow_mut() {
-            vm.metrics = Metrics::define();
+            vm.counters = HostCounters::define();
             vm.keys = self.keys.clone();
-            vm.identity = identity;
+            vm.engine.reconfigure(identity, &config);
             vm.identity_source = source;
             vm.config = Some(config);
-            vm.seq = 0;
             vm.refresh(now);
             // Claim the poller lease on the first tick, not here: Envoy configures a
             // throw-away VM on the main thread first and destroys it without `on_done`.
@@ -716,9 +680,9 @@ impl RootContext for FilterRoot {
         }
         if self.poller.is_some() {
             // Policies expire without a new version: keep the gauge true between updates.
-            if let Ok(vm) = self.vm.try_borrow() {
-                let active = u64::try_from(vm.set.active_policy_count(now)).unwrap_or(u64::MAX);
-                Metrics::set(vm.metrics.active, active);
+            if let Ok(mut vm) = self.vm.try_borrow_mut() {
+                let vm = &mut *vm;
+                vm.engine.report_gauges(now, &mut vm.counters);
             }
         }
         self.rearm(now);
@@ -743,11 +707,11 @@ pub struct FaultHttp {
     vm: Shared,
 }
 
-/// The request as [`decide`] sees it: the request header map is read from the host in one
+/// The request as the engine sees it: the request header map is read from the host in one
 /// call, and only when a rule gets to test the request (one host call and one allocation
 /// callback into the VM, instead of one host call per header, each value found a second one).
 struct HostRequest {
-    headers: OnceCell<Vec<(String, String)>>,
+    headers: OnceCell<Vec<(String, Vec<u8>)>>,
 }
 
 impl HostRequest {
@@ -757,25 +721,27 @@ impl HostRequest {
         }
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    fn get(&self, name: &str) -> Option<&[u8]> {
         self.headers
-            .get_or_init(|| hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default())
+            .get_or_init(|| {
+                hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+            })
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_slice())
     }
 }
 
 impl RequestView for HostRequest {
-    fn method(&self) -> &str {
+    fn method(&self) -> &[u8] {
         self.get(":method").unwrap_or_default()
     }
 
-    fn path(&self) -> &str {
+    fn path(&self) -> &[u8] {
         self.get(":path").unwrap_or_default()
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
         self.get(name)
     }
 }
@@ -785,7 +751,7 @@ impl Context for FaultHttp {}
 impl HttpContext for FaultHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let now = now_ms();
-        let (set, draw, metrics, delay_tick) = {
+        let verdict = {
             let Ok(mut vm) = self.vm.try_borrow_mut() else {
                 return Action::Continue;
             };
@@ -806,72 +772,41 @@ impl HttpContext for FaultHttp {
                     vm.set_tick(1);
                 }
             }
-            if vm.set.is_empty() {
+            if vm.engine.is_idle() {
                 return Action::Continue;
             }
-            (
-                Rc::clone(&vm.set),
-                vm.rng.next_u64(),
-                vm.metrics,
-                delay_tick,
-            )
+            let vm = &mut *vm;
+            let request = HostRequest::new();
+            let verdict =
+                vm.engine
+                    .on_request(u64::from(self.context_id), &request, now, &mut vm.counters);
+            if let Verdict::Hold { .. } = verdict {
+                let tick = delay_tick.max(1);
+                if vm.tick_ms == 0 || vm.tick_ms > tick {
+                    vm.set_tick(tick);
+                }
+            }
+            verdict
         };
-        let request = HostRequest::new();
-        let Some(decision) = decide(&set, &request, now, draw) else {
-            return Action::Continue;
-        };
-        let abort = decision.abort.map(|a| {
-            let grpc = reply::is_grpc(self.get_http_request_header("content-type").as_deref());
-            reply::abort_reply(decision.policy, a, grpc)
-        });
-        let wait = decision.total_wait_ms();
-        log::debug!(
-            "boifi: policy `{}` rule {}: wait {wait} ms, abort {:?}",
-            decision.policy,
-            decision.rule_index,
-            abort.as_ref().map(|r| r.status)
-        );
-        if decision.delay_ms.is_some() {
-            Metrics::add(metrics.delays, 1);
-            if let Ok(mut vm) = self.vm.try_borrow_mut() {
-                vm.policy_metrics.count(decision.policy, false);
+        match verdict {
+            Verdict::Continue => Action::Continue,
+            Verdict::Reply(reply) => {
+                // Sent with the VM state released: the host may call back into the VM.
+                send_reply(&reply);
+                Action::Pause
+            }
+            Verdict::Hold { due_ms } => {
+                log::debug!("boifi: request {} held until {due_ms}", self.context_id);
+                Action::Pause
             }
         }
-        if wait == 0 {
-            return match abort {
-                Some(r) => {
-                    send_reply(&r);
-                    Metrics::add(metrics.aborts, 1);
-                    if let Ok(mut vm) = self.vm.try_borrow_mut() {
-                        vm.policy_metrics.count(decision.policy, true);
-                    }
-                    Action::Pause
-                }
-                None => Action::Continue,
-            };
-        }
-        Metrics::add(metrics.delay_ms, wait);
-        let Ok(mut vm) = self.vm.try_borrow_mut() else {
-            return Action::Continue;
-        };
-        let then = abort.map_or(After::Resume, |reply| After::Abort {
-            policy: decision.policy.to_owned(),
-            reply,
-        });
-        vm.delays
-            .push(now.saturating_add(wait), self.context_id, then);
-        let tick = delay_tick.max(1);
-        if vm.tick_ms == 0 || vm.tick_ms > tick {
-            vm.set_tick(tick);
-        }
-        Action::Pause
     }
 }
 
 impl Drop for FaultHttp {
     fn drop(&mut self) {
         if let Ok(mut vm) = self.vm.try_borrow_mut() {
-            vm.delays.remove(self.context_id);
+            vm.engine.forget(u64::from(self.context_id));
         }
     }
 }

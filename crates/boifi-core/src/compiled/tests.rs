@@ -110,3 +110,43 @@ fn hand_built_policy_with_a_bad_regex_is_a_compile_error() {
         "{e}"
     );
 }
+
+/// A request whose values are raw bytes, as a proxy hands them over.
+struct RawRequest<'a> {
+    path: &'a [u8],
+    headers: &'a [(&'a str, &'a [u8])],
+}
+
+impl RequestView for RawRequest<'_> {
+    fn method(&self) -> &[u8] {
+        b"GET"
+    }
+    fn path(&self) -> &[u8] {
+        self.path
+    }
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+#[test]
+fn values_that_are_not_utf8_compare_as_bytes_and_never_match_a_regex() {
+    let rules = r#"[
+      {"match": {"headers": [{"name": "x-a", "prefix": "caf"}]}, "fault": {"percentage": 100, "abort": {"httpStatus": 501}}},
+      {"match": {"headers": [{"name": "x-b", "regex": ".*"}]}, "fault": {"percentage": 100, "abort": {"httpStatus": 502}}},
+      {"match": {"path": {"prefix": "/p"}}, "fault": {"percentage": 100, "abort": {"httpStatus": 503}}}
+    ]"#;
+    let set = CompiledPolicySet::compile(&[policy("bytes", "{}", rules)], &Identity::default(), 0)
+        .unwrap();
+    let status = |path: &[u8], headers: &[(&str, &[u8])]| {
+        decide(&set, &RawRequest { path, headers }, 0, 1)
+            .and_then(|d| d.abort.map(|a| a.http_status))
+    };
+    assert_eq!(status(b"/x", &[("x-a", b"caf\xe9\xff")]), Some(501));
+    assert_eq!(status(b"/x", &[("x-b", b"\xff")]), None);
+    assert_eq!(status(b"/x", &[("x-b", b"ok")]), Some(502));
+    assert_eq!(status(b"/p\xff?\xfe", &[("x-b", b"\x80")]), Some(503));
+}

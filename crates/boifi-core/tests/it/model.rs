@@ -248,6 +248,7 @@ fn reference(
                 || !m.headers.iter().all(|h| {
                     request
                         .header(&h.name)
+                        .and_then(|v| std::str::from_utf8(v).ok())
                         .is_some_and(|v| is_match(&h.value, v))
                 })
             {

@@ -22,13 +22,43 @@ pub struct LocalReply {
 }
 
 /// True for a gRPC request (`content-type: application/grpc`, `application/grpc+proto`, ...).
-pub fn is_grpc(content_type: Option<&str>) -> bool {
+pub fn is_grpc(content_type: Option<&[u8]>) -> bool {
     content_type.is_some_and(|ct| {
-        let ct = ct.trim();
+        let ct = ct.trim_ascii();
         ct.get(..16)
-            .is_some_and(|p| p.eq_ignore_ascii_case("application/grpc"))
-            && matches!(ct.as_bytes().get(16), None | Some(b'+' | b';'))
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"application/grpc"))
+            && matches!(ct.get(16), None | Some(b'+' | b';'))
     })
+}
+
+/// `grpc-message` as gRPC's HTTP/2 protocol specifies it: UTF-8, with every byte outside
+/// printable ASCII (0x20-0x7E) and `%` itself percent-encoded, so a body with CR/LF or any
+/// other byte can never break the header.
+pub fn grpc_message(message: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            for nibble in [b >> 4, b & 0x0f] {
+                out.push(HEX.get(usize::from(nibble)).map_or('0', |h| char::from(*h)));
+            }
+        }
+    }
+    out
+}
+
+/// A header a local reply may carry: a lower-case token name, and a value without CR, LF or
+/// NUL. Parsed policies are validated already; policies built in code are not, and a header
+/// that could split the response must never reach the proxy.
+fn header_is_safe(name: &str, value: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && !value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
 }
 
 /// The reply for an abort by `policy`. gRPC requests get a trailers-only gRPC answer: HTTP 200
@@ -36,7 +66,9 @@ pub fn is_grpc(content_type: Option<&str>) -> bool {
 /// `grpc-message`, so gRPC clients see a proper status instead of a protocol error.
 pub fn abort_reply(policy: &str, abort: &AbortAction, grpc: bool) -> LocalReply {
     let mut headers: Vec<(String, String)> = Vec::with_capacity(abort.headers.len() + 3);
-    headers.push((FAULT_HEADER.to_owned(), policy.to_owned()));
+    if header_is_safe(FAULT_HEADER, policy) {
+        headers.push((FAULT_HEADER.to_owned(), policy.to_owned()));
+    }
     let user_sets = |name: &str| {
         abort
             .headers
@@ -54,12 +86,12 @@ pub fn abort_reply(policy: &str, abort: &AbortAction, grpc: bool) -> LocalReply 
             "grpc-status".to_owned(),
             abort.grpc_status_for_grpc_request().to_string(),
         ));
-        headers.push(("grpc-message".to_owned(), message.to_owned()));
+        headers.push(("grpc-message".to_owned(), grpc_message(message)));
         headers.extend(
             abort
                 .headers
                 .iter()
-                .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
+                .filter(|(k, v)| !k.eq_ignore_ascii_case("content-type") && header_is_safe(k, v))
                 .cloned(),
         );
         return LocalReply {
@@ -71,7 +103,13 @@ pub fn abort_reply(policy: &str, abort: &AbortAction, grpc: bool) -> LocalReply 
     if !user_sets("content-type") {
         headers.push(("content-type".to_owned(), "text/plain".to_owned()));
     }
-    headers.extend(abort.headers.iter().cloned());
+    headers.extend(
+        abort
+            .headers
+            .iter()
+            .filter(|(k, v)| header_is_safe(k, v))
+            .cloned(),
+    );
     let body = if abort.body.is_empty() {
         DEFAULT_BODY.as_bytes().to_vec()
     } else {
@@ -123,11 +161,48 @@ mod tests {
 
     #[test]
     fn grpc_detection() {
-        assert!(is_grpc(Some("application/grpc")));
-        assert!(is_grpc(Some("application/grpc+proto")));
-        assert!(is_grpc(Some("Application/GRPC; charset=x")));
-        assert!(!is_grpc(Some("application/grpc-web")));
-        assert!(!is_grpc(Some("application/json")));
+        assert!(is_grpc(Some(b"application/grpc")));
+        assert!(is_grpc(Some(b"application/grpc+proto")));
+        assert!(is_grpc(Some(b"Application/GRPC; charset=x")));
+        assert!(!is_grpc(Some(b"application/grpc-web")));
+        assert!(!is_grpc(Some(b"application/json")));
+        assert!(!is_grpc(Some(b"\xff\xfe")));
         assert!(!is_grpc(None));
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded_as_grpc_specifies() {
+        assert_eq!(grpc_message("plain text"), "plain text");
+        assert_eq!(grpc_message("100%\r\nx: y"), "100%25%0D%0Ax: y");
+        assert_eq!(grpc_message("caf\u{e9}"), "caf%C3%A9");
+        let mut a = abort(503, None);
+        a.body = "line one\r\nset-cookie: evil".into();
+        let r = abort_reply("p", &a, true);
+        let message = r.headers.iter().find(|(k, _)| k == "grpc-message").unwrap();
+        assert_eq!(message.1, "line one%0D%0Aset-cookie: evil");
+    }
+
+    #[test]
+    fn headers_that_could_break_the_reply_are_dropped() {
+        let mut a = abort(503, None);
+        a.headers = vec![
+            ("x-ok".into(), "fine".into()),
+            ("x-split".into(), "a\r\nx-evil: 1".into()),
+            ("bad name".into(), "v".into()),
+            ("x-nul".into(), "a\0b".into()),
+        ];
+        for grpc in [false, true] {
+            let r = abort_reply("p", &a, grpc);
+            let names: Vec<&str> = r.headers.iter().map(|(k, _)| k.as_str()).collect();
+            assert!(names.contains(&"x-ok"), "{names:?}");
+            assert!(!names
+                .iter()
+                .any(|n| ["x-split", "bad name", "x-nul"].contains(n)));
+            assert!(r.headers.iter().all(|(k, v)| header_is_safe(k, v)), "{r:?}");
+        }
+        assert!(abort_reply("bad\npolicy", &a, false)
+            .headers
+            .iter()
+            .all(|(k, _)| k != FAULT_HEADER));
     }
 }

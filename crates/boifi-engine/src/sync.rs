@@ -1,5 +1,5 @@
 //! The config long-poll against the control plane (`GET /v1/config`), as a state machine the
-//! proxy-wasm glue drives: what to ask, what an answer means, when to retry.
+//! host glue drives: what to ask, what an answer means, when to retry.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -44,9 +44,11 @@ pub enum PollOutcome {
     Unchanged,
 }
 
-/// Reads one `/v1/config` answer.
-pub fn classify(status: Option<&str>, body: Option<&[u8]>) -> Result<PollOutcome, SyncError> {
+/// Reads one `/v1/config` answer: its `:status` header and body, as the host hands them over
+/// (bytes; anything that is not a 3-digit status counts as no response).
+pub fn classify(status: Option<&[u8]>, body: Option<&[u8]>) -> Result<PollOutcome, SyncError> {
     let status: u16 = status
+        .and_then(|s| core::str::from_utf8(s).ok())
         .and_then(|s| s.trim().parse().ok())
         .ok_or(SyncError::NoResponse)?;
     match status {
@@ -221,18 +223,22 @@ mod tests {
 
     #[test]
     fn classify_answers() {
-        let ok = classify(Some("200"), Some(br#"{"version":3,"policies":[]}"#)).unwrap();
+        let ok = classify(Some(b"200"), Some(br#"{"version":3,"policies":[]}"#)).unwrap();
         assert!(matches!(ok, PollOutcome::Updated { response } if response.version == 3));
         assert!(matches!(
-            classify(Some("304"), None),
+            classify(Some(b"304"), None),
             Ok(PollOutcome::Unchanged)
         ));
         assert_eq!(
-            classify(Some("503"), Some(b"no healthy upstream")).unwrap_err(),
+            classify(Some(b"503"), Some(b"no healthy upstream")).unwrap_err(),
             SyncError::Status(503)
         );
         assert_eq!(classify(None, None).unwrap_err(), SyncError::NoResponse);
-        let bad = classify(Some("200"), Some(b"{\"version\":1}")).unwrap_err();
+        assert_eq!(
+            classify(Some(b"2\xff0"), None).unwrap_err(),
+            SyncError::NoResponse
+        );
+        let bad = classify(Some(b"200"), Some(b"{\"version\":1}")).unwrap_err();
         assert!(matches!(bad, SyncError::Body(_)), "{bad:?}");
     }
 

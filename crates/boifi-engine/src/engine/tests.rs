@@ -1,0 +1,193 @@
+use super::*;
+use crate::metrics::CounterValues;
+use alloc::format;
+use boifi_core::compiled::SimpleRequest;
+
+fn body(version: u64, rules: &str) -> Vec<u8> {
+    format!(
+        r#"{{"version":{version},"policies":[{{"metadata":{{"name":"pol"}},"spec":{{"selector":{{"service":"*"}},"rules":{rules}}}}}]}}"#
+    )
+    .into_bytes()
+}
+
+const ABORT_ALL: &str =
+    r#"[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"abort":{"httpStatus":503}}}]"#;
+const DELAY_ALL: &str = r#"[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"delay":{"fixed_delay_ms":100}}}]"#;
+const DELAY_ABORT: &str = r#"[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"delay":{"fixed_delay_ms":100},"abort":{"httpStatus":500}}}]"#;
+
+fn engine(cap: u64) -> Engine {
+    let config = PluginConfig {
+        max_active_delays: cap,
+        ..PluginConfig::default()
+    };
+    Engine::new(Identity::for_service("frontend", "demo"), &config, 7)
+}
+
+/// A request that counts how often the engine looks at it.
+struct Counting {
+    inner: SimpleRequest,
+    reads: core::cell::Cell<u32>,
+}
+
+impl RequestView for Counting {
+    fn method(&self) -> &[u8] {
+        self.reads.set(self.reads.get() + 1);
+        self.inner.method()
+    }
+    fn path(&self) -> &[u8] {
+        self.reads.set(self.reads.get() + 1);
+        self.inner.path()
+    }
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.reads.set(self.reads.get() + 1);
+        self.inner.header(name)
+    }
+}
+
+#[test]
+fn an_idle_engine_never_reads_the_request_or_counts() {
+    let mut e = engine(10);
+    let r = Counting {
+        inner: SimpleRequest::new("GET", "/"),
+        reads: 0.into(),
+    };
+    let mut c = CounterValues::default();
+    assert!(e.is_idle());
+    assert_eq!(e.on_request(1, &r, 0, &mut c), Verdict::Continue);
+    assert_eq!(r.reads.get(), 0);
+    assert_eq!(c, CounterValues::default());
+}
+
+#[test]
+fn adopts_a_set_whole_and_aborts_with_counts() {
+    let mut e = engine(10);
+    let mut c = CounterValues::default();
+    let adopted = e.adopt(1, &body(4, ABORT_ALL), 0).unwrap();
+    assert_eq!(
+        adopted,
+        Adopted {
+            version: 4,
+            policies: 1
+        }
+    );
+    assert_eq!((e.seq(), e.version()), (1, Some(4)));
+    let v = e.on_request(1, &SimpleRequest::new("GET", "/x"), 0, &mut c);
+    let Verdict::Reply(reply) = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(reply.status, 503);
+    assert_eq!(c.get(Counter::Aborts), 1);
+    assert_eq!(c.policy("pol", PolicyCounter::Aborts), 1);
+    e.report_gauges(0, &mut c);
+    assert_eq!(c.gauges, [1, 4]);
+}
+
+#[test]
+fn a_bad_publication_keeps_the_set_and_is_not_retried() {
+    let mut e = engine(10);
+    e.adopt(1, &body(4, ABORT_ALL), 0).unwrap();
+    assert!(e.adopt(2, b"{not json", 0).is_err());
+    assert_eq!((e.seq(), e.version()), (2, Some(4)));
+    let mut c = CounterValues::default();
+    assert!(matches!(
+        e.on_request(1, &SimpleRequest::new("GET", "/"), 0, &mut c),
+        Verdict::Reply(_)
+    ));
+}
+
+#[test]
+fn grpc_requests_get_a_grpc_status() {
+    let mut e = engine(10);
+    e.adopt(1, &body(1, ABORT_ALL), 0).unwrap();
+    let r = SimpleRequest::new("POST", "/pkg.S/M").with_header("content-type", "application/grpc");
+    let Verdict::Reply(reply) = e.on_request(1, &r, 0, &mut CounterValues::default()) else {
+        panic!()
+    };
+    assert_eq!(reply.status, 200);
+    assert!(reply.headers.contains(&("grpc-status".into(), "14".into())));
+}
+
+#[test]
+fn delays_hold_until_due_then_resume_or_abort() {
+    let mut e = engine(10);
+    let mut c = CounterValues::default();
+    e.adopt(1, &body(1, DELAY_ABORT), 0).unwrap();
+    let v = e.on_request(5, &SimpleRequest::new("GET", "/"), 1_000, &mut c);
+    assert_eq!(v, Verdict::Hold { due_ms: 1_100 });
+    assert_eq!(e.next_due_ms(), Some(1_100));
+    assert!(e.release_due(1_099, &mut c).is_empty());
+    assert_eq!(c.get(Counter::Aborts), 0);
+    let released = e.release_due(1_100, &mut c);
+    assert_eq!(released.len(), 1);
+    assert_eq!(released.first().map(|r| r.stream), Some(5));
+    assert!(
+        matches!(released.first().map(|r| &r.then), Some(Release::Reply(r)) if r.status == 500)
+    );
+    assert_eq!(
+        (
+            c.get(Counter::Delays),
+            c.get(Counter::DelayMs),
+            c.get(Counter::Aborts)
+        ),
+        (1, 100, 1)
+    );
+    assert_eq!(e.held(), 0);
+
+    e.adopt(2, &body(2, DELAY_ALL), 0).unwrap();
+    e.on_request(6, &SimpleRequest::new("GET", "/"), 0, &mut c);
+    e.on_request(7, &SimpleRequest::new("GET", "/"), 0, &mut c);
+    assert!(e.forget(6));
+    let released = e.release_due(100, &mut c);
+    assert_eq!(
+        released,
+        [Released {
+            stream: 7,
+            then: Release::Resume
+        }]
+    );
+}
+
+#[test]
+fn over_the_cap_a_request_passes_unfaulted_and_is_counted() {
+    let mut e = engine(3);
+    let mut c = CounterValues::default();
+    e.adopt(1, &body(1, DELAY_ABORT), 0).unwrap();
+    let verdicts: Vec<Verdict> = (0..10)
+        .map(|i| e.on_request(i, &SimpleRequest::new("GET", "/"), 0, &mut c))
+        .collect();
+    let held = verdicts
+        .iter()
+        .filter(|v| matches!(v, Verdict::Hold { .. }))
+        .count();
+    let passed = verdicts.iter().filter(|v| **v == Verdict::Continue).count();
+    assert_eq!((held, passed, e.held()), (3, 7, 3));
+    assert_eq!(c.get(Counter::DelaysOverCap), 7);
+    assert_eq!(c.get(Counter::Delays), 3);
+    // Released requests free their places.
+    assert_eq!(e.release_due(100, &mut c).len(), 3);
+    assert!(matches!(
+        e.on_request(99, &SimpleRequest::new("GET", "/"), 100, &mut c),
+        Verdict::Hold { .. }
+    ));
+    // Reconfiguring the cap keeps what is held.
+    let config = PluginConfig {
+        max_active_delays: 0,
+        ..PluginConfig::default()
+    };
+    e.reconfigure(e.identity().clone(), &config);
+    assert_eq!(e.held(), 1);
+    assert_eq!(
+        e.on_request(100, &SimpleRequest::new("GET", "/"), 100, &mut c),
+        Verdict::Continue
+    );
+}
+
+#[test]
+fn install_shares_a_set_compiled_elsewhere() {
+    let mut a = engine(10);
+    a.adopt(3, &body(9, ABORT_ALL), 0).unwrap();
+    let mut b = engine(10);
+    b.install(3, 9, Arc::clone(a.set()));
+    assert!(Arc::ptr_eq(a.set(), b.set()));
+    assert!(!b.is_idle());
+}

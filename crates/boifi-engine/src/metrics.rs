@@ -1,0 +1,195 @@
+//! Metric names. Envoy keeps Wasm-defined metrics under `wasmcustom.` and prints them in
+//! `/stats/prometheus` with dots turned into underscores (`hfi_faults_aborts_total`).
+
+/// Requests answered by an abort fault (counter; the seed plugin's name).
+pub const ABORTS_TOTAL: &str = "hfi.faults.aborts_total";
+/// Requests held by a delay fault (counter; the seed plugin's name).
+pub const DELAYS_TOTAL: &str = "hfi.faults.delays_total";
+/// Delay faults not applied because `max_active_delays` requests were already held: those
+/// requests passed unfaulted (counter).
+pub const DELAYS_OVER_CAP_TOTAL: &str = "hfi.faults.delays_over_cap_total";
+/// Milliseconds requests were held by delay faults, summed (counter).
+pub const DELAY_MS_TOTAL: &str = "hfi.faults.delay_ms_total";
+/// Policy sets applied by this Envoy (counter; counted once per Envoy, by the poller).
+pub const CONFIG_UPDATES_TOTAL: &str = "hfi.config.updates_total";
+/// Config answers that could not be used (counter).
+pub const CONFIG_ERRORS_TOTAL: &str = "hfi.config.errors_total";
+/// Config requests that failed (control plane unreachable, timeout, bad status) (counter).
+pub const CONFIG_POLL_FAILURES_TOTAL: &str = "hfi.config.poll_failures_total";
+/// Policies in the set this Envoy holds (gauge).
+pub const ACTIVE_POLICIES: &str = "hfi.policies.active";
+/// The control plane's config version this Envoy holds (gauge).
+pub const CONFIG_VERSION: &str = "hfi.config.version";
+
+/// Per-policy counter kind: aborts.
+pub const POLICY_ABORTS: &str = "aborts_total";
+/// Per-policy counter kind: delays.
+pub const POLICY_DELAYS: &str = "delays_total";
+
+/// The engine's counters, as the host defines them (each under its [`Counter::name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Counter {
+    /// [`ABORTS_TOTAL`].
+    Aborts,
+    /// [`DELAYS_TOTAL`].
+    Delays,
+    /// [`DELAYS_OVER_CAP_TOTAL`].
+    DelaysOverCap,
+    /// [`DELAY_MS_TOTAL`].
+    DelayMs,
+    /// [`CONFIG_UPDATES_TOTAL`].
+    ConfigUpdates,
+    /// [`CONFIG_ERRORS_TOTAL`].
+    ConfigErrors,
+    /// [`CONFIG_POLL_FAILURES_TOTAL`].
+    PollFailures,
+}
+
+impl Counter {
+    /// Every counter, in a fixed order (`as usize` indexes it).
+    pub const ALL: [Counter; 7] = [
+        Counter::Aborts,
+        Counter::Delays,
+        Counter::DelaysOverCap,
+        Counter::DelayMs,
+        Counter::ConfigUpdates,
+        Counter::ConfigErrors,
+        Counter::PollFailures,
+    ];
+
+    /// The metric name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::Aborts => ABORTS_TOTAL,
+            Counter::Delays => DELAYS_TOTAL,
+            Counter::DelaysOverCap => DELAYS_OVER_CAP_TOTAL,
+            Counter::DelayMs => DELAY_MS_TOTAL,
+            Counter::ConfigUpdates => CONFIG_UPDATES_TOTAL,
+            Counter::ConfigErrors => CONFIG_ERRORS_TOTAL,
+            Counter::PollFailures => CONFIG_POLL_FAILURES_TOTAL,
+        }
+    }
+}
+
+/// The engine's gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Gauge {
+    /// [`ACTIVE_POLICIES`].
+    ActivePolicies,
+    /// [`CONFIG_VERSION`].
+    ConfigVersion,
+}
+
+impl Gauge {
+    /// Every gauge, in a fixed order.
+    pub const ALL: [Gauge; 2] = [Gauge::ActivePolicies, Gauge::ConfigVersion];
+
+    /// The metric name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Gauge::ActivePolicies => ACTIVE_POLICIES,
+            Gauge::ConfigVersion => CONFIG_VERSION,
+        }
+    }
+}
+
+/// The per-policy counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PolicyCounter {
+    /// [`POLICY_ABORTS`].
+    Aborts,
+    /// [`POLICY_DELAYS`].
+    Delays,
+}
+
+impl PolicyCounter {
+    /// The kind part of the name (see [`policy_metric`]).
+    pub const fn kind(self) -> &'static str {
+        match self {
+            PolicyCounter::Aborts => POLICY_ABORTS,
+            PolicyCounter::Delays => POLICY_DELAYS,
+        }
+    }
+}
+
+/// Where the engine counts: the host's metrics. Called only when something happens (a fault,
+/// a refused delay, a config answer), never on a request that passes unfaulted.
+pub trait Counters {
+    /// Adds `by` to `counter`.
+    fn add(&mut self, counter: Counter, by: u64);
+    /// Sets `gauge`.
+    fn set(&mut self, gauge: Gauge, value: u64);
+    /// Adds one to `policy`'s `counter`.
+    fn add_policy(&mut self, policy: &str, counter: PolicyCounter);
+}
+
+/// Counters kept in memory: for tests, and for hosts that export them their own way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CounterValues {
+    /// By [`Counter`] (`Counter::X as usize`).
+    pub counters: [u64; 7],
+    /// By [`Gauge`].
+    pub gauges: [u64; 2],
+    /// `(policy, counter, value)`, in first-use order.
+    pub policies: alloc::vec::Vec<(alloc::string::String, PolicyCounter, u64)>,
+}
+
+impl CounterValues {
+    /// The value of `counter`.
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.counters.get(counter as usize).copied().unwrap_or(0)
+    }
+
+    /// The value of `policy`'s `counter`.
+    pub fn policy(&self, policy: &str, counter: PolicyCounter) -> u64 {
+        self.policies
+            .iter()
+            .find(|(p, c, _)| p == policy && *c == counter)
+            .map_or(0, |(_, _, v)| *v)
+    }
+}
+
+impl Counters for CounterValues {
+    fn add(&mut self, counter: Counter, by: u64) {
+        if let Some(v) = self.counters.get_mut(counter as usize) {
+            *v = v.saturating_add(by);
+        }
+    }
+
+    fn set(&mut self, gauge: Gauge, value: u64) {
+        if let Some(v) = self.gauges.get_mut(gauge as usize) {
+            *v = value;
+        }
+    }
+
+    fn add_policy(&mut self, policy: &str, counter: PolicyCounter) {
+        match self
+            .policies
+            .iter_mut()
+            .find(|(p, c, _)| p == policy && *c == counter)
+        {
+            Some((_, _, v)) => *v = v.saturating_add(1),
+            None => self.policies.push((policy.into(), counter, 1)),
+        }
+    }
+}
+
+/// The per-policy counter `hfi.policy.<policy>.<kind>`.
+pub fn policy_metric(policy: &str, kind: &str) -> alloc::string::String {
+    alloc::format!("hfi.policy.{policy}.{kind}")
+}
+
+/// An Envoy `stats_tags` regex that extracts the policy name of the per-policy counters into a
+/// `policy` tag, so `/stats/prometheus` shows `hfi_policy_aborts_total{policy="..."}`.
+pub const POLICY_TAG_REGEX: &str = r"^wasmcustom\.hfi\.policy\.((.+?)\.)\w+_total$";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn policy_metric_names() {
+        assert_eq!(
+            super::policy_metric("cart-503", super::POLICY_ABORTS),
+            "hfi.policy.cart-503.aborts_total"
+        );
+    }
+}
