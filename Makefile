@@ -102,5 +102,5 @@ deny:
 BENCH ?= all
 bench: wasm
 	@if [ "$(BENCH)" = all ]; then cargo bench -p boifi-core; fi
-	cargo build --release -p boifi-bench -p boifi-server -p boifi-mesh
-	target/release/boifi-bench $(BENCH) $(BENCH_ARGS)
+	cargo build --release -p boifi-bench -p boifi-server -p boifi-mesh -p boifi-dynamic
+	BOIFI_NATIVE=$(CURDIR)/target/release/libboifi.so target/release/boifi-bench $(BENCH) $(BENCH_ARGS)

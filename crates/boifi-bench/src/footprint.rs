@@ -22,6 +22,8 @@ pub struct Options {
     pub wasm: PathBuf,
     /// Starts per configuration (the median is reported).
     pub starts: usize,
+    /// The native dynamic module (`libboifi.so`): its start-up and memory are measured too.
+    pub native: Option<PathBuf>,
 }
 
 /// What one started Envoy showed.
@@ -193,6 +195,10 @@ pub fn run(o: &Options, dir: &Path) -> Result<String, BenchError> {
         String::new(),
         format!("{vm_rss:.1} MB RSS, {vm_alloc:.2} MB allocated"),
     ]);
+    let native = match &o.native {
+        Some(module) => native_rows(o, dir, &upstream, &server, version, module, &mut t)?,
+        None => "Native module: not measured (no `--native` module).".to_owned(),
+    };
     let size_ok = size <= 400 * 1024;
     let start_ok = added_startup <= 200.0;
     let verdict = |ok: bool| if ok { "met" } else { "**not met**" };
@@ -203,10 +209,122 @@ pub fn run(o: &Options, dir: &Path) -> Result<String, BenchError> {
          its config and 50 requests went through (RSS from `/proc`, `server.memory_allocated` \
          from the admin `/stats`: Envoy's heap only, V8's pages are outside it). Medians; \
          differences are medians of per-round differences.\n\n{table}\n\
-         Goals (issue 9): `.wasm` ≤ 400 KB — {size_v}; ≤ 200 ms added start-up — {start_v}.\n",
+         Goals (issue 9): `.wasm` ≤ 400 KB — {size_v}; ≤ 200 ms added start-up — {start_v}.\n\n{native}\n",
         n = o.starts,
         table = t.to_markdown(),
         size_v = verdict(size_ok),
         start_v = verdict(start_ok),
+    ))
+}
+
+/// The native module at `--concurrency 2`, started alternately with a plain Envoy: rows for
+/// the table, and the issue-14 goal line (start → first 200 ≤ +10 ms).
+fn native_rows(
+    o: &Options,
+    dir: &Path,
+    upstream: &Upstream,
+    server: &Server,
+    version: u64,
+    module: &Path,
+    t: &mut Table,
+) -> Result<String, BenchError> {
+    let start = |native: bool, round: usize| -> Result<Start, BenchError> {
+        let filters = if native {
+            Filters::BoifiNative {
+                module: module.to_owned(),
+                plugin_config: policies::plugin_config(SERVICE),
+                control_plane: server.addr,
+            }
+        } else {
+            Filters::Plain
+        };
+        let spec = EnvoySpec {
+            name: format!("footprint-native-{native}-{round}"),
+            filters,
+            upstream_port: upstream.port(),
+            concurrency: 2,
+            cpus: None,
+        };
+        let envoy = Envoy::start(&o.envoy, dir, spec)?;
+        let first_200_ms = stats::ms(envoy.first_200_after);
+        if native {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while envoy.metric("hfi_config_version")? != Some(version) {
+                if std::time::Instant::now() >= deadline {
+                    return Err(BenchError::Unexpected(format!(
+                        "the native module did not apply version {version}; log: {}",
+                        envoy.log_tail(20)
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let listener = std::net::SocketAddr::from(([127, 0, 0, 1], envoy.listener_port));
+        for _ in 0..50 {
+            boifi_testkit::http::get(listener, "/", Duration::from_secs(2))?;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        #[expect(clippy::cast_precision_loss, reason = "byte counts are far below 2^52")]
+        let s = Start {
+            first_200_ms,
+            rss_kib: stats::status_kib(envoy.pid(), "VmRSS").unwrap_or(0) as f64,
+            allocated: envoy.stat("server.memory_allocated")?.unwrap_or(0) as f64,
+        };
+        Ok(s)
+    };
+    let mut pairs = Vec::new();
+    for round in 0..o.starts {
+        let plain = start(false, round)?;
+        let native = start(true, round)?;
+        eprintln!(
+            "footprint start {}: native module --concurrency 2: first 200 after {:.0} ms (plain {:.0} ms), RSS {:.1} MB (plain {:.1} MB)",
+            round + 1,
+            native.first_200_ms,
+            plain.first_200_ms,
+            native.rss_kib / 1024.0,
+            plain.rss_kib / 1024.0,
+        );
+        pairs.push((plain, native));
+    }
+    let med = |f: &dyn Fn(&(Start, Start)) -> f64| {
+        median(&pairs.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0)
+    };
+    let added = med(&|(p, n)| n.first_200_ms - p.first_200_ms);
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "a module size is far below 2^52"
+    )]
+    let kib = std::fs::metadata(module).map_or(0, |m| m.len()) as f64 / 1024.0;
+    t.row(vec![
+        "`libboifi.so` size (native module, release build)".to_owned(),
+        String::new(),
+        format!("{kib:.0} KiB"),
+        String::new(),
+    ]);
+    t.row(vec![
+        "Envoy exec → first 200 (`--concurrency 2`), native module".to_owned(),
+        report::millis(med(&|(p, _)| p.first_200_ms)),
+        report::millis(med(&|(_, n)| n.first_200_ms)),
+        report::millis(added),
+    ]);
+    t.row(vec![
+        "Envoy RSS, `--concurrency 2`, native module".to_owned(),
+        format!("{:.1} MB", med(&|(p, _)| p.rss_kib / 1024.0)),
+        format!("{:.1} MB", med(&|(_, n)| n.rss_kib / 1024.0)),
+        format!("{:.1} MB", med(&|(p, n)| (n.rss_kib - p.rss_kib) / 1024.0)),
+    ]);
+    t.row(vec![
+        "`server.memory_allocated`, `--concurrency 2`, native module".to_owned(),
+        format!("{:.1} MB", med(&|(p, _)| p.allocated / 1_048_576.0)),
+        format!("{:.1} MB", med(&|(_, n)| n.allocated / 1_048_576.0)),
+        format!(
+            "{:.1} MB",
+            med(&|(p, n)| (n.allocated - p.allocated) / 1_048_576.0)
+        ),
+    ]);
+    let ok = if added <= 10.0 { "met" } else { "**not met**" };
+    Ok(format!(
+        "Native module (issue 14; rows above, {n} alternating starts of a plain Envoy and one          with `libboifi.so` at `--concurrency 2`): Envoy start → first 200 ≤ +10 ms —          {added:.1} ms, {ok}.",
+        n = o.starts
     ))
 }

@@ -217,6 +217,41 @@ pub fn wasm_filter(wasm: &Path, plugin_config: &Value) -> Value {
     })
 }
 
+/// The dynamic module's name: Envoy loads `lib<name>.so` from `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+pub const NATIVE_MODULE: &str = "boifi";
+
+/// The environment variable naming the directory Envoy loads dynamic modules from.
+pub const NATIVE_SEARCH_PATH_ENV: &str = "ENVOY_DYNAMIC_MODULES_SEARCH_PATH";
+
+/// The prefix Envoy gives the native module's metrics in `/stats/prometheus`
+/// (`envoy_dynamicmodulescustom_hfi_...`, where the Wasm filter's are `hfi_...`).
+pub const NATIVE_PROMETHEUS_PREFIX: &str = "envoy_dynamicmodulescustom_";
+
+/// The boifi filter as the native dynamic module (`libboifi.so`, crates/boifi-dynamic): the
+/// Wasm filter's plugin configuration plus `control_plane_address`, which its poller thread
+/// connects to itself.
+pub fn native_filter(plugin_config: &Value, control_plane_address: &str) -> Value {
+    let mut config = plugin_config.clone();
+    if let Some(map) = config.as_object_mut() {
+        map.insert(
+            "control_plane_address".to_owned(),
+            json!(control_plane_address),
+        );
+    }
+    json!({
+        "name": "istio-system.boifi",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {"name": NATIVE_MODULE},
+            "filter_name": "boifi",
+            "filter_config": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": config.to_string(),
+            },
+        }
+    })
+}
+
 /// A sidecar's bootstrap.
 pub fn sidecar_bootstrap(c: &SidecarConfig<'_>) -> Value {
     let grpc = c.service.protocol.is_grpc();
