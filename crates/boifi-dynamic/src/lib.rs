@@ -24,3 +24,7 @@ pub mod identity;
 pub mod source;
 
 pub use boifi_engine::metrics;
+
+/// The module's name in Envoy's configuration (`dynamic_module_config.name`): Envoy loads
+/// `lib<name>.so` from `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+pub const MODULE_NAME: &str = "boifi";

@@ -13,6 +13,7 @@ mod consistency;
 mod docs;
 mod etcd;
 mod istio_testdata;
+mod native;
 mod oci;
 mod overlays;
 mod registry;

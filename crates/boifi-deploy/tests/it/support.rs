@@ -54,6 +54,14 @@ pub fn overlay_dirs() -> Vec<PathBuf> {
     dirs
 }
 
+/// The native module's bundles (manifests/native/istio, manifests/native/envoy-gateway).
+pub fn native_dirs() -> Vec<PathBuf> {
+    ["istio", "envoy-gateway"]
+        .iter()
+        .map(|d| manifests().join("native").join(d))
+        .collect()
+}
+
 pub fn k3s_demo() -> Vec<Document> {
     kustomize::build(&manifests().join("overlays/k3s-demo")).expect("k3s-demo composes")
 }
