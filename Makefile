@@ -58,9 +58,10 @@ test: deps fmt-check clippy deny nostd test-rust fuzz-smoke api-fuzz
 # 2 replicas on a 3-member etcd behind a balancing Envoy); applies POLICY (default
 # crates/boifi-mesh/demo/frontend-faults.yaml) with boifi-cli, sends traffic to every
 # service and prints what happened per service; stops everything at the end.
-demo: wasm
+# `make demo FILTER=native`: the sidecars run the native dynamic module instead of the Wasm one.
+demo: wasm native
 	cargo build --quiet -p boifi-server -p boifi-cli -p boifi-mesh
-	./target/debug/boifi-mesh demo $(if $(filter 1 true yes,$(HA)),--ha,) $(if $(POLICY),--policies $(POLICY),)
+	BOIFI_FILTER=$(FILTER) ./target/debug/boifi-mesh demo $(if $(filter 1 true yes,$(HA)),--ha,) $(if $(POLICY),--policies $(POLICY),)
 
 # The filter's e2e tests load $(BOIFI_WASM) and $(BOIFI_NATIVE) into a real Envoy: build them
 # first; with BOIFI_REQUIRE_E2E an e2e test that finds no module or Envoy fails instead of

@@ -51,7 +51,7 @@ pub fn envoy_command(envoy: &Path, bootstrap: &Path) -> Command {
             "--log-level",
             "warning",
             "--component-log-level",
-            "wasm:info",
+            "wasm:info,dynamic_modules:info",
         ])
         .args(["--drain-time-s", "0"]);
     c
@@ -72,7 +72,8 @@ pub struct SidecarConfig<'a> {
     pub app_port: u16,
     /// Where the control plane answers (the Service address).
     pub control_plane_port: u16,
-    /// The filter, or `None` for a sidecar without it (start-time comparison).
+    /// The filter module (`.wasm`, or the native `libboifi.so`: [`is_native_module`]), or
+    /// `None` for a sidecar without it (start-time comparison).
     pub wasm: Option<&'a Path>,
     /// The `pluginConfig` JSON.
     pub plugin_config: &'a Value,
@@ -252,13 +253,44 @@ pub fn native_filter(plugin_config: &Value, control_plane_address: &str) -> Valu
     })
 }
 
+/// True for the native dynamic module (a `.so`), false for a Wasm module.
+pub fn is_native_module(module: &Path) -> bool {
+    module.extension().is_some_and(|e| e == "so")
+}
+
+/// The environment pilot-agent gives an Istio proxy container for this pod, from the same
+/// metadata as [`istio_node`]: what the native module reads its identity from.
+pub fn istio_proxy_env(service: &ServiceSpec, pod: &str) -> Vec<(String, String)> {
+    let node = istio_node(service, pod);
+    let text = |key: &str| {
+        node.pointer(&format!("/metadata/{key}"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let labels = node
+        .pointer("/metadata/LABELS")
+        .map_or_else(String::new, Value::to_string);
+    vec![
+        ("POD_NAME".to_owned(), text("NAME")),
+        ("POD_NAMESPACE".to_owned(), text("NAMESPACE")),
+        ("ISTIO_META_WORKLOAD_NAME".to_owned(), text("WORKLOAD_NAME")),
+        ("ISTIO_METAJSON_LABELS".to_owned(), labels),
+    ]
+}
+
 /// A sidecar's bootstrap.
 pub fn sidecar_bootstrap(c: &SidecarConfig<'_>) -> Value {
     let grpc = c.service.protocol.is_grpc();
     let inbound_cluster = "inbound|8080||";
     let mut filters = Vec::new();
-    if let Some(wasm) = c.wasm {
-        filters.push(wasm_filter(wasm, c.plugin_config));
+    match c.wasm {
+        Some(module) if is_native_module(module) => {
+            let address = format!("127.0.0.1:{}", c.control_plane_port);
+            filters.push(native_filter(c.plugin_config, &address));
+        }
+        Some(wasm) => filters.push(wasm_filter(wasm, c.plugin_config)),
+        None => {}
     }
     filters.push(router());
     let route_config = json!({

@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 
 use crate::control_plane::{workspace_binary, ControlPlane, Store};
 use crate::envoy::{
-    envoy_binary, envoy_command, ingress_bootstrap, sidecar_bootstrap, write_bootstrap,
-    IngressRoute, SidecarConfig,
+    envoy_binary, envoy_command, ingress_bootstrap, is_native_module, istio_proxy_env,
+    sidecar_bootstrap, write_bootstrap, IngressRoute, SidecarConfig, NATIVE_PROMETHEUS_PREFIX,
+    NATIVE_SEARCH_PATH_ENV,
 };
 use crate::error::MeshError;
 use crate::http::{Answer, HttpClient, RequestSpec, TrafficReport};
@@ -66,6 +67,29 @@ impl MeshOptions {
 /// plane, 30 s long-poll) with a quicker backoff so reconnects are visible in seconds.
 pub fn default_plugin_config() -> Value {
     json!({"backoff_initial_ms": 200, "backoff_max_ms": 2000})
+}
+
+/// The env variable that picks the sidecars' filter build: `native` for the dynamic module
+/// (`make demo FILTER=native`), else the Wasm filter.
+pub const FILTER_KIND_ENV: &str = "BOIFI_FILTER";
+
+/// The sidecars' filter module: the native `libboifi.so` (`BOIFI_NATIVE`, else where
+/// `make native` puts it) when `BOIFI_FILTER=native`, else [`wasm_path`].
+pub fn filter_module_path() -> Result<PathBuf, MeshError> {
+    if std::env::var(FILTER_KIND_ENV).is_ok_and(|k| k == "native") {
+        let path = std::env::var_os("BOIFI_NATIVE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| crate::topology::repo_root().join("target/debug/libboifi.so"));
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(MeshError::Missing {
+                what: format!("the native module {}", path.display()),
+                hint: "run `make native` (or set BOIFI_NATIVE)".to_owned(),
+            })
+        };
+    }
+    wasm_path()
 }
 
 /// The filter module: `BOIFI_WASM`, else where `make wasm` puts it.
@@ -182,7 +206,7 @@ impl Mesh {
         let root = crate::topology::repo_root();
         let envoy = envoy_binary(&root)?;
         let wasm = if options.filter {
-            Some(wasm_path()?)
+            Some(filter_module_path()?)
         } else {
             None
         };
@@ -366,9 +390,18 @@ impl Mesh {
         let bootstrap = dir.join(format!("{}.{}.envoy.json", pod.name, spec.namespace));
         write_bootstrap(&bootstrap, &sidecar_bootstrap(&config))?;
         let log = dir.join(format!("{}.{}.envoy.log", pod.name, spec.namespace));
+        let mut sidecar = envoy_command(&self.envoy, &bootstrap);
+        if let Some(module) = self.wasm.as_deref().filter(|m| is_native_module(m)) {
+            sidecar
+                .env(
+                    NATIVE_SEARCH_PATH_ENV,
+                    module.parent().unwrap_or(Path::new(".")),
+                )
+                .envs(istio_proxy_env(&spec, &pod.name));
+        }
         pod.sidecar = Some(ManagedProcess::spawn(
             &format!("{}/sidecar", pod.name),
-            envoy_command(&self.envoy, &bootstrap),
+            sidecar,
             &log,
         )?);
         pod.ready_after = None;
@@ -493,22 +526,24 @@ impl Mesh {
             .send(&pod.inbound_url(), spec, None, Duration::from_secs(10))
     }
 
-    /// A sidecar's `/stats/prometheus`.
+    /// A sidecar's `/stats/prometheus` (the native module's metrics under the Wasm filter's
+    /// names).
     pub fn prometheus(&self, pod: &Pod) -> Result<String, MeshError> {
         let a = self.client.get(&pod.admin_url(), "/stats/prometheus")?;
-        Ok(a.text())
+        Ok(a.text().replace(NATIVE_PROMETHEUS_PREFIX, ""))
     }
 
     /// The config version the sidecar's filter applied last (`hfi.config.version`), `None`
     /// before the filter reported any.
     pub fn config_version(&self, pod: &Pod) -> Result<Option<u64>, MeshError> {
+        // Wasm: `wasmcustom.hfi...`; the native module: `dynamicmodulescustom.hfi...`.
         let a = self.client.get(
             &pod.admin_url(),
-            "/stats?filter=%5Ewasmcustom%5C.hfi%5C.config%5C.version%24",
+            "/stats?filter=%5E%28wasm%7Cdynamicmodules%29custom%5C.hfi%5C.config%5C.version%24",
         )?;
         Ok(a.text()
             .lines()
-            .find_map(|l| l.strip_prefix("wasmcustom.hfi.config.version: "))
+            .find_map(|l| l.split_once("custom.hfi.config.version: ").map(|(_, v)| v))
             .and_then(|v| v.trim().parse().ok()))
     }
 
