@@ -324,7 +324,9 @@ fn native_rows(
     ]);
     let ok = if added <= 10.0 { "met" } else { "**not met**" };
     Ok(format!(
-        "Native module (issue 14; rows above, {n} alternating starts of a plain Envoy and one          with `libboifi.so` at `--concurrency 2`): Envoy start → first 200 ≤ +10 ms —          {added:.1} ms, {ok}.",
+        "Native module (issue 14; rows above, {n} alternating starts of a plain Envoy and one \
+         with `libboifi.so` at `--concurrency 2`; the difference is the median of the per-pair \
+         differences): Envoy start → first 200 ≤ +10 ms — {added:.1} ms, {ok}.",
         n = o.starts
     ))
 }

@@ -243,36 +243,33 @@ impl ConfigHandle<'_> {
 
     /// Adds `by` to an unlabeled counter of this configuration.
     pub fn increment(&self, counter: Option<CounterId>, by: u64) {
-        let Some(CounterId(id)) = counter else { return };
-        if by == 0 {
-            return;
-        }
-        // SAFETY: `ptr` is the live config of the running hook, `id` one of its counters; no
-        // labels (null, 0).
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                self.ptr.as_ptr(),
-                id,
-                core::ptr::null_mut(),
-                0,
-                by,
-            );
+        if let (Some(CounterId(id)), true) = (counter, by > 0) {
+            // SAFETY: `ptr` is the live config of the running hook, `id` one of its counters.
+            unsafe {
+                update_metric(
+                    envoy_dynamic_module_callback_http_filter_config_increment_counter,
+                    self.ptr,
+                    id,
+                    &mut [],
+                    by,
+                )
+            }
         }
     }
 
     /// Sets a gauge of this configuration.
     pub fn set_gauge(&self, gauge: Option<GaugeId>, value: u64) {
-        let Some(GaugeId(id)) = gauge else { return };
-        // SAFETY: `ptr` is the live config of the running hook, `id` one of its gauges; no
-        // labels (null, 0).
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_config_set_gauge(
-                self.ptr.as_ptr(),
-                id,
-                core::ptr::null_mut(),
-                0,
-                value,
-            );
+        if let Some(GaugeId(id)) = gauge {
+            // SAFETY: `ptr` is the live config of the running hook, `id` one of its gauges.
+            unsafe {
+                update_metric(
+                    envoy_dynamic_module_callback_http_filter_config_set_gauge,
+                    self.ptr,
+                    id,
+                    &mut [],
+                    value,
+                )
+            }
         }
     }
 
@@ -311,6 +308,33 @@ impl ConfigHandle<'_> {
 pub struct Stream<'a> {
     ptr: NonNull<c_void>,
     _hook: PhantomData<&'a ()>,
+}
+
+/// The shape of the ABI's metric updates (increment a counter, set a gauge), on a filter or
+/// on a filter configuration.
+type MetricUpdate = unsafe extern "C" fn(*mut c_void, usize, *mut ModuleBuffer, usize, u64) -> u32;
+
+/// Calls one metric update with `labels` (Envoy reads them during the call; none: null, 0, as
+/// the ABI allows). The result is ignored: a metric Envoy does not know is not worth failing a
+/// request for.
+///
+/// SAFETY (for callers): `ptr` is the live Envoy object `update` takes (a filter for the
+/// `http_filter_*` updates, a configuration for the `http_filter_config_*` ones) within the
+/// running hook, and `id` a metric of its configuration with `labels.len()` labels.
+unsafe fn update_metric(
+    update: MetricUpdate,
+    ptr: NonNull<c_void>,
+    id: usize,
+    labels: &mut [ModuleBuffer],
+    value: u64,
+) {
+    let (labels_ptr, labels_len) = if labels.is_empty() {
+        (core::ptr::null_mut(), 0)
+    } else {
+        (labels.as_mut_ptr(), labels.len())
+    };
+    // SAFETY: see the function's contract; `labels` outlives the call.
+    unsafe { update(ptr.as_ptr(), id, labels_ptr, labels_len, value) };
 }
 
 /// A response header for [`Stream::send_response`].
@@ -387,53 +411,52 @@ impl<'a> Stream<'a> {
 
     /// Adds `by` to an unlabeled counter of this stream's filter configuration.
     pub fn increment(&self, counter: Option<CounterId>, by: u64) {
-        let Some(CounterId(id)) = counter else { return };
-        if by == 0 {
-            return;
-        }
-        // SAFETY: `ptr` is the live filter of the running hook and `id` came from
-        // `define_counter` on the config that created it; no labels (null, 0).
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_increment_counter(
-                self.ptr.as_ptr(),
-                id,
-                core::ptr::null_mut(),
-                0,
-                by,
-            );
+        if let (Some(CounterId(id)), true) = (counter, by > 0) {
+            // SAFETY: `ptr` is the live filter of the running hook; `id` came from
+            // `define_counter` on the config that created it.
+            unsafe {
+                update_metric(
+                    envoy_dynamic_module_callback_http_filter_increment_counter,
+                    self.ptr,
+                    id,
+                    &mut [],
+                    by,
+                )
+            }
         }
     }
 
     /// Adds `by` to a one-label counter, for label value `value`.
     pub fn increment_labeled(&self, counter: Option<CounterId>, value: &str, by: u64) {
-        let Some(CounterId(id)) = counter else { return };
-        let mut label = [ModuleBuffer::of(value.as_bytes())];
-        // SAFETY: `ptr` is the live filter of the running hook, `id` a one-label counter of its
-        // config; Envoy reads the one label value during the call.
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_increment_counter(
-                self.ptr.as_ptr(),
-                id,
-                label.as_mut_ptr(),
-                label.len(),
-                by,
-            );
+        if let Some(CounterId(id)) = counter {
+            // SAFETY: `ptr` is the live filter of the running hook; `id` is a one-label counter
+            // of its config (`define_labeled_counter`).
+            unsafe {
+                update_metric(
+                    envoy_dynamic_module_callback_http_filter_increment_counter,
+                    self.ptr,
+                    id,
+                    &mut [ModuleBuffer::of(value.as_bytes())],
+                    by,
+                )
+            }
         }
     }
 
     /// Sets a gauge of this stream's filter configuration.
     pub fn set_gauge(&self, gauge: Option<GaugeId>, value: u64) {
-        let Some(GaugeId(id)) = gauge else { return };
-        // SAFETY: `ptr` is the live filter of the running hook and `id` came from
-        // `define_gauge` on its config; no labels (null, 0).
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_set_gauge(
-                self.ptr.as_ptr(),
-                id,
-                core::ptr::null_mut(),
-                0,
-                value,
-            );
+        if let Some(GaugeId(id)) = gauge {
+            // SAFETY: `ptr` is the live filter of the running hook; `id` came from
+            // `define_gauge` on its config.
+            unsafe {
+                update_metric(
+                    envoy_dynamic_module_callback_http_filter_set_gauge,
+                    self.ptr,
+                    id,
+                    &mut [],
+                    value,
+                )
+            }
         }
     }
 }
