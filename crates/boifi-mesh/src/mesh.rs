@@ -287,10 +287,10 @@ impl Mesh {
         say(&format!(
             "starting {} pods (app + Envoy sidecar{}) of {} services",
             options.topology.pods(),
-            if options.filter {
-                " with the boifi filter"
-            } else {
-                ""
+            match mesh.wasm.as_deref() {
+                Some(m) if is_native_module(m) => " with the boifi filter, native module",
+                Some(_) => " with the boifi filter",
+                None => "",
             },
             options.topology.services.len()
         ));
