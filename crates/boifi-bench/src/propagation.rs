@@ -78,6 +78,7 @@ fn start_mesh(wanted: usize) -> Result<(Mesh, f64), BenchError> {
         spec.replicas = n;
         let mut options = MeshOptions::new(Topology {
             services: vec![spec],
+            ..Topology::default()
         });
         options.progress = true;
         let started = Instant::now();

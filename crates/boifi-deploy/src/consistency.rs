@@ -1,7 +1,9 @@
 //! Rules across objects, which no schema sees: selectors that select the pods they mean to,
 //! ports and probes that name real container ports, the etcd endpoints the control plane is
 //! given against the StatefulSet's pod DNS names, the filter's control-plane cluster against
-//! the Service, and the NetworkPolicy that must let the filter reach it.
+//! the Service, the NetworkPolicy that must let the filter reach it, and the ServiceMonitor
+//! that must find the Service. They read rendered documents (`kubectl kustomize`,
+//! `helm template`), whichever tool produced them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -428,6 +430,11 @@ pub fn check_bundle(docs: &[Document], scope: &BundleScope) -> Vec<Finding> {
         }
     }
 
+    // ServiceMonitors (prometheus-operator) select a Service of the bundle by a port it has.
+    for monitor in docs.iter().filter(|d| d.kind() == "ServiceMonitor") {
+        out.extend(check_service_monitor(docs, monitor));
+    }
+
     out.extend(check_etcd_endpoints(docs, &templates));
     out.extend(check_wasm_plugins(docs));
     if scope.complete {
@@ -437,9 +444,22 @@ pub fn check_bundle(docs: &[Document], scope: &BundleScope) -> Vec<Finding> {
 }
 
 /// The etcd endpoints given to any container (env `ETCD_ENDPOINTS` or `--etcd-endpoints=`)
-/// must be exactly the client URLs of a StatefulSet's pods, through its headless Service.
+/// that point into a namespace of the bundle must be exactly the client URLs of a
+/// StatefulSet's pods, through its headless Service. Endpoints outside the bundle's namespaces
+/// are an external etcd, which nothing here can see.
 fn check_etcd_endpoints(docs: &[Document], templates: &[PodTemplate<'_>]) -> Vec<Finding> {
     let mut out = Vec::new();
+    let namespaces: BTreeSet<&str> = docs.iter().map(Document::namespace).collect();
+    let in_bundle = |endpoint: &str| {
+        namespaces.iter().any(|ns| {
+            !ns.is_empty()
+                && endpoint
+                    .split("://")
+                    .nth(1)
+                    .and_then(|authority| authority.split(':').next())
+                    .is_some_and(|host| host.ends_with(&format!(".{ns}.{CLUSTER_DOMAIN}")))
+        })
+    };
     for template in templates {
         for container in template.containers() {
             let Some(endpoints) =
@@ -449,6 +469,9 @@ fn check_etcd_endpoints(docs: &[Document], templates: &[PodTemplate<'_>]) -> Vec
             };
             let given: BTreeSet<String> =
                 endpoints.split(',').map(|e| e.trim().to_owned()).collect();
+            if !given.iter().any(|e| in_bundle(e)) {
+                continue;
+            }
             let expected = etcd_client_urls(docs, &given);
             match expected {
                 Some(expected) if expected == given => {}
@@ -504,6 +527,52 @@ pub fn etcd_client_urls(docs: &[Document], given: &BTreeSet<String>) -> Option<B
             })
             .collect(),
     )
+}
+
+/// A ServiceMonitor selects at least one Service in the namespaces it watches (its own when it
+/// names none), and each endpoint's `port` is a port name of every Service it selects.
+fn check_service_monitor(docs: &[Document], monitor: &Document) -> Vec<Finding> {
+    let finding = |message: String| Finding {
+        resource: monitor.id(),
+        message,
+    };
+    let watched: Vec<&str> = value_at(&monitor.value, &["spec", "namespaceSelector", "matchNames"])
+        .and_then(Value::as_array)
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_else(|| vec![monitor.namespace()]);
+    let selector = value_at(&monitor.value, &["spec", "selector"]).unwrap_or(&Value::Null);
+    let services: Vec<&Document> = docs
+        .iter()
+        .filter(|d| d.kind() == "Service" && watched.contains(&d.namespace()))
+        .filter(|d| {
+            selector_matches(
+                selector,
+                &labels_of(value_at(&d.value, &["metadata", "labels"])),
+            )
+        })
+        .collect();
+    if services.is_empty() {
+        return vec![finding("spec.selector selects no Service".to_owned())];
+    }
+    let mut out = Vec::new();
+    let endpoints = value_at(&monitor.value, &["spec", "endpoints"]).and_then(Value::as_array);
+    for endpoint in endpoints.into_iter().flatten() {
+        let port = str_at(endpoint, &["port"]);
+        for svc in &services {
+            let ports = value_at(&svc.value, &["spec", "ports"]).and_then(Value::as_array);
+            if !ports
+                .into_iter()
+                .flatten()
+                .any(|p| str_at(p, &["name"]) == port)
+            {
+                out.push(finding(format!(
+                    "endpoint port `{port}` is not a port name of {}",
+                    svc.id()
+                )));
+            }
+        }
+    }
+    out
 }
 
 /// The label that marks boifi's own resources; WasmPlugins without it are not boifi's filter.

@@ -2,9 +2,9 @@
 //!
 //! - [`oci`] writes the filter as a Wasm OCI image layout in the format Istio's agent pulls,
 //!   and verifies such a layout (index → manifest → config and layers, digests and sizes).
-//! - [`kustomize`] composes the kustomize overlays under `manifests/` with the small subset of
-//!   kustomize the project uses (resources, strategic-merge patches, images, namespace), and
-//!   refuses any field it does not implement, so its output is what `kubectl apply -k` applies.
+//! - [`render`] renders the kustomize overlays under `manifests/` with `kubectl kustomize` and
+//!   the Helm chart under `charts/` with `helm template`, so the checks read what would be
+//!   applied.
 //! - [`check`] is the offline manifest checker: every document against the strict Kubernetes
 //!   JSON schemas and the Istio `WasmPlugin` schema ([`schema`]), the `WasmPlugin` rules Istio
 //!   enforces through CEL ([`istio`]), and the cross-object rules a schema cannot see
@@ -19,10 +19,9 @@ pub mod consistency;
 pub mod digest;
 mod gourl;
 pub mod istio;
-pub mod kustomize;
 pub mod native;
 pub mod oci;
 pub mod pin;
+pub mod render;
 pub mod schema;
-mod smp;
 pub mod yaml;

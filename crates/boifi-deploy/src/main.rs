@@ -1,14 +1,15 @@
 //! `boifi-deploy`: writes the filter's Wasm OCI image layout, pins its digests into the
-//! manifests, composes the kustomize overlays and checks them offline.
+//! manifests, and checks what `kubectl kustomize` and `helm template` render, offline.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use boifi_deploy::check::Checker;
 use boifi_deploy::consistency::BundleScope;
 use boifi_deploy::oci::{verify_layout, write_layout, Artifact, ArtifactOptions};
+use boifi_deploy::pin;
+use boifi_deploy::render::{self, HelmRelease, Tool};
 use boifi_deploy::yaml::ResourceId;
-use boifi_deploy::{kustomize, pin, yaml};
 use clap::{Parser, Subcommand};
 
 /// Deploy tooling for boifi: the Wasm OCI artifact and the offline manifest checker.
@@ -50,12 +51,8 @@ enum Command {
         #[arg(long, default_value = "manifests")]
         manifests: PathBuf,
     },
-    /// Print the composed YAML of a kustomization directory.
-    Build {
-        /// The kustomization directory.
-        dir: PathBuf,
-    },
-    /// Compose kustomization directories and check them against the schemas and rules.
+    /// Render kustomization directories (`kubectl kustomize`) or Helm charts (`helm template`)
+    /// and check the output against the schemas and rules.
     Check {
         /// The k8s-schemas folder.
         #[arg(
@@ -71,7 +68,13 @@ enum Command {
         /// A resource created by hand, exempt from --complete (`Kind/namespace/name`).
         #[arg(long = "external")]
         external: Vec<ResourceId>,
-        /// Kustomization directories.
+        /// Values files for the charts among the directories (`helm template --values`).
+        #[arg(long = "values")]
+        values: Vec<PathBuf>,
+        /// The namespace a chart is rendered into.
+        #[arg(long, default_value = "boifi")]
+        namespace: String,
+        /// Kustomization directories and chart directories (those holding a Chart.yaml).
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
     },
@@ -149,22 +152,28 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
             }
             Ok(true)
         }
-        Command::Build { dir } => {
-            let docs = kustomize::build(&dir)?;
-            print!("{}", yaml::to_yaml(&docs)?);
-            Ok(true)
-        }
         Command::Check {
             schemas,
             complete,
             external,
+            values,
+            namespace,
             dirs,
         } => {
             let scope = BundleScope { complete, external };
             let mut checker = Checker::new(&schemas);
             let mut clean = true;
+            let root = Path::new(".");
             for dir in dirs {
-                let docs = kustomize::build(&dir)?;
+                let docs = if dir.join("Chart.yaml").is_file() {
+                    let release = HelmRelease {
+                        values: values.clone(),
+                        ..HelmRelease::new(&dir, "boifi", &namespace)
+                    };
+                    release.template(&Tool::helm(root)?)?
+                } else {
+                    render::kustomize(&Tool::kubectl(root)?, &dir)?
+                };
                 let problems = checker.check_bundle(&docs, &scope);
                 for problem in &problems {
                     eprintln!("{problem}");

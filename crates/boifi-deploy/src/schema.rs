@@ -11,7 +11,19 @@ use std::path::{Path, PathBuf};
 use jsonschema::{Draft, Validator};
 use serde_json::Value;
 
-use crate::kustomize::is_builtin_api;
+/// Whether `api_version` belongs to Kubernetes itself (the core group, `*.k8s.io`, and the
+/// unsuffixed built-in groups), whose schemas live in the strict folder; any other group is a
+/// custom resource with its schema under its group's folder.
+#[must_use]
+pub fn is_builtin_api(api_version: &str) -> bool {
+    match api_version.split_once('/') {
+        None => true,
+        Some((group, _)) => {
+            group.ends_with(".k8s.io")
+                || ["apps", "batch", "policy", "autoscaling"].contains(&group)
+        }
+    }
+}
 
 /// The folder of the strict Kubernetes schemas, relative to the schema root.
 pub const K8S_STRICT_DIR: &str = "v1.30.0-standalone-strict";
@@ -63,6 +75,26 @@ pub fn schema_path(api_version: &str, kind: &str) -> PathBuf {
     }
 }
 
+/// A kind whose standalone schema is not in the schema folder but is inlined, whole, in
+/// another kind's (a standalone schema inlines every definition it uses).
+struct EmbeddedSchema {
+    api_version: &'static str,
+    kind: &'static str,
+    /// The schema file holding it, relative to the schema root.
+    host: &'static str,
+    /// Where, as a JSON pointer.
+    pointer: &'static str,
+}
+
+/// A StatefulSet's `volumeClaimTemplates` items are complete `PersistentVolumeClaim`s (the
+/// same definition, `x-kubernetes-group-version-kind` and all).
+const EMBEDDED_SCHEMAS: &[EmbeddedSchema] = &[EmbeddedSchema {
+    api_version: "v1",
+    kind: "PersistentVolumeClaim",
+    host: "v1.30.0-standalone-strict/statefulset-apps-v1.json",
+    pointer: "/properties/spec/properties/volumeClaimTemplates/items",
+}];
+
 /// Compiled schemas, loaded on first use.
 #[derive(Debug)]
 pub struct SchemaSet {
@@ -89,7 +121,14 @@ impl SchemaSet {
     fn validator(&mut self, api_version: &str, kind: &str) -> Result<&Validator, SchemaError> {
         let relative = schema_path(api_version, kind);
         if !self.validators.contains_key(&relative) {
-            let path = self.root.join(&relative);
+            let own = self.root.join(&relative);
+            let embedded = EMBEDDED_SCHEMAS
+                .iter()
+                .find(|e| e.api_version == api_version && e.kind == kind);
+            let (path, pointer) = match embedded {
+                Some(e) if !own.is_file() => (self.root.join(e.host), e.pointer),
+                _ => (own, ""),
+            };
             if !path.is_file() {
                 return Err(SchemaError::Missing {
                     api_version: api_version.to_owned(),
@@ -102,8 +141,12 @@ impl SchemaSet {
                 reason,
             };
             let text = std::fs::read_to_string(&path).map_err(|e| unreadable(e.to_string()))?;
-            let mut schema: Value =
+            let whole: Value =
                 serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
+            let mut schema = whole
+                .pointer(pointer)
+                .cloned()
+                .ok_or_else(|| unreadable(format!("no schema at `{pointer}`")))?;
             // `http://json-schema.org/schema#` names no draft; the schemas are draft-7 compatible.
             if let Some(map) = schema.as_object_mut() {
                 map.remove("$schema");

@@ -164,19 +164,6 @@ pub fn load_file(path: &Path) -> Result<Vec<Document>, YamlError> {
     parse_documents(&text, &path.display().to_string())
 }
 
-/// Renders documents as one multi-document YAML text.
-///
-/// # Errors
-/// When a value cannot be represented as YAML.
-pub fn to_yaml(docs: &[Document]) -> Result<String, serde_norway::Error> {
-    let mut out = String::new();
-    for doc in docs {
-        out.push_str("---\n");
-        out.push_str(&serde_norway::to_string(&doc.value)?);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

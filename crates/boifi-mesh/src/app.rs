@@ -1,32 +1,155 @@
-//! The upstream application of a pod: answers every HTTP request with 200 and every gRPC
-//! call with an empty message and `grpc-status: 0`, and says which pod answered.
+//! The application of a pod. For a request its plan knows (a frontend page, a gRPC method of
+//! Online Boutique) it makes the calls of that handler in order, each through its own
+//! sidecar's outbound listener, and answers with the handler's error as soon as a fatal call
+//! failed (frontend: HTTP 500; a gRPC service: the `grpc-status` the real service sends), so
+//! faults and delays cascade to the callers. Any other request gets 200 (and for gRPC an empty
+//! message with `grpc-status: 0`). Every answer says which pod gave it.
+//!
+//! It counts what it received and what each of its calls got; `GET /_mesh/stats` answers the
+//! counters as JSON ([`AppStats`]), `POST /_mesh/reset` zeroes them.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::future::Ready;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
-use hyper::{Request, Response};
+use hyper::{Method, Request, Response};
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::{Deserialize, Serialize};
 
+use crate::calls::{Call, Handler, OnFailure};
 use crate::error::MeshError;
+use crate::http::{Answer, Clients, RequestSpec};
 
 /// The header naming the pod that answered.
 pub const POD_HEADER: &str = "x-mesh-pod";
 
-/// Who this app is.
+/// Where the counters are read (`GET`) and zeroed (`POST .../reset`) on the app's own port.
+pub const STATS_PATH: &str = "/_mesh/stats";
+const RESET_PATH: &str = "/_mesh/reset";
+
+/// The longest an app waits for one call: longer than any delay a test injects, shorter than
+/// the harness's own 10 s, so that a stuck dependency shows as a failed call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Who this app is and what it calls.
 #[derive(Debug, Clone)]
 pub struct AppInfo {
     /// Service name.
     pub service: String,
     /// Pod name.
     pub pod: String,
+    /// Its handlers and dependencies.
+    pub plan: CallPlan,
+}
+
+/// How an app reaches a dependency through its sidecar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Callee {
+    /// The `:authority` of its calls (`cartservice.demo.svc.cluster.local`), which the
+    /// sidecar's outbound routes match.
+    pub authority: String,
+    /// Its gRPC service (`hipstershop.CartService`), `None` for an HTTP callee.
+    pub grpc_service: Option<String>,
+}
+
+/// What the app does, as the mesh writes it to the file given with `--plan`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallPlan {
+    /// Its sidecar's outbound listener.
+    pub outbound: Option<SocketAddr>,
+    /// Per kind of request.
+    pub handlers: Vec<Handler>,
+    /// Its dependencies by service name.
+    pub callees: BTreeMap<String, Callee>,
+}
+
+impl CallPlan {
+    /// Reads a plan file.
+    pub fn read(path: &Path) -> Result<CallPlan, MeshError> {
+        let text = std::fs::read_to_string(path).map_err(|e| MeshError::io(path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| MeshError::Topology(format!("plan `{}`: {e}", path.display())))
+    }
+}
+
+/// What one caller's calls to one dependency got.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallStats {
+    /// Calls made (one per call of a handler; the sidecar's retries are not the app's).
+    pub calls: u64,
+    /// Calls that failed (status, `grpc-status` or transport).
+    pub failed: u64,
+    /// Calls by outcome: `ok`, `grpc-status 14`, `http 503`, `transport`.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Each call's latency in microseconds, as the app saw it.
+    pub latencies_us: Vec<u64>,
+}
+
+impl CallStats {
+    /// Adds another caller's counters.
+    pub fn merge(&mut self, other: &CallStats) {
+        self.calls += other.calls;
+        self.failed += other.failed;
+        for (k, v) in &other.outcomes {
+            *self.outcomes.entry(k.clone()).or_default() += v;
+        }
+        self.latencies_us.extend(&other.latencies_us);
+    }
+
+    /// The latencies, sorted.
+    pub fn latencies(&self) -> Vec<Duration> {
+        let mut all: Vec<Duration> = self
+            .latencies_us
+            .iter()
+            .map(|us| Duration::from_micros(*us))
+            .collect();
+        all.sort();
+        all
+    }
+}
+
+/// An app's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppStats {
+    /// Requests received (the counter endpoints excluded).
+    pub received: u64,
+    /// Requests answered with an error because a fatal call failed.
+    pub answered_errors: u64,
+    /// Requests by handler name (`other` for a request no handler knows).
+    pub by_handler: BTreeMap<String, u64>,
+    /// What its calls got, by callee.
+    pub calls: BTreeMap<String, CallStats>,
+}
+
+impl AppStats {
+    /// Adds another pod's counters.
+    pub fn merge(&mut self, other: &AppStats) {
+        self.received += other.received;
+        self.answered_errors += other.answered_errors;
+        for (k, v) in &other.by_handler {
+            *self.by_handler.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.calls {
+            self.calls.entry(k.clone()).or_default().merge(v);
+        }
+    }
+
+    /// The calls to `callee` (zero when none).
+    pub fn calls_to(&self, callee: &str) -> CallStats {
+        self.calls.get(callee).cloned().unwrap_or_default()
+    }
 }
 
 /// A gRPC answer: one empty message, then `grpc-status: 0` in the trailers.
@@ -60,30 +183,186 @@ impl Body for GrpcReply {
 
 type Reply = Either<Full<Bytes>, GrpcReply>;
 
-async fn handle(req: Request<Incoming>, info: Arc<AppInfo>) -> Result<Response<Reply>, Infallible> {
-    let grpc = req
-        .headers()
+/// Resolves every name to the app's own sidecar: the app calls `cartservice...`, its
+/// sidecar's outbound listener routes the call (Istio's iptables redirect, without iptables).
+#[derive(Debug, Clone, Copy)]
+struct ToSidecar(SocketAddr);
+
+impl tower_service::Service<Name> for ToSidecar {
+    type Response = std::iter::Once<SocketAddr>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _name: Name) -> Self::Future {
+        std::future::ready(Ok(std::iter::once(self.0)))
+    }
+}
+
+struct App {
+    info: AppInfo,
+    clients: Option<Clients<HttpConnector<ToSidecar>>>,
+    stats: Mutex<AppStats>,
+}
+
+impl App {
+    fn stats(&self) -> std::sync::MutexGuard<'_, AppStats> {
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes one call; `Ok` when it succeeded, else the outcome label.
+    async fn call(&self, call: &Call) -> Result<(), String> {
+        let started = Instant::now();
+        let outcome = match (&self.clients, self.info.plan.callees.get(&call.service)) {
+            (Some(clients), Some(callee)) => {
+                let spec = match &callee.grpc_service {
+                    Some(g) => RequestSpec::grpc(g, &call.operation),
+                    None => RequestSpec::get(&format!("/{}", call.operation)),
+                };
+                // No port in the URL: the name resolves to the sidecar with its port.
+                let base = format!("http://{}", callee.authority);
+                let answer = clients.send(&base, &spec, None, CALL_TIMEOUT).await;
+                outcome(&answer, callee.grpc_service.is_some())
+            }
+            _ => "no route".to_owned(),
+        };
+        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let mut stats = self.stats();
+        let s = stats.calls.entry(call.service.clone()).or_default();
+        s.calls += 1;
+        s.latencies_us.push(us);
+        *s.outcomes.entry(outcome.clone()).or_default() += 1;
+        if outcome == "ok" {
+            Ok(())
+        } else {
+            s.failed += 1;
+            Err(outcome)
+        }
+    }
+}
+
+/// `ok`, or why a call failed: a gRPC call needs HTTP 200 and `grpc-status: 0`, an HTTP call
+/// a status below 400.
+fn outcome(answer: &Result<Answer, MeshError>, grpc: bool) -> String {
+    match answer {
+        Err(_) => "transport".to_owned(),
+        Ok(a) if grpc => match (a.status, a.grpc_status()) {
+            (200, Some(0)) => "ok".to_owned(),
+            (200, Some(g)) => format!("grpc-status {g}"),
+            (200, None) => "no grpc-status".to_owned(),
+            (s, _) => format!("http {s}"),
+        },
+        Ok(a) if a.status < 400 => "ok".to_owned(),
+        Ok(a) => format!("http {}", a.status),
+    }
+}
+
+fn is_grpc(req: &Request<Incoming>) -> bool {
+    req.headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+async fn handle(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Reply>, Infallible> {
+    let grpc = is_grpc(&req);
+    let method = req.method().clone();
     let path = req.uri().path().to_owned();
     // Read the request to its end so the connection can be reused.
     let _ = req.into_body().collect().await;
-    let pod = HeaderValue::from_str(&info.pod).unwrap_or(HeaderValue::from_static("unknown"));
-    let mut builder = Response::builder().status(200).header(POD_HEADER, pod);
+    if path == STATS_PATH || path == RESET_PATH {
+        return Ok(stats_reply(
+            &app,
+            method == Method::POST && path == RESET_PATH,
+        ));
+    }
+    let handler = crate::calls::find(&app.info.plan.handlers, method.as_str(), &path);
+    {
+        let mut stats = app.stats();
+        stats.received += 1;
+        let name = handler.map_or("other", |h| h.name.as_str());
+        *stats.by_handler.entry(name.to_owned()).or_default() += 1;
+    }
+    let mut status = 200;
+    if let Some(h) = handler {
+        status = h.ok_status;
+        for call in &h.calls {
+            if let Err(why) = app.call(call).await {
+                if call.on_failure != OnFailure::Ignore {
+                    app.stats().answered_errors += 1;
+                    let message = format!("{} {}: {why}", call.service, call.operation);
+                    return Ok(error_reply(&app.info, call.on_failure, &message));
+                }
+            }
+        }
+    }
+    let mut builder = Response::builder()
+        .status(status)
+        .header(POD_HEADER, pod_header(&app.info));
     let body = if grpc {
         builder = builder.header(CONTENT_TYPE, "application/grpc");
         Either::Right(GrpcReply::default())
     } else {
         builder = builder.header(CONTENT_TYPE, "text/plain");
-        Either::Left(Full::new(Bytes::from(format!(
-            "{} {} {path}\n",
-            info.service, info.pod
-        ))))
+        let text = format!("{} {} {path}\n", app.info.service, app.info.pod);
+        Either::Left(Full::new(Bytes::from(text)))
     };
-    Ok(builder
-        .body(body)
-        .unwrap_or_else(|_| Response::new(Either::Left(Full::new(Bytes::new())))))
+    Ok(builder.body(body).unwrap_or_else(|_| empty_reply()))
+}
+
+fn pod_header(info: &AppInfo) -> HeaderValue {
+    HeaderValue::from_str(&info.pod).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+fn empty_reply() -> Response<Reply> {
+    Response::new(Either::Left(Full::new(Bytes::new())))
+}
+
+/// The caller's own error: an HTTP status with the reason as body, or a trailers-only gRPC
+/// answer with `grpc-status` and `grpc-message`.
+fn error_reply(info: &AppInfo, on_failure: OnFailure, message: &str) -> Response<Reply> {
+    let builder = Response::builder().header(POD_HEADER, pod_header(info));
+    let built = match on_failure {
+        OnFailure::Grpc(code) => builder
+            .status(200)
+            .header(CONTENT_TYPE, "application/grpc")
+            .header("grpc-status", code.to_string())
+            .header(
+                "grpc-message",
+                HeaderValue::from_str(message).unwrap_or(HeaderValue::from_static("failed")),
+            )
+            .body(Either::Left(Full::new(Bytes::new()))),
+        OnFailure::Http(status) => builder
+            .status(status)
+            .header(CONTENT_TYPE, "text/plain")
+            .body(Either::Left(Full::new(Bytes::from(format!(
+                "{}: {message}\n",
+                info.service
+            ))))),
+        OnFailure::Ignore => builder
+            .status(200)
+            .body(Either::Left(Full::new(Bytes::new()))),
+    };
+    built.unwrap_or_else(|_| empty_reply())
+}
+
+fn stats_reply(app: &App, reset: bool) -> Response<Reply> {
+    let body = {
+        let mut stats = app.stats();
+        let body = serde_json::to_vec(&*stats).unwrap_or_default();
+        if reset {
+            *stats = AppStats::default();
+        }
+        body
+    };
+    Response::builder()
+        .status(200)
+        .header(CONTENT_TYPE, "application/json")
+        .body(Either::Left(Full::new(Bytes::from(body))))
+        .unwrap_or_else(|_| empty_reply())
 }
 
 /// Serves on `addr` (HTTP/1.1 and HTTP/2 with prior knowledge) until the parent process
@@ -100,7 +379,15 @@ async fn serve(addr: SocketAddr, info: AppInfo) -> Result<(), MeshError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| MeshError::io(addr.to_string(), e))?;
-    let info = Arc::new(info);
+    let clients = info
+        .plan
+        .outbound
+        .map(|sidecar| Clients::new(crate::http::connector(ToSidecar(sidecar))));
+    let app = Arc::new(App {
+        info,
+        clients,
+        stats: Mutex::new(AppStats::default()),
+    });
     let parent = nix::unistd::getppid();
     let mut orphan_check = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -108,9 +395,9 @@ async fn serve(addr: SocketAddr, info: AppInfo) -> Result<(), MeshError> {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                let info = Arc::clone(&info);
+                let app = Arc::clone(&app);
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| handle(req, Arc::clone(&info)));
+                    let service = hyper::service::service_fn(move |req| handle(req, Arc::clone(&app)));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -122,5 +409,65 @@ async fn serve(addr: SocketAddr, info: AppInfo) -> Result<(), MeshError> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_classify_grpc_and_http_answers() {
+        let answer = |status: u16, grpc: Option<&str>| {
+            let mut headers = BTreeMap::new();
+            if let Some(g) = grpc {
+                headers.insert("grpc-status".to_owned(), g.to_owned());
+            }
+            Ok(Answer {
+                status,
+                headers,
+                trailers: BTreeMap::new(),
+                body: Vec::new(),
+                elapsed: Duration::ZERO,
+            })
+        };
+        assert_eq!(outcome(&answer(200, Some("0")), true), "ok");
+        assert_eq!(outcome(&answer(200, Some("14")), true), "grpc-status 14");
+        assert_eq!(outcome(&answer(503, None), true), "http 503");
+        assert_eq!(outcome(&answer(200, None), true), "no grpc-status");
+        assert_eq!(outcome(&answer(302, None), false), "ok");
+        assert_eq!(outcome(&answer(500, None), false), "http 500");
+        let err = Err(MeshError::Unknown("x".to_owned()));
+        assert_eq!(outcome(&err, false), "transport");
+    }
+
+    #[test]
+    fn stats_merge_adds_every_counter() {
+        let mut a = AppStats::default();
+        let mut b = AppStats {
+            received: 2,
+            answered_errors: 1,
+            ..AppStats::default()
+        };
+        b.by_handler.insert("home".to_owned(), 2);
+        b.calls.insert(
+            "cartservice".to_owned(),
+            CallStats {
+                calls: 2,
+                failed: 1,
+                outcomes: BTreeMap::from([("ok".to_owned(), 1), ("grpc-status 14".to_owned(), 1)]),
+                latencies_us: vec![5, 7],
+            },
+        );
+        a.merge(&b);
+        a.merge(&b);
+        assert_eq!((a.received, a.answered_errors), (4, 2));
+        let cart = a.calls_to("cartservice");
+        assert_eq!(
+            (cart.calls, cart.failed, cart.latencies_us.len()),
+            (4, 2, 4)
+        );
+        assert_eq!(cart.outcomes.get("grpc-status 14"), Some(&2));
+        assert_eq!(a.calls_to("adservice"), CallStats::default());
     }
 }

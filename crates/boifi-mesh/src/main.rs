@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use boifi_mesh::app::{AppInfo, CallPlan};
 use boifi_mesh::demo::{self, DemoOptions};
 use boifi_mesh::{Mesh, MeshOptions, Topology};
 use clap::{Parser, Subcommand};
@@ -21,17 +22,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the mesh, apply policies with boifi-cli, send traffic, print a table, stop.
+    /// Start the mesh, fault cartservice with boifi-cli, send every page type of frontend
+    /// without and with the callers' retries and timeouts, print what each hop saw, stop.
     Demo {
         /// Two control-plane replicas on a 3-member etcd (default: one on the embedded store).
         #[arg(long)]
         ha: bool,
-        /// Policy file or directory to apply.
+        /// The faults of the first two runs (default: crates/boifi-mesh/demo/cart-faults.yaml).
         #[arg(long, short = 'f')]
         policies: Option<PathBuf>,
-        /// Requests per service.
-        #[arg(long, default_value_t = 400)]
+        /// Requests per page type and run.
+        #[arg(long, default_value_t = 60)]
         requests: usize,
+        /// Also start a Prometheus scraping the mesh (Debian's `prometheus`), print its URL
+        /// and the Grafana dashboard file, and keep serving traffic until Enter.
+        #[arg(long)]
+        prometheus: bool,
     },
     /// Start the mesh and keep it running until Ctrl-C.
     Up {
@@ -53,6 +59,9 @@ enum Command {
         /// The pod name.
         #[arg(long)]
         pod: String,
+        /// Its calls (JSON written by the mesh); without it the app is a leaf.
+        #[arg(long)]
+        plan: Option<PathBuf>,
     },
 }
 
@@ -63,22 +72,26 @@ fn main() -> ExitCode {
             listen,
             service,
             pod,
-        } => boifi_mesh::app::run(listen, boifi_mesh::app::AppInfo { service, pod }),
+            plan,
+        } => plan
+            .as_deref()
+            .map_or_else(|| Ok(CallPlan::default()), CallPlan::read)
+            .and_then(|plan| boifi_mesh::app::run(listen, AppInfo { service, pod, plan })),
         Command::Demo {
             ha,
             policies,
             requests,
+            prometheus,
         } => {
-            let policies = policies.unwrap_or_else(|| {
-                boifi_mesh::topology::repo_root()
-                    .join("crates/boifi-mesh/demo/frontend-faults.yaml")
-            });
+            let (faults, slow_policies) = DemoOptions::default_policies();
             demo::run(&DemoOptions {
                 topology: Topology::online_boutique(),
                 ha,
-                policies,
+                policies: policies.unwrap_or(faults),
+                slow_policies,
                 requests,
                 app_binary: std::env::current_exe().ok(),
+                prometheus,
             })
         }
         Command::Up { ha, services } => up(ha, &services),
@@ -112,10 +125,13 @@ fn up(ha: bool, services: &[String]) -> Result<(), boifi_mesh::MeshError> {
     );
     for (spec, pod) in mesh.pods() {
         println!(
-            "{:<40} inbound {}  admin {}",
+            "{:<40} inbound {}  outbound :{}  admin {}  app counters {}{}",
             format!("{}.{}", pod.name, spec.namespace),
             pod.inbound_url(),
-            pod.admin_url()
+            pod.outbound_port,
+            pod.admin_url(),
+            pod.app_url(),
+            boifi_mesh::app::STATS_PATH,
         );
     }
     println!("logs and configs: {}", mesh.dir().display());

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::control_plane::{workspace_binary, ControlPlane, Store};
 use crate::envoy::{
     envoy_binary, envoy_command, ingress_bootstrap, is_native_module, istio_proxy_env,
-    sidecar_bootstrap, write_bootstrap, IngressRoute, SidecarConfig, NATIVE_PROMETHEUS_PREFIX,
+    sidecar_bootstrap, write_bootstrap, SidecarConfig, Upstream, NATIVE_PROMETHEUS_PREFIX,
     NATIVE_SEARCH_PATH_ENV,
 };
 use crate::error::MeshError;
@@ -38,6 +38,8 @@ pub struct MeshOptions {
     pub progress: bool,
     /// The app binary (`boifi-mesh`); found beside the running executable when `None`.
     pub app_binary: Option<PathBuf>,
+    /// The sidecars' `stats_config` (`None`: Envoy's default, every stat with default tags).
+    pub sidecar_stats_config: Option<Value>,
 }
 
 impl MeshOptions {
@@ -52,6 +54,7 @@ impl MeshOptions {
             start_control_plane: true,
             progress: false,
             app_binary: None,
+            sidecar_stats_config: None,
         }
     }
 
@@ -121,6 +124,8 @@ pub struct Pod {
     pub inbound_port: u16,
     /// The sidecar's admin port.
     pub admin_port: u16,
+    /// The sidecar's outbound listener (the app's calls).
+    pub outbound_port: u16,
     /// The app's port.
     pub app_port: u16,
     /// The app process.
@@ -140,6 +145,11 @@ impl Pod {
     /// `http://127.0.0.1:<admin>`.
     pub fn admin_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.admin_port)
+    }
+
+    /// `http://127.0.0.1:<app>`: the app itself, past its sidecar (its counters are there).
+    pub fn app_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.app_port)
     }
 
     /// Whether both processes are up.
@@ -184,11 +194,16 @@ pub struct Mesh {
     wasm: Option<PathBuf>,
     app_binary: PathBuf,
     plugin_config: Value,
+    sidecar_stats_config: Option<Value>,
     progress: bool,
     /// The control plane.
     pub control_plane: ControlPlane,
     /// The services, in topology order.
     pub services: Vec<Service>,
+    /// The callers' route policies in force (see [`Mesh::set_routes`]).
+    pub(crate) routes: Vec<crate::traffic::RoutePolicy>,
+    /// The version of the outbound routes last written to every sidecar's RDS file.
+    pub(crate) routes_version: u64,
     ingress: Option<ManagedProcess>,
     ingress_port: u16,
     ingress_admin_port: u16,
@@ -250,9 +265,12 @@ impl Mesh {
             wasm,
             app_binary,
             plugin_config: options.plugin_config.clone(),
+            sidecar_stats_config: options.sidecar_stats_config.clone(),
             progress,
             control_plane,
             services: Vec::new(),
+            routes: options.topology.routes.clone(),
+            routes_version: 1,
             ingress: None,
             ingress_port,
             ingress_admin_port,
@@ -265,14 +283,15 @@ impl Mesh {
             mesh.control_plane.start_all()?;
         }
         for spec in &options.topology.services {
-            let ports = free_ports(spec.replicas * 3)?;
+            let ports = free_ports(spec.replicas * 4)?;
             let pods = (0..spec.replicas)
                 .map(|slot| Pod {
                     name: String::new(),
                     slot,
-                    inbound_port: ports.get(slot * 3).copied().unwrap_or_default(),
-                    admin_port: ports.get(slot * 3 + 1).copied().unwrap_or_default(),
-                    app_port: ports.get(slot * 3 + 2).copied().unwrap_or_default(),
+                    inbound_port: ports.get(slot * 4).copied().unwrap_or_default(),
+                    admin_port: ports.get(slot * 4 + 1).copied().unwrap_or_default(),
+                    outbound_port: ports.get(slot * 4 + 2).copied().unwrap_or_default(),
+                    app_port: ports.get(slot * 4 + 3).copied().unwrap_or_default(),
                     app: None,
                     sidecar: None,
                     ready_after: None,
@@ -354,9 +373,31 @@ impl Mesh {
             .ok_or_else(|| MeshError::Unknown(format!("service `{name}`")))
     }
 
+    /// Every service with all its pods' inbound ports (a stopped pod's port refuses).
+    pub(crate) fn upstreams(&self) -> Vec<Upstream> {
+        self.services
+            .iter()
+            .map(|s| Upstream {
+                service: s.spec.clone(),
+                endpoints: s.pods.iter().map(|p| p.inbound_port).collect(),
+            })
+            .collect()
+    }
+
+    /// The topology the mesh runs now: its services and the route policies in force.
+    pub(crate) fn topology(&self) -> Topology {
+        Topology {
+            services: self.services.iter().map(|s| s.spec.clone()).collect(),
+            routes: self.routes.clone(),
+        }
+    }
+
     fn spawn_pod(&mut self, s: usize, slot: usize) -> Result<(), MeshError> {
         let dir = self.dir.path().to_owned();
         let cp_port = self.control_plane.port;
+        let upstreams = self.upstreams();
+        let topology = self.topology();
+        let routes_version = self.routes_version;
         let service = self
             .services
             .get_mut(s)
@@ -368,9 +409,25 @@ impl Mesh {
             .get_mut(slot)
             .ok_or_else(|| MeshError::Unknown(format!("{} replica {slot}", spec.name)))?;
         pod.name = format!("{}-{generation}-{slot}", spec.name);
+        let file = |suffix: &str| crate::cascade::pod_file(&dir, &pod.name, &spec, suffix);
         let mut app = Command::new(&self.app_binary);
         app.args(["app", "--listen", &format!("127.0.0.1:{}", pod.app_port)])
             .args(["--service", &spec.name, "--pod", &pod.name]);
+        if !spec.handlers.is_empty() {
+            let plan_file = file("plan.json");
+            let plan = crate::cascade::call_plan(&spec, &topology, pod.outbound_port);
+            crate::cascade::write_json(&plan_file, &plan)?;
+            app.arg("--plan").arg(&plan_file);
+        }
+        let routes_file = file("routes.json");
+        // Unchanged routes (a restarted pod) stay as they are: Envoy reads the file at start.
+        crate::cascade::write_routes(
+            &routes_file,
+            &spec.name,
+            &topology,
+            &upstreams,
+            routes_version,
+        )?;
         let app_log = dir.join(format!("{}.{}.app.log", pod.name, spec.namespace));
         pod.app = Some(ManagedProcess::spawn(
             &format!("{}/app", pod.name),
@@ -382,10 +439,14 @@ impl Mesh {
             pod: &pod.name,
             admin_port: pod.admin_port,
             inbound_port: pod.inbound_port,
+            outbound_port: pod.outbound_port,
+            outbound_routes: &routes_file,
+            upstreams: &upstreams,
             app_port: pod.app_port,
             control_plane_port: cp_port,
             wasm: self.wasm.as_deref(),
             plugin_config: &self.plugin_config,
+            stats_config: self.sidecar_stats_config.as_ref(),
         };
         let bootstrap = dir.join(format!("{}.{}.envoy.json", pod.name, spec.namespace));
         write_bootstrap(&bootstrap, &sidecar_bootstrap(&config))?;
@@ -409,14 +470,7 @@ impl Mesh {
     }
 
     fn spawn_ingress(&mut self) -> Result<(), MeshError> {
-        let routes: Vec<IngressRoute> = self
-            .services
-            .iter()
-            .map(|s| IngressRoute {
-                service: s.spec.clone(),
-                endpoints: s.pods.iter().map(|p| p.inbound_port).collect(),
-            })
-            .collect();
+        let routes = self.upstreams();
         let path = self.dir.path().join("ingress.envoy.json");
         write_bootstrap(
             &path,
@@ -536,14 +590,34 @@ impl Mesh {
     /// The config version the sidecar's filter applied last (`hfi.config.version`), `None`
     /// before the filter reported any.
     pub fn config_version(&self, pod: &Pod) -> Result<Option<u64>, MeshError> {
-        // Wasm: `wasmcustom.hfi...`; the native module: `dynamicmodulescustom.hfi...`.
-        let a = self.client.get(
-            &pod.admin_url(),
-            "/stats?filter=%5E%28wasm%7Cdynamicmodules%29custom%5C.hfi%5C.config%5C.version%24",
-        )?;
+        // The Wasm filter's stats are under `wasmcustom.`, the native module's under
+        // `dynamicmodulescustom.`.
+        let name = match self.wasm.as_deref() {
+            Some(m) if is_native_module(m) => "dynamicmodulescustom.hfi.config.version",
+            _ => "wasmcustom.hfi.config.version",
+        };
+        self.stat(pod, name)
+    }
+
+    /// One of a sidecar's stats by its full name (`http.inbound_0.0.0.0_8080.downstream_rq_total`),
+    /// `None` when the sidecar has no such stat.
+    pub fn stat(&self, pod: &Pod, name: &str) -> Result<Option<u64>, MeshError> {
+        let escaped: String = name
+            .chars()
+            .flat_map(|c| {
+                let special = "\\.|[](){}*+?^$".contains(c);
+                special.then_some('\\').into_iter().chain([c])
+            })
+            .collect();
+        let path = format!(
+            "/stats?filter={}",
+            boifi_core::wire::percent_encode(&format!("^{escaped}$"))
+        );
+        let a = self.client.get(&pod.admin_url(), &path)?;
+        let prefix = format!("{name}: ");
         Ok(a.text()
             .lines()
-            .find_map(|l| l.split_once("custom.hfi.config.version: ").map(|(_, v)| v))
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
             .and_then(|v| v.trim().parse().ok()))
     }
 

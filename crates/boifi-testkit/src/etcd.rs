@@ -4,9 +4,8 @@
 //! ```no_run
 //! use boifi_testkit::etcd::EtcdCluster;
 //!
-//! // `None`: etcd is not installed and not required here; the test skips. When `CI` or
-//! // `BOIFI_REQUIRE_ETCD` is set, a missing etcd fails the test with how to install it.
-//! let Some(etcd) = EtcdCluster::for_test(1) else { return };
+//! // A missing etcd fails the test with how to install it: a test never passes by skipping.
+//! let etcd = EtcdCluster::for_test(1);
 //! let endpoints: String = etcd.endpoints_arg(); // "http://127.0.0.1:P"
 //! # let _ = endpoints;
 //! ```
@@ -25,8 +24,6 @@ use crate::process::ChildGuard;
 
 /// Environment variable naming the etcd binary to use.
 pub const ETCD_BINARY_ENV: &str = "BOIFI_ETCD";
-/// Environment variable that makes a missing etcd an error instead of a skipped test.
-pub const REQUIRE_ETCD_ENV: &str = "BOIFI_REQUIRE_ETCD";
 /// Where Debian's `etcd-server` package puts the binary.
 pub const DEBIAN_ETCD: &str = "/usr/bin/etcd";
 
@@ -39,16 +36,6 @@ const PORT_ATTEMPTS: usize = 3;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EtcdError {
-    /// No binary, but the environment says etcd is required.
-    #[error(
-        "etcd is required here (`{reason}` is set) but no etcd binary was found (env \
-         `BOIFI_ETCD` if set, else `/usr/bin/etcd`, else `etcd` on `PATH`): run `make deps` \
-         (scripts/deps.sh installs Debian's `etcd-server`)"
-    )]
-    Required {
-        /// The variable that made it required.
-        reason: String,
-    },
     /// No binary.
     #[error(
         "no etcd binary found (env `BOIFI_ETCD` if set, else `/usr/bin/etcd`, else `etcd` on \
@@ -115,16 +102,6 @@ pub fn etcd_binary() -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join("etcd"))
         .find(|candidate| candidate.is_file())
-}
-
-/// The variable (`CI` or `BOIFI_REQUIRE_ETCD`) that makes etcd required, if one is set to
-/// something other than empty, `0` or `false`.
-pub fn etcd_required_by() -> Option<&'static str> {
-    [REQUIRE_ETCD_ENV, "CI"].into_iter().find(|name| {
-        std::env::var(name)
-            .map(|v| !matches!(v.trim(), "" | "0" | "false"))
-            .unwrap_or(false)
-    })
 }
 
 /// One member of a test cluster.
@@ -202,33 +179,14 @@ pub struct EtcdCluster {
 }
 
 impl EtcdCluster {
-    /// For a test: `Ok(None)` when etcd is not installed and nothing requires it (a note goes
-    /// to stderr); [`EtcdError::Required`] when `CI` or `BOIFI_REQUIRE_ETCD` is set and etcd is
-    /// missing; otherwise the started cluster of `members` members.
-    pub fn start_for_test(members: usize) -> Result<Option<EtcdCluster>, EtcdError> {
-        if etcd_binary().is_none() {
-            if let Some(reason) = etcd_required_by() {
-                return Err(EtcdError::Required {
-                    reason: reason.to_owned(),
-                });
-            }
-            eprintln!(
-                "skipping: no etcd binary (set `BOIFI_ETCD`, or run `make deps`); set \
-                 `BOIFI_REQUIRE_ETCD=1` to make this an error"
-            );
-            return Ok(None);
-        }
-        EtcdCluster::start(members).map(Some)
-    }
-
-    /// [`EtcdCluster::start_for_test`] for a test body: `None` means skip; any error fails the
-    /// test with its message (e.g. etcd required by `CI` but not installed, and how to fix it).
+    /// A cluster of `members` members for a test body; any error (etcd not installed, a member
+    /// that would not start) fails the test with its message, which says how to fix it.
     #[expect(
         clippy::panic,
         reason = "a test helper: failing the test with a message is its job"
     )]
-    pub fn for_test(members: usize) -> Option<EtcdCluster> {
-        match EtcdCluster::start_for_test(members) {
+    pub fn for_test(members: usize) -> EtcdCluster {
+        match EtcdCluster::start(members) {
             Ok(cluster) => cluster,
             Err(e) => panic!("{e}"),
         }

@@ -21,13 +21,10 @@ fn upstream_answers_200_ok() {
 
 #[test]
 fn one_second_wrk_run_against_the_upstream() {
-    if wrk::binary().is_err() {
-        if std::env::var_os("CI").is_some() {
-            panic!("wrk is not installed (make deps installs it)");
-        }
-        eprintln!("skipped: wrk is not installed (make deps installs it)");
-        return;
-    }
+    assert!(
+        wrk::binary().is_ok(),
+        "wrk is not installed (`make deps` installs it)"
+    );
     let upstream = Upstream::start().unwrap();
     let load = Load {
         threads: 1,

@@ -62,9 +62,16 @@ fn smallest_step_is_representable() {
     let set =
         CompiledPolicySet::compile(&[abort_policy("tiny", "0.0001")], &Identity::default(), 0)
             .unwrap();
-    // 1 ppm: over 2 million draws about 2 hits; the point is that it is not 0 % or rounded up.
-    let hits = observed(&set, 2_000_000, 3);
-    check_binomial("tiny", hits, 2_000_000, 1e-6).unwrap();
+    // 1 ppm over 25 million draws: 25 ± 20 hits at 4σ. The band must exclude 0 (and 2 ppm's 50),
+    // or a rate rounded down to 0 % (or up) would pass — the very bug this test is about.
+    let n = 25_000_000;
+    let (expected, four_sigma) = (
+        n as f64 * 1e-6,
+        4.0 * (n as f64 * 1e-6 * (1.0 - 1e-6)).sqrt(),
+    );
+    assert!(expected - four_sigma > 0.0 && expected + four_sigma < 2.0 * expected);
+    let hits = observed(&set, n, 3);
+    check_binomial("tiny", hits, n, 1e-6).unwrap();
 }
 
 #[test]

@@ -8,17 +8,18 @@ use boifi_deploy::consistency::{
     check_bundle, check_control_plane_reachable, container_setting, parse_istio_cluster,
     pod_templates, BundleScope, CLUSTER_DOMAIN, PART_OF_LABEL,
 };
-use boifi_deploy::kustomize;
 use boifi_deploy::yaml::Document;
 use serde_json::{json, Value};
 
-use crate::support::{base, find, overlay_dirs};
+use crate::support::{base, chart_bundles, find, overlay_dirs};
 
-fn bundles() -> Vec<(String, Vec<Document>)> {
+/// Every bundle the project ships: kustomize's base and overlays, and the chart's value sets.
+pub fn bundles() -> Vec<(String, Vec<Document>)> {
     let mut out = vec![("base".to_owned(), base())];
     for dir in overlay_dirs() {
-        out.push((dir.display().to_string(), kustomize::build(&dir).unwrap()));
+        out.push((dir.display().to_string(), crate::support::kustomize(&dir)));
     }
+    out.extend(chart_bundles());
     out
 }
 

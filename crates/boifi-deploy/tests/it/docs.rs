@@ -117,3 +117,94 @@ fn dockerfile_agrees_with_the_deployment_and_the_overlay() {
     );
     assert!(guide.contains(&format!("docker save {tag} | sudo k3s ctr images import -")));
 }
+
+/// The Istio inclusion the guide and the chart's README install is the chart's documented
+/// `metrics.proxyStatsInclusionRegexps`, the list the dashboard test runs against.
+#[test]
+fn guide_and_chart_readme_install_the_charts_stats_inclusion() {
+    let values: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(crate::support::chart().join("values.yaml")).unwrap(),
+    )
+    .unwrap();
+    let regexps = values["metrics"]["proxyStatsInclusionRegexps"]
+        .as_array()
+        .unwrap();
+    assert!(!regexps.is_empty());
+    let readme = std::fs::read_to_string(crate::support::chart().join("README.md")).unwrap();
+    for (name, text) in [
+        ("docs/deploy-k8s.md", guide()),
+        ("charts/boifi/README.md", readme),
+    ] {
+        for (i, regex) in regexps.iter().enumerate() {
+            let flag = format!(
+                "'meshConfig.defaultConfig.proxyStatsMatcher.inclusionRegexps[{i}]={}'",
+                regex.as_str().unwrap()
+            );
+            assert!(text.contains(&flag), "{name}: {flag}");
+        }
+        let next = format!("inclusionRegexps[{}]", regexps.len());
+        assert!(
+            !text.contains(&next),
+            "{name}: more regexps than the chart lists"
+        );
+    }
+}
+
+/// Splits a shell command line of the guide: whitespace-separated words, '…' quoting, a `#`
+/// comment at the end.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                any = true;
+            }
+            '#' if !quoted && !any && word.is_empty() => break,
+            c if c.is_whitespace() && !quoted => {
+                if any || !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+                any = false;
+            }
+            c => word.push(c),
+        }
+    }
+    if any || !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// Every `helm install` of the guide and of the chart's README renders with the real helm (as
+/// `helm template`, the same arguments), so the values they show exist and are accepted.
+#[test]
+fn the_documented_helm_installs_render() {
+    let readme = std::fs::read_to_string(crate::support::chart().join("README.md")).unwrap();
+    let docs = format!("{}\n{readme}", guide()).replace("\\\n", " ");
+    let installs: Vec<&str> = docs
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("helm install "))
+        .collect();
+    assert!(installs.len() >= 5, "{installs:#?}");
+    for line in installs {
+        let mut args = shell_words(line);
+        assert_eq!(args[1], "install");
+        args[1] = "template".to_owned();
+        args.retain(|a| a != "--create-namespace");
+        // The guide's paths are relative to the repository root.
+        for arg in &mut args {
+            if arg.starts_with("charts/") {
+                *arg = repo_root().join(&*arg).display().to_string();
+            }
+        }
+        let text = crate::support::helm()
+            .run(args.iter().skip(1))
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(text.contains("kind: Deployment"), "{line}");
+    }
+}

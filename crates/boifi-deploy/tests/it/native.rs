@@ -3,18 +3,17 @@
 //! rules are not vacuous: each kind of mistake an operator can make is reported with its field.
 
 use boifi_deploy::consistency::BundleScope;
-use boifi_deploy::kustomize;
 use boifi_deploy::yaml::Document;
 use serde_json::{json, Value};
 
-use crate::support::{checker, find, native_dirs};
+use crate::support::{checker, find, kustomize, native_dirs};
 
 fn bundle(name: &str) -> Vec<Document> {
     let dir = native_dirs()
         .into_iter()
         .find(|d| d.ends_with(name))
         .unwrap();
-    kustomize::build(&dir).unwrap()
+    kustomize(&dir)
 }
 
 fn problems(docs: &[Document]) -> Vec<String> {

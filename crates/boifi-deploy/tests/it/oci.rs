@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::Command;
 
 use boifi_deploy::digest::{oci_digest, sha256_hex};
-use boifi_deploy::kustomize;
 use boifi_deploy::oci::{
     verify_layout, write_layout, ArtifactOptions, MINIMAL_WASM_MODULE, WASM_CONFIG_MEDIA_TYPE,
     WASM_LAYER_MEDIA_TYPE,
@@ -14,7 +13,7 @@ use boifi_deploy::oci::{
 use boifi_deploy::pin::pin_tree;
 use serde_json::Value;
 
-use crate::support::{built_wasm, copy_tree, find, manifests, wasm_or_minimal};
+use crate::support::{built_wasm, copy_tree, find, manifests};
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
@@ -31,7 +30,7 @@ fn blob(dir: &Path, digest: &str) -> Vec<u8> {
 /// Reads the layout with nothing but serde_json and sha256, as a registry client would.
 #[test]
 fn layout_reads_back_index_to_manifest_to_config_and_layers() {
-    let wasm = wasm_or_minimal();
+    let (_, wasm) = built_wasm();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("oci");
     let artifact = write_layout(&out, &wasm, &ArtifactOptions::default()).unwrap();
@@ -121,11 +120,8 @@ fn layout_reads_back_index_to_manifest_to_config_and_layers() {
 }
 
 #[test]
-fn layer_is_the_built_filter_when_it_exists() {
-    let Some((path, wasm)) = built_wasm() else {
-        eprintln!("BOIFI_WASM not built: the structure test above used a minimal module");
-        return;
-    };
+fn layer_is_the_built_filter() {
+    let (path, wasm) = built_wasm();
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_boifi-deploy"))
         .args(["oci", "--wasm"])
@@ -314,12 +310,12 @@ fn pinning_writes_the_digests_istio_checks() {
         "pinning is idempotent"
     );
 
-    let base = kustomize::build(&tree.join("base")).unwrap();
+    let base = crate::support::kustomize(&tree.join("base"));
     let plugin = &find(&base, "WasmPlugin", "boifi-fault").value["spec"];
     assert!(plugin["url"].as_str().unwrap().starts_with("oci://"));
     assert_eq!(plugin["sha256"], artifact.manifest_sha256());
 
-    let demo = kustomize::build(&tree.join("overlays/k3s-demo")).unwrap();
+    let demo = crate::support::kustomize(&tree.join("overlays/k3s-demo"));
     let plugin = &find(&demo, "WasmPlugin", "boifi-fault").value["spec"];
     assert_eq!(plugin["sha256"], sha256_hex(&module));
     let url = plugin["url"].as_str().unwrap();
@@ -347,9 +343,8 @@ fn committed_pins_are_consistent() {
         .as_str()
         .unwrap()
         .ends_with(&format!("sha256:{sha}")));
-    if let Some((_, wasm)) = built_wasm() {
-        if sha256_hex(&wasm) != sha {
-            eprintln!("note: the committed pins are from another build of the filter; `make oci` re-pins them");
-        }
+    let (_, wasm) = built_wasm();
+    if sha256_hex(&wasm) != sha {
+        eprintln!("note: the committed pins are from another build of the filter; `make oci` re-pins them");
     }
 }

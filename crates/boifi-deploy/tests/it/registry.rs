@@ -10,7 +10,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use boifi_deploy::digest::{oci_digest, sha256_hex};
-use boifi_deploy::kustomize;
 use boifi_deploy::oci::{
     write_layout, ArtifactOptions, OCI_MANIFEST_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE,
 };
@@ -20,7 +19,7 @@ use boifi_testkit::ports::free_port;
 use boifi_testkit::process::ChildGuard;
 use serde_json::Value;
 
-use crate::support::{copy_tree, find, manifests, wasm_or_minimal};
+use crate::support::{built_wasm, copy_tree, find, manifests};
 
 fn tool(name: &str) -> Option<PathBuf> {
     let path = Path::new("/usr/bin").join(name);
@@ -42,7 +41,7 @@ fn pushed_artifact_keeps_its_digest_and_the_pinned_url_serves_the_module() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let wasm = wasm_or_minimal();
+    let (_, wasm) = built_wasm();
     let layout = work.path().join("oci");
     let artifact = write_layout(&layout, &wasm, &ArtifactOptions::default()).unwrap();
 
@@ -115,7 +114,7 @@ fn pushed_artifact_keeps_its_digest_and_the_pinned_url_serves_the_module() {
     let tree = work.path().join("manifests");
     copy_tree(&manifests(), &tree);
     pin_tree(&tree, &artifact).unwrap();
-    let demo = kustomize::build(&tree.join("overlays/k3s-demo")).unwrap();
+    let demo = crate::support::kustomize(&tree.join("overlays/k3s-demo"));
     let spec = &find(&demo, "WasmPlugin", "boifi-fault").value["spec"];
     let url = spec["url"].as_str().unwrap();
     let path = &url[url.find("/v2/").unwrap()..];

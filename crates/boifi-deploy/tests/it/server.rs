@@ -197,11 +197,46 @@ fn manifest_flags_and_env_are_accepted_by_the_server() {
 /// swapped for the in-memory one and the address for a loopback port) and calls the probes.
 #[test]
 fn server_started_with_the_manifest_settings_answers_its_probes() {
+    answers_its_probes(
+        &control_plane_container(),
+        &[
+            ("STORAGE_BACKEND", Some("memory")),
+            ("ETCD_ENDPOINTS", None),
+        ],
+    );
+}
+
+/// The chart's default control plane, on its real embedded store: the server started with the
+/// Deployment's env (the data volume's mount path mapped into a temporary folder) and args.
+#[test]
+fn server_started_with_the_charts_default_settings_answers_its_probes() {
+    let docs = crate::support::chart_bundle("default");
+    let deployment = find(&docs, "Deployment", "boifi-control-plane");
+    let container = &deployment.value["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container_setting(container, "STORAGE_BACKEND", "--storage"),
+        Some("embedded")
+    );
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("data").display().to_string();
+    answers_its_probes(container, &[("DATA_DIR", Some(data_dir.as_str()))]);
+    assert!(
+        std::fs::read_dir(data.path().join("data"))
+            .unwrap()
+            .next()
+            .is_some(),
+        "the embedded store wrote nothing into DATA_DIR"
+    );
+}
+
+/// Starts the built server with `container`'s env and args (the address mapped to a loopback
+/// port, the token file to a temporary one, `remap` applied: a value replaces a variable's,
+/// `None` removes it) and calls its probes and `/metrics`.
+fn answers_its_probes(container: &Value, remap: &[(&str, Option<&str>)]) {
     let Some(binary) = server_binary() else {
         eprintln!("boifi-server is not built next to this test: probes not called");
         return;
     };
-    let container = control_plane_container();
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "test-token\n").unwrap();
@@ -214,10 +249,14 @@ fn server_started_with_the_manifest_settings_answers_its_probes() {
             var["value"].as_str().unwrap(),
         );
     }
+    for (name, value) in remap {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
     command
         .env("LISTEN_ADDR", addr.to_string())
-        .env("STORAGE_BACKEND", "memory")
-        .env_remove("ETCD_ENDPOINTS")
         .arg(format!("--auth-token-file={}", token_file.display()))
         .current_dir(dir.path())
         .stdout(Stdio::null())

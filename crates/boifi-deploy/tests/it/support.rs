@@ -1,10 +1,10 @@
 //! Paths to the repository, the shared data beside it, and the bundles under test.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use boifi_deploy::check::Checker;
-use boifi_deploy::kustomize;
-use boifi_deploy::oci::MINIMAL_WASM_MODULE;
+use boifi_deploy::render::{self, HelmRelease, Tool};
 use boifi_deploy::yaml::{Document, ResourceId};
 
 /// The repository root (two levels above this crate).
@@ -38,8 +38,88 @@ pub fn manifests() -> PathBuf {
     repo_root().join("manifests")
 }
 
+/// A tool the tests need; a missing one fails the test with the way to install it.
+fn tool(
+    cell: &'static OnceLock<Tool>,
+    find: fn(&Path) -> Result<Tool, render::RenderError>,
+) -> &'static Tool {
+    cell.get_or_init(|| find(&repo_root()).unwrap_or_else(|err| panic!("{err}")))
+}
+
+pub fn kubectl() -> &'static Tool {
+    static KUBECTL: OnceLock<Tool> = OnceLock::new();
+    tool(&KUBECTL, Tool::kubectl)
+}
+
+pub fn helm() -> &'static Tool {
+    static HELM: OnceLock<Tool> = OnceLock::new();
+    tool(&HELM, Tool::helm)
+}
+
+/// What `kubectl kustomize <dir>` renders.
+pub fn kustomize(dir: &Path) -> Vec<Document> {
+    render::kustomize(kubectl(), dir).unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// `manifests/base` as kubectl renders it (rendered once per test binary).
 pub fn base() -> Vec<Document> {
-    kustomize::build(&manifests().join("base")).expect("base composes")
+    static BASE: OnceLock<Vec<Document>> = OnceLock::new();
+    BASE.get_or_init(|| kustomize(&manifests().join("base")))
+        .clone()
+}
+
+pub fn chart() -> PathBuf {
+    repo_root().join("charts/boifi")
+}
+
+/// The chart's value sets under test: its defaults, then each `ci/<name>-values.yaml`.
+pub fn chart_value_sets() -> Vec<(String, HelmRelease)> {
+    let mut out = vec![(
+        "default".to_owned(),
+        HelmRelease::new(&chart(), "boifi", "boifi"),
+    )];
+    let mut files: Vec<PathBuf> = std::fs::read_dir(chart().join("ci"))
+        .expect("charts/boifi/ci")
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    files.sort();
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy();
+        let name = name
+            .strip_suffix("-values.yaml")
+            .expect("ci/<name>-values.yaml");
+        let mut release = HelmRelease::new(&chart(), "boifi", "boifi");
+        release.values.push(file.clone());
+        out.push((name.to_owned(), release));
+    }
+    out
+}
+
+/// What `helm template` renders for each value set (rendered once per test binary).
+pub fn chart_bundles() -> Vec<(String, Vec<Document>)> {
+    static BUNDLES: OnceLock<Vec<(String, Vec<Document>)>> = OnceLock::new();
+    BUNDLES
+        .get_or_init(|| {
+            chart_value_sets()
+                .into_iter()
+                .map(|(name, release)| {
+                    let docs = release
+                        .template(helm())
+                        .unwrap_or_else(|err| panic!("{err}"));
+                    (format!("chart {name}"), docs)
+                })
+                .collect()
+        })
+        .clone()
+}
+
+/// The chart bundle of one value set.
+pub fn chart_bundle(name: &str) -> Vec<Document> {
+    chart_bundles()
+        .into_iter()
+        .find(|(n, _)| n == &format!("chart {name}"))
+        .unwrap_or_else(|| panic!("no value set {name}"))
+        .1
 }
 
 /// Every overlay directory under manifests/overlays.
@@ -63,7 +143,9 @@ pub fn native_dirs() -> Vec<PathBuf> {
 }
 
 pub fn k3s_demo() -> Vec<Document> {
-    kustomize::build(&manifests().join("overlays/k3s-demo")).expect("k3s-demo composes")
+    static DEMO: OnceLock<Vec<Document>> = OnceLock::new();
+    DEMO.get_or_init(|| kustomize(&manifests().join("overlays/k3s-demo")))
+        .clone()
 }
 
 /// Resources an operator creates by hand before `kubectl apply -k` (docs/deploy-k8s.md).
@@ -80,21 +162,22 @@ pub fn find<'a>(docs: &'a [Document], kind: &str, name: &str) -> &'a Document {
         .unwrap_or_else(|| panic!("no {kind} {name} in the bundle"))
 }
 
-/// The built filter (`BOIFI_WASM`, as `make wasm` leaves it) when it exists.
-pub fn built_wasm() -> Option<(PathBuf, Vec<u8>)> {
-    let path = PathBuf::from(std::env::var_os("BOIFI_WASM")?);
-    let bytes = std::fs::read(&path).ok()?;
-    Some((path, bytes))
-}
-
-/// The built filter, else the smallest valid module (for structure-only checks).
-pub fn wasm_or_minimal() -> Vec<u8> {
-    match built_wasm() {
-        Some((_, bytes)) => bytes,
-        None => {
-            eprintln!("BOIFI_WASM is not set or missing: using a minimal module for the OCI structure checks");
-            MINIMAL_WASM_MODULE.to_vec()
-        }
+/// The built filter (env `BOIFI_WASM`, else where `make wasm` leaves it): its path and bytes.
+/// A missing module fails the test, naming it: the artifact checks never fall back to a stand-in.
+pub fn built_wasm() -> (PathBuf, Vec<u8>) {
+    let path = std::env::var_os("BOIFI_WASM").map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/debian/wasm32-unknown-unknown/release/boifi_wasm.wasm")
+        },
+        PathBuf::from,
+    );
+    match std::fs::read(&path) {
+        Ok(bytes) => (path, bytes),
+        Err(e) => panic!(
+            "the built filter `{}` cannot be read ({e}): build it with `make wasm`",
+            path.display()
+        ),
     }
 }
 

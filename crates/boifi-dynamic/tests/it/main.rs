@@ -6,9 +6,9 @@
 //! apart. What only the native module has (a stress run of held and aborted requests, the
 //! process's memory after it) lives in [`native`].
 //!
-//! Prerequisites: env BOIFI_NATIVE (set by the Makefile; `make native` builds the module),
-//! Envoy (env BOIFI_ENVOY or scripts/envoy-path.sh) and target/debug/boifi-server (or env
-//! BOIFI_SERVER). Missing ones skip locally and fail when CI or BOIFI_REQUIRE_E2E is set.
+//! Prerequisites: the module (env BOIFI_NATIVE, else target/debug/libboifi.so; `make native`
+//! builds it), Envoy (env BOIFI_ENVOY or scripts/envoy-path.sh) and target/debug/boifi-server
+//! (or env BOIFI_SERVER). A missing one fails the test and names it; none skips.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// fault, and its allocator must hand back what the held requests took.
 #[test]
 fn concurrent_delays_aborts_and_hang_ups_with_two_workers() {
-    let Some(p) = Prereqs::find() else { return };
+    let p = Prereqs::find();
     let _serial = serial();
     let mesh = Mesh::start(p);
     let mut o = mesh.options(Workload::new("frontend", "demo"));

@@ -8,6 +8,8 @@
     clippy::indexing_slicing
 )]
 
+mod cascade;
+mod dashboard;
 mod edge_cases;
 mod reliability_outage;
 mod scale;

@@ -28,7 +28,9 @@ fn now_ms() -> u64 {
 fn RELIABILITY_control_plane_down_30s_under_traffic_fails_nothing_and_expiry_holds() {
     let _machine = exclusive();
     let mut mesh = start(options(
-        Topology::online_boutique().only(&["frontend", "cartservice"]),
+        Topology::online_boutique()
+            .leaves()
+            .only(&["frontend", "cartservice"]),
     ));
     apply(
         &mesh,

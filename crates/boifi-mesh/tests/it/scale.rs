@@ -14,7 +14,9 @@ use crate::support::*;
 #[test]
 fn SC007_eleven_services_with_independent_policies_each_see_only_their_own() {
     let _machine = exclusive();
-    let topology = Topology::online_boutique().with_replicas("frontend", 1);
+    let topology = Topology::online_boutique()
+        .leaves()
+        .with_replicas("frontend", 1);
     let mut o = options(topology.clone());
     o.progress = true;
     let mesh = start(o);
@@ -75,6 +77,7 @@ fn SC008_sidecar_start_time_with_and_without_the_filter() {
     for filter in [true, false] {
         let mut o = options(
             Topology::online_boutique()
+                .leaves()
                 .with_replicas("frontend", 1)
                 .only(&services),
         );

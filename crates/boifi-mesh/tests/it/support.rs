@@ -53,6 +53,7 @@ pub fn ha_topology() -> Topology {
     let mut nameless = ServiceSpec::new(NAMELESS, "demo", Protocol::Http);
     nameless.service_metadata = false;
     Topology::online_boutique()
+        .leaves()
         .only(&["frontend", "productcatalogservice", "cartservice"])
         .with_service(staging)
         .with_service(nameless)

@@ -19,7 +19,9 @@ fn alive(pid: u32) -> bool {
 #[test]
 fn teardown_leaves_no_process_and_no_directory_even_when_a_test_panics() {
     let _machine = exclusive();
-    let topology = Topology::online_boutique().only(&["cartservice", "adservice"]);
+    let topology = Topology::online_boutique()
+        .leaves()
+        .only(&["cartservice", "adservice"]);
     let mut o = options(topology);
     o.filter = false;
     o.start_control_plane = false;

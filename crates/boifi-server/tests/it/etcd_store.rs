@@ -2,8 +2,7 @@
 //! suite, two stores sharing one etcd, and a watch that recovers from losing its member while
 //! the revision it would resume from is compacted.
 //!
-//! Without an etcd binary these tests skip, unless `CI` or `BOIFI_REQUIRE_ETCD` is set: then
-//! they fail and say how to install it.
+//! Without an etcd binary these tests fail and say how to install it (`make deps`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -47,9 +46,7 @@ async fn view_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_store_conforms() {
-    let Some(etcd) = EtcdCluster::for_test(1) else {
-        return;
-    };
+    let etcd = EtcdCluster::for_test(1);
     let endpoints = etcd.endpoints();
     conformance::run(|| {
         let endpoints = endpoints.clone();
@@ -65,9 +62,7 @@ async fn etcd_store_conforms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_stores_on_one_etcd_see_each_others_writes() {
-    let Some(etcd) = EtcdCluster::for_test(1) else {
-        return;
-    };
+    let etcd = EtcdCluster::for_test(1);
     let prefix = unique_prefix("shared");
     let a = EtcdStore::connect(&etcd.endpoints(), &prefix)
         .await
@@ -226,9 +221,7 @@ async fn put_retrying(store: &EtcdStore, name: &str) -> PutOutcome {
 /// view is complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_recovers_from_member_loss_and_compaction() {
-    let Some(mut etcd) = EtcdCluster::for_test(3) else {
-        return;
-    };
+    let mut etcd = EtcdCluster::for_test(3);
     let prefix = unique_prefix("compaction");
     let lost = a_follower(&etcd).await;
     let own = etcd.member(lost).unwrap().client_url();
@@ -308,9 +301,7 @@ async fn watch_recovers_from_member_loss_and_compaction() {
 /// hang), readiness says why, and the store comes back by itself with its view intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_rides_out_an_etcd_restart() {
-    let Some(mut etcd) = EtcdCluster::for_test(1) else {
-        return;
-    };
+    let mut etcd = EtcdCluster::for_test(1);
     let mut options = EtcdOptions::new(&etcd.endpoints(), &unique_prefix("restart"));
     options.request_timeout = Duration::from_secs(1);
     let store = EtcdStore::start(options).await.unwrap();
@@ -369,9 +360,7 @@ async fn store_rides_out_an_etcd_restart() {
 /// skipped with a warning, never served and never fatal; a real write replaces them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_values_are_skipped_not_served() {
-    let Some(etcd) = EtcdCluster::for_test(1) else {
-        return;
-    };
+    let etcd = EtcdCluster::for_test(1);
     let prefix = unique_prefix("garbage");
     let mut client = Client::connect(etcd.endpoints(), None).await.unwrap();
     client
@@ -416,9 +405,7 @@ fn policy_value(name: &str) -> String {
 /// replaced after it expired is left alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_sweep_an_expired_policy_exactly_once() {
-    let Some(etcd) = EtcdCluster::for_test(1) else {
-        return;
-    };
+    let etcd = EtcdCluster::for_test(1);
     let prefix = unique_prefix("sweep");
     let a = EtcdStore::connect(&etcd.endpoints(), &prefix)
         .await
@@ -474,9 +461,7 @@ async fn replicas_sweep_an_expired_policy_exactly_once() {
 /// on as much) still loads. Each policy carries the largest abort body a policy may have.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_view_larger_than_a_default_grpc_message_loads() {
-    let Some(etcd) = EtcdCluster::for_test(1) else {
-        return;
-    };
+    let etcd = EtcdCluster::for_test(1);
     let prefix = unique_prefix("large");
     let watching = EtcdStore::connect(&etcd.endpoints(), &prefix)
         .await
@@ -526,9 +511,7 @@ async fn a_view_larger_than_a_default_grpc_message_loads() {
 /// holding that version would never be told about the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catching_up_a_long_backlog_never_publishes_a_version_ahead_of_its_content() {
-    let Some(mut etcd) = EtcdCluster::for_test(3) else {
-        return;
-    };
+    let mut etcd = EtcdCluster::for_test(3);
     let prefix = unique_prefix("backlog");
     let lost = a_follower(&etcd).await;
     let own = etcd.member(lost).unwrap().client_url();

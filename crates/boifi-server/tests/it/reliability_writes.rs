@@ -6,7 +6,7 @@
 //! connection to the dead replica, or an API error with a message — never a 500); and both
 //! replicas serve the identical policy list and the identical sidecar config.
 //!
-//! Without an etcd binary this test skips, unless `CI` or `BOIFI_REQUIRE_ETCD` is set.
+//! Without an etcd binary this test fails and says how to install it (`make deps`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -67,9 +67,7 @@ enum Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_killing_a_replica_and_the_etcd_leader() {
-    let Some(mut etcd) = EtcdCluster::for_test(3) else {
-        return;
-    };
+    let mut etcd = EtcdCluster::for_test(3);
     let a = replica(&etcd, "replica-a");
     let b = replica(&etcd, "replica-b");
     // The URLs clients write to, swapped when a replica dies or comes back.

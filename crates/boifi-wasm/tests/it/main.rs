@@ -1,9 +1,9 @@
 //! boifi-wasm integration tests: the filter in a real Envoy configured like an Istio sidecar,
 //! talking to a real boifi-server. Every process is started by the test and killed on drop.
 //!
-//! Prerequisites: env BOIFI_WASM (set by the Makefile; `make wasm` builds it), Envoy (env
+//! Prerequisites: the built filter (env BOIFI_WASM, else where `make wasm` puts it), Envoy (env
 //! BOIFI_ENVOY or scripts/envoy-path.sh) and target/debug/boifi-server (or env BOIFI_SERVER).
-//! Missing ones skip the e2e tests locally and fail them when CI or BOIFI_REQUIRE_E2E is set.
+//! A missing one fails the test with its name and how to get it; no test passes by skipping.
 // Test code: a failed setup step should fail the test loudly (clippy.toml allows this only
 // inside `#[test]` functions, and the harness lives in helper modules).
 #![allow(

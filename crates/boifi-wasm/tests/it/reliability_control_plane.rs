@@ -197,7 +197,7 @@ fn failure_lines(envoy: &Envoy) -> u64 {
 
 #[test]
 fn filter_keeps_its_last_good_set_and_backs_off_while_the_control_plane_misbehaves() {
-    let Some(p) = Prereqs::find() else { return };
+    let p = Prereqs::find();
     let _serial = serial();
     let upstream = Upstream::start();
     let cp = ScriptedControlPlane::start(1, config_body(1, 503));

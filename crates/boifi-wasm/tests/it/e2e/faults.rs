@@ -13,7 +13,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[test]
 fn delays_are_accurate_delay_then_abort_works_and_grpc_gets_a_grpc_status() {
-    let Some(p) = Prereqs::find() else { return };
+    let p = Prereqs::find();
     let _serial = serial();
     let mesh = Mesh::start(p);
     let envoy = mesh.envoy(Workload::new("frontend", "demo"));

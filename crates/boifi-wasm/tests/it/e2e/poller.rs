@@ -6,7 +6,7 @@ use serde_json::json;
 
 #[test]
 fn one_poller_per_envoy_with_two_workers() {
-    let Some(p) = Prereqs::find() else { return };
+    let p = Prereqs::find();
     let _serial = serial();
     let mesh = Mesh::start(p);
     // Count the config requests between this Envoy and the server.

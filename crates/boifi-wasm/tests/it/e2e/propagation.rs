@@ -5,7 +5,7 @@ use serde_json::json;
 
 #[test]
 fn policy_changes_reach_the_filter_in_under_a_second() {
-    let Some(p) = Prereqs::find() else { return };
+    let p = Prereqs::find();
     let _serial = serial();
     let mesh = Mesh::start(p);
     let envoy = mesh.envoy(Workload::new("frontend", "demo"));

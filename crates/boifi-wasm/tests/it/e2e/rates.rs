@@ -7,7 +7,7 @@ use serde_json::json;
 
 #[test]
 fn abort_rates_hold_in_envoy_and_metrics_count_them() {
-    let Some(p) = Prereqs::find() else { return };
+    let p = Prereqs::find();
     let _serial = serial();
     let mesh = Mesh::start(p);
     let envoy = mesh.envoy(Workload::new("frontend", "demo"));

@@ -5,7 +5,7 @@ use crate::harness::net::free_port;
 
 #[test]
 fn startup_time_with_and_without_the_filter() {
-    let Some(p) = Prereqs::find() else { return };
+    let p = Prereqs::find();
     let _serial = serial();
     let upstream = Upstream::start();
     let runs = 3;

@@ -6,7 +6,7 @@ use serde_json::json;
 
 #[test]
 fn policies_reach_only_the_sidecars_they_select() {
-    let Some(p) = Prereqs::find() else { return };
+    let p = Prereqs::find();
     let _serial = serial();
     let mesh = Mesh::start(p);
     let frontend = mesh.envoy(Workload::new("frontend", "demo"));

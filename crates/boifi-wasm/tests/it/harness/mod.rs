@@ -14,20 +14,10 @@ pub mod upstream;
 
 use std::path::PathBuf;
 
-/// True when the environment says the e2e suite must run (CI, or explicitly requested).
-fn e2e_required() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
-        || std::env::var_os("BOIFI_REQUIRE_E2E").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
-/// Reports a missing prerequisite: fails when e2e is required, else returns `None` (skip).
-fn missing(what: &str) -> Option<Prereqs> {
-    assert!(
-        !e2e_required(),
-        "e2e prerequisite missing: {what} (CI/BOIFI_REQUIRE_E2E is set, so this is a failure; run `make test`, which builds the filter modules)"
-    );
-    eprintln!("skipping e2e test: {what} (set BOIFI_REQUIRE_E2E=1 to make this a failure)");
-    None
+/// Fails the test with the missing prerequisite and how to get it.
+#[track_caller]
+fn missing(what: &str) -> ! {
+    panic!("e2e prerequisite missing: {what} (`make test` builds and installs everything)")
 }
 
 /// Which build of the filter the e2e tests load into Envoy. The same harness and scenarios
@@ -42,11 +32,16 @@ pub enum FilterKind {
 }
 
 impl FilterKind {
-    /// The environment variable naming the module file, and the make target that builds it.
-    fn module_env(self) -> (&'static str, &'static str) {
+    /// The environment variable naming the module file, where the Makefile puts it, and the
+    /// make target that builds it.
+    fn module(self) -> (&'static str, &'static str, &'static str) {
         match self {
-            FilterKind::Wasm => ("BOIFI_WASM", "make wasm"),
-            FilterKind::Native => ("BOIFI_NATIVE", "make native"),
+            FilterKind::Wasm => (
+                "BOIFI_WASM",
+                "target/debian/wasm32-unknown-unknown/release/boifi_wasm.wasm",
+                "make wasm",
+            ),
+            FilterKind::Native => ("BOIFI_NATIVE", "target/debug/libboifi.so", "make native"),
         }
     }
 }
@@ -61,33 +56,39 @@ pub struct Prereqs {
 }
 
 impl Prereqs {
-    /// Finds the prerequisites, or `None` (skip) when one is missing and e2e is not required.
-    pub fn find() -> Option<Prereqs> {
-        let (var, make) = crate::FILTER.module_env();
-        let Some(wasm) = std::env::var_os(var).map(PathBuf::from) else {
-            return missing(&format!(
-                "env {var} is not set (the path of the filter module)"
-            ));
-        };
+    /// Finds the prerequisites; a missing one fails the test, naming it.
+    #[track_caller]
+    pub fn find() -> Prereqs {
+        let (var, default, make) = crate::FILTER.module();
+        let wasm = std::env::var_os(var).map_or_else(|| repo_root().join(default), PathBuf::from);
         if !wasm.is_file() {
-            return missing(&format!(
-                "{var}=`{}` does not exist; build it with `{make}`",
+            missing(&format!(
+                "the filter module `{}` does not exist (env {var}); build it with `{make}`",
                 wasm.display()
             ));
         }
-        let Some(envoy) = envoy::find_binary() else {
-            return missing("no Envoy binary (env BOIFI_ENVOY or scripts/envoy-path.sh)");
-        };
-        let Some(server) = server::find_binary() else {
-            return missing(
+        let envoy = envoy::find_binary().unwrap_or_else(|| {
+            missing(&match std::env::var_os("BOIFI_ENVOY") {
+                Some(p) => format!(
+                    "BOIFI_ENVOY=`{}` is not an Envoy binary",
+                    p.to_string_lossy()
+                ),
+                None => {
+                    "no Envoy binary (env BOIFI_ENVOY, or scripts/envoy-path.sh after `make deps`)"
+                        .to_owned()
+                }
+            })
+        });
+        let server = server::find_binary().unwrap_or_else(|| {
+            missing(
                 "no boifi-server binary (env BOIFI_SERVER or target/debug/boifi-server; `cargo build -p boifi-server`)",
-            );
-        };
-        Some(Prereqs {
+            )
+        });
+        Prereqs {
             wasm,
             envoy,
             server,
-        })
+        }
     }
 }
 
