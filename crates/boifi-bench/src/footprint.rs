@@ -54,11 +54,27 @@ fn sample(
     } else {
         Filters::Plain
     };
+    let name = format!(
+        "footprint-{}-{concurrency}",
+        if filter { "boifi" } else { "plain" }
+    );
+    sample_filters(o, dir, upstream, filters, name, concurrency, version)
+}
+
+/// One start of an Envoy with `filters`: first 200, then (with a boifi filter) until it
+/// applied `version`, 50 requests, memory after they settled.
+fn sample_filters(
+    o: &Options,
+    dir: &Path,
+    upstream: &Upstream,
+    filters: Filters,
+    name: String,
+    concurrency: u32,
+    version: u64,
+) -> Result<Start, BenchError> {
+    let filter = !matches!(filters, Filters::Plain);
     let spec = EnvoySpec {
-        name: format!(
-            "footprint-{}-{concurrency}",
-            if filter { "boifi" } else { "plain" }
-        ),
+        name,
         filters,
         upstream_port: upstream.port(),
         concurrency,
@@ -238,39 +254,8 @@ fn native_rows(
         } else {
             Filters::Plain
         };
-        let spec = EnvoySpec {
-            name: format!("footprint-native-{native}-{round}"),
-            filters,
-            upstream_port: upstream.port(),
-            concurrency: 2,
-            cpus: None,
-        };
-        let envoy = Envoy::start(&o.envoy, dir, spec)?;
-        let first_200_ms = stats::ms(envoy.first_200_after);
-        if native {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while envoy.metric("hfi_config_version")? != Some(version) {
-                if std::time::Instant::now() >= deadline {
-                    return Err(BenchError::Unexpected(format!(
-                        "the native module did not apply version {version}; log: {}",
-                        envoy.log_tail(20)
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let listener = std::net::SocketAddr::from(([127, 0, 0, 1], envoy.listener_port));
-        for _ in 0..50 {
-            boifi_testkit::http::get(listener, "/", Duration::from_secs(2))?;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        #[expect(clippy::cast_precision_loss, reason = "byte counts are far below 2^52")]
-        let s = Start {
-            first_200_ms,
-            rss_kib: stats::status_kib(envoy.pid(), "VmRSS").unwrap_or(0) as f64,
-            allocated: envoy.stat("server.memory_allocated")?.unwrap_or(0) as f64,
-        };
-        Ok(s)
+        let name = format!("footprint-native-{native}-{round}");
+        sample_filters(o, dir, upstream, filters, name, 2, version)
     };
     let mut pairs = Vec::new();
     for round in 0..o.starts {
