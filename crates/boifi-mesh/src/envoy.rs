@@ -642,6 +642,42 @@ mod tests {
     }
 
     #[test]
+    fn native_sidecar_gets_the_dynamic_module_and_the_istio_proxy_environment() {
+        let s = ServiceSpec::new("frontend", "demo", Protocol::Http);
+        let config = SidecarConfig {
+            service: &s,
+            pod: "frontend-0",
+            admin_port: 1,
+            inbound_port: 2,
+            outbound_port: 3,
+            outbound_routes: Path::new("/tmp/frontend-0.routes.json"),
+            upstreams: &[],
+            app_port: 4,
+            control_plane_port: 5,
+            wasm: Some(Path::new("/tmp/libboifi.so")),
+            plugin_config: &json!({"backoff_initial_ms": 200}),
+            stats_config: None,
+        };
+        assert!(is_native_module(Path::new("/tmp/libboifi.so")));
+        assert!(!is_native_module(Path::new("/tmp/boifi.wasm")));
+        let b = sidecar_bootstrap(&config);
+        let inbound = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0];
+        let filter = &inbound["typed_config"]["http_filters"][0]["typed_config"];
+        assert_eq!(filter["dynamic_module_config"]["name"], NATIVE_MODULE);
+        let module_config: Value =
+            serde_json::from_str(filter["filter_config"]["value"].as_str().unwrap()).unwrap();
+        assert_eq!(module_config["control_plane_address"], "127.0.0.1:5");
+        assert_eq!(module_config["backoff_initial_ms"], 200);
+        // The proxy environment resolves to the identity the node metadata gives.
+        let env: std::collections::HashMap<String, String> =
+            istio_proxy_env(&s, "frontend-0").into_iter().collect();
+        assert_eq!(env["POD_NAME"], "frontend-0");
+        assert_eq!(env["POD_NAMESPACE"], "demo");
+        let labels: Value = serde_json::from_str(&env["ISTIO_METAJSON_LABELS"]).unwrap();
+        assert_eq!(labels["app"], "frontend");
+    }
+
+    #[test]
     fn outbound_routes_carry_the_policy_of_their_caller_only() {
         let retries = crate::traffic::Retries::new(2, &["unavailable"]).unwrap();
         let topology = Topology::online_boutique().with_route(
