@@ -104,10 +104,13 @@ deny: deps
 # Benchmarks (minutes; not part of `make test`): boifi-core's criterion benches, then
 # `boifi-bench` (release build) runs the data plane, propagation, control-plane scale and
 # footprint benchmarks and rewrites their generated sections of docs/PERFORMANCE.md.
-# One of them only: `make bench BENCH=dataplane` (also propagation, scale, footprint);
+# One of them only: `make bench BENCH=dataplane` (also propagation, scale, footprint, delaycap);
 # options through BENCH_ARGS, e.g. `BENCH_ARGS="--rounds 3"` (see `boifi-bench <name> --help`).
 BENCH ?= all
+# The data-plane and footprint rows of an SDK-only module (a proxy-wasm Rust SDK filter doing
+# nothing) need it built like the filter; the floor module is WAT, compiled by boifi-bench.
 bench: wasm
+	@bash scripts/build-wasm.sh boifi-bench-sdk-noop
 	@if [ "$(BENCH)" = all ]; then cargo bench -p boifi-core; fi
 	cargo build --release -p boifi-bench -p boifi-server -p boifi-mesh -p boifi-dynamic
 	BOIFI_NATIVE=$(CURDIR)/target/release/libboifi.so target/release/boifi-bench $(BENCH) $(BENCH_ARGS)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the proxy-wasm filter (crates/boifi-wasm) for wasm32-unknown-unknown with
+# Builds the proxy-wasm filter (crates/boifi-wasm; or the packages named as arguments, e.g.
+# the benchmark's SDK-only module `boifi-bench-sdk-noop`) for wasm32-unknown-unknown with
 # Debian's Rust toolchain (rustup's wasm32 target cannot be downloaded here):
 # std is rebuilt from Debian's rust-src (-Zbuild-std, enabled by RUSTC_BOOTSTRAP)
 # and linked with LLVM 19's wasm-ld. Output:
@@ -37,24 +38,28 @@ export CARGO_PROFILE_RELEASE_STRIP=true
 unset RUSTUP_TOOLCHAIN CARGO CARGO_PROFILE_RELEASE_PANIC
 export RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort"
 
-"$DEBIAN_CARGO" build --quiet --release -p boifi-wasm \
-  -Zbuild-std=std,panic_abort --target "$TARGET"
+PACKAGES=("$@")
+[ ${#PACKAGES[@]} -gt 0 ] || PACKAGES=(boifi-wasm)
+for package in "${PACKAGES[@]}"; do
+  "$DEBIAN_CARGO" build --quiet --release -p "$package" \
+    -Zbuild-std=std,panic_abort --target "$TARGET"
 
-out="$CARGO_TARGET_DIR/$TARGET/release/boifi_wasm.wasm"
-if [ ! -f "$out" ]; then
-  echo "build-wasm: expected \`$out\` was not produced" >&2
-  exit 1
-fi
+  out="$CARGO_TARGET_DIR/$TARGET/release/${package//-/_}.wasm"
+  if [ ! -f "$out" ]; then
+    echo "build-wasm: expected \`$out\` was not produced" >&2
+    exit 1
+  fi
 
-WASM_OPT="${WASM_OPT:-$(command -v wasm-opt || true)}"
-if [ -n "$WASM_OPT" ] && [ -x "$WASM_OPT" ]; then
-  # The features rustc's wasm32-unknown-unknown target emits (and Envoy's V8 supports).
-  "$WASM_OPT" -Oz \
-    --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
-    --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types \
-    "$out" -o "$out.opt"
-  mv "$out.opt" "$out"
-else
-  echo "build-wasm: \`wasm-opt\` (binaryen) not found: the module is not size-optimized" >&2
-fi
-echo "build-wasm: $out ($(stat -c %s "$out") bytes)"
+  WASM_OPT="${WASM_OPT:-$(command -v wasm-opt || true)}"
+  if [ -n "$WASM_OPT" ] && [ -x "$WASM_OPT" ]; then
+    # The features rustc's wasm32-unknown-unknown target emits (and Envoy's V8 supports).
+    "$WASM_OPT" -Oz \
+      --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+      --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types \
+      "$out" -o "$out.opt"
+    mv "$out.opt" "$out"
+  else
+    echo "build-wasm: \`wasm-opt\` (binaryen) not found: the module is not size-optimized" >&2
+  fi
+  echo "build-wasm: $out ($(stat -c %s "$out") bytes)"
+done

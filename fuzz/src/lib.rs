@@ -15,6 +15,10 @@
 //!   decodes never panic; accepted responses round-trip.
 //! - [`config_query_never_panics`]: `ConfigQuery::from_pairs` never panics and accepted
 //!   queries survive `to_query_string` and back.
+//! - [`filter_glue_never_panics`]: the proxy-wasm glue (`boifi_wasm::filter::Filter`), driven
+//!   through a sequence of host callbacks chosen by the fuzzer, against a fake host that
+//!   answers every host call with arbitrary bytes, lengths, statuses and failures, never panics
+//!   (and never overflows: the fuzz profile checks arithmetic).
 
 use std::collections::BTreeMap;
 
@@ -500,4 +504,189 @@ fn arbitrary_document(u: &mut Unstructured<'_>) -> ArbResult<PolicyDocument> {
 /// round trip itself, this is the input shape).
 fn document_json(doc: &PolicyDocument) -> serde_json::Value {
     serde_json::to_value(doc).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// the proxy-wasm glue through a fake host
+
+/// A host whose every answer comes from the fuzzer's bytes: present or absent, any bytes, any
+/// length, success or failure. When the bytes run out, every call fails.
+struct ArbitraryHost<'a> {
+    u: std::cell::RefCell<Unstructured<'a>>,
+}
+
+/// Answers the fuzzer picks from: arbitrary bytes, or (for deeper paths) a well-formed one.
+const PLUGIN_CONFIGS: [&str; 4] = [
+    "",
+    "{}",
+    r#"{"max_active_delays": 2, "delay_tick_ms": 1, "long_poll_wait_ms": 0}"#,
+    r#"{"log_level": "trace", "identity": {"service": "frontend", "namespace": "demo"}}"#,
+];
+
+const CONFIG_BODIES: [&str; 2] = [
+    r#"{"version":7,"policies":[{"metadata":{"name":"abort-all"},"spec":{"rules":[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":50,"abort":{"httpStatus":503,"body":"x\r\ny"}}}]}},{"metadata":{"name":"delay-hdr"},"spec":{"rules":[{"match":{"headers":[{"name":"x-a","regex":"^a+$"}]},"fault":{"percentage":100,"delay":{"fixed_delay_ms":3},"abort":{"httpStatus":500,"grpcStatus":14}}}]}}]}"#,
+    r#"{"version":8,"policies":[]}"#,
+];
+
+impl ArbitraryHost<'_> {
+    fn bytes(&self) -> Option<Vec<u8>> {
+        let mut u = self.u.borrow_mut();
+        if !u.arbitrary::<bool>().unwrap_or(false) {
+            return None;
+        }
+        let len = u.arbitrary_len::<u8>().unwrap_or(0);
+        u.bytes(len).ok().map(<[u8]>::to_vec)
+    }
+
+    fn flag(&self) -> bool {
+        self.u.borrow_mut().arbitrary().unwrap_or(false)
+    }
+
+    fn number<T: for<'b> Arbitrary<'b> + Default>(&self) -> T {
+        self.u.borrow_mut().arbitrary().unwrap_or_default()
+    }
+
+    /// One of `choices`, or arbitrary bytes.
+    fn pick(&self, choices: &[&str]) -> Option<Vec<u8>> {
+        let i: u8 = self.number();
+        match choices.get(usize::from(i)) {
+            Some(c) => Some(c.as_bytes().to_vec()),
+            None => self.bytes(),
+        }
+    }
+
+    /// A pair map: arbitrary pairs encoded as the ABI does, or arbitrary bytes.
+    fn pairs(&self) -> Option<Vec<u8>> {
+        if self.flag() {
+            return self.bytes();
+        }
+        let n: u8 = self.number();
+        let owned: Vec<(Vec<u8>, Vec<u8>)> = (0..n % 8)
+            .map(|_| {
+                let key = match self.number::<u8>() % 4 {
+                    0 => b":path".to_vec(),
+                    1 => b"x-a".to_vec(),
+                    2 => b"content-type".to_vec(),
+                    _ => self.bytes().unwrap_or_default(),
+                };
+                (key, self.bytes().unwrap_or_default())
+            })
+            .collect();
+        let pairs: Vec<(&[u8], &[u8])> = owned
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
+        Some(boifi_wasm::props::encode_pairs(&pairs))
+    }
+}
+
+impl boifi_wasm::host::Host for ArbitraryHost<'_> {
+    fn now_nanos(&self) -> u64 {
+        self.number()
+    }
+    fn log(&self, _level: boifi_wasm::host::Level, _message: &str) {}
+    fn set_tick_period_ms(&self, _ms: u32) -> bool {
+        self.flag()
+    }
+    fn plugin_configuration(&self) -> Option<Vec<u8>> {
+        self.pick(&PLUGIN_CONFIGS)
+    }
+    fn property(&self, _path: &[&str]) -> Option<Vec<u8>> {
+        if self.flag() {
+            self.pairs()
+        } else {
+            self.bytes()
+        }
+    }
+    fn shared_get(&self, _key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        (self.bytes(), self.number())
+    }
+    fn shared_set(&self, _key: &str, _value: &[u8], _cas: Option<u32>) -> bool {
+        self.flag()
+    }
+    fn request_headers(&self) -> Option<Vec<u8>> {
+        self.pairs()
+    }
+    fn call_response_header(&self, _name: &str) -> Option<Vec<u8>> {
+        self.pick(&["200", "304", "503"])
+    }
+    fn call_response_body(&self, _size: usize) -> Option<Vec<u8>> {
+        self.pick(&CONFIG_BODIES)
+    }
+    fn http_call(
+        &self,
+        _cluster: &str,
+        _headers: &[(&[u8], &[u8])],
+        _timeout_ms: u32,
+    ) -> Result<u32, u32> {
+        if self.flag() {
+            Ok(self.number())
+        } else {
+            Err(self.number())
+        }
+    }
+    fn send_local_reply(&self, _status: u32, headers: &[(&[u8], &[u8])], _body: &[u8]) -> bool {
+        // Whatever the policy said, no reply header may carry CR, LF or NUL.
+        for (k, v) in headers {
+            assert!(
+                !k.iter()
+                    .chain(v.iter())
+                    .any(|b| matches!(b, b'\r' | b'\n' | 0)),
+                "a reply header could split the response: {k:?}: {v:?}"
+            );
+        }
+        self.flag()
+    }
+    fn resume_request(&self) -> bool {
+        self.flag()
+    }
+    fn set_effective_context(&self, _context_id: u32) -> bool {
+        self.flag()
+    }
+    fn define_metric(&self, _kind: boifi_wasm::host::MetricKind, _name: &str) -> Option<u32> {
+        self.flag().then(|| self.number())
+    }
+    fn increment_metric(&self, _id: u32, _by: i64) {}
+    fn record_metric(&self, _id: u32, _value: u64) {}
+}
+
+/// See the crate docs.
+pub fn filter_glue_never_panics(data: &[u8]) {
+    // The first half of the bytes picks the callbacks, the rest answers the host calls.
+    let (script, answers) = data.split_at(data.len() / 2);
+    let host = ArbitraryHost {
+        u: std::cell::RefCell::new(Unstructured::new(answers)),
+    };
+    let mut filter = boifi_wasm::filter::Filter::new(host);
+    let mut s = Unstructured::new(script);
+    // Contexts from a small range, so callbacks hit the roots and streams that exist.
+    let id = |s: &mut Unstructured<'_>| u32::from(s.arbitrary::<u8>().unwrap_or(0) % 8);
+    while !s.is_empty() {
+        let event = s.arbitrary::<u8>().unwrap_or(0) % 8;
+        let context = id(&mut s);
+        match event {
+            0 => filter.on_context_create(context, 0),
+            1 => {
+                let parent = id(&mut s);
+                filter.on_context_create(context, parent);
+            }
+            2 => {
+                let _ = filter.on_configure(context);
+            }
+            3 => filter.on_tick(context),
+            4 => {
+                let _ = filter.on_request_headers(context);
+            }
+            5 => {
+                let token = s.arbitrary::<u8>().unwrap_or(0);
+                let headers = usize::from(s.arbitrary::<u8>().unwrap_or(0));
+                let body = s.arbitrary::<u32>().unwrap_or(0) as usize;
+                filter.on_http_call_response(context, u32::from(token), headers, body);
+            }
+            6 => {
+                let _ = filter.on_done(context);
+            }
+            _ => filter.on_delete(context),
+        }
+    }
 }

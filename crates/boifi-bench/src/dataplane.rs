@@ -59,7 +59,16 @@ struct Sample {
     cpu_us: f64,
 }
 
-fn configs(wasm: &Path, extra: &[(String, PathBuf)], server: &Server) -> Vec<Config> {
+/// The label of the floor module's row: every boifi row is measured against it.
+const FLOOR: &str = "(w) floor module (empty, straight on the proxy-wasm ABI)";
+
+fn configs(
+    wasm: &Path,
+    floor: &Path,
+    sdk: &Path,
+    extra: &[(String, PathBuf)],
+    server: &Server,
+) -> Vec<Config> {
     let with = |wasm: &Path, service: &str| Filters::Boifi {
         wasm: wasm.to_owned(),
         plugin_config: policies::plugin_config(service),
@@ -75,6 +84,20 @@ fn configs(wasm: &Path, extra: &[(String, PathBuf)], server: &Server) -> Vec<Con
         Config {
             label: "(b) native fault filter, 0 %".to_owned(),
             filters: Filters::NativeFault { percent: 0 },
+            active: None,
+        },
+        Config {
+            label: FLOOR.to_owned(),
+            filters: Filters::Module {
+                wasm: floor.to_owned(),
+            },
+            active: None,
+        },
+        Config {
+            label: "(s) SDK-only module (proxy-wasm Rust SDK, does nothing)".to_owned(),
+            filters: Filters::Module {
+                wasm: sdk.to_owned(),
+            },
             active: None,
         },
         Config {
@@ -255,7 +278,9 @@ pub fn run(o: &Options, dir: &Path) -> Result<String, BenchError> {
     let server = Server::start(dir)?;
     write_policies(&server)?;
     let version = server.version()?;
-    let mut configs = configs(&o.wasm, &o.extra_wasm, &server);
+    let floor = crate::modules::floor(dir)?;
+    let sdk = crate::modules::sdk_noop(&o.wasm)?;
+    let mut configs = configs(&o.wasm, &floor, &sdk, &o.extra_wasm, &server);
     if let Some(module) = &o.native {
         configs.extend(native_configs(module, &server));
     }
@@ -334,13 +359,23 @@ pub fn run(o: &Options, dir: &Path) -> Result<String, BenchError> {
 }
 
 fn per_round(samples: &[Sample], base: &[Sample], f: impl Fn(&Sample) -> f64) -> Option<f64> {
-    let ratios: Vec<f64> = samples
+    per_round_with(samples, base, f, |s, b| s / b)
+}
+
+/// The median over rounds of `combine(f(sample), f(base))`, both from the same round.
+fn per_round_with(
+    samples: &[Sample],
+    base: &[Sample],
+    f: impl Fn(&Sample) -> f64,
+    combine: impl Fn(f64, f64) -> f64,
+) -> Option<f64> {
+    let values: Vec<f64> = samples
         .iter()
         .zip(base)
-        .map(|(s, b)| f(s) / f(b))
+        .map(|(s, b)| combine(f(s), f(b)))
         .filter(|r| r.is_finite())
         .collect();
-    median(&ratios)
+    median(&values)
 }
 
 fn render(o: &Options, configs: &[Config], samples: &[Vec<Sample>]) -> String {
@@ -354,6 +389,7 @@ fn render(o: &Options, configs: &[Config], samples: &[Vec<Sample>]) -> String {
     };
     let a = by_label("(a)");
     let b = by_label("(b)");
+    let w = by_label("(w)");
     let mut t = Table::new(&[
         "configuration",
         "req/s",
@@ -366,12 +402,19 @@ fn render(o: &Options, configs: &[Config], samples: &[Vec<Sample>]) -> String {
         "req/s ÷ (b)",
         "p99 ÷ (b)",
         "CPU ÷ (b)",
+        "req/s ÷ (w)",
+        "p99 ÷ (w)",
+        "CPU − (w)",
         "faults",
     ]);
     let rps = |s: &Sample| s.run.rps;
     let p99 = |s: &Sample| stats::ms(s.run.p99);
     let cpu = |s: &Sample| s.cpu_us;
     let mut d_vs_b = (None, None);
+    // (d) against the floor: throughput, p99, CPU difference; (c) throughput.
+    let mut d_vs_w = (None, None, None);
+    let mut c_vs_w = None;
+    let cpu_diff = |list: &[Sample]| per_round_with(list, w, cpu, |s, b| s - b);
     for (c, list) in configs.iter().zip(samples) {
         let med = |f: &dyn Fn(&Sample) -> f64| median(&list.iter().map(f).collect::<Vec<_>>());
         #[expect(
@@ -386,6 +429,14 @@ fn render(o: &Options, configs: &[Config], samples: &[Vec<Sample>]) -> String {
         };
         if c.label.starts_with("(d) boifi,") {
             d_vs_b = (per_round(list, b, rps), per_round(list, b, p99));
+            d_vs_w = (
+                per_round(list, w, rps),
+                per_round(list, w, p99),
+                cpu_diff(list),
+            );
+        }
+        if c.label.starts_with("(c) boifi,") {
+            c_vs_w = per_round(list, w, rps);
         }
         t.row(vec![
             c.label.clone(),
@@ -399,6 +450,9 @@ fn render(o: &Options, configs: &[Config], samples: &[Vec<Sample>]) -> String {
             report::ratio(per_round(list, b, rps)),
             report::ratio(per_round(list, b, p99)),
             report::ratio(per_round(list, b, cpu)),
+            report::ratio(per_round(list, w, rps)),
+            report::ratio(per_round(list, w, p99)),
+            cpu_diff(list).map_or_else(String::new, |v| format!("{v:+.1} µs")),
             format!("{faults:.2} %"),
         ]);
     }
@@ -411,8 +465,15 @@ fn render(o: &Options, configs: &[Config], samples: &[Vec<Sample>]) -> String {
          same round). Proxy CPU/req = Envoy's utime+stime over the run ÷ requests. \
          boifi policies come from a real `boifi-server --storage memory`; (d)/(e) policies \
          match a header or path prefix the load never sends (100 % abort if they did).\n\n\
+         (w) is the floor: a module of a few hundred bytes of WAT exporting only what Envoy \
+         needs, each export doing nothing (`crates/boifi-bench/modules/floor.wat`); (s) a \
+         proxy-wasm Rust SDK filter doing nothing. CPU − (w) is the median of the per-round \
+         differences.\n\n\
          {table}\n\
-         Goals (issue 9): (d) throughput ≥ 0.95× (b): {thr}; (d) p99 ≤ 1.05× (b): {lat}.\n\n{native}",
+         Goals (issue 13, against the floor (w)): (d) throughput ≥ 0.97×: {thr_w}; (d) p99 ≤ \
+         1.05×: {lat_w}; (d) proxy CPU/req ≤ floor + 2 µs: {cpu_w}; (c) throughput ≥ 0.99×: \
+         {thr_c}. Issue 9 (against (b)): (d) throughput ≥ 0.95×: {thr}; (d) p99 ≤ 1.05×: \
+         {lat}.\n\n{native}",
         conns = o.connections,
         secs = o.duration.as_secs(),
         warm = o.warmup.as_secs(),
@@ -420,6 +481,14 @@ fn render(o: &Options, configs: &[Config], samples: &[Vec<Sample>]) -> String {
         table = t.to_markdown(),
         thr = verdict(d_vs_b.0, |v| v >= 0.95),
         lat = verdict(d_vs_b.1, |v| v <= 1.05),
+        thr_w = verdict(d_vs_w.0, |v| v >= 0.97),
+        lat_w = verdict(d_vs_w.1, |v| v <= 1.05),
+        cpu_w = match d_vs_w.2 {
+            Some(v) if v <= 2.0 => format!("{v:+.1} µs — met"),
+            Some(v) => format!("{v:+.1} µs — **not met**"),
+            None => "not measured".to_owned(),
+        },
+        thr_c = verdict(c_vs_w, |v| v >= 0.99),
         native = native_goals(configs, samples, b),
     )
 }

@@ -43,6 +43,12 @@ pub enum Filters {
         /// The boifi-server it polls.
         control_plane: SocketAddr,
     },
+    /// A Wasm module with no configuration and no control plane (the floor, the SDK-only
+    /// module).
+    Module {
+        /// The `.wasm` module.
+        wasm: PathBuf,
+    },
 }
 
 /// How to start an Envoy.
@@ -104,6 +110,7 @@ pub fn bootstrap(spec: &EnvoySpec, admin_port: u16, listener_port: u16) -> Value
             control_plane,
             ..
         } => filters.push(native_filter(plugin_config, &control_plane.to_string())),
+        Filters::Module { wasm } => filters.push(wasm_filter(wasm, &json!({}))),
     }
     filters.push(
         json!({"name": "envoy.filters.http.router", "typed_config": {

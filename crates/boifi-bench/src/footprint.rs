@@ -36,45 +36,70 @@ struct Start {
 
 const SERVICE: &str = "fp";
 
+/// What an Envoy of the benchmark runs in front of its router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Plain,
+    Boifi,
+    /// The floor module ([`crate::modules::floor`]).
+    Floor,
+    /// The SDK-only module ([`crate::modules::sdk_noop`]).
+    Sdk,
+    /// boifi as the native dynamic module ([`Options::native`]).
+    Native,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Plain => "plain",
+            Kind::Boifi => "boifi",
+            Kind::Floor => "floor",
+            Kind::Sdk => "sdk-only",
+            Kind::Native => "native",
+        }
+    }
+}
+
+/// The modules of one run.
+struct Modules {
+    floor: PathBuf,
+    sdk: PathBuf,
+}
+
+#[expect(clippy::too_many_arguments, reason = "one call site, all plain inputs")]
 fn sample(
     o: &Options,
     dir: &Path,
     upstream: &Upstream,
     server: &Server,
-    filter: bool,
+    modules: &Modules,
+    kind: Kind,
     concurrency: u32,
     version: u64,
 ) -> Result<Start, BenchError> {
-    let filters = if filter {
-        Filters::Boifi {
+    let filter = matches!(kind, Kind::Boifi | Kind::Native);
+    let filters = match kind {
+        Kind::Plain => Filters::Plain,
+        Kind::Boifi => Filters::Boifi {
             wasm: o.wasm.clone(),
             plugin_config: policies::plugin_config(SERVICE),
             control_plane: server.addr,
-        }
-    } else {
-        Filters::Plain
+        },
+        Kind::Floor => Filters::Module {
+            wasm: modules.floor.clone(),
+        },
+        Kind::Sdk => Filters::Module {
+            wasm: modules.sdk.clone(),
+        },
+        Kind::Native => Filters::BoifiNative {
+            module: o.native.clone().unwrap_or_default(),
+            plugin_config: policies::plugin_config(SERVICE),
+            control_plane: server.addr,
+        },
     };
-    let name = format!(
-        "footprint-{}-{concurrency}",
-        if filter { "boifi" } else { "plain" }
-    );
-    sample_filters(o, dir, upstream, filters, name, concurrency, version)
-}
-
-/// One start of an Envoy with `filters`: first 200, then (with a boifi filter) until it
-/// applied `version`, 50 requests, memory after they settled.
-fn sample_filters(
-    o: &Options,
-    dir: &Path,
-    upstream: &Upstream,
-    filters: Filters,
-    name: String,
-    concurrency: u32,
-    version: u64,
-) -> Result<Start, BenchError> {
-    let filter = !matches!(filters, Filters::Plain);
     let spec = EnvoySpec {
-        name,
+        name: format!("footprint-{}-{concurrency}", kind.name()),
         filters,
         upstream_port: upstream.port(),
         concurrency,
@@ -115,25 +140,41 @@ fn sample_filters(
 
 /// Runs the benchmark; returns the Markdown section.
 pub fn run(o: &Options, dir: &Path) -> Result<String, BenchError> {
-    let size = std::fs::metadata(&o.wasm)
-        .map_err(|e| BenchError::io(format!("reading `{}`", o.wasm.display()), e))?
-        .len();
+    let size = crate::modules::size(&o.wasm)?;
+    let modules = Modules {
+        floor: crate::modules::floor(dir)?,
+        sdk: crate::modules::sdk_noop(&o.wasm)?,
+    };
     let upstream = Upstream::start()?;
     let server = Server::start(dir)?;
     for i in 0..10 {
         server.put(&policies::dormant(&format!("fp-{i}"), SERVICE, i))?;
     }
     let version = server.version()?;
-    // [plain c1, boifi c1, plain c2, boifi c2], alternating.
-    let configs = [(false, 1), (true, 1), (false, 2), (true, 2)];
+    // [plain c1, boifi c1, plain c2, boifi c2, floor c2, sdk-only c2], in alternating order.
+    let configs = [
+        (Kind::Plain, 1),
+        (Kind::Boifi, 1),
+        (Kind::Plain, 2),
+        (Kind::Boifi, 2),
+        (Kind::Floor, 2),
+        (Kind::Sdk, 2),
+    ];
     let mut runs: Vec<Vec<Start>> = vec![Vec::new(); configs.len()];
     for round in 0..o.starts {
-        for (i, &(filter, conc)) in configs.iter().enumerate() {
-            let s = sample(o, dir, &upstream, &server, filter, conc, version)?;
+        let mut order: Vec<usize> = (0..configs.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let Some(&(kind, conc)) = configs.get(i) else {
+                continue;
+            };
+            let s = sample(o, dir, &upstream, &server, &modules, kind, conc, version)?;
             eprintln!(
                 "footprint start {}: {} --concurrency {conc}: first 200 after {:.0} ms, RSS {:.1} MB, allocated {:.1} MB",
                 round + 1,
-                if filter { "boifi" } else { "plain" },
+                kind.name(),
                 s.first_200_ms,
                 s.rss_kib / 1024.0,
                 s.allocated / 1048576.0
@@ -172,11 +213,11 @@ pub fn run(o: &Options, dir: &Path) -> Result<String, BenchError> {
         clippy::cast_precision_loss,
         reason = "a module size is far below 2^52"
     )]
-    let kb = size as f64 / 1024.0;
+    let kib = |bytes: u64| format!("{:.1} KiB ({bytes} bytes)", bytes as f64 / 1024.0);
     t.row(vec![
         "`boifi_wasm.wasm` size".to_owned(),
         String::new(),
-        format!("{kb:.0} KiB ({size} bytes)"),
+        kib(size),
         String::new(),
     ]);
     t.row(vec![
@@ -211,12 +252,46 @@ pub fn run(o: &Options, dir: &Path) -> Result<String, BenchError> {
         String::new(),
         format!("{vm_rss:.1} MB RSS, {vm_alloc:.2} MB allocated"),
     ]);
+    // The reference modules at `--concurrency 2` (indices 4, 5), against no filter (2) and,
+    // for boifi (3), against the floor (4).
+    let mut r = Table::new(&[
+        "`--concurrency 2`",
+        "module size",
+        "exec → first 200",
+        "added start-up vs no filter",
+        "RSS",
+        "RSS − floor",
+        "`server.memory_allocated`",
+    ]);
+    let floor_size = crate::modules::size(&modules.floor)?;
+    let sdk_size = crate::modules::size(&modules.sdk)?;
+    for (label, i, bytes) in [
+        ("no filter", 2, None),
+        ("floor module (WAT, empty exports)", 4, Some(floor_size)),
+        ("SDK-only module (does nothing)", 5, Some(sdk_size)),
+        ("boifi, 10 policies", 3, Some(size)),
+    ] {
+        r.row(vec![
+            label.to_owned(),
+            bytes.map_or_else(String::new, kib),
+            report::millis(med(i, first)),
+            report::millis(per_round(i, 2, first)),
+            format!("{:.1} MiB", med(i, rss)),
+            format!("{:+.1} MiB", per_round(i, 4, rss)),
+            format!("{:.1} MB", med(i, alloc)),
+        ]);
+    }
+    let added_c2 = per_round(3, 2, first);
+    let rss_over_floor = per_round(3, 4, rss);
     let native = match &o.native {
-        Some(module) => native_rows(o, dir, &upstream, &server, version, module, &mut t)?,
+        Some(module) => native_rows(
+            o, dir, &upstream, &server, &modules, version, module, &mut t,
+        )?,
         None => "Native module: not measured (no `--native` module).".to_owned(),
     };
-    let size_ok = size <= 400 * 1024;
-    let start_ok = added_startup <= 200.0;
+    let size_ok = size <= 64 * 1024;
+    let start_ok = added_c2 <= 50.0;
+    let rss_ok = rss_over_floor <= 4.0;
     let verdict = |ok: bool| if ok { "met" } else { "**not met**" };
     Ok(format!(
         "`boifi-bench footprint`: Envoy 1.40 (V8) started {n} times per configuration, \
@@ -224,38 +299,38 @@ pub fn run(o: &Options, dir: &Path) -> Result<String, BenchError> {
          `boifi-server`), at `--concurrency 1` and 2; memory read after the filter applied \
          its config and 50 requests went through (RSS from `/proc`, `server.memory_allocated` \
          from the admin `/stats`: Envoy's heap only, V8's pages are outside it). Medians; \
-         differences are medians of per-round differences.\n\n{table}\n\
-         Goals (issue 9): `.wasm` ≤ 400 KB — {size_v}; ≤ 200 ms added start-up — {start_v}.\n\n{native}\n",
+         differences are medians of per-round differences. The floor and SDK-only modules \
+         (see the data-plane section) run at `--concurrency 2` in the same rounds.\n\n\
+         {table}\n{reference}\n\
+         Goals (issue 13): module ≤ 64 KiB — {size} bytes, {size_v}; start to first 200 ≤ \
+         +50 ms over no filter at `--concurrency 2` — {added_c2:+.0} ms, {start_v}; RSS with \
+         the filter and 10 policies ≤ the floor's + 4 MiB — {rss_over_floor:+.1} MiB, \
+         {rss_v}.\n\n{native}\n",
         n = o.starts,
         table = t.to_markdown(),
+        reference = r.to_markdown(),
         size_v = verdict(size_ok),
         start_v = verdict(start_ok),
+        rss_v = verdict(rss_ok),
     ))
 }
 
 /// The native module at `--concurrency 2`, started alternately with a plain Envoy: rows for
 /// the table, and the issue-14 goal line (start → first 200 ≤ +10 ms).
+#[expect(clippy::too_many_arguments, reason = "one call site, all plain inputs")]
 fn native_rows(
     o: &Options,
     dir: &Path,
     upstream: &Upstream,
     server: &Server,
+    modules: &Modules,
     version: u64,
     module: &Path,
     t: &mut Table,
 ) -> Result<String, BenchError> {
-    let start = |native: bool, round: usize| -> Result<Start, BenchError> {
-        let filters = if native {
-            Filters::BoifiNative {
-                module: module.to_owned(),
-                plugin_config: policies::plugin_config(SERVICE),
-                control_plane: server.addr,
-            }
-        } else {
-            Filters::Plain
-        };
-        let name = format!("footprint-native-{native}-{round}");
-        sample_filters(o, dir, upstream, filters, name, 2, version)
+    let start = |native: bool, _round: usize| -> Result<Start, BenchError> {
+        let kind = if native { Kind::Native } else { Kind::Plain };
+        sample(o, dir, upstream, server, modules, kind, 2, version)
     };
     let mut pairs = Vec::new();
     for round in 0..o.starts {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use boifi_bench::{dataplane, footprint, propagation, report, scale, BenchError};
+use boifi_bench::{dataplane, delaycap, footprint, propagation, report, scale, BenchError};
 use clap::{Args, Parser, Subcommand};
 
 /// Runs boifi's benchmarks (see docs/PERFORMANCE.md).
@@ -41,6 +41,8 @@ enum Command {
     Scale(ScaleArgs),
     /// Module size, memory per VM, Envoy start to first 200.
     Footprint(FootprintArgs),
+    /// Many requests held by a 60 s delay: the delay cap and memory per held request.
+    Delaycap(DelaycapArgs),
     /// Every benchmark above with its defaults.
     All,
 }
@@ -105,6 +107,16 @@ struct FootprintArgs {
     starts: usize,
 }
 
+#[derive(Debug, Clone, Args)]
+struct DelaycapArgs {
+    /// Concurrent requests.
+    #[arg(long, default_value_t = 10_000)]
+    requests: usize,
+    /// HTTP/2 connections they are spread over.
+    #[arg(long, default_value_t = 10)]
+    connections: usize,
+}
+
 struct Run<'a> {
     cli: &'a Cli,
     dir: tempfile::TempDir,
@@ -144,7 +156,10 @@ impl Run<'_> {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_default();
-        let cores = std::thread::available_parallelism().map_or(0, usize::from);
+        // The machine's cores, not this process's: `dataplane --pin` confines it to one.
+        let cores = std::fs::read_to_string("/proc/cpuinfo").map_or(0, |t| {
+            t.lines().filter(|l| l.starts_with("processor")).count()
+        });
         let body = format!("{body}\n_Measured {stamp} on {cores} cores._\n");
         println!("## {title}\n\n{body}");
         if self.cli.no_doc {
@@ -206,6 +221,17 @@ impl Run<'_> {
         let body = footprint::run(&o, self.dir.path())?;
         self.publish("footprint", "Filter footprint", &body)
     }
+
+    fn delaycap(&self, a: &DelaycapArgs) -> Result<(), BenchError> {
+        let o = delaycap::Options {
+            envoy: self.envoy()?,
+            wasm: self.wasm()?,
+            requests: a.requests.max(1),
+            connections: a.connections.max(1),
+        };
+        let body = delaycap::run(&o, self.dir.path())?;
+        self.publish("delaycap", "Delay cap", &body)
+    }
 }
 
 fn run(cli: &Cli) -> Result<(), BenchError> {
@@ -219,8 +245,13 @@ fn run(cli: &Cli) -> Result<(), BenchError> {
         Command::Propagation(a) => r.propagation(a),
         Command::Scale(a) => r.scale(a),
         Command::Footprint(a) => r.footprint(a),
+        Command::Delaycap(a) => r.delaycap(a),
         Command::All => {
             r.footprint(&FootprintArgs { starts: 5 })?;
+            r.delaycap(&DelaycapArgs {
+                requests: 10_000,
+                connections: 10,
+            })?;
             r.scale(&ScaleArgs { clients: 10_000 })?;
             r.dataplane(&DataplaneArgs {
                 rounds: 5,

@@ -2,22 +2,21 @@
 //! sidecar receives, with the policies long-polled from the control plane.
 //!
 //! The filter itself is [`boifi_engine`] (policy set, decision, delay queue, counters, the
-//! long-poll state machine), shared with every other host; this crate is the proxy-wasm glue
-//! ([`filter`]) and what only proxy-wasm needs, as plain modules tested on the host: [`props`]
-//! (Envoy properties) and [`shared`] (the poller lease and the policy set in shared data).
+//! long-poll state machine), shared with every other host. This crate is the proxy-wasm glue:
+//! [`filter`] (root contexts, the poller lease, adoption on the tick) written against the safe
+//! [`host::Host`] trait, our own thin layer over the proxy-wasm ABI that implements it (`abi`,
+//! built for wasm32 only; the one place with `unsafe`), and what only proxy-wasm needs as plain
+//! modules tested on the host: [`props`] (Envoy properties, the ABI's pair maps as bytes) and
+//! [`shared`] (the poller lease and the policy set in shared data).
 #![warn(missing_docs)]
 
 extern crate alloc;
 
+#[cfg(target_arch = "wasm32")]
+mod abi;
 pub mod filter;
+pub mod host;
 pub mod props;
 pub mod shared;
 
 pub use boifi_engine::metrics;
-
-#[cfg(target_arch = "wasm32")]
-mod entry {
-    proxy_wasm::main! {{
-        crate::filter::install();
-    }}
-}

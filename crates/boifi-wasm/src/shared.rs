@@ -189,6 +189,36 @@ pub fn decode_seq(bytes: &[u8]) -> Option<u64> {
     (bytes.len() == 8).then(|| u64_at(bytes, 0)).flatten()
 }
 
+/// Envoy's shared data as a model for tests: every write gets a fresh token; a write with a
+/// token succeeds only if it is still current; a write without one always succeeds.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct ModelStore {
+    data: core::cell::RefCell<alloc::collections::BTreeMap<String, (Vec<u8>, u32)>>,
+    next_cas: core::cell::Cell<u32>,
+}
+
+#[cfg(test)]
+impl CasStore for ModelStore {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.data.borrow().get(key) {
+            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        let mut data = self.data.borrow_mut();
+        if let (Some(want), Some((_, have))) = (cas, data.get(key)) {
+            if want != *have {
+                return false;
+            }
+        }
+        self.next_cas.set(self.next_cas.get() + 1);
+        data.insert(key.into(), (value.to_vec(), self.next_cas.get()));
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,34 +264,6 @@ mod tests {
             Lease::view(Some(Lease::VACANT), 0, 0, 1_000),
             LeaseView::Vacant
         );
-    }
-
-    /// Envoy's shared data: every write gets a fresh token; a write with a token succeeds only
-    /// if it is still current; a write without one always succeeds.
-    #[derive(Default)]
-    struct ModelStore {
-        data: std::cell::RefCell<std::collections::BTreeMap<String, (Vec<u8>, u32)>>,
-        next_cas: std::cell::Cell<u32>,
-    }
-
-    impl CasStore for ModelStore {
-        fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-            match self.data.borrow().get(key) {
-                Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-                None => (None, None),
-            }
-        }
-        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-            let mut data = self.data.borrow_mut();
-            if let (Some(want), Some((_, have))) = (cas, data.get(key)) {
-                if want != *have {
-                    return false;
-                }
-            }
-            self.next_cas.set(self.next_cas.get() + 1);
-            data.insert(key.to_owned(), (value.to_vec(), self.next_cas.get()));
-            true
-        }
     }
 
     /// What a VM read: the value and its CAS token.

@@ -1,12 +1,17 @@
 //! End-to-end scenarios (issue 4's "Must show" list). They run one at a time (a global lock)
 //! so timing measurements are not disturbed by another test's Envoy on a 2-core machine.
 
+mod bytes;
 mod config;
 mod corpus;
 mod faults;
 mod poller;
 mod propagation;
 mod rates;
+// A Wasm VM that traps is replaced by a fresh one: Wasm only (the native module has no VM; this
+// file is also compiled into boifi-dynamic's e2e binary, whose build script sets the cfg).
+#[cfg(not(boifi_native_e2e))]
+mod reload;
 mod resilience;
 mod startup;
 mod targeting;

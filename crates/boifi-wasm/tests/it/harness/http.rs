@@ -75,13 +75,6 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> std::io::Result<Response> {
-        if self.conn.is_none() {
-            let s = TcpStream::connect_timeout(&self.addr, self.timeout)?;
-            s.set_nodelay(true)?;
-            s.set_read_timeout(Some(self.timeout))?;
-            self.conn = Some(BufReader::new(s));
-        }
-        let conn = self.conn.as_mut().unwrap();
         let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n", self.addr);
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
@@ -92,9 +85,27 @@ impl Client {
         req.push_str("\r\n");
         let mut bytes = req.into_bytes();
         bytes.extend_from_slice(body);
+        self.exchange(&bytes, method == "HEAD")
+    }
+
+    /// Sends `request` exactly as given (a whole request: any bytes, e.g. header names and
+    /// values that are not UTF-8) on a fresh connection and reads the response.
+    pub fn raw(&mut self, request: &[u8]) -> std::io::Result<Response> {
+        self.conn = None;
+        self.exchange(request, false)
+    }
+
+    fn exchange(&mut self, bytes: &[u8], head: bool) -> std::io::Result<Response> {
+        if self.conn.is_none() {
+            let s = TcpStream::connect_timeout(&self.addr, self.timeout)?;
+            s.set_nodelay(true)?;
+            s.set_read_timeout(Some(self.timeout))?;
+            self.conn = Some(BufReader::new(s));
+        }
+        let conn = self.conn.as_mut().unwrap();
         let start = Instant::now();
-        conn.get_mut().write_all(&bytes)?;
-        let result = read_response(conn, method == "HEAD");
+        conn.get_mut().write_all(bytes)?;
+        let result = read_response(conn, head);
         match result {
             Ok((resp, keep_alive)) => {
                 if !keep_alive {

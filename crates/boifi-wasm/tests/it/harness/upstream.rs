@@ -57,10 +57,11 @@ fn serve(conn: TcpStream, requests: &AtomicU64) {
         Err(_) => return,
     };
     let mut reader = BufReader::new(conn);
-    let mut line = String::new();
+    // Lines as bytes: header values may be obs-text (0x80-0xFF), which is legal HTTP.
+    let mut line = Vec::new();
     loop {
         line.clear();
-        match reader.read_line(&mut line) {
+        match reader.read_until(b'\n', &mut line) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
@@ -68,10 +69,11 @@ fn serve(conn: TcpStream, requests: &AtomicU64) {
         let mut grpc = false;
         loop {
             line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            if reader.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
                 return;
             }
-            let l = line.trim_end();
+            let l = String::from_utf8_lossy(&line);
+            let l = l.trim_end();
             if l.is_empty() {
                 break;
             }
