@@ -392,7 +392,16 @@ fn arbitrary_request(u: &mut Unstructured<'_>) -> ArbResult<SimpleRequest> {
 
 /// A policy document built in code: mostly within the validated ranges, sometimes not.
 fn arbitrary_document(u: &mut Unstructured<'_>) -> ArbResult<PolicyDocument> {
-    let name = (*u.choose(&["abc", "frontend-abort", "cart-delay", "a_b-c", "zz9"])?).to_owned();
+    let name = (*u.choose(&[
+        "abc",
+        "frontend-abort",
+        "cart-delay",
+        "a_b-c",
+        "zz9",
+        "frontend.v2",
+        "Legacy_Name",
+    ])?)
+    .to_owned();
     let mut selector = Selector::default();
     if u.arbitrary()? {
         selector.service = Some(word(u)?);
@@ -479,6 +488,24 @@ fn arbitrary_document(u: &mut Unstructured<'_>) -> ArbResult<PolicyDocument> {
         metadata: Metadata {
             name,
             version: if u.arbitrary()? { Some(word(u)?) } else { None },
+            namespace: if u.arbitrary()? {
+                Some((*u.choose(&["demo", "staging", "Team_A"])?).to_owned())
+            } else {
+                None
+            },
+            labels: if u.arbitrary()? {
+                BTreeMap::from([(
+                    "team".to_owned(),
+                    (*u.choose(&["a", "b", "v1.2"])?).to_owned(),
+                )])
+            } else {
+                BTreeMap::new()
+            },
+            annotations: if u.arbitrary()? {
+                BTreeMap::from([("note".to_owned(), word(u)?)])
+            } else {
+                BTreeMap::new()
+            },
         },
         spec: PolicySpec {
             selector,
@@ -489,6 +516,8 @@ fn arbitrary_document(u: &mut Unstructured<'_>) -> ArbResult<PolicyDocument> {
                 Sampling::Random
             },
             window,
+            priority: u.int_in_range(-3..=3)?,
+            enabled: u.ratio(7, 8)?,
         },
         status: None,
     };

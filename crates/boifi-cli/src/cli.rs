@@ -97,9 +97,9 @@ pub enum PolicyCommand {
     Apply(ApplyArgs),
     /// Show one policy, or every policy when no name is given
     Get(GetArgs),
-    /// List every policy
+    /// List every policy (`-l key=value` keeps those with these labels)
     #[command(alias = "ls")]
-    List,
+    List(ListArgs),
     /// Show one policy in detail
     Describe(DescribeArgs),
     /// Delete policies by name
@@ -149,6 +149,17 @@ pub struct ApplyArgs {
 pub struct GetArgs {
     /// The policy; every policy when omitted
     pub name: Option<String>,
+    /// Only policies with these `metadata.labels`, `key=value` (repeatable, or comma-separated)
+    #[arg(short = 'l', long = "selector", value_name = "KEY=VALUE", value_delimiter = ',', value_parser = parse_pair, conflicts_with = "name")]
+    pub selector: Vec<(String, String)>,
+}
+
+/// `policy list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only policies with these `metadata.labels`, `key=value` (repeatable, or comma-separated)
+    #[arg(short = 'l', long = "selector", value_name = "KEY=VALUE", value_delimiter = ',', value_parser = parse_pair)]
+    pub selector: Vec<(String, String)>,
 }
 
 /// `policy describe`.

@@ -219,7 +219,7 @@ mod tests {
     fn every_document_and_every_error_is_kept() {
         let text = format!(
             "{GOOD}---\nmetadata: {{name: two}}\nspec: {{rules: []}}\n---\n{}",
-            GOOD.replace("one", "x").replace("10", "130")
+            GOOD.replace("one", "create").replace("10", "130")
         );
         let mut policies = Vec::new();
         let mut errors = Vec::new();
@@ -230,8 +230,8 @@ mod tests {
             lines,
             [
                 "f.yaml: document 2 (`two`): spec.rules: must not be empty",
-                "f.yaml: document 3 (`x`): metadata.name: `x` is not a valid name: it must be 3 to 63 characters long",
-                "f.yaml: document 3 (`x`): spec.rules[0].fault.percentage: `130` is outside 0..=100",
+                "f.yaml: document 3 (`create`): metadata.name: `create` is not a valid name: it is reserved by the API (`/v1/policies/status`, `/v1/policies/create`)",
+                "f.yaml: document 3 (`create`): spec.rules[0].fault.percentage: `130` is outside 0..=100",
             ]
         );
     }

@@ -115,21 +115,23 @@ pub fn share(value: f64) -> String {
 /// `service=frontend namespace=demo labels=version=v1`, `*` for any.
 pub fn selector(policy: &PolicyDocument) -> (String, String, String) {
     let selector = &policy.spec.selector;
-    let labels = if selector.labels.is_empty() {
-        "-".to_owned()
-    } else {
-        selector
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let labels = pairs(&selector.labels);
     (
         selector.service.clone().unwrap_or_else(|| "*".to_owned()),
         selector.namespace.clone().unwrap_or_else(|| "*".to_owned()),
         labels,
     )
+}
+
+/// `k=v,k2=v2`, or `-` when empty.
+pub fn pairs(map: &std::collections::BTreeMap<String, String>) -> String {
+    if map.is_empty() {
+        return "-".to_owned();
+    }
+    map.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A string condition: ``prefix `/api` ``.

@@ -284,17 +284,21 @@ pub fn jittered_delay(delay: &Delay, rule_draw: u64) -> u64 {
 }
 
 impl CompiledPolicySet {
-    /// Keeps the policies that can apply to `identity`, in name order, and compiles their
-    /// matchers. Policies without a status count as stored at `now_ms`; rules already expired
+    /// Keeps the enabled policies that can apply to `identity`, in evaluation order (higher
+    /// `priority` first, then name), and compiles their matchers. Policies without a status count as stored at `now_ms`; rules already expired
     /// at `now_ms` are left out.
     pub fn compile(
         policies: &[PolicyDocument],
         identity: &Identity,
         now_ms: u64,
     ) -> Result<CompiledPolicySet, CompileError> {
-        let mut selected: Vec<&PolicyDocument> =
-            policies.iter().filter(|p| p.applies_to(identity)).collect();
-        selected.sort_by(|a, b| a.name().cmp(b.name()));
+        // A disabled policy is left out here, the one place every filter and `simulate` go
+        // through, so no host can forget it.
+        let mut selected: Vec<&PolicyDocument> = policies
+            .iter()
+            .filter(|p| p.spec.enabled && p.applies_to(identity))
+            .collect();
+        selected.sort_by(|a, b| PolicyDocument::evaluation_order(a, b));
 
         let mut set = CompiledPolicySet::default();
         for policy in selected {

@@ -22,7 +22,8 @@ pub struct NodeMetadata {
 }
 
 /// A sidecar's identity: what selectors are compared with.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Identity {
     /// The service; `None` when it cannot be determined.
     pub service: Option<String>,

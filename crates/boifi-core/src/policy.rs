@@ -5,6 +5,7 @@
 //! problem of a document with its field path.
 
 pub mod error;
+mod name;
 mod read;
 
 pub(crate) use read::build_regex;
@@ -15,6 +16,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 pub use error::{FieldError, FieldErrorKind, PolicyError, ValidationErrors};
+pub use name::{check_name, name_problem, MAX_NAME_LEN, MAX_NAME_PART_LEN, RESERVED_NAMES};
 pub use read::{parse_policies_json, parse_policy_json};
 #[cfg(feature = "std")]
 pub use read::{parse_policies_text, parse_policies_yaml};
@@ -43,6 +45,12 @@ pub const MAX_RULES: usize = 64;
 pub const MAX_HEADERS: usize = 32;
 /// Upper bound of an abort body, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Upper bound of the entries of `metadata.labels` and of `metadata.annotations`.
+pub const MAX_METADATA_ENTRIES: usize = 64;
+/// Upper bound of a `metadata.labels` key or value, in bytes.
+pub const MAX_LABEL_LEN: usize = 253;
+/// Upper bound of all of `metadata.annotations` (keys and values), in bytes.
+pub const MAX_ANNOTATIONS_BYTES: usize = 64 * 1024;
 
 /// One fault injection policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,10 +66,18 @@ pub struct PolicyDocument {
 /// `metadata` of a policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
-    /// 3 to 63 characters of `[A-Za-z0-9_-]`, not starting or ending with `-`.
+    /// A DNS-1123 subdomain, upper case and `_` allowed ([`check_name`]).
     pub name: String,
     /// A free-form version label.
     pub version: Option<String>,
+    /// The legacy API's `metadata.namespace`: stored and returned, informational only (which
+    /// sidecars a policy concerns is `spec.selector.namespace`).
+    pub namespace: Option<String>,
+    /// Labels for finding policies (`boifi-cli policy list -l key=value`); never matched
+    /// against sidecars.
+    pub labels: BTreeMap<String, String>,
+    /// Free-form notes, stored and returned.
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// `spec` of a policy.
@@ -75,6 +91,11 @@ pub struct PolicySpec {
     pub sampling: Sampling,
     /// When set, the policy acts only inside this window.
     pub window: Option<Window>,
+    /// Evaluation order: a higher priority is evaluated first; equal priorities in name
+    /// order. Default 0.
+    pub priority: i32,
+    /// `false`: stored and listed, but never applied (compiling a set leaves it out).
+    pub enabled: bool,
 }
 
 /// Which sidecars a policy applies to. `None` means any.
@@ -250,6 +271,8 @@ pub enum PolicyState {
     Scheduled,
     /// Every rule expired, or its window is over.
     Expired,
+    /// `spec.enabled: false`: stored, never applied.
+    Disabled,
 }
 
 impl PolicyState {
@@ -259,6 +282,7 @@ impl PolicyState {
             PolicyState::Active => "active",
             PolicyState::Scheduled => "scheduled",
             PolicyState::Expired => "expired",
+            PolicyState::Disabled => "disabled",
         }
     }
 }
@@ -291,7 +315,8 @@ impl PolicyDocument {
         }
     }
 
-    /// The state at `now_ms`; a policy without status counts as stored at `now_ms`.
+    /// The state at `now_ms`; a policy without status counts as stored at `now_ms`. Expiry
+    /// comes first, so the sweep deletes a disabled policy once it expired.
     pub fn state_at(&self, now_ms: u64) -> PolicyState {
         let stored_at = self.status.map_or(now_ms, |s| s.stored_at_ms);
         if self
@@ -299,6 +324,9 @@ impl PolicyDocument {
             .is_some_and(|end| now_ms >= end)
         {
             return PolicyState::Expired;
+        }
+        if !self.spec.enabled {
+            return PolicyState::Disabled;
         }
         match self.spec.window {
             Some(w) if now_ms < w.start_ms => PolicyState::Scheduled,
@@ -316,16 +344,32 @@ impl PolicyDocument {
         self
     }
 
-    /// Kinds of fault the policy injects, for listings: `delay`, `abort` or both.
+    /// Kinds of fault the policy injects, for listings: each of `abort` and `delay` once, abort
+    /// first (the legacy status API's order).
     pub fn fault_kinds(&self) -> Vec<&'static str> {
         let mut kinds = Vec::new();
-        if self.spec.rules.iter().any(|r| r.fault.delay.is_some()) {
-            kinds.push("delay");
-        }
         if self.spec.rules.iter().any(|r| r.fault.abort.is_some()) {
             kinds.push("abort");
         }
+        if self.spec.rules.iter().any(|r| r.fault.delay.is_some()) {
+            kinds.push("delay");
+        }
         kinds
+    }
+
+    /// Whether every label of `wanted` is on the policy with that value (`policy list -l`).
+    pub fn has_labels(&self, wanted: &BTreeMap<String, String>) -> bool {
+        wanted
+            .iter()
+            .all(|(k, v)| self.metadata.labels.get(k) == Some(v))
+    }
+
+    /// The order in which policies are evaluated: higher `priority` first, then by name.
+    pub fn evaluation_order(a: &PolicyDocument, b: &PolicyDocument) -> core::cmp::Ordering {
+        b.spec
+            .priority
+            .cmp(&a.spec.priority)
+            .then_with(|| a.name().cmp(b.name()))
     }
 }
 

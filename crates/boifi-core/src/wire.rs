@@ -12,6 +12,12 @@ use crate::identity::Identity;
 use crate::parse::{join, Walker};
 use crate::policy::{FieldErrorKind, PolicyDocument, ValidationErrors};
 
+mod status;
+pub use status::{
+    LegacySummary, PolicyStatusEntry, SidecarReport, SidecarStatusEntry, StatusResponse,
+    StatusTotals, Targets,
+};
+
 /// The answer of `GET /v1/config`: the policies that can apply to the asking sidecar.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigResponse {

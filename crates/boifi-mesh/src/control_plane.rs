@@ -97,7 +97,13 @@ impl ControlPlane {
         let ports = free_ports(replicas + 2)?;
         let mut list = Vec::new();
         for (i, port) in ports.iter().take(replicas).enumerate() {
-            let mut args = vec!["--listen".to_owned(), format!("127.0.0.1:{port}")];
+            let mut args = vec![
+                "--listen".to_owned(),
+                format!("127.0.0.1:{port}"),
+                // The name its sidecar reports go under (they must differ between replicas).
+                "--replica-id".to_owned(),
+                format!("boifi-server-{i}"),
+            ];
             match store {
                 Store::Memory => args.extend(["--storage".to_owned(), "memory".to_owned()]),
                 Store::Embedded => {

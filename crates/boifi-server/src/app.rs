@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub workers: Option<usize>,
     /// Whether SIGINT/SIGTERM stop the server gracefully (the binary: yes; in-process tests: no).
     pub handle_signals: bool,
+    /// This replica's name in shared sidecar reports; `None`: one unique to this server.
+    pub replica: Option<String>,
 }
 
 impl ServerConfig {
@@ -45,6 +47,7 @@ impl ServerConfig {
             body_limit: DEFAULT_BODY_LIMIT,
             workers: None,
             handle_signals: false,
+            replica: None,
         }
     }
 }
@@ -82,6 +85,7 @@ pub struct RunningServer {
     handle: ServerHandle,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     sweeper: tokio::task::JoinHandle<()>,
+    flusher: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -94,6 +98,7 @@ impl RunningServer {
     pub async fn stop(self) {
         self.handle.stop(true).await;
         self.sweeper.abort();
+        self.flusher.abort();
         let _ = self.server.await;
     }
 
@@ -101,6 +106,7 @@ impl RunningServer {
     pub async fn wait(self) -> Result<(), ServerError> {
         let result = self.server.await;
         self.sweeper.abort();
+        self.flusher.abort();
         match result {
             Ok(r) => r.map_err(ServerError::Http),
             Err(e) => Err(ServerError::Http(std::io::Error::other(e))),
@@ -113,11 +119,14 @@ pub async fn start(
     config: ServerConfig,
     store: Arc<dyn PolicyStore>,
 ) -> Result<RunningServer, ServerError> {
+    let replica = config.replica.clone().unwrap_or_else(unique_replica_name);
+    let sidecars = Arc::new(SidecarRegistry::default());
     let state = web::Data::new(AppState {
         store: Arc::clone(&store),
         auth: config.auth.clone(),
         metrics: Metrics::new()?,
-        sidecars: SidecarRegistry::default(),
+        sidecars: Arc::clone(&sidecars),
+        replica: replica.clone(),
         body_limit: config.body_limit,
         rendered: api::config::RenderCache::default(),
     });
@@ -147,14 +156,28 @@ pub async fn start(
     let server = server.run();
     let handle = server.handle();
     let server = tokio::spawn(server);
-    let sweeper = tokio::spawn(sweep_loop(store, config.sweep_grace));
-    tracing::info!(%addr, "boifi control plane listening");
+    let sweeper = tokio::spawn(sweep_loop(Arc::clone(&store), config.sweep_grace));
+    let flusher = tokio::spawn(crate::sidecars::flush_loop(
+        sidecars,
+        store,
+        replica.clone(),
+    ));
+    tracing::info!(%addr, %replica, "boifi control plane listening");
     Ok(RunningServer {
         addr,
         handle,
         server,
         sweeper,
+        flusher,
     })
+}
+
+/// A replica name no other server of this process or another process has: the process id and
+/// a per-process sequence.
+fn unique_replica_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("replica-{}-{n}", std::process::id())
 }
 
 /// Deletes policies that expired more than `grace` before `now_ms`. Each delete is conditional

@@ -12,7 +12,7 @@ use crate::auth::Auth;
 use crate::state::DEFAULT_BODY_LIMIT;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::memory::MemoryStore;
-use crate::store::{PolicyStore, ETCD_PREFIX};
+use crate::store::{PolicyStore, ETCD_PREFIX, ETCD_SIDECAR_PREFIX};
 
 /// The boifi control plane: stores fault injection policies and serves them to sidecars.
 #[derive(Debug, Clone, Parser)]
@@ -50,6 +50,13 @@ pub struct Args {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_BODY_LIMIT)]
     pub max_body_bytes: usize,
+    /// This replica's name in shared sidecar reports (default: `$HOSTNAME:port`, the pod name
+    /// in Kubernetes; else one made from the process id). Must differ between replicas.
+    #[arg(long, env = "REPLICA_ID")]
+    pub replica_id: Option<String>,
+    /// etcd key prefix of the shared sidecar reports.
+    #[arg(long, env = "ETCD_SIDECAR_PREFIX", default_value = ETCD_SIDECAR_PREFIX)]
+    pub etcd_sidecar_prefix: String,
 }
 
 /// Storage backends.
@@ -112,17 +119,14 @@ pub async fn open_store(args: &Args) -> Result<Arc<dyn PolicyStore>, ServerError
                     "--storage etcd needs --etcd-endpoints (or ETCD_ENDPOINTS)".to_owned(),
                 ));
             }
-            open_etcd(&args.etcd_endpoints, &args.etcd_prefix).await
+            let options = crate::store::etcd::EtcdOptions {
+                sidecar_prefix: args.etcd_sidecar_prefix.clone(),
+                ..crate::store::etcd::EtcdOptions::new(&args.etcd_endpoints, &args.etcd_prefix)
+            };
+            let store = crate::store::etcd::EtcdStore::connect_with(options).await?;
+            Ok(Arc::new(store))
         }
     }
-}
-
-async fn open_etcd(
-    endpoints: &[String],
-    prefix: &str,
-) -> Result<Arc<dyn PolicyStore>, ServerError> {
-    let store = crate::store::etcd::EtcdStore::connect(endpoints, prefix).await?;
-    Ok(Arc::new(store))
 }
 
 /// Reads the token file: its content without surrounding whitespace, which must not be empty.
@@ -137,6 +141,13 @@ pub fn read_token(path: &std::path::Path) -> Result<String, ServerError> {
         )));
     }
     Ok(token.to_owned())
+}
+
+/// `$HOSTNAME:port` (the pod name in Kubernetes; the port tells apart replicas sharing one
+/// host); `None` (a name made from the process id) without a hostname or on port 0.
+fn default_replica(listen: SocketAddr) -> Option<String> {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty())?;
+    (listen.port() != 0).then(|| format!("{host}:{}", listen.port()))
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -154,6 +165,10 @@ pub async fn run(args: Args) -> Result<(), ServerError> {
         sweep_grace: args.sweep_grace,
         body_limit: args.max_body_bytes,
         handle_signals: true,
+        replica: args
+            .replica_id
+            .clone()
+            .or_else(|| default_replica(args.listen)),
         ..ServerConfig::new(args.listen)
     };
     tracing::info!(storage = ?args.storage, "starting");

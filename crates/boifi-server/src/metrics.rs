@@ -19,10 +19,23 @@ pub struct Metrics {
     config_version: IntGauge,
     waiting: IntGauge,
     sidecars: IntGauge,
+    sidecars_evicted: IntGauge,
+    sidecar_writes: IntGauge,
     store_errors: IntCounterVec,
     fanout: Histogram,
     /// The first moment a waiter saw each new version: fan-out is measured from there.
     first_seen: Mutex<(u64, Instant)>,
+}
+
+/// The sidecar registry's figures for [`Metrics::render`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SidecarCounts {
+    /// Sidecars this replica knows.
+    pub known: u64,
+    /// Sidecars evicted because the registry was full.
+    pub evicted: u64,
+    /// Sidecar report keys written or deleted in the store.
+    pub report_writes: u64,
 }
 
 /// Why the metrics could not be set up or written.
@@ -50,7 +63,18 @@ impl Metrics {
             "boifi_config_waiting_requests",
             "Sidecar long-polls currently held",
         )?;
-        let sidecars = IntGauge::new("boifi_sidecars_known", "Sidecars seen on /v1/config")?;
+        let sidecars = IntGauge::new(
+            "boifi_sidecars_known",
+            "Sidecars seen on /v1/config by this replica",
+        )?;
+        let sidecars_evicted = IntGauge::new(
+            "boifi_sidecars_evicted",
+            "Sidecars evicted since start because the registry was full",
+        )?;
+        let sidecar_writes = IntGauge::new(
+            "boifi_sidecar_report_writes",
+            "Sidecar report keys written or deleted in the store since start",
+        )?;
         let store_errors = IntCounterVec::new(
             Opts::new("boifi_store_errors_total", "Store failures by operation"),
             &["operation"],
@@ -73,6 +97,8 @@ impl Metrics {
         registry.register(Box::new(config_version.clone()))?;
         registry.register(Box::new(waiting.clone()))?;
         registry.register(Box::new(sidecars.clone()))?;
+        registry.register(Box::new(sidecars_evicted.clone()))?;
+        registry.register(Box::new(sidecar_writes.clone()))?;
         registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(fanout.clone()))?;
         Ok(Metrics {
@@ -82,6 +108,8 @@ impl Metrics {
             config_version,
             waiting,
             sidecars,
+            sidecars_evicted,
+            sidecar_writes,
             store_errors,
             fanout,
             first_seen: Mutex::new((0, Instant::now())),
@@ -125,25 +153,30 @@ impl Metrics {
         &self,
         snapshot: &Snapshot,
         now_ms: u64,
-        sidecars: usize,
+        sidecars: SidecarCounts,
     ) -> Result<String, MetricsError> {
-        let (mut active, mut scheduled, mut expired) = (0i64, 0i64, 0i64);
-        for policy in snapshot.policies.values() {
-            match policy.state_at(now_ms) {
-                PolicyState::Active => active += 1,
-                PolicyState::Scheduled => scheduled += 1,
-                PolicyState::Expired => expired += 1,
-            }
+        let states = [
+            PolicyState::Active,
+            PolicyState::Scheduled,
+            PolicyState::Expired,
+            PolicyState::Disabled,
+        ];
+        for state in states {
+            let count = snapshot
+                .policies
+                .values()
+                .filter(|p| p.state_at(now_ms) == state)
+                .count();
+            self.policies
+                .with_label_values(&[state.as_str()])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
-        self.policies.with_label_values(&["active"]).set(active);
-        self.policies
-            .with_label_values(&["scheduled"])
-            .set(scheduled);
-        self.policies.with_label_values(&["expired"]).set(expired);
         self.config_version
             .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));
-        self.sidecars
-            .set(i64::try_from(sidecars).unwrap_or(i64::MAX));
+        let gauge = |g: &IntGauge, n: u64| g.set(i64::try_from(n).unwrap_or(i64::MAX));
+        gauge(&self.sidecars, sidecars.known);
+        gauge(&self.sidecars_evicted, sidecars.evicted);
+        gauge(&self.sidecar_writes, sidecars.report_writes);
         Ok(TextEncoder::new().encode_to_string(&self.registry.gather())?)
     }
 }

@@ -19,8 +19,10 @@ pub struct AppState {
     pub auth: Auth,
     /// Prometheus metrics.
     pub metrics: Metrics,
-    /// Sidecars seen on `/v1/config`.
-    pub sidecars: SidecarRegistry,
+    /// Sidecars seen on `/v1/config` by this replica.
+    pub sidecars: Arc<SidecarRegistry>,
+    /// This replica's name in shared sidecar reports.
+    pub replica: String,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
     /// Serialized policies of the current snapshot, for `/v1/config`.

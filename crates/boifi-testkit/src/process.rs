@@ -72,3 +72,26 @@ impl Drop for ChildGuard {
         let _ = self.kill();
     }
 }
+
+/// The binary `name` of the workspace, found beside `beside` (another binary cargo built, e.g.
+/// `env!("CARGO_BIN_EXE_boifi-cli")`), built with `cargo build -p name` in `workspace` when it
+/// is not there yet (a test of one crate needing another crate's binary).
+pub fn workspace_binary(
+    beside: &std::path::Path,
+    name: &str,
+    workspace: &std::path::Path,
+) -> std::path::PathBuf {
+    let path = beside.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !path.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let built = std::process::Command::new(cargo)
+            .args(["build", "-p", name])
+            .current_dir(workspace)
+            .status();
+        assert!(
+            built.is_ok_and(|s| s.success()),
+            "cargo build -p {name} failed"
+        );
+    }
+    path
+}

@@ -7,7 +7,13 @@ pub mod simulate;
 pub mod status;
 pub mod validate;
 
-/// Percent-encodes one URL path segment (a policy name typed by the user).
-pub(crate) fn encode_segment(value: &str) -> String {
-    boifi_core::wire::percent_encode(value)
+/// The API path of the policy `name` typed by the user, checked by the core's name rule first
+/// (so `status` never reaches `/v1/policies/status`) and percent-encoded.
+pub(crate) fn policy_path(name: &str) -> Result<String, crate::error::CliError> {
+    boifi_core::policy::check_name(name)
+        .map_err(|kind| crate::error::CliError::Usage(format!("policy name: {kind}")))?;
+    Ok(format!(
+        "/v1/policies/{}",
+        boifi_core::wire::percent_encode(name)
+    ))
 }

@@ -1,12 +1,13 @@
 //! `policy apply|get|list|describe|delete`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use boifi_core::policy::{PolicyDocument, PolicyState, Sampling};
 use boifi_core::wire::PolicyList;
 use serde_json::Value;
 
-use super::encode_segment;
+use super::policy_path;
 use crate::cli::{
     ApplyArgs, DeleteArgs, DescribeArgs, GetArgs, GlobalArgs, OutputFormat, PolicyCommand,
 };
@@ -24,7 +25,14 @@ pub fn run(
     match command {
         PolicyCommand::Apply(args) => apply(global, &args, out),
         PolicyCommand::Get(args) => get(global, &args, out),
-        PolicyCommand::List => get(global, &GetArgs { name: None }, out),
+        PolicyCommand::List(args) => get(
+            global,
+            &GetArgs {
+                name: None,
+                selector: args.selector,
+            },
+            out,
+        ),
         PolicyCommand::Describe(args) => describe(global, &args, out),
         PolicyCommand::Delete(args) => delete(global, &args, out),
     }
@@ -154,7 +162,7 @@ fn apply(global: &GlobalArgs, args: &ApplyArgs, out: &mut dyn Write) -> Result<(
 
 /// The policy on the server, or `None` when it does not exist.
 fn fetch(client: &Client, name: &str) -> Result<Option<PolicyDocument>, CliError> {
-    let answer = client.get(&format!("/v1/policies/{}", encode_segment(name)))?;
+    let answer = client.get(&policy_path(name)?)?;
     if answer.status == 404 {
         return Ok(None);
     }
@@ -163,7 +171,7 @@ fn fetch(client: &Client, name: &str) -> Result<Option<PolicyDocument>, CliError
 
 /// The policy on the server; the server's 404 when it does not exist.
 fn fetch_required(client: &Client, name: &str) -> Result<PolicyDocument, CliError> {
-    let answer = client.get(&format!("/v1/policies/{}", encode_segment(name)))?;
+    let answer = client.get(&policy_path(name)?)?;
     read_policy(client, name, answer)
 }
 
@@ -174,8 +182,9 @@ fn read_policy(client: &Client, name: &str, answer: Answer) -> Result<PolicyDocu
         Some(inner) if value.get("metadata").is_none() => inner,
         _ => &value,
     };
+    let path = policy_path(name)?;
     PolicyDocument::from_value(document).map_err(|e| CliError::BadResponse {
-        url: format!("{}/v1/policies/{}", client.base(), encode_segment(name)),
+        url: format!("{}{path}", client.base()),
         status: 200,
         reason: e.to_string(),
     })
@@ -239,7 +248,12 @@ fn get(global: &GlobalArgs, args: &GetArgs, out: &mut dyn Write) -> Result<(), C
     let client = Client::from_args(global)?;
     let policies = match &args.name {
         Some(name) => vec![fetch_required(&client, name)?],
-        None => client.get("/v1/policies")?.json::<PolicyList>()?.policies,
+        None => {
+            let wanted: BTreeMap<String, String> = args.selector.iter().cloned().collect();
+            let mut policies = client.get("/v1/policies")?.json::<PolicyList>()?.policies;
+            policies.retain(|p| p.has_labels(&wanted));
+            policies
+        }
     };
     match (global.output, &args.name) {
         (OutputFormat::Json, Some(_)) => match policies.first() {
@@ -310,6 +324,21 @@ pub fn describe_text(p: &PolicyDocument, now: u64, out: &mut dyn Write) -> std::
         "Version:     {}",
         p.metadata.version.as_deref().unwrap_or("-")
     )?;
+    if let Some(namespace) = &p.metadata.namespace {
+        writeln!(out, "Namespace:   {namespace}")?;
+    }
+    if !p.metadata.labels.is_empty() {
+        writeln!(out, "Labels:      {}", output::pairs(&p.metadata.labels))?;
+    }
+    if !p.metadata.annotations.is_empty() {
+        writeln!(
+            out,
+            "Annotations: {}",
+            output::pairs(&p.metadata.annotations)
+        )?;
+    }
+    writeln!(out, "Priority:    {}", p.spec.priority)?;
+    writeln!(out, "Enabled:     {}", p.spec.enabled)?;
     writeln!(out, "Selector:")?;
     writeln!(out, "  Service:   {service}")?;
     writeln!(out, "  Namespace: {namespace}")?;
@@ -387,7 +416,7 @@ fn delete(global: &GlobalArgs, args: &DeleteArgs, out: &mut dyn Write) -> Result
     let client = Client::from_args(global)?;
     let mut failed = 0;
     for name in &args.names {
-        let answer = client.delete(&format!("/v1/policies/{}", encode_segment(name)))?;
+        let answer = client.delete(&policy_path(name)?)?;
         if answer.is_success() {
             writeln!(out, "faultinjectionpolicy \"{name}\" deleted")?;
         } else if answer.status == 404 && args.ignore_not_found {

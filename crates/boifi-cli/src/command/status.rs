@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
-use serde_json::Value;
+use boifi_core::wire::{SidecarStatusEntry, StatusResponse, Targets};
 
 use crate::cli::{GlobalArgs, OutputFormat, StatusArgs};
 use crate::client::Client;
@@ -54,7 +54,7 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, out: &mut dyn Write) -> Resul
     }
 }
 
-fn fetch(client: &Client) -> Result<Value, CliError> {
+fn fetch(client: &Client) -> Result<StatusResponse, CliError> {
     client.get("/v1/policies/status")?.json()
 }
 
@@ -62,7 +62,7 @@ fn fetch(client: &Client) -> Result<Value, CliError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rollout {
     /// The latest config version.
-    pub version: Option<u64>,
+    pub version: u64,
     /// Sidecars that hold it.
     pub synced: usize,
     /// Sidecars known to the server.
@@ -71,19 +71,18 @@ pub struct Rollout {
 
 impl Rollout {
     /// Reads the rollout from a status answer.
-    pub fn of(status: &Value) -> Rollout {
-        let version = latest_version(status);
-        let sidecars = sidecars(status);
-        let synced = sidecars.iter().filter(|s| holds(s, version)).count();
+    pub fn of(status: &StatusResponse) -> Rollout {
+        let version = status.version;
+        let synced = status.sidecars.iter().filter(|s| holds(s, version)).count();
         Rollout {
             version,
             synced,
-            total: sidecars.len(),
+            total: status.sidecars.len(),
         }
     }
 
     /// Whether this sidecar entry holds the latest version.
-    pub fn holds_latest(&self, sidecar: &Value) -> bool {
+    pub fn holds_latest(&self, sidecar: &SidecarStatusEntry) -> bool {
         holds(sidecar, self.version)
     }
 
@@ -96,132 +95,80 @@ impl Rollout {
     pub fn describe(&self) -> String {
         format!(
             "{} of {} sidecars hold config version {}",
-            self.synced,
-            self.total,
-            self.version
-                .map_or_else(|| "-".to_owned(), |v| v.to_string())
+            self.synced, self.total, self.version
         )
     }
 }
 
-/// The server's own verdict (`current`) when given, else a comparison of versions.
-fn holds(sidecar: &Value, latest: Option<u64>) -> bool {
-    match sidecar.get("current").and_then(Value::as_bool) {
-        Some(current) => current,
-        None => latest.is_some() && number(sidecar, &["version", "config_version"]) == latest,
-    }
+/// The server's verdict (`current`), or, from a server that does not give it, a comparison of
+/// versions.
+fn holds(sidecar: &SidecarStatusEntry, latest: u64) -> bool {
+    sidecar.current || sidecar.version == Some(latest)
 }
 
-fn latest_version(status: &Value) -> Option<u64> {
-    number(status, &["version", "config_version"])
-        .or_else(|| status.get("totals").and_then(|t| number(t, &["version"])))
-}
-
-fn sidecars(status: &Value) -> &[Value] {
-    status
-        .get("sidecars")
-        .or_else(|| status.get("proxies"))
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
-fn number(v: &Value, keys: &[&str]) -> Option<u64> {
-    keys.iter().find_map(|k| v.get(*k).and_then(Value::as_u64))
-}
-
-/// The first present field of `keys`, as text; `-` when none.
-fn text(v: &Value, keys: &[&str]) -> String {
-    keys.iter()
-        .find_map(|k| v.get(*k).filter(|x| !x.is_null()))
-        .map_or_else(|| "-".to_owned(), show)
-}
-
-fn show(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(show).collect::<Vec<_>>().join(","),
-        Value::Object(map) => map
-            .iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| format!("{k}={}", show(v)))
-            .collect::<Vec<_>>()
-            .join(" "),
-        other => other.to_string(),
-    }
-}
-
-fn time_of(v: &Value, ms_keys: &[&str], text_keys: &[&str]) -> String {
-    match number(v, ms_keys) {
-        Some(ms) => output::time(Some(ms)),
-        None => text(v, text_keys),
-    }
+fn or_dash(value: Option<&str>) -> String {
+    value.filter(|s| !s.is_empty()).unwrap_or("-").to_owned()
 }
 
 /// `frontend.demo version=v2`, `*.staging`: a policy's targets (its selector).
-fn targets(p: &Value) -> String {
-    let Some(t) = p.get("targets").or_else(|| p.get("selector")) else {
-        return "-".to_owned();
-    };
-    let part = |k: &str| {
-        t.get(k)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .unwrap_or("*")
-            .to_owned()
-    };
-    let mut text = format!("{}.{}", part("service"), part("namespace"));
-    if let Some(labels) = t.get("labels").and_then(Value::as_object) {
-        for (k, v) in labels {
-            text.push_str(&format!(" {k}={}", show(v)));
+fn targets(t: &Targets) -> String {
+    let part = |s: &str| {
+        if s.is_empty() {
+            "*".to_owned()
+        } else {
+            s.to_owned()
         }
+    };
+    let mut text = format!("{}.{}", part(&t.service), part(&t.namespace));
+    for (k, v) in &t.labels {
+        text.push_str(&format!(" {k}={v}"));
     }
     text
 }
 
 /// Prints a status answer.
-pub fn print(format: OutputFormat, status: &Value, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn print(
+    format: OutputFormat,
+    status: &StatusResponse,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     match format {
         OutputFormat::Json => return output::json(out, status),
         OutputFormat::Yaml => return output::yaml(out, status),
         OutputFormat::Table => {}
     }
     let rollout = Rollout::of(status);
-    let totals = status.get("totals").cloned().unwrap_or(Value::Null);
-    let count = |k: &str| number(&totals, &[k]).unwrap_or(0);
-    let empty = Vec::new();
-    let policies = status
-        .get("policies")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
+    let totals = &status.totals;
     writeln!(
         out,
-        "Config version {}: {} policies ({} active, {} scheduled, {} expired); {}",
-        text(status, &["version", "config_version"]),
-        number(&totals, &["policies"]).unwrap_or(policies.len() as u64),
-        count("active"),
-        count("scheduled"),
-        count("expired"),
+        "Config version {}: {} policies ({} active, {} scheduled, {} expired, {} disabled); {}",
+        status.version,
+        status.policies.len(),
+        totals.active,
+        totals.scheduled,
+        totals.expired,
+        totals.disabled,
         rollout.describe()
     )?;
     writeln!(out)?;
-    if policies.is_empty() {
+    if status.policies.is_empty() {
         writeln!(out, "No policies.")?;
     } else {
         let mut table = Table::new(&["NAME", "TARGETS", "FAULTS", "STATE", "EXPIRES", "SIDECARS"]);
-        for p in policies {
+        for p in &status.policies {
             table.row(vec![
-                text(p, &["name"]),
-                targets(p),
-                text(p, &["fault_kinds", "fault_types", "faults"]),
-                text(p, &["state"]),
-                time_of(p, &["expires_at_ms"], &["expires_at"]),
-                text(p, &["matching_sidecars"]),
+                p.name.clone(),
+                targets(&p.targets),
+                p.fault_kinds.join(","),
+                or_dash(Some(&p.state)),
+                output::time(p.expires_at_ms),
+                p.matching_sidecars.to_string(),
             ]);
         }
         table.write(out)?;
     }
     writeln!(out)?;
-    let sidecars = sidecars(status);
+    let sidecars = &status.sidecars;
     if sidecars.is_empty() {
         writeln!(out, "No sidecar has asked for its config yet.")?;
     } else {
@@ -229,7 +176,10 @@ pub fn print(format: OutputFormat, status: &Value, out: &mut dyn Write) -> Resul
         let mut services: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
         for s in sidecars {
             let entry = services
-                .entry((text(s, &["service"]), text(s, &["namespace"])))
+                .entry((
+                    or_dash(s.service.as_deref()),
+                    or_dash(s.namespace.as_deref()),
+                ))
                 .or_default();
             entry.0 += 1;
             if rollout.holds_latest(s) {
@@ -254,20 +204,22 @@ pub fn print(format: OutputFormat, status: &Value, out: &mut dyn Write) -> Resul
             "VERSION",
             "SYNC",
             "LAST SEEN",
+            "REPLICA",
         ]);
         for s in sidecars {
             table.row(vec![
-                text(s, &["pod"]),
-                text(s, &["service"]),
-                text(s, &["namespace"]),
-                text(s, &["version", "config_version"]),
+                or_dash(s.pod.as_deref()),
+                or_dash(s.service.as_deref()),
+                or_dash(s.namespace.as_deref()),
+                s.version.map_or_else(|| "-".to_owned(), |v| v.to_string()),
                 if rollout.holds_latest(s) {
                     "SYNCED"
                 } else {
                     "STALE"
                 }
                 .to_owned(),
-                time_of(s, &["last_seen_ms"], &["last_seen"]),
+                output::time(Some(s.last_seen_ms)),
+                or_dash(s.replica.as_deref()),
             ]);
         }
         table.write(out)?;
@@ -281,13 +233,15 @@ mod tests {
 
     #[test]
     fn rollout_counts_sidecars_at_the_latest_version() {
-        let status = serde_json::json!({
+        let status: StatusResponse = serde_json::from_value(serde_json::json!({
             "version": 7,
             "sidecars": [{"pod": "a", "version": 7}, {"pod": "b", "version": 6}]
-        });
+        }))
+        .unwrap();
         let r = Rollout::of(&status);
         assert_eq!((r.synced, r.total, r.done()), (1, 2, false));
         assert_eq!(r.describe(), "1 of 2 sidecars hold config version 7");
-        assert!(Rollout::of(&serde_json::json!({"version": 1})).done());
+        let empty: StatusResponse = serde_json::from_str(r#"{"version": 1}"#).unwrap();
+        assert!(Rollout::of(&empty).done());
     }
 }

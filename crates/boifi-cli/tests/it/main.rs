@@ -11,6 +11,7 @@
 
 mod corpus;
 mod help;
+mod legacy;
 mod offline;
 mod server;
 

@@ -115,7 +115,7 @@ fn simulate_refuses_invalid_policies() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
-        stderr.contains("document 2 (`x`): spec.rules[0].fault.percentage"),
+        stderr.contains("document 2 (`x..y`): spec.rules[0].fault.percentage"),
         "{stderr}"
     );
 }

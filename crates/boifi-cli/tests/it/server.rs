@@ -18,33 +18,26 @@ fn server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("BOIFI_SERVER_BIN") {
         return PathBuf::from(path);
     }
-    let sibling = Path::new(env!("CARGO_BIN_EXE_boifi-cli"))
-        .with_file_name(format!("boifi-server{}", std::env::consts::EXE_SUFFIX));
-    if !sibling.exists() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "boifi-server"])
-            .current_dir(root())
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build -p boifi-server failed");
-    }
-    sibling
+    boifi_testkit::process::workspace_binary(
+        Path::new(env!("CARGO_BIN_EXE_boifi-cli")),
+        "boifi-server",
+        &root(),
+    )
 }
 
 /// A running server; killed (SIGKILL) when dropped, also when the test panics.
-struct Server {
-    url: String,
+pub struct Server {
+    pub url: String,
     _child: ChildGuard,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
-    fn start() -> Server {
+    pub fn start() -> Server {
         Server::start_with(&[])
     }
 
-    fn start_with(extra: &[&std::ffi::OsStr]) -> Server {
+    pub fn start_with(extra: &[&std::ffi::OsStr]) -> Server {
         let binary = server_binary();
         let dir = tempfile::tempdir().unwrap();
         let mut last_log = String::new();
@@ -56,7 +49,13 @@ impl Server {
             let child = Command::new(&binary)
                 .arg("--listen")
                 .arg(addr.to_string())
-                .args(["--storage", "embedded", "--data-dir"])
+                .args([
+                    "--replica-id",
+                    "cp-0",
+                    "--storage",
+                    "embedded",
+                    "--data-dir",
+                ])
                 .arg(dir.path().join("data"))
                 .args(extra)
                 .stdin(Stdio::null())
@@ -90,23 +89,23 @@ impl Server {
     }
 
     /// `boifi-cli` pointed at this server.
-    fn cli(&self) -> assert_cmd::Command {
+    pub fn cli(&self) -> assert_cmd::Command {
         let mut cmd = cli();
         cmd.env("BOIFI_SERVER", &self.url);
         cmd
     }
 
-    fn run(&self, args: &[&str]) -> std::process::Output {
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
         self.cli().args(args).output().unwrap()
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub fn ok(&self, args: &[&str]) -> String {
         let output = self.run(args);
         assert!(output.status.success(), "{args:?}: {}", transcript(&output));
         String::from_utf8(output.stdout).unwrap()
     }
 
-    fn list(&self) -> Vec<PolicyDocument> {
+    pub fn list(&self) -> Vec<PolicyDocument> {
         let text = self.ok(&["policy", "list", "-o", "json"]);
         let value: Value = serde_json::from_str(&text).unwrap();
         value["policies"]
@@ -361,18 +360,21 @@ fn apply_list_get_describe_delete_halt_against_a_real_server() {
 
 #[test]
 fn the_servers_4xx_message_is_shown_and_exits_1() {
-    let server = Server::start();
-    // Valid locally, refused by the server: its name is a reserved path of the API.
+    // Valid locally, refused by the server: larger than its body limit.
+    let server = Server::start_with(&["--max-body-bytes".as_ref(), "400".as_ref()]);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("reserved.yaml");
+    let file = dir.path().join("large.yaml");
     std::fs::write(
         &file,
-        "metadata: {name: status}\nspec:\n  rules:\n  - match: {path: {prefix: /}}\n    fault: {percentage: 1, abort: {httpStatus: 503}}\n",
+        format!(
+            "metadata: {{name: large, annotations: {{note: {}}}}}\nspec:\n  rules:\n  - match: {{path: {{prefix: /}}}}\n    fault: {{percentage: 1, abort: {{httpStatus: 503}}}}\n",
+            "x".repeat(500)
+        ),
     )
     .unwrap();
     let output = server.run(&["policy", "apply", "-f", file.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
-    let text = transcript(&output).replace(file.to_str().unwrap(), "reserved.yaml");
+    let text = transcript(&output).replace(file.to_str().unwrap(), "large.yaml");
     insta::assert_snapshot!("server_rejects", text);
     assert!(server.list().is_empty());
 }

@@ -150,3 +150,45 @@ fn values_that_are_not_utf8_compare_as_bytes_and_never_match_a_regex() {
     assert_eq!(status(b"/x", &[("x-b", b"ok")]), Some(502));
     assert_eq!(status(b"/p\xff?\xfe", &[("x-b", b"\x80")]), Some(503));
 }
+
+#[test]
+fn a_disabled_policy_is_never_compiled_and_priority_goes_before_names() {
+    let mut off = policy("a-off", "{}", ABORT_ALL);
+    off.spec.enabled = false;
+    let request = SimpleRequest::new("GET", "/api");
+    let set = CompiledPolicySet::compile(&[off.clone()], &Identity::default(), 0).unwrap();
+    assert!(set.is_empty());
+    assert!(decide(&set, &request, 0, 1).is_none());
+
+    // By name alone `b-first` would lose to `a-late`; its priority puts it ahead.
+    let late = policy("a-late", "{}", ABORT_ALL);
+    let mut first = policy("b-first", "{}", ABORT_ALL);
+    first.spec.priority = 10;
+    let set =
+        CompiledPolicySet::compile(&[late.clone(), first, off], &Identity::default(), 0).unwrap();
+    assert_eq!(decide(&set, &request, 0, 1).unwrap().policy, "b-first");
+    let set = CompiledPolicySet::compile(&[late], &Identity::default(), 0).unwrap();
+    assert_eq!(decide(&set, &request, 0, 1).unwrap().policy, "a-late");
+}
+
+#[test]
+fn the_legacy_fields_round_trip() {
+    let text = r#"{"metadata": {"name": "frontend.v2", "namespace": "demo",
+        "labels": {"team": "checkout"}, "annotations": {"owner": "sre on call"}},
+        "spec": {"priority": -3, "enabled": false, "rules": [{"match": {"path": {"prefix": "/"}},
+        "fault": {"percentage": 1, "abort": {"httpStatus": 503}}}]}}"#;
+    let read = parse_policy_json(text).unwrap();
+    assert_eq!(read.metadata.namespace.as_deref(), Some("demo"));
+    assert_eq!(
+        read.metadata.annotations.get("owner").map(String::as_str),
+        Some("sre on call")
+    );
+    assert_eq!((read.spec.priority, read.spec.enabled), (-3, false));
+    let written = serde_json::to_string(&read).unwrap();
+    assert_eq!(parse_policy_json(&written).unwrap(), read);
+    let mut wanted = alloc::collections::BTreeMap::new();
+    wanted.insert("team".into(), "checkout".into());
+    assert!(read.has_labels(&wanted));
+    wanted.insert("team".into(), "cart".into());
+    assert!(!read.has_labels(&wanted));
+}

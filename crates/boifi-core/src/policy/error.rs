@@ -70,6 +70,14 @@ pub enum FieldErrorKind {
         /// Why it is invalid.
         reason: &'static str,
     },
+    /// A value outside the form its field takes (a namespace, a label).
+    #[error("`{value}` is not valid: {reason}")]
+    BadValue {
+        /// The value as written.
+        value: String,
+        /// The form the field takes.
+        reason: &'static str,
+    },
     /// A list that must not be empty is empty.
     #[error("must not be empty")]
     Empty,

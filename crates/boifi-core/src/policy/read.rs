@@ -12,8 +12,10 @@ use crate::parse::{index, join, Walker};
 use crate::pattern::Pattern;
 
 const DOCUMENT_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
-const METADATA_FIELDS: &[&str] = &["name", "version"];
-const SPEC_FIELDS: &[&str] = &["selector", "rules", "sampling", "window"];
+const METADATA_FIELDS: &[&str] = &["name", "version", "namespace", "labels", "annotations"];
+const SPEC_FIELDS: &[&str] = &[
+    "selector", "rules", "sampling", "window", "priority", "enabled",
+];
 const SELECTOR_FIELDS: &[&str] = &["service", "namespace", "labels"];
 const RULE_FIELDS: &[&str] = &["match", "fault"];
 const MATCH_FIELDS: &[&str] = &["method", "path", "headers"];
@@ -187,14 +189,8 @@ fn read_metadata(w: &mut Walker, value: &Value) -> Option<Metadata> {
         .required(map, "metadata", "name")
         .and_then(|v| w.string(v, "metadata.name"));
     if let Some(name) = &name {
-        if let Some(reason) = name_problem(name) {
-            w.error(
-                "metadata.name",
-                FieldErrorKind::InvalidName {
-                    value: name.clone(),
-                    reason,
-                },
-            );
+        if let Err(kind) = super::name::check_name(name) {
+            w.error("metadata.name", kind);
         }
     }
     let version = match Walker::field(map, "version") {
@@ -203,27 +199,97 @@ fn read_metadata(w: &mut Walker, value: &Value) -> Option<Metadata> {
         Some(v) => w.string(v, "metadata.version"),
         None => None,
     };
+    let namespace = match Walker::field(map, "namespace") {
+        None => Some(None),
+        Some(v) => w.string(v, "metadata.namespace").and_then(|ns| {
+            match super::name::namespace_problem(&ns) {
+                None => Some(Some(ns)),
+                Some(reason) => {
+                    w.error(
+                        "metadata.namespace",
+                        FieldErrorKind::BadValue { value: ns, reason },
+                    );
+                    None
+                }
+            }
+        }),
+    };
+    let labels = match Walker::field(map, "labels") {
+        None => Some(BTreeMap::new()),
+        Some(v) => read_labels(w, v, "metadata.labels"),
+    };
+    let annotations = match Walker::field(map, "annotations") {
+        None => Some(BTreeMap::new()),
+        Some(v) => read_annotations(w, v, "metadata.annotations"),
+    };
     Some(Metadata {
         name: name?,
         version,
+        namespace: namespace?,
+        labels: labels?,
+        annotations: annotations?,
     })
 }
 
-/// Why a name is not valid, if it is not.
-pub(crate) fn name_problem(name: &str) -> Option<&'static str> {
-    if name.len() < 3 || name.len() > 63 {
-        return Some("it must be 3 to 63 characters long");
+/// Labels are selected with `-l key=value[,key=value]`, so keys hold no `=`, `,` or space and
+/// values no `,`.
+fn read_labels(w: &mut Walker, value: &Value, path: &str) -> Option<BTreeMap<String, String>> {
+    let map = metadata_map(w, value, path)?;
+    let mut ok = true;
+    for (key, label) in &map {
+        let item_path = join(path, key);
+        let key_ok = !key.is_empty()
+            && key.len() <= MAX_LABEL_LEN
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'=' && b != b',');
+        if !key_ok {
+            w.error(
+                &item_path,
+                FieldErrorKind::BadValue {
+                    value: key.clone(),
+                    reason: "a label key is 1 to 253 printable ASCII characters without `=` or `,`",
+                },
+            );
+            ok = false;
+        }
+        let value_ok = label.len() <= MAX_LABEL_LEN
+            && label.bytes().all(|b| b.is_ascii_graphic() && b != b',');
+        if !value_ok {
+            w.error(
+                item_path,
+                FieldErrorKind::BadValue {
+                    value: label.clone(),
+                    reason: "a label value is at most 253 printable ASCII characters without `,`",
+                },
+            );
+            ok = false;
+        }
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Some("only letters, digits, `-` and `_` are allowed");
+    ok.then_some(map)
+}
+
+fn read_annotations(w: &mut Walker, value: &Value, path: &str) -> Option<BTreeMap<String, String>> {
+    let map = metadata_map(w, value, path)?;
+    let bytes: usize = map.iter().map(|(k, v)| k.len() + v.len()).sum();
+    within(w, path, bytes, MAX_ANNOTATIONS_BYTES)?;
+    Some(map)
+}
+
+/// A string map of at most [`MAX_METADATA_ENTRIES`] entries.
+fn metadata_map(w: &mut Walker, value: &Value, path: &str) -> Option<BTreeMap<String, String>> {
+    let map = w.string_map(value, path)?;
+    within(w, path, map.len(), MAX_METADATA_ENTRIES)?;
+    Some(map)
+}
+
+/// `Some` when `len` is at most `limit`, else reports it at `path`.
+fn within(w: &mut Walker, path: &str, len: usize, limit: usize) -> Option<()> {
+    if len > limit {
+        w.error(path, FieldErrorKind::TooLong { len, limit });
+        return None;
     }
-    if name.starts_with('-') || name.ends_with('-') {
-        return Some("it must not start or end with `-`");
-    }
-    None
+    Some(())
 }
 
 fn read_spec(w: &mut Walker, value: &Value) -> Option<PolicySpec> {
@@ -257,12 +323,72 @@ fn read_spec(w: &mut Walker, value: &Value) -> Option<PolicySpec> {
         None => Some(None),
         Some(v) => read_window(w, v, "spec.window").map(Some),
     };
+    let priority = match Walker::field(map, "priority") {
+        None => Some(0),
+        Some(v) => read_priority(w, v, "spec.priority"),
+    };
+    let enabled = match Walker::field(map, "enabled") {
+        None => Some(true),
+        Some(Value::Bool(b)) => Some(*b),
+        Some(other) => {
+            w.error(
+                "spec.enabled",
+                FieldErrorKind::WrongType {
+                    expected: "true/false",
+                    found: crate::parse::type_name(other),
+                },
+            );
+            None
+        }
+    };
     Some(PolicySpec {
         selector: selector?,
         rules: rules?,
         sampling: sampling?,
         window: window?,
+        priority: priority?,
+        enabled: enabled?,
     })
+}
+
+fn read_priority(w: &mut Walker, value: &Value, path: &str) -> Option<i32> {
+    let whole = match value {
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    };
+    match (value, whole.map(i32::try_from)) {
+        (_, Some(Ok(p))) => Some(p),
+        (Value::Number(n), _) if n.is_f64() => {
+            w.error(
+                path,
+                FieldErrorKind::WrongType {
+                    expected: "a whole number",
+                    found: "a fraction",
+                },
+            );
+            None
+        }
+        (Value::Number(n), _) => {
+            w.error(
+                path,
+                FieldErrorKind::OutOfRange {
+                    value: n.to_string(),
+                    range: "-2147483648..=2147483647",
+                },
+            );
+            None
+        }
+        (other, _) => {
+            w.error(
+                path,
+                FieldErrorKind::WrongType {
+                    expected: "a whole number",
+                    found: crate::parse::type_name(other),
+                },
+            );
+            None
+        }
+    }
 }
 
 fn read_selector(w: &mut Walker, value: &Value) -> Option<Selector> {

@@ -30,6 +30,15 @@ impl Serialize for Metadata {
         if let Some(version) = &self.version {
             map.serialize_entry("version", version)?;
         }
+        if let Some(namespace) = &self.namespace {
+            map.serialize_entry("namespace", namespace)?;
+        }
+        if !self.labels.is_empty() {
+            map.serialize_entry("labels", &self.labels)?;
+        }
+        if !self.annotations.is_empty() {
+            map.serialize_entry("annotations", &self.annotations)?;
+        }
         map.end()
     }
 }
@@ -44,6 +53,12 @@ impl Serialize for PolicySpec {
         }
         if let Some(window) = &self.window {
             map.serialize_entry("window", window)?;
+        }
+        if self.priority != 0 {
+            map.serialize_entry("priority", &self.priority)?;
+        }
+        if !self.enabled {
+            map.serialize_entry("enabled", &false)?;
         }
         map.end()
     }

@@ -9,20 +9,7 @@ use boifi_core::time::parse_rfc3339;
 use crate::repo_root;
 
 fn policy_files() -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    let mut dirs = vec![repo_root().join("examples/policies")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
+    boifi_testkit::files::files_under(&repo_root().join("examples/policies"))
 }
 
 #[test]

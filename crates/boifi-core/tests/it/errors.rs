@@ -36,13 +36,22 @@ fn errors_of(json: &str) -> String {
 
 #[test]
 fn bad_documents_get_field_path_messages() {
-    let long_name = "a".repeat(64);
+    let long_part = "a".repeat(64);
+    let long_name = ["a"; 128].join(".");
     let huge_regex = format!(r#"{{"path": {{"regex": "{}"}}}}"#, "a".repeat(1100));
     let cases: Vec<(&str, String)> = vec![
-        ("name too short", doc("ab", "", GOOD_RULES)),
+        ("empty name", doc("", "", GOOD_RULES)),
         ("name too long", doc(&long_name, "", GOOD_RULES)),
-        ("name with a dot", doc("checkout.slow", "", GOOD_RULES)),
+        ("name part too long", doc(&long_part, "", GOOD_RULES)),
+        ("name with a slash", doc("checkout/slow", "", GOOD_RULES)),
+        ("name with an empty part", doc("checkout..slow", "", GOOD_RULES)),
         ("name starting with a dash", doc("-checkout", "", GOOD_RULES)),
+        ("reserved name", doc("status", "", GOOD_RULES)),
+        ("metadata.namespace with a dot", r#"{"metadata": {"name": "abc", "namespace": "a.b"}, "spec": {"rules": [{"match": {"path": {"exact": "/"}}, "fault": {"percentage": 1, "delay": {"fixed_delay_ms": 1}}}]}}"#.into()),
+        ("label key with `=`", r#"{"metadata": {"name": "abc", "labels": {"a=b": "c", "team": 5}}, "spec": {"rules": [{"match": {"path": {"exact": "/"}}, "fault": {"percentage": 1, "delay": {"fixed_delay_ms": 1}}}]}}"#.into()),
+        ("priority not whole", doc("bad-priority", r#""priority": 1.5,"#, GOOD_RULES)),
+        ("priority out of range", doc("bad-priority", r#""priority": 4294967296,"#, GOOD_RULES)),
+        ("enabled not true/false", doc("bad-enabled", r#""enabled": "no","#, GOOD_RULES)),
         ("missing metadata", r#"{"spec": {"rules": []}}"#.into()),
         ("missing name", r#"{"metadata": {}, "spec": {"rules": []}}"#.into()),
         ("no rules", doc("no-rules", "", "[]")),
@@ -74,7 +83,7 @@ fn bad_documents_get_field_path_messages() {
         ("window with a bad timestamp", doc("bad-window", r#""window": {"start": "tomorrow", "end": "2026-11-26T09:00:00Z"},"#, GOOD_RULES)),
         ("unknown sampling", doc("bad-sampling", r#""sampling": "sometimes","#, GOOD_RULES)),
         ("selector service not a string", doc("bad-selector", r#""selector": {"service": 5},"#, GOOD_RULES)),
-        ("many errors at once", r#"{"metadata": {"name": "x"}, "spec": {"selector": {"zone": "a"}, "rules": [{"match": {}, "fault": {"percentage": 101}}, {"match": {"method": {"exact": "GET"}}, "fault": {"percentage": 5, "abort": {"httpStatus": 700}}}]}}"#.into()),
+        ("many errors at once", r#"{"metadata": {"name": "x/"}, "spec": {"selector": {"zone": "a"}, "rules": [{"match": {}, "fault": {"percentage": 101}}, {"match": {"method": {"exact": "GET"}}, "fault": {"percentage": 5, "abort": {"httpStatus": 700}}}]}}"#.into()),
         ("malformed json", r#"{"metadata": {"name": "abc"},, }"#.into()),
     ];
     assert!(cases.len() >= 25);
@@ -94,7 +103,7 @@ fn malformed_yaml_gets_line_and_column() {
 
 #[test]
 fn multi_document_yaml_reports_each_bad_document() {
-    let text = "metadata: {name: good-one}\nspec:\n  rules:\n    - match: {path: {prefix: /}}\n      fault: {percentage: 1, abort: {httpStatus: 503}}\n---\nmetadata: {name: b}\nspec: {rules: []}\n---\nmetadata: {name: c!}\nspec: {rules: [{match: {path: {prefix: /}}, fault: {percentage: 200, delay: {fixed_delay_ms: 1}}}]}\n";
+    let text = "metadata: {name: good-one}\nspec:\n  rules:\n    - match: {path: {prefix: /}}\n      fault: {percentage: 1, abort: {httpStatus: 503}}\n---\nmetadata: {name: b.}\nspec: {rules: []}\n---\nmetadata: {name: c!}\nspec: {rules: [{match: {path: {prefix: /}}, fault: {percentage: 200, delay: {fixed_delay_ms: 1}}}]}\n";
     let errors = parse_policies_yaml(text).unwrap_err();
     let report: Vec<String> = errors.iter().map(ToString::to_string).collect();
     insta::assert_snapshot!(report.join("\n"));

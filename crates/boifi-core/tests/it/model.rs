@@ -121,13 +121,29 @@ fn policy() -> impl Strategy<Value = PolicyDocument> {
         prop::bool::ANY,
         prop::option::of((0u64..20_000, 1u64..20_000)),
         prop::option::of(0u64..10_000),
+        (-2i32..3, prop::bool::weighted(0.8)),
+        (prop::option::of(pick(NAMESPACES)), labels(), labels()),
     )
         .prop_map(
-            |(name, service, namespace, labels, rules, by_request, window, stored)| {
+            |(
+                name,
+                service,
+                namespace,
+                labels,
+                rules,
+                by_request,
+                window,
+                stored,
+                (priority, enabled),
+                (meta_ns, meta_labels, notes),
+            )| {
                 PolicyDocument {
                     metadata: Metadata {
                         name,
                         version: None,
+                        namespace: meta_ns,
+                        labels: meta_labels,
+                        annotations: notes,
                     },
                     spec: PolicySpec {
                         selector: Selector {
@@ -145,6 +161,8 @@ fn policy() -> impl Strategy<Value = PolicyDocument> {
                             start_ms: BASE + start,
                             end_ms: BASE + start + len,
                         }),
+                        priority,
+                        enabled,
                     },
                     status: None,
                 }
@@ -207,8 +225,9 @@ fn reference(
     now: u64,
     draw: u64,
 ) -> Option<(String, usize, u64, Option<u16>)> {
-    let mut sorted: Vec<&PolicyDocument> = policies.iter().collect();
-    sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    // Disabled policies never act; the higher priority goes first, names break ties.
+    let mut sorted: Vec<&PolicyDocument> = policies.iter().filter(|p| p.spec.enabled).collect();
+    sorted.sort_by_key(|p| (std::cmp::Reverse(p.spec.priority), p.metadata.name.clone()));
     let named = |want: &Option<String>, have: &Option<String>| {
         want.is_none() || (have.is_some() && want == have)
     };
@@ -325,7 +344,7 @@ proptest! {
     #[test]
     fn zero_never_fires_and_hundred_always_fires(draw in any::<u64>(), seed in any::<u64>(), by_request in any::<bool>(), id in "[a-z0-9-]{0,20}") {
         let doc = |name: &str, ppm: u32| PolicyDocument {
-            metadata: Metadata { name: name.into(), version: None },
+            metadata: Metadata { name: name.into(), version: None, namespace: None, labels: BTreeMap::new(), annotations: BTreeMap::new() },
             spec: PolicySpec {
                 selector: Selector::default(),
                 rules: vec![Rule {
@@ -335,6 +354,8 @@ proptest! {
                 }],
                 sampling: if by_request { Sampling::Request } else { Sampling::Random },
                 window: None,
+                priority: 0,
+                enabled: true,
             },
             status: None,
         };

@@ -130,9 +130,10 @@ pub async fn get_config(
         .map_err(|e| ApiFailure::bad_request("invalid_query", e.to_string()))?;
     let mut rx = state.store.subscribe();
     let mut snapshot = rx.borrow_and_update().clone();
+    let wait_ms = query.wait_ms.unwrap_or(0);
     state
         .sidecars
-        .seen(&query.identity, query.version, now_ms());
+        .seen(&query.identity, query.version, wait_ms, now_ms());
 
     if query.version == Some(snapshot.version) {
         let wait = Duration::from_millis(query.wait_ms.unwrap_or(0));
@@ -163,7 +164,7 @@ pub async fn get_config(
     let body = state.rendered.body_for(&query, &snapshot, now)?;
     state
         .sidecars
-        .seen(&query.identity, Some(snapshot.version), now);
+        .seen(&query.identity, Some(snapshot.version), wait_ms, now);
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header(("x-boifi-version", snapshot.version.to_string()))

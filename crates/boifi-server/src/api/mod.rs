@@ -92,7 +92,15 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiFail
         .map_err(store_failure(&state, "snapshot"))?;
     let text = state
         .metrics
-        .render(&snapshot, now_ms(), state.sidecars.len())
+        .render(
+            &snapshot,
+            now_ms(),
+            crate::metrics::SidecarCounts {
+                known: u64::try_from(state.sidecars.len()).unwrap_or(u64::MAX),
+                evicted: state.sidecars.evictions(),
+                report_writes: state.store.sidecar_writes(),
+            },
+        )
         .map_err(|e| ApiFailure::Internal(e.to_string()))?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -45,14 +45,17 @@ impl PartialSchema for PolicyDocumentSchema {
             .property("kind", string("`FaultInjectionPolicy` (optional on input)"))
             .property(
                 "metadata",
-                object("Name and version")
-                    .property("name", string("3 to 63 characters of `[A-Za-z0-9_-]`"))
+                object("Name, version, and the legacy namespace, labels and annotations")
+                    .property("name", string("A DNS-1123 subdomain, upper case and `_` allowed: 1 to 253 characters of `[A-Za-z0-9._-]`, each `.`-part 1 to 63 not starting or ending with `-`; not `status` or `create`"))
                     .property("version", string("A free-form version label"))
+                    .property("namespace", string("Stored and returned; informational (sidecars are selected by `spec.selector`)"))
+                    .property("labels", object("Labels to find policies by (`boifi-cli policy list -l key=value`)"))
+                    .property("annotations", object("Free-form notes, stored and returned"))
                     .required("name"),
             )
             .property(
                 "spec",
-                object("`selector` (service, namespace, labels), `rules` (match + fault), `sampling`, `window`"),
+                object("`selector` (service, namespace, labels), `rules` (match + fault), `sampling`, `window`, `priority` (higher first, then name), `enabled` (`false`: stored, never applied)"),
             )
             .property(
                 "status",
@@ -110,6 +113,123 @@ impl PartialSchema for ConfigResponseSchema {
 impl ToSchema for ConfigResponseSchema {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("ConfigResponse")
+    }
+}
+
+fn boolean(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .description(Some(description))
+}
+
+fn strings(description: &str) -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some(description))
+}
+
+/// Schema of `boifi_core::wire::StatusResponse`.
+#[derive(Debug)]
+pub struct StatusResponseSchema;
+
+impl PartialSchema for StatusResponseSchema {
+    fn schema() -> RefOr<Schema> {
+        let totals = object("Counts")
+            .property("policies", integer("Stored policies"))
+            .property("active", integer("Policies that can fire now"))
+            .property(
+                "scheduled",
+                integer("Policies whose window has not started"),
+            )
+            .property(
+                "expired",
+                integer("Expired policies (deleted by the sweep after the grace period)"),
+            )
+            .property("disabled", integer("Policies with `spec.enabled: false`"))
+            .property("sidecars", integer("Sidecars known to any replica"))
+            .property(
+                "sidecars_current",
+                integer("Sidecars that hold the current version"),
+            );
+        let summary = object("The legacy counts")
+            .property("total_policies", integer("Stored policies"))
+            .property("abort_policies", integer("Policies with an abort"))
+            .property("delay_policies", integer("Policies with a delay"))
+            .property("active_policies", integer("Policies that can fire now"));
+        let targets = object("The selector (`*` = any)")
+            .property("service", string("Service or `*`"))
+            .property("namespace", string("Namespace or `*`"))
+            .property("labels", object("Labels that must all match"));
+        let policy = object("One policy")
+            .property("name", string("Name"))
+            .property("targets", targets)
+            .property(
+                "fault_kinds",
+                strings("`abort`, `delay`: each once, abort first"),
+            )
+            .property(
+                "state",
+                string("`active`, `scheduled`, `expired` or `disabled`"),
+            )
+            .property("stored_at_ms", integer("When stored (Unix ms)"))
+            .property(
+                "expires_at_ms",
+                integer("When it expires (Unix ms); null if never"),
+            )
+            .property("expires_at", string("The same, RFC 3339"))
+            .property("revision", integer("Revision of its last write"))
+            .property(
+                "matching_sidecars",
+                integer("Known sidecars its selector matches"),
+            )
+            .property(
+                "priority",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .description(Some("`spec.priority`")),
+            )
+            .property(
+                "namespace",
+                string("Legacy: the selector's namespace or `*`"),
+            )
+            .property(
+                "target_service",
+                string("Legacy: the selector's service or `*`"),
+            )
+            .property("rules_count", integer("Legacy: number of rules"))
+            .property("fault_types", strings("Legacy: the same as `fault_kinds`"))
+            .property("active", boolean("Legacy: whether the state is `active`"));
+        let sidecar = object("One sidecar")
+            .property("pod", string("Pod name"))
+            .property("service", string("Service"))
+            .property("namespace", string("Namespace"))
+            .property("labels", object("Pod labels it reported"))
+            .property("version", integer("The config version it holds"))
+            .property("current", boolean("Whether that is the current version"))
+            .property("last_seen_ms", integer("Last config request (Unix ms)"))
+            .property("last_seen", string("The same, RFC 3339"))
+            .property(
+                "replica",
+                string("The control-plane replica it reports through"),
+            );
+        object("The status view, with the legacy keys beside boifi's")
+            .property("version", integer("The current config version"))
+            .property("now_ms", integer("When this view was made (Unix ms)"))
+            .property("totals", totals)
+            .property("summary", summary)
+            .property("policies", ArrayBuilder::new().items(policy))
+            .property("sidecars", ArrayBuilder::new().items(sidecar))
+            .required("version")
+            .required("totals")
+            .required("policies")
+            .required("sidecars")
+            .into()
+    }
+}
+
+impl ToSchema for StatusResponseSchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("StatusResponse")
     }
 }
 
@@ -172,11 +292,7 @@ impl ToSchema for ApiErrorSchema {
         super::HealthResponse,
         super::policies::DeletedPolicy,
         super::policies::DeletedAll,
-        super::status::StatusResponse,
-        super::status::StatusTotals,
-        super::status::Targets,
-        super::status::PolicyStatusEntry,
-        super::status::SidecarStatusEntry,
+        StatusResponseSchema,
     )),
     modifiers(&BearerAuth),
 )]

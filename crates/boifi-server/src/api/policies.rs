@@ -15,9 +15,6 @@ use crate::error::ApiFailure;
 use crate::state::AppState;
 use crate::store::{now_ms, WriteCondition};
 
-/// Names that would shadow fixed paths under `/v1/policies/`.
-pub const RESERVED_NAMES: &[&str] = &["status", "create"];
-
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -110,23 +107,6 @@ fn etag(policy: &PolicyDocument) -> String {
     format!("\"{}\"", policy.status.map_or(0, |s| s.revision))
 }
 
-fn check_name(policy: &PolicyDocument) -> Result<(), ApiFailure> {
-    if RESERVED_NAMES.contains(&policy.name()) {
-        return Err(ApiFailure::BadRequest {
-            kind: "invalid_policy",
-            message: format!(
-                "invalid policy: metadata.name: `{}` is reserved by the API",
-                policy.name()
-            ),
-            details: vec![format!(
-                "metadata.name: `{}` is reserved by the API",
-                policy.name()
-            )],
-        });
-    }
-    Ok(())
-}
-
 async fn read_policy(
     req: &HttpRequest,
     payload: web::Payload,
@@ -134,9 +114,7 @@ async fn read_policy(
 ) -> Result<PolicyDocument, ApiFailure> {
     let format = body_format(req)?;
     let bytes = read_body(req, payload, state.body_limit).await?;
-    let policy = parse_one(format, &bytes)?;
-    check_name(&policy)?;
-    Ok(policy)
+    parse_one(format, &bytes)
 }
 
 /// Stores `policy` under `condition` and answers 201 (created) or 200 (replaced).
@@ -246,25 +224,15 @@ pub async fn create_strict(
     store_policy(&state, &caller, policy, WriteCondition::MustNotExist).await
 }
 
+/// The name in a URL path, checked by the same rule as `metadata.name`.
 fn path_name(path: &str) -> Result<String, ApiFailure> {
-    // The same rule as `metadata.name`, checked through the core.
-    let probe = serde_json::json!({
-        "metadata": {"name": path},
-        "spec": {"rules": [{"match": {"path": {"prefix": "/"}},
-                            "fault": {"percentage": 0, "abort": {"httpStatus": 503}}}]}
-    });
-    match PolicyDocument::from_value(&probe) {
-        Ok(_) => Ok(path.to_owned()),
-        Err(errors) => Err(ApiFailure::BadRequest {
+    boifi_core::policy::check_name(path)
+        .map(|()| path.to_owned())
+        .map_err(|kind| ApiFailure::BadRequest {
             kind: "invalid_name",
             message: format!("path: `{path}` is not a valid policy name"),
-            details: errors
-                .0
-                .iter()
-                .map(|e| e.to_string().replacen("metadata.name", "path name", 1))
-                .collect(),
-        }),
-    }
+            details: vec![format!("path name: {kind}")],
+        })
 }
 
 /// One policy; `ETag` is its revision.

@@ -11,9 +11,11 @@ use boifi_core::policy::PolicyDocument;
 use redb::{Database, ReadableTable, TableDefinition};
 use tokio::sync::{watch, Mutex};
 
+use crate::sidecars::SidecarChanges;
+
 use super::{
-    now_ms, plan_delete, plan_delete_all, plan_put, DeleteOutcome, PolicyStore, PutOutcome,
-    Snapshot, StoreError, WriteCondition,
+    now_ms, plan_delete, plan_delete_all, plan_put, DeleteOutcome, LocalShare, PolicyStore,
+    PutOutcome, ShareOutcome, SharedSidecar, Snapshot, StoreError, WriteCondition,
 };
 
 /// Policy name → the stored policy as JSON (status included).
@@ -32,6 +34,8 @@ pub struct EmbeddedStore {
     /// Serializes writers so a plan is made against the view it replaces.
     write: Mutex<()>,
     tx: watch::Sender<Arc<Snapshot>>,
+    /// Sidecar reports: kept in memory, as one replica needs nothing more.
+    sidecars: LocalShare,
 }
 
 fn backend(context: &str) -> impl Fn(redb::Error) -> StoreError + '_ {
@@ -85,6 +89,7 @@ impl EmbeddedStore {
             path,
             write: Mutex::new(()),
             tx: watch::Sender::new(Arc::new(snapshot)),
+            sidecars: LocalShare::default(),
         })
     }
 
@@ -219,5 +224,16 @@ impl PolicyStore for EmbeddedStore {
         })
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+    async fn share_sidecars(
+        &self,
+        replica: &str,
+        changes: &SidecarChanges,
+    ) -> Result<ShareOutcome, StoreError> {
+        Ok(self.sidecars.share(replica, changes))
+    }
+
+    async fn shared_sidecars(&self) -> Result<Vec<SharedSidecar>, StoreError> {
+        Ok(self.sidecars.list())
     }
 }

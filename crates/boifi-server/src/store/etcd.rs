@@ -60,14 +60,23 @@ use etcd_client::{
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+mod sidecars;
+
+pub use sidecars::MAX_TXN_OPS;
+
+use crate::sidecars::SidecarChanges;
+
 use super::{
-    now_ms, DeleteOutcome, PolicyStore, PutOutcome, Snapshot, StoreError, WriteCondition,
-    ETCD_PREFIX,
+    now_ms, DeleteOutcome, PolicyStore, PutOutcome, ShareOutcome, SharedSidecar, Snapshot,
+    StoreError, WriteCondition, ETCD_PREFIX,
 };
 
 /// Largest gRPC message the view accepts (a full list, a watch batch catching up). gRPC's
 /// default of 4 MiB is a few hundred large policies; etcd's own bound is its database quota.
 const MAX_VIEW_MESSAGE_BYTES: usize = 1 << 30;
+
+/// Default TTL of a replica's lease on its sidecar reports.
+pub const DEFAULT_SIDECAR_LEASE_TTL: Duration = Duration::from_secs(10);
 
 /// How the store reaches etcd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +94,11 @@ pub struct EtcdOptions {
     pub ready_timeout: Duration,
     /// How long a write waits for this replica's view to show it before returning anyway.
     pub view_wait: Duration,
+    /// Key prefix of the shared sidecar reports (must not overlap `prefix`).
+    pub sidecar_prefix: String,
+    /// TTL of each replica's lease on its sidecar reports: how long a dead replica's reports
+    /// outlive it.
+    pub sidecar_lease_ttl: Duration,
 }
 
 impl EtcdOptions {
@@ -103,6 +117,8 @@ impl EtcdOptions {
             connect_timeout: Duration::from_secs(2),
             ready_timeout: Duration::from_secs(120),
             view_wait: Duration::from_secs(5),
+            sidecar_prefix: super::ETCD_SIDECAR_PREFIX.to_owned(),
+            sidecar_lease_ttl: DEFAULT_SIDECAR_LEASE_TTL,
         }
     }
 }
@@ -184,6 +200,7 @@ impl Shared {
 /// Policies in etcd, with a watched in-memory view. Dropping the store stops its watch.
 pub struct EtcdStore {
     client: Client,
+    sidecars: sidecars::SidecarShare,
     shared: Arc<Shared>,
     request_timeout: Duration,
     view_wait: Duration,
@@ -246,6 +263,16 @@ impl EtcdStore {
                 "the etcd key prefix must not be empty".to_owned(),
             ));
         }
+        // Sidecar reports under the policy prefix would be read as policies, and the reverse.
+        if options.sidecar_prefix.is_empty()
+            || options.sidecar_prefix.starts_with(&options.prefix)
+            || options.prefix.starts_with(&options.sidecar_prefix)
+        {
+            return Err(StoreError::Unavailable(format!(
+                "the etcd sidecar prefix `{}` must be non-empty and must not overlap the policy prefix `{}`",
+                options.sidecar_prefix, options.prefix
+            )));
+        }
         let connect = ConnectOptions::new()
             .with_connect_timeout(options.connect_timeout)
             // Detects a silently dead member under the watch. etcd refuses pings more often than
@@ -285,8 +312,15 @@ impl EtcdStore {
             Arc::clone(&shared),
             options.request_timeout,
         ));
+        let sidecars = sidecars::SidecarShare::new(
+            client.clone(),
+            options.sidecar_prefix.clone(),
+            options.sidecar_lease_ttl,
+            options.request_timeout,
+        );
         Ok(EtcdStore {
             client,
+            sidecars,
             shared,
             request_timeout: options.request_timeout,
             view_wait: options.view_wait,
@@ -574,6 +608,21 @@ impl PolicyStore for EtcdStore {
                 Err(StoreError::Unavailable(reason.clone()))
             }
         }
+    }
+    async fn share_sidecars(
+        &self,
+        replica: &str,
+        changes: &SidecarChanges,
+    ) -> Result<ShareOutcome, StoreError> {
+        self.sidecars.share(replica, changes).await
+    }
+
+    async fn shared_sidecars(&self) -> Result<Vec<SharedSidecar>, StoreError> {
+        self.sidecars.list().await
+    }
+
+    fn sidecar_writes(&self) -> u64 {
+        self.sidecars.writes()
     }
 }
 

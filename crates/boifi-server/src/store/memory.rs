@@ -5,9 +5,11 @@ use std::sync::{Arc, Mutex};
 use boifi_core::policy::PolicyDocument;
 use tokio::sync::watch;
 
+use crate::sidecars::SidecarChanges;
+
 use super::{
-    now_ms, plan_delete, plan_delete_all, plan_put, DeleteOutcome, PolicyStore, PutOutcome,
-    Snapshot, StoreError, WriteCondition,
+    now_ms, plan_delete, plan_delete_all, plan_put, DeleteOutcome, LocalShare, PolicyStore,
+    PutOutcome, ShareOutcome, SharedSidecar, Snapshot, StoreError, WriteCondition,
 };
 
 /// Policies in memory; the version starts at 0 with every process.
@@ -16,6 +18,8 @@ pub struct MemoryStore {
     /// Serializes writers; the current view lives in the watch channel.
     write: Mutex<()>,
     tx: watch::Sender<Arc<Snapshot>>,
+    /// Sidecar reports: kept in memory, as one replica needs nothing more.
+    sidecars: LocalShare,
 }
 
 impl Default for MemoryStore {
@@ -30,6 +34,7 @@ impl MemoryStore {
         MemoryStore {
             write: Mutex::new(()),
             tx: watch::Sender::new(Arc::new(Snapshot::default())),
+            sidecars: LocalShare::default(),
         }
     }
 
@@ -90,5 +95,16 @@ impl PolicyStore for MemoryStore {
 
     async fn ready(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+    async fn share_sidecars(
+        &self,
+        replica: &str,
+        changes: &SidecarChanges,
+    ) -> Result<ShareOutcome, StoreError> {
+        Ok(self.sidecars.share(replica, changes))
+    }
+
+    async fn shared_sidecars(&self) -> Result<Vec<SharedSidecar>, StoreError> {
+        Ok(self.sidecars.list())
     }
 }

@@ -37,8 +37,49 @@ use std::sync::Arc;
 
 use boifi_core::policy::PolicyDocument;
 
+use crate::sidecars::{SidecarChanges, SidecarRecord};
+
 /// The key prefix of policies in etcd.
 pub const ETCD_PREFIX: &str = "/boifi/policies/";
+/// The key prefix of shared sidecar reports in etcd.
+pub const ETCD_SIDECAR_PREFIX: &str = "/boifi/sidecars/";
+
+/// What [`PolicyStore::share_sidecars`] tells the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShareOutcome {
+    /// What was shared before is gone (etcd: a new lease): share every record again.
+    pub resync: bool,
+}
+
+/// A shared sidecar report: the replica that wrote it, the sidecar's key, the record.
+pub type SharedSidecar = (String, String, SidecarRecord);
+
+/// Sidecar reports kept in this process (memory and embedded stores: one replica, as before).
+#[derive(Debug, Default)]
+pub(crate) struct LocalShare {
+    reports: std::sync::Mutex<BTreeMap<(String, String), SidecarRecord>>,
+}
+
+impl LocalShare {
+    pub(crate) fn share(&self, replica: &str, changes: &SidecarChanges) -> ShareOutcome {
+        let mut reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, record) in &changes.put {
+            reports.insert((replica.to_owned(), key.clone()), record.clone());
+        }
+        for key in &changes.delete {
+            reports.remove(&(replica.to_owned(), key.clone()));
+        }
+        ShareOutcome::default()
+    }
+
+    pub(crate) fn list(&self) -> Vec<SharedSidecar> {
+        let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        reports
+            .iter()
+            .map(|((replica, key), record)| (replica.clone(), key.clone(), record.clone()))
+            .collect()
+    }
+}
 
 /// The full view: every stored policy (status filled) and the global config version.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -143,6 +184,20 @@ pub trait PolicyStore: Send + Sync + 'static {
     fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<Snapshot>>;
     /// Readiness: store answers and the view is loaded; `Err(reason)` otherwise.
     async fn ready(&self) -> Result<(), StoreError>;
+    /// Shares `replica`'s sidecar reports with the other replicas: writes `changes.put`,
+    /// deletes `changes.delete` (etcd: under the replica's lease, so they vanish with it).
+    async fn share_sidecars(
+        &self,
+        replica: &str,
+        changes: &SidecarChanges,
+    ) -> Result<ShareOutcome, StoreError>;
+    /// Every sidecar report shared by a live replica.
+    async fn shared_sidecars(&self) -> Result<Vec<SharedSidecar>, StoreError>;
+    /// Keys written or deleted by [`PolicyStore::share_sidecars`] so far (0 when nothing
+    /// leaves the process).
+    fn sidecar_writes(&self) -> u64 {
+        0
+    }
 }
 
 /// The wall clock in Unix milliseconds (0 if the clock is before 1970).

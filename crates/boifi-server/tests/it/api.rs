@@ -152,8 +152,8 @@ fn bad_request_cases() -> Vec<Case> {
             .mentions(&["`ghost-policy`", "does not exist"]),
         case("get a missing policy", M::GET, "/v1/policies/ghost-policy", 404)
             .mentions(&["`ghost-policy`"]),
-        case("invalid name in the path", M::GET, "/v1/policies/ab", 400)
-            .mentions(&["`ab`"]),
+        case("invalid name in the path", M::GET, "/v1/policies/a..b", 400)
+            .mentions(&["`a..b`", "`..`"]),
         case("bad wait", M::GET, "/v1/config?service=frontend&version=1&wait=soon", 400)
             .mentions(&["`wait`", "`soon`"]),
         case("bad version", M::GET, "/v1/config?version=-3", 400)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use boifi_core::policy::{parse_policy_json, PolicyDocument};
+use boifi_server::sidecars::{SidecarChanges, SidecarRecord};
 use boifi_server::store::{PolicyStore, StoreError, WriteCondition};
 
 /// A valid policy named `name`; `percentage` tells versions of it apart.
@@ -37,6 +38,59 @@ where
     watch_sees_every_write(factory().await).await;
     failed_writes_change_nothing(factory().await).await;
     concurrent_creates_one_wins(factory().await).await;
+    sidecar_reports_are_shared(factory().await).await;
+}
+
+/// A replica name no other check (or store on the same etcd) uses.
+fn unique_replica() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("conformance-{}-{n}", std::process::id())
+}
+
+async fn sidecar_reports_are_shared(store: Arc<dyn PolicyStore>) {
+    let replica = unique_replica();
+    let record = |pod: &str, version: u64| {
+        let mut identity = boifi_core::identity::Identity::for_service("cart", "demo");
+        identity.pod = Some(pod.to_owned());
+        SidecarRecord {
+            identity,
+            version: Some(version),
+            last_seen_ms: 1_000,
+            wait_ms: 30_000,
+        }
+    };
+    let mine = |all: Vec<(String, String, SidecarRecord)>| {
+        let mut mine: Vec<(String, SidecarRecord)> = all
+            .into_iter()
+            .filter(|(r, _, _)| *r == replica)
+            .map(|(_, k, r)| (k, r))
+            .collect();
+        mine.sort_by(|a, b| a.0.cmp(&b.0));
+        mine
+    };
+    let put = SidecarChanges {
+        put: vec![
+            ("k/a".into(), record("a", 1)),
+            ("k/b".into(), record("b", 1)),
+        ],
+        delete: vec![],
+    };
+    store.share_sidecars(&replica, &put).await.unwrap();
+    let shared = mine(store.shared_sidecars().await.unwrap());
+    assert_eq!(shared, put.put);
+
+    let change = SidecarChanges {
+        put: vec![("k/b".into(), record("b", 2))],
+        delete: vec!["k/a".into(), "k/never-shared".into()],
+    };
+    store.share_sidecars(&replica, &change).await.unwrap();
+    let shared = mine(store.shared_sidecars().await.unwrap());
+    assert_eq!(shared, change.put);
+    // Sharing sidecars is not a policy change: no new config version.
+    let version = store.snapshot().await.unwrap().version;
+    store.share_sidecars(&replica, &put).await.unwrap();
+    assert_eq!(store.snapshot().await.unwrap().version, version);
 }
 
 async fn empty_store(store: Arc<dyn PolicyStore>) {

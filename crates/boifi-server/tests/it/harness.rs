@@ -55,16 +55,7 @@ impl InProcess {
 
     /// The value of an unlabelled metric.
     pub async fn metric(&self, name: &str) -> u64 {
-        let text = self
-            .client
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metric_value(&text, name).unwrap_or_else(|| panic!("metric {name} missing:\n{text}"))
+        metric_at(&self.client, self.url("/metrics"), name).await
     }
 
     pub async fn stop(mut self) {
@@ -72,6 +63,31 @@ impl InProcess {
             server.stop().await;
         }
     }
+}
+
+/// The value of the sample `name` on the Prometheus page at `url`; a missing one fails.
+pub async fn metric_at(client: &reqwest::Client, url: impl reqwest::IntoUrl, name: &str) -> u64 {
+    let text = client.get(url).send().await.unwrap().text().await.unwrap();
+    metric_value(&text, name).unwrap_or_else(|| panic!("metric {name} missing:\n{text}"))
+}
+
+/// A `boifi-server` child process on `etcd` named `name` (`--replica-id`), logging into the
+/// cluster's directory, with `extra` arguments.
+pub fn etcd_replica(etcd: &boifi_testkit::etcd::EtcdCluster, name: &str, extra: &[&str]) -> Binary {
+    let endpoints = etcd.endpoints_arg();
+    let log = etcd.dir().join(format!("{name}.log"));
+    let mut args = vec![
+        "--storage",
+        "etcd",
+        "--etcd-endpoints",
+        &endpoints,
+        "--etcd-prefix",
+        "/boifi-replicas/policies/",
+        "--replica-id",
+        name,
+    ];
+    args.extend_from_slice(extra);
+    Binary::start(&args, &log)
 }
 
 /// The integer value of the sample `name` (with its labels written exactly) in Prometheus text.

@@ -12,7 +12,9 @@
 mod api;
 mod conformance;
 mod etcd_store;
+mod ha_status;
 mod harness;
+mod legacy;
 mod longpoll;
 mod process;
 mod reliability_flood;

@@ -14,25 +14,13 @@ use boifi_testkit::etcd::EtcdCluster;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::{get_json, policy_json, Binary};
+use crate::harness::{etcd_replica, get_json, policy_json, Binary};
 
 const CONFIG: &str = "/v1/config?service=frontend&namespace=demo";
 
 /// A replica on `etcd`, logging into the cluster's directory.
 fn replica(etcd: &EtcdCluster, name: &str) -> Binary {
-    let endpoints = etcd.endpoints_arg();
-    let log = etcd.dir().join(format!("{name}.log"));
-    Binary::start(
-        &[
-            "--storage",
-            "etcd",
-            "--etcd-endpoints",
-            &endpoints,
-            "--etcd-prefix",
-            "/boifi-replicas/policies/",
-        ],
-        &log,
-    )
+    etcd_replica(etcd, name, &[])
 }
 
 fn client() -> reqwest::Client {

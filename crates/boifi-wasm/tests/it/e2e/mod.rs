@@ -4,6 +4,7 @@
 mod bytes;
 mod config;
 mod corpus;
+mod enabled;
 mod faults;
 mod poller;
 mod propagation;

@@ -1,0 +1,307 @@
+//! The answer of `GET /v1/policies/status`, built here so the server writes it and the CLI
+//! reads it with one definition.
+//!
+//! It carries boifi's layout (`totals`, `targets`, `fault_kinds`, `state`) and, beside it, the
+//! keys the legacy BOIFI's consumers read (`summary.*`, `policies[].target_service`,
+//! `namespace`, `rules_count`, `fault_types`, `active`). No key of one clashes with the other.
+
+use alloc::borrow::ToOwned;
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::identity::Identity;
+use crate::policy::{PolicyDocument, PolicyState};
+use crate::time::format_rfc3339;
+
+/// The answer of `GET /v1/policies/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// The current config version.
+    #[serde(default, alias = "config_version")]
+    pub version: u64,
+    /// When this view was made (Unix ms).
+    #[serde(default)]
+    pub now_ms: u64,
+    /// Counts.
+    #[serde(default)]
+    pub totals: StatusTotals,
+    /// The legacy counts (`summary.total_policies`, ...).
+    #[serde(default)]
+    pub summary: LegacySummary,
+    /// Every stored policy.
+    #[serde(default)]
+    pub policies: Vec<PolicyStatusEntry>,
+    /// Every sidecar known to any replica (shared through the store).
+    #[serde(default, alias = "proxies")]
+    pub sidecars: Vec<SidecarStatusEntry>,
+}
+
+/// Counts of the status view.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusTotals {
+    /// Stored policies.
+    pub policies: usize,
+    /// Policies that can fire now.
+    pub active: usize,
+    /// Policies whose window has not started.
+    pub scheduled: usize,
+    /// Policies that expired (deleted by the sweep after the grace period).
+    pub expired: usize,
+    /// Policies with `spec.enabled: false`.
+    pub disabled: usize,
+    /// Sidecars known.
+    pub sidecars: usize,
+    /// Sidecars that hold the current version.
+    pub sidecars_current: usize,
+}
+
+/// The legacy status summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LegacySummary {
+    /// Stored policies.
+    pub total_policies: usize,
+    /// Policies with at least one abort.
+    pub abort_policies: usize,
+    /// Policies with at least one delay.
+    pub delay_policies: usize,
+    /// Policies that can fire now (state `active`).
+    pub active_policies: usize,
+}
+
+/// Which sidecars a policy targets (`*` = any).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Targets {
+    /// Service, or `*`.
+    pub service: String,
+    /// Namespace, or `*`.
+    pub namespace: String,
+    /// Labels that must all match.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One policy in the status view.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PolicyStatusEntry {
+    /// Name.
+    pub name: String,
+    /// Selector.
+    pub targets: Targets,
+    /// `abort`, `delay`: each kind once, abort first.
+    pub fault_kinds: Vec<String>,
+    /// `active`, `scheduled`, `expired` or `disabled`.
+    pub state: String,
+    /// When it was stored (Unix ms).
+    pub stored_at_ms: Option<u64>,
+    /// When it expires (Unix ms); absent if never.
+    pub expires_at_ms: Option<u64>,
+    /// The same, RFC 3339.
+    pub expires_at: Option<String>,
+    /// Revision of its last write.
+    pub revision: Option<u64>,
+    /// Known sidecars its selector matches.
+    pub matching_sidecars: usize,
+    /// Its `spec.priority`.
+    pub priority: i32,
+    /// Legacy: the selector's namespace, or `*`.
+    pub namespace: String,
+    /// Legacy: the selector's service, or `*`.
+    pub target_service: String,
+    /// Legacy: the number of rules.
+    pub rules_count: usize,
+    /// Legacy: the same as `fault_kinds`.
+    pub fault_types: Vec<String>,
+    /// Legacy: whether the state is `active`.
+    pub active: bool,
+}
+
+/// One sidecar in the status view.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SidecarStatusEntry {
+    /// Pod name.
+    pub pod: Option<String>,
+    /// Service.
+    pub service: Option<String>,
+    /// Namespace.
+    pub namespace: Option<String>,
+    /// Pod labels it reported.
+    pub labels: BTreeMap<String, String>,
+    /// The config version it holds (asked with, or last sent).
+    #[serde(alias = "config_version")]
+    pub version: Option<u64>,
+    /// Whether that is the current version.
+    pub current: bool,
+    /// Last config request (Unix ms).
+    pub last_seen_ms: u64,
+    /// The same, RFC 3339.
+    pub last_seen: String,
+    /// The control-plane replica it last reported through.
+    pub replica: Option<String>,
+}
+
+/// What the control plane knows of one sidecar, the input of [`StatusResponse::build`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarReport {
+    /// Its identity as it reported it.
+    pub identity: Identity,
+    /// The config version it holds.
+    pub version: Option<u64>,
+    /// Its last config request (Unix ms).
+    pub last_seen_ms: u64,
+    /// The replica it reported through.
+    pub replica: Option<String>,
+}
+
+fn or_any(value: &Option<String>) -> String {
+    value.clone().unwrap_or_else(|| "*".to_owned())
+}
+
+impl StatusResponse {
+    /// The view of `policies` at config `version` and `now_ms`, with `sidecars` in the given
+    /// order.
+    pub fn build<'p>(
+        version: u64,
+        now_ms: u64,
+        policies: impl IntoIterator<Item = &'p PolicyDocument>,
+        sidecars: &[SidecarReport],
+    ) -> StatusResponse {
+        let mut totals = StatusTotals {
+            sidecars: sidecars.len(),
+            ..StatusTotals::default()
+        };
+        let mut summary = LegacySummary::default();
+        let policies: Vec<PolicyStatusEntry> = policies
+            .into_iter()
+            .map(|p| {
+                let state = p.state_at(now_ms);
+                match state {
+                    PolicyState::Active => totals.active += 1,
+                    PolicyState::Scheduled => totals.scheduled += 1,
+                    PolicyState::Expired => totals.expired += 1,
+                    PolicyState::Disabled => totals.disabled += 1,
+                }
+                let kinds: Vec<String> = p.fault_kinds().into_iter().map(str::to_owned).collect();
+                summary.abort_policies += usize::from(kinds.iter().any(|k| k == "abort"));
+                summary.delay_policies += usize::from(kinds.iter().any(|k| k == "delay"));
+                let selector = &p.spec.selector;
+                let expires_at_ms = p.status.and_then(|st| st.expires_at_ms);
+                PolicyStatusEntry {
+                    name: p.name().to_owned(),
+                    targets: Targets {
+                        service: or_any(&selector.service),
+                        namespace: or_any(&selector.namespace),
+                        labels: selector.labels.clone(),
+                    },
+                    fault_kinds: kinds.clone(),
+                    state: state.as_str().to_owned(),
+                    stored_at_ms: p.status.map(|st| st.stored_at_ms),
+                    expires_at_ms,
+                    expires_at: expires_at_ms.map(format_rfc3339),
+                    revision: p.status.map(|st| st.revision),
+                    matching_sidecars: sidecars
+                        .iter()
+                        .filter(|s| p.applies_to(&s.identity))
+                        .count(),
+                    priority: p.spec.priority,
+                    namespace: or_any(&selector.namespace),
+                    target_service: or_any(&selector.service),
+                    rules_count: p.spec.rules.len(),
+                    fault_types: kinds,
+                    active: state == PolicyState::Active,
+                }
+            })
+            .collect();
+        totals.policies = policies.len();
+        summary.total_policies = policies.len();
+        summary.active_policies = totals.active;
+        let sidecars = sidecars
+            .iter()
+            .map(|s| {
+                let current = s.version == Some(version);
+                totals.sidecars_current += usize::from(current);
+                SidecarStatusEntry {
+                    pod: s.identity.pod.clone(),
+                    service: s.identity.service.clone(),
+                    namespace: s.identity.namespace.clone(),
+                    labels: s.identity.labels.clone(),
+                    version: s.version,
+                    current,
+                    last_seen_ms: s.last_seen_ms,
+                    last_seen: format_rfc3339(s.last_seen_ms),
+                    replica: s.replica.clone(),
+                }
+            })
+            .collect();
+        StatusResponse {
+            version,
+            now_ms,
+            totals,
+            summary,
+            policies,
+            sidecars,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(json: &str) -> PolicyDocument {
+        crate::policy::parse_policy_json(json).unwrap()
+    }
+
+    #[test]
+    fn legacy_keys_carry_the_legacy_meaning() {
+        let both = policy(
+            r#"{"metadata":{"name":"both"},"spec":{"selector":{"service":"cart"},"rules":[
+            {"match":{"path":{"prefix":"/"}},"fault":{"percentage":5,"delay":{"fixed_delay_ms":10}}},
+            {"match":{"path":{"prefix":"/"}},"fault":{"percentage":5,"abort":{"httpStatus":503}}}]}}"#,
+        );
+        let off = policy(
+            r#"{"metadata":{"name":"off"},"spec":{"enabled":false,"selector":{"namespace":"demo"},"rules":[
+            {"match":{"path":{"prefix":"/"}},"fault":{"percentage":5,"abort":{"httpStatus":503}}}]}}"#,
+        );
+        let status = StatusResponse::build(3, 0, [&both, &off], &[]);
+        assert_eq!(
+            status.summary,
+            LegacySummary {
+                total_policies: 2,
+                abort_policies: 2,
+                delay_policies: 1,
+                active_policies: 1
+            }
+        );
+        let [b, o] = status.policies.as_slice() else {
+            panic!("two policies expected")
+        };
+        assert_eq!(
+            (b.target_service.as_str(), b.namespace.as_str()),
+            ("cart", "*")
+        );
+        assert_eq!(b.fault_types, ["abort", "delay"]);
+        assert_eq!((b.rules_count, b.active), (2, true));
+        assert_eq!(
+            (o.target_service.as_str(), o.namespace.as_str()),
+            ("*", "demo")
+        );
+        assert_eq!((o.state.as_str(), o.active), ("disabled", false));
+        assert_eq!(status.totals.disabled, 1);
+    }
+
+    #[test]
+    fn a_legacy_shaped_answer_reads() {
+        let legacy: StatusResponse = serde_json::from_str(
+            r#"{"config_version":4,"proxies":[{"pod":"a","config_version":4}]}"#,
+        )
+        .unwrap();
+        assert_eq!(legacy.version, 4);
+        assert_eq!(legacy.sidecars.first().and_then(|s| s.version), Some(4));
+    }
+}

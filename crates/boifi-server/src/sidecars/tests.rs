@@ -1,0 +1,108 @@
+use super::*;
+
+fn pod(name: &str) -> Identity {
+    let mut identity = Identity::for_service("cart", "demo");
+    identity.pod = Some(name.to_owned());
+    identity
+}
+
+#[test]
+fn a_full_registry_evicts_the_oldest_and_counts_it() {
+    let registry = SidecarRegistry::with_limit(3);
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        registry.seen(&pod(name), Some(1), 0, 1_000 + i as u64);
+    }
+    // `a` polls again: `b` is now the least recently seen.
+    registry.seen(&pod("a"), Some(1), 0, 2_000);
+    registry.seen(&pod("d"), Some(1), 0, 2_001);
+    let mut pods: Vec<String> = registry
+        .list()
+        .into_iter()
+        .filter_map(|(_, r)| r.identity.pod)
+        .collect();
+    pods.sort();
+    assert_eq!(pods, ["a", "c", "d"]);
+    assert_eq!(registry.evictions(), 1);
+}
+
+#[test]
+fn a_sidecar_ages_out_after_its_wait_and_the_grace() {
+    let registry = SidecarRegistry::default();
+    registry.seen(&pod("a"), Some(1), 30_000, 0);
+    let stale_at = 30_000 + duration_ms(AGE_OUT);
+    registry.age_out(stale_at - 1);
+    assert_eq!(registry.len(), 1);
+    registry.age_out(stale_at);
+    assert!(registry.is_empty());
+}
+
+#[test]
+fn only_changes_and_due_refreshes_are_shared_never_each_poll() {
+    let registry = SidecarRegistry::default();
+    registry.seen(&pod("a"), Some(1), 30_000, 0);
+    assert_eq!(registry.take_changes(0).put.len(), 1);
+    // Polls at the same version: nothing to share until the refresh is due.
+    for t in 1..100 {
+        registry.seen(&pod("a"), Some(1), 30_000, t * 100);
+        assert!(registry.take_changes(t * 100).is_empty());
+    }
+    // A new version is shared at the next flush.
+    registry.seen(&pod("a"), Some(2), 30_000, 10_000);
+    let changes = registry.take_changes(10_000);
+    assert_eq!(changes.put.len(), 1);
+    assert_eq!(changes.put.first().map(|(_, r)| r.version), Some(Some(2)));
+    // Unchanged, it is refreshed once REFRESH after it was last shared.
+    let refresh = duration_ms(REFRESH);
+    registry.seen(&pod("a"), Some(2), 30_000, 10_000 + refresh - 1);
+    assert!(registry.take_changes(10_000 + refresh - 1).is_empty());
+    assert_eq!(registry.take_changes(10_000 + refresh).put.len(), 1);
+}
+
+#[test]
+fn a_shared_record_that_ages_out_is_deleted_and_a_failed_flush_is_resent() {
+    let registry = SidecarRegistry::default();
+    registry.seen(&pod("a"), Some(1), 0, 0);
+    let changes = registry.take_changes(0);
+    registry.requeue(changes);
+    assert_eq!(registry.take_changes(1).put.len(), 1);
+    let changes = registry.take_changes(duration_ms(AGE_OUT));
+    assert_eq!(changes.delete, ["demo/pod/a"]);
+}
+
+#[test]
+fn merged_keeps_the_most_recent_report_of_each_sidecar() {
+    let record = |pod_name: &str, seen: u64| SidecarRecord {
+        identity: pod(pod_name),
+        version: Some(1),
+        last_seen_ms: seen,
+        wait_ms: 30_000,
+    };
+    let local = vec![("demo/pod/a".to_owned(), record("a", 500))];
+    let shared = vec![
+        ("r2".to_owned(), "demo/pod/a".to_owned(), record("a", 400)),
+        ("r2".to_owned(), "demo/pod/b".to_owned(), record("b", 450)),
+        ("r3".to_owned(), "demo/pod/b".to_owned(), record("b", 480)),
+        // Aged out long ago: left out.
+        (
+            "r3".to_owned(),
+            "demo/pod/c".to_owned(),
+            SidecarRecord {
+                wait_ms: 0,
+                ..record("c", 0)
+            },
+        ),
+    ];
+    let now = 100_000;
+    let merged = merged(local, "r1", shared, now);
+    let seen: Vec<(Option<String>, Option<String>)> = merged
+        .into_iter()
+        .map(|s| (s.identity.pod, s.replica))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("a".to_owned()), Some("r1".to_owned())),
+            (Some("b".to_owned()), Some("r3".to_owned())),
+        ]
+    );
+}
