@@ -12,13 +12,18 @@ WASM_OUT := $(DEBIAN_TARGET_DIR)/wasm32-unknown-unknown/release/boifi_wasm.wasm
 OCI_DIR := dist/oci
 
 export BOIFI_WASM := $(CURDIR)/$(WASM_OUT)
+# The native dynamic module (crates/boifi-dynamic): a debug build for the e2e tests, the release
+# build for `make bench` (docs/native.md).
+NATIVE_OUT := target/debug/libboifi.so
+export BOIFI_NATIVE := $(CURDIR)/$(NATIVE_OUT)
 
-.PHONY: help deps fmt-check clippy nostd wasm test test-rust demo bench oci
+.PHONY: help deps fmt-check clippy nostd wasm native test test-rust demo bench oci
 
 help:
 	@echo "make demo   - start a local mesh of Envoy sidecars, apply a policy, show the effect (PROM=1: with Prometheus)"
 	@echo "make test   - run every test (installs what it needs)"
 	@echo "make wasm   - build the proxy-wasm filter ($(WASM_OUT))"
+	@echo "make native - build the native Envoy dynamic module ($(NATIVE_OUT))"
 	@echo "make bench  - run the benchmarks"
 	@echo "make oci    - write the filter as a Wasm OCI image layout ($(OCI_DIR)) and pin its digests in manifests/ and charts/"
 
@@ -42,6 +47,10 @@ nostd: deps
 wasm: deps
 	@bash scripts/build-wasm.sh
 
+# Builds the native dynamic module libboifi.so (rustup's toolchain; matches Envoy 1.40's ABI).
+native:
+	cargo build --quiet -p boifi-dynamic
+
 test: deps fmt-check clippy deny nostd test-rust fuzz-smoke api-fuzz
 
 # The local mesh (crates/boifi-mesh): Online Boutique's 11 services as app + Envoy sidecar
@@ -54,13 +63,15 @@ test: deps fmt-check clippy deny nostd test-rust fuzz-smoke api-fuzz
 # `make demo PROM=1` also runs Debian's prometheus on the loopback scraping every sidecar and the
 # control plane, prints its URL and the Grafana dashboard to import
 # (charts/boifi/dashboards/boifi.json), and keeps frontend's traffic going until Enter.
-demo: wasm
+# `make demo FILTER=native`: the sidecars run the native dynamic module instead of the Wasm one.
+demo: wasm native
 	cargo build --quiet -p boifi-server -p boifi-cli -p boifi-mesh
-	./target/debug/boifi-mesh demo $(if $(filter 1 true yes,$(HA)),--ha,) $(if $(POLICY),--policies $(POLICY),) $(if $(filter 1 true yes,$(PROM)),--prometheus,)
+	BOIFI_FILTER=$(FILTER) ./target/debug/boifi-mesh demo $(if $(filter 1 true yes,$(HA)),--ha,) $(if $(POLICY),--policies $(POLICY),) $(if $(filter 1 true yes,$(PROM)),--prometheus,)
 
-# The filter's e2e tests load $(BOIFI_WASM) into a real Envoy: build it first. A test whose
-# tool (Envoy, etcd, wrk, the built filter) is missing fails and names it; none skips.
-test-rust: wasm
+# The filter's e2e tests load $(BOIFI_WASM) and $(BOIFI_NATIVE) into a real Envoy: build them
+# first. A test whose tool (Envoy, etcd, wrk, a built filter) is missing fails and names it;
+# none skips.
+test-rust: wasm native
 	cargo test --workspace
 
 # The filter as the Wasm OCI artifact Istio pulls (an OCI image layout, no Docker needed),
@@ -101,5 +112,5 @@ BENCH ?= all
 bench: wasm
 	@bash scripts/build-wasm.sh boifi-bench-sdk-noop
 	@if [ "$(BENCH)" = all ]; then cargo bench -p boifi-core; fi
-	cargo build --release -p boifi-bench -p boifi-server -p boifi-mesh
-	target/release/boifi-bench $(BENCH) $(BENCH_ARGS)
+	cargo build --release -p boifi-bench -p boifi-server -p boifi-mesh -p boifi-dynamic
+	BOIFI_NATIVE=$(CURDIR)/target/release/libboifi.so target/release/boifi-bench $(BENCH) $(BENCH_ARGS)

@@ -38,6 +38,8 @@ pub struct Options {
     /// Pin Envoy to CPU 1 and this process (the upstream, and wrk, which inherits it) to CPU
     /// 0, so the proxy has a core of its own.
     pub pin: bool,
+    /// The native dynamic module (`libboifi.so`): its rows run in the same rounds.
+    pub native: Option<PathBuf>,
 }
 
 /// One configuration under test.
@@ -132,6 +134,55 @@ fn configs(
         });
     }
     list
+}
+
+/// The native module's rows: same services (so the same policies) as (c) and (d).
+fn native_configs(module: &Path, server: &Server) -> Vec<Config> {
+    let native = |service: &str| Filters::BoifiNative {
+        module: module.to_owned(),
+        plugin_config: policies::plugin_config(service),
+        control_plane: server.addr,
+    };
+    vec![
+        Config {
+            label: "(c) boifi native module, 0 policies".to_owned(),
+            filters: native("dp-c"),
+            active: Some(0),
+        },
+        Config {
+            label: NATIVE_D.to_owned(),
+            filters: native("dp-d"),
+            active: Some(10),
+        },
+    ]
+}
+
+const NATIVE_D: &str = "(d) boifi native module, 10 policies, none fires";
+
+/// The native module's goals (issue 14): (d) native ≥ 0.97× (b) throughput, p99 ≤ 1.05× (b).
+fn native_goals(configs: &[Config], samples: &[Vec<Sample>], b: &[Sample]) -> String {
+    let Some(d) = configs
+        .iter()
+        .position(|c| c.label == NATIVE_D)
+        .and_then(|i| samples.get(i))
+    else {
+        return "Native module: not measured (no `--native` module).\n".to_owned();
+    };
+    let thr = per_round(d, b, |s| s.run.rps);
+    let lat = per_round(d, b, |s| stats::ms(s.run.p99));
+    format!(
+        "Goals (issue 14): native (d) throughput ≥ 0.97× (b): {}; native (d) p99 ≤ 1.05× (b): {}.\n",
+        verdict(thr, |v| v >= 0.97),
+        verdict(lat, |v| v <= 1.05)
+    )
+}
+
+fn verdict(v: Option<f64>, ok: fn(f64) -> bool) -> String {
+    match v {
+        Some(v) if ok(v) => format!("{v:.3}× — met"),
+        Some(v) => format!("{v:.3}× — **not met**"),
+        None => "not measured".to_owned(),
+    }
 }
 
 fn write_policies(server: &Server) -> Result<(), BenchError> {
@@ -230,6 +281,9 @@ pub fn run(o: &Options, dir: &Path) -> Result<String, BenchError> {
     let floor = crate::modules::floor(dir)?;
     let sdk = crate::modules::sdk_noop(&o.wasm)?;
     let mut configs = configs(&o.wasm, &floor, &sdk, &o.extra_wasm, &server);
+    if let Some(module) = &o.native {
+        configs.extend(native_configs(module, &server));
+    }
     if let Some(only) = &o.only {
         configs.retain(|c| {
             c.label.contains('[') || c.label.chars().nth(1).is_some_and(|l| only.contains(l))
@@ -402,11 +456,6 @@ fn render(o: &Options, configs: &[Config], samples: &[Vec<Sample>]) -> String {
             format!("{faults:.2} %"),
         ]);
     }
-    let verdict = |v: Option<f64>, ok: fn(f64) -> bool| match v {
-        Some(v) if ok(v) => format!("{v:.3}× — met"),
-        Some(v) => format!("{v:.3}× — **not met**"),
-        None => "not measured".to_owned(),
-    };
     format!(
         "`boifi-bench dataplane`: one Envoy 1.40 (`--concurrency 1`) per configuration, all \
          started once, in front of the same in-process Rust HTTP/1.1 upstream (`200 ok`), \
@@ -424,7 +473,7 @@ fn render(o: &Options, configs: &[Config], samples: &[Vec<Sample>]) -> String {
          Goals (issue 13, against the floor (w)): (d) throughput ≥ 0.97×: {thr_w}; (d) p99 ≤ \
          1.05×: {lat_w}; (d) proxy CPU/req ≤ floor + 2 µs: {cpu_w}; (c) throughput ≥ 0.99×: \
          {thr_c}. Issue 9 (against (b)): (d) throughput ≥ 0.95×: {thr}; (d) p99 ≤ 1.05×: \
-         {lat}.\n",
+         {lat}.\n\n{native}",
         conns = o.connections,
         secs = o.duration.as_secs(),
         warm = o.warmup.as_secs(),
@@ -440,5 +489,6 @@ fn render(o: &Options, configs: &[Config], samples: &[Vec<Sample>]) -> String {
             None => "not measured".to_owned(),
         },
         thr_c = verdict(c_vs_w, |v| v >= 0.99),
+        native = native_goals(configs, samples, b),
     )
 }

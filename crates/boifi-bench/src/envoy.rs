@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use boifi_mesh::envoy::{wasm_filter, CONTROL_PLANE_CLUSTER};
+use boifi_mesh::envoy::{
+    native_filter, wasm_filter, CONTROL_PLANE_CLUSTER, NATIVE_PROMETHEUS_PREFIX,
+    NATIVE_SEARCH_PATH_ENV,
+};
 use boifi_mesh::process::{free_ports, ManagedProcess};
 use serde_json::{json, Value};
 
@@ -27,6 +30,15 @@ pub enum Filters {
         /// The `.wasm` module.
         wasm: PathBuf,
         /// The filter's `pluginConfig`.
+        plugin_config: Value,
+        /// The boifi-server it polls.
+        control_plane: SocketAddr,
+    },
+    /// The boifi filter as the native dynamic module, polling `control_plane` itself.
+    BoifiNative {
+        /// `libboifi.so`.
+        module: PathBuf,
+        /// The filter's configuration (the Wasm filter's `pluginConfig`).
         plugin_config: Value,
         /// The boifi-server it polls.
         control_plane: SocketAddr,
@@ -93,6 +105,11 @@ pub fn bootstrap(spec: &EnvoySpec, admin_port: u16, listener_port: u16) -> Value
             filters.push(wasm_filter(wasm, plugin_config));
             clusters.push(static_cluster(CONTROL_PLANE_CLUSTER, control_plane.port()));
         }
+        Filters::BoifiNative {
+            plugin_config,
+            control_plane,
+            ..
+        } => filters.push(native_filter(plugin_config, &control_plane.to_string())),
         Filters::Module { wasm } => filters.push(wasm_filter(wasm, &json!({}))),
     }
     filters.push(
@@ -170,8 +187,14 @@ impl Envoy {
                 "--log-level",
                 "warning",
                 "--component-log-level",
-                "wasm:info",
+                "wasm:info,dynamic_modules:info",
             ]);
+        if let Filters::BoifiNative { module, .. } = &spec.filters {
+            command.env(
+                NATIVE_SEARCH_PATH_ENV,
+                module.parent().unwrap_or(Path::new(".")),
+            );
+        }
         let log = dir.join(format!("{}.envoy.log", spec.name));
         let mut process = ManagedProcess::spawn(&spec.name, command, &log)?;
         let started = process.started();
@@ -222,11 +245,14 @@ impl Envoy {
         self.process.log_tail(n)
     }
 
-    /// `/stats/prometheus`.
+    /// `/stats/prometheus`, the native module's metrics under the Wasm filter's names.
     pub fn prometheus(&self) -> Result<String, BenchError> {
         let r =
             boifi_testkit::http::get(self.admin(), "/stats/prometheus", Duration::from_secs(5))?;
-        Ok(r.text())
+        Ok(match self.spec.filters {
+            Filters::BoifiNative { .. } => r.text().replace(NATIVE_PROMETHEUS_PREFIX, ""),
+            _ => r.text(),
+        })
     }
 
     /// The sum of a metric in `/stats/prometheus` (`None` when absent).

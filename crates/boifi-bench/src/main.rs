@@ -23,6 +23,10 @@ struct Cli {
     /// The filter module (default: BOIFI_WASM, else where `make wasm` puts it).
     #[arg(long, global = true)]
     wasm: Option<PathBuf>,
+    /// The native dynamic module `libboifi.so` (default: BOIFI_NATIVE, else
+    /// target/release/libboifi.so when built); its rows are left out when there is none.
+    #[arg(long, global = true)]
+    native: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -135,6 +139,17 @@ impl Run<'_> {
         }
     }
 
+    fn native(&self) -> Option<PathBuf> {
+        self.cli
+            .native
+            .clone()
+            .or_else(|| std::env::var_os("BOIFI_NATIVE").map(PathBuf::from))
+            .or_else(|| {
+                let p = boifi_mesh::topology::repo_root().join("target/release/libboifi.so");
+                p.is_file().then_some(p)
+            })
+    }
+
     fn publish(&self, key: &str, title: &str, body: &str) -> Result<(), BenchError> {
         let stamp = std::process::Command::new("date")
             .args(["-u", "+%Y-%m-%d %H:%M UTC"])
@@ -170,6 +185,7 @@ impl Run<'_> {
             only: a.only.clone(),
             perf_dir: a.perf_dir.clone(),
             pin: a.pin,
+            native: self.native(),
         };
         let body = dataplane::run(&o, self.dir.path())?;
         self.publish("dataplane", "Data plane", &body)
@@ -200,6 +216,7 @@ impl Run<'_> {
             envoy: self.envoy()?,
             wasm: self.wasm()?,
             starts: a.starts.max(1),
+            native: self.native(),
         };
         let body = footprint::run(&o, self.dir.path())?;
         self.publish("footprint", "Filter footprint", &body)

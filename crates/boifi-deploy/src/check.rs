@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::consistency::{check_bundle, BundleScope};
 use crate::istio::wasmplugin_violations;
+use crate::native;
 use crate::schema::SchemaSet;
 use crate::yaml::Document;
 
@@ -54,13 +55,22 @@ impl Checker {
             path,
             message,
         };
-        match self.schemas.validate(&doc.value) {
-            Ok(violations) => out.extend(
-                violations
+        if native::is_native_kind(doc) {
+            // No schema for these CRDs in the shared data: checked by rules instead.
+            out.extend(
+                native::violations(doc)
                     .into_iter()
-                    .map(|v| problem(v.pointer, v.message)),
-            ),
-            Err(err) => out.push(problem(String::new(), err.to_string())),
+                    .map(|v| problem(v.path, v.message)),
+            );
+        } else {
+            match self.schemas.validate(&doc.value) {
+                Ok(violations) => out.extend(
+                    violations
+                        .into_iter()
+                        .map(|v| problem(v.pointer, v.message)),
+                ),
+                Err(err) => out.push(problem(String::new(), err.to_string())),
+            }
         }
         if doc.kind() == "WasmPlugin" {
             out.extend(
@@ -81,6 +91,15 @@ impl Checker {
             .iter()
             .flat_map(|doc| self.check_document(doc))
             .collect();
+        out.extend(
+            native::unregistered_modules(docs)
+                .into_iter()
+                .map(|(source, message)| Problem {
+                    source,
+                    path: String::new(),
+                    message,
+                }),
+        );
         out.extend(
             check_bundle(docs, scope)
                 .into_iter()

@@ -9,6 +9,8 @@
 //!   JSON schemas and the Istio `WasmPlugin` schema ([`schema`]), the `WasmPlugin` rules Istio
 //!   enforces through CEL ([`istio`]), and the cross-object rules a schema cannot see
 //!   ([`consistency`]).
+//! - [`native`]: the rules for the native module's manifests (Istio `EnvoyFilter`, Envoy
+//!   Gateway `EnvoyProxy` and `EnvoyExtensionPolicy`), which have no schema in the shared data.
 //! - [`pin`] writes the built artifact's digests into the manifests that reference it.
 #![warn(missing_docs)]
 
@@ -17,6 +19,7 @@ pub mod consistency;
 pub mod digest;
 mod gourl;
 pub mod istio;
+pub mod native;
 pub mod oci;
 pub mod pin;
 pub mod render;

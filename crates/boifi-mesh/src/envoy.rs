@@ -69,7 +69,7 @@ pub fn envoy_command(envoy: &Path, bootstrap: &Path) -> Command {
             "--log-level",
             "warning",
             "--component-log-level",
-            "wasm:info",
+            "wasm:info,dynamic_modules:info",
         ])
         .args(["--drain-time-s", "0"]);
     c
@@ -96,7 +96,8 @@ pub struct SidecarConfig<'a> {
     pub app_port: u16,
     /// Where the control plane answers (the Service address).
     pub control_plane_port: u16,
-    /// The filter, or `None` for a sidecar without it (start-time comparison).
+    /// The filter module (`.wasm`, or the native `libboifi.so`: [`is_native_module`]), or
+    /// `None` for a sidecar without it (start-time comparison).
     pub wasm: Option<&'a Path>,
     /// The `pluginConfig` JSON.
     pub plugin_config: &'a Value,
@@ -258,6 +259,67 @@ pub fn wasm_filter(wasm: &Path, plugin_config: &Value) -> Value {
     })
 }
 
+/// The dynamic module's name: Envoy loads `lib<name>.so` from `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+pub const NATIVE_MODULE: &str = "boifi";
+
+/// The environment variable naming the directory Envoy loads dynamic modules from.
+pub const NATIVE_SEARCH_PATH_ENV: &str = "ENVOY_DYNAMIC_MODULES_SEARCH_PATH";
+
+/// The prefix Envoy gives the native module's metrics in `/stats/prometheus`
+/// (`envoy_dynamicmodulescustom_hfi_...`, where the Wasm filter's are `hfi_...`).
+pub const NATIVE_PROMETHEUS_PREFIX: &str = "envoy_dynamicmodulescustom_";
+
+/// The boifi filter as the native dynamic module (`libboifi.so`, crates/boifi-dynamic): the
+/// Wasm filter's plugin configuration plus `control_plane_address`, which its poller thread
+/// connects to itself.
+pub fn native_filter(plugin_config: &Value, control_plane_address: &str) -> Value {
+    let mut config = plugin_config.clone();
+    if let Some(map) = config.as_object_mut() {
+        map.insert(
+            "control_plane_address".to_owned(),
+            json!(control_plane_address),
+        );
+    }
+    json!({
+        "name": "istio-system.boifi",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {"name": NATIVE_MODULE},
+            "filter_name": "boifi",
+            "filter_config": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": config.to_string(),
+            },
+        }
+    })
+}
+
+/// True for the native dynamic module (a `.so`), false for a Wasm module.
+pub fn is_native_module(module: &Path) -> bool {
+    module.extension().is_some_and(|e| e == "so")
+}
+
+/// The environment pilot-agent gives an Istio proxy container for this pod, from the same
+/// metadata as [`istio_node`]: what the native module reads its identity from.
+pub fn istio_proxy_env(service: &ServiceSpec, pod: &str) -> Vec<(String, String)> {
+    let node = istio_node(service, pod);
+    let text = |key: &str| {
+        node.pointer(&format!("/metadata/{key}"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let labels = node
+        .pointer("/metadata/LABELS")
+        .map_or_else(String::new, Value::to_string);
+    vec![
+        ("POD_NAME".to_owned(), text("NAME")),
+        ("POD_NAMESPACE".to_owned(), text("NAMESPACE")),
+        ("ISTIO_META_WORKLOAD_NAME".to_owned(), text("WORKLOAD_NAME")),
+        ("ISTIO_METAJSON_LABELS".to_owned(), labels),
+    ]
+}
+
 /// A sidecar's bootstrap.
 pub fn sidecar_bootstrap(c: &SidecarConfig<'_>) -> Value {
     let mut clusters = vec![
@@ -289,8 +351,13 @@ const OUTBOUND_ROUTES: &str = "outbound";
 /// Requests from other pods (and the ingress) through the boifi filter to the app.
 pub fn inbound_listener(c: &SidecarConfig<'_>) -> Value {
     let mut filters = Vec::new();
-    if let Some(wasm) = c.wasm {
-        filters.push(wasm_filter(wasm, c.plugin_config));
+    match c.wasm {
+        Some(module) if is_native_module(module) => {
+            let address = format!("127.0.0.1:{}", c.control_plane_port);
+            filters.push(native_filter(c.plugin_config, &address));
+        }
+        Some(wasm) => filters.push(wasm_filter(wasm, c.plugin_config)),
+        None => {}
     }
     filters.push(router());
     let route_config = json!({
@@ -755,6 +822,43 @@ mod tests {
         // The app's own cluster and the control plane's stay plaintext (same pod / not mesh).
         assert!(clusters[0].get("transport_socket").is_none());
         assert!(clusters[1].get("transport_socket").is_none());
+    }
+
+    #[test]
+    fn native_sidecar_gets_the_dynamic_module_and_the_istio_proxy_environment() {
+        let s = ServiceSpec::new("frontend", "demo", Protocol::Http);
+        let config = SidecarConfig {
+            service: &s,
+            pod: "frontend-0",
+            admin_port: 1,
+            inbound_port: 2,
+            outbound_port: 3,
+            outbound_routes: Path::new("/tmp/frontend-0.routes.json"),
+            upstreams: &[],
+            app_port: 4,
+            control_plane_port: 5,
+            wasm: Some(Path::new("/tmp/libboifi.so")),
+            plugin_config: &json!({"backoff_initial_ms": 200}),
+            stats_config: None,
+            tls: None,
+        };
+        assert!(is_native_module(Path::new("/tmp/libboifi.so")));
+        assert!(!is_native_module(Path::new("/tmp/boifi.wasm")));
+        let b = sidecar_bootstrap(&config);
+        let inbound = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0];
+        let filter = &inbound["typed_config"]["http_filters"][0]["typed_config"];
+        assert_eq!(filter["dynamic_module_config"]["name"], NATIVE_MODULE);
+        let module_config: Value =
+            serde_json::from_str(filter["filter_config"]["value"].as_str().unwrap()).unwrap();
+        assert_eq!(module_config["control_plane_address"], "127.0.0.1:5");
+        assert_eq!(module_config["backoff_initial_ms"], 200);
+        // The proxy environment resolves to the identity the node metadata gives.
+        let env: std::collections::HashMap<String, String> =
+            istio_proxy_env(&s, "frontend-0").into_iter().collect();
+        assert_eq!(env["POD_NAME"], "frontend-0");
+        assert_eq!(env["POD_NAMESPACE"], "demo");
+        let labels: Value = serde_json::from_str(&env["ISTIO_METAJSON_LABELS"]).unwrap();
+        assert_eq!(labels["app"], "frontend");
     }
 
     #[test]

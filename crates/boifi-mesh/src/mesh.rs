@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 
 use crate::control_plane::{workspace_binary, ControlPlane, Store};
 use crate::envoy::{
-    envoy_binary, envoy_command, ingress_bootstrap, sidecar_bootstrap, write_bootstrap,
-    SidecarConfig, Upstream,
+    envoy_binary, envoy_command, ingress_bootstrap, is_native_module, istio_proxy_env,
+    sidecar_bootstrap, write_bootstrap, SidecarConfig, Upstream, NATIVE_PROMETHEUS_PREFIX,
+    NATIVE_SEARCH_PATH_ENV,
 };
 use crate::error::MeshError;
 use crate::http::{Answer, HttpClient, RequestSpec, TrafficReport};
@@ -88,6 +89,29 @@ impl MeshOptions {
 /// plane, 30 s long-poll) with a quicker backoff so reconnects are visible in seconds.
 pub fn default_plugin_config() -> Value {
     json!({"backoff_initial_ms": 200, "backoff_max_ms": 2000})
+}
+
+/// The env variable that picks the sidecars' filter build: `native` for the dynamic module
+/// (`make demo FILTER=native`), else the Wasm filter.
+pub const FILTER_KIND_ENV: &str = "BOIFI_FILTER";
+
+/// The sidecars' filter module: the native `libboifi.so` (`BOIFI_NATIVE`, else where
+/// `make native` puts it) when `BOIFI_FILTER=native`, else [`wasm_path`].
+pub fn filter_module_path() -> Result<PathBuf, MeshError> {
+    if std::env::var(FILTER_KIND_ENV).is_ok_and(|k| k == "native") {
+        let path = std::env::var_os("BOIFI_NATIVE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| crate::topology::repo_root().join("target/debug/libboifi.so"));
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(MeshError::Missing {
+                what: format!("the native module {}", path.display()),
+                hint: "run `make native` (or set BOIFI_NATIVE)".to_owned(),
+            })
+        };
+    }
+    wasm_path()
 }
 
 /// The filter module: `BOIFI_WASM`, else where `make wasm` puts it.
@@ -220,7 +244,7 @@ impl Mesh {
         let root = crate::topology::repo_root();
         let envoy = envoy_binary(&root)?;
         let wasm = if options.filter {
-            Some(wasm_path()?)
+            Some(filter_module_path()?)
         } else {
             None
         };
@@ -316,10 +340,10 @@ impl Mesh {
         say(&format!(
             "starting {} pods (app + Envoy sidecar{}) of {} services",
             options.topology.pods(),
-            if options.filter {
-                " with the boifi filter"
-            } else {
-                ""
+            match mesh.wasm.as_deref() {
+                Some(m) if is_native_module(m) => " with the boifi filter, native module",
+                Some(_) => " with the boifi filter",
+                None => "",
             },
             options.topology.services.len()
         ));
@@ -466,9 +490,18 @@ impl Mesh {
         let bootstrap = dir.join(format!("{}.{}.envoy.json", pod.name, spec.namespace));
         write_bootstrap(&bootstrap, &sidecar_bootstrap(&config))?;
         let log = dir.join(format!("{}.{}.envoy.log", pod.name, spec.namespace));
+        let mut sidecar = envoy_command(&self.envoy, &bootstrap);
+        if let Some(module) = self.wasm.as_deref().filter(|m| is_native_module(m)) {
+            sidecar
+                .env(
+                    NATIVE_SEARCH_PATH_ENV,
+                    module.parent().unwrap_or(Path::new(".")),
+                )
+                .envs(istio_proxy_env(&spec, &pod.name));
+        }
         pod.sidecar = Some(ManagedProcess::spawn(
             &format!("{}/sidecar", pod.name),
-            envoy_command(&self.envoy, &bootstrap),
+            sidecar,
             &log,
         )?);
         pod.ready_after = None;
@@ -676,16 +709,23 @@ impl Mesh {
             .send(&pod.inbound_url(), spec, None, Duration::from_secs(10))
     }
 
-    /// A sidecar's `/stats/prometheus`.
+    /// A sidecar's `/stats/prometheus` (the native module's metrics under the Wasm filter's
+    /// names).
     pub fn prometheus(&self, pod: &Pod) -> Result<String, MeshError> {
         let a = self.client.get(&pod.admin_url(), "/stats/prometheus")?;
-        Ok(a.text())
+        Ok(a.text().replace(NATIVE_PROMETHEUS_PREFIX, ""))
     }
 
     /// The config version the sidecar's filter applied last (`hfi.config.version`), `None`
     /// before the filter reported any.
     pub fn config_version(&self, pod: &Pod) -> Result<Option<u64>, MeshError> {
-        self.stat(pod, "wasmcustom.hfi.config.version")
+        // The Wasm filter's stats are under `wasmcustom.`, the native module's under
+        // `dynamicmodulescustom.`.
+        let name = match self.wasm.as_deref() {
+            Some(m) if is_native_module(m) => "dynamicmodulescustom.hfi.config.version",
+            _ => "wasmcustom.hfi.config.version",
+        };
+        self.stat(pod, name)
     }
 
     /// One of a sidecar's stats by its full name (`http.inbound_0.0.0.0_8080.downstream_rq_total`),

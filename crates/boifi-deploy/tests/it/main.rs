@@ -14,6 +14,7 @@ mod consistency;
 mod docs;
 mod etcd;
 mod istio_testdata;
+mod native;
 mod oci;
 mod overlays;
 mod registry;

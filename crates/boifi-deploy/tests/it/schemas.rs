@@ -49,6 +49,9 @@ fn every_manifest_file_is_a_kustomization_a_resource_or_a_patch_and_every_resour
     for overlay in crate::support::overlay_dirs() {
         reached(&overlay, &mut resources, &mut patches);
     }
+    for bundle in crate::support::native_dirs() {
+        reached(&bundle, &mut resources, &mut patches);
+    }
     let mut checker = checker();
     let mut documents = 0;
     for file in &files {

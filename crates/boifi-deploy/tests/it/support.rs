@@ -134,6 +134,14 @@ pub fn overlay_dirs() -> Vec<PathBuf> {
     dirs
 }
 
+/// The native module's bundles (manifests/native/istio, manifests/native/envoy-gateway).
+pub fn native_dirs() -> Vec<PathBuf> {
+    ["istio", "envoy-gateway"]
+        .iter()
+        .map(|d| manifests().join("native").join(d))
+        .collect()
+}
+
 pub fn k3s_demo() -> Vec<Document> {
     static DEMO: OnceLock<Vec<Document>> = OnceLock::new();
     DEMO.get_or_init(|| kustomize(&manifests().join("overlays/k3s-demo")))

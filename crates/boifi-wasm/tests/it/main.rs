@@ -13,6 +13,9 @@
     clippy::indexing_slicing
 )]
 
+/// The e2e tests of this binary load the proxy-wasm filter.
+const FILTER: harness::FilterKind = harness::FilterKind::Wasm;
+
 mod e2e;
 mod harness;
 mod reliability_control_plane;

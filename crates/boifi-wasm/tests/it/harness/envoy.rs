@@ -107,6 +107,30 @@ impl Workload {
     }
 }
 
+impl Workload {
+    /// The environment an Istio proxy container has for this pod (what the native module reads
+    /// instead of node metadata).
+    pub fn proxy_env(&self) -> Vec<(String, String)> {
+        if self.bare {
+            return Vec::new();
+        }
+        let labels: serde_json::Map<String, Value> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        vec![
+            ("POD_NAME".into(), self.pod.clone()),
+            ("POD_NAMESPACE".into(), self.namespace.clone()),
+            ("ISTIO_META_WORKLOAD_NAME".into(), self.service.clone()),
+            (
+                "ISTIO_METAJSON_LABELS".into(),
+                Value::Object(labels).to_string(),
+            ),
+        ]
+    }
+}
+
 /// How to start one Envoy.
 #[derive(Debug, Clone)]
 pub struct EnvoyOptions {
@@ -161,6 +185,32 @@ pub struct CallerTls {
     pub caller: WorkloadFiles,
 }
 
+/// The native module's filter: the plugin configuration plus the control plane's address (the
+/// module's poller connects itself; it has no Envoy cluster).
+fn dynamic_module_filter(
+    plugin_name: &str,
+    plugin_config: &Value,
+    control_plane_port: u16,
+) -> Value {
+    let mut config = plugin_config.clone();
+    if let Some(map) = config.as_object_mut() {
+        map.entry("control_plane_address")
+            .or_insert_with(|| json!(format!("127.0.0.1:{control_plane_port}")));
+    }
+    json!({
+        "name": "envoy.filters.http.dynamic_modules",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {"name": "boifi"},
+            "filter_name": plugin_name,
+            "filter_config": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": config.to_string(),
+            },
+        }
+    })
+}
+
 /// What the filter's Envoy configs use: a VM that failed (a trap) is replaced by a fresh one,
 /// instead of fault injection staying off until Envoy restarts (Envoy >= 1.33).
 pub const FAILURE_POLICY: &str = "FAIL_RELOAD";
@@ -175,10 +225,17 @@ fn http_filters(
     wasm: Option<&Path>,
     plugin_name: &str,
     plugin_config: &Value,
+    control_plane_port: u16,
     failure_policy: &str,
 ) -> Vec<Value> {
     let mut http_filters = Vec::new();
-    if let Some(wasm) = wasm {
+    if wasm.is_some() && crate::FILTER == super::FilterKind::Native {
+        http_filters.push(dynamic_module_filter(
+            plugin_name,
+            plugin_config,
+            control_plane_port,
+        ));
+    } else if let Some(wasm) = wasm {
         http_filters.push(json!({
             "name": "envoy.filters.http.wasm",
             "typed_config": {
@@ -246,18 +303,23 @@ fn bootstrap(
             wasm,
             "boifi.boifi-fault-injection",
             &o.plugin_config,
+            o.control_plane_port,
             o.failure_policy,
         ),
     )];
     let mut relays = Vec::new();
     for (i, ((plugin, config), port)) in o.extra_listeners.iter().zip(extra_ports).enumerate() {
-        let filters = http_filters(wasm, plugin, config, o.failure_policy);
+        let filters = http_filters(wasm, plugin, config, o.control_plane_port, o.failure_policy);
         let mut l = listener(plugin, *port, filters);
         if let Some(tls) = o.extra_callers.get(&i) {
             l["filter_chains"][0]["transport_socket"] = downstream_tls(&tls.callee);
             let relay = format!("caller-{i}");
             let relay_port = relay_ports.get(&i).copied().unwrap_or_default();
-            let mut r = listener(&relay, relay_port, http_filters(None, "", &Value::Null, ""));
+            let mut r = listener(
+                &relay,
+                relay_port,
+                http_filters(None, "", &Value::Null, o.control_plane_port, ""),
+            );
             r["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
                 [0]["routes"][0]["route"]["cluster"] = json!(relay);
             listeners.push(r);
@@ -341,8 +403,18 @@ impl Envoy {
             }
         }
         let log = dir.path().join("envoy.log");
+        let mut command = Command::new(binary);
+        if let (Some(module), super::FilterKind::Native) = (&o.wasm, crate::FILTER) {
+            // Envoy finds the module `boifi` as `libboifi.so` on this path; the identity comes
+            // from the environment pilot-agent gives an Istio proxy.
+            command.env(
+                "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+                module.parent().unwrap_or(Path::new(".")),
+            );
+            command.envs(o.workload.proxy_env());
+        }
         let started = Instant::now();
-        let child = Command::new(binary)
+        let child = command
             .arg("-c")
             .arg(&config)
             .arg("--concurrency")
@@ -351,7 +423,7 @@ impl Envoy {
             .arg("-l")
             .arg("warning")
             .arg("--component-log-level")
-            .arg("wasm:info")
+            .arg("wasm:info,dynamic_modules:info")
             .arg("--log-path")
             .arg(&log)
             // Tests read the log while Envoy runs: flush it often (default 10 s).
@@ -420,6 +492,37 @@ impl Envoy {
         Duration::from_millis((ticks(11) + ticks(12)) * 10)
     }
 
+    /// Bytes Envoy's allocator holds for live objects (admin `/memory` `allocated`; the
+    /// native module's allocations go through the same tcmalloc).
+    pub fn memory_allocated(&self) -> u64 {
+        let text = http::get(loopback(self.admin_port), "/memory")
+            .unwrap()
+            .text();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        v["allocated"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap()
+    }
+
+    /// Envoy's resident set size in KiB (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().map(Child::id).unwrap_or(0);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// True while the Envoy process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// A keep-alive client to the listener.
     pub fn client(&self) -> Client {
         Client::new(loopback(self.listener_port))
@@ -438,11 +541,17 @@ impl Envoy {
         .is_some()
     }
 
-    /// `/stats/prometheus` text.
+    /// `/stats/prometheus` text. The native module's metrics carry Envoy's prefix for dynamic
+    /// modules (`envoy_dynamicmodulescustom_hfi_...`); it is removed here so every test reads
+    /// the Wasm filter's names (`hfi_...`, Envoy strips `wasmcustom` itself).
     pub fn prometheus(&self) -> String {
-        http::get(loopback(self.admin_port), "/stats/prometheus")
+        let text = http::get(loopback(self.admin_port), "/stats/prometheus")
             .unwrap()
-            .text()
+            .text();
+        match crate::FILTER {
+            super::FilterKind::Wasm => text,
+            super::FilterKind::Native => text.replace(NATIVE_PROMETHEUS_PREFIX, ""),
+        }
     }
 
     /// The value of one Prometheus sample whose line starts with `prefix` (name plus labels).
@@ -450,6 +559,9 @@ impl Envoy {
         parse_prometheus(&self.prometheus(), name)
     }
 }
+
+/// The prefix of the native module's metrics in `/stats/prometheus`.
+pub const NATIVE_PROMETHEUS_PREFIX: &str = "envoy_dynamicmodulescustom_";
 
 /// Sums the samples of metric `name` (any labels) in Prometheus text.
 pub fn parse_prometheus(text: &str, name: &str) -> Option<f64> {

@@ -20,9 +20,36 @@ fn missing(what: &str) -> ! {
     panic!("e2e prerequisite missing: {what} (`make test` builds and installs everything)")
 }
 
+/// Which build of the filter the e2e tests load into Envoy. The same harness and scenarios
+/// run in two test binaries: boifi-wasm's (the proxy-wasm module) and boifi-dynamic's (the
+/// native dynamic module); each binary's `main.rs` names its kind in `crate::FILTER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterKind {
+    /// `boifi_wasm.wasm` through `envoy.filters.http.wasm` (env BOIFI_WASM, `make wasm`).
+    Wasm,
+    /// `libboifi.so` through `envoy.filters.http.dynamic_modules` (env BOIFI_NATIVE, `make native`).
+    Native,
+}
+
+impl FilterKind {
+    /// The environment variable naming the module file, where the Makefile puts it, and the
+    /// make target that builds it.
+    fn module(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            FilterKind::Wasm => (
+                "BOIFI_WASM",
+                "target/debian/wasm32-unknown-unknown/release/boifi_wasm.wasm",
+                "make wasm",
+            ),
+            FilterKind::Native => ("BOIFI_NATIVE", "target/debug/libboifi.so", "make native"),
+        }
+    }
+}
+
 /// What every e2e test needs: the filter module, Envoy and the boifi-server binary.
 #[derive(Debug, Clone)]
 pub struct Prereqs {
+    /// The filter module of [`crate::FILTER`]'s kind (a `.wasm` or the `.so`).
     pub wasm: PathBuf,
     pub envoy: PathBuf,
     pub server: PathBuf,
@@ -32,13 +59,11 @@ impl Prereqs {
     /// Finds the prerequisites; a missing one fails the test, naming it.
     #[track_caller]
     pub fn find() -> Prereqs {
-        let wasm = std::env::var_os("BOIFI_WASM").map_or_else(
-            || repo_root().join("target/debian/wasm32-unknown-unknown/release/boifi_wasm.wasm"),
-            PathBuf::from,
-        );
+        let (var, default, make) = crate::FILTER.module();
+        let wasm = std::env::var_os(var).map_or_else(|| repo_root().join(default), PathBuf::from);
         if !wasm.is_file() {
             missing(&format!(
-                "the filter module `{}` does not exist (env BOIFI_WASM); build it with `make wasm`",
+                "the filter module `{}` does not exist (env {var}); build it with `{make}`",
                 wasm.display()
             ));
         }

@@ -1,0 +1,807 @@
+//! Envoy's dynamic-module C ABI: the only `unsafe` code of boifi.
+//!
+//! Declared by hand from `source/extensions/dynamic_modules/abi/abi.h` of Envoy 1.40 (ABI
+//! `v0.2.0`; Envoy's Rust SDK is not published, and `v0.2.x` keeps the `v0.1.x` signatures
+//! declared here). Only what boifi uses is declared. Everything above this module is safe Rust:
+//! the exported event hooks below turn Envoy's pointers into references to boifi's own objects
+//! and call [`crate::filter`]; the callbacks Envoy implements are wrapped in safe methods of
+//! [`Stream`], [`ConfigHandle`] and [`Scheduler`].
+//!
+//! Ownership, as the ABI defines it: `*_envoy_ptr` and `envoy_buffer` belong to Envoy and are
+//! valid for the duration of the hook that hands them over; `*_module_ptr` belong to boifi
+//! (a leaked `Box`, reclaimed in the matching `destroy` hook). A scheduler is allocated by
+//! Envoy but owned by the module, which must delete it.
+//!
+//! No hook can unwind into Envoy: the code they call is panic-free by the workspace lints, and
+//! an `extern "C"` function that panicked would abort rather than unwind.
+
+use core::ffi::{c_char, c_void};
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
+use crate::filter::{FilterConfig, StreamFilter};
+
+/// The ABI version this module was written against (Envoy 1.40 reports `v0.2.0`; on a
+/// mismatch Envoy only warns).
+const ABI_VERSION: &[u8] = b"v0.2.0\0";
+
+/// `envoy_dynamic_module_type_envoy_buffer`: bytes owned by Envoy.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct EnvoyBuffer {
+    ptr: *const u8,
+    length: usize,
+}
+
+/// `envoy_dynamic_module_type_module_buffer`: bytes owned by the module.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct ModuleBuffer {
+    ptr: *const u8,
+    length: usize,
+}
+
+impl ModuleBuffer {
+    fn of(bytes: &[u8]) -> ModuleBuffer {
+        ModuleBuffer {
+            ptr: bytes.as_ptr(),
+            length: bytes.len(),
+        }
+    }
+}
+
+/// `envoy_dynamic_module_type_module_http_header`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct ModuleHttpHeader {
+    key_ptr: *const u8,
+    key_length: usize,
+    value_ptr: *const u8,
+    value_length: usize,
+}
+
+/// `envoy_dynamic_module_type_envoy_http_header`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct EnvoyHttpHeader {
+    key_ptr: *const u8,
+    key_length: usize,
+    value_ptr: *const u8,
+    value_length: usize,
+}
+
+/// `envoy_dynamic_module_type_http_header_type_RequestHeader`.
+const REQUEST_HEADER: u32 = 0;
+/// `envoy_dynamic_module_type_metrics_result_Success`.
+const METRICS_SUCCESS: u32 = 0;
+
+// Hook return values (`FilterHeadersStatus`, `FilterDataStatus`, `FilterTrailersStatus`).
+const HEADERS_CONTINUE: u32 = 0;
+const HEADERS_STOP_ITERATION: u32 = 1;
+const BODY_CONTINUE: u32 = 0;
+const BODY_STOP_ITERATION_AND_BUFFER: u32 = 1;
+const TRAILERS_CONTINUE: u32 = 0;
+const TRAILERS_STOP_ITERATION: u32 = 1;
+
+/// Envoy's log levels (`envoy_dynamic_module_type_log_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum LogLevel {
+    /// Trace.
+    Trace = 0,
+    /// Debug.
+    Debug = 1,
+    /// Info.
+    Info = 2,
+    /// Warn.
+    Warn = 3,
+    /// Error.
+    Error = 4,
+}
+
+extern "C" {
+    fn envoy_dynamic_module_callback_log(level: u32, message: ModuleBuffer);
+    fn envoy_dynamic_module_callback_log_enabled(level: u32) -> bool;
+
+    fn envoy_dynamic_module_callback_http_get_header(
+        filter_envoy_ptr: *mut c_void,
+        header_type: u32,
+        key: ModuleBuffer,
+        result: *mut EnvoyBuffer,
+        index: usize,
+        optional_size: *mut usize,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_send_response(
+        filter_envoy_ptr: *mut c_void,
+        status_code: u32,
+        headers: *mut ModuleHttpHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        details: ModuleBuffer,
+    );
+    fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter_envoy_ptr: *mut c_void);
+
+    fn envoy_dynamic_module_callback_http_filter_scheduler_new(
+        filter_envoy_ptr: *mut c_void,
+    ) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_scheduler_commit(
+        scheduler: *mut c_void,
+        event_id: u64,
+    );
+    fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: *mut c_void);
+
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        filter_config_envoy_ptr: *mut c_void,
+    ) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        scheduler: *mut c_void,
+        event_id: u64,
+    );
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler: *mut c_void);
+    fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        filter_config_envoy_ptr: *mut c_void,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
+        filter_config_envoy_ptr: *mut c_void,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+
+    fn envoy_dynamic_module_callback_http_filter_config_define_counter(
+        filter_config_envoy_ptr: *mut c_void,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_length: usize,
+        counter_id: *mut usize,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
+        filter_config_envoy_ptr: *mut c_void,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_length: usize,
+        gauge_id: *mut usize,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_set_gauge(
+        filter_envoy_ptr: *mut c_void,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_increment_counter(
+        filter_envoy_ptr: *mut c_void,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+}
+
+/// Writes one line to Envoy's log (component `dynamic_modules`); callable from any thread
+/// (Envoy's logger is thread-safe).
+pub fn log(level: LogLevel, message: &str) {
+    // SAFETY: the ABI only reads `message` during the call; the buffer is a live `&str`.
+    unsafe { envoy_dynamic_module_callback_log(level as u32, ModuleBuffer::of(message.as_bytes())) }
+}
+
+/// True when Envoy would print a line at `level` (so messages are only formatted when shown).
+pub fn log_enabled(level: LogLevel) -> bool {
+    // SAFETY: a pure query of Envoy's logger; no pointers involved.
+    unsafe { envoy_dynamic_module_callback_log_enabled(level as u32) }
+}
+
+/// The filter configuration's Envoy side, valid during the config hook that received it
+/// (`on_http_filter_config_new`, where alone metrics can be defined: Envoy freezes stat creation
+/// right after, or `on_http_filter_config_scheduled`, on the main thread).
+#[derive(Debug)]
+pub struct ConfigHandle<'a> {
+    ptr: NonNull<c_void>,
+    _hook: PhantomData<&'a ()>,
+}
+
+/// A counter defined on a filter configuration (with no label, or with one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterId(usize);
+
+/// A gauge defined on a filter configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GaugeId(usize);
+
+impl ConfigHandle<'_> {
+    /// Defines counter `name` (Envoy puts it under the filter's `metrics_namespace`); `None`
+    /// when Envoy refuses.
+    pub fn define_counter(&self, name: &str) -> Option<CounterId> {
+        self.define(name, &[], false).map(CounterId)
+    }
+
+    /// Defines counter `name` with one label, `label`.
+    pub fn define_labeled_counter(&self, name: &str, label: &str) -> Option<CounterId> {
+        self.define(name, &[ModuleBuffer::of(label.as_bytes())], false)
+            .map(CounterId)
+    }
+
+    /// Defines gauge `name`.
+    pub fn define_gauge(&self, name: &str) -> Option<GaugeId> {
+        self.define(name, &[], true).map(GaugeId)
+    }
+
+    /// A handle that posts events to this configuration on Envoy's main thread, from any thread.
+    pub fn scheduler(&self) -> Option<ConfigScheduler> {
+        // SAFETY: `ptr` is the live config of the running hook; the scheduler is owned by the
+        // module from now on (deleted by `ConfigScheduler::drop`).
+        let raw = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.ptr.as_ptr())
+        };
+        NonNull::new(raw).map(ConfigScheduler)
+    }
+
+    /// Adds `by` to an unlabeled counter of this configuration.
+    pub fn increment(&self, counter: Option<CounterId>, by: u64) {
+        if let (Some(CounterId(id)), true) = (counter, by > 0) {
+            // SAFETY: `ptr` is the live config of the running hook, `id` one of its counters.
+            unsafe {
+                update_metric(
+                    envoy_dynamic_module_callback_http_filter_config_increment_counter,
+                    self.ptr,
+                    id,
+                    &mut [],
+                    by,
+                )
+            }
+        }
+    }
+
+    /// Sets a gauge of this configuration.
+    pub fn set_gauge(&self, gauge: Option<GaugeId>, value: u64) {
+        if let Some(GaugeId(id)) = gauge {
+            // SAFETY: `ptr` is the live config of the running hook, `id` one of its gauges.
+            unsafe {
+                update_metric(
+                    envoy_dynamic_module_callback_http_filter_config_set_gauge,
+                    self.ptr,
+                    id,
+                    &mut [],
+                    value,
+                )
+            }
+        }
+    }
+
+    fn define(&self, name: &str, labels: &[ModuleBuffer], gauge: bool) -> Option<usize> {
+        let mut id = 0usize;
+        let mut labels = labels.to_vec();
+        let (labels_ptr, labels_len) = if labels.is_empty() {
+            (core::ptr::null_mut(), 0)
+        } else {
+            (labels.as_mut_ptr(), labels.len())
+        };
+        let define = if gauge {
+            envoy_dynamic_module_callback_http_filter_config_define_gauge
+        } else {
+            envoy_dynamic_module_callback_http_filter_config_define_counter
+        };
+        // SAFETY: `ptr` is the live `filter_config_envoy_ptr` of the running config hook
+        // (lifetime `'a`); Envoy copies `name` and the label names during the call (null, 0 is
+        // allowed for no labels); `id` is a valid out-pointer.
+        let result = unsafe {
+            define(
+                self.ptr.as_ptr(),
+                ModuleBuffer::of(name.as_bytes()),
+                labels_ptr,
+                labels_len,
+                &mut id,
+            )
+        };
+        (result == METRICS_SUCCESS).then_some(id)
+    }
+}
+
+/// One HTTP stream's Envoy side (`filter_envoy_ptr`), valid for the duration of the hook that
+/// received it (lifetime `'a`): values read from it borrow Envoy's header map for that long.
+#[derive(Debug, Clone, Copy)]
+pub struct Stream<'a> {
+    ptr: NonNull<c_void>,
+    _hook: PhantomData<&'a ()>,
+}
+
+/// The shape of the ABI's metric updates (increment a counter, set a gauge), on a filter or
+/// on a filter configuration.
+type MetricUpdate = unsafe extern "C" fn(*mut c_void, usize, *mut ModuleBuffer, usize, u64) -> u32;
+
+/// Calls one metric update with `labels` (Envoy reads them during the call; none: null, 0, as
+/// the ABI allows). The result is ignored: a metric Envoy does not know is not worth failing a
+/// request for.
+///
+/// SAFETY (for callers): `ptr` is the live Envoy object `update` takes (a filter for the
+/// `http_filter_*` updates, a configuration for the `http_filter_config_*` ones) within the
+/// running hook, and `id` a metric of its configuration with `labels.len()` labels.
+unsafe fn update_metric(
+    update: MetricUpdate,
+    ptr: NonNull<c_void>,
+    id: usize,
+    labels: &mut [ModuleBuffer],
+    value: u64,
+) {
+    let (labels_ptr, labels_len) = if labels.is_empty() {
+        (core::ptr::null_mut(), 0)
+    } else {
+        (labels.as_mut_ptr(), labels.len())
+    };
+    // SAFETY: see the function's contract; `labels` outlives the call.
+    unsafe { update(ptr.as_ptr(), id, labels_ptr, labels_len, value) };
+}
+
+/// A response header for [`Stream::send_response`].
+pub type Header<'h> = (&'h str, &'h [u8]);
+
+impl<'a> Stream<'a> {
+    /// The first value of request header `name` (lower-case), as Envoy's bytes.
+    pub fn request_header(&self, name: &str) -> Option<&'a [u8]> {
+        let mut result = EnvoyBuffer {
+            ptr: core::ptr::null(),
+            length: 0,
+        };
+        // SAFETY: `ptr` is the live filter of the running hook; the key is read during the call;
+        // `result` is a valid out-pointer; `optional_size` may be null per the ABI.
+        let found = unsafe {
+            envoy_dynamic_module_callback_http_get_header(
+                self.ptr.as_ptr(),
+                REQUEST_HEADER,
+                ModuleBuffer::of(name.as_bytes()),
+                &mut result,
+                0,
+                core::ptr::null_mut(),
+            )
+        };
+        if !found || result.ptr.is_null() {
+            return None;
+        }
+        // SAFETY: Envoy returned a pointer into the request header map, valid while the map is,
+        // i.e. at least until the running hook returns (`'a`); `length` bytes are readable.
+        Some(unsafe { core::slice::from_raw_parts(result.ptr, result.length) })
+    }
+
+    /// Answers the request locally (Envoy's `sendLocalReply`): status, headers, body and the
+    /// response-code details Envoy logs (`%RESPONSE_CODE_DETAILS%`).
+    pub fn send_response(&self, status: u32, headers: &[Header<'_>], body: &[u8], details: &str) {
+        let mut raw: Vec<ModuleHttpHeader> = headers
+            .iter()
+            .map(|(k, v)| ModuleHttpHeader {
+                key_ptr: k.as_ptr(),
+                key_length: k.len(),
+                value_ptr: v.as_ptr(),
+                value_length: v.len(),
+            })
+            .collect();
+        // SAFETY: `ptr` is the live filter of the running hook; Envoy copies the headers, body
+        // and details during the call, and `raw`, `headers`, `body`, `details` outlive it.
+        unsafe {
+            envoy_dynamic_module_callback_http_send_response(
+                self.ptr.as_ptr(),
+                status,
+                raw.as_mut_ptr(),
+                raw.len(),
+                ModuleBuffer::of(body),
+                ModuleBuffer::of(details.as_bytes()),
+            )
+        }
+    }
+
+    /// Resumes a request stopped in `on_request_headers`.
+    pub fn continue_decoding(&self) {
+        // SAFETY: `ptr` is the live filter of the running hook (called from the stream's own
+        // worker, in `on_http_filter_scheduled`).
+        unsafe { envoy_dynamic_module_callback_http_filter_continue_decoding(self.ptr.as_ptr()) }
+    }
+
+    /// A handle that posts an event to this stream's worker from any thread.
+    pub fn scheduler(&self) -> Option<Scheduler> {
+        // SAFETY: `ptr` is the live filter of the running hook; the returned scheduler is owned
+        // by the module from now on (deleted by `Scheduler::drop`).
+        let raw =
+            unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.ptr.as_ptr()) };
+        NonNull::new(raw).map(Scheduler)
+    }
+
+    /// Adds `by` to an unlabeled counter of this stream's filter configuration.
+    pub fn increment(&self, counter: Option<CounterId>, by: u64) {
+        if let (Some(CounterId(id)), true) = (counter, by > 0) {
+            // SAFETY: `ptr` is the live filter of the running hook; `id` came from
+            // `define_counter` on the config that created it.
+            unsafe {
+                update_metric(
+                    envoy_dynamic_module_callback_http_filter_increment_counter,
+                    self.ptr,
+                    id,
+                    &mut [],
+                    by,
+                )
+            }
+        }
+    }
+
+    /// Adds `by` to a one-label counter, for label value `value`.
+    pub fn increment_labeled(&self, counter: Option<CounterId>, value: &str, by: u64) {
+        if let Some(CounterId(id)) = counter {
+            // SAFETY: `ptr` is the live filter of the running hook; `id` is a one-label counter
+            // of its config (`define_labeled_counter`).
+            unsafe {
+                update_metric(
+                    envoy_dynamic_module_callback_http_filter_increment_counter,
+                    self.ptr,
+                    id,
+                    &mut [ModuleBuffer::of(value.as_bytes())],
+                    by,
+                )
+            }
+        }
+    }
+
+    /// Sets a gauge of this stream's filter configuration.
+    pub fn set_gauge(&self, gauge: Option<GaugeId>, value: u64) {
+        if let Some(GaugeId(id)) = gauge {
+            // SAFETY: `ptr` is the live filter of the running hook; `id` came from
+            // `define_gauge` on its config.
+            unsafe {
+                update_metric(
+                    envoy_dynamic_module_callback_http_filter_set_gauge,
+                    self.ptr,
+                    id,
+                    &mut [],
+                    value,
+                )
+            }
+        }
+    }
+}
+
+/// Envoy's per-stream scheduler: `commit` posts `on_http_filter_scheduled` to the stream's
+/// worker. Envoy's scheduler holds a weak reference to the stream, so committing after the
+/// stream ended is a no-op rather than a use-after-free.
+#[derive(Debug)]
+pub struct Scheduler(NonNull<c_void>);
+
+// SAFETY: the ABI makes the scheduler the one object meant to be used from another thread
+// (`scheduler_commit` posts to the worker's dispatcher, which is thread-safe); it is only
+// committed and deleted, each once, by its single owner.
+unsafe impl Send for Scheduler {}
+
+impl Scheduler {
+    /// Posts `event_id` to the stream's worker and frees the scheduler.
+    pub fn commit(self, event_id: u64) {
+        // SAFETY: `self.0` came from `scheduler_new` and is deleted only by `drop`, after this.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_scheduler_commit(self.0.as_ptr(), event_id)
+        }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` came from `scheduler_new` and is deleted exactly once, here.
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_delete(self.0.as_ptr()) }
+    }
+}
+
+/// Envoy's per-configuration scheduler: `commit` posts `on_http_filter_config_scheduled` to the
+/// main thread. Envoy's side holds a weak reference to the configuration.
+#[derive(Debug)]
+pub struct ConfigScheduler(NonNull<c_void>);
+
+// SAFETY: like `Scheduler`, made by the ABI to be committed from other threads (it posts to the
+// main thread's dispatcher, which is thread-safe); `commit` takes `&self` because the owner
+// commits many times, and Envoy's `commit` only reads the scheduler.
+unsafe impl Send for ConfigScheduler {}
+// SAFETY: see `Send`; concurrent commits only post to the thread-safe dispatcher.
+unsafe impl Sync for ConfigScheduler {}
+
+impl ConfigScheduler {
+    /// Posts `event_id` to the configuration on the main thread.
+    pub fn commit(&self, event_id: u64) {
+        // SAFETY: `self.0` came from `scheduler_new` and is deleted only by `drop`.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+                self.0.as_ptr(),
+                event_id,
+            )
+        }
+    }
+}
+
+impl Drop for ConfigScheduler {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` came from `scheduler_new` and is deleted exactly once, here.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0.as_ptr())
+        }
+    }
+}
+
+fn envoy_bytes<'a>(buffer: EnvoyBuffer) -> &'a [u8] {
+    if buffer.ptr.is_null() {
+        return &[];
+    }
+    // SAFETY: Envoy hands over `length` readable bytes valid for the duration of the hook;
+    // callers use the slice only within it.
+    unsafe { core::slice::from_raw_parts(buffer.ptr, buffer.length) }
+}
+
+fn stream<'a>(filter_envoy_ptr: *mut c_void) -> Option<Stream<'a>> {
+    NonNull::new(filter_envoy_ptr).map(|ptr| Stream {
+        ptr,
+        _hook: PhantomData,
+    })
+}
+
+/// The module's filter behind `filter_module_ptr`.
+///
+/// SAFETY (for callers): `ptr` must be null or a pointer returned by `on_http_filter_new` and
+/// not yet destroyed; Envoy calls a stream's hooks on its worker thread one at a time, so the
+/// `&mut` is unique.
+unsafe fn filter_mut<'a>(ptr: *const c_void) -> Option<&'a mut StreamFilter> {
+    // SAFETY: see the function's contract.
+    unsafe { ptr.cast_mut().cast::<StreamFilter>().as_mut() }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Event hooks (Envoy calls these).
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
+    ABI_VERSION.as_ptr().cast()
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+    filter_config_envoy_ptr: *mut c_void,
+    name: EnvoyBuffer,
+    config: EnvoyBuffer,
+) -> *const c_void {
+    let Some(ptr) = NonNull::new(filter_config_envoy_ptr) else {
+        return core::ptr::null();
+    };
+    let handle = ConfigHandle {
+        ptr,
+        _hook: PhantomData,
+    };
+    let config = FilterConfig::new(&handle, envoy_bytes(name), envoy_bytes(config));
+    Box::into_raw(Box::new(config)).cast_const().cast()
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    filter_config_envoy_ptr: *mut c_void,
+    filter_config_ptr: *const c_void,
+    event_id: u64,
+) {
+    // SAFETY: the pointer came from `on_http_filter_config_new`; Envoy drops the event when the
+    // config is gone (its scheduler holds a weak reference).
+    let Some(config) = (unsafe { filter_config_ptr.cast::<FilterConfig>().as_ref() }) else {
+        return;
+    };
+    if let Some(ptr) = NonNull::new(filter_config_envoy_ptr) {
+        let handle = ConfigHandle {
+            ptr,
+            _hook: PhantomData,
+        };
+        config.on_scheduled(&handle, event_id);
+    }
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(filter_config_ptr: *const c_void) {
+    if filter_config_ptr.is_null() {
+        return;
+    }
+    // SAFETY: the pointer came from `Box::into_raw` in `on_http_filter_config_new`, and Envoy
+    // destroys a config once, after every stream that uses it.
+    drop(unsafe { Box::from_raw(filter_config_ptr.cast_mut().cast::<FilterConfig>()) });
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_new(
+    filter_config_ptr: *const c_void,
+    _filter_envoy_ptr: *mut c_void,
+) -> *const c_void {
+    // SAFETY: the pointer came from `on_http_filter_config_new`; Envoy keeps the config alive
+    // while it creates streams, and `FilterConfig` is `Sync` (workers share it).
+    let Some(config) = (unsafe { filter_config_ptr.cast::<FilterConfig>().as_ref() }) else {
+        return core::ptr::null();
+    };
+    Box::into_raw(Box::new(StreamFilter::new(config)))
+        .cast_const()
+        .cast()
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+    filter_envoy_ptr: *mut c_void,
+    filter_module_ptr: *const c_void,
+    _end_of_stream: bool,
+) -> u32 {
+    // SAFETY: Envoy passes the pointer `on_http_filter_new` returned, on the stream's worker.
+    let (Some(filter), Some(stream)) = (
+        unsafe { filter_mut(filter_module_ptr) },
+        stream(filter_envoy_ptr),
+    ) else {
+        return HEADERS_CONTINUE;
+    };
+    if filter.on_request_headers(stream) {
+        HEADERS_STOP_ITERATION
+    } else {
+        HEADERS_CONTINUE
+    }
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+    _filter_envoy_ptr: *mut c_void,
+    filter_module_ptr: *const c_void,
+    _end_of_stream: bool,
+) -> u32 {
+    // SAFETY: as in `request_headers`.
+    match unsafe { filter_mut(filter_module_ptr) } {
+        Some(filter) if filter.is_holding() => BODY_STOP_ITERATION_AND_BUFFER,
+        _ => BODY_CONTINUE,
+    }
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    _filter_envoy_ptr: *mut c_void,
+    filter_module_ptr: *const c_void,
+) -> u32 {
+    // SAFETY: as in `request_headers`.
+    match unsafe { filter_mut(filter_module_ptr) } {
+        Some(filter) if filter.is_holding() => TRAILERS_STOP_ITERATION,
+        _ => TRAILERS_CONTINUE,
+    }
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+    _end_of_stream: bool,
+) -> u32 {
+    HEADERS_CONTINUE
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+    _end_of_stream: bool,
+) -> u32 {
+    BODY_CONTINUE
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+) -> u32 {
+    TRAILERS_CONTINUE
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
+    _filter_envoy_ptr: *mut c_void,
+    filter_module_ptr: *const c_void,
+) {
+    // SAFETY: as in `request_headers`.
+    if let Some(filter) = unsafe { filter_mut(filter_module_ptr) } {
+        filter.on_stream_complete();
+    }
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module_ptr: *const c_void) {
+    if filter_module_ptr.is_null() {
+        return;
+    }
+    // SAFETY: the pointer came from `Box::into_raw` in `on_http_filter_new`; Envoy destroys a
+    // stream's filter once and calls no hook of it afterwards.
+    drop(unsafe { Box::from_raw(filter_module_ptr.cast_mut().cast::<StreamFilter>()) });
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+    filter_envoy_ptr: *mut c_void,
+    filter_module_ptr: *const c_void,
+    event_id: u64,
+) {
+    // SAFETY: as in `request_headers` (Envoy posts the event to the stream's worker and drops
+    // it when the stream is gone).
+    if let (Some(filter), Some(stream)) = (
+        unsafe { filter_mut(filter_module_ptr) },
+        stream(filter_envoy_ptr),
+    ) {
+        filter.on_scheduled(stream, event_id);
+    }
+}
+
+// Hooks Envoy requires but boifi does not use: HTTP callouts and streams (the module polls the
+// control plane from its own thread) and the downstream watermarks of terminal filters.
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+    _callout_id: u64,
+    _result: u32,
+    _headers: *const EnvoyHttpHeader,
+    _headers_size: usize,
+    _body_chunks: *const EnvoyBuffer,
+    _body_chunks_size: usize,
+) {
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+    _stream_handle: u64,
+    _headers: *const EnvoyHttpHeader,
+    _headers_size: usize,
+    _end_stream: bool,
+) {
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+    _stream_handle: u64,
+    _data: *const EnvoyBuffer,
+    _data_count: usize,
+    _end_stream: bool,
+) {
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+    _stream_handle: u64,
+    _trailers: *const EnvoyHttpHeader,
+    _trailers_size: usize,
+) {
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+    _stream_handle: u64,
+) {
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+    _stream_handle: u64,
+    _reason: u32,
+) {
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+) {
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+) {
+}

@@ -1,0 +1,425 @@
+//! The glue between Envoy's hooks and [`boifi_engine`]: a configuration shared by every worker,
+//! one engine per worker thread and configuration (in a thread-local, so the request path takes
+//! no lock), and one small object per HTTP stream. Nothing here decides anything.
+
+use std::cell::{OnceCell, RefCell};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use boifi_core::identity::Identity;
+use boifi_core::wire::PluginConfig;
+use boifi_engine::metrics::{Counter, Counters, Gauge, PolicyCounter};
+use boifi_engine::reply::LocalReply;
+use boifi_engine::{Engine, Release, RequestView, Verdict};
+
+use crate::abi::{self, ConfigHandle, CounterId, GaugeId, LogLevel, Stream};
+use crate::config::NativeConfig;
+use crate::delays;
+use crate::source::{self, now_ms, PolicySource, Report};
+
+/// Envoy metric ids, defined once per filter configuration under the engine's names.
+#[derive(Debug, Clone, Copy, Default)]
+struct Metrics {
+    counters: [Option<CounterId>; Counter::ALL.len()],
+    gauges: [Option<GaugeId>; Gauge::ALL.len()],
+    policy_aborts: Option<CounterId>,
+    policy_delays: Option<CounterId>,
+}
+
+impl Metrics {
+    fn define(config: &ConfigHandle<'_>) -> Metrics {
+        let mut m = Metrics::default();
+        for (slot, counter) in m.counters.iter_mut().zip(Counter::ALL) {
+            *slot = config.define_counter(counter.name());
+        }
+        for (slot, gauge) in m.gauges.iter_mut().zip(Gauge::ALL) {
+            *slot = config.define_gauge(gauge.name());
+        }
+        // Per-policy counters carry the policy as a label (`hfi_policy_aborts_total{policy=..}`
+        // in /stats/prometheus, as the Wasm filter's `stats_tags` rule gives): the ABI defines
+        // metrics only at configuration time, before any policy name is known.
+        let per_policy = |kind: PolicyCounter| {
+            config.define_labeled_counter(&format!("hfi.policy.{}", kind.kind()), "policy")
+        };
+        m.policy_aborts = per_policy(PolicyCounter::Aborts);
+        m.policy_delays = per_policy(PolicyCounter::Delays);
+        m
+    }
+
+    fn counter(&self, c: Counter) -> Option<CounterId> {
+        self.counters.get(c as usize).copied().flatten()
+    }
+
+    fn gauge(&self, g: Gauge) -> Option<GaugeId> {
+        self.gauges.get(g as usize).copied().flatten()
+    }
+}
+
+/// The engine's counters written to one stream's (or the configuration's) Envoy metrics.
+struct StreamCounters<'s, 'a> {
+    stream: Stream<'a>,
+    metrics: &'s Metrics,
+}
+
+impl Counters for StreamCounters<'_, '_> {
+    fn add(&mut self, counter: Counter, by: u64) {
+        self.stream.increment(self.metrics.counter(counter), by);
+    }
+
+    fn set(&mut self, gauge: Gauge, value: u64) {
+        self.stream.set_gauge(self.metrics.gauge(gauge), value);
+    }
+
+    fn add_policy(&mut self, policy: &str, counter: PolicyCounter) {
+        let id = match counter {
+            PolicyCounter::Aborts => self.metrics.policy_aborts,
+            PolicyCounter::Delays => self.metrics.policy_delays,
+        };
+        self.stream.increment_labeled(id, policy, 1);
+    }
+}
+
+/// What every worker's engine of one configuration is made from.
+#[derive(Debug)]
+struct Shared {
+    source: Arc<PolicySource>,
+    metrics: Metrics,
+    identity: Identity,
+    plugin: PluginConfig,
+}
+
+/// One `envoy.filters.http.dynamic_modules` configuration (shared by all workers).
+#[derive(Debug)]
+pub struct FilterConfig {
+    id: u64,
+    /// `None`: the configuration was invalid, the filter passes all traffic through.
+    shared: Option<Arc<Shared>>,
+    metrics: Metrics,
+}
+
+static NEXT_CONFIG_ID: AtomicU64 = AtomicU64::new(1);
+
+impl FilterConfig {
+    /// Reads the configuration. An invalid one is logged and gives a filter that passes all
+    /// traffic through, as the Wasm filter does (a typo in a fault-injection setting must not
+    /// take a sidecar's listener down).
+    pub fn new(handle: &ConfigHandle<'_>, name: &[u8], config: &[u8]) -> FilterConfig {
+        let id = NEXT_CONFIG_ID.fetch_add(1, Ordering::Relaxed);
+        let metrics = Metrics::define(handle);
+        let config = match NativeConfig::from_json(config) {
+            Ok(c) => c,
+            Err(e) => {
+                let name = String::from_utf8_lossy(name);
+                abi::log(
+                    LogLevel::Error,
+                    &format!("boifi: filter `{name}`: {e}; the filter passes all traffic through"),
+                );
+                return FilterConfig {
+                    id,
+                    shared: None,
+                    metrics,
+                };
+            }
+        };
+        let identity = crate::identity::from_process(&config.plugin.identity);
+        let source = source::source_for(&config, &identity);
+        if let Some(scheduler) = handle.scheduler() {
+            source.subscribe(id, scheduler);
+        }
+        FilterConfig {
+            id,
+            shared: Some(Arc::new(Shared {
+                source,
+                metrics,
+                identity,
+                plugin: config.plugin,
+            })),
+            metrics,
+        }
+    }
+
+    /// An event on the main thread: the poller's figures changed.
+    pub fn on_scheduled(&self, handle: &ConfigHandle<'_>, event_id: u64) {
+        if event_id != source::STATS_CHANGED {
+            return;
+        }
+        let Some(report) = self
+            .shared
+            .as_ref()
+            .and_then(|s| s.source.take_report(None))
+        else {
+            return;
+        };
+        let m = &self.metrics;
+        handle.increment(m.counter(Counter::ConfigUpdates), report.delta.updates);
+        handle.increment(m.counter(Counter::ConfigErrors), report.delta.errors);
+        handle.increment(m.counter(Counter::PollFailures), report.delta.poll_failures);
+        handle.set_gauge(m.gauge(Gauge::ActivePolicies), report.active);
+        if let Some(v) = report.version {
+            handle.set_gauge(m.gauge(Gauge::ConfigVersion), v);
+        }
+    }
+}
+
+impl Drop for FilterConfig {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            shared.source.unsubscribe(self.id);
+        }
+    }
+}
+
+/// One worker's engine for one configuration.
+struct WorkerEngine {
+    shared: Weak<Shared>,
+    engine: Engine,
+    next_stream: u64,
+    /// Held requests the engine released while handling another stream's timer event; each is
+    /// acted on when its own stream's event arrives (only then is its Envoy pointer at hand).
+    released: Vec<(u64, Release)>,
+}
+
+thread_local! {
+    static ENGINES: RefCell<Vec<WorkerEngine>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this worker's engine for `shared` (created on first use). `None` only if the
+/// thread-local is being torn down or re-entered, where the request simply passes.
+fn with_engine<T>(shared: &Arc<Shared>, f: impl FnOnce(&mut WorkerEngine) -> T) -> Option<T> {
+    ENGINES
+        .try_with(|engines| {
+            let mut engines = engines.try_borrow_mut().ok()?;
+            let index = match engines
+                .iter()
+                .position(|w| std::ptr::eq(w.shared.as_ptr(), Arc::as_ptr(shared)))
+            {
+                Some(i) => i,
+                None => {
+                    // Engines of configurations that are gone go first.
+                    engines.retain(|w| w.shared.strong_count() > 0);
+                    let seed = boifi_core::rng::fnv1a64(
+                        format!("{:?}", std::thread::current().id()).as_bytes(),
+                        now_ms(),
+                    );
+                    engines.push(WorkerEngine {
+                        shared: Arc::downgrade(shared),
+                        engine: Engine::new(shared.identity.clone(), &shared.plugin, seed),
+                        next_stream: 0,
+                        released: Vec::new(),
+                    });
+                    engines.len() - 1
+                }
+            };
+            engines.get_mut(index).map(f)
+        })
+        .ok()
+        .flatten()
+}
+
+/// The request as the engine sees it: each header is read from Envoy, as bytes, only when a
+/// rule asks for it (the method, which every rule may test, once).
+struct HostRequest<'a> {
+    stream: Stream<'a>,
+    method: OnceCell<&'a [u8]>,
+}
+
+impl RequestView for HostRequest<'_> {
+    fn method(&self) -> &[u8] {
+        self.method
+            .get_or_init(|| self.stream.request_header(":method").unwrap_or_default())
+    }
+
+    fn path(&self) -> &[u8] {
+        self.stream.request_header(":path").unwrap_or_default()
+    }
+
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.stream.request_header(name)
+    }
+
+    /// Not read yet: the ABI's attribute ids for the peer certificate are not confirmed for
+    /// Envoy 1.40, and a wrong id would read another attribute. An unknown caller never matches
+    /// a `source` condition, so such rules stay dormant in the native module (docs/native.md).
+    fn peer_uri_san(&self) -> Option<&[u8]> {
+        None
+    }
+}
+
+fn send(stream: Stream<'_>, r: &LocalReply) {
+    let headers: Vec<abi::Header<'_>> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_bytes()))
+        .collect();
+    stream.send_response(r.status, &headers, &r.body, "boifi_fault_abort");
+}
+
+/// One HTTP stream.
+#[derive(Debug)]
+pub struct StreamFilter {
+    shared: Option<Arc<Shared>>,
+    /// The engine's id of this stream while a delay holds it.
+    held: Option<u64>,
+}
+
+impl StreamFilter {
+    /// A new stream of `config`.
+    pub fn new(config: &FilterConfig) -> StreamFilter {
+        StreamFilter {
+            shared: config.shared.clone(),
+            held: None,
+        }
+    }
+
+    /// True while a delay holds the request (its body and trailers wait too).
+    pub fn is_holding(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// The request headers arrived; true: stop (answered locally or held by a delay).
+    pub fn on_request_headers(&mut self, stream: Stream<'_>) -> bool {
+        let Some(shared) = &self.shared else {
+            return false;
+        };
+        let metrics = &shared.metrics;
+        let mut counters = StreamCounters { stream, metrics };
+        let published = shared.source.load();
+        let now = (!published.set.is_empty()).then(now_ms);
+        if let Some(report) = shared.source.take_report(now) {
+            report_to(&mut counters, report);
+        }
+        let Some(now) = now else {
+            return false;
+        };
+        let request = HostRequest {
+            stream,
+            method: OnceCell::new(),
+        };
+        let decided = with_engine(shared, |w| {
+            if w.engine.seq() != published.seq {
+                let version = published.version.unwrap_or(0);
+                w.engine
+                    .install(published.seq, version, Arc::clone(&published.set));
+            }
+            w.next_stream = w.next_stream.wrapping_add(1);
+            let id = w.next_stream;
+            (id, w.engine.on_request(id, &request, now, &mut counters))
+        });
+        match decided {
+            None | Some((_, Verdict::Continue)) => false,
+            Some((_, Verdict::Reply(reply))) => {
+                send(stream, &reply);
+                true
+            }
+            Some((id, Verdict::Hold { due_ms })) => {
+                if self.hold(stream, due_ms.saturating_sub(now)) {
+                    self.held = Some(id);
+                    true
+                } else {
+                    // No timer: the request passes (fail open) and the engine forgets it.
+                    with_engine(shared, |w| w.engine.forget(id));
+                    false
+                }
+            }
+        }
+    }
+
+    /// Asks the timer to wake this stream on its worker in `wait_ms`.
+    fn hold(&self, stream: Stream<'_>, wait_ms: u64) -> bool {
+        let Some(scheduler) = stream.scheduler() else {
+            return false;
+        };
+        let due = Instant::now() + Duration::from_millis(wait_ms);
+        match delays::schedule(due, scheduler) {
+            Ok(()) => true,
+            Err(e) => {
+                abi::log(
+                    LogLevel::Warn,
+                    &format!("boifi: a delay passes unapplied: {e}"),
+                );
+                false
+            }
+        }
+    }
+
+    /// A scheduled event arrived on the stream's worker (its delay is over).
+    pub fn on_scheduled(&mut self, stream: Stream<'_>, event_id: u64) {
+        let (Some(shared), Some(id), true) =
+            (&self.shared, self.held, event_id == delays::DELAY_OVER)
+        else {
+            return;
+        };
+        let metrics = &shared.metrics;
+        let mut counters = StreamCounters { stream, metrics };
+        let now = now_ms();
+        let outcome = with_engine(shared, |w| {
+            let due = w.engine.release_due(now, &mut counters);
+            w.released
+                .extend(due.into_iter().map(|r| (r.stream, r.then)));
+            let mine = w.released.iter().position(|(s, _)| *s == id);
+            match mine {
+                Some(i) => Ok(w.released.swap_remove(i).1),
+                // The engine's clock (milliseconds) is not due yet: wait for the rest.
+                None => Err(w
+                    .engine
+                    .next_due_ms()
+                    .unwrap_or(now)
+                    .saturating_sub(now)
+                    .max(1)),
+            }
+        });
+        match outcome {
+            Some(Ok(release)) => {
+                self.held = None;
+                match release {
+                    Release::Resume => stream.continue_decoding(),
+                    Release::Reply(reply) => send(stream, &reply),
+                }
+            }
+            Some(Err(wait_ms)) => {
+                if !self.hold(stream, wait_ms) {
+                    self.release_unapplied(stream);
+                }
+            }
+            None => self.release_unapplied(stream),
+        }
+    }
+
+    /// Lets a held request go unfaulted (no timer, or no engine): fail open, never stuck.
+    fn release_unapplied(&mut self, stream: Stream<'_>) {
+        self.forget();
+        stream.continue_decoding();
+    }
+
+    /// The stream ended: a held request whose client left is forgotten (the timer's commit
+    /// then finds no stream).
+    pub fn on_stream_complete(&mut self) {
+        self.forget();
+    }
+
+    fn forget(&mut self) {
+        if let (Some(shared), Some(id)) = (&self.shared, self.held.take()) {
+            with_engine(shared, |w| {
+                w.engine.forget(id);
+                w.released.retain(|(s, _)| *s != id);
+            });
+        }
+    }
+}
+
+impl Drop for StreamFilter {
+    fn drop(&mut self) {
+        self.forget();
+    }
+}
+
+fn report_to(counters: &mut StreamCounters<'_, '_>, report: Report) {
+    counters.add(Counter::ConfigUpdates, report.delta.updates);
+    counters.add(Counter::ConfigErrors, report.delta.errors);
+    counters.add(Counter::PollFailures, report.delta.poll_failures);
+    counters.set(Gauge::ActivePolicies, report.active);
+    if let Some(v) = report.version {
+        counters.set(Gauge::ConfigVersion, v);
+    }
+}
