@@ -45,6 +45,12 @@ fn requests_that_are_not_utf8_pass_or_get_their_fault_and_never_switch_the_filte
     }));
     let mut c = envoy.client();
     assert!(wait_for_status(&mut c, "/f", 503, Duration::from_secs(5)).is_some());
+    // The second policy was written after the first: wait until it is held too.
+    let held = crate::harness::wait_for(Duration::from_secs(5), || {
+        let r = c.raw(&raw(b"/h", &[(b"x-user", b"cafe")])).ok()?;
+        (r.status == 418).then_some(())
+    });
+    assert!(held.is_some(), "bytes-match never applied");
 
     let obs: Vec<u8> = (0x80..=0xffu8).collect();
     let mut name = b"x-".to_vec();
