@@ -7,7 +7,7 @@
 //! as 8-byte little-endian doubles. `["node",...]` returns nothing in this build.
 
 use super::http::{self, Client};
-use super::net::{free_port, loopback};
+use super::net::{free_ports, loopback};
 use super::TempDir;
 use boifi_mesh::envoy::{downstream_tls, upstream_tls};
 use boifi_mesh::pki::WorkloadFiles;
@@ -386,11 +386,14 @@ impl Envoy {
     /// (the filter passes traffic through until it has policies, so this holds with no control plane).
     pub fn start(binary: &Path, o: &EnvoyOptions) -> Envoy {
         let dir = TempDir::new("boifi-envoy");
-        let (admin_port, listener_port) = (free_port(), free_port());
+        // Every port of this Envoy picked at once, so no two of its listeners get the same one
+        // (one at a time, the OS may hand a just-closed port out again: seen with the corpus).
+        let mut ports = free_ports(2 + o.extra_listeners.len() + o.extra_callers.len()).into_iter();
+        let (admin_port, listener_port) = (ports.next().unwrap(), ports.next().unwrap());
         let config = dir.path().join("envoy.json");
-        let mut extra_ports: Vec<u16> = o.extra_listeners.iter().map(|_| free_port()).collect();
+        let mut extra_ports: Vec<u16> = ports.by_ref().take(o.extra_listeners.len()).collect();
         let relay_ports: BTreeMap<usize, u16> =
-            o.extra_callers.keys().map(|i| (*i, free_port())).collect();
+            o.extra_callers.keys().copied().zip(ports).collect();
         std::fs::write(
             &config,
             bootstrap(o, admin_port, listener_port, &extra_ports, &relay_ports).to_string(),
