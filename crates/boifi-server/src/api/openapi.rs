@@ -7,13 +7,20 @@
 use std::borrow::Cow;
 
 use actix_web::HttpResponse;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{OpenApi, PartialSchema, ToSchema};
 
 fn string(description: &str) -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::String)
+        .description(Some(description))
+}
+
+/// A string that is `null` when unknown (an `Option<String>` serialized without skipping).
+fn nullable_string(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
         .description(Some(description))
 }
 
@@ -200,9 +207,9 @@ impl PartialSchema for StatusResponseSchema {
             .property("fault_types", strings("Legacy: the same as `fault_kinds`"))
             .property("active", boolean("Legacy: whether the state is `active`"));
         let sidecar = object("One sidecar")
-            .property("pod", string("Pod name"))
-            .property("service", string("Service"))
-            .property("namespace", string("Namespace"))
+            .property("pod", nullable_string("Pod name (null when it did not say)"))
+            .property("service", nullable_string("Service (null when it did not say)"))
+            .property("namespace", nullable_string("Namespace (null when it did not say)"))
             .property("labels", object("Pod labels it reported"))
             .property("version", integer("The config version it holds"))
             .property("current", boolean("Whether that is the current version"))
