@@ -207,9 +207,18 @@ impl PartialSchema for StatusResponseSchema {
             .property("fault_types", strings("Legacy: the same as `fault_kinds`"))
             .property("active", boolean("Legacy: whether the state is `active`"));
         let sidecar = object("One sidecar")
-            .property("pod", nullable_string("Pod name (null when it did not say)"))
-            .property("service", nullable_string("Service (null when it did not say)"))
-            .property("namespace", nullable_string("Namespace (null when it did not say)"))
+            .property(
+                "pod",
+                nullable_string("Pod name (null when it did not say)"),
+            )
+            .property(
+                "service",
+                nullable_string("Service (null when it did not say)"),
+            )
+            .property(
+                "namespace",
+                nullable_string("Namespace (null when it did not say)"),
+            )
             .property("labels", object("Pod labels it reported"))
             .property("version", integer("The config version it holds"))
             .property("current", boolean("Whether that is the current version"))
