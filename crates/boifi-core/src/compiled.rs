@@ -7,8 +7,8 @@ use alloc::vec::Vec;
 
 use crate::identity::{Identity, PeerIdentity, DEFAULT_TRUST_DOMAIN};
 use crate::policy::{
-    build_regex, Abort, Delay, FieldErrorKind, PolicyDocument, Sampling, SourceMatch, StringMatch,
-    PPM_SCALE,
+    build_regex, Abort, Delay, FieldErrorKind, Percentage, PolicyDocument, Sampling, SourceMatch,
+    StringMatch, PPM_SCALE,
 };
 use crate::rng::{fnv1a64, splitmix64};
 
@@ -230,7 +230,7 @@ struct CompiledRule {
     /// `(slot in the set's header_names, name, matcher)`.
     headers: Vec<(usize, String, Matcher)>,
     source: Option<CallerMatcher>,
-    ppm: u32,
+    percentage: Percentage,
     sampling: Sampling,
     /// Distinguishes this rule's draw from every other rule's.
     seed: u64,
@@ -283,10 +283,14 @@ pub struct MatchedRule<'s> {
     pub policy: &'s str,
     /// The rule's index within the policy.
     pub rule_index: usize,
-    /// The rule's percentage, in ppm.
-    pub ppm: u32,
+    /// The rule's percentage.
+    pub percentage: Percentage,
     /// How its draw is made.
     pub sampling: Sampling,
+    /// Whether its fault makes the request wait (a delay or a start delay).
+    pub waits: bool,
+    /// The HTTP status its fault aborts with, if it aborts.
+    pub abort_status: Option<u16>,
 }
 
 /// The policies that concern one sidecar, compiled for fast evaluation. Built on every policy
@@ -404,7 +408,7 @@ impl CompiledPolicySet {
                     path: compile(&rule.matches.path, "path")?,
                     headers,
                     source: rule.matches.source.as_ref().map(CallerMatcher::compile),
-                    ppm: rule.fault.percentage.ppm(),
+                    percentage: rule.fault.percentage,
                     sampling: policy.spec.sampling,
                     seed: rule_seed(policy.name(), rule_index),
                     active_from_ms: window_from,
@@ -507,8 +511,10 @@ impl CompiledPolicySet {
             .map(|r| MatchedRule {
                 policy: self.policy_name(r.policy),
                 rule_index: r.rule_index,
-                ppm: r.ppm,
+                percentage: r.percentage,
                 sampling: r.sampling,
+                waits: r.delay.is_some() || r.start_delay_ms > 0,
+                abort_status: r.abort.as_ref().map(|a| a.http_status),
             })
     }
 
@@ -589,7 +595,7 @@ pub fn decide<'s, R: RequestView + ?Sized>(
             None
         };
         let rule_draw = rule_draw(rule.sampling, rule.seed, draw, id);
-        if !fires(rule_draw, rule.ppm) {
+        if !fires(rule_draw, rule.percentage.ppm()) {
             continue;
         }
         return Some(FaultDecision {
