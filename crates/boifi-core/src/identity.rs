@@ -2,8 +2,9 @@
 
 use alloc::borrow::ToOwned;
 use alloc::collections::BTreeMap;
+use alloc::format;
 use alloc::string::{String, ToString};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// The label Istio's injector sets to the canonical service name.
 pub const CANONICAL_NAME_LABEL: &str = "service.istio.io/canonical-name";
@@ -19,6 +20,94 @@ pub struct NodeMetadata {
     pub name: Option<String>,
     /// `LABELS`: the pod labels.
     pub labels: BTreeMap<String, String>,
+}
+
+/// A pod's sidecar as Istio's pilot-agent describes it to Envoy (the bootstrap's `node` block,
+/// see /work/shared/data/sidecar-node-frontend-demo.json): the shape [`NodeMetadata::from_json`]
+/// reads, built in one place for the tests, the scenarios and the local mesh.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IstioSidecar {
+    /// The owning Deployment, also the service account and canonical service; `None`: a pod
+    /// Istio knows no workload of (no `WORKLOAD_NAME`, no canonical labels).
+    pub workload: Option<String>,
+    /// The namespace.
+    pub namespace: Option<String>,
+    /// The pod name.
+    pub pod: Option<String>,
+    /// The pod's own labels (Istio adds its `tlsMode` and canonical ones).
+    pub labels: BTreeMap<String, String>,
+}
+
+impl IstioSidecar {
+    /// The `metadata` object: the pod's keys, and the fixed ones pilot-agent writes for a
+    /// sidecar on this machine.
+    pub fn metadata(&self) -> Value {
+        let text = |s: &str| Value::String(s.to_owned());
+        let mut labels: Map<String, Value> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), text(v)))
+            .collect();
+        labels.insert("security.istio.io/tlsMode".into(), text("istio"));
+        let mut m = Map::new();
+        let mut annotations = Map::new();
+        annotations.insert("istio.io/rev".into(), text("default"));
+        annotations.insert("prometheus.io/path".into(), text("/stats/prometheus"));
+        annotations.insert("prometheus.io/scrape".into(), text("true"));
+        m.insert("ANNOTATIONS".into(), Value::Object(annotations));
+        for (key, value) in [
+            ("APP_CONTAINERS", "server"),
+            ("CLUSTER_ID", "Kubernetes"),
+            ("INSTANCE_IPS", "127.0.0.1"),
+            ("INTERCEPTION_MODE", "REDIRECT"),
+            ("ISTIO_VERSION", "1.30.3"),
+            ("MESH_ID", DEFAULT_TRUST_DOMAIN),
+            ("METADATA_DISCOVERY", "false"),
+        ] {
+            m.insert(key.into(), text(value));
+        }
+        m.insert("ENVOY_PROMETHEUS_PORT".into(), Value::from(15090));
+        m.insert("ENVOY_STATUS_PORT".into(), Value::from(15021));
+        if let Some(pod) = &self.pod {
+            m.insert("NAME".into(), text(pod));
+        }
+        if let Some(ns) = &self.namespace {
+            m.insert("NAMESPACE".into(), text(ns));
+        }
+        if let Some(workload) = &self.workload {
+            labels.insert(CANONICAL_NAME_LABEL.into(), text(workload));
+            let revision = self.labels.get("version").map_or("latest", String::as_str);
+            labels.insert("service.istio.io/canonical-revision".into(), text(revision));
+            m.insert("WORKLOAD_NAME".into(), text(workload));
+            m.insert("SERVICE_ACCOUNT".into(), text(workload));
+            let ns = self.namespace.as_deref().unwrap_or("default");
+            m.insert(
+                "OWNER".into(),
+                Value::String(format!(
+                    "kubernetes://apis/apps/v1/namespaces/{ns}/deployments/{workload}"
+                )),
+            );
+        }
+        m.insert("LABELS".into(), Value::Object(labels));
+        Value::Object(m)
+    }
+
+    /// The whole `node` block: Istio's `id` and `cluster` around [`IstioSidecar::metadata`].
+    pub fn node(&self) -> Value {
+        let ns = self.namespace.as_deref().unwrap_or("default");
+        let pod = self.pod.as_deref().unwrap_or("unknown");
+        let cluster = format!("{}.{ns}", self.workload.as_deref().unwrap_or("istio-proxy"));
+        let mut node = Map::new();
+        node.insert(
+            "id".into(),
+            Value::String(format!(
+                "sidecar~127.0.0.1~{pod}.{ns}~{ns}.svc.cluster.local"
+            )),
+        );
+        node.insert("cluster".into(), Value::String(cluster));
+        node.insert("metadata".into(), self.metadata());
+        Value::Object(node)
+    }
 }
 
 /// A sidecar's identity: what selectors are compared with.
