@@ -31,6 +31,7 @@
 
 extern crate alloc;
 
+pub mod backoff;
 pub mod compiled;
 pub mod identity;
 mod parse;
