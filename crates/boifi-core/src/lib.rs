@@ -38,7 +38,7 @@ mod parse;
 pub mod pattern;
 pub mod policy;
 pub mod rng;
-#[cfg(feature = "std")]
+#[cfg(feature = "scenario")]
 pub mod scenario;
 pub mod simulate;
 pub mod time;
