@@ -227,7 +227,8 @@ struct CompiledRule {
     rule_index: usize,
     method: Option<Matcher>,
     path: Option<Matcher>,
-    /// `(slot in the set's header_names, name, matcher)`.
+    /// `(slot of the name among the set's header names, name, matcher)`: rules on the same
+    /// header share a slot, so a request reads it once.
     headers: Vec<(usize, String, Matcher)>,
     source: Option<CallerMatcher>,
     percentage: Percentage,
@@ -299,7 +300,6 @@ pub struct MatchedRule<'s> {
 pub struct CompiledPolicySet {
     policy_names: Vec<String>,
     rules: Vec<CompiledRule>,
-    header_names: Vec<String>,
     /// The mesh's trust domain: a caller certificate from any other is an unknown caller.
     trust_domain: String,
 }
@@ -309,7 +309,6 @@ impl Default for CompiledPolicySet {
         CompiledPolicySet {
             policy_names: Vec::new(),
             rules: Vec::new(),
-            header_names: Vec::new(),
             trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
         }
     }
@@ -428,9 +427,6 @@ impl CompiledPolicySet {
             .iter()
             .flat_map(|r| r.headers.iter().map(|(_, n, _)| n.clone()))
             .collect();
-        if set.rules.iter().any(|r| r.sampling == Sampling::Request) {
-            names.push(REQUEST_ID_HEADER.to_owned());
-        }
         names.sort();
         names.dedup();
         for rule in &mut set.rules {
@@ -438,7 +434,6 @@ impl CompiledPolicySet {
                 *slot = names.binary_search(name).unwrap_or(usize::MAX);
             }
         }
-        set.header_names = names;
         Ok(set)
     }
 
@@ -473,11 +468,6 @@ impl CompiledPolicySet {
     /// How many rules were kept.
     pub fn rule_count(&self) -> usize {
         self.rules.len()
-    }
-
-    /// The request headers [`decide`] may read: a host can fetch just these.
-    pub fn header_names(&self) -> &[String] {
-        &self.header_names
     }
 
     /// How many policies have a rule that can fire at `now_ms`.
@@ -524,8 +514,9 @@ impl CompiledPolicySet {
 }
 
 /// Header values and the caller looked up at most once per request, so ten rules on the same
-/// header cost one lookup (in the filter a lookup can be a host call). Header slots past the
-/// first few are not cached.
+/// header cost one lookup (a scan of the header map the Wasm filter fetched once, a call into
+/// Envoy in the native module; the caller is a host property read in both). Header slots past
+/// the first few are not cached.
 #[derive(Default)]
 struct Lookups<'r> {
     fetched: u8,
