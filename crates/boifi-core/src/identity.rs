@@ -22,26 +22,14 @@ pub struct NodeMetadata {
     pub labels: BTreeMap<String, String>,
 }
 
-/// A pod's sidecar as Istio's pilot-agent describes it to Envoy (the bootstrap's `node` block,
-/// see /work/shared/data/sidecar-node-frontend-demo.json): the shape [`NodeMetadata::from_json`]
-/// reads, built in one place for the tests, the scenarios and the local mesh.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IstioSidecar {
-    /// The owning Deployment, also the service account and canonical service; `None`: a pod
-    /// Istio knows no workload of (no `WORKLOAD_NAME`, no canonical labels).
-    pub workload: Option<String>,
-    /// The namespace.
-    pub namespace: Option<String>,
-    /// The pod name.
-    pub pod: Option<String>,
-    /// The pod's own labels (Istio adds its `tlsMode` and canonical ones).
-    pub labels: BTreeMap<String, String>,
-}
-
-impl IstioSidecar {
-    /// The `metadata` object: the pod's keys, and the fixed ones pilot-agent writes for a
-    /// sidecar on this machine.
-    pub fn metadata(&self) -> Value {
+/// The shape of the metadata, built in one place (the inverse of [`NodeMetadata::from_json`]) for
+/// the tests, the scenarios and the local mesh.
+impl NodeMetadata {
+    /// The `metadata` object Istio's pilot-agent writes for a sidecar of this pod (see
+    /// /work/shared/data/sidecar-node-frontend-demo.json): these keys, Istio's own labels
+    /// (`tlsMode`; the canonical ones when the pod has a workload) and the fixed keys of a
+    /// sidecar on this machine. `workload_name` is also the service account.
+    pub fn istio_metadata(&self) -> Value {
         let text = |s: &str| Value::String(s.to_owned());
         let mut labels: Map<String, Value> = self
             .labels
@@ -68,13 +56,13 @@ impl IstioSidecar {
         }
         m.insert("ENVOY_PROMETHEUS_PORT".into(), Value::from(15090));
         m.insert("ENVOY_STATUS_PORT".into(), Value::from(15021));
-        if let Some(pod) = &self.pod {
+        if let Some(pod) = &self.name {
             m.insert("NAME".into(), text(pod));
         }
         if let Some(ns) = &self.namespace {
             m.insert("NAMESPACE".into(), text(ns));
         }
-        if let Some(workload) = &self.workload {
+        if let Some(workload) = &self.workload_name {
             labels.insert(CANONICAL_NAME_LABEL.into(), text(workload));
             let revision = self.labels.get("version").map_or("latest", String::as_str);
             labels.insert("service.istio.io/canonical-revision".into(), text(revision));
@@ -92,11 +80,15 @@ impl IstioSidecar {
         Value::Object(m)
     }
 
-    /// The whole `node` block: Istio's `id` and `cluster` around [`IstioSidecar::metadata`].
-    pub fn node(&self) -> Value {
+    /// The whole `node` block: Istio's `id` and `cluster` around
+    /// [`NodeMetadata::istio_metadata`].
+    pub fn istio_node(&self) -> Value {
         let ns = self.namespace.as_deref().unwrap_or("default");
-        let pod = self.pod.as_deref().unwrap_or("unknown");
-        let cluster = format!("{}.{ns}", self.workload.as_deref().unwrap_or("istio-proxy"));
+        let pod = self.name.as_deref().unwrap_or("unknown");
+        let cluster = format!(
+            "{}.{ns}",
+            self.workload_name.as_deref().unwrap_or("istio-proxy")
+        );
         let mut node = Map::new();
         node.insert(
             "id".into(),
@@ -105,7 +97,7 @@ impl IstioSidecar {
             )),
         );
         node.insert("cluster".into(), Value::String(cluster));
-        node.insert("metadata".into(), self.metadata());
+        node.insert("metadata".into(), self.istio_metadata());
         Value::Object(node)
     }
 }

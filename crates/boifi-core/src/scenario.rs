@@ -10,7 +10,7 @@ use std::vec::Vec;
 use serde::Deserialize;
 
 use crate::compiled::SimpleRequest;
-use crate::identity::{Identity, IstioSidecar};
+use crate::identity::{Identity, NodeMetadata};
 use crate::policy::{parse_policies_text, PolicyDocument};
 use crate::simulate::{Distribution, Outcome};
 
@@ -185,20 +185,18 @@ impl Scenario {
         if let Some(service) = &id.service {
             labels.insert("app".into(), service.clone());
         }
-        IstioSidecar {
-            workload: id.service.clone(),
+        NodeMetadata {
+            workload_name: id.service.clone(),
             namespace: id.namespace.clone(),
-            pod: id.pod.clone(),
+            name: id.pod.clone(),
             labels,
         }
-        .metadata()
+        .istio_metadata()
     }
 
     /// The identity the sidecar resolves from [`Scenario::node_metadata`].
     pub fn identity(&self) -> Identity {
-        Identity::resolve(&crate::identity::NodeMetadata::from_json(
-            &self.node_metadata(),
-        ))
+        Identity::resolve(&NodeMetadata::from_json(&self.node_metadata()))
     }
 
     /// The request.

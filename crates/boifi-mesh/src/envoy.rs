@@ -112,17 +112,17 @@ pub struct SidecarConfig<'a> {
 /// The node block Istio's pilot-agent writes for this pod (the core's one shape of it).
 pub fn istio_node(service: &ServiceSpec, pod: &str) -> Value {
     let mut labels = service.labels.clone();
-    let workload = service.service_metadata.then(|| service.name.clone());
-    if let Some(name) = &workload {
+    let workload_name = service.service_metadata.then(|| service.name.clone());
+    if let Some(name) = &workload_name {
         labels.insert("app".into(), name.clone());
     }
-    boifi_core::identity::IstioSidecar {
-        workload,
+    boifi_core::identity::NodeMetadata {
+        workload_name,
         namespace: Some(service.namespace.clone()),
-        pod: Some(pod.to_owned()),
+        name: Some(pod.to_owned()),
         labels,
     }
-    .node()
+    .istio_node()
 }
 
 fn admin(port: u16) -> Value {

@@ -71,14 +71,13 @@ fn node_json_variants_and_errors() {
 
 #[test]
 fn an_istio_sidecar_node_resolves_to_its_identity() {
-    use boifi_core::identity::IstioSidecar;
-    let sidecar = IstioSidecar {
-        workload: Some("cart".into()),
+    let sidecar = NodeMetadata {
+        workload_name: Some("cart".into()),
         namespace: Some("shop".into()),
-        pod: Some("cart-0".into()),
+        name: Some("cart-0".into()),
         labels: [("version".to_owned(), "v2".to_owned())].into(),
     };
-    let node = sidecar.node();
+    let node = sidecar.istio_node();
     assert_eq!(node["cluster"], "cart.shop");
     let id = Identity::from_node_json(&node.to_string()).unwrap();
     assert_eq!(id.service.as_deref(), Some("cart"));
@@ -91,11 +90,11 @@ fn an_istio_sidecar_node_resolves_to_its_identity() {
         Some("v2")
     );
     // Without a workload Istio names no service: only the namespace is known.
-    let nameless = IstioSidecar {
-        workload: None,
+    let nameless = NodeMetadata {
+        workload_name: None,
         ..sidecar
     };
-    let id = Identity::from_node_json(&nameless.node().to_string()).unwrap();
+    let id = Identity::from_node_json(&nameless.istio_node().to_string()).unwrap();
     assert!(id.is_partial());
     assert_eq!(id.service, None);
 }

@@ -67,13 +67,13 @@ impl Workload {
         if self.bare {
             return json!({"id": format!("router~127.0.0.1~{pod}~local"), "cluster": svc});
         }
-        boifi_core::identity::IstioSidecar {
-            workload: Some(svc.clone()),
+        boifi_core::identity::NodeMetadata {
+            workload_name: Some(svc.clone()),
             namespace: Some(ns.clone()),
-            pod: Some(pod.clone()),
+            name: Some(pod.clone()),
             labels: self.labels.iter().cloned().collect(),
         }
-        .node()
+        .istio_node()
     }
 }
 
