@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use crate::auth::Caller;
 use crate::error::ApiFailure;
 use crate::state::AppState;
-use crate::store::{now_ms, StoreError};
+use crate::store::{now_ms, Snapshot, StoreError};
 use openapi::ApiErrorSchema;
 
 /// Registers every route of the API.
@@ -85,11 +85,7 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiFailur
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiFailure> {
-    let snapshot = state
-        .store
-        .snapshot()
-        .await
-        .map_err(store_failure(&state, "snapshot"))?;
+    let snapshot = snapshot(&state).await?;
     let text = state
         .metrics
         .render(
@@ -137,6 +133,15 @@ pub fn store_failure<'a>(
         }
         ApiFailure::from(e)
     }
+}
+
+/// The store's current view, a failure counted as [`store_failure`] does.
+pub async fn snapshot(state: &AppState) -> Result<std::sync::Arc<Snapshot>, ApiFailure> {
+    state
+        .store
+        .snapshot()
+        .await
+        .map_err(store_failure(state, "snapshot"))
 }
 
 /// One structured audit line per mutation.

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::body::{body_format, parse_one, read_body};
 use super::openapi::{ApiErrorSchema, PolicyDocumentSchema, PolicyListSchema};
-use super::{audit, store_failure};
+use super::{audit, snapshot, store_failure};
 use crate::auth::{Access, Caller};
 use crate::error::ApiFailure;
 use crate::state::AppState;
@@ -125,12 +125,7 @@ async fn store_policy(
     condition: WriteCondition,
 ) -> Result<HttpResponse, ApiFailure> {
     let name = policy.name().to_owned();
-    let before = state
-        .store
-        .snapshot()
-        .await
-        .map_err(store_failure(state, "snapshot"))?
-        .version;
+    let before = snapshot(state).await?.version;
     let outcome = state
         .store
         .put(policy, condition)
@@ -161,11 +156,7 @@ pub async fn list_policies(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiFailure> {
     state.auth.check(&req, Access::Read)?;
-    let snapshot = state
-        .store
-        .snapshot()
-        .await
-        .map_err(store_failure(&state, "snapshot"))?;
+    let snapshot = snapshot(&state).await?;
     let list = PolicyList {
         policies: snapshot.policies.values().cloned().collect(),
     };
@@ -250,11 +241,7 @@ pub async fn get_policy(
 ) -> Result<HttpResponse, ApiFailure> {
     state.auth.check(&req, Access::Read)?;
     let name = path_name(&name)?;
-    let snapshot = state
-        .store
-        .snapshot()
-        .await
-        .map_err(store_failure(&state, "snapshot"))?;
+    let snapshot = snapshot(&state).await?;
     let policy = snapshot
         .policies
         .get(&name)
@@ -330,12 +317,7 @@ pub async fn delete_policy(
         None | Some(WriteCondition::MustNotExist) => WriteCondition::Any,
         Some(c) => c,
     };
-    let before = state
-        .store
-        .snapshot()
-        .await
-        .map_err(store_failure(&state, "snapshot"))?
-        .version;
+    let before = snapshot(&state).await?.version;
     let outcome = state
         .store
         .delete(&name, condition)
@@ -371,23 +353,13 @@ pub async fn delete_all(
             "query parameter `confirm`: must be `all` to delete every policy",
         ));
     }
-    let before = state
-        .store
-        .snapshot()
-        .await
-        .map_err(store_failure(&state, "snapshot"))?
-        .version;
+    let before = snapshot(&state).await?.version;
     let deleted = state
         .store
         .delete_all()
         .await
         .map_err(store_failure(&state, "delete_all"))?;
-    let after = state
-        .store
-        .snapshot()
-        .await
-        .map_err(store_failure(&state, "snapshot"))?
-        .version;
+    let after = snapshot(&state).await?.version;
     audit(&caller, "delete_all", "*", before, after);
     tracing::warn!(deleted, who = %caller.0, at_ms = now_ms(), "kill switch: every policy deleted");
     Ok(HttpResponse::Ok().json(DeletedAll {

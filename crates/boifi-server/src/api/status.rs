@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use boifi_core::wire::StatusResponse;
 
 use super::openapi::{ApiErrorSchema, StatusResponseSchema};
-use super::store_failure;
+use super::snapshot;
 use crate::auth::Access;
 use crate::error::ApiFailure;
 use crate::sidecars::merged;
@@ -24,11 +24,7 @@ pub async fn policy_status(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiFailure> {
     state.auth.check(&req, Access::Read)?;
-    let snapshot = state
-        .store
-        .snapshot()
-        .await
-        .map_err(store_failure(&state, "snapshot"))?;
+    let snapshot = snapshot(&state).await?;
     let now = now_ms();
     state.sidecars.age_out(now);
     // Without the other replicas' reports the view is still this replica's truth: answer with

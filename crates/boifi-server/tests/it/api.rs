@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::conformance::policy;
-use crate::harness::{get_json, metric_value, policy_json, InProcess, TOKEN};
+use crate::harness::{get_json, metric_value, policy_json, policy_names, InProcess, TOKEN};
 
 const JSON: &str = "application/json";
 const YAML: &str = "application/yaml";
@@ -227,31 +227,35 @@ async fn send(
     (status, headers, r.text().await.unwrap())
 }
 
+/// A request without a body.
+async fn call(
+    server: &InProcess,
+    method: Method,
+    path: &str,
+) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    send(server, method, path, JSON, String::new()).await
+}
+
+/// `POST /v1/policies` with a JSON body.
+async fn post_policy(
+    server: &InProcess,
+    body: String,
+) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    send(server, Method::POST, "/v1/policies", JSON, body).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policies_are_created_read_replaced_and_deleted() {
     let server = InProcess::start(Auth::with_token(TOKEN, false)).await;
     // Legacy create-or-replace: 201 then 200.
-    let (status, headers, body) = send(
-        &server,
-        Method::POST,
-        "/v1/policies",
-        JSON,
-        policy_json("checkout-abort", "checkout", ""),
-    )
-    .await;
+    let (status, headers, body) =
+        post_policy(&server, policy_json("checkout-abort", "checkout", "")).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(headers["location"], "/v1/policies/checkout-abort");
     let created: Value = serde_json::from_str(&body).unwrap();
     let rev = created["status"]["revision"].as_u64().unwrap();
     assert_eq!(headers["etag"], format!("\"{rev}\"").as_str());
-    let (status, _, _) = send(
-        &server,
-        Method::POST,
-        "/v1/policies",
-        JSON,
-        policy_json("checkout-abort", "checkout", ""),
-    )
-    .await;
+    let (status, _, _) = post_policy(&server, policy_json("checkout-abort", "checkout", "")).await;
     assert_eq!(status, StatusCode::OK);
     // YAML, strict create.
     let yaml = "apiVersion: boifi.io/v1alpha1\nkind: FaultInjectionPolicy\nmetadata:\n  name: cart-delay\nspec:\n  selector: {service: cart}\n  rules:\n  - match: {path: {prefix: /cart}}\n    fault:\n      percentage: 12.5\n      delay: {fixed_delay_ms: 200}\n";
@@ -265,14 +269,7 @@ async fn policies_are_created_read_replaced_and_deleted() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     // PUT with If-Match of the current revision.
-    let (_, headers, _) = send(
-        &server,
-        Method::GET,
-        "/v1/policies/cart-delay",
-        JSON,
-        String::new(),
-    )
-    .await;
+    let (_, headers, _) = call(&server, Method::GET, "/v1/policies/cart-delay").await;
     let etag = headers["etag"].to_str().unwrap().to_owned();
     let r = server
         .client
@@ -326,25 +323,11 @@ async fn policies_are_created_read_replaced_and_deleted() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     // Delete one, then the kill switch.
-    let (status, _, body) = send(
-        &server,
-        Method::DELETE,
-        "/v1/policies/curl-policy",
-        JSON,
-        String::new(),
-    )
-    .await;
+    let (status, _, body) = call(&server, Method::DELETE, "/v1/policies/curl-policy").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let deleted: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(deleted["deleted"], "curl-policy");
-    let (status, _, body) = send(
-        &server,
-        Method::DELETE,
-        "/v1/policies?confirm=all",
-        JSON,
-        String::new(),
-    )
-    .await;
+    let (status, _, body) = call(&server, Method::DELETE, "/v1/policies?confirm=all").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let all: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(all["deleted"], 2);
@@ -382,14 +365,7 @@ async fn auth_reads_closes_reads_and_health_stays_open() {
 async fn config_filters_by_identity_and_status_shows_sidecars() {
     let server = InProcess::start(Auth::open()).await;
     for (name, service) in [("front-abort", "frontend"), ("back-abort", "backend")] {
-        let (status, _, _) = send(
-            &server,
-            Method::POST,
-            "/v1/policies",
-            JSON,
-            policy_json(name, service, ""),
-        )
-        .await;
+        let (status, _, _) = post_policy(&server, policy_json(name, service, "")).await;
         assert_eq!(status, StatusCode::CREATED);
     }
     let config: ConfigResponse = get_json(
@@ -439,14 +415,7 @@ async fn config_filters_by_identity_and_status_shows_sidecars() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_and_policies() {
     let server = InProcess::start(Auth::open()).await;
-    let (status, _, _) = send(
-        &server,
-        Method::POST,
-        "/v1/policies",
-        JSON,
-        policy_json("metric-policy", "x", ""),
-    )
-    .await;
+    let (status, _, _) = post_policy(&server, policy_json("metric-policy", "x", "")).await;
     assert_eq!(status, StatusCode::CREATED);
     let r = server
         .client
@@ -579,14 +548,7 @@ async fn sweep_deletes_expired_policies_after_the_grace_period() {
     assert_eq!(store.snapshot().await.unwrap().policies.len(), 2);
     let deleted = sweep_once(&store, grace, expires + 60_000).await.unwrap();
     assert_eq!(deleted, ["short-lived"]);
-    let names: Vec<String> = store
-        .snapshot()
-        .await
-        .unwrap()
-        .policies
-        .keys()
-        .cloned()
-        .collect();
+    let names = policy_names(&store).await;
     assert_eq!(names, ["forever"]);
 }
 
@@ -660,14 +622,7 @@ async fn the_running_server_sweeps_expired_policies() {
     })
     .await
     .expect("the sweep did not delete the expired policy");
-    let names: Vec<String> = store
-        .snapshot()
-        .await
-        .unwrap()
-        .policies
-        .keys()
-        .cloned()
-        .collect();
+    let names = policy_names(&*store).await;
     assert_eq!(names, ["keep-me"]);
     server.stop().await;
 }

@@ -63,13 +63,7 @@ async fn etcd_store_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_stores_on_one_etcd_see_each_others_writes() {
     let etcd = EtcdCluster::for_test(1);
-    let prefix = unique_prefix("shared");
-    let a = EtcdStore::connect(&etcd.endpoints(), &prefix)
-        .await
-        .unwrap();
-    let b = EtcdStore::connect(&etcd.endpoints(), &prefix)
-        .await
-        .unwrap();
+    let (a, b) = two_stores(&etcd, "shared").await;
 
     let started = Instant::now();
     let out = a
@@ -189,13 +183,33 @@ async fn store_reports_why_it_cannot_start_and_waits_for_etcd() {
         .is_err());
 }
 
-/// The index of a member that is not the leader, so killing it needs no election.
-async fn a_follower(etcd: &EtcdCluster) -> usize {
+/// Two stores (two replicas) on one prefix of `etcd`, unique to `test`.
+async fn two_stores(etcd: &EtcdCluster, test: &str) -> (EtcdStore, EtcdStore) {
+    let prefix = unique_prefix(test);
+    let a = EtcdStore::connect(&etcd.endpoints(), &prefix)
+        .await
+        .unwrap();
+    let b = EtcdStore::connect(&etcd.endpoints(), &prefix)
+        .await
+        .unwrap();
+    (a, b)
+}
+
+/// A member that is not the leader, so killing it needs no election: its index, its client
+/// URL and the other members' URLs.
+async fn a_follower(etcd: &EtcdCluster) -> (usize, String, Vec<String>) {
     for (index, member) in etcd.members().iter().enumerate() {
         let mut client = Client::connect([member.client_url()], None).await.unwrap();
         let status = client.status().await.unwrap();
         if status.header().unwrap().member_id() != status.leader() {
-            return index;
+            let others = etcd
+                .members()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != index)
+                .map(|(_, m)| m.client_url())
+                .collect();
+            return (index, member.client_url(), others);
         }
     }
     panic!("no follower in the cluster")
@@ -223,15 +237,7 @@ async fn put_retrying(store: &EtcdStore, name: &str) -> PutOutcome {
 async fn watch_recovers_from_member_loss_and_compaction() {
     let mut etcd = EtcdCluster::for_test(3);
     let prefix = unique_prefix("compaction");
-    let lost = a_follower(&etcd).await;
-    let own = etcd.member(lost).unwrap().client_url();
-    let others: Vec<String> = etcd
-        .members()
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != lost)
-        .map(|(_, m)| m.client_url())
-        .collect();
+    let (lost, own, others) = a_follower(&etcd).await;
     let store = EtcdStore::connect(&[own], &prefix).await.unwrap();
     let writer = EtcdStore::connect(&others, &prefix).await.unwrap();
     let before = put_retrying(&writer, "before-loss").await;
@@ -406,13 +412,7 @@ fn policy_value(name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_sweep_an_expired_policy_exactly_once() {
     let etcd = EtcdCluster::for_test(1);
-    let prefix = unique_prefix("sweep");
-    let a = EtcdStore::connect(&etcd.endpoints(), &prefix)
-        .await
-        .unwrap();
-    let b = EtcdStore::connect(&etcd.endpoints(), &prefix)
-        .await
-        .unwrap();
+    let (a, b) = two_stores(&etcd, "sweep").await;
     let mut short = policy("short", 1);
     short.spec.rules[0].fault.duration_seconds = 1;
     let out = a.put(short.clone(), WriteCondition::Any).await.unwrap();
@@ -513,15 +513,7 @@ async fn a_view_larger_than_a_default_grpc_message_loads() {
 async fn catching_up_a_long_backlog_never_publishes_a_version_ahead_of_its_content() {
     let mut etcd = EtcdCluster::for_test(3);
     let prefix = unique_prefix("backlog");
-    let lost = a_follower(&etcd).await;
-    let own = etcd.member(lost).unwrap().client_url();
-    let others: Vec<String> = etcd
-        .members()
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != lost)
-        .map(|(_, m)| m.client_url())
-        .collect();
+    let (lost, own, others) = a_follower(&etcd).await;
     let store = EtcdStore::connect(&[own], &prefix).await.unwrap();
     etcd.kill_member(lost).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -71,6 +71,34 @@ pub async fn metric_at(client: &reqwest::Client, url: impl reqwest::IntoUrl, nam
     metric_value(&text, name).unwrap_or_else(|| panic!("metric {name} missing:\n{text}"))
 }
 
+/// Posts a policy (JSON) to the server at `base` (its `url("")`); fails unless it is stored;
+/// the stored policy.
+pub async fn create_at(client: &reqwest::Client, base: &str, body: String) -> serde_json::Value {
+    let r = client
+        .post(format!("{base}/v1/policies"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(status.is_success(), "{status}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The names of the policies a store holds now.
+pub async fn policy_names(store: &dyn PolicyStore) -> Vec<String> {
+    store
+        .snapshot()
+        .await
+        .unwrap()
+        .policies
+        .keys()
+        .cloned()
+        .collect()
+}
+
 /// Waits (bounded) until `n` long-polls are held, as the server's waiter gauge on the
 /// Prometheus page at `metrics_url` says: a poll sent is not yet a poll waiting.
 pub async fn until_waiting(client: &reqwest::Client, metrics_url: &str, n: u64) {

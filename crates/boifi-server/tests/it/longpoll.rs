@@ -10,15 +10,7 @@ use reqwest::StatusCode;
 use crate::harness::{self, policy_json, InProcess};
 
 async fn post(server: &InProcess, body: String) {
-    let r = server
-        .client
-        .post(server.url("/v1/policies"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    harness::create_at(&server.client, &server.url(""), body).await;
 }
 
 async fn until_waiting(server: &InProcess, n: u64) {

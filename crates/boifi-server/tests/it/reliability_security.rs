@@ -12,7 +12,7 @@ use boifi_testkit::process::ChildGuard;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::harness::{get_json, policy_json, InProcess, TOKEN};
+use crate::harness::{get_json, policy_json, policy_names, InProcess, TOKEN};
 
 const SEEDED: &str = "seeded-policy";
 
@@ -297,15 +297,7 @@ async fn hostile_policies_are_refused_quickly_and_regexes_are_bounded() {
 
     let health = fresh.get(server.url("/v1/health")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
-    let names: Vec<String> = server
-        .store
-        .snapshot()
-        .await
-        .unwrap()
-        .policies
-        .keys()
-        .cloned()
-        .collect();
+    let names = policy_names(&*server.store).await;
     assert_eq!(names, vec!["regex-policy".to_owned()]);
     server.stop().await;
 }

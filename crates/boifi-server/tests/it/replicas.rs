@@ -14,7 +14,7 @@ use boifi_testkit::etcd::EtcdCluster;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::{etcd_replica, get_json, policy_json, until_waiting, Binary};
+use crate::harness::{create_at, etcd_replica, get_json, policy_json, until_waiting, Binary};
 
 const CONFIG: &str = "/v1/config?service=frontend&namespace=demo";
 
@@ -37,15 +37,7 @@ async fn config(client: &reqwest::Client, server: &Binary) -> ConfigResponse {
 }
 
 async fn create(client: &reqwest::Client, server: &Binary, body: String) -> Value {
-    let r = client
-        .post(server.url("/v1/policies"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
-    r.json().await.unwrap()
+    create_at(client, &server.url(""), body).await
 }
 
 /// Starts a long-poll on `server` for a config newer than `version`; returns when it answers,
