@@ -71,22 +71,14 @@ impl Client {
     /// `GET path`.
     pub fn get(&self, path: &str) -> Result<Answer, CliError> {
         let url = self.url(path);
-        let request = self.agent.get(&url);
-        let request = match &self.authorization {
-            Some(a) => request.header("authorization", a),
-            None => request,
-        };
+        let request = self.authorized(self.agent.get(&url));
         finish(url, request.call())
     }
 
     /// `DELETE path`.
     pub fn delete(&self, path: &str) -> Result<Answer, CliError> {
         let url = self.url(path);
-        let request = self.agent.delete(&url);
-        let request = match &self.authorization {
-            Some(a) => request.header("authorization", a),
-            None => request,
-        };
+        let request = self.authorized(self.agent.delete(&url));
         finish(url, request.call())
     }
 
@@ -95,14 +87,17 @@ impl Client {
         let url = self.url(path);
         let bytes = serde_json::to_vec(body).map_err(|e| CliError::Usage(e.to_string()))?;
         let request = self
-            .agent
-            .post(&url)
+            .authorized(self.agent.post(&url))
             .header("content-type", "application/json");
-        let request = match &self.authorization {
+        finish(url, request.send(&bytes[..]))
+    }
+
+    /// The request with the bearer token, if there is one.
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
             Some(a) => request.header("authorization", a),
             None => request,
-        };
-        finish(url, request.send(&bytes[..]))
+        }
     }
 
     fn url(&self, path: &str) -> String {
