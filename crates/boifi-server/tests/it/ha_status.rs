@@ -17,7 +17,7 @@ use boifi_core::wire::{ConfigResponse, StatusResponse};
 use boifi_testkit::etcd::EtcdCluster;
 use reqwest::StatusCode;
 
-use crate::harness::{etcd_replica, get_json, metric_at, policy_json, Binary};
+use crate::harness::{create_at, etcd_replica, get_json, metric_at, policy_json, Binary};
 
 /// A replica named `name` on `etcd`.
 fn replica(etcd: &EtcdCluster, name: &str) -> Binary {
@@ -151,14 +151,12 @@ async fn status_lists_every_sidecar_from_either_replica_and_survives_a_kill() {
     // 7 sidecars poll A, 6 poll B.
     let tasks = spawn_sidecars(SIDECARS, &client, &bases, &polls, &stop);
 
-    let created = client
-        .post(a.url("/v1/policies"))
-        .header("content-type", "application/json")
-        .body(policy_json("ha-rollout", "svc-1", ""))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
+    create_at(
+        &client,
+        a.url("/v1/policies/create"),
+        policy_json("ha-rollout", "svc-1", ""),
+    )
+    .await;
     for server in [&a, &b] {
         let took = within(
             Duration::from_secs(15),
@@ -340,14 +338,12 @@ async fn a_thousand_long_polling_sidecars_cost_one_etcd_write_per_change_not_per
     );
 
     // One policy change: every sidecar's held version changes once, so one write each.
-    let created = client
-        .post(server.url("/v1/policies"))
-        .header("content-type", "application/json")
-        .body(policy_json("load-change", "svc-1", ""))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
+    create_at(
+        &client,
+        server.url("/v1/policies/create"),
+        policy_json("load-change", "svc-1", ""),
+    )
+    .await;
     let started = Instant::now();
     loop {
         let status: StatusResponse = get_json(&client, server.url("/v1/policies/status")).await;

@@ -71,11 +71,11 @@ pub async fn metric_at(client: &reqwest::Client, url: impl reqwest::IntoUrl, nam
     metric_value(&text, name).unwrap_or_else(|| panic!("metric {name} missing:\n{text}"))
 }
 
-/// Posts a policy (JSON) to the server at `base` (its `url("")`); fails unless it is stored;
-/// the stored policy.
-pub async fn create_at(client: &reqwest::Client, base: &str, body: String) -> serde_json::Value {
+/// Posts a policy (JSON) to `url` (`/v1/policies`, or `/v1/policies/create` for a strict
+/// create); fails unless it is stored; the stored policy.
+pub async fn create_at(client: &reqwest::Client, url: String, body: String) -> serde_json::Value {
     let r = client
-        .post(format!("{base}/v1/policies"))
+        .post(url)
         .header("content-type", "application/json")
         .body(body)
         .send()

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use crate::harness::{self, policy_json, InProcess};
 
 async fn post(server: &InProcess, body: String) {
-    harness::create_at(&server.client, &server.url(""), body).await;
+    harness::create_at(&server.client, server.url("/v1/policies"), body).await;
 }
 
 async fn until_waiting(server: &InProcess, n: u64) {

@@ -17,7 +17,7 @@ use boifi_core::wire::{ApiError, ConfigResponse, PolicyList};
 use boifi_testkit::etcd::EtcdCluster;
 use serde_json::Value;
 
-use crate::harness::{policy_json, Binary};
+use crate::harness::{get_json, policy_json, Binary};
 
 const CLIENTS: usize = 4;
 const WRITES_PER_CLIENT: usize = 250;
@@ -158,20 +158,12 @@ async fn acknowledged_writes_survive_killing_a_replica_and_the_etcd_leader() {
     assert_eq!(outcomes.len(), total);
 
     // Both replicas converge (watches catch up) to one list.
-    let list = |url: String| {
-        let client = client.clone();
-        async move {
-            let r = client
-                .get(format!("{url}/v1/policies"))
-                .send()
-                .await
-                .unwrap();
-            r.json::<PolicyList>().await.unwrap()
-        }
-    };
     let deadline = Instant::now() + Duration::from_secs(15);
     let (on_a, on_b) = loop {
-        let (on_a, on_b) = (list(a.url("")).await, list(b.url("")).await);
+        let (on_a, on_b): (PolicyList, PolicyList) = (
+            get_json(&client, a.url("/v1/policies")).await,
+            get_json(&client, b.url("/v1/policies")).await,
+        );
         if on_a == on_b || Instant::now() > deadline {
             break (on_a, on_b);
         }
@@ -206,18 +198,12 @@ async fn acknowledged_writes_survive_killing_a_replica_and_the_etcd_leader() {
         }
     }
     // Sidecars of both replicas get the same config.
-    let config = |url: String| {
-        let client = client.clone();
-        async move {
-            let r = client
-                .get(format!("{url}/v1/config?service=frontend&namespace=demo"))
-                .send()
-                .await
-                .unwrap();
-            r.json::<ConfigResponse>().await.unwrap()
-        }
-    };
-    assert_eq!(config(a.url("")).await, config(b.url("")).await);
+    const CONFIG: &str = "/v1/config?service=frontend&namespace=demo";
+    let (config_a, config_b): (ConfigResponse, ConfigResponse) = (
+        get_json(&client, a.url(CONFIG)).await,
+        get_json(&client, b.url(CONFIG)).await,
+    );
+    assert_eq!(config_a, config_b);
     eprintln!(
         "write campaign: {total} writes in {writes_took:?}: {acknowledged} acknowledged (all present on both replicas), {failed} failed; replica killed after {killed_replica_at}, etcd leader (member {leader}) killed after {killed_leader_at}; failures: {reasons:?}"
     );

@@ -37,7 +37,7 @@ async fn config(client: &reqwest::Client, server: &Binary) -> ConfigResponse {
 }
 
 async fn create(client: &reqwest::Client, server: &Binary, body: String) -> Value {
-    create_at(client, &server.url(""), body).await
+    create_at(client, server.url("/v1/policies"), body).await
 }
 
 /// Starts a long-poll on `server` for a config newer than `version`; returns when it answers,
