@@ -117,6 +117,27 @@ impl Walker {
         }
     }
 
+    /// A list of at most `limit` items.
+    pub(crate) fn bounded_array<'v>(
+        &mut self,
+        value: &'v Value,
+        path: &str,
+        limit: usize,
+    ) -> Option<&'v [Value]> {
+        let items = self.array(value, path)?;
+        if items.len() > limit {
+            self.error(
+                path,
+                FieldErrorKind::TooLong {
+                    len: items.len(),
+                    limit,
+                },
+            );
+            return None;
+        }
+        Some(items)
+    }
+
     /// A whole number within `0..=max`.
     pub(crate) fn integer(
         &mut self,

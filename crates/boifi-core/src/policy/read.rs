@@ -422,19 +422,9 @@ fn read_selector(w: &mut Walker, value: &Value) -> Option<Selector> {
 }
 
 fn read_rules(w: &mut Walker, value: &Value) -> Option<Vec<Rule>> {
-    let items = w.array(value, "spec.rules")?;
+    let items = w.bounded_array(value, "spec.rules", MAX_RULES)?;
     if items.is_empty() {
         w.error("spec.rules", FieldErrorKind::Empty);
-        return None;
-    }
-    if items.len() > MAX_RULES {
-        w.error(
-            "spec.rules",
-            FieldErrorKind::TooLong {
-                len: items.len(),
-                limit: MAX_RULES,
-            },
-        );
         return None;
     }
     let rules: Vec<Option<Rule>> = items
@@ -621,17 +611,7 @@ fn check_regex(pattern: &str) -> Result<(), FieldErrorKind> {
 }
 
 fn read_header_matches(w: &mut Walker, value: &Value, path: &str) -> Option<Vec<HeaderMatch>> {
-    let items = w.array(value, path)?;
-    if items.len() > MAX_HEADERS {
-        w.error(
-            path,
-            FieldErrorKind::TooLong {
-                len: items.len(),
-                limit: MAX_HEADERS,
-            },
-        );
-        return None;
-    }
+    let items = w.bounded_array(value, path, MAX_HEADERS)?;
     let read: Vec<Option<HeaderMatch>> = items
         .iter()
         .enumerate()
