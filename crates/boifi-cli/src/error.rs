@@ -1,8 +1,8 @@
 //! Every way a command can fail, and its exit code.
 
-use std::fmt;
 use std::process::ExitCode;
 
+use boifi_core::policy::error::Joined;
 use boifi_core::wire::ApiError;
 
 use crate::load::DocumentError;
@@ -54,7 +54,7 @@ pub enum CliError {
         cause: std::io::Error,
     },
     /// Invalid policy documents; every problem on its own line.
-    #[error("{}", Lines(.0))]
+    #[error("{}", Joined(.0, "\n"))]
     Invalid(Vec<DocumentError>),
     /// A command line that makes no sense for this verb.
     #[error("{0}")]
@@ -115,18 +115,4 @@ fn api_message(status: &u16, error: &ApiError) -> String {
         text.push_str(detail);
     }
     text
-}
-
-struct Lines<'a>(&'a [DocumentError]);
-
-impl fmt::Display for Lines<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
 }

@@ -159,11 +159,22 @@ pub struct ValidationErrors(pub Vec<FieldError>);
 
 impl fmt::Display for ValidationErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.0.iter().enumerate() {
+        Joined(&self.0, "; ").fmt(f)
+    }
+}
+
+/// Items displayed one after the other with a separator between them (`; ` for the field
+/// errors of one document, a newline for the CLI's list of documents).
+#[derive(Debug)]
+pub struct Joined<'a, T>(pub &'a [T], pub &'a str);
+
+impl<T: fmt::Display> fmt::Display for Joined<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, item) in self.0.iter().enumerate() {
             if i > 0 {
-                f.write_str("; ")?;
+                f.write_str(self.1)?;
             }
-            write!(f, "{error}")?;
+            write!(f, "{item}")?;
         }
         Ok(())
     }
