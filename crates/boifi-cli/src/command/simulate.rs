@@ -325,16 +325,7 @@ fn outcome_label(kind: &str, status: Option<u16>) -> String {
 impl Report {
     /// The text for people.
     pub fn write_text(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let labels = if self.identity.labels.is_empty() {
-            "-".to_owned()
-        } else {
-            self.identity
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
+        let labels = output::pairs(&self.identity.labels);
         writeln!(out, "Identity:  {} labels={labels}", self.identity)?;
         let headers: Vec<String> = self
             .request
