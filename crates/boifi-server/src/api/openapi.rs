@@ -11,42 +11,58 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, T
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{OpenApi, PartialSchema, ToSchema};
 
-fn string(description: &str) -> ObjectBuilder {
+/// A marker type whose schema, named `$name` in the document, is `$schema`.
+macro_rules! wire_schema {
+    ($(#[$doc:meta])* $ty:ident, $name:literal, $schema:block) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $ty;
+
+        impl PartialSchema for $ty {
+            fn schema() -> RefOr<Schema> $schema
+        }
+
+        impl ToSchema for $ty {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
+            }
+        }
+    };
+}
+
+fn typed(schema_type: impl Into<SchemaType>, description: &str) -> ObjectBuilder {
     ObjectBuilder::new()
-        .schema_type(Type::String)
+        .schema_type(schema_type)
         .description(Some(description))
+}
+
+fn string(description: &str) -> ObjectBuilder {
+    typed(Type::String, description)
 }
 
 /// A string that is `null` when unknown (an `Option<String>` serialized without skipping).
 fn nullable_string(description: &str) -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-        .description(Some(description))
+    typed(
+        SchemaType::from_iter([Type::String, Type::Null]),
+        description,
+    )
 }
 
 fn integer(description: &str) -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::Integer)
-        .minimum(Some(0))
-        .description(Some(description))
+    typed(Type::Integer, description).minimum(Some(0))
 }
 
 fn object(description: &str) -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::Object)
-        .description(Some(description))
+    typed(Type::Object, description)
 }
 
 fn policies_array() -> ArrayBuilder {
     ArrayBuilder::new().items(Ref::from_schema_name("PolicyDocument"))
 }
 
-/// Schema of `boifi_core::policy::PolicyDocument` (the policy format, see the README).
-#[derive(Debug)]
-pub struct PolicyDocumentSchema;
-
-impl PartialSchema for PolicyDocumentSchema {
-    fn schema() -> RefOr<Schema> {
+wire_schema! {
+    /// Schema of `boifi_core::policy::PolicyDocument` (the policy format, see the README).
+    PolicyDocumentSchema, "PolicyDocument", {
         object("A fault injection policy (format `boifi.io/v1alpha1`, kind `FaultInjectionPolicy`); validated by boifi-core, which names every bad field by path")
             .property("apiVersion", string("`boifi.io/v1alpha1` (optional on input)"))
             .property("kind", string("`FaultInjectionPolicy` (optional on input)"))
@@ -77,18 +93,9 @@ impl PartialSchema for PolicyDocumentSchema {
     }
 }
 
-impl ToSchema for PolicyDocumentSchema {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("PolicyDocument")
-    }
-}
-
-/// Schema of `boifi_core::wire::PolicyList`.
-#[derive(Debug)]
-pub struct PolicyListSchema;
-
-impl PartialSchema for PolicyListSchema {
-    fn schema() -> RefOr<Schema> {
+wire_schema! {
+    /// Schema of `boifi_core::wire::PolicyList`.
+    PolicyListSchema, "PolicyList", {
         object("Every stored policy (the legacy list shape)")
             .property("policies", policies_array())
             .required("policies")
@@ -96,18 +103,9 @@ impl PartialSchema for PolicyListSchema {
     }
 }
 
-impl ToSchema for PolicyListSchema {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("PolicyList")
-    }
-}
-
-/// Schema of `boifi_core::wire::ConfigResponse`.
-#[derive(Debug)]
-pub struct ConfigResponseSchema;
-
-impl PartialSchema for ConfigResponseSchema {
-    fn schema() -> RefOr<Schema> {
+wire_schema! {
+    /// Schema of `boifi_core::wire::ConfigResponse`.
+    ConfigResponseSchema, "ConfigResponse", {
         object("The policies that can apply to the asking sidecar")
             .property("version", integer("The global config version"))
             .property("policies", policies_array())
@@ -117,16 +115,8 @@ impl PartialSchema for ConfigResponseSchema {
     }
 }
 
-impl ToSchema for ConfigResponseSchema {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("ConfigResponse")
-    }
-}
-
 fn boolean(description: &str) -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::Boolean)
-        .description(Some(description))
+    typed(Type::Boolean, description)
 }
 
 fn strings(description: &str) -> ArrayBuilder {
@@ -135,12 +125,9 @@ fn strings(description: &str) -> ArrayBuilder {
         .description(Some(description))
 }
 
-/// Schema of `boifi_core::wire::StatusResponse`.
-#[derive(Debug)]
-pub struct StatusResponseSchema;
-
-impl PartialSchema for StatusResponseSchema {
-    fn schema() -> RefOr<Schema> {
+wire_schema! {
+    /// Schema of `boifi_core::wire::StatusResponse`.
+    StatusResponseSchema, "StatusResponse", {
         let totals = object("Counts")
             .property("policies", integer("Stored policies"))
             .property("active", integer("Policies that can fire now"))
@@ -243,18 +230,9 @@ impl PartialSchema for StatusResponseSchema {
     }
 }
 
-impl ToSchema for StatusResponseSchema {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("StatusResponse")
-    }
-}
-
-/// Schema of `boifi_core::wire::ApiError`.
-#[derive(Debug)]
-pub struct ApiErrorSchema;
-
-impl PartialSchema for ApiErrorSchema {
-    fn schema() -> RefOr<Schema> {
+wire_schema! {
+    /// Schema of `boifi_core::wire::ApiError`.
+    ApiErrorSchema, "ApiError", {
         object("Every error answer (the legacy shape)")
             .property("error", string("Machine-readable kind, e.g. `invalid_policy`, `not_found`"))
             .property("message", string("What went wrong, for a person"))
@@ -269,12 +247,6 @@ impl PartialSchema for ApiErrorSchema {
             .required("message")
             .required("code")
             .into()
-    }
-}
-
-impl ToSchema for ApiErrorSchema {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("ApiError")
     }
 }
 
