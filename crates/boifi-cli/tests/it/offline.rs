@@ -287,54 +287,68 @@ fn simulate_names_the_caller_and_faults_only_the_one_the_policy_names() {
             .unwrap();
         (output.status.code(), transcript(&output))
     };
-    let (code, frontend) = run(&["--source-service", "frontend", "--source-namespace", "demo"]);
-    assert_eq!(code, Some(0), "{frontend}");
-    assert!(
-        frontend.contains("Caller:    spiffe://cluster.local/ns/demo/sa/frontend"),
-        "{frontend}"
-    );
-    assert!(
-        frontend.contains("abort 503   200     100.00%"),
-        "{frontend}"
-    );
-    let (_, checkout) = run(&[
-        "--source-service",
-        "checkoutservice",
-        "--source-namespace",
-        "demo",
-    ]);
-    assert!(
-        checkout.contains("No rule matches this request"),
-        "{checkout}"
-    );
-    let (_, account) = run(&[
-        "--source-service",
-        "checkoutservice",
-        "--source-service-account",
-        "frontend",
-        "--source-namespace",
-        "demo",
-    ]);
-    assert!(
-        account.contains("abort 503   200     100.00%"),
-        "the account decides: {account}"
-    );
-    let (_, unknown) = run(&[
-        "--header",
-        "x-forwarded-client-cert=URI=spiffe://cluster.local/ns/demo/sa/frontend",
-    ]);
-    assert!(
-        unknown.contains("No rule matches this request"),
-        "{unknown}"
-    );
-    let (code, missing) = run(&["--source-namespace", "demo"]);
-    assert_eq!(code, Some(1), "{missing}");
-    assert!(
-        missing.contains(
-            "`--source-namespace` needs `--source-service` or `--source-service-account`"
+    // (caller flags, exit code, what the output must say, why)
+    let faulted = "abort 503   200     100.00%";
+    let spared = "No rule matches this request";
+    let cases: [(&[&str], Option<i32>, &str, &str); 6] = [
+        (
+            &["--source-service", "frontend", "--source-namespace", "demo"],
+            Some(0),
+            "Caller:    spiffe://cluster.local/ns/demo/sa/frontend",
+            "the caller is named",
         ),
-        "{missing}"
-    );
+        (
+            &["--source-service", "frontend", "--source-namespace", "demo"],
+            Some(0),
+            faulted,
+            "the named caller is faulted",
+        ),
+        (
+            &[
+                "--source-service",
+                "checkoutservice",
+                "--source-namespace",
+                "demo",
+            ],
+            Some(0),
+            spared,
+            "another caller is not",
+        ),
+        (
+            &[
+                "--source-service",
+                "checkoutservice",
+                "--source-service-account",
+                "frontend",
+                "--source-namespace",
+                "demo",
+            ],
+            Some(0),
+            faulted,
+            "the account decides",
+        ),
+        (
+            &[
+                "--header",
+                "x-forwarded-client-cert=URI=spiffe://cluster.local/ns/demo/sa/frontend",
+            ],
+            Some(0),
+            spared,
+            "a header is no certificate",
+        ),
+        (
+            &["--source-namespace", "demo"],
+            Some(1),
+            "`--source-namespace` needs `--source-service` or `--source-service-account`",
+            "a namespace alone names no caller",
+        ),
+    ];
+    for (caller, expected_code, says, why) in cases {
+        let (code, output) = run(caller);
+        assert_eq!(code, expected_code, "{why}: {output}");
+        assert!(output.contains(says), "{why}: {output}");
+    }
+    // clap refuses a service without a namespace before `simulate` runs.
     let (code, missing) = run(&["--source-service", "frontend"]);
     assert_ne!(code, Some(0), "{missing}");
     assert!(
