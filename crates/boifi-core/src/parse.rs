@@ -125,17 +125,32 @@ impl Walker {
         limit: usize,
     ) -> Option<&'v [Value]> {
         let items = self.array(value, path)?;
-        if items.len() > limit {
-            self.error(
-                path,
-                FieldErrorKind::TooLong {
-                    len: items.len(),
-                    limit,
-                },
-            );
+        self.within(path, items.len(), limit)?;
+        Some(items)
+    }
+
+    /// `Some` when `len` is at most `limit`, else reports it at `path`.
+    pub(crate) fn within(&mut self, path: &str, len: usize, limit: usize) -> Option<()> {
+        if len > limit {
+            self.error(path, FieldErrorKind::TooLong { len, limit });
             return None;
         }
-        Some(items)
+        Some(())
+    }
+
+    /// An optional field read with `read` at `path.key`: `Some(None)` when absent or null,
+    /// `None` when present and wrong.
+    pub(crate) fn optional<T>(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        key: &str,
+        read: impl FnOnce(&mut Self, &Value, &str) -> Option<T>,
+    ) -> Option<Option<T>> {
+        match Walker::field(map, key) {
+            None => Some(None),
+            Some(v) => read(self, v, &join(path, key)).map(Some),
+        }
     }
 
     /// A whole number within `0..=max`.

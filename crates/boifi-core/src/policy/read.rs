@@ -274,24 +274,15 @@ fn read_labels(w: &mut Walker, value: &Value, path: &str) -> Option<BTreeMap<Str
 fn read_annotations(w: &mut Walker, value: &Value, path: &str) -> Option<BTreeMap<String, String>> {
     let map = metadata_map(w, value, path)?;
     let bytes: usize = map.iter().map(|(k, v)| k.len() + v.len()).sum();
-    within(w, path, bytes, MAX_ANNOTATIONS_BYTES)?;
+    w.within(path, bytes, MAX_ANNOTATIONS_BYTES)?;
     Some(map)
 }
 
 /// A string map of at most [`MAX_METADATA_ENTRIES`] entries.
 fn metadata_map(w: &mut Walker, value: &Value, path: &str) -> Option<BTreeMap<String, String>> {
     let map = w.string_map(value, path)?;
-    within(w, path, map.len(), MAX_METADATA_ENTRIES)?;
+    w.within(path, map.len(), MAX_METADATA_ENTRIES)?;
     Some(map)
-}
-
-/// `Some` when `len` is at most `limit`, else reports it at `path`.
-fn within(w: &mut Walker, path: &str, len: usize, limit: usize) -> Option<()> {
-    if len > limit {
-        w.error(path, FieldErrorKind::TooLong { len, limit });
-        return None;
-    }
-    Some(())
 }
 
 fn read_spec(w: &mut Walker, value: &Value) -> Option<PolicySpec> {
@@ -451,22 +442,13 @@ fn read_rule(w: &mut Walker, value: &Value, path: &str) -> Option<Rule> {
 
 fn read_match(w: &mut Walker, value: &Value, path: &str) -> Option<RequestMatch> {
     let map = w.object(value, path, MATCH_FIELDS)?;
-    let method = match Walker::field(map, "method") {
-        None => Some(None),
-        Some(v) => read_string_match(w, v, &join(path, "method")).map(Some),
-    };
-    let path_match = match Walker::field(map, "path") {
-        None => Some(None),
-        Some(v) => read_string_match(w, v, &join(path, "path")).map(Some),
-    };
+    let method = w.optional(map, path, "method", read_string_match);
+    let path_match = w.optional(map, path, "path", read_string_match);
     let headers = match Walker::field(map, "headers") {
         None => Some(Vec::new()),
         Some(v) => read_header_matches(w, v, &join(path, "headers")),
     };
-    let source = match Walker::field(map, "source") {
-        None => Some(None),
-        Some(v) => read_source(w, v, &join(path, "source")).map(Some),
-    };
+    let source = w.optional(map, path, "source", read_source);
     let result = RequestMatch {
         method: method?,
         path: path_match?,
@@ -659,14 +641,8 @@ fn read_fault(w: &mut Walker, value: &Value, path: &str) -> Option<Fault> {
     };
     let start_delay_ms = ms_field("start_delay_ms", MAX_DELAY_MS, "0..=300000");
     let duration_seconds = ms_field("duration_seconds", MAX_DURATION_SECONDS, "0..=2592000");
-    let delay = match Walker::field(map, "delay") {
-        None => Some(None),
-        Some(v) => read_delay(w, v, &join(path, "delay")).map(Some),
-    };
-    let abort = match Walker::field(map, "abort") {
-        None => Some(None),
-        Some(v) => read_abort(w, v, &join(path, "abort")).map(Some),
-    };
+    let delay = w.optional(map, path, "delay", read_delay);
+    let abort = w.optional(map, path, "abort", read_abort);
     if Walker::field(map, "delay").is_none() && Walker::field(map, "abort").is_none() {
         w.error(path, FieldErrorKind::NoAction);
         return None;
@@ -821,16 +797,7 @@ fn read_response_headers(
     path: &str,
 ) -> Option<BTreeMap<String, String>> {
     let map = w.string_map(value, path)?;
-    if map.len() > MAX_HEADERS {
-        w.error(
-            path,
-            FieldErrorKind::TooLong {
-                len: map.len(),
-                limit: MAX_HEADERS,
-            },
-        );
-        return None;
-    }
+    w.within(path, map.len(), MAX_HEADERS)?;
     let mut out = BTreeMap::new();
     let mut ok = true;
     for (name, header_value) in map {
