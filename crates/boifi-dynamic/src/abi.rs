@@ -74,6 +74,12 @@ struct EnvoyHttpHeader {
 const REQUEST_HEADER: u32 = 0;
 /// `envoy_dynamic_module_type_metrics_result_Success`.
 const METRICS_SUCCESS: u32 = 0;
+/// `envoy_dynamic_module_type_attribute_id_ConnectionUriSanPeerCertificate`: the 38th entry of
+/// the enum (`RequestPath` = 0 … `ConnectionUriSanLocalCertificate` = 36); the ABI only appends
+/// ids, so `v0.1.0`'s value holds in `v0.2.0`. The e2e corpus proves it in Envoy 1.40: the
+/// neighbours (36: our own certificate's URI SAN, 35: the peer's DNS SAN, which the mesh
+/// certificates lack) would make the caller cases fail.
+const ATTRIBUTE_CONNECTION_URI_SAN_PEER_CERTIFICATE: u32 = 37;
 
 // Hook return values (`FilterHeadersStatus`, `FilterDataStatus`, `FilterTrailersStatus`).
 const HEADERS_CONTINUE: u32 = 0;
@@ -110,6 +116,11 @@ extern "C" {
         result: *mut EnvoyBuffer,
         index: usize,
         optional_size: *mut usize,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
+        filter_envoy_ptr: *mut c_void,
+        attribute_id: u32,
+        result: *mut EnvoyBuffer,
     ) -> bool;
     fn envoy_dynamic_module_callback_http_send_response(
         filter_envoy_ptr: *mut c_void,
@@ -364,6 +375,32 @@ impl<'a> Stream<'a> {
         }
         // SAFETY: Envoy returned a pointer into the request header map, valid while the map is,
         // i.e. at least until the running hook returns (`'a`); `length` bytes are readable.
+        Some(unsafe { core::slice::from_raw_parts(result.ptr, result.length) })
+    }
+
+    /// The first URI SAN of the downstream peer's certificate (the caller's SPIFFE id in a mesh);
+    /// `None` over plaintext, without a client certificate, or when it has no URI SAN.
+    pub fn peer_uri_san(&self) -> Option<&'a [u8]> {
+        let mut result = EnvoyBuffer {
+            ptr: core::ptr::null(),
+            length: 0,
+        };
+        // SAFETY: `ptr` is the live filter of the running hook; `result` is a valid out-pointer
+        // that Envoy fills only when it returns true (it returns false when the stream has no
+        // connection, the connection no TLS, or the certificate no URI SAN).
+        let found = unsafe {
+            envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                self.ptr.as_ptr(),
+                ATTRIBUTE_CONNECTION_URI_SAN_PEER_CERTIFICATE,
+                &mut result,
+            )
+        };
+        if !found || result.ptr.is_null() {
+            return None;
+        }
+        // SAFETY: Envoy returned a pointer into the connection's TLS info (its cached list of
+        // peer URI SANs), which lives as long as the downstream connection, so at least until
+        // the running hook returns (`'a`); `length` bytes are readable.
         Some(unsafe { core::slice::from_raw_parts(result.ptr, result.length) })
     }
 
