@@ -19,7 +19,8 @@ use crate::error::BenchError;
 use crate::policies;
 use crate::report::{self, Table};
 use crate::server;
-use crate::stats::{self, quantile};
+use crate::stats;
+use boifi_mesh::stats::quantile;
 
 /// The service every sidecar of the benchmark mesh belongs to.
 pub const SERVICE: &str = "propagation";

@@ -1,4 +1,5 @@
-//! Medians, ratios and what `/proc` says about a process.
+//! Medians, ratios and what `/proc` says about a process (quantiles are boifi-mesh's
+//! [`boifi_mesh::stats::quantile`], the one nearest-rank definition of the workspace).
 
 use std::time::Duration;
 
@@ -17,21 +18,6 @@ pub fn median(values: &[f64]) -> Option<f64> {
         _ if n % 2 == 1 => v.get(mid).copied(),
         _ => Some((v.get(mid - 1)? + v.get(mid)?) / 2.0),
     }
-}
-
-/// The `q` quantile (0..=1) of `sorted` by the nearest-rank method.
-pub fn quantile(sorted: &[Duration], q: f64) -> Option<Duration> {
-    if sorted.is_empty() {
-        return None;
-    }
-    #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "ranks of a few thousand samples fit f64 and usize"
-    )]
-    let rank = ((q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize).max(1);
-    sorted.get(rank - 1).copied()
 }
 
 /// Milliseconds of a duration, as a float.
@@ -86,15 +72,6 @@ mod tests {
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
         assert_eq!(median(&[]), None);
         assert_eq!(median(&[1.0, f64::NAN]), None);
-    }
-
-    #[test]
-    fn quantile_by_nearest_rank() {
-        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(quantile(&v, 0.5), Some(Duration::from_millis(50)));
-        assert_eq!(quantile(&v, 0.99), Some(Duration::from_millis(99)));
-        assert_eq!(quantile(&v, 1.0), Some(Duration::from_millis(100)));
-        assert_eq!(quantile(&[], 0.5), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use boifi_mesh::calls::{Handler, OnFailure};
 use boifi_mesh::cascade::Run;
 use boifi_mesh::demo::{page_table, service_table};
-use boifi_mesh::http::quantile;
+use boifi_mesh::stats::quantile;
 use boifi_mesh::{Mesh, Retries, RoutePolicy, Topology};
 
 use crate::support::*;

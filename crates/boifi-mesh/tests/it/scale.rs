@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use boifi_mesh::http::quantile;
+use boifi_mesh::stats::quantile;
 use boifi_mesh::Topology;
 
 use crate::support::*;

@@ -6,8 +6,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use boifi_mesh::http::{quantile, RequestSpec};
+use boifi_mesh::http::RequestSpec;
 use boifi_mesh::mesh::{probe_request, rollout};
+use boifi_mesh::stats::quantile;
 
 use crate::support::*;
 

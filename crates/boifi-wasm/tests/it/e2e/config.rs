@@ -1,7 +1,7 @@
 //! Bad plugin configuration: a clear log line and passthrough, never a failed `on_configure`.
 
 use super::*;
-use crate::harness::net::free_port;
+use boifi_testkit::ports::free_port;
 use serde_json::json;
 
 #[test]
@@ -12,7 +12,7 @@ fn bad_plugin_configuration_logs_and_passes_traffic_through() {
     let mut o = EnvoyOptions::new(
         Workload::new("frontend", "demo"),
         &p.wasm,
-        free_port(),
+        free_port().unwrap(),
         upstream.port,
     );
     o.plugin_config = json!({"long_poll_wait_ms": "soon", "colour": "blue"});

@@ -4,12 +4,8 @@ use super::*;
 use crate::harness::envoy::parse_prometheus;
 use crate::harness::http::Client;
 use crate::harness::net::loopback;
+use boifi_mesh::stats::quantile;
 use serde_json::json;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
 
 #[test]
 fn delays_are_accurate_delay_then_abort_works_and_grpc_gets_a_grpc_status() {
@@ -69,16 +65,16 @@ fn delays_are_accurate_delay_then_abort_works_and_grpc_gets_a_grpc_status() {
             .collect()
     });
     delays.sort();
-    let p50 = percentile(&delays, 0.5);
+    let p50 = quantile(&delays, 0.5).unwrap();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     eprintln!(
         "delay 300 ms over {} requests: p50 {:.1} ms, p90 {:.1} ms, min {:.1} ms, max {:.1} ms (no-fault p50 {:.2} ms)",
         delays.len(),
         ms(p50),
-        ms(percentile(&delays, 0.9)),
+        ms(quantile(&delays, 0.9).unwrap()),
         ms(delays[0]),
         ms(delays[delays.len() - 1]),
-        ms(percentile(&base, 0.5))
+        ms(quantile(&base, 0.5).unwrap())
     );
     assert!(
         (280.0..=320.0).contains(&ms(p50)),

@@ -19,10 +19,10 @@ mod targeting;
 
 use crate::harness::envoy::{Envoy, EnvoyOptions, Workload};
 use crate::harness::http::{Client, Response};
-use crate::harness::net::free_port;
 use crate::harness::server::Server;
 use crate::harness::upstream::Upstream;
 use crate::harness::Prereqs;
+use boifi_testkit::ports::free_port;
 use serde_json::{json, Value};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -55,7 +55,7 @@ pub struct Mesh {
 
 impl Mesh {
     pub fn start(prereqs: Prereqs) -> Mesh {
-        let server = Server::start(&prereqs.server, free_port());
+        let server = Server::start(&prereqs.server, free_port().unwrap());
         Mesh {
             prereqs,
             server,

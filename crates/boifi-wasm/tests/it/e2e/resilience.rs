@@ -1,8 +1,8 @@
 //! Fail-open and staying useful without the control plane.
 
 use super::*;
-use crate::harness::net::free_port;
 use crate::harness::upstream::Upstream;
+use boifi_testkit::ports::free_port;
 use serde_json::json;
 
 #[test]
@@ -10,7 +10,7 @@ fn control_plane_down_at_start_passes_traffic_and_policies_apply_once_it_appears
     let p = Prereqs::find();
     let _serial = serial();
     let upstream = Upstream::start();
-    let cp_port = free_port();
+    let cp_port = free_port().unwrap();
     let mut o = EnvoyOptions::new(
         Workload::new("frontend", "demo"),
         &p.wasm,

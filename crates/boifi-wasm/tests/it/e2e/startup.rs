@@ -1,7 +1,7 @@
 //! Startup cost of the filter: Envoy exec → first 200 through the listener, with and without it.
 
 use super::*;
-use crate::harness::net::free_port;
+use boifi_testkit::ports::free_port;
 
 #[test]
 fn startup_time_with_and_without_the_filter() {
@@ -13,7 +13,7 @@ fn startup_time_with_and_without_the_filter() {
         let mut o = EnvoyOptions::new(
             Workload::new("frontend", "demo"),
             &p.wasm,
-            free_port(),
+            free_port().unwrap(),
             upstream.port,
         );
         o.plugin_config = plugin_config();
