@@ -33,21 +33,19 @@ fn bad_plugin_configuration_logs_and_passes_traffic_through() {
 
 #[test]
 fn identity_overrides_serve_a_plain_envoy_without_istio_metadata() {
-    let p = Prereqs::find();
-    let _serial = serial();
-    let mesh = Mesh::start(p);
+    let mesh = Mesh::start();
     let mut workload = Workload::new("ignored", "ignored");
     workload.labels.clear();
     let mut o = mesh.options(workload);
     o.plugin_config["identity"] =
         json!({"service": "checkout", "namespace": "shop", "pod": "checkout-0"});
     let envoy = Envoy::start(&mesh.prereqs.envoy, &o);
-    mesh.server.put_policy(&policy(
+    mesh.put(
         "checkout",
         json!({"service": "checkout", "namespace": "shop"}),
         "/",
         abort(100, 503),
-    ));
+    );
     let mut c = envoy.client();
     assert!(wait_for_status(&mut c, "/x", 503, Duration::from_secs(5)).is_some());
     // Envoy flushes its log file every 20 ms here: wait for the line rather than race it.

@@ -9,29 +9,22 @@ use serde_json::json;
 
 #[test]
 fn delays_are_accurate_delay_then_abort_works_and_grpc_gets_a_grpc_status() {
-    let p = Prereqs::find();
-    let _serial = serial();
-    let mesh = Mesh::start(p);
-    let envoy = mesh.envoy(Workload::new("frontend", "demo"));
+    let mesh = Mesh::start();
+    let envoy = mesh.frontend();
     let selector = json!({"service": "frontend"});
-    mesh.server.put_policy(&policy(
+    mesh.put(
         "delay-300",
         selector.clone(),
         "/delay",
         json!({"percentage": 100, "delay": {"fixed_delay_ms": 300}}),
-    ));
-    mesh.server.put_policy(&policy(
+    );
+    mesh.put(
         "delay-then-abort",
         selector.clone(),
         "/slow-fail",
         json!({"percentage": 100, "delay": {"fixed_delay_ms": 200}, "abort": {"httpStatus": 429}}),
-    ));
-    mesh.server.put_policy(&policy(
-        "grpc-unavailable",
-        selector,
-        "/shop.Cart/",
-        abort(100, 503),
-    ));
+    );
+    mesh.put("grpc-unavailable", selector, "/shop.Cart/", abort(100, 503));
     let mut c = envoy.client();
     assert!(wait_for_status(&mut c, "/shop.Cart/Get", 503, Duration::from_secs(5)).is_some());
 

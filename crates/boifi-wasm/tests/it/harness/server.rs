@@ -95,6 +95,21 @@ impl Server {
         );
     }
 
+    /// Waits (up to `timeout`) until a long-poll is waiting at the server
+    /// (`boifi_config_waiting_requests` ≥ 1): the poller got its last answer and asked again,
+    /// so the next write is answered at once instead of after a poll's round trip.
+    pub fn wait_for_a_waiting_poll(&self, timeout: Duration) -> bool {
+        super::wait_for(timeout, || {
+            let text = http::Client::new(loopback(self.port))
+                .get("/metrics")
+                .ok()?
+                .text();
+            let waiting = super::envoy::parse_prometheus(&text, "boifi_config_waiting_requests")?;
+            (waiting >= 1.0).then_some(())
+        })
+        .is_some()
+    }
+
     /// SIGKILL (the control plane "dies").
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
