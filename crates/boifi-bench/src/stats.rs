@@ -20,6 +20,17 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
+/// The order in which round `round` visits `n` configurations: forwards in even rounds,
+/// backwards in odd ones (A B C, C B A, ...), so a drift of the machine during a round hits
+/// every configuration alike over two rounds.
+pub fn round_order(n: usize, round: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    order
+}
+
 /// Milliseconds of a duration, as a float.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -72,6 +83,13 @@ mod tests {
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
         assert_eq!(median(&[]), None);
         assert_eq!(median(&[1.0, f64::NAN]), None);
+    }
+
+    #[test]
+    fn rounds_alternate_their_order() {
+        assert_eq!(round_order(3, 0), [0, 1, 2]);
+        assert_eq!(round_order(3, 1), [2, 1, 0]);
+        assert_eq!(round_order(3, 2), [0, 1, 2]);
     }
 
     #[test]

@@ -69,15 +69,20 @@ pub struct RequestSpec {
 }
 
 impl RequestSpec {
-    /// `GET path`.
-    pub fn get(path: &str) -> RequestSpec {
+    /// `method path`, plain HTTP, no extra header.
+    pub fn new(method: Method, path: &str) -> RequestSpec {
         RequestSpec {
-            method: Method::GET,
+            method,
             path: path.to_owned(),
             host: None,
             headers: Vec::new(),
             grpc: false,
         }
+    }
+
+    /// `GET path`.
+    pub fn get(path: &str) -> RequestSpec {
+        RequestSpec::new(Method::GET, path)
     }
 
     /// A unary gRPC call of `method` on `service` (`hipstershop.CartService`).

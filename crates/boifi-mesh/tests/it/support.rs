@@ -185,6 +185,26 @@ pub fn apply(mesh: &Mesh, yaml: &str) -> String {
     out
 }
 
+/// The YAML of policy `name` with one rule on every path; `selector` and `fault` are YAML
+/// flow mappings (`{service: cartservice, namespace: demo}`, `{percentage: 50, abort:
+/// {httpStatus: 503}}`).
+pub fn every_path(name: &str, selector: &str, fault: &str) -> String {
+    format!(
+        "metadata: {{name: {name}}}\n\
+         spec:\n  selector: {selector}\n  \
+         rules: [{{match: {{path: {{prefix: /}}}}, fault: {fault}}}]\n"
+    )
+}
+
+/// The control plane's `/v1/policies/status` document.
+pub fn policies_status(mesh: &Mesh) -> serde_json::Value {
+    let status = mesh
+        .client
+        .get(&mesh.control_plane.url(), "/v1/policies/status")
+        .unwrap();
+    serde_json::from_slice(&status.body).unwrap()
+}
+
 /// Waits until every sidecar holds the current config version.
 pub fn converge(mesh: &Mesh) -> Duration {
     wait_converged(mesh, Duration::from_secs(30))
@@ -207,13 +227,7 @@ fn api_change(
     body: Option<Vec<u8>>,
     ok: &[u16],
 ) -> (Instant, u64) {
-    let spec = boifi_mesh::http::RequestSpec {
-        method,
-        path: path.to_owned(),
-        host: None,
-        headers: Vec::new(),
-        grpc: false,
-    };
+    let spec = boifi_mesh::http::RequestSpec::new(method, path);
     let a = mesh
         .client
         .send(
