@@ -8,25 +8,16 @@ use serde_json::json;
 
 #[test]
 fn abort_rates_hold_in_envoy_and_metrics_count_them() {
-    let p = Prereqs::find();
-    let _serial = serial();
-    let mesh = Mesh::start(p);
-    let envoy = mesh.envoy(Workload::new("frontend", "demo"));
+    let mesh = Mesh::start();
+    let envoy = mesh.frontend();
     let selector = json!({"service": "frontend", "namespace": "demo"});
     // `all` is written last: once it fires, the set holds the other two as well.
-    mesh.server
-        .put_policy(&policy("none", selector.clone(), "/none", abort(0, 503)));
-    mesh.server.put_policy(&policy(
-        "thirty",
-        selector.clone(),
-        "/thirty",
-        abort(30, 503),
-    ));
+    mesh.put("none", selector.clone(), "/none", abort(0, 503));
+    mesh.put("thirty", selector.clone(), "/thirty", abort(30, 503));
     let mut by_id = policy("thirty-by-id", selector.clone(), "/by-id", abort(30, 503));
     by_id["spec"]["sampling"] = json!("request");
     mesh.server.put_policy(&by_id);
-    mesh.server
-        .put_policy(&policy("all", selector, "/all", abort(100, 503)));
+    mesh.put("all", selector, "/all", abort(100, 503));
     let mut c = envoy.client();
     assert!(wait_for_status(&mut c, "/all", 503, Duration::from_secs(5)).is_some());
     // Counters are incremented before the reply is sent, so this is exact.
