@@ -7,10 +7,11 @@
 //! as 8-byte little-endian doubles. `["node",...]` returns nothing in this build.
 
 use super::http::{self, Client};
-use super::net::{free_ports, loopback};
+use super::net::loopback;
 use super::TempDir;
 use boifi_mesh::envoy::{downstream_tls, upstream_tls};
 use boifi_mesh::pki::WorkloadFiles;
+use boifi_testkit::ports::free_ports;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -358,7 +359,9 @@ impl Envoy {
         let dir = TempDir::new("boifi-envoy");
         // Every port of this Envoy picked at once, so no two of its listeners get the same one
         // (one at a time, the OS may hand a just-closed port out again: seen with the corpus).
-        let mut ports = free_ports(2 + o.extra_listeners.len() + o.extra_callers.len()).into_iter();
+        let mut ports = free_ports(2 + o.extra_listeners.len() + o.extra_callers.len())
+            .unwrap()
+            .into_iter();
         let (admin_port, listener_port) = (ports.next().unwrap(), ports.next().unwrap());
         let config = dir.path().join("envoy.json");
         let mut extra_ports: Vec<u16> = ports.by_ref().take(o.extra_listeners.len()).collect();
@@ -423,7 +426,8 @@ impl Envoy {
                     panic!("envoy exited with {status}: {}", envoy.log());
                 }
             }
-            http::get(loopback(listener_port), "/")
+            http::Client::new(loopback(listener_port))
+                .get("/")
                 .ok()
                 .filter(|r| r.status == 200)
         });
@@ -435,7 +439,8 @@ impl Envoy {
             envoy.log()
         );
         let ready = super::wait_for(Duration::from_secs(10), || {
-            http::get(loopback(admin_port), "/ready")
+            http::Client::new(loopback(admin_port))
+                .get("/ready")
                 .ok()
                 .filter(|r| r.status == 200)
         });
@@ -468,7 +473,8 @@ impl Envoy {
     /// Bytes Envoy's allocator holds for live objects (admin `/memory` `allocated`; the
     /// native module's allocations go through the same tcmalloc).
     pub fn memory_allocated(&self) -> u64 {
-        let text = http::get(loopback(self.admin_port), "/memory")
+        let text = http::Client::new(loopback(self.admin_port))
+            .get("/memory")
             .unwrap()
             .text();
         let v: Value = serde_json::from_str(&text).unwrap();
@@ -518,7 +524,8 @@ impl Envoy {
     /// modules (`envoy_dynamicmodulescustom_hfi_...`); it is removed here so every test reads
     /// the Wasm filter's names (`hfi_...`, Envoy strips `wasmcustom` itself).
     pub fn prometheus(&self) -> String {
-        let text = http::get(loopback(self.admin_port), "/stats/prometheus")
+        let text = http::Client::new(loopback(self.admin_port))
+            .get("/stats/prometheus")
             .unwrap()
             .text();
         match crate::FILTER {
