@@ -343,7 +343,7 @@ async fn auth_reads_closes_reads_and_health_stays_open() {
         "/v1/policies",
         "/v1/policies/status",
     ] {
-        let r = server.client.get(server.url(path)).send().await.unwrap();
+        let r = server.get(path).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
         let r = server
             .client
@@ -355,7 +355,7 @@ async fn auth_reads_closes_reads_and_health_stays_open() {
         assert_eq!(r.status(), StatusCode::OK, "{path}");
     }
     for path in ["/v1/health", "/v1/ready", "/metrics", "/v1/openapi.json"] {
-        let r = server.client.get(server.url(path)).send().await.unwrap();
+        let r = server.get(path).await;
         assert_eq!(r.status(), StatusCode::OK, "{path}");
     }
     server.stop().await;
@@ -417,22 +417,9 @@ async fn metrics_count_requests_and_policies() {
     let server = InProcess::start(Auth::open()).await;
     let (status, _, _) = post_policy(&server, policy_json("metric-policy", "x", "")).await;
     assert_eq!(status, StatusCode::CREATED);
-    let r = server
-        .client
-        .get(server.url("/v1/policies/nope-nope"))
-        .send()
-        .await
-        .unwrap();
+    let r = server.get("/v1/policies/nope-nope").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let text = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.get("/metrics").await.text().await.unwrap();
     let sample =
         |name: &str| metric_value(&text, name).unwrap_or_else(|| panic!("{name} missing:\n{text}"));
     assert_eq!(

@@ -54,6 +54,11 @@ impl InProcess {
     }
 
     /// The value of an unlabelled metric.
+    /// `GET path`, without credentials.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
     pub async fn metric(&self, name: &str) -> u64 {
         metric_at(&self.client, self.url("/metrics"), name).await
     }

@@ -21,20 +21,12 @@ async fn until_waiting(server: &InProcess, n: u64) {
 async fn long_poll_wakes_on_change_and_answers_304_on_timeout() {
     let server = InProcess::start(Auth::open()).await;
     post(&server, policy_json("first-policy", "frontend", "")).await;
-    let url = |q: &str| {
-        server.url(&format!(
-            "/v1/config?service=frontend&namespace=demo&pod=fe-1&{q}"
-        ))
-    };
+    let config = |q: &str| format!("/v1/config?service=frontend&namespace=demo&pod=fe-1&{q}");
+    let url = |q: &str| server.url(&config(q));
 
     // An older version is answered at once.
     let started = Instant::now();
-    let r = server
-        .client
-        .get(url("version=0&wait=30s"))
-        .send()
-        .await
-        .unwrap();
+    let r = server.get(&config("version=0&wait=30s")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(started.elapsed() < Duration::from_secs(5));
     let current: ConfigResponse = r.json().await.unwrap();
@@ -42,12 +34,7 @@ async fn long_poll_wakes_on_change_and_answers_304_on_timeout() {
 
     // The current version and a short wait: 304 after the wait.
     let started = Instant::now();
-    let r = server
-        .client
-        .get(url("version=1&wait=300ms"))
-        .send()
-        .await
-        .unwrap();
+    let r = server.get(&config("version=1&wait=300ms")).await;
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(r.headers()["x-boifi-version"], "1");
