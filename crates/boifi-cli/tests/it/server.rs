@@ -105,6 +105,20 @@ impl Server {
         String::from_utf8(output.stdout).unwrap()
     }
 
+    /// `simulate --from-server` as the frontend sidecar in `demo`, with `args` added.
+    pub fn simulate_frontend(&self, args: &[&str]) -> String {
+        let mut all = vec![
+            "simulate",
+            "--from-server",
+            "--service",
+            "frontend",
+            "--namespace",
+            "demo",
+        ];
+        all.extend_from_slice(args);
+        self.ok(&all)
+    }
+
     pub fn list(&self) -> Vec<PolicyDocument> {
         let text = self.ok(&["policy", "list", "-o", "json"]);
         let value: Value = serde_json::from_str(&text).unwrap();
@@ -259,13 +273,7 @@ fn apply_list_get_describe_delete_halt_against_a_real_server() {
     assert_eq!(frontend.spec.rules[0].fault.percentage.ppm(), 500_000);
 
     // simulate --from-server sees what the server gives that sidecar.
-    let report: Value = serde_json::from_str(&server.ok(&[
-        "simulate",
-        "--from-server",
-        "--service",
-        "frontend",
-        "--namespace",
-        "demo",
+    let report: Value = serde_json::from_str(&server.simulate_frontend(&[
         "--pod",
         "frontend-1",
         "--label",
@@ -280,13 +288,7 @@ fn apply_list_get_describe_delete_halt_against_a_real_server() {
     .unwrap();
     assert_eq!(report["matched_rule"]["policy"], "cli-frontend-abort");
     assert_eq!(report["matching_rules"][0]["percentage"], "50");
-    let v1: Value = serde_json::from_str(&server.ok(&[
-        "simulate",
-        "--from-server",
-        "--service",
-        "frontend",
-        "--namespace",
-        "demo",
+    let v1: Value = serde_json::from_str(&server.simulate_frontend(&[
         "--label",
         "version=v1",
         "--path",
@@ -386,16 +388,7 @@ fn status_watch_waits_for_sidecars_to_hold_the_latest_version() {
     server.ok(&["status", "--watch"]);
     server.ok(&["policy", "apply", "-f", &fixture("selectors.yaml")]);
     // A sidecar fetches its config (the CLI asks as the filter does) and holds the version.
-    server.ok(&[
-        "simulate",
-        "--from-server",
-        "--service",
-        "frontend",
-        "--namespace",
-        "demo",
-        "--pod",
-        "frontend-1",
-    ]);
+    server.simulate_frontend(&["--pod", "frontend-1"]);
     server.ok(&[
         "status",
         "--watch",
