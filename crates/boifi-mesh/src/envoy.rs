@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::error::MeshError;
 use crate::pki::WorkloadFiles;
+use crate::process::{existing_file, ManagedProcess};
 use crate::topology::{ServiceSpec, Topology};
 use crate::traffic::route_action;
 
@@ -27,16 +28,11 @@ const BUFFER_LIMIT: u32 = 32 * 1024;
 /// The Envoy binary: `BOIFI_ENVOY`, else what `scripts/envoy-path.sh` prints.
 pub fn envoy_binary(repo_root: &Path) -> Result<PathBuf, MeshError> {
     if let Some(p) = std::env::var_os("BOIFI_ENVOY") {
-        let path = PathBuf::from(p);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(MeshError::Missing {
-                what: format!("envoy (BOIFI_ENVOY=`{}` is not a file)", path.display()),
-                hint: "point BOIFI_ENVOY at an Envoy binary, or unset it and run `make deps`"
-                    .to_owned(),
-            })
-        };
+        return existing_file(
+            PathBuf::from(p),
+            "envoy: BOIFI_ENVOY",
+            "point BOIFI_ENVOY at an Envoy binary, or unset it and run `make deps`",
+        );
     }
     let script = repo_root.join("scripts").join("envoy-path.sh");
     let out = Command::new("bash")
@@ -648,11 +644,30 @@ pub fn write_bootstrap(path: &Path, bootstrap: &Value) -> Result<(), MeshError> 
     std::fs::write(path, text).map_err(|e| MeshError::io(path, e))
 }
 
+/// Writes `bootstrap` to `<dir>/<name>.envoy.json` and starts `envoy` on it as the process
+/// `name`, its log in `<dir>/<name>.envoy.log` (the ingress, probes, the control plane's
+/// balancer: Envoys without a sidecar's environment).
+pub fn spawn_envoy(
+    envoy: &Path,
+    dir: &Path,
+    name: &str,
+    bootstrap: &Value,
+) -> Result<ManagedProcess, MeshError> {
+    let path = dir.join(format!("{name}.envoy.json"));
+    write_bootstrap(&path, bootstrap)?;
+    let log = dir.join(format!("{name}.envoy.log"));
+    ManagedProcess::spawn(name, envoy_command(envoy, &path), &log)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::topology::Protocol;
     use boifi_core::identity::Identity;
+
+    fn service<'t>(topology: &'t Topology, name: &str) -> &'t ServiceSpec {
+        topology.services.iter().find(|s| s.name == name).unwrap()
+    }
 
     #[test]
     fn sidecar_node_resolves_to_its_identity() {
@@ -678,11 +693,7 @@ mod tests {
                 endpoints: vec![port],
             })
             .collect();
-        let frontend = topology
-            .services
-            .iter()
-            .find(|s| s.name == "frontend")
-            .unwrap();
+        let frontend = service(&topology, "frontend");
         let config = SidecarConfig {
             service: frontend,
             pod: "frontend-0",
@@ -757,11 +768,7 @@ mod tests {
     fn with_mtls_the_inbound_tls_chain_requires_and_verifies_and_outbound_verifies_the_callee() {
         let topology = Topology::online_boutique();
         let upstreams = one_endpoint_each(&topology);
-        let cart = topology
-            .services
-            .iter()
-            .find(|s| s.name == "cartservice")
-            .unwrap();
+        let cart = service(&topology, "cartservice");
         let tls = WorkloadFiles {
             spiffe_id: cart.spiffe_id("cluster.local"),
             cert: "/c/cart.pem".into(),

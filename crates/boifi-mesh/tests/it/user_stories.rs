@@ -182,38 +182,11 @@ fn US3_selectors_fault_only_their_targets() {
     );
 
     halt(&mesh);
-    apply(
-        &mesh,
-        &every_path(
-            "us3-everyone",
-            "{service: '*'}",
-            "{percentage: 100, abort: {httpStatus: 503}}",
-        ),
-    );
-    for s in &mesh.services {
-        let r = send(&mesh, &s.spec.key(), 50);
-        assert_eq!(r.aborts(), 50, "`*` must hit {}: {r:?}", s.spec.key());
-    }
-
+    assert_abort_everything_selects(&mesh, "us3-everyone", "{service: '*'}", |_| true);
     halt(&mesh);
-    apply(
-        &mesh,
-        &every_path(
-            "us3-demo-namespace",
-            "{namespace: demo}",
-            "{percentage: 100, abort: {httpStatus: 503}}",
-        ),
-    );
-    for s in &mesh.services {
-        let r = send(&mesh, &s.spec.key(), 50);
-        let expected = if s.spec.namespace == "demo" { 50 } else { 0 };
-        assert_eq!(
-            r.aborts(),
-            expected,
-            "namespace demo policy on {}: {r:?}",
-            s.spec.key()
-        );
-    }
+    assert_abort_everything_selects(&mesh, "us3-demo-namespace", "{namespace: demo}", |s| {
+        s.namespace == "demo"
+    });
 }
 
 /// US4: each sidecar resolves its own identity from metadata; a sidecar without service
