@@ -23,15 +23,7 @@ fn EDGE_control_plane_down_at_sidecar_start_and_all_replicas_restarted() {
     mesh.control_plane.kill_all();
 
     // The sidecars keep their policies while the control plane is away.
-    let r = mesh.client.traffic(
-        &mesh.ingress_url(),
-        &mesh
-            .request_for("cartservice")
-            .unwrap()
-            .with_header("x-edge", "1"),
-        20,
-        4,
-    );
+    let r = traffic_with_header(&mesh, "cartservice", ("x-edge", "1"), 20, 4);
     assert_eq!(r.by_fault.get("edge-cart"), Some(&20), "{r:?}");
     assert_eq!(r.by_grpc_status.get(&14), Some(&20), "{r:?}");
 

@@ -220,6 +220,20 @@ pub fn assert_abort_everything_selects(
     }
 }
 
+/// `n` requests to `service` through the ingress carrying header `name: value`, `concurrency`
+/// in flight; transport errors are counted, not failed on (outage tests expect some).
+pub fn traffic_with_header(
+    mesh: &Mesh,
+    service: &str,
+    (name, value): (&str, &str),
+    n: usize,
+    concurrency: usize,
+) -> TrafficReport {
+    let spec = mesh.request_for(service).unwrap().with_header(name, value);
+    mesh.client
+        .traffic(&mesh.ingress_url(), &spec, n, concurrency)
+}
+
 /// The control plane's `/v1/policies/status` document.
 pub fn policies_status(mesh: &Mesh) -> serde_json::Value {
     let status = mesh
