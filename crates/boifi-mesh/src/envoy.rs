@@ -669,6 +669,30 @@ mod tests {
         topology.services.iter().find(|s| s.name == name).unwrap()
     }
 
+    /// Pod `frontend-0`-style config of `service` with ports 1 to 5 and the Wasm module.
+    fn config<'a>(
+        service: &'a ServiceSpec,
+        pod: &'a str,
+        upstreams: &'a [Upstream],
+        plugin_config: &'a Value,
+    ) -> SidecarConfig<'a> {
+        SidecarConfig {
+            service,
+            pod,
+            admin_port: 1,
+            inbound_port: 2,
+            outbound_port: 3,
+            outbound_routes: Path::new("/tmp/frontend-0.routes.json"),
+            upstreams,
+            app_port: 4,
+            control_plane_port: 5,
+            wasm: Some(Path::new("/tmp/boifi.wasm")),
+            plugin_config,
+            tls: None,
+            stats_config: None,
+        }
+    }
+
     #[test]
     fn sidecar_node_resolves_to_its_identity() {
         let s = ServiceSpec::new("frontend", "demo", Protocol::Http);
@@ -694,21 +718,8 @@ mod tests {
             })
             .collect();
         let frontend = service(&topology, "frontend");
-        let config = SidecarConfig {
-            service: frontend,
-            pod: "frontend-0",
-            admin_port: 1,
-            inbound_port: 2,
-            outbound_port: 3,
-            outbound_routes: Path::new("/tmp/frontend-0.routes.json"),
-            upstreams: &upstreams,
-            app_port: 4,
-            control_plane_port: 5,
-            wasm: Some(Path::new("/tmp/boifi.wasm")),
-            plugin_config: &json!({}),
-            tls: None,
-            stats_config: None,
-        };
+        let empty = json!({});
+        let config = config(frontend, "frontend-0", &upstreams, &empty);
         let b = sidecar_bootstrap(&config);
         assert!(b.get("stats_config").is_none(), "Envoy's default stats");
         let stats = json!({"use_all_default_tags": false});
@@ -775,20 +786,11 @@ mod tests {
             key: "/c/cart.key".into(),
             root: "/c/root.pem".into(),
         };
+        let empty = json!({});
         let config = SidecarConfig {
-            service: cart,
-            pod: "cartservice-0",
-            admin_port: 1,
-            inbound_port: 2,
-            outbound_port: 3,
             outbound_routes: Path::new("/tmp/r.json"),
-            upstreams: &upstreams,
-            app_port: 4,
-            control_plane_port: 5,
-            wasm: Some(Path::new("/tmp/boifi.wasm")),
-            plugin_config: &json!({}),
             tls: Some(&tls),
-            stats_config: None,
+            ..config(cart, "cartservice-0", &upstreams, &empty)
         };
         let b = sidecar_bootstrap(&config);
         let inbound = &b["static_resources"]["listeners"][0];
@@ -834,20 +836,10 @@ mod tests {
     #[test]
     fn native_sidecar_gets_the_dynamic_module_and_the_istio_proxy_environment() {
         let s = ServiceSpec::new("frontend", "demo", Protocol::Http);
+        let plugin_config = json!({"backoff_initial_ms": 200});
         let config = SidecarConfig {
-            service: &s,
-            pod: "frontend-0",
-            admin_port: 1,
-            inbound_port: 2,
-            outbound_port: 3,
-            outbound_routes: Path::new("/tmp/frontend-0.routes.json"),
-            upstreams: &[],
-            app_port: 4,
-            control_plane_port: 5,
             wasm: Some(Path::new("/tmp/libboifi.so")),
-            plugin_config: &json!({"backoff_initial_ms": 200}),
-            stats_config: None,
-            tls: None,
+            ..config(&s, "frontend-0", &[], &plugin_config)
         };
         assert!(is_native_module(Path::new("/tmp/libboifi.so")));
         assert!(!is_native_module(Path::new("/tmp/boifi.wasm")));
