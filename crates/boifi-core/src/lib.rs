@@ -31,13 +31,14 @@
 
 extern crate alloc;
 
+pub mod backoff;
 pub mod compiled;
 pub mod identity;
 mod parse;
 pub mod pattern;
 pub mod policy;
 pub mod rng;
-#[cfg(feature = "std")]
+#[cfg(feature = "scenario")]
 pub mod scenario;
 pub mod simulate;
 pub mod time;

@@ -144,15 +144,7 @@ fn run(s: &Scenario, port: u16) -> Result<String, String> {
 #[test]
 fn scenario_corpus_holds_in_envoy() {
     let root = repo_root();
-    #[cfg_attr(
-        not(boifi_native_e2e),
-        expect(unused_mut, reason = "only the native run filters")
-    )]
-    let mut scenarios = load_scenarios(&root.join("examples/scenarios/corpus.yaml")).unwrap();
-    // The native module does not read the peer certificate yet (docs/native.md), so a `source`
-    // condition never matches there: the caller cases run through the Wasm filter only.
-    #[cfg(boifi_native_e2e)]
-    scenarios.retain(|s| s.request.source.is_none());
+    let scenarios = load_scenarios(&root.join("examples/scenarios/corpus.yaml")).unwrap();
     let policy_dir = root.join("examples/policies");
     let mesh = Mesh::start();
 

@@ -68,43 +68,13 @@ impl Workload {
         if self.bare {
             return json!({"id": format!("router~127.0.0.1~{pod}~local"), "cluster": svc});
         }
-        let mut labels: serde_json::Map<String, Value> = self
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        labels.insert("security.istio.io/tlsMode".into(), json!("istio"));
-        labels.insert("service.istio.io/canonical-name".into(), json!(svc));
-        let revision = self
-            .labels
-            .iter()
-            .find(|(k, _)| k == "version")
-            .map_or("latest", |(_, v)| v.as_str());
-        labels.insert(
-            "service.istio.io/canonical-revision".into(),
-            json!(revision),
-        );
-        json!({
-            "id": format!("sidecar~127.0.0.1~{pod}.{ns}~{ns}.svc.cluster.local"),
-            "cluster": format!("{svc}.{ns}"),
-            "metadata": {
-                "ANNOTATIONS": {"istio.io/rev": "default"},
-                "APP_CONTAINERS": "server",
-                "CLUSTER_ID": "Kubernetes",
-                "ENVOY_PROMETHEUS_PORT": 15090,
-                "ENVOY_STATUS_PORT": 15021,
-                "INSTANCE_IPS": "127.0.0.1",
-                "INTERCEPTION_MODE": "REDIRECT",
-                "ISTIO_VERSION": "1.30.3",
-                "LABELS": labels,
-                "MESH_ID": "cluster.local",
-                "NAME": pod,
-                "NAMESPACE": ns,
-                "OWNER": format!("kubernetes://apis/apps/v1/namespaces/{ns}/deployments/{svc}"),
-                "SERVICE_ACCOUNT": svc,
-                "WORKLOAD_NAME": svc,
-            }
-        })
+        boifi_core::identity::NodeMetadata {
+            workload_name: Some(svc.clone()),
+            namespace: Some(ns.clone()),
+            name: Some(pod.clone()),
+            labels: self.labels.iter().cloned().collect(),
+        }
+        .istio_node()
     }
 }
 
