@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use boifi_mesh::process::existing_file;
+
 use crate::error::BenchError;
 
 /// The floor module's source.
@@ -22,16 +24,11 @@ pub fn floor(dir: &Path) -> Result<PathBuf, BenchError> {
 
 /// The SDK-only module, next to the filter module `wasm` (where `make bench` builds it).
 pub fn sdk_noop(wasm: &Path) -> Result<PathBuf, BenchError> {
-    let path = wasm.with_file_name("boifi_bench_sdk_noop.wasm");
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(BenchError::Missing {
-            what: format!("the SDK-only module `{}`", path.display()),
-            hint: "build it with `bash scripts/build-wasm.sh boifi-bench-sdk-noop` (`make bench` does)"
-                .to_owned(),
-        })
-    }
+    Ok(existing_file(
+        wasm.with_file_name("boifi_bench_sdk_noop.wasm"),
+        "the SDK-only module",
+        "build it with `bash scripts/build-wasm.sh boifi-bench-sdk-noop` (`make bench` does)",
+    )?)
 }
 
 /// A module's size in bytes.

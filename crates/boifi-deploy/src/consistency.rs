@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use boifi_core::wire::PluginConfig;
 use serde_json::Value;
 
-use crate::yaml::{str_at, value_at, Document, ResourceId};
+use crate::yaml::{items_at, str_at, value_at, Document, ResourceId};
 
 /// The cluster DNS suffix the manifests assume (`<svc>.<ns>.svc.cluster.local`).
 pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
@@ -138,11 +138,7 @@ pub fn selector_matches(selector: &Value, labels: &BTreeMap<String, String>) -> 
     let expressions = map.get("matchExpressions").and_then(Value::as_array);
     let expressions_ok = expressions.into_iter().flatten().all(|expr| {
         let key = str_at(expr, &["key"]);
-        let values: Vec<&str> = expr
-            .get("values")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+        let values: Vec<&str> = items_at(expr, &["values"])
             .filter_map(Value::as_str)
             .collect();
         match str_at(expr, &["operator"]) {
@@ -191,11 +187,7 @@ pub fn http_probes(docs: &[Document]) -> Vec<HttpProbe> {
 /// The value of environment variable `name` or of flag `--flag=value` on a container.
 #[must_use]
 pub fn container_setting<'a>(container: &'a Value, env: &str, flag: &str) -> Option<&'a str> {
-    let from_env = container
-        .get("env")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    let from_env = items_at(container, &["env"])
         .find(|var| str_at(var, &["name"]) == env)
         .and_then(|var| var.get("value").and_then(Value::as_str));
     let prefix = format!("{flag}=");
@@ -373,15 +365,11 @@ fn check_services(docs: &[Document], templates: &[PodTemplate<'_>]) -> Vec<Findi
                 format!("spec.selector `{selector:?}` selects no pod template"),
             ));
         }
-        let targets = value_at(&svc.value, &["spec", "ports"])
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|port| {
-                port.get("targetPort")
-                    .or_else(|| port.get("port"))
-                    .unwrap_or(&Value::Null)
-            });
+        let targets = items_at(&svc.value, &["spec", "ports"]).map(|port| {
+            port.get("targetPort")
+                .or_else(|| port.get("port"))
+                .unwrap_or(&Value::Null)
+        });
         out.extend(ports_not_in_pods(
             &svc.id(),
             targets,
@@ -449,12 +437,8 @@ fn check_network_policies(docs: &[Document], templates: &[PodTemplate<'_>]) -> V
                 "spec.podSelector selects no pod template",
             ));
         }
-        let ports = value_at(&policy.value, &["spec", "ingress"])
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|rule| rule.get("ports").and_then(Value::as_array))
-            .flatten()
+        let ports = items_at(&policy.value, &["spec", "ingress"])
+            .flat_map(|rule| items_at(rule, &["ports"]))
             .map(|port| port.get("port").unwrap_or(&Value::Null));
         out.extend(ports_not_in_pods(&policy.id(), ports, &selected, "port"));
     }
@@ -711,34 +695,22 @@ pub fn check_control_plane_reachable(
             continue;
         }
         let admitted = policies.iter().any(|policy| {
-            let rules = value_at(&policy.value, &["spec", "ingress"]).and_then(Value::as_array);
-            rules.into_iter().flatten().any(|rule| {
-                let from_ok = rule
-                    .get("from")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .any(|peer| {
-                        peer.get("podSelector").is_none()
-                            && peer.get("namespaceSelector").is_some_and(|ns| {
-                                selector_matches(
-                                    ns,
-                                    &BTreeMap::from([(
-                                        "kubernetes.io/metadata.name".to_owned(),
-                                        from.namespace().to_owned(),
-                                    )]),
-                                )
-                            })
-                    });
-                let port_ok = rule
-                    .get("ports")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .any(|p| {
-                        p.get("port").and_then(|port| template.resolve_port(port))
-                            == Some(target_port)
-                    });
+            items_at(&policy.value, &["spec", "ingress"]).any(|rule| {
+                let from_ok = items_at(rule, &["from"]).any(|peer| {
+                    peer.get("podSelector").is_none()
+                        && peer.get("namespaceSelector").is_some_and(|ns| {
+                            selector_matches(
+                                ns,
+                                &BTreeMap::from([(
+                                    "kubernetes.io/metadata.name".to_owned(),
+                                    from.namespace().to_owned(),
+                                )]),
+                            )
+                        })
+                });
+                let port_ok = items_at(rule, &["ports"]).any(|p| {
+                    p.get("port").and_then(|port| template.resolve_port(port)) == Some(target_port)
+                });
                 from_ok && port_ok
             })
         });
@@ -771,13 +743,7 @@ fn check_references(
     };
     for template in templates {
         let mut wanted: Vec<(&str, &str)> = Vec::new();
-        for volume in template
-            .spec
-            .get("volumes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for volume in items_at(template.spec, &["volumes"]) {
             if let Some(name) = value_at(volume, &["secret", "secretName"]).and_then(Value::as_str)
             {
                 wanted.push(("Secret", name));

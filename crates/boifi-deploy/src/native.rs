@@ -169,23 +169,43 @@ fn is_module_name(name: &str) -> bool {
         && edge(bytes.last())
 }
 
-fn envoy_proxy(spec: &Map<String, Value>, out: &mut Vec<RuleViolation>) {
-    let Some(modules) = spec.get("dynamicModules").and_then(Value::as_array) else {
+/// The modules listed at `spec.<field>`, each with its field path; a violation when there
+/// is no list.
+fn listed_modules<'s>(
+    spec: &'s Map<String, Value>,
+    field: &str,
+    out: &mut Vec<RuleViolation>,
+) -> Vec<(String, &'s Value)> {
+    let Some(modules) = spec.get(field).and_then(Value::as_array) else {
         out.push(violation(
-            "spec.dynamicModules",
+            format!("spec.{field}"),
             "must list the boifi module",
         ));
-        return;
+        return Vec::new();
     };
-    for (i, m) in modules.iter().enumerate() {
-        let at = format!("spec.dynamicModules[{i}]");
-        let name = m.get("name").and_then(Value::as_str).unwrap_or("");
-        if !is_module_name(name) {
-            out.push(violation(
-                format!("{at}.name"),
-                format!("`{name}` does not match `^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$`"),
-            ));
-        }
+    modules
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (format!("spec.{field}[{i}]"), m))
+        .collect()
+}
+
+/// A violation at `<at>.name` when the module's name is not a module name (`bad_name` says
+/// what it breaks, after the name).
+fn module_name(at: &str, module: &Value, bad_name: &str, out: &mut Vec<RuleViolation>) {
+    let name = module.get("name").and_then(Value::as_str).unwrap_or("");
+    if !is_module_name(name) {
+        out.push(violation(
+            format!("{at}.name"),
+            format!("`{name}` {bad_name}"),
+        ));
+    }
+}
+
+fn envoy_proxy(spec: &Map<String, Value>, out: &mut Vec<RuleViolation>) {
+    for (at, m) in listed_modules(spec, "dynamicModules", out) {
+        let bad_name = "does not match `^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$`";
+        module_name(&at, m, bad_name, out);
         let source = m.get("source");
         let kind = source
             .and_then(|s| s.get("type"))
@@ -261,22 +281,8 @@ fn extension_policy(spec: &Map<String, Value>, out: &mut Vec<RuleViolation>) {
             "must be a non-empty list of {group, kind, name}",
         ));
     }
-    let Some(modules) = spec.get("dynamicModule").and_then(Value::as_array) else {
-        out.push(violation(
-            "spec.dynamicModule",
-            "must list the boifi module",
-        ));
-        return;
-    };
-    for (i, m) in modules.iter().enumerate() {
-        let at = format!("spec.dynamicModule[{i}]");
-        let name = m.get("name").and_then(Value::as_str).unwrap_or("");
-        if !is_module_name(name) {
-            out.push(violation(
-                format!("{at}.name"),
-                format!("`{name}` is not a module name"),
-            ));
-        }
+    for (at, m) in listed_modules(spec, "dynamicModule", out) {
+        module_name(&at, m, "is not a module name", out);
         let config = m.get("config").map_or_else(String::new, Value::to_string);
         module_config(config.as_bytes(), &format!("{at}.config"), out);
     }

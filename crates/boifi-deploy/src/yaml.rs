@@ -106,6 +106,14 @@ pub fn value_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(value, |v, key| v.get(key))
 }
 
+/// The items of the array at `path` in `value`; none when there is no array there.
+pub fn items_at<'a>(value: &'a Value, path: &[&str]) -> impl Iterator<Item = &'a Value> {
+    value_at(value, path)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
 /// Errors reading YAML.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::envoy::{control_plane_lb_bootstrap, envoy_command, write_bootstrap};
+use crate::envoy::{control_plane_lb_bootstrap, spawn_envoy};
 use crate::error::MeshError;
 use crate::etcd::EtcdCluster;
 use crate::http::HttpClient;
@@ -177,13 +177,12 @@ impl ControlPlane {
         }
         if let (Some((port, admin)), None) = (self.lb_ports, &self.lb) {
             let ports: Vec<u16> = self.replicas.iter().map(|r| r.port).collect();
-            let path = self.dir.join("control-plane-lb.json");
-            write_bootstrap(&path, &control_plane_lb_bootstrap(admin, port, &ports))?;
-            let log = self.dir.join("control-plane-lb.log");
-            self.lb = Some(ManagedProcess::spawn(
+            let bootstrap = control_plane_lb_bootstrap(admin, port, &ports);
+            self.lb = Some(spawn_envoy(
+                &self.envoy,
+                &self.dir,
                 "control-plane-lb",
-                envoy_command(&self.envoy, &path),
-                &log,
+                &bootstrap,
             )?);
         }
         Ok(())

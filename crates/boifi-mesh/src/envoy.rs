@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::error::MeshError;
 use crate::pki::WorkloadFiles;
+use crate::process::{existing_file, ManagedProcess};
 use crate::topology::{ServiceSpec, Topology};
 use crate::traffic::route_action;
 
@@ -27,16 +28,11 @@ const BUFFER_LIMIT: u32 = 32 * 1024;
 /// The Envoy binary: `BOIFI_ENVOY`, else what `scripts/envoy-path.sh` prints.
 pub fn envoy_binary(repo_root: &Path) -> Result<PathBuf, MeshError> {
     if let Some(p) = std::env::var_os("BOIFI_ENVOY") {
-        let path = PathBuf::from(p);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(MeshError::Missing {
-                what: format!("envoy (BOIFI_ENVOY=`{}` is not a file)", path.display()),
-                hint: "point BOIFI_ENVOY at an Envoy binary, or unset it and run `make deps`"
-                    .to_owned(),
-            })
-        };
+        return existing_file(
+            PathBuf::from(p),
+            "envoy: BOIFI_ENVOY",
+            "point BOIFI_ENVOY at an Envoy binary, or unset it and run `make deps`",
+        );
     }
     let script = repo_root.join("scripts").join("envoy-path.sh");
     let out = Command::new("bash")
@@ -602,11 +598,54 @@ pub fn write_bootstrap(path: &Path, bootstrap: &Value) -> Result<(), MeshError> 
     std::fs::write(path, text).map_err(|e| MeshError::io(path, e))
 }
 
+/// Writes `bootstrap` to `<dir>/<name>.envoy.json` and starts `envoy` on it as the process
+/// `name`, its log in `<dir>/<name>.envoy.log` (the ingress, probes, the control plane's
+/// balancer: Envoys without a sidecar's environment).
+pub fn spawn_envoy(
+    envoy: &Path,
+    dir: &Path,
+    name: &str,
+    bootstrap: &Value,
+) -> Result<ManagedProcess, MeshError> {
+    let path = dir.join(format!("{name}.envoy.json"));
+    write_bootstrap(&path, bootstrap)?;
+    let log = dir.join(format!("{name}.envoy.log"));
+    ManagedProcess::spawn(name, envoy_command(envoy, &path), &log)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::topology::Protocol;
     use boifi_core::identity::Identity;
+
+    fn service<'t>(topology: &'t Topology, name: &str) -> &'t ServiceSpec {
+        topology.services.iter().find(|s| s.name == name).unwrap()
+    }
+
+    /// Pod `frontend-0`-style config of `service` with ports 1 to 5 and the Wasm module.
+    fn config<'a>(
+        service: &'a ServiceSpec,
+        pod: &'a str,
+        upstreams: &'a [Upstream],
+        plugin_config: &'a Value,
+    ) -> SidecarConfig<'a> {
+        SidecarConfig {
+            service,
+            pod,
+            admin_port: 1,
+            inbound_port: 2,
+            outbound_port: 3,
+            outbound_routes: Path::new("/tmp/frontend-0.routes.json"),
+            upstreams,
+            app_port: 4,
+            control_plane_port: 5,
+            wasm: Some(Path::new("/tmp/boifi.wasm")),
+            plugin_config,
+            tls: None,
+            stats_config: None,
+        }
+    }
 
     #[test]
     fn sidecar_node_resolves_to_its_identity() {
@@ -632,26 +671,9 @@ mod tests {
                 endpoints: vec![port],
             })
             .collect();
-        let frontend = topology
-            .services
-            .iter()
-            .find(|s| s.name == "frontend")
-            .unwrap();
-        let config = SidecarConfig {
-            service: frontend,
-            pod: "frontend-0",
-            admin_port: 1,
-            inbound_port: 2,
-            outbound_port: 3,
-            outbound_routes: Path::new("/tmp/frontend-0.routes.json"),
-            upstreams: &upstreams,
-            app_port: 4,
-            control_plane_port: 5,
-            wasm: Some(Path::new("/tmp/boifi.wasm")),
-            plugin_config: &json!({}),
-            tls: None,
-            stats_config: None,
-        };
+        let frontend = service(&topology, "frontend");
+        let empty = json!({});
+        let config = config(frontend, "frontend-0", &upstreams, &empty);
         let b = sidecar_bootstrap(&config);
         assert!(b.get("stats_config").is_none(), "Envoy's default stats");
         let stats = json!({"use_all_default_tags": false});
@@ -711,31 +733,18 @@ mod tests {
     fn with_mtls_the_inbound_tls_chain_requires_and_verifies_and_outbound_verifies_the_callee() {
         let topology = Topology::online_boutique();
         let upstreams = one_endpoint_each(&topology);
-        let cart = topology
-            .services
-            .iter()
-            .find(|s| s.name == "cartservice")
-            .unwrap();
+        let cart = service(&topology, "cartservice");
         let tls = WorkloadFiles {
             spiffe_id: cart.spiffe_id("cluster.local"),
             cert: "/c/cart.pem".into(),
             key: "/c/cart.key".into(),
             root: "/c/root.pem".into(),
         };
+        let empty = json!({});
         let config = SidecarConfig {
-            service: cart,
-            pod: "cartservice-0",
-            admin_port: 1,
-            inbound_port: 2,
-            outbound_port: 3,
             outbound_routes: Path::new("/tmp/r.json"),
-            upstreams: &upstreams,
-            app_port: 4,
-            control_plane_port: 5,
-            wasm: Some(Path::new("/tmp/boifi.wasm")),
-            plugin_config: &json!({}),
             tls: Some(&tls),
-            stats_config: None,
+            ..config(cart, "cartservice-0", &upstreams, &empty)
         };
         let b = sidecar_bootstrap(&config);
         let inbound = &b["static_resources"]["listeners"][0];
@@ -781,20 +790,10 @@ mod tests {
     #[test]
     fn native_sidecar_gets_the_dynamic_module_and_the_istio_proxy_environment() {
         let s = ServiceSpec::new("frontend", "demo", Protocol::Http);
+        let plugin_config = json!({"backoff_initial_ms": 200});
         let config = SidecarConfig {
-            service: &s,
-            pod: "frontend-0",
-            admin_port: 1,
-            inbound_port: 2,
-            outbound_port: 3,
-            outbound_routes: Path::new("/tmp/frontend-0.routes.json"),
-            upstreams: &[],
-            app_port: 4,
-            control_plane_port: 5,
             wasm: Some(Path::new("/tmp/libboifi.so")),
-            plugin_config: &json!({"backoff_initial_ms": 200}),
-            stats_config: None,
-            tls: None,
+            ..config(&s, "frontend-0", &[], &plugin_config)
         };
         assert!(is_native_module(Path::new("/tmp/libboifi.so")));
         assert!(!is_native_module(Path::new("/tmp/boifi.wasm")));

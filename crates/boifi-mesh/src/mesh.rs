@@ -10,13 +10,13 @@ use serde_json::{json, Value};
 use crate::control_plane::{workspace_binary, ControlPlane, Store};
 use crate::envoy::{
     envoy_binary, envoy_command, ingress_bootstrap, is_native_module, istio_proxy_env,
-    sidecar_bootstrap, write_bootstrap, SidecarConfig, Upstream, NATIVE_PROMETHEUS_PREFIX,
-    NATIVE_SEARCH_PATH_ENV,
+    sidecar_bootstrap, spawn_envoy, write_bootstrap, SidecarConfig, Upstream,
+    NATIVE_PROMETHEUS_PREFIX, NATIVE_SEARCH_PATH_ENV,
 };
 use crate::error::MeshError;
 use crate::http::{Answer, HttpClient, RequestSpec, TrafficReport};
 use crate::pki::{MeshCa, WorkloadFiles};
-use crate::process::{wait_for, ManagedProcess};
+use crate::process::{existing_file, wait_for, ManagedProcess};
 use crate::stats::metric_sum;
 use crate::topology::{Protocol, ServiceSpec, Topology};
 use boifi_testkit::ports::free_ports;
@@ -123,14 +123,11 @@ pub fn wasm_path() -> Result<PathBuf, MeshError> {
             crate::topology::repo_root()
                 .join("target/debian/wasm32-unknown-unknown/release/boifi_wasm.wasm")
         });
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(MeshError::Missing {
-            what: format!("the boifi filter `{}`", path.display()),
-            hint: "run `make wasm` (or set BOIFI_WASM)".to_owned(),
-        })
-    }
+    existing_file(
+        path,
+        "the boifi filter",
+        "run `make wasm` (or set BOIFI_WASM)",
+    )
 }
 
 /// One pod: the app and its sidecar.
@@ -568,13 +565,11 @@ impl Mesh {
             .map_err(MeshError::Ports)?
             .try_into()
             .map_err(|_| MeshError::Unknown("free ports".to_owned()))?;
-        let path = self.dir.path().join(format!("probe-{name}.envoy.json"));
-        write_bootstrap(&path, &ingress_bootstrap(admin_port, port, &route, tls))?;
-        let log = self.dir.path().join(format!("probe-{name}.envoy.log"));
-        let mut process = ManagedProcess::spawn(
+        let mut process = spawn_envoy(
+            &self.envoy,
+            self.dir.path(),
             &format!("probe-{name}"),
-            envoy_command(&self.envoy, &path),
-            &log,
+            &ingress_bootstrap(admin_port, port, &route, tls),
         )?;
         let admin = format!("http://127.0.0.1:{admin_port}");
         let client = &self.client;
@@ -597,22 +592,18 @@ impl Mesh {
 
     fn spawn_ingress(&mut self) -> Result<(), MeshError> {
         let routes = self.upstreams();
-        let path = self.dir.path().join("ingress.envoy.json");
         let tls = self.workload_files(INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT)?;
-        write_bootstrap(
-            &path,
-            &ingress_bootstrap(
-                self.ingress_admin_port,
-                self.ingress_port,
-                &routes,
-                tls.as_ref(),
-            ),
-        )?;
-        let log = self.dir.path().join("ingress.envoy.log");
-        self.ingress = Some(ManagedProcess::spawn(
+        let bootstrap = ingress_bootstrap(
+            self.ingress_admin_port,
+            self.ingress_port,
+            &routes,
+            tls.as_ref(),
+        );
+        self.ingress = Some(spawn_envoy(
+            &self.envoy,
+            self.dir.path(),
             "ingress",
-            envoy_command(&self.envoy, &path),
-            &log,
+            &bootstrap,
         )?);
         Ok(())
     }

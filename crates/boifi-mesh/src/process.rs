@@ -164,6 +164,19 @@ pub fn wait_for<T>(
     }
 }
 
+/// `path` when it is a file; else [`MeshError::Missing`] naming `what` at `path`, with `hint`
+/// (how to build or install it).
+pub fn existing_file(path: PathBuf, what: &str, hint: &str) -> Result<PathBuf, MeshError> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(MeshError::Missing {
+            what: format!("{what} `{}`", path.display()),
+            hint: hint.to_owned(),
+        })
+    }
+}
+
 type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 
 /// The thread every child is forked from. `PR_SET_PDEATHSIG` fires when the *thread* that

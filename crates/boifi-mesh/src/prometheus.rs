@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use crate::error::MeshError;
 use crate::http::{HttpClient, RequestSpec};
 use crate::mesh::Mesh;
-use crate::process::{wait_for, ManagedProcess};
+use crate::process::{existing_file, wait_for, ManagedProcess};
 use boifi_testkit::ports::free_port;
 
 /// `meshConfig.defaultConfig.proxyStatsMatcher.inclusionRegexps` for boifi: the filter's
@@ -175,14 +175,11 @@ pub const DASHBOARD: &str = "charts/boifi/dashboards/boifi.json";
 pub fn prometheus_binary() -> Result<PathBuf, MeshError> {
     let path = std::env::var_os("BOIFI_PROMETHEUS")
         .map_or_else(|| PathBuf::from("/usr/bin/prometheus"), PathBuf::from);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(MeshError::Missing {
-            what: format!("prometheus ({})", path.display()),
-            hint: "run `make deps` (it installs Debian's `prometheus` package)".to_owned(),
-        })
-    }
+    existing_file(
+        path,
+        "prometheus",
+        "run `make deps` (it installs Debian's `prometheus` package)",
+    )
 }
 
 /// One series of an instant query's answer.

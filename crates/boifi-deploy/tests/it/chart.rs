@@ -12,7 +12,7 @@ use boifi_deploy::yaml::{Document, ResourceId};
 use serde_json::{json, Value};
 
 use crate::support::{
-    base, chart, chart_bundle, chart_bundles, chart_value_sets, checker, find, helm,
+    base, chart, chart_bundle, chart_bundles, chart_value_sets, checker, find, helm, named,
 };
 
 /// What the operator brings: the release namespace (`helm install --create-namespace`), the
@@ -163,12 +163,7 @@ fn default_is_one_replica_on_the_embedded_store_with_a_generated_token() {
         .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
         .collect();
     assert_eq!(env["STORAGE_BACKEND"], "embedded");
-    let mount = container["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "data")
-        .unwrap();
+    let mount = named(&container["volumeMounts"], &json!("data"));
     assert_eq!(mount["mountPath"], env["DATA_DIR"]);
     let claim = find(&docs, "PersistentVolumeClaim", "boifi-control-plane-data");
     assert_eq!(
@@ -227,12 +222,7 @@ fn external_etcd_uses_the_given_endpoints_and_the_operators_secret() {
         .all(|d| d.kind() != "StatefulSet" && d.kind() != "Secret"));
     let container = &find(&docs, "Deployment", "boifi-control-plane").value["spec"]["template"]
         ["spec"]["containers"][0];
-    let endpoints = container["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == "ETCD_ENDPOINTS")
-        .unwrap();
+    let endpoints = named(&container["env"], &json!("ETCD_ENDPOINTS"));
     assert_eq!(
         endpoints["value"],
         "https://etcd-a.example.internal:2379,https://etcd-b.example.internal:2379,https://etcd-c.example.internal:2379"

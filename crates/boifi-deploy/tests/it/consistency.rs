@@ -11,7 +11,7 @@ use boifi_deploy::consistency::{
 use boifi_deploy::yaml::Document;
 use serde_json::{json, Value};
 
-use crate::support::{base, chart_bundles, find, overlay_dirs};
+use crate::support::{base, chart_bundles, find, named, overlay_dirs};
 
 /// Every bundle the project ships: kustomize's base and overlays, and the chart's value sets.
 pub fn bundles() -> Vec<(String, Vec<Document>)> {
@@ -326,12 +326,7 @@ fn auth_token_file_is_the_mounted_secret_key() {
         .iter()
         .find(|v| v["secret"]["secretName"] == "boifi-auth-token")
         .expect("a volume of Secret boifi-auth-token");
-    let mount = container["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == volume["name"])
-        .expect("the token volume is mounted");
+    let mount = named(&container["volumeMounts"], &volume["name"]);
     assert_eq!(mount["readOnly"], true);
     let item = &volume["secret"]["items"][0];
     assert_eq!(item["key"], "token");

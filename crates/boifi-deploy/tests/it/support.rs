@@ -214,3 +214,13 @@ pub fn succeeds(command: &mut Command) -> Output {
     );
     output
 }
+
+/// The item of the list `list` (a container's `env`, `volumeMounts`, ...) whose `name` is
+/// `name`; fails the test when there is none.
+pub fn named<'a>(list: &'a serde_json::Value, name: &serde_json::Value) -> &'a serde_json::Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["name"] == *name)
+        .unwrap_or_else(|| panic!("no item named {name} in {list}"))
+}

@@ -11,7 +11,7 @@ use boifi_mesh::topology::repo_root;
 use boifi_mesh::Topology;
 use serde_json::Value;
 
-use crate::support::{apply, exclusive, options, send, start};
+use crate::support::{apply, every_path, exclusive, options, send, start};
 
 /// What Grafana substitutes before it sends a query: the rate window (4 scrape intervals or
 /// more, as Grafana's `$__rate_interval` is) and the namespace variable's "All".
@@ -86,21 +86,22 @@ fn value_for(samples: &[Sample], label: &str, value: &str) -> Option<f64> {
 
 /// 20 % of frontend's requests aborted, 25 % of the rest delayed: two policies, so the
 /// per-policy panels have two names to show.
-const POLICIES: &str = "\
-apiVersion: boifi.io/v1alpha1
-kind: FaultInjectionPolicy
-metadata: {name: dash-frontend-abort}
-spec:
-  selector: {service: frontend, namespace: demo}
-  rules: [{match: {path: {prefix: /}}, fault: {percentage: 20, abort: {httpStatus: 503}}}]
----
-apiVersion: boifi.io/v1alpha1
-kind: FaultInjectionPolicy
-metadata: {name: dash-frontend-delay}
-spec:
-  selector: {service: frontend, namespace: demo}
-  rules: [{match: {path: {prefix: /}}, fault: {percentage: 25, delay: {fixed_delay_ms: 20}}}]
-";
+fn policies() -> String {
+    let frontend = "{service: frontend, namespace: demo}";
+    [
+        every_path(
+            "dash-frontend-abort",
+            frontend,
+            "{percentage: 20, abort: {httpStatus: 503}}",
+        ),
+        every_path(
+            "dash-frontend-delay",
+            frontend,
+            "{percentage: 25, delay: {fixed_delay_ms: 20}}",
+        ),
+    ]
+    .join("---\n")
+}
 
 #[test]
 fn every_dashboard_query_returns_its_series_during_a_fault() {
@@ -115,7 +116,7 @@ fn every_dashboard_query_returns_its_series_during_a_fault() {
         Prometheus::for_mesh(&mesh, Duration::from_secs(1)).unwrap_or_else(|e| panic!("{e}"));
     // Applied once Prometheus scrapes everything, so the propagation it causes is in its data.
     std::thread::sleep(Duration::from_secs(2));
-    apply(&mesh, POLICIES);
+    apply(&mesh, &policies());
 
     // Traffic while Prometheus scrapes, until every query answers (or 90 s).
     let start_at = Instant::now();

@@ -23,15 +23,7 @@ fn EDGE_control_plane_down_at_sidecar_start_and_all_replicas_restarted() {
     mesh.control_plane.kill_all();
 
     // The sidecars keep their policies while the control plane is away.
-    let r = mesh.client.traffic(
-        &mesh.ingress_url(),
-        &mesh
-            .request_for("cartservice")
-            .unwrap()
-            .with_header("x-edge", "1"),
-        20,
-        4,
-    );
+    let r = traffic_with_header(&mesh, "cartservice", ("x-edge", "1"), 20, 4);
     assert_eq!(r.by_fault.get("edge-cart"), Some(&20), "{r:?}");
     assert_eq!(r.by_grpc_status.get(&14), Some(&20), "{r:?}");
 
@@ -85,18 +77,9 @@ fn EDGE_control_plane_down_at_sidecar_start_and_all_replicas_restarted() {
 #[test]
 fn EDGE_policy_for_a_namespace_without_sidecars_stays_stored_and_inactive() {
     let mesh = ha_mesh();
-    apply(
-        &mesh,
-        &every_path(
-            "edge-ghost-namespace",
-            "{namespace: ghost}",
-            "{percentage: 100, abort: {httpStatus: 503}}",
-        ),
-    );
-    for s in &mesh.services {
-        let r = send(&mesh, &s.spec.key(), 50);
-        assert_eq!(r.aborts(), 0, "{}: {r:?}", s.spec.key());
-    }
+    assert_abort_everything_selects(&mesh, "edge-ghost-namespace", "{namespace: ghost}", |_| {
+        false
+    });
     let status = policies_status(&mesh);
     let ghost = status["policies"]
         .as_array()

@@ -62,11 +62,7 @@ fn RELIABILITY_control_plane_down_30s_under_traffic_fails_nothing_and_expiry_hol
             assert_eq!(r.passed, r.requests, "{service} during the outage: {r:?}");
             plain += r.requests;
         }
-        let keep = mesh
-            .request_for("frontend")
-            .unwrap()
-            .with_header("x-outage", "keep");
-        let r = mesh.client.traffic(&mesh.ingress_url(), &keep, 20, 4);
+        let r = traffic_with_header(&mesh, "frontend", ("x-outage", "keep"), 20, 4);
         assert_eq!(r.errors, 0, "{r:?}");
         assert_eq!(
             r.by_fault.get("outage-keep"),
@@ -113,11 +109,7 @@ fn RELIABILITY_control_plane_down_30s_under_traffic_fails_nothing_and_expiry_hol
          spec:\n  selector: {service: frontend, namespace: demo}\n  \
          rules: [{match: {headers: [{name: x-outage, exact: keep}]}, fault: {percentage: 100, abort: {httpStatus: 418}}}]\n",
     );
-    let keep = mesh
-        .request_for("frontend")
-        .unwrap()
-        .with_header("x-outage", "keep");
-    let r = mesh.client.traffic(&mesh.ingress_url(), &keep, 10, 2);
+    let r = traffic_with_header(&mesh, "frontend", ("x-outage", "keep"), 10, 2);
     assert_eq!(r.status(418), 10, "{r:?}");
     eprintln!(
         "outage campaign: control plane down {:?}: {rounds} rounds, {plain} plain requests all passed, \

@@ -196,6 +196,44 @@ pub fn every_path(name: &str, selector: &str, fault: &str) -> String {
     )
 }
 
+/// Applies policy `name`, aborting every request on every path of what `selector` selects,
+/// then asserts that of 50 requests to each service of the mesh all are aborted where
+/// `selected(service)` and none elsewhere.
+pub fn assert_abort_everything_selects(
+    mesh: &Mesh,
+    name: &str,
+    selector: &str,
+    selected: impl Fn(&ServiceSpec) -> bool,
+) {
+    apply(
+        mesh,
+        &every_path(
+            name,
+            selector,
+            "{percentage: 100, abort: {httpStatus: 503}}",
+        ),
+    );
+    for s in &mesh.services {
+        let r = send(mesh, &s.spec.key(), 50);
+        let expected = if selected(&s.spec) { 50 } else { 0 };
+        assert_eq!(r.aborts(), expected, "{name} on {}: {r:?}", s.spec.key());
+    }
+}
+
+/// `n` requests to `service` through the ingress carrying header `name: value`, `concurrency`
+/// in flight; transport errors are counted, not failed on (outage tests expect some).
+pub fn traffic_with_header(
+    mesh: &Mesh,
+    service: &str,
+    (name, value): (&str, &str),
+    n: usize,
+    concurrency: usize,
+) -> TrafficReport {
+    let spec = mesh.request_for(service).unwrap().with_header(name, value);
+    mesh.client
+        .traffic(&mesh.ingress_url(), &spec, n, concurrency)
+}
+
 /// The control plane's `/v1/policies/status` document.
 pub fn policies_status(mesh: &Mesh) -> serde_json::Value {
     let status = mesh

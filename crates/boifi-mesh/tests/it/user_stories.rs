@@ -77,15 +77,7 @@ fn US1_control_plane_ha_ready_stored_in_etcd_and_survives_a_replica_kill() {
          rules: [{match: {headers: [{name: x-us1, exact: 'after'}]}, fault: {percentage: 100, abort: {httpStatus: 502}}}]\n",
     );
     assert!(out.contains("us1-after-kill"), "{out}");
-    let r = mesh.client.traffic(
-        &mesh.ingress_url(),
-        &mesh
-            .request_for("frontend")
-            .unwrap()
-            .with_header("x-us1", "after"),
-        30,
-        4,
-    );
+    let r = traffic_with_header(&mesh, "frontend", ("x-us1", "after"), 30, 4);
     assert_eq!(r.status(502), 30, "{r:?}");
     mesh.control_plane.start_replica(0).unwrap();
 }
@@ -182,38 +174,11 @@ fn US3_selectors_fault_only_their_targets() {
     );
 
     halt(&mesh);
-    apply(
-        &mesh,
-        &every_path(
-            "us3-everyone",
-            "{service: '*'}",
-            "{percentage: 100, abort: {httpStatus: 503}}",
-        ),
-    );
-    for s in &mesh.services {
-        let r = send(&mesh, &s.spec.key(), 50);
-        assert_eq!(r.aborts(), 50, "`*` must hit {}: {r:?}", s.spec.key());
-    }
-
+    assert_abort_everything_selects(&mesh, "us3-everyone", "{service: '*'}", |_| true);
     halt(&mesh);
-    apply(
-        &mesh,
-        &every_path(
-            "us3-demo-namespace",
-            "{namespace: demo}",
-            "{percentage: 100, abort: {httpStatus: 503}}",
-        ),
-    );
-    for s in &mesh.services {
-        let r = send(&mesh, &s.spec.key(), 50);
-        let expected = if s.spec.namespace == "demo" { 50 } else { 0 };
-        assert_eq!(
-            r.aborts(),
-            expected,
-            "namespace demo policy on {}: {r:?}",
-            s.spec.key()
-        );
-    }
+    assert_abort_everything_selects(&mesh, "us3-demo-namespace", "{namespace: demo}", |s| {
+        s.namespace == "demo"
+    });
 }
 
 /// US4: each sidecar resolves its own identity from metadata; a sidecar without service
@@ -273,11 +238,7 @@ fn US4_identity_from_istio_metadata_and_wildcards_only_without_it() {
          spec:\n  selector: {service: '*'}\n  \
          rules: [{match: {headers: [{name: x-us4, exact: 'yes'}]}, fault: {percentage: 100, abort: {httpStatus: 504}}}]\n",
     );
-    let spec = mesh
-        .request_for(&nameless_key)
-        .unwrap()
-        .with_header("x-us4", "yes");
-    let r = mesh.client.traffic(&mesh.ingress_url(), &spec, 50, 4);
+    let r = traffic_with_header(&mesh, &nameless_key, ("x-us4", "yes"), 50, 4);
     assert_eq!(r.by_fault.get("us4-wildcard"), Some(&50), "{r:?}");
 }
 
@@ -390,10 +351,8 @@ fn US6_sidecar_metrics_count_faults_and_status_shows_the_rollout() {
     let status = policies_status(&mesh);
     let version = status["version"].as_u64().unwrap();
     let policies = status["policies"].as_array().unwrap();
-    let abort = policies
-        .iter()
-        .find(|p| p["name"] == "us6-frontend-abort")
-        .unwrap();
+    let named = |name: &str| policies.iter().find(|p| p["name"] == name).unwrap();
+    let abort = named("us6-frontend-abort");
     assert_eq!(abort["targets"]["service"], "frontend");
     assert_eq!(abort["targets"]["namespace"], "demo");
     // Every known sidecar of frontend.demo (the registry also remembers replaced pods).
@@ -405,10 +364,7 @@ fn US6_sidecar_metrics_count_faults_and_status_shows_the_rollout() {
         .count();
     assert!(known_frontends >= 3);
     assert_eq!(abort["matching_sidecars"], known_frontends, "{abort}");
-    let delay = policies
-        .iter()
-        .find(|p| p["name"] == "us6-catalog-delay")
-        .unwrap();
+    let delay = named("us6-catalog-delay");
     assert_eq!(delay["targets"]["service"], "productcatalogservice");
     assert_eq!(delay["targets"]["namespace"], "*");
     // Sidecar reports are shared through etcd: `boifi-cli status` through either replica alone

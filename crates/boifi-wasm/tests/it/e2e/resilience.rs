@@ -81,10 +81,6 @@ fn faults_continue_from_the_cache_when_the_control_plane_dies_and_still_expire()
     let expired = wait_for_status(&mut c, "/short", 200, Duration::from_secs(6));
     let expired_after = written.elapsed();
     assert!(expired.is_some(), "the 3 s policy never expired");
-    eprintln!(
-        "expiry while the control plane is down: `duration_seconds: 3` stopped {:.0} ms after the write",
-        expired_after.as_secs_f64() * 1000.0
-    );
     assert!(
         expired_after >= Duration::from_millis(2_900)
             // Upper bound loose: a loaded CI machine may stall a request for a while.

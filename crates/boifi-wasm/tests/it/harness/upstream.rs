@@ -45,8 +45,7 @@ impl Upstream {
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        super::net::stop_accept_loop(&self.stop, self.port);
     }
 }
 
