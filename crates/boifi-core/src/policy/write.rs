@@ -7,6 +7,35 @@ use serde::{Serialize, Serializer};
 
 use super::*;
 
+/// The optional entries of a map: a field at its default is left out (the reader defaults it).
+trait OptionalEntries: SerializeMap {
+    fn entry_if<V: Serialize + ?Sized>(
+        &mut self,
+        write: bool,
+        key: &'static str,
+        value: &V,
+    ) -> Result<(), Self::Error> {
+        if write {
+            self.serialize_entry(key, value)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn entry_some<V: Serialize>(
+        &mut self,
+        key: &'static str,
+        value: Option<&V>,
+    ) -> Result<(), Self::Error> {
+        match value {
+            Some(value) => self.serialize_entry(key, value),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<M: SerializeMap> OptionalEntries for M {}
+
 impl Serialize for PolicyDocument {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut doc = s.serialize_struct("FaultInjectionPolicy", 5)?;
@@ -27,18 +56,14 @@ impl Serialize for Metadata {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("name", &self.name)?;
-        if let Some(version) = &self.version {
-            map.serialize_entry("version", version)?;
-        }
-        if let Some(namespace) = &self.namespace {
-            map.serialize_entry("namespace", namespace)?;
-        }
-        if !self.labels.is_empty() {
-            map.serialize_entry("labels", &self.labels)?;
-        }
-        if !self.annotations.is_empty() {
-            map.serialize_entry("annotations", &self.annotations)?;
-        }
+        map.entry_some("version", self.version.as_ref())?;
+        map.entry_some("namespace", self.namespace.as_ref())?;
+        map.entry_if(!self.labels.is_empty(), "labels", &self.labels)?;
+        map.entry_if(
+            !self.annotations.is_empty(),
+            "annotations",
+            &self.annotations,
+        )?;
         map.end()
     }
 }
@@ -48,18 +73,10 @@ impl Serialize for PolicySpec {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("selector", &self.selector)?;
         map.serialize_entry("rules", &self.rules)?;
-        if self.sampling == Sampling::Request {
-            map.serialize_entry("sampling", "request")?;
-        }
-        if let Some(window) = &self.window {
-            map.serialize_entry("window", window)?;
-        }
-        if self.priority != 0 {
-            map.serialize_entry("priority", &self.priority)?;
-        }
-        if !self.enabled {
-            map.serialize_entry("enabled", &false)?;
-        }
+        map.entry_if(self.sampling == Sampling::Request, "sampling", "request")?;
+        map.entry_some("window", self.window.as_ref())?;
+        map.entry_if(self.priority != 0, "priority", &self.priority)?;
+        map.entry_if(!self.enabled, "enabled", &false)?;
         map.end()
     }
 }
@@ -69,9 +86,7 @@ impl Serialize for Selector {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("service", self.service.as_deref().unwrap_or("*"))?;
         map.serialize_entry("namespace", self.namespace.as_deref().unwrap_or("*"))?;
-        if !self.labels.is_empty() {
-            map.serialize_entry("labels", &self.labels)?;
-        }
+        map.entry_if(!self.labels.is_empty(), "labels", &self.labels)?;
         map.end()
     }
 }
@@ -88,18 +103,10 @@ impl Serialize for Rule {
 impl Serialize for RequestMatch {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
-        if let Some(method) = &self.method {
-            map.serialize_entry("method", method)?;
-        }
-        if let Some(path) = &self.path {
-            map.serialize_entry("path", path)?;
-        }
-        if !self.headers.is_empty() {
-            map.serialize_entry("headers", &self.headers)?;
-        }
-        if let Some(source) = &self.source {
-            map.serialize_entry("source", source)?;
-        }
+        map.entry_some("method", self.method.as_ref())?;
+        map.entry_some("path", self.path.as_ref())?;
+        map.entry_if(!self.headers.is_empty(), "headers", &self.headers)?;
+        map.entry_some("source", self.source.as_ref())?;
         map.end()
     }
 }
@@ -107,15 +114,9 @@ impl Serialize for RequestMatch {
 impl Serialize for SourceMatch {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
-        if let Some(service) = &self.service {
-            map.serialize_entry("service", service)?;
-        }
-        if let Some(namespace) = &self.namespace {
-            map.serialize_entry("namespace", namespace)?;
-        }
-        if let Some(account) = &self.service_account {
-            map.serialize_entry("serviceAccount", account)?;
-        }
+        map.entry_some("service", self.service.as_ref())?;
+        map.entry_some("namespace", self.namespace.as_ref())?;
+        map.entry_some("serviceAccount", self.service_account.as_ref())?;
         map.end()
     }
 }
@@ -154,18 +155,18 @@ impl Serialize for Fault {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("percentage", &self.percentage)?;
-        if self.start_delay_ms > 0 {
-            map.serialize_entry("start_delay_ms", &self.start_delay_ms)?;
-        }
-        if self.duration_seconds > 0 {
-            map.serialize_entry("duration_seconds", &self.duration_seconds)?;
-        }
-        if let Some(delay) = &self.delay {
-            map.serialize_entry("delay", delay)?;
-        }
-        if let Some(abort) = &self.abort {
-            map.serialize_entry("abort", abort)?;
-        }
+        map.entry_if(
+            self.start_delay_ms > 0,
+            "start_delay_ms",
+            &self.start_delay_ms,
+        )?;
+        map.entry_if(
+            self.duration_seconds > 0,
+            "duration_seconds",
+            &self.duration_seconds,
+        )?;
+        map.entry_some("delay", self.delay.as_ref())?;
+        map.entry_some("abort", self.abort.as_ref())?;
         map.end()
     }
 }
@@ -205,9 +206,7 @@ impl Serialize for Delay {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("fixed_delay_ms", &self.fixed_delay_ms)?;
-        if self.jitter_ms > 0 {
-            map.serialize_entry("jitter_ms", &self.jitter_ms)?;
-        }
+        map.entry_if(self.jitter_ms > 0, "jitter_ms", &self.jitter_ms)?;
         map.end()
     }
 }
@@ -216,15 +215,9 @@ impl Serialize for Abort {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("httpStatus", &self.http_status)?;
-        if let Some(grpc) = self.grpc_status {
-            map.serialize_entry("grpcStatus", &grpc)?;
-        }
-        if let Some(body) = &self.body {
-            map.serialize_entry("body", body)?;
-        }
-        if !self.headers.is_empty() {
-            map.serialize_entry("headers", &self.headers)?;
-        }
+        map.entry_some("grpcStatus", self.grpc_status.as_ref())?;
+        map.entry_some("body", self.body.as_ref())?;
+        map.entry_if(!self.headers.is_empty(), "headers", &self.headers)?;
         map.end()
     }
 }
@@ -244,9 +237,7 @@ impl Serialize for PolicyStatus {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("stored_at_ms", &self.stored_at_ms)?;
-        if let Some(expires) = self.expires_at_ms {
-            map.serialize_entry("expires_at_ms", &expires)?;
-        }
+        map.entry_some("expires_at_ms", self.expires_at_ms.as_ref())?;
         map.serialize_entry("revision", &self.revision)?;
         map.end()
     }
