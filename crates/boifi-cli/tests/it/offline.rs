@@ -7,6 +7,15 @@ fn closed_port() -> u16 {
     boifi_testkit::ports::free_port().unwrap()
 }
 
+/// `boifi ARGS FILES…`, each file of the fixtures folder.
+fn on_fixtures(args: &[&str], files: &[&str]) -> std::process::Output {
+    cli()
+        .args(args)
+        .args(files.iter().map(|file| format!("{FIXTURES}/{file}")))
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn validate_accepts_the_example_corpus() {
     let output = cli()
@@ -25,25 +34,22 @@ fn validate_accepts_the_example_corpus() {
 
 #[test]
 fn validate_reports_every_error_with_file_document_and_field_path() {
-    let output = cli()
-        .args(["validate", "-f"])
-        .arg(format!("{FIXTURES}/invalid.yaml"))
-        .arg(format!("{FIXTURES}/syntax.yaml"))
-        .arg(format!("{FIXTURES}/selectors.yaml"))
-        .arg(format!("{FIXTURES}/missing.yaml"))
-        .output()
-        .unwrap();
+    let output = on_fixtures(
+        &["validate", "-f"],
+        &[
+            "invalid.yaml",
+            "syntax.yaml",
+            "selectors.yaml",
+            "missing.yaml",
+        ],
+    );
     assert_eq!(output.status.code(), Some(1));
     insta::assert_snapshot!(transcript(&output));
 }
 
 #[test]
 fn validate_json_lists_the_errors() {
-    let output = cli()
-        .args(["validate", "-o", "json", "-f"])
-        .arg(format!("{FIXTURES}/invalid.yaml"))
-        .output()
-        .unwrap();
+    let output = on_fixtures(&["validate", "-o", "json", "-f"], &["invalid.yaml"]);
     assert_eq!(output.status.code(), Some(1));
     insta::assert_snapshot!(transcript(&output));
 }
@@ -107,11 +113,10 @@ fn simulate_is_reproducible_for_a_seed() {
 
 #[test]
 fn simulate_refuses_invalid_policies() {
-    let output = cli()
-        .args(["simulate", "--service", "frontend", "-f"])
-        .arg(format!("{FIXTURES}/invalid.yaml"))
-        .output()
-        .unwrap();
+    let output = on_fixtures(
+        &["simulate", "--service", "frontend", "-f"],
+        &["invalid.yaml"],
+    );
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
