@@ -10,7 +10,7 @@ use boifi_server::store::WriteCondition;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::conformance::policy;
+use crate::conformance::{lasting, policy};
 use crate::harness::{get_json, metric_value, policy_json, policy_names, InProcess, TOKEN};
 
 const JSON: &str = "application/json";
@@ -271,29 +271,28 @@ async fn policies_are_created_read_replaced_and_deleted() {
     // PUT with If-Match of the current revision.
     let (_, headers, _) = call(&server, Method::GET, "/v1/policies/cart-delay").await;
     let etag = headers["etag"].to_str().unwrap().to_owned();
-    let r = server
-        .client
-        .put(server.url("/v1/policies/cart-delay"))
-        .header("content-type", YAML)
-        .header("if-match", &etag)
-        .bearer_auth(TOKEN)
-        .body(yaml.replace("200", "300"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let put_if_match = async |body: String| {
+        server
+            .client
+            .put(server.url("/v1/policies/cart-delay"))
+            .header("content-type", YAML)
+            .header("if-match", &etag)
+            .bearer_auth(TOKEN)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(
+        put_if_match(yaml.replace("200", "300")).await,
+        StatusCode::OK
+    );
     // The same If-Match is now stale.
-    let r = server
-        .client
-        .put(server.url("/v1/policies/cart-delay"))
-        .header("content-type", YAML)
-        .header("if-match", &etag)
-        .bearer_auth(TOKEN)
-        .body(yaml.to_owned())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    assert_eq!(
+        put_if_match(yaml.to_owned()).await,
+        StatusCode::PRECONDITION_FAILED
+    );
     // List (the legacy shape) and get; reads need no token.
     let list: PolicyList = get_json(&server.client, server.url("/v1/policies")).await;
     let names: Vec<&str> = list.policies.iter().map(|p| p.name()).collect();
@@ -388,28 +387,27 @@ async fn config_filters_by_identity_and_status_shows_sidecars() {
     assert_eq!(status["version"], 2);
     assert_eq!(status["totals"]["policies"], 2);
     assert_eq!(status["totals"]["active"], 2);
-    let front = status["policies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "front-abort")
-        .unwrap();
+    let front = element(&status["policies"], "name", "front-abort");
     assert_eq!(front["targets"]["service"], "frontend");
     assert_eq!(front["fault_kinds"], serde_json::json!(["abort"]));
     assert_eq!(front["state"], "active");
     assert_eq!(front["matching_sidecars"], 1);
-    let sidecar = status["sidecars"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["pod"] == "frontend-1")
-        .unwrap();
+    let sidecar = element(&status["sidecars"], "pod", "frontend-1");
     assert_eq!(sidecar["service"], "frontend");
     assert_eq!(sidecar["namespace"], "demo");
     assert_eq!(sidecar["labels"]["version"], "v1");
     assert_eq!(sidecar["version"], 2);
     assert_eq!(sidecar["current"], true);
     server.stop().await;
+}
+
+/// The element of the JSON array `list` whose `key` is `value`.
+fn element<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e[key] == value)
+        .unwrap_or_else(|| panic!("no element with `{key}` = `{value}` in {list}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -518,8 +516,7 @@ async fn sweep_deletes_expired_policies_after_the_grace_period() {
     use boifi_server::store::memory::MemoryStore;
     use boifi_server::store::PolicyStore;
     let store = MemoryStore::new();
-    let mut short = policy("short-lived", 10);
-    short.spec.rules[0].fault.duration_seconds = 2;
+    let short = lasting("short-lived", 10, 2);
     let stored = store.put(short, WriteCondition::Any).await.unwrap().policy;
     store
         .put(policy("forever", 10), WriteCondition::Any)
@@ -546,16 +543,11 @@ async fn cached_config_body_equals_the_serialized_config_response() {
     use boifi_server::store::memory::MemoryStore;
     use boifi_server::store::PolicyStore;
     let store = MemoryStore::new();
-    let mut expiring = policy("expiring", 10);
-    expiring.spec.rules[0].fault.duration_seconds = 1;
-    store.put(expiring, WriteCondition::Any).await.unwrap();
-    store
-        .put(policy("kept", 20), WriteCondition::Any)
-        .await
-        .unwrap();
     let mut other = policy("other-service", 30);
     other.spec.selector.service = Some("backend".into());
-    store.put(other, WriteCondition::Any).await.unwrap();
+    for p in [lasting("expiring", 10, 1), policy("kept", 20), other] {
+        store.put(p, WriteCondition::Any).await.unwrap();
+    }
     let snapshot = store.snapshot().await.unwrap();
     let cache = RenderCache::default();
     let now = boifi_server::store::now_ms();
@@ -586,13 +578,9 @@ async fn the_running_server_sweeps_expired_policies() {
     use boifi_server::store::PolicyStore;
     use std::sync::Arc;
     let store: Arc<dyn PolicyStore> = Arc::new(MemoryStore::new());
-    let mut short = policy("sweep-me", 10);
-    short.spec.rules[0].fault.duration_seconds = 1;
-    store.put(short, WriteCondition::Any).await.unwrap();
-    store
-        .put(policy("keep-me", 10), WriteCondition::Any)
-        .await
-        .unwrap();
+    for p in [lasting("sweep-me", 10, 1), policy("keep-me", 10)] {
+        store.put(p, WriteCondition::Any).await.unwrap();
+    }
     let config = ServerConfig {
         sweep_grace: Duration::ZERO,
         ..ServerConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))

@@ -21,6 +21,13 @@ pub fn policy(name: &str, percentage: u32) -> PolicyDocument {
     .unwrap()
 }
 
+/// [`policy`] that expires `seconds` after it is stored.
+pub fn lasting(name: &str, percentage: u32, seconds: u64) -> PolicyDocument {
+    let mut p = policy(name, percentage);
+    p.spec.rules[0].fault.duration_seconds = seconds;
+    p
+}
+
 /// Runs every check, each on a fresh store from `factory`.
 pub async fn run<F, Fut>(factory: F)
 where
@@ -260,8 +267,7 @@ async fn delete_all(store: Arc<dyn PolicyStore>) {
 }
 
 async fn status_is_the_stores(store: Arc<dyn PolicyStore>) {
-    let mut p = policy("alpha", 10);
-    p.spec.rules[0].fault.duration_seconds = 60;
+    let mut p = lasting("alpha", 10, 60);
     p.status = Some(boifi_core::policy::PolicyStatus {
         stored_at_ms: 1,
         expires_at_ms: Some(2),

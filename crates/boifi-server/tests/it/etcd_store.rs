@@ -13,7 +13,7 @@ use boifi_server::store::{PolicyStore, PutOutcome, Snapshot, StoreError, WriteCo
 use boifi_testkit::etcd::EtcdCluster;
 use etcd_client::{Client, CompactionOptions};
 
-use crate::conformance::{self, policy};
+use crate::conformance::{self, lasting, policy};
 
 /// A fresh prefix per store, so one etcd serves many independent stores.
 fn unique_prefix(test: &str) -> String {
@@ -413,8 +413,7 @@ fn policy_value(name: &str) -> String {
 async fn replicas_sweep_an_expired_policy_exactly_once() {
     let etcd = EtcdCluster::for_test(1);
     let (a, b) = two_stores(&etcd, "sweep").await;
-    let mut short = policy("short", 1);
-    short.spec.rules[0].fault.duration_seconds = 1;
+    let short = lasting("short", 1, 1);
     let out = a.put(short.clone(), WriteCondition::Any).await.unwrap();
     view_until(&b, "the short policy", |s| s.version >= out.version).await;
     let expired_at = out.policy.status.unwrap().expires_at_ms.unwrap();
