@@ -1,7 +1,8 @@
 //! A child process that dies with its guard.
 
+use std::fs::File;
 use std::io;
-use std::process::{Child, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// Owns a child process and kills it (SIGKILL) when dropped, so a failing or panicking test
@@ -71,6 +72,16 @@ impl Drop for ChildGuard {
         // was never ours to reap.
         let _ = self.kill();
     }
+}
+
+/// Starts `command` with no stdin and its stdout and stderr both into `out` (a log the test
+/// reads when something fails).
+pub fn spawn_logged(command: &mut Command, out: File) -> io::Result<Child> {
+    command
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
 }
 
 /// The binary `name` of the workspace, found beside `beside` (another binary cargo built, e.g.

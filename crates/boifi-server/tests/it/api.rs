@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::conformance::{lasting, policy};
-use crate::harness::{get_json, metric_value, policy_json, policy_names, InProcess, TOKEN};
+use crate::harness::{answer, get_json, metric_value, policy_json, policy_names, InProcess, TOKEN};
 
 const JSON: &str = "application/json";
 const YAML: &str = "application/yaml";
@@ -188,9 +188,7 @@ async fn bad_requests_are_refused_with_a_message_and_change_nothing() {
         for (name, value) in &c.headers {
             request = request.header(*name, *value);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
+        let (status, text) = answer(request).await;
         assert_eq!(status, c.status, "{}: {text}", c.what);
         let error: ApiError = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{}: not an ApiError ({e}): {text}", c.what));
@@ -476,16 +474,14 @@ async fn openapi_document_lists_exactly_the_served_routes() {
     for (method, path) in &documented {
         let concrete = path.replace("{name}", "some-policy");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-        let r = server
-            .client
-            .request(method.clone(), server.url(&concrete))
-            .header("content-type", JSON)
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let text = r.text().await.unwrap();
+        let (status, text) = answer(
+            server
+                .client
+                .request(method.clone(), server.url(&concrete))
+                .header("content-type", JSON)
+                .body("{}"),
+        )
+        .await;
         assert_ne!(
             status,
             StatusCode::METHOD_NOT_ALLOWED,

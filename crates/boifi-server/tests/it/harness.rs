@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use boifi_server::app::{start, RunningServer, ServerConfig};
 use boifi_server::auth::Auth;
 use boifi_server::store::memory::MemoryStore;
 use boifi_server::store::PolicyStore;
-use boifi_testkit::process::ChildGuard;
+use boifi_testkit::process::{spawn_logged, ChildGuard};
 
 /// The token of servers started with auth.
 pub const TOKEN: &str = "s3cret-test-token";
@@ -76,18 +76,23 @@ pub async fn metric_at(client: &reqwest::Client, url: impl reqwest::IntoUrl, nam
     metric_value(&text, name).unwrap_or_else(|| panic!("metric {name} missing:\n{text}"))
 }
 
+/// Sends `request`; the answer's status and body.
+pub async fn answer(request: reqwest::RequestBuilder) -> (reqwest::StatusCode, String) {
+    let r = request.send().await.unwrap();
+    let status = r.status();
+    (status, r.text().await.unwrap())
+}
+
 /// Posts a policy (JSON) to `url` (`/v1/policies`, or `/v1/policies/create` for a strict
 /// create); fails unless it is stored; the stored policy.
 pub async fn create_at(client: &reqwest::Client, url: String, body: String) -> serde_json::Value {
-    let r = client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
+    let (status, text) = answer(
+        client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body),
+    )
+    .await;
     assert!(status.is_success(), "{status}: {text}");
     serde_json::from_str(&text).unwrap()
 }
@@ -177,20 +182,19 @@ impl Binary {
             .append(true)
             .open(log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_boifi-server"))
-            .args(args)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .env_remove("STORAGE_BACKEND")
-            .env_remove("LISTEN_ADDR")
-            .env_remove("DATA_DIR")
-            .env_remove("AUTH_TOKEN_FILE")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
+        let child = spawn_logged(
+            Command::new(env!("CARGO_BIN_EXE_boifi-server"))
+                .args(args)
+                .arg("--listen")
+                .arg(addr.to_string())
+                .env_remove("STORAGE_BACKEND")
+                .env_remove("LISTEN_ADDR")
+                .env_remove("DATA_DIR")
+                .env_remove("AUTH_TOKEN_FILE")
+                .env("RUST_LOG", "info"),
+            out,
+        )
+        .unwrap();
         let mut binary = Binary {
             guard: ChildGuard::new("boifi-server", child),
             addr,

@@ -3,16 +3,16 @@
 //! (YAML alias bombs, huge or exploding regexes) are refused with a 4xx while the server keeps
 //! serving; the token never reaches the logs.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use boifi_server::auth::Auth;
 use boifi_server::store::WriteCondition;
-use boifi_testkit::process::ChildGuard;
+use boifi_testkit::process::{spawn_logged, ChildGuard};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::harness::{get_json, policy_json, policy_names, InProcess, TOKEN};
+use crate::harness::{answer, get_json, policy_json, policy_names, InProcess, TOKEN};
 
 const SEEDED: &str = "seeded-policy";
 
@@ -90,9 +90,7 @@ async fn every_mutating_route_refuses_missing_and_wrong_tokens_and_changes_nothi
             if let Some(c) = &credential {
                 request = request.header("authorization", c);
             }
-            let response = request.send().await.unwrap();
-            let status = response.status();
-            let text = response.text().await.unwrap();
+            let (status, text) = answer(request).await;
             assert_eq!(
                 status,
                 StatusCode::UNAUTHORIZED,
@@ -313,24 +311,23 @@ async fn the_token_never_reaches_the_logs() {
         let port = boifi_testkit::ports::free_port().unwrap();
         let addr = format!("127.0.0.1:{port}");
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_boifi-server"))
-            .args([
-                "--storage",
-                "memory",
-                "--listen",
-                &addr,
-                "--log-format",
-                format,
-            ])
-            .arg("--auth-token-file")
-            .arg(&token_file)
-            // The most talkative level an operator would turn on.
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
+        let child = spawn_logged(
+            Command::new(env!("CARGO_BIN_EXE_boifi-server"))
+                .args([
+                    "--storage",
+                    "memory",
+                    "--listen",
+                    &addr,
+                    "--log-format",
+                    format,
+                ])
+                .arg("--auth-token-file")
+                .arg(&token_file)
+                // The most talkative level an operator would turn on.
+                .env("RUST_LOG", "debug"),
+            out,
+        )
+        .unwrap();
         let mut guard = ChildGuard::new("boifi-server", child);
         let client = reqwest::Client::new();
         let base = format!("http://{addr}");

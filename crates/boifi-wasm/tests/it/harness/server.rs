@@ -3,8 +3,9 @@
 use super::http::{self, Response};
 use super::net::loopback;
 use super::TempDir;
+use boifi_testkit::process::spawn_logged;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 /// Env BOIFI_SERVER, else `<target>/debug/boifi-server` beside this test binary.
@@ -31,18 +32,17 @@ impl Server {
     pub fn start(binary: &std::path::Path, port: u16) -> Server {
         let dir = TempDir::new("boifi-server");
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = Command::new(binary)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--storage")
-            .arg("memory")
-            .arg("--data-dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = spawn_logged(
+            Command::new(binary)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--storage")
+                .arg("memory")
+                .arg("--data-dir")
+                .arg(dir.path()),
+            log,
+        )
+        .unwrap();
         let mut server = Server {
             port,
             child: Some(child),
