@@ -28,6 +28,20 @@ pub fn lasting(name: &str, percentage: u32, seconds: u64) -> PolicyDocument {
     p
 }
 
+/// The refusal of a write whose `If-Match` revision `expected` is not the stored `actual`.
+pub fn mismatch(name: &str, expected: u64, actual: Option<u64>) -> StoreError {
+    StoreError::RevisionMismatch {
+        name: name.into(),
+        expected,
+        actual,
+    }
+}
+
+/// The refusal of a write to a policy the store does not hold.
+fn not_found(name: &str) -> StoreError {
+    StoreError::NotFound { name: name.into() }
+}
+
 /// Runs every check, each on a fresh store from `factory`.
 pub async fn run<F, Fut>(factory: F)
 where
@@ -172,14 +186,7 @@ async fn revision_conditions(store: Arc<dyn PolicyStore>) {
         .put(policy("alpha", 20), WriteCondition::Revision(stale))
         .await
         .unwrap_err();
-    assert_eq!(
-        err,
-        StoreError::RevisionMismatch {
-            name: "alpha".into(),
-            expected: stale,
-            actual: Some(rev)
-        }
-    );
+    assert_eq!(err, mismatch("alpha", stale, Some(rev)));
     let second = store
         .put(policy("alpha", 20), WriteCondition::Revision(rev))
         .await
@@ -198,14 +205,7 @@ async fn revision_conditions(store: Arc<dyn PolicyStore>) {
         .put(policy("beta", 20), WriteCondition::Revision(rev))
         .await
         .unwrap_err();
-    assert_eq!(
-        err,
-        StoreError::RevisionMismatch {
-            name: "beta".into(),
-            expected: rev,
-            actual: None
-        }
-    );
+    assert_eq!(err, mismatch("beta", rev, None));
     let out = store
         .delete("alpha", WriteCondition::Revision(second.version))
         .await
@@ -219,12 +219,7 @@ async fn delete_semantics(store: Arc<dyn PolicyStore>) {
         .delete("ghost", WriteCondition::Any)
         .await
         .unwrap_err();
-    assert_eq!(
-        err,
-        StoreError::NotFound {
-            name: "ghost".into()
-        }
-    );
+    assert_eq!(err, not_found("ghost"));
     let put = store
         .put(policy("alpha", 10), WriteCondition::Any)
         .await
@@ -243,12 +238,7 @@ async fn delete_semantics(store: Arc<dyn PolicyStore>) {
         .delete("alpha", WriteCondition::Any)
         .await
         .unwrap_err();
-    assert_eq!(
-        err,
-        StoreError::NotFound {
-            name: "alpha".into()
-        }
-    );
+    assert_eq!(err, not_found("alpha"));
 }
 
 async fn delete_all(store: Arc<dyn PolicyStore>) {

@@ -13,7 +13,7 @@ use boifi_server::store::{PolicyStore, PutOutcome, Snapshot, StoreError, WriteCo
 use boifi_testkit::etcd::EtcdCluster;
 use etcd_client::{Client, CompactionOptions};
 
-use crate::conformance::{self, lasting, policy};
+use crate::conformance::{self, lasting, mismatch, policy};
 
 /// A fresh prefix per store, so one etcd serves many independent stores.
 fn unique_prefix(test: &str) -> String {
@@ -104,11 +104,7 @@ async fn two_stores_on_one_etcd_see_each_others_writes() {
         .unwrap_err();
     assert_eq!(
         err,
-        StoreError::RevisionMismatch {
-            name: "shared-one".into(),
-            expected: out.version,
-            actual: Some(replaced.version)
-        }
+        mismatch("shared-one", out.version, Some(replaced.version))
     );
     // `If-Match: 0` never matches a missing policy (etcd gives a missing key mod_revision 0).
     for err in [
@@ -119,14 +115,7 @@ async fn two_stores_on_one_etcd_see_each_others_writes() {
             .await
             .unwrap_err(),
     ] {
-        assert_eq!(
-            err,
-            StoreError::RevisionMismatch {
-                name: "never-written".into(),
-                expected: 0,
-                actual: None
-            }
-        );
+        assert_eq!(err, mismatch("never-written", 0, None));
     }
     // Strict create races across replicas: exactly one wins.
     let (x, y) = tokio::join!(
