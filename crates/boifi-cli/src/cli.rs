@@ -254,30 +254,9 @@ pub struct SimulateArgs {
     /// The `x-request-id` header (decides `request` sampling)
     #[arg(long, help_heading = "Request")]
     pub request_id: Option<String>,
-    /// The calling service; its certificate names the service account of the same name unless
-    /// `--source-service-account` says otherwise (needs `--source-namespace`)
-    #[arg(
-        long,
-        value_name = "SERVICE",
-        requires = "source_namespace",
-        help_heading = "Caller (its mTLS certificate)"
-    )]
-    pub source_service: Option<String>,
-    /// The caller's namespace
-    #[arg(
-        long,
-        value_name = "NAMESPACE",
-        help_heading = "Caller (its mTLS certificate)"
-    )]
-    pub source_namespace: Option<String>,
-    /// The caller's service account (default: `--source-service`)
-    #[arg(
-        long,
-        value_name = "ACCOUNT",
-        requires = "source_namespace",
-        help_heading = "Caller (its mTLS certificate)"
-    )]
-    pub source_service_account: Option<String>,
+    /// The caller.
+    #[command(flatten, next_help_heading = "Caller (its mTLS certificate)")]
+    pub caller: CallerArgs,
     /// How many requests to simulate
     #[arg(long, default_value_t = 10_000, help_heading = "Simulation")]
     pub requests: u64,
@@ -288,6 +267,22 @@ pub struct SimulateArgs {
     /// stored at that moment
     #[arg(long, value_name = "TIME", value_parser = parse_time, help_heading = "Simulation")]
     pub at: Option<u64>,
+}
+
+/// `simulate`'s caller: the identity its mTLS certificate names.
+#[derive(Debug, Args)]
+#[group(skip)]
+pub struct CallerArgs {
+    /// The calling service; its certificate names the service account of the same name unless
+    /// `--source-service-account` says otherwise (needs `--source-namespace`)
+    #[arg(long, value_name = "SERVICE", requires = "source_namespace")]
+    pub source_service: Option<String>,
+    /// The caller's namespace
+    #[arg(long, value_name = "NAMESPACE")]
+    pub source_namespace: Option<String>,
+    /// The caller's service account (default: `--source-service`)
+    #[arg(long, value_name = "ACCOUNT", requires = "source_namespace")]
+    pub source_service_account: Option<String>,
 }
 
 /// `completion`.

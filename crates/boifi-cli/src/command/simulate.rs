@@ -83,11 +83,12 @@ fn request(args: &SimulateArgs) -> Result<SimpleRequest, CliError> {
     }
     // The caller as the sidecar would know it: the SPIFFE ID of its verified certificate.
     // Without the flags the request comes from an unknown caller, as over plaintext.
-    let account = args
+    let caller = &args.caller;
+    let account = caller
         .source_service_account
         .as_deref()
-        .or(args.source_service.as_deref());
-    match (&args.source_namespace, account) {
+        .or(caller.source_service.as_deref());
+    match (&caller.source_namespace, account) {
         (None, _) => {}
         (Some(namespace), Some(account)) => {
             request = request.with_peer_uri_san(&spiffe_id(
