@@ -1,6 +1,6 @@
 //! Error messages for a table of bad documents, snapshotted: they are part of the interface.
 
-use boifi_core::policy::{parse_policies_json, parse_policies_yaml};
+use boifi_core::policy::{parse_policies_json, parse_policies_yaml, PolicyDocument, PolicyError};
 
 const GOOD_RULES: &str = r#"[{"match": {"path": {"prefix": "/"}}, "fault": {"percentage": 10, "abort": {"httpStatus": 503}}}]"#;
 
@@ -24,7 +24,12 @@ fn abort_rule(fault_fields: &str) -> String {
 }
 
 fn errors_of(json: &str) -> String {
-    match parse_policies_json(json) {
+    messages(parse_policies_json(json))
+}
+
+/// A parse's error messages, one a line, or `ok`.
+pub fn messages(parsed: Result<Vec<PolicyDocument>, Vec<PolicyError>>) -> String {
+    match parsed {
         Ok(_) => "ok".into(),
         Err(errors) => errors
             .iter()

@@ -7,6 +7,8 @@ use boifi_core::compiled::{decide, CompiledPolicySet, RequestView, SimpleRequest
 use boifi_core::identity::{spiffe_id, Identity, PeerIdentity};
 use boifi_core::policy::parse_policies_yaml;
 
+use crate::errors::messages;
+
 const FRONTEND: &str = "spiffe://cluster.local/ns/demo/sa/frontend";
 const CHECKOUT: &str = "spiffe://cluster.local/ns/demo/sa/checkoutservice";
 
@@ -239,14 +241,7 @@ fn source_round_trips() {
 
 #[test]
 fn bad_sources_get_field_path_messages() {
-    let errors = |source: &str| match parse_policies_yaml(&policy(source)) {
-        Ok(_) => "ok".to_string(),
-        Err(e) => e
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n"),
-    };
+    let errors = |source: &str| messages(parse_policies_yaml(&policy(source)));
     let prefix = "document 1: spec.rules[0].match.source";
     let cases = [
         ("{}", format!("{prefix}: give at least one of `service`, `namespace` or `serviceAccount`")),
