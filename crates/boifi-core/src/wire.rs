@@ -12,6 +12,7 @@ use crate::identity::Identity;
 use crate::parse::{join, Walker};
 use crate::policy::{FieldErrorKind, PolicyDocument, ValidationErrors};
 
+pub mod compact;
 mod status;
 pub use status::{
     LegacySummary, PolicyStatusEntry, SidecarReport, SidecarStatusEntry, StatusResponse,
@@ -63,6 +64,18 @@ pub struct ConfigQuery {
     pub version: Option<u64>,
     /// How long the server may hold the request.
     pub wait_ms: Option<u64>,
+    /// How the answer is encoded (`encoding=compact`: [`compact`], for sidecars).
+    pub encoding: ConfigEncoding,
+}
+
+/// The encoding of a `/v1/config` answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ConfigEncoding {
+    /// `application/json`, the default.
+    #[default]
+    Json,
+    /// [`compact::MEDIA_TYPE`], asked for with `encoding=compact`.
+    Compact,
 }
 
 /// A bad `/v1/config` query parameter.
@@ -121,6 +134,18 @@ impl ConfigQuery {
                     }
                     query.wait_ms = Some(ms);
                 }
+                "encoding" => {
+                    query.encoding = match value {
+                        "json" => ConfigEncoding::Json,
+                        "compact" => ConfigEncoding::Compact,
+                        _ => {
+                            return Err(bad(
+                                "encoding",
+                                format!("`{value}` is not one of `json`, `compact`"),
+                            ))
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -156,6 +181,9 @@ impl ConfigQuery {
         }
         if let Some(w) = self.wait_ms {
             push("wait", &format!("{w}ms"));
+        }
+        if self.encoding == ConfigEncoding::Compact {
+            push("encoding", "compact");
         }
         parts.join("&")
     }
@@ -469,11 +497,12 @@ mod tests {
             identity,
             version: Some(7),
             wait_ms: Some(30_000),
+            encoding: ConfigEncoding::Compact,
         };
         let s = q.to_query_string();
         assert_eq!(
             s,
-            "service=frontend&namespace=demo&pod=frontend-1&labels=version%3Dv1&version=7&wait=30000ms"
+            "service=frontend&namespace=demo&pod=frontend-1&labels=version%3Dv1&version=7&wait=30000ms&encoding=compact"
         );
         let pairs: Vec<(String, String)> = s
             .split('&')
@@ -489,6 +518,11 @@ mod tests {
 
     #[test]
     fn config_query_rejects_bad_values() {
+        let e = ConfigQuery::from_pairs([("encoding", "xml")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "query parameter `encoding`: `xml` is not one of `json`, `compact`"
+        );
         let e = ConfigQuery::from_pairs([("wait", "soon")]).unwrap_err();
         assert_eq!(
             e.to_string(),
