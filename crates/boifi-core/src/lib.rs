@@ -33,6 +33,7 @@ extern crate alloc;
 
 pub mod compiled;
 pub mod identity;
+pub mod json;
 mod parse;
 pub mod pattern;
 pub mod policy;
