@@ -41,6 +41,7 @@ pub mod rng;
 #[cfg(feature = "std")]
 pub mod scenario;
 pub mod simulate;
+pub mod sort;
 pub mod time;
 pub mod wire;
 
