@@ -293,7 +293,10 @@ pub fn compact_config_never_panics_and_round_trips(data: &[u8]) {
     let encoded = compact::encode(&response);
     let back = compact::decode(&encoded).unwrap_or_else(|e| fail("re-decode", &e, &encoded));
     assert_eq!(back, response);
-    for identity in [Identity::for_service("frontend", "demo"), Identity::default()] {
+    for identity in [
+        Identity::for_service("frontend", "demo"),
+        Identity::default(),
+    ] {
         // Unlike the server's answer, fuzzed bytes may hold a regex that does not compile.
         if let Err(e) = boifi_engine::sync::compile_body(data, &identity, 0) {
             drop(e.to_string());
