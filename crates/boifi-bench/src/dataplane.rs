@@ -317,11 +317,7 @@ pub fn run(o: &Options, dir: &Path) -> Result<String, BenchError> {
     // samples[config][round]
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); configs.len()];
     for round in 0..o.rounds {
-        let mut order: Vec<usize> = (0..configs.len()).collect();
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for i in order {
+        for i in stats::round_order(configs.len(), round) {
             let (Some(envoy), Some(c)) = (envoys.get(i), configs.get(i)) else {
                 continue;
             };

@@ -9,7 +9,8 @@ use boifi_mesh::envoy::{
     native_filter, wasm_filter, CONTROL_PLANE_CLUSTER, NATIVE_PROMETHEUS_PREFIX,
     NATIVE_SEARCH_PATH_ENV,
 };
-use boifi_mesh::process::{free_ports, ManagedProcess};
+use boifi_mesh::process::ManagedProcess;
+use boifi_testkit::ports::free_ports;
 use serde_json::{json, Value};
 
 use crate::error::BenchError;
@@ -161,7 +162,7 @@ pub struct Envoy {
 impl Envoy {
     /// Starts Envoy with `spec` (files in `dir`) and waits for a 200 through its listener.
     pub fn start(binary: &Path, dir: &Path, spec: EnvoySpec) -> Result<Envoy, BenchError> {
-        let ports = free_ports(2)?;
+        let ports = free_ports(2).map_err(|e| BenchError::io("picking free loopback ports", e))?;
         let (Some(&admin_port), Some(&listener_port)) = (ports.first(), ports.get(1)) else {
             return Err(BenchError::Unexpected("no free ports".to_owned()));
         };

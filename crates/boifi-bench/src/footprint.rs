@@ -162,11 +162,7 @@ pub fn run(o: &Options, dir: &Path) -> Result<String, BenchError> {
     ];
     let mut runs: Vec<Vec<Start>> = vec![Vec::new(); configs.len()];
     for round in 0..o.starts {
-        let mut order: Vec<usize> = (0..configs.len()).collect();
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for i in order {
+        for i in stats::round_order(configs.len(), round) {
             let Some(&(kind, conc)) = configs.get(i) else {
                 continue;
             };

@@ -7,16 +7,7 @@ pub const NAMESPACE: &str = "bench";
 
 /// A policy aborting `percent` % of `service`'s requests with 503 (on every path).
 pub fn abort(name: &str, service: &str, percent: u32) -> Value {
-    json!({
-        "apiVersion": "boifi.io/v1alpha1",
-        "kind": "FaultInjectionPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "selector": {"service": service, "namespace": NAMESPACE},
-            "rules": [{"match": {"path": {"prefix": "/"}},
-                       "fault": {"percentage": percent, "abort": {"httpStatus": 503}}}],
-        },
-    })
+    aborting(name, service, &json!({"path": {"prefix": "/"}}), percent)
 }
 
 /// A policy that applies to `service` but never fires on the benchmark's `GET /`: 100 %
@@ -28,6 +19,11 @@ pub fn dormant(name: &str, service: &str, i: usize) -> Value {
     } else {
         json!({"path": {"prefix": format!("/never/{i}/")}})
     };
+    aborting(name, service, &matcher, 100)
+}
+
+/// One rule on `service`: `percent` % of the requests `matcher` matches abort with 503.
+fn aborting(name: &str, service: &str, matcher: &Value, percent: u32) -> Value {
     json!({
         "apiVersion": "boifi.io/v1alpha1",
         "kind": "FaultInjectionPolicy",
@@ -35,7 +31,7 @@ pub fn dormant(name: &str, service: &str, i: usize) -> Value {
         "spec": {
             "selector": {"service": service, "namespace": NAMESPACE},
             "rules": [{"match": matcher,
-                       "fault": {"percentage": 100, "abort": {"httpStatus": 503}}}],
+                       "fault": {"percentage": percent, "abort": {"httpStatus": 503}}}],
         },
     })
 }

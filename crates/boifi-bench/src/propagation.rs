@@ -19,7 +19,8 @@ use crate::error::BenchError;
 use crate::policies;
 use crate::report::{self, Table};
 use crate::server;
-use crate::stats::{self, quantile};
+use crate::stats;
+use boifi_mesh::stats::quantile;
 
 /// The service every sidecar of the benchmark mesh belongs to.
 pub const SERVICE: &str = "propagation";
@@ -160,36 +161,36 @@ pub fn run(o: &Options) -> Result<String, BenchError> {
         quantile(v, p).map_or_else(String::new, |d| report::millis(stats::ms(d)))
     };
     let mut t = Table::new(&["measure", "p50", "p99", "max"]);
-    t.row(vec![
-        format!("write ack → all {sidecars} sidecars applied (log time)"),
-        q(&slowest, 0.5),
-        q(&slowest, 0.99),
-        q(&slowest, 1.0),
-    ]);
-    t.row(vec![
-        format!("write sent → all {sidecars} sidecars applied (log time)"),
-        q(&slowest_sent, 0.5),
-        q(&slowest_sent, 0.99),
-        q(&slowest_sent, 1.0),
-    ]);
-    t.row(vec![
-        "write sent → acknowledged (embedded store commit)".to_owned(),
-        q(&acks, 0.5),
-        q(&acks, 0.99),
-        q(&acks, 1.0),
-    ]);
-    t.row(vec![
-        "write ack → one sidecar applied (log time, every sidecar × write)".to_owned(),
-        q(&every, 0.5),
-        q(&every, 0.99),
-        q(&every, 1.0),
-    ]);
-    t.row(vec![
-        "write ack → all seen applied by polling their stats (upper bound)".to_owned(),
-        q(&polled, 0.5),
-        q(&polled, 0.99),
-        q(&polled, 1.0),
-    ]);
+    let rows = [
+        (
+            format!("write ack → all {sidecars} sidecars applied (log time)"),
+            &slowest,
+        ),
+        (
+            format!("write sent → all {sidecars} sidecars applied (log time)"),
+            &slowest_sent,
+        ),
+        (
+            "write sent → acknowledged (embedded store commit)".to_owned(),
+            &acks,
+        ),
+        (
+            "write ack → one sidecar applied (log time, every sidecar × write)".to_owned(),
+            &every,
+        ),
+        (
+            "write ack → all seen applied by polling their stats (upper bound)".to_owned(),
+            &polled,
+        ),
+    ];
+    for (measure, samples) in rows {
+        t.row(vec![
+            measure,
+            q(samples, 0.5),
+            q(samples, 0.99),
+            q(samples, 1.0),
+        ]);
+    }
     let p99 = quantile(&slowest, 0.99).map(stats::ms);
     let verdict = match p99 {
         Some(v) if v <= 250.0 => "met",

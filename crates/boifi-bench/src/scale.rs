@@ -14,7 +14,8 @@ use crate::error::BenchError;
 use crate::policies;
 use crate::report::{self, Table};
 use crate::server::{self, Server};
-use crate::stats::{self, quantile};
+use crate::stats;
+use boifi_mesh::stats::quantile;
 
 /// How to run the control-plane scale benchmark.
 #[derive(Debug, Clone)]

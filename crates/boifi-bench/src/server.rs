@@ -6,7 +6,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use boifi_mesh::control_plane::workspace_binary;
-use boifi_mesh::process::{free_ports, ManagedProcess};
+use boifi_mesh::process::ManagedProcess;
+use boifi_testkit::ports::free_port;
 use serde_json::Value;
 
 use crate::error::BenchError;
@@ -26,10 +27,7 @@ impl Server {
     /// `/v1/ready` answers 200.
     pub fn start(dir: &Path) -> Result<Server, BenchError> {
         let binary = workspace_binary("boifi-server")?;
-        let port = free_ports(1)?
-            .first()
-            .copied()
-            .ok_or_else(|| BenchError::Unexpected("no free port".to_owned()))?;
+        let port = free_port().map_err(|e| BenchError::io("picking a free loopback port", e))?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut command = Command::new(binary);
         command

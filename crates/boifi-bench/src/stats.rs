@@ -1,4 +1,5 @@
-//! Medians, ratios and what `/proc` says about a process.
+//! Medians, ratios and what `/proc` says about a process (quantiles are boifi-mesh's
+//! [`boifi_mesh::stats::quantile`], the one nearest-rank definition of the workspace).
 
 use std::time::Duration;
 
@@ -19,19 +20,15 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
-/// The `q` quantile (0..=1) of `sorted` by the nearest-rank method.
-pub fn quantile(sorted: &[Duration], q: f64) -> Option<Duration> {
-    if sorted.is_empty() {
-        return None;
+/// The order in which round `round` visits `n` configurations: forwards in even rounds,
+/// backwards in odd ones (A B C, C B A, ...), so a drift of the machine during a round hits
+/// every configuration alike over two rounds.
+pub fn round_order(n: usize, round: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    if round % 2 == 1 {
+        order.reverse();
     }
-    #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "ranks of a few thousand samples fit f64 and usize"
-    )]
-    let rank = ((q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize).max(1);
-    sorted.get(rank - 1).copied()
+    order
 }
 
 /// Milliseconds of a duration, as a float.
@@ -89,12 +86,10 @@ mod tests {
     }
 
     #[test]
-    fn quantile_by_nearest_rank() {
-        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(quantile(&v, 0.5), Some(Duration::from_millis(50)));
-        assert_eq!(quantile(&v, 0.99), Some(Duration::from_millis(99)));
-        assert_eq!(quantile(&v, 1.0), Some(Duration::from_millis(100)));
-        assert_eq!(quantile(&[], 0.5), None);
+    fn rounds_alternate_their_order() {
+        assert_eq!(round_order(3, 0), [0, 1, 2]);
+        assert_eq!(round_order(3, 1), [2, 1, 0]);
+        assert_eq!(round_order(3, 2), [0, 1, 2]);
     }
 
     #[test]

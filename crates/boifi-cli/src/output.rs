@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use boifi_core::policy::{PolicyDocument, StringMatch, PPM_SCALE};
+use boifi_core::policy::{PolicyDocument, StringMatch};
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -94,19 +94,6 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// A percentage from parts per million: `10`, `0.5`, `0.0001`.
-pub fn percent(ppm: u32) -> String {
-    let scale = PPM_SCALE / 100;
-    let whole = ppm / scale;
-    let fraction = ppm % scale;
-    if fraction == 0 {
-        whole.to_string()
-    } else {
-        let digits = format!("{fraction:04}");
-        format!("{whole}.{}", digits.trim_end_matches('0'))
-    }
-}
-
 /// A share in 0..=1 as a percentage with two decimals.
 pub fn share(value: f64) -> String {
     format!("{:.2}%", value * 100.0)
@@ -174,16 +161,6 @@ pub fn time(ms: Option<u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentages_keep_their_resolution() {
-        assert_eq!(percent(100_000), "10");
-        assert_eq!(percent(1_000_000), "100");
-        assert_eq!(percent(1), "0.0001");
-        assert_eq!(percent(12_345), "1.2345");
-        assert_eq!(percent(5_000), "0.5");
-        assert_eq!(percent(0), "0");
-    }
 
     #[test]
     fn tables_align_columns() {

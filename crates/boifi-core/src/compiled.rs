@@ -7,8 +7,8 @@ use alloc::vec::Vec;
 
 use crate::identity::{Identity, PeerIdentity, DEFAULT_TRUST_DOMAIN};
 use crate::policy::{
-    build_regex, Abort, Delay, FieldErrorKind, PolicyDocument, Sampling, SourceMatch, StringMatch,
-    PPM_SCALE,
+    build_regex, Abort, Delay, FieldErrorKind, Percentage, PolicyDocument, Sampling, SourceMatch,
+    StringMatch, PPM_SCALE,
 };
 use crate::rng::{fnv1a64, splitmix64};
 
@@ -227,10 +227,11 @@ struct CompiledRule {
     rule_index: usize,
     method: Option<Matcher>,
     path: Option<Matcher>,
-    /// `(slot in the set's header_names, name, matcher)`.
+    /// `(slot of the name among the set's header names, name, matcher)`: rules on the same
+    /// header share a slot, so a request reads it once.
     headers: Vec<(usize, String, Matcher)>,
     source: Option<CallerMatcher>,
-    ppm: u32,
+    percentage: Percentage,
     sampling: Sampling,
     /// Distinguishes this rule's draw from every other rule's.
     seed: u64,
@@ -283,10 +284,14 @@ pub struct MatchedRule<'s> {
     pub policy: &'s str,
     /// The rule's index within the policy.
     pub rule_index: usize,
-    /// The rule's percentage, in ppm.
-    pub ppm: u32,
+    /// The rule's percentage.
+    pub percentage: Percentage,
     /// How its draw is made.
     pub sampling: Sampling,
+    /// Whether its fault makes the request wait (a delay or a start delay).
+    pub waits: bool,
+    /// The HTTP status its fault aborts with, if it aborts.
+    pub abort_status: Option<u16>,
 }
 
 /// The policies that concern one sidecar, compiled for fast evaluation. Built on every policy
@@ -295,7 +300,6 @@ pub struct MatchedRule<'s> {
 pub struct CompiledPolicySet {
     policy_names: Vec<String>,
     rules: Vec<CompiledRule>,
-    header_names: Vec<String>,
     /// The mesh's trust domain: a caller certificate from any other is an unknown caller.
     trust_domain: String,
 }
@@ -305,7 +309,6 @@ impl Default for CompiledPolicySet {
         CompiledPolicySet {
             policy_names: Vec::new(),
             rules: Vec::new(),
-            header_names: Vec::new(),
             trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
         }
     }
@@ -406,7 +409,7 @@ impl CompiledPolicySet {
                     path: compile(&rule.matches.path, "path")?,
                     headers,
                     source: rule.matches.source.as_ref().map(CallerMatcher::compile),
-                    ppm: rule.fault.percentage.ppm(),
+                    percentage: rule.fault.percentage,
                     sampling: policy.spec.sampling,
                     seed: rule_seed(policy.name(), rule_index),
                     active_from_ms: window_from,
@@ -426,9 +429,6 @@ impl CompiledPolicySet {
             .iter()
             .flat_map(|r| r.headers.iter().map(|(_, n, _)| n.clone()))
             .collect();
-        if set.rules.iter().any(|r| r.sampling == Sampling::Request) {
-            names.push(REQUEST_ID_HEADER.to_owned());
-        }
         crate::sort::sort_by(&mut names, |a, b| a < b);
         names.dedup();
         for rule in &mut set.rules {
@@ -436,7 +436,6 @@ impl CompiledPolicySet {
                 *slot = names.binary_search(name).unwrap_or(usize::MAX);
             }
         }
-        set.header_names = names;
         Ok(set)
     }
 
@@ -473,11 +472,6 @@ impl CompiledPolicySet {
         self.rules.len()
     }
 
-    /// The request headers [`decide`] may read: a host can fetch just these.
-    pub fn header_names(&self) -> &[String] {
-        &self.header_names
-    }
-
     /// How many policies have a rule that can fire at `now_ms`.
     pub fn active_policy_count(&self, now_ms: u64) -> usize {
         let mut count = 0;
@@ -509,8 +503,10 @@ impl CompiledPolicySet {
             .map(|r| MatchedRule {
                 policy: self.policy_name(r.policy),
                 rule_index: r.rule_index,
-                ppm: r.ppm,
+                percentage: r.percentage,
                 sampling: r.sampling,
+                waits: r.delay.is_some() || r.start_delay_ms > 0,
+                abort_status: r.abort.as_ref().map(|a| a.http_status),
             })
     }
 
@@ -520,8 +516,9 @@ impl CompiledPolicySet {
 }
 
 /// Header values and the caller looked up at most once per request, so ten rules on the same
-/// header cost one lookup (in the filter a lookup can be a host call). Header slots past the
-/// first few are not cached.
+/// header cost one lookup (a scan of the header map the Wasm filter fetched once, a call into
+/// Envoy in the native module; the caller is a host property read in both). Header slots past
+/// the first few are not cached.
 #[derive(Default)]
 struct Lookups<'r> {
     fetched: u8,
@@ -591,7 +588,7 @@ pub fn decide<'s, R: RequestView + ?Sized>(
             None
         };
         let rule_draw = rule_draw(rule.sampling, rule.seed, draw, id);
-        if !fires(rule_draw, rule.ppm) {
+        if !fires(rule_draw, rule.percentage.ppm()) {
             continue;
         }
         return Some(FaultDecision {

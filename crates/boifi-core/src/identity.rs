@@ -2,8 +2,9 @@
 
 use alloc::borrow::ToOwned;
 use alloc::collections::BTreeMap;
+use alloc::format;
 use alloc::string::{String, ToString};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// The label Istio's injector sets to the canonical service name.
 pub const CANONICAL_NAME_LABEL: &str = "service.istio.io/canonical-name";
@@ -19,6 +20,86 @@ pub struct NodeMetadata {
     pub name: Option<String>,
     /// `LABELS`: the pod labels.
     pub labels: BTreeMap<String, String>,
+}
+
+/// The shape of the metadata, built in one place (the inverse of [`NodeMetadata::from_json`]) for
+/// the tests, the scenarios and the local mesh.
+impl NodeMetadata {
+    /// The `metadata` object Istio's pilot-agent writes for a sidecar of this pod (see
+    /// /work/shared/data/sidecar-node-frontend-demo.json): these keys, Istio's own labels
+    /// (`tlsMode`; the canonical ones when the pod has a workload) and the fixed keys of a
+    /// sidecar on this machine. `workload_name` is also the service account.
+    pub fn istio_metadata(&self) -> Value {
+        let text = |s: &str| Value::String(s.to_owned());
+        let mut labels: Map<String, Value> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), text(v)))
+            .collect();
+        labels.insert("security.istio.io/tlsMode".into(), text("istio"));
+        let mut m = Map::new();
+        let mut annotations = Map::new();
+        annotations.insert("istio.io/rev".into(), text("default"));
+        annotations.insert("prometheus.io/path".into(), text("/stats/prometheus"));
+        annotations.insert("prometheus.io/scrape".into(), text("true"));
+        m.insert("ANNOTATIONS".into(), Value::Object(annotations));
+        for (key, value) in [
+            ("APP_CONTAINERS", "server"),
+            ("CLUSTER_ID", "Kubernetes"),
+            ("INSTANCE_IPS", "127.0.0.1"),
+            ("INTERCEPTION_MODE", "REDIRECT"),
+            ("ISTIO_VERSION", "1.30.3"),
+            ("MESH_ID", DEFAULT_TRUST_DOMAIN),
+            ("METADATA_DISCOVERY", "false"),
+        ] {
+            m.insert(key.into(), text(value));
+        }
+        m.insert("ENVOY_PROMETHEUS_PORT".into(), Value::from(15090));
+        m.insert("ENVOY_STATUS_PORT".into(), Value::from(15021));
+        if let Some(pod) = &self.name {
+            m.insert("NAME".into(), text(pod));
+        }
+        if let Some(ns) = &self.namespace {
+            m.insert("NAMESPACE".into(), text(ns));
+        }
+        if let Some(workload) = &self.workload_name {
+            labels.insert(CANONICAL_NAME_LABEL.into(), text(workload));
+            let revision = self.labels.get("version").map_or("latest", String::as_str);
+            labels.insert("service.istio.io/canonical-revision".into(), text(revision));
+            m.insert("WORKLOAD_NAME".into(), text(workload));
+            m.insert("SERVICE_ACCOUNT".into(), text(workload));
+            let ns = self.namespace.as_deref().unwrap_or("default");
+            m.insert(
+                "OWNER".into(),
+                Value::String(format!(
+                    "kubernetes://apis/apps/v1/namespaces/{ns}/deployments/{workload}"
+                )),
+            );
+        }
+        m.insert("LABELS".into(), Value::Object(labels));
+        Value::Object(m)
+    }
+
+    /// The whole `node` block: Istio's `id` and `cluster` around
+    /// [`NodeMetadata::istio_metadata`].
+    pub fn istio_node(&self) -> Value {
+        let ns = self.namespace.as_deref().unwrap_or("default");
+        let pod = self.name.as_deref().unwrap_or("unknown");
+        let cluster = format!(
+            "{}.{ns}",
+            self.workload_name.as_deref().unwrap_or("istio-proxy")
+        );
+        let mut node = Map::new();
+        node.insert(
+            "id".into(),
+            Value::String(format!(
+                "sidecar~127.0.0.1~{pod}.{ns}~{ns}.svc.cluster.local"
+            )),
+        );
+        node.insert("cluster".into(), Value::String(cluster));
+        node.insert("metadata".into(), self.istio_metadata());
+        Value::Object(node)
+    }
 }
 
 /// A sidecar's identity: what selectors are compared with.

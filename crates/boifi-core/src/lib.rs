@@ -31,6 +31,7 @@
 
 extern crate alloc;
 
+pub mod backoff;
 pub mod compiled;
 pub mod identity;
 pub mod json;
@@ -38,7 +39,7 @@ mod parse;
 pub mod pattern;
 pub mod policy;
 pub mod rng;
-#[cfg(feature = "std")]
+#[cfg(feature = "scenario")]
 pub mod scenario;
 pub mod simulate;
 pub mod sort;

@@ -10,7 +10,7 @@ use std::vec::Vec;
 use serde::Deserialize;
 
 use crate::compiled::SimpleRequest;
-use crate::identity::{Identity, CANONICAL_NAME_LABEL};
+use crate::identity::{Identity, NodeMetadata};
 use crate::policy::{parse_policies_text, PolicyDocument};
 use crate::simulate::{Distribution, Outcome};
 
@@ -181,33 +181,22 @@ impl Scenario {
     /// The node metadata an Istio sidecar of this identity would carry.
     pub fn node_metadata(&self) -> serde_json::Value {
         let id = &self.identity;
-        let mut labels: BTreeMap<String, String> = id.labels.clone();
+        let mut labels = id.labels.clone();
         if let Some(service) = &id.service {
             labels.insert("app".into(), service.clone());
-            labels.insert(CANONICAL_NAME_LABEL.into(), service.clone());
         }
-        let mut metadata = serde_json::Map::new();
-        if let Some(service) = &id.service {
-            metadata.insert("WORKLOAD_NAME".into(), service.clone().into());
+        NodeMetadata {
+            workload_name: id.service.clone(),
+            namespace: id.namespace.clone(),
+            name: id.pod.clone(),
+            labels,
         }
-        if let Some(ns) = &id.namespace {
-            metadata.insert("NAMESPACE".into(), ns.clone().into());
-        }
-        if let Some(pod) = &id.pod {
-            metadata.insert("NAME".into(), pod.clone().into());
-        }
-        metadata.insert(
-            "LABELS".into(),
-            serde_json::to_value(labels).unwrap_or_default(),
-        );
-        serde_json::Value::Object(metadata)
+        .istio_metadata()
     }
 
     /// The identity the sidecar resolves from [`Scenario::node_metadata`].
     pub fn identity(&self) -> Identity {
-        Identity::resolve(&crate::identity::NodeMetadata::from_json(
-            &self.node_metadata(),
-        ))
+        Identity::resolve(&NodeMetadata::from_json(&self.node_metadata()))
     }
 
     /// The request.

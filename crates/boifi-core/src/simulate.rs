@@ -6,10 +6,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::compiled::{
-    decide, fires, rule_draw, rule_seed, CompiledPolicySet, FaultDecision, RequestView,
-    REQUEST_ID_HEADER,
+    decide, fires, rule_draw, rule_seed, CompiledPolicySet, FaultDecision, MatchedRule,
+    RequestView, REQUEST_ID_HEADER,
 };
-use crate::policy::{Sampling, PPM_SCALE};
+use crate::policy::{Percentage, Sampling, PPM_SCALE};
 use crate::rng::XorShift64Star;
 
 /// What happened to one request.
@@ -48,6 +48,31 @@ impl Outcome {
         }
     }
 
+    /// The outcome a rule's fault gives whenever it fires: what [`Outcome::of`] says of its
+    /// decision.
+    pub fn of_rule(rule: &MatchedRule<'_>) -> Outcome {
+        match (rule.waits, rule.abort_status) {
+            (_, None) => Outcome::Delay,
+            (false, Some(http_status)) => Outcome::Abort { http_status },
+            (true, Some(http_status)) => Outcome::DelayThenAbort { http_status },
+        }
+    }
+
+    /// The abort status, for the outcomes that abort.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Outcome::Abort { http_status } | Outcome::DelayThenAbort { http_status } => {
+                Some(*http_status)
+            }
+            Outcome::Pass | Outcome::Delay => None,
+        }
+    }
+
+    /// Whether requests with this outcome wait (a delay, or a delay before the abort).
+    pub fn waits(&self) -> bool {
+        matches!(self, Outcome::Delay | Outcome::DelayThenAbort { .. })
+    }
+
     /// A short label: `pass`, `delay`, `abort`, `delay_then_abort`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -70,6 +95,55 @@ pub struct Distribution {
     pub by_policy: BTreeMap<String, u64>,
     /// Sum of the waits of delayed requests, in ms.
     pub total_wait_ms: u64,
+    /// The waits of the requests of each outcome (an outcome without waits has zeros).
+    pub waits: BTreeMap<Outcome, WaitStats>,
+}
+
+/// The waits of a set of requests, in ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitStats {
+    /// Requests counted.
+    pub count: u64,
+    /// The smallest wait.
+    pub min: u64,
+    /// The largest wait.
+    pub max: u64,
+    /// The sum of the waits (saturating).
+    pub sum: u64,
+}
+
+impl WaitStats {
+    /// Counts one more request that waited `wait_ms`.
+    pub fn record(&mut self, wait_ms: u64) {
+        self.min = if self.count == 0 {
+            wait_ms
+        } else {
+            self.min.min(wait_ms)
+        };
+        self.max = self.max.max(wait_ms);
+        self.sum = self.sum.saturating_add(wait_ms);
+        self.count += 1;
+    }
+
+    /// Adds another set's waits.
+    pub fn merge(&mut self, other: &WaitStats) {
+        if other.count == 0 {
+            return;
+        }
+        self.min = if self.count == 0 {
+            other.min
+        } else {
+            self.min.min(other.min)
+        };
+        self.max = self.max.max(other.max);
+        self.sum = self.sum.saturating_add(other.sum);
+        self.count += other.count;
+    }
+
+    /// The mean wait, rounded down (0 for no requests).
+    pub fn mean(&self) -> u64 {
+        self.sum.checked_div(self.count).unwrap_or(0)
+    }
 }
 
 impl Distribution {
@@ -81,6 +155,34 @@ impl Distribution {
     /// Requests that got any fault.
     pub fn faulted(&self) -> u64 {
         self.total - self.count(&Outcome::Pass)
+    }
+
+    /// Counts one request and the decision it got.
+    pub fn record(&mut self, decision: Option<&FaultDecision<'_>>) {
+        self.total += 1;
+        let wait = decision.map_or(0, FaultDecision::total_wait_ms);
+        if let Some(d) = decision {
+            *self.by_policy.entry(String::from(d.policy)).or_insert(0) += 1;
+            self.total_wait_ms = self.total_wait_ms.saturating_add(wait);
+        }
+        let outcome = Outcome::of(decision);
+        self.waits.entry(outcome.clone()).or_default().record(wait);
+        *self.counts.entry(outcome).or_insert(0) += 1;
+    }
+
+    /// Adds another distribution's requests.
+    pub fn merge(&mut self, other: &Distribution) {
+        self.total += other.total;
+        self.total_wait_ms = self.total_wait_ms.saturating_add(other.total_wait_ms);
+        for (k, v) in &other.counts {
+            *self.counts.entry(k.clone()).or_insert(0) += v;
+        }
+        for (k, v) in &other.by_policy {
+            *self.by_policy.entry(k.clone()).or_insert(0) += v;
+        }
+        for (k, v) in &other.waits {
+            self.waits.entry(k.clone()).or_default().merge(v);
+        }
     }
 }
 
@@ -96,15 +198,7 @@ pub fn sample<R: RequestView + ?Sized>(
     let mut rng = XorShift64Star::new(seed);
     let mut out = Distribution::default();
     for _ in 0..requests {
-        let decision = decide(set, request, now_ms, rng.next_u64());
-        out.total += 1;
-        if let Some(d) = &decision {
-            *out.by_policy.entry(String::from(d.policy)).or_insert(0) += 1;
-            out.total_wait_ms = out.total_wait_ms.saturating_add(d.total_wait_ms());
-        }
-        *out.counts
-            .entry(Outcome::of(decision.as_ref()))
-            .or_insert(0) += 1;
+        out.record(decide(set, request, now_ms, rng.next_u64()).as_ref());
     }
     out
 }
@@ -116,8 +210,10 @@ pub struct ExpectedShare {
     pub policy: String,
     /// The rule within it.
     pub rule_index: usize,
-    /// The rule's configured percentage, in ppm.
-    pub configured_ppm: u32,
+    /// The rule's configured percentage.
+    pub percentage: Percentage,
+    /// What the rule does to a request when it fires.
+    pub outcome: Outcome,
     /// The share of all requests this rule decides, in 0..=1: its percentage times the chance
     /// that no earlier matching rule fired.
     pub share: f64,
@@ -139,21 +235,63 @@ pub fn expected_shares<R: RequestView + ?Sized>(
         let p = match (rule.sampling, request_id) {
             (Sampling::Request, Some(id)) => {
                 let seed = rule_seed(rule.policy, rule.rule_index);
-                if fires(rule_draw(rule.sampling, seed, 0, Some(id)), rule.ppm) {
+                if fires(
+                    rule_draw(rule.sampling, seed, 0, Some(id)),
+                    rule.percentage.ppm(),
+                ) {
                     1.0
                 } else {
                     0.0
                 }
             }
-            _ => f64::from(rule.ppm) / f64::from(PPM_SCALE),
+            _ => f64::from(rule.percentage.ppm()) / f64::from(PPM_SCALE),
         };
         shares.push(ExpectedShare {
             policy: String::from(rule.policy),
             rule_index: rule.rule_index,
-            configured_ppm: rule.ppm,
+            percentage: rule.percentage,
+            outcome: Outcome::of_rule(&rule),
             share: not_yet * p,
         });
         not_yet *= 1.0 - p;
     }
     shares
+}
+
+/// The share of requests each outcome is expected to take, in 0..=1, from the rules' shares:
+/// what no rule takes passes.
+pub fn expected_outcomes(shares: &[ExpectedShare]) -> BTreeMap<Outcome, f64> {
+    let mut out: BTreeMap<Outcome, f64> = BTreeMap::new();
+    let mut left = 1.0f64;
+    for share in shares {
+        left -= share.share;
+        *out.entry(share.outcome.clone()).or_insert(0.0) += share.share;
+    }
+    *out.entry(Outcome::Pass).or_insert(0.0) += left.max(0.0);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_merge_as_if_recorded_together() {
+        let mut a = WaitStats::default();
+        let mut b = WaitStats::default();
+        let mut both = WaitStats::default();
+        for (i, w) in [30u64, 10, 50, 20].into_iter().enumerate() {
+            if i % 2 == 0 {
+                a.record(w)
+            } else {
+                b.record(w)
+            }
+            both.record(w);
+        }
+        a.merge(&b);
+        a.merge(&WaitStats::default());
+        assert_eq!(a, both);
+        assert_eq!((both.min, both.max, both.mean()), (10, 50, 27));
+        assert_eq!(WaitStats::default().mean(), 0);
+    }
 }

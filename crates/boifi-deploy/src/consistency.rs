@@ -266,34 +266,98 @@ pub struct BundleScope {
 /// Every cross-object rule `docs` breaks.
 #[must_use]
 pub fn check_bundle(docs: &[Document], scope: &BundleScope) -> Vec<Finding> {
-    let mut out = Vec::new();
     let templates = pod_templates(docs);
-    let finding = |resource: ResourceId, message: String| Finding { resource, message };
+    let mut out = check_workload_selectors(docs);
+    out.extend(check_services(docs, &templates));
+    out.extend(check_stateful_sets(docs));
+    out.extend(check_disruption_budgets(docs, &templates));
+    out.extend(check_network_policies(docs, &templates));
+    out.extend(check_probes(docs));
+    // ServiceMonitors (prometheus-operator) select a Service of the bundle by a port it has.
+    for monitor in docs.iter().filter(|d| d.kind() == "ServiceMonitor") {
+        out.extend(check_service_monitor(docs, monitor));
+    }
+    out.extend(check_etcd_endpoints(docs, &templates));
+    out.extend(check_wasm_plugins(docs));
+    if scope.complete {
+        out.extend(check_references(docs, &templates, &scope.external));
+    }
+    out
+}
 
-    // Workload selectors must select their own template.
-    for doc in docs {
-        if !matches!(
-            doc.kind(),
-            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet"
-        ) {
-            continue;
-        }
-        let Some(selector) = value_at(&doc.value, &["spec", "selector"]) else {
-            continue;
-        };
-        let labels = labels_of(value_at(
-            &doc.value,
-            &["spec", "template", "metadata", "labels"],
-        ));
-        if !selector_matches(selector, &labels) {
-            out.push(finding(
-                doc.id(),
-                "spec.selector does not select the pod template's labels".into(),
-            ));
+fn finding(resource: ResourceId, message: impl Into<String>) -> Finding {
+    Finding {
+        resource,
+        message: message.into(),
+    }
+}
+
+/// The pod templates in `namespace` that a label selector (`matchLabels`/`matchExpressions`)
+/// selects.
+fn selected_by<'t, 'a>(
+    templates: &'t [PodTemplate<'a>],
+    namespace: &str,
+    selector: &Value,
+) -> Vec<&'t PodTemplate<'a>> {
+    templates
+        .iter()
+        .filter(|t| t.namespace == namespace && selector_matches(selector, &t.labels))
+        .collect()
+}
+
+/// A finding on `owner` for every port of `ports` (a Service's `targetPort`, a
+/// NetworkPolicy's `port`) that is not a container port of each of the `selected` pods.
+fn ports_not_in_pods<'v>(
+    owner: &ResourceId,
+    ports: impl Iterator<Item = &'v Value>,
+    selected: &[&PodTemplate<'_>],
+    what: &str,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for port in ports {
+        for template in selected {
+            if template.resolve_port(port).is_none() {
+                out.push(finding(
+                    owner.clone(),
+                    format!(
+                        "{what} `{port}` is not a container port of {}",
+                        template.owner
+                    ),
+                ));
+            }
         }
     }
+    out
+}
 
-    // Services select pods, and every targetPort is a container port of each selected pod.
+/// Workload selectors must select their own template.
+fn check_workload_selectors(docs: &[Document]) -> Vec<Finding> {
+    let workloads = docs.iter().filter(|doc| {
+        matches!(
+            doc.kind(),
+            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet"
+        )
+    });
+    workloads
+        .filter_map(|doc| {
+            let selector = value_at(&doc.value, &["spec", "selector"])?;
+            let labels = labels_of(value_at(
+                &doc.value,
+                &["spec", "template", "metadata", "labels"],
+            ));
+            (!selector_matches(selector, &labels)).then(|| {
+                finding(
+                    doc.id(),
+                    "spec.selector does not select the pod template's labels",
+                )
+            })
+        })
+        .collect()
+}
+
+/// Services select pods, and every targetPort is a container port of each selected pod.
+fn check_services(docs: &[Document], templates: &[PodTemplate<'_>]) -> Vec<Finding> {
+    let mut out = Vec::new();
     for svc in docs.iter().filter(|d| d.kind() == "Service") {
         let selector = labels_of(value_at(&svc.value, &["spec", "selector"]));
         if selector.is_empty() {
@@ -309,138 +373,107 @@ pub fn check_bundle(docs: &[Document], scope: &BundleScope) -> Vec<Finding> {
                 format!("spec.selector `{selector:?}` selects no pod template"),
             ));
         }
-        for port in value_at(&svc.value, &["spec", "ports"])
+        let targets = value_at(&svc.value, &["spec", "ports"])
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-        {
-            let target = port
-                .get("targetPort")
-                .or_else(|| port.get("port"))
-                .unwrap_or(&Value::Null);
-            for template in &selected {
-                if template.resolve_port(target).is_none() {
-                    out.push(finding(
-                        svc.id(),
-                        format!(
-                            "targetPort `{target}` is not a container port of {}",
-                            template.owner
-                        ),
-                    ));
-                }
-            }
-        }
+            .map(|port| {
+                port.get("targetPort")
+                    .or_else(|| port.get("port"))
+                    .unwrap_or(&Value::Null)
+            });
+        out.extend(ports_not_in_pods(
+            &svc.id(),
+            targets,
+            &selected,
+            "targetPort",
+        ));
     }
+    out
+}
 
-    // StatefulSets name a headless Service that selects their pods.
+/// StatefulSets name a headless Service that selects their pods.
+fn check_stateful_sets(docs: &[Document]) -> Vec<Finding> {
+    let mut out = Vec::new();
     for sts in docs.iter().filter(|d| d.kind() == "StatefulSet") {
         let service = str_at(&sts.value, &["spec", "serviceName"]);
         let labels = labels_of(value_at(
             &sts.value,
             &["spec", "template", "metadata", "labels"],
         ));
-        match find(docs, "Service", sts.namespace(), service) {
-            None => out.push(finding(
+        let Some(svc) = find(docs, "Service", sts.namespace(), service) else {
+            out.push(finding(
                 sts.id(),
                 format!("spec.serviceName `{service}` is not a Service in the bundle"),
-            )),
-            Some(svc) => {
-                if str_at(&svc.value, &["spec", "clusterIP"]) != "None" {
-                    out.push(finding(
-                        svc.id(),
-                        "the StatefulSet's governing Service must be headless (clusterIP: None)"
-                            .into(),
-                    ));
-                }
-                if !service_selects(
-                    &labels_of(value_at(&svc.value, &["spec", "selector"])),
-                    &labels,
-                ) {
-                    out.push(finding(
-                        svc.id(),
-                        format!("does not select the pods of {}", sts.id()),
-                    ));
-                }
-            }
-        }
-    }
-
-    // PodDisruptionBudgets select pods.
-    for pdb in docs.iter().filter(|d| d.kind() == "PodDisruptionBudget") {
-        let selector = value_at(&pdb.value, &["spec", "selector"]).unwrap_or(&Value::Null);
-        let covered: Vec<&PodTemplate<'_>> = templates
-            .iter()
-            .filter(|t| t.namespace == pdb.namespace() && selector_matches(selector, &t.labels))
-            .collect();
-        if covered.is_empty() {
+            ));
+            continue;
+        };
+        if str_at(&svc.value, &["spec", "clusterIP"]) != "None" {
             out.push(finding(
-                pdb.id(),
-                "spec.selector selects no pod template".into(),
+                svc.id(),
+                "the StatefulSet's governing Service must be headless (clusterIP: None)",
+            ));
+        }
+        let selector = labels_of(value_at(&svc.value, &["spec", "selector"]));
+        if !service_selects(&selector, &labels) {
+            out.push(finding(
+                svc.id(),
+                format!("does not select the pods of {}", sts.id()),
             ));
         }
     }
+    out
+}
 
-    // NetworkPolicies select pods, and the ports they open are container ports of those pods.
+/// PodDisruptionBudgets select pods.
+fn check_disruption_budgets(docs: &[Document], templates: &[PodTemplate<'_>]) -> Vec<Finding> {
+    docs.iter()
+        .filter(|d| d.kind() == "PodDisruptionBudget")
+        .filter(|pdb| {
+            let selector = value_at(&pdb.value, &["spec", "selector"]).unwrap_or(&Value::Null);
+            selected_by(templates, pdb.namespace(), selector).is_empty()
+        })
+        .map(|pdb| finding(pdb.id(), "spec.selector selects no pod template"))
+        .collect()
+}
+
+/// NetworkPolicies select pods, and the ports they open are container ports of those pods.
+fn check_network_policies(docs: &[Document], templates: &[PodTemplate<'_>]) -> Vec<Finding> {
+    let mut out = Vec::new();
     for policy in docs.iter().filter(|d| d.kind() == "NetworkPolicy") {
         let selector = value_at(&policy.value, &["spec", "podSelector"]).unwrap_or(&Value::Null);
-        let selected: Vec<&PodTemplate<'_>> = templates
-            .iter()
-            .filter(|t| t.namespace == policy.namespace() && selector_matches(selector, &t.labels))
-            .collect();
+        let selected = selected_by(templates, policy.namespace(), selector);
         if selected.is_empty() {
             out.push(finding(
                 policy.id(),
-                "spec.podSelector selects no pod template".into(),
+                "spec.podSelector selects no pod template",
             ));
         }
-        let rules = value_at(&policy.value, &["spec", "ingress"]).and_then(Value::as_array);
-        for rule in rules.into_iter().flatten() {
-            for port in rule
-                .get("ports")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let number = port.get("port").unwrap_or(&Value::Null);
-                for template in &selected {
-                    if template.resolve_port(number).is_none() {
-                        out.push(finding(
-                            policy.id(),
-                            format!(
-                                "port `{number}` is not a container port of {}",
-                                template.owner
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-    }
-
-    // Probes name container ports.
-    for probe in http_probes(docs) {
-        if probe.port.is_none() {
-            out.push(finding(
-                probe.owner.clone(),
-                format!(
-                    "{} of container `{}` names no container port",
-                    probe.kind, probe.container
-                ),
-            ));
-        }
-    }
-
-    // ServiceMonitors (prometheus-operator) select a Service of the bundle by a port it has.
-    for monitor in docs.iter().filter(|d| d.kind() == "ServiceMonitor") {
-        out.extend(check_service_monitor(docs, monitor));
-    }
-
-    out.extend(check_etcd_endpoints(docs, &templates));
-    out.extend(check_wasm_plugins(docs));
-    if scope.complete {
-        out.extend(check_references(docs, &templates, &scope.external));
+        let ports = value_at(&policy.value, &["spec", "ingress"])
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|rule| rule.get("ports").and_then(Value::as_array))
+            .flatten()
+            .map(|port| port.get("port").unwrap_or(&Value::Null));
+        out.extend(ports_not_in_pods(&policy.id(), ports, &selected, "port"));
     }
     out
+}
+
+/// Probes name container ports.
+fn check_probes(docs: &[Document]) -> Vec<Finding> {
+    http_probes(docs)
+        .into_iter()
+        .filter(|probe| probe.port.is_none())
+        .map(|probe| {
+            let message = format!(
+                "{} of container `{}` names no container port",
+                probe.kind, probe.container
+            );
+            finding(probe.owner, message)
+        })
+        .collect()
 }
 
 /// The etcd endpoints given to any container (env `ETCD_ENDPOINTS` or `--etcd-endpoints=`)

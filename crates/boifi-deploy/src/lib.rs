@@ -12,11 +12,13 @@
 //! - [`native`]: the rules for the native module's manifests (Istio `EnvoyFilter`, Envoy
 //!   Gateway `EnvoyProxy` and `EnvoyExtensionPolicy`), which have no schema in the shared data.
 //! - [`pin`] writes the built artifact's digests into the manifests that reference it.
+//! - [`error`]: why a `boifi-deploy` command failed.
 #![warn(missing_docs)]
 
 pub mod check;
 pub mod consistency;
 pub mod digest;
+pub mod error;
 mod gourl;
 pub mod istio;
 pub mod native;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use boifi_deploy::check::Checker;
 use boifi_deploy::consistency::BundleScope;
+use boifi_deploy::error::DeployError;
 use boifi_deploy::oci::{verify_layout, write_layout, Artifact, ArtifactOptions};
 use boifi_deploy::pin;
 use boifi_deploy::render::{self, HelmRelease, Tool};
@@ -105,10 +106,10 @@ fn print_artifact(artifact: &Artifact) {
     );
 }
 
-fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
+fn run(cli: Cli) -> Result<bool, DeployError> {
     match cli.command {
         Command::Oci { wasm, out, tag } => {
-            let bytes = std::fs::read(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
+            let bytes = std::fs::read(&wasm).map_err(|e| DeployError::read_wasm(&wasm, e))?;
             let options = ArtifactOptions {
                 tag,
                 ..ArtifactOptions::default()
@@ -116,7 +117,7 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
             let written = write_layout(&out, &bytes, &options)?;
             let verified = verify_layout(&out)?;
             if verified.artifact != written || verified.wasm != bytes {
-                return Err("the layout read back differs from what was written".into());
+                return Err(DeployError::ReadBackDiffers { layout: out });
             }
             println!("wrote OCI image layout {}", out.display());
             print_artifact(&written);
@@ -125,7 +126,7 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
         Command::VerifyOci { layout, wasm } => {
             let verified = verify_layout(&layout)?;
             if let Some(wasm) = wasm {
-                let bytes = std::fs::read(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
+                let bytes = std::fs::read(&wasm).map_err(|e| DeployError::read_wasm(&wasm, e))?;
                 if bytes != verified.wasm {
                     eprintln!(
                         "{}: the Wasm layer is not `{}`",

@@ -74,6 +74,12 @@ struct EnvoyHttpHeader {
 const REQUEST_HEADER: u32 = 0;
 /// `envoy_dynamic_module_type_metrics_result_Success`.
 const METRICS_SUCCESS: u32 = 0;
+/// `envoy_dynamic_module_type_attribute_id_ConnectionUriSanPeerCertificate`: the 38th entry of
+/// the enum (`RequestPath` = 0 … `ConnectionUriSanLocalCertificate` = 36); the ABI only appends
+/// ids, so `v0.1.0`'s value holds in `v0.2.0`. The e2e corpus proves it in Envoy 1.40: the
+/// neighbours (36: our own certificate's URI SAN, 35: the peer's DNS SAN, which the mesh
+/// certificates lack) would make the caller cases fail.
+const ATTRIBUTE_CONNECTION_URI_SAN_PEER_CERTIFICATE: u32 = 37;
 
 // Hook return values (`FilterHeadersStatus`, `FilterDataStatus`, `FilterTrailersStatus`).
 const HEADERS_CONTINUE: u32 = 0;
@@ -110,6 +116,11 @@ extern "C" {
         result: *mut EnvoyBuffer,
         index: usize,
         optional_size: *mut usize,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
+        filter_envoy_ptr: *mut c_void,
+        attribute_id: u32,
+        result: *mut EnvoyBuffer,
     ) -> bool;
     fn envoy_dynamic_module_callback_http_send_response(
         filter_envoy_ptr: *mut c_void,
@@ -243,33 +254,20 @@ impl ConfigHandle<'_> {
 
     /// Adds `by` to an unlabeled counter of this configuration.
     pub fn increment(&self, counter: Option<CounterId>, by: u64) {
-        if let (Some(CounterId(id)), true) = (counter, by > 0) {
-            // SAFETY: `ptr` is the live config of the running hook, `id` one of its counters.
-            unsafe {
-                update_metric(
-                    envoy_dynamic_module_callback_http_filter_config_increment_counter,
-                    self.ptr,
-                    id,
-                    &mut [],
-                    by,
-                )
-            }
-        }
+        self.metrics().increment(counter, &mut [], by);
     }
 
     /// Sets a gauge of this configuration.
     pub fn set_gauge(&self, gauge: Option<GaugeId>, value: u64) {
-        if let Some(GaugeId(id)) = gauge {
-            // SAFETY: `ptr` is the live config of the running hook, `id` one of its gauges.
-            unsafe {
-                update_metric(
-                    envoy_dynamic_module_callback_http_filter_config_set_gauge,
-                    self.ptr,
-                    id,
-                    &mut [],
-                    value,
-                )
-            }
+        self.metrics().set_gauge(gauge, value);
+    }
+
+    fn metrics(&self) -> Metrics<'_> {
+        Metrics {
+            ptr: self.ptr,
+            increment: envoy_dynamic_module_callback_http_filter_config_increment_counter,
+            set_gauge: envoy_dynamic_module_callback_http_filter_config_set_gauge,
+            _hook: PhantomData,
         }
     }
 
@@ -314,27 +312,46 @@ pub struct Stream<'a> {
 /// on a filter configuration.
 type MetricUpdate = unsafe extern "C" fn(*mut c_void, usize, *mut ModuleBuffer, usize, u64) -> u32;
 
-/// Calls one metric update with `labels` (Envoy reads them during the call; none: null, 0, as
-/// the ABI allows). The result is ignored: a metric Envoy does not know is not worth failing a
-/// request for.
-///
-/// SAFETY (for callers): `ptr` is the live Envoy object `update` takes (a filter for the
-/// `http_filter_*` updates, a configuration for the `http_filter_config_*` ones) within the
-/// running hook, and `id` a metric of its configuration with `labels.len()` labels.
-unsafe fn update_metric(
-    update: MetricUpdate,
+/// The metrics of one live Envoy object within the running hook (lifetime `'a`): a stream's
+/// filter or a filter configuration, with the ABI's two updates for that kind of object. Made
+/// only by [`Stream::metrics`] and [`ConfigHandle::metrics`], which pair each pointer with the
+/// updates that take it.
+struct Metrics<'a> {
     ptr: NonNull<c_void>,
-    id: usize,
-    labels: &mut [ModuleBuffer],
-    value: u64,
-) {
-    let (labels_ptr, labels_len) = if labels.is_empty() {
-        (core::ptr::null_mut(), 0)
-    } else {
-        (labels.as_mut_ptr(), labels.len())
-    };
-    // SAFETY: see the function's contract; `labels` outlives the call.
-    unsafe { update(ptr.as_ptr(), id, labels_ptr, labels_len, value) };
+    increment: MetricUpdate,
+    set_gauge: MetricUpdate,
+    _hook: PhantomData<&'a ()>,
+}
+
+impl Metrics<'_> {
+    /// Adds `by` (if any) to `counter` for the label values `labels` (as many as it was
+    /// defined with: none, or one).
+    fn increment(&self, counter: Option<CounterId>, labels: &mut [ModuleBuffer], by: u64) {
+        if let (Some(CounterId(id)), true) = (counter, by > 0) {
+            self.update(self.increment, id, labels, by);
+        }
+    }
+
+    fn set_gauge(&self, gauge: Option<GaugeId>, value: u64) {
+        if let Some(GaugeId(id)) = gauge {
+            self.update(self.set_gauge, id, &mut [], value);
+        }
+    }
+
+    /// Calls one metric update with `labels` (none: null, 0, as the ABI allows). The result is
+    /// ignored: a metric Envoy does not know is not worth failing a request for.
+    fn update(&self, update: MetricUpdate, id: usize, labels: &mut [ModuleBuffer], value: u64) {
+        let (labels_ptr, labels_len) = if labels.is_empty() {
+            (core::ptr::null_mut(), 0)
+        } else {
+            (labels.as_mut_ptr(), labels.len())
+        };
+        // SAFETY: `ptr` is the live object of the running hook (`'a`) of the kind `update` takes
+        // (see `Metrics`). Envoy looks `id` up in that configuration's own tables and answers
+        // `MetricNotFound`/`InvalidLabels` for an id or label count it does not know, so no id
+        // can make it read out of bounds; it reads `labels` during the call, and they outlive it.
+        unsafe { update(self.ptr.as_ptr(), id, labels_ptr, labels_len, value) };
+    }
 }
 
 /// A response header for [`Stream::send_response`].
@@ -364,6 +381,32 @@ impl<'a> Stream<'a> {
         }
         // SAFETY: Envoy returned a pointer into the request header map, valid while the map is,
         // i.e. at least until the running hook returns (`'a`); `length` bytes are readable.
+        Some(unsafe { core::slice::from_raw_parts(result.ptr, result.length) })
+    }
+
+    /// The first URI SAN of the downstream peer's certificate (the caller's SPIFFE id in a mesh);
+    /// `None` over plaintext, without a client certificate, or when it has no URI SAN.
+    pub fn peer_uri_san(&self) -> Option<&'a [u8]> {
+        let mut result = EnvoyBuffer {
+            ptr: core::ptr::null(),
+            length: 0,
+        };
+        // SAFETY: `ptr` is the live filter of the running hook; `result` is a valid out-pointer
+        // that Envoy fills only when it returns true (it returns false when the stream has no
+        // connection, the connection no TLS, or the certificate no URI SAN).
+        let found = unsafe {
+            envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                self.ptr.as_ptr(),
+                ATTRIBUTE_CONNECTION_URI_SAN_PEER_CERTIFICATE,
+                &mut result,
+            )
+        };
+        if !found || result.ptr.is_null() {
+            return None;
+        }
+        // SAFETY: Envoy returned a pointer into the connection's TLS info (its cached list of
+        // peer URI SANs), which lives as long as the downstream connection, so at least until
+        // the running hook returns (`'a`); `length` bytes are readable.
         Some(unsafe { core::slice::from_raw_parts(result.ptr, result.length) })
     }
 
@@ -411,52 +454,26 @@ impl<'a> Stream<'a> {
 
     /// Adds `by` to an unlabeled counter of this stream's filter configuration.
     pub fn increment(&self, counter: Option<CounterId>, by: u64) {
-        if let (Some(CounterId(id)), true) = (counter, by > 0) {
-            // SAFETY: `ptr` is the live filter of the running hook; `id` came from
-            // `define_counter` on the config that created it.
-            unsafe {
-                update_metric(
-                    envoy_dynamic_module_callback_http_filter_increment_counter,
-                    self.ptr,
-                    id,
-                    &mut [],
-                    by,
-                )
-            }
-        }
+        self.metrics().increment(counter, &mut [], by);
     }
 
-    /// Adds `by` to a one-label counter, for label value `value`.
+    /// Adds `by` to a one-label counter (`define_labeled_counter`), for label value `value`.
     pub fn increment_labeled(&self, counter: Option<CounterId>, value: &str, by: u64) {
-        if let Some(CounterId(id)) = counter {
-            // SAFETY: `ptr` is the live filter of the running hook; `id` is a one-label counter
-            // of its config (`define_labeled_counter`).
-            unsafe {
-                update_metric(
-                    envoy_dynamic_module_callback_http_filter_increment_counter,
-                    self.ptr,
-                    id,
-                    &mut [ModuleBuffer::of(value.as_bytes())],
-                    by,
-                )
-            }
-        }
+        self.metrics()
+            .increment(counter, &mut [ModuleBuffer::of(value.as_bytes())], by);
     }
 
     /// Sets a gauge of this stream's filter configuration.
     pub fn set_gauge(&self, gauge: Option<GaugeId>, value: u64) {
-        if let Some(GaugeId(id)) = gauge {
-            // SAFETY: `ptr` is the live filter of the running hook; `id` came from
-            // `define_gauge` on its config.
-            unsafe {
-                update_metric(
-                    envoy_dynamic_module_callback_http_filter_set_gauge,
-                    self.ptr,
-                    id,
-                    &mut [],
-                    value,
-                )
-            }
+        self.metrics().set_gauge(gauge, value);
+    }
+
+    fn metrics(&self) -> Metrics<'a> {
+        Metrics {
+            ptr: self.ptr,
+            increment: envoy_dynamic_module_callback_http_filter_increment_counter,
+            set_gauge: envoy_dynamic_module_callback_http_filter_set_gauge,
+            _hook: PhantomData,
         }
     }
 }
@@ -539,6 +556,24 @@ fn stream<'a>(filter_envoy_ptr: *mut c_void) -> Option<Stream<'a>> {
     })
 }
 
+fn config_handle<'a>(filter_config_envoy_ptr: *mut c_void) -> Option<ConfigHandle<'a>> {
+    NonNull::new(filter_config_envoy_ptr).map(|ptr| ConfigHandle {
+        ptr,
+        _hook: PhantomData,
+    })
+}
+
+/// Frees an object the module handed to Envoy as a `*_module_ptr` (null: nothing to free).
+///
+/// SAFETY (for callers): `ptr` is null or came from `Box::<T>::into_raw`, and nothing uses it
+/// after this call (Envoy's `destroy` hooks come once per object, after its last other hook).
+unsafe fn drop_boxed<T>(ptr: *const c_void) {
+    if !ptr.is_null() {
+        // SAFETY: see the function's contract.
+        drop(unsafe { Box::from_raw(ptr.cast_mut().cast::<T>()) });
+    }
+}
+
 /// The module's filter behind `filter_module_ptr`.
 ///
 /// SAFETY (for callers): `ptr` must be null or a pointer returned by `on_http_filter_new` and
@@ -563,12 +598,8 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> *const c_void {
-    let Some(ptr) = NonNull::new(filter_config_envoy_ptr) else {
+    let Some(handle) = config_handle(filter_config_envoy_ptr) else {
         return core::ptr::null();
-    };
-    let handle = ConfigHandle {
-        ptr,
-        _hook: PhantomData,
     };
     let config = FilterConfig::new(&handle, envoy_bytes(name), envoy_bytes(config));
     Box::into_raw(Box::new(config)).cast_const().cast()
@@ -585,23 +616,16 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     let Some(config) = (unsafe { filter_config_ptr.cast::<FilterConfig>().as_ref() }) else {
         return;
     };
-    if let Some(ptr) = NonNull::new(filter_config_envoy_ptr) {
-        let handle = ConfigHandle {
-            ptr,
-            _hook: PhantomData,
-        };
+    if let Some(handle) = config_handle(filter_config_envoy_ptr) {
         config.on_scheduled(&handle, event_id);
     }
 }
 
 #[no_mangle]
 extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(filter_config_ptr: *const c_void) {
-    if filter_config_ptr.is_null() {
-        return;
-    }
     // SAFETY: the pointer came from `Box::into_raw` in `on_http_filter_config_new`, and Envoy
     // destroys a config once, after every stream that uses it.
-    drop(unsafe { Box::from_raw(filter_config_ptr.cast_mut().cast::<FilterConfig>()) });
+    unsafe { drop_boxed::<FilterConfig>(filter_config_ptr) }
 }
 
 #[no_mangle]
@@ -703,12 +727,9 @@ extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
 
 #[no_mangle]
 extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module_ptr: *const c_void) {
-    if filter_module_ptr.is_null() {
-        return;
-    }
     // SAFETY: the pointer came from `Box::into_raw` in `on_http_filter_new`; Envoy destroys a
     // stream's filter once and calls no hook of it afterwards.
-    drop(unsafe { Box::from_raw(filter_module_ptr.cast_mut().cast::<StreamFilter>()) });
+    unsafe { drop_boxed::<StreamFilter>(filter_module_ptr) }
 }
 
 #[no_mangle]

@@ -238,11 +238,9 @@ impl RequestView for HostRequest<'_> {
         self.stream.request_header(name)
     }
 
-    /// Not read yet: the ABI's attribute ids for the peer certificate are not confirmed for
-    /// Envoy 1.40, and a wrong id would read another attribute. An unknown caller never matches
-    /// a `source` condition, so such rules stay dormant in the native module (docs/native.md).
+    /// Read from Envoy only when a `source` rule asks; the engine asks at most once per request.
     fn peer_uri_san(&self) -> Option<&[u8]> {
-        None
+        self.stream.peer_uri_san()
     }
 }
 

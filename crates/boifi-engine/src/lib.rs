@@ -37,7 +37,7 @@
 
 extern crate alloc;
 
-pub mod backoff;
+pub use boifi_core::backoff;
 pub mod delays;
 mod engine;
 pub mod metrics;

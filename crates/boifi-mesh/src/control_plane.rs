@@ -10,7 +10,8 @@ use crate::envoy::{control_plane_lb_bootstrap, envoy_command, write_bootstrap};
 use crate::error::MeshError;
 use crate::etcd::EtcdCluster;
 use crate::http::HttpClient;
-use crate::process::{free_ports, wait_for, ManagedProcess};
+use crate::process::{wait_for, ManagedProcess};
+use boifi_testkit::ports::free_ports;
 
 /// Where the control plane keeps policies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +95,7 @@ impl ControlPlane {
             _ => None,
         };
         let replicas = replicas.max(1);
-        let ports = free_ports(replicas + 2)?;
+        let ports = free_ports(replicas + 2).map_err(MeshError::Ports)?;
         let mut list = Vec::new();
         for (i, port) in ports.iter().take(replicas).enumerate() {
             let mut args = vec![

@@ -13,9 +13,9 @@ use boifi_core::policy::{parse_policies_text, PolicyDocument};
 use crate::cascade::Run;
 use crate::control_plane::Store;
 use crate::error::MeshError;
-use crate::http::quantile;
 use crate::mesh::{Mesh, MeshOptions};
 use crate::prometheus::{istio_stats_config, Prometheus, DASHBOARD};
+use crate::stats::quantile;
 use crate::topology::{Protocol, ServiceSpec, Topology};
 use crate::traffic::{Retries, RoutePolicy};
 

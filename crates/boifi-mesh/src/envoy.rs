@@ -109,66 +109,20 @@ pub struct SidecarConfig<'a> {
     pub stats_config: Option<&'a Value>,
 }
 
-/// The node block Istio's pilot-agent writes for this pod.
+/// The node block Istio's pilot-agent writes for this pod (the core's one shape of it).
 pub fn istio_node(service: &ServiceSpec, pod: &str) -> Value {
-    let ns = &service.namespace;
-    let mut labels = serde_json::Map::new();
-    labels.insert("security.istio.io/tlsMode".into(), json!("istio"));
-    for (k, v) in &service.labels {
-        labels.insert(k.clone(), json!(v));
+    let mut labels = service.labels.clone();
+    let workload_name = service.service_metadata.then(|| service.name.clone());
+    if let Some(name) = &workload_name {
+        labels.insert("app".into(), name.clone());
     }
-    let mut metadata = json!({
-        "ANNOTATIONS": {"istio.io/rev": "default", "prometheus.io/path": "/stats/prometheus",
-                         "prometheus.io/scrape": "true"},
-        "APP_CONTAINERS": "server",
-        "CLUSTER_ID": "Kubernetes",
-        "INSTANCE_IPS": "127.0.0.1",
-        "INTERCEPTION_MODE": "REDIRECT",
-        "ISTIO_VERSION": "1.30.3",
-        "MESH_ID": "cluster.local",
-        "METADATA_DISCOVERY": "false",
-        "NAME": pod,
-        "NAMESPACE": ns,
-        "NODE_NAME": "boifi-mesh",
-    });
-    let cluster = if service.service_metadata {
-        labels.insert("app".into(), json!(service.name));
-        labels.insert(
-            boifi_core::identity::CANONICAL_NAME_LABEL.into(),
-            json!(service.name),
-        );
-        let revision = service
-            .labels
-            .get("version")
-            .cloned()
-            .unwrap_or_else(|| "latest".to_owned());
-        labels.insert(
-            "service.istio.io/canonical-revision".into(),
-            json!(revision),
-        );
-        if let Some(m) = metadata.as_object_mut() {
-            m.insert("WORKLOAD_NAME".into(), json!(service.name));
-            m.insert("SERVICE_ACCOUNT".into(), json!(service.name));
-            m.insert(
-                "OWNER".into(),
-                json!(format!(
-                    "kubernetes://apis/apps/v1/namespaces/{ns}/deployments/{}",
-                    service.name
-                )),
-            );
-        }
-        format!("{}.{ns}", service.name)
-    } else {
-        format!("istio-proxy.{ns}")
-    };
-    if let Some(m) = metadata.as_object_mut() {
-        m.insert("LABELS".into(), Value::Object(labels));
+    boifi_core::identity::NodeMetadata {
+        workload_name,
+        namespace: Some(service.namespace.clone()),
+        name: Some(pod.to_owned()),
+        labels,
     }
-    json!({
-        "id": format!("sidecar~127.0.0.1~{pod}.{ns}~{ns}.svc.cluster.local"),
-        "cluster": cluster,
-        "metadata": metadata,
-    })
+    .istio_node()
 }
 
 fn admin(port: u16) -> Value {

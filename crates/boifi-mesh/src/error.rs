@@ -77,6 +77,9 @@ pub enum MeshError {
         /// What failed.
         reason: String,
     },
+    /// No free loopback ports could be picked (boifi-testkit's picker).
+    #[error("no free loopback ports: {0}")]
+    Ports(#[source] std::io::Error),
     /// An unknown service or replica was named.
     #[error("no {0} in the mesh")]
     Unknown(String),

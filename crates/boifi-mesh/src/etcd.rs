@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::error::MeshError;
 use crate::http::HttpClient;
-use crate::process::{free_ports, wait_for, ManagedProcess};
+use crate::process::{wait_for, ManagedProcess};
+use boifi_testkit::ports::free_ports;
 
 /// A running etcd cluster.
 #[derive(Debug)]
@@ -28,7 +29,7 @@ impl EtcdCluster {
             what: "etcd".to_owned(),
             hint: "run `make deps` (Debian package `etcd-server`) or set BOIFI_ETCD".to_owned(),
         })?;
-        let ports = free_ports(size * 2)?;
+        let ports = free_ports(size * 2).map_err(MeshError::Ports)?;
         let url = |i: usize| {
             ports
                 .get(i)

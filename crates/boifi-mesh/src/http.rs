@@ -69,15 +69,20 @@ pub struct RequestSpec {
 }
 
 impl RequestSpec {
-    /// `GET path`.
-    pub fn get(path: &str) -> RequestSpec {
+    /// `method path`, plain HTTP, no extra header.
+    pub fn new(method: Method, path: &str) -> RequestSpec {
         RequestSpec {
-            method: Method::GET,
+            method,
             path: path.to_owned(),
             host: None,
             headers: Vec::new(),
             grpc: false,
         }
+    }
+
+    /// `GET path`.
+    pub fn get(path: &str) -> RequestSpec {
+        RequestSpec::new(Method::GET, path)
     }
 
     /// A unary gRPC call of `method` on `service` (`hipstershop.CartService`).
@@ -150,7 +155,7 @@ impl TrafficReport {
 
     /// The `q` quantile (0.0..=1.0) of the latencies.
     pub fn latency_quantile(&self, q: f64) -> Option<Duration> {
-        quantile(&self.latencies, q)
+        crate::stats::quantile(&self.latencies, q)
     }
 
     fn add(&mut self, result: Result<Answer, MeshError>) {
@@ -183,22 +188,6 @@ impl TrafficReport {
             }
         }
     }
-}
-
-/// The `q` quantile of sorted durations (nearest rank).
-pub fn quantile(sorted: &[Duration], q: f64) -> Option<Duration> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let last = sorted.len() - 1;
-    #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "a rank within 0..=last"
-    )]
-    let rank = ((q.clamp(0.0, 1.0) * last as f64).round() as usize).min(last);
-    sorted.get(rank).copied()
 }
 
 /// Pooled async clients over one connector: HTTP/1.1 for plain requests, HTTP/2 with prior
@@ -389,18 +378,4 @@ fn header_map(headers: &hyper::HeaderMap) -> BTreeMap<String, String> {
             )
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantile_is_nearest_rank() {
-        let d: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(quantile(&d, 0.5), Some(Duration::from_millis(51)));
-        assert_eq!(quantile(&d, 0.99), Some(Duration::from_millis(99)));
-        assert_eq!(quantile(&d, 1.0), Some(Duration::from_millis(100)));
-        assert_eq!(quantile(&[], 0.5), None);
-    }
 }

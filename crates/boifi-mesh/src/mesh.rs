@@ -16,9 +16,10 @@ use crate::envoy::{
 use crate::error::MeshError;
 use crate::http::{Answer, HttpClient, RequestSpec, TrafficReport};
 use crate::pki::{MeshCa, WorkloadFiles};
-use crate::process::{free_ports, wait_for, ManagedProcess};
+use crate::process::{wait_for, ManagedProcess};
 use crate::stats::metric_sum;
 use crate::topology::{Protocol, ServiceSpec, Topology};
+use boifi_testkit::ports::free_ports;
 
 /// The mesh's trust domain (Istio's default).
 pub const TRUST_DOMAIN: &str = boifi_core::identity::DEFAULT_TRUST_DOMAIN;
@@ -279,7 +280,8 @@ impl Mesh {
             &envoy,
             &client,
         )?;
-        let [ingress_port, ingress_admin_port] = free_ports(2)?
+        let [ingress_port, ingress_admin_port] = free_ports(2)
+            .map_err(MeshError::Ports)?
             .try_into()
             .map_err(|_| MeshError::Unknown("free ports".to_owned()))?;
         let pki = if options.mtls {
@@ -317,7 +319,7 @@ impl Mesh {
             mesh.control_plane.start_all()?;
         }
         for spec in &options.topology.services {
-            let ports = free_ports(spec.replicas * 4)?;
+            let ports = free_ports(spec.replicas * 4).map_err(MeshError::Ports)?;
             let pods = (0..spec.replicas)
                 .map(|slot| Pod {
                     name: String::new(),
@@ -562,7 +564,8 @@ impl Mesh {
         if route.is_empty() {
             return Err(MeshError::Unknown(format!("service {service}")));
         }
-        let [port, admin_port] = free_ports(2)?
+        let [port, admin_port] = free_ports(2)
+            .map_err(MeshError::Ports)?
             .try_into()
             .map_err(|_| MeshError::Unknown("free ports".to_owned()))?;
         let path = self.dir.path().join(format!("probe-{name}.envoy.json"));

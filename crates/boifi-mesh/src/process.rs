@@ -164,46 +164,6 @@ pub fn wait_for<T>(
     }
 }
 
-/// Ports this process already handed out: never handed out twice, so two meshes (or a
-/// restarted replica and a new one) cannot collide while a port is not bound yet.
-static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
-
-/// Free loopback TCP ports, never handed out before by this process.
-pub fn free_ports(n: usize) -> Result<Vec<u16>, MeshError> {
-    let mut handed = HANDED_OUT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut listeners = Vec::with_capacity(n);
-    let mut ports = Vec::with_capacity(n);
-    let mut attempts = 0;
-    while ports.len() < n {
-        attempts += 1;
-        if attempts > n * 20 + 100 {
-            return Err(MeshError::Unknown("free loopback port".to_owned()));
-        }
-        let l = std::net::TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| MeshError::io("127.0.0.1:0", e))?;
-        let port = l
-            .local_addr()
-            .map_err(|e| MeshError::io("127.0.0.1:0", e))?
-            .port();
-        if handed.insert(port) {
-            ports.push(port);
-        }
-        listeners.push(l);
-    }
-    Ok(ports)
-}
-
-/// One free loopback port.
-pub fn free_port() -> Result<u16, MeshError> {
-    free_ports(1)?
-        .first()
-        .copied()
-        .ok_or_else(|| MeshError::Unknown("free port".to_owned()))
-}
-
 type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 
 /// The thread every child is forked from. `PR_SET_PDEATHSIG` fires when the *thread* that

@@ -19,7 +19,8 @@ use serde_json::{json, Value};
 use crate::error::MeshError;
 use crate::http::{HttpClient, RequestSpec};
 use crate::mesh::Mesh;
-use crate::process::{free_port, wait_for, ManagedProcess};
+use crate::process::{wait_for, ManagedProcess};
+use boifi_testkit::ports::free_port;
 
 /// `meshConfig.defaultConfig.proxyStatsMatcher.inclusionRegexps` for boifi: the filter's
 /// counters, and each sidecar's inbound request counters for the dashboard's mesh panels
@@ -243,7 +244,7 @@ impl Prometheus {
         let config = dir.join("prometheus.yml");
         std::fs::write(&config, config_yaml(targets, scrape_interval))
             .map_err(|e| MeshError::io(&config, e))?;
-        let port = free_port()?;
+        let port = free_port().map_err(MeshError::Ports)?;
         let mut command = Command::new(binary);
         command
             .arg(format!("--config.file={}", config.display()))

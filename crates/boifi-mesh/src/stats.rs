@@ -1,4 +1,21 @@
-//! Reading Envoy's Prometheus text (`/stats/prometheus`).
+//! Reading Envoy's Prometheus text (`/stats/prometheus`), and the one latency quantile every
+//! report and test of the workspace uses (boifi-bench's included).
+
+use std::time::Duration;
+
+/// The `q` quantile (0..=1) of `sorted` by the nearest-rank method: the smallest value with at
+/// least `q` of the sample at or below it (rank `⌈q·n⌉`, 1-based), so it is always a measured
+/// value and the median of an even-length sample is the lower of the two middle ones.
+pub fn quantile(sorted: &[Duration], q: f64) -> Option<Duration> {
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "ranks of a few million samples fit f64 and usize"
+    )]
+    let rank = ((q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize).max(1);
+    sorted.get(rank - 1).copied()
+}
 
 /// The sum of every sample of metric `name` (any labels), or `None` if it is absent.
 pub fn metric_sum(text: &str, name: &str) -> Option<u64> {
@@ -30,6 +47,30 @@ pub fn metric_sum(text: &str, name: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ms(v: &[u64]) -> Vec<Duration> {
+        v.iter().copied().map(Duration::from_millis).collect()
+    }
+
+    #[test]
+    fn quantile_by_nearest_rank() {
+        let d = ms(&(1..=100).collect::<Vec<_>>());
+        assert_eq!(quantile(&d, 0.5), Some(Duration::from_millis(50)));
+        assert_eq!(quantile(&d, 0.99), Some(Duration::from_millis(99)));
+        assert_eq!(quantile(&d, 1.0), Some(Duration::from_millis(100)));
+        assert_eq!(quantile(&d, 0.0), Some(Duration::from_millis(1)));
+        assert_eq!(quantile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn median_of_an_even_sample_is_the_lower_middle_value() {
+        // Four values: ⌈0.5·4⌉ = rank 2; a rounded-index definition would give 30 here.
+        let d = ms(&[10, 20, 30, 40]);
+        assert_eq!(quantile(&d, 0.5), Some(Duration::from_millis(20)));
+        assert_eq!(quantile(&d, 0.75), Some(Duration::from_millis(30)));
+        assert_eq!(quantile(&d, 0.76), Some(Duration::from_millis(40)));
+        assert_eq!(quantile(&ms(&[7]), 0.5), Some(Duration::from_millis(7)));
+    }
 
     #[test]
     fn sums_samples_of_one_metric_only() {

@@ -393,7 +393,7 @@ pub fn describe_text(p: &PolicyDocument, now: u64, out: &mut dyn Write) -> std::
         writeln!(
             out,
             "      Fault:  {}% {}",
-            output::percent(rule.fault.percentage.ppm()),
+            rule.fault.percentage.number(),
             output::fault_summary(p, i)
         )?;
         if let Some(a) = &rule.fault.abort {

@@ -3,17 +3,16 @@
 //!
 //! It prints the policies that apply to the identity, the rules that match the request in
 //! evaluation order, and the outcome distribution over N requests, each with one
-//! [`XorShift64Star`] draw (the same seed gives the same output), beside the distribution the
+//! `XorShift64Star` draw (the core's [`sample`]) (the same seed gives the same output), beside the distribution the
 //! rules' percentages promise.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use boifi_core::compiled::{decide, CompiledPolicySet, SimpleRequest};
+use boifi_core::compiled::{CompiledPolicySet, SimpleRequest};
 use boifi_core::identity::{spiffe_id, Identity, DEFAULT_TRUST_DOMAIN};
 use boifi_core::policy::PolicyDocument;
-use boifi_core::rng::XorShift64Star;
-use boifi_core::simulate::{expected_shares, Outcome};
+use boifi_core::simulate::{expected_outcomes, expected_shares, sample, Outcome};
 use boifi_core::wire::{ConfigQuery, ConfigResponse};
 use serde::Serialize;
 
@@ -220,38 +219,6 @@ pub struct WaitStats {
     pub mean: u64,
 }
 
-#[derive(Debug, Default)]
-struct Tally {
-    count: u64,
-    wait_min: u64,
-    wait_max: u64,
-    wait_sum: u64,
-}
-
-/// The outcome a rule's fault gives a request (what [`Outcome::of`] says of its decision).
-fn rule_outcome(policy: &PolicyDocument, rule_index: usize) -> Option<Outcome> {
-    let fault = &policy.spec.rules.get(rule_index)?.fault;
-    let waits = fault.delay.is_some() || fault.start_delay_ms > 0;
-    Some(match (&fault.abort, waits) {
-        (None, _) => Outcome::Delay,
-        (Some(a), false) => Outcome::Abort {
-            http_status: a.http_status,
-        },
-        (Some(a), true) => Outcome::DelayThenAbort {
-            http_status: a.http_status,
-        },
-    })
-}
-
-fn status_of(outcome: &Outcome) -> Option<u16> {
-    match outcome {
-        Outcome::Abort { http_status } | Outcome::DelayThenAbort { http_status } => {
-            Some(*http_status)
-        }
-        Outcome::Pass | Outcome::Delay => None,
-    }
-}
-
 /// Simulates `requests` requests; deterministic for a given seed.
 pub fn simulate(
     policies: &[PolicyDocument],
@@ -269,61 +236,31 @@ pub fn simulate(
         policies.iter().filter(|p| p.applies_to(identity)).collect();
     applied.sort_by(|a, b| a.name().cmp(b.name()));
 
-    // The promise of the rules, from the core: each fires at its percentage if no earlier one
-    // did; a fixed request id makes `request` sampling fire always or never.
-    let mut not_yet = 1.0f64;
-    let mut matching = Vec::new();
-    let mut expected: BTreeMap<Outcome, f64> = BTreeMap::new();
-    for share in expected_shares(&set, request, now) {
-        let Some(policy) = by_name.get(share.policy.as_str()) else {
-            continue;
-        };
-        let rule_index = share.rule_index;
-        not_yet -= share.share;
-        let outcome = rule_outcome(policy, rule_index).unwrap_or(Outcome::Pass);
-        *expected.entry(outcome.clone()).or_insert(0.0) += share.share;
-        matching.push(MatchingRule {
-            policy: share.policy.clone(),
-            rule: rule_index,
-            percentage: output::percent(share.configured_ppm),
-            fault: output::fault_summary(policy, rule_index),
-            outcome: outcome.kind(),
-            http_status: status_of(&outcome),
-            expected_percent: share.share * 100.0,
-        });
-    }
-    let not_yet = not_yet.max(0.0);
-    *expected.entry(Outcome::Pass).or_insert(0.0) += not_yet;
+    // The promise of the rules and the observation (exactly the filter's decision, one draw
+    // per request), both from the core: this only lays them out.
+    let shares = expected_shares(&set, request, now);
+    let expected = expected_outcomes(&shares);
+    let observed = sample(&set, request, now, requests, seed);
+    let matching: Vec<MatchingRule> = shares
+        .iter()
+        .filter_map(|share| {
+            let policy = by_name.get(share.policy.as_str())?;
+            Some(MatchingRule {
+                policy: share.policy.clone(),
+                rule: share.rule_index,
+                percentage: share.percentage.number(),
+                fault: output::fault_summary(policy, share.rule_index),
+                outcome: share.outcome.kind(),
+                http_status: share.outcome.http_status(),
+                expected_percent: share.share * 100.0,
+            })
+        })
+        .collect();
 
-    // The observation: exactly the filter's decision, one draw per request.
-    let mut rng = XorShift64Star::new(seed);
-    let mut tallies: BTreeMap<Outcome, Tally> = BTreeMap::new();
-    let mut by_policy: BTreeMap<String, u64> = BTreeMap::new();
-    for _ in 0..requests {
-        let decision = decide(&set, request, now, rng.next_u64());
-        let wait = decision.as_ref().map_or(0, |d| d.total_wait_ms());
-        if let Some(d) = &decision {
-            *by_policy.entry(d.policy.to_owned()).or_insert(0) += 1;
-        }
-        let tally = tallies.entry(Outcome::of(decision.as_ref())).or_default();
-        if tally.count == 0 {
-            tally.wait_min = wait;
-        }
-        tally.count += 1;
-        tally.wait_min = tally.wait_min.min(wait);
-        tally.wait_max = tally.wait_max.max(wait);
-        tally.wait_sum = tally.wait_sum.saturating_add(wait);
-    }
-
-    let mut outcomes: Vec<Outcome> = tallies
+    let mut outcomes: Vec<&Outcome> = observed
+        .counts
         .keys()
-        .cloned()
-        .chain(
-            expected
-                .iter()
-                .filter(|(_, s)| **s > 0.0)
-                .map(|(o, _)| o.clone()),
-        )
+        .chain(expected.iter().filter(|(_, s)| **s > 0.0).map(|(o, _)| o))
         .collect();
     outcomes.sort();
     outcomes.dedup();
@@ -331,20 +268,22 @@ pub fn simulate(
     let rows = outcomes
         .into_iter()
         .map(|outcome| {
-            let tally = tallies.get(&outcome);
-            let count = tally.map_or(0, |t| t.count);
-            let waits = !matches!(outcome, Outcome::Pass | Outcome::Abort { .. });
+            let count = observed.count(outcome);
             OutcomeRow {
                 outcome: outcome.kind(),
-                http_status: status_of(&outcome),
+                http_status: outcome.http_status(),
                 count,
                 percent: count as f64 * 100.0 / total,
-                expected_percent: expected.get(&outcome).copied().unwrap_or(0.0) * 100.0,
-                wait_ms: tally.filter(|t| waits && t.count > 0).map(|t| WaitStats {
-                    min: t.wait_min,
-                    max: t.wait_max,
-                    mean: t.wait_sum / t.count,
-                }),
+                expected_percent: expected.get(outcome).copied().unwrap_or(0.0) * 100.0,
+                wait_ms: observed
+                    .waits
+                    .get(outcome)
+                    .filter(|w| outcome.waits() && w.count > 0)
+                    .map(|w| WaitStats {
+                        min: w.min,
+                        max: w.max,
+                        mean: w.mean(),
+                    }),
             }
         })
         .collect();
@@ -372,7 +311,7 @@ pub fn simulate(
         requests,
         seed,
         outcomes: rows,
-        by_policy,
+        by_policy: observed.by_policy,
     })
 }
 

@@ -100,7 +100,7 @@ fn distribution(report: &Value) -> Distribution {
         total: report["requests"].as_u64().unwrap(),
         counts,
         by_policy,
-        total_wait_ms: 0,
+        ..Distribution::default()
     }
 }
 

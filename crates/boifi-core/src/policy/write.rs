@@ -181,16 +181,23 @@ impl Serialize for Percentage {
     }
 }
 
-impl core::fmt::Display for Percentage {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+impl Percentage {
+    /// The number without its `%`: `10`, `0.5`, `0.0001` (what a policy's `percentage` reads).
+    pub fn number(self) -> String {
         let whole = self.0 / 10_000;
         let frac = self.0 % 10_000;
         if frac == 0 {
-            write!(f, "{whole}%")
+            alloc::format!("{whole}")
         } else {
             let digits = alloc::format!("{frac:04}");
-            write!(f, "{whole}.{}%", digits.trim_end_matches('0'))
+            alloc::format!("{whole}.{}", digits.trim_end_matches('0'))
         }
+    }
+}
+
+impl core::fmt::Display for Percentage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}%", self.number())
     }
 }
 

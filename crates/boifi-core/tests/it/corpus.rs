@@ -69,15 +69,7 @@ fn scenario_corpus_holds_in_the_core() {
             let r = request
                 .clone()
                 .with_header("x-request-id", &format!("req-{i}-{n}"));
-            let d = sample(&set, &r, now, 1, n ^ 0xC0FFEE);
-            dist.total += d.total;
-            dist.total_wait_ms += d.total_wait_ms;
-            for (k, v) in d.counts {
-                *dist.counts.entry(k).or_insert(0) += v;
-            }
-            for (k, v) in d.by_policy {
-                *dist.by_policy.entry(k).or_insert(0) += v;
-            }
+            dist.merge(&sample(&set, &r, now, 1, n ^ 0xC0FFEE));
         }
         if let Err(e) = scenario.check_distribution(&dist) {
             failures.push(e);

@@ -68,3 +68,33 @@ fn node_json_variants_and_errors() {
     let id = Identity::from_node_json(odd).unwrap();
     assert_eq!(id, Identity::default());
 }
+
+#[test]
+fn an_istio_sidecar_node_resolves_to_its_identity() {
+    let sidecar = NodeMetadata {
+        workload_name: Some("cart".into()),
+        namespace: Some("shop".into()),
+        name: Some("cart-0".into()),
+        labels: [("version".to_owned(), "v2".to_owned())].into(),
+    };
+    let node = sidecar.istio_node();
+    assert_eq!(node["cluster"], "cart.shop");
+    let id = Identity::from_node_json(&node.to_string()).unwrap();
+    assert_eq!(id.service.as_deref(), Some("cart"));
+    assert_eq!(id.namespace.as_deref(), Some("shop"));
+    assert_eq!(id.pod.as_deref(), Some("cart-0"));
+    assert_eq!(
+        id.labels
+            .get("service.istio.io/canonical-revision")
+            .map(String::as_str),
+        Some("v2")
+    );
+    // Without a workload Istio names no service: only the namespace is known.
+    let nameless = NodeMetadata {
+        workload_name: None,
+        ..sidecar
+    };
+    let id = Identity::from_node_json(&nameless.istio_node().to_string()).unwrap();
+    assert!(id.is_partial());
+    assert_eq!(id.service, None);
+}

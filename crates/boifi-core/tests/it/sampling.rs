@@ -104,3 +104,20 @@ fn expected_shares_follow_rule_order_and_fixed_request_ids() {
         );
     }
 }
+
+#[test]
+fn percentages_print_at_their_full_resolution() {
+    use boifi_core::policy::Percentage;
+    for (ppm, number) in [
+        (100_000, "10"),
+        (1_000_000, "100"),
+        (1, "0.0001"),
+        (12_345, "1.2345"),
+        (5_000, "0.5"),
+        (0, "0"),
+    ] {
+        let p = Percentage::from_ppm(ppm).unwrap();
+        assert_eq!(p.number(), number);
+        assert_eq!(p.to_string(), format!("{number}%"));
+    }
+}

@@ -13,7 +13,7 @@ use boifi_deploy::oci::{
 use boifi_deploy::pin::pin_tree;
 use serde_json::Value;
 
-use crate::support::{built_wasm, copy_tree, find, manifests};
+use crate::support::{built_wasm, copy_tree, find, manifests, succeeds};
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
@@ -123,29 +123,19 @@ fn layout_reads_back_index_to_manifest_to_config_and_layers() {
 fn layer_is_the_built_filter() {
     let (path, wasm) = built_wasm();
     let dir = tempfile::tempdir().unwrap();
-    let status = Command::new(env!("CARGO_BIN_EXE_boifi-deploy"))
-        .args(["oci", "--wasm"])
-        .arg(&path)
-        .arg("--out")
-        .arg(dir.path().join("oci"))
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
+    succeeds(
+        Command::new(env!("CARGO_BIN_EXE_boifi-deploy"))
+            .args(["oci", "--wasm"])
+            .arg(&path)
+            .arg("--out")
+            .arg(dir.path().join("oci")),
     );
-    let status = Command::new(env!("CARGO_BIN_EXE_boifi-deploy"))
-        .arg("verify-oci")
-        .arg(dir.path().join("oci"))
-        .arg("--wasm")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
+    succeeds(
+        Command::new(env!("CARGO_BIN_EXE_boifi-deploy"))
+            .arg("verify-oci")
+            .arg(dir.path().join("oci"))
+            .arg("--wasm")
+            .arg(&path),
     );
     let verified = verify_layout(&dir.path().join("oci")).unwrap();
     assert_eq!(verified.wasm, wasm);

@@ -19,7 +19,7 @@ use boifi_testkit::ports::free_port;
 use boifi_testkit::process::ChildGuard;
 use serde_json::Value;
 
-use crate::support::{built_wasm, copy_tree, find, manifests};
+use crate::support::{built_wasm, copy_tree, find, manifests, succeeds};
 
 fn tool(name: &str) -> Option<PathBuf> {
     let path = Path::new("/usr/bin").join(name);
@@ -79,16 +79,11 @@ fn pushed_artifact_keeps_its_digest_and_the_pinned_url_serves_the_module() {
     }
 
     let tag = &artifact.tag;
-    let push = Command::new(skopeo)
-        .args(["copy", "--quiet", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:{tag}", layout.display()))
-        .arg(format!("docker://{addr}/boifi/boifi-wasm:{tag}"))
-        .output()
-        .unwrap();
-    assert!(
-        push.status.success(),
-        "skopeo copy: {}",
-        String::from_utf8_lossy(&push.stderr)
+    succeeds(
+        Command::new(skopeo)
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("docker://{addr}/boifi/boifi-wasm:{tag}")),
     );
 
     // The registry serves the very manifest the layout holds.

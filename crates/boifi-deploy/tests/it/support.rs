@@ -1,6 +1,7 @@
 //! Paths to the repository, the shared data beside it, and the bundles under test.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use boifi_deploy::check::Checker;
@@ -201,4 +202,15 @@ pub fn server_binary() -> Option<PathBuf> {
     // target/<profile>/deps/it-<hash> → target/<profile>/boifi-server
     let path = exe.parent()?.parent()?.join("boifi-server");
     path.is_file().then_some(path)
+}
+
+/// Runs `command` and fails the test with its stderr unless it exits 0.
+pub fn succeeds(command: &mut Command) -> Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }

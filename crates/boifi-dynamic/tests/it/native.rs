@@ -1,11 +1,9 @@
 //! What only the native module needs shown: its threads (the poller, the delay timer) and
 //! Envoy's per-stream schedulers under load, with `--concurrency 2`.
 
-use crate::e2e::{abort, policy, serial, wait_for_status, Mesh};
-use crate::harness::envoy::Workload;
+use crate::e2e::{abort, wait_for_status, Mesh};
 use crate::harness::http::Client;
 use crate::harness::net::loopback;
-use crate::harness::Prereqs;
 use serde_json::json;
 use std::io::Write;
 use std::net::TcpStream;
@@ -17,30 +15,19 @@ use std::time::{Duration, Instant};
 /// fault, and its allocator must hand back what the held requests took.
 #[test]
 fn concurrent_delays_aborts_and_hang_ups_with_two_workers() {
-    let p = Prereqs::find();
-    let _serial = serial();
-    let mesh = Mesh::start(p);
-    let mut o = mesh.options(Workload::new("frontend", "demo"));
-    o.concurrency = 2;
-    let mut envoy = crate::harness::envoy::Envoy::start(&mesh.prereqs.envoy, &o);
+    let mesh = Mesh::start();
+    let mut envoy = mesh.frontend_with_workers(2);
     let selector = json!({"service": "frontend"});
     let delay = |ms: u64| json!({"percentage": 100, "delay": {"fixed_delay_ms": ms}});
-    mesh.server
-        .put_policy(&policy("s-delay", selector.clone(), "/delay", delay(150)));
-    mesh.server.put_policy(&policy(
-        "s-abort",
-        selector.clone(),
-        "/abort",
-        abort(100, 503),
-    ));
-    mesh.server.put_policy(&policy(
+    mesh.put("s-delay", selector.clone(), "/delay", delay(150));
+    mesh.put("s-abort", selector.clone(), "/abort", abort(100, 503));
+    mesh.put(
         "s-both",
         selector.clone(),
         "/both",
         json!({"percentage": 100, "delay": {"fixed_delay_ms": 100}, "abort": {"httpStatus": 429}}),
-    ));
-    mesh.server
-        .put_policy(&policy("s-hangup", selector, "/hangup", delay(2_000)));
+    );
+    mesh.put("s-hangup", selector, "/hangup", delay(2_000));
     let mut c = envoy.client();
     assert!(wait_for_status(&mut c, "/both", 429, Duration::from_secs(5)).is_some());
     // Baseline after the policies are in and both workers have served requests.

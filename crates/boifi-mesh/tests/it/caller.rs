@@ -7,9 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use boifi_mesh::http::{quantile, RequestSpec};
+use boifi_mesh::http::RequestSpec;
 use boifi_mesh::mesh::wait_applied;
 use boifi_mesh::pki::MeshCa;
+use boifi_mesh::stats::quantile;
 use boifi_mesh::Topology;
 
 use crate::support::*;

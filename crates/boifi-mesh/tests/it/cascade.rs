@@ -10,7 +10,7 @@ use std::time::Duration;
 use boifi_mesh::calls::{Handler, OnFailure};
 use boifi_mesh::cascade::Run;
 use boifi_mesh::demo::{page_table, service_table};
-use boifi_mesh::http::quantile;
+use boifi_mesh::stats::quantile;
 use boifi_mesh::{Mesh, Retries, RoutePolicy, Topology};
 
 use crate::support::*;
@@ -126,9 +126,11 @@ fn CASCADE_faults_on_cart_fail_cart_pages_retries_absorb_them_timeouts_cut_delay
     // 50 % abort on cartservice, no retries.
     apply(
         &mesh,
-        "metadata: {name: cascade-cart-abort}\n\
-         spec:\n  selector: {service: cartservice, namespace: demo}\n  \
-         rules: [{match: {path: {prefix: /}}, fault: {percentage: 50, abort: {httpStatus: 503}}}]\n",
+        &every_path(
+            "cascade-cart-abort",
+            "{service: cartservice, namespace: demo}",
+            "{percentage: 50, abort: {httpStatus: 503}}",
+        ),
     );
     let what = "50 % abort, no retries";
     let run = pages_fail_as_cart_does(&mesh, what, 0.5);
@@ -199,9 +201,11 @@ fn CASCADE_faults_on_cart_fail_cart_pages_retries_absorb_them_timeouts_cut_delay
     mesh.set_routes(Vec::new()).unwrap();
     apply(
         &mesh,
-        "metadata: {name: cascade-cart-delay}\n\
-         spec:\n  selector: {service: cartservice, namespace: demo}\n  \
-         rules: [{match: {path: {prefix: /}}, fault: {percentage: 100, delay: {fixed_delay_ms: 300}}}]\n",
+        &every_path(
+            "cascade-cart-delay",
+            "{service: cartservice, namespace: demo}",
+            "{percentage: 100, delay: {fixed_delay_ms: 300}}",
+        ),
     );
     let what = "300 ms delay";
     let run = mesh.run_pages("frontend", SLOW_PAGES, 16).unwrap();

@@ -87,19 +87,17 @@ fn EDGE_policy_for_a_namespace_without_sidecars_stays_stored_and_inactive() {
     let mesh = ha_mesh();
     apply(
         &mesh,
-        "metadata: {name: edge-ghost-namespace}\n\
-         spec:\n  selector: {namespace: ghost}\n  \
-         rules: [{match: {path: {prefix: /}}, fault: {percentage: 100, abort: {httpStatus: 503}}}]\n",
+        &every_path(
+            "edge-ghost-namespace",
+            "{namespace: ghost}",
+            "{percentage: 100, abort: {httpStatus: 503}}",
+        ),
     );
     for s in &mesh.services {
         let r = send(&mesh, &s.spec.key(), 50);
         assert_eq!(r.aborts(), 0, "{}: {r:?}", s.spec.key());
     }
-    let status = mesh
-        .client
-        .get(&mesh.control_plane.url(), "/v1/policies/status")
-        .unwrap();
-    let status: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    let status = policies_status(&mesh);
     let ghost = status["policies"]
         .as_array()
         .unwrap()

@@ -8,7 +8,6 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use boifi_mesh::http::RequestSpec;
 use boifi_mesh::Topology;
 
 use crate::support::*;
@@ -44,21 +43,9 @@ fn RELIABILITY_control_plane_down_30s_under_traffic_fails_nothing_and_expiry_hol
          spec:\n  selector: {service: '*'}\n  \
          rules: [{match: {headers: [{name: x-outage, exact: expire}]}, fault: {percentage: 100, duration_seconds: 12, abort: {httpStatus: 500}}}]\n",
     );
-    let get = RequestSpec {
-        method: hyper::Method::GET,
-        path: "/v1/policies/outage-expire".to_owned(),
-        host: None,
-        headers: Vec::new(),
-        grpc: false,
-    };
     let answer = mesh
         .client
-        .send(
-            &mesh.control_plane.url(),
-            &get,
-            None,
-            Duration::from_secs(10),
-        )
+        .get(&mesh.control_plane.url(), "/v1/policies/outage-expire")
         .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
     let expires_at = doc["status"]["expires_at_ms"].as_u64().unwrap();

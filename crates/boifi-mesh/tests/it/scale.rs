@@ -1,16 +1,21 @@
 //! SC-007 (10+ services with independent policies) and SC-008 (sidecar start time with the
-//! filter), each on its own mesh on the embedded store.
+//! filter), each on its own mesh on the embedded store. These assert properties; the figures
+//! (start-up, memory, propagation percentiles) are boifi-bench's (`footprint`, `propagation`).
 #![allow(non_snake_case)]
 
 use std::time::Duration;
 
-use boifi_mesh::http::quantile;
+use boifi_mesh::stats::quantile;
 use boifi_mesh::Topology;
 
 use crate::support::*;
 
-/// SC-007: the 11 services of Online Boutique, each with its own policy at once; each service
-/// sees only its own.
+/// The seed target for what the filter may add to a sidecar's start, and for propagation.
+const SEED_STARTUP: Duration = Duration::from_millis(500);
+const SEED_PROPAGATION: Duration = Duration::from_secs(5);
+
+/// SC-007: the 11 services of Online Boutique, every pod serving, each with its own policy at
+/// once; each service sees only its own, and every write reaches every sidecar.
 #[test]
 fn SC007_eleven_services_with_independent_policies_each_see_only_their_own() {
     let _machine = exclusive();
@@ -20,16 +25,15 @@ fn SC007_eleven_services_with_independent_policies_each_see_only_their_own() {
     let mut o = options(topology.clone());
     o.progress = true;
     let mesh = start(o);
-    let rss = mesh.sidecar_rss_kib();
-    eprintln!(
-        "SC-007: {} sidecars serving {} after the first exec; control plane ready after {}; sidecar RSS {:.0}..{:.0} MiB (mean {:.0} MiB)",
-        rss.len(),
-        ms(mesh.all_pods_ready.unwrap()),
-        ms(mesh.control_plane_ready.unwrap()),
-        *rss.iter().min().unwrap() as f64 / 1024.0,
-        *rss.iter().max().unwrap() as f64 / 1024.0,
-        rss.iter().sum::<u64>() as f64 / 1024.0 / rss.len() as f64,
-    );
+    assert!(mesh.all_pods_ready.is_some(), "not every pod got ready");
+    for s in &topology.services {
+        let r = send(&mesh, &s.name, 10);
+        assert_eq!(
+            r.passed, 10,
+            "{} does not serve before any policy: {r:?}",
+            s.name
+        );
+    }
     let mut yaml = String::new();
     for (i, s) in topology.services.iter().enumerate() {
         yaml.push_str(&format!(
@@ -55,25 +59,26 @@ fn SC007_eleven_services_with_independent_policies_each_see_only_their_own() {
             assert_eq!(r.status(500 + i as u16), 40, "{}: {r:?}", s.name);
         }
     }
-    let (all, per_sidecar) = measure_propagation(&mesh, 20);
-    eprintln!(
-        "SC-007: propagation to all {} sidecars (embedded store, 1 replica) over {} writes: p50 {} p99 {}; per sidecar p50 {} p99 {}",
-        mesh.pods().count(),
-        all.len(),
-        ms(quantile(&all, 0.5).unwrap()),
-        ms(quantile(&all, 0.99).unwrap()),
-        ms(quantile(&per_sidecar, 0.5).unwrap()),
-        ms(quantile(&per_sidecar, 0.99).unwrap()),
+    // Every write reaches all 11 sidecars (measure_propagation fails otherwise), within the
+    // seed target at p99.
+    let (all, _) = measure_propagation(&mesh, 20);
+    let p99 = quantile(&all, 0.99).unwrap();
+    assert!(
+        p99 < SEED_PROPAGATION,
+        "propagation to every sidecar p99 {} (seed target {})",
+        ms(p99),
+        ms(SEED_PROPAGATION)
     );
 }
 
-/// SC-008: the time a sidecar takes from exec to its first 200, with and without the filter
-/// (each pod replaced one at a time on an otherwise idle mesh, so they do not compete).
+/// SC-008: a sidecar's start (exec → first 200, each pod replaced one at a time on an
+/// otherwise idle mesh) with the filter takes at most the seed target longer than without it,
+/// both measured in this run so that the machine's load hits both alike.
 #[test]
-fn SC008_sidecar_start_time_with_and_without_the_filter() {
+fn SC008_the_filter_adds_less_than_the_seed_target_to_a_sidecar_start() {
     let _machine = exclusive();
     let services = ["frontend", "productcatalogservice", "cartservice"];
-    let mut figures = Vec::new();
+    let mut p50 = Vec::new();
     for filter in [true, false] {
         let mut o = options(
             Topology::online_boutique()
@@ -90,20 +95,14 @@ fn SC008_sidecar_start_time_with_and_without_the_filter() {
             }
         }
         times.sort();
-        let rss = mesh.sidecar_rss_kib();
-        let mean_rss = rss.iter().sum::<u64>() as f64 / 1024.0 / rss.len() as f64;
-        eprintln!(
-            "SC-008: sidecar exec → first 200 {} the filter: p50 {} max {} over {} starts; RSS {mean_rss:.0} MiB",
-            if filter { "with" } else { "without" },
-            ms(quantile(&times, 0.5).unwrap()),
-            ms(*times.last().unwrap()),
-            times.len()
-        );
-        figures.push(quantile(&times, 0.5).unwrap());
+        p50.push(quantile(&times, 0.5).unwrap());
     }
-    eprintln!(
-        "SC-008: the filter adds {} at p50",
-        ms(figures[0].saturating_sub(figures[1]))
+    let (with, without) = (p50[0], p50[1]);
+    assert!(
+        with < without + SEED_STARTUP,
+        "with the filter p50 {}, without {}: the filter adds more than {}",
+        ms(with),
+        ms(without),
+        ms(SEED_STARTUP)
     );
-    assert!(figures[0] < Duration::from_secs(10), "{figures:?}");
 }

@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Mutex, MutexGuard, Once, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use boifi_mesh::http::TrafficReport;
@@ -59,56 +58,50 @@ pub fn ha_topology() -> Topology {
         .with_service(nameless)
 }
 
-/// The scenarios that share the HA mesh; the last one of them that runs stops it.
-const HA_USERS: &[&str] = &[
-    "user_stories::US1_control_plane_ha_ready_stored_in_etcd_and_survives_a_replica_kill",
-    "user_stories::US2_filter_loaded_everywhere_and_updates_propagate_to_every_sidecar",
-    "user_stories::US3_selectors_fault_only_their_targets",
-    "user_stories::US4_identity_from_istio_metadata_and_wildcards_only_without_it",
-    "user_stories::US5_rate_holds_across_replicas_restarts_and_scaling",
-    "user_stories::US6_sidecar_metrics_count_faults_and_status_shows_the_rollout",
-    "edge_cases::EDGE_control_plane_down_at_sidecar_start_and_all_replicas_restarted",
-    "edge_cases::EDGE_policy_for_a_namespace_without_sidecars_stays_stored_and_inactive",
-];
-static HA_LEFT: OnceLock<AtomicUsize> = OnceLock::new();
 static HA_MESH: Mutex<Option<Mesh>> = Mutex::new(None);
+static STOP_AT_EXIT: Once = Once::new();
 
-/// How many of the HA scenarios this run executes, from libtest's arguments (name filters,
-/// `--exact`, `--skip`), so that the last of them stops the mesh even in a filtered run.
-fn ha_users_in_this_run() -> usize {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let exact = args.iter().any(|a| a == "--exact");
-    let mut filters = Vec::new();
-    let mut skips = Vec::new();
-    let mut i = 0;
-    while let Some(a) = args.get(i) {
-        match a.as_str() {
-            "--skip" => {
-                skips.extend(args.get(i + 1).cloned());
-                i += 1;
-            }
-            // Options that take a value.
-            "--test-threads" | "--logfile" | "--format" | "--color" | "-Z" | "--report-time" => {
-                i += 1;
-            }
-            flag if flag.starts_with('-') => {}
-            filter => filters.push(filter.to_owned()),
+/// Stops the shared HA mesh (its processes and its directory) when the test process exits,
+/// whichever scenarios ran and in whatever order: a scenario cannot know it is the last user,
+/// and a hand-kept list of their names goes stale.
+extern "C" fn stop_shared_mesh_at_exit() {
+    // Nothing may unwind into libc; a panic while stopping leaves the processes to
+    // `PR_SET_PDEATHSIG`, as a crash would.
+    let _ = std::panic::catch_unwind(|| {
+        let mesh = match HA_MESH.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            // Still held: a scenario is running (the process is exiting from under it); its
+            // processes die with this process.
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut mesh) = mesh {
+            mesh.take();
         }
-        i += 1;
-    }
-    let matches = |name: &str, f: &str| if exact { name == f } else { name.contains(f) };
-    HA_USERS
-        .iter()
-        .filter(|n| filters.is_empty() || filters.iter().any(|f| matches(n, f)))
-        .filter(|n| !skips.iter().any(|s| matches(n, s)))
-        .count()
+    });
+}
+
+fn stop_shared_mesh_when_the_process_exits() {
+    STOP_AT_EXIT.call_once(|| {
+        #[expect(
+            unsafe_code,
+            reason = "libtest has no hook after the last test; atexit is the C library's"
+        )]
+        // SAFETY: `atexit` only stores the pointer of a function that takes no argument and
+        // lives as long as the program; the handler never unwinds (it catches panics).
+        let refused = unsafe { nix::libc::atexit(stop_shared_mesh_at_exit) } != 0;
+        if refused {
+            eprintln!(
+                "atexit refused the handler: the shared mesh's processes die with this process"
+            );
+        }
+    });
 }
 
 /// The HA mesh (2 control-plane replicas on a 3-member etcd behind a balancing Envoy),
 /// started by the first scenario that needs it, reset to no policies for each scenario.
-/// When a scenario fails its guard prints the processes' logs; when the last scenario is done
-/// the mesh stops. (If only some scenarios run, the processes die with the test process:
-/// they are tied to it with `PR_SET_PDEATHSIG`.)
+/// When a scenario fails its guard prints the processes' logs; the mesh stops when the test
+/// process exits (an `atexit` handler), so no scenario needs to know which one is the last.
 pub struct SharedMesh {
     mesh: MutexGuard<'static, Option<Mesh>>,
     _machine: MutexGuard<'static, ()>,
@@ -121,6 +114,7 @@ pub fn ha_mesh() -> SharedMesh {
         let mut o = options(ha_topology()).ha();
         o.progress = true;
         *mesh = Some(start(o));
+        stop_shared_mesh_when_the_process_exits();
     }
     let mut shared = SharedMesh {
         mesh,
@@ -170,11 +164,6 @@ impl Drop for SharedMesh {
                 m.dump_logs(40);
             }
         }
-        let left = HA_LEFT.get_or_init(|| AtomicUsize::new(ha_users_in_this_run()));
-        if left.fetch_sub(1, Ordering::SeqCst) <= 1 {
-            // The last scenario: stop everything now rather than at exit.
-            self.mesh.take();
-        }
     }
 }
 
@@ -194,6 +183,26 @@ pub fn apply(mesh: &Mesh, yaml: &str) -> String {
         .unwrap_or_else(|e| panic!("boifi-cli policy apply failed: {e}"));
     converge(mesh);
     out
+}
+
+/// The YAML of policy `name` with one rule on every path; `selector` and `fault` are YAML
+/// flow mappings (`{service: cartservice, namespace: demo}`, `{percentage: 50, abort:
+/// {httpStatus: 503}}`).
+pub fn every_path(name: &str, selector: &str, fault: &str) -> String {
+    format!(
+        "metadata: {{name: {name}}}\n\
+         spec:\n  selector: {selector}\n  \
+         rules: [{{match: {{path: {{prefix: /}}}}, fault: {fault}}}]\n"
+    )
+}
+
+/// The control plane's `/v1/policies/status` document.
+pub fn policies_status(mesh: &Mesh) -> serde_json::Value {
+    let status = mesh
+        .client
+        .get(&mesh.control_plane.url(), "/v1/policies/status")
+        .unwrap();
+    serde_json::from_slice(&status.body).unwrap()
 }
 
 /// Waits until every sidecar holds the current config version.
@@ -218,13 +227,7 @@ fn api_change(
     body: Option<Vec<u8>>,
     ok: &[u16],
 ) -> (Instant, u64) {
-    let spec = boifi_mesh::http::RequestSpec {
-        method,
-        path: path.to_owned(),
-        host: None,
-        headers: Vec::new(),
-        grpc: false,
-    };
+    let spec = boifi_mesh::http::RequestSpec::new(method, path);
     let a = mesh
         .client
         .send(

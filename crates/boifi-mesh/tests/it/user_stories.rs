@@ -6,8 +6,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use boifi_mesh::http::{quantile, RequestSpec};
+use boifi_mesh::http::RequestSpec;
 use boifi_mesh::mesh::{probe_request, rollout};
+use boifi_mesh::stats::quantile;
 
 use crate::support::*;
 
@@ -154,9 +155,11 @@ fn US3_selectors_fault_only_their_targets() {
     let mesh = ha_mesh();
     apply(
         &mesh,
-        "metadata: {name: us3-frontend}\n\
-         spec:\n  selector: {service: frontend, namespace: demo}\n  \
-         rules: [{match: {path: {prefix: /}}, fault: {percentage: 50, abort: {httpStatus: 503}}}]\n",
+        &every_path(
+            "us3-frontend",
+            "{service: frontend, namespace: demo}",
+            "{percentage: 50, abort: {httpStatus: 503}}",
+        ),
     );
     let catalog = send(&mesh, "productcatalogservice", 1000);
     assert_eq!(
@@ -181,9 +184,11 @@ fn US3_selectors_fault_only_their_targets() {
     halt(&mesh);
     apply(
         &mesh,
-        "metadata: {name: us3-everyone}\n\
-         spec:\n  selector: {service: '*'}\n  \
-         rules: [{match: {path: {prefix: /}}, fault: {percentage: 100, abort: {httpStatus: 503}}}]\n",
+        &every_path(
+            "us3-everyone",
+            "{service: '*'}",
+            "{percentage: 100, abort: {httpStatus: 503}}",
+        ),
     );
     for s in &mesh.services {
         let r = send(&mesh, &s.spec.key(), 50);
@@ -193,9 +198,11 @@ fn US3_selectors_fault_only_their_targets() {
     halt(&mesh);
     apply(
         &mesh,
-        "metadata: {name: us3-demo-namespace}\n\
-         spec:\n  selector: {namespace: demo}\n  \
-         rules: [{match: {path: {prefix: /}}, fault: {percentage: 100, abort: {httpStatus: 503}}}]\n",
+        &every_path(
+            "us3-demo-namespace",
+            "{namespace: demo}",
+            "{percentage: 100, abort: {httpStatus: 503}}",
+        ),
     );
     for s in &mesh.services {
         let r = send(&mesh, &s.spec.key(), 50);
@@ -215,11 +222,7 @@ fn US3_selectors_fault_only_their_targets() {
 fn US4_identity_from_istio_metadata_and_wildcards_only_without_it() {
     let mesh = ha_mesh();
     // What each sidecar reported to the control plane is what its node metadata says.
-    let status = mesh
-        .client
-        .get(&mesh.control_plane.url(), "/v1/policies/status")
-        .unwrap();
-    let status: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    let status = policies_status(&mesh);
     let sidecars = status["sidecars"].as_array().unwrap();
     for (spec, pod) in mesh.pods() {
         let entry = sidecars
@@ -286,9 +289,11 @@ fn US5_rate_holds_across_replicas_restarts_and_scaling() {
     let mut mesh = ha_mesh();
     apply(
         &mesh,
-        "metadata: {name: us5-frontend}\n\
-         spec:\n  selector: {service: frontend, namespace: demo}\n  \
-         rules: [{match: {path: {prefix: /}}, fault: {percentage: 30, abort: {httpStatus: 503}}}]\n",
+        &every_path(
+            "us5-frontend",
+            "{service: frontend, namespace: demo}",
+            "{percentage: 30, abort: {httpStatus: 503}}",
+        ),
     );
     let before = metric_by_pod(&mesh, "frontend", "hfi_faults_aborts_total");
     let r = send(&mesh, "frontend", 1000);
@@ -382,11 +387,7 @@ fn US6_sidecar_metrics_count_faults_and_status_shows_the_rollout() {
         }
     }
 
-    let status = mesh
-        .client
-        .get(&mesh.control_plane.url(), "/v1/policies/status")
-        .unwrap();
-    let status: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    let status = policies_status(&mesh);
     let version = status["version"].as_u64().unwrap();
     let policies = status["policies"].as_array().unwrap();
     let abort = policies

@@ -71,6 +71,23 @@ pub async fn metric_at(client: &reqwest::Client, url: impl reqwest::IntoUrl, nam
     metric_value(&text, name).unwrap_or_else(|| panic!("metric {name} missing:\n{text}"))
 }
 
+/// Waits (bounded) until `n` long-polls are held, as the server's waiter gauge on the
+/// Prometheus page at `metrics_url` says: a poll sent is not yet a poll waiting.
+pub async fn until_waiting(client: &reqwest::Client, metrics_url: &str, n: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting = metric_at(client, metrics_url, "boifi_config_waiting_requests").await;
+        if waiting >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {waiting} of {n} long-polls are waiting"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// A `boifi-server` child process on `etcd` named `name` (`--replica-id`), logging into the
 /// cluster's directory, with `extra` arguments.
 pub fn etcd_replica(etcd: &boifi_testkit::etcd::EtcdCluster, name: &str, extra: &[&str]) -> Binary {

@@ -7,7 +7,7 @@ use boifi_core::wire::ConfigResponse;
 use boifi_server::auth::Auth;
 use reqwest::StatusCode;
 
-use crate::harness::{policy_json, InProcess};
+use crate::harness::{self, policy_json, InProcess};
 
 async fn post(server: &InProcess, body: String) {
     let r = server
@@ -21,20 +21,8 @@ async fn post(server: &InProcess, body: String) {
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
 }
 
-/// Waits (bounded) until `n` long-polls are held, as the server's gauge says.
 async fn until_waiting(server: &InProcess, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let waiting = server.metric("boifi_config_waiting_requests").await;
-        if waiting >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {waiting} of {n} long-polls are waiting"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    harness::until_waiting(&server.client, &server.url("/metrics"), n).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,8 @@
 //! timeout; a burst of 2 000 connect-and-close adds nothing; the server sheds the stalled
 //! connections itself (its request-head timeout) instead of holding them forever.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -22,13 +24,23 @@ const SHED_WITHIN: Duration = Duration::from_secs(15);
 
 /// Holds a connection that sends part of a request head, then one header byte every 500 ms.
 /// Returns how long the server kept it open (or `None` if it was still open at `give_up`).
-async fn slow_loris(addr: String, give_up: Duration) -> Option<Duration> {
+/// `connected` counts the connections that have made their first move (or failed to).
+async fn slow_loris(
+    addr: String,
+    give_up: Duration,
+    connected: Arc<AtomicUsize>,
+) -> Option<Duration> {
     let started = Instant::now();
-    let mut stream = TcpStream::connect(&addr).await.ok()?;
-    stream
-        .write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        .await
-        .ok()?;
+    let stream = TcpStream::connect(&addr).await;
+    let stream = match stream {
+        Ok(mut stream) => stream
+            .write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .map(|()| stream),
+        Err(e) => Err(e),
+    };
+    connected.fetch_add(1, Ordering::Relaxed);
+    let mut stream = stream.ok()?;
     let mut buf = [0u8; 512];
     loop {
         if started.elapsed() > give_up {
@@ -47,9 +59,11 @@ async fn slow_loris(addr: String, give_up: Duration) -> Option<Duration> {
 }
 
 /// Holds a connection that never sends a byte.
-async fn idle(addr: String, give_up: Duration) -> Option<Duration> {
+async fn idle(addr: String, give_up: Duration, connected: Arc<AtomicUsize>) -> Option<Duration> {
     let started = Instant::now();
-    let mut stream = TcpStream::connect(&addr).await.ok()?;
+    let stream = TcpStream::connect(&addr).await;
+    connected.fetch_add(1, Ordering::Relaxed);
+    let mut stream = stream.ok()?;
     let mut buf = [0u8; 512];
     match tokio::time::timeout(give_up, stream.read(&mut buf)).await {
         Ok(_) => Some(started.elapsed()),
@@ -72,16 +86,27 @@ async fn slow_loris_and_connection_floods_do_not_stop_health_and_config() {
 
     let flood_started = Instant::now();
     let mut held = tokio::task::JoinSet::new();
+    let connected = Arc::new(AtomicUsize::new(0));
     for i in 0..(SLOW + IDLE) {
         let addr = addr.clone();
+        let connected = Arc::clone(&connected);
         if i % 2 == 0 {
-            held.spawn(async move { ("slow", slow_loris(addr, SHED_WITHIN).await) });
+            held.spawn(async move { ("slow", slow_loris(addr, SHED_WITHIN, connected).await) });
         } else {
-            held.spawn(async move { ("idle", idle(addr, SHED_WITHIN).await) });
+            held.spawn(async move { ("idle", idle(addr, SHED_WITHIN, connected).await) });
         }
     }
-    // Let the flood connect before measuring.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The flood is connected (every connection made its first move) before measuring.
+    let deadline = Instant::now() + SHED_WITHIN;
+    while connected.load(Ordering::Relaxed) < SLOW + IDLE {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {} flood connections connected",
+            connected.load(Ordering::Relaxed),
+            SLOW + IDLE
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let mut slowest = Duration::ZERO;
     let mut answered = 0;

@@ -14,7 +14,7 @@ use boifi_testkit::etcd::EtcdCluster;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::{etcd_replica, get_json, policy_json, Binary};
+use crate::harness::{etcd_replica, get_json, policy_json, until_waiting, Binary};
 
 const CONFIG: &str = "/v1/config?service=frontend&namespace=demo";
 
@@ -82,8 +82,9 @@ async fn write_through_one_replica_wakes_a_long_poll_on_the_other() {
     for round in 0..8 {
         let held = config(&client, &b).await.version;
         let poll = long_poll(&client, &b, held);
-        // Let the long-poll reach B and park (its answer below proves it waited).
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // The long-poll is parked on B (B's waiter gauge says so) before the write: a poll
+        // that arrived late would get an immediate answer and prove nothing.
+        until_waiting(&client, &b.url("/metrics"), 1).await;
         let sent = Instant::now();
         let stored = create(
             &client,
@@ -133,6 +134,7 @@ async fn write_through_one_replica_wakes_a_long_poll_on_the_other() {
         .unwrap();
     let held = config(&client, &b).await.version;
     let poll = long_poll(&client, &b, held);
+    until_waiting(&client, &b.url("/metrics"), 1).await;
     let stored = create(&client, &a, policy_json("after-compaction", "frontend", "")).await;
     let (status, answer, _) = poll.await.unwrap();
     assert_eq!(status, StatusCode::OK);

@@ -23,17 +23,10 @@ fn raw(path: &[u8], headers: &[(&[u8], &[u8])]) -> Vec<u8> {
 
 #[test]
 fn requests_that_are_not_utf8_pass_or_get_their_fault_and_never_switch_the_filter_off() {
-    let p = Prereqs::find();
-    let _serial = serial();
-    let mesh = Mesh::start(p);
-    let envoy = mesh.envoy(Workload::new("frontend", "demo"));
+    let mesh = Mesh::start();
+    let envoy = mesh.frontend();
     let selector = json!({"service": "frontend"});
-    mesh.server.put_policy(&policy(
-        "bytes-abort",
-        selector.clone(),
-        "/f",
-        abort(100, 503),
-    ));
+    mesh.put("bytes-abort", selector.clone(), "/f", abort(100, 503));
     mesh.server.put_policy(&json!({
         "metadata": {"name": "bytes-match"},
         "spec": {"selector": selector, "rules": [

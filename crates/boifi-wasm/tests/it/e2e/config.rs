@@ -1,7 +1,7 @@
 //! Bad plugin configuration: a clear log line and passthrough, never a failed `on_configure`.
 
 use super::*;
-use crate::harness::net::free_port;
+use boifi_testkit::ports::free_port;
 use serde_json::json;
 
 #[test]
@@ -12,7 +12,7 @@ fn bad_plugin_configuration_logs_and_passes_traffic_through() {
     let mut o = EnvoyOptions::new(
         Workload::new("frontend", "demo"),
         &p.wasm,
-        free_port(),
+        free_port().unwrap(),
         upstream.port,
     );
     o.plugin_config = json!({"long_poll_wait_ms": "soon", "colour": "blue"});
@@ -33,21 +33,19 @@ fn bad_plugin_configuration_logs_and_passes_traffic_through() {
 
 #[test]
 fn identity_overrides_serve_a_plain_envoy_without_istio_metadata() {
-    let p = Prereqs::find();
-    let _serial = serial();
-    let mesh = Mesh::start(p);
+    let mesh = Mesh::start();
     let mut workload = Workload::new("ignored", "ignored");
     workload.labels.clear();
     let mut o = mesh.options(workload);
     o.plugin_config["identity"] =
         json!({"service": "checkout", "namespace": "shop", "pod": "checkout-0"});
     let envoy = Envoy::start(&mesh.prereqs.envoy, &o);
-    mesh.server.put_policy(&policy(
+    mesh.put(
         "checkout",
         json!({"service": "checkout", "namespace": "shop"}),
         "/",
         abort(100, 503),
-    ));
+    );
     let mut c = envoy.client();
     assert!(wait_for_status(&mut c, "/x", 503, Duration::from_secs(5)).is_some());
     // Envoy flushes its log file every 20 ms here: wait for the line rather than race it.

@@ -143,20 +143,10 @@ fn run(s: &Scenario, port: u16) -> Result<String, String> {
 
 #[test]
 fn scenario_corpus_holds_in_envoy() {
-    let p = Prereqs::find();
-    let _serial = serial();
     let root = repo_root();
-    #[cfg_attr(
-        not(boifi_native_e2e),
-        expect(unused_mut, reason = "only the native run filters")
-    )]
-    let mut scenarios = load_scenarios(&root.join("examples/scenarios/corpus.yaml")).unwrap();
-    // The native module does not read the peer certificate yet (docs/native.md), so a `source`
-    // condition never matches there: the caller cases run through the Wasm filter only.
-    #[cfg(boifi_native_e2e)]
-    scenarios.retain(|s| s.request.source.is_none());
+    let scenarios = load_scenarios(&root.join("examples/scenarios/corpus.yaml")).unwrap();
     let policy_dir = root.join("examples/policies");
-    let mesh = Mesh::start(p);
+    let mesh = Mesh::start();
 
     let mut workload = Workload::new("corpus", "corpus");
     workload.bare = true;
@@ -220,12 +210,12 @@ fn scenario_corpus_holds_in_envoy() {
                 .put_policy(&serde_json::to_value(policy).unwrap());
         }
         let sentinel = format!("aaaa-corpus-sentinel-{phase}");
-        mesh.server.put_policy(&policy(
+        mesh.put(
             &sentinel,
             json!({"service": "*", "namespace": "*"}),
             SENTINEL_PATH,
             abort(100, 418),
-        ));
+        );
         for &i in members {
             let mut c = Client::new(loopback(envoy.extra_ports[i]));
             let seen = crate::harness::wait_for(Duration::from_secs(5), || {

@@ -7,10 +7,8 @@ use serde_json::json;
 
 #[test]
 fn a_disabled_policy_never_fires_and_enabling_it_fires_within_the_budget() {
-    let p = Prereqs::find();
-    let _serial = serial();
-    let mesh = Mesh::start(p);
-    let envoy = mesh.envoy(Workload::new("frontend", "demo"));
+    let mesh = Mesh::start();
+    let envoy = mesh.frontend();
     let mut c = envoy.client();
 
     let mut gated = policy(
@@ -23,12 +21,12 @@ fn a_disabled_policy_never_fires_and_enabling_it_fires_within_the_budget() {
     mesh.server.put_policy(&gated);
     // A marker written after it: once the marker fires, the filter holds a config version that
     // contains the disabled policy too.
-    mesh.server.put_policy(&policy(
+    mesh.put(
         "marker",
         json!({"service": "frontend"}),
         "/marker",
         abort(100, 418),
-    ));
+    );
     assert!(
         wait_for_status(&mut c, "/marker", 418, Duration::from_secs(5)).is_some(),
         "the marker never reached the filter"

@@ -4,38 +4,27 @@ use super::*;
 use crate::harness::envoy::parse_prometheus;
 use crate::harness::http::Client;
 use crate::harness::net::loopback;
+use boifi_mesh::stats::quantile;
 use serde_json::json;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
 
 #[test]
 fn delays_are_accurate_delay_then_abort_works_and_grpc_gets_a_grpc_status() {
-    let p = Prereqs::find();
-    let _serial = serial();
-    let mesh = Mesh::start(p);
-    let envoy = mesh.envoy(Workload::new("frontend", "demo"));
+    let mesh = Mesh::start();
+    let envoy = mesh.frontend();
     let selector = json!({"service": "frontend"});
-    mesh.server.put_policy(&policy(
+    mesh.put(
         "delay-300",
         selector.clone(),
         "/delay",
         json!({"percentage": 100, "delay": {"fixed_delay_ms": 300}}),
-    ));
-    mesh.server.put_policy(&policy(
+    );
+    mesh.put(
         "delay-then-abort",
         selector.clone(),
         "/slow-fail",
         json!({"percentage": 100, "delay": {"fixed_delay_ms": 200}, "abort": {"httpStatus": 429}}),
-    ));
-    mesh.server.put_policy(&policy(
-        "grpc-unavailable",
-        selector,
-        "/shop.Cart/",
-        abort(100, 503),
-    ));
+    );
+    mesh.put("grpc-unavailable", selector, "/shop.Cart/", abort(100, 503));
     let mut c = envoy.client();
     assert!(wait_for_status(&mut c, "/shop.Cart/Get", 503, Duration::from_secs(5)).is_some());
 
@@ -69,16 +58,16 @@ fn delays_are_accurate_delay_then_abort_works_and_grpc_gets_a_grpc_status() {
             .collect()
     });
     delays.sort();
-    let p50 = percentile(&delays, 0.5);
+    let p50 = quantile(&delays, 0.5).unwrap();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     eprintln!(
         "delay 300 ms over {} requests: p50 {:.1} ms, p90 {:.1} ms, min {:.1} ms, max {:.1} ms (no-fault p50 {:.2} ms)",
         delays.len(),
         ms(p50),
-        ms(percentile(&delays, 0.9)),
+        ms(quantile(&delays, 0.9).unwrap()),
         ms(delays[0]),
         ms(delays[delays.len() - 1]),
-        ms(percentile(&base, 0.5))
+        ms(quantile(&base, 0.5).unwrap())
     );
     assert!(
         (280.0..=320.0).contains(&ms(p50)),

@@ -19,10 +19,10 @@ mod targeting;
 
 use crate::harness::envoy::{Envoy, EnvoyOptions, Workload};
 use crate::harness::http::{Client, Response};
-use crate::harness::net::free_port;
 use crate::harness::server::Server;
 use crate::harness::upstream::Upstream;
 use crate::harness::Prereqs;
+use boifi_testkit::ports::free_port;
 use serde_json::{json, Value};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -46,21 +46,45 @@ pub fn plugin_config() -> Value {
     })
 }
 
-/// One boifi-server, one upstream application, ready to start Envoys.
+/// One boifi-server, one upstream application, ready to start Envoys; it holds the e2e lock
+/// for as long as it lives (dropped last, after its processes).
 pub struct Mesh {
     pub prereqs: Prereqs,
     pub server: Server,
     pub upstream: Upstream,
+    _serial: MutexGuard<'static, ()>,
 }
 
 impl Mesh {
-    pub fn start(prereqs: Prereqs) -> Mesh {
-        let server = Server::start(&prereqs.server, free_port());
+    /// Finds the prerequisites, takes the e2e lock and starts the server and the upstream.
+    pub fn start() -> Mesh {
+        let prereqs = Prereqs::find();
+        let serial = serial();
+        let server = Server::start(&prereqs.server, free_port().unwrap());
         Mesh {
             prereqs,
             server,
             upstream: Upstream::start(),
+            _serial: serial,
         }
+    }
+
+    /// Creates or replaces a policy with one rule matching the path prefix.
+    pub fn put(&self, name: &str, selector: Value, prefix: &str, fault: Value) -> Response {
+        self.server
+            .put_policy(&policy(name, selector, prefix, fault))
+    }
+
+    /// An Envoy of workload `frontend` in namespace `demo`.
+    pub fn frontend(&self) -> Envoy {
+        self.envoy(Workload::new("frontend", "demo"))
+    }
+
+    /// An Envoy of workload `frontend` in namespace `demo` with `workers` worker threads.
+    pub fn frontend_with_workers(&self, workers: u32) -> Envoy {
+        let mut o = self.options(Workload::new("frontend", "demo"));
+        o.concurrency = workers;
+        Envoy::start(&self.prereqs.envoy, &o)
     }
 
     pub fn options(&self, workload: Workload) -> EnvoyOptions {

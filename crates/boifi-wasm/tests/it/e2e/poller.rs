@@ -6,9 +6,7 @@ use serde_json::json;
 
 #[test]
 fn one_poller_per_envoy_with_two_workers() {
-    let p = Prereqs::find();
-    let _serial = serial();
-    let mesh = Mesh::start(p);
+    let mesh = Mesh::start();
     // Count the config requests between this Envoy and the server.
     let relay = CountingRelay::start(mesh.server.port);
     let mut o = mesh.options(Workload::new("frontend", "demo"));
@@ -17,12 +15,12 @@ fn one_poller_per_envoy_with_two_workers() {
     o.plugin_config["long_poll_wait_ms"] = json!(1000);
     o.plugin_config["request_timeout_ms"] = json!(3000);
     let envoy = Envoy::start(&mesh.prereqs.envoy, &o);
-    mesh.server.put_policy(&policy(
+    mesh.put(
         "poller-policy",
         json!({"service": "frontend"}),
         "/p",
         abort(100, 503),
-    ));
+    );
     let mut c = envoy.client();
     assert!(wait_for_status(&mut c, "/p", 503, Duration::from_secs(5)).is_some());
 

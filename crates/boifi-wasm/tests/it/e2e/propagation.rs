@@ -6,36 +6,32 @@ use serde_json::json;
 
 #[test]
 fn policy_changes_reach_the_filter_in_under_a_second() {
-    let p = Prereqs::find();
-    let _serial = serial();
-    let mesh = Mesh::start(p);
-    let mut o = mesh.options(Workload::new("frontend", "demo"));
-    o.concurrency = 2;
-    let envoy = Envoy::start(&mesh.prereqs.envoy, &o);
+    let mesh = Mesh::start();
+    let envoy = mesh.frontend_with_workers(2);
     let mut c = envoy.client();
     // Connections spread over both workers: the poller's VM and one that adopts on its tick.
     let mut others: Vec<_> = (0..6).map(|_| envoy.client()).collect();
     // Let the poller settle into its long-poll (first answer received, next request waiting).
-    mesh.server.put_policy(&policy(
+    mesh.put(
         "warmup",
         json!({"service": "frontend"}),
         "/warmup",
         abort(100, 503),
-    ));
+    );
     assert!(wait_for_status(&mut c, "/warmup", 503, Duration::from_secs(5)).is_some());
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(mesh.server.wait_for_a_waiting_poll(Duration::from_secs(5)));
 
     let mut samples = Vec::new();
     let mut everywhere = Vec::new();
     for round in 0..5 {
         let status = [500, 502, 503, 504, 418][round];
         let start = Instant::now();
-        mesh.server.put_policy(&policy(
+        mesh.put(
             "moving",
             json!({"service": "frontend"}),
             "/moving",
             abort(100, status),
-        ));
+        );
         let seen = wait_for_status(&mut c, "/moving", status, Duration::from_secs(5));
         assert!(seen.is_some(), "round {round}: status {status} never seen");
         samples.push(start.elapsed());
@@ -44,7 +40,8 @@ fn policy_changes_reach_the_filter_in_under_a_second() {
             assert!(seen.is_some(), "round {round}: a worker never saw {status}");
         }
         everywhere.push(start.elapsed());
-        std::thread::sleep(Duration::from_millis(100));
+        // The next round starts with the poller's next long-poll waiting again.
+        assert!(mesh.server.wait_for_a_waiting_poll(Duration::from_secs(5)));
     }
     let start = Instant::now();
     mesh.server.delete_policy("moving");

@@ -47,7 +47,7 @@ fn statuses(policy: &'static str, window: Duration) -> (u16, Vec<u16>) {
     let mut o = EnvoyOptions::new(
         Workload::new("frontend", "demo"),
         &module,
-        free_port(),
+        free_port().unwrap(),
         upstream.port,
     );
     o.failure_policy = policy;

@@ -1,8 +1,8 @@
 //! Fail-open and staying useful without the control plane.
 
 use super::*;
-use crate::harness::net::free_port;
 use crate::harness::upstream::Upstream;
+use boifi_testkit::ports::free_port;
 use serde_json::json;
 
 #[test]
@@ -10,7 +10,7 @@ fn control_plane_down_at_start_passes_traffic_and_policies_apply_once_it_appears
     let p = Prereqs::find();
     let _serial = serial();
     let upstream = Upstream::start();
-    let cp_port = free_port();
+    let cp_port = free_port().unwrap();
     let mut o = EnvoyOptions::new(
         Workload::new("frontend", "demo"),
         &p.wasm,
@@ -52,24 +52,22 @@ fn control_plane_down_at_start_passes_traffic_and_policies_apply_once_it_appears
 
 #[test]
 fn faults_continue_from_the_cache_when_the_control_plane_dies_and_still_expire() {
-    let p = Prereqs::find();
-    let _serial = serial();
-    let mut mesh = Mesh::start(p);
-    let envoy = mesh.envoy(Workload::new("frontend", "demo"));
+    let mut mesh = Mesh::start();
+    let envoy = mesh.frontend();
     let mut c = envoy.client();
-    mesh.server.put_policy(&policy(
+    mesh.put(
         "keep",
         json!({"service": "frontend"}),
         "/keep",
         abort(100, 503),
-    ));
+    );
     let written = Instant::now();
-    mesh.server.put_policy(&policy(
+    mesh.put(
         "short",
         json!({"service": "frontend"}),
         "/short",
         json!({"percentage": 100, "duration_seconds": 3, "abort": {"httpStatus": 500}}),
-    ));
+    );
     assert!(wait_for_status(&mut c, "/short", 500, Duration::from_secs(2)).is_some());
 
     mesh.server.kill();

@@ -1,10 +1,11 @@
-//! Startup cost of the filter: Envoy exec → first 200 through the listener, with and without it.
+//! Startup cost of the filter: Envoy exec → first 200 through the listener, with and without it
+//! (a bound asserted here; the figures are boifi-bench's `footprint`).
 
 use super::*;
-use crate::harness::net::free_port;
+use boifi_testkit::ports::free_port;
 
 #[test]
-fn startup_time_with_and_without_the_filter() {
+fn the_filter_adds_less_than_the_seed_target_to_envoys_start() {
     let p = Prereqs::find();
     let _serial = serial();
     let upstream = Upstream::start();
@@ -13,7 +14,7 @@ fn startup_time_with_and_without_the_filter() {
         let mut o = EnvoyOptions::new(
             Workload::new("frontend", "demo"),
             &p.wasm,
-            free_port(),
+            free_port().unwrap(),
             upstream.port,
         );
         o.plugin_config = plugin_config();
@@ -34,22 +35,14 @@ fn startup_time_with_and_without_the_filter() {
     let with = median(runs.iter().map(|r| r.1 .0).collect());
     let cpu_without = median(runs.iter().map(|r| r.0 .1).collect());
     let cpu_with = median(runs.iter().map(|r| r.1 .1).collect());
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let size = std::fs::metadata(&p.wasm).map(|m| m.len()).unwrap_or(0);
-    eprintln!(
-        "startup (median of {n}): without filter {:.0} ms, with filter {:.0} ms, delta {:.0} ms; \
-         Envoy CPU until then {:.0} ms vs {:.0} ms; module {size} bytes",
-        ms(without),
-        ms(with),
-        ms(with) - ms(without),
-        ms(cpu_without),
-        ms(cpu_with),
-        n = runs.len()
-    );
-    // A sanity bound, not the target (the figures above go to docs/PERFORMANCE.md): wall time
-    // swings with the machine's load, Envoy's own CPU time much less.
+    // The figures (wall and CPU, module size) are boifi-bench's `footprint`; here the property:
+    // the filter adds less than the seed target to Envoy's start, measured against no filter
+    // in this run. On CPU time, which the machine's load hardly moves (wall time waits for
+    // the cores).
+    let seed = Duration::from_millis(500);
     assert!(
-        cpu_with < Duration::from_secs(3),
-        "Envoy used {cpu_with:?} of CPU to start with the filter"
+        cpu_with < cpu_without + seed,
+        "Envoy used {cpu_with:?} of CPU to start with the filter, {cpu_without:?} without \
+         (wall {with:?} vs {without:?}): the filter adds more than {seed:?}"
     );
 }

@@ -6,38 +6,36 @@ use serde_json::json;
 
 #[test]
 fn policies_reach_only_the_sidecars_they_select() {
-    let p = Prereqs::find();
-    let _serial = serial();
-    let mesh = Mesh::start(p);
-    let frontend = mesh.envoy(Workload::new("frontend", "demo"));
+    let mesh = Mesh::start();
+    let frontend = mesh.frontend();
     let mut cart_workload = Workload::new("cart", "shop");
     cart_workload.labels.push(("tier".into(), "backend".into()));
     let cart = mesh.envoy(cart_workload);
 
-    mesh.server.put_policy(&policy(
+    mesh.put(
         "frontend-half",
         json!({"service": "frontend", "namespace": "demo"}),
         "/svc",
         abort(50, 503),
-    ));
-    mesh.server.put_policy(&policy(
+    );
+    mesh.put(
         "everyone",
         json!({"service": "*", "namespace": "*"}),
         "/all",
         abort(100, 500),
-    ));
-    mesh.server.put_policy(&policy(
+    );
+    mesh.put(
         "demo-namespace",
         json!({"service": "*", "namespace": "demo"}),
         "/ns",
         abort(100, 502),
-    ));
-    mesh.server.put_policy(&policy(
+    );
+    mesh.put(
         "backend-tier",
         json!({"service": "*", "namespace": "*", "labels": {"tier": "backend"}}),
         "/tier",
         abort(100, 504),
-    ));
+    );
 
     let (mut fc, mut cc) = (frontend.client(), cart.client());
     // All four were written before these waits, and each sidecar applies one set at a time.

@@ -7,10 +7,11 @@
 //! as 8-byte little-endian doubles. `["node",...]` returns nothing in this build.
 
 use super::http::{self, Client};
-use super::net::{free_ports, loopback};
+use super::net::loopback;
 use super::TempDir;
 use boifi_mesh::envoy::{downstream_tls, upstream_tls};
 use boifi_mesh::pki::WorkloadFiles;
+use boifi_testkit::ports::free_ports;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -67,43 +68,13 @@ impl Workload {
         if self.bare {
             return json!({"id": format!("router~127.0.0.1~{pod}~local"), "cluster": svc});
         }
-        let mut labels: serde_json::Map<String, Value> = self
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        labels.insert("security.istio.io/tlsMode".into(), json!("istio"));
-        labels.insert("service.istio.io/canonical-name".into(), json!(svc));
-        let revision = self
-            .labels
-            .iter()
-            .find(|(k, _)| k == "version")
-            .map_or("latest", |(_, v)| v.as_str());
-        labels.insert(
-            "service.istio.io/canonical-revision".into(),
-            json!(revision),
-        );
-        json!({
-            "id": format!("sidecar~127.0.0.1~{pod}.{ns}~{ns}.svc.cluster.local"),
-            "cluster": format!("{svc}.{ns}"),
-            "metadata": {
-                "ANNOTATIONS": {"istio.io/rev": "default"},
-                "APP_CONTAINERS": "server",
-                "CLUSTER_ID": "Kubernetes",
-                "ENVOY_PROMETHEUS_PORT": 15090,
-                "ENVOY_STATUS_PORT": 15021,
-                "INSTANCE_IPS": "127.0.0.1",
-                "INTERCEPTION_MODE": "REDIRECT",
-                "ISTIO_VERSION": "1.30.3",
-                "LABELS": labels,
-                "MESH_ID": "cluster.local",
-                "NAME": pod,
-                "NAMESPACE": ns,
-                "OWNER": format!("kubernetes://apis/apps/v1/namespaces/{ns}/deployments/{svc}"),
-                "SERVICE_ACCOUNT": svc,
-                "WORKLOAD_NAME": svc,
-            }
-        })
+        boifi_core::identity::NodeMetadata {
+            workload_name: Some(svc.clone()),
+            namespace: Some(ns.clone()),
+            name: Some(pod.clone()),
+            labels: self.labels.iter().cloned().collect(),
+        }
+        .istio_node()
     }
 }
 
@@ -388,7 +359,9 @@ impl Envoy {
         let dir = TempDir::new("boifi-envoy");
         // Every port of this Envoy picked at once, so no two of its listeners get the same one
         // (one at a time, the OS may hand a just-closed port out again: seen with the corpus).
-        let mut ports = free_ports(2 + o.extra_listeners.len() + o.extra_callers.len()).into_iter();
+        let mut ports = free_ports(2 + o.extra_listeners.len() + o.extra_callers.len())
+            .unwrap()
+            .into_iter();
         let (admin_port, listener_port) = (ports.next().unwrap(), ports.next().unwrap());
         let config = dir.path().join("envoy.json");
         let mut extra_ports: Vec<u16> = ports.by_ref().take(o.extra_listeners.len()).collect();
@@ -453,7 +426,8 @@ impl Envoy {
                     panic!("envoy exited with {status}: {}", envoy.log());
                 }
             }
-            http::get(loopback(listener_port), "/")
+            http::Client::new(loopback(listener_port))
+                .get("/")
                 .ok()
                 .filter(|r| r.status == 200)
         });
@@ -465,7 +439,8 @@ impl Envoy {
             envoy.log()
         );
         let ready = super::wait_for(Duration::from_secs(10), || {
-            http::get(loopback(admin_port), "/ready")
+            http::Client::new(loopback(admin_port))
+                .get("/ready")
                 .ok()
                 .filter(|r| r.status == 200)
         });
@@ -498,7 +473,8 @@ impl Envoy {
     /// Bytes Envoy's allocator holds for live objects (admin `/memory` `allocated`; the
     /// native module's allocations go through the same tcmalloc).
     pub fn memory_allocated(&self) -> u64 {
-        let text = http::get(loopback(self.admin_port), "/memory")
+        let text = http::Client::new(loopback(self.admin_port))
+            .get("/memory")
             .unwrap()
             .text();
         let v: Value = serde_json::from_str(&text).unwrap();
@@ -548,7 +524,8 @@ impl Envoy {
     /// modules (`envoy_dynamicmodulescustom_hfi_...`); it is removed here so every test reads
     /// the Wasm filter's names (`hfi_...`, Envoy strips `wasmcustom` itself).
     pub fn prometheus(&self) -> String {
-        let text = http::get(loopback(self.admin_port), "/stats/prometheus")
+        let text = http::Client::new(loopback(self.admin_port))
+            .get("/stats/prometheus")
             .unwrap()
             .text();
         match crate::FILTER {

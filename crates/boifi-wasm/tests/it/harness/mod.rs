@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 pub mod envoy;
-pub mod http;
+pub use boifi_testkit::http;
 pub mod net;
 pub mod relay;
 pub mod server;

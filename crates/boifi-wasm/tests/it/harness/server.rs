@@ -49,7 +49,8 @@ impl Server {
             _dir: dir,
         };
         let ready = super::wait_for(Duration::from_secs(10), || {
-            http::get(loopback(port), "/v1/health")
+            http::Client::new(loopback(port))
+                .get("/v1/health")
                 .ok()
                 .filter(|r| r.status == 200)
         });
@@ -64,14 +65,14 @@ impl Server {
     /// Creates or replaces a policy (JSON body).
     pub fn put_policy(&self, policy: &serde_json::Value) -> Response {
         let body = serde_json::to_vec(policy).unwrap();
-        let r = http::send(
-            loopback(self.port),
-            "POST",
-            "/v1/policies",
-            &[("content-type", "application/json")],
-            &body,
-        )
-        .unwrap();
+        let r = http::Client::new(loopback(self.port))
+            .request(
+                "POST",
+                "/v1/policies",
+                &[("content-type", "application/json")],
+                &body,
+            )
+            .unwrap();
         assert!(
             r.status == 200 || r.status == 201,
             "POST /v1/policies answered {}: {}",
@@ -83,20 +84,30 @@ impl Server {
 
     /// Deletes one policy.
     pub fn delete_policy(&self, name: &str) {
-        let r = http::send(
-            loopback(self.port),
-            "DELETE",
-            &format!("/v1/policies/{name}"),
-            &[],
-            &[],
-        )
-        .unwrap();
+        let r = http::Client::new(loopback(self.port))
+            .request("DELETE", &format!("/v1/policies/{name}"), &[], &[])
+            .unwrap();
         assert!(
             r.status < 300,
             "DELETE /v1/policies/{name} answered {}: {}",
             r.status,
             r.text()
         );
+    }
+
+    /// Waits (up to `timeout`) until a long-poll is waiting at the server
+    /// (`boifi_config_waiting_requests` ≥ 1): the poller got its last answer and asked again,
+    /// so the next write is answered at once instead of after a poll's round trip.
+    pub fn wait_for_a_waiting_poll(&self, timeout: Duration) -> bool {
+        super::wait_for(timeout, || {
+            let text = http::Client::new(loopback(self.port))
+                .get("/metrics")
+                .ok()?
+                .text();
+            let waiting = super::envoy::parse_prometheus(&text, "boifi_config_waiting_requests")?;
+            (waiting >= 1.0).then_some(())
+        })
+        .is_some()
     }
 
     /// SIGKILL (the control plane "dies").

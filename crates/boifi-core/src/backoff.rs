@@ -1,9 +1,12 @@
-//! Reconnect delays for the config long-poll: exponential, bounded, with jitter, forever.
+//! Reconnect delays: exponential, bounded, with jitter, forever. The filters' config long-poll
+//! and the control plane's etcd watch both wait with it. Pure: the jitter comes from a random
+//! number the caller draws, so the same draws give the same waits.
 
 /// Exponential backoff with "equal jitter": each wait is half the current base plus a random
 /// share of the other half, so a fleet of sidecars that lost the control plane together does
 /// not reconnect in lockstep. The base doubles per failure up to the maximum; there is no
-/// retry limit (the legacy plugin gave up after one failure and never recovered).
+/// retry limit (the legacy plugin gave up after one failure and never recovered). linkerd2-proxy's
+/// `exp-backoff` is the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backoff {
     initial_ms: u64,
@@ -55,7 +58,7 @@ mod tests {
     #[test]
     fn grows_to_the_cap_and_never_exceeds_it() {
         let mut b = Backoff::new(1_000, 30_000);
-        let mut draws = boifi_core::rng::XorShift64Star::new(7);
+        let mut draws = crate::rng::XorShift64Star::new(7);
         let mut last_base = 0;
         for i in 0..40 {
             let w = b.next_delay_ms(draws.next_u64());
@@ -85,7 +88,7 @@ mod tests {
 
     #[test]
     fn jitter_spreads_waits() {
-        let mut seen = std::collections::BTreeSet::new();
+        let mut seen = alloc::collections::BTreeSet::new();
         for draw in 0..100u64 {
             let mut b = Backoff::new(1_000, 30_000);
             seen.insert(b.next_delay_ms(draw.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
