@@ -13,6 +13,9 @@
 //! - [`config_response_never_panics`]: `/v1/config` answers as the filter reads them
 //!   (`boifi_engine::sync::classify`, `compile_body`) and the shared-data encodings the filter
 //!   decodes never panic; accepted responses round-trip.
+//! - [`compact_config_never_panics_and_round_trips`]: the compact `/v1/config` answer
+//!   (`boifi_core::wire::compact::decode`, what every sidecar reads) never panics on any bytes,
+//!   an accepted answer encodes and decodes back to itself, and compiling it never panics.
 //! - [`config_query_never_panics`]: `ConfigQuery::from_pairs` never panics and accepted
 //!   queries survive `to_query_string` and back.
 //! - [`filter_glue_never_panics`]: the proxy-wasm glue (`boifi_wasm::filter::Filter`), driven
@@ -269,6 +272,31 @@ pub fn config_response_never_panics(data: &[u8]) {
     let _ = shared::Lease::decode(data);
     if let Some(published) = shared::Published::decode(data) {
         assert_eq!(published.encode(), data);
+    }
+}
+
+/// See the crate docs.
+pub fn compact_config_never_panics_and_round_trips(data: &[u8]) {
+    use boifi_core::wire::compact;
+    let response = match compact::decode(data) {
+        Ok(response) => response,
+        Err(e) => {
+            assert!(e.offset <= data.len(), "{e:?} beyond {} bytes", data.len());
+            drop(e.to_string());
+            return;
+        }
+    };
+    let encoded = compact::encode(&response);
+    let back = compact::decode(&encoded).unwrap_or_else(|e| fail("re-decode", &e, &encoded));
+    assert_eq!(back, response);
+    for identity in [
+        Identity::for_service("frontend", "demo"),
+        Identity::default(),
+    ] {
+        // Unlike the server's answer, fuzzed bytes may hold a regex that does not compile.
+        if let Err(e) = boifi_engine::sync::compile_body(data, &identity, 0) {
+            drop(e.to_string());
+        }
     }
 }
 

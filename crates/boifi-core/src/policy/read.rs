@@ -617,13 +617,7 @@ fn read_header_matches(w: &mut Walker, value: &Value, path: &str) -> Option<Vec<
 /// are allowed in matches.
 fn header_name(w: &mut Walker, value: &Value, path: &str) -> Option<String> {
     let name = w.string(value, path)?;
-    let token = name.strip_prefix(':').unwrap_or(&name);
-    let valid = !token.is_empty()
-        && token.len() <= 256
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if !valid {
+    if !super::name::is_header_name(&name) {
         w.error(path, FieldErrorKind::BadHeaderName { value: name });
         return None;
     }
@@ -811,10 +805,7 @@ fn read_response_headers(
             ok = false;
             continue;
         };
-        if header_value
-            .bytes()
-            .any(|b| b == b'\r' || b == b'\n' || b == 0)
-        {
+        if !super::name::is_header_value(&header_value) {
             w.error(item_path, FieldErrorKind::BadHeaderValue);
             ok = false;
             continue;
