@@ -362,6 +362,11 @@ fn word(u: &mut Unstructured<'_>) -> ArbResult<String> {
     Ok((*u.choose(WORDS)?).to_owned())
 }
 
+/// A word, or none (one flag first, as a field that may be absent).
+fn maybe_word(u: &mut Unstructured<'_>) -> ArbResult<Option<String>> {
+    Ok(if u.arbitrary()? { Some(word(u)?) } else { None })
+}
+
 fn arbitrary_time(u: &mut Unstructured<'_>) -> ArbResult<u64> {
     Ok(match u.int_in_range(0..=3)? {
         0 => 0,
@@ -394,16 +399,13 @@ fn string_match(u: &mut Unstructured<'_>) -> ArbResult<StringMatch> {
 }
 
 fn arbitrary_identity(u: &mut Unstructured<'_>) -> ArbResult<Identity> {
-    let mut identity = Identity::default();
-    if u.arbitrary()? {
-        identity.service = Some(word(u)?);
-    }
-    if u.arbitrary()? {
-        identity.namespace = Some(word(u)?);
-    }
-    if u.arbitrary()? {
-        identity.pod = Some(word(u)?);
-    }
+    // Fields are evaluated in the order written: the input is read as before.
+    let mut identity = Identity {
+        service: maybe_word(u)?,
+        namespace: maybe_word(u)?,
+        pod: maybe_word(u)?,
+        ..Identity::default()
+    };
     for _ in 0..u.int_in_range(0..=2)? {
         identity.labels.insert(word(u)?, word(u)?);
     }
@@ -456,13 +458,11 @@ fn arbitrary_document(u: &mut Unstructured<'_>) -> ArbResult<PolicyDocument> {
         "Legacy_Name",
     ])?)
     .to_owned();
-    let mut selector = Selector::default();
-    if u.arbitrary()? {
-        selector.service = Some(word(u)?);
-    }
-    if u.arbitrary()? {
-        selector.namespace = Some(word(u)?);
-    }
+    let mut selector = Selector {
+        service: maybe_word(u)?,
+        namespace: maybe_word(u)?,
+        ..Selector::default()
+    };
     for _ in 0..u.int_in_range(0..=2)? {
         selector.labels.insert(word(u)?, word(u)?);
     }
@@ -527,7 +527,7 @@ fn arbitrary_document(u: &mut Unstructured<'_>) -> ArbResult<PolicyDocument> {
                 } else {
                     None
                 },
-                body: if u.arbitrary()? { Some(word(u)?) } else { None },
+                body: maybe_word(u)?,
                 headers,
             })
         } else {
@@ -560,7 +560,7 @@ fn arbitrary_document(u: &mut Unstructured<'_>) -> ArbResult<PolicyDocument> {
     let doc = PolicyDocument {
         metadata: Metadata {
             name,
-            version: if u.arbitrary()? { Some(word(u)?) } else { None },
+            version: maybe_word(u)?,
             namespace: if u.arbitrary()? {
                 Some((*u.choose(&["demo", "staging", "Team_A"])?).to_owned())
             } else {

@@ -149,51 +149,52 @@ impl Reader<'_> {
     }
 
     fn object(&mut self, depth: usize) -> Result<Json, JsonError> {
-        self.nested(depth)?;
-        self.pos += 1;
-        let mut members = Vec::new();
-        self.blank();
-        if self.eat(b'}') {
-            return Ok(Json::Object(members));
-        }
-        loop {
-            self.blank();
-            if self.peek() != Some(b'"') {
-                return Err(self.fail("expected a string key"));
+        self.sequence(depth, b'}', "expected `,` or `}`", |reader| {
+            reader.blank();
+            if reader.peek() != Some(b'"') {
+                return Err(reader.fail("expected a string key"));
             }
-            let key = self.string()?;
-            self.blank();
-            if !self.eat(b':') {
-                return Err(self.fail("expected `:`"));
+            let key = reader.string()?;
+            reader.blank();
+            if !reader.eat(b':') {
+                return Err(reader.fail("expected `:`"));
             }
-            let value = self.value(depth)?;
-            members.push((key, value));
-            self.blank();
-            if self.eat(b'}') {
-                return Ok(Json::Object(members));
-            }
-            if !self.eat(b',') {
-                return Err(self.fail("expected `,` or `}`"));
-            }
-        }
+            Ok((key, reader.value(depth)?))
+        })
+        .map(Json::Object)
     }
 
     fn array(&mut self, depth: usize) -> Result<Json, JsonError> {
+        self.sequence(depth, b']', "expected `,` or `]`", |reader| {
+            reader.value(depth)
+        })
+        .map(Json::Array)
+    }
+
+    /// The items of an object or array (the opening bracket is at `pos`), read by `item`
+    /// until `close`: the one loop of both, so they nest and fail alike.
+    fn sequence<T>(
+        &mut self,
+        depth: usize,
+        close: u8,
+        after_item: &'static str,
+        mut item: impl FnMut(&mut Self) -> Result<T, JsonError>,
+    ) -> Result<Vec<T>, JsonError> {
         self.nested(depth)?;
         self.pos += 1;
         let mut items = Vec::new();
         self.blank();
-        if self.eat(b']') {
-            return Ok(Json::Array(items));
+        if self.eat(close) {
+            return Ok(items);
         }
         loop {
-            items.push(self.value(depth)?);
+            items.push(item(self)?);
             self.blank();
-            if self.eat(b']') {
-                return Ok(Json::Array(items));
+            if self.eat(close) {
+                return Ok(items);
             }
             if !self.eat(b',') {
-                return Err(self.fail("expected `,` or `]`"));
+                return Err(self.fail(after_item));
             }
         }
     }

@@ -414,23 +414,11 @@ fn integer(w: &mut Walker, value: &Json, path: &str, max: u64, range: &'static s
     match text.parse::<u64>() {
         Ok(v) if v <= max => Some(v),
         _ if !text.starts_with('-') && text.contains(['.', 'e', 'E']) => {
-            w.error(
-                path,
-                FieldErrorKind::WrongType {
-                    expected: "a whole number",
-                    found: "a fraction",
-                },
-            );
+            w.fraction(path);
             None
         }
         _ => {
-            w.error(
-                path,
-                FieldErrorKind::OutOfRange {
-                    value: text.clone(),
-                    range,
-                },
-            );
+            w.out_of_range(path, text.clone(), range);
             None
         }
     }

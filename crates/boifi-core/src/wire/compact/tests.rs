@@ -51,23 +51,32 @@ fn refuses_what_the_json_reader_refuses() {
         out.splice(at..at + from.len(), to.iter().copied());
         decode(&out).unwrap_err().what
     };
-    assert_eq!(
-        replace(b"\x0acart-abort", b"\x0aCart abort"),
-        "metadata.name is not a valid policy name"
-    );
-    assert_eq!(
-        replace(b"\x06x-user", b"\x06X-User"),
-        "a header name that is not a lower-case token"
-    );
-    assert_eq!(
-        replace(b"\x03x-a\x011", b"\x03x-a\x01\n"),
-        "rules[].fault.abort.headers: a value with CR, LF or NUL"
-    );
-    // 503 = 0xf7 0x03; 99 is below 200.
-    assert_eq!(
-        replace(b"\xf7\x03", b"\x63"),
-        "rules[].fault.abort.httpStatus: outside 200..=599"
-    );
+    let cases: [(&[u8], &[u8], &str); 4] = [
+        (
+            b"\x0acart-abort",
+            b"\x0aCart abort",
+            "metadata.name is not a valid policy name",
+        ),
+        (
+            b"\x06x-user",
+            b"\x06X-User",
+            "a header name that is not a lower-case token",
+        ),
+        (
+            b"\x03x-a\x011",
+            b"\x03x-a\x01\n",
+            "rules[].fault.abort.headers: a value with CR, LF or NUL",
+        ),
+        // 503 = 0xf7 0x03; 99 is below 200.
+        (
+            b"\xf7\x03",
+            b"\x63",
+            "rules[].fault.abort.httpStatus: outside 200..=599",
+        ),
+    ];
+    for (from, to, what) in cases {
+        assert_eq!(replace(from, to), what, "{from:?} -> {to:?}");
+    }
     assert!(decode(b"{\"version\":1}").is_err());
     let mut trailing = bytes.clone();
     trailing.push(0);
