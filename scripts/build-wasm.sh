@@ -5,7 +5,7 @@
 # std is rebuilt from Debian's rust-src (-Zbuild-std, enabled by RUSTC_BOOTSTRAP)
 # and linked with LLVM 19's wasm-ld. Output:
 #   target/debian/wasm32-unknown-unknown/release/boifi_wasm.wasm
-# The size profile (opt-level "s", fat LTO, one codegen unit, strip) is set through
+# The size profile (opt-level "z": 6 % smaller than "s" for boifi, fat LTO, one codegen unit, strip) is set through
 # cargo's profile environment variables so it applies to this build only and to every
 # crate in it, std included. Panics abort at once (`-Cpanic=immediate-abort`, std
 # rebuilt with it: no panic message formatting is linked). When binaryen's `wasm-opt`
@@ -30,7 +30,7 @@ export RUSTC="$DEBIAN_RUSTC"
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR_DEBIAN:-target/debian}"
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$WASM_LD"
-export CARGO_PROFILE_RELEASE_OPT_LEVEL=s
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=z
 export CARGO_PROFILE_RELEASE_LTO=true
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 export CARGO_PROFILE_RELEASE_STRIP=true

@@ -365,7 +365,9 @@ impl CompiledPolicySet {
             .iter()
             .filter(|p| p.spec.enabled && p.applies_to(identity))
             .collect();
-        selected.sort_by(|a, b| PolicyDocument::evaluation_order(a, b));
+        crate::sort::sort_by(&mut selected, |a, b| {
+            PolicyDocument::evaluation_order(a, b).is_lt()
+        });
 
         let mut set = CompiledPolicySet::default();
         for policy in selected {
@@ -427,7 +429,7 @@ impl CompiledPolicySet {
             .iter()
             .flat_map(|r| r.headers.iter().map(|(_, n, _)| n.clone()))
             .collect();
-        names.sort();
+        crate::sort::sort_by(&mut names, |a, b| a < b);
         names.dedup();
         for rule in &mut set.rules {
             for (slot, name, _) in &mut rule.headers {

@@ -138,11 +138,7 @@ impl Identity {
     /// Resolves the identity: service = `LABELS["service.istio.io/canonical-name"]`, else
     /// `LABELS["app"]`, else `WORKLOAD_NAME`; namespace = `NAMESPACE`; pod = `NAME`.
     pub fn resolve(metadata: &NodeMetadata) -> Identity {
-        let labels: BTreeMap<String, String> = metadata
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let labels = metadata.labels.clone();
         let service = non_empty(labels.get(CANONICAL_NAME_LABEL).map(String::as_str))
             .or_else(|| non_empty(labels.get("app").map(String::as_str)))
             .or_else(|| non_empty(metadata.workload_name.as_deref()));

@@ -34,6 +34,7 @@ extern crate alloc;
 pub mod backoff;
 pub mod compiled;
 pub mod identity;
+pub mod json;
 mod parse;
 pub mod pattern;
 pub mod policy;
@@ -41,6 +42,7 @@ pub mod rng;
 #[cfg(feature = "scenario")]
 pub mod scenario;
 pub mod simulate;
+pub mod sort;
 pub mod time;
 pub mod wire;
 

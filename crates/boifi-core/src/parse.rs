@@ -46,6 +46,22 @@ impl Walker {
         });
     }
 
+    /// A number with a fractional part where a whole number belongs.
+    pub(crate) fn fraction(&mut self, path: &str) {
+        self.error(
+            path,
+            FieldErrorKind::WrongType {
+                expected: "a whole number",
+                found: "a fraction",
+            },
+        );
+    }
+
+    /// A whole number outside `range` (written as the message shows it).
+    pub(crate) fn out_of_range(&mut self, path: &str, value: String, range: &'static str) {
+        self.error(path, FieldErrorKind::OutOfRange { value, range });
+    }
+
     fn wrong_type(&mut self, path: &str, expected: &'static str, value: &Value) {
         self.error(
             path,

@@ -5,7 +5,7 @@
 //! problem of a document with its field path.
 
 pub mod error;
-mod name;
+pub(crate) mod name;
 mod read;
 
 pub(crate) use read::build_regex;

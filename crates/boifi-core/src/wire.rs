@@ -1,17 +1,18 @@
 //! The HTTP contract between the control plane, the filter and the CLI. Declared once, here.
 
+use crate::json::Json;
 use alloc::borrow::ToOwned;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::identity::Identity;
 use crate::parse::{join, Walker};
 use crate::policy::{FieldErrorKind, PolicyDocument, ValidationErrors};
 
+pub mod compact;
 mod status;
 pub use status::{
     LegacySummary, PolicyStatusEntry, SidecarReport, SidecarStatusEntry, StatusResponse,
@@ -63,6 +64,18 @@ pub struct ConfigQuery {
     pub version: Option<u64>,
     /// How long the server may hold the request.
     pub wait_ms: Option<u64>,
+    /// How the answer is encoded (`encoding=compact`: [`compact`], for sidecars).
+    pub encoding: ConfigEncoding,
+}
+
+/// The encoding of a `/v1/config` answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ConfigEncoding {
+    /// `application/json`, the default.
+    #[default]
+    Json,
+    /// [`compact::MEDIA_TYPE`], asked for with `encoding=compact`.
+    Compact,
 }
 
 /// A bad `/v1/config` query parameter.
@@ -121,6 +134,18 @@ impl ConfigQuery {
                     }
                     query.wait_ms = Some(ms);
                 }
+                "encoding" => {
+                    query.encoding = match value {
+                        "json" => ConfigEncoding::Json,
+                        "compact" => ConfigEncoding::Compact,
+                        _ => {
+                            return Err(bad(
+                                "encoding",
+                                format!("`{value}` is not one of `json`, `compact`"),
+                            ))
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -156,6 +181,9 @@ impl ConfigQuery {
         }
         if let Some(w) = self.wait_ms {
             push("wait", &format!("{w}ms"));
+        }
+        if self.encoding == ConfigEncoding::Compact {
+            push("encoding", "compact");
         }
         parts.join("&")
     }
@@ -323,12 +351,11 @@ impl PluginConfig {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(PluginConfig::default());
         }
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| PluginConfigError::Syntax {
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            })?;
+        let value = crate::json::parse(bytes).map_err(|e| PluginConfigError::Syntax {
+            line: e.line,
+            column: e.column,
+            message: e.message.to_owned(),
+        })?;
         let mut w = Walker::default();
         let config = read_plugin_config(&mut w, &value);
         match config {
@@ -338,8 +365,67 @@ impl PluginConfig {
     }
 }
 
-fn read_plugin_config(w: &mut Walker, value: &Value) -> Option<PluginConfig> {
-    let map = w.object(value, "", PLUGIN_FIELDS)?;
+/// The members of an object, every key not in `allowed` reported.
+fn object<'v>(
+    w: &mut Walker,
+    value: &'v Json,
+    path: &str,
+    allowed: &[&str],
+) -> Option<&'v [(String, Json)]> {
+    let Json::Object(members) = value else {
+        wrong_type(w, path, "an object", value);
+        return None;
+    };
+    for (key, _) in members {
+        if !allowed.contains(&key.as_str()) {
+            w.error(join(path, key), FieldErrorKind::UnknownField);
+        }
+    }
+    Some(members)
+}
+
+fn wrong_type(w: &mut Walker, path: &str, expected: &'static str, value: &Json) {
+    w.error(
+        path,
+        FieldErrorKind::WrongType {
+            expected,
+            found: value.type_name(),
+        },
+    );
+}
+
+fn string(w: &mut Walker, value: &Json, path: &str) -> Option<String> {
+    match value {
+        Json::String(s) => Some(s.clone()),
+        other => {
+            wrong_type(w, path, "a string", other);
+            None
+        }
+    }
+}
+
+/// A whole number within `0..=max` (as the policy reader's: a fraction is the wrong type, a
+/// negative or too large number out of range).
+fn integer(w: &mut Walker, value: &Json, path: &str, max: u64, range: &'static str) -> Option<u64> {
+    let Json::Number(text) = value else {
+        wrong_type(w, path, "a whole number", value);
+        return None;
+    };
+    match text.parse::<u64>() {
+        Ok(v) if v <= max => Some(v),
+        _ if !text.starts_with('-') && text.contains(['.', 'e', 'E']) => {
+            w.fraction(path);
+            None
+        }
+        _ => {
+            w.out_of_range(path, text.clone(), range);
+            None
+        }
+    }
+}
+
+fn read_plugin_config(w: &mut Walker, value: &Json) -> Option<PluginConfig> {
+    let map = object(w, value, "", PLUGIN_FIELDS)?;
     let mut c = PluginConfig::default();
     let mut ok = true;
     for (key, target) in [
@@ -347,8 +433,8 @@ fn read_plugin_config(w: &mut Walker, value: &Value) -> Option<PluginConfig> {
         ("control_plane_authority", &mut c.control_plane_authority),
         ("log_level", &mut c.log_level),
     ] {
-        if let Some(v) = Walker::field(map, key) {
-            match w.string(v, key) {
+        if let Some(v) = Json::field(map, key) {
+            match string(w, v, key) {
                 Some(s) if s.is_empty() => {
                     w.error(key, FieldErrorKind::Empty);
                     ok = false;
@@ -406,8 +492,8 @@ fn read_plugin_config(w: &mut Walker, value: &Value) -> Option<PluginConfig> {
             "0..=1000000",
         ),
     ] {
-        if let Some(v) = Walker::field(map, key) {
-            match w.integer(v, key, max, range) {
+        if let Some(v) = Json::field(map, key) {
+            match integer(w, v, key, max, range) {
                 Some(n) if n >= min => *target = n,
                 Some(n) => {
                     w.error(
@@ -441,15 +527,23 @@ fn read_plugin_config(w: &mut Walker, value: &Value) -> Option<PluginConfig> {
             },
         );
     }
-    if let Some(v) = Walker::field(map, "identity") {
-        if let Some(m) = w.object(v, "identity", IDENTITY_FIELDS) {
+    if let Some(v) = Json::field(map, "identity") {
+        if let Some(m) = object(w, v, "identity", IDENTITY_FIELDS) {
             let mut text =
-                |key: &str| Walker::field(m, key).and_then(|v| w.string(v, &join("identity", key)));
+                |key: &str| Json::field(m, key).and_then(|v| string(w, v, &join("identity", key)));
             c.identity.service = text("service");
             c.identity.namespace = text("namespace");
             c.identity.pod = text("pod");
-            if let Some(l) = Walker::field(m, "labels") {
-                c.identity.labels = w.string_map(l, "identity.labels").unwrap_or_default();
+            if let Some(l) = Json::field(m, "labels") {
+                if let Json::Object(labels) = l {
+                    for (key, item) in labels {
+                        if let Some(s) = string(w, item, &join("identity.labels", key)) {
+                            c.identity.labels.insert(key.clone(), s);
+                        }
+                    }
+                } else {
+                    wrong_type(w, "identity.labels", "an object", l);
+                }
             }
         }
     }
@@ -469,11 +563,12 @@ mod tests {
             identity,
             version: Some(7),
             wait_ms: Some(30_000),
+            encoding: ConfigEncoding::Compact,
         };
         let s = q.to_query_string();
         assert_eq!(
             s,
-            "service=frontend&namespace=demo&pod=frontend-1&labels=version%3Dv1&version=7&wait=30000ms"
+            "service=frontend&namespace=demo&pod=frontend-1&labels=version%3Dv1&version=7&wait=30000ms&encoding=compact"
         );
         let pairs: Vec<(String, String)> = s
             .split('&')
@@ -489,6 +584,11 @@ mod tests {
 
     #[test]
     fn config_query_rejects_bad_values() {
+        let e = ConfigQuery::from_pairs([("encoding", "xml")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "query parameter `encoding`: `xml` is not one of `json`, `compact`"
+        );
         let e = ConfigQuery::from_pairs([("wait", "soon")]).unwrap_err();
         assert_eq!(
             e.to_string(),

@@ -75,7 +75,8 @@ impl<T> DelayQueue<T> {
                 i += 1;
             }
         }
-        due.sort_by_key(|p| p.due_ms);
+        // Streams are unique, so (due, stream) is a total order.
+        boifi_core::sort::sort_by(&mut due, |a, b| (a.due_ms, a.stream) < (b.due_ms, b.stream));
         due
     }
 

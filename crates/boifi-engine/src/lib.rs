@@ -28,8 +28,10 @@
 //!   [`reply`] (the local reply of an abort: [`reply::abort_reply`], [`reply::is_grpc`],
 //!   [`reply::grpc_message`] percent-encoding).
 //!
-//! The decision itself is [`boifi_core::compiled::decide`], the function the control plane and
-//! `boifi-cli simulate` use, so the filter and the simulation cannot disagree.
+//! The decision itself is [`boifi_core::compiled::decide`], the function `boifi-cli simulate`
+//! and the scenario corpus's core tests run too (the control plane never decides: it only
+//! filters which policies a sidecar receives), so the filter and the simulation cannot
+//! disagree.
 #![cfg_attr(not(test), no_std)]
 #![warn(missing_docs)]
 

@@ -2,10 +2,10 @@
 //! host glue drives: what to ask, what an answer means, when to retry.
 
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use boifi_core::compiled::{CompileError, CompiledPolicySet};
 use boifi_core::identity::Identity;
-use boifi_core::wire::{ConfigQuery, ConfigResponse, PluginConfig};
+use boifi_core::wire::{compact, ConfigEncoding, ConfigQuery, ConfigResponse, PluginConfig};
 
 use crate::backoff::Backoff;
 
@@ -19,9 +19,9 @@ pub enum SyncError {
     /// The control plane answered with an unexpected status.
     #[error("config request answered with status `{0}`")]
     Status(u16),
-    /// A 200 whose body is not a valid `ConfigResponse`.
+    /// A 200 whose body is not a valid compact `ConfigResponse`.
     #[error("config response is invalid: {0}")]
-    Body(String),
+    Body(compact::CompactError),
     /// Valid policies that could not be compiled for this sidecar.
     #[error("config version `{version}` could not be compiled: {source}")]
     Compile {
@@ -53,8 +53,7 @@ pub fn classify(status: Option<&[u8]>, body: Option<&[u8]>) -> Result<PollOutcom
         .ok_or(SyncError::NoResponse)?;
     match status {
         200 => {
-            let response: ConfigResponse = serde_json::from_slice(body.unwrap_or_default())
-                .map_err(|e| SyncError::Body(e.to_string()))?;
+            let response = compact::decode(body.unwrap_or_default()).map_err(SyncError::Body)?;
             Ok(PollOutcome::Updated { response })
         }
         304 => Ok(PollOutcome::Unchanged),
@@ -68,8 +67,7 @@ pub fn compile_body(
     identity: &Identity,
     now_ms: u64,
 ) -> Result<(u64, CompiledPolicySet), SyncError> {
-    let response: ConfigResponse =
-        serde_json::from_slice(body).map_err(|e| SyncError::Body(e.to_string()))?;
+    let response = compact::decode(body).map_err(SyncError::Body)?;
     compile_response(&response, identity, now_ms)
 }
 
@@ -135,6 +133,7 @@ impl ConfigSync {
             identity: self.identity.clone(),
             version: self.version,
             wait_ms: self.version.and(Some(self.wait_ms)).filter(|w| *w > 0),
+            encoding: ConfigEncoding::Compact,
         };
         format!("/v1/config?{}", query.to_query_string())
     }
@@ -165,8 +164,14 @@ impl ConfigSync {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The compact answer the control plane sends for this JSON one.
+    pub(crate) fn compact(json: &str) -> alloc::vec::Vec<u8> {
+        let response: ConfigResponse = serde_json::from_str(json).unwrap();
+        compact::encode(&response)
+    }
 
     fn config() -> PluginConfig {
         PluginConfig {
@@ -182,12 +187,12 @@ mod tests {
         let mut s = ConfigSync::new(identity, &config());
         assert_eq!(
             s.request_path(),
-            "/v1/config?service=frontend&namespace=demo&pod=frontend-1"
+            "/v1/config?service=frontend&namespace=demo&pod=frontend-1&encoding=compact"
         );
         assert_eq!(s.succeeded(Some(4), 0), Next::PollNow);
         assert_eq!(
             s.request_path(),
-            "/v1/config?service=frontend&namespace=demo&pod=frontend-1&version=4&wait=30000ms"
+            "/v1/config?service=frontend&namespace=demo&pod=frontend-1&version=4&wait=30000ms&encoding=compact"
         );
     }
 
@@ -223,7 +228,8 @@ mod tests {
 
     #[test]
     fn classify_answers() {
-        let ok = classify(Some(b"200"), Some(br#"{"version":3,"policies":[]}"#)).unwrap();
+        let body = compact(r#"{"version":3,"policies":[]}"#);
+        let ok = classify(Some(b"200"), Some(&body)).unwrap();
         assert!(matches!(ok, PollOutcome::Updated { response } if response.version == 3));
         assert!(matches!(
             classify(Some(b"304"), None),
@@ -238,19 +244,26 @@ mod tests {
             classify(Some(b"2\xff0"), None).unwrap_err(),
             SyncError::NoResponse
         );
+        // A server too old for `encoding=compact` answers JSON: refused, the set is kept.
         let bad = classify(Some(b"200"), Some(b"{\"version\":1}")).unwrap_err();
         assert!(matches!(bad, SyncError::Body(_)), "{bad:?}");
+        assert_eq!(
+            bad.to_string(),
+            "config response is invalid: compact config at byte 0: not a compact config answer of version 1 (magic `BFC\\x01`)"
+        );
     }
 
     #[test]
     fn compiles_only_the_policies_for_this_identity() {
-        let body = br#"{"version":9,"policies":[
+        let body = compact(
+            r#"{"version":9,"policies":[
           {"metadata":{"name":"cart-only"},"spec":{"selector":{"service":"cart"},
            "rules":[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"abort":{"httpStatus":503}}}]}},
           {"metadata":{"name":"everyone"},"spec":{"selector":{"service":"*"},
            "rules":[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"abort":{"httpStatus":500}}}]}}
-        ]}"#;
-        let (v, set) = compile_body(body, &Identity::for_service("frontend", "demo"), 0).unwrap();
+        ]}"#,
+        );
+        let (v, set) = compile_body(&body, &Identity::for_service("frontend", "demo"), 0).unwrap();
         assert_eq!(v, 9);
         assert_eq!(set.policy_names(), ["everyone".to_string()]);
         assert!(compile_body(b"[]", &Identity::default(), 0).is_err());

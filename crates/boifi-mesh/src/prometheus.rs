@@ -57,7 +57,7 @@ pub const ISTIO_RESPONSE_CODE_TAGS: &[(&str, &str)] = &[
 
 /// The sidecars' `stats_config`: Istio's inclusion list plus
 /// [`PROXY_STATS_INCLUSION_REGEXPS`], Istio's tags instead of Envoy's defaults, and the filter's
-/// `policy` tag ([`boifi_wasm::metrics::POLICY_TAG_REGEX`]; the chart adds it to Istio's
+/// `policy` tag ([`boifi_engine::metrics::POLICY_TAG_REGEX`]; the chart adds it to Istio's
 /// bootstrap through `sidecar.istio.io/bootstrapOverride`).
 #[must_use]
 pub fn istio_stats_config() -> Value {
@@ -89,7 +89,7 @@ pub fn istio_stats_config() -> Value {
 /// `hfi_policy_<kind>{policy="<name>"}`.
 #[must_use]
 pub fn policy_stats_tag() -> Value {
-    json!({"tag_name": "policy", "regex": boifi_wasm::metrics::POLICY_TAG_REGEX})
+    json!({"tag_name": "policy", "regex": boifi_engine::metrics::POLICY_TAG_REGEX})
 }
 
 /// One scrape target.
@@ -416,7 +416,7 @@ mod tests {
         assert!(
             values.contains(&format!(
                 "regex: '{}'",
-                boifi_wasm::metrics::POLICY_TAG_REGEX
+                boifi_engine::metrics::POLICY_TAG_REGEX
             )),
             "charts/boifi/values.yaml metrics.policyStatsTag.regex"
         );

@@ -66,7 +66,7 @@ fn ms(nanos: u64) -> u64 {
 /// host refused to define one: counting is then skipped), and the per-policy counters, defined
 /// on first use. Their names embed the policy (`hfi.policy.<name>.aborts_total`); a
 /// `stats_tags` rule in the bootstrap turns that part into a `policy` tag (see
-/// [`metrics::POLICY_TAG_REGEX`]).
+/// [`boifi_engine::metrics::POLICY_TAG_REGEX`]).
 #[derive(Debug, Default)]
 struct MetricIds {
     counters: [Option<u32>; Counter::ALL.len()],

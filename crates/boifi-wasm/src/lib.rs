@@ -18,5 +18,3 @@ pub mod filter;
 pub mod host;
 pub mod props;
 pub mod shared;
-
-pub use boifi_engine::metrics;

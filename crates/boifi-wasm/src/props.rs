@@ -149,7 +149,15 @@ where
         };
         let labels: BTreeMap<String, String> = key("LABELS")
             .and_then(|b| decode_pairs(&b))
-            .map(|p| p.into_iter().collect())
+            // Inserted one by one rather than collected: `collect` sorts through the standard
+            // library's stable sort, several kilobytes of module for a handful of labels.
+            .map(|pairs| {
+                let mut labels = BTreeMap::new();
+                for (k, v) in pairs {
+                    labels.insert(k, v);
+                }
+                labels
+            })
             .unwrap_or_default();
         let metadata = NodeMetadata {
             workload_name: text(key("WORKLOAD_NAME")),

@@ -31,6 +31,7 @@ pub fn run(global: &GlobalArgs, args: &SimulateArgs, out: &mut dyn Write) -> Res
             identity: identity.clone(),
             version: None,
             wait_ms: None,
+            encoding: boifi_core::wire::ConfigEncoding::Json,
         };
         client
             .get(&format!("/v1/config?{}", query.to_query_string()))?

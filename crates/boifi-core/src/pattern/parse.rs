@@ -533,7 +533,7 @@ fn fold_ascii(ranges: &mut Vec<(char, char)>) {
 
 /// Sorts and merges overlapping or adjacent ranges.
 pub(super) fn canonical(mut ranges: Vec<(char, char)>) -> Vec<(char, char)> {
-    ranges.sort_unstable();
+    crate::sort::sort_by(&mut ranges, |a, b| a < b);
     let mut out: Vec<(char, char)> = Vec::with_capacity(ranges.len());
     for (lo, hi) in ranges {
         match out.last_mut() {

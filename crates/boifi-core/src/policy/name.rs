@@ -71,6 +71,22 @@ pub fn check_name(name: &str) -> Result<(), FieldErrorKind> {
     }
 }
 
+/// An HTTP header name (RFC 9110 token, at most 256 bytes), or a pseudo-header such as
+/// `:authority`; either case (the readers lower-case it).
+pub(crate) fn is_header_name(name: &str) -> bool {
+    let token = name.strip_prefix(':').unwrap_or(name);
+    !token.is_empty()
+        && token.len() <= 256
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A header value an abort may send: no CR, LF or NUL, so it can never break the header block.
+pub(crate) fn is_header_value(value: &str) -> bool {
+    !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -352,23 +352,11 @@ fn read_priority(w: &mut Walker, value: &Value, path: &str) -> Option<i32> {
     match (value, whole.map(i32::try_from)) {
         (_, Some(Ok(p))) => Some(p),
         (Value::Number(n), _) if n.is_f64() => {
-            w.error(
-                path,
-                FieldErrorKind::WrongType {
-                    expected: "a whole number",
-                    found: "a fraction",
-                },
-            );
+            w.fraction(path);
             None
         }
         (Value::Number(n), _) => {
-            w.error(
-                path,
-                FieldErrorKind::OutOfRange {
-                    value: n.to_string(),
-                    range: "-2147483648..=2147483647",
-                },
-            );
+            w.out_of_range(path, n.to_string(), "-2147483648..=2147483647");
             None
         }
         (other, _) => {
@@ -617,13 +605,7 @@ fn read_header_matches(w: &mut Walker, value: &Value, path: &str) -> Option<Vec<
 /// are allowed in matches.
 fn header_name(w: &mut Walker, value: &Value, path: &str) -> Option<String> {
     let name = w.string(value, path)?;
-    let token = name.strip_prefix(':').unwrap_or(&name);
-    let valid = !token.is_empty()
-        && token.len() <= 256
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if !valid {
+    if !super::name::is_header_name(&name) {
         w.error(path, FieldErrorKind::BadHeaderName { value: name });
         return None;
     }
@@ -670,13 +652,7 @@ fn read_percentage(w: &mut Walker, value: &Value, path: &str) -> Option<Percenta
         return None;
     };
     let out_of_range = |w: &mut Walker| {
-        w.error(
-            path,
-            FieldErrorKind::OutOfRange {
-                value: n.to_string(),
-                range: "0..=100",
-            },
-        );
+        w.out_of_range(path, n.to_string(), "0..=100");
         None
     };
     if let Some(whole) = n.as_u64() {
@@ -779,13 +755,7 @@ fn read_status(w: &mut Walker, value: &Value, path: &str) -> Option<u16> {
     match u16::try_from(status) {
         Ok(s) if (200..=599).contains(&s) => Some(s),
         _ => {
-            w.error(
-                path,
-                FieldErrorKind::OutOfRange {
-                    value: status.to_string(),
-                    range: "200..=599",
-                },
-            );
+            w.out_of_range(path, status.to_string(), "200..=599");
             None
         }
     }
@@ -811,10 +781,7 @@ fn read_response_headers(
             ok = false;
             continue;
         };
-        if header_value
-            .bytes()
-            .any(|b| b == b'\r' || b == b'\n' || b == 0)
-        {
+        if !super::name::is_header_value(&header_value) {
             w.error(item_path, FieldErrorKind::BadHeaderValue);
             ok = false;
             continue;

@@ -433,6 +433,21 @@ proptest! {
         prop_assert_eq!(&back[0], &policy);
     }
 
+    /// The compact `/v1/config` answer carries exactly what the JSON one does.
+    #[test]
+    fn compact_config_agrees_with_json(
+        policies in prop::collection::vec(policy(), 0..4),
+        version in any::<u64>(),
+    ) {
+        use boifi_core::wire::{compact, ConfigResponse};
+        let response = ConfigResponse { version, policies };
+        let from_json: ConfigResponse =
+            serde_json::from_str(&serde_json::to_string(&response).unwrap()).unwrap();
+        let from_compact = compact::decode(&compact::encode(&response)).unwrap();
+        prop_assert_eq!(&from_compact, &from_json);
+        prop_assert_eq!(&from_compact, &response);
+    }
+
     #[test]
     fn request_sampling_is_stable_per_request_id(
         policy in policy(),

@@ -209,7 +209,7 @@ fn the_stats_tag_bootstrap_holds_the_filters_policy_tag() {
     assert_eq!(
         bootstrap,
         json!({"stats_config": {"stats_tags": [
-            {"tag_name": "policy", "regex": boifi_wasm::metrics::POLICY_TAG_REGEX}
+            {"tag_name": "policy", "regex": boifi_engine::metrics::POLICY_TAG_REGEX}
         ]}})
     );
 }

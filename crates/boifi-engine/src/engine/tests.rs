@@ -3,11 +3,11 @@ use crate::metrics::CounterValues;
 use alloc::format;
 use boifi_core::compiled::SimpleRequest;
 
+/// A `/v1/config` answer as the control plane sends it to a sidecar (compact).
 fn body(version: u64, rules: &str) -> Vec<u8> {
-    format!(
+    crate::sync::tests::compact(&format!(
         r#"{{"version":{version},"policies":[{{"metadata":{{"name":"pol"}},"spec":{{"selector":{{"service":"*"}},"rules":{rules}}}}}]}}"#
-    )
-    .into_bytes()
+    ))
 }
 
 const ABORT_ALL: &str =

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use boifi_core::policy::PolicyState;
-use boifi_core::wire::{ConfigQuery, ConfigResponse};
+use boifi_core::wire::{compact, ConfigEncoding, ConfigQuery, ConfigResponse};
 
 use super::openapi::{ApiErrorSchema, ConfigResponseSchema};
 use crate::auth::Access;
@@ -54,6 +54,8 @@ struct Rendered {
     snapshot: Arc<Snapshot>,
     /// JSON of each policy, in `snapshot.policies` order.
     json: Vec<Vec<u8>>,
+    /// The compact encoding of each policy, in the same order.
+    compact: Vec<Vec<u8>>,
 }
 
 impl RenderCache {
@@ -70,15 +72,22 @@ impl RenderCache {
             .map(serde_json::to_vec)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ApiFailure::Internal(format!("encoding policies: {e}")))?;
+        let compact = snapshot
+            .policies
+            .values()
+            .map(compact::encode_policy)
+            .collect();
         let rendered = Arc::new(Rendered {
             snapshot: Arc::clone(snapshot),
             json,
+            compact,
         });
         *current = Some(Arc::clone(&rendered));
         Ok(rendered)
     }
 
-    /// The JSON of [`config_for`]`(query, snapshot, now_ms)`, byte for byte.
+    /// [`config_for`]`(query, snapshot, now_ms)` in the encoding the query asks for, byte for
+    /// byte as `serde_json` or [`compact::encode`] would write it.
     pub fn body_for(
         &self,
         query: &ConfigQuery,
@@ -86,17 +95,29 @@ impl RenderCache {
         now_ms: u64,
     ) -> Result<Vec<u8>, ApiFailure> {
         let rendered = self.get(snapshot)?;
+        let parts = match query.encoding {
+            ConfigEncoding::Json => &rendered.json,
+            ConfigEncoding::Compact => &rendered.compact,
+        };
+        let parts: Vec<&[u8]> = snapshot
+            .policies
+            .values()
+            .zip(parts)
+            .filter(|(policy, _)| {
+                policy.applies_to(&query.identity)
+                    && policy.state_at(now_ms) != PolicyState::Expired
+            })
+            .map(|(_, part)| part.as_slice())
+            .collect();
+        if query.encoding == ConfigEncoding::Compact {
+            return Ok(compact::assemble(snapshot.version, parts.into_iter()));
+        }
         let mut body = format!("{{\"version\":{},\"policies\":[", snapshot.version).into_bytes();
-        let mut first = true;
-        for (policy, json) in snapshot.policies.values().zip(&rendered.json) {
-            if policy.applies_to(&query.identity) && policy.state_at(now_ms) != PolicyState::Expired
-            {
-                if !first {
-                    body.push(b',');
-                }
-                first = false;
-                body.extend_from_slice(json);
+        for (i, json) in parts.into_iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
             }
+            body.extend_from_slice(json);
         }
         body.extend_from_slice(b"]}");
         Ok(body)
@@ -112,9 +133,13 @@ impl RenderCache {
         ("labels" = Option<String>, Query, description = "Pod labels, `k=v,k2=v2`"),
         ("version" = Option<u64>, Query, description = "The config version the sidecar holds"),
         ("wait" = Option<String>, Query, description = "How long to hold the request while `version` is current, e.g. `30s` (at most 300s)"),
+        ("encoding" = Option<String>, Query, description = "`json` (default) or `compact`: the same answer in the compact binary encoding sidecars read (`application/vnd.boifi.config.v1`, defined in `boifi_core::wire::compact`)"),
     ),
     responses(
-        (status = 200, description = "The current version and the policies that can apply to this sidecar (expired ones left out)", body = ConfigResponseSchema),
+        (status = 200, description = "The current version and the policies that can apply to this sidecar (expired ones left out); with `encoding=compact` the same answer as `application/vnd.boifi.config.v1`", content(
+            (ConfigResponseSchema = "application/json"),
+            (Vec<u8> = "application/vnd.boifi.config.v1"),
+        )),
         (status = 304, description = "`version` is still current after `wait`"),
         (status = 400, description = "Bad query parameter", body = ApiErrorSchema),
         (status = 401, description = "With `--auth-reads`: missing or wrong token", body = ApiErrorSchema),
@@ -165,8 +190,12 @@ pub async fn get_config(
     state
         .sidecars
         .seen(&query.identity, Some(snapshot.version), wait_ms, now);
+    let content_type = match query.encoding {
+        ConfigEncoding::Json => "application/json",
+        ConfigEncoding::Compact => compact::MEDIA_TYPE,
+    };
     Ok(HttpResponse::Ok()
-        .content_type("application/json")
+        .content_type(content_type)
         .insert_header(("x-boifi-version", snapshot.version.to_string()))
         .body(body))
 }

@@ -160,6 +160,8 @@ fn bad_request_cases() -> Vec<Case> {
             .mentions(&["`version`", "`-3`"]),
         case("bad labels", M::GET, "/v1/config?labels=novalue", 400)
             .mentions(&["`labels`", "`novalue`"]),
+        case("bad encoding", M::GET, "/v1/config?encoding=xml", 400)
+            .mentions(&["`encoding`", "`xml`", "`compact`"]),
         case("unknown route", M::GET, "/v1/nothing-here", 404).mentions(&["/v1/nothing-here"]),
         case("wrong method", M::PATCH, "/v1/policies/seeded", 405).mentions(&["PATCH"]),
     ]
@@ -380,6 +382,22 @@ async fn config_filters_by_identity_and_status_shows_sidecars() {
     )
     .await;
     assert!(other.policies.is_empty());
+    // The compact answer a sidecar asks for is the same response.
+    let compact = server
+        .client
+        .get(server.url(
+            "/v1/config?service=frontend&namespace=demo&pod=frontend-1&labels=version=v1&encoding=compact",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(compact.status(), StatusCode::OK);
+    assert_eq!(
+        compact.headers()["content-type"],
+        boifi_core::wire::compact::MEDIA_TYPE
+    );
+    let decoded = boifi_core::wire::compact::decode(&compact.bytes().await.unwrap()).unwrap();
+    assert_eq!(decoded, config);
 
     let status: Value = get_json(&server.client, server.url("/v1/policies/status")).await;
     assert_eq!(status["version"], 2);
@@ -552,12 +570,20 @@ async fn cached_config_body_equals_the_serialized_config_response() {
         "service=backend&namespace=demo",
         "",
         "namespace=x",
+        "service=frontend&namespace=demo&encoding=compact",
+        "service=backend&encoding=compact",
+        "encoding=compact",
     ] {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
         let q =
             ConfigQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
         for at in [now, now + 5_000] {
-            let expected = serde_json::to_vec(&config_for(&q, &snapshot, at)).unwrap();
+            let response = config_for(&q, &snapshot, at);
+            let expected = if query.contains("compact") {
+                boifi_core::wire::compact::encode(&response)
+            } else {
+                serde_json::to_vec(&response).unwrap()
+            };
             assert_eq!(
                 cache.body_for(&q, &snapshot, at).unwrap(),
                 expected,

@@ -158,11 +158,16 @@ impl Host for FakeHost {
 const ROOT: u32 = 1;
 const ROOT_PATH: &[(&[u8], &[u8])] = &[(b":path", b"/")];
 
+/// The compact `/v1/config` answer (what the control plane sends sidecars) of this JSON one.
+fn compact(json: &str) -> Vec<u8> {
+    let response: boifi_core::wire::ConfigResponse = serde_json::from_str(json).unwrap();
+    boifi_core::wire::compact::encode(&response)
+}
+
 fn config_body(version: u64, rules: &str) -> Vec<u8> {
-    format!(
+    compact(&format!(
         r#"{{"version":{version},"policies":[{{"metadata":{{"name":"pol"}},"spec":{{"selector":{{"service":"frontend"}},"rules":{rules}}}}}]}}"#
-    )
-    .into_bytes()
+    ))
 }
 
 const ABORT_ALL: &str =
@@ -235,7 +240,7 @@ fn polls_applies_and_aborts_with_counters() {
 #[test]
 fn an_idle_filter_makes_no_host_call_per_request() {
     let mut f = polling_filter(SharedStore::default(), "");
-    answer(&mut f, br#"{"version":1,"policies":[]}"#);
+    answer(&mut f, &compact(r#"{"version":1,"policies":[]}"#));
     let before = f.host().calls.get();
     for id in 2..100 {
         assert_eq!(request(&mut f, id, &[]), Action::Continue);

@@ -49,12 +49,12 @@ impl Mode {
 struct ScriptedControlPlane {
     port: u16,
     mode: Arc<AtomicU8>,
-    body: Arc<Mutex<(u64, String)>>,
+    body: Arc<Mutex<(u64, Vec<u8>)>>,
     config_requests: Arc<AtomicU64>,
 }
 
 impl ScriptedControlPlane {
-    fn start(version: u64, body: String) -> ScriptedControlPlane {
+    fn start(version: u64, body: Vec<u8>) -> ScriptedControlPlane {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let cp = ScriptedControlPlane {
@@ -78,7 +78,7 @@ impl ScriptedControlPlane {
         self.mode.store(mode as u8, Ordering::SeqCst);
     }
 
-    fn set_body(&self, version: u64, body: String) {
+    fn set_body(&self, version: u64, body: Vec<u8>) {
         *self.body.lock().unwrap() = (version, body);
     }
 
@@ -103,7 +103,7 @@ fn read_head(stream: &mut TcpStream) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn serve(mut stream: TcpStream, mode: &AtomicU8, body: &Mutex<(u64, String)>, count: &AtomicU64) {
+fn serve(mut stream: TcpStream, mode: &AtomicU8, body: &Mutex<(u64, Vec<u8>)>, count: &AtomicU64) {
     // Keep-alive: Envoy reuses the connection for the next poll.
     while let Some(line) = read_head(&mut stream) {
         if line.starts_with("GET /v1/config") {
@@ -117,7 +117,7 @@ fn serve(mut stream: TcpStream, mode: &AtomicU8, body: &Mutex<(u64, String)>, co
                     std::thread::sleep(Duration::from_millis(300));
                     b"HTTP/1.1 304 Not Modified\r\ncontent-length: 0\r\n\r\n".to_vec()
                 } else {
-                    http_200(text.as_bytes())
+                    http_200(&text)
                 }
             }
             Mode::Garbage => http_200(b"\x00\xffnot json at all {{{ \xc3\x28"),
@@ -128,13 +128,13 @@ fn serve(mut stream: TcpStream, mode: &AtomicU8, body: &Mutex<(u64, String)>, co
                     text.len()
                 )
                 .into_bytes();
-                r.extend_from_slice(&text.as_bytes()[..text.len() / 2]);
+                r.extend_from_slice(&text[..text.len() / 2]);
                 let _ = stream.write_all(&r);
                 return; // close mid-body
             }
             Mode::Huge => {
-                // 16 MiB of a JSON document that never ends.
-                let mut b = b"{\"version\": 99, \"policies\": [".to_vec();
+                // 16 MiB of a compact answer that never ends.
+                let mut b = b"BFC\x01\x63\x01".to_vec();
                 b.resize(16 * 1024 * 1024, b' ');
                 http_200(&b)
             }
@@ -170,8 +170,9 @@ fn http_200(body: &[u8]) -> Vec<u8> {
     r
 }
 
-fn config_body(version: u64, status: u16) -> String {
-    json!({
+/// The compact answer (what the filter asks for) of one policy.
+fn config_body(version: u64, status: u16) -> Vec<u8> {
+    let json = json!({
         "version": version,
         "policies": [{
             "metadata": {"name": "keep-me"},
@@ -182,8 +183,8 @@ fn config_body(version: u64, status: u16) -> String {
             },
             "status": {"stored_at_ms": 1, "revision": version}
         }]
-    })
-    .to_string()
+    });
+    boifi_core::wire::compact::encode(&serde_json::from_value(json).unwrap())
 }
 
 /// Lines of the Envoy log that report a config failure.

@@ -326,7 +326,7 @@ fn bootstrap(
         // plus this regex): `hfi.policy.<name>.aborts_total` → `policy="<name>"`.
         "stats_config": {"stats_tags": [{
             "tag_name": "policy",
-            "regex": boifi_wasm::metrics::POLICY_TAG_REGEX,
+            "regex": boifi_engine::metrics::POLICY_TAG_REGEX,
         }]},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {

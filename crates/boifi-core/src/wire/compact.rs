@@ -1,0 +1,519 @@
+//! The compact encoding of [`ConfigResponse`] for sidecars: the same answer as the JSON form of
+//! `GET /v1/config`, as a small versioned binary the filter reads without a JSON parser (the
+//! JSON reader and its messages would be most of the Wasm module's size, and Envoy compiles
+//! the whole module on every sidecar start). The server sends it when the query says
+//! `encoding=compact`; JSON stays the default.
+//!
+//! # Format (version 1)
+//!
+//! All integers are LEB128 varints (`u64`; `priority` zig-zag), a string is its byte length
+//! then UTF-8 bytes, an optional value is a byte `0` (absent) or `1` then the value, a list
+//! or map is its length then the items (maps in key order), an enum is one byte.
+//!
+//! ```text
+//! "BFC" 0x01  version  count  policy*
+//! policy   = name opt(version) opt(namespace) map(labels) map(annotations)
+//!            selector list(rule) sampling opt(window) priority enabled opt(status)
+//! selector = opt(service) opt(namespace) map(labels)
+//! rule     = opt(match) opt(match) list(name match) opt(source) fault      (method, path, headers)
+//! match    = kind(0 exact | 1 prefix | 2 regex) string
+//! source   = opt(service) opt(namespace) opt(service account)
+//! fault    = ppm start_delay_ms duration_seconds opt(fixed_ms jitter_ms)
+//!            opt(http_status opt(grpc_status) opt(body) map(headers))
+//! window   = start_ms end_ms;  status = stored_at_ms opt(expires_at_ms) revision
+//! ```
+//!
+//! [`decode`] is total: any bytes give a response or a [`CompactError`] naming the offset and
+//! what was wrong, never a panic, and it allocates no more than the input's length warrants
+//! (every item costs at least one input byte). It re-checks the bounds the JSON reader
+//! enforces and that the filter relies on (names, ranges, sizes); the rest of validation
+//! happened when the control plane stored the policy.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::ConfigResponse;
+use crate::policy::name::{is_header_name, is_header_value};
+use crate::policy::{
+    check_name, Abort, Delay, Fault, HeaderMatch, Metadata, Percentage, PolicyDocument, PolicySpec,
+    PolicyStatus, RequestMatch, Rule, Sampling, Selector, SourceMatch, StringMatch, Window,
+    MAX_BODY_BYTES, MAX_HEADERS, MAX_RULES,
+};
+
+/// The first bytes of every compact answer: `BFC` and the format version.
+pub const MAGIC: &[u8; 4] = b"BFC\x01";
+
+/// The media type of the compact answer (`Content-Type`).
+pub const MEDIA_TYPE: &str = "application/vnd.boifi.config.v1";
+
+/// Why bytes are not a compact `ConfigResponse`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("compact config at byte {offset}: {what}")]
+pub struct CompactError {
+    /// Where reading stopped.
+    pub offset: usize,
+    /// What was expected or wrong there (a fixed text, so the filter logs it without
+    /// formatting).
+    pub what: &'static str,
+}
+
+/// Encodes a response in the compact form.
+pub fn encode(response: &ConfigResponse) -> Vec<u8> {
+    let parts: Vec<Vec<u8>> = response.policies.iter().map(encode_policy).collect();
+    assemble(response.version, parts.iter().map(Vec::as_slice))
+}
+
+/// One policy's part of a compact response, so a server can encode each policy once and
+/// [`assemble`] the answer of every sidecar from the parts.
+pub fn encode_policy(policy: &PolicyDocument) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(64));
+    w.policy(policy);
+    w.0
+}
+
+/// A compact response from its version and the [`encode_policy`] parts of its policies.
+pub fn assemble<'a>(version: u64, parts: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(16));
+    w.0.extend_from_slice(MAGIC);
+    w.uint(version);
+    w.len(parts.len());
+    for part in parts {
+        w.0.extend_from_slice(part);
+    }
+    w.0
+}
+
+/// Decodes a compact response (total: never panics, whatever the bytes).
+pub fn decode(bytes: &[u8]) -> Result<ConfigResponse, CompactError> {
+    let mut r = Reader { bytes, pos: 0 };
+    if bytes.get(..MAGIC.len()) != Some(MAGIC.as_slice()) {
+        return Err(r.fail("not a compact config answer of version 1 (magic `BFC\\x01`)"));
+    }
+    r.pos = MAGIC.len();
+    let version = r.uint()?;
+    let mut policies = Vec::new();
+    for _ in 0..r.uint()? {
+        policies.push(r.policy()?);
+    }
+    if r.pos != bytes.len() {
+        return Err(r.fail("bytes after the last policy"));
+    }
+    Ok(ConfigResponse { version, policies })
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn uint(&mut self, mut v: u64) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                self.0.push(byte);
+                return;
+            }
+            self.0.push(byte | 0x80);
+        }
+    }
+
+    fn len(&mut self, n: usize) {
+        self.uint(n as u64);
+    }
+
+    fn flag(&mut self, on: bool) {
+        self.0.push(u8::from(on));
+    }
+
+    fn str(&mut self, s: &str) {
+        self.len(s.len());
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn opt<T: ?Sized>(&mut self, v: Option<&T>, write: impl FnOnce(&mut Self, &T)) {
+        self.flag(v.is_some());
+        if let Some(v) = v {
+            write(self, v);
+        }
+    }
+
+    fn opt_str(&mut self, s: &Option<String>) {
+        self.opt(s.as_deref(), Self::str);
+    }
+
+    fn map(&mut self, map: &BTreeMap<String, String>) {
+        self.len(map.len());
+        for (k, v) in map {
+            self.str(k);
+            self.str(v);
+        }
+    }
+
+    fn string_match(&mut self, m: &StringMatch) {
+        let (kind, s) = match m {
+            StringMatch::Exact(s) => (0, s),
+            StringMatch::Prefix(s) => (1, s),
+            StringMatch::Regex(s) => (2, s),
+        };
+        self.0.push(kind);
+        self.str(s);
+    }
+
+    fn policy(&mut self, p: &PolicyDocument) {
+        let m = &p.metadata;
+        self.str(&m.name);
+        self.opt_str(&m.version);
+        self.opt_str(&m.namespace);
+        self.map(&m.labels);
+        self.map(&m.annotations);
+        let s = &p.spec;
+        self.opt_str(&s.selector.service);
+        self.opt_str(&s.selector.namespace);
+        self.map(&s.selector.labels);
+        self.len(s.rules.len());
+        for rule in &s.rules {
+            self.rule(rule);
+        }
+        self.0.push(match s.sampling {
+            Sampling::Random => 0,
+            Sampling::Request => 1,
+        });
+        self.opt(s.window.as_ref(), |w, window| {
+            w.uint(window.start_ms);
+            w.uint(window.end_ms);
+        });
+        // Zig-zag, so a negative priority stays short.
+        let priority = i64::from(s.priority);
+        self.uint(((priority << 1) ^ (priority >> 63)) as u64);
+        self.flag(s.enabled);
+        self.opt(p.status.as_ref(), |w, status| {
+            w.uint(status.stored_at_ms);
+            w.opt(status.expires_at_ms.as_ref(), |w, e| w.uint(*e));
+            w.uint(status.revision);
+        });
+    }
+
+    fn rule(&mut self, rule: &Rule) {
+        let m = &rule.matches;
+        self.opt(m.method.as_ref(), Self::string_match);
+        self.opt(m.path.as_ref(), Self::string_match);
+        self.len(m.headers.len());
+        for h in &m.headers {
+            self.str(&h.name);
+            self.string_match(&h.value);
+        }
+        self.opt(m.source.as_ref(), |w, source| {
+            w.opt_str(&source.service);
+            w.opt_str(&source.namespace);
+            w.opt_str(&source.service_account);
+        });
+        let f = &rule.fault;
+        self.uint(u64::from(f.percentage.ppm()));
+        self.uint(f.start_delay_ms);
+        self.uint(f.duration_seconds);
+        self.opt(f.delay.as_ref(), |w, d| {
+            w.uint(d.fixed_delay_ms);
+            w.uint(d.jitter_ms);
+        });
+        self.opt(f.abort.as_ref(), |w, a| {
+            w.uint(u64::from(a.http_status));
+            w.opt(a.grpc_status.as_ref(), |w, g| w.uint(u64::from(*g)));
+            w.opt_str(&a.body);
+            w.map(&a.headers);
+        });
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn fail(&self, what: &'static str) -> CompactError {
+        CompactError {
+            offset: self.pos,
+            what,
+        }
+    }
+
+    fn byte(&mut self) -> Result<u8, CompactError> {
+        let b = *self
+            .bytes
+            .get(self.pos)
+            .ok_or_else(|| self.fail("the answer ends early"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn uint(&mut self) -> Result<u64, CompactError> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            let bits = u64::from(b & 0x7f);
+            if shift == 63 && bits > 1 {
+                return Err(self.fail("a number longer than 64 bits"));
+            }
+            v |= bits << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(self.fail("a number longer than 64 bits"))
+    }
+
+    fn bounded<T: TryFrom<u64>>(
+        &mut self,
+        max: u64,
+        what: &'static str,
+    ) -> Result<T, CompactError> {
+        let start = self.pos;
+        let v = self.uint()?;
+        match T::try_from(v) {
+            Ok(t) if v <= max => Ok(t),
+            _ => {
+                self.pos = start;
+                Err(self.fail(what))
+            }
+        }
+    }
+
+    fn flag(&mut self) -> Result<bool, CompactError> {
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(CompactError {
+                offset: self.pos - 1,
+                what: "a flag other than 0 or 1",
+            }),
+        }
+    }
+
+    fn str(&mut self) -> Result<String, CompactError> {
+        let len = self.bounded::<usize>(u64::MAX, "a string longer than the answer")?;
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|end| *end <= self.bytes.len())
+            .ok_or_else(|| self.fail("a string longer than the answer"))?;
+        let text = self
+            .bytes
+            .get(self.pos..end)
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .ok_or_else(|| self.fail("a string that is not UTF-8"))?;
+        self.pos = end;
+        Ok(String::from(text))
+    }
+
+    fn opt<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, CompactError>,
+    ) -> Result<Option<T>, CompactError> {
+        if self.flag()? {
+            read(self).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn opt_str(&mut self) -> Result<Option<String>, CompactError> {
+        self.opt(Self::str)
+    }
+
+    fn map(&mut self) -> Result<BTreeMap<String, String>, CompactError> {
+        let mut map = BTreeMap::new();
+        for _ in 0..self.uint()? {
+            let k = self.str()?;
+            let v = self.str()?;
+            if map.insert(k, v).is_some() {
+                return Err(self.fail("a map with a repeated key"));
+            }
+        }
+        Ok(map)
+    }
+
+    fn string_match(&mut self) -> Result<StringMatch, CompactError> {
+        match self.byte()? {
+            0 => self.str().map(StringMatch::Exact),
+            1 => self.str().map(StringMatch::Prefix),
+            2 => self.str().map(StringMatch::Regex),
+            _ => Err(CompactError {
+                offset: self.pos - 1,
+                what: "a string match other than exact, prefix or regex",
+            }),
+        }
+    }
+
+    fn policy(&mut self) -> Result<PolicyDocument, CompactError> {
+        let at = self.pos;
+        let name = self.str()?;
+        if check_name(&name).is_err() {
+            return Err(CompactError {
+                offset: at,
+                what: "metadata.name is not a valid policy name",
+            });
+        }
+        let metadata = Metadata {
+            name,
+            version: self.opt_str()?,
+            namespace: self.opt_str()?,
+            labels: self.map()?,
+            annotations: self.map()?,
+        };
+        let selector = Selector {
+            service: self.opt_str()?,
+            namespace: self.opt_str()?,
+            labels: self.map()?,
+        };
+        let count: usize = self.bounded(MAX_RULES as u64, "spec.rules: more than 64 rules")?;
+        let mut rules = Vec::new();
+        for _ in 0..count {
+            rules.push(self.rule()?);
+        }
+        let sampling = match self.byte()? {
+            0 => Sampling::Random,
+            1 => Sampling::Request,
+            _ => {
+                return Err(CompactError {
+                    offset: self.pos - 1,
+                    what: "spec.sampling: neither random nor request",
+                })
+            }
+        };
+        let window = self.opt(|r| {
+            Ok(Window {
+                start_ms: r.uint()?,
+                end_ms: r.uint()?,
+            })
+        })?;
+        let zigzag = self.uint()?;
+        let priority = i32::try_from(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64))
+            .map_err(|_| self.fail("spec.priority: outside the 32-bit range"))?;
+        let enabled = self.flag()?;
+        let status = self.opt(|r| {
+            Ok(PolicyStatus {
+                stored_at_ms: r.uint()?,
+                expires_at_ms: r.opt(Self::uint)?,
+                revision: r.uint()?,
+            })
+        })?;
+        Ok(PolicyDocument {
+            metadata,
+            spec: PolicySpec {
+                selector,
+                rules,
+                sampling,
+                window,
+                priority,
+                enabled,
+            },
+            status,
+        })
+    }
+
+    fn rule(&mut self) -> Result<Rule, CompactError> {
+        let method = self.opt(Self::string_match)?;
+        let path = self.opt(Self::string_match)?;
+        let count: usize = self.bounded(
+            MAX_HEADERS as u64,
+            "rules[].match.headers: more than 32 headers",
+        )?;
+        let mut headers = Vec::new();
+        for _ in 0..count {
+            headers.push(HeaderMatch {
+                name: self.header_name()?,
+                value: self.string_match()?,
+            });
+        }
+        let source = self.opt(|r| {
+            Ok(SourceMatch {
+                service: r.opt_str()?,
+                namespace: r.opt_str()?,
+                service_account: r.opt_str()?,
+            })
+        })?;
+        let ppm: u32 = self.bounded(
+            u64::from(Percentage::ALWAYS.ppm()),
+            "rules[].fault.percentage: above 100%",
+        )?;
+        let percentage = Percentage::from_ppm(ppm)
+            .ok_or_else(|| self.fail("rules[].fault.percentage: above 100%"))?;
+        let start_delay_ms = self.uint()?;
+        let duration_seconds = self.uint()?;
+        let delay = self.opt(|r| {
+            Ok(Delay {
+                fixed_delay_ms: r.uint()?,
+                jitter_ms: r.uint()?,
+            })
+        })?;
+        let abort = self.opt(Self::abort)?;
+        Ok(Rule {
+            matches: RequestMatch {
+                method,
+                path,
+                headers,
+                source,
+            },
+            fault: Fault {
+                percentage,
+                start_delay_ms,
+                duration_seconds,
+                delay,
+                abort,
+            },
+        })
+    }
+
+    fn abort(&mut self) -> Result<Abort, CompactError> {
+        let at = self.pos;
+        let http_status: u16 =
+            self.bounded(599, "rules[].fault.abort.httpStatus: outside 200..=599")?;
+        if http_status < 200 {
+            self.pos = at;
+            return Err(self.fail("rules[].fault.abort.httpStatus: outside 200..=599"));
+        }
+        let grpc_status =
+            self.opt(|r| r.bounded(16, "rules[].fault.abort.grpcStatus: outside 0..=16"))?;
+        let body = self.opt_str()?;
+        if body.as_ref().is_some_and(|b| b.len() > MAX_BODY_BYTES) {
+            return Err(self.fail("rules[].fault.abort.body: longer than 16 KiB"));
+        }
+        let mut headers = BTreeMap::new();
+        let count: usize = self.bounded(
+            MAX_HEADERS as u64,
+            "rules[].fault.abort.headers: more than 32 headers",
+        )?;
+        for _ in 0..count {
+            let name = self.header_name()?;
+            let value = self.str()?;
+            if !is_header_value(&value) {
+                return Err(self.fail("rules[].fault.abort.headers: a value with CR, LF or NUL"));
+            }
+            if headers.insert(name, value).is_some() {
+                return Err(self.fail("rules[].fault.abort.headers: a repeated name"));
+            }
+        }
+        Ok(Abort {
+            http_status,
+            grpc_status,
+            body,
+            headers,
+        })
+    }
+
+    /// A header name as the JSON reader leaves it: not empty, lower case, a token.
+    fn header_name(&mut self) -> Result<String, CompactError> {
+        let at = self.pos;
+        let name = self.str()?;
+        if !is_header_name(&name) || name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(CompactError {
+                offset: at,
+                what: "a header name that is not a lower-case token",
+            });
+        }
+        Ok(name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,96 @@
+use alloc::vec::Vec;
+
+use super::*;
+use crate::policy::parse_policy_json;
+
+fn sample() -> ConfigResponse {
+    let policy = parse_policy_json(
+        r#"{"metadata": {"name": "cart-abort", "labels": {"team": "sre"}},
+            "spec": {"selector": {"service": "cartservice"}, "priority": -3,
+                     "rules": [{"match": {"path": {"prefix": "/cart"},
+                                          "headers": [{"name": "X-User", "regex": "^b"}]},
+                                "fault": {"percentage": 12.5,
+                                          "abort": {"httpStatus": 503, "grpcStatus": 14,
+                                                    "body": "no", "headers": {"x-a": "1"}}}}]}}"#,
+    )
+    .unwrap()
+    .stored(1_800_000_000_000, 7);
+    ConfigResponse {
+        version: 42,
+        policies: alloc::vec![policy],
+    }
+}
+
+#[test]
+fn round_trips() {
+    let response = sample();
+    assert_eq!(decode(&encode(&response)).unwrap(), response);
+    let empty = ConfigResponse {
+        version: 0,
+        policies: Vec::new(),
+    };
+    assert_eq!(encode(&empty), b"BFC\x01\x00\x00");
+    assert_eq!(decode(b"BFC\x01\x00\x00").unwrap(), empty);
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    let bytes = encode(&sample());
+    for end in 0..bytes.len() {
+        let err = decode(&bytes[..end]).unwrap_err();
+        assert!(err.offset <= end, "{err:?} at {end}");
+    }
+}
+
+#[test]
+fn refuses_what_the_json_reader_refuses() {
+    let bytes = encode(&sample());
+    let replace = |from: &[u8], to: &[u8]| {
+        let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+        let mut out = bytes.clone();
+        out.splice(at..at + from.len(), to.iter().copied());
+        decode(&out).unwrap_err().what
+    };
+    let cases: [(&[u8], &[u8], &str); 4] = [
+        (
+            b"\x0acart-abort",
+            b"\x0aCart abort",
+            "metadata.name is not a valid policy name",
+        ),
+        (
+            b"\x06x-user",
+            b"\x06X-User",
+            "a header name that is not a lower-case token",
+        ),
+        (
+            b"\x03x-a\x011",
+            b"\x03x-a\x01\n",
+            "rules[].fault.abort.headers: a value with CR, LF or NUL",
+        ),
+        // 503 = 0xf7 0x03; 99 is below 200.
+        (
+            b"\xf7\x03",
+            b"\x63",
+            "rules[].fault.abort.httpStatus: outside 200..=599",
+        ),
+    ];
+    for (from, to, what) in cases {
+        assert_eq!(replace(from, to), what, "{from:?} -> {to:?}");
+    }
+    assert!(decode(b"{\"version\":1}").is_err());
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert_eq!(
+        decode(&trailing).unwrap_err().what,
+        "bytes after the last policy"
+    );
+}
+
+#[test]
+fn huge_counts_and_lengths_fail_without_allocating() {
+    // 2^63 policies, then a string of 2^63 bytes.
+    assert!(decode(b"BFC\x01\x00\xff\xff\xff\xff\xff\xff\xff\xff\x7f").is_err());
+    assert!(decode(b"BFC\x01\x00\x01\xff\xff\xff\xff\xff\xff\xff\xff\x7f").is_err());
+    // An 11-byte varint.
+    assert!(decode(b"BFC\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01").is_err());
+}
