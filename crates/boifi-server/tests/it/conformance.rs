@@ -407,14 +407,12 @@ async fn embedded_store_keeps_policies_and_version_across_reopen() {
         let store = boifi_server::store::embedded::EmbeddedStore::open(dir.path())
             .await
             .unwrap();
-        store
-            .put(policy("alpha", 10), WriteCondition::Any)
-            .await
-            .unwrap();
-        store
-            .put(policy("beta", 10), WriteCondition::Any)
-            .await
-            .unwrap();
+        for name in ["alpha", "beta"] {
+            store
+                .put(policy(name, 10), WriteCondition::Any)
+                .await
+                .unwrap();
+        }
         store.delete("beta", WriteCondition::Any).await.unwrap();
         let s = store.snapshot().await.unwrap();
         (s.version, s.policies.clone())
