@@ -25,11 +25,12 @@
 //! - **Snapshots** are immutable (`Arc`); the current one is cheap to get.
 //!
 //! Backends: [`memory::MemoryStore`] (ephemeral), [`embedded::EmbeddedStore`] (redb file in
-//! `--data-dir`, crash-safe), `etcd::EtcdStore` (etcd v3; `EtcdStore::connect(endpoints,
+//! `--data-dir`, crash-safe; both one [`local::LocalStore`], with or without the file), `etcd::EtcdStore` (etcd v3; `EtcdStore::connect(endpoints,
 //! prefix)`; keys `<prefix><name>`, prefix `/boifi/policies/`).
 
 pub mod embedded;
 pub mod etcd;
+pub mod local;
 pub mod memory;
 
 use std::collections::BTreeMap;
