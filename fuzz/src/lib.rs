@@ -715,12 +715,7 @@ impl boifi_wasm::host::Host for ArbitraryHost<'_> {
     fn call_response_body(&self, _size: usize) -> Option<Vec<u8>> {
         self.pick(&CONFIG_BODIES)
     }
-    fn http_call(
-        &self,
-        _cluster: &str,
-        _headers: &[(&[u8], &[u8])],
-        _timeout_ms: u32,
-    ) -> Result<u32, u32> {
+    fn http_call(&self, _call: &boifi_wasm::host::HttpCall<'_>) -> Result<u32, u32> {
         if self.flag() {
             Ok(self.number())
         } else {

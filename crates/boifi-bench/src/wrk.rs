@@ -73,20 +73,18 @@ pub fn run(url: &str, load: &Load) -> Result<WrkRun, BenchError> {
 
 /// A wrk duration: `152.00us`, `1.03ms`, `2.50s`, `1.00m`.
 pub fn parse_duration(text: &str) -> Option<Duration> {
+    // Seconds per unit; `us` and `ms` are tried before `s`, which they end with.
+    const UNITS: [(&str, f64); 5] = [
+        ("us", 1e-6),
+        ("ms", 1e-3),
+        ("s", 1.0),
+        ("m", 60.0),
+        ("h", 3600.0),
+    ];
     let t = text.trim();
-    let (number, scale) = if let Some(n) = t.strip_suffix("us") {
-        (n, 1e-6)
-    } else if let Some(n) = t.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = t.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        return None;
-    };
+    let (number, scale) = UNITS
+        .iter()
+        .find_map(|&(unit, scale)| t.strip_suffix(unit).map(|n| (n, scale)))?;
     let v: f64 = number.trim().parse().ok()?;
     (v.is_finite() && v >= 0.0).then(|| Duration::from_secs_f64(v * scale))
 }

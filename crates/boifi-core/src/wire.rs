@@ -168,13 +168,15 @@ impl ConfigQuery {
             push("pod", p);
         }
         if !self.identity.labels.is_empty() {
-            let labels: Vec<String> = self
-                .identity
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            push("labels", &labels.join(","));
+            // `k=v,k=v`, written straight into one string (the poller builds this every poll).
+            let mut labels = String::new();
+            for (k, v) in &self.identity.labels {
+                if !labels.is_empty() {
+                    labels.push(',');
+                }
+                labels.extend([k.as_str(), "=", v.as_str()]);
+            }
+            push("labels", &labels);
         }
         if let Some(v) = self.version {
             push("version", &v.to_string());
@@ -191,16 +193,13 @@ impl ConfigQuery {
 
 /// Parses `500ms`, `30s`, `2m` or a bare number of seconds.
 pub fn parse_duration_ms(text: &str) -> Option<u64> {
+    // Milliseconds per unit; `ms` is tried before `s`, which it ends with.
+    const UNITS: [(&str, u64); 3] = [("ms", 1), ("s", 1000), ("m", 60_000)];
     let text = text.trim();
-    let (number, factor) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        (text, 1000)
-    };
+    let (number, factor) = UNITS
+        .iter()
+        .find_map(|&(unit, factor)| text.strip_suffix(unit).map(|n| (n, factor)))
+        .unwrap_or((text, 1000));
     number.parse::<u64>().ok()?.checked_mul(factor)
 }
 

@@ -13,7 +13,7 @@ use core::cell::RefCell;
 use core::ptr::null_mut;
 
 use crate::filter::{Action, Filter};
-use crate::host::{Host, Level, MetricKind};
+use crate::host::{Host, HttpCall, Level, MetricKind};
 use crate::props::encode_pairs;
 
 /// ABI status codes (`WasmResult`).
@@ -214,12 +214,12 @@ impl Host for AbiHost {
         })
     }
 
-    fn http_call(
-        &self,
-        cluster: &str,
-        headers: &[(&[u8], &[u8])],
-        timeout_ms: u32,
-    ) -> Result<u32, u32> {
+    fn http_call(&self, call: &HttpCall<'_>) -> Result<u32, u32> {
+        let HttpCall {
+            cluster,
+            headers,
+            timeout_ms,
+        } = *call;
         let headers = encode_pairs(headers);
         let trailers = encode_pairs(&[]);
         let mut token = 0u32;

@@ -28,7 +28,7 @@ use boifi_engine::reply::LocalReply;
 use boifi_engine::sync::{self, ConfigSync, Next, PollOutcome};
 use boifi_engine::{Engine, Release, Released, Verdict};
 
-use crate::host::{Host, Level, MetricKind};
+use crate::host::{Host, HttpCall, Level, MetricKind};
 use crate::props::{self, Pairs};
 use crate::shared::{self, Lease, LeaseView, Published, SharedKeys};
 
@@ -418,7 +418,12 @@ impl Root {
             (b"user-agent", b"boifi-wasm"),
         ];
         let timeout = u32::try_from(config.request_timeout_ms).unwrap_or(u32::MAX);
-        match host.http_call(&config.control_plane_cluster, &headers, timeout) {
+        let call = HttpCall {
+            cluster: &config.control_plane_cluster,
+            headers: &headers,
+            timeout_ms: timeout,
+        };
+        match host.http_call(&call) {
             Ok(token) => {
                 poller.in_flight = Some(token);
                 poller.next_at = None;

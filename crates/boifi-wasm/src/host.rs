@@ -42,6 +42,17 @@ pub enum MetricKind {
     Gauge = 1,
 }
 
+/// An HTTP call without a body (the poller's `GET /v1/config`).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpCall<'a> {
+    /// The Envoy cluster to call.
+    pub cluster: &'a str,
+    /// Request headers, pseudo-headers included.
+    pub headers: &'a [(&'a [u8], &'a [u8])],
+    /// How long Envoy waits for the answer.
+    pub timeout_ms: u32,
+}
+
 /// The host calls the filter makes.
 pub trait Host {
     /// The host's clock, nanoseconds since the Unix epoch (0 when it fails).
@@ -64,13 +75,8 @@ pub trait Host {
     fn call_response_header(&self, name: &str) -> Option<Vec<u8>>;
     /// Up to `size` bytes of the HTTP call answer's body.
     fn call_response_body(&self, size: usize) -> Option<Vec<u8>>;
-    /// Dispatches an HTTP call to `cluster`; the token, or the host's status code.
-    fn http_call(
-        &self,
-        cluster: &str,
-        headers: &[(&[u8], &[u8])],
-        timeout_ms: u32,
-    ) -> Result<u32, u32>;
+    /// Dispatches an HTTP call; the token, or the host's status code.
+    fn http_call(&self, call: &HttpCall<'_>) -> Result<u32, u32>;
     /// Answers the current request locally.
     fn send_local_reply(&self, status: u32, headers: &[(&[u8], &[u8])], body: &[u8]) -> bool;
     /// Resumes the current (paused) request.

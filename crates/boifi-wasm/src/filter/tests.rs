@@ -97,14 +97,11 @@ impl Host for FakeHost {
         self.call();
         self.call_body.borrow().clone()
     }
-    fn http_call(
-        &self,
-        cluster: &str,
-        headers: &[(&[u8], &[u8])],
-        _timeout_ms: u32,
-    ) -> Result<u32, u32> {
+    fn http_call(&self, call: &HttpCall<'_>) -> Result<u32, u32> {
         self.call();
-        let path = headers
+        let cluster = call.cluster;
+        let path = call
+            .headers
             .iter()
             .find(|(k, _)| *k == b":path")
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
