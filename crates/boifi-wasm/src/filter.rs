@@ -549,7 +549,7 @@ impl Root {
                         self.poll_succeeded(host, Some(version), now);
                     }
                     Err(e) => {
-                        // Valid JSON we cannot use: count it, keep the old set, and wait for
+                        // A well-formed answer we cannot use: count it, keep the old set, and wait for
                         // the next version instead of asking again at once.
                         self.count(host, Counter::ConfigErrors);
                         self.log(host, Level::Warn, || {
