@@ -549,8 +549,8 @@ impl Root {
                         self.poll_succeeded(host, Some(version), now);
                     }
                     Err(e) => {
-                        // A well-formed answer we cannot use: count it, keep the old set, and wait for
-                        // the next version instead of asking again at once.
+                        // A well-formed answer we cannot use: count it, keep the old set,
+                        // and wait for the next version instead of asking again at once.
                         self.count(host, Counter::ConfigErrors);
                         self.log(host, Level::Warn, || {
                             format!("boifi: keeping the previous policies: {e}")
