@@ -252,7 +252,7 @@ impl CompiledRule {
         trust_domain: &str,
     ) -> bool {
         if let Some(m) = &self.method {
-            if !m.is_match(request.method()) {
+            if !m.is_match(lookups.method(request)) {
                 return false;
             }
         }
@@ -524,9 +524,16 @@ struct Lookups<'r> {
     fetched: u8,
     values: [Option<&'r [u8]>; 8],
     caller: Option<Option<PeerIdentity<'r>>>,
+    method: Option<&'r [u8]>,
 }
 
 impl<'r> Lookups<'r> {
+    /// The method, read once per request by the first rule that tests it (in the Wasm filter
+    /// a read is a scan of the header map).
+    fn method<R: RequestView + ?Sized>(&mut self, request: &'r R) -> &'r [u8] {
+        self.method.get_or_insert_with(|| request.method())
+    }
+
     /// The caller, if its certificate names one in `trust_domain`.
     fn caller<R: RequestView + ?Sized>(
         &mut self,

@@ -22,7 +22,7 @@ fn path_matching_ignores_the_query_string() {
     assert!(decide(&set, &SimpleRequest::new("GET", "/api/x"), 0, 1).is_none());
 }
 
-/// A request that records every header name [`decide`] asks it for.
+/// A request that records every header name [`decide`] asks it for (the method as `:method`).
 struct Recording {
     inner: SimpleRequest,
     asked: core::cell::RefCell<Vec<String>>,
@@ -30,6 +30,7 @@ struct Recording {
 
 impl RequestView for Recording {
     fn method(&self) -> &[u8] {
+        self.asked.borrow_mut().push(":method".to_owned());
         self.inner.method()
     }
     fn path(&self) -> &[u8] {
@@ -47,8 +48,9 @@ impl RequestView for Recording {
 #[test]
 fn decide_reads_each_header_of_the_rules_once() {
     // Two rules on the same header, and `request` sampling: x-user and x-request-id, once each.
-    let rules = r#"[{"match": {"headers": [{"name": "X-User", "exact": "b"}]}, "fault": {"percentage": 100, "abort": {"httpStatus": 503}}},
-                    {"match": {"headers": [{"name": "X-User", "exact": "a"}]}, "fault": {"percentage": 100, "abort": {"httpStatus": 503}}}]"#;
+    // Both test the method too: it is read once as well.
+    let rules = r#"[{"match": {"method": {"exact": "GET"}, "headers": [{"name": "X-User", "exact": "b"}]}, "fault": {"percentage": 100, "abort": {"httpStatus": 503}}},
+                    {"match": {"method": {"exact": "GET"}, "headers": [{"name": "X-User", "exact": "a"}]}, "fault": {"percentage": 100, "abort": {"httpStatus": 503}}}]"#;
     let mut p = policy("headers", "{}", rules);
     p.spec.sampling = crate::policy::Sampling::Request;
     let set = CompiledPolicySet::compile(&[p], &Identity::default(), 0).unwrap();
@@ -61,7 +63,7 @@ fn decide_reads_each_header_of_the_rules_once() {
     assert!(decide(&set, &request, 0, 1).is_some());
     let mut asked = request.asked.take();
     asked.sort();
-    assert_eq!(asked, ["x-request-id", "x-user"]);
+    assert_eq!(asked, [":method", "x-request-id", "x-user"]);
     assert!(decide(&set, &SimpleRequest::new("GET", "/"), 0, 1).is_none());
 }
 
