@@ -181,18 +181,11 @@ impl Walker {
             Value::Number(n) => match n.as_u64() {
                 Some(v) if v <= max => Some(v),
                 _ => {
-                    let kind = if n.is_f64() && n.as_f64().is_some_and(|f| f >= 0.0) {
-                        FieldErrorKind::WrongType {
-                            expected: "a whole number",
-                            found: "a fraction",
-                        }
+                    if n.is_f64() && n.as_f64().is_some_and(|f| f >= 0.0) {
+                        self.fraction(path);
                     } else {
-                        FieldErrorKind::OutOfRange {
-                            value: n.to_string(),
-                            range,
-                        }
-                    };
-                    self.error(path, kind);
+                        self.out_of_range(path, n.to_string(), range);
+                    }
                     None
                 }
             },

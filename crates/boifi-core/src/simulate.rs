@@ -36,22 +36,22 @@ impl Outcome {
     pub fn of(decision: Option<&FaultDecision<'_>>) -> Outcome {
         match decision {
             None => Outcome::Pass,
-            Some(d) => match (d.total_wait_ms() > 0 || d.delay_ms.is_some(), d.abort) {
-                (_, None) => Outcome::Delay,
-                (false, Some(a)) => Outcome::Abort {
-                    http_status: a.http_status,
-                },
-                (true, Some(a)) => Outcome::DelayThenAbort {
-                    http_status: a.http_status,
-                },
-            },
+            Some(d) => Outcome::of_fault(
+                d.total_wait_ms() > 0 || d.delay_ms.is_some(),
+                d.abort.map(|a| a.http_status),
+            ),
         }
     }
 
     /// The outcome a rule's fault gives whenever it fires: what [`Outcome::of`] says of its
     /// decision.
     pub fn of_rule(rule: &MatchedRule<'_>) -> Outcome {
-        match (rule.waits, rule.abort_status) {
+        Outcome::of_fault(rule.waits, rule.abort_status)
+    }
+
+    /// A fault that fired: whether it waits, and its abort status if it aborts.
+    fn of_fault(waits: bool, abort_status: Option<u16>) -> Outcome {
+        match (waits, abort_status) {
             (_, None) => Outcome::Delay,
             (false, Some(http_status)) => Outcome::Abort { http_status },
             (true, Some(http_status)) => Outcome::DelayThenAbort { http_status },

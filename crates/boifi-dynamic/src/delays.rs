@@ -8,7 +8,7 @@
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use crate::abi::Scheduler;
@@ -41,9 +41,8 @@ impl Ord for Entry {
 }
 
 struct Timer {
-    // `Sender` is `Sync`, but the `Mutex` keeps the sending side simple to reason about; it is
-    // taken only when a delay fault fires, never on the plain request path.
-    tx: Mutex<Sender<(Instant, Scheduler)>>,
+    // `Sender` is `Sync` (Rust ≥ 1.72): every worker sends on it without a lock.
+    tx: Sender<(Instant, Scheduler)>,
 }
 
 static TIMER: OnceLock<Option<Timer>> = OnceLock::new();
@@ -58,7 +57,7 @@ pub fn schedule(due: Instant, scheduler: Scheduler) -> Result<(), NoTimer> {
     TIMER
         .get_or_init(start)
         .as_ref()
-        .and_then(|t| t.tx.lock().ok()?.send((due, scheduler)).ok())
+        .and_then(|t| t.tx.send((due, scheduler)).ok())
         .ok_or(NoTimer)
 }
 
@@ -68,7 +67,7 @@ fn start() -> Option<Timer> {
         .name("boifi-delays".into())
         .spawn(move || run(&rx))
         .ok()?;
-    Some(Timer { tx: Mutex::new(tx) })
+    Some(Timer { tx })
 }
 
 fn run(rx: &Receiver<(Instant, Scheduler)>) {

@@ -2,7 +2,7 @@
 //! one engine per worker thread and configuration (in a thread-local, so the request path takes
 //! no lock), and one small object per HTTP stream. Nothing here decides anything.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -218,16 +218,14 @@ fn with_engine<T>(shared: &Arc<Shared>, f: impl FnOnce(&mut WorkerEngine) -> T) 
 }
 
 /// The request as the engine sees it: each header is read from Envoy, as bytes, only when a
-/// rule asks for it (the method, which every rule may test, once).
+/// rule asks for it (`decide` reads the method and each header at most once per request).
 struct HostRequest<'a> {
     stream: Stream<'a>,
-    method: OnceCell<&'a [u8]>,
 }
 
 impl RequestView for HostRequest<'_> {
     fn method(&self) -> &[u8] {
-        self.method
-            .get_or_init(|| self.stream.request_header(":method").unwrap_or_default())
+        self.stream.request_header(":method").unwrap_or_default()
     }
 
     fn path(&self) -> &[u8] {
@@ -290,10 +288,7 @@ impl StreamFilter {
         let Some(now) = now else {
             return false;
         };
-        let request = HostRequest {
-            stream,
-            method: OnceCell::new(),
-        };
+        let request = HostRequest { stream };
         let decided = with_engine(shared, |w| {
             if w.engine.seq() != published.seq {
                 let version = published.version.unwrap_or(0);

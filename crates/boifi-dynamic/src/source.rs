@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use boifi_core::compiled::CompiledPolicySet;
 use boifi_core::identity::Identity;
 use boifi_core::rng::XorShift64Star;
+use boifi_core::wire::compact;
 
 use crate::abi::{self, ConfigScheduler, LogLevel};
 use crate::config::NativeConfig;
@@ -252,7 +253,7 @@ fn poll_forever(config: &NativeConfig, identity: Identity, source: &Weak<PolicyS
         let answer = agent
             .get(&url)
             .header("host", &plugin.control_plane_authority)
-            .header("accept", "application/json")
+            .header("accept", compact::MEDIA_TYPE)
             .call();
         let outcome = match answer {
             Ok(response) => {

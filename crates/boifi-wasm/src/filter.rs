@@ -22,7 +22,7 @@ use core::cell::OnceCell;
 use boifi_core::compiled::{CompiledPolicySet, RequestView};
 use boifi_core::identity::Identity;
 use boifi_core::rng::splitmix64;
-use boifi_core::wire::PluginConfig;
+use boifi_core::wire::{compact, PluginConfig};
 use boifi_engine::metrics::{self, Counter, Counters, Gauge, PolicyCounter};
 use boifi_engine::reply::LocalReply;
 use boifi_engine::sync::{self, ConfigSync, Next, PollOutcome};
@@ -414,7 +414,7 @@ impl Root {
             (b":method", b"GET"),
             (b":path", path.as_bytes()),
             (b":authority", config.control_plane_authority.as_bytes()),
-            (b"accept", b"application/json"),
+            (b"accept", compact::MEDIA_TYPE.as_bytes()),
             (b"user-agent", b"boifi-wasm"),
         ];
         let timeout = u32::try_from(config.request_timeout_ms).unwrap_or(u32::MAX);
