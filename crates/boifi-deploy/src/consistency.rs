@@ -233,7 +233,7 @@ pub fn parse_istio_cluster(cluster: &str) -> Option<IstioCluster> {
 
 /// `name.namespace.svc.cluster.local` → `(name, namespace)`.
 #[must_use]
-pub fn split_service_host(host: &str) -> Option<(String, String)> {
+fn split_service_host(host: &str) -> Option<(String, String)> {
     let rest = host.strip_suffix(CLUSTER_DOMAIN)?.strip_suffix('.')?;
     let (service, namespace) = rest.split_once('.')?;
     (!service.is_empty() && !namespace.is_empty() && !namespace.contains('.'))
@@ -514,7 +514,7 @@ fn check_etcd_endpoints(docs: &[Document], templates: &[PodTemplate<'_>]) -> Vec
 /// The client URLs (`http://<sts>-<i>.<svc>.<ns>.svc.cluster.local:<client port>`) of the
 /// StatefulSet the first of `given` points at.
 #[must_use]
-pub fn etcd_client_urls(docs: &[Document], given: &BTreeSet<String>) -> Option<BTreeSet<String>> {
+fn etcd_client_urls(docs: &[Document], given: &BTreeSet<String>) -> Option<BTreeSet<String>> {
     let first = given.iter().next()?;
     let host = first
         .strip_prefix("http://")

@@ -144,8 +144,7 @@ fn load(db: &Database) -> Result<Snapshot, StoreError> {
 }
 
 fn persist(db: &Database, version: u64, change: Change) -> Result<(), StoreError> {
-    let ctx = "writing the database";
-    let err = |e: redb::Error| StoreError::Backend(format!("{ctx}: {e}"));
+    let err = backend("writing the database");
     let txn = db.begin_write().map_err(|e| err(e.into()))?;
     {
         let mut table = txn.open_table(POLICIES).map_err(|e| err(e.into()))?;

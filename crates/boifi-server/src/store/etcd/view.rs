@@ -4,6 +4,7 @@
 //! (waiting with [`Reconnect`]) when the connection is lost. The writes are the store's
 //! (`super`); this module only reads.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -305,18 +306,10 @@ async fn follow(
                     }
                     Err(reason) => {
                         tracing::warn!(%reason, "ignoring an unreadable policy in etcd");
-                        let key = String::from_utf8_lossy(kv.key());
-                        if let Some(name) = key.strip_prefix(prefix) {
-                            next.policies.remove(name);
-                        }
+                        remove_key(&mut next.policies, prefix, kv.key());
                     }
                 },
-                EventType::Delete => {
-                    let key = String::from_utf8_lossy(kv.key());
-                    if let Some(name) = key.strip_prefix(prefix) {
-                        next.policies.remove(name);
-                    }
-                }
+                EventType::Delete => remove_key(&mut next.policies, prefix, kv.key()),
             }
             // A delete event's key carries the revision of the delete.
             let event_revision = revision_of(kv).unwrap_or(0);
@@ -325,6 +318,13 @@ async fn follow(
         }
         bump(&shared.counters.event_batches);
         shared.view.send_replace(Arc::new(next));
+    }
+}
+
+/// Drops the policy stored under `key`, if the key is one of `prefix`'s.
+fn remove_key<V>(policies: &mut BTreeMap<String, V>, prefix: &str, key: &[u8]) {
+    if let Some(name) = String::from_utf8_lossy(key).strip_prefix(prefix) {
+        policies.remove(name);
     }
 }
 
