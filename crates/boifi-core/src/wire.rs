@@ -66,6 +66,37 @@ pub struct ConfigQuery {
     pub wait_ms: Option<u64>,
     /// How the answer is encoded (`encoding=compact`: [`compact`], for sidecars).
     pub encoding: ConfigEncoding,
+    /// A version the sidecar received and did not apply, and why (`refused=<version>` and
+    /// `reason=<text>`). `version` stays the set it applied, so status can tell a sidecar that
+    /// applied the current version from one still pending and one that refused it.
+    pub refused: Option<Refusal>,
+}
+
+/// A config version a sidecar received and refused, reported on its next poll.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refusal {
+    /// The refused version.
+    pub version: u64,
+    /// Why, for a person (at most [`MAX_REFUSAL_REASON_BYTES`]).
+    pub reason: String,
+}
+
+/// The longest refusal reason a sidecar sends and the server accepts, in bytes.
+pub const MAX_REFUSAL_REASON_BYTES: usize = 512;
+
+impl Refusal {
+    /// A refusal of `version` for `reason`, cut at a character boundary to
+    /// [`MAX_REFUSAL_REASON_BYTES`] so it always fits the query the server accepts.
+    pub fn new(version: u64, reason: &str) -> Refusal {
+        let mut end = reason.len().min(MAX_REFUSAL_REASON_BYTES);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        Refusal {
+            version,
+            reason: reason.get(..end).unwrap_or_default().to_owned(),
+        }
+    }
 }
 
 /// The encoding of a `/v1/config` answer.
@@ -100,6 +131,7 @@ impl ConfigQuery {
             reason,
         };
         let text = |v: &str| (!v.is_empty()).then(|| v.to_owned());
+        let mut reason: Option<&str> = None;
         for (name, value) in pairs {
             match name {
                 "service" => query.identity.service = text(value),
@@ -146,8 +178,36 @@ impl ConfigQuery {
                         }
                     }
                 }
+                "refused" => {
+                    let version = value
+                        .parse::<u64>()
+                        .map_err(|_| bad("refused", format!("`{value}` is not a whole number")))?;
+                    query.refused = Some(Refusal {
+                        version,
+                        reason: String::new(),
+                    });
+                }
+                "reason" => {
+                    if value.len() > MAX_REFUSAL_REASON_BYTES {
+                        return Err(bad(
+                            "reason",
+                            format!(
+                                "{} bytes is longer than the limit of {MAX_REFUSAL_REASON_BYTES}",
+                                value.len()
+                            ),
+                        ));
+                    }
+                    reason = Some(value);
+                }
                 _ => {}
             }
+        }
+        match (&mut query.refused, reason) {
+            (Some(refusal), Some(reason)) => reason.clone_into(&mut refusal.reason),
+            (None, Some(_)) => {
+                return Err(bad("reason", "is given without `refused`".to_owned()));
+            }
+            _ => {}
         }
         Ok(query)
     }
@@ -186,6 +246,10 @@ impl ConfigQuery {
         }
         if self.encoding == ConfigEncoding::Compact {
             push("encoding", "compact");
+        }
+        if let Some(refusal) = &self.refused {
+            push("refused", &refusal.version.to_string());
+            push("reason", &refusal.reason);
         }
         parts.join("&")
     }
@@ -563,17 +627,18 @@ mod tests {
             version: Some(7),
             wait_ms: Some(30_000),
             encoding: ConfigEncoding::Compact,
+            refused: Some(Refusal::new(8, "too many")),
         };
         let s = q.to_query_string();
         assert_eq!(
             s,
-            "service=frontend&namespace=demo&pod=frontend-1&labels=version%3Dv1&version=7&wait=30000ms&encoding=compact"
+            "service=frontend&namespace=demo&pod=frontend-1&labels=version%3Dv1&version=7&wait=30000ms&encoding=compact&refused=8&reason=too%20many"
         );
         let pairs: Vec<(String, String)> = s
             .split('&')
             .map(|p| {
                 let (k, v) = p.split_once('=').unwrap();
-                (k.to_owned(), v.replace("%3D", "="))
+                (k.to_owned(), v.replace("%3D", "=").replace("%20", " "))
             })
             .collect();
         let back =
@@ -596,6 +661,16 @@ mod tests {
         assert!(ConfigQuery::from_pairs([("version", "-1")]).is_err());
         assert!(ConfigQuery::from_pairs([("labels", "novalue")]).is_err());
         assert!(ConfigQuery::from_pairs([("wait", "301s")]).is_err());
+        let e = ConfigQuery::from_pairs([("reason", "why")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "query parameter `reason`: is given without `refused`"
+        );
+        assert!(ConfigQuery::from_pairs([("refused", "x")]).is_err());
+        let long = "é".repeat(MAX_REFUSAL_REASON_BYTES);
+        assert!(ConfigQuery::from_pairs([("refused", "1"), ("reason", long.as_str())]).is_err());
+        let cut = Refusal::new(1, &long);
+        assert!(cut.reason.len() <= MAX_REFUSAL_REASON_BYTES && cut.reason.starts_with('é'));
     }
 
     #[test]

@@ -134,6 +134,7 @@ impl ConfigSync {
             version: self.version,
             wait_ms: self.version.and(Some(self.wait_ms)).filter(|w| *w > 0),
             encoding: ConfigEncoding::Compact,
+            refused: None,
         };
         format!("/v1/config?{}", query.to_query_string())
     }

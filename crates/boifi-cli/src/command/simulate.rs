@@ -32,6 +32,7 @@ pub fn run(global: &GlobalArgs, args: &SimulateArgs, out: &mut dyn Write) -> Res
             version: None,
             wait_ms: None,
             encoding: boifi_core::wire::ConfigEncoding::Json,
+            refused: None,
         };
         client
             .get(&format!("/v1/config?{}", query.to_query_string()))?
