@@ -26,7 +26,7 @@ pub struct NodeMetadata {
 /// the tests, the scenarios and the local mesh.
 impl NodeMetadata {
     /// The `metadata` object Istio's pilot-agent writes for a sidecar of this pod (see
-    /// /work/shared/data/sidecar-node-frontend-demo.json): these keys, Istio's own labels
+    /// `testdata/sidecar-node-frontend-demo.json`): these keys, Istio's own labels
     /// (`tlsMode`; the canonical ones when the pod has a workload) and the fixed keys of a
     /// sidecar on this machine. `workload_name` is also the service account.
     pub fn istio_metadata(&self) -> Value {

@@ -59,7 +59,7 @@ enum Command {
         #[arg(
             long,
             env = "BOIFI_K8S_SCHEMAS",
-            default_value = "../shared/data/k8s-schemas"
+            default_value = "testdata/k8s-schemas"
         )]
         schemas: PathBuf,
         /// Treat each bundle as complete (every referenced Secret, ServiceAccount, Namespace

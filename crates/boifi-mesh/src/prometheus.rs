@@ -364,7 +364,7 @@ mod tests {
 
     fn golden_bootstrap() -> Value {
         let path =
-            crate::topology::repo_root().join("../shared/data/istio-bootstrap/default_golden.json");
+            crate::topology::repo_root().join("testdata/istio-bootstrap/default_golden.json");
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
     }
 

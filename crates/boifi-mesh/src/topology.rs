@@ -1,6 +1,6 @@
 //! What runs in the mesh: services, their protocol, namespace and replicas.
 //!
-//! The default is Online Boutique, read from `../shared/data/online-boutique-graph.json`
+//! The default is Online Boutique, read from `testdata/online-boutique-graph.json`
 //! beside the repository (or the built-in copy of its service list when that file is absent).
 
 use std::collections::BTreeMap;
@@ -198,23 +198,22 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Where the shared Online Boutique graph is expected: `BOIFI_TOPOLOGY`, else
-/// `<repo>/../shared/data/online-boutique-graph.json`.
+/// Where the Online Boutique graph is read from: `BOIFI_TOPOLOGY`, else the repository's
+/// `testdata/online-boutique-graph.json`.
 pub fn default_graph_path() -> PathBuf {
     std::env::var_os("BOIFI_TOPOLOGY")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             repo_root()
-                .join("..")
-                .join("shared")
-                .join("data")
+                .join("testdata")
                 .join("online-boutique-graph.json")
         })
 }
 
 impl Topology {
     /// Online Boutique in namespace `demo`, `frontend` × 3, every other service × 1; from the
-    /// shared graph file when present, else from the built-in list; each app calls its
+    /// graph file ([`default_graph_path`]) when it can be read, else from the built-in copy
+    /// (a binary run outside the repository); each app calls its
     /// dependencies as the real one does ([`crate::calls::online_boutique`]).
     pub fn online_boutique() -> Topology {
         let path = default_graph_path();
@@ -368,13 +367,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn built_in_copy_matches_the_shared_graph_when_present() {
+    fn built_in_copy_matches_the_repository_graph() {
         let built_in = Topology::built_in();
         assert_eq!(built_in.services.len(), 11);
-        if let Ok(text) = std::fs::read_to_string(default_graph_path()) {
-            let from_file = Topology::from_graph_json(&text, DEFAULT_NAMESPACE).unwrap();
-            assert_eq!(from_file, built_in);
-        }
+        let path = repo_root()
+            .join("testdata")
+            .join("online-boutique-graph.json");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{} must exist in the repository: {e}", path.display()));
+        let from_file = Topology::from_graph_json(&text, DEFAULT_NAMESPACE).unwrap();
+        assert_eq!(from_file, built_in);
         let ob = Topology::online_boutique();
         assert_eq!(ob.pods(), 13);
     }

@@ -6,9 +6,9 @@ use crate::repo_root;
 
 #[test]
 fn shared_sidecar_example_resolves_to_frontend_in_demo() {
-    let path = repo_root().join("../shared/data/sidecar-node-frontend-demo.json");
+    let path = repo_root().join("testdata/sidecar-node-frontend-demo.json");
     let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{} must exist beside the repo: {e}", path.display()));
+        .unwrap_or_else(|e| panic!("{} must exist in the repository: {e}", path.display()));
     let identity = Identity::from_node_json(&text).unwrap();
     assert_eq!(identity.service.as_deref(), Some("frontend"));
     assert_eq!(identity.namespace.as_deref(), Some("demo"));

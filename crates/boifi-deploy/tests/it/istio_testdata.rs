@@ -4,10 +4,10 @@
 use boifi_deploy::check::Problem;
 use boifi_deploy::yaml::{load_file, Document};
 
-use crate::support::{checker, shared_data};
+use crate::support::{checker, testdata};
 
 fn cases(file: &str) -> Vec<(Document, Option<String>)> {
-    load_file(&shared_data().join("istio-api-testdata").join(file))
+    load_file(&testdata().join("istio-api-testdata").join(file))
         .unwrap()
         .into_iter()
         .map(|mut doc| {

@@ -5,9 +5,7 @@ use boifi_deploy::consistency::{
 };
 use boifi_deploy::yaml::load_file;
 
-use crate::support::{
-    base, checker, external_resources, find, k3s_demo, overlay_dirs, shared_data,
-};
+use crate::support::{base, checker, external_resources, find, k3s_demo, overlay_dirs, testdata};
 
 #[test]
 fn every_overlay_composes_and_is_complete_and_valid() {
@@ -138,7 +136,7 @@ fn k3s_demo_wasm_url_is_the_registry_service_and_demo_may_reach_it() {
 #[test]
 fn k3s_demo_selector_targets_exactly_the_frontend_of_the_demo_app() {
     let boutique =
-        load_file(&shared_data().join("online-boutique-kubernetes-manifests.yaml")).unwrap();
+        load_file(&testdata().join("online-boutique-kubernetes-manifests.yaml")).unwrap();
     let demo = k3s_demo();
     let selector = &find(&demo, "WasmPlugin", "boifi-fault").value["spec"]["selector"];
     let selected: Vec<String> = pod_templates(&boutique)

@@ -16,19 +16,19 @@ pub fn repo_root() -> PathBuf {
         .expect("repository root")
 }
 
-/// `../shared/data` beside the repository (CI clones the repo with `shared/` beside it).
-pub fn shared_data() -> PathBuf {
-    let dir = repo_root().join("../shared/data");
+/// The repository's test data (`testdata/`, each file's source and license in its SOURCES.md).
+pub fn testdata() -> PathBuf {
+    let dir = repo_root().join("testdata");
     assert!(
         dir.join("k8s-schemas").is_dir(),
-        "the shared data folder is missing: expected {} (shared/ beside the repository)",
+        "the test data is missing: expected {}",
         dir.display()
     );
     dir
 }
 
 pub fn k8s_schemas() -> PathBuf {
-    shared_data().join("k8s-schemas")
+    testdata().join("k8s-schemas")
 }
 
 pub fn checker() -> Checker {

@@ -62,7 +62,7 @@ impl Workload {
     }
 
     /// The `node` block pilot-agent would render for this pod (see
-    /// /work/shared/data/sidecar-node-frontend-demo.json for the derivation).
+    /// `testdata/sidecar-node-frontend-demo.json` for the derivation).
     pub fn node(&self) -> Value {
         let (svc, ns, pod) = (&self.service, &self.namespace, &self.pod);
         if self.bare {
