@@ -1,5 +1,6 @@
 //! `decide` as stored policies grow (10 of them apply to the sidecar), and compiling 10 000
-//! policies. Figures are recorded in docs/PERFORMANCE.md.
+//! policies. criterion prints the figures; the goals they are held to are in
+//! docs/PERFORMANCE.md.
 
 #![expect(
     clippy::unwrap_used,

@@ -570,9 +570,10 @@ fn path_without_query(path: &[u8]) -> &[u8] {
     path.split(|b| *b == b'?').next().unwrap_or(path)
 }
 
-/// Decides the fault for one request: rules in order (policies by name, then rule order); the
-/// first rule that is live at `now_ms`, matches the request and whose draw fires gives the
-/// decision. `draw` is one uniformly random `u64` per request.
+/// Decides the fault for one request: rules in the set's order (policies by `priority`, highest
+/// first, then by name; within a policy, rule order); the first rule that is live at `now_ms`,
+/// matches the request and whose draw fires gives the decision. `draw` is one uniformly random
+/// `u64` per request.
 pub fn decide<'s, R: RequestView + ?Sized>(
     set: &'s CompiledPolicySet,
     request: &R,
