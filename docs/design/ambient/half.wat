@@ -1,0 +1,26 @@
+;; Upstream-filter abort emulation: on each attempt's response headers, rewrites :status to 503
+;; with probability 1/2 (an LCG seeded from the clock), so the router's retry policy sees a 503.
+(module
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_replace_header_map_value" (func $rep (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_current_time_nanoseconds" (func $now (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $seed (mut i64) (i64.const 0))
+  (func (export "malloc") (param i32) (result i32) (i32.const 4096))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (if (i64.eqz (global.get $seed))
+      (then (drop (call $now (i32.const 512))) (global.set $seed (i64.or (i64.load (i32.const 512)) (i64.const 1)))))
+    (global.set $seed (i64.add (i64.mul (global.get $seed) (i64.const 6364136223846793005)) (i64.const 1442695040888963407)))
+    (if (i32.wrap_i64 (i64.and (i64.shr_u (global.get $seed) (i64.const 33)) (i64.const 1)))
+      (then
+        (drop (call $log (i32.const 2) (i32.const 100) (i32.const 12)))
+        (drop (call $rep (i32.const 2) (i32.const 200) (i32.const 7) (i32.const 300) (i32.const 3)))))
+    (i32.const 0))
+  (data (i32.const 100) "STATUSRW-RSP")
+  (data (i32.const 200) ":status")
+  (data (i32.const 300) "503"))
