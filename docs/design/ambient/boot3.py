@@ -24,7 +24,7 @@ upstream = {
   "wasm-probe": [wasm(f"{D}/probe.wasm", "probe")],
   "dm-abort": [dm("dmprobe", "abort", "probe")],
   "dm-probe": [dm("dmprobe", "probe", "probe")],
-  "boifi-wasm": [wasm("/work/main/target/debian/wasm32-unknown-unknown/release/boifi_wasm.wasm", "istio-system.boifi", BOIFI_CFG)],
+  "boifi-wasm": [wasm("target/debian/wasm32-unknown-unknown/release/boifi_wasm.wasm", "istio-system.boifi", BOIFI_CFG)],
   "boifi-native": [dm("boifi", json.dumps({"control_plane_address": "127.0.0.1:9"}), "boifi")],
   "backend-503": [],
 }[mode]

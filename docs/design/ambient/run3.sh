@@ -7,7 +7,7 @@ for _ in range(3):
   s=socket.socket(); s.bind(("127.0.0.1",0)); ps.append(s)
 print(*[s.getsockname()[1] for s in ps])')
 python3 ${RSX:-/tmp/rsx}/boot3.py $m $P $BE $AD > ${RSX:-/tmp/rsx}/r-$m.json
-ENVOY_DYNAMIC_MODULES_SEARCH_PATH=${RSX:-/tmp/rsx}/dm /work/main/target/venv/bin/envoy -c ${RSX:-/tmp/rsx}/r-$m.json --disable-hot-restart --concurrency 1 -l info > ${RSX:-/tmp/rsx}/r-$m.log 2>&1 &
+ENVOY_DYNAMIC_MODULES_SEARCH_PATH=${RSX:-/tmp/rsx}/dm "$(bash scripts/envoy-path.sh)" -c ${RSX:-/tmp/rsx}/r-$m.json --disable-hot-restart --concurrency 1 -l info > ${RSX:-/tmp/rsx}/r-$m.log 2>&1 &
 pid=$!
 for i in $(seq 100); do curl -sf http://127.0.0.1:$AD/ready >/dev/null && break; sleep 0.2; done
 echo "== $m (pid $pid) ready=$(curl -s http://127.0.0.1:$AD/ready)"
