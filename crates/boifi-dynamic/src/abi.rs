@@ -2,7 +2,9 @@
 //!
 //! Declared by hand from `source/extensions/dynamic_modules/abi/abi.h` of Envoy 1.40 (ABI
 //! `v0.2.0`; Envoy's Rust SDK is not published, and `v0.2.x` keeps the `v0.1.x` signatures
-//! declared here). Only what boifi uses is declared. Everything above this module is safe Rust:
+//! declared here). Only what boifi uses is declared; the `abi_header` test checks every
+//! declaration, hook, struct and enum value here against the header vendored in
+//! `testdata/envoy-abi/` (its source and what may differ from 1.40.0 are in its README). Everything above this module is safe Rust:
 //! the exported event hooks below turn Envoy's pointers into references to boifi's own objects
 //! and call [`crate::filter`]; the callbacks Envoy implements are wrapped in safe methods of
 //! [`Stream`], [`ConfigHandle`] and [`Scheduler`].
@@ -93,10 +95,10 @@ const REQUEST_HEADER: u32 = 0;
 /// `envoy_dynamic_module_type_metrics_result_Success`.
 const METRICS_SUCCESS: u32 = 0;
 /// `envoy_dynamic_module_type_attribute_id_ConnectionUriSanPeerCertificate`: the 38th entry of
-/// the enum (`RequestPath` = 0 … `ConnectionUriSanLocalCertificate` = 36); the ABI only appends
-/// ids, so `v0.1.0`'s value holds in `v0.2.0`. The e2e corpus proves it in Envoy 1.40: the
-/// neighbours (36: our own certificate's URI SAN, 35: the peer's DNS SAN, which the mesh
-/// certificates lack) would make the caller cases fail.
+/// the enum (`RequestPath` = 0 … `ConnectionUriSanLocalCertificate` = 36), counted in Envoy's
+/// header by the `abi_header` test (`testdata/envoy-abi/`); the e2e caller scenarios prove it in
+/// Envoy 1.40 (36: our own certificate's URI SAN, 35: the peer's DNS SAN, which the mesh
+/// certificates lack, would make them fail).
 const ATTRIBUTE_CONNECTION_URI_SAN_PEER_CERTIFICATE: u32 = 37;
 
 // Hook return values (`FilterHeadersStatus`, `FilterDataStatus`, `FilterTrailersStatus`).

@@ -20,6 +20,7 @@
 /// The e2e tests of this binary load the native dynamic module.
 const FILTER: harness::FilterKind = harness::FilterKind::Native;
 
+mod abi_header;
 #[path = "../../../boifi-wasm/tests/it/e2e/mod.rs"]
 mod e2e;
 #[path = "../../../boifi-wasm/tests/it/harness/mod.rs"]
