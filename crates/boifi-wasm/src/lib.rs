@@ -9,6 +9,8 @@
 //! modules tested on the host: [`props`] (Envoy properties, the ABI's pair maps as bytes) and
 //! [`shared`] (the poller lease and the policy set in shared data).
 #![warn(missing_docs)]
+// Every `unsafe` block says why it is sound (the FFI boundary lives in `abi`).
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 extern crate alloc;
 
