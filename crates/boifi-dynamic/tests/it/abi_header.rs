@@ -395,33 +395,27 @@ fn log_levels_and_abi_version_match_abi_h() {
     );
 }
 
+/// Changes `from` to `to` in `abi.rs` and asserts that the check reports a line with `needle`.
+fn assert_caught(from: &str, to: &str, needle: &str) {
+    let (abi_rs, header) = (abi_rs_text(), parse_header(&header_text()));
+    let changed = abi_rs.replacen(from, to, 1);
+    assert_ne!(changed, abi_rs, "`{from}` is not in abi.rs");
+    let wrong = mismatches(&changed, &header);
+    assert!(wrong.iter().any(|w| w.contains(needle)), "{wrong:?}");
+}
+
 #[test]
 fn a_changed_declaration_is_caught() {
-    let (abi_rs, header) = (abi_rs_text(), parse_header(&header_text()));
-    let dropped = abi_rs.replacen(
+    // A parameter dropped.
+    assert_caught(
         "        result: *mut EnvoyBuffer,\n        index: usize,",
         "        result: *mut EnvoyBuffer,",
-        1,
+        "envoy_dynamic_module_callback_http_get_header",
     );
-    assert_ne!(dropped, abi_rs);
-    let wrong = mismatches(&dropped, &header);
-    assert!(
-        wrong
-            .iter()
-            .any(|w| w.contains("envoy_dynamic_module_callback_http_get_header")),
-        "{wrong:?}"
-    );
-    let off_by_one = abi_rs.replacen(
+    // The neighbouring attribute id.
+    assert_caught(
         "ATTRIBUTE_CONNECTION_URI_SAN_PEER_CERTIFICATE: u32 = 37;",
         "ATTRIBUTE_CONNECTION_URI_SAN_PEER_CERTIFICATE: u32 = 36;",
-        1,
-    );
-    assert_ne!(off_by_one, abi_rs);
-    let wrong = mismatches(&off_by_one, &header);
-    assert!(
-        wrong
-            .iter()
-            .any(|w| w.contains("ConnectionUriSanPeerCertificate` = Some(37)")),
-        "{wrong:?}"
+        "ConnectionUriSanPeerCertificate` = Some(37)",
     );
 }

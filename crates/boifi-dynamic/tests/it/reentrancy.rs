@@ -32,6 +32,28 @@ fn wait_for_completed_inside(envoy: &Envoy, call: &str, before: usize) -> bool {
     .is_some()
 }
 
+/// Requests `path` (delayed 50 ms) once as a GET and once with a body that arrives while it is
+/// held: each is answered `status` after the delay, and the module saw Envoy complete its stream
+/// inside `call`.
+fn assert_completes_inside(envoy: &Envoy, c: &mut Client, path: &str, status: u16, call: &str) {
+    for body in [&b""[..], b"held body"] {
+        let method = if body.is_empty() { "GET" } else { "POST" };
+        let before = completed_inside(envoy, call);
+        let r = c.request(method, path, &[], body).unwrap();
+        assert_eq!(r.status, status, "{method} {path}");
+        assert!(
+            r.elapsed >= Duration::from_millis(50),
+            "{method} {path}: {:?}",
+            r.elapsed
+        );
+        assert!(
+            wait_for_completed_inside(envoy, call, before),
+            "{method} {path}: the stream did not complete inside {call}: {}",
+            envoy.log()
+        );
+    }
+}
+
 #[test]
 fn envoy_completes_the_stream_inside_send_response_and_continue_decoding() {
     let mesh = Mesh::start();
@@ -45,16 +67,17 @@ fn envoy_completes_the_stream_inside_send_response_and_continue_decoding() {
     let selector = json!({"service": "frontend"});
     mesh.put("r-abort", selector.clone(), "/abort", abort(100, 503));
     mesh.put(
-        "r-both",
-        selector.clone(),
-        "/both",
-        json!({"percentage": 100, "delay": {"fixed_delay_ms": 50}, "abort": {"httpStatus": 429}}),
-    );
-    mesh.put(
         "r-direct",
-        selector,
+        selector.clone(),
         "/direct",
         json!({"percentage": 100, "delay": {"fixed_delay_ms": 50}}),
+    );
+    // Put last: once it answers, the sidecar holds a set with the two before it.
+    mesh.put(
+        "r-both",
+        selector,
+        "/both",
+        json!({"percentage": 100, "delay": {"fixed_delay_ms": 50}, "abort": {"httpStatus": 429}}),
     );
     let mut c = envoy.client();
     assert!(wait_for_status(&mut c, "/both", 429, Duration::from_secs(5)).is_some());
@@ -71,41 +94,10 @@ fn envoy_completes_the_stream_inside_send_response_and_continue_decoding() {
     );
 
     // 2. A delay then an abort, answered from the scheduled hook: Envoy completes the stream
-    //    inside `send_response`; once a GET, once with a body that arrived while it was held.
-    for body in [&b""[..], b"held body"] {
-        let method = if body.is_empty() { "GET" } else { "POST" };
-        let before = completed_inside(&envoy, "send_response");
-        let r = c.request(method, "/both", &[], body).unwrap();
-        assert_eq!(r.status, 429, "{method}");
-        assert!(
-            r.elapsed >= Duration::from_millis(50),
-            "{method}: {:?}",
-            r.elapsed
-        );
-        assert!(
-            wait_for_completed_inside(&envoy, "send_response", before),
-            "{method}: the delayed abort did not complete inside send_response: {}",
-            envoy.log()
-        );
-    }
-
+    //    inside `send_response`.
+    assert_completes_inside(&envoy, &mut c, "/both", 429, "send_response");
     // 3. A delay released through `continue_decoding`, where the router answers at once.
-    for body in [&b""[..], b"held body"] {
-        let method = if body.is_empty() { "GET" } else { "POST" };
-        let before = completed_inside(&envoy, "continue_decoding");
-        let r = c.request(method, "/direct", &[], body).unwrap();
-        assert_eq!(r.status, 204, "{method}");
-        assert!(
-            r.elapsed >= Duration::from_millis(50),
-            "{method}: {:?}",
-            r.elapsed
-        );
-        assert!(
-            wait_for_completed_inside(&envoy, "continue_decoding", before),
-            "{method}: the resumed request did not complete inside continue_decoding: {}",
-            envoy.log()
-        );
-    }
+    assert_completes_inside(&envoy, &mut c, "/direct", 204, "continue_decoding");
 
     // The same connection still serves, and Envoy is whole.
     assert_eq!(c.get("/").unwrap().status, 200);
