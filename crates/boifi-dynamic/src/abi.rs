@@ -4,10 +4,11 @@
 //! `v0.2.0`; Envoy's Rust SDK is not published, and `v0.2.x` keeps the `v0.1.x` signatures
 //! declared here). Only what boifi uses is declared; the `abi_header` test checks every
 //! declaration, hook, struct and enum value here against the header vendored in
-//! `testdata/envoy-abi/` (its source and what may differ from 1.40.0 are in its README). Everything above this module is safe Rust:
-//! the exported event hooks below turn Envoy's pointers into references to boifi's own objects
-//! and call [`crate::filter`]; the callbacks Envoy implements are wrapped in safe methods of
-//! [`Stream`], [`ConfigHandle`] and [`Scheduler`].
+//! `testdata/envoy-abi/` (its source and what may differ from 1.40.0 are in its README).
+//! Everything above this module is safe Rust: the exported event hooks below turn Envoy's
+//! pointers into references to boifi's own objects and call [`crate::filter`]; the callbacks
+//! Envoy implements are wrapped in safe methods of [`Stream`], [`ConfigHandle`] and
+//! [`Scheduler`].
 //!
 //! Ownership, as the ABI defines it: `*_envoy_ptr` and `envoy_buffer` belong to Envoy and are
 //! valid for the duration of the hook that hands them over; `*_module_ptr` belong to boifi

@@ -384,8 +384,14 @@ impl StreamFilter {
                     Release::Reply(reply) => HostCall::Reply(reply),
                 })
             }
-            Some(Err(wait_ms)) if self.hold(stream, wait_ms) => None,
-            Some(Err(_)) | None => Some(self.release_unapplied()),
+            Some(Err(wait_ms)) => {
+                if self.hold(stream, wait_ms) {
+                    None
+                } else {
+                    Some(self.release_unapplied())
+                }
+            }
+            None => Some(self.release_unapplied()),
         }
     }
 
