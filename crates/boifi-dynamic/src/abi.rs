@@ -2,10 +2,13 @@
 //!
 //! Declared by hand from `source/extensions/dynamic_modules/abi/abi.h` of Envoy 1.40 (ABI
 //! `v0.2.0`; Envoy's Rust SDK is not published, and `v0.2.x` keeps the `v0.1.x` signatures
-//! declared here). Only what boifi uses is declared. Everything above this module is safe Rust:
-//! the exported event hooks below turn Envoy's pointers into references to boifi's own objects
-//! and call [`crate::filter`]; the callbacks Envoy implements are wrapped in safe methods of
-//! [`Stream`], [`ConfigHandle`] and [`Scheduler`].
+//! declared here). Only what boifi uses is declared; the `abi_header` test checks every
+//! declaration, hook, struct and enum value here against the header vendored in
+//! `testdata/envoy-abi/` (its source and what may differ from 1.40.0 are in its README).
+//! Everything above this module is safe Rust: the exported event hooks below turn Envoy's
+//! pointers into references to boifi's own objects and call [`crate::filter`]; the callbacks
+//! Envoy implements are wrapped in safe methods of [`Stream`], [`ConfigHandle`] and
+//! [`Scheduler`].
 //!
 //! Ownership, as the ABI defines it: `*_envoy_ptr` and `envoy_buffer` belong to Envoy and are
 //! valid for the duration of the hook that hands them over; `*_module_ptr` belong to boifi
@@ -14,12 +17,30 @@
 //!
 //! No hook can unwind into Envoy: the code they call is panic-free by the workspace lints, and
 //! an `extern "C"` function that panicked would abort rather than unwind.
+//!
+//! Re-entrancy. Two callbacks can call back into the module before they return:
+//! `send_response` (Envoy's `sendLocalReply` runs the response path at once: the response hooks,
+//! and when the request was complete, `stream_complete` of this very filter, and maybe its
+//! `destroy`) and `continue_decoding` (the request goes on to the next filters, and one of them,
+//! e.g. a router with a direct response, may answer it and end the stream the same way). Envoy
+//! 1.40 calls `stream_complete` inside both (from the scheduled hook; the `reentrancy` e2e test
+//! sees it) and `destroy` after the hook returns, but nothing here relies on the latter. Every
+//! other callback used here only reads or records (headers, attributes, metrics, the log, a new
+//! scheduler) or posts to a dispatcher for later (scheduler commits). So:
+//! - only this module can make those two calls ([`Stream`] keeps them private), through
+//!   [`perform`], and a [`StreamFilter`] asks for them by returning a [`HostCall`];
+//! - a hook ends its `&mut StreamFilter` before [`perform`], and touches neither the filter nor
+//!   anything read from the stream after it: the filter may be freed by then;
+//! - `stream_complete` and `destroy` of a stream the filter no longer holds do nothing but
+//!   forget and free, so they are right whenever they come.
 
 use core::ffi::{c_char, c_void};
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
-use crate::filter::{FilterConfig, StreamFilter};
+use std::cell::Cell;
+
+use crate::filter::{FilterConfig, Headers, HostCall, StreamFilter};
 
 /// The ABI version this module was written against (Envoy 1.40 reports `v0.2.0`; on a
 /// mismatch Envoy only warns).
@@ -75,10 +96,10 @@ const REQUEST_HEADER: u32 = 0;
 /// `envoy_dynamic_module_type_metrics_result_Success`.
 const METRICS_SUCCESS: u32 = 0;
 /// `envoy_dynamic_module_type_attribute_id_ConnectionUriSanPeerCertificate`: the 38th entry of
-/// the enum (`RequestPath` = 0 … `ConnectionUriSanLocalCertificate` = 36); the ABI only appends
-/// ids, so `v0.1.0`'s value holds in `v0.2.0`. The e2e corpus proves it in Envoy 1.40: the
-/// neighbours (36: our own certificate's URI SAN, 35: the peer's DNS SAN, which the mesh
-/// certificates lack) would make the caller cases fail.
+/// the enum (`RequestPath` = 0 … `ConnectionUriSanLocalCertificate` = 36), counted in Envoy's
+/// header by the `abi_header` test (`testdata/envoy-abi/`); the e2e caller scenarios prove it in
+/// Envoy 1.40 (36: our own certificate's URI SAN, 35: the peer's DNS SAN, which the mesh
+/// certificates lack, would make them fail).
 const ATTRIBUTE_CONNECTION_URI_SAN_PEER_CERTIFICATE: u32 = 37;
 
 // Hook return values (`FilterHeadersStatus`, `FilterDataStatus`, `FilterTrailersStatus`).
@@ -354,8 +375,8 @@ impl Metrics<'_> {
     }
 }
 
-/// A response header for [`Stream::send_response`].
-pub type Header<'h> = (&'h str, &'h [u8]);
+/// A response header of a local reply.
+type Header<'h> = (&'h str, &'h [u8]);
 
 impl<'a> Stream<'a> {
     /// The first value of request header `name` (lower-case), as Envoy's bytes.
@@ -411,8 +432,9 @@ impl<'a> Stream<'a> {
     }
 
     /// Answers the request locally (Envoy's `sendLocalReply`): status, headers, body and the
-    /// response-code details Envoy logs (`%RESPONSE_CODE_DETAILS%`).
-    pub fn send_response(&self, status: u32, headers: &[Header<'_>], body: &[u8], details: &str) {
+    /// response-code details Envoy logs (`%RESPONSE_CODE_DETAILS%`). May re-enter the module and
+    /// destroy the stream's filter: only [`perform`] calls it (see the module's docs).
+    fn send_response(&self, status: u32, headers: &[Header<'_>], body: &[u8], details: &str) {
         let mut raw: Vec<ModuleHttpHeader> = headers
             .iter()
             .map(|(k, v)| ModuleHttpHeader {
@@ -422,8 +444,10 @@ impl<'a> Stream<'a> {
                 value_length: v.len(),
             })
             .collect();
-        // SAFETY: `ptr` is the live filter of the running hook; Envoy copies the headers, body
-        // and details during the call, and `raw`, `headers`, `body`, `details` outlive it.
+        // SAFETY: `ptr` is the live filter of the running hook (Envoy's C++ filter object lives
+        // until the hook returns even when the stream ends inside this call: Envoy defers its
+        // deletion); Envoy copies the headers, body and details during the call, and `raw`,
+        // `headers`, `body`, `details` are the caller's and outlive it.
         unsafe {
             envoy_dynamic_module_callback_http_send_response(
                 self.ptr.as_ptr(),
@@ -436,10 +460,11 @@ impl<'a> Stream<'a> {
         }
     }
 
-    /// Resumes a request stopped in `on_request_headers`.
-    pub fn continue_decoding(&self) {
-        // SAFETY: `ptr` is the live filter of the running hook (called from the stream's own
-        // worker, in `on_http_filter_scheduled`).
+    /// Resumes a request stopped in `on_request_headers`. May re-enter the module and destroy
+    /// the stream's filter: only [`perform`] calls it (see the module's docs).
+    fn continue_decoding(&self) {
+        // SAFETY: `ptr` is the live filter of the running hook (`on_http_filter_scheduled`, on the
+        // stream's own worker); as for `send_response`, Envoy's filter object outlives the hook.
         unsafe { envoy_dynamic_module_callback_http_filter_continue_decoding(self.ptr.as_ptr()) }
     }
 
@@ -484,9 +509,11 @@ impl<'a> Stream<'a> {
 #[derive(Debug)]
 pub struct Scheduler(NonNull<c_void>);
 
-// SAFETY: the ABI makes the scheduler the one object meant to be used from another thread
-// (`scheduler_commit` posts to the worker's dispatcher, which is thread-safe); it is only
-// committed and deleted, each once, by its single owner.
+// SAFETY: moving the scheduler to another thread (the delay timer's) is what the ABI made it
+// for: Envoy's scheduler object holds only a weak reference to the stream's filter and the
+// worker's dispatcher, `scheduler_commit` posts to that dispatcher (`post` is thread-safe) and
+// `scheduler_delete` frees the object, from any thread. Not `Sync`: it is committed and deleted
+// once each, by its single owner, through `self` and `drop`.
 unsafe impl Send for Scheduler {}
 
 impl Scheduler {
@@ -511,17 +538,19 @@ impl Drop for Scheduler {
 #[derive(Debug)]
 pub struct ConfigScheduler(NonNull<c_void>);
 
-// SAFETY: like `Scheduler`, made by the ABI to be committed from other threads (it posts to the
-// main thread's dispatcher, which is thread-safe); `commit` takes `&self` because the owner
-// commits many times, and Envoy's `commit` only reads the scheduler.
+// SAFETY: as for `Scheduler`: the object holds a weak reference to the configuration and the
+// main thread's dispatcher; `commit` posts to that dispatcher (thread-safe) and `delete` frees
+// it, from any thread (the poller's, or the main thread's when a configuration goes). Not
+// `Sync`: concurrent `commit`s of one scheduler are not needed (the poller commits under the
+// listeners' `Mutex`, so `Send` alone makes `PolicySource` `Sync`; asserted below).
 unsafe impl Send for ConfigScheduler {}
-// SAFETY: see `Send`; concurrent commits only post to the thread-safe dispatcher.
-unsafe impl Sync for ConfigScheduler {}
 
 impl ConfigScheduler {
     /// Posts `event_id` to the configuration on the main thread.
     pub fn commit(&self, event_id: u64) {
-        // SAFETY: `self.0` came from `scheduler_new` and is deleted only by `drop`.
+        // SAFETY: `self.0` came from `scheduler_new` and is deleted only by `drop`; `&self` is
+        // not shared across threads (`ConfigScheduler` is not `Sync`), so no commit races
+        // another call on this scheduler.
         unsafe {
             envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
                 self.0.as_ptr(),
@@ -540,48 +569,155 @@ impl Drop for ConfigScheduler {
     }
 }
 
-fn envoy_bytes<'a>(buffer: EnvoyBuffer) -> &'a [u8] {
+// What the `Send`/`Sync` claims of this module rest on, checked by the compiler: workers share
+// a `FilterConfig` (`on_http_filter_new` reads it on every worker; the main thread drops it),
+// the poller thread shares a `PolicySource` with them (holding the configurations'
+// `ConfigScheduler`s) and the timer thread receives each stream's `Scheduler`.
+const _: fn() = || {
+    fn send_and_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_and_sync::<FilterConfig>();
+    send_and_sync::<crate::source::PolicySource>();
+    send::<Scheduler>();
+    send::<ConfigScheduler>();
+};
+
+/// The bytes of an Envoy-owned buffer (null: none).
+///
+/// # Safety
+/// `buffer.ptr` is null or points to `buffer.length` readable bytes that Envoy neither frees nor
+/// changes for `'a`. Envoy guarantees that for the buffers it hands to a hook until the hook
+/// returns, so `'a` must not outlive the hook.
+unsafe fn envoy_bytes<'a>(buffer: EnvoyBuffer) -> &'a [u8] {
     if buffer.ptr.is_null() {
         return &[];
     }
-    // SAFETY: Envoy hands over `length` readable bytes valid for the duration of the hook;
-    // callers use the slice only within it.
+    // SAFETY: the function's contract.
     unsafe { core::slice::from_raw_parts(buffer.ptr, buffer.length) }
 }
 
-fn stream<'a>(filter_envoy_ptr: *mut c_void) -> Option<Stream<'a>> {
+/// The stream behind `filter_envoy_ptr` (null: none).
+///
+/// # Safety
+/// `filter_envoy_ptr` is null or the `filter_envoy_ptr` Envoy passed to the running stream hook,
+/// and `'a` ends before that hook returns: [`Stream`]'s safe methods call Envoy with it and
+/// hand out Envoy's header bytes for `'a`.
+unsafe fn stream<'a>(filter_envoy_ptr: *mut c_void) -> Option<Stream<'a>> {
     NonNull::new(filter_envoy_ptr).map(|ptr| Stream {
         ptr,
         _hook: PhantomData,
     })
 }
 
-fn config_handle<'a>(filter_config_envoy_ptr: *mut c_void) -> Option<ConfigHandle<'a>> {
+/// The configuration behind `filter_config_envoy_ptr` (null: none).
+///
+/// # Safety
+/// `filter_config_envoy_ptr` is null or the `filter_config_envoy_ptr` Envoy passed to the
+/// running config hook (on the main thread), and `'a` ends before that hook returns.
+unsafe fn config_handle<'a>(filter_config_envoy_ptr: *mut c_void) -> Option<ConfigHandle<'a>> {
     NonNull::new(filter_config_envoy_ptr).map(|ptr| ConfigHandle {
         ptr,
         _hook: PhantomData,
     })
 }
 
+/// The module's configuration behind `filter_config_ptr` (null: none).
+///
+/// # Safety
+/// `filter_config_ptr` is null or a pointer `on_http_filter_config_new` returned whose `destroy`
+/// hook has not run, and `'a` ends before the running hook returns (Envoy destroys a
+/// configuration only after its last stream and outside its hooks). Shared use from many
+/// workers is sound because `FilterConfig` is `Sync` (asserted above).
+unsafe fn filter_config<'a>(filter_config_ptr: *const c_void) -> Option<&'a FilterConfig> {
+    // SAFETY: the function's contract.
+    unsafe { filter_config_ptr.cast::<FilterConfig>().as_ref() }
+}
+
+/// The module's filter behind `filter_module_ptr` (null: none).
+///
+/// # Safety
+/// `ptr` is null or a pointer `on_http_filter_new` returned whose `destroy` hook has not run;
+/// no other reference to that filter is live for `'a`; and `'a` ends before the hook makes any
+/// call that may re-enter the module ([`perform`]), since Envoy may call the stream's other
+/// hooks, and `destroy`, inside it. Envoy calls a stream's hooks one at a time on its worker,
+/// so within a hook, before [`perform`], the `&mut` is unique.
+unsafe fn filter_mut<'a>(ptr: *const c_void) -> Option<&'a mut StreamFilter> {
+    // SAFETY: the function's contract.
+    unsafe { ptr.cast_mut().cast::<StreamFilter>().as_mut() }
+}
+
 /// Frees an object the module handed to Envoy as a `*_module_ptr` (null: nothing to free).
 ///
-/// SAFETY (for callers): `ptr` is null or came from `Box::<T>::into_raw`, and nothing uses it
-/// after this call (Envoy's `destroy` hooks come once per object, after its last other hook).
+/// # Safety
+/// `ptr` is null or came from `Box::<T>::into_raw`, it is freed once, and nothing uses it after
+/// this call (Envoy's `destroy` hooks come once per object, after its last other hook).
 unsafe fn drop_boxed<T>(ptr: *const c_void) {
     if !ptr.is_null() {
-        // SAFETY: see the function's contract.
+        // SAFETY: the function's contract.
         drop(unsafe { Box::from_raw(ptr.cast_mut().cast::<T>()) });
     }
 }
 
-/// The module's filter behind `filter_module_ptr`.
-///
-/// SAFETY (for callers): `ptr` must be null or a pointer returned by `on_http_filter_new` and
-/// not yet destroyed; Envoy calls a stream's hooks on its worker thread one at a time, so the
-/// `&mut` is unique.
-unsafe fn filter_mut<'a>(ptr: *const c_void) -> Option<&'a mut StreamFilter> {
-    // SAFETY: see the function's contract.
-    unsafe { ptr.cast_mut().cast::<StreamFilter>().as_mut() }
+/// Which hooks Envoy called inside a [`perform`] call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Reentered {
+    completed: bool,
+    destroyed: bool,
+}
+
+thread_local! {
+    /// `Some` while a hook is in [`perform`] on this worker (Envoy calls a worker's hooks on
+    /// that thread): what Envoy called back inside it so far.
+    static REENTERED: Cell<Option<Reentered>> = const { Cell::new(None) };
+}
+
+/// Notes a hook Envoy called inside [`perform`] (nothing when it came from elsewhere).
+fn note_reentry(note: impl FnOnce(&mut Reentered)) {
+    if let Some(mut reentered) = REENTERED.get() {
+        note(&mut reentered);
+        REENTERED.set(Some(reentered));
+    }
+}
+
+/// Makes a call that may re-enter the module (module docs). The caller holds no reference into
+/// the stream's filter and uses neither the filter nor `stream`'s header bytes afterwards.
+fn perform(stream: Stream<'_>, call: HostCall) {
+    let name = match call {
+        HostCall::Reply(_) => "send_response",
+        HostCall::Resume => "continue_decoding",
+    };
+    let outer = REENTERED.replace(Some(Reentered::default()));
+    match call {
+        HostCall::Reply(reply) => {
+            let headers: Vec<Header<'_>> = reply
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_bytes()))
+                .collect();
+            stream.send_response(reply.status, &headers, &reply.body, "boifi_fault_abort");
+        }
+        HostCall::Resume => stream.continue_decoding(),
+    }
+    // Envoy 1.40 completes a stream inside `send_response` from the scheduled hook and inside
+    // `continue_decoding` (the filter's destroy comes after the hook returns, and a reply from
+    // the request-headers hook completes after it); the e2e tests read this line to see which
+    // order they drove, so they cannot pass without reaching it.
+    if let Some(reentered) = REENTERED
+        .replace(outer)
+        .filter(|r| r.completed || r.destroyed)
+    {
+        if log_enabled(LogLevel::Debug) {
+            let destroyed = if reentered.destroyed {
+                " and destroyed its filter"
+            } else {
+                ""
+            };
+            log(
+                LogLevel::Debug,
+                &format!("boifi: Envoy completed the stream{destroyed} inside {name}"),
+            );
+        }
+    }
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -598,10 +734,14 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> *const c_void {
-    let Some(handle) = config_handle(filter_config_envoy_ptr) else {
+    // SAFETY: Envoy's config pointer for this hook; `handle` lives in this call only.
+    let Some(handle) = (unsafe { config_handle(filter_config_envoy_ptr) }) else {
         return core::ptr::null();
     };
-    let config = FilterConfig::new(&handle, envoy_bytes(name), envoy_bytes(config));
+    // SAFETY: Envoy hands over `name` and `config` for the duration of this hook, and
+    // `FilterConfig::new` copies what it keeps (the slices do not escape this call).
+    let (name, config) = unsafe { (envoy_bytes(name), envoy_bytes(config)) };
+    let config = FilterConfig::new(&handle, name, config);
     Box::into_raw(Box::new(config)).cast_const().cast()
 }
 
@@ -611,12 +751,13 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     filter_config_ptr: *const c_void,
     event_id: u64,
 ) {
-    // SAFETY: the pointer came from `on_http_filter_config_new`; Envoy drops the event when the
-    // config is gone (its scheduler holds a weak reference).
-    let Some(config) = (unsafe { filter_config_ptr.cast::<FilterConfig>().as_ref() }) else {
+    // SAFETY: the pointer came from `on_http_filter_config_new`, and Envoy drops the event when
+    // the configuration is gone (its scheduler holds a weak reference), so it is not destroyed.
+    let Some(config) = (unsafe { filter_config(filter_config_ptr) }) else {
         return;
     };
-    if let Some(handle) = config_handle(filter_config_envoy_ptr) {
+    // SAFETY: Envoy's config pointer for this hook; `handle` lives in this call only.
+    if let Some(handle) = unsafe { config_handle(filter_config_envoy_ptr) } {
         config.on_scheduled(&handle, event_id);
     }
 }
@@ -624,7 +765,7 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
 #[no_mangle]
 extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(filter_config_ptr: *const c_void) {
     // SAFETY: the pointer came from `Box::into_raw` in `on_http_filter_config_new`, and Envoy
-    // destroys a config once, after every stream that uses it.
+    // destroys a configuration once, after every stream that uses it.
     unsafe { drop_boxed::<FilterConfig>(filter_config_ptr) }
 }
 
@@ -633,9 +774,9 @@ extern "C" fn envoy_dynamic_module_on_http_filter_new(
     filter_config_ptr: *const c_void,
     _filter_envoy_ptr: *mut c_void,
 ) -> *const c_void {
-    // SAFETY: the pointer came from `on_http_filter_config_new`; Envoy keeps the config alive
-    // while it creates streams, and `FilterConfig` is `Sync` (workers share it).
-    let Some(config) = (unsafe { filter_config_ptr.cast::<FilterConfig>().as_ref() }) else {
+    // SAFETY: the pointer came from `on_http_filter_config_new`; Envoy keeps the configuration
+    // alive while it creates streams of it, on any worker (`FilterConfig: Sync`).
+    let Some(config) = (unsafe { filter_config(filter_config_ptr) }) else {
         return core::ptr::null();
     };
     Box::into_raw(Box::new(StreamFilter::new(config)))
@@ -649,17 +790,30 @@ extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     filter_module_ptr: *const c_void,
     _end_of_stream: bool,
 ) -> u32 {
-    // SAFETY: Envoy passes the pointer `on_http_filter_new` returned, on the stream's worker.
-    let (Some(filter), Some(stream)) = (
-        unsafe { filter_mut(filter_module_ptr) },
-        stream(filter_envoy_ptr),
-    ) else {
+    // SAFETY: Envoy's filter pointer for this hook; `stream` lives in this call only.
+    let Some(stream) = (unsafe { stream(filter_envoy_ptr) }) else {
         return HEADERS_CONTINUE;
     };
-    if filter.on_request_headers(stream) {
-        HEADERS_STOP_ITERATION
-    } else {
-        HEADERS_CONTINUE
+    // The filter's state is updated first, and its borrow ends with this block ...
+    let headers = {
+        // SAFETY: the pointer `on_http_filter_new` returned, not yet destroyed (Envoy calls no
+        // hook after `destroy`); no other hook of this stream runs now, and the borrow ends
+        // before `perform`.
+        let Some(filter) = (unsafe { filter_mut(filter_module_ptr) }) else {
+            return HEADERS_CONTINUE;
+        };
+        filter.on_request_headers(stream)
+    };
+    // ... so that a reply may complete (and destroy) the stream inside `send_response` (Envoy
+    // runs the response path at once, then `stream_complete` when the request was whole):
+    // nothing of the filter is touched after it, and the status was decided before.
+    match headers {
+        Headers::Continue => HEADERS_CONTINUE,
+        Headers::Hold => HEADERS_STOP_ITERATION,
+        Headers::Reply(reply) => {
+            perform(stream, HostCall::Reply(reply));
+            HEADERS_STOP_ITERATION
+        }
     }
 }
 
@@ -669,7 +823,7 @@ extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     filter_module_ptr: *const c_void,
     _end_of_stream: bool,
 ) -> u32 {
-    // SAFETY: as in `request_headers`.
+    // SAFETY: as in `request_headers`; the borrow ends in this statement, with no call to Envoy.
     match unsafe { filter_mut(filter_module_ptr) } {
         Some(filter) if filter.is_holding() => BODY_STOP_ITERATION_AND_BUFFER,
         _ => BODY_CONTINUE,
@@ -681,7 +835,7 @@ extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     _filter_envoy_ptr: *mut c_void,
     filter_module_ptr: *const c_void,
 ) -> u32 {
-    // SAFETY: as in `request_headers`.
+    // SAFETY: as in `request_body`.
     match unsafe { filter_mut(filter_module_ptr) } {
         Some(filter) if filter.is_holding() => TRAILERS_STOP_ITERATION,
         _ => TRAILERS_CONTINUE,
@@ -719,7 +873,10 @@ extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     _filter_envoy_ptr: *mut c_void,
     filter_module_ptr: *const c_void,
 ) {
-    // SAFETY: as in `request_headers`.
+    note_reentry(|r| r.completed = true);
+    // SAFETY: as in `request_headers`. When Envoy calls this inside `perform` (a reply or a
+    // resumed request that ended the stream), the hook that called `perform` holds no borrow
+    // of the filter, so this `&mut` is still the only one; it makes no call to Envoy.
     if let Some(filter) = unsafe { filter_mut(filter_module_ptr) } {
         filter.on_stream_complete();
     }
@@ -727,8 +884,11 @@ extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
 
 #[no_mangle]
 extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module_ptr: *const c_void) {
+    note_reentry(|r| r.destroyed = true);
     // SAFETY: the pointer came from `Box::into_raw` in `on_http_filter_new`; Envoy destroys a
-    // stream's filter once and calls no hook of it afterwards.
+    // stream's filter once and calls no hook of it afterwards. Inside `perform` no reference to
+    // the filter is live (see `filter_mut`), and the hook that called it does not touch the
+    // filter again.
     unsafe { drop_boxed::<StreamFilter>(filter_module_ptr) }
 }
 
@@ -738,13 +898,22 @@ extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     filter_module_ptr: *const c_void,
     event_id: u64,
 ) {
-    // SAFETY: as in `request_headers` (Envoy posts the event to the stream's worker and drops
-    // it when the stream is gone).
-    if let (Some(filter), Some(stream)) = (
-        unsafe { filter_mut(filter_module_ptr) },
-        stream(filter_envoy_ptr),
-    ) {
-        filter.on_scheduled(stream, event_id);
+    // SAFETY: Envoy's filter pointer for this hook; `stream` lives in this call only.
+    let Some(stream) = (unsafe { stream(filter_envoy_ptr) }) else {
+        return;
+    };
+    // As in `request_headers`: the filter releases its hold first (so a `stream_complete` or
+    // `destroy` inside the call finds nothing held), the borrow ends, then the call is made.
+    let call = {
+        // SAFETY: as in `request_headers` (Envoy posts the event to the stream's worker and
+        // drops it when the stream is gone, so the filter is not destroyed).
+        let Some(filter) = (unsafe { filter_mut(filter_module_ptr) }) else {
+            return;
+        };
+        filter.on_scheduled(stream, event_id)
+    };
+    if let Some(call) = call {
+        perform(stream, call);
     }
 }
 

@@ -242,13 +242,27 @@ impl RequestView for HostRequest<'_> {
     }
 }
 
-fn send(stream: Stream<'_>, r: &LocalReply) {
-    let headers: Vec<abi::Header<'_>> = r
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_bytes()))
-        .collect();
-    stream.send_response(r.status, &headers, &r.body, "boifi_fault_abort");
+/// A call into Envoy that can re-enter the module: Envoy may run the response path, complete
+/// the stream and destroy its filter inside it (a local reply from `sendLocalReply`; a resumed
+/// request that the next filter answers at once). So a [`StreamFilter`] never makes one: it
+/// returns it, and the hook in [`crate::abi`] makes it after its borrow of the filter ended.
+#[derive(Debug)]
+pub enum HostCall {
+    /// Answer the request locally (`send_response`).
+    Reply(LocalReply),
+    /// Resume the request held in `on_request_headers` (`continue_decoding`).
+    Resume,
+}
+
+/// What the request-headers hook answers Envoy.
+#[derive(Debug)]
+pub enum Headers {
+    /// Let the request through (`Continue`).
+    Continue,
+    /// Held by a delay (`StopIteration`); a scheduled event resumes it.
+    Hold,
+    /// Answered locally: make the call, then `StopIteration`.
+    Reply(LocalReply),
 }
 
 /// One HTTP stream.
@@ -273,10 +287,11 @@ impl StreamFilter {
         self.held.is_some()
     }
 
-    /// The request headers arrived; true: stop (answered locally or held by a delay).
-    pub fn on_request_headers(&mut self, stream: Stream<'_>) -> bool {
+    /// The request headers arrived: what to answer Envoy. The calls made here (headers, the
+    /// peer certificate, metrics, a scheduler) do not re-enter the module; a reply is returned.
+    pub fn on_request_headers(&mut self, stream: Stream<'_>) -> Headers {
         let Some(shared) = &self.shared else {
-            return false;
+            return Headers::Continue;
         };
         let metrics = &shared.metrics;
         let mut counters = StreamCounters { stream, metrics };
@@ -286,7 +301,7 @@ impl StreamFilter {
             report_to(&mut counters, report);
         }
         let Some(now) = now else {
-            return false;
+            return Headers::Continue;
         };
         let request = HostRequest { stream };
         let decided = with_engine(shared, |w| {
@@ -300,19 +315,16 @@ impl StreamFilter {
             (id, w.engine.on_request(id, &request, now, &mut counters))
         });
         match decided {
-            None | Some((_, Verdict::Continue)) => false,
-            Some((_, Verdict::Reply(reply))) => {
-                send(stream, &reply);
-                true
-            }
+            None | Some((_, Verdict::Continue)) => Headers::Continue,
+            Some((_, Verdict::Reply(reply))) => Headers::Reply(reply),
             Some((id, Verdict::Hold { due_ms })) => {
                 if self.hold(stream, due_ms.saturating_sub(now)) {
                     self.held = Some(id);
-                    true
+                    Headers::Hold
                 } else {
                     // No timer: the request passes (fail open) and the engine forgets it.
                     with_engine(shared, |w| w.engine.forget(id));
-                    false
+                    Headers::Continue
                 }
             }
         }
@@ -336,12 +348,14 @@ impl StreamFilter {
         }
     }
 
-    /// A scheduled event arrived on the stream's worker (its delay is over).
-    pub fn on_scheduled(&mut self, stream: Stream<'_>, event_id: u64) {
+    /// A scheduled event arrived on the stream's worker (its delay is over): the call that
+    /// releases the request, if it is due. The filter holds nothing once it returns a call, so
+    /// a completion and destroy inside that call find nothing left to forget.
+    pub fn on_scheduled(&mut self, stream: Stream<'_>, event_id: u64) -> Option<HostCall> {
         let (Some(shared), Some(id), true) =
             (&self.shared, self.held, event_id == delays::DELAY_OVER)
         else {
-            return;
+            return None;
         };
         let metrics = &shared.metrics;
         let mut counters = StreamCounters { stream, metrics };
@@ -365,24 +379,26 @@ impl StreamFilter {
         match outcome {
             Some(Ok(release)) => {
                 self.held = None;
-                match release {
-                    Release::Resume => stream.continue_decoding(),
-                    Release::Reply(reply) => send(stream, &reply),
-                }
+                Some(match release {
+                    Release::Resume => HostCall::Resume,
+                    Release::Reply(reply) => HostCall::Reply(reply),
+                })
             }
             Some(Err(wait_ms)) => {
-                if !self.hold(stream, wait_ms) {
-                    self.release_unapplied(stream);
+                if self.hold(stream, wait_ms) {
+                    None
+                } else {
+                    Some(self.release_unapplied())
                 }
             }
-            None => self.release_unapplied(stream),
+            None => Some(self.release_unapplied()),
         }
     }
 
     /// Lets a held request go unfaulted (no timer, or no engine): fail open, never stuck.
-    fn release_unapplied(&mut self, stream: Stream<'_>) {
+    fn release_unapplied(&mut self) -> HostCall {
         self.forget();
-        stream.continue_decoding();
+        HostCall::Resume
     }
 
     /// The stream ended: a held request whose client left is forgotten (the timer's commit

@@ -9,6 +9,8 @@
 //! poller thread ([`source`]); delays wait on a timer thread ([`delays`]) that hands each
 //! request back to its own worker through Envoy's scheduler.
 #![warn(missing_docs)]
+// Every `unsafe` block says why it is sound (the FFI boundary lives in `abi`).
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 extern crate alloc;
 

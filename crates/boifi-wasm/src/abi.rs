@@ -100,9 +100,10 @@ extern "C" {
 
 /// Takes ownership of what the host handed over through a `(data, size)` out-pair.
 ///
-/// SAFETY (for callers): `data` is null or was returned by [`proxy_on_memory_allocate`] for
-/// exactly `size` bytes, which the host filled and no longer uses — the ABI's contract for
-/// every returned buffer.
+/// # Safety
+/// `data` is null or was returned by [`proxy_on_memory_allocate`] for exactly `size` bytes,
+/// which the host filled and no longer uses (the ABI's contract for every returned buffer),
+/// and it is taken once.
 unsafe fn owned(data: *mut u8, size: usize) -> Option<Vec<u8>> {
     if data.is_null() {
         return None;

@@ -4,7 +4,8 @@
 //! The harness and the end-to-end scenarios are boifi-wasm's, compiled here a second time with
 //! [`FILTER`] = native: one set of scenarios, so the two builds of the filter cannot drift
 //! apart. What only the native module has (a stress run of held and aborted requests, the
-//! process's memory after it) lives in [`native`].
+//! process's memory after it) lives in [`native`]; the orders in which Envoy re-enters it, in
+//! [`reentrancy`].
 //!
 //! Prerequisites: the module (env BOIFI_NATIVE, else target/debug/libboifi.so; `make native`
 //! builds it), Envoy (env BOIFI_ENVOY or scripts/envoy-path.sh) and target/debug/boifi-server
@@ -19,10 +20,12 @@
 /// The e2e tests of this binary load the native dynamic module.
 const FILTER: harness::FilterKind = harness::FilterKind::Native;
 
+mod abi_header;
 #[path = "../../../boifi-wasm/tests/it/e2e/mod.rs"]
 mod e2e;
 #[path = "../../../boifi-wasm/tests/it/harness/mod.rs"]
 mod harness;
 mod native;
+mod reentrancy;
 #[path = "../../../boifi-wasm/tests/it/reliability_control_plane.rs"]
 mod reliability_control_plane;

@@ -124,6 +124,9 @@ pub struct EnvoyOptions {
     pub extra_callers: BTreeMap<usize, CallerTls>,
     /// The Wasm filter's `failure_policy` (what Envoy does when the VM fails).
     pub failure_policy: &'static str,
+    /// Routes of the main listener tried before its catch-all route to the upstream (e.g. a
+    /// `direct_response`, which the router answers inside the call that resumes a request).
+    pub extra_routes: Vec<Value>,
 }
 
 impl EnvoyOptions {
@@ -143,6 +146,7 @@ impl EnvoyOptions {
             extra_listeners: Vec::new(),
             extra_callers: BTreeMap::new(),
             failure_policy: FAILURE_POLICY,
+            extra_routes: Vec::new(),
         }
     }
 }
@@ -278,6 +282,12 @@ fn bootstrap(
             o.failure_policy,
         ),
     )];
+    if let Some(routes) = listeners[0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["route_config"]["virtual_hosts"][0]["routes"]
+        .as_array_mut()
+    {
+        routes.splice(0..0, o.extra_routes.iter().cloned());
+    }
     let mut relays = Vec::new();
     for (i, ((plugin, config), port)) in o.extra_listeners.iter().zip(extra_ports).enumerate() {
         let filters = http_filters(wasm, plugin, config, o.control_plane_port, o.failure_policy);
