@@ -2,10 +2,11 @@
 //! host glue drives: what to ask, what an answer means, when to ask again.
 //!
 //! Every answer is interpreted here, once, for every host: the host hands over what it received
-//! ([`ConfigSync::on_answer`]: the `:status` and the body as bytes, or [`ConfigSync::on_failed_call`]
-//! when the call produced no answer at all) and does what the returned [`Step`] says: install a
-//! compiled set, add a counter, write log lines, poll again now or at a time. So the proxy-wasm
-//! filter and the native module install, count and log the same for the same answers.
+//! ([`ConfigSync::on_answer`]: the `:status` and the body as bytes, or
+//! [`ConfigSync::on_failed_call`] when the call produced no answer at all) and does what the
+//! returned [`Step`] says: install a compiled set, add a counter, write log lines, poll again
+//! now or at a time. So the proxy-wasm filter and the native module install, count and log the
+//! same for the same answers.
 //!
 //! # What each answer means
 //!
@@ -477,8 +478,19 @@ pub(crate) mod tests {
         let reason_compile =
             "reason=policy%20%60bad-regex%60%3A%20spec.rules%5B0%5D.match.path%3A%20";
         let reason_decode = "reason=compact%20config%20at%20byte%20";
+        // What, the status and body received; then the version installed, the counter added,
+        // when to poll next, and the start of the refusal the next request reports.
+        type Row<'a> = (
+            &'a str,
+            Option<&'a [u8]>,
+            Option<alloc::vec::Vec<u8>>,
+            Option<u64>,
+            Option<Counter>,
+            When,
+            Option<&'a str>,
+        );
         #[rustfmt::skip]
-        let table: [(&str, Option<&[u8]>, Option<alloc::vec::Vec<u8>>, Option<u64>, Option<Counter>, When, Option<&str>); 10] = [
+        let table: [Row<'_>; 10] = [
             ("200 good", Some(b"200"), Some(good(6)), Some(6), Some(Counter::ConfigUpdates), When::Now, None),
             ("200 uncompilable", Some(b"200"), Some(uncompilable(6)), None, Some(Counter::ConfigErrors), When::Now, Some(reason_compile)),
             ("200 malformed, version readable", Some(b"200"), Some(malformed(6)), None, Some(Counter::ConfigErrors), When::Backoff, Some(reason_decode)),

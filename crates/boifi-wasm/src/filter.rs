@@ -5,9 +5,10 @@
 //! context. Only one of them long-polls the control plane: the holder of the poller lease in
 //! shared data (claimed with compare-and-swap, renewed on every poll). It hands each answer to
 //! the engine ([`ConfigSync::on_answer`], the same interpretation the native module runs) and
-//! does what the returned [`Step`] says; a set to install it publishes to shared data; every other VM looks at an 8-byte sequence number there on its
-//! root context's tick (every [`REFRESH_MS`]) and compiles a newer set for itself, so requests
-//! never see a half-applied set and the request path reads no shared data.
+//! does what the returned [`Step`] says; a set to install it also publishes to shared data.
+//! Every other VM looks at an 8-byte sequence number there on its root context's tick (every
+//! [`REFRESH_MS`]) and compiles a newer set for itself, so requests never see a half-applied
+//! set and the request path reads no shared data.
 //!
 //! The request path, when no policy concerns this sidecar: no host call at all. With policies:
 //! the host's clock, and the request header map (one call, bytes) only when a rule tests it.

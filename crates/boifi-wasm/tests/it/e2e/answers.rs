@@ -47,11 +47,20 @@ struct Script {
     connections: Vec<TcpStream>,
 }
 
+/// The running accept loop: its stop flag and thread.
+struct AcceptLoop {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// The accept loop, `None` before the first and after `reopen` took it.
+type Accept = Mutex<Option<AcceptLoop>>;
+
 /// A control plane that answers the filter's polls from a table, in order.
 struct ScriptedControlPlane {
     port: u16,
     script: Arc<Mutex<Script>>,
-    accept: Arc<Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>>,
+    accept: Arc<Accept>,
 }
 
 impl ScriptedControlPlane {
@@ -86,7 +95,10 @@ impl ScriptedControlPlane {
                 std::thread::spawn(move || serve(stream, &script, &accept, port));
             }
         });
-        *self.accept.lock().unwrap() = Some((stop, handle));
+        *self.accept.lock().unwrap() = Some(AcceptLoop {
+            stop,
+            thread: handle,
+        });
     }
 
     /// Leaves the front `Pause` (once a poll was held there: the filter took the answer before).
@@ -110,8 +122,8 @@ impl ScriptedControlPlane {
 
     /// Leaves the front `Refuse`: listens again on the same port.
     fn reopen(&self) {
-        if let Some((_, handle)) = self.accept.lock().unwrap().take() {
-            handle.join().unwrap();
+        if let Some(accept) = self.accept.lock().unwrap().take() {
+            accept.thread.join().unwrap();
         }
         {
             let mut script = self.script.lock().unwrap();
@@ -139,8 +151,8 @@ impl ScriptedControlPlane {
 
 impl Drop for ScriptedControlPlane {
     fn drop(&mut self) {
-        if let Some((stop, _)) = self.accept.lock().unwrap().take() {
-            stop_accept_loop(&stop, self.port);
+        if let Some(accept) = self.accept.lock().unwrap().take() {
+            stop_accept_loop(&accept.stop, self.port);
         }
     }
 }
@@ -177,8 +189,6 @@ fn response(status: u16, body: &[u8]) -> Vec<u8> {
     r.extend_from_slice(body);
     r
 }
-
-type Accept = Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>;
 
 fn serve(mut stream: TcpStream, script: &Mutex<Script>, accept: &Accept, port: u16) {
     // Keep-alive: the filter reuses the connection for its next poll.
@@ -220,8 +230,8 @@ fn serve(mut stream: TcpStream, script: &Mutex<Script>, accept: &Accept, port: u
         if matches!(s.entries.front(), Some(Entry::Refuse)) {
             // The next poll finds nothing listening: close the listener and every connection
             // (the filter must not reuse one).
-            if let Some((stop, _)) = accept.lock().unwrap().as_ref() {
-                stop_accept_loop(stop, port);
+            if let Some(accept) = accept.lock().unwrap().as_ref() {
+                stop_accept_loop(&accept.stop, port);
             }
             for connection in s.connections.drain(..) {
                 let _ = connection.shutdown(std::net::Shutdown::Both);
