@@ -19,7 +19,7 @@ use boifi_core::wire::{compact, ConfigResponse};
 use serde_json::json;
 
 use super::*;
-use crate::harness::net::stop_accept_loop;
+use crate::harness::net::{read_request_head, stop_accept_loop};
 use crate::harness::wait_for;
 
 /// One scripted answer.
@@ -157,22 +157,6 @@ impl Drop for ScriptedControlPlane {
     }
 }
 
-/// Reads one request head; returns its request line.
-fn read_head(stream: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
-        }
-    }
-    String::from_utf8_lossy(&head)
-        .lines()
-        .next()
-        .map(str::to_owned)
-}
-
 fn response(status: u16, body: &[u8]) -> Vec<u8> {
     let reason = match status {
         200 => "OK",
@@ -192,7 +176,7 @@ fn response(status: u16, body: &[u8]) -> Vec<u8> {
 
 fn serve(mut stream: TcpStream, script: &Mutex<Script>, accept: &Accept, port: u16) {
     // Keep-alive: the filter reuses the connection for its next poll.
-    while let Some(line) = read_head(&mut stream) {
+    while let Some(line) = read_request_head(&mut stream) {
         let entry = {
             let mut s = script.lock().unwrap();
             s.requests.push(line);
