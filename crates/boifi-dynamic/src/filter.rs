@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use boifi_core::identity::Identity;
 use boifi_core::wire::PluginConfig;
-use boifi_engine::metrics::{Counter, Counters, Gauge, PolicyCounter};
+use boifi_engine::metrics::{Counter, Counters, Gauge, PolicyCounter, POLICY_TAG};
 use boifi_engine::reply::LocalReply;
 use boifi_engine::{Engine, Release, RequestView, Verdict};
 
@@ -36,12 +36,11 @@ impl Metrics {
         for (slot, gauge) in m.gauges.iter_mut().zip(Gauge::ALL) {
             *slot = config.define_gauge(gauge.name());
         }
-        // Per-policy counters carry the policy as a label (`hfi_policy_aborts_total{policy=..}`
+        // Per-policy counters carry the policy as a tag (`hfi_policy_aborts_total{policy=..}`
         // in /stats/prometheus, as the Wasm filter's `stats_tags` rule gives): the ABI defines
         // metrics only at configuration time, before any policy name is known.
-        let per_policy = |kind: PolicyCounter| {
-            config.define_labeled_counter(&format!("hfi.policy.{}", kind.kind()), "policy")
-        };
+        let per_policy =
+            |counter: PolicyCounter| config.define_labeled_counter(counter.name(), POLICY_TAG);
         m.policy_aborts = per_policy(PolicyCounter::Aborts);
         m.policy_delays = per_policy(PolicyCounter::Delays);
         m

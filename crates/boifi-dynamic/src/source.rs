@@ -1,7 +1,9 @@
 //! Where a filter configuration's policies come from: one poller thread per control plane and
-//! identity, owned by the module, long-polls `/v1/config`, compiles each answer with boifi-core
-//! and publishes it as one `Arc` that every worker loads per request without a lock
-//! (`arc_swap`: a load is a few atomic operations, no syscall, no contention).
+//! identity, owned by the module, long-polls `/v1/config` and hands each answer to the engine
+//! ([`ConfigSync::on_answer`], the same interpretation the Wasm filter runs), then does what
+//! its [`Step`] says: publishes a compiled set as one `Arc` that every worker loads per request
+//! without a lock (`arc_swap`: a load is a few atomic operations, no syscall, no contention),
+//! counts, logs, and polls again now or after the backoff.
 //!
 //! Fail-open: until the first answer the set is empty (every request passes); after a failure
 //! the last good set stays, and the poller retries with jittered exponential backoff, forever.
@@ -19,7 +21,8 @@ use boifi_core::wire::compact;
 
 use crate::abi::{self, ConfigScheduler, LogLevel};
 use crate::config::NativeConfig;
-use boifi_engine::sync::{classify, compile_response, ConfigSync, Next, PollOutcome, SyncError};
+use boifi_engine::metrics::Counter;
+use boifi_engine::sync::{ConfigSync, Install, LogLevel as SyncLogLevel, Next, Step};
 
 /// The newest compiled set: each worker's engine installs it when `seq` differs from its own.
 #[derive(Debug, Default)]
@@ -75,8 +78,16 @@ const REFRESH_MS: u64 = 1_000;
 pub const STATS_CHANGED: u64 = 1;
 
 impl PollStats {
-    fn add(&self, counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// Counts what the engine said to count (the poller's counters only).
+    fn add(&self, counter: Counter) {
+        let atomic = match counter {
+            Counter::ConfigUpdates => &self.updates,
+            Counter::ConfigErrors => &self.errors,
+            Counter::PollFailures => &self.poll_failures,
+            // The request path counts the others, on its worker.
+            _ => return,
+        };
+        atomic.fetch_add(1, Ordering::Relaxed);
         self.changed.store(true, Ordering::Release);
     }
 }
@@ -255,82 +266,28 @@ fn poll_forever(config: &NativeConfig, identity: Identity, source: &Weak<PolicyS
             .header("host", &plugin.control_plane_authority)
             .header("accept", compact::MEDIA_TYPE)
             .call();
-        let outcome = match answer {
-            Ok(response) => {
-                let status = response.status().as_u16().to_string();
-                let body = response.into_body().read_to_vec();
-                match body {
-                    Ok(body) => classify(Some(status.as_bytes()), Some(&body)),
-                    Err(_) => Err(SyncError::NoResponse),
-                }
-            }
-            Err(_) => Err(SyncError::NoResponse),
-        };
+        let received = answer.and_then(|response| {
+            let status = response.status().as_u16().to_string();
+            response
+                .into_body()
+                .read_to_vec()
+                .map(|body| (status, body))
+        });
         let Some(src) = source.upgrade() else { return };
-        let now = now_ms();
-        let next = match outcome {
-            Ok(PollOutcome::Updated { response }) => {
-                match compile_response(&response, &identity, now) {
-                    Ok((version, set)) => {
-                        let names = set.policy_names().join(", ");
-                        let count = set.policy_names().len();
-                        // Only this thread stores, so load-then-store cannot lose a publication.
-                        let seq = src.published.load().seq.wrapping_add(1).max(1);
-                        src.published.store(Arc::new(Published {
-                            seq,
-                            version: Some(version),
-                            set: Arc::new(set),
-                        }));
-                        src.stats.add(&src.stats.updates);
-                        abi::log(
-                        LogLevel::Info,
-                        &format!("boifi: applied config version {version}: {count} policies for this sidecar [{names}]"),
-                    );
-                        recovered(&sync);
-                        sync.succeeded(Some(version), now)
-                    }
-                    Err(e) => {
-                        src.stats.add(&src.stats.errors);
-                        abi::log(
-                            LogLevel::Warn,
-                            &format!("boifi: keeping the previous policies: {e}"),
-                        );
-                        sync.failed(now, rng.next_u64())
-                    }
-                }
-            }
-            Ok(PollOutcome::Unchanged) => {
-                recovered(&sync);
-                sync.succeeded(None, now)
-            }
+        // What the answer means is the engine's to say; this thread only does what it says.
+        let (now, draw) = (now_ms(), rng.next_u64());
+        let step = match &received {
+            Ok((status, body)) => sync.on_answer(Some(status.as_bytes()), Some(body), now, draw),
             Err(e) => {
-                if matches!(e, SyncError::Body(_)) {
-                    src.stats.add(&src.stats.errors);
-                } else {
-                    src.stats.add(&src.stats.poll_failures);
-                }
-                let next = sync.failed(now, rng.next_u64());
-                if let Next::RetryAt(t) = next {
-                    let level = if sync.failures() <= 1 {
-                        LogLevel::Warn
-                    } else {
-                        LogLevel::Debug
-                    };
-                    if abi::log_enabled(level) {
-                        abi::log(
-                            level,
-                            &format!(
-                                "boifi: config request to {} failed ({e}); keeping the last policies, retry in {} ms (failure {})",
-                                config.control_plane_address,
-                                t.saturating_sub(now),
-                                sync.failures()
-                            ),
-                        );
-                    }
-                }
-                next
+                let address = &config.control_plane_address;
+                sync.on_failed_call(
+                    &format_args!("config request to {address} failed ({e})"),
+                    now,
+                    draw,
+                )
             }
         };
+        let next = take_step(&src, step);
         if src.stats.changed.load(Ordering::Acquire) {
             src.notify();
         }
@@ -341,14 +298,31 @@ fn poll_forever(config: &NativeConfig, identity: Identity, source: &Weak<PolicyS
     }
 }
 
-fn recovered(sync: &ConfigSync) {
-    let failures = sync.failures();
-    if failures > 0 {
-        abi::log(
-            LogLevel::Info,
-            &format!("boifi: the control plane answers again after {failures} failed attempts"),
-        );
+/// Does what the engine made of an answer: log, publish a new set to every worker, count.
+fn take_step(src: &PolicySource, step: Step) -> Next {
+    for line in &step.log {
+        let level = match line.level {
+            SyncLogLevel::Debug => LogLevel::Debug,
+            SyncLogLevel::Info => LogLevel::Info,
+            SyncLogLevel::Warn => LogLevel::Warn,
+        };
+        if abi::log_enabled(level) {
+            abi::log(level, &line.message);
+        }
     }
+    if let Some(Install { version, set }) = step.install {
+        // Only this thread stores, so load-then-store cannot lose a publication.
+        let seq = src.published.load().seq.wrapping_add(1).max(1);
+        src.published.store(Arc::new(Published {
+            seq,
+            version: Some(version),
+            set: Arc::new(set),
+        }));
+    }
+    if let Some(counter) = step.counter {
+        src.stats.add(counter);
+    }
+    step.next
 }
 
 impl Drop for PolicySource {

@@ -19,11 +19,18 @@
 //!   host over its header map. Values are bytes: exact and prefix matches compare bytes, a regex
 //!   sees a value that is not UTF-8 as not matching, so no request can break the filter.
 //! - [`metrics`]: metric names, [`metrics::Counter`], [`metrics::Gauge`],
-//!   [`metrics::PolicyCounter`], the [`metrics::Counters`] trait the host implements (called
-//!   only when something happens), and [`metrics::CounterValues`] (in memory).
-//! - [`sync`]: the long-poll of `GET /v1/config` as a state machine ([`sync::ConfigSync`]:
-//!   `request_path`, `succeeded`, `failed` → [`sync::Next`]), [`sync::classify`] for an answer
-//!   (status and body as bytes), [`sync::compile_body`] / [`sync::compile_response`].
+//!   [`metrics::PolicyCounter`] (the one naming of the per-policy counters:
+//!   [`metrics::PolicyCounter::name`] with the [`metrics::POLICY_TAG`] tag, or
+//!   [`metrics::PolicyCounter::name_with_policy`] for a host that cannot tag), the
+//!   [`metrics::Counters`] trait the host implements (called only when something happens), and
+//!   [`metrics::CounterValues`] (in memory).
+//! - [`sync`]: the long-poll of `GET /v1/config` ([`sync::ConfigSync`]: `request_path`, then
+//!   [`sync::ConfigSync::on_answer`]`(status, body, now, draw)` or
+//!   [`sync::ConfigSync::on_failed_call`] → [`sync::Step`]: what to install, which counter to
+//!   add, what to log, when to poll next ([`sync::Next`]); a refused version is reported in the
+//!   next requests). The one interpretation of a control-plane answer; both hosts only do the
+//!   I/O. [`sync::classify`] and [`sync::compile_body`] / [`sync::compile_response`] are its
+//!   parts.
 //! - [`backoff::Backoff`] (exponential, jittered, forever), [`delays::DelayQueue`],
 //!   [`reply`] (the local reply of an abort: [`reply::abort_reply`], [`reply::is_grpc`],
 //!   [`reply::grpc_message`] percent-encoding).

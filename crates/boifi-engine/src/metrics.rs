@@ -21,10 +21,13 @@ pub const ACTIVE_POLICIES: &str = "hfi.policies.active";
 /// The control plane's config version this Envoy holds (gauge).
 pub const CONFIG_VERSION: &str = "hfi.config.version";
 
-/// Per-policy counter kind: aborts.
-pub const POLICY_ABORTS: &str = "aborts_total";
-/// Per-policy counter kind: delays.
-pub const POLICY_DELAYS: &str = "delays_total";
+/// Requests answered by an abort fault, per policy (counter; the policy in the [`POLICY_TAG`]
+/// tag).
+pub const POLICY_ABORTS_TOTAL: &str = "hfi.policy.aborts_total";
+/// Requests held by a delay fault, per policy (counter; the policy in the [`POLICY_TAG`] tag).
+pub const POLICY_DELAYS_TOTAL: &str = "hfi.policy.delays_total";
+/// The tag (Prometheus label) of the per-policy counters that names the policy.
+pub const POLICY_TAG: &str = "policy";
 
 /// The engine's counters, as the host defines them (each under its [`Counter::name`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -103,14 +106,29 @@ pub enum PolicyCounter {
 }
 
 impl PolicyCounter {
-    /// The kind part of the name (see [`policy_metric`]).
-    pub const fn kind(self) -> &'static str {
+    /// The metric name; the policy is its [`POLICY_TAG`] tag. A host that can tag a metric
+    /// (the native module: a labeled counter) defines this name with that tag; one that cannot
+    /// (proxy-wasm) defines [`PolicyCounter::name_with_policy`], which Envoy's
+    /// [`POLICY_TAG_REGEX`] rule turns into this name with the tag. Either way `/stats/prometheus`
+    /// shows `hfi_policy_aborts_total{policy="<policy>"}`.
+    pub const fn name(self) -> &'static str {
         match self {
-            PolicyCounter::Aborts => POLICY_ABORTS,
-            PolicyCounter::Delays => POLICY_DELAYS,
+            PolicyCounter::Aborts => POLICY_ABORTS_TOTAL,
+            PolicyCounter::Delays => POLICY_DELAYS_TOTAL,
         }
     }
+
+    /// [`PolicyCounter::name`] with `policy` embedded as the part [`POLICY_TAG_REGEX`]
+    /// extracts: `hfi.policy.<policy>.aborts_total`.
+    pub fn name_with_policy(self, policy: &str) -> alloc::string::String {
+        let name = self.name();
+        let (prefix, kind) = name.split_at(POLICY_PREFIX.len());
+        alloc::format!("{prefix}{policy}.{kind}")
+    }
 }
+
+/// What every per-policy counter's name starts with (then the kind, or the policy and the kind).
+const POLICY_PREFIX: &str = "hfi.policy.";
 
 /// Where the engine counts: the host's metrics. Called only when something happens (a fault,
 /// a refused delay, a config answer), never on a request that passes unfaulted.
@@ -174,22 +192,33 @@ impl Counters for CounterValues {
     }
 }
 
-/// The per-policy counter `hfi.policy.<policy>.<kind>`.
-pub fn policy_metric(policy: &str, kind: &str) -> alloc::string::String {
-    alloc::format!("hfi.policy.{policy}.{kind}")
-}
-
-/// An Envoy `stats_tags` regex that extracts the policy name of the per-policy counters into a
-/// `policy` tag, so `/stats/prometheus` shows `hfi_policy_aborts_total{policy="..."}`.
+/// An Envoy `stats_tags` regex that extracts the policy name of the per-policy counters a
+/// proxy-wasm filter defines ([`PolicyCounter::name_with_policy`]) into the [`POLICY_TAG`] tag,
+/// leaving [`PolicyCounter::name`]: `/stats/prometheus` shows
+/// `hfi_policy_aborts_total{policy="..."}`.
 pub const POLICY_TAG_REGEX: &str = r"^wasmcustom\.hfi\.policy\.((.+?)\.)\w+_total$";
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn policy_metric_names() {
+    fn per_policy_names_embed_the_policy_where_the_tag_regex_takes_it_out() {
+        assert_eq!(PolicyCounter::Aborts.name(), "hfi.policy.aborts_total");
+        assert_eq!(PolicyCounter::Delays.name(), "hfi.policy.delays_total");
+        for counter in [PolicyCounter::Aborts, PolicyCounter::Delays] {
+            for policy in ["cart-503", "cart_1", "x"] {
+                let embedded = counter.name_with_policy(policy);
+                // What the regex's first group removes: `<policy>.` right after the prefix.
+                let removed = embedded.replacen(&alloc::format!("{policy}."), "", 1);
+                assert_eq!(removed, counter.name(), "{embedded}");
+                assert!(embedded.starts_with(POLICY_PREFIX) && embedded.ends_with("_total"));
+            }
+        }
         assert_eq!(
-            super::policy_metric("cart-503", super::POLICY_ABORTS),
+            PolicyCounter::Aborts.name_with_policy("cart-503"),
             "hfi.policy.cart-503.aborts_total"
         );
+        assert!(POLICY_TAG_REGEX.starts_with(r"^wasmcustom\.hfi\.policy\.((.+?)\.)"));
     }
 }

@@ -1,13 +1,44 @@
 //! The config long-poll against the control plane (`GET /v1/config`), as a state machine the
-//! host glue drives: what to ask, what an answer means, when to retry.
+//! host glue drives: what to ask, what an answer means, when to ask again.
+//!
+//! Every answer is interpreted here, once, for every host: the host hands over what it received
+//! ([`ConfigSync::on_answer`]: the `:status` and the body as bytes, or
+//! [`ConfigSync::on_failed_call`] when the call produced no answer at all) and does what the
+//! returned [`Step`] says: install a compiled set, add a counter, write log lines, poll again
+//! now or at a time. So the proxy-wasm filter and the native module install, count and log the
+//! same for the same answers.
+//!
+//! # What each answer means
+//!
+//! | answer | installs | counts | next poll | refusal reported |
+//! |---|---|---|---|---|
+//! | 200, decodes and compiles | the set, as its version | [`Counter::ConfigUpdates`] | at once (the server holds it) | cleared |
+//! | 200, decodes, does not compile (a policy this host cannot apply) | nothing: the old set stays | [`Counter::ConfigErrors`] | at once: the refusal tells the server which version was seen, so it holds the poll until a newer one | `refused=<version>&reason=<why>` |
+//! | 200, does not decode (malformed compact) | nothing | [`Counter::ConfigErrors`] | after backoff with jitter | the header's version with the decode error, when the header is readable |
+//! | 304 | nothing | nothing | at once | kept |
+//! | 4xx, 5xx, timeout, reset, connection refused | nothing | [`Counter::PollFailures`] | after backoff with jitter | kept |
+//!
+//! A refusal is reported on every following poll until a set is applied. The version a poll
+//! reports (`version=`) is always the one applied. A server that sends a refused version again
+//! (one that does not read `refused=`) is answered with backoff, never with a tight loop.
+//! Without long-poll (`long_poll_wait_ms` 0), "at once" is after `backoff_initial_ms`.
+//!
+//! Logging: a failure (no answer, a bad status, a malformed body) is logged at warn once per
+//! episode of consecutive failures, then at debug; the first usable answer after it logs the
+//! end of the episode at info. Each refused version is logged at warn, each applied set at info.
 
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt::Display;
+
 use boifi_core::compiled::{CompileError, CompiledPolicySet};
 use boifi_core::identity::Identity;
-use boifi_core::wire::{compact, ConfigEncoding, ConfigQuery, ConfigResponse, PluginConfig};
+use boifi_core::wire::compact::{self, CompactError};
+use boifi_core::wire::{ConfigEncoding, ConfigQuery, ConfigResponse, PluginConfig, Refusal};
 
 use crate::backoff::Backoff;
+use crate::metrics::Counter;
 
 /// Why a config answer could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,13 +125,57 @@ pub enum Next {
     RetryAt(u64),
 }
 
-/// The poller's state: the version it holds and its backoff.
+/// How important a log line is (the host maps it to its own levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Detail for a person debugging the sidecar.
+    Debug,
+    /// A change worth knowing: a set applied, the control plane back.
+    Info,
+    /// Something an operator should look at: the first failure of an episode, a refused set.
+    Warn,
+}
+
+/// A line for the host's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// How important it is.
+    pub level: LogLevel,
+    /// The text, `boifi: ` first.
+    pub message: String,
+}
+
+/// A set to install: compiled for this sidecar's identity, every worker serves it.
+#[derive(Debug)]
+pub struct Install {
+    /// The control plane's config version.
+    pub version: u64,
+    /// The compiled set.
+    pub set: CompiledPolicySet,
+}
+
+/// What the host does after one answer: the only place a host learns what an answer means.
+#[derive(Debug)]
+#[must_use = "a step says what to install, count and log, and when to poll next"]
+pub struct Step {
+    /// A new set to install (and publish to the host's other workers); `None`: keep the set.
+    pub install: Option<Install>,
+    /// The counter to add one to (at most one per answer).
+    pub counter: Option<Counter>,
+    /// Lines to log, in order (the host may skip those below its level).
+    pub log: Vec<LogLine>,
+    /// When to poll next.
+    pub next: Next,
+}
+
+/// The poller's state: the version it applied, the version it refused, and its backoff.
 #[derive(Debug, Clone)]
 pub struct ConfigSync {
     identity: Identity,
     wait_ms: u64,
     poll_interval_ms: u64,
     version: Option<u64>,
+    refused: Option<Refusal>,
     backoff: Backoff,
 }
 
@@ -112,55 +187,203 @@ impl ConfigSync {
             wait_ms: config.long_poll_wait_ms,
             poll_interval_ms: config.backoff_initial_ms,
             version: None,
+            refused: None,
             backoff: Backoff::new(config.backoff_initial_ms, config.backoff_max_ms),
         }
     }
 
-    /// The version held (reported to the control plane in every request).
+    /// The version applied (reported to the control plane in every request).
     pub fn version(&self) -> Option<u64> {
         self.version
     }
 
-    /// Adopts a version received another way (published by a previous poller).
+    /// The version refused since the last one applied, and why (reported in every request).
+    pub fn refused(&self) -> Option<&Refusal> {
+        self.refused.as_ref()
+    }
+
+    /// Adopts a version applied another way (published by a previous poller).
     pub fn set_version(&mut self, version: u64) {
         self.version = Some(version);
     }
 
-    /// `:path` of the next request: identity and held version always; `wait` only once a
-    /// version is held (the first request must answer at once).
+    /// `:path` of the next request: identity, applied version and refusal always; `wait` only
+    /// once a version was seen (the first request must answer at once).
     pub fn request_path(&self) -> String {
+        let seen = self.version.or(self.refused.as_ref().map(|r| r.version));
         let query = ConfigQuery {
             identity: self.identity.clone(),
             version: self.version,
-            wait_ms: self.version.and(Some(self.wait_ms)).filter(|w| *w > 0),
+            wait_ms: seen.and(Some(self.wait_ms)).filter(|w| *w > 0),
             encoding: ConfigEncoding::Compact,
-            refused: None,
+            refused: self.refused.clone(),
         };
         format!("/v1/config?{}", query.to_query_string())
     }
 
-    /// Records a usable answer; returns when to poll again.
-    pub fn succeeded(&mut self, version: Option<u64>, now_ms: u64) -> Next {
-        if let Some(v) = version {
-            self.version = Some(v);
+    /// Consecutive failures (calls without a usable answer) of the current episode.
+    pub fn failures(&self) -> u32 {
+        self.backoff.failures()
+    }
+
+    /// Interprets one answer at host time `now_ms`: `status` is the `:status` header (anything
+    /// that is not a 3-digit status counts as no answer), `body` the body; `draw` is a random
+    /// number for the backoff's jitter.
+    pub fn on_answer(
+        &mut self,
+        status: Option<&[u8]>,
+        body: Option<&[u8]>,
+        now_ms: u64,
+        draw: u64,
+    ) -> Step {
+        match classify(status, body) {
+            Ok(PollOutcome::Updated { response }) => {
+                match compile_response(&response, &self.identity, now_ms) {
+                    Ok((version, set)) => self.apply(version, set, now_ms),
+                    Err(e) => self.refuse(response.version, &e, now_ms, draw),
+                }
+            }
+            Ok(PollOutcome::Unchanged) => {
+                let log = self.recover().into_iter().collect();
+                self.step(None, None, log, now_ms)
+            }
+            Err(SyncError::Body(e)) => self.malformed(body.unwrap_or_default(), &e, now_ms, draw),
+            Err(e) => self.failed(Counter::PollFailures, &e, now_ms, draw),
         }
+    }
+
+    /// Interprets a call that produced no answer (it could not be sent, timed out, was
+    /// refused or reset); `cause` says what happened, for the log.
+    pub fn on_failed_call(&mut self, cause: &dyn Display, now_ms: u64, draw: u64) -> Step {
+        self.failed(Counter::PollFailures, cause, now_ms, draw)
+    }
+
+    /// A usable answer: installs it.
+    fn apply(&mut self, version: u64, set: CompiledPolicySet, now_ms: u64) -> Step {
+        let mut log: Vec<LogLine> = self.recover().into_iter().collect();
+        let names = set.policy_names();
+        log.push(LogLine {
+            level: LogLevel::Info,
+            message: format!(
+                "boifi: applied config version {version}: {} policies for this sidecar [{}]",
+                names.len(),
+                names.join(", ")
+            ),
+        });
+        self.version = Some(version);
+        self.refused = None;
+        let install = Some(Install { version, set });
+        self.step(install, Some(Counter::ConfigUpdates), log, now_ms)
+    }
+
+    /// A well-formed answer this sidecar cannot use: refuses its version and waits for a newer
+    /// one (the server holds the poll, having been told which version was seen).
+    fn refuse(&mut self, version: u64, error: &SyncError, now_ms: u64, draw: u64) -> Step {
+        let reason = match error {
+            SyncError::Compile { source, .. } => source.to_string(),
+            other => other.to_string(),
+        };
+        if self.refused.as_ref().is_some_and(|r| r.version == version) {
+            // The server sent the refused version again: it does not read `refused=`. Asking
+            // again at once would loop; back off like on a failure.
+            let cause =
+                format!("the control plane sent refused config version {version} again ({reason})");
+            return self.failed(Counter::ConfigErrors, &cause, now_ms, draw);
+        }
+        let mut log: Vec<LogLine> = self.recover().into_iter().collect();
+        log.push(LogLine {
+            level: LogLevel::Warn,
+            message: format!(
+                "boifi: refusing config version {version}: {reason}; keeping the {}, and reporting the refusal to the control plane",
+                self.held()
+            ),
+        });
+        self.refused = Some(Refusal::new(version, &reason));
+        self.step(None, Some(Counter::ConfigErrors), log, now_ms)
+    }
+
+    /// A 200 whose body does not decode: refuses the version its header names, if any, and
+    /// backs off (the server or something between is broken: asking again at once would not
+    /// help).
+    fn malformed(&mut self, body: &[u8], error: &CompactError, now_ms: u64, draw: u64) -> Step {
+        let version = compact::peek_version(body).filter(|v| Some(*v) != self.version);
+        if let Some(version) = version {
+            self.refused = Some(Refusal::new(version, &error.to_string()));
+        }
+        let cause = match version {
+            Some(v) => format!("config version {v} is malformed ({error})"),
+            None => format!("config answer is malformed ({error})"),
+        };
+        self.failed(Counter::ConfigErrors, &cause, now_ms, draw)
+    }
+
+    /// No usable answer: counts `counter`, keeps the set, backs off with jitter. Logs at warn
+    /// once per episode, then at debug.
+    fn failed(&mut self, counter: Counter, cause: &dyn Display, now_ms: u64, draw: u64) -> Step {
+        let retry_in_ms = self.backoff.next_delay_ms(draw);
+        let failures = self.backoff.failures();
+        let held = self.held();
+        let line = if failures <= 1 {
+            LogLine {
+                level: LogLevel::Warn,
+                message: format!("boifi: {cause}; keeping the {held} and retrying with backoff (further failures are logged at debug level until the control plane answers)"),
+            }
+        } else {
+            LogLine {
+                level: LogLevel::Debug,
+                message: format!(
+                    "boifi: {cause}; keeping the {held}, retry #{failures} in {retry_in_ms} ms"
+                ),
+            }
+        };
+        Step {
+            install: None,
+            counter: Some(counter),
+            log: alloc::vec![line],
+            next: Next::RetryAt(now_ms.saturating_add(retry_in_ms)),
+        }
+    }
+
+    /// The end of a failure episode: resets the backoff, and says so once.
+    fn recover(&mut self) -> Option<LogLine> {
+        let failures = self.backoff.failures();
         self.backoff.reset();
-        if self.wait_ms == 0 {
-            // Without long-poll the server answers at once: poll at the base interval.
+        (failures > 0).then(|| LogLine {
+            level: LogLevel::Info,
+            message: format!(
+                "boifi: the control plane answers again after {failures} failed attempts"
+            ),
+        })
+    }
+
+    /// A step after a usable answer: poll again at once (the server holds a long-poll), or at
+    /// the base interval without long-poll.
+    fn step(
+        &self,
+        install: Option<Install>,
+        counter: Option<Counter>,
+        log: Vec<LogLine>,
+        now_ms: u64,
+    ) -> Step {
+        let next = if self.wait_ms == 0 {
             Next::RetryAt(now_ms.saturating_add(self.poll_interval_ms))
         } else {
             Next::PollNow
+        };
+        Step {
+            install,
+            counter,
+            log,
+            next,
         }
     }
 
-    /// Records a failure; returns when to retry (backoff with jitter; never gives up).
-    pub fn failed(&mut self, now_ms: u64, draw: u64) -> Next {
-        Next::RetryAt(now_ms.saturating_add(self.backoff.next_delay_ms(draw)))
-    }
-
-    /// Consecutive failures.
-    pub fn failures(&self) -> u32 {
-        self.backoff.failures()
+    /// What is kept, for the log.
+    fn held(&self) -> String {
+        match self.version {
+            Some(v) => format!("policies of config version {v}"),
+            None => String::from("current policies (none yet)"),
+        }
     }
 }
 
@@ -181,39 +404,299 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn first_request_does_not_wait_then_long_polls_with_the_held_version() {
+    fn frontend() -> Identity {
         let mut identity = Identity::for_service("frontend", "demo");
         identity.pod = Some("frontend-1".into());
-        let mut s = ConfigSync::new(identity, &config());
-        assert_eq!(
-            s.request_path(),
-            "/v1/config?service=frontend&namespace=demo&pod=frontend-1&encoding=compact"
+        identity
+    }
+
+    /// A compact answer of `version` with one policy `name` for frontend that aborts every
+    /// request.
+    pub(crate) fn answer(version: u64, name: &str) -> ConfigResponse {
+        serde_json::from_str(&format!(
+            r#"{{"version":{version},"policies":[{{"metadata":{{"name":"{name}"}},
+              "spec":{{"selector":{{"service":"frontend"}},
+              "rules":[{{"match":{{"path":{{"prefix":"/"}}}},"fault":{{"percentage":100,"abort":{{"httpStatus":503}}}}}}]}}}}]}}"#
+        ))
+        .unwrap()
+    }
+
+    fn good(version: u64) -> alloc::vec::Vec<u8> {
+        compact::encode(&answer(version, "good"))
+    }
+
+    /// Decodes (the compact reader does not build regexes) but does not compile here: a regex
+    /// this sidecar's engine cannot build (the server's validation would have refused it, so
+    /// it is written in code, as a server with another regex dialect might send it).
+    fn uncompilable(version: u64) -> alloc::vec::Vec<u8> {
+        let mut response = answer(version, "bad-regex");
+        for policy in &mut response.policies {
+            for rule in &mut policy.spec.rules {
+                rule.matches.path =
+                    Some(boifi_core::policy::StringMatch::Regex("(unclosed".into()));
+            }
+        }
+        compact::encode(&response)
+    }
+
+    /// Its header names `version`, the rest is cut short.
+    fn malformed(version: u64) -> alloc::vec::Vec<u8> {
+        let mut body = good(version);
+        body.truncate(body.len() / 2);
+        body
+    }
+
+    /// A poller that applied version 5 and long-polls.
+    fn holding_5() -> ConfigSync {
+        let mut s = ConfigSync::new(frontend(), &config());
+        let step = s.on_answer(Some(b"200"), Some(&good(5)), 0, 0);
+        assert_eq!(step.install.map(|i| i.version), Some(5));
+        s
+    }
+
+    const HOLDING_5: &str =
+        "/v1/config?service=frontend&namespace=demo&pod=frontend-1&version=5&wait=30000ms&encoding=compact";
+
+    /// How a step reads in the answer table.
+    #[derive(Debug, PartialEq, Eq)]
+    enum When {
+        Now,
+        /// After a backoff of the first failure (1 000 ms initial: 500..=1 000 ms).
+        Backoff,
+    }
+
+    fn when(next: Next, now_ms: u64) -> When {
+        match next {
+            Next::PollNow => When::Now,
+            Next::RetryAt(t) if (now_ms + 500..=now_ms + 1_000).contains(&t) => When::Backoff,
+            Next::RetryAt(t) => panic!("retry at {t}, not a first backoff from {now_ms}"),
+        }
+    }
+
+    #[test]
+    fn every_answer_has_one_meaning() {
+        let reason_compile =
+            "reason=policy%20%60bad-regex%60%3A%20spec.rules%5B0%5D.match.path%3A%20";
+        let reason_decode = "reason=compact%20config%20at%20byte%20";
+        // What, the status and body received; then the version installed, the counter added,
+        // when to poll next, and the start of the refusal the next request reports.
+        type Row<'a> = (
+            &'a str,
+            Option<&'a [u8]>,
+            Option<alloc::vec::Vec<u8>>,
+            Option<u64>,
+            Option<Counter>,
+            When,
+            Option<&'a str>,
         );
-        assert_eq!(s.succeeded(Some(4), 0), Next::PollNow);
+        #[rustfmt::skip]
+        let table: [Row<'_>; 10] = [
+            ("200 good", Some(b"200"), Some(good(6)), Some(6), Some(Counter::ConfigUpdates), When::Now, None),
+            ("200 uncompilable", Some(b"200"), Some(uncompilable(6)), None, Some(Counter::ConfigErrors), When::Now, Some(reason_compile)),
+            ("200 malformed, version readable", Some(b"200"), Some(malformed(6)), None, Some(Counter::ConfigErrors), When::Backoff, Some(reason_decode)),
+            ("200 malformed, no header", Some(b"200"), Some(b"{\"version\":6}".to_vec()), None, Some(Counter::ConfigErrors), When::Backoff, None),
+            ("304", Some(b"304"), None, None, None, When::Now, None),
+            ("404", Some(b"404"), Some(b"not found".to_vec()), None, Some(Counter::PollFailures), When::Backoff, None),
+            ("4xx 400", Some(b"400"), Some(b"{}".to_vec()), None, Some(Counter::PollFailures), When::Backoff, None),
+            ("503", Some(b"503"), Some(b"no healthy upstream".to_vec()), None, Some(Counter::PollFailures), When::Backoff, None),
+            ("timeout (no headers)", None, None, None, Some(Counter::PollFailures), When::Backoff, None),
+            ("not a status", Some(b"2\xff0"), Some(good(6)), None, Some(Counter::PollFailures), When::Backoff, None),
+        ];
+        for (what, status, body, installs, counter, next, refusal) in table {
+            let mut s = holding_5();
+            let step = s.on_answer(status, body.as_deref(), 1_000, 0);
+            assert_eq!(step.install.as_ref().map(|i| i.version), installs, "{what}");
+            assert_eq!(step.counter, counter, "{what}");
+            assert_eq!(when(step.next, 1_000), next, "{what}");
+            let path = s.request_path();
+            match (installs, refusal) {
+                (Some(v), _) => assert_eq!(
+                    path,
+                    HOLDING_5.replace("version=5", &format!("version={v}")),
+                    "{what}"
+                ),
+                (None, None) => assert_eq!(path, HOLDING_5, "{what}"),
+                (None, Some(reason)) => {
+                    let rest = path
+                        .strip_prefix(&format!("{HOLDING_5}&refused=6&"))
+                        .unwrap_or_else(|| panic!("{what}: {path}"));
+                    assert!(rest.starts_with(reason), "{what}: {rest}");
+                }
+            }
+        }
+        // Connection refused: the call produced no answer at all.
+        let mut s = holding_5();
+        let step = s.on_failed_call(&"connection refused", 1_000, 0);
+        assert!(step.install.is_none());
+        assert_eq!(step.counter, Some(Counter::PollFailures));
+        assert_eq!(when(step.next, 1_000), When::Backoff);
+        assert_eq!(s.request_path(), HOLDING_5);
+    }
+
+    #[test]
+    fn the_installed_set_is_the_answer_compiled_for_this_sidecar() {
+        let body = compact(
+            r#"{"version":9,"policies":[
+          {"metadata":{"name":"cart-only"},"spec":{"selector":{"service":"cart"},
+           "rules":[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"abort":{"httpStatus":503}}}]}},
+          {"metadata":{"name":"everyone"},"spec":{"selector":{"service":"*"},
+           "rules":[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"abort":{"httpStatus":500}}}]}}
+        ]}"#,
+        );
+        let mut s = ConfigSync::new(frontend(), &config());
+        let step = s.on_answer(Some(b"200"), Some(&body), 0, 0);
+        let install = step.install.unwrap();
+        assert_eq!(install.version, 9);
+        assert_eq!(install.set.policy_names(), ["everyone".to_string()]);
         assert_eq!(
-            s.request_path(),
-            "/v1/config?service=frontend&namespace=demo&pod=frontend-1&version=4&wait=30000ms&encoding=compact"
+            step.log,
+            [LogLine {
+                level: LogLevel::Info,
+                message: "boifi: applied config version 9: 1 policies for this sidecar [everyone]"
+                    .into()
+            }]
         );
     }
 
     #[test]
-    fn failures_back_off_and_success_resets() {
-        let mut s = ConfigSync::new(Identity::default(), &config());
-        let Next::RetryAt(t1) = s.failed(1_000, 0) else {
-            panic!()
-        };
-        assert!((1_500..=2_000).contains(&t1), "{t1}");
-        for _ in 0..20 {
-            s.failed(0, u64::MAX);
+    fn first_request_does_not_wait_then_long_polls_with_the_applied_version() {
+        let mut s = ConfigSync::new(frontend(), &config());
+        assert_eq!(
+            s.request_path(),
+            "/v1/config?service=frontend&namespace=demo&pod=frontend-1&encoding=compact"
+        );
+        assert_eq!(
+            s.on_answer(Some(b"200"), Some(&good(4)), 0, 0).next,
+            Next::PollNow
+        );
+        assert_eq!(
+            s.request_path(),
+            HOLDING_5.replace("version=5", "version=4")
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_reported_until_a_newer_version_applies() {
+        let mut s = holding_5();
+        let step = s.on_answer(Some(b"200"), Some(&uncompilable(6)), 0, 0);
+        assert_eq!(step.log.len(), 1);
+        assert_eq!(step.log[0].level, LogLevel::Warn);
+        assert!(
+            step.log[0].message.starts_with(
+                "boifi: refusing config version 6: policy `bad-regex`: spec.rules[0].match.path: "
+            ),
+            "{:?}",
+            step.log
+        );
+        assert_eq!(s.refused().map(|r| r.version), Some(6));
+        let refused_path = s.request_path();
+        assert!(
+            refused_path.contains("version=5&wait=30000ms&encoding=compact&refused=6&reason="),
+            "{refused_path}"
+        );
+        // Through 304s and failures, the refusal stays in every request.
+        let _ = s.on_answer(Some(b"304"), None, 0, 0);
+        let _ = s.on_answer(Some(b"503"), None, 0, 0);
+        let _ = s.on_failed_call(&"connection refused", 0, 0);
+        assert_eq!(s.request_path(), refused_path);
+        // A newer refused version replaces it; an applied one clears it.
+        let _ = s.on_answer(Some(b"200"), Some(&uncompilable(7)), 0, 0);
+        assert_eq!(s.refused().map(|r| r.version), Some(7));
+        let step = s.on_answer(Some(b"200"), Some(&good(8)), 0, 0);
+        assert_eq!(step.install.map(|i| i.version), Some(8));
+        assert_eq!(s.refused(), None);
+        assert_eq!(
+            s.request_path(),
+            HOLDING_5.replace("version=5", "version=8")
+        );
+    }
+
+    #[test]
+    fn a_refusal_before_any_set_still_long_polls() {
+        let mut s = ConfigSync::new(frontend(), &config());
+        let _ = s.on_answer(Some(b"200"), Some(&uncompilable(3)), 0, 0);
+        let path = s.request_path();
+        assert!(
+            path.starts_with("/v1/config?service=frontend&namespace=demo&pod=frontend-1&wait=30000ms&encoding=compact&refused=3&reason="),
+            "{path}"
+        );
+    }
+
+    #[test]
+    fn a_refused_version_sent_again_backs_off_instead_of_looping() {
+        let mut s = holding_5();
+        let first = s.on_answer(Some(b"200"), Some(&uncompilable(6)), 0, 0);
+        assert_eq!(first.next, Next::PollNow);
+        // A server that does not read `refused=` answers 6 again at once.
+        let again = s.on_answer(Some(b"200"), Some(&uncompilable(6)), 0, 0);
+        assert_eq!(again.counter, Some(Counter::ConfigErrors));
+        assert_eq!(when(again.next, 0), When::Backoff);
+        assert!(
+            again.log[0]
+                .message
+                .contains("sent refused config version 6 again"),
+            "{:?}",
+            again.log
+        );
+        assert_eq!(s.refused().map(|r| r.version), Some(6));
+    }
+
+    #[test]
+    fn a_malformed_answer_of_the_applied_version_is_not_refused() {
+        let mut s = holding_5();
+        let _ = s.on_answer(Some(b"200"), Some(&malformed(5)), 0, 0);
+        assert_eq!(s.refused(), None);
+        assert_eq!(s.request_path(), HOLDING_5);
+    }
+
+    #[test]
+    fn failures_back_off_log_once_per_episode_and_recovery_resets() {
+        let mut s = holding_5();
+        let mut levels = alloc::vec::Vec::new();
+        let mut last = 0;
+        for draw in [0, u64::MAX, 0, u64::MAX, 0, 0, 0, 0] {
+            let step = s.on_answer(Some(b"503"), None, 0, draw);
+            levels.push(step.log[0].level);
+            assert!(step.log[0]
+                .message
+                .contains("keeping the policies of config version 5"));
+            let Next::RetryAt(t) = step.next else {
+                panic!()
+            };
+            last = t;
         }
-        let Next::RetryAt(t) = s.failed(0, u64::MAX) else {
-            panic!()
-        };
-        assert!((15_000..=30_000).contains(&t), "{t}");
-        assert_eq!(s.failures(), 22);
-        s.succeeded(None, 0);
+        assert_eq!(levels[0], LogLevel::Warn);
+        assert!(
+            levels[1..].iter().all(|l| *l == LogLevel::Debug),
+            "{levels:?}"
+        );
+        assert_eq!(s.failures(), 8);
+        assert!((15_000..=30_000).contains(&last), "capped at 30 s: {last}");
+        // A malformed body is part of the same episode (debug), and so backs off further.
+        let step = s.on_answer(Some(b"200"), Some(b"garbage"), 0, 0);
+        assert_eq!(step.log[0].level, LogLevel::Debug);
+        // The first usable answer ends the episode: one info line, backoff from the start.
+        let step = s.on_answer(Some(b"304"), None, 0, 0);
+        assert_eq!(
+            step.log,
+            [LogLine {
+                level: LogLevel::Info,
+                message: "boifi: the control plane answers again after 9 failed attempts".into()
+            }]
+        );
         assert_eq!(s.failures(), 0);
+        let step = s.on_answer(Some(b"503"), None, 1_000, 0);
+        assert_eq!(
+            step.log[0].level,
+            LogLevel::Warn,
+            "a new episode warns again"
+        );
+        assert_eq!(when(step.next, 1_000), When::Backoff);
+        assert!(s.on_answer(Some(b"304"), None, 0, 0).log.len() == 1);
+        assert!(
+            s.on_answer(Some(b"304"), None, 0, 0).log.is_empty(),
+            "no episode, no line"
+        );
     }
 
     #[test]
@@ -223,7 +706,14 @@ pub(crate) mod tests {
             ..PluginConfig::default()
         };
         let mut s = ConfigSync::new(Identity::default(), &c);
-        assert_eq!(s.succeeded(Some(1), 100), Next::RetryAt(1_100));
+        assert_eq!(
+            s.on_answer(Some(b"200"), Some(&good(1)), 100, 0).next,
+            Next::RetryAt(1_100)
+        );
+        assert_eq!(
+            s.on_answer(Some(b"304"), None, 200, 0).next,
+            Next::RetryAt(1_200)
+        );
         assert!(!s.request_path().contains("wait="));
     }
 
@@ -255,18 +745,10 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn compiles_only_the_policies_for_this_identity() {
-        let body = compact(
-            r#"{"version":9,"policies":[
-          {"metadata":{"name":"cart-only"},"spec":{"selector":{"service":"cart"},
-           "rules":[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"abort":{"httpStatus":503}}}]}},
-          {"metadata":{"name":"everyone"},"spec":{"selector":{"service":"*"},
-           "rules":[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"abort":{"httpStatus":500}}}]}}
-        ]}"#,
-        );
-        let (v, set) = compile_body(&body, &Identity::for_service("frontend", "demo"), 0).unwrap();
-        assert_eq!(v, 9);
-        assert_eq!(set.policy_names(), ["everyone".to_string()]);
+    fn compile_body_refuses_what_does_not_decode() {
+        let (v, set) = compile_body(&good(2), &frontend(), 0).unwrap();
+        assert_eq!(v, 2);
+        assert_eq!(set.policy_names(), ["good".to_string()]);
         assert!(compile_body(b"[]", &Identity::default(), 0).is_err());
     }
 }

@@ -3,10 +3,12 @@
 //!
 //! Envoy runs one VM per worker thread plus one on the main thread, each with its own root
 //! context. Only one of them long-polls the control plane: the holder of the poller lease in
-//! shared data (claimed with compare-and-swap, renewed on every poll). It publishes each set it
-//! receives to shared data; every other VM looks at an 8-byte sequence number there on its
-//! root context's tick (every [`REFRESH_MS`]) and compiles a newer set for itself, so requests
-//! never see a half-applied set and the request path reads no shared data.
+//! shared data (claimed with compare-and-swap, renewed on every poll). It hands each answer to
+//! the engine ([`ConfigSync::on_answer`], the same interpretation the native module runs) and
+//! does what the returned [`Step`] says; a set to install it also publishes to shared data.
+//! Every other VM looks at an 8-byte sequence number there on its root context's tick (every
+//! [`REFRESH_MS`]) and compiles a newer set for itself, so requests never see a half-applied
+//! set and the request path reads no shared data.
 //!
 //! The request path, when no policy concerns this sidecar: no host call at all. With policies:
 //! the host's clock, and the request header map (one call, bytes) only when a rule tests it.
@@ -19,13 +21,13 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::OnceCell;
 
-use boifi_core::compiled::{CompiledPolicySet, RequestView};
+use boifi_core::compiled::RequestView;
 use boifi_core::identity::Identity;
 use boifi_core::rng::splitmix64;
 use boifi_core::wire::{compact, PluginConfig};
-use boifi_engine::metrics::{self, Counter, Counters, Gauge, PolicyCounter};
+use boifi_engine::metrics::{Counter, Counters, Gauge, PolicyCounter};
 use boifi_engine::reply::LocalReply;
-use boifi_engine::sync::{self, ConfigSync, Next, PollOutcome};
+use boifi_engine::sync::{ConfigSync, Install, LogLevel, Next, Step};
 use boifi_engine::{Engine, Release, Released, Verdict};
 
 use crate::host::{Host, HttpCall, Level, MetricKind};
@@ -64,9 +66,9 @@ fn ms(nanos: u64) -> u64 {
 
 /// The engine's counters as Envoy metrics: ids by [`Counter`] and [`Gauge`] (`None` when the
 /// host refused to define one: counting is then skipped), and the per-policy counters, defined
-/// on first use. Their names embed the policy (`hfi.policy.<name>.aborts_total`); a
-/// `stats_tags` rule in the bootstrap turns that part into a `policy` tag (see
-/// [`boifi_engine::metrics::POLICY_TAG_REGEX`]).
+/// on first use. proxy-wasm cannot tag a metric, so their names embed the policy
+/// ([`PolicyCounter::name_with_policy`]); a `stats_tags` rule in the bootstrap turns that part
+/// into the `policy` tag (see [`boifi_engine::metrics::POLICY_TAG_REGEX`]).
 #[derive(Debug, Default)]
 struct MetricIds {
     counters: [Option<u32>; Counter::ALL.len()],
@@ -120,8 +122,8 @@ impl<H: Host> Counters for HostCounters<'_, H> {
         let index = match self.ids.policies.iter().position(|(n, _, _)| n == policy) {
             Some(i) => i,
             None if self.ids.policies.len() < MAX_POLICY_METRICS => {
-                let define = |kind: PolicyCounter| {
-                    let name = metrics::policy_metric(policy, kind.kind());
+                let define = |counter: PolicyCounter| {
+                    let name = counter.name_with_policy(policy);
                     self.host.define_metric(MetricKind::Counter, &name)
                 };
                 let ids = (
@@ -273,10 +275,6 @@ impl Root {
                 host,
             },
         )
-    }
-
-    fn count(&mut self, host: &impl Host, counter: Counter) {
-        self.counters(host).1.add(counter, 1);
     }
 
     /// Adopts a newer set another VM published: one 8-byte shared-data read when nothing
@@ -436,51 +434,33 @@ impl Root {
                     "cannot call cluster `{}` (status {status})",
                     config.control_plane_cluster
                 );
-                self.poll_failed(host, now_ms, &cause);
+                let draw = self.engine.draw();
+                if let Some(p) = self.poller.as_mut() {
+                    let step = p.sync.on_failed_call(&cause, now_ms, draw);
+                    self.take_step(host, step, Vec::new(), now_ms);
+                }
             }
         }
     }
 
-    /// Counts a failed config request and schedules the retry (backoff with jitter).
-    fn poll_failed(&mut self, host: &impl Host, now_ms: u64, cause: &dyn core::fmt::Display) {
-        self.count(host, Counter::PollFailures);
-        let draw = self.engine.draw();
-        let Some(p) = self.poller.as_mut() else {
-            return;
-        };
-        p.in_flight = None;
-        let Next::RetryAt(t) = p.sync.failed(now_ms, draw) else {
-            return;
-        };
-        p.next_at = Some(t);
-        let failures = p.sync.failures();
-        let retry_in_ms = t.saturating_sub(now_ms);
-        // Once per episode at warn, the rest at debug: an unreachable or misbehaving control
-        // plane never floods the log.
-        if failures <= 1 {
-            self.log(host, Level::Warn, || {
-                format!("boifi: {cause}; keeping the current policies and retrying with backoff (further failures are logged at debug level until the control plane answers)")
-            });
-        } else {
-            self.log(host, Level::Debug, || {
-                format!("boifi: {cause}; keeping the current policies, retry #{failures} in {retry_in_ms} ms")
-            });
+    /// Does what the engine made of a config answer: install (and publish `body`, the answer's
+    /// bytes, to the other VMs), count, log, and poll again now or arm the retry.
+    fn take_step(&mut self, host: &impl Host, step: Step, body: Vec<u8>, now_ms: u64) {
+        for line in &step.log {
+            let level = match line.level {
+                LogLevel::Debug => Level::Debug,
+                LogLevel::Info => Level::Info,
+                LogLevel::Warn => Level::Warn,
+            };
+            self.log(host, level, || line.message.clone());
         }
-    }
-
-    /// Records a usable answer (and logs the end of a failure episode once); polls again.
-    fn poll_succeeded(&mut self, host: &impl Host, version: Option<u64>, now_ms: u64) {
-        let Some(p) = self.poller.as_mut() else {
-            return;
-        };
-        let failures = p.sync.failures();
-        let next = p.sync.succeeded(version, now_ms);
-        if failures > 0 {
-            self.log(host, Level::Info, || {
-                format!("boifi: the control plane answers again after {failures} failed attempts")
-            });
+        if let Some(install) = step.install {
+            self.install(host, install, body, now_ms);
         }
-        match next {
+        if let Some(counter) = step.counter {
+            self.counters(host).1.add(counter, 1);
+        }
+        match step.next {
             Next::PollNow => self.poll(host, now_ms),
             Next::RetryAt(t) => {
                 if let Some(p) = self.poller.as_mut() {
@@ -490,33 +470,20 @@ impl Root {
         }
     }
 
-    /// Publishes a received body to the other VMs and installs it here.
-    fn apply(
-        &mut self,
-        host: &impl Host,
-        version: u64,
-        set: CompiledPolicySet,
-        body: Vec<u8>,
-        now_ms: u64,
-    ) {
+    /// Publishes a received body to the other VMs and installs its compiled set here.
+    fn install(&mut self, host: &impl Host, install: Install, body: Vec<u8>, now_ms: u64) {
         let previous = host
             .shared_get(&self.keys.seq)
             .0
             .and_then(|b| shared::decode_seq(&b))
             .unwrap_or(0);
         let seq = previous.wrapping_add(1).max(1);
+        let Install { version, set } = install;
         let published = Published { seq, version, body };
         host.shared_set(&self.keys.policies, &published.encode(), None);
         host.shared_set(&self.keys.seq, &seq.to_le_bytes(), None);
-        let names = set.policy_names().join(", ");
-        let count = set.policy_names().len();
-        let (engine, mut counters) = self.counters(host);
-        engine.install(seq, version, Arc::new(set));
-        counters.add(Counter::ConfigUpdates, 1);
+        self.engine.install(seq, version, Arc::new(set));
         self.gauges_from_ms = now_ms.saturating_add(GAUGE_GRACE_MS);
-        self.log(host, Level::Info, || {
-            format!("boifi: applied config version {version}: {count} policies for this sidecar [{names}]")
-        });
     }
 
     fn on_http_call_response(
@@ -527,6 +494,7 @@ impl Root {
         body_size: usize,
     ) {
         let now = ms(host.now_nanos());
+        let draw = self.engine.draw();
         let Some(poller) = self.poller.as_mut() else {
             return;
         };
@@ -541,32 +509,11 @@ impl Root {
         let body = (num_headers > 0 && body_size > 0)
             .then(|| host.call_response_body(body_size))
             .flatten();
-        match sync::classify(status.as_deref(), body.as_deref()) {
-            Ok(PollOutcome::Updated { response }) => {
-                match sync::compile_response(&response, self.engine.identity(), now) {
-                    Ok((version, set)) => {
-                        self.apply(host, version, set, body.unwrap_or_default(), now);
-                        self.poll_succeeded(host, Some(version), now);
-                    }
-                    Err(e) => {
-                        // A well-formed answer we cannot use: count it, keep the old set,
-                        // and wait for the next version instead of asking again at once.
-                        self.count(host, Counter::ConfigErrors);
-                        self.log(host, Level::Warn, || {
-                            format!("boifi: keeping the previous policies: {e}")
-                        });
-                        self.poll_succeeded(host, Some(response.version), now);
-                    }
-                }
-            }
-            Ok(PollOutcome::Unchanged) => self.poll_succeeded(host, None, now),
-            Err(e) => {
-                if matches!(e, sync::SyncError::Body(_)) {
-                    self.count(host, Counter::ConfigErrors);
-                }
-                self.poll_failed(host, now, &e);
-            }
-        }
+        // What the answer means is the engine's to say; this only does what it says.
+        let step = poller
+            .sync
+            .on_answer(status.as_deref(), body.as_deref(), now, draw);
+        self.take_step(host, step, body.unwrap_or_default(), now);
         self.rearm(host, now);
     }
 

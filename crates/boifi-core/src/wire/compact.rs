@@ -102,6 +102,21 @@ pub fn decode(bytes: &[u8]) -> Result<ConfigResponse, CompactError> {
     Ok(ConfigResponse { version, policies })
 }
 
+/// The config version in the header of a compact answer (the magic, then the version), read
+/// without decoding the rest: a sidecar that cannot decode an answer can still name the version
+/// it refuses. `None` when not even the header is readable. Total.
+pub fn peek_version(bytes: &[u8]) -> Option<u64> {
+    if bytes.get(..MAGIC.len()) != Some(MAGIC.as_slice()) {
+        return None;
+    }
+    Reader {
+        bytes,
+        pos: MAGIC.len(),
+    }
+    .uint()
+    .ok()
+}
+
 struct Writer(Vec<u8>);
 
 impl Writer {

@@ -1,4 +1,5 @@
 use super::*;
+use boifi_engine::metrics;
 use core::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -404,4 +405,32 @@ fn a_source_rule_reads_the_peer_certificate_once_and_an_unreadable_one_is_an_unk
     );
     // A rule that fails on its path never asks the host for the certificate.
     assert_eq!(faulted(&mut f, b"/other", Some(checkout)), (false, 0));
+}
+
+#[test]
+fn a_set_this_sidecar_cannot_compile_is_refused_kept_out_and_reported_on_the_next_poll() {
+    let mut f = polling_filter(SharedStore::default(), "");
+    answer(&mut f, &config_body(1, ABORT_ALL));
+    let bad_regex = r#"[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"abort":{"httpStatus":500}}}]"#;
+    let mut response: boifi_core::wire::ConfigResponse =
+        boifi_core::wire::compact::decode(&config_body(2, bad_regex)).unwrap();
+    response.policies[0].spec.rules[0].matches.path =
+        Some(boifi_core::policy::StringMatch::Regex("(".into()));
+    let calls = f.host().http_calls.borrow().len();
+    answer(&mut f, &boifi_core::wire::compact::encode(&response));
+    assert_eq!(f.host().metric(metrics::CONFIG_ERRORS_TOTAL), 1);
+    assert_eq!(f.host().metric(metrics::CONFIG_UPDATES_TOTAL), 1);
+    assert_eq!(f.host().metric(metrics::CONFIG_POLL_FAILURES_TOTAL), 0);
+    // The old set still answers, and the next poll (sent at once) reports the refusal.
+    assert_eq!(request(&mut f, 2, ROOT_PATH), Action::Pause);
+    assert_eq!(f.host().replies.borrow()[0].0, 503);
+    let polls = f.host().http_calls.borrow();
+    assert_eq!(polls.len(), calls + 1, "{polls:?}");
+    assert!(
+        polls[calls].contains(
+            "&version=1&wait=30000ms&encoding=compact&refused=2&reason=policy%20%60pol%60"
+        ),
+        "{}",
+        polls[calls]
+    );
 }

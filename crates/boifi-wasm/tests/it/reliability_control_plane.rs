@@ -7,7 +7,7 @@
 //! The control plane here is a tiny scripted HTTP server in the test, so each failure mode is
 //! exact and the config requests it receives can be counted.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,6 +17,7 @@ use serde_json::json;
 
 use crate::e2e::serial;
 use crate::harness::envoy::{Envoy, EnvoyOptions, Workload};
+use crate::harness::net::read_request_head;
 use crate::harness::upstream::Upstream;
 use crate::harness::Prereqs;
 
@@ -87,25 +88,9 @@ impl ScriptedControlPlane {
     }
 }
 
-/// Reads one request head; returns its request line.
-fn read_head(stream: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
-        }
-    }
-    String::from_utf8_lossy(&head)
-        .lines()
-        .next()
-        .map(str::to_owned)
-}
-
 fn serve(mut stream: TcpStream, mode: &AtomicU8, body: &Mutex<(u64, Vec<u8>)>, count: &AtomicU64) {
     // Keep-alive: Envoy reuses the connection for the next poll.
-    while let Some(line) = read_head(&mut stream) {
+    while let Some(line) = read_request_head(&mut stream) {
         if line.starts_with("GET /v1/config") {
             count.fetch_add(1, Ordering::SeqCst);
         }

@@ -94,3 +94,27 @@ fn huge_counts_and_lengths_fail_without_allocating() {
     // An 11-byte varint.
     assert!(decode(b"BFC\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01").is_err());
 }
+
+#[test]
+fn the_version_is_read_from_the_header_of_an_answer_that_does_not_decode() {
+    let bytes = encode(&sample());
+    assert_eq!(peek_version(&bytes), Some(42));
+    // Cut after the version: the rest does not decode, the version is still known.
+    assert!(decode(&bytes[..5]).is_err());
+    assert_eq!(peek_version(&bytes[..5]), Some(42));
+    assert_eq!(peek_version(b"BFC\x01\xac\x02 garbage"), Some(300));
+    for unreadable in [
+        &b""[..],
+        b"BFC",
+        b"BFC\x01",
+        b"BFC\x02\x05",
+        b"{\"version\":1}",
+    ] {
+        assert_eq!(peek_version(unreadable), None, "{unreadable:?}");
+    }
+    // A version longer than 64 bits is no version.
+    assert_eq!(
+        peek_version(b"BFC\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f"),
+        None
+    );
+}

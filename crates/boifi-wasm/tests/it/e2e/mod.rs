@@ -1,6 +1,7 @@
 //! End-to-end scenarios (issue 4's "Must show" list). They run one at a time (a global lock)
 //! so timing measurements are not disturbed by another test's Envoy on a 2-core machine.
 
+mod answers;
 mod bytes;
 mod config;
 mod corpus;
