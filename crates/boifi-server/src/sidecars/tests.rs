@@ -139,10 +139,7 @@ fn what_the_request_says_is_recorded_and_a_changed_refusal_is_shared() {
         .into_iter()
         .map(|(_, r)| (r.applied, r.refused))
         .collect();
-    assert_eq!(
-        shared,
-        [(Some(1), Some(Refusal::new(2, "over the limit")))]
-    );
+    assert_eq!(shared, [(Some(1), Some(Refusal::new(2, "over the limit")))]);
     // The same refusal again on every poll is no change.
     registry.seen(&refusing("a", Some(1), 2, "over the limit"), 200);
     assert!(registry.take_changes(200).is_empty());
