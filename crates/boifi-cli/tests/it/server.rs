@@ -405,6 +405,22 @@ fn frontend_poll(
         .status
 }
 
+/// `status --watch` with a 300 ms limit: it must time out with `message`; its output.
+fn watch_times_out(server: &Server, message: &str) -> String {
+    let output = server.run(&[
+        "status",
+        "--watch",
+        "--interval",
+        "50ms",
+        "--watch-timeout",
+        "300ms",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains(message), "{stderr}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
 #[test]
 fn status_shows_applied_pending_and_refused_and_watch_waits_for_the_pending() {
     let server = Server::start();
@@ -433,20 +449,9 @@ fn status_shows_applied_pending_and_refused_and_watch_waits_for_the_pending() {
         frontend_poll(&server, "frontend-3", None, Some(refusal.clone())),
         304
     );
-    let pending = server.run(&[
-        "status",
-        "--watch",
-        "--interval",
-        "50ms",
-        "--watch-timeout",
-        "300ms",
-    ]);
-    assert_eq!(pending.status.code(), Some(1), "{}", transcript(&pending));
-    let stderr = String::from_utf8(pending.stderr).unwrap();
-    assert!(
-        stderr
-            .contains("timed out: 1 of 3 sidecars applied config version 3 (1 pending, 1 refused)"),
-        "{stderr}"
+    watch_times_out(
+        &server,
+        "timed out: 1 of 3 sidecars applied config version 3 (1 pending, 1 refused)",
     );
     insta::assert_snapshot!("status_table", redact_times(&server.ok(&["status"])));
     // Once frontend-2 applies it none is pending: the watch ends, and fails on the refusal.
@@ -464,22 +469,11 @@ fn status_shows_applied_pending_and_refused_and_watch_waits_for_the_pending() {
     );
     // A write moves the version on: every sidecar is pending until it says otherwise.
     server.ok(&["policy", "apply", "-f", &fixture("changed.yaml")]);
-    let stale = server.run(&[
-        "status",
-        "--watch",
-        "--interval",
-        "50ms",
-        "--watch-timeout",
-        "300ms",
-    ]);
-    assert_eq!(stale.status.code(), Some(1), "{}", transcript(&stale));
-    let stderr = String::from_utf8(stale.stderr).unwrap();
-    assert!(
-        stderr
-            .contains("timed out: 0 of 3 sidecars applied config version 4 (3 pending, 0 refused)"),
-        "{stderr}"
+    let stale = watch_times_out(
+        &server,
+        "timed out: 0 of 3 sidecars applied config version 4 (3 pending, 0 refused)",
     );
-    assert!(String::from_utf8(stale.stdout).unwrap().contains("PENDING"));
+    assert!(stale.contains("PENDING"), "{stale}");
 }
 
 #[test]

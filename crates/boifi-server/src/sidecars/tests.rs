@@ -133,13 +133,10 @@ fn what_the_request_says_is_recorded_and_a_changed_refusal_is_shared() {
     registry.take_changes(0);
     // Version 2 arrived and was refused: the record keeps 1 as applied and says why.
     registry.seen(&refusing("a", Some(1), 2, "over the limit"), 100);
-    let changes = registry.take_changes(100);
-    let shared: Vec<(Option<u64>, Option<Refusal>)> = changes
-        .put
-        .into_iter()
-        .map(|(_, r)| (r.applied, r.refused))
-        .collect();
-    assert_eq!(shared, [(Some(1), Some(Refusal::new(2, "over the limit")))]);
+    assert_eq!(
+        shared(registry.take_changes(100)),
+        [(Some(1), Some(Refusal::new(2, "over the limit")))]
+    );
     // The same refusal again on every poll is no change.
     registry.seen(&refusing("a", Some(1), 2, "over the limit"), 200);
     assert!(registry.take_changes(200).is_empty());
@@ -147,13 +144,16 @@ fn what_the_request_says_is_recorded_and_a_changed_refusal_is_shared() {
     registry.seen(&refusing("a", Some(1), 2, "cannot decode"), 300);
     assert_eq!(registry.take_changes(300).put.len(), 1);
     registry.seen(&poll("a", Some(3), 30_000), 400);
-    let changes = registry.take_changes(400);
-    let applied: Vec<(Option<u64>, Option<Refusal>)> = changes
+    assert_eq!(shared(registry.take_changes(400)), [(Some(3), None)]);
+}
+
+/// The applied version and refusal of each record a flush sends.
+fn shared(changes: SidecarChanges) -> Vec<(Option<u64>, Option<Refusal>)> {
+    changes
         .put
         .into_iter()
         .map(|(_, r)| (r.applied, r.refused))
-        .collect();
-    assert_eq!(applied, [(Some(3), None)]);
+        .collect()
 }
 
 #[test]

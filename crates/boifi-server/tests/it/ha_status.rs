@@ -297,6 +297,39 @@ fn sidecar_states(status: &StatusResponse) -> Vec<(String, String, Option<u64>, 
         .collect()
 }
 
+/// Creates a `frontend` policy `name` through `to`; returns its config version once `to` and
+/// `other` both serve it.
+async fn write_seen_by_both(
+    client: &reqwest::Client,
+    to: &Binary,
+    other: &Binary,
+    name: &str,
+) -> u64 {
+    let stored = create_at(
+        client,
+        to.url("/v1/policies/create"),
+        policy_json(name, "frontend", ""),
+    )
+    .await;
+    let version = stored["status"]["revision"].as_u64().unwrap();
+    for server in [to, other] {
+        let started = Instant::now();
+        while get_json::<StatusResponse>(client, server.url("/v1/policies/status"))
+            .await
+            .version
+            < version
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{} does not serve version {version}",
+                server.addr
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    version
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_set_is_listed_refused_with_its_reason_through_either_replica() {
     let etcd = EtcdCluster::for_test(1);
@@ -308,15 +341,7 @@ async fn a_refused_set_is_listed_refused_with_its_reason_through_either_replica(
         .unwrap();
     // fe-0 and fe-2 poll A, fe-1 polls B.
     let sidecars = [("fe-0", &a), ("fe-1", &b), ("fe-2", &a)];
-    create_at(
-        &client,
-        a.url("/v1/policies/create"),
-        policy_json("refusal-first", "frontend", ""),
-    )
-    .await;
-    let v1 = get_json::<StatusResponse>(&client, a.url("/v1/policies/status"))
-        .await
-        .version;
+    let v1 = write_seen_by_both(&client, &a, &b, "refusal-first").await;
     // Each fetches the first set and says on its next poll that it applied it.
     for (pod, server) in sidecars {
         let (status, version) = poll(&client, server, &frontend_poll(pod, None, None, None)).await;
@@ -326,15 +351,7 @@ async fn a_refused_set_is_listed_refused_with_its_reason_through_either_replica(
     }
 
     // A second set, written through B; each sidecar is sent it.
-    create_at(
-        &client,
-        b.url("/v1/policies/create"),
-        policy_json("refusal-second", "frontend", ""),
-    )
-    .await;
-    let v2 = get_json::<StatusResponse>(&client, b.url("/v1/policies/status"))
-        .await
-        .version;
+    let v2 = write_seen_by_both(&client, &b, &a, "refusal-second").await;
     assert!(v2 > v1);
     for (pod, server) in sidecars {
         let (status, version) =
