@@ -75,7 +75,7 @@ pub enum Command {
     },
     /// Kill switch: delete every policy, so every fault stops at the next propagation
     Halt(HaltArgs),
-    /// Policies with their state, and which sidecars hold the latest config version
+    /// Policies with their state, and which sidecars applied or refused the latest config version
     Status(StatusArgs),
     /// Check policy files offline; every problem with its file, document and field path
     Validate(ValidateArgs),
@@ -191,7 +191,8 @@ pub struct HaltArgs {
 /// `status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Poll until every sidecar holds the latest config version, showing progress
+    /// Poll until no sidecar is pending the latest config version, showing progress; exit 1 if
+    /// any refused it
     #[arg(short, long)]
     pub watch: bool,
     /// Time between polls with --watch

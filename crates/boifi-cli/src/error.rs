@@ -72,6 +72,9 @@ pub enum CliError {
     /// `status --watch` gave up.
     #[error("timed out: {0}")]
     WatchTimeout(String),
+    /// `status --watch` ended with sidecars that refused the latest version.
+    #[error("refused: {0}; their reasons are listed under `Refusals`")]
+    RolloutRefused(String),
     /// Writing the output failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),

@@ -15,8 +15,8 @@ use crate::policy::{FieldErrorKind, PolicyDocument, ValidationErrors};
 pub mod compact;
 mod status;
 pub use status::{
-    LegacySummary, PolicyStatusEntry, SidecarReport, SidecarStatusEntry, StatusResponse,
-    StatusTotals, Targets,
+    LegacySummary, PolicyStatusEntry, SidecarReport, SidecarState, SidecarStatusEntry,
+    StatusResponse, StatusTotals, Targets,
 };
 
 /// The answer of `GET /v1/config`: the policies that can apply to the asking sidecar.
@@ -72,8 +72,10 @@ pub struct ConfigQuery {
     pub refused: Option<Refusal>,
 }
 
-/// A config version a sidecar received and refused, reported on its next poll.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A config version a sidecar received and refused, reported on its next poll; the status view
+/// shows it as it came.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Refusal {
     /// The refused version.
     pub version: u64,

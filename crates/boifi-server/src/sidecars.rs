@@ -15,8 +15,13 @@
 //! # Sharing
 //! A sidecar polls one replica; to make the status true from any replica each replica shares
 //! its records through the store ([`crate::store::PolicyStore::share_sidecars`]). A record is
-//! queued for sharing when the sidecar's identity or held version changes, and refreshed at most
-//! once per [`REFRESH`] otherwise; never once per poll. The flusher ([`flush_loop`]) sends the
+//! queued for sharing when the sidecar's identity, applied version or refusal changes, and
+//! refreshed at most once per [`REFRESH`] otherwise; never once per poll.
+//!
+//! # What is recorded
+//! What the sidecar's request says: the version it applied (`version=`) and the version it
+//! refused, with the reason (`refused=`, `reason=`). Never the version the server sends it: an
+//! answer sent is not a set applied. The flusher ([`flush_loop`]) sends the
 //! queue every [`FLUSH_INTERVAL`].
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use boifi_core::identity::Identity;
-use boifi_core::wire::SidecarReport;
+use boifi_core::wire::{ConfigQuery, Refusal, SidecarReport};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{now_ms, PolicyStore};
@@ -40,13 +45,19 @@ pub const REFRESH: Duration = Duration::from_secs(30);
 /// How often queued records are sent to the store.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// What is known of one sidecar; also the value shared through the store.
+/// What is known of one sidecar; also the value shared through the store (JSON: records written
+/// before refusals were reported have no `refused` and read as none).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SidecarRecord {
     /// Its identity as it reported it.
     pub identity: Identity,
-    /// The config version it holds: the version it asked with, or the one it was last sent.
-    pub version: Option<u64>,
+    /// The config version it applied, as its last request said (`version=`); stored under
+    /// `version`, the key every replica has read.
+    #[serde(rename = "version")]
+    pub applied: Option<u64>,
+    /// The version it last refused and why, as its last request said (`refused=`, `reason=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
     /// Last request (Unix ms).
     pub last_seen_ms: u64,
     /// The long-poll wait of its last request (ms).
@@ -170,22 +181,24 @@ impl SidecarRegistry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a config request (or its answer) from `identity`, holding `version`, that may
-    /// wait `wait_ms`.
-    pub fn seen(&self, identity: &Identity, version: Option<u64>, wait_ms: u64, now_ms: u64) {
-        let k = key(identity);
+    /// Records a config request: the sidecar's identity, the version it applied and the one it
+    /// refused, as `query` says, and the wait it asked for.
+    pub fn seen(&self, query: &ConfigQuery, now_ms: u64) {
+        let k = key(&query.identity);
         let record = SidecarRecord {
-            identity: identity.clone(),
-            version,
+            identity: query.identity.clone(),
+            applied: query.version,
+            refused: query.refused.clone(),
             last_seen_ms: now_ms,
-            wait_ms,
+            wait_ms: query.wait_ms.unwrap_or(0),
         };
         let mut inner = self.lock();
         let seq = inner.next_seq();
         let stale_slot = (record.stale_at_ms(), seq);
         if let Some(entry) = inner.entries.get_mut(&k) {
-            let changed =
-                entry.record.identity != record.identity || entry.record.version != version;
+            let changed = entry.record.identity != record.identity
+                || entry.record.applied != record.applied
+                || entry.record.refused != record.refused;
             let old_slot = std::mem::replace(&mut entry.stale_slot, stale_slot);
             entry.record = record;
             let enqueue = changed && !entry.queued;
@@ -351,7 +364,8 @@ pub fn merged(
         .into_values()
         .map(|(from, r)| SidecarReport {
             identity: r.identity,
-            version: r.version,
+            applied: r.applied,
+            refused: r.refused,
             last_seen_ms: r.last_seen_ms,
             replica: Some(from),
         })

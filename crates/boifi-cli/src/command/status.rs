@@ -1,11 +1,12 @@
-//! `status`: policies with their state, and which sidecars hold the latest config version
-//! (like `istioctl proxy-status`); `--watch` waits for a rollout to finish.
+//! `status`: policies with their state, and where each sidecar stands with the latest config
+//! version (like `istioctl proxy-status`): applied, pending, or refused with its reason.
+//! `--watch` waits for a rollout to finish.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
-use boifi_core::wire::{SidecarStatusEntry, StatusResponse, Targets};
+use boifi_core::wire::{SidecarState, SidecarStatusEntry, StatusResponse, Targets};
 
 use crate::cli::{GlobalArgs, OutputFormat, StatusArgs};
 use crate::client::Client;
@@ -15,8 +16,8 @@ use crate::output::{self, Table};
 /// Frames of the `--watch` spinner.
 const SPINNER: &[char] = &['|', '/', '-', '\\'];
 
-/// Prints the status once, or with `--watch` polls until every sidecar holds the latest
-/// config version.
+/// Prints the status once, or with `--watch` polls until no sidecar is pending the latest
+/// config version; sidecars that refused it make the watch fail.
 pub fn run(global: &GlobalArgs, args: &StatusArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let client = Client::from_args(global)?;
     if !args.watch {
@@ -34,6 +35,14 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, out: &mut dyn Write) -> Resul
                 eprint!("\r\x1b[2K");
             }
             print(global.output, &status, out)?;
+            if rollout.refused > 0 {
+                return Err(CliError::RolloutRefused(format!(
+                    "{} of {} sidecars refused config version {}",
+                    rollout.refused,
+                    rollout.total(),
+                    rollout.version
+                )));
+            }
             return Ok(());
         }
         if let Some(limit) = args.watch_timeout {
@@ -58,52 +67,82 @@ fn fetch(client: &Client) -> Result<StatusResponse, CliError> {
     client.get("/v1/policies/status")?.json()
 }
 
-/// How far sidecars are behind the latest config version.
+/// Where the sidecars stand with the latest config version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rollout {
     /// The latest config version.
     pub version: u64,
-    /// Sidecars that hold it.
-    pub synced: usize,
-    /// Sidecars known to the server.
-    pub total: usize,
+    /// Sidecars that applied it.
+    pub applied: usize,
+    /// Sidecars that have neither applied nor refused it yet.
+    pub pending: usize,
+    /// Sidecars that refused it.
+    pub refused: usize,
 }
 
 impl Rollout {
-    /// Reads the rollout from a status answer.
-    pub fn of(status: &StatusResponse) -> Rollout {
-        let version = status.version;
-        let synced = status.sidecars.iter().filter(|s| holds(s, version)).count();
+    /// No sidecar yet, at config `version`.
+    pub fn new(version: u64) -> Rollout {
         Rollout {
             version,
-            synced,
-            total: status.sidecars.len(),
+            applied: 0,
+            pending: 0,
+            refused: 0,
         }
     }
 
-    /// Whether this sidecar entry holds the latest version.
-    pub fn holds_latest(&self, sidecar: &SidecarStatusEntry) -> bool {
-        holds(sidecar, self.version)
+    /// Reads the rollout from a status answer.
+    pub fn of(status: &StatusResponse) -> Rollout {
+        let mut rollout = Rollout::new(status.version);
+        for sidecar in &status.sidecars {
+            rollout.count(state(sidecar, status.version));
+        }
+        rollout
     }
 
-    /// Every sidecar holds the latest version (trivially so when there are none).
+    /// Counts one sidecar in `state`.
+    pub fn count(&mut self, state: SidecarState) {
+        let count = match state {
+            SidecarState::Applied => &mut self.applied,
+            SidecarState::Pending => &mut self.pending,
+            SidecarState::Refused => &mut self.refused,
+        };
+        *count += 1;
+    }
+
+    /// Sidecars counted.
+    pub fn total(&self) -> usize {
+        self.applied + self.pending + self.refused
+    }
+
+    /// No sidecar is pending (trivially so when there are none): each applied or refused.
     pub fn done(&self) -> bool {
-        self.synced == self.total
+        self.pending == 0
     }
 
-    /// `3 of 5 sidecars hold config version 12`.
+    /// `3 of 5 sidecars applied config version 12 (1 pending, 1 refused)`.
     pub fn describe(&self) -> String {
         format!(
-            "{} of {} sidecars hold config version {}",
-            self.synced, self.total, self.version
+            "{} of {} sidecars applied config version {} ({} pending, {} refused)",
+            self.applied,
+            self.total(),
+            self.version,
+            self.pending,
+            self.refused
         )
     }
 }
 
-/// The server's verdict (`current`), or, from a server that does not give it, a comparison of
-/// versions.
-fn holds(sidecar: &SidecarStatusEntry, latest: u64) -> bool {
-    sidecar.current || sidecar.version == Some(latest)
+/// The server's verdict, or, from a server that does not give one, a comparison of versions
+/// (such a server cannot tell a refusal).
+fn state(sidecar: &SidecarStatusEntry, latest: u64) -> SidecarState {
+    SidecarState::from_name(&sidecar.state).unwrap_or(
+        if sidecar.current || sidecar.version == Some(latest) {
+            SidecarState::Applied
+        } else {
+            SidecarState::Pending
+        },
+    )
 }
 
 fn or_dash(value: Option<&str>) -> String {
@@ -171,58 +210,79 @@ pub fn print(
     let sidecars = &status.sidecars;
     if sidecars.is_empty() {
         writeln!(out, "No sidecar has asked for its config yet.")?;
-    } else {
-        // Per service first, as `istioctl proxy-status` sums up a rollout.
-        let mut services: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
-        for s in sidecars {
-            let entry = services
-                .entry((
-                    or_dash(s.service.as_deref()),
-                    or_dash(s.namespace.as_deref()),
-                ))
-                .or_default();
-            entry.0 += 1;
-            if rollout.holds_latest(s) {
-                entry.1 += 1;
-            }
-        }
-        let mut table = Table::new(&["SERVICE", "NAMESPACE", "SIDECARS", "AT LATEST VERSION"]);
-        for ((service, namespace), (total, synced)) in services {
-            table.row(vec![
-                service,
-                namespace,
-                total.to_string(),
-                synced.to_string(),
-            ]);
-        }
-        table.write(out)?;
-        writeln!(out)?;
-        let mut table = Table::new(&[
-            "POD",
-            "SERVICE",
-            "NAMESPACE",
-            "VERSION",
-            "SYNC",
-            "LAST SEEN",
-            "REPLICA",
+        return Ok(());
+    }
+    // Per service first, as `istioctl proxy-status` sums up a rollout.
+    let mut services: BTreeMap<(String, String), Rollout> = BTreeMap::new();
+    for s in sidecars {
+        services
+            .entry((
+                or_dash(s.service.as_deref()),
+                or_dash(s.namespace.as_deref()),
+            ))
+            .or_insert_with(|| Rollout::new(status.version))
+            .count(state(s, status.version));
+    }
+    let mut table = Table::new(&[
+        "SERVICE",
+        "NAMESPACE",
+        "SIDECARS",
+        "APPLIED",
+        "PENDING",
+        "REFUSED",
+    ]);
+    for ((service, namespace), counts) in services {
+        table.row(vec![
+            service,
+            namespace,
+            counts.total().to_string(),
+            counts.applied.to_string(),
+            counts.pending.to_string(),
+            counts.refused.to_string(),
         ]);
-        for s in sidecars {
+    }
+    table.write(out)?;
+    writeln!(out)?;
+    let mut table = Table::new(&[
+        "POD",
+        "SERVICE",
+        "NAMESPACE",
+        "STATE",
+        "APPLIED",
+        "LAST SEEN",
+        "REPLICA",
+    ]);
+    for s in sidecars {
+        table.row(vec![
+            or_dash(s.pod.as_deref()),
+            or_dash(s.service.as_deref()),
+            or_dash(s.namespace.as_deref()),
+            state(s, status.version).as_str().to_uppercase(),
+            s.version.map_or_else(|| "-".to_owned(), |v| v.to_string()),
+            output::time(Some(s.last_seen_ms)),
+            or_dash(s.replica.as_deref()),
+        ]);
+    }
+    table.write(out)?;
+    // Reasons last: they can be long, and each is what a person reads to fix the set.
+    let refusals: Vec<_> = sidecars
+        .iter()
+        .filter_map(|s| s.refused.as_ref().map(|r| (s, r)))
+        .collect();
+    if !refusals.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "Refusals:")?;
+        let mut table = Table::new(&["POD", "SERVICE", "NAMESPACE", "VERSION", "REASON"]);
+        for (s, refusal) in refusals {
             table.row(vec![
                 or_dash(s.pod.as_deref()),
                 or_dash(s.service.as_deref()),
                 or_dash(s.namespace.as_deref()),
-                s.version.map_or_else(|| "-".to_owned(), |v| v.to_string()),
-                if rollout.holds_latest(s) {
-                    "SYNCED"
-                } else {
-                    "STALE"
-                }
-                .to_owned(),
-                output::time(Some(s.last_seen_ms)),
-                or_dash(s.replica.as_deref()),
+                refusal.version.to_string(),
+                or_dash(Some(&refusal.reason)),
             ]);
         }
-        table.write(out)?;
+        table.write_indented(out, "  ")?;
     }
     Ok(())
 }
@@ -232,15 +292,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rollout_counts_sidecars_at_the_latest_version() {
+    fn rollout_counts_each_state_and_reads_servers_that_do_not_give_one() {
         let status: StatusResponse = serde_json::from_value(serde_json::json!({
+            "version": 7,
+            "sidecars": [
+                {"pod": "a", "version": 7, "current": true, "state": "applied"},
+                {"pod": "b", "version": 6, "state": "pending"},
+                {"pod": "c", "version": 6, "state": "refused",
+                 "refused": {"version": 7, "reason": "over the limit"}}
+            ]
+        }))
+        .unwrap();
+        let r = Rollout::of(&status);
+        assert_eq!(
+            (r.applied, r.pending, r.refused, r.done()),
+            (1, 1, 1, false)
+        );
+        assert_eq!(
+            r.describe(),
+            "1 of 3 sidecars applied config version 7 (1 pending, 1 refused)"
+        );
+        // A server before sidecar states: the version decides, and none is refused.
+        let older: StatusResponse = serde_json::from_value(serde_json::json!({
             "version": 7,
             "sidecars": [{"pod": "a", "version": 7}, {"pod": "b", "version": 6}]
         }))
         .unwrap();
-        let r = Rollout::of(&status);
-        assert_eq!((r.synced, r.total, r.done()), (1, 2, false));
-        assert_eq!(r.describe(), "1 of 2 sidecars hold config version 7");
+        let r = Rollout::of(&older);
+        assert_eq!((r.applied, r.pending, r.refused), (1, 1, 0));
         let empty: StatusResponse = serde_json::from_str(r#"{"version": 1}"#).unwrap();
         assert!(Rollout::of(&empty).done());
     }

@@ -381,14 +381,55 @@ fn the_servers_4xx_message_is_shown_and_exits_1() {
     assert!(server.list().is_empty());
 }
 
+/// One poll of the `frontend` sidecar `pod` in `demo`, as the filter sends it (the version it
+/// applied, the one it refused and why; no wait); the answer's HTTP status.
+fn frontend_poll(
+    server: &Server,
+    pod: &str,
+    applied: Option<u64>,
+    refused: Option<boifi_core::wire::Refusal>,
+) -> u16 {
+    let mut identity = boifi_core::identity::Identity::for_service("frontend", "demo");
+    identity.pod = Some(pod.to_owned());
+    let query = boifi_core::wire::ConfigQuery {
+        identity,
+        version: applied,
+        encoding: boifi_core::wire::ConfigEncoding::Compact,
+        refused,
+        ..boifi_core::wire::ConfigQuery::default()
+    };
+    let addr: SocketAddr = server.url.strip_prefix("http://").unwrap().parse().unwrap();
+    let path = format!("/v1/config?{}", query.to_query_string());
+    boifi_testkit::http::get(addr, &path, Duration::from_secs(10))
+        .unwrap()
+        .status
+}
+
+/// `status --watch` with a 300 ms limit: it must time out with `message`; its output.
+fn watch_times_out(server: &Server, message: &str) -> String {
+    let output = server.run(&[
+        "status",
+        "--watch",
+        "--interval",
+        "50ms",
+        "--watch-timeout",
+        "300ms",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains(message), "{stderr}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
 #[test]
-fn status_watch_waits_for_sidecars_to_hold_the_latest_version() {
+fn status_shows_applied_pending_and_refused_and_watch_waits_for_the_pending() {
     let server = Server::start();
     // No sidecar yet: nothing to wait for.
     server.ok(&["status", "--watch"]);
     server.ok(&["policy", "apply", "-f", &fixture("selectors.yaml")]);
-    // A sidecar fetches its config (the CLI asks as the filter does) and holds the version.
-    server.simulate_frontend(&["--pod", "frontend-1"]);
+    // frontend-1 fetches version 3 and its next poll says it applied it.
+    assert_eq!(frontend_poll(&server, "frontend-1", None, None), 200);
+    assert_eq!(frontend_poll(&server, "frontend-1", Some(3), None), 304);
     server.ok(&[
         "status",
         "--watch",
@@ -397,24 +438,42 @@ fn status_watch_waits_for_sidecars_to_hold_the_latest_version() {
         "--watch-timeout",
         "5s",
     ]);
-    insta::assert_snapshot!("status_table", redact_times(&server.ok(&["status"])));
-    // A write moves the version on: the sidecar is stale until it asks again.
-    server.ok(&["policy", "apply", "-f", &fixture("changed.yaml")]);
-    let stale = server.run(&[
-        "status",
-        "--watch",
-        "--interval",
-        "50ms",
-        "--watch-timeout",
-        "300ms",
-    ]);
-    assert_eq!(stale.status.code(), Some(1), "{}", transcript(&stale));
-    let stderr = String::from_utf8(stale.stderr).unwrap();
-    assert!(
-        stderr.contains("timed out: 0 of 1 sidecars hold config version"),
-        "{stderr}"
+    // frontend-2 was sent version 3 and has not said it applied it; frontend-3 refused it.
+    assert_eq!(frontend_poll(&server, "frontend-2", None, None), 200);
+    assert_eq!(frontend_poll(&server, "frontend-3", None, None), 200);
+    let refusal = boifi_core::wire::Refusal::new(
+        3,
+        "policy `cli-staging-any`: 3 policies is over this sidecar's limit of 2",
     );
-    assert!(String::from_utf8(stale.stdout).unwrap().contains("STALE"));
+    assert_eq!(
+        frontend_poll(&server, "frontend-3", None, Some(refusal.clone())),
+        304
+    );
+    watch_times_out(
+        &server,
+        "timed out: 1 of 3 sidecars applied config version 3 (1 pending, 1 refused)",
+    );
+    insta::assert_snapshot!("status_table", redact_times(&server.ok(&["status"])));
+    // Once frontend-2 applies it none is pending: the watch ends, and fails on the refusal.
+    assert_eq!(frontend_poll(&server, "frontend-2", Some(3), None), 304);
+    let refused = server.run(&["status", "--watch", "--interval", "50ms"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", transcript(&refused));
+    assert_eq!(
+        String::from_utf8(refused.stderr).unwrap(),
+        "error: refused: 1 of 3 sidecars refused config version 3; their reasons are listed under `Refusals`\n"
+    );
+    let table = String::from_utf8(refused.stdout).unwrap();
+    assert!(
+        table.contains("REFUSED") && table.contains(&refusal.reason),
+        "{table}"
+    );
+    // A write moves the version on: every sidecar is pending until it says otherwise.
+    server.ok(&["policy", "apply", "-f", &fixture("changed.yaml")]);
+    let stale = watch_times_out(
+        &server,
+        "timed out: 0 of 3 sidecars applied config version 4 (3 pending, 0 refused)",
+    );
+    assert!(stale.contains("PENDING"), "{stale}");
 }
 
 #[test]

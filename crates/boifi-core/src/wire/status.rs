@@ -11,6 +11,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+use super::Refusal;
 use crate::identity::Identity;
 use crate::policy::{PolicyDocument, PolicyState};
 use crate::time::format_rfc3339;
@@ -54,8 +55,15 @@ pub struct StatusTotals {
     pub disabled: usize,
     /// Sidecars known.
     pub sidecars: usize,
-    /// Sidecars that hold the current version.
+    /// Sidecars that applied the current version (the same as `sidecars_applied`, kept for
+    /// the consumers that read it).
     pub sidecars_current: usize,
+    /// Sidecars that applied the current version.
+    pub sidecars_applied: usize,
+    /// Sidecars that have neither applied nor refused the current version yet.
+    pub sidecars_pending: usize,
+    /// Sidecars that received the current version and refused it.
+    pub sidecars_refused: usize,
 }
 
 /// The legacy status summary.
@@ -132,11 +140,16 @@ pub struct SidecarStatusEntry {
     pub namespace: Option<String>,
     /// Pod labels it reported.
     pub labels: BTreeMap<String, String>,
-    /// The config version it holds (asked with, or last sent).
+    /// The config version it applied, as its last request said.
     #[serde(alias = "config_version")]
     pub version: Option<u64>,
-    /// Whether that is the current version.
+    /// Whether it applied the current version (state `applied`).
     pub current: bool,
+    /// `applied`, `pending` or `refused` ([`SidecarState`]); empty in answers of servers that
+    /// did not tell.
+    pub state: String,
+    /// The version it last refused and why, as its last request said.
+    pub refused: Option<Refusal>,
     /// Last config request (Unix ms).
     pub last_seen_ms: u64,
     /// The same, RFC 3339.
@@ -145,13 +158,60 @@ pub struct SidecarStatusEntry {
     pub replica: Option<String>,
 }
 
+/// Where a sidecar stands with the current config version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SidecarState {
+    /// It applied the current version.
+    Applied,
+    /// It has neither applied nor refused the current version yet.
+    Pending,
+    /// It received the current version and refused it.
+    Refused,
+}
+
+impl SidecarState {
+    /// The state of a sidecar that applied `applied` and refused `refused`, at config
+    /// version `current`.
+    pub fn of(applied: Option<u64>, refused: Option<u64>, current: u64) -> SidecarState {
+        if applied == Some(current) {
+            SidecarState::Applied
+        } else if refused == Some(current) {
+            SidecarState::Refused
+        } else {
+            SidecarState::Pending
+        }
+    }
+
+    /// Its name in the status view.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SidecarState::Applied => "applied",
+            SidecarState::Pending => "pending",
+            SidecarState::Refused => "refused",
+        }
+    }
+
+    /// The state named `name`, if it is one.
+    pub fn from_name(name: &str) -> Option<SidecarState> {
+        [
+            SidecarState::Applied,
+            SidecarState::Pending,
+            SidecarState::Refused,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == name)
+    }
+}
+
 /// What the control plane knows of one sidecar, the input of [`StatusResponse::build`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SidecarReport {
     /// Its identity as it reported it.
     pub identity: Identity,
-    /// The config version it holds.
-    pub version: Option<u64>,
+    /// The config version it applied.
+    pub applied: Option<u64>,
+    /// The version it last refused, and why.
+    pub refused: Option<Refusal>,
     /// Its last config request (Unix ms).
     pub last_seen_ms: u64,
     /// The replica it reported through.
@@ -223,21 +283,30 @@ impl StatusResponse {
         let sidecars = sidecars
             .iter()
             .map(|s| {
-                let current = s.version == Some(version);
-                totals.sidecars_current += usize::from(current);
+                let state =
+                    SidecarState::of(s.applied, s.refused.as_ref().map(|r| r.version), version);
+                let count = match state {
+                    SidecarState::Applied => &mut totals.sidecars_applied,
+                    SidecarState::Pending => &mut totals.sidecars_pending,
+                    SidecarState::Refused => &mut totals.sidecars_refused,
+                };
+                *count += 1;
                 SidecarStatusEntry {
                     pod: s.identity.pod.clone(),
                     service: s.identity.service.clone(),
                     namespace: s.identity.namespace.clone(),
                     labels: s.identity.labels.clone(),
-                    version: s.version,
-                    current,
+                    version: s.applied,
+                    current: state == SidecarState::Applied,
+                    state: state.as_str().to_owned(),
+                    refused: s.refused.clone(),
                     last_seen_ms: s.last_seen_ms,
                     last_seen: format_rfc3339(s.last_seen_ms),
                     replica: s.replica.clone(),
                 }
             })
             .collect();
+        totals.sidecars_current = totals.sidecars_applied;
         StatusResponse {
             version,
             now_ms,
@@ -296,6 +365,63 @@ mod tests {
     }
 
     #[test]
+    fn each_sidecar_is_applied_pending_or_refused_at_the_current_version() {
+        let report = |pod: &str, applied: Option<u64>, refused: Option<Refusal>| SidecarReport {
+            identity: Identity {
+                pod: Some(pod.to_owned()),
+                ..Identity::default()
+            },
+            applied,
+            refused,
+            last_seen_ms: 0,
+            replica: None,
+        };
+        let sidecars = [
+            report("applied", Some(7), None),
+            // A refusal of an older version does not make the current one refused.
+            report("behind", Some(5), Some(Refusal::new(6, "over the limit"))),
+            report("new", None, None),
+            report("refuser", Some(6), Some(Refusal::new(7, "cannot decode"))),
+        ];
+        let status = StatusResponse::build(7, 0, [], &sidecars);
+        let states: Vec<(&str, bool, Option<u64>)> = status
+            .sidecars
+            .iter()
+            .map(|s| (s.state.as_str(), s.current, s.version))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("applied", true, Some(7)),
+                ("pending", false, Some(5)),
+                ("pending", false, None),
+                ("refused", false, Some(6)),
+            ]
+        );
+        let refusal = status.sidecars.get(3).and_then(|s| s.refused.clone());
+        assert_eq!(refusal, Some(Refusal::new(7, "cannot decode")));
+        let totals = &status.totals;
+        assert_eq!(
+            (
+                totals.sidecars,
+                totals.sidecars_current,
+                totals.sidecars_applied,
+                totals.sidecars_pending,
+                totals.sidecars_refused
+            ),
+            (4, 1, 1, 2, 1)
+        );
+        for state in [
+            SidecarState::Applied,
+            SidecarState::Pending,
+            SidecarState::Refused,
+        ] {
+            assert_eq!(SidecarState::from_name(state.as_str()), Some(state));
+        }
+        assert_eq!(SidecarState::from_name("current"), None);
+    }
+
+    #[test]
     fn a_legacy_shaped_answer_reads() {
         let legacy: StatusResponse = serde_json::from_str(
             r#"{"config_version":4,"proxies":[{"pod":"a","config_version":4}]}"#,
@@ -303,5 +429,14 @@ mod tests {
         .unwrap();
         assert_eq!(legacy.version, 4);
         assert_eq!(legacy.sidecars.first().and_then(|s| s.version), Some(4));
+        // An answer of a server before sidecar states: no state, no refusal, no counts.
+        let before: StatusResponse = serde_json::from_str(
+            r#"{"version":4,"totals":{"sidecars":1,"sidecars_current":1},
+                "sidecars":[{"pod":"a","version":4,"current":true}]}"#,
+        )
+        .unwrap();
+        let sidecar = before.sidecars.first().unwrap();
+        assert_eq!((sidecar.state.as_str(), &sidecar.refused), ("", &None));
+        assert_eq!(before.totals.sidecars_refused, 0);
     }
 }

@@ -1,9 +1,13 @@
 //! `GET /v1/config`: what a sidecar fetches, as a long-poll.
 //!
-//! A sidecar sends its identity and the version it holds. If the current version differs, it
-//! gets the policies that can apply to it at once; if not, the request is held until the store
-//! publishes a new version (one `tokio::sync::watch` change wakes every waiter) or `wait`
-//! passes (then 304).
+//! A sidecar sends its identity, the version it applied and the one it refused (if any). If the
+//! current version is newer than both, it gets the policies that can apply to it at once; if
+//! not, the request is held until the store publishes a new version (one `tokio::sync::watch`
+//! change wakes every waiter) or `wait` passes (then 304). So a sidecar that refused the current
+//! version waits for the next one instead of fetching the same set again and again.
+//!
+//! The request, not the answer, is what the status view records: the answer sent is not a set
+//! applied.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,6 +128,12 @@ impl RenderCache {
     }
 }
 
+/// The newest version the sidecar has seen: the one it applied or the one it refused.
+fn newest_seen(query: &ConfigQuery) -> Option<u64> {
+    let refused = query.refused.as_ref().map(|r| r.version);
+    query.version.max(refused)
+}
+
 /// The policies for one sidecar; with `version` and `wait`, a long-poll.
 #[utoipa::path(get, path = "/v1/config", tag = "sidecars",
     params(
@@ -131,8 +141,10 @@ impl RenderCache {
         ("namespace" = Option<String>, Query, description = "Its namespace"),
         ("pod" = Option<String>, Query, description = "Its pod name"),
         ("labels" = Option<String>, Query, description = "Pod labels, `k=v,k2=v2`"),
-        ("version" = Option<u64>, Query, description = "The config version the sidecar holds"),
-        ("wait" = Option<String>, Query, description = "How long to hold the request while `version` is current, e.g. `30s` (at most 300s)"),
+        ("version" = Option<u64>, Query, description = "The config version the sidecar applied"),
+        ("refused" = Option<u64>, Query, description = "A config version the sidecar received and refused (it keeps `version`)"),
+        ("reason" = Option<String>, Query, description = "Why it refused `refused` (at most 512 bytes; only with `refused`)"),
+        ("wait" = Option<String>, Query, description = "How long to hold the request while `version` or `refused` is current, e.g. `30s` (at most 300s)"),
         ("encoding" = Option<String>, Query, description = "`json` (default) or `compact`: the same answer in the compact binary encoding sidecars read (`application/vnd.boifi.config.v1`, defined in `boifi_core::wire::compact`)"),
     ),
     responses(
@@ -140,7 +152,7 @@ impl RenderCache {
             (ConfigResponseSchema = "application/json"),
             (Vec<u8> = "application/vnd.boifi.config.v1"),
         )),
-        (status = 304, description = "`version` is still current after `wait`"),
+        (status = 304, description = "`version` or `refused` is still current after `wait`"),
         (status = 400, description = "Bad query parameter", body = ApiErrorSchema),
         (status = 401, description = "With `--auth-reads`: missing or wrong token", body = ApiErrorSchema),
     ))]
@@ -155,12 +167,10 @@ pub async fn get_config(
         .map_err(|e| ApiFailure::bad_request("invalid_query", e.to_string()))?;
     let mut rx = state.store.subscribe();
     let mut snapshot = rx.borrow_and_update().clone();
-    let wait_ms = query.wait_ms.unwrap_or(0);
-    state
-        .sidecars
-        .seen(&query.identity, query.version, wait_ms, now_ms());
+    state.sidecars.seen(&query, now_ms());
 
-    if query.version == Some(snapshot.version) {
+    let seen = newest_seen(&query);
+    if seen == Some(snapshot.version) {
         let wait = Duration::from_millis(query.wait_ms.unwrap_or(0));
         let _waiting = state.metrics.waiting();
         let deadline = tokio::time::sleep(wait);
@@ -172,7 +182,7 @@ pub async fn get_config(
                         return Err(ApiFailure::Unavailable("the store stopped publishing".to_owned()));
                     }
                     snapshot = rx.borrow_and_update().clone();
-                    if query.version != Some(snapshot.version) {
+                    if seen != Some(snapshot.version) {
                         state.metrics.woken(snapshot.version);
                         break;
                     }
@@ -187,9 +197,6 @@ pub async fn get_config(
     }
     let now = now_ms();
     let body = state.rendered.body_for(&query, &snapshot, now)?;
-    state
-        .sidecars
-        .seen(&query.identity, Some(snapshot.version), wait_ms, now);
     let content_type = match query.encoding {
         ConfigEncoding::Json => "application/json",
         ConfigEncoding::Compact => compact::MEDIA_TYPE,

@@ -143,7 +143,16 @@ wire_schema! {
             .property("sidecars", integer("Sidecars known to any replica"))
             .property(
                 "sidecars_current",
-                integer("Sidecars that hold the current version"),
+                integer("Sidecars that applied the current version (the same as `sidecars_applied`)"),
+            )
+            .property("sidecars_applied", integer("Sidecars that applied the current version"))
+            .property(
+                "sidecars_pending",
+                integer("Sidecars that have neither applied nor refused the current version"),
+            )
+            .property(
+                "sidecars_refused",
+                integer("Sidecars that received the current version and refused it"),
             );
         let summary = object("The legacy counts")
             .property("total_policies", integer("Stored policies"))
@@ -207,8 +216,22 @@ wire_schema! {
                 nullable_string("Namespace (null when it did not say)"),
             )
             .property("labels", object("Pod labels it reported"))
-            .property("version", integer("The config version it holds"))
-            .property("current", boolean("Whether that is the current version"))
+            .property("version", integer("The config version it applied"))
+            .property("current", boolean("Whether it applied the current version (state `applied`)"))
+            .property(
+                "state",
+                string("`applied` (it applied the current version), `refused` (it refused the current version; see `refused`) or `pending` (neither yet)")
+                    .enum_values(Some(["applied", "pending", "refused"])),
+            )
+            .property(
+                "refused",
+                typed(
+                    SchemaType::from_iter([Type::Object, Type::Null]),
+                    "The version it last refused and why, as its last request said; null if none",
+                )
+                .property("version", integer("The refused config version"))
+                .property("reason", string("Why, as the sidecar said (at most 512 bytes)")),
+            )
             .property("last_seen_ms", integer("Last config request (Unix ms)"))
             .property("last_seen", string("The same, RFC 3339"))
             .property(

@@ -6,15 +6,33 @@ fn pod(name: &str) -> Identity {
     identity
 }
 
+/// The query of pod `name` that applied `version` and may wait `wait_ms`.
+fn poll(name: &str, version: Option<u64>, wait_ms: u64) -> ConfigQuery {
+    ConfigQuery {
+        identity: pod(name),
+        version,
+        wait_ms: Some(wait_ms),
+        ..ConfigQuery::default()
+    }
+}
+
+/// The same query with a refusal of `refused` for `reason`.
+fn refusing(name: &str, version: Option<u64>, refused: u64, reason: &str) -> ConfigQuery {
+    ConfigQuery {
+        refused: Some(Refusal::new(refused, reason)),
+        ..poll(name, version, 30_000)
+    }
+}
+
 #[test]
 fn a_full_registry_evicts_the_oldest_and_counts_it() {
     let registry = SidecarRegistry::with_limit(3);
     for (i, name) in ["a", "b", "c"].iter().enumerate() {
-        registry.seen(&pod(name), Some(1), 0, 1_000 + i as u64);
+        registry.seen(&poll(name, Some(1), 0), 1_000 + i as u64);
     }
     // `a` polls again: `b` is now the least recently seen.
-    registry.seen(&pod("a"), Some(1), 0, 2_000);
-    registry.seen(&pod("d"), Some(1), 0, 2_001);
+    registry.seen(&poll("a", Some(1), 0), 2_000);
+    registry.seen(&poll("d", Some(1), 0), 2_001);
     let mut pods: Vec<String> = registry
         .list()
         .into_iter()
@@ -28,7 +46,7 @@ fn a_full_registry_evicts_the_oldest_and_counts_it() {
 #[test]
 fn a_sidecar_ages_out_after_its_wait_and_the_grace() {
     let registry = SidecarRegistry::default();
-    registry.seen(&pod("a"), Some(1), 30_000, 0);
+    registry.seen(&poll("a", Some(1), 30_000), 0);
     let stale_at = 30_000 + duration_ms(AGE_OUT);
     registry.age_out(stale_at - 1);
     assert_eq!(registry.len(), 1);
@@ -39,21 +57,21 @@ fn a_sidecar_ages_out_after_its_wait_and_the_grace() {
 #[test]
 fn only_changes_and_due_refreshes_are_shared_never_each_poll() {
     let registry = SidecarRegistry::default();
-    registry.seen(&pod("a"), Some(1), 30_000, 0);
+    registry.seen(&poll("a", Some(1), 30_000), 0);
     assert_eq!(registry.take_changes(0).put.len(), 1);
     // Polls at the same version: nothing to share until the refresh is due.
     for t in 1..100 {
-        registry.seen(&pod("a"), Some(1), 30_000, t * 100);
+        registry.seen(&poll("a", Some(1), 30_000), t * 100);
         assert!(registry.take_changes(t * 100).is_empty());
     }
     // A new version is shared at the next flush.
-    registry.seen(&pod("a"), Some(2), 30_000, 10_000);
+    registry.seen(&poll("a", Some(2), 30_000), 10_000);
     let changes = registry.take_changes(10_000);
     assert_eq!(changes.put.len(), 1);
-    assert_eq!(changes.put.first().map(|(_, r)| r.version), Some(Some(2)));
+    assert_eq!(changes.put.first().map(|(_, r)| r.applied), Some(Some(2)));
     // Unchanged, it is refreshed once REFRESH after it was last shared.
     let refresh = duration_ms(REFRESH);
-    registry.seen(&pod("a"), Some(2), 30_000, 10_000 + refresh - 1);
+    registry.seen(&poll("a", Some(2), 30_000), 10_000 + refresh - 1);
     assert!(registry.take_changes(10_000 + refresh - 1).is_empty());
     assert_eq!(registry.take_changes(10_000 + refresh).put.len(), 1);
 }
@@ -61,7 +79,7 @@ fn only_changes_and_due_refreshes_are_shared_never_each_poll() {
 #[test]
 fn a_shared_record_that_ages_out_is_deleted_and_a_failed_flush_is_resent() {
     let registry = SidecarRegistry::default();
-    registry.seen(&pod("a"), Some(1), 0, 0);
+    registry.seen(&poll("a", Some(1), 0), 0);
     let changes = registry.take_changes(0);
     registry.requeue(changes);
     assert_eq!(registry.take_changes(1).put.len(), 1);
@@ -73,7 +91,8 @@ fn a_shared_record_that_ages_out_is_deleted_and_a_failed_flush_is_resent() {
 fn merged_keeps_the_most_recent_report_of_each_sidecar() {
     let record = |pod_name: &str, seen: u64| SidecarRecord {
         identity: pod(pod_name),
-        version: Some(1),
+        applied: Some(1),
+        refused: None,
         last_seen_ms: seen,
         wait_ms: 30_000,
     };
@@ -104,5 +123,54 @@ fn merged_keeps_the_most_recent_report_of_each_sidecar() {
             (Some("a".to_owned()), Some("r1".to_owned())),
             (Some("b".to_owned()), Some("r3".to_owned())),
         ]
+    );
+}
+
+#[test]
+fn what_the_request_says_is_recorded_and_a_changed_refusal_is_shared() {
+    let registry = SidecarRegistry::default();
+    registry.seen(&poll("a", Some(1), 30_000), 0);
+    registry.take_changes(0);
+    // Version 2 arrived and was refused: the record keeps 1 as applied and says why.
+    registry.seen(&refusing("a", Some(1), 2, "over the limit"), 100);
+    assert_eq!(
+        shared(registry.take_changes(100)),
+        [(Some(1), Some(Refusal::new(2, "over the limit")))]
+    );
+    // The same refusal again on every poll is no change.
+    registry.seen(&refusing("a", Some(1), 2, "over the limit"), 200);
+    assert!(registry.take_changes(200).is_empty());
+    // Another reason, or a set applied, is.
+    registry.seen(&refusing("a", Some(1), 2, "cannot decode"), 300);
+    assert_eq!(registry.take_changes(300).put.len(), 1);
+    registry.seen(&poll("a", Some(3), 30_000), 400);
+    assert_eq!(shared(registry.take_changes(400)), [(Some(3), None)]);
+}
+
+/// The applied version and refusal of each record a flush sends.
+fn shared(changes: SidecarChanges) -> Vec<(Option<u64>, Option<Refusal>)> {
+    changes
+        .put
+        .into_iter()
+        .map(|(_, r)| (r.applied, r.refused))
+        .collect()
+}
+
+#[test]
+fn a_record_shared_before_refusals_reads_and_new_ones_keep_its_keys() {
+    let old = r#"{"identity":{"service":"cart","namespace":"demo","pod":"a","labels":{}},
+        "version":4,"last_seen_ms":10,"wait_ms":30000}"#;
+    let record: SidecarRecord = serde_json::from_str(old).unwrap();
+    assert_eq!((record.applied, &record.refused), (Some(4), &None));
+    // What an older replica reads: `version` is still the applied version.
+    let written = serde_json::to_value(SidecarRecord {
+        refused: Some(Refusal::new(5, "cannot decode")),
+        ..record
+    })
+    .unwrap();
+    assert_eq!(written["version"], 4);
+    assert_eq!(
+        written["refused"],
+        serde_json::json!({"version": 5, "reason": "cannot decode"})
     );
 }

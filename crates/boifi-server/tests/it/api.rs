@@ -398,6 +398,11 @@ async fn config_filters_by_identity_and_status_shows_sidecars() {
     );
     let decoded = boifi_core::wire::compact::decode(&compact.bytes().await.unwrap()).unwrap();
     assert_eq!(decoded, config);
+    // Its next poll says it applied version 2 (no wait: 304 at once).
+    let applied = server
+        .get("/v1/config?service=frontend&namespace=demo&pod=frontend-1&labels=version=v1&version=2&encoding=compact")
+        .await;
+    assert_eq!(applied.status(), StatusCode::NOT_MODIFIED);
 
     let status: Value = get_json(&server.client, server.url("/v1/policies/status")).await;
     assert_eq!(status["version"], 2);
@@ -414,6 +419,7 @@ async fn config_filters_by_identity_and_status_shows_sidecars() {
     assert_eq!(sidecar["labels"]["version"], "v1");
     assert_eq!(sidecar["version"], 2);
     assert_eq!(sidecar["current"], true);
+    assert_eq!(sidecar["state"], "applied");
     server.stop().await;
 }
 

@@ -76,7 +76,8 @@ async fn sidecar_reports_are_shared(store: Arc<dyn PolicyStore>) {
         identity.pod = Some(pod.to_owned());
         SidecarRecord {
             identity,
-            version: Some(version),
+            applied: Some(version),
+            refused: None,
             last_seen_ms: 1_000,
             wait_ms: 30_000,
         }
@@ -101,8 +102,13 @@ async fn sidecar_reports_are_shared(store: Arc<dyn PolicyStore>) {
     let shared = mine(store.shared_sidecars().await.unwrap());
     assert_eq!(shared, put.put);
 
+    // A refusal travels with the record (version and reason), so every replica can list it.
+    let refusing = SidecarRecord {
+        refused: Some(boifi_core::wire::Refusal::new(3, "over the limit")),
+        ..record("b", 2)
+    };
     let change = SidecarChanges {
-        put: vec![("k/b".into(), record("b", 2))],
+        put: vec![("k/b".into(), refusing)],
         delete: vec!["k/a".into(), "k/never-shared".into()],
     };
     store.share_sidecars(&replica, &change).await.unwrap();

@@ -13,11 +13,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use boifi_core::wire::{ConfigResponse, StatusResponse};
+use boifi_core::identity::Identity;
+use boifi_core::wire::{
+    compact, ConfigEncoding, ConfigQuery, ConfigResponse, Refusal, SidecarStatusEntry,
+    StatusResponse,
+};
 use boifi_testkit::etcd::EtcdCluster;
 use reqwest::StatusCode;
 
-use crate::harness::{create_at, etcd_replica, get_json, metric_at, policy_json, Binary};
+use crate::harness::{
+    create_at, etcd_replica, get_json, metric_at, policy_json, until_waiting, Binary,
+};
 
 /// A replica named `name` on `etcd`.
 fn replica(etcd: &EtcdCluster, name: &str) -> Binary {
@@ -243,6 +249,226 @@ async fn status_lists_every_sidecar_from_either_replica_and_survives_a_kill() {
     }
 }
 
+/// The path a `frontend` sidecar `pod` in `demo` polls, as the filter writes it: the version it
+/// applied, the one it refused and why, its wait, the compact encoding.
+fn frontend_poll(
+    pod: &str,
+    applied: Option<u64>,
+    refused: Option<Refusal>,
+    wait_ms: Option<u64>,
+) -> String {
+    let mut identity = Identity::for_service("frontend", "demo");
+    identity.pod = Some(pod.to_owned());
+    let query = ConfigQuery {
+        identity,
+        version: applied,
+        wait_ms,
+        encoding: ConfigEncoding::Compact,
+        refused,
+    };
+    format!("/v1/config?{}", query.to_query_string())
+}
+
+/// Sends one poll to `server`; its status and, with 200, the version of the decoded answer.
+async fn poll(client: &reqwest::Client, server: &Binary, path: &str) -> (StatusCode, Option<u64>) {
+    let r = client.get(server.url(path)).send().await.unwrap();
+    let status = r.status();
+    let version = if status == StatusCode::OK {
+        Some(compact::decode(&r.bytes().await.unwrap()).unwrap().version)
+    } else {
+        None
+    };
+    (status, version)
+}
+
+/// Each sidecar of `status` as (pod, state, applied version, refusal).
+fn sidecar_states(status: &StatusResponse) -> Vec<(String, String, Option<u64>, Option<Refusal>)> {
+    status
+        .sidecars
+        .iter()
+        .map(|s: &SidecarStatusEntry| {
+            (
+                s.pod.clone().unwrap_or_default(),
+                s.state.clone(),
+                s.version,
+                s.refused.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Creates a `frontend` policy `name` through `to`; returns its config version once `to` and
+/// `other` both serve it.
+async fn write_seen_by_both(
+    client: &reqwest::Client,
+    to: &Binary,
+    other: &Binary,
+    name: &str,
+) -> u64 {
+    let stored = create_at(
+        client,
+        to.url("/v1/policies/create"),
+        policy_json(name, "frontend", ""),
+    )
+    .await;
+    let version = stored["status"]["revision"].as_u64().unwrap();
+    for server in [to, other] {
+        let started = Instant::now();
+        while get_json::<StatusResponse>(client, server.url("/v1/policies/status"))
+            .await
+            .version
+            < version
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{} does not serve version {version}",
+                server.addr
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    version
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_set_is_listed_refused_with_its_reason_through_either_replica() {
+    let etcd = EtcdCluster::for_test(1);
+    let a = replica(&etcd, "cp-a");
+    let b = replica(&etcd, "cp-b");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(40))
+        .build()
+        .unwrap();
+    // fe-0 and fe-2 poll A, fe-1 polls B.
+    let sidecars = [("fe-0", &a), ("fe-1", &b), ("fe-2", &a)];
+    let v1 = write_seen_by_both(&client, &a, &b, "refusal-first").await;
+    // Each fetches the first set and says on its next poll that it applied it.
+    for (pod, server) in sidecars {
+        let (status, version) = poll(&client, server, &frontend_poll(pod, None, None, None)).await;
+        assert_eq!((status, version), (StatusCode::OK, Some(v1)), "{pod}");
+        let (status, _) = poll(&client, server, &frontend_poll(pod, Some(v1), None, None)).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED, "{pod}");
+    }
+
+    // A second set, written through B; each sidecar is sent it.
+    let v2 = write_seen_by_both(&client, &b, &a, "refusal-second").await;
+    assert!(v2 > v1);
+    for (pod, server) in sidecars {
+        let (status, version) =
+            poll(&client, server, &frontend_poll(pod, Some(v1), None, None)).await;
+        assert_eq!((status, version), (StatusCode::OK, Some(v2)), "{pod}");
+    }
+    // Sent is not applied: until they say so, all three are pending at v1, on either replica.
+    let pending_at_v1: Vec<_> = sidecars
+        .iter()
+        .map(|(pod, _)| ((*pod).to_owned(), "pending".to_owned(), Some(v1), None))
+        .collect();
+    for server in [&a, &b] {
+        within(
+            Duration::from_secs(15),
+            "all three pending at the first version",
+            || {
+                let status = cli_status(server);
+                status.version == v2 && sidecar_states(&status) == pending_at_v1
+            },
+        )
+        .await;
+    }
+
+    // fe-0 and fe-1 apply it and long-poll for the next; fe-2 refuses it, with a reason.
+    let held: Vec<_> = [("fe-0", &a), ("fe-1", &b)]
+        .into_iter()
+        .map(|(pod, server)| {
+            let client = client.clone();
+            let url = server.url(&frontend_poll(pod, Some(v2), None, Some(30_000)));
+            tokio::spawn(async move { client.get(url).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    let refusal = Refusal::new(
+        v2,
+        "policy `refusal-second`: 2 policies is over this sidecar's limit of 1",
+    );
+    // Its long-poll does not answer at once with the version it refused: 304 after the wait.
+    let started = Instant::now();
+    let (status, version) = poll(
+        &client,
+        &a,
+        &frontend_poll("fe-2", Some(v1), Some(refusal.clone()), Some(1_000)),
+    )
+    .await;
+    assert_eq!(
+        (status, version),
+        (StatusCode::NOT_MODIFIED, None),
+        "the refused version was sent again after {:?}",
+        started.elapsed()
+    );
+    let expected = vec![
+        ("fe-0".to_owned(), "applied".to_owned(), Some(v2), None),
+        ("fe-1".to_owned(), "applied".to_owned(), Some(v2), None),
+        (
+            "fe-2".to_owned(),
+            "refused".to_owned(),
+            Some(v1),
+            Some(refusal.clone()),
+        ),
+    ];
+    for server in [&a, &b] {
+        let took = within(
+            Duration::from_secs(15),
+            "fe-2 refused with its reason, the others applied",
+            || sidecar_states(&cli_status(server)) == expected,
+        )
+        .await;
+        let totals = cli_status(server).totals;
+        assert_eq!(
+            (
+                totals.sidecars_applied,
+                totals.sidecars_pending,
+                totals.sidecars_refused,
+                totals.sidecars_current
+            ),
+            (2, 0, 1, 2)
+        );
+        eprintln!(
+            "status through {}: fe-2 refused version {v2}, fe-0 and fe-1 applied (after {took:?})",
+            server.addr
+        );
+    }
+
+    // The refusing sidecar's next long-poll waits for the next version, and gets it.
+    let refuser = {
+        let client = client.clone();
+        let url = a.url(&frontend_poll(
+            "fe-2",
+            Some(v1),
+            Some(refusal),
+            Some(30_000),
+        ));
+        tokio::spawn(async move {
+            let r = client.get(url).send().await.unwrap();
+            let status = r.status();
+            (
+                status,
+                compact::decode(&r.bytes().await.unwrap()).map(|c| c.version),
+            )
+        })
+    };
+    // fe-0's poll and fe-2's are held on A.
+    until_waiting(&client, &a.url("/metrics"), 2).await;
+    create_at(
+        &client,
+        b.url("/v1/policies/create"),
+        policy_json("refusal-third", "frontend", ""),
+    )
+    .await;
+    let (status, version) = refuser.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(version.unwrap() > v2);
+    for poll in held {
+        assert_eq!(poll.await.unwrap().unwrap(), StatusCode::OK);
+    }
+}
+
 /// etcd's own count of key writes (puts and deletes, transactions included).
 async fn etcd_writes(client: &reqwest::Client, etcd: &EtcdCluster) -> u64 {
     let url = format!("{}/metrics", etcd.member(0).unwrap().client_url());
@@ -296,23 +522,31 @@ async fn a_thousand_long_polling_sidecars_cost_one_etcd_write_per_change_not_per
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = spawn_sidecars(SIDECARS, &client, &bases, &polls, &stop);
     let known = Arc::new(AtomicUsize::new(0));
-    // Every sidecar is known and shared once.
+    // Every sidecar is known and has applied the current version. Each was shared when first
+    // seen (holding nothing) and again when its next poll said it applied the set, unless both
+    // fell into one flush: between one and two writes each.
     let started = Instant::now();
     loop {
         let status: StatusResponse = get_json(&client, server.url("/v1/policies/status")).await;
         known.store(status.sidecars.len(), Ordering::Relaxed);
-        if status.sidecars.len() == SIDECARS && report_writes(&client, &server).await >= 1_000 {
+        if all_current_through(&status, SIDECARS, None)
+            && report_writes(&client, &server).await >= 1_000
+        {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "only {} sidecars known",
+            "{} sidecars known; not all of 1000 applied the current version",
             known.load(Ordering::Relaxed)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(report_writes(&client, &server).await, 1_000);
+    let first = report_writes(&client, &server).await;
+    assert!(
+        (SIDECARS as u64..=2 * SIDECARS as u64).contains(&first),
+        "{first} writes for {SIDECARS} new sidecars"
+    );
 
     // Steady state: every sidecar keeps long-polling, nothing changes, nothing is written.
     let s0 = sample(&client, &server, &etcd, &polls).await;
