@@ -1,7 +1,8 @@
 //! A small, total JSON reader for the filter's plugin configuration (operators' JSON, a flat
 //! object), so the Wasm filter links no general JSON parser: serde_json's deserializer, its
 //! float formatting and its messages were a third of the module. Policies and everything the
-//! server and the CLI read stay with serde_json; this reads only [`crate::wire::PluginConfig`].
+//! server and the CLI read stay with serde_json; this reads only the filters' configurations
+//! ([`crate::wire::PluginConfig`], [`crate::wire::NativeConfig`]).
 //!
 //! RFC 8259 JSON, with numbers kept as their text (the reader of a field decides what it
 //! takes), duplicate keys resolved as serde_json does (the last one wins), and nesting bounded

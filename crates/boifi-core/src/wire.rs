@@ -13,7 +13,11 @@ use crate::parse::{join, Walker};
 use crate::policy::{FieldErrorKind, PolicyDocument, ValidationErrors};
 
 pub mod compact;
+mod native;
 mod status;
+pub use native::{
+    NativeConfig, NativeConfigError, DEFAULT_CONTROL_PLANE_ADDRESS, NATIVE_MODULE_NAME,
+};
 pub use status::{
     LegacySummary, PolicyStatusEntry, SidecarReport, SidecarState, SidecarStatusEntry,
     StatusResponse, StatusTotals, Targets,
@@ -416,16 +420,27 @@ impl PluginConfig {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(PluginConfig::default());
         }
-        let value = crate::json::parse(bytes).map_err(|e| PluginConfigError::Syntax {
-            line: e.line,
-            column: e.column,
-            message: e.message.to_owned(),
-        })?;
+        PluginConfig::from_value(&crate::json::parse(bytes)?)
+    }
+
+    /// Reads the configuration from a JSON document already parsed (the native module's
+    /// reader takes its own field out first, [`NativeConfig`]).
+    pub fn from_value(value: &Json) -> Result<PluginConfig, PluginConfigError> {
         let mut w = Walker::default();
-        let config = read_plugin_config(&mut w, &value);
+        let config = read_plugin_config(&mut w, value);
         match config {
             Some(c) if w.errors.is_empty() => Ok(c),
             _ => Err(PluginConfigError::Invalid(ValidationErrors(w.errors))),
+        }
+    }
+}
+
+impl From<crate::json::JsonError> for PluginConfigError {
+    fn from(e: crate::json::JsonError) -> PluginConfigError {
+        PluginConfigError::Syntax {
+            line: e.line,
+            column: e.column,
+            message: e.message.to_owned(),
         }
     }
 }

@@ -3,11 +3,12 @@
 //! for these CRDs, so their structure is checked by rules: every field boifi's manifests use,
 //! with the values those APIs accept (Istio's `EnvoyFilter` enums, Envoy Gateway's
 //! `dynamic_module_types.go` patterns), unknown fields refused where boifi owns the object
-//! (the filter's own configuration), and the filter configuration read by boifi-dynamic's
-//! parser, the one the module runs.
+//! (the filter's own configuration), and the filter configuration read by the parser the
+//! module runs (boifi-core's `NativeConfig`).
 
 use std::collections::BTreeSet;
 
+use boifi_core::wire::{NativeConfig, NATIVE_MODULE_NAME};
 use serde_json::{Map, Value};
 
 use crate::istio::RuleViolation;
@@ -127,13 +128,12 @@ fn filter_value(value: &Value, at: &str, out: &mut Vec<RuleViolation>) {
     let module = typed
         .pointer("/dynamic_module_config/name")
         .and_then(Value::as_str);
-    if module != Some(boifi::MODULE_NAME) {
+    if module != Some(NATIVE_MODULE_NAME) {
         out.push(violation(
             format!("{at}.dynamic_module_config.name"),
             format!(
                 "must be `{}` (Envoy loads lib{}.so)",
-                boifi::MODULE_NAME,
-                boifi::MODULE_NAME
+                NATIVE_MODULE_NAME, NATIVE_MODULE_NAME
             ),
         ));
     }
@@ -152,7 +152,7 @@ fn filter_value(value: &Value, at: &str, out: &mut Vec<RuleViolation>) {
 }
 
 fn module_config(bytes: &[u8], at: &str, out: &mut Vec<RuleViolation>) {
-    if let Err(e) = boifi::config::NativeConfig::from_json(bytes) {
+    if let Err(e) = NativeConfig::from_json(bytes) {
         out.push(violation(at, e.to_string()));
     }
 }

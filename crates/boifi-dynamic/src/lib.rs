@@ -29,4 +29,4 @@ pub use boifi_engine::metrics;
 
 /// The module's name in Envoy's configuration (`dynamic_module_config.name`): Envoy loads
 /// `lib<name>.so` from `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
-pub const MODULE_NAME: &str = "boifi";
+pub const MODULE_NAME: &str = boifi_core::wire::NATIVE_MODULE_NAME;

@@ -94,8 +94,19 @@ fn concurrent_delays_aborts_and_hang_ups_with_two_workers() {
     });
     let took = started.elapsed();
     let hangups = clients * per_client / 5;
-    // Every hung-up request's 2 s delay is over (its commit found no stream).
-    std::thread::sleep(Duration::from_millis(2_500));
+    // Every hung-up request's 2 s delay is over (its commit found no stream) once a request
+    // held by the same 2 s delay, sent after every hang-up, is answered: the timer thread
+    // commits in deadline order, so it committed every hung-up stream's scheduler first.
+    let last = c.get("/hangup").unwrap();
+    eprintln!(
+        "stress: the request after the hang-ups was held {:?}",
+        last.elapsed
+    );
+    assert_eq!(last.status, 200, "{last:?}");
+    assert!(
+        last.elapsed >= Duration::from_millis(2_000),
+        "the request after the hang-ups was not held 2 s: {last:?}"
+    );
     assert!(envoy.is_running(), "envoy died: {}", envoy.log());
     assert_eq!(c.get("/").unwrap().status, 200);
     let settled = crate::harness::wait_for(Duration::from_secs(10), || {

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use boifi_mesh::process::wait_for;
 use boifi_mesh::prometheus::{istio_stats_config, Prometheus, Sample, DASHBOARD};
 use boifi_mesh::topology::repo_root;
 use boifi_mesh::Topology;
@@ -114,8 +115,21 @@ fn every_dashboard_query_returns_its_series_during_a_fault() {
     let mesh = start(o);
     let prometheus =
         Prometheus::for_mesh(&mesh, Duration::from_secs(1)).unwrap_or_else(|e| panic!("{e}"));
-    // Applied once Prometheus scrapes everything, so the propagation it causes is in its data.
-    std::thread::sleep(Duration::from_secs(2));
+    // Applied once Prometheus holds a sample of every sidecar's config version and of every
+    // replica's fan-out histogram from before the change, so the propagation it causes is in
+    // its data (a rate needs the sample before the increase).
+    let (sidecars, replicas) = (mesh.pods().count(), mesh.control_plane.replicas.len());
+    wait_for(
+        "prometheus to hold a sample of every sidecar's config version and every replica's fan-out",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let versions = prometheus.query(&mesh.client, "hfi_config_version")?;
+            let fanouts = prometheus.query(&mesh.client, "boifi_config_fanout_seconds_count")?;
+            Ok((versions.len() == sidecars && fanouts.len() == replicas).then_some(()))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     apply(&mesh, &policies());
 
     // Traffic while Prometheus scrapes, until every query answers (or 90 s).

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use boifi_mesh::mesh::{probe_request, rollout, wait_applied};
+use boifi_mesh::process::wait_for;
 
 use crate::support::*;
 
@@ -41,9 +42,34 @@ fn EDGE_control_plane_down_at_sidecar_start_and_all_replicas_restarted() {
 
     // Both replicas come back (policies are in etcd): every sidecar, the new one included,
     // holds the policies again; the failed polls show the backoff at work.
-    // Not an assertion: the sidecars go through a few rounds of their backoff (200 ms → 2 s)
-    // while nothing answers, so the recovery below is a reconnect from backoff.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The sidecars go through rounds of their backoff (200 ms → 2 s) while nothing answers, so
+    // the recovery below is a reconnect from backoff: each counts two more failed polls first.
+    let failed_polls = |mesh: &boifi_mesh::Mesh| -> Vec<(String, u64)> {
+        mesh.pods()
+            .map(|(_, p)| {
+                let failures = mesh.metric(p, "hfi_config_poll_failures_total").unwrap();
+                (p.name.clone(), failures)
+            })
+            .collect()
+    };
+    let before = failed_polls(&mesh);
+    let down = Instant::now();
+    wait_for(
+        "every sidecar to count two more failed polls",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let now = failed_polls(&mesh);
+            let all = now.len() == before.len()
+                && now.iter().zip(&before).all(|((_, n), (_, b))| *n >= b + 2);
+            Ok(all.then_some(()))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: before {before:?}, now {:?}", failed_polls(&mesh)));
+    eprintln!(
+        "EDGE: every sidecar counted two more failed polls within {}",
+        ms(down.elapsed())
+    );
     let back = Instant::now();
     mesh.control_plane.start_all().unwrap();
     mesh.wait_control_plane_ready(Duration::from_secs(60))
@@ -64,13 +90,33 @@ fn EDGE_control_plane_down_at_sidecar_start_and_all_replicas_restarted() {
         failures > 0,
         "no sidecar counted a failed poll while the control plane was down"
     );
-    // And the next update reaches everyone.
+    // And the next update reaches everyone: every sidecar, the new one included, applies it.
     apply(
         &mesh,
         "metadata: {name: edge-after-restart}\n\
          spec:\n  selector: {service: '*'}\n  \
          rules: [{match: {headers: [{name: x-edge, exact: '2'}]}, fault: {percentage: 100, abort: {httpStatus: 503}}}]\n",
     );
+    let missed: Vec<String> = mesh
+        .pods()
+        .filter_map(|(service, pod)| {
+            let spec = probe_request(service).with_header("x-edge", "2");
+            let answer = mesh.request_pod(pod, &spec).unwrap();
+            (answer.fault() != Some("edge-after-restart")).then(|| {
+                format!(
+                    "{}: status {}, fault {:?}",
+                    pod.name,
+                    answer.status,
+                    answer.fault()
+                )
+            })
+        })
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "the update after the restart did not reach every sidecar: {missed:#?}"
+    );
+    assert!(mesh.pods().count() > 1, "no sidecars to reach");
 }
 
 /// A policy for a namespace that no longer has sidecars stays stored and inactive.
