@@ -272,25 +272,28 @@ pub(crate) fn labels(labels: &BTreeMap<String, String>) -> Vec<(Option<&str>, Fi
             && key
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && b != b'=' && b != b',');
-        if !key_ok {
-            problems.push((
-                Some(key.as_str()),
-                FieldErrorKind::BadValue {
-                    value: key.clone(),
-                    reason: "a label key is 1 to 253 printable ASCII characters without `=` or `,`",
-                },
-            ));
-        }
         let value_ok = value.len() <= MAX_LABEL_LEN
             && value.bytes().all(|b| b.is_ascii_graphic() && b != b',');
-        if !value_ok {
-            problems.push((
-                Some(key.as_str()),
-                FieldErrorKind::BadValue {
-                    value: value.clone(),
-                    reason: "a label value is at most 253 printable ASCII characters without `,`",
-                },
-            ));
+        let checks = [
+            (
+                key,
+                key_ok,
+                "a label key is 1 to 253 printable ASCII characters without `=` or `,`",
+            ),
+            (
+                value,
+                value_ok,
+                "a label value is at most 253 printable ASCII characters without `,`",
+            ),
+        ];
+        for (text, ok, reason) in checks {
+            if !ok {
+                let kind = FieldErrorKind::BadValue {
+                    value: text.clone(),
+                    reason,
+                };
+                problems.push((Some(key.as_str()), kind));
+            }
         }
     }
     problems
@@ -366,9 +369,7 @@ pub(crate) fn header_count(len: usize) -> Result<(), FieldErrorKind> {
 /// `:authority` (refused where a response header is meant, by [`response_header`]).
 pub(crate) fn header_name(name: &str) -> Result<(), FieldErrorKind> {
     if !is_header_name(name) {
-        return Err(FieldErrorKind::BadHeaderName {
-            value: name.to_string(),
-        });
+        return Err(bad_header_name(name));
     }
     Ok(())
 }
@@ -378,20 +379,22 @@ pub(crate) fn header_name(name: &str) -> Result<(), FieldErrorKind> {
 fn lower_case_header_name(name: &str) -> Result<(), FieldErrorKind> {
     header_name(name)?;
     if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err(FieldErrorKind::BadHeaderName {
-            value: name.to_string(),
-        });
+        return Err(bad_header_name(name));
     }
     Ok(())
+}
+
+fn bad_header_name(name: &str) -> FieldErrorKind {
+    FieldErrorKind::BadHeaderName {
+        value: name.to_string(),
+    }
 }
 
 /// One `abort.headers` entry whose name is a [`header_name`]: no pseudo-header, a value
 /// without CR, LF or NUL.
 pub(crate) fn response_header(name: &str, value: &str) -> Result<(), FieldErrorKind> {
     if name.starts_with(':') {
-        return Err(FieldErrorKind::BadHeaderName {
-            value: name.to_string(),
-        });
+        return Err(bad_header_name(name));
     }
     if !is_header_value(value) {
         return Err(FieldErrorKind::BadHeaderValue);
