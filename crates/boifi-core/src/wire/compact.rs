@@ -112,12 +112,7 @@ pub fn assemble<'a>(version: u64, parts: impl ExactSizeIterator<Item = &'a [u8]>
 /// Decodes a compact response and validates each policy (total: never panics, whatever the
 /// bytes).
 pub fn decode(bytes: &[u8]) -> Result<ConfigResponse, CompactError> {
-    let mut r = Reader {
-        bytes,
-        pos: 0,
-        policy_at: 0,
-        policy_name: "",
-    };
+    let mut r = Reader { bytes, pos: 0 };
     if bytes.get(..MAGIC.len()) != Some(MAGIC.as_slice()) {
         return Err(r.fail("not a compact config answer of version 1 (magic `BFC\\x01`)"));
     }
@@ -258,9 +253,6 @@ impl Writer {
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
-    /// Where the policy being read starts, and its name, for [`Reader::refuse`].
-    policy_at: usize,
-    policy_name: &'a str,
 }
 
 impl<'a> Reader<'a> {
@@ -272,23 +264,19 @@ impl<'a> Reader<'a> {
         CompactError::Malformed { offset, what }
     }
 
-    /// Refuses the policy being read: a value at `path` that its model type cannot hold.
-    fn refuse(&self, path: String, kind: FieldErrorKind) -> CompactError {
-        CompactError::Invalid {
-            offset: self.policy_at,
-            name: String::from(self.policy_name),
-            errors: ValidationErrors(alloc::vec![FieldError { path, kind }]),
-        }
-    }
-
-    /// A number narrowed by a `validate` check, refused at `path` when it fails.
+    /// A number narrowed by a `validate` check, refused at `path` when it fails (the policy's
+    /// offset and name are filled in by [`Reader::policy`]).
     fn checked<T>(
         &mut self,
         path: impl FnOnce() -> String,
         check: impl FnOnce(u64) -> Result<T, FieldErrorKind>,
     ) -> Result<T, CompactError> {
         let v = self.uint()?;
-        check(v).map_err(|kind| self.refuse(path(), kind))
+        check(v).map_err(|kind| CompactError::Invalid {
+            offset: 0,
+            name: String::new(),
+            errors: ValidationErrors(alloc::vec![FieldError { path: path(), kind }]),
+        })
     }
 
     fn byte(&mut self) -> Result<u8, CompactError> {
@@ -385,23 +373,25 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// One policy, validated; a refusal names it and where it starts.
     fn policy(&mut self) -> Result<PolicyDocument, CompactError> {
-        self.policy_at = self.pos;
-        self.policy_name = self.text()?;
-        let policy = self.policy_after_name()?;
-        match validate(&policy) {
-            Ok(()) => Ok(policy),
-            Err(errors) => Err(CompactError::Invalid {
-                offset: self.policy_at,
-                name: policy.metadata.name,
-                errors,
-            }),
+        let at = self.pos;
+        let name = self.text()?;
+        let refused = |errors| CompactError::Invalid {
+            offset: at,
+            name: String::from(name),
+            errors,
+        };
+        match self.policy_after_name(name) {
+            Ok(policy) => validate(&policy).map(|()| policy).map_err(refused),
+            Err(CompactError::Invalid { errors, .. }) => Err(refused(errors)),
+            Err(malformed) => Err(malformed),
         }
     }
 
-    fn policy_after_name(&mut self) -> Result<PolicyDocument, CompactError> {
+    fn policy_after_name(&mut self, name: &str) -> Result<PolicyDocument, CompactError> {
         let metadata = Metadata {
-            name: String::from(self.policy_name),
+            name: String::from(name),
             version: self.opt_str()?,
             namespace: self.opt_str()?,
             labels: self.map()?,

@@ -242,4 +242,14 @@ fn a_refused_compact_policy_names_itself_and_its_field() {
         "compact config, policy `bounds` at byte 6: \
          spec.rules[0].fault.delay.fixed_delay_ms: `400000` is outside 0..=300000"
     );
+    // Refused while decoding, before the model could hold it: named the same way.
+    let bytes = compact_bytes(&Compact::Varint {
+        from: 123_456,
+        to: 1_000_001,
+    });
+    assert_eq!(
+        compact::decode(&bytes).unwrap_err().to_string(),
+        "compact config, policy `bounds` at byte 6: \
+         spec.rules[0].fault.percentage: `100.0001` is outside 0..=100"
+    );
 }
