@@ -15,7 +15,9 @@
 //!   decodes never panic; accepted responses round-trip.
 //! - [`compact_config_never_panics_and_round_trips`]: the compact `/v1/config` answer
 //!   (`boifi_core::wire::compact::decode`, what every sidecar reads) never panics on any bytes,
-//!   an accepted answer encodes and decodes back to itself, and compiling it never panics.
+//!   nothing out of range decodes (every decoded policy passes `policy::validate` and the
+//!   format's bounds restated in the target), an accepted answer encodes and decodes back to
+//!   itself, and it compiles.
 //! - [`config_query_never_panics`]: `ConfigQuery::from_pairs` never panics and accepted
 //!   queries survive `to_query_string` and back.
 //! - [`filter_glue_never_panics`]: the proxy-wasm glue (`boifi_wasm::filter::Filter`), driven
@@ -281,11 +283,23 @@ pub fn compact_config_never_panics_and_round_trips(data: &[u8]) {
     let response = match compact::decode(data) {
         Ok(response) => response,
         Err(e) => {
-            assert!(e.offset <= data.len(), "{e:?} beyond {} bytes", data.len());
+            assert!(
+                e.offset() <= data.len(),
+                "{e:?} beyond {} bytes",
+                data.len()
+            );
             drop(e.to_string());
             return;
         }
     };
+    for policy in &response.policies {
+        // Nothing out of range decodes: the one validation passes, and so do the bounds
+        // restated here from the policy format, so a hole in `validate` itself fails too.
+        if let Err(e) = boifi_core::policy::validate(policy) {
+            fail::<()>("validate a decoded policy", &e, policy);
+        }
+        assert_within_bounds(policy);
+    }
     let encoded = compact::encode(&response);
     let back = compact::decode(&encoded).unwrap_or_else(|e| fail("re-decode", &e, &encoded));
     assert_eq!(back, response);
@@ -293,9 +307,59 @@ pub fn compact_config_never_panics_and_round_trips(data: &[u8]) {
         Identity::for_service("frontend", "demo"),
         Identity::default(),
     ] {
-        // Unlike the server's answer, fuzzed bytes may hold a regex that does not compile.
+        // A validated answer compiles: its regexes were compiled by the validation.
         if let Err(e) = boifi_engine::sync::compile_body(data, &identity, 0) {
-            drop(e.to_string());
+            fail::<()>("compile a decoded answer", &e, &response);
+        }
+    }
+}
+
+/// The policy format's bounds, written out independently of `boifi_core::policy::validate`.
+fn assert_within_bounds(policy: &PolicyDocument) {
+    let spec = &policy.spec;
+    assert!(
+        (1..=64).contains(&spec.rules.len()),
+        "{} rules",
+        spec.rules.len()
+    );
+    if let Some(w) = spec.window {
+        assert!(w.end_ms > w.start_ms, "{w:?}");
+    }
+    for rule in &spec.rules {
+        let (m, f) = (&rule.matches, &rule.fault);
+        assert!(
+            m.method.is_some() || m.path.is_some() || !m.headers.is_empty() || m.source.is_some(),
+            "a rule without condition: {m:?}"
+        );
+        assert!(m.headers.len() <= 32, "{} header matches", m.headers.len());
+        assert!(f.percentage.ppm() <= PPM_SCALE, "{f:?}");
+        assert!(
+            f.start_delay_ms <= 300_000,
+            "start_delay_ms {}",
+            f.start_delay_ms
+        );
+        assert!(
+            f.duration_seconds <= 30 * 24 * 3600,
+            "duration {}",
+            f.duration_seconds
+        );
+        assert!(
+            f.delay.is_some() || f.abort.is_some(),
+            "a fault without action: {f:?}"
+        );
+        if let Some(d) = &f.delay {
+            assert!(d.fixed_delay_ms <= 300_000, "{d:?}");
+            assert!(d.jitter_ms <= d.fixed_delay_ms, "{d:?}");
+        }
+        if let Some(a) = &f.abort {
+            assert!((200..=599).contains(&a.http_status), "{a:?}");
+            assert!(a.grpc_status.is_none_or(|g| g <= 16), "{a:?}");
+            assert!(a.body.as_ref().is_none_or(|b| b.len() <= 16 * 1024), "body");
+            assert!(a.headers.len() <= 32, "{} abort headers", a.headers.len());
+            for (name, value) in &a.headers {
+                assert!(!name.starts_with(':') && !name.is_empty(), "{name:?}");
+                assert!(!value.contains(['\r', '\n', '\0']), "{value:?}");
+            }
         }
     }
 }

@@ -314,14 +314,16 @@ impl Default for CompiledPolicySet {
     }
 }
 
-/// The draw seed of rule `rule_index` of the policy named `policy`.
+/// The draw seed of rule `rule_index` of the policy named `policy`:
+/// `splitmix64(fnv1a64(name, 0) ^ rule_index)` ([`splitmix64`], [`fnv1a64`]).
 pub fn rule_seed(policy: &str, rule_index: usize) -> u64 {
     splitmix64(fnv1a64(policy.as_bytes(), 0) ^ rule_index as u64)
 }
 
 /// The draw a rule uses: `request` sampling hashes the request id with the rule's seed (same
-/// request, same answer everywhere); otherwise the caller's random draw is mixed with the seed
-/// so each rule gets its own independent draw from one random number.
+/// request, same answer everywhere): `splitmix64(fnv1a64(id, seed))`; otherwise the caller's
+/// random draw is mixed with the seed so each rule gets its own independent draw from one
+/// random number: `splitmix64(draw ^ seed)`.
 pub fn rule_draw(sampling: Sampling, seed: u64, draw: u64, request_id: Option<&[u8]>) -> u64 {
     match (sampling, request_id) {
         (Sampling::Request, Some(id)) => splitmix64(fnv1a64(id, seed)),
@@ -330,14 +332,18 @@ pub fn rule_draw(sampling: Sampling, seed: u64, draw: u64, request_id: Option<&[
 }
 
 /// Whether a draw fires at a rate of `ppm` parts per million: the only probability check.
-/// The draw is scaled onto `0..1_000_000` with a multiply-high (Lemire's reduction) instead of
-/// a 64-bit division, which costs more than the rest of a rule check.
+/// It fires when the draw, as a fraction of 2^64, is below `ppm / 1_000_000`: exactly `ppm`
+/// in a million of all draws. The draw is scaled onto `0..1_000_000` with a multiply-high
+/// (Lemire's reduction) instead of a 64-bit division, which costs more than the rest of a
+/// rule check.
 pub const fn fires(rule_draw: u64, ppm: u32) -> bool {
     let scaled = ((rule_draw as u128 * PPM_SCALE as u128) >> 64) as u64;
     scaled < ppm as u64
 }
 
-/// The delay after jitter: uniform in `fixed ± jitter`, never below 0.
+/// The delay after jitter: uniform in `fixed ± jitter`, never below 0. The offset is
+/// `splitmix64(rule_draw) % (2 × jitter + 1)` ([`splitmix64`]), and the delay
+/// `fixed − jitter + offset`, floored at 0.
 pub fn jittered_delay(delay: &Delay, rule_draw: u64) -> u64 {
     if delay.jitter_ms == 0 {
         return delay.fixed_delay_ms;

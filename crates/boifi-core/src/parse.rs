@@ -133,25 +133,27 @@ impl Walker {
         }
     }
 
-    /// A list of at most `limit` items.
-    pub(crate) fn bounded_array<'v>(
-        &mut self,
-        value: &'v Value,
-        path: &str,
-        limit: usize,
-    ) -> Option<&'v [Value]> {
-        let items = self.array(value, path)?;
-        self.within(path, items.len(), limit)?;
-        Some(items)
+    /// The value of a check (one of `policy::validate`'s), or `None` with its problem
+    /// reported at `path`.
+    pub(crate) fn check<T>(&mut self, path: &str, result: Result<T, FieldErrorKind>) -> Option<T> {
+        result.map_err(|kind| self.error(path, kind)).ok()
     }
 
-    /// `Some` when `len` is at most `limit`, else reports it at `path`.
-    pub(crate) fn within(&mut self, path: &str, len: usize, limit: usize) -> Option<()> {
-        if len > limit {
-            self.error(path, FieldErrorKind::TooLong { len, limit });
-            return None;
+    /// Reports the problems of a map's check, each at `path` or at the key it concerns;
+    /// whether there were none.
+    pub(crate) fn keyed(
+        &mut self,
+        path: &str,
+        problems: Vec<(Option<&str>, FieldErrorKind)>,
+    ) -> bool {
+        let clean = problems.is_empty();
+        for (key, kind) in problems {
+            match key {
+                None => self.error(path, kind),
+                Some(key) => self.error(join(path, key), kind),
+            }
         }
-        Some(())
+        clean
     }
 
     /// An optional field read with `read` at `path.key`: `Some(None)` when absent or null,
@@ -194,6 +196,18 @@ impl Walker {
                 None
             }
         }
+    }
+
+    /// A whole number that passes `check` (`range` is what a negative number is told).
+    pub(crate) fn bounded_integer(
+        &mut self,
+        value: &Value,
+        path: &str,
+        range: &'static str,
+        check: fn(u64) -> Result<(), FieldErrorKind>,
+    ) -> Option<u64> {
+        let n = self.integer(value, path, u64::MAX, range)?;
+        self.check(path, check(n)).map(|()| n)
     }
 
     /// A map of string to string.

@@ -2,14 +2,17 @@
 //!
 //! The format is the legacy BOIFI one, extended (see the README). Every way to build a
 //! [`PolicyDocument`] from text goes through [`PolicyDocument::from_value`], which reports every
-//! problem of a document with its field path.
+//! problem of a document with its field path. The rules a policy must meet are [`validate`],
+//! which every reader calls: the JSON/YAML reader and the compact decoder.
 
 pub mod error;
 pub(crate) mod name;
 mod read;
-
-pub(crate) use read::build_regex;
+pub(crate) mod validate;
 mod write;
+
+pub(crate) use validate::build_regex;
+pub use validate::validate;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;

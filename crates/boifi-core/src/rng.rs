@@ -34,7 +34,8 @@ impl XorShift64Star {
     }
 }
 
-/// SplitMix64's finalizer: a bijective 64-bit mix.
+/// SplitMix64's output function for the state `x` (the golden-gamma step, then the
+/// finalizer): a bijective 64-bit mix; `splitmix64(0)` is SplitMix64's first output from seed 0.
 pub const fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -42,7 +43,8 @@ pub const fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// FNV-1a over bytes: the same value on every platform (wasm32 and x86_64 alike).
+/// FNV-1a (64-bit) over bytes, its offset basis xor'ed with `seed` (`seed` 0 is plain
+/// FNV-1a): the same value on every platform (wasm32 and x86_64 alike).
 pub fn fnv1a64(bytes: &[u8], seed: u64) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325 ^ seed, |hash, &b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)

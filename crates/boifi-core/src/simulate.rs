@@ -4,12 +4,13 @@
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 
 use crate::compiled::{
     decide, fires, rule_draw, rule_seed, CompiledPolicySet, FaultDecision, MatchedRule,
     RequestView, REQUEST_ID_HEADER,
 };
-use crate::policy::{Percentage, Sampling, PPM_SCALE};
+use crate::policy::{Percentage, Sampling};
 use crate::rng::XorShift64Star;
 
 /// What happened to one request.
@@ -214,9 +215,168 @@ pub struct ExpectedShare {
     pub percentage: Percentage,
     /// What the rule does to a request when it fires.
     pub outcome: Outcome,
-    /// The share of all requests this rule decides, in 0..=1: its percentage times the chance
-    /// that no earlier matching rule fired.
-    pub share: f64,
+    /// The share of all requests this rule decides: its percentage times the chance that no
+    /// earlier matching rule fired.
+    pub share: Share,
+}
+
+/// A share of requests in 0..=1, exact. Every rate is a whole number of parts per million, so
+/// each share the rules promise is a product of such rates, a decimal with finitely many
+/// digits, and is kept as one: its numerator's decimal digits over a power of ten. No float
+/// rounding, so `99.9999 %` leaves exactly `0.0001 %` to pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// The numerator's decimal digits, least significant first, without leading zeros.
+    digits: Vec<u8>,
+    /// The value is the numerator over `10^scale`.
+    scale: usize,
+}
+
+impl Share {
+    /// No request.
+    pub fn none() -> Share {
+        Share {
+            digits: Vec::new(),
+            scale: 0,
+        }
+    }
+
+    /// Every request.
+    pub fn all() -> Share {
+        Share {
+            digits: alloc::vec![1],
+            scale: 0,
+        }
+    }
+
+    /// This share of it, taken at a rate of `percentage`.
+    pub fn times(&self, percentage: Percentage) -> Share {
+        let mut digits = Vec::with_capacity(self.digits.len() + 7);
+        let mut carry: u64 = 0;
+        for d in &self.digits {
+            let v = u64::from(*d) * u64::from(percentage.ppm()) + carry;
+            digits.push((v % 10) as u8);
+            carry = v / 10;
+        }
+        while carry > 0 {
+            digits.push((carry % 10) as u8);
+            carry /= 10;
+        }
+        Share {
+            digits,
+            scale: self.scale + 6,
+        }
+        .trimmed()
+    }
+
+    /// What is left of it when `percentage` of it is taken.
+    pub fn times_rest(&self, percentage: Percentage) -> Share {
+        self.minus(&self.times(percentage))
+    }
+
+    /// The sum of two shares.
+    pub fn plus(&self, other: &Share) -> Share {
+        let scale = self.scale.max(other.scale);
+        let (a, b) = (self.digits_at(scale), other.digits_at(scale));
+        let mut digits = Vec::with_capacity(a.len().max(b.len()) + 1);
+        let mut carry = 0u8;
+        for i in 0..a.len().max(b.len()) {
+            let v = a.get(i).copied().unwrap_or(0) + b.get(i).copied().unwrap_or(0) + carry;
+            digits.push(v % 10);
+            carry = v / 10;
+        }
+        if carry > 0 {
+            digits.push(carry);
+        }
+        Share { digits, scale }.trimmed()
+    }
+
+    /// What is left of this share when `other` is taken from it (none if `other` is larger).
+    pub fn minus(&self, other: &Share) -> Share {
+        let scale = self.scale.max(other.scale);
+        let (a, b) = (self.digits_at(scale), other.digits_at(scale));
+        let mut digits = Vec::with_capacity(a.len());
+        let mut borrow = 0u8;
+        for i in 0..a.len().max(b.len()) {
+            let (x, y) = (
+                a.get(i).copied().unwrap_or(0),
+                b.get(i).copied().unwrap_or(0) + borrow,
+            );
+            borrow = u8::from(x < y);
+            digits.push(x + 10 * borrow - y);
+        }
+        if borrow > 0 {
+            return Share::none();
+        }
+        Share { digits, scale }.trimmed()
+    }
+
+    /// Whether it is no request at all.
+    pub fn is_none(&self) -> bool {
+        self.digits.is_empty()
+    }
+
+    /// The share in percent, as exact decimal text: `25`, `0.0001`, `33.3333`.
+    pub fn percent(&self) -> String {
+        // In percent the numerator is over 10^(scale - 2): `point` fraction digits.
+        let scale = self.scale.max(2);
+        let point = scale - 2;
+        let mut text: String = self
+            .digits_at(scale)
+            .iter()
+            .rev()
+            .map(|d| char::from(b'0' + d))
+            .collect();
+        if text.len() <= point {
+            text.insert_str(0, &"0".repeat(point + 1 - text.len()));
+        }
+        if point > 0 {
+            // A trimmed numerator ends in a non-zero digit: no trailing zeros to drop.
+            text.insert(text.len() - point, '.');
+        }
+        text
+    }
+
+    /// The share in percent as the nearest `f64` (exactly the [`Share::percent`] text whenever
+    /// that has at most 15 significant digits).
+    pub fn percent_f64(&self) -> f64 {
+        self.percent().parse().unwrap_or(f64::NAN)
+    }
+
+    /// The digits of the numerator over `10^scale` (`scale` at least the share's own).
+    fn digits_at(&self, scale: usize) -> Vec<u8> {
+        if self.digits.is_empty() {
+            return Vec::new();
+        }
+        let mut digits = alloc::vec![0; scale.saturating_sub(self.scale)];
+        digits.extend_from_slice(&self.digits);
+        digits
+    }
+
+    /// Without leading zeros, and without trailing decimal zeros (so equal shares are equal).
+    fn trimmed(mut self) -> Share {
+        while self.digits.last() == Some(&0) {
+            self.digits.pop();
+        }
+        let zeros = self
+            .digits
+            .iter()
+            .take_while(|d| **d == 0)
+            .count()
+            .min(self.scale);
+        self.digits.drain(..zeros);
+        self.scale -= zeros;
+        if self.digits.is_empty() {
+            self.scale = 0;
+        }
+        self
+    }
+}
+
+impl fmt::Display for Share {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}%", self.percent())
+    }
 }
 
 /// The share each matching rule is expected to take: its percentage times the chance that no
@@ -229,45 +389,47 @@ pub fn expected_shares<R: RequestView + ?Sized>(
     now_ms: u64,
 ) -> Vec<ExpectedShare> {
     let request_id = request.header(REQUEST_ID_HEADER);
-    let mut not_yet = 1.0f64;
+    let mut not_yet = Share::all();
     let mut shares = Vec::new();
     for rule in set.matching_rules(request, now_ms) {
-        let p = match (rule.sampling, request_id) {
+        let rate = match (rule.sampling, request_id) {
             (Sampling::Request, Some(id)) => {
                 let seed = rule_seed(rule.policy, rule.rule_index);
                 if fires(
                     rule_draw(rule.sampling, seed, 0, Some(id)),
                     rule.percentage.ppm(),
                 ) {
-                    1.0
+                    Percentage::ALWAYS
                 } else {
-                    0.0
+                    Percentage::NEVER
                 }
             }
-            _ => f64::from(rule.percentage.ppm()) / f64::from(PPM_SCALE),
+            _ => rule.percentage,
         };
         shares.push(ExpectedShare {
             policy: String::from(rule.policy),
             rule_index: rule.rule_index,
             percentage: rule.percentage,
             outcome: Outcome::of_rule(&rule),
-            share: not_yet * p,
+            share: not_yet.times(rate),
         });
-        not_yet *= 1.0 - p;
+        not_yet = not_yet.times_rest(rate);
     }
     shares
 }
 
-/// The share of requests each outcome is expected to take, in 0..=1, from the rules' shares:
-/// what no rule takes passes.
-pub fn expected_outcomes(shares: &[ExpectedShare]) -> BTreeMap<Outcome, f64> {
-    let mut out: BTreeMap<Outcome, f64> = BTreeMap::new();
-    let mut left = 1.0f64;
+/// The share of requests each outcome is expected to take, from the rules' shares: what no
+/// rule takes passes.
+pub fn expected_outcomes(shares: &[ExpectedShare]) -> BTreeMap<Outcome, Share> {
+    let mut out: BTreeMap<Outcome, Share> = BTreeMap::new();
+    let mut left = Share::all();
     for share in shares {
-        left -= share.share;
-        *out.entry(share.outcome.clone()).or_insert(0.0) += share.share;
+        left = left.minus(&share.share);
+        let total = out.entry(share.outcome.clone()).or_insert_with(Share::none);
+        *total = total.plus(&share.share);
     }
-    *out.entry(Outcome::Pass).or_insert(0.0) += left.max(0.0);
+    let pass = out.entry(Outcome::Pass).or_insert_with(Share::none);
+    *pass = pass.plus(&left);
     out
 }
 

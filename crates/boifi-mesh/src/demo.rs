@@ -75,10 +75,10 @@ pub fn expected_shares(policies: &[PolicyDocument], spec: &ServiceSpec) -> (f64,
             .map(|r| &r.fault);
         if let Some(fault) = fault {
             if fault.abort.is_some() {
-                aborts += share.share;
+                aborts += share.share.percent_f64() / 100.0;
             }
             if fault.delay.is_some() {
-                delays += share.share;
+                delays += share.share.percent_f64() / 100.0;
             }
         }
     }

@@ -12,7 +12,7 @@ use std::io::Write;
 use boifi_core::compiled::{CompiledPolicySet, SimpleRequest};
 use boifi_core::identity::{spiffe_id, Identity, DEFAULT_TRUST_DOMAIN};
 use boifi_core::policy::PolicyDocument;
-use boifi_core::simulate::{expected_outcomes, expected_shares, sample, Outcome};
+use boifi_core::simulate::{expected_outcomes, expected_shares, sample, Outcome, Share};
 use boifi_core::wire::{ConfigQuery, ConfigResponse};
 use serde::Serialize;
 
@@ -179,7 +179,14 @@ pub struct MatchingRule {
     pub http_status: Option<u16>,
     /// The share of all requests it is expected to decide, in percent: its percentage times
     /// the chance that no earlier rule fired.
-    pub expected_percent: f64,
+    #[serde(serialize_with = "percent")]
+    pub expected_percent: Share,
+}
+
+/// A share as its number of percent: exactly its decimal whenever that has at most 15
+/// significant digits (a float prints the shortest text that reads back the same).
+fn percent<S: serde::Serializer>(share: &Share, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(share.percent_f64())
 }
 
 /// A rule of a policy.
@@ -204,7 +211,8 @@ pub struct OutcomeRow {
     /// Their share, in percent.
     pub percent: f64,
     /// The share the rules promise, in percent.
-    pub expected_percent: f64,
+    #[serde(serialize_with = "percent")]
+    pub expected_percent: Share,
     /// Smallest, largest and mean total wait of these requests, in ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wait_ms: Option<WaitStats>,
@@ -254,7 +262,7 @@ pub fn simulate(
                 fault: output::fault_summary(policy, share.rule_index),
                 outcome: share.outcome.kind(),
                 http_status: share.outcome.http_status(),
-                expected_percent: share.share * 100.0,
+                expected_percent: share.share.clone(),
             })
         })
         .collect();
@@ -262,7 +270,12 @@ pub fn simulate(
     let mut outcomes: Vec<&Outcome> = observed
         .counts
         .keys()
-        .chain(expected.iter().filter(|(_, s)| **s > 0.0).map(|(o, _)| o))
+        .chain(
+            expected
+                .iter()
+                .filter(|(_, s)| !s.is_none())
+                .map(|(o, _)| o),
+        )
         .collect();
     outcomes.sort();
     outcomes.dedup();
@@ -276,7 +289,7 @@ pub fn simulate(
                 http_status: outcome.http_status(),
                 count,
                 percent: count as f64 * 100.0 / total,
-                expected_percent: expected.get(outcome).copied().unwrap_or(0.0) * 100.0,
+                expected_percent: expected.get(outcome).cloned().unwrap_or_else(Share::none),
                 wait_ms: observed
                     .waits
                     .get(outcome)
@@ -378,7 +391,7 @@ impl Report {
                         m.rule.to_string(),
                         format!("{}%", m.percentage),
                         m.fault.clone(),
-                        format!("{:.2}%", m.expected_percent),
+                        m.expected_percent.to_string(),
                     ]);
                 }
                 table.write_indented(out, "  ")?;
@@ -407,7 +420,7 @@ impl Report {
                 outcome_label(row.outcome, row.http_status),
                 row.count.to_string(),
                 output::share(row.percent / 100.0),
-                output::share(row.expected_percent / 100.0),
+                row.expected_percent.to_string(),
                 row.wait_ms.as_ref().map_or_else(
                     || "-".to_owned(),
                     |w| format!("{}/{}/{}", w.min, w.mean, w.max),
@@ -446,12 +459,19 @@ mod tests {
             7,
         )
         .unwrap();
-        let expected: Vec<(&str, f64)> = report
+        let expected: Vec<(&str, String)> = report
             .outcomes
             .iter()
-            .map(|r| (r.outcome, r.expected_percent))
+            .map(|r| (r.outcome, r.expected_percent.percent()))
             .collect();
-        assert_eq!(expected, [("pass", 25.0), ("delay", 25.0), ("abort", 50.0)]);
+        assert_eq!(
+            expected,
+            [
+                ("pass", "25".to_owned()),
+                ("delay", "25".to_owned()),
+                ("abort", "50".to_owned())
+            ]
+        );
         assert_eq!(report.matched_rule.unwrap().policy, "aaa");
         let delay = report
             .outcomes
@@ -474,6 +494,6 @@ mod tests {
         let row = &report.outcomes[0];
         assert_eq!(report.outcomes.len(), 1);
         assert_eq!(row.count, 1_000);
-        assert!((row.expected_percent - 100.0).abs() < 1e-9);
+        assert_eq!(row.expected_percent.percent(), "100");
     }
 }

@@ -102,6 +102,28 @@ fn simulate_table_json_and_yaml() {
 }
 
 #[test]
+fn simulate_prints_exact_shares() {
+    for format in ["json", "table"] {
+        let output = on_fixtures(
+            &[
+                "simulate",
+                "--service",
+                "cart",
+                "--seed",
+                "1",
+                "--at",
+                AT,
+                "-o",
+                format,
+                "-f",
+            ],
+            &["nearly-always.yaml"],
+        );
+        insta::assert_snapshot!(format!("simulate_exact_{format}"), transcript(&output));
+    }
+}
+
+#[test]
 fn simulate_is_reproducible_for_a_seed() {
     let a = simulate(&["--seed", "7", "-o", "json"]);
     let b = simulate(&["--seed", "7", "-o", "json"]);

@@ -7,9 +7,9 @@ use alloc::vec::Vec;
 use serde_json::{Map, Value};
 
 use super::error::{FieldErrorKind, PolicyError, ValidationErrors};
+use super::validate::{self, validate};
 use super::*;
 use crate::parse::{index, join, Walker};
-use crate::pattern::Pattern;
 
 const DOCUMENT_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
 const METADATA_FIELDS: &[&str] = &["name", "version", "namespace", "labels", "annotations"];
@@ -38,11 +38,15 @@ const STATUS_FIELDS: &[&str] = &["stored_at_ms", "expires_at_ms", "revision", "s
 
 impl PolicyDocument {
     /// Reads and validates one document, reporting every problem with its field path.
+    ///
+    /// The walk calls [`validate`]'s field checks where it reads each field, so a document
+    /// that cannot be built still gets every problem reported in reading order; the document
+    /// it builds then goes through [`validate`] itself, the check every reader ends with.
     pub fn from_value(value: &Value) -> Result<PolicyDocument, ValidationErrors> {
         let mut w = Walker::default();
         let document = read_document(&mut w, value);
         match document {
-            Some(document) if w.errors.is_empty() => Ok(document),
+            Some(document) if w.errors.is_empty() => validate(&document).map(|()| document),
             _ => Err(ValidationErrors(w.errors)),
         }
     }
@@ -191,9 +195,7 @@ fn read_metadata(w: &mut Walker, value: &Value) -> Option<Metadata> {
         .required(map, "metadata", "name")
         .and_then(|v| w.string(v, "metadata.name"));
     if let Some(name) = &name {
-        if let Err(kind) = super::name::check_name(name) {
-            w.error("metadata.name", kind);
-        }
+        w.check("metadata.name", validate::name(name));
     }
     let version = match Walker::field(map, "version") {
         // Versions are often written unquoted (`version: 1.0`): keep the text.
@@ -204,16 +206,8 @@ fn read_metadata(w: &mut Walker, value: &Value) -> Option<Metadata> {
     let namespace = match Walker::field(map, "namespace") {
         None => Some(None),
         Some(v) => w.string(v, "metadata.namespace").and_then(|ns| {
-            match super::name::namespace_problem(&ns) {
-                None => Some(Some(ns)),
-                Some(reason) => {
-                    w.error(
-                        "metadata.namespace",
-                        FieldErrorKind::BadValue { value: ns, reason },
-                    );
-                    None
-                }
-            }
+            w.check("metadata.namespace", validate::namespace(&ns))
+                .map(|()| Some(ns))
         }),
     };
     let labels = match Walker::field(map, "labels") {
@@ -233,56 +227,14 @@ fn read_metadata(w: &mut Walker, value: &Value) -> Option<Metadata> {
     })
 }
 
-/// Labels are selected with `-l key=value[,key=value]`, so keys hold no `=`, `,` or space and
-/// values no `,`.
 fn read_labels(w: &mut Walker, value: &Value, path: &str) -> Option<BTreeMap<String, String>> {
-    let map = metadata_map(w, value, path)?;
-    let mut ok = true;
-    for (key, label) in &map {
-        let item_path = join(path, key);
-        let key_ok = !key.is_empty()
-            && key.len() <= MAX_LABEL_LEN
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'=' && b != b',');
-        if !key_ok {
-            w.error(
-                &item_path,
-                FieldErrorKind::BadValue {
-                    value: key.clone(),
-                    reason: "a label key is 1 to 253 printable ASCII characters without `=` or `,`",
-                },
-            );
-            ok = false;
-        }
-        let value_ok = label.len() <= MAX_LABEL_LEN
-            && label.bytes().all(|b| b.is_ascii_graphic() && b != b',');
-        if !value_ok {
-            w.error(
-                item_path,
-                FieldErrorKind::BadValue {
-                    value: label.clone(),
-                    reason: "a label value is at most 253 printable ASCII characters without `,`",
-                },
-            );
-            ok = false;
-        }
-    }
-    ok.then_some(map)
+    let map = w.string_map(value, path)?;
+    w.keyed(path, validate::labels(&map)).then_some(map)
 }
 
 fn read_annotations(w: &mut Walker, value: &Value, path: &str) -> Option<BTreeMap<String, String>> {
-    let map = metadata_map(w, value, path)?;
-    let bytes: usize = map.iter().map(|(k, v)| k.len() + v.len()).sum();
-    w.within(path, bytes, MAX_ANNOTATIONS_BYTES)?;
-    Some(map)
-}
-
-/// A string map of at most [`MAX_METADATA_ENTRIES`] entries.
-fn metadata_map(w: &mut Walker, value: &Value, path: &str) -> Option<BTreeMap<String, String>> {
     let map = w.string_map(value, path)?;
-    w.within(path, map.len(), MAX_METADATA_ENTRIES)?;
-    Some(map)
+    w.keyed(path, validate::annotations(&map)).then_some(map)
 }
 
 fn read_spec(w: &mut Walker, value: &Value) -> Option<PolicySpec> {
@@ -349,14 +301,14 @@ fn read_priority(w: &mut Walker, value: &Value, path: &str) -> Option<i32> {
         Value::Number(n) => n.as_i64(),
         _ => None,
     };
-    match (value, whole.map(i32::try_from)) {
-        (_, Some(Ok(p))) => Some(p),
+    match (value, whole) {
+        (_, Some(whole)) => w.check(path, validate::priority(whole)),
         (Value::Number(n), _) if n.is_f64() => {
             w.fraction(path);
             None
         }
         (Value::Number(n), _) => {
-            w.out_of_range(path, n.to_string(), "-2147483648..=2147483647");
+            w.out_of_range(path, n.to_string(), validate::PRIORITY_RANGE);
             None
         }
         (other, _) => {
@@ -401,11 +353,8 @@ fn read_selector(w: &mut Walker, value: &Value) -> Option<Selector> {
 }
 
 fn read_rules(w: &mut Walker, value: &Value) -> Option<Vec<Rule>> {
-    let items = w.bounded_array(value, "spec.rules", MAX_RULES)?;
-    if items.is_empty() {
-        w.error("spec.rules", FieldErrorKind::Empty);
-        return None;
-    }
+    let items = w.array(value, "spec.rules")?;
+    w.check("spec.rules", validate::rule_count(items.len()))?;
     let rules: Vec<Option<Rule>> = items
         .iter()
         .enumerate()
@@ -443,14 +392,7 @@ fn read_match(w: &mut Walker, value: &Value, path: &str) -> Option<RequestMatch>
         headers: headers?,
         source: source?,
     };
-    if result.method.is_none()
-        && result.path.is_none()
-        && result.headers.is_empty()
-        && result.source.is_none()
-    {
-        w.error(path, FieldErrorKind::NoCondition);
-        return None;
-    }
+    w.check(path, validate::has_condition(&result))?;
     Some(result)
 }
 
@@ -468,16 +410,7 @@ fn read_source(w: &mut Walker, value: &Value, path: &str) -> Option<SourceMatch>
         };
         let field_path = join(path, key);
         let text = w.string(v, &field_path)?;
-        if let Some(reason) = source_name_problem(&text, max) {
-            w.error(
-                field_path,
-                FieldErrorKind::BadSourceName {
-                    value: text,
-                    reason,
-                },
-            );
-            return None;
-        }
+        w.check(&field_path, validate::source_name(&text, max))?;
         Some(Some(text))
     };
     // Kubernetes: a namespace is a DNS label (63), a service a DNS label, a service account a
@@ -490,45 +423,8 @@ fn read_source(w: &mut Walker, value: &Value, path: &str) -> Option<SourceMatch>
         namespace: namespace?,
         service_account: service_account?,
     };
-    if source.service.is_none() && source.namespace.is_none() && source.service_account.is_none() {
-        w.error(path, FieldErrorKind::EmptySource);
-        return None;
-    }
+    w.check(path, validate::source_not_empty(&source))?;
     Some(source)
-}
-
-/// Why `name` cannot be a Kubernetes object name of at most `max` characters, if it cannot.
-/// A name outside these rules could never appear in a workload certificate, so a policy with
-/// one would silently never fire.
-fn source_name_problem(name: &str, max: usize) -> Option<&'static str> {
-    if name.is_empty() {
-        return Some("it must not be empty (leave the field out to match any)");
-    }
-    if name == "*" {
-        return Some("wildcards are not supported (leave the field out to match any)");
-    }
-    if name.len() > max {
-        return Some(if max == 63 {
-            "it must be at most 63 characters long"
-        } else {
-            "it must be at most 253 characters long"
-        });
-    }
-    let dots_allowed = max > 63;
-    if !name.bytes().all(|b| {
-        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots_allowed && b == b'.')
-    }) {
-        return Some(if dots_allowed {
-            "only lower-case letters, digits, `-` and `.` are allowed"
-        } else {
-            "only lower-case letters, digits and `-` are allowed"
-        });
-    }
-    let edge = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
-    if !edge(name.bytes().next()) || !edge(name.bytes().last()) {
-        return Some("it must start and end with a letter or digit");
-    }
-    None
 }
 
 fn read_string_match(w: &mut Walker, value: &Value, path: &str) -> Option<StringMatch> {
@@ -553,35 +449,15 @@ fn string_match_of(w: &mut Walker, map: &Map<String, Value>, path: &str) -> Opti
         "exact" => Some(StringMatch::Exact(text)),
         "prefix" => Some(StringMatch::Prefix(text)),
         _ => {
-            if let Err(kind) = check_regex(&text) {
-                w.error(field_path, kind);
-                return None;
-            }
+            w.check(&field_path, validate::regex(&text))?;
             Some(StringMatch::Regex(text))
         }
     }
 }
 
-/// Compiles a pattern with the bounds every regex in a policy obeys.
-pub(crate) fn build_regex(pattern: &str) -> Result<Pattern, FieldErrorKind> {
-    if pattern.len() > MAX_REGEX_LEN {
-        return Err(FieldErrorKind::TooLong {
-            len: pattern.len(),
-            limit: MAX_REGEX_LEN,
-        });
-    }
-    Pattern::new(pattern).map_err(|e| FieldErrorKind::BadRegex {
-        pattern: pattern.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
-fn check_regex(pattern: &str) -> Result<(), FieldErrorKind> {
-    build_regex(pattern).map(|_| ())
-}
-
 fn read_header_matches(w: &mut Walker, value: &Value, path: &str) -> Option<Vec<HeaderMatch>> {
-    let items = w.bounded_array(value, path, MAX_HEADERS)?;
+    let items = w.array(value, path)?;
+    w.check(path, validate::header_count(items.len()))?;
     let read: Vec<Option<HeaderMatch>> = items
         .iter()
         .enumerate()
@@ -605,10 +481,7 @@ fn read_header_matches(w: &mut Walker, value: &Value, path: &str) -> Option<Vec<
 /// are allowed in matches.
 fn header_name(w: &mut Walker, value: &Value, path: &str) -> Option<String> {
     let name = w.string(value, path)?;
-    if !super::name::is_header_name(&name) {
-        w.error(path, FieldErrorKind::BadHeaderName { value: name });
-        return None;
-    }
+    w.check(path, validate::header_name(&name))?;
     Some(name.to_ascii_lowercase())
 }
 
@@ -617,18 +490,24 @@ fn read_fault(w: &mut Walker, value: &Value, path: &str) -> Option<Fault> {
     let percentage = w
         .required(map, path, "percentage")
         .and_then(|v| read_percentage(w, v, &join(path, "percentage")));
-    let mut ms_field = |key: &str, max: u64, range: &'static str| match Walker::field(map, key) {
-        None => Some(0),
-        Some(v) => w.integer(v, &join(path, key), max, range),
-    };
-    let start_delay_ms = ms_field("start_delay_ms", MAX_DELAY_MS, "0..=300000");
-    let duration_seconds = ms_field("duration_seconds", MAX_DURATION_SECONDS, "0..=2592000");
+    let mut whole_field =
+        |key: &str, range, check: fn(u64) -> Result<(), FieldErrorKind>| match Walker::field(
+            map, key,
+        ) {
+            None => Some(0),
+            Some(v) => w.bounded_integer(v, &join(path, key), range, check),
+        };
+    let start_delay_ms = whole_field("start_delay_ms", validate::DELAY_RANGE, validate::delay_ms);
+    let duration_seconds = whole_field(
+        "duration_seconds",
+        validate::DURATION_RANGE,
+        validate::duration_seconds,
+    );
     let delay = w.optional(map, path, "delay", read_delay);
     let abort = w.optional(map, path, "abort", read_abort);
-    if Walker::field(map, "delay").is_none() && Walker::field(map, "abort").is_none() {
-        w.error(path, FieldErrorKind::NoAction);
-        return None;
-    }
+    let has_delay = Walker::field(map, "delay").is_some();
+    let has_abort = Walker::field(map, "abort").is_some();
+    w.check(path, validate::has_action(has_delay, has_abort))?;
     let fault = Fault {
         percentage: percentage?,
         start_delay_ms: start_delay_ms?,
@@ -652,7 +531,7 @@ fn read_percentage(w: &mut Walker, value: &Value, path: &str) -> Option<Percenta
         return None;
     };
     let out_of_range = |w: &mut Walker| {
-        w.out_of_range(path, n.to_string(), "0..=100");
+        w.out_of_range(path, n.to_string(), validate::PERCENT_RANGE);
         None
     };
     if let Some(whole) = n.as_u64() {
@@ -685,25 +564,30 @@ fn read_percentage(w: &mut Walker, value: &Value, path: &str) -> Option<Percenta
 
 fn read_delay(w: &mut Walker, value: &Value, path: &str) -> Option<Delay> {
     let map = w.object(value, path, DELAY_FIELDS)?;
+    let delay_ms = |w: &mut Walker, v: &Value, key: &str| {
+        w.bounded_integer(
+            v,
+            &join(path, key),
+            validate::DELAY_RANGE,
+            validate::delay_ms,
+        )
+    };
     let fixed = w
         .required(map, path, "fixed_delay_ms")
-        .and_then(|v| w.integer(v, &join(path, "fixed_delay_ms"), MAX_DELAY_MS, "0..=300000"));
+        .and_then(|v| delay_ms(w, v, "fixed_delay_ms"));
     let jitter = match Walker::field(map, "jitter_ms") {
         None => Some(0),
-        Some(v) => w.integer(v, &join(path, "jitter_ms"), MAX_DELAY_MS, "0..=300000"),
+        Some(v) => delay_ms(w, v, "jitter_ms"),
     };
-    let (fixed, jitter) = (fixed?, jitter?);
-    if jitter > fixed {
-        w.error(
-            join(path, "jitter_ms"),
-            FieldErrorKind::JitterAboveDelay { jitter, fixed },
-        );
-        return None;
-    }
-    Some(Delay {
-        fixed_delay_ms: fixed,
-        jitter_ms: jitter,
-    })
+    let delay = Delay {
+        fixed_delay_ms: fixed?,
+        jitter_ms: jitter?,
+    };
+    w.check(
+        &join(path, "jitter_ms"),
+        validate::jitter_within_delay(&delay),
+    )?;
+    Some(delay)
 }
 
 fn read_abort(w: &mut Walker, value: &Value, path: &str) -> Option<Abort> {
@@ -713,29 +597,19 @@ fn read_abort(w: &mut Walker, value: &Value, path: &str) -> Option<Abort> {
         .and_then(|v| read_status(w, v, &join(path, "httpStatus")));
     let grpc_status = match Walker::field(map, "grpcStatus") {
         None => Some(None),
-        Some(v) => w
-            .integer(v, &join(path, "grpcStatus"), 16, "0..=16")
-            .and_then(|s| u8::try_from(s).ok())
-            .map(Some),
+        Some(v) => {
+            let grpc_path = join(path, "grpcStatus");
+            w.integer(v, &grpc_path, u64::MAX, validate::GRPC_STATUS_RANGE)
+                .and_then(|s| w.check(&grpc_path, validate::grpc_status(s)))
+                .map(Some)
+        }
     };
     let body = match Walker::field(map, "body") {
         None => Some(None),
         Some(v) => {
             let body_path = join(path, "body");
-            w.string(v, &body_path).and_then(|b| {
-                if b.len() > MAX_BODY_BYTES {
-                    w.error(
-                        body_path,
-                        FieldErrorKind::TooLong {
-                            len: b.len(),
-                            limit: MAX_BODY_BYTES,
-                        },
-                    );
-                    None
-                } else {
-                    Some(Some(b))
-                }
-            })
+            w.string(v, &body_path)
+                .and_then(|b| w.check(&body_path, validate::body(&b)).map(|()| Some(b)))
         }
     };
     let headers = match Walker::field(map, "headers") {
@@ -751,14 +625,8 @@ fn read_abort(w: &mut Walker, value: &Value, path: &str) -> Option<Abort> {
 }
 
 fn read_status(w: &mut Walker, value: &Value, path: &str) -> Option<u16> {
-    let status = w.integer(value, path, u64::MAX, "200..=599")?;
-    match u16::try_from(status) {
-        Ok(s) if (200..=599).contains(&s) => Some(s),
-        _ => {
-            w.out_of_range(path, status.to_string(), "200..=599");
-            None
-        }
-    }
+    let status = w.integer(value, path, u64::MAX, validate::HTTP_STATUS_RANGE)?;
+    w.check(path, validate::http_status(status))
 }
 
 fn read_response_headers(
@@ -767,39 +635,31 @@ fn read_response_headers(
     path: &str,
 ) -> Option<BTreeMap<String, String>> {
     let map = w.string_map(value, path)?;
-    w.within(path, map.len(), MAX_HEADERS)?;
+    w.check(path, validate::header_count(map.len()))?;
     let mut out = BTreeMap::new();
     let mut ok = true;
     for (name, header_value) in map {
         let item_path = join(path, &name);
-        if name.starts_with(':') {
-            w.error(item_path, FieldErrorKind::BadHeaderName { value: name });
+        let checked = validate::header_name(&name)
+            .and_then(|()| validate::response_header(&name, &header_value));
+        if w.check(&item_path, checked).is_none() {
             ok = false;
             continue;
         }
-        let Some(lower) = header_name(w, &Value::String(name), &item_path) else {
-            ok = false;
-            continue;
-        };
-        if !super::name::is_header_value(&header_value) {
-            w.error(item_path, FieldErrorKind::BadHeaderValue);
-            ok = false;
-            continue;
-        }
-        out.insert(lower, header_value);
+        out.insert(name.to_ascii_lowercase(), header_value);
     }
     ok.then_some(out)
 }
 
 fn read_window(w: &mut Walker, value: &Value, path: &str) -> Option<Window> {
     let map = w.object(value, path, WINDOW_FIELDS)?;
-    let mut timestamp = |key: &str| -> Option<(String, u64)> {
+    let mut timestamp = |key: &str| -> Option<u64> {
         let field_path = join(path, key);
         let text = w
             .required(map, path, key)
             .and_then(|v| w.string(v, &field_path))?;
         match crate::time::parse_rfc3339(&text) {
-            Some(ms) => Some((text, ms)),
+            Some(ms) => Some(ms),
             None => {
                 w.error(field_path, FieldErrorKind::BadTimestamp { value: text });
                 None
@@ -808,18 +668,12 @@ fn read_window(w: &mut Walker, value: &Value, path: &str) -> Option<Window> {
     };
     let start = timestamp("start");
     let end = timestamp("end");
-    let ((start_text, start_ms), (end_text, end_ms)) = (start?, end?);
-    if end_ms <= start_ms {
-        w.error(
-            join(path, "end"),
-            FieldErrorKind::WindowEndsBeforeStart {
-                start: start_text,
-                end: end_text,
-            },
-        );
-        return None;
-    }
-    Some(Window { start_ms, end_ms })
+    let window = Window {
+        start_ms: start?,
+        end_ms: end?,
+    };
+    w.check(&join(path, "end"), validate::window(&window))?;
+    Some(window)
 }
 
 fn read_status_block(w: &mut Walker, value: &Value) -> Option<PolicyStatus> {

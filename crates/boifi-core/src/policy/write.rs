@@ -185,14 +185,20 @@ impl Serialize for Percentage {
 impl Percentage {
     /// The number without its `%`: `10`, `0.5`, `0.0001` (what a policy's `percentage` reads).
     pub fn number(self) -> String {
-        let whole = self.0 / 10_000;
-        let frac = self.0 % 10_000;
-        if frac == 0 {
-            alloc::format!("{whole}")
-        } else {
-            let digits = alloc::format!("{frac:04}");
-            alloc::format!("{whole}.{}", digits.trim_end_matches('0'))
-        }
+        ppm_number(u64::from(self.0))
+    }
+}
+
+/// Parts per million as a percentage without its `%`, exact: `10`, `0.5`, `130` (also for
+/// values above 100 %, which a message about them shows).
+pub(crate) fn ppm_number(ppm: u64) -> String {
+    let whole = ppm / 10_000;
+    let frac = ppm % 10_000;
+    if frac == 0 {
+        alloc::format!("{whole}")
+    } else {
+        let digits = alloc::format!("{frac:04}");
+        alloc::format!("{whole}.{}", digits.trim_end_matches('0'))
     }
 }
 

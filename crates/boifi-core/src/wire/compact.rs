@@ -25,20 +25,21 @@
 //!
 //! [`decode`] is total: any bytes give a response or a [`CompactError`] naming the offset and
 //! what was wrong, never a panic, and it allocates no more than the input's length warrants
-//! (every item costs at least one input byte). It re-checks the bounds the JSON reader
-//! enforces and that the filter relies on (names, ranges, sizes); the rest of validation
-//! happened when the control plane stored the policy.
+//! (every item costs at least one input byte). Every policy it decodes goes through
+//! [`validate`], the validation the JSON/YAML reader runs, so an answer holds nothing a
+//! document could not (a delay above the cap, a status outside its range, a regex that does
+//! not compile); a refused policy is named with every problem's field path.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::ConfigResponse;
-use crate::policy::name::{is_header_name, is_header_value};
+use crate::policy::validate::{self, validate};
 use crate::policy::{
-    check_name, Abort, Delay, Fault, HeaderMatch, Metadata, Percentage, PolicyDocument, PolicySpec,
-    PolicyStatus, RequestMatch, Rule, Sampling, Selector, SourceMatch, StringMatch, Window,
-    MAX_BODY_BYTES, MAX_HEADERS, MAX_RULES,
+    Abort, Delay, Fault, FieldError, FieldErrorKind, HeaderMatch, Metadata, PolicyDocument,
+    PolicySpec, PolicyStatus, RequestMatch, Rule, Sampling, Selector, SourceMatch, StringMatch,
+    ValidationErrors, Window,
 };
 
 /// The first bytes of every compact answer: `BFC` and the format version.
@@ -47,15 +48,39 @@ pub const MAGIC: &[u8; 4] = b"BFC\x01";
 /// The media type of the compact answer (`Content-Type`).
 pub const MEDIA_TYPE: &str = "application/vnd.boifi.config.v1";
 
-/// Why bytes are not a compact `ConfigResponse`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("compact config at byte {offset}: {what}")]
-pub struct CompactError {
-    /// Where reading stopped.
-    pub offset: usize,
-    /// What was expected or wrong there (a fixed text, so the filter logs it without
-    /// formatting).
-    pub what: &'static str,
+/// Why bytes are not a compact `ConfigResponse` a sidecar may apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompactError {
+    /// The bytes are not the format.
+    #[error("compact config at byte {offset}: {what}")]
+    Malformed {
+        /// Where reading stopped.
+        offset: usize,
+        /// What was expected or wrong there.
+        what: &'static str,
+    },
+    /// A policy in the format that [`validate`] refuses, as the JSON reader would.
+    #[error("compact config, policy `{name}` at byte {offset}: {errors}")]
+    Invalid {
+        /// Where the policy starts.
+        offset: usize,
+        /// Its name.
+        name: String,
+        /// Every problem, with its field path.
+        errors: ValidationErrors,
+    },
+}
+
+impl CompactError {
+    /// Where reading stopped, or where the refused policy starts.
+    pub fn offset(&self) -> usize {
+        match self {
+            CompactError::Malformed { offset, .. } | CompactError::Invalid { offset, .. } => {
+                *offset
+            }
+        }
+    }
 }
 
 /// Encodes a response in the compact form.
@@ -84,7 +109,8 @@ pub fn assemble<'a>(version: u64, parts: impl ExactSizeIterator<Item = &'a [u8]>
     w.0
 }
 
-/// Decodes a compact response (total: never panics, whatever the bytes).
+/// Decodes a compact response and validates each policy (total: never panics, whatever the
+/// bytes).
 pub fn decode(bytes: &[u8]) -> Result<ConfigResponse, CompactError> {
     let mut r = Reader { bytes, pos: 0 };
     if bytes.get(..MAGIC.len()) != Some(MAGIC.as_slice()) {
@@ -246,10 +272,26 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn fail(&self, what: &'static str) -> CompactError {
-        CompactError {
-            offset: self.pos,
-            what,
-        }
+        self.fail_at(self.pos, what)
+    }
+
+    fn fail_at(&self, offset: usize, what: &'static str) -> CompactError {
+        CompactError::Malformed { offset, what }
+    }
+
+    /// A number narrowed by a `validate` check, refused at `path` when it fails (the policy's
+    /// offset and name are filled in by [`Reader::policy`]).
+    fn checked<T>(
+        &mut self,
+        path: impl FnOnce() -> String,
+        check: impl FnOnce(u64) -> Result<T, FieldErrorKind>,
+    ) -> Result<T, CompactError> {
+        let v = self.uint()?;
+        check(v).map_err(|kind| CompactError::Invalid {
+            offset: 0,
+            name: String::new(),
+            errors: ValidationErrors(alloc::vec![FieldError { path: path(), kind }]),
+        })
     }
 
     fn byte(&mut self) -> Result<u8, CompactError> {
@@ -277,47 +319,34 @@ impl<'a> Reader<'a> {
         Err(self.fail("a number longer than 64 bits"))
     }
 
-    fn bounded<T: TryFrom<u64>>(
-        &mut self,
-        max: u64,
-        what: &'static str,
-    ) -> Result<T, CompactError> {
-        let start = self.pos;
-        let v = self.uint()?;
-        match T::try_from(v) {
-            Ok(t) if v <= max => Ok(t),
-            _ => {
-                self.pos = start;
-                Err(self.fail(what))
-            }
-        }
-    }
-
     fn flag(&mut self) -> Result<bool, CompactError> {
         match self.byte()? {
             0 => Ok(false),
             1 => Ok(true),
-            _ => Err(CompactError {
-                offset: self.pos - 1,
-                what: "a flag other than 0 or 1",
-            }),
+            _ => Err(self.fail_at(self.pos - 1, "a flag other than 0 or 1")),
         }
     }
 
     fn str(&mut self) -> Result<String, CompactError> {
-        let len = self.bounded::<usize>(u64::MAX, "a string longer than the answer")?;
-        let end = self
-            .pos
-            .checked_add(len)
+        self.text().map(String::from)
+    }
+
+    /// A string, borrowed from the answer.
+    fn text(&mut self) -> Result<&'a str, CompactError> {
+        let start = self.pos;
+        let len = self.uint()?;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| self.pos.checked_add(len))
             .filter(|end| *end <= self.bytes.len())
-            .ok_or_else(|| self.fail("a string longer than the answer"))?;
-        let text = self
-            .bytes
+            .ok_or_else(|| self.fail_at(start, "a string longer than the answer"))?;
+        let bytes: &'a [u8] = self.bytes;
+        let text = bytes
             .get(self.pos..end)
             .and_then(|b| core::str::from_utf8(b).ok())
             .ok_or_else(|| self.fail("a string that is not UTF-8"))?;
         self.pos = end;
-        Ok(String::from(text))
+        Ok(text)
     }
 
     fn opt<T>(
@@ -352,24 +381,32 @@ impl<'a> Reader<'a> {
             0 => self.str().map(StringMatch::Exact),
             1 => self.str().map(StringMatch::Prefix),
             2 => self.str().map(StringMatch::Regex),
-            _ => Err(CompactError {
-                offset: self.pos - 1,
-                what: "a string match other than exact, prefix or regex",
-            }),
+            _ => Err(self.fail_at(
+                self.pos - 1,
+                "a string match other than exact, prefix or regex",
+            )),
         }
     }
 
+    /// One policy, validated; a refusal names it and where it starts.
     fn policy(&mut self) -> Result<PolicyDocument, CompactError> {
         let at = self.pos;
-        let name = self.str()?;
-        if check_name(&name).is_err() {
-            return Err(CompactError {
-                offset: at,
-                what: "metadata.name is not a valid policy name",
-            });
+        let name = self.text()?;
+        let refused = |errors| CompactError::Invalid {
+            offset: at,
+            name: String::from(name),
+            errors,
+        };
+        match self.policy_after_name(name) {
+            Ok(policy) => validate(&policy).map(|()| policy).map_err(refused),
+            Err(CompactError::Invalid { errors, .. }) => Err(refused(errors)),
+            Err(malformed) => Err(malformed),
         }
+    }
+
+    fn policy_after_name(&mut self, name: &str) -> Result<PolicyDocument, CompactError> {
         let metadata = Metadata {
-            name,
+            name: String::from(name),
             version: self.opt_str()?,
             namespace: self.opt_str()?,
             labels: self.map()?,
@@ -380,19 +417,15 @@ impl<'a> Reader<'a> {
             namespace: self.opt_str()?,
             labels: self.map()?,
         };
-        let count: usize = self.bounded(MAX_RULES as u64, "spec.rules: more than 64 rules")?;
         let mut rules = Vec::new();
-        for _ in 0..count {
-            rules.push(self.rule()?);
+        for index in 0..self.uint()? {
+            rules.push(self.rule(index)?);
         }
         let sampling = match self.byte()? {
             0 => Sampling::Random,
             1 => Sampling::Request,
             _ => {
-                return Err(CompactError {
-                    offset: self.pos - 1,
-                    what: "spec.sampling: neither random nor request",
-                })
+                return Err(self.fail_at(self.pos - 1, "spec.sampling: neither random nor request"))
             }
         };
         let window = self.opt(|r| {
@@ -401,9 +434,10 @@ impl<'a> Reader<'a> {
                 end_ms: r.uint()?,
             })
         })?;
-        let zigzag = self.uint()?;
-        let priority = i32::try_from(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64))
-            .map_err(|_| self.fail("spec.priority: outside the 32-bit range"))?;
+        let priority = self.checked(
+            || String::from("spec.priority"),
+            |zigzag| validate::priority(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64)),
+        )?;
         let enabled = self.flag()?;
         let status = self.opt(|r| {
             Ok(PolicyStatus {
@@ -426,17 +460,13 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn rule(&mut self) -> Result<Rule, CompactError> {
+    fn rule(&mut self, index: u64) -> Result<Rule, CompactError> {
         let method = self.opt(Self::string_match)?;
         let path = self.opt(Self::string_match)?;
-        let count: usize = self.bounded(
-            MAX_HEADERS as u64,
-            "rules[].match.headers: more than 32 headers",
-        )?;
         let mut headers = Vec::new();
-        for _ in 0..count {
+        for _ in 0..self.uint()? {
             headers.push(HeaderMatch {
-                name: self.header_name()?,
+                name: self.str()?,
                 value: self.string_match()?,
             });
         }
@@ -447,12 +477,11 @@ impl<'a> Reader<'a> {
                 service_account: r.opt_str()?,
             })
         })?;
-        let ppm: u32 = self.bounded(
-            u64::from(Percentage::ALWAYS.ppm()),
-            "rules[].fault.percentage: above 100%",
+        let fault = || alloc::format!("spec.rules[{index}].fault");
+        let percentage = self.checked(
+            || alloc::format!("{}.percentage", fault()),
+            validate::percentage,
         )?;
-        let percentage = Percentage::from_ppm(ppm)
-            .ok_or_else(|| self.fail("rules[].fault.percentage: above 100%"))?;
         let start_delay_ms = self.uint()?;
         let duration_seconds = self.uint()?;
         let delay = self.opt(|r| {
@@ -461,7 +490,7 @@ impl<'a> Reader<'a> {
                 jitter_ms: r.uint()?,
             })
         })?;
-        let abort = self.opt(Self::abort)?;
+        let abort = self.opt(|r| r.abort(|| alloc::format!("{}.abort", fault())))?;
         Ok(Rule {
             matches: RequestMatch {
                 method,
@@ -479,54 +508,25 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn abort(&mut self) -> Result<Abort, CompactError> {
-        let at = self.pos;
-        let http_status: u16 =
-            self.bounded(599, "rules[].fault.abort.httpStatus: outside 200..=599")?;
-        if http_status < 200 {
-            self.pos = at;
-            return Err(self.fail("rules[].fault.abort.httpStatus: outside 200..=599"));
-        }
-        let grpc_status =
-            self.opt(|r| r.bounded(16, "rules[].fault.abort.grpcStatus: outside 0..=16"))?;
-        let body = self.opt_str()?;
-        if body.as_ref().is_some_and(|b| b.len() > MAX_BODY_BYTES) {
-            return Err(self.fail("rules[].fault.abort.body: longer than 16 KiB"));
-        }
-        let mut headers = BTreeMap::new();
-        let count: usize = self.bounded(
-            MAX_HEADERS as u64,
-            "rules[].fault.abort.headers: more than 32 headers",
+    fn abort(&mut self, path: impl Fn() -> String) -> Result<Abort, CompactError> {
+        let http_status = self.checked(
+            || alloc::format!("{}.httpStatus", path()),
+            validate::http_status,
         )?;
-        for _ in 0..count {
-            let name = self.header_name()?;
-            let value = self.str()?;
-            if !is_header_value(&value) {
-                return Err(self.fail("rules[].fault.abort.headers: a value with CR, LF or NUL"));
-            }
-            if headers.insert(name, value).is_some() {
-                return Err(self.fail("rules[].fault.abort.headers: a repeated name"));
-            }
-        }
+        let grpc_status = self.opt(|r| {
+            r.checked(
+                || alloc::format!("{}.grpcStatus", path()),
+                validate::grpc_status,
+            )
+        })?;
+        let body = self.opt_str()?;
+        let headers = self.map()?;
         Ok(Abort {
             http_status,
             grpc_status,
             body,
             headers,
         })
-    }
-
-    /// A header name as the JSON reader leaves it: not empty, lower case, a token.
-    fn header_name(&mut self) -> Result<String, CompactError> {
-        let at = self.pos;
-        let name = self.str()?;
-        if !is_header_name(&name) || name.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(CompactError {
-                offset: at,
-                what: "a header name that is not a lower-case token",
-            });
-        }
-        Ok(name)
     }
 }
 

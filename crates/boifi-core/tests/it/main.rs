@@ -9,6 +9,7 @@
     clippy::indexing_slicing
 )]
 
+mod bounds;
 mod corpus;
 mod errors;
 mod identity;

@@ -1,12 +1,12 @@
 //! Model-based test: `CompiledPolicySet` + `decide` against a naive reference evaluator that
 //! reads the documents directly, over random policies, identities, requests, times and draws.
+//! The reference calls nothing of the implementation's decision: its draws ([`draws`]) are
+//! written here from the definitions in boifi-core's doc comments, so a bug in
+//! `rule_seed`, `rule_draw`, `fires` or `jittered_delay` makes the two disagree.
 
 use std::collections::BTreeMap;
 
-use boifi_core::compiled::{
-    decide, fires, jittered_delay, rule_draw, rule_seed, CompiledPolicySet, RequestView,
-    SimpleRequest,
-};
+use boifi_core::compiled::{decide, CompiledPolicySet, RequestView, SimpleRequest};
 use boifi_core::identity::Identity;
 use boifi_core::policy::*;
 use proptest::prelude::*;
@@ -252,6 +252,87 @@ fn request() -> impl Strategy<Value = SimpleRequest> {
         })
 }
 
+/// The draws as boifi-core's doc comments define them, written independently of it.
+mod draws {
+    use boifi_core::policy::Sampling;
+
+    /// SplitMix64's output for the state `x`: add the golden gamma, then the finalizer
+    /// (Steele, Lea and Flood, 2014).
+    pub fn splitmix64(x: u64) -> u64 {
+        let z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// FNV-1a 64 with its offset basis xor'ed with `seed`.
+    pub fn fnv1a64(bytes: &[u8], seed: u64) -> u64 {
+        let mut hash = 0xcbf2_9ce4_8422_2325 ^ seed;
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x100_0000_01b3);
+        }
+        hash
+    }
+
+    /// `splitmix64(fnv1a64(name, 0) ^ rule_index)`.
+    pub fn rule_seed(policy: &str, rule_index: usize) -> u64 {
+        splitmix64(fnv1a64(policy.as_bytes(), 0) ^ rule_index as u64)
+    }
+
+    /// `request` sampling with a request id: `splitmix64(fnv1a64(id, seed))`; otherwise
+    /// `splitmix64(draw ^ seed)`.
+    pub fn rule_draw(sampling: Sampling, seed: u64, draw: u64, request_id: Option<&[u8]>) -> u64 {
+        match (sampling, request_id) {
+            (Sampling::Request, Some(id)) => splitmix64(fnv1a64(id, seed)),
+            _ => splitmix64(draw ^ seed),
+        }
+    }
+
+    /// The draw as a fraction of 2^64 is below `ppm` in a million: `draw / 2^64 < ppm / 10^6`.
+    pub fn fires(rule_draw: u64, ppm: u32) -> bool {
+        u128::from(rule_draw) * 1_000_000 < u128::from(ppm) << 64
+    }
+
+    /// The whole parts per million below the draw's fraction of 2^64: the draw fires at any
+    /// rate above this, at none up to it.
+    pub fn ppm_below(rule_draw: u64) -> u32 {
+        u32::try_from((u128::from(rule_draw) * 1_000_000) >> 64).unwrap()
+    }
+
+    /// `fixed − jitter + splitmix64(rule_draw) % (2 × jitter + 1)`, floored at 0.
+    pub fn jittered_delay(fixed: u64, jitter: u64, rule_draw: u64) -> u64 {
+        let offset = splitmix64(rule_draw) % (2 * jitter + 1);
+        u64::try_from((i128::from(fixed) - i128::from(jitter) + i128::from(offset)).max(0)).unwrap()
+    }
+}
+
+#[test]
+fn the_model_hashes_match_their_published_vectors() {
+    // SplitMix64 from seed 0 (the reference C code's first output); FNV-1a 64 of "" and "a".
+    assert_eq!(draws::splitmix64(0), 0xe220_a839_7b1d_cdaf);
+    assert_eq!(draws::fnv1a64(b"", 0), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(draws::fnv1a64(b"a", 0), 0xaf63_dc4c_8601_ec8c);
+    // The rate boundary: the smallest draw of each ppm step fires above it, not at it.
+    let step = |ppm: u64| u64::try_from((u128::from(ppm) << 64).div_ceil(1_000_000)).unwrap();
+    assert!(!draws::fires(step(1), 1) && draws::fires(step(1), 2));
+    assert!(draws::fires(step(1) - 1, 1) && !draws::fires(0, 0));
+    assert_eq!(draws::jittered_delay(10, 0, 5), 10);
+}
+
+/// The draw rule `i` of policy `p` makes for `request`, in the model.
+fn model_rule_draw(p: &PolicyDocument, i: usize, request: &SimpleRequest, draw: u64) -> u64 {
+    let id = (p.spec.sampling == Sampling::Request)
+        .then(|| request.header("x-request-id"))
+        .flatten();
+    draws::rule_draw(
+        p.spec.sampling,
+        draws::rule_seed(&p.metadata.name, i),
+        draw,
+        id,
+    )
+}
+
 /// The reference: straight from the documents, no precompilation, no filtering ahead.
 fn reference(
     policies: &[PolicyDocument],
@@ -329,19 +410,14 @@ fn reference(
             {
                 continue;
             }
-            let id = (p.spec.sampling == Sampling::Request)
-                .then(|| request.header("x-request-id"))
-                .flatten();
-            let rd = rule_draw(p.spec.sampling, rule_seed(&p.metadata.name, i), draw, id);
-            if !fires(rd, rule.fault.percentage.ppm()) {
+            let rd = model_rule_draw(p, i, request, draw);
+            if !draws::fires(rd, rule.fault.percentage.ppm()) {
                 continue;
             }
             let wait = rule.fault.start_delay_ms
-                + rule
-                    .fault
-                    .delay
-                    .as_ref()
-                    .map_or(0, |d| jittered_delay(d, rd));
+                + rule.fault.delay.as_ref().map_or(0, |d| {
+                    draws::jittered_delay(d.fixed_delay_ms, d.jitter_ms, rd)
+                });
             return Some((
                 p.metadata.name.clone(),
                 i,
@@ -467,5 +543,41 @@ proptest! {
             let b = decide(&set, &request, 0, draw_b).map(|d| (d.rule_index, d.total_wait_ms()));
             prop_assert_eq!(a, b);
         }
+    }
+}
+
+proptest! {
+    // Every case with `one_more` false catches a `fires` that fires at its edge: few suffice.
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// At the edge of its rate: a rule whose percentage is exactly the whole ppm below its
+    /// draw does not fire, one ppm more does, as the model says (random percentages almost
+    /// never land on this edge).
+    #[test]
+    fn a_rule_fires_exactly_above_its_draw(
+        policy in policy(),
+        request in request(),
+        draw in any::<u64>(),
+        one_more in any::<bool>(),
+    ) {
+        let mut policy = policy;
+        policy.spec.enabled = true;
+        policy.spec.selector = Selector::default();
+        policy.spec.window = None;
+        policy.status = None;
+        policy.spec.rules.truncate(1);
+        let rule = &mut policy.spec.rules[0];
+        rule.matches = RequestMatch { path: Some(StringMatch::Prefix("/".into())), ..Default::default() };
+        rule.fault.duration_seconds = 0;
+        let edge = draws::ppm_below(model_rule_draw(&policy, 0, &request, draw));
+        let ppm = edge + u32::from(one_more);
+        policy.spec.rules[0].fault.percentage = Percentage::from_ppm(ppm).unwrap();
+        let policies = [policy];
+        let set = CompiledPolicySet::compile(&policies, &Identity::default(), BASE).unwrap();
+        let got = decide(&set, &request, BASE, draw)
+            .map(|d| (d.policy.to_string(), d.rule_index, d.total_wait_ms(), d.abort.map(|a| a.http_status)));
+        let want = reference(&policies, &Identity::default(), &request, BASE, BASE, draw);
+        prop_assert_eq!(want.is_some(), one_more, "the model fires above the edge only");
+        prop_assert_eq!(got, want);
     }
 }

@@ -83,26 +83,68 @@ fn expected_shares_follow_rule_order_and_fixed_request_ids() {
     let shares = expected_shares(&set, &SimpleRequest::new("GET", "/"), 0);
     assert_eq!(shares.len(), 2);
     assert_eq!(shares[0].policy, "a-first");
-    assert!((shares[0].share - 0.30).abs() < 1e-12);
-    assert!(
-        (shares[1].share - 0.35).abs() < 1e-12,
-        "50% of the 70% left"
-    );
+    assert_eq!(shares[0].share.percent(), "30");
+    assert_eq!(shares[1].share.percent(), "35", "50% of the 70% left");
 
     // `request` sampling with a fixed id: all or nothing, and exactly what decide does.
     let mut p = abort_policy("by-request", "50");
     p.spec.sampling = boifi_core::policy::Sampling::Request;
     let set = CompiledPolicySet::compile(&[p], &Identity::default(), 0).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
     for id in ["r-1", "r-2", "r-3", "r-4", "r-5", "r-6"] {
         let request = SimpleRequest::new("GET", "/").with_header("x-request-id", id);
-        let share = expected_shares(&set, &request, 0)[0].share;
+        let share = expected_shares(&set, &request, 0)[0].share.percent();
         let fired = decide(&set, &request, 0, 12345).is_some();
-        assert_eq!(share > 0.5, fired, "{id}");
-        assert!(
-            share.abs() < 1e-12 || (share - 1.0).abs() < 1e-12,
-            "{id}: {share}"
-        );
+        assert_eq!(share, if fired { "100" } else { "0" }, "{id}");
+        seen.insert(share);
     }
+    assert_eq!(seen.len(), 2, "both outcomes among the ids: {seen:?}");
+}
+
+#[test]
+fn expected_shares_are_exact_decimals() {
+    use boifi_core::simulate::{expected_outcomes, expected_shares, Outcome};
+    let set = |percentages: &[&str]| {
+        let policies: Vec<_> = percentages
+            .iter()
+            .enumerate()
+            .map(|(i, p)| abort_policy(&format!("p{i}"), p))
+            .collect();
+        CompiledPolicySet::compile(&policies, &Identity::default(), 0).unwrap()
+    };
+    let request = SimpleRequest::new("GET", "/");
+    let percent = |percentages: &[&str]| -> (Vec<String>, String) {
+        let shares = expected_shares(&set(percentages), &request, 0);
+        let outcomes = expected_outcomes(&shares);
+        (
+            shares.iter().map(|s| s.share.percent()).collect(),
+            outcomes[&Outcome::Pass].percent(),
+        )
+    };
+    // The float arithmetic this replaces printed 0.00010000000000287557 for the pass share.
+    assert_eq!(
+        percent(&["99.9999"]),
+        (vec!["99.9999".into()], "0.0001".into())
+    );
+    assert_eq!(percent(&["0.0001"]).1, "99.9999");
+    assert_eq!(percent(&["100"]), (vec!["100".into()], "0".into()));
+    assert_eq!(percent(&["0"]).1, "100");
+    // 33.3333 %, then 33.3333 % of the 66.6667 % left, ...: the products of whole ppm,
+    // computed here in integers (percent = ppm products over 10^(6k - 2)).
+    let (shares, pass) = percent(&["33.3333", "33.3333", "33.3333"]);
+    assert_eq!(
+        shares,
+        ["33.3333", "22.2222111111", "14.8148148148037037"],
+        "333333 * 666667 = 222222111111; 333333 * 666667^2 = 148148148148037037"
+    );
+    assert_eq!(pass, "29.6296740740962963", "666667^3 = 296296740740962963");
+    // The shares and the pass share add up to exactly 100 %.
+    let all = set(&["12.5", "0.0003", "99.9999", "7"]);
+    let shares = expected_shares(&all, &request, 0);
+    let total = expected_outcomes(&shares)
+        .values()
+        .fold(boifi_core::simulate::Share::none(), |sum, s| sum.plus(s));
+    assert_eq!(total, boifi_core::simulate::Share::all());
 }
 
 #[test]

@@ -38,7 +38,7 @@ fn every_truncation_is_an_error() {
     let bytes = encode(&sample());
     for end in 0..bytes.len() {
         let err = decode(&bytes[..end]).unwrap_err();
-        assert!(err.offset <= end, "{err:?} at {end}");
+        assert!(err.offset() <= end, "{err:?} at {end}");
     }
 }
 
@@ -49,29 +49,29 @@ fn refuses_what_the_json_reader_refuses() {
         let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
         let mut out = bytes.clone();
         out.splice(at..at + from.len(), to.iter().copied());
-        decode(&out).unwrap_err().what
+        decode(&out).unwrap_err().to_string()
     };
     let cases: [(&[u8], &[u8], &str); 4] = [
         (
             b"\x0acart-abort",
             b"\x0aCart abort",
-            "metadata.name is not a valid policy name",
+            "compact config, policy `Cart abort` at byte 6: metadata.name: `Cart abort` is not a valid name: only letters, digits, `-`, `_` and `.` are allowed",
         ),
         (
             b"\x06x-user",
             b"\x06X-User",
-            "a header name that is not a lower-case token",
+            "compact config, policy `cart-abort` at byte 6: spec.rules[0].match.headers[0].name: `X-User` is not a valid header name",
         ),
         (
             b"\x03x-a\x011",
             b"\x03x-a\x01\n",
-            "rules[].fault.abort.headers: a value with CR, LF or NUL",
+            "compact config, policy `cart-abort` at byte 6: spec.rules[0].fault.abort.headers.x-a: header value contains a control character (CR, LF or NUL)",
         ),
         // 503 = 0xf7 0x03; 99 is below 200.
         (
             b"\xf7\x03",
             b"\x63",
-            "rules[].fault.abort.httpStatus: outside 200..=599",
+            "compact config, policy `cart-abort` at byte 6: spec.rules[0].fault.abort.httpStatus: `99` is outside 200..=599",
         ),
     ];
     for (from, to, what) in cases {
@@ -81,8 +81,8 @@ fn refuses_what_the_json_reader_refuses() {
     let mut trailing = bytes.clone();
     trailing.push(0);
     assert_eq!(
-        decode(&trailing).unwrap_err().what,
-        "bytes after the last policy"
+        decode(&trailing).unwrap_err().to_string(),
+        "compact config at byte 103: bytes after the last policy"
     );
 }
 
