@@ -20,7 +20,9 @@ pub enum CrdError {
         kind: String,
     },
     /// The CRD has no such version, or the version carries no schema.
-    #[error("spec.versions: no version `{version}` with schema.openAPIV3Schema (versions: {known})")]
+    #[error(
+        "spec.versions: no version `{version}` with schema.openAPIV3Schema (versions: {known})"
+    )]
     NoVersion {
         /// The version asked for.
         version: String,
@@ -123,7 +125,8 @@ mod tests {
 
     #[test]
     fn a_missing_version_names_the_ones_there_are() {
-        let crd = json!({"kind": "CustomResourceDefinition", "spec": {"versions": [{"name": "v1"}]}});
+        let crd =
+            json!({"kind": "CustomResourceDefinition", "spec": {"versions": [{"name": "v1"}]}});
         let err = json_schema(&crd, "v2").unwrap_err().to_string();
         assert_eq!(
             err,

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use boifi_deploy::check::Checker;
 use boifi_deploy::consistency::BundleScope;
+use boifi_deploy::crd;
 use boifi_deploy::error::DeployError;
 use boifi_deploy::oci::{verify_layout, write_layout, Artifact, ArtifactOptions};
 use boifi_deploy::pin;
 use boifi_deploy::render::{self, HelmRelease, Tool};
-use boifi_deploy::crd;
 use boifi_deploy::yaml::{load_file, ResourceId};
 use clap::{Parser, Subcommand};
 
@@ -175,7 +175,8 @@ fn run(cli: Cli) -> Result<bool, DeployError> {
             let [doc] = docs.as_slice() else {
                 return Err(failed(format!("holds {} documents, not one", docs.len())));
             };
-            let schema = crd::json_schema(&doc.value, &version).map_err(|e| failed(e.to_string()))?;
+            let schema =
+                crd::json_schema(&doc.value, &version).map_err(|e| failed(e.to_string()))?;
             let mut text =
                 serde_json::to_string_pretty(&schema).map_err(|e| failed(e.to_string()))?;
             text.push('\n');

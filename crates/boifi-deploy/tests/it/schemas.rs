@@ -193,8 +193,7 @@ fn custom_resource_schemas_are_derived_from_their_crds() {
         let docs = load_file(&crate::support::testdata().join(crd)).unwrap();
         assert_eq!(docs.len(), 1, "{crd}: one CRD");
         let derived = boifi_deploy::crd::json_schema(&docs[0].value, version).unwrap();
-        let text =
-            std::fs::read_to_string(crate::support::k8s_schemas().join(schema)).unwrap();
+        let text = std::fs::read_to_string(crate::support::k8s_schemas().join(schema)).unwrap();
         let committed: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert!(derived == committed, "{schema} is not derived from {crd}");
     }
