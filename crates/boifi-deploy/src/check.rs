@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::consistency::{check_bundle, BundleScope};
+use crate::consistency::{check_bundle, filter_plugin_config, BundleScope};
 use crate::istio::rule_violations;
 use crate::native;
 use crate::schema::SchemaSet;
@@ -112,13 +112,13 @@ impl Checker {
     }
 }
 
-/// The `spec.pluginConfig` of every `WasmPlugin` in `docs`, with the plugin's id.
+/// The `pluginConfig` of every document that loads boifi's Wasm filter (`WasmPlugin`, or
+/// `TrafficExtension` under `spec.wasm`), with the document's id.
 #[must_use]
 pub fn plugin_configs(docs: &[Document]) -> Vec<(String, Value)> {
     docs.iter()
-        .filter(|doc| doc.kind() == "WasmPlugin")
         .filter_map(|doc| {
-            let config = doc.value.get("spec")?.get("pluginConfig")?.clone();
+            let config = filter_plugin_config(doc)??.clone();
             Some((doc.id().to_string(), config))
         })
         .collect()
