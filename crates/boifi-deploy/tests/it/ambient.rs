@@ -332,3 +332,44 @@ fn bad_ambient_resources_are_refused_naming_the_field() {
         );
     }
 }
+
+/// The chart's ambient value sets deploy what the ambient overlays deploy: the same waypoint,
+/// the same EnvoyFilter (annotation included) and the same filter spec, so the two cannot drift.
+#[test]
+fn the_charts_ambient_value_sets_render_what_the_overlays_deploy() {
+    let chart = crate::support::chart_bundle("ambient");
+    let overlay_docs = overlay("ambient-waypoint");
+    for (kind, name) in [
+        ("Gateway", "waypoint"),
+        ("EnvoyFilter", "boifi-control-plane-cluster"),
+        ("WasmPlugin", "boifi-fault"),
+    ] {
+        let rendered = find(&chart, kind, name);
+        let shipped = find(&overlay_docs, kind, name);
+        assert_eq!(rendered.namespace(), shipped.namespace(), "{kind}");
+        assert_eq!(rendered.value["spec"], shipped.value["spec"], "{kind}");
+        assert_eq!(
+            rendered.value["metadata"]["annotations"], shipped.value["metadata"]["annotations"],
+            "{kind}"
+        );
+    }
+    // TrafficExtension for one Service: the overlay's TrafficExtension with the per-Service
+    // overlay's targetRefs.
+    let chart = crate::support::chart_bundle("ambient-trafficextension");
+    assert!(chart
+        .iter()
+        .all(|d| d.kind() != "Gateway" && d.kind() != "WasmPlugin"));
+    let rendered = &find(&chart, "TrafficExtension", "boifi-fault").value["spec"];
+    let mut expected = find(
+        &overlay("ambient-trafficextension"),
+        "TrafficExtension",
+        "boifi-fault",
+    )
+    .value["spec"]
+        .clone();
+    expected["targetRefs"] = find(&overlay("ambient-service"), "WasmPlugin", "boifi-fault").value
+        ["spec"]["targetRefs"]
+        .clone();
+    assert_eq!(rendered, &expected);
+    find(&chart, "EnvoyFilter", "boifi-control-plane-cluster");
+}
