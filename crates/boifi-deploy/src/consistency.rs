@@ -271,6 +271,7 @@ pub fn check_bundle(docs: &[Document], scope: &BundleScope) -> Vec<Finding> {
     }
     out.extend(check_etcd_endpoints(docs, &templates));
     out.extend(check_wasm_plugins(docs));
+    out.extend(check_waypoints(docs));
     if scope.complete {
         out.extend(check_references(docs, &templates, &scope.external));
     }
@@ -761,6 +762,82 @@ pub fn check_waypoint_cluster(docs: &[Document], plugin: &Document, cluster: &st
                     parsed.namespace
                 ),
             });
+        }
+    }
+    out
+}
+
+/// The Gateway class of Istio's waypoints.
+pub const WAYPOINT_GATEWAY_CLASS: &str = "istio-waypoint";
+
+/// Waypoints of the bundle (Gateways of class `istio-waypoint`): an `infrastructure.parametersRef`
+/// names a ConfigMap of the bundle whose `deployment` key is a YAML object (Istio refuses a
+/// Gateway whose parameters are missing, and merges that key into the waypoint's Deployment);
+/// and every patch of an `EnvoyFilter` that targets a waypoint has context `SIDECAR_INBOUND`,
+/// the only one a waypoint asks for (`ANY` too, except for a `CLUSTER` `ADD`, which Istio then
+/// skips), so no patch is silently dropped (istio `pilot/pkg/networking/core/cluster.go`,
+/// `envoyfilter/cluster_patch.go` `InsertedClusters`).
+fn check_waypoints(docs: &[Document]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let waypoints: Vec<&Document> = docs
+        .iter()
+        .filter(|d| d.kind() == "Gateway")
+        .filter(|d| str_at(&d.value, &["spec", "gatewayClassName"]) == WAYPOINT_GATEWAY_CLASS)
+        .collect();
+    for waypoint in &waypoints {
+        let Some(params) = value_at(
+            &waypoint.value,
+            &["spec", "infrastructure", "parametersRef"],
+        ) else {
+            continue;
+        };
+        let name = str_at(params, &["name"]);
+        let Some(options) = find(docs, "ConfigMap", waypoint.namespace(), name) else {
+            out.push(finding(
+                waypoint.id(),
+                format!("spec.infrastructure.parametersRef names ConfigMap `{name}`, which is not in the bundle"),
+            ));
+            continue;
+        };
+        if let Some(text) =
+            value_at(&options.value, &["data", "deployment"]).and_then(Value::as_str)
+        {
+            let parsed: Result<Value, _> = serde_norway::from_str(text);
+            if !parsed.as_ref().is_ok_and(Value::is_object) {
+                out.push(finding(
+                    options.id(),
+                    "data.deployment is not a YAML object (Istio merges it into the waypoint's Deployment)",
+                ));
+            }
+        }
+    }
+    for filter in docs.iter().filter(|d| d.kind() == "EnvoyFilter") {
+        let on_waypoint = target_refs(filter).iter().any(|(group, kind, name)| {
+            (*group, *kind) == ("gateway.networking.k8s.io", "Gateway")
+                && waypoints
+                    .iter()
+                    .any(|w| w.namespace() == filter.namespace() && w.name() == *name)
+        });
+        if !on_waypoint {
+            continue;
+        }
+        for (i, patch) in items_at(&filter.value, &["spec", "configPatches"]).enumerate() {
+            // An unset context is ANY, the enum's zero value.
+            let context = match str_at(patch, &["match", "context"]) {
+                "" => "ANY",
+                context => context,
+            };
+            let cluster_add = str_at(patch, &["applyTo"]) == "CLUSTER"
+                && str_at(patch, &["patch", "operation"]) == "ADD";
+            let reaches = context == "SIDECAR_INBOUND" || (context == "ANY" && !cluster_add);
+            if !reaches {
+                out.push(finding(
+                    filter.id(),
+                    format!(
+                        "spec.configPatches[{i}].match.context `{context}` never applies in a waypoint, which takes SIDECAR_INBOUND patches"
+                    ),
+                ));
+            }
         }
     }
     out

@@ -194,8 +194,9 @@ fn a_waypoint_filter_without_the_control_plane_cluster_is_found() {
         assert_eq!(found.len(), 1, "{name}: {found:#?}");
         assert!(found[0].starts_with(&plugin), "{found:#?}");
         // Option B of docs/design/ambient.md §2: a CLUSTER ADD; a waypoint only asks for
-        // SIDECAR_INBOUND patches, so any other context adds nothing there.
-        for (context, expected) in [("SIDECAR_INBOUND", 0), ("GATEWAY", 1)] {
+        // SIDECAR_INBOUND patches, so any other context adds nothing there (and is itself
+        // reported, once the bundle's Gateway `waypoint` is known to be a waypoint).
+        for (context, expected) in [("SIDECAR_INBOUND", 0), ("GATEWAY", 2), ("ANY", 2)] {
             let added = edited(&docs, "EnvoyFilter", "boifi-control-plane-cluster", |v| {
                 v["metadata"].as_object_mut().unwrap().remove("annotations");
                 v["spec"]["configPatches"] = json!([{
@@ -207,6 +208,16 @@ fn a_waypoint_filter_without_the_control_plane_cluster_is_found() {
             });
             let found = findings(&added);
             assert_eq!(found.len(), expected, "{name} {context}: {found:#?}");
+            if expected > 0 {
+                assert!(found[0].starts_with(&plugin), "{found:#?}");
+                assert!(
+                    found[1].ends_with(&format!(
+                        "spec.configPatches[0].match.context `{context}` never applies in a \
+                         waypoint, which takes SIDECAR_INBOUND patches"
+                    )),
+                    "{found:#?}"
+                );
+            }
         }
     }
     // The sidecar form (no targetRefs) needs no such EnvoyFilter.
@@ -372,4 +383,61 @@ fn the_charts_ambient_value_sets_render_what_the_overlays_deploy() {
         .clone();
     assert_eq!(rendered, &expected);
     find(&chart, "EnvoyFilter", "boifi-control-plane-cluster");
+}
+
+/// The native module in a waypoint (manifests/native/istio-waypoint): the same module
+/// EnvoyFilter as for sidecars, on the waypoint Gateway, with the waypoint's Deployment given
+/// the module through the Gateway's parameters. A patch of a context a waypoint never asks for,
+/// a missing or unreadable parameters ConfigMap, are found.
+#[test]
+fn the_native_waypoint_bundle_and_its_mistakes() {
+    let docs = kustomize(&manifests().join("native/istio-waypoint"));
+    assert_eq!(findings(&docs), Vec::<String>::new());
+    let sidecar = kustomize(&manifests().join("native/istio"));
+    let module = &find(&docs, "EnvoyFilter", "boifi-fault-native").value["spec"];
+    let sidecar_module = &find(&sidecar, "EnvoyFilter", "boifi-fault-native").value["spec"];
+    assert_eq!(module["configPatches"], sidecar_module["configPatches"]);
+    assert_eq!(
+        module["targetRefs"],
+        serde_json::from_str::<Value>(WAYPOINT_REF).unwrap()
+    );
+    // The ConfigMap gives the proxy container the module and its search path.
+    let options = find(&docs, "ConfigMap", "boifi-waypoint-options");
+    let deployment: Value =
+        serde_norway::from_str(options.value["data"]["deployment"].as_str().unwrap()).unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let proxy = &pod["containers"][0];
+    assert_eq!(proxy["name"], "istio-proxy");
+    assert_eq!(proxy["env"][0]["name"], "ENVOY_DYNAMIC_MODULES_SEARCH_PATH");
+    assert_eq!(
+        proxy["volumeMounts"][0]["mountPath"],
+        proxy["env"][0]["value"]
+    );
+    assert_eq!(proxy["volumeMounts"][0]["name"], pod["volumes"][0]["name"]);
+
+    let found = findings(&edited(&docs, "EnvoyFilter", "boifi-fault-native", |v| {
+        v["spec"]["configPatches"][0]["match"]["context"] = json!("GATEWAY");
+    }));
+    assert_eq!(
+        found,
+        [
+            "EnvoyFilter demo/boifi-fault-native: spec.configPatches[0].match.context `GATEWAY` \
+          never applies in a waypoint, which takes SIDECAR_INBOUND patches"
+        ]
+    );
+    let found = findings(&edited(&docs, "Gateway", "waypoint", |v| {
+        v["spec"]["infrastructure"]["parametersRef"]["name"] = json!("boifi-options");
+    }));
+    assert_eq!(
+        found,
+        [
+            "Gateway demo/waypoint: spec.infrastructure.parametersRef names ConfigMap \
+          `boifi-options`, which is not in the bundle"
+        ]
+    );
+    let found = findings(&edited(&docs, "ConfigMap", "boifi-waypoint-options", |v| {
+        v["data"]["deployment"] = json!("- not\n- a map\n");
+    }));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].contains("data.deployment is not a YAML object"));
 }

@@ -12,7 +12,7 @@ use crate::support::{checker, find, kustomize, native_dirs};
 fn bundle(name: &str) -> Vec<Document> {
     let dir = native_dirs()
         .into_iter()
-        .find(|d| d.ends_with(name))
+        .find(|d| d.file_name().is_some_and(|n| n == name))
         .unwrap();
     kustomize(&dir)
 }
@@ -37,6 +37,11 @@ fn native_bundles_compose_and_pass_the_rules() {
     let istio = bundle("istio");
     find(&istio, "EnvoyFilter", "boifi-fault-native");
     assert_eq!(problems(&istio), Vec::<String>::new());
+    let waypoint = bundle("istio-waypoint");
+    find(&waypoint, "EnvoyFilter", "boifi-fault-native");
+    find(&waypoint, "Gateway", "waypoint");
+    find(&waypoint, "ConfigMap", "boifi-waypoint-options");
+    assert_eq!(problems(&waypoint), Vec::<String>::new());
     let eg = bundle("envoy-gateway");
     find(&eg, "EnvoyProxy", "boifi-proxy");
     find(&eg, "EnvoyExtensionPolicy", "boifi-fault-native");
