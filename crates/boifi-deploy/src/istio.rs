@@ -50,74 +50,62 @@ pub fn url_scheme_allowed(url: &str) -> bool {
 /// istiod's validating webhook (`pkg/config/validation/validation.go`,
 /// `validatePolicyTargetReference`), which the apiserver does not enforce but istiod's webhook
 /// does, with Istio's default install. Other kinds have none here.
+/// Shapes the schema already rejects (wrong types) are skipped here, not reported twice.
 #[must_use]
 pub fn rule_violations(doc: &Value) -> Vec<RuleViolation> {
-    match doc.get("kind").and_then(Value::as_str) {
-        Some("WasmPlugin") => wasmplugin_violations(doc),
-        Some("TrafficExtension") => trafficextension_violations(doc),
-        Some("EnvoyFilter") => envoyfilter_violations(doc),
-        _ => Vec::new(),
-    }
-}
-
-/// Every CEL and list-map rule of `extensions.istio.io/v1alpha1` `WasmPlugin` that `doc` breaks,
-/// and the webhook's `targetRefs` rule. Shapes the schema already rejects (wrong types) are
-/// skipped here, not reported twice.
-#[must_use]
-pub fn wasmplugin_violations(doc: &Value) -> Vec<RuleViolation> {
     let mut out = Vec::new();
     let Some(spec) = doc.get("spec").and_then(Value::as_object) else {
         return out;
     };
+    match doc.get("kind").and_then(Value::as_str) {
+        Some("WasmPlugin") => wasmplugin_rules(spec, &mut out),
+        Some("TrafficExtension") => trafficextension_rules(spec, &mut out),
+        Some("EnvoyFilter") => envoyfilter_rules(spec, &mut out),
+        _ => {}
+    }
+    out
+}
+
+/// The CEL and list-map rules of `extensions.istio.io/v1alpha1` `WasmPlugin`, and the
+/// webhook's `targetRefs` rule.
+fn wasmplugin_rules(spec: &Map<String, Value>, out: &mut Vec<RuleViolation>) {
     one_of_selector(
         spec,
         &["selector", "targetRef", "targetRefs"],
         "selector",
-        &mut out,
+        out,
     );
-    url_rule(spec.get("url"), "spec.url", &mut out);
-    selector_rules(spec, &mut out);
-    target_ref_rules(spec, &mut out);
-    vm_env_rules(spec.get("vmConfig"), "spec.vmConfig", &mut out);
-    match_port_rules(spec, &mut out);
-    out
+    url_rule(spec.get("url"), "spec.url", out);
+    selector_rules(spec, out);
+    target_ref_rules(spec, out);
+    vm_env_rules(spec.get("vmConfig"), "spec.vmConfig", out);
+    match_port_rules(spec, out);
 }
 
-/// Every CEL and list-map rule of `extensions.istio.io/v1alpha1` `TrafficExtension` (Istio
-/// 1.30+) that `doc` breaks, and the webhook's `targetRefs` rule.
-#[must_use]
-pub fn trafficextension_violations(doc: &Value) -> Vec<RuleViolation> {
-    let mut out = Vec::new();
-    let Some(spec) = doc.get("spec").and_then(Value::as_object) else {
-        return out;
-    };
-    one_of_selector(spec, &["selector", "targetRefs"], "selector", &mut out);
+/// The CEL and list-map rules of `extensions.istio.io/v1alpha1` `TrafficExtension` (Istio
+/// 1.30+), and the webhook's `targetRefs` rule.
+fn trafficextension_rules(spec: &Map<String, Value>, out: &mut Vec<RuleViolation>) {
+    one_of_selector(spec, &["selector", "targetRefs"], "selector", out);
     if spec.contains_key("wasm") == spec.contains_key("lua") {
         out.push(violation("spec", "exactly one of wasm or lua must be set"));
     }
     if let Some(wasm) = spec.get("wasm") {
-        url_rule(wasm.get("url"), "spec.wasm.url", &mut out);
-        vm_env_rules(wasm.get("vmConfig"), "spec.wasm.vmConfig", &mut out);
+        url_rule(wasm.get("url"), "spec.wasm.url", out);
+        vm_env_rules(wasm.get("vmConfig"), "spec.wasm.vmConfig", out);
     }
-    selector_rules(spec, &mut out);
-    target_ref_rules(spec, &mut out);
-    match_port_rules(spec, &mut out);
-    out
+    selector_rules(spec, out);
+    target_ref_rules(spec, out);
+    match_port_rules(spec, out);
 }
 
-/// Every CEL rule of `networking.istio.io/v1alpha3` `EnvoyFilter` that `doc` breaks, and the
-/// webhook's `targetRefs` rule.
-#[must_use]
-pub fn envoyfilter_violations(doc: &Value) -> Vec<RuleViolation> {
-    let mut out = Vec::new();
-    let Some(spec) = doc.get("spec").and_then(Value::as_object) else {
-        return out;
-    };
+/// The CEL rules of `networking.istio.io/v1alpha3` `EnvoyFilter`, and the webhook's
+/// `targetRefs` rule.
+fn envoyfilter_rules(spec: &Map<String, Value>, out: &mut Vec<RuleViolation>) {
     one_of_selector(
         spec,
         &["workloadSelector", "targetRefs"],
         "workloadSelector",
-        &mut out,
+        out,
     );
     if let Some(labels) = spec
         .get("workloadSelector")
@@ -133,7 +121,7 @@ pub fn envoyfilter_violations(doc: &Value) -> Vec<RuleViolation> {
             }
         }
     }
-    target_ref_rules(spec, &mut out);
+    target_ref_rules(spec, out);
     let patches = spec.get("configPatches").and_then(Value::as_array);
     for (i, patch) in patches.into_iter().flatten().enumerate() {
         let Some(matching) = patch.get("match") else {
@@ -147,7 +135,6 @@ pub fn envoyfilter_violations(doc: &Value) -> Vec<RuleViolation> {
             ));
         }
     }
-    out
 }
 
 /// The CRDs' "at most one way to select": `(has(a) ? 1 : 0) + (has(b) ? 1 : 0) <= 1`.
@@ -337,8 +324,8 @@ mod tests {
 
     #[test]
     fn selector_and_target_ref_exclusive() {
-        let doc = json!({"spec": {"url": "oci://x/y", "selector": {"matchLabels": {"a": "b"}}, "targetRefs": [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "g"}]}});
-        let v = wasmplugin_violations(&doc);
+        let doc = json!({"kind": "WasmPlugin", "spec": {"url": "oci://x/y", "selector": {"matchLabels": {"a": "b"}}, "targetRefs": [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "g"}]}});
+        let v = rule_violations(&doc);
         assert_eq!(
             v,
             vec![violation(
@@ -443,8 +430,8 @@ mod tests {
 
     #[test]
     fn duplicate_match_ports() {
-        let doc = json!({"spec": {"url": "oci://x/y", "match": [{"ports": [{"number": 80}, {"number": 80}]}]}});
-        let v = wasmplugin_violations(&doc);
+        let doc = json!({"kind": "WasmPlugin", "spec": {"url": "oci://x/y", "match": [{"ports": [{"number": 80}, {"number": 80}]}]}});
+        let v = rule_violations(&doc);
         assert_eq!(v.len(), 1);
         assert!(v[0].message.contains("Duplicate value"));
         assert_eq!(v[0].path, "spec.match[0].ports[1]");
