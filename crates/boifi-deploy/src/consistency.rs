@@ -271,6 +271,7 @@ pub fn check_bundle(docs: &[Document], scope: &BundleScope) -> Vec<Finding> {
     }
     out.extend(check_etcd_endpoints(docs, &templates));
     out.extend(check_wasm_plugins(docs));
+    out.extend(check_waypoints(docs));
     if scope.complete {
         out.extend(check_references(docs, &templates, &scope.external));
     }
@@ -595,35 +596,52 @@ fn check_service_monitor(docs: &[Document], monitor: &Document) -> Vec<Finding> 
 /// The label that marks boifi's own resources; WasmPlugins without it are not boifi's filter.
 pub const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
 
-/// Each boifi WasmPlugin's (label `app.kubernetes.io/part-of: boifi`) `pluginConfig` is
-/// accepted by the filter's own configuration type
-/// (`boifi_core::wire::PluginConfig`), and the control plane it names — its
+/// The kinds that load boifi's Wasm filter, with where each keeps the filter's configuration.
+const FILTER_KINDS: &[(&str, &[&str])] = &[
+    ("WasmPlugin", &["spec", "pluginConfig"]),
+    ("TrafficExtension", &["spec", "wasm", "pluginConfig"]),
+];
+
+/// The `pluginConfig` of a document that loads boifi's Wasm filter (`WasmPlugin`, or Istio
+/// 1.30's `TrafficExtension`): `None` for other kinds, `Some(None)` when it has none.
+#[must_use]
+pub fn filter_plugin_config(doc: &Document) -> Option<Option<&Value>> {
+    FILTER_KINDS
+        .iter()
+        .find(|(kind, _)| *kind == doc.kind())
+        .map(|(_, path)| value_at(&doc.value, path))
+}
+
+/// Each boifi filter's (a `WasmPlugin` or `TrafficExtension` labelled
+/// `app.kubernetes.io/part-of: boifi`) `pluginConfig` is accepted by the filter's own
+/// configuration type (`boifi_core::wire::PluginConfig`), and the control plane it names — its
 /// `control_plane_cluster`, or the filter's default when unset — is a Service port of the
-/// bundle that a NetworkPolicy lets the plugin's namespace reach, with a
-/// `control_plane_authority` of the same host and port.
+/// bundle that a NetworkPolicy lets the filter's namespace reach, with a
+/// `control_plane_authority` of the same host and port. A filter attached through `targetRefs`
+/// runs in a waypoint (or gateway), where the cluster must also be made to exist
+/// ([`check_waypoint_cluster`]).
 fn check_wasm_plugins(docs: &[Document]) -> Vec<Finding> {
     let mut out = Vec::new();
     let boifi = |d: &&Document| str_at(&d.value, &["metadata", "labels", PART_OF_LABEL]) == "boifi";
-    for plugin in docs
-        .iter()
-        .filter(|d| d.kind() == "WasmPlugin")
-        .filter(boifi)
-    {
-        let json = value_at(&plugin.value, &["spec", "pluginConfig"])
-            .map(Value::to_string)
-            .unwrap_or_default();
+    for plugin in docs.iter().filter(boifi) {
+        let Some((_, path)) = FILTER_KINDS.iter().find(|(kind, _)| *kind == plugin.kind()) else {
+            continue;
+        };
+        let config = value_at(&plugin.value, path);
+        let json = config.map(Value::to_string).unwrap_or_default();
         let config = match PluginConfig::from_json(json.as_bytes()) {
             Ok(config) => config,
             Err(err) => {
                 out.push(Finding {
                     resource: plugin.id(),
-                    message: format!("spec.pluginConfig is refused by the filter: {err}"),
+                    message: format!("{} is refused by the filter: {err}", path.join(".")),
                 });
                 continue;
             }
         };
         let cluster = config.control_plane_cluster.as_str();
         out.extend(check_control_plane_reachable(docs, plugin, cluster));
+        out.extend(check_waypoint_cluster(docs, plugin, cluster));
         let authority = config.control_plane_authority.as_str();
         let expected = parse_istio_cluster(cluster)
             .map(|c| format!("{}.{}.{CLUSTER_DOMAIN}:{}", c.service, c.namespace, c.port));
@@ -633,6 +651,225 @@ fn check_wasm_plugins(docs: &[Document]) -> Vec<Finding> {
                 message: format!(
                     "pluginConfig.control_plane_authority `{authority}` is not the host and port of `{cluster}`"
                 ),
+            });
+        }
+    }
+    out.extend(check_referenced_services(docs));
+    out
+}
+
+/// The annotation through which an `EnvoyFilter` names the services Istio must build outbound
+/// clusters for in the waypoints and gateways it applies to
+/// (istio `pilot/pkg/model/envoyfilter.go`): comma-separated `host` or `namespace/host`.
+pub const REFERENCED_SERVICES_ANNOTATION: &str = "envoyfilter.istio.io/referenced-services";
+
+/// A policy attachment target, `(group, kind, name)`, the core group spelt `""`.
+fn target_refs(doc: &Document) -> Vec<(&str, &str, &str)> {
+    items_at(&doc.value, &["spec", "targetRefs"])
+        .chain(value_at(&doc.value, &["spec", "targetRef"]))
+        .map(|t| {
+            let group = match str_at(t, &["group"]) {
+                "core" => "",
+                group => group,
+            };
+            (group, str_at(t, &["kind"]), str_at(t, &["name"]))
+        })
+        .collect()
+}
+
+/// The entries of an `EnvoyFilter`'s referenced-services annotation, as `(namespace, host)`
+/// (namespace empty for a bare host).
+fn referenced_services(filter: &Document) -> Vec<(&str, &str)> {
+    let value = value_at(
+        &filter.value,
+        &["metadata", "annotations", REFERENCED_SERVICES_ANNOTATION],
+    )
+    .and_then(Value::as_str)
+    .unwrap_or("");
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| entry.split_once('/').unwrap_or(("", entry)))
+        .collect()
+}
+
+/// Whether `filter` makes Istio build `cluster` (of Service `parsed`) in the proxies it applies
+/// to: the referenced-services annotation names the Service's host (bare, or qualified with the
+/// Service's own namespace, which is what Istio compares), or a `CLUSTER` `ADD` patch in context
+/// `SIDECAR_INBOUND` (the only context a waypoint asks for) adds a cluster of that name.
+fn provides_cluster(filter: &Document, parsed: &IstioCluster, cluster: &str) -> bool {
+    let host = format!("{}.{}.{CLUSTER_DOMAIN}", parsed.service, parsed.namespace);
+    let referenced = referenced_services(filter)
+        .into_iter()
+        .any(|(namespace, h)| h == host && (namespace.is_empty() || namespace == parsed.namespace));
+    let added = items_at(&filter.value, &["spec", "configPatches"]).any(|patch| {
+        str_at(patch, &["applyTo"]) == "CLUSTER"
+            && str_at(patch, &["patch", "operation"]) == "ADD"
+            && str_at(patch, &["match", "context"]) == "SIDECAR_INBOUND"
+            && str_at(patch, &["patch", "value", "name"]) == cluster
+    });
+    referenced || added
+}
+
+/// A filter attached through `targetRefs` runs in a waypoint or gateway, where Istio builds no
+/// outbound cluster for the control plane by itself (docs/design/ambient.md §2). For each of its
+/// targets, an `EnvoyFilter` of the bundle in the filter's namespace must make the cluster
+/// exist ([`provides_cluster`]) and apply to the same proxy: it targets the same object, or —
+/// for a Service or ServiceEntry, whose requests run in the waypoint that serves it — a Gateway
+/// of the bundle in that namespace (any Gateway when the bundle ships none). Which of them
+/// serves the Service is decided by labels outside the bundle, so any is taken to be the one.
+#[must_use]
+pub fn check_waypoint_cluster(docs: &[Document], plugin: &Document, cluster: &str) -> Vec<Finding> {
+    let targets = target_refs(plugin);
+    let Some(parsed) = parse_istio_cluster(cluster) else {
+        return Vec::new(); // reported by check_control_plane_reachable
+    };
+    let providers: Vec<&Document> = docs
+        .iter()
+        .filter(|d| d.kind() == "EnvoyFilter" && d.namespace() == plugin.namespace())
+        .filter(|d| provides_cluster(d, &parsed, cluster))
+        .collect();
+    // The Gateways a Service's waypoint can be: those of the bundle in the namespace, or any
+    // when the bundle ships none (the waypoint is then created outside it).
+    let gateways: Vec<&str> = docs
+        .iter()
+        .filter(|d| d.kind() == "Gateway" && d.namespace() == plugin.namespace())
+        .map(Document::name)
+        .collect();
+    let may_serve = |gateway: &str| gateways.is_empty() || gateways.contains(&gateway);
+    let mut out = Vec::new();
+    for (group, kind, name) in targets {
+        let covered = providers.iter().any(|filter| {
+            target_refs(filter).iter().any(|(g, k, n)| {
+                (*g, *k, *n) == (group, kind, name)
+                    || (*k == "Gateway"
+                        && *g == "gateway.networking.k8s.io"
+                        && may_serve(n)
+                        && matches!(kind, "Service" | "ServiceEntry"))
+            })
+        });
+        if !covered {
+            out.push(Finding {
+                resource: plugin.id(),
+                message: format!(
+                    "targetRefs {kind} `{name}`: a waypoint or gateway has no cluster `{cluster}` \
+                     unless an EnvoyFilter in namespace `{}` that targets it carries the annotation \
+                     `{REFERENCED_SERVICES_ANNOTATION}: {}/{}.{}.{CLUSTER_DOMAIN}`",
+                    plugin.namespace(),
+                    parsed.namespace,
+                    parsed.service,
+                    parsed.namespace
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// The Gateway class of Istio's waypoints.
+pub const WAYPOINT_GATEWAY_CLASS: &str = "istio-waypoint";
+
+/// Waypoints of the bundle (Gateways of class `istio-waypoint`): an `infrastructure.parametersRef`
+/// names a ConfigMap of the bundle whose `deployment` key is a YAML object (Istio refuses a
+/// Gateway whose parameters are missing, and merges that key into the waypoint's Deployment);
+/// and every patch of an `EnvoyFilter` that targets a waypoint has context `SIDECAR_INBOUND`,
+/// the only one a waypoint asks for (`ANY` too, except for a `CLUSTER` `ADD`, which Istio then
+/// skips), so no patch is silently dropped (istio `pilot/pkg/networking/core/cluster.go`,
+/// `envoyfilter/cluster_patch.go` `InsertedClusters`).
+fn check_waypoints(docs: &[Document]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let waypoints: Vec<&Document> = docs
+        .iter()
+        .filter(|d| d.kind() == "Gateway")
+        .filter(|d| str_at(&d.value, &["spec", "gatewayClassName"]) == WAYPOINT_GATEWAY_CLASS)
+        .collect();
+    for waypoint in &waypoints {
+        let Some(params) = value_at(
+            &waypoint.value,
+            &["spec", "infrastructure", "parametersRef"],
+        ) else {
+            continue;
+        };
+        let name = str_at(params, &["name"]);
+        let Some(options) = find(docs, "ConfigMap", waypoint.namespace(), name) else {
+            out.push(finding(
+                waypoint.id(),
+                format!("spec.infrastructure.parametersRef names ConfigMap `{name}`, which is not in the bundle"),
+            ));
+            continue;
+        };
+        if let Some(text) =
+            value_at(&options.value, &["data", "deployment"]).and_then(Value::as_str)
+        {
+            let parsed: Result<Value, _> = serde_norway::from_str(text);
+            if !parsed.as_ref().is_ok_and(Value::is_object) {
+                out.push(finding(
+                    options.id(),
+                    "data.deployment is not a YAML object (Istio merges it into the waypoint's Deployment)",
+                ));
+            }
+        }
+    }
+    for filter in docs.iter().filter(|d| d.kind() == "EnvoyFilter") {
+        let on_waypoint = target_refs(filter).iter().any(|(group, kind, name)| {
+            (*group, *kind) == ("gateway.networking.k8s.io", "Gateway")
+                && waypoints
+                    .iter()
+                    .any(|w| w.namespace() == filter.namespace() && w.name() == *name)
+        });
+        if !on_waypoint {
+            continue;
+        }
+        for (i, patch) in items_at(&filter.value, &["spec", "configPatches"]).enumerate() {
+            // An unset context is ANY, the enum's zero value.
+            let context = match str_at(patch, &["match", "context"]) {
+                "" => "ANY",
+                context => context,
+            };
+            let cluster_add = str_at(patch, &["applyTo"]) == "CLUSTER"
+                && str_at(patch, &["patch", "operation"]) == "ADD";
+            let reaches = context == "SIDECAR_INBOUND" || (context == "ANY" && !cluster_add);
+            if !reaches {
+                out.push(finding(
+                    filter.id(),
+                    format!(
+                        "spec.configPatches[{i}].match.context `{context}` never applies in a waypoint, which takes SIDECAR_INBOUND patches"
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// boifi's `EnvoyFilter`s name in their referenced-services annotation only Services of the
+/// bundle, each qualified (if at all) with its own namespace: Istio silently ignores any other
+/// entry, and the filter would then have no control plane.
+fn check_referenced_services(docs: &[Document]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let boifi = |d: &&Document| str_at(&d.value, &["metadata", "labels", PART_OF_LABEL]) == "boifi";
+    for filter in docs
+        .iter()
+        .filter(|d| d.kind() == "EnvoyFilter")
+        .filter(boifi)
+    {
+        for (namespace, host) in referenced_services(filter) {
+            let service = split_service_host(host)
+                .and_then(|(name, ns)| find(docs, "Service", &ns, &name).map(|_| ns));
+            let message = match service {
+                None => format!(
+                    "{REFERENCED_SERVICES_ANNOTATION} names `{host}`, which is no Service of the bundle"
+                ),
+                Some(ns) if !namespace.is_empty() && namespace != ns => format!(
+                    "{REFERENCED_SERVICES_ANNOTATION} qualifies `{host}` with namespace `{namespace}`, \
+                     but Istio matches it against the Service's own namespace `{ns}`"
+                ),
+                Some(_) => continue,
+            };
+            out.push(Finding {
+                resource: filter.id(),
+                message,
             });
         }
     }

@@ -31,6 +31,22 @@ pub enum DeployError {
     /// Pinning the digests into the manifests failed.
     #[error(transparent)]
     Pin(#[from] PinError),
+    /// A CRD file could not be read, or gives no schema.
+    #[error("--crd `{path}`: {reason}")]
+    Crd {
+        /// The CRD file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The derived schema could not be written.
+    #[error("--out `{path}`: {source}")]
+    WriteSchema {
+        /// The schema file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// Rendering a kustomization or a chart failed.
     #[error(transparent)]
     Render(#[from] RenderError),

@@ -11,12 +11,14 @@
 //!   ([`consistency`]).
 //! - [`native`]: the rules for the native module's manifests (Istio `EnvoyFilter`, Envoy
 //!   Gateway `EnvoyProxy` and `EnvoyExtensionPolicy`), which have no schema in the shared data.
+//! - [`crd`] derives the checker's JSON schema of a custom resource from its CRD.
 //! - [`pin`] writes the built artifact's digests into the manifests that reference it.
 //! - [`error`]: why a `boifi-deploy` command failed.
 #![warn(missing_docs)]
 
 pub mod check;
 pub mod consistency;
+pub mod crd;
 pub mod digest;
 pub mod error;
 mod gourl;

@@ -6,11 +6,12 @@ use std::process::ExitCode;
 
 use boifi_deploy::check::Checker;
 use boifi_deploy::consistency::BundleScope;
+use boifi_deploy::crd;
 use boifi_deploy::error::DeployError;
 use boifi_deploy::oci::{verify_layout, write_layout, Artifact, ArtifactOptions};
 use boifi_deploy::pin;
 use boifi_deploy::render::{self, HelmRelease, Tool};
-use boifi_deploy::yaml::ResourceId;
+use boifi_deploy::yaml::{load_file, ResourceId};
 use clap::{Parser, Subcommand};
 
 /// Deploy tooling for boifi: the Wasm OCI artifact and the offline manifest checker.
@@ -51,6 +52,18 @@ enum Command {
         /// The manifests tree.
         #[arg(long, default_value = "manifests")]
         manifests: PathBuf,
+    },
+    /// Derive the checker's JSON schema of a custom resource from its CRD (see `crd.rs`).
+    CrdSchema {
+        /// The CustomResourceDefinition (YAML, one document).
+        #[arg(long)]
+        crd: PathBuf,
+        /// The version whose schema to derive.
+        #[arg(long)]
+        version: String,
+        /// The JSON schema file to write.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Render kustomization directories (`kubectl kustomize`) or Helm charts (`helm template`)
     /// and check the output against the schemas and rules.
@@ -151,6 +164,27 @@ fn run(cli: Cli) -> Result<bool, DeployError> {
                     line.digest
                 );
             }
+            Ok(true)
+        }
+        Command::CrdSchema { crd, version, out } => {
+            let failed = |reason: String| DeployError::Crd {
+                path: crd.clone(),
+                reason,
+            };
+            let docs = load_file(&crd).map_err(|e| failed(e.to_string()))?;
+            let [doc] = docs.as_slice() else {
+                return Err(failed(format!("holds {} documents, not one", docs.len())));
+            };
+            let schema =
+                crd::json_schema(&doc.value, &version).map_err(|e| failed(e.to_string()))?;
+            let mut text =
+                serde_json::to_string_pretty(&schema).map_err(|e| failed(e.to_string()))?;
+            text.push('\n');
+            std::fs::write(&out, text).map_err(|source| DeployError::WriteSchema {
+                path: out.clone(),
+                source,
+            })?;
+            println!("wrote {}", out.display());
             Ok(true)
         }
         Command::Check {

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use jsonschema::{Draft, Validator};
 use serde_json::Value;
 
+/// Groups under `k8s.io` that are not built in: their kinds are CRDs (Gateway API's).
+const CRD_GROUPS_UNDER_K8S_IO: &[&str] = &["gateway.networking.k8s.io"];
+
 /// Whether `api_version` belongs to Kubernetes itself (the core group, `*.k8s.io`, and the
 /// unsuffixed built-in groups), whose schemas live in the strict folder; any other group is a
 /// custom resource with its schema under its group's folder.
@@ -18,6 +21,7 @@ use serde_json::Value;
 pub fn is_builtin_api(api_version: &str) -> bool {
     match api_version.split_once('/') {
         None => true,
+        Some((group, _)) if CRD_GROUPS_UNDER_K8S_IO.contains(&group) => false,
         Some((group, _)) => {
             group.ends_with(".k8s.io")
                 || ["apps", "batch", "policy", "autoscaling"].contains(&group)
@@ -205,6 +209,10 @@ mod tests {
         assert_eq!(
             schema_path("extensions.istio.io/v1alpha1", "WasmPlugin"),
             Path::new("extensions.istio.io/wasmplugin_v1alpha1.json")
+        );
+        assert_eq!(
+            schema_path("gateway.networking.k8s.io/v1", "Gateway"),
+            Path::new("gateway.networking.k8s.io/gateway_v1.json")
         );
     }
 }

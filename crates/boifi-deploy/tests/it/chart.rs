@@ -66,7 +66,13 @@ fn every_value_set_renders_valid_complete_consistent_documents() {
     let sets = chart_bundles();
     assert_eq!(
         sets.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
-        ["chart default", "chart external-etcd", "chart ha-etcd"]
+        [
+            "chart default",
+            "chart ambient-trafficextension",
+            "chart ambient",
+            "chart external-etcd",
+            "chart ha-etcd"
+        ]
     );
     for (name, docs) in sets {
         let scope = BundleScope {
@@ -313,7 +319,7 @@ fn the_filters_upstream_follows_the_release_namespace() {
 /// value (values.schema.json, and the chart's checks for what a schema cannot express).
 #[test]
 fn values_that_cannot_work_are_refused() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["controlPlane.replicas=2"], "/controlPlane/replicas"),
         (
             &["store.type=etcd"],
@@ -332,6 +338,26 @@ fn values_that_cannot_work_are_refused() {
             "/wasmPlugin/failStrategy",
         ),
         (&["controlPlane.replica=2"], "replica"),
+        (
+            &[
+                "wasmPlugin.targetRefs[0].kind=Service",
+                "wasmPlugin.targetRefs[0].name=cart",
+            ],
+            "which has no cluster for the control plane unless ambient.enabled=true",
+        ),
+        (
+            &["ambient.enabled=true", "wasmPlugin.selector.app=frontend"],
+            "a waypoint ignores selectors",
+        ),
+        (
+            &[
+                "ambient.enabled=true",
+                "wasmPlugin.targetRefs[0].kind=Deployment",
+                "wasmPlugin.targetRefs[0].name=cart",
+            ],
+            "/wasmPlugin/targetRefs/0/kind",
+        ),
+        (&["wasmPlugin.kind=EnvoyFilter"], "/wasmPlugin/kind"),
         (
             &["store.type=etcd", "etcd.enabled=true", "etcd.replicas=2"],
             "/etcd/replicas",

@@ -9,6 +9,7 @@
     clippy::indexing_slicing
 )]
 
+mod ambient;
 mod chart;
 mod consistency;
 mod docs;

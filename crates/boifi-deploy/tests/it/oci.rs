@@ -277,8 +277,9 @@ fn rewriting_a_layout_leaves_no_stale_blob_and_other_folders_are_refused() {
     assert!(write_layout(busy.path(), b"not wasm", &ArtifactOptions::default()).is_err());
 }
 
-/// `make oci` pins: the base's oci:// plugin gets the manifest digest, the k3s-demo http://
-/// plugin gets the module digest in its `sha256` and in its blob URL; checks still pass.
+/// `make oci` pins: the base's oci:// plugin and the ambient TrafficExtension get the manifest
+/// digest, the k3s-demo http:// plugin gets the module digest in its `sha256` and in its blob
+/// URL; checks still pass.
 #[test]
 fn pinning_writes_the_digests_istio_checks() {
     let work = tempfile::tempdir().unwrap();
@@ -290,7 +291,7 @@ fn pinning_writes_the_digests_istio_checks() {
     let artifact = write_layout(&layout, &module, &ArtifactOptions::default()).unwrap();
 
     let pinned = pin_tree(&tree, &artifact).unwrap();
-    assert_eq!(pinned.len(), 3, "{pinned:#?}");
+    assert_eq!(pinned.len(), 4, "{pinned:#?}");
     assert!(pinned.iter().all(|p| p.changed));
     assert!(
         pin_tree(&tree, &artifact)
@@ -315,8 +316,13 @@ fn pinning_writes_the_digests_istio_checks() {
         "{url}"
     );
 
+    let ambient = crate::support::kustomize(&tree.join("overlays/ambient-trafficextension"));
+    let extension = &find(&ambient, "TrafficExtension", "boifi-fault").value["spec"]["wasm"];
+    assert!(extension["url"].as_str().unwrap().starts_with("oci://"));
+    assert_eq!(extension["sha256"], artifact.manifest_sha256());
+
     let mut checker = crate::support::checker();
-    for docs in [&base, &demo] {
+    for docs in [&base, &demo, &ambient] {
         let problems = checker.check_bundle(docs, &Default::default());
         assert!(problems.is_empty(), "{problems:#?}");
     }

@@ -161,3 +161,40 @@ fn strict_schemas_reject_unknown_fields_wrong_types_and_bad_enums() {
         "{problems:#?}"
     );
 }
+
+/// The custom resources' JSON schemas (`testdata/k8s-schemas/<group>/`) are what `crd.rs`
+/// derives from the CRDs in the test data (`boifi-deploy crd-schema`, testdata/SOURCES.md), so
+/// a schema cannot drift from its CRD or be edited by hand.
+#[test]
+fn custom_resource_schemas_are_derived_from_their_crds() {
+    let cases = [
+        (
+            "wasmplugin-crd.yaml",
+            "v1alpha1",
+            "extensions.istio.io/wasmplugin_v1alpha1.json",
+        ),
+        (
+            "trafficextension-crd.yaml",
+            "v1alpha1",
+            "extensions.istio.io/trafficextension_v1alpha1.json",
+        ),
+        (
+            "envoyfilter-crd.yaml",
+            "v1alpha3",
+            "networking.istio.io/envoyfilter_v1alpha3.json",
+        ),
+        (
+            "gateway-api-gateways-crd.yaml",
+            "v1",
+            "gateway.networking.k8s.io/gateway_v1.json",
+        ),
+    ];
+    for (crd, version, schema) in cases {
+        let docs = load_file(&crate::support::testdata().join(crd)).unwrap();
+        assert_eq!(docs.len(), 1, "{crd}: one CRD");
+        let derived = boifi_deploy::crd::json_schema(&docs[0].value, version).unwrap();
+        let text = std::fs::read_to_string(crate::support::k8s_schemas().join(schema)).unwrap();
+        let committed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(derived == committed, "{schema} is not derived from {crd}");
+    }
+}

@@ -135,9 +135,9 @@ pub fn overlay_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// The native module's bundles (manifests/native/istio, manifests/native/envoy-gateway).
+/// The native module's bundles (manifests/native/istio, istio-waypoint, envoy-gateway).
 pub fn native_dirs() -> Vec<PathBuf> {
-    ["istio", "envoy-gateway"]
+    ["istio", "istio-waypoint", "envoy-gateway"]
         .iter()
         .map(|d| manifests().join("native").join(d))
         .collect()
