@@ -102,7 +102,85 @@ impl NodeMetadata {
     }
 }
 
-/// A sidecar's identity: what selectors are compared with.
+/// The kind of proxy a filter runs in. A sidecar serves one workload, so the policies that
+/// concern it are known once per set; a waypoint (Istio ambient) or a gateway serves many
+/// services, so the target service is decided per request.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyKind {
+    /// One workload's sidecar (the default).
+    #[default]
+    Sidecar,
+    /// An Istio ambient waypoint: one Envoy for the services of a namespace or service account.
+    Waypoint,
+    /// An ingress gateway: one Envoy in front of many backends.
+    Gateway,
+}
+
+impl ProxyKind {
+    /// Every kind, in the order of their names in messages.
+    pub const ALL: [ProxyKind; 3] = [ProxyKind::Sidecar, ProxyKind::Waypoint, ProxyKind::Gateway];
+
+    /// The name on the wire and in status (`sidecar`, `waypoint`, `gateway`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyKind::Sidecar => "sidecar",
+            ProxyKind::Waypoint => "waypoint",
+            ProxyKind::Gateway => "gateway",
+        }
+    }
+
+    /// The kind of a name written by [`ProxyKind::as_str`].
+    pub fn parse(name: &str) -> Option<ProxyKind> {
+        ProxyKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// True for the kinds that serve many services (the target is decided per request).
+    pub fn is_shared(self) -> bool {
+        self != ProxyKind::Sidecar
+    }
+
+    fn is_sidecar(&self) -> bool {
+        *self == ProxyKind::Sidecar
+    }
+
+    /// The kind of the proxy whose pod carries these labels. Istio labels a waypoint's pod with
+    /// its Gateway's class `istio-waypoint`, and a gateway's pod with its Gateway's name (a
+    /// Gateway API gateway) or `istio: ingressgateway` (the classic ingress gateway).
+    pub fn of_labels(labels: &BTreeMap<String, String>) -> ProxyKind {
+        let label = |key: &str| labels.get(key).map(String::as_str);
+        if label(GATEWAY_CLASS_LABEL) == Some(WAYPOINT_GATEWAY_CLASS) {
+            ProxyKind::Waypoint
+        } else if label(GATEWAY_NAME_LABEL).is_some() || label("istio") == Some("ingressgateway") {
+            ProxyKind::Gateway
+        } else {
+            ProxyKind::Sidecar
+        }
+    }
+}
+
+/// The pod label Istio sets to a Gateway's class (`istio-waypoint` for a waypoint).
+pub const GATEWAY_CLASS_LABEL: &str = "gateway.networking.k8s.io/gateway-class-name";
+/// The pod label Istio sets to a Gateway's name.
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+/// The Gateway class of Istio's waypoints.
+pub const WAYPOINT_GATEWAY_CLASS: &str = "istio-waypoint";
+
+/// A proxy's identity: what selectors are compared with. For a shared proxy (a waypoint or a
+/// gateway) `service` and `namespace` are those of the proxy itself, and the per-request target
+/// is decided by the filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Identity {
@@ -114,6 +192,9 @@ pub struct Identity {
     pub pod: Option<String>,
     /// The pod labels.
     pub labels: BTreeMap<String, String>,
+    /// The kind of proxy (absent in JSON for a sidecar).
+    #[serde(skip_serializing_if = "ProxyKind::is_sidecar")]
+    pub proxy: ProxyKind,
 }
 
 /// Why node metadata could not be read.
@@ -146,6 +227,7 @@ impl Identity {
             service,
             namespace: non_empty(metadata.namespace.as_deref()),
             pod: non_empty(metadata.name.as_deref()),
+            proxy: ProxyKind::of_labels(&labels),
             labels,
         }
     }

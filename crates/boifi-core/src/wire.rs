@@ -8,7 +8,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::Identity;
+use crate::identity::{Identity, ProxyKind};
 use crate::parse::{join, Walker};
 use crate::policy::{FieldErrorKind, PolicyDocument, ValidationErrors};
 
@@ -172,6 +172,14 @@ impl ConfigQuery {
                     }
                     query.wait_ms = Some(ms);
                 }
+                "proxy" => {
+                    query.identity.proxy = ProxyKind::parse(value).ok_or_else(|| {
+                        bad(
+                            "proxy",
+                            format!("`{value}` is not one of `sidecar`, `waypoint`, `gateway`"),
+                        )
+                    })?;
+                }
                 "encoding" => {
                     query.encoding = match value {
                         "json" => ConfigEncoding::Json,
@@ -243,6 +251,9 @@ impl ConfigQuery {
                 labels.extend([k.as_str(), "=", v.as_str()]);
             }
             push("labels", &labels);
+        }
+        if self.identity.proxy.is_shared() {
+            push("proxy", self.identity.proxy.as_str());
         }
         if let Some(v) = self.version {
             push("version", &v.to_string());
@@ -678,6 +689,14 @@ mod tests {
         assert!(ConfigQuery::from_pairs([("version", "-1")]).is_err());
         assert!(ConfigQuery::from_pairs([("labels", "novalue")]).is_err());
         assert!(ConfigQuery::from_pairs([("wait", "301s")]).is_err());
+        let e = ConfigQuery::from_pairs([("proxy", "mesh")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "query parameter `proxy`: `mesh` is not one of `sidecar`, `waypoint`, `gateway`"
+        );
+        let waypoint = ConfigQuery::from_pairs([("proxy", "waypoint")]).unwrap();
+        assert_eq!(waypoint.identity.proxy, ProxyKind::Waypoint);
+        assert_eq!(waypoint.to_query_string(), "proxy=waypoint");
         let e = ConfigQuery::from_pairs([("reason", "why")]).unwrap_err();
         assert_eq!(
             e.to_string(),

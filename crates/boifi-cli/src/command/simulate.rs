@@ -72,6 +72,7 @@ fn identity(args: &SimulateArgs) -> Identity {
         namespace: text(&args.namespace),
         pod: text(&args.pod),
         labels: args.labels.iter().cloned().collect(),
+        ..Identity::default()
     }
 }
 

@@ -1,6 +1,6 @@
 //! Identity from Envoy node metadata, as an Istio sidecar carries it.
 
-use boifi_core::identity::{Identity, NodeMetadata};
+use boifi_core::identity::{Identity, NodeMetadata, ProxyKind};
 
 use crate::repo_root;
 
@@ -97,4 +97,44 @@ fn an_istio_sidecar_node_resolves_to_its_identity() {
     let id = Identity::from_node_json(&nameless.istio_node().to_string()).unwrap();
     assert!(id.is_partial());
     assert_eq!(id.service, None);
+}
+
+#[test]
+fn the_proxy_kind_comes_from_the_labels_istio_sets_on_its_pod() {
+    let kind = |labels: &[(&str, &str)]| {
+        let metadata = serde_json::json!({
+            "NAMESPACE": "demo",
+            "LABELS": labels.iter().copied().collect::<std::collections::BTreeMap<_, _>>(),
+        });
+        Identity::from_node_json(&metadata.to_string())
+            .unwrap()
+            .proxy
+    };
+    assert_eq!(kind(&[("app", "cart")]), ProxyKind::Sidecar);
+    assert_eq!(
+        kind(&[
+            ("gateway.networking.k8s.io/gateway-name", "waypoint"),
+            (
+                "gateway.networking.k8s.io/gateway-class-name",
+                "istio-waypoint"
+            ),
+        ]),
+        ProxyKind::Waypoint
+    );
+    assert_eq!(
+        kind(&[
+            ("gateway.networking.k8s.io/gateway-name", "ingress"),
+            ("gateway.networking.k8s.io/gateway-class-name", "istio"),
+        ]),
+        ProxyKind::Gateway
+    );
+    assert_eq!(kind(&[("istio", "ingressgateway")]), ProxyKind::Gateway);
+    // A sidecar's identity serializes as it did before proxies had kinds.
+    let sidecar = serde_json::to_value(Identity::for_service("cart", "demo")).unwrap();
+    assert!(sidecar.get("proxy").is_none(), "{sidecar}");
+    let mut waypoint = Identity::for_service("waypoint", "demo");
+    waypoint.proxy = ProxyKind::Waypoint;
+    let json = serde_json::to_string(&waypoint).unwrap();
+    assert!(json.contains(r#""proxy":"waypoint""#), "{json}");
+    assert_eq!(serde_json::from_str::<Identity>(&json).unwrap(), waypoint);
 }

@@ -216,6 +216,7 @@ fn identity() -> impl Strategy<Value = Identity> {
             namespace,
             pod: None,
             labels,
+            ..Identity::default()
         })
 }
 
