@@ -134,6 +134,8 @@ impl RenderCache {
         ("version" = Option<u64>, Query, description = "The config version the sidecar holds"),
         ("wait" = Option<String>, Query, description = "How long to hold the request while `version` is current, e.g. `30s` (at most 300s)"),
         ("encoding" = Option<String>, Query, description = "`json` (default) or `compact`: the same answer in the compact binary encoding sidecars read (`application/vnd.boifi.config.v1`, defined in `boifi_core::wire::compact`)"),
+        ("refused" = Option<u64>, Query, description = "A config version the sidecar did not apply (it keeps the one it holds)"),
+        ("reason" = Option<String>, Query, description = "Why it refused `refused`, at most 512 bytes; only together with `refused`"),
     ),
     responses(
         (status = 200, description = "The current version and the policies that can apply to this sidecar (expired ones left out); with `encoding=compact` the same answer as `application/vnd.boifi.config.v1`", content(
