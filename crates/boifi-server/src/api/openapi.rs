@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use actix_web::HttpResponse;
 use utoipa::openapi::schema::{
     AdditionalProperties, AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder,
-    Schema, SchemaFormat, SchemaType, Type,
+    OneOfBuilder, Schema, SchemaFormat, SchemaType, Type,
 };
 use utoipa::Number;
 use utoipa::openapi::{Ref, RefOr};
@@ -67,9 +67,11 @@ fn policies_array() -> ArrayBuilder {
 }
 
 // Every constraint boifi-core's reader enforces on a policy, so a document valid by this schema is
-// one the server stores, and one it refuses breaks the schema. Three relations JSON Schema cannot
-// state are in the descriptions: `jitter_ms` <= `fixed_delay_ms`, `window.end` after
-// `window.start`, and at most 64 KiB of annotations in all.
+// one the server stores, and one it refuses breaks the schema. The reader takes `null` for an
+// absent field, so every optional field admits `null` and every condition on a field being
+// present asks for a value. Three relations JSON Schema cannot state are in the descriptions:
+// `jitter_ms` <= `fixed_delay_ms`, `window.end` after `window.start`, and at most 64 KiB of
+// annotations in all.
 
 /// A DNS-1123 label part of a policy name: 1 to 63 of `[A-Za-z0-9_-]`, no `-` at either end.
 const NAME_PART: &str = "[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?";
@@ -91,6 +93,11 @@ pub fn name_pattern() -> String {
     format!("^{NAME_PART}(\\.{NAME_PART})*$")
 }
 
+/// `builder`, whose type is `of`, also admitting `null` (an optional field: `null` is absent).
+fn or_null(builder: ObjectBuilder, of: Type) -> ObjectBuilder {
+    builder.schema_type(SchemaType::from_iter([of, Type::Null]))
+}
+
 /// An object that refuses properties it does not list.
 fn closed(description: &str) -> ObjectBuilder {
     object(description).additional_properties(Some(AdditionalProperties::FreeForm(false)))
@@ -106,19 +113,47 @@ fn bounded(description: &str, min: i64, max: u64) -> ObjectBuilder {
         .maximum(Some(Number::UInt(usize::try_from(max).unwrap_or(usize::MAX))))
 }
 
-/// A map of strings of at most `max` entries.
-fn string_map(description: &str, max: Option<usize>, keys: Option<&str>, values: ObjectBuilder) -> ObjectBuilder {
-    object(description)
+/// A string `choices`, or `null`.
+fn choice_or_null(description: &str, choices: &[&str]) -> ObjectBuilder {
+    let values = choices
+        .iter()
+        .map(|c| serde_json::Value::from(*c))
+        .chain([serde_json::Value::Null]);
+    or_null(string(description), Type::String).enum_values(Some(values))
+}
+
+/// A map of strings of at most `max` entries, or `null`.
+fn string_map(
+    description: &str,
+    max: Option<usize>,
+    keys: Option<&str>,
+    values: ObjectBuilder,
+) -> ObjectBuilder {
+    let keys = keys.map(|p| ObjectBuilder::new().schema_type(Type::String).pattern(Some(p)));
+    or_null(object(description), Type::Object)
         .max_properties(max)
-        .property_names(keys.map(|pattern| ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern))))
+        .property_names(keys)
         .additional_properties(Some(values))
 }
 
-/// At least one of `names` is present.
-fn any_present(names: &[&str]) -> AnyOfBuilder {
-    names.iter().fold(AnyOfBuilder::new(), |any, name| {
-        any.item(ObjectBuilder::new().schema_type(SchemaType::AnyValue).required(*name))
-    })
+/// A schema that holds when the property `name` is present with a value of type `of`.
+fn given(name: &str, of: impl Into<RefOr<Schema>>) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::AnyValue)
+        .property(name, of)
+        .required(name)
+}
+
+/// `schema` or `null` (an optional field whose schema is a composition).
+fn schema_or_null(schema: Schema) -> Schema {
+    AnyOfBuilder::new()
+        .item(of_type(Type::Null))
+        .item(schema)
+        .into()
+}
+
+fn of_type(of: Type) -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(of)
 }
 
 fn all_of(items: impl IntoIterator<Item = Schema>, description: &str) -> Schema {
@@ -129,14 +164,29 @@ fn all_of(items: impl IntoIterator<Item = Schema>, description: &str) -> Schema 
         .into()
 }
 
-/// `exact`, `prefix` or `regex`: exactly one (the object has no other key).
-fn string_match(description: &str) -> ObjectBuilder {
-    closed(description)
-        .property("exact", string("Equal to this text"))
-        .property("prefix", string("Starting with this text"))
-        .property("regex", regex())
-        .min_properties(Some(1))
-        .max_properties(Some(1))
+/// The matcher properties `exact`, `prefix`, `regex`; the reader asks for exactly one.
+fn with_matchers(object: ObjectBuilder) -> ObjectBuilder {
+    object
+        .property("exact", or_null(string("Equal to this text"), Type::String))
+        .property("prefix", or_null(string("Starting with this text"), Type::String))
+        .property("regex", or_null(regex(), Type::String))
+}
+
+/// Exactly one of `exact`, `prefix`, `regex` has a value.
+fn one_matcher() -> Schema {
+    ["exact", "prefix", "regex"]
+        .into_iter()
+        .fold(OneOfBuilder::new(), |one, name| {
+            one.item(given(name, of_type(Type::String)))
+        })
+        .into()
+}
+
+fn string_match(description: &str) -> Schema {
+    all_of(
+        [with_matchers(closed(description)).into(), one_matcher()],
+        description,
+    )
 }
 
 fn regex() -> ObjectBuilder {
@@ -145,9 +195,10 @@ fn regex() -> ObjectBuilder {
         .max_length(Some(boifi_core::policy::MAX_REGEX_LEN))
 }
 
-/// `name` and exactly one of `exact`, `prefix`, `regex` (the object has no other key).
-fn header_match() -> ObjectBuilder {
-    string_match("A request header match: `name` and exactly one of `exact`, `prefix`, `regex`")
+fn header_match() -> Schema {
+    let description =
+        "A request header match: `name` and exactly one of `exact`, `prefix`, `regex`";
+    let object = closed(description)
         .property(
             "name",
             patterned(
@@ -155,48 +206,53 @@ fn header_match() -> ObjectBuilder {
                 &format!("^:?{TOKEN}$"),
             ),
         )
-        .required("name")
-        .min_properties(Some(2))
-        .max_properties(Some(2))
+        .required("name");
+    all_of([with_matchers(object).into(), one_matcher()], description)
 }
 
-fn source() -> ObjectBuilder {
-    closed("The calling workload, from its mTLS identity; at least one field")
-        .property("service", patterned("A DNS label", DNS_LABEL))
-        .property("namespace", patterned("A DNS label", DNS_LABEL))
+fn source() -> Schema {
+    let name = |d, pattern| or_null(patterned(d, pattern), Type::String);
+    let account = "^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$";
+    let object = closed("The calling workload, from its mTLS identity")
+        .property("service", name("A DNS label", DNS_LABEL))
+        .property("namespace", name("A DNS label", DNS_LABEL))
+        .property("serviceAccount", name("A DNS subdomain", account))
         .property(
-            "serviceAccount",
-            patterned("A DNS subdomain", "^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$"),
-        )
-        .min_properties(Some(1))
+            "labels",
+            typed(Type::Null, "Refused: a caller's labels cannot be verified"),
+        );
+    let some = AnyOfBuilder::new()
+        .item(given("service", of_type(Type::String)))
+        .item(given("namespace", of_type(Type::String)))
+        .item(given("serviceAccount", of_type(Type::String)));
+    all_of(
+        [object.into(), some.into()],
+        "The calling workload, from its mTLS identity: at least one of `service`, `namespace`, `serviceAccount`",
+    )
 }
 
 fn request_match() -> Schema {
-    let conditions = AnyOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(SchemaType::AnyValue).required("method"))
-        .item(ObjectBuilder::new().schema_type(SchemaType::AnyValue).required("path"))
-        .item(ObjectBuilder::new().schema_type(SchemaType::AnyValue).required("source"))
-        .item(
-            ObjectBuilder::new()
-                .schema_type(SchemaType::AnyValue)
-                .property("headers", ArrayBuilder::new().min_items(Some(1)))
-                .required("headers"),
-        );
+    let headers = ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(RefOr::T(header_match()))
+        .max_items(Some(boifi_core::policy::MAX_HEADERS));
+    let object = closed("Which requests")
+        .property("method", schema_or_null(string_match("The request method")))
+        .property("path", schema_or_null(string_match("The request path")))
+        .property("headers", headers)
+        .property("source", schema_or_null(source()));
+    let some = AnyOfBuilder::new()
+        .item(given("method", of_type(Type::Object)))
+        .item(given("path", of_type(Type::Object)))
+        .item(given("source", of_type(Type::Object)))
+        .item(given(
+            "headers",
+            ArrayBuilder::new()
+                .items(ObjectBuilder::new().schema_type(SchemaType::AnyValue))
+                .min_items(Some(1)),
+        ));
     all_of(
-        [
-            closed("Which requests")
-                .property("method", string_match("The request method"))
-                .property("path", string_match("The request path"))
-                .property(
-                    "headers",
-                    ArrayBuilder::new()
-                        .items(header_match())
-                        .max_items(Some(boifi_core::policy::MAX_HEADERS)),
-                )
-                .property("source", source())
-                .into(),
-            conditions.into(),
-        ],
+        [object.into(), some.into()],
         "Which requests: at least one condition (`method`, `path`, a header or `source`)",
     )
 }
@@ -205,18 +261,30 @@ fn fault() -> Schema {
     let ms = |d| bounded(d, 0, boifi_core::policy::MAX_DELAY_MS);
     let delay = closed("A delay; `jitter_ms` at most `fixed_delay_ms`")
         .property("fixed_delay_ms", ms("Milliseconds"))
-        .property("jitter_ms", ms("Up to this many milliseconds more or less; at most `fixed_delay_ms`"))
+        .property(
+            "jitter_ms",
+            or_null(
+                ms("Up to this many milliseconds more or less; at most `fixed_delay_ms`"),
+                Type::Integer,
+            ),
+        )
         .required("fixed_delay_ms");
     let header_value = ObjectBuilder::new()
         .schema_type(Type::String)
         .pattern(Some("^[^\\r\\n\\x00]*$"));
     let abort = closed("An abort")
         .property("httpStatus", bounded("The status to answer", 200, 599))
-        .property("grpcStatus", bounded("A gRPC status to answer with", 0, 16))
+        .property(
+            "grpcStatus",
+            or_null(bounded("A gRPC status to answer with", 0, 16), Type::Integer),
+        )
         .property(
             "body",
-            string("The body to answer with, at most 16 KiB (UTF-8)")
-                .max_length(Some(boifi_core::policy::MAX_BODY_BYTES)),
+            or_null(
+                string("The body to answer with, at most 16 KiB (UTF-8)")
+                    .max_length(Some(boifi_core::policy::MAX_BODY_BYTES)),
+                Type::String,
+            ),
         )
         .property(
             "headers",
@@ -228,38 +296,60 @@ fn fault() -> Schema {
             ),
         )
         .required("httpStatus");
+    let object = closed("What happens to a matching request")
+        .property(
+            "percentage",
+            typed(
+                Type::Number,
+                "Share of matching requests, 0 to 100 in steps of 0.0001",
+            )
+            .minimum(Some(0))
+            .maximum(Some(100))
+            .multiple_of(Some(0.0001)),
+        )
+        .property(
+            "start_delay_ms",
+            or_null(
+                ms("Milliseconds after the policy is stored before it fires"),
+                Type::Integer,
+            ),
+        )
+        .property(
+            "duration_seconds",
+            or_null(
+                bounded(
+                    "Seconds it fires for (0: no limit)",
+                    0,
+                    boifi_core::policy::MAX_DURATION_SECONDS,
+                ),
+                Type::Integer,
+            ),
+        )
+        .property("delay", or_null(delay, Type::Object))
+        .property("abort", or_null(abort, Type::Object))
+        .required("percentage");
+    let some = AnyOfBuilder::new()
+        .item(given("delay", of_type(Type::Object)))
+        .item(given("abort", of_type(Type::Object)));
     all_of(
-        [
-            closed("What happens to a matching request")
-                .property(
-                    "percentage",
-                    typed(Type::Number, "Share of matching requests, 0 to 100 in steps of 0.0001")
-                        .minimum(Some(0))
-                        .maximum(Some(100))
-                        .multiple_of(Some(0.0001)),
-                )
-                .property("start_delay_ms", ms("Milliseconds after the policy is stored before it fires"))
-                .property(
-                    "duration_seconds",
-                    bounded("Seconds it fires for (0: no limit)", 0, boifi_core::policy::MAX_DURATION_SECONDS),
-                )
-                .property("delay", delay)
-                .property("abort", abort)
-                .required("percentage")
-                .into(),
-            any_present(&["delay", "abort"]).into(),
-        ],
+        [object.into(), some.into()],
         "What happens to a matching request: a `delay`, an `abort` or both",
     )
 }
 
 fn spec() -> ObjectBuilder {
+    let text = |d| or_null(string(d), Type::String);
     let selector = closed("Which sidecars apply the policy (absent, empty or `*`: any)")
-        .property("service", string("Service"))
-        .property("namespace", string("Namespace"))
+        .property("service", text("Service"))
+        .property("namespace", text("Namespace"))
         .property(
             "labels",
-            string_map("Pod labels that must all match", None, None, ObjectBuilder::new().schema_type(Type::String)),
+            string_map(
+                "Pod labels that must all match",
+                None,
+                None,
+                of_type(Type::String),
+            ),
         );
     let rule = closed("A rule")
         .property("match", request_match())
@@ -271,8 +361,13 @@ fn spec() -> ObjectBuilder {
         .property("end", patterned("RFC 3339 time after `start`", TIMESTAMP))
         .required("start")
         .required("end");
+    let priority = bounded(
+        "Higher first, then by name",
+        i64::from(i32::MIN),
+        u64::from(i32::MAX.unsigned_abs()),
+    );
     closed("What the policy does")
-        .property("selector", selector)
+        .property("selector", or_null(selector, Type::Object))
         .property(
             "rules",
             ArrayBuilder::new()
@@ -282,60 +377,89 @@ fn spec() -> ObjectBuilder {
         )
         .property(
             "sampling",
-            string("`random` (each request drawn alone) or `request` (one draw per request id)")
-                .enum_values(Some(["random", "request"])),
+            choice_or_null(
+                "`random` (each request drawn alone) or `request` (one draw per request id)",
+                &["random", "request"],
+            ),
         )
-        .property("window", window)
+        .property("window", or_null(window, Type::Object))
+        .property("priority", or_null(priority, Type::Integer))
         .property(
-            "priority",
-            bounded("Higher first, then by name", i64::from(i32::MIN), u64::from(i32::MAX.unsigned_abs())),
+            "enabled",
+            or_null(boolean("`false`: stored, never applied"), Type::Boolean),
         )
-        .property("enabled", boolean("`false`: stored, never applied"))
         .required("rules")
+}
+
+fn metadata() -> ObjectBuilder {
+    let label_key = "^[!-+\\--<>-~]{1,253}$";
+    let label_value = of_type(Type::String).pattern(Some("^[!-+\\--~]{0,253}$"));
+    let name = patterned(
+        "A DNS-1123 subdomain, upper case and `_` allowed: 1 to 253 characters of `[A-Za-z0-9._-]`, each `.`-part 1 to 63 not starting or ending with `-`; not `status` or `create`",
+        &name_pattern(),
+    )
+    .max_length(Some(boifi_core::policy::MAX_NAME_LEN));
+    let entries = Some(boifi_core::policy::MAX_METADATA_ENTRIES);
+    closed("Name, version, and the legacy namespace, labels and annotations")
+        .property("name", name)
+        .property(
+            "version",
+            typed(
+                SchemaType::from_iter([Type::String, Type::Number, Type::Null]),
+                "A free-form version label (a number is kept as its text)",
+            ),
+        )
+        .property(
+            "namespace",
+            or_null(
+                patterned(
+                    "Stored and returned; informational (sidecars are selected by `spec.selector`)",
+                    &format!("^{NAME_PART}$"),
+                ),
+                Type::String,
+            ),
+        )
+        .property(
+            "labels",
+            string_map(
+                "Labels to find policies by (`boifi-cli policy list -l key=value`): at most 64; keys 1 to 253 printable ASCII without `=` or `,`, values up to 253 without `,`",
+                entries,
+                Some(label_key),
+                label_value,
+            ),
+        )
+        .property(
+            "annotations",
+            string_map(
+                "Free-form notes, stored and returned: at most 64, 64 KiB of keys and values in all",
+                entries,
+                None,
+                of_type(Type::String),
+            ),
+        )
+        .required("name")
 }
 
 wire_schema! {
     /// Schema of `boifi_core::policy::PolicyDocument` (the policy format, see the README).
     PolicyDocumentSchema, "PolicyDocument", {
-        let label_key = "^[!-+\\--<>-~]{1,253}$";
-        let label_value = ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[!-+\\--~]{0,253}$"));
-        let metadata = closed("Name, version, and the legacy namespace, labels and annotations")
+        let revision = |d| or_null(bounded(d, 0, u64::MAX), Type::Integer);
+        let status = closed("Written by the server; ignored on input")
+            .property("stored_at_ms", revision("When stored (Unix ms)"))
+            .property("expires_at_ms", revision("When every rule has expired (Unix ms)"))
+            .property("revision", revision("Store revision of the last write; use as `If-Match`"))
             .property(
-                "name",
-                patterned("A DNS-1123 subdomain, upper case and `_` allowed: 1 to 253 characters of `[A-Za-z0-9._-]`, each `.`-part 1 to 63 not starting or ending with `-`; not `status` or `create`", &name_pattern())
-                    .max_length(Some(boifi_core::policy::MAX_NAME_LEN)),
-            )
-            .property(
-                "version",
-                typed(SchemaType::from_iter([Type::String, Type::Number]), "A free-form version label (a number is kept as its text)"),
-            )
-            .property(
-                "namespace",
-                patterned("Stored and returned; informational (sidecars are selected by `spec.selector`)", &format!("^{NAME_PART}$")),
-            )
-            .property(
-                "labels",
-                string_map("Labels to find policies by (`boifi-cli policy list -l key=value`): at most 64; keys 1 to 253 printable ASCII without `=` or `,`, values up to 253 without `,`", Some(boifi_core::policy::MAX_METADATA_ENTRIES), Some(label_key), label_value),
-            )
-            .property(
-                "annotations",
-                string_map("Free-form notes, stored and returned: at most 64, 64 KiB of keys and values in all", Some(boifi_core::policy::MAX_METADATA_ENTRIES), None, ObjectBuilder::new().schema_type(Type::String)),
-            )
-            .required("name");
-        let revision = |d| bounded(d, 0, u64::MAX);
+                "state",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::AnyValue)
+                    .description(Some("Derived, for people; ignored on input")),
+            );
         closed("A fault injection policy (format `boifi.io/v1alpha1`, kind `FaultInjectionPolicy`); validated by boifi-core, which names every bad field by path")
-            .property("apiVersion", string("`boifi.io/v1alpha1` (optional on input)").enum_values(Some([boifi_core::policy::API_VERSION])))
-            .property("kind", string("`FaultInjectionPolicy` (optional on input)").enum_values(Some([boifi_core::policy::KIND])))
-            .property("metadata", metadata)
+            .property("apiVersion", choice_or_null("`boifi.io/v1alpha1` (optional on input)", &[boifi_core::policy::API_VERSION]))
+            .property("kind", choice_or_null("`FaultInjectionPolicy` (optional on input)", &[boifi_core::policy::KIND]))
+            .property("metadata", metadata())
             .property("spec", spec())
-            .property(
-                "status",
-                closed("Written by the server; ignored on input")
-                    .property("stored_at_ms", revision("When stored (Unix ms)"))
-                    .property("expires_at_ms", revision("When every rule has expired (Unix ms)"))
-                    .property("revision", revision("Store revision of the last write; use as `If-Match`"))
-                    .property("state", ObjectBuilder::new().schema_type(SchemaType::AnyValue).description(Some("Derived, for people; ignored on input"))),
-            )
+            .property("status", or_null(status, Type::Object))
             .required("metadata")
             .required("spec")
             .into()

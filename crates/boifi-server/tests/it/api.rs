@@ -510,6 +510,42 @@ async fn openapi_document_lists_exactly_the_served_routes() {
             "{method} {concrete}: {text}"
         );
     }
+    // Every other method is a 405 whose `Allow` lists exactly the documented ones (RFC 9110).
+    let paths: BTreeSet<&String> = documented.iter().map(|(_, path)| path).collect();
+    for path in paths {
+        let concrete = path.replace("{name}", "some-policy");
+        let allowed: BTreeSet<String> = documented
+            .iter()
+            .filter(|(_, p)| p == path)
+            .map(|(m, _)| m.to_uppercase())
+            .collect();
+        for method in ["GET", "POST", "PUT", "DELETE", "PATCH", "TRACE"] {
+            if allowed.contains(method) {
+                continue;
+            }
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            let response = server
+                .client
+                .request(method.clone(), server.url(&concrete))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {concrete}"
+            );
+            let allow: BTreeSet<String> = response
+                .headers()
+                .get("allow")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .split(',')
+                .map(|m| m.trim().to_owned())
+                .collect();
+            assert_eq!(allow, allowed, "`Allow` of {method} {concrete}");
+        }
+    }
     // Referenced schemas exist.
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     for name in [
