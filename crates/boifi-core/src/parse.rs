@@ -222,7 +222,7 @@ pub(crate) fn whole_u64(n: &serde_json::Number) -> Option<u64> {
     n.as_u64().or_else(|| {
         let f = n.as_f64()?;
         // Whole and within `0..2^64`, so the cast is exact.
-        (is_whole(f) && (0.0..18_446_744_073_709_551_616.0).contains(&f)).then(|| f as u64)
+        (is_whole(f) && (0.0..18_446_744_073_709_551_616.0).contains(&f)).then_some(f as u64)
     })
 }
 
@@ -232,7 +232,7 @@ pub(crate) fn whole_i64(n: &serde_json::Number) -> Option<i64> {
         let f = n.as_f64()?;
         // Whole and within `-2^63..2^63`, so the cast is exact.
         let range = -9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0;
-        (is_whole(f) && range.contains(&f)).then(|| f as i64)
+        (is_whole(f) && range.contains(&f)).then_some(f as i64)
     })
 }
 

@@ -140,10 +140,17 @@ fn whole_numbers_written_with_a_fraction_part_are_whole() {
     let abort = fault.abort.as_ref().unwrap();
     assert_eq!((abort.http_status, abort.grpc_status), (503, Some(14)));
 
-    let fraction = errors_of(&abort_rule(r#""percentage": 10, "abort": {"httpStatus": 503.5}"#));
+    let fraction = errors_of(&abort_rule(
+        r#""percentage": 10, "abort": {"httpStatus": 503.5}"#,
+    ));
     assert!(fraction.contains("found a fraction"), "{fraction}");
-    let too_big = errors_of(&abort_rule(r#""percentage": 10, "delay": {"fixed_delay_ms": 1e30}"#));
+    let too_big = errors_of(&abort_rule(
+        r#""percentage": 10, "delay": {"fixed_delay_ms": 1e30}"#,
+    ));
     assert!(too_big.contains("outside 0..=300000"), "{too_big}");
     let priority = errors_of(&doc("p", r#""priority": 3e9,"#, GOOD_RULES));
-    assert!(priority.contains("spec.priority") && !priority.contains("fraction"), "{priority}");
+    assert!(
+        priority.contains("spec.priority") && !priority.contains("fraction"),
+        "{priority}"
+    );
 }

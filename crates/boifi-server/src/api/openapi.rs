@@ -10,11 +10,11 @@ use std::sync::OnceLock;
 
 use actix_web::HttpResponse;
 use utoipa::openapi::schema::{
-    AdditionalProperties, AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder,
-    OneOfBuilder, Schema, SchemaFormat, SchemaType, Type,
+    AdditionalProperties, AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder,
+    Schema, SchemaFormat, SchemaType, Type,
 };
-use utoipa::Number;
 use utoipa::openapi::{Ref, RefOr};
+use utoipa::Number;
 use utoipa::{OpenApi, PartialSchema, ToSchema};
 
 /// A marker type whose schema, named `$name` in the document, is `$schema`.
@@ -109,8 +109,12 @@ fn patterned(description: &str, pattern: &str) -> ObjectBuilder {
 
 fn bounded(description: &str, min: i64, max: u64) -> ObjectBuilder {
     typed(Type::Integer, description)
-        .minimum(Some(Number::Int(isize::try_from(min).unwrap_or(isize::MIN))))
-        .maximum(Some(Number::UInt(usize::try_from(max).unwrap_or(usize::MAX))))
+        .minimum(Some(Number::Int(
+            isize::try_from(min).unwrap_or(isize::MIN),
+        )))
+        .maximum(Some(Number::UInt(
+            usize::try_from(max).unwrap_or(usize::MAX),
+        )))
 }
 
 /// A string `choices`, or `null`.
@@ -129,7 +133,11 @@ fn string_map(
     keys: Option<&str>,
     values: ObjectBuilder,
 ) -> ObjectBuilder {
-    let keys = keys.map(|p| ObjectBuilder::new().schema_type(Type::String).pattern(Some(p)));
+    let keys = keys.map(|p| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(p))
+    });
     or_null(object(description), Type::Object)
         .max_properties(max)
         .property_names(keys)
@@ -168,7 +176,10 @@ fn all_of(items: impl IntoIterator<Item = Schema>, description: &str) -> Schema 
 fn with_matchers(object: ObjectBuilder) -> ObjectBuilder {
     object
         .property("exact", or_null(string("Equal to this text"), Type::String))
-        .property("prefix", or_null(string("Starting with this text"), Type::String))
+        .property(
+            "prefix",
+            or_null(string("Starting with this text"), Type::String),
+        )
         .property("regex", or_null(regex(), Type::String))
 }
 
@@ -276,7 +287,10 @@ fn fault() -> Schema {
         .property("httpStatus", bounded("The status to answer", 200, 599))
         .property(
             "grpcStatus",
-            or_null(bounded("A gRPC status to answer with", 0, 16), Type::Integer),
+            or_null(
+                bounded("A gRPC status to answer with", 0, 16),
+                Type::Integer,
+            ),
         )
         .property(
             "body",
@@ -687,7 +701,8 @@ struct ParameterForms;
 /// The longest policy revision in `If-Match` that is surely a `u64` (19 digits).
 const REVISION: &str = "^(W/)*\"*\\+?[0-9]{1,19}\"*$";
 /// `wait`: a whole number of `ms`, `s` (the default unit) or `m`, at most 300 s.
-const WAIT: &str = "^\\+?0*((300000|[12][0-9]{5}|[1-9][0-9]{0,4}|0)ms|(300|[12][0-9]{2}|[1-9][0-9]?|0)s?|[0-5]m)$";
+const WAIT: &str =
+    "^\\+?0*((300000|[12][0-9]{5}|[1-9][0-9]{0,4}|0)ms|(300|[12][0-9]{2}|[1-9][0-9]?|0)s?|[0-5]m)$";
 /// `labels`: comma-separated `key=value` pairs (empty items are skipped).
 const LABELS: &str = "^([^,]*=[^,]*)?(,([^,]*=[^,]*)?)*$";
 
@@ -699,19 +714,27 @@ impl ParameterForms {
         let whole = |d| bounded(d, 0, u64::MAX);
         Some(match name {
             "name" => (
-                patterned("Policy name", &name_pattern()).max_length(Some(boifi_core::policy::MAX_NAME_LEN)),
+                patterned("Policy name", &name_pattern())
+                    .max_length(Some(boifi_core::policy::MAX_NAME_LEN)),
                 true,
             ),
-            "If-Match" => (patterned("A policy revision, e.g. `\"42\"`", REVISION), false),
+            "If-Match" => (
+                patterned("A policy revision, e.g. `\"42\"`", REVISION),
+                false,
+            ),
             "If-None-Match" => (choice("Only `*`", &["*"]), false),
             "confirm" => (choice("Must be `all`", &["all"]), true),
             "version" => (whole("A config version"), false),
             "refused" => (whole("A config version"), false),
             "wait" => (patterned("A duration of at most 300 s", WAIT), false),
             "encoding" => (choice("The answer's encoding", &["json", "compact"]), false),
-            "labels" => (patterned("`key=value` pairs separated by `,`", LABELS), false),
+            "labels" => (
+                patterned("`key=value` pairs separated by `,`", LABELS),
+                false,
+            ),
             "reason" => (
-                string("At most 512 bytes").max_length(Some(boifi_core::wire::MAX_REFUSAL_REASON_BYTES)),
+                string("At most 512 bytes")
+                    .max_length(Some(boifi_core::wire::MAX_REFUSAL_REASON_BYTES)),
                 false,
             ),
             _ => return None,

@@ -563,9 +563,9 @@ async fn openapi_document_lists_exactly_the_served_routes() {
 #[tokio::test]
 async fn sweep_deletes_expired_policies_after_the_grace_period() {
     use boifi_server::app::sweep_once;
-    use boifi_server::store::memory::MemoryStore;
+    use boifi_server::store::local::LocalStore;
     use boifi_server::store::PolicyStore;
-    let store = MemoryStore::new();
+    let store = LocalStore::in_memory();
     let short = lasting("short-lived", 10, 2);
     let stored = store.put(short, WriteCondition::Any).await.unwrap().policy;
     store
@@ -590,9 +590,9 @@ async fn sweep_deletes_expired_policies_after_the_grace_period() {
 async fn cached_config_body_equals_the_serialized_config_response() {
     use boifi_core::wire::ConfigQuery;
     use boifi_server::api::config::{config_for, RenderCache};
-    use boifi_server::store::memory::MemoryStore;
+    use boifi_server::store::local::LocalStore;
     use boifi_server::store::PolicyStore;
-    let store = MemoryStore::new();
+    let store = LocalStore::in_memory();
     let mut other = policy("other-service", 30);
     other.spec.selector.service = Some("backend".into());
     for p in [lasting("expiring", 10, 1), policy("kept", 20), other] {
@@ -632,10 +632,10 @@ async fn cached_config_body_equals_the_serialized_config_response() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_running_server_sweeps_expired_policies() {
     use boifi_server::app::{start, ServerConfig};
-    use boifi_server::store::memory::MemoryStore;
+    use boifi_server::store::local::LocalStore;
     use boifi_server::store::PolicyStore;
     use std::sync::Arc;
-    let store: Arc<dyn PolicyStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn PolicyStore> = Arc::new(LocalStore::in_memory());
     for p in [lasting("sweep-me", 10, 1), policy("keep-me", 10)] {
         store.put(p, WriteCondition::Any).await.unwrap();
     }
