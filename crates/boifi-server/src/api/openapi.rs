@@ -152,6 +152,14 @@ fn given(name: &str, of: impl Into<RefOr<Schema>>) -> ObjectBuilder {
         .required(name)
 }
 
+/// `object` with at least one of `names` holding a value of type `of`.
+fn with_one_of(object: ObjectBuilder, names: &[&str], of: Type, description: &str) -> Schema {
+    let some = names.iter().fold(AnyOfBuilder::new(), |any, name| {
+        any.item(given(name, of_type(of.clone())))
+    });
+    all_of([object.into(), some.into()], description)
+}
+
 /// `schema` or `null` (an optional field whose schema is a composition).
 fn schema_or_null(schema: Schema) -> Schema {
     AnyOfBuilder::new()
@@ -232,12 +240,10 @@ fn source() -> Schema {
             "labels",
             typed(Type::Null, "Refused: a caller's labels cannot be verified"),
         );
-    let some = AnyOfBuilder::new()
-        .item(given("service", of_type(Type::String)))
-        .item(given("namespace", of_type(Type::String)))
-        .item(given("serviceAccount", of_type(Type::String)));
-    all_of(
-        [object.into(), some.into()],
+    with_one_of(
+        object,
+        &["service", "namespace", "serviceAccount"],
+        Type::String,
         "The calling workload, from its mTLS identity: at least one of `service`, `namespace`, `serviceAccount`",
     )
 }
@@ -342,11 +348,10 @@ fn fault() -> Schema {
         .property("delay", or_null(delay, Type::Object))
         .property("abort", or_null(abort, Type::Object))
         .required("percentage");
-    let some = AnyOfBuilder::new()
-        .item(given("delay", of_type(Type::Object)))
-        .item(given("abort", of_type(Type::Object)));
-    all_of(
-        [object.into(), some.into()],
+    with_one_of(
+        object,
+        &["delay", "abort"],
+        Type::Object,
         "What happens to a matching request: a `delay`, an `abort` or both",
     )
 }
