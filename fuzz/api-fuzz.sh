@@ -122,6 +122,11 @@ for setup in embedded etcd no-token; do
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   pid=""
+  if [ -n "$etcd_pid" ]; then
+    kill "$etcd_pid" 2>/dev/null || true
+    wait "$etcd_pid" 2>/dev/null || true
+    etcd_pid=""
+  fi
   cases="$(grep -oE '[0-9]+ generated' "$out" 2>/dev/null | tail -1 | grep -oE '^[0-9]+' || true)"
   found="$(grep -oE '[0-9]+ unique failures' "$out" 2>/dev/null | tail -1 | grep -oE '^[0-9]+' || true)"
   if [ "${cases:-0}" -eq 0 ] && [ "$status" = ok ]; then status="FAILED (no test case ran)"; fi
