@@ -84,7 +84,8 @@ oci: wasm
 # Reliability (docs/RELIABILITY.md). fuzz-smoke: every fuzz/ target under libFuzzer for 6 s
 # (built with plain cargo, no cargo-fuzz needed). fuzz: long runs through cargo-fuzz (installed
 # if missing), FUZZ_SECONDS (default 1800) or FUZZ_RUNS (default 10 million) per target.
-# api-fuzz: schemathesis against a real boifi-server's /v1/openapi.json, API_FUZZ_SECONDS (20) x 3.
+# api-fuzz: schemathesis, every check, against a real boifi-server on its embedded and etcd stores
+# (API_FUZZ_SECONDS, 50 s each) and without a token (15 s): about 130 s.
 .PHONY: fuzz-smoke fuzz api-fuzz
 fuzz-smoke: deps
 	@bash fuzz/smoke.sh

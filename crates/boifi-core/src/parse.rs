@@ -180,10 +180,10 @@ impl Walker {
         range: &'static str,
     ) -> Option<u64> {
         match value {
-            Value::Number(n) => match n.as_u64() {
+            Value::Number(n) => match whole_u64(n) {
                 Some(v) if v <= max => Some(v),
                 _ => {
-                    if n.is_f64() && n.as_f64().is_some_and(|f| f >= 0.0) {
+                    if n.as_f64().is_some_and(|f| f >= 0.0 && !is_whole(f)) {
                         self.fraction(path);
                     } else {
                         self.out_of_range(path, n.to_string(), range);
@@ -228,4 +228,28 @@ impl Walker {
         }
         Some(out)
     }
+}
+
+/// `n` as a `u64` if it is a whole number, with or without a fraction part: `5` and `5.0` are
+/// the same JSON number (RFC 8259 section 6), and JSON Schema's `integer` admits both.
+pub(crate) fn whole_u64(n: &serde_json::Number) -> Option<u64> {
+    n.as_u64().or_else(|| {
+        let f = n.as_f64()?;
+        // Whole and within `0..2^64`, so the cast is exact.
+        (is_whole(f) && (0.0..18_446_744_073_709_551_616.0).contains(&f)).then_some(f as u64)
+    })
+}
+
+/// `n` as an `i64` if it is a whole number, with or without a fraction part.
+pub(crate) fn whole_i64(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| {
+        let f = n.as_f64()?;
+        // Whole and within `-2^63..2^63`, so the cast is exact.
+        let range = -9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0;
+        (is_whole(f) && range.contains(&f)).then_some(f as i64)
+    })
+}
+
+pub(crate) fn is_whole(f: f64) -> bool {
+    f.fract().abs() < f64::MIN_POSITIVE
 }

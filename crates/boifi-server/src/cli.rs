@@ -10,8 +10,7 @@ use clap::{Parser, ValueEnum};
 use crate::app::{start, ServerConfig, ServerError};
 use crate::auth::Auth;
 use crate::state::DEFAULT_BODY_LIMIT;
-use crate::store::embedded::EmbeddedStore;
-use crate::store::memory::MemoryStore;
+use crate::store::local::LocalStore;
 use crate::store::{PolicyStore, ETCD_PREFIX, ETCD_SIDECAR_PREFIX};
 
 /// The boifi control plane: stores fault injection policies and serves them to sidecars.
@@ -111,8 +110,8 @@ pub fn init_logging(format: LogFormat) {
 /// Opens the chosen store.
 pub async fn open_store(args: &Args) -> Result<Arc<dyn PolicyStore>, ServerError> {
     match args.storage {
-        Storage::Memory => Ok(Arc::new(MemoryStore::new())),
-        Storage::Embedded => Ok(Arc::new(EmbeddedStore::open(&args.data_dir).await?)),
+        Storage::Memory => Ok(Arc::new(LocalStore::in_memory())),
+        Storage::Embedded => Ok(Arc::new(LocalStore::open(&args.data_dir).await?)),
         Storage::Etcd => {
             if args.etcd_endpoints.is_empty() {
                 return Err(ServerError::Config(

@@ -28,9 +28,14 @@ pub enum ApiFailure {
     /// 404.
     #[error("{0}")]
     NotFound(String),
-    /// 405.
-    #[error("{0}")]
-    MethodNotAllowed(String),
+    /// 405, with the methods the resource does allow (sent as `Allow`, RFC 9110 15.5.6).
+    #[error("{message}")]
+    MethodNotAllowed {
+        /// What was asked.
+        message: String,
+        /// The resource's methods, e.g. `GET, PUT, DELETE`.
+        allow: &'static str,
+    },
     /// 409: strict create of an existing name.
     #[error("{0}")]
     Conflict(String),
@@ -70,7 +75,7 @@ impl ApiFailure {
             ApiFailure::BadRequest { kind, .. } => kind,
             ApiFailure::Unauthorized(_) => "unauthorized",
             ApiFailure::NotFound(_) => "not_found",
-            ApiFailure::MethodNotAllowed(_) => "method_not_allowed",
+            ApiFailure::MethodNotAllowed { .. } => "method_not_allowed",
             ApiFailure::Conflict(_) => "already_exists",
             ApiFailure::PreconditionFailed(_) => "revision_mismatch",
             ApiFailure::PayloadTooLarge { .. } => "payload_too_large",
@@ -112,7 +117,7 @@ impl ResponseError for ApiFailure {
             ApiFailure::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiFailure::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiFailure::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiFailure::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiFailure::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiFailure::Conflict(_) => StatusCode::CONFLICT,
             ApiFailure::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiFailure::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -129,6 +134,9 @@ impl ResponseError for ApiFailure {
         let mut response = HttpResponse::build(self.status_code());
         if matches!(self, ApiFailure::Unauthorized(_)) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let ApiFailure::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((header::ALLOW, *allow));
         }
         response.json(self.to_api_error())
     }

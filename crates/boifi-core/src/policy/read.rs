@@ -298,12 +298,12 @@ fn read_spec(w: &mut Walker, value: &Value) -> Option<PolicySpec> {
 
 fn read_priority(w: &mut Walker, value: &Value, path: &str) -> Option<i32> {
     let whole = match value {
-        Value::Number(n) => n.as_i64(),
+        Value::Number(n) => crate::parse::whole_i64(n),
         _ => None,
     };
     match (value, whole) {
         (_, Some(whole)) => w.check(path, validate::priority(whole)),
-        (Value::Number(n), _) if n.is_f64() => {
+        (Value::Number(n), _) if n.as_f64().is_some_and(|f| !crate::parse::is_whole(f)) => {
             w.fraction(path);
             None
         }

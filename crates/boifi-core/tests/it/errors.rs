@@ -119,3 +119,38 @@ fn an_empty_file_is_an_error() {
     let errors = parse_policies_yaml("# nothing here\n").unwrap_err();
     assert_eq!(errors[0].to_string(), "no policy document found");
 }
+
+/// `5.0` is the JSON number `5` (RFC 8259 section 6) and JSON Schema's `integer` admits it, so
+/// every whole-number field reads it as `5`; a true fraction or an out-of-range whole number is
+/// still refused, each with its own message.
+#[test]
+fn whole_numbers_written_with_a_fraction_part_are_whole() {
+    let json = doc(
+        "whole-floats",
+        r#""priority": -3.0,"#,
+        r#"[{"match": {"path": {"prefix": "/"}}, "fault": {"percentage": 10, "start_delay_ms": 2.0, "duration_seconds": 60.0, "delay": {"fixed_delay_ms": 100.0, "jitter_ms": 5e1}, "abort": {"httpStatus": 503.0, "grpcStatus": 14.0}}}]"#,
+    );
+    let policies = parse_policies_json(&json).unwrap();
+    let spec = &policies[0].spec;
+    assert_eq!(spec.priority, -3);
+    let fault = &spec.rules[0].fault;
+    assert_eq!((fault.start_delay_ms, fault.duration_seconds), (2, 60));
+    let delay = fault.delay.as_ref().unwrap();
+    assert_eq!((delay.fixed_delay_ms, delay.jitter_ms), (100, 50));
+    let abort = fault.abort.as_ref().unwrap();
+    assert_eq!((abort.http_status, abort.grpc_status), (503, Some(14)));
+
+    let fraction = errors_of(&abort_rule(
+        r#""percentage": 10, "abort": {"httpStatus": 503.5}"#,
+    ));
+    assert!(fraction.contains("found a fraction"), "{fraction}");
+    let too_big = errors_of(&abort_rule(
+        r#""percentage": 10, "delay": {"fixed_delay_ms": 1e30}"#,
+    ));
+    assert!(too_big.contains("outside 0..=300000"), "{too_big}");
+    let priority = errors_of(&doc("p", r#""priority": 3e9,"#, GOOD_RULES));
+    assert!(
+        priority.contains("spec.priority") && !priority.contains("fraction"),
+        "{priority}"
+    );
+}

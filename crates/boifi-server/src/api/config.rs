@@ -141,6 +141,7 @@ fn newest_seen(query: &ConfigQuery) -> Option<u64> {
         ("namespace" = Option<String>, Query, description = "Its namespace"),
         ("pod" = Option<String>, Query, description = "Its pod name"),
         ("labels" = Option<String>, Query, description = "Pod labels, `k=v,k2=v2`"),
+        ("proxy" = Option<String>, Query, description = "The kind of proxy asking: `sidecar` (the default), `waypoint` or `gateway` (a shared proxy that decides the target service per request)"),
         ("version" = Option<u64>, Query, description = "The config version the sidecar applied"),
         ("refused" = Option<u64>, Query, description = "A config version the sidecar received and refused (it keeps `version`)"),
         ("reason" = Option<String>, Query, description = "Why it refused `refused` (at most 512 bytes; only with `refused`)"),

@@ -103,13 +103,17 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiFail
         .body(text))
 }
 
-/// 405 for a known path with another method.
+/// 405 for a known path with another method, with `Allow` naming the path's methods.
 pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiFailure> {
-    Err(ApiFailure::MethodNotAllowed(format!(
-        "method `{}` is not allowed on `{}`",
-        req.method(),
-        req.path()
-    )))
+    let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
+    Err(ApiFailure::MethodNotAllowed {
+        message: format!(
+            "method `{}` is not allowed on `{}`",
+            req.method(),
+            req.path()
+        ),
+        allow: openapi::allowed_methods(&pattern),
+    })
 }
 
 /// 404 for an unknown path.

@@ -1,7 +1,8 @@
-//! The stores whose view lives in this process: [`super::memory::MemoryStore`] (nothing kept)
-//! and [`super::embedded::EmbeddedStore`] (a redb file). They differ only in that file, so one
-//! type serves both: a writer plans against the current view, persists the change when there is
-//! a file, then publishes the next view.
+//! The store whose view lives in this process: [`LocalStore::in_memory`] (`--storage memory`,
+//! nothing kept) or [`LocalStore::open`] (`--storage embedded`, mirrored in a redb file, see
+//! [`super::redb_file`]). The two differ only in that file, so one type serves both: a writer
+//! plans against the current view, persists the change when there is a file, then publishes the
+//! next view.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use tokio::sync::{watch, Mutex};
 
 use crate::sidecars::SidecarChanges;
 
-use super::embedded::{Change, Disk};
+use super::redb_file::{Change, Disk};
 use super::{
     now_ms, plan_delete, plan_delete_all, plan_put, DeleteOutcome, LocalShare, PolicyStore,
     PutOutcome, ShareOutcome, SharedSidecar, Snapshot, StoreError, WriteCondition,
@@ -29,6 +30,11 @@ pub struct LocalStore {
 }
 
 impl LocalStore {
+    /// An empty store at version 0 that keeps nothing: everything is lost on exit.
+    pub fn in_memory() -> LocalStore {
+        LocalStore::with(None, Snapshot::default())
+    }
+
     /// A store serving `snapshot`, persisting to `disk` if any.
     pub(super) fn with(disk: Option<Disk>, snapshot: Snapshot) -> LocalStore {
         LocalStore {

@@ -24,14 +24,15 @@
 //!   writes; other replicas' writes arrive through the etcd watch).
 //! - **Snapshots** are immutable (`Arc`); the current one is cheap to get.
 //!
-//! Backends: [`memory::MemoryStore`] (ephemeral), [`embedded::EmbeddedStore`] (redb file in
-//! `--data-dir`, crash-safe; both one [`local::LocalStore`], with or without the file), `etcd::EtcdStore` (etcd v3; `EtcdStore::connect(endpoints,
+//! Backends: [`local::LocalStore`], the view in this process, either in memory only
+//! ([`LocalStore::in_memory`](local::LocalStore::in_memory), `--storage memory`) or mirrored in a
+//! crash-safe redb file in `--data-dir` ([`LocalStore::open`](local::LocalStore::open),
+//! `--storage embedded`); `etcd::EtcdStore` (etcd v3; `EtcdStore::connect(endpoints,
 //! prefix)`; keys `<prefix><name>`, prefix `/boifi/policies/`).
 
-pub mod embedded;
 pub mod etcd;
 pub mod local;
-pub mod memory;
+pub mod redb_file;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -516,6 +516,42 @@ async fn openapi_document_lists_exactly_the_served_routes() {
             "{method} {concrete}: {text}"
         );
     }
+    // Every other method is a 405 whose `Allow` lists exactly the documented ones (RFC 9110).
+    let paths: BTreeSet<&String> = documented.iter().map(|(_, path)| path).collect();
+    for path in paths {
+        let concrete = path.replace("{name}", "some-policy");
+        let allowed: BTreeSet<String> = documented
+            .iter()
+            .filter(|(_, p)| p == path)
+            .map(|(m, _)| m.to_uppercase())
+            .collect();
+        for method in ["GET", "POST", "PUT", "DELETE", "PATCH", "TRACE"] {
+            if allowed.contains(method) {
+                continue;
+            }
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            let response = server
+                .client
+                .request(method.clone(), server.url(&concrete))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {concrete}"
+            );
+            let allow: BTreeSet<String> = response
+                .headers()
+                .get("allow")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .split(',')
+                .map(|m| m.trim().to_owned())
+                .collect();
+            assert_eq!(allow, allowed, "`Allow` of {method} {concrete}");
+        }
+    }
     // Referenced schemas exist.
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     for name in [
@@ -533,9 +569,9 @@ async fn openapi_document_lists_exactly_the_served_routes() {
 #[tokio::test]
 async fn sweep_deletes_expired_policies_after_the_grace_period() {
     use boifi_server::app::sweep_once;
-    use boifi_server::store::memory::MemoryStore;
+    use boifi_server::store::local::LocalStore;
     use boifi_server::store::PolicyStore;
-    let store = MemoryStore::new();
+    let store = LocalStore::in_memory();
     let short = lasting("short-lived", 10, 2);
     let stored = store.put(short, WriteCondition::Any).await.unwrap().policy;
     store
@@ -560,9 +596,9 @@ async fn sweep_deletes_expired_policies_after_the_grace_period() {
 async fn cached_config_body_equals_the_serialized_config_response() {
     use boifi_core::wire::ConfigQuery;
     use boifi_server::api::config::{config_for, RenderCache};
-    use boifi_server::store::memory::MemoryStore;
+    use boifi_server::store::local::LocalStore;
     use boifi_server::store::PolicyStore;
-    let store = MemoryStore::new();
+    let store = LocalStore::in_memory();
     let mut other = policy("other-service", 30);
     other.spec.selector.service = Some("backend".into());
     for p in [lasting("expiring", 10, 1), policy("kept", 20), other] {
@@ -602,10 +638,10 @@ async fn cached_config_body_equals_the_serialized_config_response() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_running_server_sweeps_expired_policies() {
     use boifi_server::app::{start, ServerConfig};
-    use boifi_server::store::memory::MemoryStore;
+    use boifi_server::store::local::LocalStore;
     use boifi_server::store::PolicyStore;
     use std::sync::Arc;
-    let store: Arc<dyn PolicyStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn PolicyStore> = Arc::new(LocalStore::in_memory());
     for p in [lasting("sweep-me", 10, 1), policy("keep-me", 10)] {
         store.put(p, WriteCondition::Any).await.unwrap();
     }

@@ -382,7 +382,7 @@ async fn concurrent_creates_one_wins(store: Arc<dyn PolicyStore>) {
 #[tokio::test]
 async fn memory_store_conforms() {
     run(|| async {
-        Arc::new(boifi_server::store::memory::MemoryStore::new()) as Arc<dyn PolicyStore>
+        Arc::new(boifi_server::store::local::LocalStore::in_memory()) as Arc<dyn PolicyStore>
     })
     .await;
 }
@@ -397,7 +397,7 @@ async fn embedded_store_conforms() {
         dirs.lock().unwrap().push(dir);
         async move {
             Arc::new(
-                boifi_server::store::embedded::EmbeddedStore::open(&path)
+                boifi_server::store::local::LocalStore::open(&path)
                     .await
                     .unwrap(),
             ) as Arc<dyn PolicyStore>
@@ -410,7 +410,7 @@ async fn embedded_store_conforms() {
 async fn embedded_store_keeps_policies_and_version_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (version, stored) = {
-        let store = boifi_server::store::embedded::EmbeddedStore::open(dir.path())
+        let store = boifi_server::store::local::LocalStore::open(dir.path())
             .await
             .unwrap();
         for name in ["alpha", "beta"] {
@@ -423,7 +423,7 @@ async fn embedded_store_keeps_policies_and_version_across_reopen() {
         let s = store.snapshot().await.unwrap();
         (s.version, s.policies.clone())
     };
-    let store = boifi_server::store::embedded::EmbeddedStore::open(dir.path())
+    let store = boifi_server::store::local::LocalStore::open(dir.path())
         .await
         .unwrap();
     let s = store.snapshot().await.unwrap();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use boifi_server::app::{start, RunningServer, ServerConfig};
 use boifi_server::auth::Auth;
-use boifi_server::store::memory::MemoryStore;
+use boifi_server::store::local::LocalStore;
 use boifi_server::store::PolicyStore;
 use boifi_testkit::process::{spawn_logged, ChildGuard};
 
@@ -26,7 +26,7 @@ pub struct InProcess {
 impl InProcess {
     /// A server over a fresh memory store.
     pub async fn start(auth: Auth) -> InProcess {
-        let store: Arc<dyn PolicyStore> = Arc::new(MemoryStore::new());
+        let store: Arc<dyn PolicyStore> = Arc::new(LocalStore::in_memory());
         InProcess::start_with(auth, store).await
     }
 

@@ -150,7 +150,7 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_latency_is_measured() {
     let dir = tempfile::tempdir().unwrap();
-    let store = boifi_server::store::embedded::EmbeddedStore::open(dir.path())
+    let store = boifi_server::store::local::LocalStore::open(dir.path())
         .await
         .unwrap();
     let server = InProcess::start_with(Auth::open(), std::sync::Arc::new(store)).await;

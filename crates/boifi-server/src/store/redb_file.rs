@@ -1,4 +1,5 @@
-//! The embedded store (`--storage embedded`, the default): a redb database file in `--data-dir`.
+//! The file of the embedded store (`--storage embedded`, the default): a [`LocalStore`] opened
+//! with [`LocalStore::open`] mirrors its view in a redb database file in `--data-dir`.
 //!
 //! redb commits are durable when `commit` returns (copy-on-write B-trees, checksummed, fsync on
 //! commit), so an acknowledged write survives a SIGKILL or power loss. The config version is a
@@ -21,11 +22,8 @@ const VERSION_KEY: &str = "version";
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "boifi.redb";
 
-/// Policies in a redb file; the in-memory view mirrors the file and is published on each commit:
-/// a [`LocalStore`] with a [`Disk`].
-pub type EmbeddedStore = LocalStore;
-
-/// The redb file of an [`EmbeddedStore`].
+/// The redb file of a [`LocalStore`] opened with [`LocalStore::open`]; the store's view mirrors
+/// the file and is published on each commit.
 #[derive(Debug)]
 pub struct Disk {
     db: Arc<Database>,
@@ -45,20 +43,20 @@ pub(super) enum Change {
 
 impl LocalStore {
     /// Opens (creating if needed) `data_dir/boifi.redb` and loads every policy.
-    pub async fn open(data_dir: &Path) -> Result<EmbeddedStore, StoreError> {
+    pub async fn open(data_dir: &Path) -> Result<LocalStore, StoreError> {
         let data_dir = data_dir.to_owned();
         tokio::task::spawn_blocking(move || open_blocking(&data_dir))
             .await
             .map_err(|e| StoreError::Backend(format!("opening the database: {e}")))?
     }
 
-    /// The database file (`None` for a [`super::memory::MemoryStore`]).
+    /// The database file (`None` for a store made with [`LocalStore::in_memory`]).
     pub fn path(&self) -> Option<&Path> {
         self.disk.as_ref().map(|disk| disk.path.as_path())
     }
 }
 
-fn open_blocking(data_dir: &Path) -> Result<EmbeddedStore, StoreError> {
+fn open_blocking(data_dir: &Path) -> Result<LocalStore, StoreError> {
     std::fs::create_dir_all(data_dir).map_err(|e| {
         StoreError::Unavailable(format!(
             "cannot create data directory `{}`: {e}",
