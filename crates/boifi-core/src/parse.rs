@@ -250,6 +250,7 @@ pub(crate) fn whole_i64(n: &serde_json::Number) -> Option<i64> {
     })
 }
 
+/// True for a finite number with no fraction part (`%` rather than `fract`, which `core` lacks).
 pub(crate) fn is_whole(f: f64) -> bool {
-    f.fract().abs() < f64::MIN_POSITIVE
+    f.is_finite() && f % 1.0 == 0.0
 }

@@ -247,6 +247,15 @@ impl ConfigSync {
                 let log = self.recover().into_iter().collect();
                 self.step(None, None, log, now_ms)
             }
+            // A well-formed answer with a policy the one validation refuses is a set this host
+            // cannot apply, like one that does not compile: refused, and the poll waits for the
+            // next version.
+            Err(error @ SyncError::Body(CompactError::Invalid { .. })) => {
+                match compact::peek_version(body.unwrap_or_default()) {
+                    Some(version) => self.refuse(version, &error, now_ms, draw),
+                    None => self.failed(Counter::ConfigErrors, &error, now_ms, draw),
+                }
+            }
             Err(SyncError::Body(e)) => self.malformed(body.unwrap_or_default(), &e, now_ms, draw),
             Err(e) => self.failed(Counter::PollFailures, &e, now_ms, draw),
         }
@@ -281,6 +290,7 @@ impl ConfigSync {
     fn refuse(&mut self, version: u64, error: &SyncError, now_ms: u64, draw: u64) -> Step {
         let reason = match error {
             SyncError::Compile { source, .. } => source.to_string(),
+            SyncError::Body(source) => source.to_string(),
             other => other.to_string(),
         };
         if self.refused.as_ref().is_some_and(|r| r.version == version) {
@@ -476,7 +486,7 @@ pub(crate) mod tests {
     #[test]
     fn every_answer_has_one_meaning() {
         let reason_compile =
-            "reason=policy%20%60bad-regex%60%3A%20spec.rules%5B0%5D.match.path%3A%20";
+            "reason=compact%20config%2C%20policy%20%60bad-regex%60%20at%20byte%206%3A%20spec.rules%5B0%5D.match.path.regex%3A%20";
         let reason_decode = "reason=compact%20config%20at%20byte%20";
         // What, the status and body received; then the version installed, the counter added,
         // when to poll next, and the start of the refusal the next request reports.
@@ -583,7 +593,7 @@ pub(crate) mod tests {
         assert_eq!(step.log[0].level, LogLevel::Warn);
         assert!(
             step.log[0].message.starts_with(
-                "boifi: refusing config version 6: policy `bad-regex`: spec.rules[0].match.path: "
+                "boifi: refusing config version 6: compact config, policy `bad-regex` at byte 6: spec.rules[0].match.path.regex: "
             ),
             "{:?}",
             step.log

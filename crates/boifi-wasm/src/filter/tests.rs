@@ -428,7 +428,7 @@ fn a_set_this_sidecar_cannot_compile_is_refused_kept_out_and_reported_on_the_nex
     assert_eq!(polls.len(), calls + 1, "{polls:?}");
     assert!(
         polls[calls].contains(
-            "&version=1&wait=30000ms&encoding=compact&refused=2&reason=policy%20%60pol%60"
+            "&version=1&wait=30000ms&encoding=compact&refused=2&reason=compact%20config%2C%20policy%20%60pol%60"
         ),
         "{}",
         polls[calls]

@@ -350,7 +350,7 @@ fn every_control_plane_answer_installs_counts_and_reports_the_same_in_both_filte
         assert_eq!(fired(&mut c, "/third").0, 200);
     }
     assert!(
-        envoy.wait_for_log("boifi: refusing config version 2: policy `second`"),
+        envoy.wait_for_log("boifi: refusing config version 2: compact config, policy `second`"),
         "{}",
         envoy.log()
     );
@@ -404,7 +404,7 @@ fn every_control_plane_answer_installs_counts_and_reports_the_same_in_both_filte
     let (after_v2, after_v3) = (first_with("2"), first_with("3"));
     assert!(
         requests[after_v2].contains("&version=1&")
-            && requests[after_v2].contains("&reason=policy%20%60second%60"),
+            && requests[after_v2].contains("&reason=compact%20config%2C%20policy%20%60second%60"),
         "{}",
         requests[after_v2]
     );
