@@ -128,7 +128,8 @@ for setup in embedded etcd no-token; do
     etcd_pid=""
   fi
   cases="$(grep -oE '[0-9]+ generated' "$out" 2>/dev/null | tail -1 | grep -oE '^[0-9]+' || true)"
-  found="$(grep -oE '[0-9]+ unique failures' "$out" 2>/dev/null | tail -1 | grep -oE '^[0-9]+' || true)"
+  # The summary lists each failed check with its count ("❌ ST108 Response violates schema: 1").
+  found="$(sed -n '/^Failures:/,/^$/p' "$out" 2>/dev/null | awk -F': ' '/: [0-9]+$/ {n += $NF} END {print n + 0}')"
   if [ "${cases:-0}" -eq 0 ] && [ "$status" = ok ]; then status="FAILED (no test case ran)"; fi
   echo "api-fuzz: $setup: ${cases:-0} cases, ${found:-0} failures in ${seconds} s (seed $SEED): $status"
   if [ "$status" != ok ]; then

@@ -58,6 +58,14 @@ fn integer(description: &str) -> ObjectBuilder {
     typed(Type::Integer, description).minimum(Some(0))
 }
 
+fn nullable_integer(description: &str) -> ObjectBuilder {
+    typed(
+        SchemaType::from_iter([Type::Integer, Type::Null]),
+        description,
+    )
+    .minimum(Some(0))
+}
+
 fn object(description: &str) -> ObjectBuilder {
     typed(Type::Object, description)
 }
@@ -612,7 +620,10 @@ wire_schema! {
                 nullable_string("Namespace (null when it did not say)"),
             )
             .property("labels", object("Pod labels it reported"))
-            .property("version", integer("The config version it applied"))
+            .property(
+                "version",
+                nullable_integer("The config version it applied (null before it applied any)"),
+            )
             .property("current", boolean("Whether it applied the current version (state `applied`)"))
             .property(
                 "state",
