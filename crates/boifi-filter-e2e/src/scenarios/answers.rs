@@ -281,9 +281,10 @@ fn fired(c: &mut crate::harness::http::Client, path: &str) -> (u16, Option<Strin
     (r.status, r.header("x-boifi-fault").map(str::to_owned))
 }
 
-#[test]
-fn every_control_plane_answer_installs_counts_and_reports_the_same_in_both_filters() {
-    let p = Prereqs::find();
+pub fn every_control_plane_answer_installs_counts_and_reports_the_same_in_both_filters(
+    filter: FilterKind,
+) {
+    let p = Prereqs::find(filter);
     let _serial = serial();
     let upstream = Upstream::start();
     // v2 decodes, but one of its policies has a regex this sidecar cannot build (the server's
@@ -310,6 +311,7 @@ fn every_control_plane_answer_installs_counts_and_reports_the_same_in_both_filte
     ]);
     let mut o = EnvoyOptions::new(
         Workload::new("frontend", "demo"),
+        p.filter,
         &p.wasm,
         cp.port,
         upstream.port,
