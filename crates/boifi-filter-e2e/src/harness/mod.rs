@@ -93,6 +93,24 @@ impl Prereqs {
     }
 }
 
+impl Prereqs {
+    /// Options for an Envoy of `workload` with this filter build.
+    pub fn envoy_options(
+        &self,
+        workload: envoy::Workload,
+        control_plane_port: u16,
+        upstream_port: u16,
+    ) -> envoy::EnvoyOptions {
+        envoy::EnvoyOptions::new(
+            workload,
+            self.filter,
+            &self.wasm,
+            control_plane_port,
+            upstream_port,
+        )
+    }
+}
+
 /// The repository root (two levels above this crate's manifest).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -309,13 +309,7 @@ pub fn every_control_plane_answer_installs_counts_and_reports_the_same_in_both_f
         Entry::Refuse,
         good(4, &[("last", "/last", 418)]),
     ]);
-    let mut o = EnvoyOptions::new(
-        Workload::new("frontend", "demo"),
-        p.filter,
-        &p.wasm,
-        cp.port,
-        upstream.port,
-    );
+    let mut o = p.envoy_options(Workload::new("frontend", "demo"), cp.port, upstream.port);
     // Backoff 200 ms → 1 s; a held poll fails after 1.5 s.
     o.plugin_config = json!({
         "long_poll_wait_ms": 1000,

@@ -8,10 +8,8 @@ pub fn bad_plugin_configuration_logs_and_passes_traffic_through(filter: FilterKi
     let p = Prereqs::find(filter);
     let _serial = serial();
     let upstream = Upstream::start();
-    let mut o = EnvoyOptions::new(
+    let mut o = p.envoy_options(
         Workload::new("frontend", "demo"),
-        p.filter,
-        &p.wasm,
         free_port().unwrap(),
         upstream.port,
     );

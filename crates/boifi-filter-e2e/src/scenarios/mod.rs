@@ -90,13 +90,9 @@ impl Mesh {
     }
 
     pub fn options(&self, workload: Workload) -> EnvoyOptions {
-        let mut o = EnvoyOptions::new(
-            workload,
-            self.prereqs.filter,
-            &self.prereqs.wasm,
-            self.server.port,
-            self.upstream.port,
-        );
+        let mut o = self
+            .prereqs
+            .envoy_options(workload, self.server.port, self.upstream.port);
         o.plugin_config = plugin_config();
         o
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::envoy::{Envoy, EnvoyOptions, Workload};
+use crate::harness::envoy::{Envoy, Workload};
 use crate::harness::net::read_request_head;
 use crate::harness::upstream::Upstream;
 use crate::harness::{FilterKind, Prereqs};
@@ -188,13 +188,7 @@ pub fn filter_keeps_its_last_good_set_and_backs_off_while_the_control_plane_misb
     let _serial = serial();
     let upstream = Upstream::start();
     let cp = ScriptedControlPlane::start(1, config_body(1, 503));
-    let mut o = EnvoyOptions::new(
-        Workload::new("frontend", "demo"),
-        p.filter,
-        &p.wasm,
-        cp.port,
-        upstream.port,
-    );
+    let mut o = p.envoy_options(Workload::new("frontend", "demo"), cp.port, upstream.port);
     let (backoff_initial, backoff_max) = (200u64, 1000u64);
     o.plugin_config = json!({
         "long_poll_wait_ms": 1000,

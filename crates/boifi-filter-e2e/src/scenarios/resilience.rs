@@ -12,13 +12,7 @@ pub fn control_plane_down_at_start_passes_traffic_and_policies_apply_once_it_app
     let _serial = serial();
     let upstream = Upstream::start();
     let cp_port = free_port().unwrap();
-    let mut o = EnvoyOptions::new(
-        Workload::new("frontend", "demo"),
-        p.filter,
-        &p.wasm,
-        cp_port,
-        upstream.port,
-    );
+    let mut o = p.envoy_options(Workload::new("frontend", "demo"), cp_port, upstream.port);
     o.plugin_config = plugin_config();
     let envoy = Envoy::start(&p.envoy, &o);
     let mut c = envoy.client();

@@ -11,10 +11,8 @@ pub fn the_filter_adds_at_most_twice_todays_cpu_to_envoys_start(filter: FilterKi
     let upstream = Upstream::start();
     let runs = 3;
     let start = |with_filter: bool| {
-        let mut o = EnvoyOptions::new(
+        let mut o = p.envoy_options(
             Workload::new("frontend", "demo"),
-            p.filter,
-            &p.wasm,
             free_port().unwrap(),
             upstream.port,
         );
