@@ -1,11 +1,11 @@
 //! boifi-dynamic integration tests: the native module (`libboifi.so`) in a real Envoy
 //! configured like an Istio sidecar, talking to a real boifi-server.
 //!
-//! The harness and the end-to-end scenarios are boifi-wasm's, compiled here a second time with
-//! [`FILTER`] = native: one set of scenarios, so the two builds of the filter cannot drift
-//! apart. What only the native module has (a stress run of held and aborted requests, the
-//! process's memory after it) lives in [`native`]; the orders in which Envoy re-enters it, in
-//! [`reentrancy`].
+//! The harness and the end-to-end scenarios both filters share are `boifi_filter_e2e`'s, run
+//! here with the native module ([`e2e`]), so the two builds of the filter cannot drift apart.
+//! What only the native module has (a stress run of held and aborted requests, the process's
+//! memory after it) lives in [`native`]; the orders in which Envoy re-enters it, in
+//! [`reentrancy`]; its declarations against Envoy's `abi.h`, in [`abi_header`].
 //!
 //! Prerequisites: the module (env BOIFI_NATIVE, else target/debug/libboifi.so; `make native`
 //! builds it), Envoy (env BOIFI_ENVOY or scripts/envoy-path.sh) and target/debug/boifi-server
@@ -17,15 +17,10 @@
     clippy::indexing_slicing
 )]
 
-/// The e2e tests of this binary load the native dynamic module.
-const FILTER: harness::FilterKind = harness::FilterKind::Native;
-
 mod abi_header;
-#[path = "../../../boifi-wasm/tests/it/e2e/mod.rs"]
-mod e2e;
-#[path = "../../../boifi-wasm/tests/it/harness/mod.rs"]
-mod harness;
+/// The end-to-end scenarios both filters share, run with the native module.
+mod e2e {
+    boifi_filter_e2e::scenario_tests!(Native);
+}
 mod native;
 mod reentrancy;
-#[path = "../../../boifi-wasm/tests/it/reliability_control_plane.rs"]
-mod reliability_control_plane;

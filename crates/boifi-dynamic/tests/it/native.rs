@@ -1,9 +1,10 @@
 //! What only the native module needs shown: its threads (the poller, the delay timer) and
 //! Envoy's per-stream schedulers under load, with `--concurrency 2`.
 
-use crate::e2e::{abort, wait_for_status, Mesh};
-use crate::harness::http::Client;
-use crate::harness::net::loopback;
+use boifi_filter_e2e::harness::http::Client;
+use boifi_filter_e2e::harness::net::loopback;
+use boifi_filter_e2e::harness::FilterKind;
+use boifi_filter_e2e::scenarios::{abort, wait_for_status, Mesh};
 use serde_json::json;
 use std::io::Write;
 use std::net::TcpStream;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 /// fault, and its allocator must hand back what the held requests took.
 #[test]
 fn concurrent_delays_aborts_and_hang_ups_with_two_workers() {
-    let mesh = Mesh::start();
+    let mesh = Mesh::start(FilterKind::Native);
     let mut envoy = mesh.frontend_with_workers(2);
     let selector = json!({"service": "frontend"});
     let delay = |ms: u64| json!({"percentage": 100, "delay": {"fixed_delay_ms": ms}});
@@ -109,7 +110,7 @@ fn concurrent_delays_aborts_and_hang_ups_with_two_workers() {
     );
     assert!(envoy.is_running(), "envoy died: {}", envoy.log());
     assert_eq!(c.get("/").unwrap().status, 200);
-    let settled = crate::harness::wait_for(Duration::from_secs(10), || {
+    let settled = boifi_filter_e2e::harness::wait_for(Duration::from_secs(10), || {
         let heap = envoy.memory_allocated();
         (heap <= heap_before + 1024 * 1024).then_some(heap)
     });

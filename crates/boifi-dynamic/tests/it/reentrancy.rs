@@ -8,10 +8,11 @@
 //! returns, and destroys filters after the hook in every case; the module does not rely on
 //! either (the `abi` module's docs).
 
-use crate::e2e::{abort, wait_for_status, Mesh};
-use crate::harness::envoy::Envoy;
-use crate::harness::http::Client;
-use crate::harness::net::loopback;
+use boifi_filter_e2e::harness::envoy::Envoy;
+use boifi_filter_e2e::harness::http::Client;
+use boifi_filter_e2e::harness::net::loopback;
+use boifi_filter_e2e::harness::FilterKind;
+use boifi_filter_e2e::scenarios::{abort, wait_for_status, Mesh};
 use serde_json::json;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ fn completed_inside(envoy: &Envoy, call: &str) -> usize {
 
 /// Waits until the log has more than `before` such lines for `call`.
 fn wait_for_completed_inside(envoy: &Envoy, call: &str, before: usize) -> bool {
-    crate::harness::wait_for(Duration::from_secs(5), || {
+    boifi_filter_e2e::harness::wait_for(Duration::from_secs(5), || {
         (completed_inside(envoy, call) > before).then_some(())
     })
     .is_some()
@@ -56,8 +57,10 @@ fn assert_completes_inside(envoy: &Envoy, c: &mut Client, path: &str, status: u1
 
 #[test]
 fn envoy_completes_the_stream_inside_send_response_and_continue_decoding() {
-    let mesh = Mesh::start();
-    let mut options = mesh.options(crate::harness::envoy::Workload::new("frontend", "demo"));
+    let mesh = Mesh::start(FilterKind::Native);
+    let mut options = mesh.options(boifi_filter_e2e::harness::envoy::Workload::new(
+        "frontend", "demo",
+    ));
     // The router answers `/direct` itself, inside the call that hands it the request.
     options.extra_routes = vec![json!({
         "match": {"prefix": "/direct"},

@@ -2,7 +2,12 @@
 //! that failed is replaced by a fresh one; with `FAIL_OPEN` it stays dead and requests pass
 //! without the filter until Envoy restarts. Shown with a module that traps on purpose.
 
-use super::*;
+use boifi_filter_e2e::harness::envoy::{Envoy, EnvoyOptions, Workload};
+use boifi_filter_e2e::harness::upstream::Upstream;
+use boifi_filter_e2e::harness::{FilterKind, Prereqs};
+use boifi_filter_e2e::scenarios::serial;
+use boifi_testkit::ports::free_port;
+use std::time::{Duration, Instant};
 
 /// Passes its VM's first request, traps on the second after noting in shared data (which
 /// outlives the VM) that it did, and answers 418 to every request once that note exists: a
@@ -53,12 +58,13 @@ impl AfterTrap {
 }
 
 fn after_trap(policy: &'static str, window: Duration) -> AfterTrap {
-    let p = Prereqs::find();
+    let p = Prereqs::find(FilterKind::Wasm);
     let upstream = Upstream::start();
     let module = std::env::temp_dir().join(format!("boifi-traps-{}.wasm", std::process::id()));
     std::fs::write(&module, wat::parse_str(TRAPS_ONCE).unwrap()).unwrap();
     let mut o = EnvoyOptions::new(
         Workload::new("frontend", "demo"),
+        FilterKind::Wasm,
         &module,
         free_port().unwrap(),
         upstream.port,

@@ -4,9 +4,8 @@ use super::*;
 use crate::harness::relay::CountingRelay;
 use serde_json::json;
 
-#[test]
-fn one_poller_per_envoy_with_two_workers() {
-    let mesh = Mesh::start();
+pub fn one_poller_per_envoy_with_two_workers(filter: FilterKind) {
+    let mesh = Mesh::start(filter);
     // Count the config requests between this Envoy and the server.
     let relay = CountingRelay::start(mesh.server.port);
     let mut o = mesh.options(Workload::new("frontend", "demo"));

@@ -8,7 +8,7 @@
 
 use super::http::{self, Client};
 use super::net::loopback;
-use super::TempDir;
+use super::{FilterKind, TempDir};
 use boifi_mesh::envoy::{downstream_tls, upstream_tls};
 use boifi_mesh::pki::WorkloadFiles;
 use boifi_testkit::ports::free_ports;
@@ -106,6 +106,8 @@ impl Workload {
 #[derive(Debug, Clone)]
 pub struct EnvoyOptions {
     pub workload: Workload,
+    /// Which build of the filter [`EnvoyOptions::wasm`] is.
+    pub filter: FilterKind,
     /// `None`: no Wasm filter at all (baseline for startup time).
     pub wasm: Option<PathBuf>,
     /// The plugin configuration JSON (Istio's WasmPlugin `pluginConfig`).
@@ -132,12 +134,14 @@ pub struct EnvoyOptions {
 impl EnvoyOptions {
     pub fn new(
         workload: Workload,
+        filter: FilterKind,
         wasm: &Path,
         control_plane_port: u16,
         upstream_port: u16,
     ) -> Self {
         EnvoyOptions {
             workload,
+            filter,
             wasm: Some(wasm.to_path_buf()),
             plugin_config: json!({}),
             control_plane_port,
@@ -197,6 +201,7 @@ pub static RELOAD_CONFIG: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
 );
 
 fn http_filters(
+    filter: FilterKind,
     wasm: Option<&Path>,
     plugin_name: &str,
     plugin_config: &Value,
@@ -204,7 +209,7 @@ fn http_filters(
     failure_policy: &str,
 ) -> Vec<Value> {
     let mut http_filters = Vec::new();
-    if wasm.is_some() && crate::FILTER == super::FilterKind::Native {
+    if wasm.is_some() && filter == FilterKind::Native {
         http_filters.push(dynamic_module_filter(
             plugin_name,
             plugin_config,
@@ -275,6 +280,7 @@ fn bootstrap(
         "virtualInbound",
         listener_port,
         http_filters(
+            o.filter,
             wasm,
             "boifi.boifi-fault-injection",
             &o.plugin_config,
@@ -290,7 +296,14 @@ fn bootstrap(
     }
     let mut relays = Vec::new();
     for (i, ((plugin, config), port)) in o.extra_listeners.iter().zip(extra_ports).enumerate() {
-        let filters = http_filters(wasm, plugin, config, o.control_plane_port, o.failure_policy);
+        let filters = http_filters(
+            o.filter,
+            wasm,
+            plugin,
+            config,
+            o.control_plane_port,
+            o.failure_policy,
+        );
         let mut l = listener(plugin, *port, filters);
         if let Some(tls) = o.extra_callers.get(&i) {
             l["filter_chains"][0]["transport_socket"] = downstream_tls(&tls.callee);
@@ -299,7 +312,7 @@ fn bootstrap(
             let mut r = listener(
                 &relay,
                 relay_port,
-                http_filters(None, "", &Value::Null, o.control_plane_port, ""),
+                http_filters(o.filter, None, "", &Value::Null, o.control_plane_port, ""),
             );
             r["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
                 [0]["routes"][0]["route"]["cluster"] = json!(relay);
@@ -358,6 +371,8 @@ pub struct Envoy {
     /// CPU time (user + system) Envoy spent until then: unlike `startup`, barely affected by
     /// other load on a shared machine (mostly V8 compiling the module, with the filter).
     pub startup_cpu: Duration,
+    /// Which build of the filter it loaded (names its metrics).
+    filter: FilterKind,
     child: Option<Child>,
     dir: TempDir,
 }
@@ -390,7 +405,7 @@ impl Envoy {
         }
         let log = dir.path().join("envoy.log");
         let mut command = Command::new(binary);
-        if let (Some(module), super::FilterKind::Native) = (&o.wasm, crate::FILTER) {
+        if let (Some(module), FilterKind::Native) = (&o.wasm, o.filter) {
             // Envoy finds the module `boifi` as `libboifi.so` on this path; the identity comes
             // from the environment pilot-agent gives an Istio proxy.
             command.env(
@@ -426,6 +441,7 @@ impl Envoy {
             extra_ports,
             startup: Duration::ZERO,
             startup_cpu: Duration::ZERO,
+            filter: o.filter,
             child: Some(child),
             dir,
         };
@@ -538,9 +554,9 @@ impl Envoy {
             .get("/stats/prometheus")
             .unwrap()
             .text();
-        match crate::FILTER {
-            super::FilterKind::Wasm => text,
-            super::FilterKind::Native => text.replace(NATIVE_PROMETHEUS_PREFIX, ""),
+        match self.filter {
+            FilterKind::Wasm => text,
+            FilterKind::Native => text.replace(NATIVE_PROMETHEUS_PREFIX, ""),
         }
     }
 

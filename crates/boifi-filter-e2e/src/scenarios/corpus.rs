@@ -141,12 +141,11 @@ fn run(s: &Scenario, port: u16) -> Result<String, String> {
     Ok(format!("{}: {observed}/{total} {outcome}", s.name))
 }
 
-#[test]
-fn scenario_corpus_holds_in_envoy() {
+pub fn scenario_corpus_holds_in_envoy(filter: FilterKind) {
     let root = repo_root();
     let scenarios = load_scenarios(&root.join("examples/scenarios/corpus.yaml")).unwrap();
     let policy_dir = root.join("examples/policies");
-    let mesh = Mesh::start();
+    let mesh = Mesh::start(filter);
 
     let mut workload = Workload::new("corpus", "corpus");
     workload.bare = true;

@@ -5,18 +5,14 @@ use crate::harness::upstream::Upstream;
 use boifi_testkit::ports::free_port;
 use serde_json::json;
 
-#[test]
-fn control_plane_down_at_start_passes_traffic_and_policies_apply_once_it_appears() {
-    let p = Prereqs::find();
+pub fn control_plane_down_at_start_passes_traffic_and_policies_apply_once_it_appears(
+    filter: FilterKind,
+) {
+    let p = Prereqs::find(filter);
     let _serial = serial();
     let upstream = Upstream::start();
     let cp_port = free_port().unwrap();
-    let mut o = EnvoyOptions::new(
-        Workload::new("frontend", "demo"),
-        &p.wasm,
-        cp_port,
-        upstream.port,
-    );
+    let mut o = p.envoy_options(Workload::new("frontend", "demo"), cp_port, upstream.port);
     o.plugin_config = plugin_config();
     let envoy = Envoy::start(&p.envoy, &o);
     let mut c = envoy.client();
@@ -50,9 +46,10 @@ fn control_plane_down_at_start_passes_traffic_and_policies_apply_once_it_appears
     );
 }
 
-#[test]
-fn faults_continue_from_the_cache_when_the_control_plane_dies_and_still_expire() {
-    let mut mesh = Mesh::start();
+pub fn faults_continue_from_the_cache_when_the_control_plane_dies_and_still_expire(
+    filter: FilterKind,
+) {
+    let mut mesh = Mesh::start(filter);
     let envoy = mesh.frontend();
     let mut c = envoy.client();
     mesh.put(

@@ -21,9 +21,10 @@ fn raw(path: &[u8], headers: &[(&[u8], &[u8])]) -> Vec<u8> {
     r
 }
 
-#[test]
-fn requests_that_are_not_utf8_pass_or_get_their_fault_and_never_switch_the_filter_off() {
-    let mesh = Mesh::start();
+pub fn requests_that_are_not_utf8_pass_or_get_their_fault_and_never_switch_the_filter_off(
+    filter: FilterKind,
+) {
+    let mesh = Mesh::start(filter);
     let envoy = mesh.frontend();
     let selector = json!({"service": "frontend"});
     mesh.put("bytes-abort", selector.clone(), "/f", abort(100, 503));

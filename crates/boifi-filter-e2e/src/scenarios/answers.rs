@@ -281,9 +281,10 @@ fn fired(c: &mut crate::harness::http::Client, path: &str) -> (u16, Option<Strin
     (r.status, r.header("x-boifi-fault").map(str::to_owned))
 }
 
-#[test]
-fn every_control_plane_answer_installs_counts_and_reports_the_same_in_both_filters() {
-    let p = Prereqs::find();
+pub fn every_control_plane_answer_installs_counts_and_reports_the_same_in_both_filters(
+    filter: FilterKind,
+) {
+    let p = Prereqs::find(filter);
     let _serial = serial();
     let upstream = Upstream::start();
     // v2 decodes, but one of its policies has a regex this sidecar cannot build (the server's
@@ -308,12 +309,7 @@ fn every_control_plane_answer_installs_counts_and_reports_the_same_in_both_filte
         Entry::Refuse,
         good(4, &[("last", "/last", 418)]),
     ]);
-    let mut o = EnvoyOptions::new(
-        Workload::new("frontend", "demo"),
-        &p.wasm,
-        cp.port,
-        upstream.port,
-    );
+    let mut o = p.envoy_options(Workload::new("frontend", "demo"), cp.port, upstream.port);
     // Backoff 200 ms → 1 s; a held poll fails after 1.5 s.
     o.plugin_config = json!({
         "long_poll_wait_ms": 1000,

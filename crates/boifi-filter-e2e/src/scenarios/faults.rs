@@ -7,9 +7,8 @@ use crate::harness::net::loopback;
 use boifi_mesh::stats::quantile;
 use serde_json::json;
 
-#[test]
-fn delays_are_accurate_delay_then_abort_works_and_grpc_gets_a_grpc_status() {
-    let mesh = Mesh::start();
+pub fn delays_are_accurate_delay_then_abort_works_and_grpc_gets_a_grpc_status(filter: FilterKind) {
+    let mesh = Mesh::start(filter);
     let envoy = mesh.frontend();
     let selector = json!({"service": "frontend"});
     mesh.put(

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::e2e::serial;
-use crate::harness::envoy::{Envoy, EnvoyOptions, Workload};
+use crate::harness::envoy::{Envoy, Workload};
 use crate::harness::net::read_request_head;
 use crate::harness::upstream::Upstream;
-use crate::harness::Prereqs;
+use crate::harness::{FilterKind, Prereqs};
+use crate::scenarios::serial;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -181,18 +181,14 @@ fn failure_lines(envoy: &Envoy) -> u64 {
         .count() as u64
 }
 
-#[test]
-fn filter_keeps_its_last_good_set_and_backs_off_while_the_control_plane_misbehaves() {
-    let p = Prereqs::find();
+pub fn filter_keeps_its_last_good_set_and_backs_off_while_the_control_plane_misbehaves(
+    filter: FilterKind,
+) {
+    let p = Prereqs::find(filter);
     let _serial = serial();
     let upstream = Upstream::start();
     let cp = ScriptedControlPlane::start(1, config_body(1, 503));
-    let mut o = EnvoyOptions::new(
-        Workload::new("frontend", "demo"),
-        &p.wasm,
-        cp.port,
-        upstream.port,
-    );
+    let mut o = p.envoy_options(Workload::new("frontend", "demo"), cp.port, upstream.port);
     let (backoff_initial, backoff_max) = (200u64, 1000u64);
     o.plugin_config = json!({
         "long_poll_wait_ms": 1000,
@@ -203,7 +199,7 @@ fn filter_keeps_its_last_good_set_and_backs_off_while_the_control_plane_misbehav
     });
     let envoy = Envoy::start(&p.envoy, &o);
     let mut c = envoy.client();
-    let applied = crate::e2e::wait_for_status(&mut c, "/keep", 503, Duration::from_secs(10));
+    let applied = crate::scenarios::wait_for_status(&mut c, "/keep", 503, Duration::from_secs(10));
     assert!(
         applied.is_some(),
         "first good set never applied\n{}",
@@ -285,7 +281,7 @@ fn filter_keeps_its_last_good_set_and_backs_off_while_the_control_plane_misbehav
     // Recovery: the next good answer is applied, and the end of the episode is logged once.
     cp.set_body(100, config_body(100, 418));
     cp.set_mode(Mode::Good);
-    let recovered = crate::e2e::wait_for_status(&mut c, "/keep", 418, Duration::from_secs(5));
+    let recovered = crate::scenarios::wait_for_status(&mut c, "/keep", 418, Duration::from_secs(5));
     assert!(
         recovered.is_some(),
         "the filter did not recover\n{}",

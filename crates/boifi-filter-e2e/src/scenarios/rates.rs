@@ -6,9 +6,8 @@ use super::*;
 use crate::harness::envoy::{parse_prometheus, parse_prometheus_labeled};
 use serde_json::json;
 
-#[test]
-fn abort_rates_hold_in_envoy_and_metrics_count_them() {
-    let mesh = Mesh::start();
+pub fn abort_rates_hold_in_envoy_and_metrics_count_them(filter: FilterKind) {
+    let mesh = Mesh::start(filter);
     let envoy = mesh.frontend();
     let selector = json!({"service": "frontend", "namespace": "demo"});
     // `all` is written last: once it fires, the set holds the other two as well.

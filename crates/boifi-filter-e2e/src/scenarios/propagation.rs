@@ -4,9 +4,8 @@
 use super::*;
 use serde_json::json;
 
-#[test]
-fn policy_changes_reach_the_filter_in_under_a_second() {
-    let mesh = Mesh::start();
+pub fn policy_changes_reach_the_filter_in_under_a_second(filter: FilterKind) {
+    let mesh = Mesh::start(filter);
     let envoy = mesh.frontend_with_workers(2);
     let mut c = envoy.client();
     // Connections spread over both workers: the poller's VM and one that adopts on its tick.

@@ -2,9 +2,6 @@
 //!
 //! Everything a test starts is owned by a value whose `Drop` kills it, so a failing assertion
 //! never leaves an Envoy or a server behind.
-// Shared helpers: not every test uses every one of them.
-#![allow(dead_code)]
-
 pub mod envoy;
 pub use boifi_testkit::http;
 pub mod net;
@@ -22,7 +19,8 @@ fn missing(what: &str) -> ! {
 
 /// Which build of the filter the e2e tests load into Envoy. The same harness and scenarios
 /// run in two test binaries: boifi-wasm's (the proxy-wasm module) and boifi-dynamic's (the
-/// native dynamic module); each binary's `main.rs` names its kind in `crate::FILTER`.
+/// native dynamic module); each binary passes its kind to every scenario
+/// ([`crate::scenario_tests`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FilterKind {
     /// `boifi_wasm.wasm` through `envoy.filters.http.wasm` (env BOIFI_WASM, `make wasm`).
@@ -49,17 +47,19 @@ impl FilterKind {
 /// What every e2e test needs: the filter module, Envoy and the boifi-server binary.
 #[derive(Debug, Clone)]
 pub struct Prereqs {
-    /// The filter module of [`crate::FILTER`]'s kind (a `.wasm` or the `.so`).
+    /// Which build of the filter [`Prereqs::wasm`] is.
+    pub filter: FilterKind,
+    /// The filter module of kind [`Prereqs::filter`] (a `.wasm` or the `.so`).
     pub wasm: PathBuf,
     pub envoy: PathBuf,
     pub server: PathBuf,
 }
 
 impl Prereqs {
-    /// Finds the prerequisites; a missing one fails the test, naming it.
+    /// Finds the prerequisites for the `filter` build; a missing one fails the test, naming it.
     #[track_caller]
-    pub fn find() -> Prereqs {
-        let (var, default, make) = crate::FILTER.module();
+    pub fn find(filter: FilterKind) -> Prereqs {
+        let (var, default, make) = filter.module();
         let wasm = std::env::var_os(var).map_or_else(|| repo_root().join(default), PathBuf::from);
         if !wasm.is_file() {
             missing(&format!(
@@ -85,10 +85,29 @@ impl Prereqs {
             )
         });
         Prereqs {
+            filter,
             wasm,
             envoy,
             server,
         }
+    }
+}
+
+impl Prereqs {
+    /// Options for an Envoy of `workload` with this filter build.
+    pub fn envoy_options(
+        &self,
+        workload: envoy::Workload,
+        control_plane_port: u16,
+        upstream_port: u16,
+    ) -> envoy::EnvoyOptions {
+        envoy::EnvoyOptions::new(
+            workload,
+            self.filter,
+            &self.wasm,
+            control_plane_port,
+            upstream_port,
+        )
     }
 }
 

@@ -5,9 +5,8 @@
 use super::*;
 use serde_json::json;
 
-#[test]
-fn a_disabled_policy_never_fires_and_enabling_it_fires_within_the_budget() {
-    let mesh = Mesh::start();
+pub fn a_disabled_policy_never_fires_and_enabling_it_fires_within_the_budget(filter: FilterKind) {
+    let mesh = Mesh::start(filter);
     let envoy = mesh.frontend();
     let mut c = envoy.client();
 

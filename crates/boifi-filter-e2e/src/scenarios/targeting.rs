@@ -4,9 +4,8 @@
 use super::*;
 use serde_json::json;
 
-#[test]
-fn policies_reach_only_the_sidecars_they_select() {
-    let mesh = Mesh::start();
+pub fn policies_reach_only_the_sidecars_they_select(filter: FilterKind) {
+    let mesh = Mesh::start(filter);
     let frontend = mesh.frontend();
     let mut cart_workload = Workload::new("cart", "shop");
     cart_workload.labels.push(("tier".into(), "backend".into()));

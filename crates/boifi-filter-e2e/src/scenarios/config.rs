@@ -4,14 +4,12 @@ use super::*;
 use boifi_testkit::ports::free_port;
 use serde_json::json;
 
-#[test]
-fn bad_plugin_configuration_logs_and_passes_traffic_through() {
-    let p = Prereqs::find();
+pub fn bad_plugin_configuration_logs_and_passes_traffic_through(filter: FilterKind) {
+    let p = Prereqs::find(filter);
     let _serial = serial();
     let upstream = Upstream::start();
-    let mut o = EnvoyOptions::new(
+    let mut o = p.envoy_options(
         Workload::new("frontend", "demo"),
-        &p.wasm,
         free_port().unwrap(),
         upstream.port,
     );
@@ -31,9 +29,8 @@ fn bad_plugin_configuration_logs_and_passes_traffic_through() {
     );
 }
 
-#[test]
-fn identity_overrides_serve_a_plain_envoy_without_istio_metadata() {
-    let mesh = Mesh::start();
+pub fn identity_overrides_serve_a_plain_envoy_without_istio_metadata(filter: FilterKind) {
+    let mesh = Mesh::start(filter);
     let mut workload = Workload::new("ignored", "ignored");
     workload.labels.clear();
     let mut o = mesh.options(workload);
