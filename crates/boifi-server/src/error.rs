@@ -106,6 +106,9 @@ impl From<StoreError> for ApiFailure {
     }
 }
 
+/// `Retry-After` of every 503.
+pub const RETRY_AFTER_SECONDS: &str = "1";
+
 impl ResponseError for ApiFailure {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -129,6 +132,11 @@ impl ResponseError for ApiFailure {
         let mut response = HttpResponse::build(self.status_code());
         if matches!(self, ApiFailure::Unauthorized(_)) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        // A refusal the caller should retry (the store lost etcd, a leader election): etcd
+        // elects a new leader within about a second.
+        if matches!(self, ApiFailure::Unavailable(_)) {
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS));
         }
         response.json(self.to_api_error())
     }
