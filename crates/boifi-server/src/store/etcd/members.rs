@@ -275,7 +275,11 @@ impl Members {
                 }
             }
             let now = Instant::now();
-            if now >= deadline {
+            // Every member failed this round. When the last call failed the same way, etcd is
+            // down or without quorum (not between two leaders): refuse now instead of holding
+            // the caller until the deadline. The first call to fail keeps trying to the
+            // deadline, which rides out an election.
+            if now >= deadline || !self.answering.load(Ordering::Relaxed) {
                 return Err(self.exhausted(what, &last_error));
             }
             tokio::time::sleep(ROUND_PAUSE.min(deadline - now)).await;

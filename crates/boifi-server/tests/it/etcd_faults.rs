@@ -1,0 +1,490 @@
+//! The etcd fault campaign: a real 3-member etcd and 2 real `boifi-server` replicas on
+//! loopback, bounded concurrent writers (each through one replica) and one long-poll reader per
+//! replica, through four faults in turn:
+//! - the member the replicas use (the one serving their watches) SIGKILLed, then restarted;
+//! - that member SIGSTOPped (hung, not dead) for longer than the request timeout, then
+//!   continued;
+//! - the leader SIGKILLed, then restarted;
+//! - two members SIGKILLed (no quorum), then restarted.
+//!
+//! With one member down or hung at least 99.9 % of the writes must be acknowledged, every
+//! refusal must be a 503 with `Retry-After`, and no request may take longer than the stated
+//! bound. No acknowledged write may be lost: each is visible with its revision (or a later one)
+//! through both replicas' `/v1/policies` and `/v1/config`. The long-polls must keep receiving
+//! new versions during every fault. Without quorum writes are refused quickly, reads and
+//! long-polls answer from the last view, the replicas stay ready, and everything resumes when
+//! the members come back, with no restart.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use boifi_core::wire::{ConfigResponse, PolicyList};
+use boifi_testkit::etcd::EtcdCluster;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::harness::{etcd_replica, get_json, policy_json, Binary};
+
+const CONFIG: &str = "/v1/config?service=frontend&namespace=demo";
+
+/// Concurrent writers; each writes its own names, one write at a time.
+const WRITERS: usize = 8;
+/// Names each writer cycles through (create-or-replace with PUT).
+const NAMES_PER_WRITER: usize = 8;
+/// Writes per fault phase with one member down or hung.
+const WRITES_PER_PHASE: usize = 2_000;
+/// The store's bound of one operation on etcd (`EtcdOptions::request_timeout`): a refusal
+/// comes within it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// An acknowledged write may also wait for the replica's view (`EtcdOptions::view_wait`).
+const VIEW_WAIT: Duration = Duration::from_secs(5);
+/// Scheduling slack on a loaded test machine.
+const SLACK: Duration = Duration::from_secs(1);
+
+/// One write's outcome.
+#[derive(Debug, Clone)]
+struct Write {
+    name: String,
+    sent: Instant,
+    took: Duration,
+    /// The revision acknowledged, or `None` if refused.
+    revision: Option<u64>,
+    status: u16,
+    retry_after: Option<String>,
+}
+
+/// What every writer and reader records.
+#[derive(Debug, Default)]
+struct Record {
+    writes: Vec<Write>,
+    /// `(replica, version, when)` for every new version a long-poll answered with.
+    versions: Vec<(usize, u64, Instant)>,
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(WRITERS)
+        .build()
+        .unwrap()
+}
+
+async fn put(client: &reqwest::Client, server: &str, name: &str, sequence: usize) -> Write {
+    // Each write of a name differs from the one before (the delay carries its sequence).
+    let delay = format!(r#""delay": {{"fixed_delay_ms": {}}},"#, sequence % 1000 + 1);
+    let body = policy_json(name, "frontend", &delay);
+    let sent = Instant::now();
+    let r = client
+        .put(format!("{server}/v1/policies/{name}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let revision = if r.status().is_success() {
+        let v: Value = r.json().await.unwrap();
+        v["status"]["revision"].as_u64()
+    } else {
+        None
+    };
+    Write {
+        name: name.to_owned(),
+        sent,
+        took: sent.elapsed(),
+        revision,
+        status,
+        retry_after,
+    }
+}
+
+/// Starts the writers: writer `w` writes through replica `w % 2` until `stop`, recording into
+/// `record`.
+fn start_writers(
+    servers: [String; 2],
+    record: Arc<Mutex<Record>>,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..WRITERS)
+        .map(|w| {
+            let server = servers[w % 2].clone();
+            let record = Arc::clone(&record);
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                let client = client();
+                let mut sequence = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let name = format!("w{w}-n{}", sequence % NAMES_PER_WRITER);
+                    let write = put(&client, &server, &name, sequence).await;
+                    record.lock().unwrap().writes.push(write);
+                    sequence += 1;
+                }
+            })
+        })
+        .collect()
+}
+
+/// Starts one long-poll reader per replica: each waits for a version newer than the last it
+/// saw and records every answer.
+fn start_readers(
+    servers: [String; 2],
+    record: Arc<Mutex<Record>>,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    servers
+        .into_iter()
+        .enumerate()
+        .map(|(replica, server)| {
+            let record = Arc::clone(&record);
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                let client = client();
+                let mut version = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let url = format!("{server}{CONFIG}&version={version}&wait=2s");
+                    let Ok(r) = client.get(url).send().await else {
+                        continue;
+                    };
+                    if r.status() != StatusCode::OK {
+                        continue;
+                    }
+                    let Ok(config) = r.json::<ConfigResponse>().await else {
+                        continue;
+                    };
+                    let now = Instant::now();
+                    if config.version > version {
+                        version = config.version;
+                        record.lock().unwrap().versions.push((replica, version, now));
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Figures of one phase.
+#[derive(Debug)]
+struct Phase {
+    name: &'static str,
+    writes: usize,
+    acknowledged: usize,
+    slowest: Duration,
+    /// p99 of write sent → the other replica's long-poll answered with it, outside the first
+    /// second of the fault.
+    propagation_p99: Option<Duration>,
+    versions_seen: [usize; 2],
+}
+
+/// Checks the writes and reads recorded from `from` on (the phase's fault started at `fault`).
+fn judge(name: &'static str, record: &Record, from: usize, fault: Instant) -> Phase {
+    let writes = &record.writes[from..];
+    let mut slowest = Duration::ZERO;
+    for w in writes {
+        slowest = slowest.max(w.took);
+        match w.revision {
+            Some(_) => assert!(
+                w.took <= REQUEST_TIMEOUT + VIEW_WAIT + SLACK,
+                "{name}: an acknowledged write took {:?}",
+                w.took
+            ),
+            None => {
+                assert_eq!(w.status, 503, "{name}: a write was refused with {}", w.status);
+                assert_eq!(
+                    w.retry_after.as_deref(),
+                    Some("1"),
+                    "{name}: a 503 without a retry hint"
+                );
+                assert!(
+                    w.took <= REQUEST_TIMEOUT + SLACK,
+                    "{name}: a refusal took {:?}",
+                    w.took
+                );
+            }
+        }
+    }
+    let acknowledged = writes.iter().filter(|w| w.revision.is_some()).count();
+    let phase_versions: Vec<_> = record
+        .versions
+        .iter()
+        .filter(|(_, _, at)| *at >= fault)
+        .collect();
+    let versions_seen = [0, 1].map(|r| phase_versions.iter().filter(|(x, _, _)| *x == r).count());
+    // Writer `w` writes through replica `w % 2`; its write reaches the sidecars of the other.
+    let mut delays: Vec<Duration> = Vec::new();
+    for w in writes.iter().filter(|w| w.sent >= fault + Duration::from_secs(1)) {
+        let (Some(revision), Some(writer)) = (
+            w.revision,
+            w.name
+                .strip_prefix('w')
+                .and_then(|r| r.split('-').next())
+                .and_then(|n| n.parse::<usize>().ok()),
+        ) else {
+            continue;
+        };
+        let other = (writer + 1) % 2;
+        if let Some((_, _, at)) = phase_versions
+            .iter()
+            .find(|(r, v, _)| *r == other && *v >= revision)
+        {
+            delays.push(at.saturating_duration_since(w.sent));
+        }
+    }
+    delays.sort();
+    let propagation_p99 = (!delays.is_empty())
+        .then(|| delays[(delays.len() * 99 / 100).min(delays.len() - 1)]);
+    Phase {
+        name,
+        writes: writes.len(),
+        acknowledged,
+        slowest,
+        propagation_p99,
+        versions_seen,
+    }
+}
+
+/// Runs the writers until `count` writes are recorded after `from` and at least `min` elapsed.
+async fn write_until(record: &Mutex<Record>, from: usize, count: usize, min: Duration) {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(240);
+    loop {
+        let done = record.lock().unwrap().writes.len() - from;
+        if done >= count && start.elapsed() >= min {
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {done} writes in {:?}", start.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn assert_available(phase: &Phase, writes: usize) {
+    eprintln!("{phase:?}");
+    assert!(phase.writes >= writes, "{phase:?}");
+    // ≥ 99.9 % acknowledged: at most one refusal per thousand writes.
+    assert!(
+        phase.acknowledged * 1000 >= phase.writes * 999,
+        "{}: only {} of {} writes acknowledged",
+        phase.name,
+        phase.acknowledged,
+        phase.writes
+    );
+    assert!(
+        phase.versions_seen.iter().all(|n| *n > 0),
+        "{}: a long-poll saw no new version: {phase:?}",
+        phase.name
+    );
+}
+
+/// The member serving the most watches: the one the replicas follow and write through (each
+/// replica keeps to the member that answered last), so the fault hits their connections.
+fn busiest(etcd: &EtcdCluster) -> usize {
+    let watchers = |i: usize| etcd.member_metric(i, "etcd_debugging_mvcc_watcher_total").unwrap_or(0.0);
+    let busiest = (0..3).max_by(|x, y| watchers(*x).total_cmp(&watchers(*y))).unwrap();
+    assert!(watchers(busiest) >= 1.0, "no member serves a watch");
+    busiest
+}
+
+/// Waits until the member at `index` is healthy again after a restart.
+async fn restart(etcd: EtcdCluster, index: usize) -> EtcdCluster {
+    tokio::task::spawn_blocking(move || {
+        let mut etcd = etcd;
+        etcd.restart_member(index).unwrap();
+        etcd
+    })
+    .await
+    .unwrap()
+}
+
+/// Every acknowledged write is there, at its revision or a later one, through both replicas'
+/// lists and configs (the last write of each name wins; a refused write may have been applied
+/// too, so a later revision is allowed).
+async fn assert_no_acknowledged_write_lost(record: &Record, servers: &[&Binary; 2]) {
+    let mut last_acknowledged: BTreeMap<&str, u64> = BTreeMap::new();
+    for w in &record.writes {
+        if let Some(revision) = w.revision {
+            let entry = last_acknowledged.entry(&w.name).or_default();
+            *entry = (*entry).max(revision);
+        }
+    }
+    let client = client();
+    for server in servers {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let listed: PolicyList = get_json(&client, server.url("/v1/policies")).await;
+            let config: ConfigResponse = get_json(&client, server.url(CONFIG)).await;
+            let revision_in = |policies: &[boifi_core::policy::PolicyDocument], name: &str| {
+                policies
+                    .iter()
+                    .find(|p| p.name() == name)
+                    .and_then(|p| p.status.as_ref())
+                    .map(|s| s.revision)
+            };
+            let lost: Vec<_> = last_acknowledged
+                .iter()
+                .filter(|(name, acked)| {
+                    revision_in(&listed.policies, name).is_none_or(|r| r < **acked)
+                        || revision_in(&config.policies, name).is_none_or(|r| r < **acked)
+                })
+                .collect();
+            if lost.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{:?} misses acknowledged writes: {lost:?}",
+                server.addr
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_fault_campaign_keeps_writes_acknowledged_or_cleanly_refused() {
+    let started = Instant::now();
+    let mut etcd = EtcdCluster::for_test(3);
+    let a = etcd_replica(&etcd, "replica-a", &[]);
+    let b = etcd_replica(&etcd, "replica-b", &[]);
+    let servers = [a.url(""), b.url("")];
+    let record = Arc::new(Mutex::new(Record::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = start_writers(servers.clone(), Arc::clone(&record), Arc::clone(&stop));
+    tasks.extend(start_readers(servers.clone(), Arc::clone(&record), Arc::clone(&stop)));
+    let mut phases = Vec::new();
+
+    // No fault: the figures the faults are compared with.
+    let from = record.lock().unwrap().writes.len();
+    let fault = Instant::now();
+    write_until(&record, from, WRITES_PER_PHASE / 4, Duration::ZERO).await;
+    phases.push(judge("no fault", &record.lock().unwrap(), from, fault));
+    assert_available(&phases[0], WRITES_PER_PHASE / 4);
+
+    // The member the replicas use SIGKILLed, then restarted.
+    let follower = busiest(&etcd);
+    eprintln!("killing m{follower} (leader: {:?})", etcd.leader());
+    let from = record.lock().unwrap().writes.len();
+    let fault = Instant::now();
+    etcd.kill_member(follower).unwrap();
+    write_until(&record, from, WRITES_PER_PHASE, Duration::ZERO).await;
+    phases.push(judge("member killed", &record.lock().unwrap(), from, fault));
+    assert_available(phases.last().unwrap(), WRITES_PER_PHASE);
+    etcd = restart(etcd, follower).await;
+
+    // The member the replicas use SIGSTOPped for longer than the request timeout, then
+    // continued.
+    let follower = busiest(&etcd);
+    eprintln!("stopping m{follower} (leader: {:?})", etcd.leader());
+    let from = record.lock().unwrap().writes.len();
+    let fault = Instant::now();
+    etcd.stop_member(follower).unwrap();
+    write_until(&record, from, WRITES_PER_PHASE, REQUEST_TIMEOUT + SLACK).await;
+    etcd.continue_member(follower).unwrap();
+    phases.push(judge("member hung", &record.lock().unwrap(), from, fault));
+    assert_available(phases.last().unwrap(), WRITES_PER_PHASE);
+
+    // The leader SIGKILLed, then restarted.
+    let leader = etcd.leader().expect("the cluster has a leader");
+    let from = record.lock().unwrap().writes.len();
+    let fault = Instant::now();
+    etcd.kill_member(leader).unwrap();
+    write_until(&record, from, WRITES_PER_PHASE, Duration::ZERO).await;
+    let phase = judge("leader killed", &record.lock().unwrap(), from, fault);
+    let refused_after_kill = record.lock().unwrap().writes[from..]
+        .iter()
+        .filter(|w| w.revision.is_none())
+        .count();
+    eprintln!("leader killed: {refused_after_kill} writes refused");
+    phases.push(phase);
+    assert_available(phases.last().unwrap(), WRITES_PER_PHASE);
+    etcd = restart(etcd, leader).await;
+
+    // Two members down: no quorum.
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let before: ConfigResponse = get_json(&client(), a.url(CONFIG)).await;
+    let leader = etcd.leader().expect("the cluster has a leader");
+    let downed = [leader, (leader + 1) % 3];
+    for index in downed {
+        etcd.kill_member(index).unwrap();
+    }
+    let client = client();
+    // The first refusal may use the whole request timeout (an election could be under way);
+    // once the store knows etcd is down, refusals come at once.
+    for (i, server) in [&a, &b, &a, &b, &a, &b].iter().enumerate() {
+        let w = put(&client, &server.url(""), "no-quorum", i).await;
+        assert_eq!(w.status, 503, "a write went through without quorum");
+        assert_eq!(w.retry_after.as_deref(), Some("1"));
+        let bound = if i < 2 { REQUEST_TIMEOUT + SLACK } else { SLACK };
+        assert!(w.took <= bound, "refusal {i} took {:?}", w.took);
+    }
+    for server in [&a, &b] {
+        let ready: Value = get_json(&client, server.url("/v1/ready")).await;
+        assert_eq!(ready["status"], "degraded", "{ready}");
+        assert!(ready["detail"].as_str().unwrap().contains("etcd"), "{ready}");
+        let metrics = client.get(server.url("/metrics")).send().await.unwrap();
+        let text = metrics.text().await.unwrap();
+        assert!(text.contains("boifi_store_available 0"), "{text}");
+        let config: ConfigResponse = get_json(&client, server.url(CONFIG)).await;
+        assert_eq!(config.version, before.version);
+        assert_eq!(config.policies, before.policies);
+        // A long-poll at the current version waits and answers 304 (no change), not an error.
+        let r = client
+            .get(server.url(&format!("{CONFIG}&version={}&wait=1s", before.version)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    }
+    let quorum_lost_for = Instant::now();
+    for index in downed {
+        etcd = restart(etcd, index).await;
+    }
+    // Everything resumes with no restart of the replicas.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for server in [&a, &b] {
+        loop {
+            let w = put(&client, &server.url(""), "after-quorum", 0).await;
+            if w.revision.is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "writes did not resume: {w:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let ready: Value = get_json(&client, server.url("/v1/ready")).await;
+        assert_eq!(ready["status"], "ready", "{ready}");
+    }
+    eprintln!(
+        "no quorum: writes resumed {:?} after the members were restarted",
+        quorum_lost_for.elapsed()
+    );
+
+    let record = std::mem::take(&mut *record.lock().unwrap());
+    assert_no_acknowledged_write_lost(&record, &[&a, &b]).await;
+    for server in [&a, &b] {
+        let text = client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let failovers = crate::harness::metric_value(&text, "boifi_store_failovers_total");
+        eprintln!(
+            "{:?}: retries {:?}, failovers {failovers:?}",
+            server.addr,
+            crate::harness::metric_value(&text, "boifi_store_retries_total")
+        );
+        assert!(failovers.is_some_and(|n| n > 0), "no failover counted");
+    }
+    eprintln!("campaign took {:?}", started.elapsed());
+    drop(etcd);
+}
