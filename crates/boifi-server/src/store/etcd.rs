@@ -278,7 +278,8 @@ impl EtcdStore {
         })
     }
 
-    /// Waits up to `timeout` until the view is loaded and followed; the reason if not.
+    /// Waits up to `timeout` until the view is loaded and followed by a live watch; the reason
+    /// if not.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), StoreError> {
         let mut rx = self.shared.health.subscribe();
         let became_ready = tokio::time::timeout(timeout, rx.wait_for(|h| *h == Health::Ready))
@@ -287,7 +288,12 @@ impl EtcdStore {
         if became_ready {
             return Ok(());
         }
-        self.ready().await
+        match &*self.shared.health.borrow() {
+            Health::Ready => Ok(()),
+            Health::Loading(reason) | Health::Lost(reason) => {
+                Err(StoreError::Unavailable(reason.clone()))
+            }
+        }
     }
 
     /// The key prefix.
