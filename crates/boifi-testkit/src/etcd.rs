@@ -445,7 +445,8 @@ impl EtcdCluster {
     /// The value of the unlabelled sample `name` on member `index`'s `/metrics`, if it answers.
     pub fn member_metric(&self, index: usize, name: &str) -> Option<f64> {
         let member = self.members.get(index)?;
-        let answer = http::get(member.client_addr(), "/metrics", Duration::from_millis(500)).ok()?;
+        let answer =
+            http::get(member.client_addr(), "/metrics", Duration::from_millis(500)).ok()?;
         answer.text().lines().find_map(|line| {
             line.strip_prefix(name)
                 .and_then(|rest| rest.strip_prefix(' '))

@@ -83,7 +83,12 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiFailur
     let snapshot = state.store.snapshot().await.map_err(not_ready)?;
     let detail = state.store.backend_health().degraded;
     Ok(HttpResponse::Ok().json(HealthResponse {
-        status: if detail.is_some() { "degraded" } else { "ready" }.to_owned(),
+        status: if detail.is_some() {
+            "degraded"
+        } else {
+            "ready"
+        }
+        .to_owned(),
         version: Some(snapshot.version),
         detail,
     }))

@@ -20,31 +20,45 @@
 //! the header revision of the transaction that wrote it).
 //!
 //! # Writes
-//! - create (`MustNotExist`): a transaction on `create_revision == 0`;
-//! - create-or-replace (`Any`): the same comparison only tells `created`; both branches put;
-//! - `Revision(r)` (`If-Match`): a transaction on `create_revision > 0 && mod_revision == r`,
-//!   whose failure branch reads the key, so the mismatch reports the actual revision atomically;
-//! - the config version is an etcd revision: the header revision of the list that loaded the
-//!   view, then the revision of each change the watch applies (for a write, the header revision
-//!   of its transaction). Other keys share the counter, so versions skip numbers; they never go
-//!   back.
+//! Every write is a transaction conditioned on what it expects the key to be, so that sending
+//! it again after a lost answer can never apply it twice (an attempt applied late, by a hung
+//! member that wakes up or a proposal that outlived its leader, fails its condition instead):
+//! - create (`MustNotExist`): on `create_revision == 0`;
+//! - create-or-replace (`Any`): on the revision this replica's view holds for the key (or its
+//!   absence); when the key moved on, the transaction's `else` branch reads it and the write
+//!   goes again on the revision read, up to [`MAX_WRITE_ROUNDS`] times;
+//! - `Revision(r)` (`If-Match`): on `create_revision > 0 && mod_revision == r`, whose failure
+//!   branch reads the key, so the mismatch reports the actual revision atomically;
+//! - delete: like create-or-replace, on the revision the view holds (`If-Match`: on `r`).
 //!
-//! A write returns once this replica's view has caught up with it, so a client that writes and
-//! then reads the same replica sees its write. A write that gets no answer within the request
-//! timeout (5 s; e.g. a proposal lost with a dying etcd leader) is reported unavailable, though
-//! etcd may still have committed it: the client's retry, or an `If-Match` on the revision it
-//! reads back, settles it. Writes are never retried here, so nothing is applied twice.
+//! When a failed condition follows an attempt whose answer was lost ([`members::Answer`]), the
+//! key read back tells which: it holds exactly the bytes this write wrote (the writer's clock
+//! included), or, for a delete, the targeted revision is gone, so the lost attempt applied it
+//! and the write is reported done; anything else is a real conflict. Deleting every policy is
+//! one unconditioned range delete: it is sent again only when it certainly never left.
 //!
+//! The config version is an etcd revision: the header revision of the list that loaded the
+//! view, then the revision of each change the watch applies (for a write, the header revision
+//! of its transaction). Other keys share the counter, so versions skip numbers; they never go
+//! back.
+//!
+//! A write returns once this replica's view has caught up with it (at most
+//! [`EtcdOptions::view_wait`], 5 s), so a client that writes and then reads the same replica
+//! sees its write. Every etcd call goes through [`members::Members`]: one client per member,
+//! each attempt bounded by [`EtcdOptions::attempt_timeout`] (1.5 s), failing over to the next
+//! member until [`EtcdOptions::request_timeout`] (5 s) from the operation's start. A write is
+//! thus refused (503) within 5 s, and acknowledged within 10 s (5 s of etcd, 5 s of view).
+
 //! # The view
 //! A background task lists the prefix (getting the header revision `R`), publishes the view, and
 //! watches the prefix from `R + 1`, applying every event and publishing each new
 //! [`Snapshot`] through a [`tokio::sync::watch`] channel (long-polls wait on it). When etcd
 //! cancels the watch, or reports that the revision to resume from was compacted, the task lists
-//! again. When the connection is lost, the store is not ready ([`PolicyStore::ready`] says why)
-//! and the task (module `view`) retries with exponential backoff, resuming the watch after the last revision it
-//! applied (relisting if that revision has been compacted meanwhile); it is ready again once the
-//! watch is re-established. Meanwhile [`PolicyStore::snapshot`] keeps serving the last view:
-//! sidecars keep the configuration they have rather than lose it.
+//! again. When the connection is lost, the task (module `view`) resumes the watch on another member after the last revision it
+//! applied (relisting if that revision has been compacted meanwhile), backing off exponentially
+//! once every member failed. Meanwhile [`PolicyStore::snapshot`] keeps serving the last view and
+//! the store stays ready ([`PolicyStore::backend_health`] says why it is degraded): sidecars
+//! keep the configuration they have rather than lose it.
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -72,8 +86,8 @@ pub use sidecars::MAX_TXN_OPS;
 use crate::sidecars::SidecarChanges;
 
 use super::{
-    now_ms, BackendHealth, DeleteOutcome, PolicyStore, PutOutcome, ShareOutcome, SharedSidecar, Snapshot,
-    StoreError, WriteCondition, ETCD_PREFIX,
+    now_ms, BackendHealth, DeleteOutcome, PolicyStore, PutOutcome, ShareOutcome, SharedSidecar,
+    Snapshot, StoreError, WriteCondition, ETCD_PREFIX,
 };
 
 /// Largest gRPC message the view accepts (a full list, a watch batch catching up). gRPC's
@@ -363,15 +377,20 @@ impl EtcdStore {
         let at = i64::try_from(revision).unwrap_or(i64::MAX);
         let answer = self
             .members
-            .call(&format!("get `{key}`@{revision}"), Retry::Safe, deadline, |client| {
-                let key = key.to_owned();
-                async move {
-                    client
-                        .kv_client()
-                        .get(key, Some(GetOptions::new().with_revision(at)))
-                        .await
-                }
-            })
+            .call(
+                &format!("get `{key}`@{revision}"),
+                Retry::Safe,
+                deadline,
+                |client| {
+                    let key = key.to_owned();
+                    async move {
+                        client
+                            .kv_client()
+                            .get(key, Some(GetOptions::new().with_revision(at)))
+                            .await
+                    }
+                },
+            )
             .await?;
         let kv = answer.value.kvs().first().cloned().ok_or_else(|| {
             StoreError::Unavailable(format!(
@@ -563,7 +582,10 @@ impl PolicyStore for EtcdStore {
             let current = read_back(&response).into_iter().next();
             // The key holds exactly what this write wrote (its clock included): an attempt
             // whose answer was lost applied it.
-            if let Some(kv) = current.as_ref().filter(|kv| uncertain && kv.value() == value) {
+            if let Some(kv) = current
+                .as_ref()
+                .filter(|kv| uncertain && kv.value() == value)
+            {
                 let revision = revision_of(kv).unwrap_or(revision);
                 self.wait_view(revision).await;
                 return Ok(PutOutcome {

@@ -165,7 +165,11 @@ fn start_readers(
                     let now = Instant::now();
                     if config.version > version {
                         version = config.version;
-                        record.lock().unwrap().versions.push((replica, version, now));
+                        record
+                            .lock()
+                            .unwrap()
+                            .versions
+                            .push((replica, version, now));
                     }
                 }
             })
@@ -202,7 +206,11 @@ fn judge(name: &'static str, record: &Record, from: usize, fault: Instant) -> Ph
                 w.took
             ),
             None => {
-                assert_eq!(w.status, 503, "{name}: a write was refused with {}", w.status);
+                assert_eq!(
+                    w.status, 503,
+                    "{name}: a write was refused with {}",
+                    w.status
+                );
                 assert_eq!(
                     w.retry_after.as_deref(),
                     Some("1"),
@@ -223,7 +231,11 @@ fn judge(name: &'static str, record: &Record, from: usize, fault: Instant) -> Ph
         .filter(|(_, _, at)| *at >= fault)
         .collect();
     let versions_seen = [0, 1].map(|r| phase_versions.iter().filter(|(x, _, _)| *x == r).count());
-    let end = writes.iter().map(|w| w.sent + w.took).max().unwrap_or(fault);
+    let end = writes
+        .iter()
+        .map(|w| w.sent + w.took)
+        .max()
+        .unwrap_or(fault);
     let longest_silence = [0, 1].map(|r| {
         let mut last = fault;
         let mut longest = Duration::ZERO;
@@ -235,7 +247,10 @@ fn judge(name: &'static str, record: &Record, from: usize, fault: Instant) -> Ph
     });
     // Writer `w` writes through replica `w % 2`; its write reaches the sidecars of the other.
     let mut delays: Vec<Duration> = Vec::new();
-    for w in writes.iter().filter(|w| w.sent >= fault + Duration::from_secs(1)) {
+    for w in writes
+        .iter()
+        .filter(|w| w.sent >= fault + Duration::from_secs(1))
+    {
         let (Some(revision), Some(writer)) = (
             w.revision,
             w.name
@@ -254,8 +269,8 @@ fn judge(name: &'static str, record: &Record, from: usize, fault: Instant) -> Ph
         }
     }
     delays.sort();
-    let propagation_p99 = (!delays.is_empty())
-        .then(|| delays[(delays.len() * 99 / 100).min(delays.len() - 1)]);
+    let propagation_p99 =
+        (!delays.is_empty()).then(|| delays[(delays.len() * 99 / 100).min(delays.len() - 1)]);
     Phase {
         name,
         writes: writes.len(),
@@ -276,7 +291,11 @@ async fn write_until(record: &Mutex<Record>, from: usize, count: usize, min: Dur
         if done >= count && start.elapsed() >= min {
             return;
         }
-        assert!(Instant::now() < deadline, "only {done} writes in {:?}", start.elapsed());
+        assert!(
+            Instant::now() < deadline,
+            "only {done} writes in {:?}",
+            start.elapsed()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -313,8 +332,13 @@ fn assert_available(phase: &Phase, writes: usize) {
 /// The member serving the most watches: the one the replicas follow and write through (each
 /// replica keeps to the member that answered last), so the fault hits their connections.
 fn busiest(etcd: &EtcdCluster) -> usize {
-    let watchers = |i: usize| etcd.member_metric(i, "etcd_debugging_mvcc_watcher_total").unwrap_or(0.0);
-    let busiest = (0..3).max_by(|x, y| watchers(*x).total_cmp(&watchers(*y))).unwrap();
+    let watchers = |i: usize| {
+        etcd.member_metric(i, "etcd_debugging_mvcc_watcher_total")
+            .unwrap_or(0.0)
+    };
+    let busiest = (0..3)
+        .max_by(|x, y| watchers(*x).total_cmp(&watchers(*y)))
+        .unwrap();
     assert!(watchers(busiest) >= 1.0, "no member serves a watch");
     busiest
 }
@@ -384,7 +408,11 @@ async fn etcd_fault_campaign_keeps_writes_acknowledged_or_cleanly_refused() {
     let record = Arc::new(Mutex::new(Record::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = start_writers(servers.clone(), Arc::clone(&record), Arc::clone(&stop));
-    tasks.extend(start_readers(servers.clone(), Arc::clone(&record), Arc::clone(&stop)));
+    tasks.extend(start_readers(
+        servers.clone(),
+        Arc::clone(&record),
+        Arc::clone(&stop),
+    ));
     let mut phases = Vec::new();
 
     // No fault: the figures the faults are compared with.
@@ -451,13 +479,20 @@ async fn etcd_fault_campaign_keeps_writes_acknowledged_or_cleanly_refused() {
         let w = put(&client, &server.url(""), "no-quorum", i).await;
         assert_eq!(w.status, 503, "a write went through without quorum");
         assert_eq!(w.retry_after.as_deref(), Some("1"));
-        let bound = if i < 2 { REQUEST_TIMEOUT + SLACK } else { SLACK };
+        let bound = if i < 2 {
+            REQUEST_TIMEOUT + SLACK
+        } else {
+            SLACK
+        };
         assert!(w.took <= bound, "refusal {i} took {:?}", w.took);
     }
     for server in [&a, &b] {
         let ready: Value = get_json(&client, server.url("/v1/ready")).await;
         assert_eq!(ready["status"], "degraded", "{ready}");
-        assert!(ready["detail"].as_str().unwrap().contains("etcd"), "{ready}");
+        assert!(
+            ready["detail"].as_str().unwrap().contains("etcd"),
+            "{ready}"
+        );
         let metrics = client.get(server.url("/metrics")).send().await.unwrap();
         let text = metrics.text().await.unwrap();
         assert!(text.contains("boifi_store_available 0"), "{text}");

@@ -104,9 +104,12 @@ impl SidecarShare {
         let ttl = i64::try_from(self.ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let granted = self
             .members
-            .call("lease grant", Retry::Safe, self.deadline(), |client| async move {
-                client.lease_client().grant(ttl, None).await
-            })
+            .call(
+                "lease grant",
+                Retry::Safe,
+                self.deadline(),
+                |client| async move { client.lease_client().grant(ttl, None).await },
+            )
             .await?
             .value;
         let id = granted.id();
@@ -147,10 +150,15 @@ impl SidecarShare {
         for chunk in ops.chunks(MAX_TXN_OPS) {
             let txn = Txn::new().and_then(chunk.to_vec());
             self.members
-                .call("sidecar report txn", Retry::Safe, self.deadline(), |client| {
-                    let txn = txn.clone();
-                    async move { client.kv_client().txn(txn).await }
-                })
+                .call(
+                    "sidecar report txn",
+                    Retry::Safe,
+                    self.deadline(),
+                    |client| {
+                        let txn = txn.clone();
+                        async move { client.kv_client().txn(txn).await }
+                    },
+                )
                 .await?;
             self.writes.fetch_add(
                 u64::try_from(chunk.len()).unwrap_or(u64::MAX),
@@ -165,12 +173,17 @@ impl SidecarShare {
         let prefix = self.prefix.as_str();
         let answer = self
             .members
-            .call("sidecar report list", Retry::Safe, self.deadline(), |client| async move {
-                client
-                    .kv_client()
-                    .get(prefix, Some(GetOptions::new().with_prefix()))
-                    .await
-            })
+            .call(
+                "sidecar report list",
+                Retry::Safe,
+                self.deadline(),
+                |client| async move {
+                    client
+                        .kv_client()
+                        .get(prefix, Some(GetOptions::new().with_prefix()))
+                        .await
+                },
+            )
             .await?
             .value;
         let mut out = Vec::with_capacity(answer.kvs().len());

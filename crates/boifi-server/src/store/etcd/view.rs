@@ -211,7 +211,14 @@ pub(super) async fn maintain_view(
                 members.failed(member, &reason);
                 resume_after = Some(applied);
                 failed_member = Some(member);
-                lose(&shared, &reason, &mut backoff, &mut failed_twice, established).await;
+                lose(
+                    &shared,
+                    &reason,
+                    &mut backoff,
+                    &mut failed_twice,
+                    established,
+                )
+                .await;
             }
             WatchEnd::Canceled(reason) => {
                 bump(&shared.counters.cancels);
@@ -224,7 +231,14 @@ pub(super) async fn maintain_view(
                 members.failed(member, &reason);
                 resume_after = Some(applied);
                 failed_member = Some(member);
-                lose(&shared, &reason, &mut backoff, &mut failed_twice, established).await;
+                lose(
+                    &shared,
+                    &reason,
+                    &mut backoff,
+                    &mut failed_twice,
+                    established,
+                )
+                .await;
             }
         }
     }
@@ -257,7 +271,11 @@ async fn lose(
 }
 
 /// Lists the prefix and publishes it as the view; returns the header revision.
-async fn list(members: &Members, shared: &Shared, request_timeout: Duration) -> Result<u64, String> {
+async fn list(
+    members: &Members,
+    shared: &Shared,
+    request_timeout: Duration,
+) -> Result<u64, String> {
     let prefix = shared.prefix.as_str();
     let response = members
         .call(
