@@ -205,21 +205,6 @@ pub(super) async fn maintain_view(
                 );
                 resume_after = None;
             }
-            WatchEnd::Canceled(reason) if reason.contains("no leader") => {
-                // The member lost its leader (`require_leader`): another may still have one.
-                bump(&shared.counters.losses);
-                members.failed(member, &reason);
-                resume_after = Some(applied);
-                failed_member = Some(member);
-                lose(
-                    &shared,
-                    &reason,
-                    &mut backoff,
-                    &mut failed_twice,
-                    established,
-                )
-                .await;
-            }
             WatchEnd::Canceled(reason) => {
                 bump(&shared.counters.cancels);
                 tracing::warn!(prefix = %shared.prefix, %reason, "etcd canceled the watch; listing again");
@@ -385,7 +370,13 @@ async fn follow(
             return WatchEnd::Compacted(response.compact_revision());
         }
         if response.canceled() {
-            return WatchEnd::Canceled(response.cancel_reason().to_owned());
+            let reason = response.cancel_reason();
+            // The member lost its leader (`require_leader`): another member may still have one,
+            // so this is a lost member, not a canceled watch to list again.
+            if reason.contains("no leader") {
+                return WatchEnd::Lost(format!("etcd watch of `{prefix}`: {reason}"));
+            }
+            return WatchEnd::Canceled(reason.to_owned());
         }
         if response.created() {
             // etcd sends the events after `applied` right behind the creation.
