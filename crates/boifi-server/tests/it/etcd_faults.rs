@@ -4,7 +4,8 @@
 //! - the member the replicas use (the one serving their watches) SIGKILLed, then restarted;
 //! - that member SIGSTOPped (hung, not dead) for longer than the request timeout, then
 //!   continued;
-//! - the leader SIGKILLed, then restarted;
+//! - the leader SIGKILLed together with replica B (whose writers then go through A, as a
+//!   Service would send them), both restarted; B comes back with every write;
 //! - two members SIGKILLed (no quorum), then restarted.
 //!
 //! With one member down or hung at least 99.9 % of the writes must be acknowledged, every
@@ -51,6 +52,8 @@ const LONGEST_SILENCE: Duration = Duration::from_millis(4_500);
 #[derive(Debug, Clone)]
 struct Write {
     name: String,
+    /// The replica it went through.
+    replica: usize,
     sent: Instant,
     took: Duration,
     /// The revision acknowledged, or `None` if refused.
@@ -65,7 +68,13 @@ struct Record {
     writes: Vec<Write>,
     /// `(replica, version, when)` for every new version a long-poll answered with.
     versions: Vec<(usize, u64, Instant)>,
+    /// Writes sent again through the other replica after their replica did not answer (as a
+    /// Service would route them).
+    rerouted: usize,
 }
+
+/// The replicas' base URLs; a restarted replica gets a new port.
+type Servers = Arc<Mutex<[String; 2]>>;
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -75,7 +84,14 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-async fn put(client: &reqwest::Client, server: &str, name: &str, sequence: usize) -> Write {
+/// One PUT; `Err` when the replica did not answer (down or killed mid-request).
+async fn put(
+    client: &reqwest::Client,
+    server: &str,
+    replica: usize,
+    name: &str,
+    sequence: usize,
+) -> Result<Write, reqwest::Error> {
     // Each write of a name differs from the one before (the delay carries its sequence).
     let delay = format!(r#""delay": {{"fixed_delay_ms": {}}},"#, sequence % 1000 + 1);
     let body = policy_json(name, "frontend", &delay);
@@ -85,8 +101,7 @@ async fn put(client: &reqwest::Client, server: &str, name: &str, sequence: usize
         .header("content-type", "application/json")
         .body(body)
         .send()
-        .await
-        .unwrap();
+        .await?;
     let status = r.status().as_u16();
     let retry_after = r
         .headers()
@@ -94,41 +109,52 @@ async fn put(client: &reqwest::Client, server: &str, name: &str, sequence: usize
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let revision = if r.status().is_success() {
-        let v: Value = r.json().await.unwrap();
+        let v: Value = r.json().await?;
         v["status"]["revision"].as_u64()
     } else {
         None
     };
-    Write {
+    Ok(Write {
         name: name.to_owned(),
+        replica,
         sent,
         took: sent.elapsed(),
         revision,
         status,
         retry_after,
-    }
+    })
 }
 
 /// Starts the writers: writer `w` writes through replica `w % 2` until `stop`, recording into
-/// `record`.
+/// `record`; when its replica does not answer, it sends the write again through the other.
 fn start_writers(
-    servers: [String; 2],
+    servers: Servers,
     record: Arc<Mutex<Record>>,
     stop: Arc<AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     (0..WRITERS)
         .map(|w| {
-            let server = servers[w % 2].clone();
+            let servers = Arc::clone(&servers);
             let record = Arc::clone(&record);
             let stop = Arc::clone(&stop);
             tokio::spawn(async move {
                 let client = client();
+                let mut replica = w % 2;
                 let mut sequence = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let name = format!("w{w}-n{}", sequence % NAMES_PER_WRITER);
-                    let write = put(&client, &server, &name, sequence).await;
-                    record.lock().unwrap().writes.push(write);
-                    sequence += 1;
+                    let server = servers.lock().unwrap()[replica].clone();
+                    match put(&client, &server, replica, &name, sequence).await {
+                        Ok(write) => {
+                            record.lock().unwrap().writes.push(write);
+                            sequence += 1;
+                        }
+                        Err(_) => {
+                            record.lock().unwrap().rerouted += 1;
+                            replica = 1 - replica;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
                 }
             })
         })
@@ -138,22 +164,24 @@ fn start_writers(
 /// Starts one long-poll reader per replica: each waits for a version newer than the last it
 /// saw and records every answer.
 fn start_readers(
-    servers: [String; 2],
+    servers: Servers,
     record: Arc<Mutex<Record>>,
     stop: Arc<AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    servers
-        .into_iter()
-        .enumerate()
-        .map(|(replica, server)| {
+    (0..2)
+        .map(|replica| {
+            let servers = Arc::clone(&servers);
             let record = Arc::clone(&record);
             let stop = Arc::clone(&stop);
             tokio::spawn(async move {
                 let client = client();
                 let mut version = 0;
                 while !stop.load(Ordering::Relaxed) {
+                    let server = servers.lock().unwrap()[replica].clone();
                     let url = format!("{server}{CONFIG}&version={version}&wait=2s");
                     let Ok(r) = client.get(url).send().await else {
+                        // The replica is down: like a sidecar, try again shortly.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     };
                     if r.status() != StatusCode::OK {
@@ -184,8 +212,8 @@ struct Phase {
     writes: usize,
     acknowledged: usize,
     slowest: Duration,
-    /// p99 of write sent → the other replica's long-poll answered with it, outside the first
-    /// second of the fault.
+    /// p99 of write sent → the other replica's long-poll answered with it (the writer's own
+    /// while the other is down), outside the first second of the fault.
     propagation_p99: Option<Duration>,
     versions_seen: [usize; 2],
     /// Per replica, the longest time its long-poll went without a new version during the
@@ -193,8 +221,15 @@ struct Phase {
     longest_silence: [Duration; 2],
 }
 
-/// Checks the writes and reads recorded from `from` on (the phase's fault started at `fault`).
-fn judge(name: &'static str, record: &Record, from: usize, fault: Instant) -> Phase {
+/// Checks the writes and reads recorded from `from` on (the phase's fault started at `fault`);
+/// the long-polls of replicas not `alive` through the phase are not judged.
+fn judge(
+    name: &'static str,
+    record: &Record,
+    from: usize,
+    fault: Instant,
+    alive: [bool; 2],
+) -> Phase {
     let writes = &record.writes[from..];
     let mut slowest = Duration::ZERO;
     for w in writes {
@@ -237,6 +272,9 @@ fn judge(name: &'static str, record: &Record, from: usize, fault: Instant) -> Ph
         .max()
         .unwrap_or(fault);
     let longest_silence = [0, 1].map(|r| {
+        if !alive[r] {
+            return Duration::ZERO;
+        }
         let mut last = fault;
         let mut longest = Duration::ZERO;
         for (_, _, at) in phase_versions.iter().filter(|(x, _, _)| *x == r) {
@@ -251,16 +289,13 @@ fn judge(name: &'static str, record: &Record, from: usize, fault: Instant) -> Ph
         .iter()
         .filter(|w| w.sent >= fault + Duration::from_secs(1))
     {
-        let (Some(revision), Some(writer)) = (
-            w.revision,
-            w.name
-                .strip_prefix('w')
-                .and_then(|r| r.split('-').next())
-                .and_then(|n| n.parse::<usize>().ok()),
-        ) else {
-            continue;
+        let Some(revision) = w.revision else { continue };
+        // The other replica's long-poll, or the writer's own while the other is down.
+        let other = if alive[1 - w.replica] {
+            1 - w.replica
+        } else {
+            w.replica
         };
-        let other = (writer + 1) % 2;
         if let Some((_, _, at)) = phase_versions
             .iter()
             .find(|(r, v, _)| *r == other && *v >= revision)
@@ -403,13 +438,13 @@ async fn etcd_fault_campaign_keeps_writes_acknowledged_or_cleanly_refused() {
     let started = Instant::now();
     let mut etcd = EtcdCluster::for_test(3);
     let a = etcd_replica(&etcd, "replica-a", &[]);
-    let b = etcd_replica(&etcd, "replica-b", &[]);
-    let servers = [a.url(""), b.url("")];
+    let mut b = etcd_replica(&etcd, "replica-b", &[]);
+    let servers: Servers = Arc::new(Mutex::new([a.url(""), b.url("")]));
     let record = Arc::new(Mutex::new(Record::default()));
     let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = start_writers(servers.clone(), Arc::clone(&record), Arc::clone(&stop));
+    let mut tasks = start_writers(Arc::clone(&servers), Arc::clone(&record), Arc::clone(&stop));
     tasks.extend(start_readers(
-        servers.clone(),
+        Arc::clone(&servers),
         Arc::clone(&record),
         Arc::clone(&stop),
     ));
@@ -419,7 +454,13 @@ async fn etcd_fault_campaign_keeps_writes_acknowledged_or_cleanly_refused() {
     let from = record.lock().unwrap().writes.len();
     let fault = Instant::now();
     write_until(&record, from, WRITES_PER_PHASE / 4, Duration::ZERO).await;
-    phases.push(judge("no fault", &record.lock().unwrap(), from, fault));
+    phases.push(judge(
+        "no fault",
+        &record.lock().unwrap(),
+        from,
+        fault,
+        [true; 2],
+    ));
     assert_available(&phases[0], WRITES_PER_PHASE / 4);
 
     // The member the replicas use SIGKILLed, then restarted.
@@ -429,7 +470,13 @@ async fn etcd_fault_campaign_keeps_writes_acknowledged_or_cleanly_refused() {
     let fault = Instant::now();
     etcd.kill_member(follower).unwrap();
     write_until(&record, from, WRITES_PER_PHASE, Duration::ZERO).await;
-    phases.push(judge("member killed", &record.lock().unwrap(), from, fault));
+    phases.push(judge(
+        "member killed",
+        &record.lock().unwrap(),
+        from,
+        fault,
+        [true; 2],
+    ));
     assert_available(phases.last().unwrap(), WRITES_PER_PHASE);
     etcd = restart(etcd, follower).await;
 
@@ -442,23 +489,58 @@ async fn etcd_fault_campaign_keeps_writes_acknowledged_or_cleanly_refused() {
     etcd.stop_member(follower).unwrap();
     write_until(&record, from, WRITES_PER_PHASE, REQUEST_TIMEOUT + SLACK).await;
     etcd.continue_member(follower).unwrap();
-    phases.push(judge("member hung", &record.lock().unwrap(), from, fault));
+    phases.push(judge(
+        "member hung",
+        &record.lock().unwrap(),
+        from,
+        fault,
+        [true; 2],
+    ));
     assert_available(phases.last().unwrap(), WRITES_PER_PHASE);
 
-    // The leader SIGKILLed, then restarted.
+    // The leader SIGKILLed, and replica B with it; both restarted after the phase. B's writers
+    // send their writes through A meanwhile (as the Service would).
     let leader = etcd.leader().expect("the cluster has a leader");
     let from = record.lock().unwrap().writes.len();
     let fault = Instant::now();
     etcd.kill_member(leader).unwrap();
+    b.guard.kill().unwrap();
     write_until(&record, from, WRITES_PER_PHASE, Duration::ZERO).await;
-    let phase = judge("leader killed", &record.lock().unwrap(), from, fault);
+    let phase = judge(
+        "leader and replica B killed",
+        &record.lock().unwrap(),
+        from,
+        fault,
+        [true, false],
+    );
     let refused_after_kill = record.lock().unwrap().writes[from..]
         .iter()
         .filter(|w| w.revision.is_none())
         .count();
-    eprintln!("leader killed: {refused_after_kill} writes refused");
+    eprintln!(
+        "leader killed: {refused_after_kill} writes refused, {} rerouted from replica B",
+        record.lock().unwrap().rerouted
+    );
     phases.push(phase);
     assert_available(phases.last().unwrap(), WRITES_PER_PHASE);
+    // B comes back (on a new port) with everything written meanwhile; its long-poll resumes.
+    b = etcd_replica(&etcd, "replica-b", &[]);
+    let restarted = Instant::now();
+    servers.lock().unwrap()[1] = b.url("");
+    let deadline = restarted + Duration::from_secs(15);
+    while !record
+        .lock()
+        .unwrap()
+        .versions
+        .iter()
+        .any(|(r, _, at)| *r == 1 && *at > restarted)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "replica B's long-poll never resumed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     etcd = restart(etcd, leader).await;
 
     // Two members down: no quorum.
@@ -476,7 +558,9 @@ async fn etcd_fault_campaign_keeps_writes_acknowledged_or_cleanly_refused() {
     // The first refusal may use the whole request timeout (an election could be under way);
     // once the store knows etcd is down, refusals come at once.
     for (i, server) in [&a, &b, &a, &b, &a, &b].iter().enumerate() {
-        let w = put(&client, &server.url(""), "no-quorum", i).await;
+        let w = put(&client, &server.url(""), 0, "no-quorum", i)
+            .await
+            .unwrap();
         assert_eq!(w.status, 503, "a write went through without quorum");
         assert_eq!(w.retry_after.as_deref(), Some("1"));
         let bound = if i < 2 {
@@ -515,7 +599,9 @@ async fn etcd_fault_campaign_keeps_writes_acknowledged_or_cleanly_refused() {
     let deadline = Instant::now() + Duration::from_secs(30);
     for server in [&a, &b] {
         loop {
-            let w = put(&client, &server.url(""), "after-quorum", 0).await;
+            let w = put(&client, &server.url(""), 0, "after-quorum", 0)
+                .await
+                .unwrap();
             if w.revision.is_some() {
                 break;
             }
