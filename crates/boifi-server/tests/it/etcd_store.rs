@@ -602,3 +602,59 @@ async fn catching_up_a_long_backlog_never_publishes_a_version_ahead_of_its_conte
     store.wait_ready(Duration::from_secs(10)).await.unwrap();
     let _etcd = restart.await.unwrap();
 }
+
+/// A write whose first attempt hangs on a frozen member goes to another member after the
+/// attempt timeout and is acknowledged; a second write follows. When the frozen member wakes
+/// and handles the stale first attempt, that attempt's condition fails (the key moved on): the
+/// key was written exactly twice and holds the second write. An unconditioned write would have
+/// put the first value back over the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_retried_past_a_hung_member_is_applied_once() {
+    let mut etcd = EtcdCluster::for_test(3);
+    let prefix = unique_prefix("hung");
+    let (frozen, own, others) = a_follower(&etcd).await;
+    // The frozen member first: the store uses it until it fails.
+    let endpoints: Vec<String> = std::iter::once(own.clone()).chain(others.clone()).collect();
+    let options = EtcdOptions::new(&endpoints, &prefix);
+    let attempt_timeout = options.attempt_timeout;
+    let store = EtcdStore::connect_with(options).await.unwrap();
+    put_retrying(&store, "warm-up").await;
+
+    etcd.stop_member(frozen).unwrap();
+    let started = Instant::now();
+    let first = store
+        .put(policy("once", 10), WriteCondition::Any)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= attempt_timeout,
+        "the first attempt did not go to the frozen member ({:?})",
+        started.elapsed()
+    );
+    let second = store
+        .put(policy("once", 30), WriteCondition::Any)
+        .await
+        .unwrap();
+    assert!(second.version > first.version);
+    assert!(store.stats().failovers >= 1, "{:?}", store.stats());
+
+    // Thaw the member and let it handle what it holds; a write through it alone shows it did.
+    etcd.continue_member(frozen).unwrap();
+    let mut thawed = Client::connect([own.as_str()], None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match thawed.put("/boifi-test/thawed-probe", "x", None).await {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < deadline, "the thawed member: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut client = Client::connect(&others, None).await.unwrap();
+    let key = format!("{prefix}once");
+    let got = client.get(key.as_str(), None).await.unwrap();
+    let kv = got.kvs().first().unwrap();
+    assert_eq!(kv.version(), 2, "the key was written {} times", kv.version());
+    assert_eq!(u64::try_from(kv.mod_revision()).unwrap(), second.version);
+    let view = store.snapshot().await.unwrap();
+    assert_eq!(view.policies.get("once"), Some(&second.policy));
+}
