@@ -653,7 +653,12 @@ async fn a_write_retried_past_a_hung_member_is_applied_once() {
     let key = format!("{prefix}once");
     let got = client.get(key.as_str(), None).await.unwrap();
     let kv = got.kvs().first().unwrap();
-    assert_eq!(kv.version(), 2, "the key was written {} times", kv.version());
+    assert_eq!(
+        kv.version(),
+        2,
+        "the key was written {} times",
+        kv.version()
+    );
     assert_eq!(u64::try_from(kv.mod_revision()).unwrap(), second.version);
     let view = store.snapshot().await.unwrap();
     assert_eq!(view.policies.get("once"), Some(&second.policy));
