@@ -335,6 +335,19 @@ async fn write_until(record: &Mutex<Record>, from: usize, count: usize, min: Dur
     }
 }
 
+/// Judges the phase since `from` with both replicas alive, asserting its availability.
+fn available(
+    name: &'static str,
+    record: &Mutex<Record>,
+    from: usize,
+    fault: Instant,
+    writes: usize,
+) -> Phase {
+    let phase = judge(name, &record.lock().unwrap(), from, fault, [true; 2]);
+    assert_available(&phase, writes);
+    phase
+}
+
 fn assert_available(phase: &Phase, writes: usize) {
     assert!(phase.writes >= writes, "{phase:?}");
     // ≥ 99.9 % acknowledged: at most one refusal per thousand writes.
@@ -454,14 +467,13 @@ async fn etcd_fault_campaign_keeps_writes_acknowledged_or_cleanly_refused() {
     let from = record.lock().unwrap().writes.len();
     let fault = Instant::now();
     write_until(&record, from, WRITES_PER_PHASE / 4, Duration::ZERO).await;
-    phases.push(judge(
+    phases.push(available(
         "no fault",
-        &record.lock().unwrap(),
+        &record,
         from,
         fault,
-        [true; 2],
+        WRITES_PER_PHASE / 4,
     ));
-    assert_available(&phases[0], WRITES_PER_PHASE / 4);
 
     // The member the replicas use SIGKILLed, then restarted.
     let follower = busiest(&etcd);
@@ -470,14 +482,13 @@ async fn etcd_fault_campaign_keeps_writes_acknowledged_or_cleanly_refused() {
     let fault = Instant::now();
     etcd.kill_member(follower).unwrap();
     write_until(&record, from, WRITES_PER_PHASE, Duration::ZERO).await;
-    phases.push(judge(
+    phases.push(available(
         "member killed",
-        &record.lock().unwrap(),
+        &record,
         from,
         fault,
-        [true; 2],
+        WRITES_PER_PHASE,
     ));
-    assert_available(phases.last().unwrap(), WRITES_PER_PHASE);
     etcd = restart(etcd, follower).await;
 
     // The member the replicas use SIGSTOPped for longer than the request timeout, then
@@ -489,14 +500,13 @@ async fn etcd_fault_campaign_keeps_writes_acknowledged_or_cleanly_refused() {
     etcd.stop_member(follower).unwrap();
     write_until(&record, from, WRITES_PER_PHASE, REQUEST_TIMEOUT + SLACK).await;
     etcd.continue_member(follower).unwrap();
-    phases.push(judge(
+    phases.push(available(
         "member hung",
-        &record.lock().unwrap(),
+        &record,
         from,
         fault,
-        [true; 2],
+        WRITES_PER_PHASE,
     ));
-    assert_available(phases.last().unwrap(), WRITES_PER_PHASE);
 
     // The leader SIGKILLed, and replica B with it; both restarted after the phase. B's writers
     // send their writes through A meanwhile (as the Service would).
