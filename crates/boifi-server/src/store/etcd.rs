@@ -315,6 +315,11 @@ impl EtcdStore {
         &self.shared.prefix
     }
 
+    /// The endpoint calls go to first now: the member that answered last.
+    pub fn endpoint_in_use(&self) -> &str {
+        self.members.endpoint(self.members.preferred())
+    }
+
     /// Counters of the view's life.
     pub fn stats(&self) -> EtcdStats {
         let c = &self.shared.counters;

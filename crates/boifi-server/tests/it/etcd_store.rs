@@ -603,44 +603,33 @@ async fn catching_up_a_long_backlog_never_publishes_a_version_ahead_of_its_conte
     let _etcd = restart.await.unwrap();
 }
 
-/// A write whose first attempt hangs on a frozen member goes to another member after the
-/// attempt timeout and is acknowledged; a second write follows. When the frozen member wakes
-/// and handles the stale first attempt, that attempt's condition fails (the key moved on): the
-/// key was written exactly twice and holds the second write. An unconditioned write would have
-/// put the first value back over the second.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_retried_past_a_hung_member_is_applied_once() {
-    let mut etcd = EtcdCluster::for_test(3);
-    let prefix = unique_prefix("hung");
-    let (frozen, own, others) = a_follower(&etcd).await;
-    // The frozen member first: the store uses it until it fails.
-    let endpoints: Vec<String> = std::iter::once(own.clone()).chain(others.clone()).collect();
-    let options = EtcdOptions::new(&endpoints, &prefix);
-    let attempt_timeout = options.attempt_timeout;
-    let store = EtcdStore::connect_with(options).await.unwrap();
-    put_retrying(&store, "warm-up").await;
-
-    etcd.stop_member(frozen).unwrap();
-    let started = Instant::now();
-    let first = store
-        .put(policy("once", 10), WriteCondition::Any)
-        .await
+/// Freezes the member `store` uses (SIGSTOP), runs `write` (its first attempt hangs there and
+/// goes to another member after the attempt timeout), then `after` on a live member, thaws the
+/// member and returns once it has handled what it held (a write through it alone went through).
+async fn with_the_used_member_frozen<T>(
+    etcd: &mut EtcdCluster,
+    store: &EtcdStore,
+    write: impl std::future::Future<Output = T>,
+    after: impl std::future::Future<Output = ()>,
+) -> T {
+    let used = store.endpoint_in_use().to_owned();
+    let index = etcd
+        .members()
+        .iter()
+        .position(|m| m.client_url() == used)
         .unwrap();
+    let attempt_timeout = EtcdOptions::new(&[""], "/").attempt_timeout;
+    etcd.stop_member(index).unwrap();
+    let started = Instant::now();
+    let answer = write.await;
     assert!(
         started.elapsed() >= attempt_timeout,
         "the first attempt did not go to the frozen member ({:?})",
         started.elapsed()
     );
-    let second = store
-        .put(policy("once", 30), WriteCondition::Any)
-        .await
-        .unwrap();
-    assert!(second.version > first.version);
-    assert!(store.stats().failovers >= 1, "{:?}", store.stats());
-
-    // Thaw the member and let it handle what it holds; a write through it alone shows it did.
-    etcd.continue_member(frozen).unwrap();
-    let mut thawed = Client::connect([own.as_str()], None).await.unwrap();
+    after.await;
+    etcd.continue_member(index).unwrap();
+    let mut thawed = Client::connect([used.as_str()], None).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match thawed.put("/boifi-test/thawed-probe", "x", None).await {
@@ -649,17 +638,129 @@ async fn a_write_retried_past_a_hung_member_is_applied_once() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut client = Client::connect(&others, None).await.unwrap();
-    let key = format!("{prefix}once");
-    let got = client.get(key.as_str(), None).await.unwrap();
-    let kv = got.kvs().first().unwrap();
+    answer
+}
+
+/// How many times the key of `name` was written since it was created (etcd's `version`), and
+/// its revision; `None` if it does not exist.
+async fn written(client: &mut Client, prefix: &str, name: &str) -> Option<(i64, u64)> {
+    let got = client.get(format!("{prefix}{name}"), None).await.unwrap();
+    got.kvs()
+        .first()
+        .map(|kv| (kv.version(), u64::try_from(kv.mod_revision()).unwrap()))
+}
+
+/// Every kind of write, its first attempt hung on a frozen member and sent again to another:
+/// each is acknowledged with the right outcome, and when the frozen member wakes and handles
+/// the stale attempt, that attempt's condition fails, so nothing is applied twice and no later
+/// write is undone. An unconditioned write would put its old value back over the next write
+/// (or delete the key created again after it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_retried_past_a_hung_member_is_applied_once() {
+    let mut etcd = EtcdCluster::for_test(3);
+    let prefix = unique_prefix("hung");
+    let store = EtcdStore::connect(&etcd.endpoints(), &prefix)
+        .await
+        .unwrap();
+    put_retrying(&store, "warm-up").await;
+    let mut client = Client::connect(etcd.endpoints(), None).await.unwrap();
+
+    // Create: acknowledged as created; a replace follows.
+    let mut replaced = None;
+    let created = with_the_used_member_frozen(
+        &mut etcd,
+        &store,
+        store.put(policy("once", 10), WriteCondition::MustNotExist),
+        async {
+            replaced = Some(
+                store
+                    .put(policy("once", 30), WriteCondition::Any)
+                    .await
+                    .unwrap(),
+            );
+        },
+    )
+    .await
+    .unwrap();
+    assert!(created.created);
+    let replaced = replaced.unwrap();
     assert_eq!(
-        kv.version(),
-        2,
-        "the key was written {} times",
-        kv.version()
+        written(&mut client, &prefix, "once").await,
+        Some((2, replaced.version))
     );
-    assert_eq!(u64::try_from(kv.mod_revision()).unwrap(), second.version);
-    let view = store.snapshot().await.unwrap();
-    assert_eq!(view.policies.get("once"), Some(&second.policy));
+
+    // Create-or-replace: the stale attempt must not put 40 back over 50.
+    let mut next = None;
+    let first = with_the_used_member_frozen(
+        &mut etcd,
+        &store,
+        store.put(policy("once", 40), WriteCondition::Any),
+        async {
+            next = Some(
+                store
+                    .put(policy("once", 50), WriteCondition::Any)
+                    .await
+                    .unwrap(),
+            );
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!first.created);
+    let next = next.unwrap();
+    assert_eq!(
+        written(&mut client, &prefix, "once").await,
+        Some((4, next.version))
+    );
+
+    // If-Match: the same.
+    let mut last = None;
+    let matched = with_the_used_member_frozen(
+        &mut etcd,
+        &store,
+        store.put(policy("once", 60), WriteCondition::Revision(next.version)),
+        async {
+            last = Some(
+                store
+                    .put(policy("once", 70), WriteCondition::Any)
+                    .await
+                    .unwrap(),
+            );
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matched.version > next.version);
+    let last = last.unwrap();
+    assert_eq!(
+        written(&mut client, &prefix, "once").await,
+        Some((6, last.version))
+    );
+
+    // Delete: the stale attempt must not delete the policy created again after it.
+    let mut again = None;
+    let deleted = with_the_used_member_frozen(
+        &mut etcd,
+        &store,
+        store.delete("once", WriteCondition::Any),
+        async {
+            again = Some(
+                store
+                    .put(policy("once", 80), WriteCondition::MustNotExist)
+                    .await
+                    .unwrap(),
+            );
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(deleted.policy, last.policy);
+    let again = again.unwrap();
+    assert_eq!(
+        written(&mut client, &prefix, "once").await,
+        Some((1, again.version))
+    );
+    let view = view_until(&store, "the last write", |s| s.version >= again.version).await;
+    assert_eq!(view.policies.get("once"), Some(&again.policy));
+    assert!(store.stats().failovers >= 4, "{:?}", store.stats());
 }

@@ -210,6 +210,11 @@ impl Members {
         self.mark_up(index);
     }
 
+    /// The member calls go to first.
+    pub(super) fn preferred(&self) -> usize {
+        self.preferred.load(Ordering::Relaxed)
+    }
+
     pub(super) fn endpoint(&self, index: usize) -> &str {
         self.members.get(index).map_or("", |m| m.endpoint.as_str())
     }
