@@ -160,6 +160,8 @@ pub struct EtcdStats {
     pub losses: u64,
     /// Watch event batches applied.
     pub event_batches: u64,
+    /// Progress notifications received: the watch's member answered a silence check.
+    pub progress_notifications: u64,
     /// etcd attempts sent again after a failed one.
     pub retries: u64,
     /// etcd attempts (and watch or keep-alive streams) moved to another member after a failure.
@@ -329,6 +331,7 @@ impl EtcdStore {
             cancels: c.cancels.load(Ordering::Relaxed),
             losses: c.losses.load(Ordering::Relaxed),
             event_batches: c.event_batches.load(Ordering::Relaxed),
+            progress_notifications: c.progress_notifications.load(Ordering::Relaxed),
             retries: self.members.counters.retries.load(Ordering::Relaxed),
             failovers: self.members.counters.failovers.load(Ordering::Relaxed),
             exhausted: self.members.counters.exhausted.load(Ordering::Relaxed),

@@ -764,3 +764,29 @@ async fn every_write_retried_past_a_hung_member_is_applied_once() {
     assert_eq!(view.policies.get("once"), Some(&again.policy));
     assert!(store.stats().failovers >= 4, "{:?}", store.stats());
 }
+
+/// An idle watch stays on its member: every silent second the follower asks for a progress
+/// notification, the member answers, and nothing fails over or is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_watch_answers_its_silence_checks_and_stays_put() {
+    let etcd = EtcdCluster::for_test(3);
+    let store = EtcdStore::connect(&etcd.endpoints(), &unique_prefix("idle"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while store.stats().progress_notifications < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no progress notifications: {:?}",
+            store.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = store.stats();
+    assert_eq!(
+        (stats.failovers, stats.losses, stats.retries),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+    assert!(store.backend_health().degraded.is_none());
+}

@@ -42,6 +42,7 @@ pub(super) struct Counters {
     pub(super) cancels: AtomicU64,
     pub(super) losses: AtomicU64,
     pub(super) event_batches: AtomicU64,
+    pub(super) progress_notifications: AtomicU64,
 }
 
 pub(super) fn bump(counter: &AtomicU64) {
@@ -384,6 +385,10 @@ async fn follow(
             *established = true;
         }
         if response.events().is_empty() {
+            if !response.created() {
+                // The answer to a progress request: the member is alive.
+                bump(&shared.counters.progress_notifications);
+            }
             continue;
         }
         let mut next = (**shared.view.borrow()).clone();
