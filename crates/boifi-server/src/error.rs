@@ -111,6 +111,9 @@ impl From<StoreError> for ApiFailure {
     }
 }
 
+/// `Retry-After` of every 503.
+pub const RETRY_AFTER_SECONDS: &str = "1";
+
 impl ResponseError for ApiFailure {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -137,6 +140,11 @@ impl ResponseError for ApiFailure {
         }
         if let ApiFailure::MethodNotAllowed { allow, .. } = self {
             response.insert_header((header::ALLOW, *allow));
+        }
+        // A refusal the caller should retry (the store lost etcd, a leader election): etcd
+        // elects a new leader within about a second.
+        if matches!(self, ApiFailure::Unavailable(_)) {
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS));
         }
         response.json(self.to_api_error())
     }

@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use boifi_core::policy::PolicyState;
 use prometheus::{
-    Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
-use crate::store::Snapshot;
+use crate::store::{BackendHealth, Snapshot};
 
 /// Every metric, registered in one registry.
 #[derive(Debug)]
@@ -22,6 +23,9 @@ pub struct Metrics {
     sidecars_evicted: IntGauge,
     sidecar_writes: IntGauge,
     store_errors: IntCounterVec,
+    store_available: IntGauge,
+    store_retries: IntCounter,
+    store_failovers: IntCounter,
     fanout: Histogram,
     /// The first moment a waiter saw each new version: fan-out is measured from there.
     first_seen: Mutex<(u64, Instant)>,
@@ -79,6 +83,18 @@ impl Metrics {
             Opts::new("boifi_store_errors_total", "Store failures by operation"),
             &["operation"],
         )?;
+        let store_available = IntGauge::new(
+            "boifi_store_available",
+            "1 while the store takes writes; 0 while it serves its last view only (etcd unreachable or without quorum)",
+        )?;
+        let store_retries = IntCounter::new(
+            "boifi_store_retries_total",
+            "etcd calls sent again after a failed attempt",
+        )?;
+        let store_failovers = IntCounter::new(
+            "boifi_store_failovers_total",
+            "etcd calls and streams moved to another member after a failure",
+        )?;
         let fanout = Histogram::with_opts(
             HistogramOpts::new(
                 "boifi_config_fanout_seconds",
@@ -100,6 +116,9 @@ impl Metrics {
         registry.register(Box::new(sidecars_evicted.clone()))?;
         registry.register(Box::new(sidecar_writes.clone()))?;
         registry.register(Box::new(store_errors.clone()))?;
+        registry.register(Box::new(store_available.clone()))?;
+        registry.register(Box::new(store_retries.clone()))?;
+        registry.register(Box::new(store_failovers.clone()))?;
         registry.register(Box::new(fanout.clone()))?;
         Ok(Metrics {
             registry,
@@ -111,6 +130,9 @@ impl Metrics {
             sidecars_evicted,
             sidecar_writes,
             store_errors,
+            store_available,
+            store_retries,
+            store_failovers,
             fanout,
             first_seen: Mutex::new((0, Instant::now())),
         })
@@ -126,6 +148,17 @@ impl Metrics {
     /// Counts one store failure.
     pub fn store_error(&self, operation: &str) {
         self.store_errors.with_label_values(&[operation]).inc();
+    }
+
+    /// Sets the store's availability and failover counters from `health`.
+    pub fn store_health(&self, health: &BackendHealth) {
+        self.store_available
+            .set(i64::from(health.degraded.is_none()));
+        let catch_up = |counter: &IntCounter, total: u64| {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        };
+        catch_up(&self.store_retries, health.retries);
+        catch_up(&self.store_failovers, health.failovers);
     }
 
     /// A long-poll starts waiting; the gauge drops again when the guard is dropped.

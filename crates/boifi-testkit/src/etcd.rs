@@ -402,6 +402,68 @@ impl EtcdCluster {
         Ok(())
     }
 
+    /// Freezes member `index` with SIGSTOP: it keeps its connections open and answers nothing,
+    /// like a member on a hung disk. [`EtcdCluster::continue_member`] thaws it; dropping the
+    /// cluster kills it either way (SIGKILL works on a stopped process).
+    pub fn stop_member(&mut self, index: usize) -> Result<(), EtcdError> {
+        self.signal_member(index, "-STOP")
+    }
+
+    /// Thaws a member frozen by [`EtcdCluster::stop_member`] (SIGCONT).
+    pub fn continue_member(&mut self, index: usize) -> Result<(), EtcdError> {
+        self.signal_member(index, "-CONT")
+    }
+
+    fn signal_member(&mut self, index: usize, signal: &str) -> Result<(), EtcdError> {
+        let member = self
+            .members
+            .get(index)
+            .ok_or(EtcdError::NoSuchMember { index })?;
+        let context = format!("sending {signal} to `{}`", member.name);
+        let pid = member
+            .process
+            .as_ref()
+            .and_then(ChildGuard::pid)
+            .ok_or_else(|| EtcdError::Io {
+                context: context.clone(),
+                source: io::Error::new(io::ErrorKind::NotFound, "the member is not running"),
+            })?;
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .map_err(io_error(context.clone()))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(EtcdError::Io {
+                context,
+                source: io::Error::other(format!("`kill` exited with {status}")),
+            })
+        }
+    }
+
+    /// The value of the unlabelled sample `name` on member `index`'s `/metrics`, if it answers.
+    pub fn member_metric(&self, index: usize, name: &str) -> Option<f64> {
+        let member = self.members.get(index)?;
+        let answer =
+            http::get(member.client_addr(), "/metrics", Duration::from_millis(500)).ok()?;
+        answer.text().lines().find_map(|line| {
+            line.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|value| value.trim().parse().ok())
+        })
+    }
+
+    /// The index of the member that reports itself leader now (`etcd_server_is_leader 1` on
+    /// its `/metrics`), if one does.
+    pub fn leader(&self) -> Option<usize> {
+        self.members.iter().position(|member| {
+            member.process.is_some()
+                && http::get(member.client_addr(), "/metrics", Duration::from_millis(500))
+                    .is_ok_and(|r| r.text().lines().any(|l| l == "etcd_server_is_leader 1"))
+        })
+    }
+
     /// Starts a killed member again on its old ports and data, and waits until it is healthy.
     /// Clients keep its URL, so the ports cannot change: if another process took one meanwhile
     /// (rare: ports are picked from the ephemeral range), this fails with [`EtcdError::Exited`]

@@ -48,11 +48,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The answer of `/v1/health` and `/v1/ready`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct HealthResponse {
-    /// `ok` or `ready`.
+    /// `ok`, `ready`, or `degraded` (ready, serving the last view, writes refused).
     pub status: String,
     /// The current config version (readiness only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+    /// Why the replica is degraded (readiness only), e.g. etcd without quorum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Liveness: 200 while the process serves.
@@ -62,10 +65,13 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(HealthResponse {
         status: "ok".to_owned(),
         version: None,
+        detail: None,
     })
 }
 
-/// Readiness: 200 when the store answers and the view is loaded, else 503 with the reason.
+/// Readiness: 200 once the view is loaded, else 503 with the reason. A replica whose store lost
+/// etcd stays ready (`degraded`, with the reason): it still serves its last view, and taking
+/// every replica out of the Service at once would cut the sidecars off from even that.
 #[utoipa::path(get, path = "/v1/ready", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = HealthResponse),
@@ -75,9 +81,16 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiFailur
     let not_ready = |e: StoreError| ApiFailure::Unavailable(format!("not ready: {e}"));
     state.store.ready().await.map_err(not_ready)?;
     let snapshot = state.store.snapshot().await.map_err(not_ready)?;
+    let detail = state.store.backend_health().degraded;
     Ok(HttpResponse::Ok().json(HealthResponse {
-        status: "ready".to_owned(),
+        status: if detail.is_some() {
+            "degraded"
+        } else {
+            "ready"
+        }
+        .to_owned(),
         version: Some(snapshot.version),
+        detail,
     }))
 }
 
@@ -86,6 +99,7 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiFailur
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiFailure> {
     let snapshot = snapshot(&state).await?;
+    state.metrics.store_health(&state.store.backend_health());
     let text = state
         .metrics
         .render(

@@ -20,58 +20,74 @@
 //! the header revision of the transaction that wrote it).
 //!
 //! # Writes
-//! - create (`MustNotExist`): a transaction on `create_revision == 0`;
-//! - create-or-replace (`Any`): the same comparison only tells `created`; both branches put;
-//! - `Revision(r)` (`If-Match`): a transaction on `create_revision > 0 && mod_revision == r`,
-//!   whose failure branch reads the key, so the mismatch reports the actual revision atomically;
-//! - the config version is an etcd revision: the header revision of the list that loaded the
-//!   view, then the revision of each change the watch applies (for a write, the header revision
-//!   of its transaction). Other keys share the counter, so versions skip numbers; they never go
-//!   back.
+//! Every write is a transaction conditioned on what it expects the key to be, so that sending
+//! it again after a lost answer can never apply it twice (an attempt applied late, by a hung
+//! member that wakes up or a proposal that outlived its leader, fails its condition instead):
+//! - create (`MustNotExist`): on `create_revision == 0`;
+//! - create-or-replace (`Any`): on the revision this replica's view holds for the key (or its
+//!   absence); when the key moved on, the transaction's `else` branch reads it and the write
+//!   goes again on the revision read, up to [`MAX_WRITE_ROUNDS`] times;
+//! - `Revision(r)` (`If-Match`): on `create_revision > 0 && mod_revision == r`, whose failure
+//!   branch reads the key, so the mismatch reports the actual revision atomically;
+//! - delete: like create-or-replace, on the revision the view holds (`If-Match`: on `r`).
 //!
-//! A write returns once this replica's view has caught up with it, so a client that writes and
-//! then reads the same replica sees its write. A write that gets no answer within the request
-//! timeout (5 s; e.g. a proposal lost with a dying etcd leader) is reported unavailable, though
-//! etcd may still have committed it: the client's retry, or an `If-Match` on the revision it
-//! reads back, settles it. Writes are never retried here, so nothing is applied twice.
+//! When a failed condition follows an attempt whose answer was lost ([`members::Answer`]), the
+//! key read back tells which: it holds exactly the bytes this write wrote (the writer's clock
+//! included), or, for a delete, the targeted revision is gone, so the lost attempt applied it
+//! and the write is reported done; anything else is a real conflict. Deleting every policy is
+//! one unconditioned range delete: it is sent again only when it certainly never left.
 //!
+//! The config version is an etcd revision: the header revision of the list that loaded the
+//! view, then the revision of each change the watch applies (for a write, the header revision
+//! of its transaction). Other keys share the counter, so versions skip numbers; they never go
+//! back.
+//!
+//! A write returns once this replica's view has caught up with it (at most
+//! [`EtcdOptions::view_wait`], 5 s), so a client that writes and then reads the same replica
+//! sees its write. Every etcd call goes through [`members::Members`]: one client per member,
+//! each attempt bounded by [`EtcdOptions::attempt_timeout`] (1.5 s), failing over to the next
+//! member until [`EtcdOptions::request_timeout`] (5 s) from the operation's start. A write is
+//! thus refused (503) within 5 s, and acknowledged within 10 s (5 s of etcd, 5 s of view).
+
 //! # The view
 //! A background task lists the prefix (getting the header revision `R`), publishes the view, and
 //! watches the prefix from `R + 1`, applying every event and publishing each new
 //! [`Snapshot`] through a [`tokio::sync::watch`] channel (long-polls wait on it). When etcd
 //! cancels the watch, or reports that the revision to resume from was compacted, the task lists
-//! again. When the connection is lost, the store is not ready ([`PolicyStore::ready`] says why)
-//! and the task (module `view`) retries with exponential backoff, resuming the watch after the last revision it
-//! applied (relisting if that revision has been compacted meanwhile); it is ready again once the
-//! watch is re-established. Meanwhile [`PolicyStore::snapshot`] keeps serving the last view:
-//! sidecars keep the configuration they have rather than lose it.
+//! again. When the connection is lost, the task (module `view`) resumes the watch on another member after the last revision it
+//! applied (relisting if that revision has been compacted meanwhile), backing off exponentially
+//! once every member failed. Meanwhile [`PolicyStore::snapshot`] keeps serving the last view and
+//! the store stays ready ([`PolicyStore::backend_health`] says why it is degraded): sidecars
+//! keep the configuration they have rather than lose it.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use boifi_core::policy::PolicyDocument;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, KeyValue, Txn, TxnOp, TxnOpResponse,
-    TxnResponse,
+    Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp,
+    TxnOpResponse, TxnResponse,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
+mod members;
 mod sidecars;
 mod view;
 
-use view::{maintain_view, Counters, Health, Shared, ViewClients};
+use members::{Members, Retry};
+use view::{maintain_view, Counters, Health, Shared};
 
 pub use sidecars::MAX_TXN_OPS;
 
 use crate::sidecars::SidecarChanges;
 
 use super::{
-    now_ms, DeleteOutcome, PolicyStore, PutOutcome, ShareOutcome, SharedSidecar, Snapshot,
-    StoreError, WriteCondition, ETCD_PREFIX,
+    now_ms, BackendHealth, DeleteOutcome, PolicyStore, PutOutcome, ShareOutcome, SharedSidecar,
+    Snapshot, StoreError, WriteCondition, ETCD_PREFIX,
 };
 
 /// Largest gRPC message the view accepts (a full list, a watch batch catching up). gRPC's
@@ -88,8 +104,12 @@ pub struct EtcdOptions {
     pub endpoints: Vec<String>,
     /// Key prefix of the policies; keys are `<prefix><name>`.
     pub prefix: String,
-    /// Bound of one KV request (list, transaction, delete).
+    /// Bound of one store operation on etcd (a write with its retries on other members, a
+    /// list): past it the operation is refused as unavailable.
     pub request_timeout: Duration,
+    /// Bound of one attempt on one member: past it the member is taken as hung and the
+    /// attempt goes to the next member (if the operation may be retried).
+    pub attempt_timeout: Duration,
     /// Bound of establishing a connection to one endpoint.
     pub connect_timeout: Duration,
     /// How long [`EtcdStore::connect`] waits for the first view (a new etcd cluster may take a
@@ -110,13 +130,14 @@ impl EtcdOptions {
         EtcdOptions::new(endpoints, ETCD_PREFIX)
     }
 
-    /// Defaults for `endpoints` and `prefix`: 5 s requests, 2 s connects, 2 minutes to the
-    /// first view.
+    /// Defaults for `endpoints` and `prefix`: 5 s operations, 1.5 s attempts on one member,
+    /// 2 s connects, 2 minutes to the first view.
     pub fn new<E: AsRef<str>>(endpoints: &[E], prefix: &str) -> EtcdOptions {
         EtcdOptions {
             endpoints: endpoints.iter().map(|e| e.as_ref().to_owned()).collect(),
             prefix: prefix.to_owned(),
             request_timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_millis(1_500),
             connect_timeout: Duration::from_secs(2),
             ready_timeout: Duration::from_secs(120),
             view_wait: Duration::from_secs(5),
@@ -139,11 +160,19 @@ pub struct EtcdStats {
     pub losses: u64,
     /// Watch event batches applied.
     pub event_batches: u64,
+    /// Progress notifications received: the watch's member answered a silence check.
+    pub progress_notifications: u64,
+    /// etcd attempts sent again after a failed one.
+    pub retries: u64,
+    /// etcd attempts (and watch or keep-alive streams) moved to another member after a failure.
+    pub failovers: u64,
+    /// etcd calls that no member answered before their deadline.
+    pub exhausted: u64,
 }
 
 /// Policies in etcd, with a watched in-memory view. Dropping the store stops its watch.
 pub struct EtcdStore {
-    client: Client,
+    members: Arc<Members>,
     sidecars: sidecars::SidecarShare,
     shared: Arc<Shared>,
     request_timeout: Duration,
@@ -227,14 +256,14 @@ impl EtcdStore {
             .with_keep_alive_while_idle(false)
             // A member cut off from the leader cancels our watch instead of going silent.
             .with_require_leader(true);
-        let client = Client::connect(&options.endpoints, Some(connect))
-            .await
-            .map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "etcd endpoints `{}`: {e}",
-                    options.endpoints.join(",")
-                ))
-            })?;
+        let members = Arc::new(
+            Members::connect(
+                &options.endpoints,
+                &connect,
+                options.attempt_timeout.min(options.request_timeout),
+            )
+            .await?,
+        );
         let shared = Arc::new(Shared {
             prefix: options.prefix.clone(),
             view: watch::Sender::new(Arc::new(Snapshot::default())),
@@ -245,25 +274,18 @@ impl EtcdStore {
             counters: Counters::default(),
         });
         let task = tokio::spawn(maintain_view(
-            ViewClients {
-                kv: client
-                    .kv_client()
-                    .max_decoding_message_size(MAX_VIEW_MESSAGE_BYTES),
-                watch: client
-                    .watch_client()
-                    .max_decoding_message_size(MAX_VIEW_MESSAGE_BYTES),
-            },
+            Arc::clone(&members),
             Arc::clone(&shared),
             options.request_timeout,
         ));
         let sidecars = sidecars::SidecarShare::new(
-            client.clone(),
+            Arc::clone(&members),
             options.sidecar_prefix.clone(),
             options.sidecar_lease_ttl,
             options.request_timeout,
         );
         Ok(EtcdStore {
-            client,
+            members,
             sidecars,
             shared,
             request_timeout: options.request_timeout,
@@ -272,7 +294,8 @@ impl EtcdStore {
         })
     }
 
-    /// Waits up to `timeout` until the view is loaded and followed; the reason if not.
+    /// Waits up to `timeout` until the view is loaded and followed by a live watch; the reason
+    /// if not.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), StoreError> {
         let mut rx = self.shared.health.subscribe();
         let became_ready = tokio::time::timeout(timeout, rx.wait_for(|h| *h == Health::Ready))
@@ -281,12 +304,22 @@ impl EtcdStore {
         if became_ready {
             return Ok(());
         }
-        self.ready().await
+        match &*self.shared.health.borrow() {
+            Health::Ready => Ok(()),
+            Health::Loading(reason) | Health::Lost(reason) => {
+                Err(StoreError::Unavailable(reason.clone()))
+            }
+        }
     }
 
     /// The key prefix.
     pub fn prefix(&self) -> &str {
         &self.shared.prefix
+    }
+
+    /// The endpoint calls go to first now: the member that answered last.
+    pub fn endpoint_in_use(&self) -> &str {
+        self.members.endpoint(self.members.preferred())
     }
 
     /// Counters of the view's life.
@@ -298,6 +331,10 @@ impl EtcdStore {
             cancels: c.cancels.load(Ordering::Relaxed),
             losses: c.losses.load(Ordering::Relaxed),
             event_batches: c.event_batches.load(Ordering::Relaxed),
+            progress_notifications: c.progress_notifications.load(Ordering::Relaxed),
+            retries: self.members.counters.retries.load(Ordering::Relaxed),
+            failovers: self.members.counters.failovers.load(Ordering::Relaxed),
+            exhausted: self.members.counters.exhausted.load(Ordering::Relaxed),
         }
     }
 
@@ -305,27 +342,70 @@ impl EtcdStore {
         format!("{}{name}", self.shared.prefix)
     }
 
-    /// Runs one etcd request within the request timeout.
-    async fn call<T>(
-        &self,
-        what: &str,
-        request: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.request_timeout, request).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(StoreError::Unavailable(format!("etcd {what}: {e}"))),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "etcd {what}: no answer within {} ms",
-                self.request_timeout.as_millis()
-            ))),
-        }
+    /// The deadline of an operation starting now.
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.request_timeout
     }
 
-    async fn txn(&self, what: &str, txn: Txn) -> Result<(TxnResponse, u64), StoreError> {
-        let mut kv = self.client.kv_client();
-        let response = self.call(what, kv.txn(txn)).await?;
-        let revision = header_revision(response.header())?;
-        Ok((response, revision))
+    /// Runs `txn` on a member (failing over, see [`Members::call`]); the answer, its header
+    /// revision, and whether an earlier attempt might have applied it too.
+    async fn txn(
+        &self,
+        what: &str,
+        txn: Txn,
+        deadline: Instant,
+    ) -> Result<(TxnResponse, u64, bool), StoreError> {
+        let answer = self
+            .members
+            .call(what, Retry::Safe, deadline, |client| {
+                let txn = txn.clone();
+                async move { client.kv_client().txn(txn).await }
+            })
+            .await?;
+        let revision = header_revision(answer.value.header())?;
+        Ok((answer.value, revision, answer.uncertain))
+    }
+
+    /// The revision this replica's view holds for `name`, if it holds the policy.
+    fn viewed_revision(&self, name: &str) -> Option<u64> {
+        let view = self.shared.view.borrow();
+        view.policies
+            .get(name)
+            .and_then(|p| p.status.as_ref())
+            .map(|s| s.revision)
+    }
+
+    /// The policy `key` held at `revision` (a delete applied by an earlier attempt took it).
+    async fn policy_at(
+        &self,
+        key: &str,
+        revision: u64,
+        deadline: Instant,
+    ) -> Result<PolicyDocument, StoreError> {
+        let at = i64::try_from(revision).unwrap_or(i64::MAX);
+        let answer = self
+            .members
+            .call(
+                &format!("get `{key}`@{revision}"),
+                Retry::Safe,
+                deadline,
+                |client| {
+                    let key = key.to_owned();
+                    async move {
+                        client
+                            .kv_client()
+                            .get(key, Some(GetOptions::new().with_revision(at)))
+                            .await
+                    }
+                },
+            )
+            .await?;
+        let kv = answer.value.kvs().first().cloned().ok_or_else(|| {
+            StoreError::Unavailable(format!(
+                "etcd delete `{key}`: the outcome is unknown (revision {revision} is no longer readable); read the policy again"
+            ))
+        })?;
+        decode_or_backend(&self.shared.prefix, &kv)
     }
 
     /// Returns once this replica's view shows `revision` (or after `view_wait`: the write is
@@ -345,6 +425,39 @@ impl EtcdStore {
     }
 }
 
+/// What a write expects the key to be: every write is a transaction conditioned on it, so an
+/// attempt applied late (by a hung member that wakes up, by a proposal that outlived its leader)
+/// after another attempt or another writer moved the key on fails its condition instead of
+/// applying twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// The key does not exist.
+    Absent,
+    /// The key exists at exactly this revision.
+    At(u64),
+}
+
+impl Expect {
+    fn of_revision(revision: Option<u64>) -> Expect {
+        revision.map_or(Expect::Absent, Expect::At)
+    }
+
+    fn of(kv: Option<&KeyValue>) -> Expect {
+        kv.and_then(revision_of).map_or(Expect::Absent, Expect::At)
+    }
+
+    fn compares(self, key: &str) -> Vec<Compare> {
+        match self {
+            Expect::Absent => vec![Compare::create_revision(key, CompareOp::Equal, 0)],
+            Expect::At(revision) => at_revision(key, revision),
+        }
+    }
+}
+
+/// Most rounds of a write whose condition another writer keeps invalidating (a create-or-
+/// replace or delete racing writes to the same name); the deadline bounds them too.
+const MAX_WRITE_ROUNDS: usize = 16;
+
 /// Compares that hold when the key exists at exactly `revision`.
 fn at_revision(key: &str, revision: u64) -> Vec<Compare> {
     // A revision etcd cannot hold (above i64::MAX) never matches.
@@ -353,6 +466,12 @@ fn at_revision(key: &str, revision: u64) -> Vec<Compare> {
         Compare::create_revision(key, CompareOp::Greater, 0),
         Compare::mod_revision(key, CompareOp::Equal, revision),
     ]
+}
+
+fn write_contention(what: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "etcd {what}: other writers changed the key {MAX_WRITE_ROUNDS} times in a row; try again"
+    ))
 }
 
 fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<u64, StoreError> {
@@ -442,42 +561,60 @@ impl PolicyStore for EtcdStore {
         let stored_at_ms = now_ms();
         let value = serde_json::to_vec(&policy.clone().stored(stored_at_ms, 0))
             .map_err(|e| StoreError::Backend(format!("encoding policy `{name}`: {e}")))?;
-        let put = TxnOp::put(key.as_str(), value, None);
-        let txn = match condition {
-            // The comparison only tells whether the name was new: both branches write.
-            WriteCondition::Any => Txn::new()
-                .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
-                .and_then([put.clone()])
-                .or_else([put]),
-            WriteCondition::MustNotExist => Txn::new()
-                .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
-                .and_then([put]),
-            WriteCondition::Revision(expected) => Txn::new()
-                .when(at_revision(&key, expected))
-                .and_then([put])
-                .or_else([TxnOp::get(key.as_str(), None)]),
+        let put = TxnOp::put(key.as_str(), value.clone(), None);
+        let what = format!("put `{key}`");
+        let deadline = self.deadline();
+        let mut expect = match condition {
+            // Conditioned on what this replica's view holds, so that a retry cannot apply twice;
+            // a stale view costs one more round.
+            WriteCondition::Any => Expect::of_revision(self.viewed_revision(&name)),
+            WriteCondition::MustNotExist => Expect::Absent,
+            WriteCondition::Revision(expected) => Expect::At(expected),
         };
-        let (response, revision) = self.txn(&format!("put `{key}`"), txn).await?;
-        let created = match condition {
-            WriteCondition::Any => response.succeeded(),
-            WriteCondition::MustNotExist if response.succeeded() => true,
-            WriteCondition::MustNotExist => return Err(StoreError::AlreadyExists { name }),
-            WriteCondition::Revision(_) if response.succeeded() => false,
-            WriteCondition::Revision(expected) => {
-                let actual = read_back(&response).first().and_then(revision_of);
-                return Err(StoreError::RevisionMismatch {
-                    name,
-                    expected,
-                    actual,
+        let mut uncertain = false;
+        for _ in 0..MAX_WRITE_ROUNDS {
+            let txn = Txn::new()
+                .when(expect.compares(&key))
+                .and_then([put.clone()])
+                .or_else([TxnOp::get(key.as_str(), None)]);
+            let (response, revision, retried) = self.txn(&what, txn, deadline).await?;
+            uncertain |= retried;
+            if response.succeeded() {
+                self.wait_view(revision).await;
+                return Ok(PutOutcome {
+                    created: expect == Expect::Absent,
+                    policy: policy.stored(stored_at_ms, revision),
+                    version: revision,
                 });
             }
-        };
-        self.wait_view(revision).await;
-        Ok(PutOutcome {
-            created,
-            policy: policy.stored(stored_at_ms, revision),
-            version: revision,
-        })
+            let current = read_back(&response).into_iter().next();
+            // The key holds exactly what this write wrote (its clock included): an attempt
+            // whose answer was lost applied it.
+            if let Some(kv) = current
+                .as_ref()
+                .filter(|kv| uncertain && kv.value() == value)
+            {
+                let revision = revision_of(kv).unwrap_or(revision);
+                self.wait_view(revision).await;
+                return Ok(PutOutcome {
+                    created: kv.create_revision() == kv.mod_revision(),
+                    policy: policy.stored(stored_at_ms, revision),
+                    version: revision,
+                });
+            }
+            match condition {
+                WriteCondition::MustNotExist => return Err(StoreError::AlreadyExists { name }),
+                WriteCondition::Revision(expected) => {
+                    return Err(StoreError::RevisionMismatch {
+                        name,
+                        expected,
+                        actual: current.as_ref().and_then(revision_of),
+                    })
+                }
+                WriteCondition::Any => expect = Expect::of(current.as_ref()),
+            }
+        }
+        Err(write_contention(&what))
     }
 
     async fn delete(
@@ -486,54 +623,113 @@ impl PolicyStore for EtcdStore {
         condition: WriteCondition,
     ) -> Result<DeleteOutcome, StoreError> {
         let key = self.key(name);
+        let what = format!("delete `{key}`");
+        let deadline = self.deadline();
         let delete = TxnOp::delete(key.as_str(), Some(DeleteOptions::new().with_prev_key()));
-        let txn = match condition {
-            WriteCondition::Any | WriteCondition::MustNotExist => Txn::new().and_then([delete]),
-            WriteCondition::Revision(expected) => Txn::new()
-                .when(at_revision(&key, expected))
-                .and_then([delete])
-                .or_else([TxnOp::get(key.as_str(), None)]),
+        let mut expect = match condition {
+            WriteCondition::Revision(expected) => Expect::At(expected),
+            WriteCondition::Any | WriteCondition::MustNotExist => {
+                Expect::of_revision(self.viewed_revision(name))
+            }
         };
-        let (response, revision) = self.txn(&format!("delete `{key}`"), txn).await?;
-        if !response.succeeded() {
-            let expected = match condition {
-                WriteCondition::Revision(expected) => expected,
-                WriteCondition::Any | WriteCondition::MustNotExist => 0,
+        let mut uncertain = false;
+        // The last revision a delete was sent for.
+        let mut targeted: Option<u64> = None;
+        for _ in 0..MAX_WRITE_ROUNDS {
+            let then = match expect {
+                Expect::At(revision) => {
+                    targeted = Some(revision);
+                    vec![delete.clone()]
+                }
+                Expect::Absent => Vec::new(),
             };
-            let actual = read_back(&response).first().and_then(revision_of);
-            return Err(StoreError::RevisionMismatch {
-                name: name.to_owned(),
-                expected,
-                actual,
-            });
+            let txn = Txn::new()
+                .when(expect.compares(&key))
+                .and_then(then)
+                .or_else([TxnOp::get(key.as_str(), None)]);
+            let (response, revision, retried) = self.txn(&what, txn, deadline).await?;
+            uncertain |= retried;
+            let current = if response.succeeded() {
+                None
+            } else {
+                read_back(&response).into_iter().next()
+            };
+            if response.succeeded() && expect != Expect::Absent {
+                let previous = response
+                    .op_responses()
+                    .into_iter()
+                    .find_map(|op| match op {
+                        TxnOpResponse::Delete(mut deleted) => {
+                            deleted.take_prev_kvs().into_iter().next()
+                        }
+                        _ => None,
+                    })
+                    .ok_or_else(|| StoreError::NotFound {
+                        name: name.to_owned(),
+                    })?;
+                let policy = decode_or_backend(&self.shared.prefix, &previous)?;
+                self.wait_view(revision).await;
+                return Ok(DeleteOutcome {
+                    policy,
+                    version: revision,
+                });
+            }
+            // The revision this write targeted is gone (the key is absent, or was created again
+            // after it) while an attempt's answer was lost: that attempt deleted it.
+            if let Some(target) = targeted.filter(|_| uncertain) {
+                let recreated = current
+                    .as_ref()
+                    .is_some_and(|kv| u64::try_from(kv.create_revision()).unwrap_or(0) > target);
+                if current.is_none() || recreated {
+                    let policy = self.policy_at(&key, target, deadline).await?;
+                    self.wait_view(revision).await;
+                    return Ok(DeleteOutcome {
+                        policy,
+                        version: revision,
+                    });
+                }
+            }
+            match (condition, current.as_ref()) {
+                (WriteCondition::Revision(expected), _) => {
+                    return Err(StoreError::RevisionMismatch {
+                        name: name.to_owned(),
+                        expected,
+                        actual: current.as_ref().and_then(revision_of),
+                    })
+                }
+                (_, None) => {
+                    return Err(StoreError::NotFound {
+                        name: name.to_owned(),
+                    })
+                }
+                (_, Some(kv)) => expect = Expect::of(Some(kv)),
+            }
         }
-        let previous = response
-            .op_responses()
-            .into_iter()
-            .find_map(|op| match op {
-                TxnOpResponse::Delete(mut deleted) => deleted.take_prev_kvs().into_iter().next(),
-                _ => None,
-            })
-            .ok_or_else(|| StoreError::NotFound {
-                name: name.to_owned(),
-            })?;
-        let policy = decode_or_backend(&self.shared.prefix, &previous)?;
-        self.wait_view(revision).await;
-        Ok(DeleteOutcome {
-            policy,
-            version: revision,
-        })
+        Err(write_contention(&what))
     }
 
     async fn delete_all(&self) -> Result<u64, StoreError> {
-        let mut kv = self.client.kv_client();
         let prefix = self.shared.prefix.clone();
+        // Unconditioned: an attempt applied late would delete what was written since, so it is
+        // sent again only when it certainly did not leave this replica.
         let response = self
+            .members
             .call(
                 &format!("delete `{prefix}*`"),
-                kv.delete(prefix.as_str(), Some(DeleteOptions::new().with_prefix())),
+                Retry::IfNotSent,
+                self.deadline(),
+                |client| {
+                    let prefix = prefix.clone();
+                    async move {
+                        client
+                            .kv_client()
+                            .delete(prefix, Some(DeleteOptions::new().with_prefix()))
+                            .await
+                    }
+                },
             )
-            .await?;
+            .await?
+            .value;
         let deleted = u64::try_from(response.deleted()).unwrap_or(0);
         if deleted > 0 {
             self.wait_view(header_revision(response.header())?).await;
@@ -545,12 +741,27 @@ impl PolicyStore for EtcdStore {
         self.shared.view.subscribe()
     }
 
+    /// Ready once the view is loaded, also while etcd is lost: the replica keeps serving its
+    /// last view to sidecars, which is better than no configuration at all (a readiness probe
+    /// that failed would take every replica out of the Service at once when etcd loses its
+    /// quorum). [`PolicyStore::backend_health`] tells that writes are refused.
     async fn ready(&self) -> Result<(), StoreError> {
         match &*self.shared.health.borrow() {
-            Health::Ready => Ok(()),
-            Health::Loading(reason) | Health::Lost(reason) => {
-                Err(StoreError::Unavailable(reason.clone()))
-            }
+            Health::Ready | Health::Lost(_) => Ok(()),
+            Health::Loading(reason) => Err(StoreError::Unavailable(reason.clone())),
+        }
+    }
+
+    fn backend_health(&self) -> BackendHealth {
+        let stats = self.stats();
+        let degraded = match &*self.shared.health.borrow() {
+            Health::Lost(reason) | Health::Loading(reason) => Some(reason.clone()),
+            Health::Ready => self.members.failure(),
+        };
+        BackendHealth {
+            degraded,
+            retries: stats.retries,
+            failovers: stats.failovers,
         }
     }
     async fn share_sidecars(

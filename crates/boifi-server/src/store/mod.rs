@@ -184,7 +184,8 @@ pub trait PolicyStore: Send + Sync + 'static {
     /// Every change publishes a new `Arc<Snapshot>` here (`tokio::sync::watch`): long-polls
     /// wait on it.
     fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<Snapshot>>;
-    /// Readiness: store answers and the view is loaded; `Err(reason)` otherwise.
+    /// Readiness: the view is loaded and can be served; `Err(reason)` otherwise. A view that
+    /// lost its backend (etcd without quorum) is still ready: see [`PolicyStore::backend_health`].
     async fn ready(&self) -> Result<(), StoreError>;
     /// Shares `replica`'s sidecar reports with the other replicas: writes `changes.put`,
     /// deletes `changes.delete` (etcd: under the replica's lease, so they vanish with it).
@@ -200,6 +201,22 @@ pub trait PolicyStore: Send + Sync + 'static {
     fn sidecar_writes(&self) -> u64 {
         0
     }
+    /// Whether writes can go through now, and the backend's failover counters (etcd).
+    fn backend_health(&self) -> BackendHealth {
+        BackendHealth::default()
+    }
+}
+
+/// The backend's state beyond readiness, for `/v1/ready` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendHealth {
+    /// Why writes are refused now (etcd unreachable or without quorum), while the last view is
+    /// still served; `None` when the backend answers.
+    pub degraded: Option<String>,
+    /// Calls sent again after a failed attempt.
+    pub retries: u64,
+    /// Calls and streams moved to another etcd member after a failure.
+    pub failovers: u64,
 }
 
 /// The wall clock in Unix milliseconds (0 if the clock is before 1970).

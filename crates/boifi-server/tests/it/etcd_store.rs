@@ -235,10 +235,11 @@ async fn watch_recovers_from_member_loss_and_compaction() {
     let lists_before = store.stats().lists;
 
     etcd.kill_member(lost).unwrap();
-    // The store notices and is not ready, with the reason.
+    // The store notices and says why (it stays ready: it serves its last view).
     let deadline = Instant::now() + Duration::from_secs(10);
     let reason = loop {
-        if let Err(StoreError::Unavailable(reason)) = store.ready().await {
+        if let Some(reason) = store.backend_health().degraded {
+            store.ready().await.unwrap();
             break reason;
         }
         assert!(
@@ -308,7 +309,7 @@ async fn store_rides_out_an_etcd_restart() {
 
     etcd.kill_member(0).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while store.ready().await.is_ok() {
+    while store.backend_health().degraded.is_none() {
         assert!(
             Instant::now() < deadline,
             "the store never noticed etcd is gone"
@@ -505,7 +506,7 @@ async fn catching_up_a_long_backlog_never_publishes_a_version_ahead_of_its_conte
     let store = EtcdStore::connect(&[own], &prefix).await.unwrap();
     etcd.kill_member(lost).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while store.ready().await.is_ok() {
+    while store.backend_health().degraded.is_none() {
         assert!(
             Instant::now() < deadline,
             "the store never noticed the loss"
@@ -600,4 +601,192 @@ async fn catching_up_a_long_backlog_never_publishes_a_version_ahead_of_its_conte
     assert!(store.stats().event_batches >= 2, "{:?}", store.stats());
     store.wait_ready(Duration::from_secs(10)).await.unwrap();
     let _etcd = restart.await.unwrap();
+}
+
+/// Freezes the member `store` uses (SIGSTOP), runs `write` (its first attempt hangs there and
+/// goes to another member after the attempt timeout), then `after` on a live member, thaws the
+/// member and returns once it has handled what it held (a write through it alone went through).
+async fn with_the_used_member_frozen<T>(
+    etcd: &mut EtcdCluster,
+    store: &EtcdStore,
+    write: impl std::future::Future<Output = T>,
+    after: impl std::future::Future<Output = ()>,
+) -> T {
+    let used = store.endpoint_in_use().to_owned();
+    let index = etcd
+        .members()
+        .iter()
+        .position(|m| m.client_url() == used)
+        .unwrap();
+    let attempt_timeout = EtcdOptions::new(&[""], "/").attempt_timeout;
+    etcd.stop_member(index).unwrap();
+    let started = Instant::now();
+    let answer = write.await;
+    assert!(
+        started.elapsed() >= attempt_timeout,
+        "the first attempt did not go to the frozen member ({:?})",
+        started.elapsed()
+    );
+    after.await;
+    etcd.continue_member(index).unwrap();
+    let mut thawed = Client::connect([used.as_str()], None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match thawed.put("/boifi-test/thawed-probe", "x", None).await {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < deadline, "the thawed member: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    answer
+}
+
+/// How many times the key of `name` was written since it was created (etcd's `version`), and
+/// its revision; `None` if it does not exist.
+async fn written(client: &mut Client, prefix: &str, name: &str) -> Option<(i64, u64)> {
+    let got = client.get(format!("{prefix}{name}"), None).await.unwrap();
+    got.kvs()
+        .first()
+        .map(|kv| (kv.version(), u64::try_from(kv.mod_revision()).unwrap()))
+}
+
+/// Every kind of write, its first attempt hung on a frozen member and sent again to another:
+/// each is acknowledged with the right outcome, and when the frozen member wakes and handles
+/// the stale attempt, that attempt's condition fails, so nothing is applied twice and no later
+/// write is undone. An unconditioned write would put its old value back over the next write
+/// (or delete the key created again after it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_retried_past_a_hung_member_is_applied_once() {
+    let mut etcd = EtcdCluster::for_test(3);
+    let prefix = unique_prefix("hung");
+    let store = EtcdStore::connect(&etcd.endpoints(), &prefix)
+        .await
+        .unwrap();
+    put_retrying(&store, "warm-up").await;
+    let mut client = Client::connect(etcd.endpoints(), None).await.unwrap();
+
+    // Create: acknowledged as created; a replace follows.
+    let mut replaced = None;
+    let created = with_the_used_member_frozen(
+        &mut etcd,
+        &store,
+        store.put(policy("once", 10), WriteCondition::MustNotExist),
+        async {
+            replaced = Some(
+                store
+                    .put(policy("once", 30), WriteCondition::Any)
+                    .await
+                    .unwrap(),
+            );
+        },
+    )
+    .await
+    .unwrap();
+    assert!(created.created);
+    let replaced = replaced.unwrap();
+    assert_eq!(
+        written(&mut client, &prefix, "once").await,
+        Some((2, replaced.version))
+    );
+
+    // Create-or-replace: the stale attempt must not put 40 back over 50.
+    let mut next = None;
+    let first = with_the_used_member_frozen(
+        &mut etcd,
+        &store,
+        store.put(policy("once", 40), WriteCondition::Any),
+        async {
+            next = Some(
+                store
+                    .put(policy("once", 50), WriteCondition::Any)
+                    .await
+                    .unwrap(),
+            );
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!first.created);
+    let next = next.unwrap();
+    assert_eq!(
+        written(&mut client, &prefix, "once").await,
+        Some((4, next.version))
+    );
+
+    // If-Match: the same.
+    let mut last = None;
+    let matched = with_the_used_member_frozen(
+        &mut etcd,
+        &store,
+        store.put(policy("once", 60), WriteCondition::Revision(next.version)),
+        async {
+            last = Some(
+                store
+                    .put(policy("once", 70), WriteCondition::Any)
+                    .await
+                    .unwrap(),
+            );
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matched.version > next.version);
+    let last = last.unwrap();
+    assert_eq!(
+        written(&mut client, &prefix, "once").await,
+        Some((6, last.version))
+    );
+
+    // Delete: the stale attempt must not delete the policy created again after it.
+    let mut again = None;
+    let deleted = with_the_used_member_frozen(
+        &mut etcd,
+        &store,
+        store.delete("once", WriteCondition::Any),
+        async {
+            again = Some(
+                store
+                    .put(policy("once", 80), WriteCondition::MustNotExist)
+                    .await
+                    .unwrap(),
+            );
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(deleted.policy, last.policy);
+    let again = again.unwrap();
+    assert_eq!(
+        written(&mut client, &prefix, "once").await,
+        Some((1, again.version))
+    );
+    let view = view_until(&store, "the last write", |s| s.version >= again.version).await;
+    assert_eq!(view.policies.get("once"), Some(&again.policy));
+    assert!(store.stats().failovers >= 4, "{:?}", store.stats());
+}
+
+/// An idle watch stays on its member: every silent second the follower asks for a progress
+/// notification, the member answers, and nothing fails over or is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_watch_answers_its_silence_checks_and_stays_put() {
+    let etcd = EtcdCluster::for_test(3);
+    let store = EtcdStore::connect(&etcd.endpoints(), &unique_prefix("idle"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while store.stats().progress_notifications < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no progress notifications: {:?}",
+            store.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = store.stats();
+    assert_eq!(
+        (stats.failovers, stats.losses, stats.retries),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+    assert!(store.backend_health().degraded.is_none());
 }

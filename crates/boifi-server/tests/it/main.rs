@@ -11,6 +11,7 @@
 
 mod api;
 mod conformance;
+mod etcd_faults;
 mod etcd_store;
 mod ha_status;
 mod harness;

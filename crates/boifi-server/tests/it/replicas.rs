@@ -298,8 +298,11 @@ async fn expiry_agrees_on_both_replicas_and_after_a_restart() {
     assert_eq!(serde_json::to_value(&listed.policies[0]).unwrap(), stored);
 }
 
+/// With etcd gone the replica stays ready (`degraded`, saying why): it keeps serving its last
+/// view, and a readiness probe that failed would take every replica out of the Service at once,
+/// cutting the sidecars off from even that. Writes are refused with 503 and `Retry-After`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn etcd_outage_makes_a_replica_unready_while_it_keeps_serving_its_view() {
+async fn etcd_outage_keeps_a_replica_ready_serving_its_view_and_saying_why() {
     let mut etcd = EtcdCluster::for_test(1);
     let a = replica(&etcd, "replica-a");
     let client = client();
@@ -307,16 +310,27 @@ async fn etcd_outage_makes_a_replica_unready_while_it_keeps_serving_its_view() {
 
     etcd.kill_member(0).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let reason = loop {
+    let detail = loop {
         let r = client.get(a.url("/v1/ready")).send().await.unwrap();
-        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
-            break r.text().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "unready while serving its view");
+        let body: Value = r.json().await.unwrap();
+        if body["status"] == "degraded" {
+            break body["detail"].as_str().unwrap().to_owned();
         }
-        assert_eq!(r.status(), StatusCode::OK);
-        assert!(Instant::now() < deadline, "still ready with etcd gone");
+        assert_eq!(body["status"], "ready");
+        assert!(Instant::now() < deadline, "never said etcd is gone");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert!(reason.contains("etcd"), "{reason}");
+    assert!(detail.contains("etcd"), "{detail}");
+    let refused = client
+        .post(a.url("/v1/policies"))
+        .header("content-type", "application/json")
+        .body(policy_json("refused", "frontend", ""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "1");
     // Liveness holds, and sidecars keep getting the last configuration.
     let r = client.get(a.url("/v1/health")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -332,12 +346,13 @@ async fn etcd_outage_makes_a_replica_unready_while_it_keeps_serving_its_view() {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let r = client.get(a.url("/v1/ready")).send().await.unwrap();
-        if r.status() == StatusCode::OK {
+        let body: Value = r.json().await.unwrap();
+        if body["status"] == "ready" {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "not ready again after etcd came back"
+            "still degraded after etcd came back: {body}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

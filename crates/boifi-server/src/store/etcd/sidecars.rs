@@ -7,13 +7,26 @@
 //! (at most [`MAX_TXN_OPS`] operations per transaction, etcd's default `--max-txn-ops`), and
 //! what to write is decided by [`crate::sidecars::SidecarRegistry`]: changes and bounded-rate
 //! refreshes, never once per poll.
+//!
+//! # Failover
+//! Every call goes through [`Members::call`]. A lease grant retried after a lost answer may
+//! grant a second lease that nobody keeps alive: it expires after its TTL, holding nothing. A
+//! report transaction only puts and deletes this replica's own keys with values that do not
+//! depend on what is stored, so applying it twice leaves the same keys; a late application can
+//! bring back a report deleted since, for at most the lease's TTL. The keep-alive asks one
+//! member at a time and moves to another when that member fails; the lease is taken as lost
+//! only when etcd says it expired or no member renewed it for a whole TTL.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, GetOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{GetOptions, PutOptions, Txn, TxnOp};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::members::{Members, Retry};
 
 use crate::sidecars::{SidecarChanges, SidecarRecord};
 use crate::store::{ShareOutcome, StoreError};
@@ -35,7 +48,7 @@ impl Drop for Lease {
 
 /// One replica's share of sidecar reports.
 pub(super) struct SidecarShare {
-    client: Client,
+    members: Arc<Members>,
     prefix: String,
     ttl: Duration,
     request_timeout: Duration,
@@ -56,19 +69,15 @@ impl std::fmt::Debug for SidecarShare {
     }
 }
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("etcd {what}: {e}"))
-}
-
 impl SidecarShare {
     pub(super) fn new(
-        client: Client,
+        members: Arc<Members>,
         prefix: String,
         ttl: Duration,
         request_timeout: Duration,
     ) -> SidecarShare {
         SidecarShare {
-            client,
+            members,
             prefix,
             ttl,
             request_timeout,
@@ -79,15 +88,8 @@ impl SidecarShare {
         }
     }
 
-    async fn timed<T>(
-        &self,
-        what: &str,
-        f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.request_timeout, f).await {
-            Ok(r) => r.map_err(|e| unavailable(what, e)),
-            Err(_) => Err(unavailable(what, "no answer in time")),
-        }
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.request_timeout
     }
 
     /// The live lease, granting one if there is none; `true` when it replaces a lost one.
@@ -100,11 +102,19 @@ impl SidecarShare {
             return Ok((l.id, false));
         }
         let ttl = i64::try_from(self.ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        let mut leases = self.client.lease_client();
-        let granted = self.timed("lease grant", leases.grant(ttl, None)).await?;
+        let granted = self
+            .members
+            .call(
+                "lease grant",
+                Retry::Safe,
+                self.deadline(),
+                |client| async move { client.lease_client().grant(ttl, None).await },
+            )
+            .await?
+            .value;
         let id = granted.id();
         let keeper = tokio::spawn(keep_alive(
-            self.client.clone(),
+            Arc::clone(&self.members),
             id,
             self.ttl,
             std::sync::Arc::clone(&self.lost),
@@ -137,10 +147,19 @@ impl SidecarShare {
         for key in &changes.delete {
             ops.push(TxnOp::delete(self.key(replica, key), None));
         }
-        let mut kv = self.client.kv_client();
         for chunk in ops.chunks(MAX_TXN_OPS) {
             let txn = Txn::new().and_then(chunk.to_vec());
-            self.timed("sidecar report txn", kv.txn(txn)).await?;
+            self.members
+                .call(
+                    "sidecar report txn",
+                    Retry::Safe,
+                    self.deadline(),
+                    |client| {
+                        let txn = txn.clone();
+                        async move { client.kv_client().txn(txn).await }
+                    },
+                )
+                .await?;
             self.writes.fetch_add(
                 u64::try_from(chunk.len()).unwrap_or(u64::MAX),
                 Ordering::Relaxed,
@@ -151,13 +170,22 @@ impl SidecarShare {
     }
 
     pub(super) async fn list(&self) -> Result<Vec<(String, String, SidecarRecord)>, StoreError> {
-        let mut kv = self.client.kv_client();
+        let prefix = self.prefix.as_str();
         let answer = self
-            .timed(
+            .members
+            .call(
                 "sidecar report list",
-                kv.get(self.prefix.as_str(), Some(GetOptions::new().with_prefix())),
+                Retry::Safe,
+                self.deadline(),
+                |client| async move {
+                    client
+                        .kv_client()
+                        .get(prefix, Some(GetOptions::new().with_prefix()))
+                        .await
+                },
             )
-            .await?;
+            .await?
+            .value;
         let mut out = Vec::with_capacity(answer.kvs().len());
         for kv in answer.kvs() {
             let Some(rest) = kv
@@ -184,27 +212,47 @@ impl SidecarShare {
     }
 }
 
-/// Keeps lease `id` alive every third of its TTL; flags it lost when etcd says it expired or the
-/// stream cannot be kept, so the next share grants a new one.
+/// Keeps lease `id` alive every third of its TTL, each renewal on whichever member answers
+/// ([`Members::call`]); flags the lease lost when etcd says it expired or no renewal got through
+/// for a whole TTL, so the next share grants a new one.
 async fn keep_alive(
-    client: Client,
+    members: Arc<Members>,
     id: i64,
     ttl: Duration,
     lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
     let every = (ttl / 3).max(Duration::from_millis(500));
-    let mut leases = client.lease_client();
-    let Ok((mut keeper, mut answers)) = leases.keep_alive(id).await else {
-        lost.store(true, Ordering::Release);
-        return;
-    };
+    let mut renewed = Instant::now();
     loop {
         tokio::time::sleep(every).await;
-        let alive = match keeper.keep_alive().await {
-            Ok(()) => matches!(answers.message().await, Ok(Some(a)) if a.ttl() > 0),
-            Err(_) => false,
+        // One renewal: a short stream, so a failed member costs this attempt only.
+        let answer = members
+            .call(
+                "lease keep-alive",
+                Retry::Safe,
+                Instant::now() + every,
+                |client| async move {
+                    let (mut keeper, mut answers) = client.lease_client().keep_alive(id).await?;
+                    keeper.keep_alive().await?;
+                    answers.message().await
+                },
+            )
+            .await;
+        let expired = match answer {
+            Ok(answer) => match answer.value {
+                Some(renewal) if renewal.ttl() > 0 => {
+                    renewed = Instant::now();
+                    false
+                }
+                // etcd answered that the lease is gone.
+                _ => true,
+            },
+            Err(e) => {
+                tracing::debug!(lease = id, error = %e, "the sidecar report lease was not renewed");
+                renewed.elapsed() >= ttl
+            }
         };
-        if !alive {
+        if expired {
             tracing::warn!(
                 lease = id,
                 "the sidecar report lease is gone; a new one will be granted"

@@ -1,8 +1,20 @@
 //! The follower of the etcd view: lists the prefix, watches it from the listed revision,
 //! applies every event to the in-memory [`Snapshot`] and publishes it; relists when etcd
 //! cancels the watch or compacts its revision, and resumes after the last applied revision
-//! (waiting with [`Reconnect`]) when the connection is lost. The writes are the store's
-//! (`super`); this module only reads.
+//! when the connection is lost. The writes are the store's (`super`); this module only reads.
+//!
+//! # Failover
+//! The list goes through [`Members::call`] like every other call. The watch is one stream on
+//! one member; when that member fails (the stream breaks, etcd cancels it because the member
+//! lost its leader, or the member stops answering), the watch resumes at once on another member
+//! from the revision after the last one applied: revisions are the cluster's, so the new
+//! member sends exactly the events the view lacks (no gap, no duplicate). Only when the resumed
+//! watch fails too does the task wait ([`Reconnect`]) between attempts.
+//!
+//! A hung member (SIGSTOP, a frozen disk) keeps its TCP connection open and sends nothing: the
+//! stream neither breaks nor answers. Every [`PROGRESS_EVERY`] without a message the follower
+//! asks etcd for a progress notification; a member that answers neither that nor anything else
+//! within the attempt timeout is taken as hung, and the watch moves on.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,11 +23,17 @@ use std::time::Duration;
 
 use boifi_core::backoff::Backoff;
 use boifi_core::rng::{splitmix64, XorShift64Star};
-use etcd_client::{EventType, GetOptions, KvClient, WatchClient, WatchOptions};
+use etcd_client::{EventType, GetOptions, WatchOptions};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-use super::{decode, header_revision, revision_of};
+use super::members::{Members, Retry};
+use super::{decode, header_revision, revision_of, MAX_VIEW_MESSAGE_BYTES};
 use crate::store::Snapshot;
+
+/// How long the watch may stay silent before the follower asks the member for a progress
+/// notification (and, without an answer within the attempt timeout, fails over).
+pub(super) const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 pub(super) struct Counters {
@@ -24,6 +42,7 @@ pub(super) struct Counters {
     pub(super) cancels: AtomicU64,
     pub(super) losses: AtomicU64,
     pub(super) event_batches: AtomicU64,
+    pub(super) progress_notifications: AtomicU64,
 }
 
 pub(super) fn bump(counter: &AtomicU64) {
@@ -125,25 +144,23 @@ enum WatchEnd {
     Lost(String),
 }
 
-/// The background task's connections, with a message limit fit for a full list.
-pub(super) struct ViewClients {
-    pub(super) kv: KvClient,
-    pub(super) watch: WatchClient,
-}
-
 /// The background task: list, watch, apply, publish; relist or resume as the watch ends.
 pub(super) async fn maintain_view(
-    mut clients: ViewClients,
+    members: Arc<Members>,
     shared: Arc<Shared>,
     request_timeout: Duration,
 ) {
     let mut backoff = Reconnect::new();
     // `Some(r)`: every change up to revision `r` is applied; resume the watch after it.
     let mut resume_after: Option<u64> = None;
+    // The member whose watch just failed: the resumed watch goes to another one.
+    let mut failed_member: Option<usize> = None;
+    // Whether the last watch failed right after a failover too: then wait before the next.
+    let mut failed_twice = false;
     loop {
         let mut applied = match resume_after {
             Some(revision) => revision,
-            None => match list(&mut clients.kv, &shared, request_timeout).await {
+            None => match list(&members, &shared, request_timeout).await {
                 Ok(revision) => {
                     shared.set_ready();
                     backoff.reset();
@@ -159,15 +176,26 @@ pub(super) async fn maintain_view(
             },
         };
         let after = applied;
-        match follow(
-            &mut clients.watch,
+        let Some((member, client)) = members.pick(failed_member) else {
+            return;
+        };
+        let watch = client
+            .watch_client()
+            .max_decoding_message_size(MAX_VIEW_MESSAGE_BYTES);
+        let mut established = false;
+        let end = follow(
+            watch,
             &shared,
             &mut applied,
-            request_timeout,
-            &mut backoff,
+            members.attempt_timeout(),
+            &mut established,
         )
-        .await
-        {
+        .await;
+        if established {
+            members.answered(member);
+            backoff.reset();
+        }
+        match end {
             WatchEnd::Compacted(compact_revision) => {
                 bump(&shared.counters.compactions);
                 tracing::info!(
@@ -186,37 +214,71 @@ pub(super) async fn maintain_view(
             }
             WatchEnd::Lost(reason) => {
                 bump(&shared.counters.losses);
-                tracing::warn!(prefix = %shared.prefix, %reason, "etcd watch lost; retrying");
-                shared.set_lost(format!(
-                    "{reason}; serving the last view (version {})",
-                    shared.version()
-                ));
+                members.failed(member, &reason);
                 resume_after = Some(applied);
-                backoff.wait().await;
+                failed_member = Some(member);
+                lose(
+                    &shared,
+                    &reason,
+                    &mut backoff,
+                    &mut failed_twice,
+                    established,
+                )
+                .await;
             }
         }
     }
 }
 
+/// After a watch failed: the first failure fails over at once (the view stays ready, as one
+/// member's failure costs nothing while others answer); a failure right after a failover marks
+/// the view lost (etcd may have lost its quorum) and waits before the next attempt.
+async fn lose(
+    shared: &Shared,
+    reason: &str,
+    backoff: &mut Reconnect,
+    failed_twice: &mut bool,
+    established: bool,
+) {
+    if established {
+        *failed_twice = false;
+    }
+    if !*failed_twice {
+        *failed_twice = true;
+        tracing::warn!(prefix = %shared.prefix, %reason, "etcd watch failed; resuming on another member");
+        return;
+    }
+    tracing::warn!(prefix = %shared.prefix, %reason, "etcd watch lost; retrying");
+    shared.set_lost(format!(
+        "{reason}; serving the last view (version {})",
+        shared.version()
+    ));
+    backoff.wait().await;
+}
+
 /// Lists the prefix and publishes it as the view; returns the header revision.
 async fn list(
-    client: &mut KvClient,
+    members: &Members,
     shared: &Shared,
     request_timeout: Duration,
 ) -> Result<u64, String> {
     let prefix = shared.prefix.as_str();
-    let response = tokio::time::timeout(
-        request_timeout,
-        client.get(prefix, Some(GetOptions::new().with_prefix())),
-    )
-    .await
-    .map_err(|_| {
-        format!(
-            "etcd list of `{prefix}`: no answer within {} ms",
-            request_timeout.as_millis()
+    let response = members
+        .call(
+            &format!("list of `{prefix}`"),
+            Retry::Safe,
+            Instant::now() + request_timeout,
+            |client| async move {
+                client
+                    .kv_client()
+                    .max_decoding_message_size(MAX_VIEW_MESSAGE_BYTES)
+                    .get(prefix, Some(GetOptions::new().with_prefix()))
+                    .await
+            },
         )
-    })?
-    .map_err(|e| format!("etcd list of `{prefix}`: {e}"))?;
+        .await
+        .map_err(|e| e.to_string())?
+        .value;
     let revision = header_revision(response.header()).map_err(|e| e.to_string())?;
     let mut next = Snapshot {
         version: revision,
@@ -256,28 +318,51 @@ async fn list(
 /// so far. A version taken from it would name a state the view does not hold yet, and the next
 /// batch could change the policies without changing the version (long-polls would miss it).
 async fn follow(
-    client: &mut WatchClient,
+    mut client: etcd_client::WatchClient,
     shared: &Shared,
     applied: &mut u64,
-    request_timeout: Duration,
-    backoff: &mut Reconnect,
+    attempt_timeout: Duration,
+    established: &mut bool,
 ) -> WatchEnd {
     let prefix = shared.prefix.as_str();
     let start = i64::try_from(applied.saturating_add(1)).unwrap_or(i64::MAX);
     let options = WatchOptions::new().with_prefix().with_start_revision(start);
     let mut stream =
-        match tokio::time::timeout(request_timeout, client.watch(prefix, Some(options))).await {
+        match tokio::time::timeout(attempt_timeout, client.watch(prefix, Some(options))).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => return WatchEnd::Lost(format!("etcd watch of `{prefix}`: {e}")),
             Err(_) => {
                 return WatchEnd::Lost(format!(
                     "etcd watch of `{prefix}`: no answer within {} ms",
-                    request_timeout.as_millis()
+                    attempt_timeout.as_millis()
                 ))
             }
         };
+    // When the progress request went out unanswered, if it did.
+    let mut asked_at: Option<Instant> = None;
     loop {
-        let response = match stream.message().await {
+        let silence = match asked_at {
+            Some(asked) => attempt_timeout.saturating_sub(asked.elapsed()),
+            None => PROGRESS_EVERY,
+        };
+        let message = match tokio::time::timeout(silence, stream.message()).await {
+            Ok(message) => message,
+            Err(_) if asked_at.is_some() => {
+                return WatchEnd::Lost(format!(
+                    "etcd watch of `{prefix}`: the member answered nothing within {} ms (hung?)",
+                    attempt_timeout.as_millis()
+                ))
+            }
+            Err(_) => {
+                asked_at = Some(Instant::now());
+                if let Err(e) = stream.request_progress().await {
+                    return WatchEnd::Lost(format!("etcd watch of `{prefix}`: {e}"));
+                }
+                continue;
+            }
+        };
+        asked_at = None;
+        let response = match message {
             Ok(Some(response)) => response,
             Ok(None) => return WatchEnd::Lost(format!("etcd closed the watch of `{prefix}`")),
             Err(e) => return WatchEnd::Lost(format!("etcd watch of `{prefix}`: {e}")),
@@ -286,14 +371,24 @@ async fn follow(
             return WatchEnd::Compacted(response.compact_revision());
         }
         if response.canceled() {
-            return WatchEnd::Canceled(response.cancel_reason().to_owned());
+            let reason = response.cancel_reason();
+            // The member lost its leader (`require_leader`): another member may still have one,
+            // so this is a lost member, not a canceled watch to list again.
+            if reason.contains("no leader") {
+                return WatchEnd::Lost(format!("etcd watch of `{prefix}`: {reason}"));
+            }
+            return WatchEnd::Canceled(reason.to_owned());
         }
         if response.created() {
             // etcd sends the events after `applied` right behind the creation.
             shared.set_ready();
-            backoff.reset();
+            *established = true;
         }
         if response.events().is_empty() {
+            if !response.created() {
+                // The answer to a progress request: the member is alive.
+                bump(&shared.counters.progress_notifications);
+            }
             continue;
         }
         let mut next = (**shared.view.borrow()).clone();
