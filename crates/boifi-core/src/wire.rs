@@ -769,31 +769,19 @@ mod tests {
         assert_eq!(PluginConfig::default().max_rules, DEFAULT_MAX_RULES);
         let c = PluginConfig::from_json(br#"{"max_rules": 1}"#).unwrap();
         assert_eq!(c.max_rules, 1);
-        let e = PluginConfig::from_json(br#"{"max_rules": 100001}"#)
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            "plugin configuration: max_rules: `100001` is outside 0..=100000"
-        );
-        let e = PluginConfig::from_json(br#"{"max_rules": -1}"#)
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            "plugin configuration: max_rules: `-1` is outside 0..=100000"
-        );
-        let e = PluginConfig::from_json(br#"{"max_rules": 2.5}"#)
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("plugin configuration: max_rules: "), "{e}");
-        let e = PluginConfig::from_json(br#"{"max_rules": "ten"}"#)
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            "plugin configuration: max_rules: expected a whole number, found a string"
-        );
+        for (value, error) in [
+            ("100001", "`100001` is outside 0..=100000"),
+            ("-1", "`-1` is outside 0..=100000"),
+            ("2.5", "expected a whole number, found a fraction"),
+            ("\"ten\"", "expected a whole number, found a string"),
+        ] {
+            let json = format!(r#"{{"max_rules": {value}}}"#);
+            let e = PluginConfig::from_json(json.as_bytes()).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("plugin configuration: max_rules: {error}")
+            );
+        }
     }
 
     #[test]
