@@ -310,6 +310,16 @@ pub const DEFAULT_CONTROL_PLANE_AUTHORITY: &str =
 pub const DEFAULT_MAX_ACTIVE_DELAYS: u64 = 1_000;
 /// Largest accepted [`PluginConfig::max_active_delays`].
 pub const MAX_ACTIVE_DELAYS_LIMIT: u64 = 1_000_000;
+/// Default of [`PluginConfig::max_rules`]. A request that no rule faults is checked against
+/// every rule of the set, so the rule count bounds the work added to each request: `decide`
+/// stays under 50 ns for 10 matching rules (docs/PERFORMANCE.md), so 1 000 keep the worst case
+/// to a few microseconds, below an Envoy hop's own cost. Each worker holds its compiled copy,
+/// so it bounds the sidecar's memory too; a real experiment uses a handful of rules per
+/// sidecar, and a set far above that is a mistake (a selector wider than meant, a generated
+/// set) better refused, visibly, than served slowly.
+pub const DEFAULT_MAX_RULES: u64 = 1_000;
+/// Largest accepted [`PluginConfig::max_rules`].
+pub const MAX_RULES_LIMIT: u64 = 100_000;
 
 /// The filter's configuration: the JSON Istio passes as the `WasmPlugin`'s `pluginConfig`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -331,6 +341,11 @@ pub struct PluginConfig {
     /// Requests one filter instance (one Envoy worker) holds in delays at once; a delay fault
     /// beyond it lets the request pass unfaulted (Envoy's fault filter: `max_active_faults`).
     pub max_active_delays: u64,
+    /// Rules one sidecar accepts, summed over the policies that apply to it: a config version
+    /// with more is refused whole (the sidecar keeps its set and reports the refusal to the
+    /// control plane), so no set costs a sidecar more per request and in memory than this
+    /// allows ([`DEFAULT_MAX_RULES`] says why 1 000).
+    pub max_rules: u64,
     /// `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: String,
     /// Overrides of the identity read from node metadata (for Envoy without Istio).
@@ -384,6 +399,7 @@ impl Default for PluginConfig {
             backoff_max_ms: 30_000,
             delay_tick_ms: 5,
             max_active_delays: DEFAULT_MAX_ACTIVE_DELAYS,
+            max_rules: DEFAULT_MAX_RULES,
             log_level: "info".to_owned(),
             identity: IdentityOverride::default(),
         }
@@ -399,6 +415,7 @@ const PLUGIN_FIELDS: &[&str] = &[
     "backoff_max_ms",
     "delay_tick_ms",
     "max_active_delays",
+    "max_rules",
     "log_level",
     "identity",
 ];
@@ -582,6 +599,13 @@ fn read_plugin_config(w: &mut Walker, value: &Json) -> Option<PluginConfig> {
             MAX_ACTIVE_DELAYS_LIMIT,
             "0..=1000000",
         ),
+        (
+            "max_rules",
+            &mut c.max_rules,
+            0,
+            MAX_RULES_LIMIT,
+            "0..=100000",
+        ),
     ] {
         if let Some(v) = Json::field(map, key) {
             match integer(w, v, key, max, range) {
@@ -738,6 +762,26 @@ mod tests {
             .to_string();
         assert!(e.contains("request_timeout_ms"), "{e}");
         assert!(PluginConfig::from_json(b"{").is_err());
+    }
+
+    #[test]
+    fn plugin_config_reads_max_rules_within_its_range() {
+        assert_eq!(PluginConfig::default().max_rules, DEFAULT_MAX_RULES);
+        let c = PluginConfig::from_json(br#"{"max_rules": 1}"#).unwrap();
+        assert_eq!(c.max_rules, 1);
+        for (value, error) in [
+            ("100001", "`100001` is outside 0..=100000"),
+            ("-1", "`-1` is outside 0..=100000"),
+            ("2.5", "expected a whole number, found a fraction"),
+            ("\"ten\"", "expected a whole number, found a string"),
+        ] {
+            let json = format!(r#"{{"max_rules": {value}}}"#);
+            let e = PluginConfig::from_json(json.as_bytes()).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("plugin configuration: max_rules: {error}")
+            );
+        }
     }
 
     #[test]

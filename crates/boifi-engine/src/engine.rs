@@ -74,6 +74,7 @@ pub struct Engine {
     set: Arc<CompiledPolicySet>,
     rng: XorShift64Star,
     delays: DelayQueue<Held>,
+    max_rules: u64,
 }
 
 fn cap_of(config: &PluginConfig) -> usize {
@@ -91,6 +92,7 @@ impl Engine {
             set: Arc::new(CompiledPolicySet::default()),
             rng: XorShift64Star::new(seed),
             delays: DelayQueue::with_cap(cap_of(config)),
+            max_rules: config.max_rules,
         }
     }
 
@@ -101,6 +103,7 @@ impl Engine {
         self.identity = identity;
         self.seq = 0;
         self.delays.set_cap(cap_of(config));
+        self.max_rules = config.max_rules;
     }
 
     /// The identity policies are compiled for.
@@ -134,7 +137,7 @@ impl Engine {
     /// so a bad publication is not compiled again on every request.
     pub fn adopt(&mut self, seq: u64, body: &[u8], now_ms: u64) -> Result<Adopted, SyncError> {
         self.seq = seq;
-        let (version, set) = compile_body(body, &self.identity, now_ms)?;
+        let (version, set) = compile_body(body, &self.identity, now_ms, self.max_rules)?;
         let policies = set.policy_names().len();
         self.install(seq, version, Arc::new(set));
         Ok(Adopted { version, policies })

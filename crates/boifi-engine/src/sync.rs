@@ -13,7 +13,7 @@
 //! | answer | installs | counts | next poll | refusal reported |
 //! |---|---|---|---|---|
 //! | 200, decodes and compiles | the set, as its version | [`Counter::ConfigUpdates`] | at once (the server holds it) | cleared |
-//! | 200, decodes, does not compile (a policy this host cannot apply) | nothing: the old set stays | [`Counter::ConfigErrors`] | at once: the refusal tells the server which version was seen, so it holds the poll until a newer one | `refused=<version>&reason=<why>` |
+//! | 200, decodes, does not compile (a policy this host cannot apply) or has more rules for this sidecar than its `max_rules` | nothing: the old set stays | [`Counter::ConfigErrors`] | at once: the refusal tells the server which version was seen, so it holds the poll until a newer one | `refused=<version>&reason=<why>` |
 //! | 200, does not decode (malformed compact) | nothing | [`Counter::ConfigErrors`] | after backoff with jitter | the header's version with the decode error, when the header is readable |
 //! | 304 | nothing | nothing | at once | kept |
 //! | 4xx, 5xx, timeout, reset, connection refused | nothing | [`Counter::PollFailures`] | after backoff with jitter | kept |
@@ -61,6 +61,18 @@ pub enum SyncError {
         /// Why.
         source: CompileError,
     },
+    /// More rules apply to this sidecar than its `max_rules` allows.
+    #[error(
+        "config version {version} has {rules} rules for this sidecar, over its limit of {max_rules} (max_rules)"
+    )]
+    OverLimit {
+        /// The rejected version.
+        version: u64,
+        /// Rules that apply to this sidecar in it.
+        rules: usize,
+        /// The sidecar's `max_rules`.
+        max_rules: u64,
+    },
 }
 
 /// What an answer means for the poller.
@@ -92,28 +104,39 @@ pub fn classify(status: Option<&[u8]>, body: Option<&[u8]>) -> Result<PollOutcom
     }
 }
 
-/// Compiles a `/v1/config` body for `identity` at `now_ms`.
+/// Compiles a `/v1/config` body for `identity` at `now_ms`, refusing a set of more than
+/// `max_rules` rules for it.
 pub fn compile_body(
     body: &[u8],
     identity: &Identity,
     now_ms: u64,
+    max_rules: u64,
 ) -> Result<(u64, CompiledPolicySet), SyncError> {
     let response = compact::decode(body).map_err(SyncError::Body)?;
-    compile_response(&response, identity, now_ms)
+    compile_response(&response, identity, now_ms, max_rules)
 }
 
-/// Compiles a parsed response for `identity` at `now_ms`.
+/// Compiles a parsed response for `identity` at `now_ms`: the one place a set becomes what a
+/// sidecar serves, so every host refuses alike a set it cannot compile and one of more than
+/// `max_rules` rules for this sidecar (`PluginConfig::max_rules`).
 pub fn compile_response(
     response: &ConfigResponse,
     identity: &Identity,
     now_ms: u64,
+    max_rules: u64,
 ) -> Result<(u64, CompiledPolicySet), SyncError> {
-    CompiledPolicySet::compile(&response.policies, identity, now_ms)
-        .map(|set| (response.version, set))
-        .map_err(|source| SyncError::Compile {
-            version: response.version,
-            source,
-        })
+    let version = response.version;
+    let set = CompiledPolicySet::compile(&response.policies, identity, now_ms)
+        .map_err(|source| SyncError::Compile { version, source })?;
+    let rules = set.rule_count();
+    if u64::try_from(rules).map_or(true, |n| n > max_rules) {
+        return Err(SyncError::OverLimit {
+            version,
+            rules,
+            max_rules,
+        });
+    }
+    Ok((version, set))
 }
 
 /// When the poller acts next.
@@ -174,6 +197,7 @@ pub struct ConfigSync {
     identity: Identity,
     wait_ms: u64,
     poll_interval_ms: u64,
+    max_rules: u64,
     version: Option<u64>,
     refused: Option<Refusal>,
     backoff: Backoff,
@@ -186,6 +210,7 @@ impl ConfigSync {
             identity,
             wait_ms: config.long_poll_wait_ms,
             poll_interval_ms: config.backoff_initial_ms,
+            max_rules: config.max_rules,
             version: None,
             refused: None,
             backoff: Backoff::new(config.backoff_initial_ms, config.backoff_max_ms),
@@ -238,7 +263,7 @@ impl ConfigSync {
     ) -> Step {
         match classify(status, body) {
             Ok(PollOutcome::Updated { response }) => {
-                match compile_response(&response, &self.identity, now_ms) {
+                match compile_response(&response, &self.identity, now_ms, self.max_rules) {
                     Ok((version, set)) => self.apply(version, set, now_ms),
                     Err(e) => self.refuse(response.version, &e, now_ms, draw),
                 }
@@ -756,9 +781,62 @@ pub(crate) mod tests {
 
     #[test]
     fn compile_body_refuses_what_does_not_decode() {
-        let (v, set) = compile_body(&good(2), &frontend(), 0).unwrap();
+        let (v, set) = compile_body(&good(2), &frontend(), 0, 1).unwrap();
         assert_eq!(v, 2);
         assert_eq!(set.policy_names(), ["good".to_string()]);
-        assert!(compile_body(b"[]", &Identity::default(), 0).is_err());
+        assert!(compile_body(b"[]", &Identity::default(), 0, 1).is_err());
+    }
+
+    /// Version `version`: `frontend` rules for frontend, and 5 rules for cart only.
+    fn rules_for_frontend(version: u64, frontend: usize) -> alloc::vec::Vec<u8> {
+        let rule = r#"{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"abort":{"httpStatus":503}}}"#;
+        let rules = |n: usize| alloc::vec![rule; n].join(",");
+        compact(&format!(
+            r#"{{"version":{version},"policies":[
+              {{"metadata":{{"name":"cart-only"}},"spec":{{"selector":{{"service":"cart"}},"rules":[{}]}}}},
+              {{"metadata":{{"name":"front"}},"spec":{{"selector":{{"service":"frontend"}},"rules":[{}]}}}}
+            ]}}"#,
+            rules(5),
+            rules(frontend)
+        ))
+    }
+
+    #[test]
+    fn a_set_over_max_rules_for_this_sidecar_is_refused_naming_the_limit() {
+        let limited = PluginConfig {
+            max_rules: 2,
+            ..config()
+        };
+        let mut s = ConfigSync::new(frontend(), &limited);
+        // 5 rules for cart do not count: only those for this sidecar do.
+        let step = s.on_answer(Some(b"200"), Some(&rules_for_frontend(6, 2)), 0, 0);
+        assert_eq!(step.install.map(|i| i.set.rule_count()), Some(2));
+        let step = s.on_answer(Some(b"200"), Some(&rules_for_frontend(7, 3)), 0, 0);
+        assert!(step.install.is_none());
+        assert_eq!(step.counter, Some(Counter::ConfigErrors));
+        assert_eq!(step.next, Next::PollNow, "the server holds the poll");
+        let reason =
+            "config version 7 has 3 rules for this sidecar, over its limit of 2 (max_rules)";
+        assert_eq!(s.refused(), Some(&Refusal::new(7, reason)));
+        assert_eq!(
+            step.log[0].message,
+            format!("boifi: refusing config version 7: {reason}; keeping the policies of config version 6, and reporting the refusal to the control plane")
+        );
+        assert_eq!(s.version(), Some(6));
+        assert!(
+            s.request_path().ends_with(
+                "version=6&wait=30000ms&encoding=compact&refused=7&reason=config%20version%207%20has%203%20rules%20for%20this%20sidecar%2C%20over%20its%20limit%20of%202%20%28max_rules%29"
+            ),
+            "{}",
+            s.request_path()
+        );
+        // Back within the limit: applied, the refusal cleared.
+        let step = s.on_answer(Some(b"200"), Some(&rules_for_frontend(8, 1)), 0, 0);
+        assert_eq!(step.install.map(|i| i.version), Some(8));
+        assert_eq!(s.refused(), None);
+        // The default limit takes far more than an experiment's handful.
+        let mut default = ConfigSync::new(frontend(), &config());
+        let step = default.on_answer(Some(b"200"), Some(&rules_for_frontend(9, 3)), 0, 0);
+        assert_eq!(step.install.map(|i| i.version), Some(9));
     }
 }

@@ -151,6 +151,9 @@ pub struct Pod {
     pub sidecar: Option<ManagedProcess>,
     /// From the sidecar's exec to its first 200 through the inbound listener.
     pub ready_after: Option<Duration>,
+    /// This pod's filter configuration when it is not the mesh's (one sidecar configured
+    /// apart, as a pod annotation would in Kubernetes); kept across restarts of the slot.
+    pub plugin_config: Option<Value>,
 }
 
 impl Pod {
@@ -325,6 +328,7 @@ impl Mesh {
                     admin_port: ports.get(slot * 4 + 1).copied().unwrap_or_default(),
                     outbound_port: ports.get(slot * 4 + 2).copied().unwrap_or_default(),
                     app_port: ports.get(slot * 4 + 3).copied().unwrap_or_default(),
+                    plugin_config: None,
                     app: None,
                     sidecar: None,
                     ready_after: None,
@@ -483,7 +487,7 @@ impl Mesh {
             app_port: pod.app_port,
             control_plane_port: cp_port,
             wasm: self.wasm.as_deref(),
-            plugin_config: &self.plugin_config,
+            plugin_config: pod.plugin_config.as_ref().unwrap_or(&self.plugin_config),
             stats_config: self.sidecar_stats_config.as_ref(),
         };
         let bootstrap = dir.join(format!("{}.{}.envoy.json", pod.name, spec.namespace));
@@ -766,6 +770,24 @@ impl Mesh {
             .and_then(|svc| svc.pods.get(slot))
             .and_then(|p| p.ready_after)
             .ok_or_else(|| MeshError::Unknown(format!("{service} replica {slot}")))
+    }
+
+    /// Restarts a pod ([`Mesh::restart_pod`]) with its own filter configuration, or with the
+    /// mesh's again (`None`); waits until it serves.
+    pub fn restart_pod_with_plugin_config(
+        &mut self,
+        service: &str,
+        slot: usize,
+        plugin_config: Option<Value>,
+    ) -> Result<Duration, MeshError> {
+        let s = self.service_index(service)?;
+        let pod = self
+            .services
+            .get_mut(s)
+            .and_then(|svc| svc.pods.get_mut(slot))
+            .ok_or_else(|| MeshError::Unknown(format!("{service} replica {slot}")))?;
+        pod.plugin_config = plugin_config;
+        self.restart_pod(service, slot)
     }
 
     /// Scales a service to `replicas` (at most its initial count: the ingress knows those

@@ -100,6 +100,37 @@ fn a_bad_publication_keeps_the_set_and_is_not_retried() {
 }
 
 #[test]
+fn a_publication_over_max_rules_keeps_the_set() {
+    let config = PluginConfig {
+        max_rules: 1,
+        ..PluginConfig::default()
+    };
+    let mut e = Engine::new(Identity::for_service("frontend", "demo"), &config, 7);
+    e.adopt(1, &body(4, ABORT_ALL), 0).unwrap();
+    let two = format!(
+        "[{},{}]",
+        &ABORT_ALL[1..ABORT_ALL.len() - 1],
+        &DELAY_ALL[1..DELAY_ALL.len() - 1]
+    );
+    let refused = e.adopt(2, &body(5, &two), 0).unwrap_err();
+    assert_eq!(
+        refused,
+        SyncError::OverLimit {
+            version: 5,
+            rules: 2,
+            max_rules: 1
+        }
+    );
+    assert_eq!(
+        (e.seq(), e.version(), e.set().rule_count()),
+        (2, Some(4), 1)
+    );
+    // A reconfigured limit applies to the next publication.
+    e.reconfigure(e.identity().clone(), &PluginConfig::default());
+    assert_eq!(e.adopt(3, &body(5, &two), 0).unwrap().version, 5);
+}
+
+#[test]
 fn grpc_requests_get_a_grpc_status() {
     let mut e = engine(10);
     e.adopt(1, &body(1, ABORT_ALL), 0).unwrap();

@@ -12,6 +12,7 @@ mod caller;
 mod cascade;
 mod dashboard;
 mod edge_cases;
+mod refused;
 mod reliability_outage;
 mod scale;
 mod support;

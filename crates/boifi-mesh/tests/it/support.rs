@@ -132,6 +132,16 @@ impl SharedMesh {
         mesh.control_plane
             .wait_ready(&mesh.client, Duration::from_secs(60))
             .unwrap();
+        // A pod a scenario configured apart gets the mesh's configuration again.
+        let apart: Vec<(String, usize)> = mesh
+            .pods()
+            .filter(|(_, pod)| pod.plugin_config.is_some())
+            .map(|(spec, pod)| (spec.key(), pod.slot))
+            .collect();
+        for (service, slot) in apart {
+            mesh.restart_pod_with_plugin_config(&service, slot, None)
+                .unwrap();
+        }
         let topology = ha_topology();
         for spec in &topology.services {
             let s = mesh.service(&spec.key()).unwrap();
@@ -170,6 +180,14 @@ impl Drop for SharedMesh {
 /// Writes `yaml` to a file and applies it with `boifi-cli policy apply -f`; waits until every
 /// sidecar applied the new version.
 pub fn apply(mesh: &Mesh, yaml: &str) -> String {
+    let out = apply_without_waiting(mesh, yaml);
+    converge(mesh);
+    out
+}
+
+/// Writes `yaml` to a file and applies it with `boifi-cli policy apply -f`; returns its output
+/// once the control plane stored it.
+pub fn apply_without_waiting(mesh: &Mesh, yaml: &str) -> String {
     let file = mesh.dir().join(format!(
         "policy-{}.yaml",
         std::time::SystemTime::now()
@@ -178,11 +196,8 @@ pub fn apply(mesh: &Mesh, yaml: &str) -> String {
             .as_nanos()
     ));
     std::fs::write(&file, yaml).unwrap();
-    let out = mesh
-        .cli(&["policy", "apply", "-f", file.to_str().unwrap()])
-        .unwrap_or_else(|e| panic!("boifi-cli policy apply failed: {e}"));
-    converge(mesh);
-    out
+    mesh.cli(&["policy", "apply", "-f", file.to_str().unwrap()])
+        .unwrap_or_else(|e| panic!("boifi-cli policy apply failed: {e}"))
 }
 
 /// The YAML of policy `name` with one rule on every path; `selector` and `fault` are YAML
