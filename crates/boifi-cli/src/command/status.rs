@@ -178,6 +178,12 @@ pub fn print(
     }
     let rollout = Rollout::of(status);
     let totals = &status.totals;
+    if let Some(why) = &status.store_degraded {
+        writeln!(
+            out,
+            "Store degraded: {why}; writes are refused (503) and sidecars keep the last config until it recovers"
+        )?;
+    }
     writeln!(
         out,
         "Config version {}: {} policies ({} active, {} scheduled, {} expired, {} disabled); {}",
@@ -322,5 +328,22 @@ mod tests {
         assert_eq!((r.applied, r.pending, r.refused), (1, 1, 0));
         let empty: StatusResponse = serde_json::from_str(r#"{"version": 1}"#).unwrap();
         assert!(Rollout::of(&empty).done());
+    }
+
+    #[test]
+    fn a_degraded_store_is_said_first() {
+        let mut status: StatusResponse = serde_json::from_str(r#"{"version": 1}"#).unwrap();
+        let table = |status: &StatusResponse| {
+            let mut out = Vec::new();
+            print(OutputFormat::Table, status, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert!(!table(&status).contains("Store degraded"));
+        status.store_degraded = Some("etcd has no quorum".into());
+        assert!(
+            table(&status).starts_with("Store degraded: etcd has no quorum; writes are refused"),
+            "{}",
+            table(&status)
+        );
     }
 }

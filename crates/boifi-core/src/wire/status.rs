@@ -37,6 +37,10 @@ pub struct StatusResponse {
     /// Every sidecar known to any replica (shared through the store).
     #[serde(default, alias = "proxies")]
     pub sidecars: Vec<SidecarStatusEntry>,
+    /// Why the replica that answered refuses writes while it serves its last view (etcd
+    /// unreachable or without quorum); absent while its store answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_degraded: Option<String>,
 }
 
 /// Counts of the status view.
@@ -314,6 +318,7 @@ impl StatusResponse {
             summary,
             policies,
             sidecars,
+            store_degraded: None,
         }
     }
 }

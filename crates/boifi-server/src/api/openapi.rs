@@ -652,6 +652,10 @@ wire_schema! {
             .property("summary", summary)
             .property("policies", ArrayBuilder::new().items(policy))
             .property("sidecars", ArrayBuilder::new().items(sidecar))
+            .property(
+                "store_degraded",
+                string("Why this replica refuses writes while it serves its last view (etcd unreachable or without quorum); absent while its store answers"),
+            )
             .required("version")
             .required("totals")
             .required("policies")

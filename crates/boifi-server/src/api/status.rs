@@ -37,10 +37,8 @@ pub async fn policy_status(
         }
     };
     let sidecars = merged(state.sidecars.list(), &state.replica, shared, now);
-    Ok(HttpResponse::Ok().json(StatusResponse::build(
-        snapshot.version,
-        now,
-        snapshot.policies.values(),
-        &sidecars,
-    )))
+    let mut status =
+        StatusResponse::build(snapshot.version, now, snapshot.policies.values(), &sidecars);
+    status.store_degraded = state.store.backend_health().degraded;
+    Ok(HttpResponse::Ok().json(status))
 }

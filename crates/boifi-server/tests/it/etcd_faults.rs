@@ -619,6 +619,14 @@ async fn etcd_fault_campaign_keeps_writes_acknowledged_or_cleanly_refused() {
         let metrics = client.get(server.url("/metrics")).send().await.unwrap();
         let text = metrics.text().await.unwrap();
         assert!(text.contains("boifi_store_available 0"), "{text}");
+        // `boifi-cli status` reads this: the loss of quorum is said where an SRE looks.
+        let status: Value = get_json(&client, server.url("/v1/policies/status")).await;
+        assert!(
+            status["store_degraded"]
+                .as_str()
+                .is_some_and(|why| why.contains("etcd")),
+            "{status}"
+        );
         let config: ConfigResponse = get_json(&client, server.url(CONFIG)).await;
         assert_eq!(config.version, before.version);
         assert_eq!(config.policies, before.policies);
