@@ -265,6 +265,7 @@ fn frontend_poll(
         wait_ms,
         encoding: ConfigEncoding::Compact,
         refused,
+        ..ConfigQuery::default()
     };
     format!("/v1/config?{}", query.to_query_string())
 }

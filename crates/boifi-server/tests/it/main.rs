@@ -21,3 +21,4 @@ mod reliability_flood;
 mod reliability_security;
 mod reliability_writes;
 mod replicas;
+mod shared_proxies;
