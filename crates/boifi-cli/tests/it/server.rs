@@ -518,9 +518,13 @@ fn tokens_from_flag_file_and_environment() {
 /// One poll with the query `query`, as plain HTTP; the answer's HTTP status.
 fn raw_poll(server: &Server, query: &str) -> u16 {
     let addr: SocketAddr = server.url.strip_prefix("http://").unwrap().parse().unwrap();
-    boifi_testkit::http::get(addr, &format!("/v1/config?{query}"), Duration::from_secs(10))
-        .unwrap()
-        .status
+    boifi_testkit::http::get(
+        addr,
+        &format!("/v1/config?{query}"),
+        Duration::from_secs(10),
+    )
+    .unwrap()
+    .status
 }
 
 #[test]
@@ -536,7 +540,9 @@ fn status_shows_a_shared_proxy_as_what_it_is_in_its_own_table() {
     assert_eq!(raw_poll(&server, gateway), 200);
     let table = redact_times(&server.ok(&["status"]));
     assert!(
-        table.contains("  waypoint demo/waypoint-7d9f: serving 5 services, config version 3 applied\n"),
+        table.contains(
+            "  waypoint demo/waypoint-7d9f: serving 5 services, config version 3 applied\n"
+        ),
         "{table}"
     );
     assert!(
