@@ -919,8 +919,10 @@ mod tests {
                 .map(|p| p.name())
                 .collect()
         };
-        let mut waypoint = ConfigQuery::default();
-        waypoint.identity = Identity::for_service("waypoint", "demo");
+        let mut waypoint = ConfigQuery {
+            identity: Identity::for_service("waypoint", "demo"),
+            ..ConfigQuery::default()
+        };
         waypoint.identity.proxy = ProxyKind::Waypoint;
         assert_eq!(sent(&waypoint), ["any", "demo-cart", "cart-anywhere"]);
         waypoint.namespaces.insert("shop".to_owned());
@@ -936,8 +938,10 @@ mod tests {
             ["any", "demo-cart", "shop-all", "other", "cart-anywhere"]
         );
         // A sidecar of cart v2 in demo: its selector decides, labels included.
-        let mut sidecar = ConfigQuery::default();
-        sidecar.identity = Identity::for_service("cart", "demo");
+        let mut sidecar = ConfigQuery {
+            identity: Identity::for_service("cart", "demo"),
+            ..ConfigQuery::default()
+        };
         sidecar
             .identity
             .labels

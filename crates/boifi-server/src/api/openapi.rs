@@ -636,7 +636,14 @@ wire_schema! {
                 nullable_string("Namespace (null when it did not say)"),
             )
             .property("labels", object("Pod labels it reported"))
-            .property("version", integer("The config version it applied"))
+            .property(
+                "version",
+                typed(
+                    SchemaType::from_iter([Type::Integer, Type::Null]),
+                    "The config version it applied; null until it says it applied one",
+                )
+                .minimum(Some(0)),
+            )
             .property("current", boolean("Whether it applied the current version (state `applied`)"))
             .property(
                 "state",
