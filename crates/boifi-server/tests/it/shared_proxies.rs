@@ -173,29 +173,12 @@ async fn a_waypoint_gets_its_namespaces_policies_and_a_gateway_all_but_the_pod_s
         (proxies.sidecar, proxies.waypoint, proxies.gateway),
         (1, 1, 1)
     );
-    let canary = status
-        .policies
-        .iter()
-        .find(|p| p.name == "demo-canary")
-        .unwrap();
-    assert_eq!(
-        (
-            canary.in_shared_proxies.as_str(),
-            canary.matching_shared_proxies
-        ),
-        ("never (selects pods)", 0)
-    );
-    let shop = status
-        .policies
-        .iter()
-        .find(|p| p.name == "shop-all")
-        .unwrap();
-    assert_eq!(
-        (
-            shop.in_shared_proxies.as_str(),
-            shop.matching_shared_proxies
-        ),
-        ("per request", 2)
-    );
+    // Where each policy acts in shared proxies, and how many it is sent to.
+    let reach = |name: &str| {
+        let p = status.policies.iter().find(|p| p.name == name).unwrap();
+        (p.in_shared_proxies.clone(), p.matching_shared_proxies)
+    };
+    assert_eq!(reach("demo-canary"), ("never (selects pods)".to_owned(), 0));
+    assert_eq!(reach("shop-all"), ("per request".to_owned(), 2));
     server.stop().await;
 }
