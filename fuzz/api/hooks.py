@@ -6,6 +6,8 @@ valid (positive mode). Negative requests are left alone: they break the schema i
 - `spec.window.end` is after `spec.window.start`;
 - `If-Match` and `If-None-Match` are not both given;
 - `reason` (GET /v1/config) comes only with `refused`;
+- `namespaces` (GET /v1/config) comes only with `proxy=waypoint`, `destinations` only with
+  `proxy=waypoint` or `proxy=gateway`;
 - the body of `PUT /v1/policies/{name}` names the policy of the path.
 
 One change serves the time budget, not the document: a long-poll (`GET /v1/config` with the
@@ -99,3 +101,7 @@ def before_call(context, case, kwargs):
     query = case.query
     if query and "reason" in query and "refused" not in query:
         query["refused"] = 0
+    if query and "namespaces" in query:
+        query["proxy"] = "waypoint"
+    elif query and "destinations" in query and query.get("proxy") not in ("waypoint", "gateway"):
+        query["proxy"] = "gateway"

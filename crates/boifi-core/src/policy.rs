@@ -129,6 +129,13 @@ impl Selector {
                 .iter()
                 .all(|(k, v)| identity.labels.get(k) == Some(v))
     }
+
+    /// Whether the selector names pods (by their labels) rather than services and namespaces
+    /// only. A shared proxy (a waypoint, a gateway) picks the endpoint after the filter runs,
+    /// so such a policy never matches there.
+    pub fn selects_pods(&self) -> bool {
+        !self.labels.is_empty()
+    }
 }
 
 /// One rule: a request match and the fault to inject.

@@ -2,7 +2,7 @@
 
 use crate::json::Json;
 use alloc::borrow::ToOwned;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -19,8 +19,8 @@ pub use native::{
     NativeConfig, NativeConfigError, DEFAULT_CONTROL_PLANE_ADDRESS, NATIVE_MODULE_NAME,
 };
 pub use status::{
-    LegacySummary, PolicyStatusEntry, SidecarReport, SidecarState, SidecarStatusEntry,
-    StatusResponse, StatusTotals, Targets,
+    LegacySummary, PolicyStatusEntry, ProxyCounts, SidecarReport, SidecarState, SidecarStatusEntry,
+    StatusResponse, StatusTotals, Targets, IN_SHARED_PROXIES_NEVER, IN_SHARED_PROXIES_PER_REQUEST,
 };
 
 /// The answer of `GET /v1/config`: the policies that can apply to the asking sidecar.
@@ -74,6 +74,12 @@ pub struct ConfigQuery {
     /// `reason=<text>`). `version` stays the set it applied, so status can tell a sidecar that
     /// applied the current version from one still pending and one that refused it.
     pub refused: Option<Refusal>,
+    /// How many destination services a shared proxy has compiled policy sets for
+    /// (`destinations=N`; only with `proxy=waypoint` or `proxy=gateway`), for status.
+    pub destinations: Option<u64>,
+    /// The namespaces a waypoint serves besides its own (`namespaces=a,b`; only with
+    /// `proxy=waypoint`): it is sent the policies of these namespaces too.
+    pub namespaces: BTreeSet<String>,
 }
 
 /// A config version a sidecar received and refused, reported on its next poll; the status view
@@ -172,6 +178,26 @@ impl ConfigQuery {
                     }
                     query.wait_ms = Some(ms);
                 }
+                "destinations" => {
+                    let n = value.parse::<u64>().map_err(|_| {
+                        bad("destinations", format!("`{value}` is not a whole number"))
+                    })?;
+                    query.destinations = Some(n);
+                }
+                "namespaces" => {
+                    for namespace in value.split(',').filter(|n| !n.is_empty()) {
+                        if !is_dns_label(namespace) {
+                            return Err(bad(
+                                "namespaces",
+                                format!(
+                                    "`{namespace}` is not a namespace name (a DNS label: \
+                                     lower-case letters, digits and `-`, at most 63)"
+                                ),
+                            ));
+                        }
+                        query.namespaces.insert(namespace.to_owned());
+                    }
+                }
                 "proxy" => {
                     query.identity.proxy = ProxyKind::parse(value).ok_or_else(|| {
                         bad(
@@ -223,7 +249,29 @@ impl ConfigQuery {
             }
             _ => {}
         }
+        let proxy = query.identity.proxy;
+        if !query.namespaces.is_empty() && proxy != ProxyKind::Waypoint {
+            return Err(bad(
+                "namespaces",
+                format!(
+                    "is for a waypoint (`proxy=waypoint`), not a {}",
+                    proxy.as_str()
+                ),
+            ));
+        }
+        if query.destinations.is_some() && !proxy.is_shared() {
+            return Err(bad(
+                "destinations",
+                "is for a shared proxy (`proxy=waypoint` or `proxy=gateway`), not a sidecar"
+                    .to_owned(),
+            ));
+        }
         Ok(query)
+    }
+
+    /// Whether `policy` belongs in this proxy's `/v1/config` answer ([`concerns`]).
+    pub fn concerns(&self, policy: &PolicyDocument) -> bool {
+        concerns(policy, &self.identity, &self.namespaces)
     }
 
     /// The query string (without `?`), percent-encoded.
@@ -255,6 +303,13 @@ impl ConfigQuery {
         if self.identity.proxy.is_shared() {
             push("proxy", self.identity.proxy.as_str());
         }
+        if !self.namespaces.is_empty() {
+            let namespaces: Vec<&str> = self.namespaces.iter().map(String::as_str).collect();
+            push("namespaces", &namespaces.join(","));
+        }
+        if let Some(n) = self.destinations {
+            push("destinations", &n.to_string());
+        }
         if let Some(v) = self.version {
             push("version", &v.to_string());
         }
@@ -270,6 +325,47 @@ impl ConfigQuery {
         }
         parts.join("&")
     }
+}
+
+/// Whether `policy` belongs in the `/v1/config` answer of the proxy `identity` (which, for a
+/// waypoint, also serves `namespaces`); the one rule the server answers with and status counts
+/// with.
+///
+/// - A sidecar gets the policies whose selector matches it ([`PolicyDocument::applies_to`]).
+/// - A shared proxy decides the target service per request, so it gets every policy it may
+///   need: a waypoint those whose selector namespace is `*`, its own namespace or one of
+///   `namespaces`; a gateway every policy. Neither gets a policy that selects pods by labels:
+///   the shared proxy picks the endpoint after the filter runs, so such a policy never matches
+///   there ([`crate::policy::Selector::selects_pods`]).
+pub fn concerns(
+    policy: &PolicyDocument,
+    identity: &Identity,
+    namespaces: &BTreeSet<String>,
+) -> bool {
+    let selector = &policy.spec.selector;
+    match identity.proxy {
+        ProxyKind::Sidecar => policy.applies_to(identity),
+        _ if selector.selects_pods() => false,
+        ProxyKind::Gateway => true,
+        ProxyKind::Waypoint => match &selector.namespace {
+            None => true,
+            Some(namespace) => {
+                identity.namespace.as_ref() == Some(namespace) || namespaces.contains(namespace)
+            }
+        },
+    }
+}
+
+/// A Kubernetes namespace name: an RFC 1123 label (1 to 63 of `[a-z0-9-]`, no `-` at either
+/// end).
+fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first() != Some(&b'-')
+        && bytes.last() != Some(&b'-')
 }
 
 /// Parses `500ms`, `30s`, `2m` or a bare number of seconds.
@@ -680,6 +776,7 @@ mod tests {
             wait_ms: Some(30_000),
             encoding: ConfigEncoding::Compact,
             refused: Some(Refusal::new(8, "too many")),
+            ..ConfigQuery::default()
         };
         let s = q.to_query_string();
         assert_eq!(
@@ -731,6 +828,152 @@ mod tests {
         assert!(ConfigQuery::from_pairs([("refused", "1"), ("reason", long.as_str())]).is_err());
         let cut = Refusal::new(1, &long);
         assert!(cut.reason.len() <= MAX_REFUSAL_REASON_BYTES && cut.reason.starts_with('é'));
+    }
+
+    /// `(name, value)` pairs of a query string this module wrote, percent-decoded.
+    fn decoded_pairs(query: &str) -> Vec<(String, String)> {
+        query
+            .split('&')
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap();
+                let v = v
+                    .replace("%2C", ",")
+                    .replace("%3D", "=")
+                    .replace("%20", " ");
+                (k.to_owned(), v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_shared_proxys_query_round_trips_with_its_namespaces_and_destinations() {
+        let mut identity = Identity::for_service("waypoint", "demo");
+        identity.pod = Some("waypoint-7d9f".into());
+        identity.proxy = ProxyKind::Waypoint;
+        let q = ConfigQuery {
+            identity,
+            version: Some(4),
+            destinations: Some(5),
+            namespaces: ["shop".to_owned(), "billing".to_owned()].into(),
+            ..ConfigQuery::default()
+        };
+        let s = q.to_query_string();
+        assert_eq!(
+            s,
+            "service=waypoint&namespace=demo&pod=waypoint-7d9f&proxy=waypoint&namespaces=billing%2Cshop&destinations=5&version=4"
+        );
+        let pairs = decoded_pairs(&s);
+        let back =
+            ConfigQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+        assert_eq!(back, q);
+        // A gateway reports destinations too; empty items of `namespaces` are skipped.
+        let gateway =
+            ConfigQuery::from_pairs([("proxy", "gateway"), ("destinations", "0")]).unwrap();
+        assert_eq!(gateway.destinations, Some(0));
+        assert_eq!(gateway.to_query_string(), "proxy=gateway&destinations=0");
+        let spaced =
+            ConfigQuery::from_pairs([("proxy", "waypoint"), ("namespaces", ",a,,b,")]).unwrap();
+        assert_eq!(spaced.namespaces, ["a".to_owned(), "b".to_owned()].into());
+    }
+
+    #[test]
+    fn namespaces_and_destinations_are_refused_with_the_parameter_named() {
+        let error = |pairs: &[(&str, &str)]| {
+            ConfigQuery::from_pairs(pairs.iter().copied())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            error(&[("proxy", "gateway"), ("destinations", "many")]),
+            "query parameter `destinations`: `many` is not a whole number"
+        );
+        assert_eq!(
+            error(&[("proxy", "waypoint"), ("destinations", "-1")]),
+            "query parameter `destinations`: `-1` is not a whole number"
+        );
+        assert_eq!(
+            error(&[("destinations", "3")]),
+            "query parameter `destinations`: is for a shared proxy (`proxy=waypoint` or `proxy=gateway`), not a sidecar"
+        );
+        assert_eq!(
+            error(&[("proxy", "waypoint"), ("namespaces", "shop,Billing")]),
+            "query parameter `namespaces`: `Billing` is not a namespace name (a DNS label: lower-case letters, digits and `-`, at most 63)"
+        );
+        assert!(ConfigQuery::from_pairs([("proxy", "waypoint"), ("namespaces", "*")]).is_err());
+        assert!(ConfigQuery::from_pairs([("proxy", "waypoint"), ("namespaces", "-a")]).is_err());
+        let long = "a".repeat(64);
+        assert!(
+            ConfigQuery::from_pairs([("proxy", "waypoint"), ("namespaces", long.as_str())])
+                .is_err()
+        );
+        assert_eq!(
+            error(&[("namespaces", "shop"), ("proxy", "gateway")]),
+            "query parameter `namespaces`: is for a waypoint (`proxy=waypoint`), not a gateway"
+        );
+        assert_eq!(
+            error(&[("namespaces", "shop")]),
+            "query parameter `namespaces`: is for a waypoint (`proxy=waypoint`), not a sidecar"
+        );
+    }
+
+    #[test]
+    fn a_shared_proxy_is_sent_every_policy_it_may_need_and_none_that_selects_pods() {
+        let policy = |name: &str, selector: &str| {
+            crate::policy::parse_policy_json(&format!(
+                r#"{{"metadata":{{"name":"{name}"}},"spec":{{"selector":{selector},"rules":[
+                {{"match":{{"path":{{"prefix":"/"}}}},"fault":{{"percentage":5,"abort":{{"httpStatus":503}}}}}}]}}}}"#
+            ))
+            .unwrap()
+        };
+        let policies = [
+            policy("any", "{}"),
+            policy("demo-cart", r#"{"service":"cart","namespace":"demo"}"#),
+            policy("shop-all", r#"{"namespace":"shop"}"#),
+            policy("other", r#"{"namespace":"other"}"#),
+            policy("cart-anywhere", r#"{"service":"cart"}"#),
+            policy(
+                "demo-v2",
+                r#"{"namespace":"demo","labels":{"version":"v2"}}"#,
+            ),
+        ];
+        let sent = |query: &ConfigQuery| -> Vec<&str> {
+            policies
+                .iter()
+                .filter(|p| query.concerns(p))
+                .map(|p| p.name())
+                .collect()
+        };
+        let mut waypoint = ConfigQuery {
+            identity: Identity::for_service("waypoint", "demo"),
+            ..ConfigQuery::default()
+        };
+        waypoint.identity.proxy = ProxyKind::Waypoint;
+        assert_eq!(sent(&waypoint), ["any", "demo-cart", "cart-anywhere"]);
+        waypoint.namespaces.insert("shop".to_owned());
+        assert_eq!(
+            sent(&waypoint),
+            ["any", "demo-cart", "shop-all", "cart-anywhere"]
+        );
+        let mut gateway = waypoint.clone();
+        gateway.identity.proxy = ProxyKind::Gateway;
+        gateway.namespaces.clear();
+        assert_eq!(
+            sent(&gateway),
+            ["any", "demo-cart", "shop-all", "other", "cart-anywhere"]
+        );
+        // A sidecar of cart v2 in demo: its selector decides, labels included.
+        let mut sidecar = ConfigQuery {
+            identity: Identity::for_service("cart", "demo"),
+            ..ConfigQuery::default()
+        };
+        sidecar
+            .identity
+            .labels
+            .insert("version".into(), "v2".into());
+        assert_eq!(
+            sent(&sidecar),
+            ["any", "demo-cart", "cart-anywhere", "demo-v2"]
+        );
     }
 
     #[test]

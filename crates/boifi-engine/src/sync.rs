@@ -242,6 +242,7 @@ impl ConfigSync {
             wait_ms: seen.and(Some(self.wait_ms)).filter(|w| *w > 0),
             encoding: ConfigEncoding::Compact,
             refused: self.refused.clone(),
+            ..ConfigQuery::default()
         };
         format!("/v1/config?{}", query.to_query_string())
     }

@@ -15,7 +15,8 @@
 //! # Sharing
 //! A sidecar polls one replica; to make the status true from any replica each replica shares
 //! its records through the store ([`crate::store::PolicyStore::share_sidecars`]). A record is
-//! queued for sharing when the sidecar's identity, applied version or refusal changes, and
+//! queued for sharing when the sidecar's identity, applied version or refusal (or a shared
+//! proxy's destinations count or namespaces) changes, and
 //! refreshed at most once per [`REFRESH`] otherwise; never once per poll.
 //!
 //! # What is recorded
@@ -24,7 +25,7 @@
 //! answer sent is not a set applied. The flusher ([`flush_loop`]) sends the
 //! queue every [`FLUSH_INTERVAL`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,8 +46,10 @@ pub const REFRESH: Duration = Duration::from_secs(30);
 /// How often queued records are sent to the store.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// What is known of one sidecar; also the value shared through the store (JSON: records written
-/// before refusals were reported have no `refused` and read as none).
+/// What is known of one sidecar or shared proxy; also the value shared through the store (JSON:
+/// records written before refusals were reported have no `refused` and read as none; records
+/// written before shared proxies have no `identity.proxy`, `destinations` or `namespaces` and read
+/// as a sidecar's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SidecarRecord {
     /// Its identity as it reported it.
@@ -62,6 +65,12 @@ pub struct SidecarRecord {
     pub last_seen_ms: u64,
     /// The long-poll wait of its last request (ms).
     pub wait_ms: u64,
+    /// A shared proxy: the destination services it has compiled sets for (`destinations=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destinations: Option<u64>,
+    /// A waypoint: the namespaces it serves besides its own (`namespaces=`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub namespaces: BTreeSet<String>,
 }
 
 impl SidecarRecord {
@@ -191,14 +200,20 @@ impl SidecarRegistry {
             refused: query.refused.clone(),
             last_seen_ms: now_ms,
             wait_ms: query.wait_ms.unwrap_or(0),
+            destinations: query.destinations,
+            namespaces: query.namespaces.clone(),
         };
         let mut inner = self.lock();
         let seq = inner.next_seq();
         let stale_slot = (record.stale_at_ms(), seq);
         if let Some(entry) = inner.entries.get_mut(&k) {
+            // What status shows; `last_seen_ms` and `wait_ms` move on every poll and are
+            // refreshed every REFRESH instead.
             let changed = entry.record.identity != record.identity
                 || entry.record.applied != record.applied
-                || entry.record.refused != record.refused;
+                || entry.record.refused != record.refused
+                || entry.record.destinations != record.destinations
+                || entry.record.namespaces != record.namespaces;
             let old_slot = std::mem::replace(&mut entry.stale_slot, stale_slot);
             entry.record = record;
             let enqueue = changed && !entry.queued;
@@ -368,6 +383,8 @@ pub fn merged(
             refused: r.refused,
             last_seen_ms: r.last_seen_ms,
             replica: Some(from),
+            destinations: r.destinations,
+            namespaces: r.namespaces,
         })
         .collect()
 }

@@ -33,6 +33,7 @@ pub fn run(global: &GlobalArgs, args: &SimulateArgs, out: &mut dyn Write) -> Res
             wait_ms: None,
             encoding: boifi_core::wire::ConfigEncoding::Json,
             refused: None,
+            ..ConfigQuery::default()
         };
         client
             .get(&format!("/v1/config?{}", query.to_query_string()))?

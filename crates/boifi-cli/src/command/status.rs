@@ -1,12 +1,15 @@
-//! `status`: policies with their state, and where each sidecar stands with the latest config
-//! version (like `istioctl proxy-status`): applied, pending, or refused with its reason.
-//! `--watch` waits for a rollout to finish.
+//! `status`: policies with their state, and where each proxy stands with the latest config
+//! version (like `istioctl proxy-status`): applied, pending, or refused with its reason. Sidecars
+//! are summed up per service; a shared proxy (waypoint, gateway) is shown as what it is, with the
+//! services it serves. `--watch` waits for a rollout to finish.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
-use boifi_core::wire::{SidecarState, SidecarStatusEntry, StatusResponse, Targets};
+use boifi_core::wire::{
+    SidecarState, SidecarStatusEntry, StatusResponse, Targets, IN_SHARED_PROXIES_NEVER,
+};
 
 use crate::cli::{GlobalArgs, OutputFormat, StatusArgs};
 use crate::client::Client;
@@ -37,9 +40,10 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, out: &mut dyn Write) -> Resul
             print(global.output, &status, out)?;
             if rollout.refused > 0 {
                 return Err(CliError::RolloutRefused(format!(
-                    "{} of {} sidecars refused config version {}",
+                    "{} of {} {} refused config version {}",
                     rollout.refused,
                     rollout.total(),
+                    rollout.noun(),
                     rollout.version
                 )));
             }
@@ -78,6 +82,8 @@ pub struct Rollout {
     pub pending: usize,
     /// Sidecars that refused it.
     pub refused: usize,
+    /// How many of those counted are shared proxies (waypoints, gateways).
+    pub shared: usize,
 }
 
 impl Rollout {
@@ -88,6 +94,7 @@ impl Rollout {
             applied: 0,
             pending: 0,
             refused: 0,
+            shared: 0,
         }
     }
 
@@ -96,6 +103,10 @@ impl Rollout {
         let mut rollout = Rollout::new(status.version);
         for sidecar in &status.sidecars {
             rollout.count(state(sidecar, status.version));
+        }
+        for proxy in &status.shared_proxies {
+            rollout.count(state(proxy, status.version));
+            rollout.shared += 1;
         }
         rollout
     }
@@ -120,12 +131,22 @@ impl Rollout {
         self.pending == 0
     }
 
+    /// `sidecars`, or `proxies` once shared proxies are counted too.
+    pub fn noun(&self) -> &'static str {
+        if self.shared == 0 {
+            "sidecars"
+        } else {
+            "proxies"
+        }
+    }
+
     /// `3 of 5 sidecars applied config version 12 (1 pending, 1 refused)`.
     pub fn describe(&self) -> String {
         format!(
-            "{} of {} sidecars applied config version {} ({} pending, {} refused)",
+            "{} of {} {} applied config version {} ({} pending, {} refused)",
             self.applied,
             self.total(),
+            self.noun(),
             self.version,
             self.pending,
             self.refused
@@ -196,27 +217,45 @@ pub fn print(
         rollout.describe()
     )?;
     writeln!(out)?;
+    let shared = &status.shared_proxies;
     if status.policies.is_empty() {
         writeln!(out, "No policies.")?;
     } else {
-        let mut table = Table::new(&["NAME", "TARGETS", "FAULTS", "STATE", "EXPIRES", "SIDECARS"]);
+        // Where each policy acts in shared proxies matters once there are some.
+        let mut columns = vec!["NAME", "TARGETS", "FAULTS", "STATE", "EXPIRES", "SIDECARS"];
+        if !shared.is_empty() {
+            columns.push("SHARED PROXIES");
+        }
+        let mut table = Table::new(&columns);
         for p in &status.policies {
-            table.row(vec![
+            let mut row = vec![
                 p.name.clone(),
                 targets(&p.targets),
                 p.fault_kinds.join(","),
                 or_dash(Some(&p.state)),
                 output::time(p.expires_at_ms),
                 p.matching_sidecars.to_string(),
-            ]);
+            ];
+            if !shared.is_empty() {
+                row.push(if p.in_shared_proxies == IN_SHARED_PROXIES_NEVER {
+                    p.in_shared_proxies.clone()
+                } else {
+                    p.matching_shared_proxies.to_string()
+                });
+            }
+            table.row(row);
         }
         table.write(out)?;
     }
     writeln!(out)?;
+    if !shared.is_empty() {
+        print_shared_proxies(status, out)?;
+        writeln!(out)?;
+    }
     let sidecars = &status.sidecars;
     if sidecars.is_empty() {
         writeln!(out, "No sidecar has asked for its config yet.")?;
-        return Ok(());
+        return print_refusals(status, out);
     }
     // Per service first, as `istioctl proxy-status` sums up a rollout.
     let mut services: BTreeMap<(String, String), Rollout> = BTreeMap::new();
@@ -270,9 +309,103 @@ pub fn print(
         ]);
     }
     table.write(out)?;
+    print_refusals(status, out)
+}
+
+/// `waypoint demo/waypoint-7d9f: serving 5 services, config version 9 applied`: a shared proxy
+/// as what it is.
+fn shared_proxy_line(proxy: &SidecarStatusEntry, latest: u64) -> String {
+    let name = format!(
+        "{}/{}",
+        or_dash(proxy.namespace.as_deref()),
+        or_dash(proxy.pod.as_deref().or(proxy.service.as_deref()))
+    );
+    let serving = match proxy.destinations {
+        Some(1) => "serving 1 service".to_owned(),
+        Some(n) => format!("serving {n} services"),
+        None => "services served not reported".to_owned(),
+    };
+    let where_it_stands = match state(proxy, latest) {
+        SidecarState::Applied => format!("config version {latest} applied"),
+        SidecarState::Refused => format!("config version {latest} refused"),
+        SidecarState::Pending => match proxy.version {
+            Some(applied) => format!("config version {latest} pending (holds {applied})"),
+            None => format!("config version {latest} pending"),
+        },
+    };
+    format!(
+        "{} {name}: {serving}, {where_it_stands}",
+        proxy.proxy.as_str()
+    )
+}
+
+/// The shared proxies: one line each, then their table.
+fn print_shared_proxies(status: &StatusResponse, out: &mut dyn Write) -> Result<(), CliError> {
+    let counts = &status.totals.proxies;
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    writeln!(
+        out,
+        "Proxies: {}, {}, {}",
+        plural(counts.sidecar, "sidecar", "sidecars"),
+        plural(counts.waypoint, "waypoint", "waypoints"),
+        plural(counts.gateway, "gateway", "gateways"),
+    )?;
+    for proxy in &status.shared_proxies {
+        writeln!(out, "  {}", shared_proxy_line(proxy, status.version))?;
+    }
+    writeln!(out)?;
+    let mut table = Table::new(&[
+        "KIND",
+        "POD",
+        "NAMESPACE",
+        "SERVES NAMESPACES",
+        "SERVICES",
+        "POLICIES",
+        "STATE",
+        "APPLIED",
+        "LAST SEEN",
+        "REPLICA",
+    ]);
+    for proxy in &status.shared_proxies {
+        // A gateway is sent every namespace's policies; a waypoint its own and those it names.
+        let serves = if proxy.proxy == boifi_core::identity::ProxyKind::Gateway {
+            "*".to_owned()
+        } else {
+            let own = proxy.namespace.iter();
+            let all: std::collections::BTreeSet<&String> =
+                own.chain(proxy.namespaces.iter()).collect();
+            let all: Vec<&str> = all.into_iter().map(String::as_str).collect();
+            or_dash(Some(&all.join(",")))
+        };
+        table.row(vec![
+            proxy.proxy.as_str().to_owned(),
+            or_dash(proxy.pod.as_deref()),
+            or_dash(proxy.namespace.as_deref()),
+            serves,
+            proxy
+                .destinations
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            proxy.policies.to_string(),
+            state(proxy, status.version).as_str().to_uppercase(),
+            proxy
+                .version
+                .map_or_else(|| "-".to_owned(), |v| v.to_string()),
+            output::time(Some(proxy.last_seen_ms)),
+            or_dash(proxy.replica.as_deref()),
+        ]);
+    }
+    table.write(out)?;
+    Ok(())
+}
+
+/// The reasons of every refusal, sidecars' and shared proxies'.
+fn print_refusals(status: &StatusResponse, out: &mut dyn Write) -> Result<(), CliError> {
     // Reasons last: they can be long, and each is what a person reads to fix the set.
-    let refusals: Vec<_> = sidecars
+    let refusals: Vec<_> = status
+        .sidecars
         .iter()
+        .chain(&status.shared_proxies)
         .filter_map(|s| s.refused.as_ref().map(|r| (s, r)))
         .collect();
     if !refusals.is_empty() {

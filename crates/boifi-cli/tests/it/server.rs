@@ -514,3 +514,45 @@ fn tokens_from_flag_file_and_environment() {
     ]);
     assert!(server.list().is_empty());
 }
+
+/// One poll with the query `query`, as plain HTTP; the answer's HTTP status.
+fn raw_poll(server: &Server, query: &str) -> u16 {
+    let addr: SocketAddr = server.url.strip_prefix("http://").unwrap().parse().unwrap();
+    boifi_testkit::http::get(
+        addr,
+        &format!("/v1/config?{query}"),
+        Duration::from_secs(10),
+    )
+    .unwrap()
+    .status
+}
+
+#[test]
+fn status_shows_a_shared_proxy_as_what_it_is_in_its_own_table() {
+    let server = Server::start();
+    server.ok(&["policy", "apply", "-f", &fixture("selectors.yaml")]);
+    // A sidecar that applied version 3, a waypoint of demo that also serves staging and
+    // applied it with 5 destination services compiled, and a gateway that has not applied it.
+    assert_eq!(frontend_poll(&server, "frontend-1", Some(3), None), 304);
+    let waypoint = "service=waypoint&namespace=demo&pod=waypoint-7d9f&proxy=waypoint&namespaces=staging&destinations=5&version=3";
+    assert_eq!(raw_poll(&server, waypoint), 304);
+    let gateway = "service=istio-ingressgateway&namespace=istio-system&pod=ingress-5c8b&proxy=gateway&destinations=1";
+    assert_eq!(raw_poll(&server, gateway), 200);
+    let table = redact_times(&server.ok(&["status"]));
+    assert!(
+        table.contains(
+            "  waypoint demo/waypoint-7d9f: serving 5 services, config version 3 applied\n"
+        ),
+        "{table}"
+    );
+    assert!(
+        table.contains("cli-frontend-abort   frontend.demo version=v2   abort    active   -         0          never (selects pods)"),
+        "{table}"
+    );
+    insta::assert_snapshot!("status_shared_proxies", table);
+    // The watch waits for the gateway, and counts proxies now.
+    watch_times_out(
+        &server,
+        "timed out: 2 of 3 proxies applied config version 3 (1 pending, 0 refused)",
+    );
+}

@@ -6,13 +6,13 @@
 //! `namespace`, `rules_count`, `fault_types`, `active`). No key of one clashes with the other.
 
 use alloc::borrow::ToOwned;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use super::Refusal;
-use crate::identity::Identity;
+use crate::identity::{Identity, ProxyKind};
 use crate::policy::{PolicyDocument, PolicyState};
 use crate::time::format_rfc3339;
 
@@ -37,6 +37,9 @@ pub struct StatusResponse {
     /// Every sidecar known to any replica (shared through the store).
     #[serde(default, alias = "proxies")]
     pub sidecars: Vec<SidecarStatusEntry>,
+    /// Every shared proxy (waypoint, gateway) known to any replica, in the same form.
+    #[serde(default)]
+    pub shared_proxies: Vec<SidecarStatusEntry>,
     /// Why the replica that answered refuses writes while it serves its last view (etcd
     /// unreachable or without quorum); absent while its store answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,6 +71,31 @@ pub struct StatusTotals {
     pub sidecars_pending: usize,
     /// Sidecars that received the current version and refused it.
     pub sidecars_refused: usize,
+    /// Proxies known, by kind (sidecars, waypoints, gateways).
+    pub proxies: ProxyCounts,
+}
+
+/// Proxies known, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProxyCounts {
+    /// Sidecars.
+    pub sidecar: usize,
+    /// Waypoints.
+    pub waypoint: usize,
+    /// Gateways.
+    pub gateway: usize,
+}
+
+impl ProxyCounts {
+    fn count(&mut self, kind: ProxyKind) {
+        let count = match kind {
+            ProxyKind::Sidecar => &mut self.sidecar,
+            ProxyKind::Waypoint => &mut self.waypoint,
+            ProxyKind::Gateway => &mut self.gateway,
+        };
+        *count += 1;
+    }
 }
 
 /// The legacy status summary.
@@ -118,6 +146,11 @@ pub struct PolicyStatusEntry {
     pub revision: Option<u64>,
     /// Known sidecars its selector matches.
     pub matching_sidecars: usize,
+    /// Where it acts in a shared proxy (a waypoint, a gateway): [`IN_SHARED_PROXIES_PER_REQUEST`]
+    /// or [`IN_SHARED_PROXIES_NEVER`] (empty in answers of servers that did not tell).
+    pub in_shared_proxies: String,
+    /// Known shared proxies that are sent it.
+    pub matching_shared_proxies: usize,
     /// Its `spec.priority`.
     pub priority: i32,
     /// Legacy: the selector's namespace, or `*`.
@@ -132,10 +165,20 @@ pub struct PolicyStatusEntry {
     pub active: bool,
 }
 
-/// One sidecar in the status view.
+/// [`PolicyStatusEntry::in_shared_proxies`] of a policy whose selector names services and
+/// namespaces only: a shared proxy decides per request whether the destination matches.
+pub const IN_SHARED_PROXIES_PER_REQUEST: &str = "per request";
+/// [`PolicyStatusEntry::in_shared_proxies`] of a policy whose selector names pod labels: a
+/// shared proxy picks the endpoint after the filter runs, so it never matches there (and is not
+/// sent it).
+pub const IN_SHARED_PROXIES_NEVER: &str = "never (selects pods)";
+
+/// One proxy in the status view: a sidecar, or a shared proxy (waypoint, gateway).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SidecarStatusEntry {
+    /// `sidecar`, `waypoint` or `gateway` (a sidecar in answers of servers that did not tell).
+    pub proxy: ProxyKind,
     /// Pod name.
     pub pod: Option<String>,
     /// Service.
@@ -160,6 +203,16 @@ pub struct SidecarStatusEntry {
     pub last_seen: String,
     /// The control-plane replica it last reported through.
     pub replica: Option<String>,
+    /// A shared proxy: how many destination services it has compiled sets for, as its last
+    /// request said (`destinations=`); `None` when it did not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destinations: Option<u64>,
+    /// A waypoint: the namespaces it serves besides its own (`namespaces=`).
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub namespaces: BTreeSet<String>,
+    /// How many policies of the current version it is sent (the policies it holds once it
+    /// applied the current version).
+    pub policies: usize,
 }
 
 /// Where a sidecar stands with the current config version.
@@ -220,6 +273,10 @@ pub struct SidecarReport {
     pub last_seen_ms: u64,
     /// The replica it reported through.
     pub replica: Option<String>,
+    /// A shared proxy: the destination services it has compiled sets for (`destinations=`).
+    pub destinations: Option<u64>,
+    /// A waypoint: the namespaces it serves besides its own (`namespaces=`).
+    pub namespaces: BTreeSet<String>,
 }
 
 fn or_any(value: &Option<String>) -> String {
@@ -227,21 +284,30 @@ fn or_any(value: &Option<String>) -> String {
 }
 
 impl StatusResponse {
-    /// The view of `policies` at config `version` and `now_ms`, with `sidecars` in the given
-    /// order.
+    /// The view of `policies` at config `version` and `now_ms`, with `proxies` in the given
+    /// order: sidecars under `sidecars`, waypoints and gateways under `shared_proxies`.
     pub fn build<'p>(
         version: u64,
         now_ms: u64,
         policies: impl IntoIterator<Item = &'p PolicyDocument>,
-        sidecars: &[SidecarReport],
+        proxies: &[SidecarReport],
     ) -> StatusResponse {
+        let (shared, sidecars): (Vec<&SidecarReport>, Vec<&SidecarReport>) =
+            proxies.iter().partition(|s| s.identity.proxy.is_shared());
         let mut totals = StatusTotals {
             sidecars: sidecars.len(),
             ..StatusTotals::default()
         };
         let mut summary = LegacySummary::default();
-        let policies: Vec<PolicyStatusEntry> = policies
-            .into_iter()
+        let policies: Vec<&PolicyDocument> = policies.into_iter().collect();
+        let sent = |s: &SidecarReport| {
+            policies
+                .iter()
+                .filter(|p| super::concerns(p, &s.identity, &s.namespaces))
+                .count()
+        };
+        let entries: Vec<PolicyStatusEntry> = policies
+            .iter()
             .map(|p| {
                 let state = p.state_at(now_ms);
                 match state {
@@ -272,6 +338,16 @@ impl StatusResponse {
                         .iter()
                         .filter(|s| p.applies_to(&s.identity))
                         .count(),
+                    in_shared_proxies: if selector.selects_pods() {
+                        IN_SHARED_PROXIES_NEVER
+                    } else {
+                        IN_SHARED_PROXIES_PER_REQUEST
+                    }
+                    .to_owned(),
+                    matching_shared_proxies: shared
+                        .iter()
+                        .filter(|s| super::concerns(p, &s.identity, &s.namespaces))
+                        .count(),
                     priority: p.spec.priority,
                     namespace: or_any(&selector.namespace),
                     target_service: or_any(&selector.service),
@@ -281,21 +357,15 @@ impl StatusResponse {
                 }
             })
             .collect();
-        totals.policies = policies.len();
-        summary.total_policies = policies.len();
+        totals.policies = entries.len();
+        summary.total_policies = entries.len();
         summary.active_policies = totals.active;
-        let sidecars = sidecars
-            .iter()
-            .map(|s| {
-                let state =
-                    SidecarState::of(s.applied, s.refused.as_ref().map(|r| r.version), version);
-                let count = match state {
-                    SidecarState::Applied => &mut totals.sidecars_applied,
-                    SidecarState::Pending => &mut totals.sidecars_pending,
-                    SidecarState::Refused => &mut totals.sidecars_refused,
-                };
-                *count += 1;
+        let entry = |s: &SidecarReport| {
+            let state = SidecarState::of(s.applied, s.refused.as_ref().map(|r| r.version), version);
+            (
+                state,
                 SidecarStatusEntry {
+                    proxy: s.identity.proxy,
                     pod: s.identity.pod.clone(),
                     service: s.identity.service.clone(),
                     namespace: s.identity.namespace.clone(),
@@ -307,17 +377,38 @@ impl StatusResponse {
                     last_seen_ms: s.last_seen_ms,
                     last_seen: format_rfc3339(s.last_seen_ms),
                     replica: s.replica.clone(),
-                }
+                    destinations: s.destinations,
+                    namespaces: s.namespaces.clone(),
+                    policies: sent(s),
+                },
+            )
+        };
+        let sidecars = sidecars
+            .iter()
+            .map(|s| {
+                let (state, entry) = entry(s);
+                let count = match state {
+                    SidecarState::Applied => &mut totals.sidecars_applied,
+                    SidecarState::Pending => &mut totals.sidecars_pending,
+                    SidecarState::Refused => &mut totals.sidecars_refused,
+                };
+                *count += 1;
+                entry
             })
             .collect();
+        let shared_proxies = shared.iter().map(|s| entry(s).1).collect();
+        for proxy in proxies {
+            totals.proxies.count(proxy.identity.proxy);
+        }
         totals.sidecars_current = totals.sidecars_applied;
         StatusResponse {
             version,
             now_ms,
             totals,
             summary,
-            policies,
+            policies: entries,
             sidecars,
+            shared_proxies,
             store_degraded: None,
         }
     }
@@ -380,6 +471,8 @@ mod tests {
             refused,
             last_seen_ms: 0,
             replica: None,
+            destinations: None,
+            namespaces: BTreeSet::new(),
         };
         let sidecars = [
             report("applied", Some(7), None),
@@ -427,6 +520,103 @@ mod tests {
     }
 
     #[test]
+    fn shared_proxies_are_listed_apart_counted_by_kind_and_never_sent_pod_selecting_policies() {
+        let cart = policy(
+            r#"{"metadata":{"name":"cart"},"spec":{"selector":{"service":"cart","namespace":"demo"},"rules":[
+            {"match":{"path":{"prefix":"/"}},"fault":{"percentage":5,"abort":{"httpStatus":503}}}]}}"#,
+        );
+        let canary = policy(
+            r#"{"metadata":{"name":"canary"},"spec":{"selector":{"namespace":"demo","labels":{"version":"v2"}},"rules":[
+            {"match":{"path":{"prefix":"/"}},"fault":{"percentage":5,"abort":{"httpStatus":503}}}]}}"#,
+        );
+        let shop = policy(
+            r#"{"metadata":{"name":"shop"},"spec":{"selector":{"namespace":"shop"},"rules":[
+            {"match":{"path":{"prefix":"/"}},"fault":{"percentage":5,"abort":{"httpStatus":503}}}]}}"#,
+        );
+        let report = |pod: &str, service: &str, kind: ProxyKind, namespaces: &[&str]| {
+            let mut identity = Identity::for_service(service, "demo");
+            identity.pod = Some(pod.to_owned());
+            identity.proxy = kind;
+            identity.labels.insert("version".into(), "v2".into());
+            SidecarReport {
+                identity,
+                applied: Some(9),
+                refused: None,
+                last_seen_ms: 0,
+                replica: None,
+                destinations: kind.is_shared().then_some(5),
+                namespaces: namespaces.iter().map(|n| (*n).to_owned()).collect(),
+            }
+        };
+        let proxies = [
+            report("cart-1", "cart", ProxyKind::Sidecar, &[]),
+            report("waypoint-7d9f", "waypoint", ProxyKind::Waypoint, &["shop"]),
+            report("waypoint-2", "waypoint", ProxyKind::Waypoint, &[]),
+            report("ingress-1", "ingress", ProxyKind::Gateway, &[]),
+        ];
+        let status = StatusResponse::build(9, 0, [&cart, &canary, &shop], &proxies);
+        let pods = |list: &[SidecarStatusEntry]| -> Vec<(String, ProxyKind, usize)> {
+            list.iter()
+                .map(|s| (s.pod.clone().unwrap_or_default(), s.proxy, s.policies))
+                .collect()
+        };
+        assert_eq!(
+            pods(&status.sidecars),
+            [("cart-1".to_owned(), ProxyKind::Sidecar, 2)]
+        );
+        assert_eq!(
+            pods(&status.shared_proxies),
+            [
+                ("waypoint-7d9f".to_owned(), ProxyKind::Waypoint, 2),
+                ("waypoint-2".to_owned(), ProxyKind::Waypoint, 1),
+                ("ingress-1".to_owned(), ProxyKind::Gateway, 2),
+            ]
+        );
+        let first = status.shared_proxies.first().unwrap();
+        assert_eq!(first.destinations, Some(5));
+        assert_eq!(first.namespaces, ["shop".to_owned()].into());
+        assert_eq!(
+            status.totals.proxies,
+            ProxyCounts {
+                sidecar: 1,
+                waypoint: 2,
+                gateway: 1
+            }
+        );
+        // The rollout counts of sidecars stay those of sidecars.
+        assert_eq!(
+            (status.totals.sidecars, status.totals.sidecars_applied),
+            (1, 1)
+        );
+        let reach: Vec<(&str, &str, usize, usize)> = status
+            .policies
+            .iter()
+            .map(|p| {
+                (
+                    p.name.as_str(),
+                    p.in_shared_proxies.as_str(),
+                    p.matching_sidecars,
+                    p.matching_shared_proxies,
+                )
+            })
+            .collect();
+        assert_eq!(
+            reach,
+            [
+                ("cart", IN_SHARED_PROXIES_PER_REQUEST, 1, 3),
+                ("canary", IN_SHARED_PROXIES_NEVER, 1, 0),
+                ("shop", IN_SHARED_PROXIES_PER_REQUEST, 0, 2),
+            ]
+        );
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["shared_proxies"][0]["proxy"], "waypoint");
+        assert_eq!(
+            json["policies"][1]["in_shared_proxies"],
+            "never (selects pods)"
+        );
+    }
+
+    #[test]
     fn a_legacy_shaped_answer_reads() {
         let legacy: StatusResponse = serde_json::from_str(
             r#"{"config_version":4,"proxies":[{"pod":"a","config_version":4}]}"#,
@@ -442,6 +632,12 @@ mod tests {
         .unwrap();
         let sidecar = before.sidecars.first().unwrap();
         assert_eq!((sidecar.state.as_str(), &sidecar.refused), ("", &None));
+        // Before shared proxies: every proxy is a sidecar, none is shared.
+        assert_eq!(
+            (sidecar.proxy, sidecar.destinations),
+            (ProxyKind::Sidecar, None)
+        );
+        assert!(before.shared_proxies.is_empty());
         assert_eq!(before.totals.sidecars_refused, 0);
     }
 }

@@ -31,15 +31,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// The answer for `query` from `snapshot` at `now_ms`: policies whose selector matches the
-/// identity and that have not expired.
+/// The answer for `query` from `snapshot` at `now_ms`: the policies that concern the proxy
+/// ([`ConfigQuery::concerns`]: a sidecar's selector matches, a shared proxy's namespaces) and
+/// have not expired.
 pub fn config_for(query: &ConfigQuery, snapshot: &Snapshot, now_ms: u64) -> ConfigResponse {
     ConfigResponse {
         version: snapshot.version,
         policies: snapshot
             .policies
             .values()
-            .filter(|p| p.applies_to(&query.identity))
+            .filter(|p| query.concerns(p))
             .filter(|p| p.state_at(now_ms) != PolicyState::Expired)
             .cloned()
             .collect(),
@@ -108,8 +109,7 @@ impl RenderCache {
             .values()
             .zip(parts)
             .filter(|(policy, _)| {
-                policy.applies_to(&query.identity)
-                    && policy.state_at(now_ms) != PolicyState::Expired
+                query.concerns(policy) && policy.state_at(now_ms) != PolicyState::Expired
             })
             .map(|(_, part)| part.as_slice())
             .collect();
@@ -141,7 +141,9 @@ fn newest_seen(query: &ConfigQuery) -> Option<u64> {
         ("namespace" = Option<String>, Query, description = "Its namespace"),
         ("pod" = Option<String>, Query, description = "Its pod name"),
         ("labels" = Option<String>, Query, description = "Pod labels, `k=v,k2=v2`"),
-        ("proxy" = Option<String>, Query, description = "The kind of proxy asking: `sidecar` (the default), `waypoint` or `gateway` (a shared proxy that decides the target service per request)"),
+        ("proxy" = Option<String>, Query, description = "The kind of proxy asking: `sidecar` (the default), `waypoint` or `gateway` (a shared proxy that decides the target service per request). A sidecar is sent the policies whose selector matches it; a waypoint those whose selector namespace is `*`, its `namespace` or one of `namespaces`; a gateway every policy; a shared proxy never one that selects pods by `labels`"),
+        ("namespaces" = Option<String>, Query, description = "A waypoint (`proxy=waypoint` only) serving several namespaces: the others it serves, `a,b` (namespace names); it is also sent their policies"),
+        ("destinations" = Option<u64>, Query, description = "A shared proxy (`proxy=waypoint` or `gateway` only): how many destination services it has compiled policy sets for, shown by status"),
         ("version" = Option<u64>, Query, description = "The config version the sidecar applied"),
         ("refused" = Option<u64>, Query, description = "A config version the sidecar received and refused (it keeps `version`)"),
         ("reason" = Option<String>, Query, description = "Why it refused `refused` (at most 512 bytes; only with `refused`)"),

@@ -553,6 +553,13 @@ wire_schema! {
             .property(
                 "sidecars_refused",
                 integer("Sidecars that received the current version and refused it"),
+            )
+            .property(
+                "proxies",
+                object("Proxies known to any replica, by kind")
+                    .property("sidecar", integer("Sidecars"))
+                    .property("waypoint", integer("Waypoints"))
+                    .property("gateway", integer("Gateways")),
             );
         let summary = object("The legacy counts")
             .property("total_policies", integer("Stored policies"))
@@ -590,6 +597,18 @@ wire_schema! {
                 integer("Known sidecars its selector matches"),
             )
             .property(
+                "in_shared_proxies",
+                string("Where it acts in a shared proxy (waypoint, gateway): `per request` (the proxy decides per request whether the destination service matches) or `never (selects pods)` (its selector names pod labels, and a shared proxy picks the endpoint after the filter runs: it is not sent)")
+                    .enum_values(Some([
+                        boifi_core::wire::IN_SHARED_PROXIES_PER_REQUEST,
+                        boifi_core::wire::IN_SHARED_PROXIES_NEVER,
+                    ])),
+            )
+            .property(
+                "matching_shared_proxies",
+                integer("Known shared proxies (waypoints, gateways) that are sent it"),
+            )
+            .property(
                 "priority",
                 ObjectBuilder::new()
                     .schema_type(Type::Integer)
@@ -606,7 +625,12 @@ wire_schema! {
             .property("rules_count", integer("Legacy: number of rules"))
             .property("fault_types", strings("Legacy: the same as `fault_kinds`"))
             .property("active", boolean("Legacy: whether the state is `active`"));
-        let sidecar = object("One sidecar")
+        let sidecar = || object("One proxy: a sidecar under `sidecars`, a waypoint or gateway under `shared_proxies`")
+            .property(
+                "proxy",
+                string("The kind of proxy")
+                    .enum_values(Some(boifi_core::identity::ProxyKind::ALL.map(|k| k.as_str()))),
+            )
             .property(
                 "pod",
                 nullable_string("Pod name (null when it did not say)"),
@@ -644,6 +668,18 @@ wire_schema! {
             .property(
                 "replica",
                 string("The control-plane replica it reports through"),
+            )
+            .property(
+                "destinations",
+                integer("A shared proxy: how many destination services it has compiled policy sets for, as its last request said (absent when it did not say)"),
+            )
+            .property(
+                "namespaces",
+                strings("A waypoint: the namespaces it serves besides its own (absent when none)"),
+            )
+            .property(
+                "policies",
+                integer("How many policies of the current version it is sent"),
             );
         object("The status view, with the legacy keys beside boifi's")
             .property("version", integer("The current config version"))
@@ -651,7 +687,8 @@ wire_schema! {
             .property("totals", totals)
             .property("summary", summary)
             .property("policies", ArrayBuilder::new().items(policy))
-            .property("sidecars", ArrayBuilder::new().items(sidecar))
+            .property("sidecars", ArrayBuilder::new().items(sidecar()))
+            .property("shared_proxies", ArrayBuilder::new().items(sidecar()))
             .property(
                 "store_degraded",
                 string("Why this replica refuses writes while it serves its last view (etcd unreachable or without quorum); absent while its store answers"),
@@ -746,6 +783,9 @@ const REVISION: &str = "^(W/)*\"*\\+?[0-9]{1,19}\"*$";
 /// `wait`: a whole number of `ms`, `s` (the default unit) or `m`, at most 300 s.
 const WAIT: &str =
     "^\\+?0*((300000|[12][0-9]{5}|[1-9][0-9]{0,4}|0)ms|(300|[12][0-9]{2}|[1-9][0-9]?|0)s?|[0-5]m)$";
+/// `namespaces`: comma-separated namespace names, DNS labels (empty items are skipped).
+const NAMESPACES: &str =
+    "^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?(,([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?)*$";
 /// `labels`: comma-separated `key=value` pairs (empty items are skipped).
 const LABELS: &str = "^([^,]*=[^,]*)?(,([^,]*=[^,]*)?)*$";
 
@@ -769,6 +809,11 @@ impl ParameterForms {
             "confirm" => (choice("Must be `all`", &["all"]), true),
             "version" => (whole("A config version"), false),
             "refused" => (whole("A config version"), false),
+            "destinations" => (whole("A number of destination services"), false),
+            "namespaces" => (
+                patterned("Namespace names separated by `,`", NAMESPACES),
+                false,
+            ),
             "wait" => (patterned("A duration of at most 300 s", WAIT), false),
             "encoding" => (choice("The answer's encoding", &["json", "compact"]), false),
             "proxy" => {

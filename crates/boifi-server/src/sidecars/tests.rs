@@ -1,4 +1,5 @@
 use super::*;
+use boifi_core::identity::ProxyKind;
 
 fn pod(name: &str) -> Identity {
     let mut identity = Identity::for_service("cart", "demo");
@@ -95,6 +96,8 @@ fn merged_keeps_the_most_recent_report_of_each_sidecar() {
         refused: None,
         last_seen_ms: seen,
         wait_ms: 30_000,
+        destinations: None,
+        namespaces: BTreeSet::new(),
     };
     let local = vec![("demo/pod/a".to_owned(), record("a", 500))];
     let shared = vec![
@@ -162,6 +165,9 @@ fn a_record_shared_before_refusals_reads_and_new_ones_keep_its_keys() {
         "version":4,"last_seen_ms":10,"wait_ms":30000}"#;
     let record: SidecarRecord = serde_json::from_str(old).unwrap();
     assert_eq!((record.applied, &record.refused), (Some(4), &None));
+    // Written before shared proxies: a sidecar, with no destinations and no namespaces.
+    assert_eq!(record.identity.proxy, ProxyKind::Sidecar);
+    assert_eq!((record.destinations, record.namespaces.len()), (None, 0));
     // What an older replica reads: `version` is still the applied version.
     let written = serde_json::to_value(SidecarRecord {
         refused: Some(Refusal::new(5, "cannot decode")),
@@ -172,5 +178,43 @@ fn a_record_shared_before_refusals_reads_and_new_ones_keep_its_keys() {
     assert_eq!(
         written["refused"],
         serde_json::json!({"version": 5, "reason": "cannot decode"})
+    );
+}
+
+#[test]
+fn a_shared_proxys_kind_destinations_and_namespaces_are_shared_and_a_new_count_queues_it() {
+    let registry = SidecarRegistry::default();
+    let waypoint = |destinations: u64| {
+        let mut query = poll("waypoint-7d9f", Some(3), 30_000);
+        query.identity.proxy = ProxyKind::Waypoint;
+        query.destinations = Some(destinations);
+        query.namespaces.insert("shop".to_owned());
+        query
+    };
+    registry.seen(&waypoint(4), 0);
+    let first = registry.take_changes(0);
+    let [(_, record)] = first.put.as_slice() else {
+        panic!("one record expected: {first:?}")
+    };
+    assert_eq!(record.identity.proxy, ProxyKind::Waypoint);
+    assert_eq!(record.destinations, Some(4));
+    let json = serde_json::to_value(record).unwrap();
+    assert_eq!(json["identity"]["proxy"], "waypoint");
+    assert_eq!(json["destinations"], 4);
+    assert_eq!(json["namespaces"], serde_json::json!(["shop"]));
+    let back: SidecarRecord = serde_json::from_value(json).unwrap();
+    assert_eq!(&back, record);
+    // The same poll again changes nothing; a new destinations count is shared at the next flush.
+    registry.seen(&waypoint(4), 10);
+    assert!(registry.take_changes(10).is_empty());
+    registry.seen(&waypoint(5), 20);
+    let changed = registry.take_changes(20);
+    assert_eq!(
+        changed
+            .put
+            .iter()
+            .map(|(_, r)| r.destinations)
+            .collect::<Vec<_>>(),
+        [Some(5)]
     );
 }

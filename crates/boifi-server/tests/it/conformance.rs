@@ -80,6 +80,8 @@ async fn sidecar_reports_are_shared(store: Arc<dyn PolicyStore>) {
             refused: None,
             last_seen_ms: 1_000,
             wait_ms: 30_000,
+            destinations: None,
+            namespaces: std::collections::BTreeSet::new(),
         }
     };
     let mine = |all: Vec<(String, String, SidecarRecord)>| {
@@ -107,8 +109,13 @@ async fn sidecar_reports_are_shared(store: Arc<dyn PolicyStore>) {
         refused: Some(boifi_core::wire::Refusal::new(3, "over the limit")),
         ..record("b", 2)
     };
+    // A waypoint's kind, destinations count and namespaces travel with its record too.
+    let mut waypoint = record("waypoint-7d9f", 2);
+    waypoint.identity.proxy = boifi_core::identity::ProxyKind::Waypoint;
+    waypoint.destinations = Some(5);
+    waypoint.namespaces.insert("shop".to_owned());
     let change = SidecarChanges {
-        put: vec![("k/b".into(), refusing)],
+        put: vec![("k/b".into(), refusing), ("k/w".into(), waypoint)],
         delete: vec!["k/a".into(), "k/never-shared".into()],
     };
     store.share_sidecars(&replica, &change).await.unwrap();

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use boifi_core::identity::Identity;
+use boifi_core::identity::{Identity, ProxyKind};
 use boifi_core::wire::{
     compact, ConfigEncoding, ConfigQuery, ConfigResponse, Refusal, SidecarStatusEntry,
     StatusResponse,
@@ -265,6 +265,7 @@ fn frontend_poll(
         wait_ms,
         encoding: ConfigEncoding::Compact,
         refused,
+        ..ConfigQuery::default()
     };
     format!("/v1/config?{}", query.to_query_string())
 }
@@ -615,5 +616,102 @@ async fn a_thousand_long_polling_sidecars_cost_one_etcd_write_per_change_not_per
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.abort();
+    }
+}
+
+/// Each shared proxy of `status` as (kind, pod, destinations, policies it is sent, replica).
+fn shared_proxies(status: &StatusResponse) -> Vec<(ProxyKind, String, Option<u64>, usize, String)> {
+    status
+        .shared_proxies
+        .iter()
+        .map(|s| {
+            (
+                s.proxy,
+                s.pod.clone().unwrap_or_default(),
+                s.destinations,
+                s.policies,
+                s.replica.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waypoint_and_a_gateway_are_listed_with_what_they_serve_through_either_replica() {
+    let etcd = EtcdCluster::for_test(1);
+    let a = replica(&etcd, "cp-a");
+    let b = replica(&etcd, "cp-b");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    let version = write_seen_by_both(&client, &a, &b, "shared-frontend").await;
+    // A waypoint of `demo` (which also serves `shop`) polls A; a gateway polls B. Plain HTTP,
+    // as a filter in a shared proxy sends it.
+    let waypoint = |destinations: u64| {
+        format!(
+            "/v1/config?service=waypoint&namespace=demo&pod=waypoint-7d9f&proxy=waypoint\
+             &namespaces=shop&destinations={destinations}&version={version}"
+        )
+    };
+    let gateway = format!(
+        "/v1/config?service=istio-ingressgateway&namespace=istio-system&pod=ingress-5c8b\
+         &proxy=gateway&destinations=3&version={version}"
+    );
+    assert_eq!(
+        poll(&client, &a, &waypoint(5)).await.0,
+        StatusCode::NOT_MODIFIED
+    );
+    assert_eq!(
+        poll(&client, &b, &gateway).await.0,
+        StatusCode::NOT_MODIFIED
+    );
+    let expected = |destinations: u64| {
+        vec![
+            (
+                ProxyKind::Waypoint,
+                "waypoint-7d9f".to_owned(),
+                Some(destinations),
+                1,
+                "cp-a".to_owned(),
+            ),
+            (
+                ProxyKind::Gateway,
+                "ingress-5c8b".to_owned(),
+                Some(3),
+                1,
+                "cp-b".to_owned(),
+            ),
+        ]
+    };
+    for server in [&a, &b] {
+        let took = within(
+            Duration::from_secs(15),
+            "the waypoint and the gateway listed with their destinations",
+            || {
+                let status = cli_status(server);
+                shared_proxies(&status) == expected(5) && status.sidecars.is_empty()
+            },
+        )
+        .await;
+        let totals = cli_status(server).totals.proxies;
+        assert_eq!((totals.sidecar, totals.waypoint, totals.gateway), (0, 1, 1));
+        eprintln!(
+            "status through {}: waypoint (5 services) and gateway listed (after {took:?})",
+            server.addr
+        );
+    }
+    // The waypoint compiles a set for one more destination: both replicas show the new count.
+    assert_eq!(
+        poll(&client, &a, &waypoint(6)).await.0,
+        StatusCode::NOT_MODIFIED
+    );
+    for server in [&b, &a] {
+        within(
+            Duration::from_secs(15),
+            "the waypoint's new destinations count",
+            || shared_proxies(&cli_status(server)) == expected(6),
+        )
+        .await;
     }
 }

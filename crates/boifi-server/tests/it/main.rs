@@ -22,3 +22,4 @@ mod reliability_flood;
 mod reliability_security;
 mod reliability_writes;
 mod replicas;
+mod shared_proxies;
