@@ -62,8 +62,15 @@ pub(crate) fn write_routes(
 }
 
 /// The plan of an app of `spec`: its handlers, and for each service it calls the authority
-/// its sidecar routes on.
-pub(crate) fn call_plan(spec: &ServiceSpec, topology: &Topology, outbound_port: u16) -> CallPlan {
+/// its sidecar routes on; in ambient mode (`tunnels`: callee name → port) the port ztunnel
+/// captures for that callee instead of a sidecar.
+pub(crate) fn call_plan(
+    spec: &ServiceSpec,
+    topology: &Topology,
+    outbound_port: u16,
+    tunnels: Option<&BTreeMap<String, u16>>,
+) -> CallPlan {
+    let local = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let callees = topology
         .services
         .iter()
@@ -72,12 +79,13 @@ pub(crate) fn call_plan(spec: &ServiceSpec, topology: &Topology, outbound_port: 
             let callee = Callee {
                 authority: s.fqdn(),
                 grpc_service: s.grpc_service.clone().filter(|_| s.protocol.is_grpc()),
+                address: tunnels.and_then(|t| t.get(&s.name)).copied().map(local),
             };
             (s.name.clone(), callee)
         })
         .collect();
     CallPlan {
-        outbound: Some(std::net::SocketAddr::from(([127, 0, 0, 1], outbound_port))),
+        outbound: tunnels.is_none().then(|| local(outbound_port)),
         handlers: spec.handlers.clone(),
         callees,
     }

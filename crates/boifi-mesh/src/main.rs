@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use boifi_mesh::ambient::WAYPOINT;
 use boifi_mesh::app::{AppInfo, CallPlan};
 use boifi_mesh::demo::{self, DemoOptions};
 use boifi_mesh::{Mesh, MeshOptions, Topology};
@@ -47,6 +48,10 @@ enum Command {
         /// Only these services (comma-separated; default: all of Online Boutique).
         #[arg(long, value_delimiter = ',')]
         services: Vec<String>,
+        /// Istio's ambient mode: no sidecars; every call goes through one waypoint Envoy for
+        /// the namespace (with the filter), reached over HBONE from a ztunnel stand-in.
+        #[arg(long)]
+        ambient: bool,
     },
     /// Serve as one pod's app (used by the mesh itself).
     App {
@@ -94,7 +99,11 @@ fn main() -> ExitCode {
                 prometheus,
             })
         }
-        Command::Up { ha, services } => up(ha, &services),
+        Command::Up {
+            ha,
+            services,
+            ambient,
+        } => up(ha, &services, ambient),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -105,7 +114,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn up(ha: bool, services: &[String]) -> Result<(), boifi_mesh::MeshError> {
+fn up(ha: bool, services: &[String], ambient: bool) -> Result<(), boifi_mesh::MeshError> {
     let mut topology = Topology::online_boutique();
     if !services.is_empty() {
         let names: Vec<&str> = services.iter().map(String::as_str).collect();
@@ -115,6 +124,9 @@ fn up(ha: bool, services: &[String]) -> Result<(), boifi_mesh::MeshError> {
     if ha {
         options = options.ha();
     }
+    if ambient {
+        options = options.ambient();
+    }
     options.progress = true;
     options.app_binary = std::env::current_exe().ok();
     let mesh = Mesh::start(options)?;
@@ -123,7 +135,15 @@ fn up(ha: bool, services: &[String]) -> Result<(), boifi_mesh::MeshError> {
         "ingress:       {} (Host: <service>.<namespace>)",
         mesh.ingress_url()
     );
-    for (spec, pod) in mesh.pods() {
+    if let Some(a) = &mesh.ambient {
+        println!(
+            "waypoint:      {WAYPOINT}.{} connect_terminate :{}  admin {}",
+            a.namespace,
+            a.connect_port,
+            a.admin_url()
+        );
+    }
+    for (spec, pod) in mesh.pods().filter(|(_, p)| !p.ambient) {
         println!(
             "{:<40} inbound {}  outbound :{}  admin {}  app counters {}{}",
             format!("{}.{}", pod.name, spec.namespace),

@@ -59,6 +59,10 @@ pub struct MeshOptions {
     pub mtls: bool,
     /// The sidecars' `stats_config` (`None`: Envoy's default, every stat with default tags).
     pub sidecar_stats_config: Option<Value>,
+    /// Istio's ambient mode: no sidecars; the apps (and the ingress) call every service
+    /// through a ztunnel stand-in and ONE waypoint Envoy per namespace, which runs the filter
+    /// (see [`crate::ambient`]). Needs `mtls` (HBONE is mTLS) and one namespace.
+    pub ambient: bool,
 }
 
 impl MeshOptions {
@@ -75,6 +79,7 @@ impl MeshOptions {
             app_binary: None,
             mtls: true,
             sidecar_stats_config: None,
+            ambient: false,
         }
     }
 
@@ -82,6 +87,12 @@ impl MeshOptions {
     pub fn ha(mut self) -> MeshOptions {
         self.store = Store::Etcd;
         self.control_plane_replicas = 2;
+        self
+    }
+
+    /// Istio's ambient mode (see [`MeshOptions::ambient`]).
+    pub fn ambient(mut self) -> MeshOptions {
+        self.ambient = true;
         self
     }
 }
@@ -151,6 +162,8 @@ pub struct Pod {
     pub sidecar: Option<ManagedProcess>,
     /// From the sidecar's exec to its first 200 through the inbound listener.
     pub ready_after: Option<Duration>,
+    /// Ambient mode: no sidecar (the app alone is the pod; the ports of the sidecar stay unused).
+    pub ambient: bool,
 }
 
 impl Pod {
@@ -171,7 +184,7 @@ impl Pod {
 
     /// Whether both processes are up.
     pub fn is_running(&self) -> bool {
-        self.app.is_some() && self.sidecar.is_some()
+        self.app.is_some() && (self.ambient || self.sidecar.is_some())
     }
 
     fn stop(&mut self) {
@@ -228,6 +241,8 @@ pub struct Mesh {
     probes: Vec<ManagedProcess>,
     ingress_port: u16,
     ingress_admin_port: u16,
+    /// Ambient mode's waypoint and ztunnel (`None`: sidecars).
+    pub ambient: Option<crate::ambient::Ambient>,
     /// The client every call of the harness uses.
     pub client: HttpClient,
     /// From the first control-plane exec to ready, when it was started with the mesh.
@@ -305,6 +320,7 @@ impl Mesh {
             routes: options.topology.routes.clone(),
             routes_version: 1,
             ingress: None,
+            ambient: None,
             ingress_port,
             ingress_admin_port,
             client,
@@ -328,6 +344,7 @@ impl Mesh {
                     app: None,
                     sidecar: None,
                     ready_after: None,
+                    ambient: options.ambient,
                 })
                 .collect();
             mesh.services.push(Service {
@@ -336,9 +353,22 @@ impl Mesh {
                 generation: 0,
             });
         }
+        if options.ambient {
+            if !options.mtls {
+                return Err(MeshError::Topology(
+                    "ambient mode: HBONE is mTLS; the mesh needs `mtls`".to_owned(),
+                ));
+            }
+            mesh.ambient = Some(crate::ambient::Ambient::plan(&options.topology)?);
+        }
         say(&format!(
-            "starting {} pods (app + Envoy sidecar{}) of {} services",
+            "starting {} pods ({}{}) of {} services",
             options.topology.pods(),
+            if options.ambient {
+                "app only; one waypoint Envoy for the namespace"
+            } else {
+                "app + Envoy sidecar"
+            },
             match mesh.wasm.as_deref() {
                 Some(m) if is_native_module(m) => " with the boifi filter, native module",
                 Some(_) => " with the boifi filter",
@@ -351,6 +381,9 @@ impl Mesh {
             for slot in 0..slots {
                 mesh.spawn_pod(s, slot)?;
             }
+        }
+        if mesh.ambient.is_some() {
+            mesh.spawn_ambient()?;
         }
         mesh.spawn_ingress()?;
         if options.start_control_plane {
@@ -441,6 +474,10 @@ impl Mesh {
             .ok_or_else(|| MeshError::Unknown(format!("service #{s}")))?;
         let generation = service.generation;
         let spec = service.spec.clone();
+        let tunnels = self
+            .ambient
+            .as_ref()
+            .map(|a| a.tunnels_of(spec.service_account()));
         let pod = service
             .pods
             .get_mut(slot)
@@ -452,9 +489,24 @@ impl Mesh {
             .args(["--service", &spec.name, "--pod", &pod.name]);
         if !spec.handlers.is_empty() {
             let plan_file = file("plan.json");
-            let plan = crate::cascade::call_plan(&spec, &topology, pod.outbound_port);
+            let plan = crate::cascade::call_plan(
+                &spec,
+                &topology,
+                pod.outbound_port,
+                tunnels.as_ref(),
+            );
             crate::cascade::write_json(&plan_file, &plan)?;
             app.arg("--plan").arg(&plan_file);
+        }
+        let app_log = dir.join(format!("{}.{}.app.log", pod.name, spec.namespace));
+        pod.app = Some(ManagedProcess::spawn(
+            &format!("{}/app", pod.name),
+            app,
+            &app_log,
+        )?);
+        if pod.ambient {
+            pod.ready_after = None;
+            return Ok(());
         }
         let routes_file = file("routes.json");
         // Unchanged routes (a restarted pod) stay as they are: Envoy reads the file at start.
@@ -465,12 +517,6 @@ impl Mesh {
             &upstreams,
             routes_version,
         )?;
-        let app_log = dir.join(format!("{}.{}.app.log", pod.name, spec.namespace));
-        pod.app = Some(ManagedProcess::spawn(
-            &format!("{}/app", pod.name),
-            app,
-            &app_log,
-        )?);
         let config = SidecarConfig {
             tls: tls.as_ref(),
             service: &spec,
@@ -590,7 +636,129 @@ impl Mesh {
         Ok(format!("http://127.0.0.1:{port}"))
     }
 
+    /// Starts the waypoint (the route files of its chains first) and the ztunnel stand-in, with
+    /// a certificate for the waypoint and for every source of a tunnel.
+    fn spawn_ambient(&mut self) -> Result<(), MeshError> {
+        let Some(ambient) = self.ambient.as_ref() else {
+            return Ok(());
+        };
+        let namespace = ambient.namespace.clone();
+        let sources: Vec<String> = ambient.tunnels.keys().map(|(s, _)| s.clone()).collect();
+        let vips = ambient.vips.clone();
+        let waypoint_tls = self
+            .workload_files(&namespace, crate::ambient::WAYPOINT)?
+            .ok_or_else(|| MeshError::Topology("ambient mode needs mTLS".to_owned()))?;
+        let mut certificates: BTreeMap<String, WorkloadFiles> = BTreeMap::new();
+        for source in sources {
+            let ns = if source.as_str() == crate::ambient::INGRESS_SOURCE {
+                INGRESS_NAMESPACE
+            } else {
+                &namespace
+            };
+            if let Some(files) = self.workload_files(ns, &source)? {
+                certificates.insert(source, files);
+            }
+        }
+        let topology = self.topology();
+        let services: Vec<crate::ambient::WaypointService> = self
+            .services
+            .iter()
+            .map(|s| crate::ambient::WaypointService {
+                service: s.spec.clone(),
+                vip: vips.get(&s.spec.name).cloned().unwrap_or_default(),
+                endpoints: s.pods.iter().map(|p| p.app_port).collect(),
+            })
+            .collect();
+        for w in &services {
+            let file = crate::ambient::route_file(self.dir.path(), &w.service);
+            crate::cascade::write_json(
+                &file,
+                &crate::ambient::chain_routes(&w.service, &topology, self.routes_version),
+            )?;
+        }
+        let Some(ambient) = self.ambient.as_ref() else {
+            return Ok(());
+        };
+        let pod = ambient.pod();
+        let config = crate::ambient::WaypointConfig {
+            namespace: &namespace,
+            pod: &pod,
+            admin_port: ambient.admin_port,
+            connect_port: ambient.connect_port,
+            services: &services,
+            routes_dir: self.dir.path(),
+            control_plane_port: self.control_plane.port,
+            module: self.wasm.as_deref(),
+            plugin_config: &self.plugin_config,
+            tls: &waypoint_tls,
+        };
+        let bootstrap = crate::ambient::waypoint_bootstrap(&config);
+        let path = self.dir.path().join(format!("{pod}.{namespace}.envoy.json"));
+        write_bootstrap(&path, &bootstrap)?;
+        let mut command = envoy_command(&self.envoy, &path);
+        if let Some(module) = self.wasm.as_deref().filter(|m| is_native_module(m)) {
+            command
+                .env(
+                    NATIVE_SEARCH_PATH_ENV,
+                    module.parent().unwrap_or(Path::new(".")),
+                )
+                .envs(crate::envoy::proxy_env_of_node(&bootstrap["node"]));
+        }
+        let log = self.dir.path().join(format!("{pod}.{namespace}.envoy.log"));
+        let waypoint = ManagedProcess::spawn(&format!("{pod}/waypoint"), command, &log)?;
+        let tunnels: Vec<crate::ambient::Tunnel> = ambient
+            .tunnels
+            .iter()
+            .filter_map(|((source, callee), port)| {
+                let service = services.iter().find(|w| &w.service.name == callee)?;
+                Some(crate::ambient::Tunnel {
+                    port: *port,
+                    source: certificates.get(source)?.clone(),
+                    authority: format!("{}:{}", service.vip, service.service.port),
+                })
+            })
+            .collect();
+        let ztunnel = spawn_envoy(
+            &self.envoy,
+            self.dir.path(),
+            "ztunnel",
+            &crate::ambient::ztunnel_bootstrap(
+                ambient.ztunnel_admin_port,
+                &tunnels,
+                ambient.connect_port,
+                &waypoint_tls.spiffe_id,
+            ),
+        )?;
+        if let Some(ambient) = self.ambient.as_mut() {
+            ambient.waypoint = Some(waypoint);
+            ambient.ztunnel = Some(ztunnel);
+        }
+        Ok(())
+    }
+
     fn spawn_ingress(&mut self) -> Result<(), MeshError> {
+        if let Some(ambient) = self.ambient.as_ref() {
+            // The ingress's calls are captured by ztunnel like every workload's: plaintext to
+            // the node's ztunnel, HBONE with the gateway's identity from there.
+            let tunnels = ambient.tunnels_of(crate::ambient::INGRESS_SOURCE);
+            let routes: Vec<Upstream> = self
+                .upstreams()
+                .into_iter()
+                .map(|mut u| {
+                    u.endpoints = tunnels.get(&u.service.name).copied().into_iter().collect();
+                    u
+                })
+                .collect();
+            let bootstrap =
+                ingress_bootstrap(self.ingress_admin_port, self.ingress_port, &routes, None);
+            self.ingress = Some(spawn_envoy(
+                &self.envoy,
+                self.dir.path(),
+                "ingress",
+                &bootstrap,
+            )?);
+            return Ok(());
+        }
         let routes = self.upstreams();
         let tls = self.workload_files(INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT)?;
         let bootstrap = ingress_bootstrap(
@@ -615,6 +783,7 @@ impl Mesh {
         let ingress_admin = format!("http://127.0.0.1:{}", self.ingress_admin_port);
         let services = &mut self.services;
         let ingress = &mut self.ingress;
+        let ambient = &mut self.ambient;
         wait_for(
             "every sidecar serving",
             timeout,
@@ -626,19 +795,34 @@ impl Mesh {
                         if pod.ready_after.is_some() {
                             continue;
                         }
-                        let (Some(app), Some(sidecar)) = (pod.app.as_mut(), pod.sidecar.as_mut())
-                        else {
+                        let Some(app) = pod.app.as_mut() else {
                             continue;
                         };
                         app.check_running()?;
-                        sidecar.check_running()?;
-                        let started = sidecar.started();
+                        // Ambient: the app itself (the waypoint is checked below).
+                        let (started, url) = match pod.sidecar.as_mut() {
+                            Some(sidecar) => {
+                                sidecar.check_running()?;
+                                (sidecar.started(), pod.inbound_url())
+                            }
+                            None if pod.ambient => (app.started(), pod.app_url()),
+                            None => continue,
+                        };
                         let spec = probe_request(&s.spec);
-                        match client.send(&pod.inbound_url(), &spec, None, Duration::from_secs(2)) {
+                        match client.send(&url, &spec, None, Duration::from_secs(2)) {
                             Ok(a) if a.status == 200 => pod.ready_after = Some(started.elapsed()),
                             _ => all = false,
                         }
                     }
+                }
+                if let Some(a) = ambient.as_mut() {
+                    for p in [a.waypoint.as_mut(), a.ztunnel.as_mut()].into_iter().flatten() {
+                        p.check_running()?;
+                    }
+                    all = all
+                        && client
+                            .get(&a.admin_url(), "/ready")
+                            .is_ok_and(|r| r.status == 200);
                 }
                 if let Some(i) = ingress.as_mut() {
                     i.check_running()?;
@@ -805,6 +989,10 @@ impl Mesh {
     pub fn processes(&self) -> Vec<&ManagedProcess> {
         let mut all = self.control_plane.processes();
         all.extend(self.ingress.as_ref());
+        if let Some(a) = &self.ambient {
+            all.extend(a.waypoint.as_ref());
+            all.extend(a.ztunnel.as_ref());
+        }
         all.extend(self.probes.iter());
         for s in &self.services {
             for p in &s.pods {
@@ -844,6 +1032,9 @@ impl Mesh {
         }
         if let Some(mut i) = self.ingress.take() {
             i.kill();
+        }
+        if let Some(a) = self.ambient.as_mut() {
+            a.stop();
         }
         for mut p in self.probes.drain(..) {
             p.kill();
