@@ -454,7 +454,11 @@ mod tests {
                 report: report.clone(),
             })
             .collect();
-        let run = Run { pages, services };
+        let run = Run {
+            pages,
+            services,
+            waypoint: None,
+        };
         let retries = Retries::new(2, &["5xx", "gateway-error", "unavailable"]).unwrap();
         let scenario = Scenario {
             title: "callers retry",

@@ -316,7 +316,7 @@ const INBOUND_CLUSTER: &str = "inbound|8080||";
 
 /// The name of the outbound routes (Istio names them after the port; one listener serves
 /// every port here, as the app cannot reach each Service port on 127.0.0.1).
-const OUTBOUND_ROUTES: &str = "outbound";
+pub(crate) const OUTBOUND_ROUTES: &str = "outbound";
 
 /// Requests from other pods (and the ingress) through the boifi filter to the app.
 pub fn inbound_listener(c: &SidecarConfig<'_>) -> Value {

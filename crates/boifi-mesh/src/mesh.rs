@@ -897,18 +897,44 @@ impl Mesh {
     /// The config version the sidecar's filter applied last (`hfi.config.version`), `None`
     /// before the filter reported any.
     pub fn config_version(&self, pod: &Pod) -> Result<Option<u64>, MeshError> {
+        self.config_version_at(&pod.admin_url())
+    }
+
+    /// The config version the filter of the Envoy with admin `admin` applied last (a sidecar
+    /// or the waypoint), `None` before the filter reported any.
+    pub fn config_version_at(&self, admin: &str) -> Result<Option<u64>, MeshError> {
         // The Wasm filter's stats are under `wasmcustom.`, the native module's under
         // `dynamicmodulescustom.`.
-        let name = match self.wasm.as_deref() {
-            Some(m) if is_native_module(m) => "dynamicmodulescustom.hfi.config.version",
-            _ => "wasmcustom.hfi.config.version",
-        };
-        self.stat(pod, name)
+        self.stat_at(admin, &self.filter_stat(boifi_engine::metrics::CONFIG_VERSION))
+    }
+
+    /// The full name of one of the filter's own stats (`hfi.config.version`).
+    pub fn filter_stat(&self, name: &str) -> String {
+        match self.wasm.as_deref() {
+            Some(m) if is_native_module(m) => format!("dynamicmodulescustom.{name}"),
+            _ => format!("wasmcustom.{name}"),
+        }
+    }
+
+    /// The Envoys that run the filter, as (`pod.namespace`, admin URL): every running
+    /// sidecar, or the waypoint in ambient mode.
+    pub fn filter_proxies(&self) -> Vec<(String, String)> {
+        if let Some(a) = &self.ambient {
+            return vec![(format!("{}.{}", a.pod(), a.namespace), a.admin_url())];
+        }
+        self.pods()
+            .map(|(s, p)| (format!("{}.{}", p.name, s.namespace), p.admin_url()))
+            .collect()
     }
 
     /// One of a sidecar's stats by its full name (`http.inbound_0.0.0.0_8080.downstream_rq_total`),
     /// `None` when the sidecar has no such stat.
     pub fn stat(&self, pod: &Pod, name: &str) -> Result<Option<u64>, MeshError> {
+        self.stat_at(&pod.admin_url(), name)
+    }
+
+    /// One stat by its full name of the Envoy with admin `admin`, `None` when it has none.
+    pub fn stat_at(&self, admin: &str, name: &str) -> Result<Option<u64>, MeshError> {
         let escaped: String = name
             .chars()
             .flat_map(|c| {
@@ -920,7 +946,7 @@ impl Mesh {
             "/stats?filter={}",
             boifi_core::wire::percent_encode(&format!("^{escaped}$"))
         );
-        let a = self.client.get(&pod.admin_url(), &path)?;
+        let a = self.client.get(admin, &path)?;
         let prefix = format!("{name}: ");
         Ok(a.text()
             .lines()
@@ -1130,7 +1156,7 @@ pub fn rollout(mesh: &Mesh) -> Result<Rollout, MeshError> {
     Ok(Rollout { version, sidecars })
 }
 
-/// Waits until every running sidecar has applied the control plane's current version (see
+/// Waits until every running sidecar (the waypoint in ambient mode) has applied the control plane's current version (see
 /// [`wait_applied`]); returns the time it took.
 pub fn wait_converged(mesh: &Mesh, timeout: Duration) -> Result<Duration, MeshError> {
     let start = Instant::now();
@@ -1139,7 +1165,7 @@ pub fn wait_converged(mesh: &Mesh, timeout: Duration) -> Result<Duration, MeshEr
     Ok(start.elapsed())
 }
 
-/// Waits until every running sidecar's filter has applied config `version` or later — its
+/// Waits until every filter (each running sidecar, or the waypoint) has applied config `version` or later — its
 /// `hfi.config.version` gauge, which the filter sets after it published the new policy set
 /// to every Wasm VM of the Envoy — and returns, per pod, the time from `since` to the first
 /// moment it was seen applied (keyed `pod.namespace`).
@@ -1149,21 +1175,18 @@ pub fn wait_applied(
     since: Instant,
     timeout: Duration,
 ) -> Result<BTreeMap<String, Duration>, MeshError> {
-    let pods: Vec<(String, &Pod)> = mesh
-        .pods()
-        .map(|(s, p)| (format!("{}.{}", p.name, s.namespace), p))
-        .collect();
+    let pods = mesh.filter_proxies();
     let mut applied: BTreeMap<String, Duration> = BTreeMap::new();
     wait_for(
         &format!("every sidecar to apply config version {version}"),
         timeout,
         Duration::from_millis(1),
         || {
-            for (key, pod) in &pods {
+            for (key, admin) in &pods {
                 if applied.contains_key(key) {
                     continue;
                 }
-                if mesh.config_version(pod)?.is_some_and(|v| v >= version) {
+                if mesh.config_version_at(admin)?.is_some_and(|v| v >= version) {
                     applied.insert(key.clone(), since.elapsed());
                 }
             }
