@@ -468,7 +468,11 @@ impl Ambient {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for caller in &topology.services {
             for callee in &topology.services {
-                if caller.handlers.iter().any(|h| h.calls_service(&callee.name)) {
+                if caller
+                    .handlers
+                    .iter()
+                    .any(|h| h.calls_service(&callee.name))
+                {
                     pairs.push((caller.service_account().to_owned(), callee.name.clone()));
                 }
             }
@@ -552,7 +556,10 @@ mod tests {
         assert_eq!(id.namespace.as_deref(), Some("demo"));
         assert_eq!(node["cluster"], "waypoint.demo");
         assert!(node["id"].as_str().unwrap().starts_with("waypoint~"));
-        assert_eq!(node["metadata"]["LABELS"]["istio.io/dataplane-mode"], "none");
+        assert_eq!(
+            node["metadata"]["LABELS"]["istio.io/dataplane-mode"],
+            "none"
+        );
     }
 
     #[test]
@@ -568,7 +575,10 @@ mod tests {
             .unwrap();
         let rds = chain_routes(cart, &topology, 3);
         let rc = &rds["resources"][0];
-        assert_eq!(rc["name"], "inbound-vip|7070|http|cartservice.demo.svc.cluster.local");
+        assert_eq!(
+            rc["name"],
+            "inbound-vip|7070|http|cartservice.demo.svc.cluster.local"
+        );
         let host = &rc["virtual_hosts"][0];
         assert_eq!(host["name"], "inbound|http|7070");
         assert_eq!(host["routes"][0]["name"], "default");

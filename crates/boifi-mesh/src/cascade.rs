@@ -245,7 +245,11 @@ impl Mesh {
             .flatten()
             .filter_map(|c| {
                 let name = c.pointer("/route_config/name").and_then(Value::as_str)?;
-                let version = c.get("version_info").and_then(Value::as_str)?.parse().ok()?;
+                let version = c
+                    .get("version_info")
+                    .and_then(Value::as_str)?
+                    .parse()
+                    .ok()?;
                 Some((name.to_owned(), version))
             })
             .collect())
@@ -310,10 +314,16 @@ impl Mesh {
                     .stat_at(&admin, "http.connect_terminate.downstream_rq_total")?
                     .unwrap_or(0),
                 aborts: self
-                    .stat_at(&admin, &self.filter_stat(boifi_engine::metrics::ABORTS_TOTAL))?
+                    .stat_at(
+                        &admin,
+                        &self.filter_stat(boifi_engine::metrics::ABORTS_TOTAL),
+                    )?
                     .unwrap_or(0),
                 delays: self
-                    .stat_at(&admin, &self.filter_stat(boifi_engine::metrics::DELAYS_TOTAL))?
+                    .stat_at(
+                        &admin,
+                        &self.filter_stat(boifi_engine::metrics::DELAYS_TOTAL),
+                    )?
                     .unwrap_or(0),
             };
             all.insert(WAYPOINT_ROW.to_owned(), faults);

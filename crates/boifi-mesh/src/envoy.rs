@@ -162,7 +162,12 @@ pub(crate) fn hcm(stat_prefix: &str, route_config: Value, http_filters: Vec<Valu
 
 /// An HTTP connection manager whose routes are `routes` under `key` (`route_config` inline,
 /// or `rds`).
-pub(crate) fn hcm_routed(stat_prefix: &str, key: &str, routes: Value, http_filters: Vec<Value>) -> Value {
+pub(crate) fn hcm_routed(
+    stat_prefix: &str,
+    key: &str,
+    routes: Value,
+    http_filters: Vec<Value>,
+) -> Value {
     let mut config = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": stat_prefix,
@@ -320,10 +325,9 @@ pub(crate) const OUTBOUND_ROUTES: &str = "outbound";
 
 /// Requests from other pods (and the ingress) through the boifi filter to the app.
 pub fn inbound_listener(c: &SidecarConfig<'_>) -> Value {
-    let mut filters: Vec<Value> =
-        boifi_filter(c.wasm, c.plugin_config, c.control_plane_port)
-            .into_iter()
-            .collect();
+    let mut filters: Vec<Value> = boifi_filter(c.wasm, c.plugin_config, c.control_plane_port)
+        .into_iter()
+        .collect();
     filters.push(router());
     let route_config = json!({
         "name": INBOUND_CLUSTER,

@@ -489,12 +489,8 @@ impl Mesh {
             .args(["--service", &spec.name, "--pod", &pod.name]);
         if !spec.handlers.is_empty() {
             let plan_file = file("plan.json");
-            let plan = crate::cascade::call_plan(
-                &spec,
-                &topology,
-                pod.outbound_port,
-                tunnels.as_ref(),
-            );
+            let plan =
+                crate::cascade::call_plan(&spec, &topology, pod.outbound_port, tunnels.as_ref());
             crate::cascade::write_json(&plan_file, &plan)?;
             app.arg("--plan").arg(&plan_file);
         }
@@ -693,7 +689,10 @@ impl Mesh {
             tls: &waypoint_tls,
         };
         let bootstrap = crate::ambient::waypoint_bootstrap(&config);
-        let path = self.dir.path().join(format!("{pod}.{namespace}.envoy.json"));
+        let path = self
+            .dir
+            .path()
+            .join(format!("{pod}.{namespace}.envoy.json"));
         write_bootstrap(&path, &bootstrap)?;
         let mut command = envoy_command(&self.envoy, &path);
         if let Some(module) = self.wasm.as_deref().filter(|m| is_native_module(m)) {
@@ -816,7 +815,10 @@ impl Mesh {
                     }
                 }
                 if let Some(a) = ambient.as_mut() {
-                    for p in [a.waypoint.as_mut(), a.ztunnel.as_mut()].into_iter().flatten() {
+                    for p in [a.waypoint.as_mut(), a.ztunnel.as_mut()]
+                        .into_iter()
+                        .flatten()
+                    {
                         p.check_running()?;
                     }
                     all = all
@@ -905,7 +907,10 @@ impl Mesh {
     pub fn config_version_at(&self, admin: &str) -> Result<Option<u64>, MeshError> {
         // The Wasm filter's stats are under `wasmcustom.`, the native module's under
         // `dynamicmodulescustom.`.
-        self.stat_at(admin, &self.filter_stat(boifi_engine::metrics::CONFIG_VERSION))
+        self.stat_at(
+            admin,
+            &self.filter_stat(boifi_engine::metrics::CONFIG_VERSION),
+        )
     }
 
     /// The full name of one of the filter's own stats (`hfi.config.version`).
