@@ -39,6 +39,10 @@ enum Command {
         /// and the Grafana dashboard file, and keep serving traffic until Enter.
         #[arg(long)]
         prometheus: bool,
+        /// Istio's ambient mode: no sidecars, one waypoint Envoy for the namespace runs the
+        /// filter (`make demo MODE=ambient`).
+        #[arg(long)]
+        ambient: bool,
     },
     /// Start the mesh and keep it running until Ctrl-C.
     Up {
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
             policies,
             requests,
             prometheus,
+            ambient,
         } => {
             let (faults, slow_policies) = DemoOptions::default_policies();
             demo::run(&DemoOptions {
@@ -97,6 +102,7 @@ fn main() -> ExitCode {
                 requests,
                 app_binary: std::env::current_exe().ok(),
                 prometheus,
+                ambient,
             })
         }
         Command::Up {
