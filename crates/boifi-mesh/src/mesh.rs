@@ -701,7 +701,9 @@ impl Mesh {
                     NATIVE_SEARCH_PATH_ENV,
                     module.parent().unwrap_or(Path::new(".")),
                 )
-                .envs(crate::envoy::proxy_env_of_node(&bootstrap["node"]));
+                .envs(crate::envoy::proxy_env_of_node(
+                    &crate::ambient::waypoint_node(&namespace, &pod),
+                ));
         }
         let log = self.dir.path().join(format!("{pod}.{namespace}.envoy.log"));
         let waypoint = ManagedProcess::spawn(&format!("{pod}/waypoint"), command, &log)?;
