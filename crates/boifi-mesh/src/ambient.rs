@@ -330,13 +330,9 @@ fn vip_cluster(w: &WaypointService) -> Value {
             json!({"filter_metadata": {"istio": {"services": [
                 {"host": s.fqdn(), "name": s.name, "namespace": s.namespace}]}}}),
         );
-        let unlimited = u32::MAX;
         c.insert(
             "circuit_breakers".into(),
-            json!({"thresholds": [{
-                "max_connections": unlimited, "max_pending_requests": unlimited,
-                "max_requests": unlimited, "max_retries": unlimited, "track_remaining": true,
-            }]}),
+            crate::envoy::unlimited_circuit_breakers(),
         );
     }
     cluster

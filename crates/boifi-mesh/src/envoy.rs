@@ -498,16 +498,18 @@ pub fn upstream_cluster(u: &Upstream, tls: Option<&WorkloadFiles>) -> Value {
             let callee = u.service.spiffe_id(trust_domain_of(&tls.spiffe_id));
             c.insert("transport_socket".into(), upstream_tls(tls, &callee, http2));
         }
-        let unlimited = u32::MAX;
-        c.insert(
-            "circuit_breakers".into(),
-            json!({"thresholds": [{
-                "max_connections": unlimited, "max_pending_requests": unlimited,
-                "max_requests": unlimited, "max_retries": unlimited, "track_remaining": true,
-            }]}),
-        );
+        c.insert("circuit_breakers".into(), unlimited_circuit_breakers());
     }
     cluster
+}
+
+/// The circuit breakers Istio gives every cluster: no limit (see [`upstream_cluster`]).
+pub(crate) fn unlimited_circuit_breakers() -> Value {
+    let unlimited = u32::MAX;
+    json!({"thresholds": [{
+        "max_connections": unlimited, "max_pending_requests": unlimited,
+        "max_requests": unlimited, "max_retries": unlimited, "track_remaining": true,
+    }]})
 }
 
 /// A service and its pods, as an upstream of the ingress or of a sidecar.

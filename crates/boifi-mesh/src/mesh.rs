@@ -531,15 +531,9 @@ impl Mesh {
         let bootstrap = dir.join(format!("{}.{}.envoy.json", pod.name, spec.namespace));
         write_bootstrap(&bootstrap, &sidecar_bootstrap(&config))?;
         let log = dir.join(format!("{}.{}.envoy.log", pod.name, spec.namespace));
-        let mut sidecar = envoy_command(&self.envoy, &bootstrap);
-        if let Some(module) = self.wasm.as_deref().filter(|m| is_native_module(m)) {
-            sidecar
-                .env(
-                    NATIVE_SEARCH_PATH_ENV,
-                    module.parent().unwrap_or(Path::new(".")),
-                )
-                .envs(istio_proxy_env(&spec, &pod.name));
-        }
+        let sidecar = Mesh::proxy_command(&self.envoy, self.wasm.as_deref(), &bootstrap, || {
+            istio_proxy_env(&spec, &pod.name)
+        });
         pod.sidecar = Some(ManagedProcess::spawn(
             &format!("{}/sidecar", pod.name),
             sidecar,
@@ -547,6 +541,27 @@ impl Mesh {
         )?);
         pod.ready_after = None;
         Ok(())
+    }
+
+    /// The command of an Envoy that runs the filter (a sidecar, the waypoint): with the native
+    /// module, the module's directory and the proxy environment `env` gives (what the module
+    /// reads its identity from).
+    fn proxy_command(
+        envoy: &Path,
+        module: Option<&Path>,
+        bootstrap: &Path,
+        env: impl FnOnce() -> Vec<(String, String)>,
+    ) -> Command {
+        let mut command = envoy_command(envoy, bootstrap);
+        if let Some(module) = module.filter(|m| is_native_module(m)) {
+            command
+                .env(
+                    NATIVE_SEARCH_PATH_ENV,
+                    module.parent().unwrap_or(Path::new(".")),
+                )
+                .envs(env());
+        }
+        command
     }
 
     /// The certificate files of a workload (issued on first use), or `None` without mTLS.
@@ -694,17 +709,9 @@ impl Mesh {
             .path()
             .join(format!("{pod}.{namespace}.envoy.json"));
         write_bootstrap(&path, &bootstrap)?;
-        let mut command = envoy_command(&self.envoy, &path);
-        if let Some(module) = self.wasm.as_deref().filter(|m| is_native_module(m)) {
-            command
-                .env(
-                    NATIVE_SEARCH_PATH_ENV,
-                    module.parent().unwrap_or(Path::new(".")),
-                )
-                .envs(crate::envoy::proxy_env_of_node(
-                    &crate::ambient::waypoint_node(&namespace, &pod),
-                ));
-        }
+        let command = Mesh::proxy_command(&self.envoy, self.wasm.as_deref(), &path, || {
+            crate::envoy::proxy_env_of_node(&crate::ambient::waypoint_node(&namespace, &pod))
+        });
         let log = self.dir.path().join(format!("{pod}.{namespace}.envoy.log"));
         let waypoint = ManagedProcess::spawn(&format!("{pod}/waypoint"), command, &log)?;
         let tunnels: Vec<crate::ambient::Tunnel> = ambient
