@@ -115,6 +115,11 @@ fn ambient_waypoint_is_istios_shape_serves_every_page_and_receives_policies() {
         "%DOWNSTREAM_PEER_URI_SAN%"
     );
     assert_eq!(principal["shared_with_upstream"], "ONCE");
+    // A client without a certificate gets nothing through (TLS with a client certificate only).
+    let plaintext = mesh
+        .client
+        .get(&format!("http://127.0.0.1:{}", ambient.connect_port), "/");
+    assert!(plaintext.is_err(), "plaintext answered: {plaintext:?}");
     let connect = &hcm["route_config"]["virtual_hosts"][0]["routes"][0];
     assert!(connect["match"]["connect_matcher"].is_object());
     assert_eq!(connect["route"]["cluster"], MAIN_INTERNAL);
