@@ -89,7 +89,14 @@ pub struct WaypointConfig<'a> {
     pub plugin_config: &'a Value,
     /// The waypoint's workload certificate (`spiffe://…/ns/<ns>/sa/waypoint`).
     pub tls: &'a WorkloadFiles,
+    /// The chains' access log ([`ACCESS_LOG_FORMAT`]), as Istio's `meshConfig.accessLogFile`.
+    pub access_log: &'a Path,
 }
+
+/// One line per request of a chain: the chain's name, the caller's principal from the filter
+/// state, and what the client sent in a header of the same name (which must never matter).
+pub const ACCESS_LOG_FORMAT: &str =
+    "%FILTER_CHAIN_NAME% principal=%FILTER_STATE(io.istio.peer_principal:PLAIN)% header=%REQ(io.istio.peer_principal)%\n";
 
 /// The node block pilot-agent writes for a waypoint pod (FACTS §2.4): node type `waypoint`,
 /// cluster `<sa>.<ns>`, and the labels Istio puts on the waypoint's pod, which make boifi-core
@@ -283,6 +290,14 @@ fn main_internal(c: &WaypointConfig<'_>) -> Value {
             {
                 config.insert("stream_idle_timeout".to_owned(), json!("0s"));
                 config.insert("use_remote_address".to_owned(), json!(false));
+                config.insert(
+                    "access_log".to_owned(),
+                    json!([{"name": "envoy.access_loggers.file", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                        "path": c.access_log.display().to_string(),
+                        "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}},
+                    }}]),
+                );
             }
             json!({
                 "name": name,

@@ -702,6 +702,7 @@ impl Mesh {
             module: self.wasm.as_deref(),
             plugin_config: &self.plugin_config,
             tls: &waypoint_tls,
+            access_log: &self.dir.path().join("waypoint.access.log"),
         };
         let bootstrap = crate::ambient::waypoint_bootstrap(&config);
         let path = self
@@ -709,9 +710,11 @@ impl Mesh {
             .path()
             .join(format!("{pod}.{namespace}.envoy.json"));
         write_bootstrap(&path, &bootstrap)?;
-        let command = Mesh::proxy_command(&self.envoy, self.wasm.as_deref(), &path, || {
+        let mut command = Mesh::proxy_command(&self.envoy, self.wasm.as_deref(), &path, || {
             crate::envoy::proxy_env_of_node(&crate::ambient::waypoint_node(&namespace, &pod))
         });
+        // The access log is read while the mesh runs: flushed every 100 ms, not every 10 s.
+        command.args(["--file-flush-interval-msec", "100"]);
         let log = self.dir.path().join(format!("{pod}.{namespace}.envoy.log"));
         let waypoint = ManagedProcess::spawn(&format!("{pod}/waypoint"), command, &log)?;
         let tunnels: Vec<crate::ambient::Tunnel> = ambient

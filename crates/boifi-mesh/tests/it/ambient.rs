@@ -9,11 +9,14 @@
 //! itself, so a cart policy matches nothing here).
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use boifi_core::identity::{Identity, ProxyKind};
 use boifi_mesh::ambient::{chain_name, CONNECT_TERMINATE, MAIN_INTERNAL, PEER_PRINCIPAL};
 use boifi_mesh::envoy::CONTROL_PLANE_CLUSTER;
+use boifi_mesh::http::RequestSpec;
 use boifi_mesh::mesh::rollout;
+use boifi_mesh::process::wait_for;
 use boifi_mesh::Topology;
 use serde_json::Value;
 
@@ -221,6 +224,55 @@ fn ambient_waypoint_is_istios_shape_serves_every_page_and_receives_policies() {
             "{callee}: its waypoint chain served requests"
         );
     }
+
+    // The caller each chain sees is the certificate verified on connect_terminate, carried as
+    // filter state `io.istio.peer_principal` into main_internal; a header of the same name
+    // sent by the client changes nothing.
+    let id = |ns: &str, sa: &str| boifi_core::identity::spiffe_id("cluster.local", ns, sa);
+    let forged = id("demo", "admin");
+    let mut spec = RequestSpec::get("/demo/frontend/");
+    spec.headers
+        .push((PEER_PRINCIPAL.to_owned(), forged.clone()));
+    let answer = mesh
+        .client
+        .send(&mesh.ingress_url(), &spec, None, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    let log_path = mesh.dir().join("waypoint.access.log");
+    let log = wait_for(
+        "the waypoint's access log to show the forged request",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            Ok(text.contains(&format!("header={forged}")).then_some(text))
+        },
+    )
+    .unwrap();
+    let principals = |chain: &str| -> BTreeSet<String> {
+        log.lines()
+            .filter(|l| l.starts_with(&format!("{chain} ")))
+            .filter_map(|l| l.split(" principal=").nth(1))
+            .filter_map(|rest| rest.split(' ').next())
+            .map(str::to_owned)
+            .collect()
+    };
+    let ingress = id("istio-system", "istio-ingressgateway-service-account");
+    let frontend_chain = chain_name(&mesh.service("frontend").unwrap().spec);
+    assert_eq!(
+        principals(&frontend_chain),
+        BTreeSet::from([ingress.clone()])
+    );
+    let cart = principals(&chain_name(&mesh.service("cartservice").unwrap().spec));
+    assert!(cart.contains(&id("demo", "frontend")), "{cart:?}");
+    assert!(
+        cart.is_subset(&BTreeSet::from([
+            id("demo", "frontend"),
+            id("demo", "checkoutservice")
+        ])),
+        "{cart:?}"
+    );
+    assert!(!log.contains(&format!("principal={forged}")));
 
     // A cart policy applied with boifi-cli reaches the waypoint's filter.
     apply(
