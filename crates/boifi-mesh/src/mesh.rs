@@ -748,30 +748,26 @@ impl Mesh {
     }
 
     fn spawn_ingress(&mut self) -> Result<(), MeshError> {
-        if let Some(ambient) = self.ambient.as_ref() {
+        let (routes, tls) = match self.ambient.as_ref() {
             // The ingress's calls are captured by ztunnel like every workload's: plaintext to
             // the node's ztunnel, HBONE with the gateway's identity from there.
-            let tunnels = ambient.tunnels_of(crate::ambient::INGRESS_SOURCE);
-            let routes: Vec<Upstream> = self
-                .upstreams()
-                .into_iter()
-                .map(|mut u| {
-                    u.endpoints = tunnels.get(&u.service.name).copied().into_iter().collect();
-                    u
-                })
-                .collect();
-            let bootstrap =
-                ingress_bootstrap(self.ingress_admin_port, self.ingress_port, &routes, None);
-            self.ingress = Some(spawn_envoy(
-                &self.envoy,
-                self.dir.path(),
-                "ingress",
-                &bootstrap,
-            )?);
-            return Ok(());
-        }
-        let routes = self.upstreams();
-        let tls = self.workload_files(INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT)?;
+            Some(ambient) => {
+                let tunnels = ambient.tunnels_of(crate::ambient::INGRESS_SOURCE);
+                let routes = self
+                    .upstreams()
+                    .into_iter()
+                    .map(|mut u| {
+                        u.endpoints = tunnels.get(&u.service.name).copied().into_iter().collect();
+                        u
+                    })
+                    .collect();
+                (routes, None)
+            }
+            None => (
+                self.upstreams(),
+                self.workload_files(INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT)?,
+            ),
+        };
         let bootstrap = ingress_bootstrap(
             self.ingress_admin_port,
             self.ingress_port,
