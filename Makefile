@@ -20,7 +20,7 @@ export BOIFI_NATIVE := $(CURDIR)/$(NATIVE_OUT)
 .PHONY: help deps fmt-check clippy nostd wasm native test test-rust demo bench oci
 
 help:
-	@echo "make demo   - start a local mesh of Envoy sidecars, apply a policy, show the effect (PROM=1: with Prometheus)"
+	@echo "make demo   - start a local mesh of Envoy sidecars, apply a policy, show the effect (PROM=1: with Prometheus; MODE=ambient: one waypoint instead of sidecars)"
 	@echo "make test   - run every test (installs what it needs)"
 	@echo "make wasm   - build the proxy-wasm filter ($(WASM_OUT))"
 	@echo "make native - build the native Envoy dynamic module ($(NATIVE_OUT))"
@@ -64,9 +64,12 @@ test: deps fmt-check clippy deny nostd test-rust fuzz-smoke api-fuzz
 # control plane, prints its URL and the Grafana dashboard to import
 # (charts/boifi/dashboards/boifi.json), and keeps frontend's traffic going until Enter.
 # `make demo FILTER=native`: the sidecars run the native dynamic module instead of the Wasm one.
+# `make demo MODE=ambient`: Istio's ambient mode, no sidecars; every call goes over HBONE (mTLS)
+# through ONE waypoint Envoy for the namespace, configured as Istio configures one, running the
+# filter (Wasm or native per FILTER); see docs/CASCADE.md, "Ambient mode in the local mesh".
 demo: wasm native
 	cargo build --quiet -p boifi-server -p boifi-cli -p boifi-mesh
-	BOIFI_FILTER=$(FILTER) ./target/debug/boifi-mesh demo $(if $(filter 1 true yes,$(HA)),--ha,) $(if $(POLICY),--policies $(POLICY),) $(if $(filter 1 true yes,$(PROM)),--prometheus,)
+	BOIFI_FILTER=$(FILTER) ./target/debug/boifi-mesh demo $(if $(filter 1 true yes,$(HA)),--ha,) $(if $(POLICY),--policies $(POLICY),) $(if $(filter 1 true yes,$(PROM)),--prometheus,) $(if $(filter ambient,$(MODE)),--ambient,)
 
 # The filter's e2e tests load $(BOIFI_WASM) and $(BOIFI_NATIVE) into a real Envoy: build them
 # first. A test whose tool (Envoy, etcd, wrk, a built filter) is missing fails and names it;

@@ -62,6 +62,11 @@ pub struct Callee {
     pub authority: String,
     /// Its gRPC service (`hipstershop.CartService`), `None` for an HTTP callee.
     pub grpc_service: Option<String>,
+    /// Where calls to it connect when not to the sidecar's outbound listener: ambient mode,
+    /// where the node's ztunnel captures each destination on its own port (see
+    /// [`crate::ambient`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<SocketAddr>,
 }
 
 /// What the app does, as the mesh writes it to the file given with `--plan`.
@@ -183,22 +188,37 @@ impl Body for GrpcReply {
 
 type Reply = Either<Full<Bytes>, GrpcReply>;
 
-/// Resolves every name to the app's own sidecar: the app calls `cartservice...`, its
-/// sidecar's outbound listener routes the call (Istio's iptables redirect, without iptables).
-#[derive(Debug, Clone, Copy)]
-struct ToSidecar(SocketAddr);
+/// Resolves a callee's name to its own address when it has one (ambient mode: the node's
+/// ztunnel), else to the app's own sidecar: the app calls `cartservice...`, its sidecar's
+/// outbound listener routes the call (Istio's iptables redirect, without iptables).
+#[derive(Debug, Clone)]
+struct ToSidecar {
+    sidecar: Option<SocketAddr>,
+    by_name: Arc<BTreeMap<String, SocketAddr>>,
+}
 
 impl tower_service::Service<Name> for ToSidecar {
     type Response = std::iter::Once<SocketAddr>;
-    type Error = Infallible;
-    type Future = Ready<Result<Self::Response, Infallible>>;
+    type Error = std::io::Error;
+    type Future = Ready<Result<Self::Response, std::io::Error>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, _name: Name) -> Self::Future {
-        std::future::ready(Ok(std::iter::once(self.0)))
+    fn call(&mut self, name: Name) -> Self::Future {
+        let address = self
+            .by_name
+            .get(name.as_str())
+            .copied()
+            .or(self.sidecar)
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no route to `{}`", name.as_str()),
+                )
+            });
+        std::future::ready(address.map(std::iter::once))
     }
 }
 
@@ -379,10 +399,18 @@ async fn serve(addr: SocketAddr, info: AppInfo) -> Result<(), MeshError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| MeshError::io(addr.to_string(), e))?;
-    let clients = info
+    let by_name: BTreeMap<String, SocketAddr> = info
         .plan
-        .outbound
-        .map(|sidecar| Clients::new(crate::http::connector(ToSidecar(sidecar))));
+        .callees
+        .values()
+        .filter_map(|c| c.address.map(|a| (c.authority.clone(), a)))
+        .collect();
+    let clients = (info.plan.outbound.is_some() || !by_name.is_empty()).then(|| {
+        Clients::new(crate::http::connector(ToSidecar {
+            sidecar: info.plan.outbound,
+            by_name: Arc::new(by_name),
+        }))
+    });
     let app = Arc::new(App {
         info,
         clients,

@@ -13,10 +13,10 @@ use serde_json::Value;
 
 use crate::app::{AppStats, CallPlan, CallStats, Callee, STATS_PATH};
 use crate::calls::Handler;
-use crate::envoy::{outbound_routes, Upstream};
+use crate::envoy::{outbound_routes, Upstream, OUTBOUND_ROUTES};
 use crate::error::MeshError;
 use crate::http::{RequestSpec, TrafficReport};
-use crate::mesh::{Mesh, Pod};
+use crate::mesh::Mesh;
 use crate::process::wait_for;
 use crate::topology::{ServiceSpec, Topology};
 use crate::traffic::RoutePolicy;
@@ -50,20 +50,32 @@ pub(crate) fn write_routes(
     upstreams: &[Upstream],
     version: u64,
 ) -> Result<bool, MeshError> {
-    let routes = outbound_routes(caller, topology, upstreams, version);
+    write_changed_routes(path, &outbound_routes(caller, topology, upstreams, version))
+}
+
+/// Writes an RDS file's content unless the file already holds the same resources (see
+/// [`write_routes`]); returns whether it wrote.
+pub(crate) fn write_changed_routes(path: &Path, routes: &Value) -> Result<bool, MeshError> {
     let held = std::fs::read(path)
         .ok()
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
     if held.is_some_and(|h| h.get("resources") == routes.get("resources")) {
         return Ok(false);
     }
-    write_json(path, &routes)?;
+    write_json(path, routes)?;
     Ok(true)
 }
 
 /// The plan of an app of `spec`: its handlers, and for each service it calls the authority
-/// its sidecar routes on.
-pub(crate) fn call_plan(spec: &ServiceSpec, topology: &Topology, outbound_port: u16) -> CallPlan {
+/// its sidecar routes on; in ambient mode (`tunnels`: callee name → port) the port ztunnel
+/// captures for that callee instead of a sidecar.
+pub(crate) fn call_plan(
+    spec: &ServiceSpec,
+    topology: &Topology,
+    outbound_port: u16,
+    tunnels: Option<&BTreeMap<String, u16>>,
+) -> CallPlan {
+    let local = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let callees = topology
         .services
         .iter()
@@ -72,12 +84,13 @@ pub(crate) fn call_plan(spec: &ServiceSpec, topology: &Topology, outbound_port: 
             let callee = Callee {
                 authority: s.fqdn(),
                 grpc_service: s.grpc_service.clone().filter(|_| s.protocol.is_grpc()),
+                address: tunnels.and_then(|t| t.get(&s.name)).copied().map(local),
             };
             (s.name.clone(), callee)
         })
         .collect();
     CallPlan {
-        outbound: Some(std::net::SocketAddr::from(([127, 0, 0, 1], outbound_port))),
+        outbound: tunnels.is_none().then(|| local(outbound_port)),
         handlers: spec.handlers.clone(),
         callees,
     }
@@ -91,16 +104,31 @@ struct SidecarCounters {
     delays: u64,
 }
 
+/// The key of the waypoint's own counters among a run's sidecar counters.
+const WAYPOINT_ROW: &str = "(waypoint)";
+
+/// What the waypoint's filter did in a run (ambient mode): it counts per proxy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaypointRow {
+    /// HBONE tunnels (CONNECT requests) `connect_terminate` accepted.
+    pub tunnels: u64,
+    /// Aborts its filter injected, every service together.
+    pub aborts: u64,
+    /// Delays its filter injected, every service together.
+    pub delays: u64,
+}
+
 /// One service in a run.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceRow {
     /// Its name.
     pub service: String,
-    /// Requests its sidecars received (every try of the callers' retries).
+    /// Requests its sidecars received (every try of the callers' retries); in ambient mode
+    /// the requests of its chain of the waypoint (every try of the waypoint's retries).
     pub sidecar_requests: u64,
-    /// Aborts its sidecars' boifi filter injected.
+    /// Aborts its sidecars' boifi filter injected (0 in ambient mode: see [`Run::waypoint`]).
     pub aborts: u64,
-    /// Delays its sidecars' boifi filter injected.
+    /// Delays its sidecars' boifi filter injected (0 in ambient mode: see [`Run::waypoint`]).
     pub delays: u64,
     /// Its apps' counters.
     pub app: AppStats,
@@ -131,6 +159,8 @@ pub struct Run {
     pub pages: Vec<PageRow>,
     /// Per service, in topology order.
     pub services: Vec<ServiceRow>,
+    /// Ambient mode: the waypoint's own counters.
+    pub waypoint: Option<WaypointRow>,
 }
 
 impl Run {
@@ -157,28 +187,40 @@ impl Mesh {
         Ok(self.service(service)?.spec.handlers.clone())
     }
 
-    /// Replaces the callers' route policies and rewrites the outbound routes of every sidecar
-    /// they change; returns when each of those serves the new version (its RDS config dump
-    /// says so).
+    /// Replaces the callers' route policies and rewrites the routes they change: the outbound
+    /// routes of every sidecar, or in ambient mode the routes of the waypoint's chains (a
+    /// waypoint's route is the service's: only policies for every caller apply there).
+    /// Returns when each changed route is served at the new version (the RDS config dump of
+    /// its Envoy says so).
     pub fn set_routes(&mut self, routes: Vec<RoutePolicy>) -> Result<(), MeshError> {
         self.routes = routes;
         self.routes_version += 1;
         let (topology, upstreams, version) =
             (self.topology(), self.upstreams(), self.routes_version);
-        let mut pods: Vec<&Pod> = Vec::new();
-        for (spec, pod) in self.pods() {
+        // (admin URL, route config name) of every route written.
+        let mut changed: Vec<(String, String)> = Vec::new();
+        if let Some(ambient) = &self.ambient {
+            for s in &self.services {
+                let file = crate::ambient::route_file(self.dir(), &s.spec);
+                let routes = crate::ambient::chain_routes(&s.spec, &topology, version);
+                if write_changed_routes(&file, &routes)? {
+                    changed.push((ambient.admin_url(), crate::ambient::chain_name(&s.spec)));
+                }
+            }
+        }
+        for (spec, pod) in self.pods().filter(|(_, p)| !p.ambient) {
             let file = pod_file(self.dir(), &pod.name, spec, "routes.json");
             if write_routes(&file, &spec.name, &topology, &upstreams, version)? {
-                pods.push(pod);
+                changed.push((pod.admin_url(), OUTBOUND_ROUTES.to_owned()));
             }
         }
         wait_for(
-            &format!("every sidecar to serve outbound routes version {version}"),
+            &format!("every changed route to be served at version {version}"),
             Duration::from_secs(20),
             Duration::from_millis(20),
             || {
-                for pod in &pods {
-                    if self.routes_version_of(pod)? != Some(version) {
+                for (admin, name) in &changed {
+                    if self.route_versions(admin)?.get(name) != Some(&version) {
                         return Ok(None);
                     }
                 }
@@ -187,14 +229,13 @@ impl Mesh {
         )
     }
 
-    /// The version of the outbound routes a sidecar serves.
-    fn routes_version_of(&self, pod: &Pod) -> Result<Option<u64>, MeshError> {
-        let a = self.client.get(
-            &pod.admin_url(),
-            "/config_dump?resource=dynamic_route_configs",
-        )?;
+    /// The version of each route config an Envoy serves from RDS, by name.
+    fn route_versions(&self, admin: &str) -> Result<BTreeMap<String, u64>, MeshError> {
+        let a = self
+            .client
+            .get(admin, "/config_dump?resource=dynamic_route_configs")?;
         let dump: Value = serde_json::from_slice(&a.body).map_err(|e| MeshError::Http {
-            url: format!("{}/config_dump", pod.admin_url()),
+            url: format!("{admin}/config_dump"),
             reason: e.to_string(),
         })?;
         Ok(dump
@@ -202,8 +243,16 @@ impl Mesh {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|c| c.get("version_info").and_then(Value::as_str))
-            .find_map(|v| v.parse().ok()))
+            .filter_map(|c| {
+                let name = c.pointer("/route_config/name").and_then(Value::as_str)?;
+                let version = c
+                    .get("version_info")
+                    .and_then(Value::as_str)?
+                    .parse()
+                    .ok()?;
+                Some((name.to_owned(), version))
+            })
+            .collect())
     }
 
     /// The counters of a service's apps, every running pod merged.
@@ -240,8 +289,46 @@ impl Mesh {
         Ok(sum)
     }
 
+    /// Per service: the requests its sidecars (ambient: its waypoint chain) received and
+    /// the faults they injected; in ambient mode the waypoint's own faults under
+    /// [`WAYPOINT_ROW`], as its filter counts per proxy, not per service.
     fn sidecar_counters(&self) -> Result<BTreeMap<String, SidecarCounters>, MeshError> {
         let mut all = BTreeMap::new();
+        if let Some(ambient) = &self.ambient {
+            let admin = ambient.admin_url();
+            for s in &self.services {
+                let chain = crate::ambient::chain_name(&s.spec);
+                let requests = self
+                    .stat_at(&admin, &format!("http.{chain}.downstream_rq_total"))?
+                    .unwrap_or(0);
+                all.insert(
+                    s.spec.name.clone(),
+                    SidecarCounters {
+                        requests,
+                        ..SidecarCounters::default()
+                    },
+                );
+            }
+            let faults = SidecarCounters {
+                requests: self
+                    .stat_at(&admin, "http.connect_terminate.downstream_rq_total")?
+                    .unwrap_or(0),
+                aborts: self
+                    .stat_at(
+                        &admin,
+                        &self.filter_stat(boifi_engine::metrics::ABORTS_TOTAL),
+                    )?
+                    .unwrap_or(0),
+                delays: self
+                    .stat_at(
+                        &admin,
+                        &self.filter_stat(boifi_engine::metrics::DELAYS_TOTAL),
+                    )?
+                    .unwrap_or(0),
+            };
+            all.insert(WAYPOINT_ROW.to_owned(), faults);
+            return Ok(all);
+        }
         for s in &self.services {
             let mut c = SidecarCounters::default();
             for pod in s.running() {
@@ -290,6 +377,13 @@ impl Mesh {
             run.pages.push(PageRow { page, report });
         }
         let after = self.sidecar_counters()?;
+        if let (Some(b), Some(a)) = (before.get(WAYPOINT_ROW), after.get(WAYPOINT_ROW)) {
+            run.waypoint = Some(WaypointRow {
+                tunnels: a.requests.saturating_sub(b.requests),
+                aborts: a.aborts.saturating_sub(b.aborts),
+                delays: a.delays.saturating_sub(b.delays),
+            });
+        }
         let mut apps = BTreeMap::new();
         for s in &self.services {
             apps.insert(s.spec.name.clone(), self.app_stats(&s.spec.name)?);

@@ -40,6 +40,8 @@ pub struct DemoOptions {
     /// Also run a Prometheus scraping the mesh, and keep everything up with traffic until
     /// Enter is pressed, for the Grafana dashboard.
     pub prometheus: bool,
+    /// Istio's ambient mode: one waypoint for the namespace instead of sidecars.
+    pub ambient: bool,
 }
 
 impl DemoOptions {
@@ -129,11 +131,22 @@ struct Scenario {
 
 /// Runs the demo, printing progress and the tables on stdout.
 pub fn run(options: &DemoOptions) -> Result<(), MeshError> {
+    if options.ambient && options.prometheus {
+        return Err(MeshError::Topology(
+            "demo: `--prometheus` scrapes the sidecars, and ambient mode has none; drop PROM=1 or MODE=ambient"
+                .to_owned(),
+        ));
+    }
     let started = Instant::now();
     let policies = read_policies(&options.policies)?;
     let slow = read_policies(&options.slow_policies)?;
     println!(
-        "[1/4] the mesh: {} services, {} pods; control plane on {}",
+        "[1/4] the mesh{}: {} services, {} pods; control plane on {}",
+        if options.ambient {
+            " (ambient: no sidecars, one waypoint for namespace demo)"
+        } else {
+            ""
+        },
         options.topology.services.len(),
         options.topology.pods(),
         if options.ha {
@@ -149,16 +162,25 @@ pub fn run(options: &DemoOptions) -> Result<(), MeshError> {
         mesh_options.store = Store::Embedded;
     }
     mesh_options.progress = true;
+    mesh_options.ambient = options.ambient;
     mesh_options.app_binary = options.app_binary.clone();
     if options.prometheus {
         mesh_options.sidecar_stats_config = Some(istio_stats_config());
     }
     let mut mesh = Mesh::start(mesh_options)?;
-    println!(
-        "      {} sidecars serving after {} ms",
-        mesh.pods().count(),
-        mesh.all_pods_ready.map_or(0, |d| d.as_millis()),
-    );
+    match &mesh.ambient {
+        Some(a) => println!(
+            "      {} pods and the waypoint serving after {} ms (waypoint admin {})",
+            mesh.pods().count(),
+            mesh.all_pods_ready.map_or(0, |d| d.as_millis()),
+            a.admin_url(),
+        ),
+        None => println!(
+            "      {} sidecars serving after {} ms",
+            mesh.pods().count(),
+            mesh.all_pods_ready.map_or(0, |d| d.as_millis()),
+        ),
+    }
     let prometheus = options
         .prometheus
         .then(|| Prometheus::for_mesh(&mesh, Duration::from_secs(5)))
@@ -254,15 +276,35 @@ fn apply(
     let waited = crate::mesh::wait_converged(mesh, Duration::from_secs(30))?;
     let target = mesh.service(TARGET)?;
     let (aborts, delays) = expected_shares(policies, &target.spec);
+    let holder = if mesh.ambient.is_some() {
+        "the waypoint holds"
+    } else {
+        "every sidecar holds"
+    };
     println!(
-        "      every sidecar holds them {} ms after the apply returned;",
+        "      {holder} them {} ms after the apply returned;",
         waited.as_millis()
     );
     println!(
-        "      {TARGET} aborts {:.1} % and delays {:.1} % of its requests",
+        "      in a sidecar, {TARGET} aborts {:.1} % and delays {:.1} % of its requests",
         100.0 * aborts,
         100.0 * delays
     );
+    if let Some(a) = &mesh.ambient {
+        // The waypoint's filter decides once, for the proxy's own identity; deciding the
+        // target service per request is issue 26's engine work.
+        let mut waypoint = ServiceSpec::new(crate::ambient::WAYPOINT, &a.namespace, Protocol::Http);
+        waypoint.labels.clear();
+        let (aborts, delays) = expected_shares(policies, &waypoint);
+        println!(
+            "      the waypoint's filter still decides for the waypoint itself (service=waypoint):"
+        );
+        println!(
+            "      it aborts {:.1} % and delays {:.1} % (the target per request is not built yet)",
+            100.0 * aborts,
+            100.0 * delays
+        );
+    }
     Ok(())
 }
 
@@ -339,13 +381,19 @@ fn millis(d: Option<Duration>) -> String {
     )
 }
 
-/// Per service: what its sidecar received and injected, what its app received, what its
-/// callers' calls to it got.
+/// Per service: what its sidecar (ambient: its chain of the waypoint) received and injected,
+/// what its app received, what its callers' calls to it got; in ambient mode a last line with
+/// the faults the waypoint's filter injected (it counts per proxy, not per service).
 pub fn service_table(run: &Run) -> Vec<String> {
+    let proxy = if run.waypoint.is_some() {
+        "-- its waypoint chain --"
+    } else {
+        "-- its sidecar --"
+    };
     let mut lines = vec![
         format!(
             "{:<14}{:^24}{:>8}{:^32}",
-            "", "-- its sidecar --", "its app", "-- what its callers saw --"
+            "", proxy, "its app", "-- what its callers saw --"
         )
         .trim_end()
         .to_owned(),
@@ -373,6 +421,12 @@ pub fn service_table(run: &Run) -> Vec<String> {
             errors,
             millis(quantile(&latencies, 0.5)),
             millis(quantile(&latencies, 0.99)),
+        ));
+    }
+    if let Some(w) = &run.waypoint {
+        lines.push(format!(
+            "{:<14}{:>8}{:>8}{:>8}  (new HBONE tunnels; all services' faults)",
+            "(waypoint)", w.tunnels, w.aborts, w.delays
         ));
     }
     lines
@@ -454,7 +508,11 @@ mod tests {
                 report: report.clone(),
             })
             .collect();
-        let run = Run { pages, services };
+        let run = Run {
+            pages,
+            services,
+            waypoint: None,
+        };
         let retries = Retries::new(2, &["5xx", "gateway-error", "unavailable"]).unwrap();
         let scenario = Scenario {
             title: "callers retry",

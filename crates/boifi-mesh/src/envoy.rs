@@ -23,7 +23,7 @@ use crate::traffic::route_action;
 pub const CONTROL_PLANE_CLUSTER: &str = boifi_core::wire::DEFAULT_CONTROL_PLANE_CLUSTER;
 
 /// Per-connection buffer limit: small, so dozens of Envoys fit comfortably.
-const BUFFER_LIMIT: u32 = 32 * 1024;
+pub(crate) const BUFFER_LIMIT: u32 = 32 * 1024;
 
 /// The Envoy binary: `BOIFI_ENVOY`, else what `scripts/envoy-path.sh` prints.
 pub fn envoy_binary(repo_root: &Path) -> Result<PathBuf, MeshError> {
@@ -121,15 +121,15 @@ pub fn istio_node(service: &ServiceSpec, pod: &str) -> Value {
     .istio_node()
 }
 
-fn admin(port: u16) -> Value {
+pub(crate) fn admin(port: u16) -> Value {
     json!({"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}})
 }
 
-fn address(port: u16) -> Value {
+pub(crate) fn address(port: u16) -> Value {
     json!({"socket_address": {"address": "127.0.0.1", "port_value": port}})
 }
 
-fn static_cluster(name: &str, ports: &[u16], http2: bool) -> Value {
+pub(crate) fn static_cluster(name: &str, ports: &[u16], http2: bool) -> Value {
     let endpoints: Vec<Value> = ports
         .iter()
         .map(|p| json!({"endpoint": {"address": address(*p)}}))
@@ -156,13 +156,18 @@ fn static_cluster(name: &str, ports: &[u16], http2: bool) -> Value {
     cluster
 }
 
-fn hcm(stat_prefix: &str, route_config: Value, http_filters: Vec<Value>) -> Value {
+pub(crate) fn hcm(stat_prefix: &str, route_config: Value, http_filters: Vec<Value>) -> Value {
     hcm_routed(stat_prefix, "route_config", route_config, http_filters)
 }
 
 /// An HTTP connection manager whose routes are `routes` under `key` (`route_config` inline,
 /// or `rds`).
-fn hcm_routed(stat_prefix: &str, key: &str, routes: Value, http_filters: Vec<Value>) -> Value {
+pub(crate) fn hcm_routed(
+    stat_prefix: &str,
+    key: &str,
+    routes: Value,
+    http_filters: Vec<Value>,
+) -> Value {
     let mut config = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": stat_prefix,
@@ -175,7 +180,7 @@ fn hcm_routed(stat_prefix: &str, key: &str, routes: Value, http_filters: Vec<Val
     json!({"name": "envoy.filters.network.http_connection_manager", "typed_config": config})
 }
 
-fn router() -> Value {
+pub(crate) fn router() -> Value {
     json!({"name": "envoy.filters.http.router", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
 }
@@ -244,6 +249,22 @@ pub fn native_filter(plugin_config: &Value, control_plane_address: &str) -> Valu
     })
 }
 
+/// The boifi filter of a proxy: the native module when `module` is a `.so` (polling the control
+/// plane on `control_plane_port` itself), else the Wasm filter; `None` without a module.
+pub fn boifi_filter(
+    module: Option<&Path>,
+    plugin_config: &Value,
+    control_plane_port: u16,
+) -> Option<Value> {
+    module.map(|m| {
+        if is_native_module(m) {
+            native_filter(plugin_config, &format!("127.0.0.1:{control_plane_port}"))
+        } else {
+            wasm_filter(m, plugin_config)
+        }
+    })
+}
+
 /// True for the native dynamic module (a `.so`), false for a Wasm module.
 pub fn is_native_module(module: &Path) -> bool {
     module.extension().is_some_and(|e| e == "so")
@@ -252,7 +273,11 @@ pub fn is_native_module(module: &Path) -> bool {
 /// The environment pilot-agent gives an Istio proxy container for this pod, from the same
 /// metadata as [`istio_node`]: what the native module reads its identity from.
 pub fn istio_proxy_env(service: &ServiceSpec, pod: &str) -> Vec<(String, String)> {
-    let node = istio_node(service, pod);
+    proxy_env_of_node(&istio_node(service, pod))
+}
+
+/// The environment pilot-agent gives the proxy container whose node block is `node`.
+pub fn proxy_env_of_node(node: &Value) -> Vec<(String, String)> {
     let text = |key: &str| {
         node.pointer(&format!("/metadata/{key}"))
             .and_then(Value::as_str)
@@ -296,19 +321,13 @@ const INBOUND_CLUSTER: &str = "inbound|8080||";
 
 /// The name of the outbound routes (Istio names them after the port; one listener serves
 /// every port here, as the app cannot reach each Service port on 127.0.0.1).
-const OUTBOUND_ROUTES: &str = "outbound";
+pub(crate) const OUTBOUND_ROUTES: &str = "outbound";
 
 /// Requests from other pods (and the ingress) through the boifi filter to the app.
 pub fn inbound_listener(c: &SidecarConfig<'_>) -> Value {
-    let mut filters = Vec::new();
-    match c.wasm {
-        Some(module) if is_native_module(module) => {
-            let address = format!("127.0.0.1:{}", c.control_plane_port);
-            filters.push(native_filter(c.plugin_config, &address));
-        }
-        Some(wasm) => filters.push(wasm_filter(wasm, c.plugin_config)),
-        None => {}
-    }
+    let mut filters: Vec<Value> = boifi_filter(c.wasm, c.plugin_config, c.control_plane_port)
+        .into_iter()
+        .collect();
     filters.push(router());
     let route_config = json!({
         "name": INBOUND_CLUSTER,
@@ -393,13 +412,13 @@ pub fn upstream_tls(tls: &WorkloadFiles, callee_id: &str, http2: bool) -> Value 
     })
 }
 
-fn certificate(tls: &WorkloadFiles) -> Value {
+pub(crate) fn certificate(tls: &WorkloadFiles) -> Value {
     json!({"certificate_chain": {"filename": tls.cert.display().to_string()},
            "private_key": {"filename": tls.key.display().to_string()}})
 }
 
 /// The trust domain of a SPIFFE ID (`spiffe://<td>/...`).
-fn trust_domain_of(spiffe_id: &str) -> &str {
+pub(crate) fn trust_domain_of(spiffe_id: &str) -> &str {
     spiffe_id
         .strip_prefix("spiffe://")
         .and_then(|rest| rest.split('/').next())
@@ -479,16 +498,18 @@ pub fn upstream_cluster(u: &Upstream, tls: Option<&WorkloadFiles>) -> Value {
             let callee = u.service.spiffe_id(trust_domain_of(&tls.spiffe_id));
             c.insert("transport_socket".into(), upstream_tls(tls, &callee, http2));
         }
-        let unlimited = u32::MAX;
-        c.insert(
-            "circuit_breakers".into(),
-            json!({"thresholds": [{
-                "max_connections": unlimited, "max_pending_requests": unlimited,
-                "max_requests": unlimited, "max_retries": unlimited, "track_remaining": true,
-            }]}),
-        );
+        c.insert("circuit_breakers".into(), unlimited_circuit_breakers());
     }
     cluster
+}
+
+/// The circuit breakers Istio gives every cluster: no limit (see [`upstream_cluster`]).
+pub(crate) fn unlimited_circuit_breakers() -> Value {
+    let unlimited = u32::MAX;
+    json!({"thresholds": [{
+        "max_connections": unlimited, "max_pending_requests": unlimited,
+        "max_requests": unlimited, "max_retries": unlimited, "track_remaining": true,
+    }]})
 }
 
 /// A service and its pods, as an upstream of the ingress or of a sidecar.

@@ -202,8 +202,13 @@ pub struct Clients<C> {
 impl<C: Connect + Clone + Send + Sync + 'static> Clients<C> {
     /// Clients over `connector`.
     pub fn new(connector: C) -> Clients<C> {
+        // An idle connection is dropped before the servers here close theirs (actix: 5 s),
+        // so a request never goes out on a connection the server already closed (hyper's
+        // `IncompleteMessage`), which the blocking harness client, idle between calls, would
+        // otherwise meet.
         let h1 = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(64)
+            .pool_idle_timeout(Duration::from_secs(2))
             .build(connector.clone());
         let h2 = Client::builder(TokioExecutor::new())
             .http2_only(true)

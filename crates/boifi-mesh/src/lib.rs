@@ -10,6 +10,7 @@
 //! end-to-end tests (`tests/it`) and by `make demo` (the `boifi-mesh demo` command).
 #![warn(missing_docs)]
 
+pub mod ambient;
 pub mod app;
 pub mod calls;
 pub mod cascade;

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use boifi_mesh::ambient::WAYPOINT;
 use boifi_mesh::app::{AppInfo, CallPlan};
 use boifi_mesh::demo::{self, DemoOptions};
 use boifi_mesh::{Mesh, MeshOptions, Topology};
@@ -38,6 +39,10 @@ enum Command {
         /// and the Grafana dashboard file, and keep serving traffic until Enter.
         #[arg(long)]
         prometheus: bool,
+        /// Istio's ambient mode: no sidecars, one waypoint Envoy for the namespace runs the
+        /// filter (`make demo MODE=ambient`).
+        #[arg(long)]
+        ambient: bool,
     },
     /// Start the mesh and keep it running until Ctrl-C.
     Up {
@@ -47,6 +52,10 @@ enum Command {
         /// Only these services (comma-separated; default: all of Online Boutique).
         #[arg(long, value_delimiter = ',')]
         services: Vec<String>,
+        /// Istio's ambient mode: no sidecars; every call goes through one waypoint Envoy for
+        /// the namespace (with the filter), reached over HBONE from a ztunnel stand-in.
+        #[arg(long)]
+        ambient: bool,
     },
     /// Serve as one pod's app (used by the mesh itself).
     App {
@@ -82,6 +91,7 @@ fn main() -> ExitCode {
             policies,
             requests,
             prometheus,
+            ambient,
         } => {
             let (faults, slow_policies) = DemoOptions::default_policies();
             demo::run(&DemoOptions {
@@ -92,9 +102,14 @@ fn main() -> ExitCode {
                 requests,
                 app_binary: std::env::current_exe().ok(),
                 prometheus,
+                ambient,
             })
         }
-        Command::Up { ha, services } => up(ha, &services),
+        Command::Up {
+            ha,
+            services,
+            ambient,
+        } => up(ha, &services, ambient),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -105,7 +120,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn up(ha: bool, services: &[String]) -> Result<(), boifi_mesh::MeshError> {
+fn up(ha: bool, services: &[String], ambient: bool) -> Result<(), boifi_mesh::MeshError> {
     let mut topology = Topology::online_boutique();
     if !services.is_empty() {
         let names: Vec<&str> = services.iter().map(String::as_str).collect();
@@ -115,6 +130,9 @@ fn up(ha: bool, services: &[String]) -> Result<(), boifi_mesh::MeshError> {
     if ha {
         options = options.ha();
     }
+    if ambient {
+        options = options.ambient();
+    }
     options.progress = true;
     options.app_binary = std::env::current_exe().ok();
     let mesh = Mesh::start(options)?;
@@ -123,7 +141,15 @@ fn up(ha: bool, services: &[String]) -> Result<(), boifi_mesh::MeshError> {
         "ingress:       {} (Host: <service>.<namespace>)",
         mesh.ingress_url()
     );
-    for (spec, pod) in mesh.pods() {
+    if let Some(a) = &mesh.ambient {
+        println!(
+            "waypoint:      {WAYPOINT}.{} connect_terminate :{}  admin {}",
+            a.namespace,
+            a.connect_port,
+            a.admin_url()
+        );
+    }
+    for (spec, pod) in mesh.pods().filter(|(_, p)| !p.ambient) {
         println!(
             "{:<40} inbound {}  outbound :{}  admin {}  app counters {}{}",
             format!("{}.{}", pod.name, spec.namespace),

@@ -59,6 +59,10 @@ pub struct MeshOptions {
     pub mtls: bool,
     /// The sidecars' `stats_config` (`None`: Envoy's default, every stat with default tags).
     pub sidecar_stats_config: Option<Value>,
+    /// Istio's ambient mode: no sidecars; the apps (and the ingress) call every service
+    /// through a ztunnel stand-in and ONE waypoint Envoy per namespace, which runs the filter
+    /// (see [`crate::ambient`]). Needs `mtls` (HBONE is mTLS) and one namespace.
+    pub ambient: bool,
 }
 
 impl MeshOptions {
@@ -75,6 +79,7 @@ impl MeshOptions {
             app_binary: None,
             mtls: true,
             sidecar_stats_config: None,
+            ambient: false,
         }
     }
 
@@ -82,6 +87,12 @@ impl MeshOptions {
     pub fn ha(mut self) -> MeshOptions {
         self.store = Store::Etcd;
         self.control_plane_replicas = 2;
+        self
+    }
+
+    /// Istio's ambient mode (see [`MeshOptions::ambient`]).
+    pub fn ambient(mut self) -> MeshOptions {
+        self.ambient = true;
         self
     }
 }
@@ -154,6 +165,8 @@ pub struct Pod {
     /// This pod's filter configuration when it is not the mesh's (one sidecar configured
     /// apart, as a pod annotation would in Kubernetes); kept across restarts of the slot.
     pub plugin_config: Option<Value>,
+    /// Ambient mode: no sidecar (the app alone is the pod; the ports of the sidecar stay unused).
+    pub ambient: bool,
 }
 
 impl Pod {
@@ -174,7 +187,7 @@ impl Pod {
 
     /// Whether both processes are up.
     pub fn is_running(&self) -> bool {
-        self.app.is_some() && self.sidecar.is_some()
+        self.app.is_some() && (self.ambient || self.sidecar.is_some())
     }
 
     fn stop(&mut self) {
@@ -231,6 +244,8 @@ pub struct Mesh {
     probes: Vec<ManagedProcess>,
     ingress_port: u16,
     ingress_admin_port: u16,
+    /// Ambient mode's waypoint and ztunnel (`None`: sidecars).
+    pub ambient: Option<crate::ambient::Ambient>,
     /// The client every call of the harness uses.
     pub client: HttpClient,
     /// From the first control-plane exec to ready, when it was started with the mesh.
@@ -308,6 +323,7 @@ impl Mesh {
             routes: options.topology.routes.clone(),
             routes_version: 1,
             ingress: None,
+            ambient: None,
             ingress_port,
             ingress_admin_port,
             client,
@@ -332,6 +348,7 @@ impl Mesh {
                     app: None,
                     sidecar: None,
                     ready_after: None,
+                    ambient: options.ambient,
                 })
                 .collect();
             mesh.services.push(Service {
@@ -340,9 +357,22 @@ impl Mesh {
                 generation: 0,
             });
         }
+        if options.ambient {
+            if !options.mtls {
+                return Err(MeshError::Topology(
+                    "ambient mode: HBONE is mTLS; the mesh needs `mtls`".to_owned(),
+                ));
+            }
+            mesh.ambient = Some(crate::ambient::Ambient::plan(&options.topology)?);
+        }
         say(&format!(
-            "starting {} pods (app + Envoy sidecar{}) of {} services",
+            "starting {} pods ({}{}) of {} services",
             options.topology.pods(),
+            if options.ambient {
+                "app only; one waypoint Envoy for the namespace"
+            } else {
+                "app + Envoy sidecar"
+            },
             match mesh.wasm.as_deref() {
                 Some(m) if is_native_module(m) => " with the boifi filter, native module",
                 Some(_) => " with the boifi filter",
@@ -355,6 +385,9 @@ impl Mesh {
             for slot in 0..slots {
                 mesh.spawn_pod(s, slot)?;
             }
+        }
+        if mesh.ambient.is_some() {
+            mesh.spawn_ambient()?;
         }
         mesh.spawn_ingress()?;
         if options.start_control_plane {
@@ -445,6 +478,10 @@ impl Mesh {
             .ok_or_else(|| MeshError::Unknown(format!("service #{s}")))?;
         let generation = service.generation;
         let spec = service.spec.clone();
+        let tunnels = self
+            .ambient
+            .as_ref()
+            .map(|a| a.tunnels_of(spec.service_account()));
         let pod = service
             .pods
             .get_mut(slot)
@@ -456,9 +493,20 @@ impl Mesh {
             .args(["--service", &spec.name, "--pod", &pod.name]);
         if !spec.handlers.is_empty() {
             let plan_file = file("plan.json");
-            let plan = crate::cascade::call_plan(&spec, &topology, pod.outbound_port);
+            let plan =
+                crate::cascade::call_plan(&spec, &topology, pod.outbound_port, tunnels.as_ref());
             crate::cascade::write_json(&plan_file, &plan)?;
             app.arg("--plan").arg(&plan_file);
+        }
+        let app_log = dir.join(format!("{}.{}.app.log", pod.name, spec.namespace));
+        pod.app = Some(ManagedProcess::spawn(
+            &format!("{}/app", pod.name),
+            app,
+            &app_log,
+        )?);
+        if pod.ambient {
+            pod.ready_after = None;
+            return Ok(());
         }
         let routes_file = file("routes.json");
         // Unchanged routes (a restarted pod) stay as they are: Envoy reads the file at start.
@@ -469,12 +517,6 @@ impl Mesh {
             &upstreams,
             routes_version,
         )?;
-        let app_log = dir.join(format!("{}.{}.app.log", pod.name, spec.namespace));
-        pod.app = Some(ManagedProcess::spawn(
-            &format!("{}/app", pod.name),
-            app,
-            &app_log,
-        )?);
         let config = SidecarConfig {
             tls: tls.as_ref(),
             service: &spec,
@@ -493,15 +535,9 @@ impl Mesh {
         let bootstrap = dir.join(format!("{}.{}.envoy.json", pod.name, spec.namespace));
         write_bootstrap(&bootstrap, &sidecar_bootstrap(&config))?;
         let log = dir.join(format!("{}.{}.envoy.log", pod.name, spec.namespace));
-        let mut sidecar = envoy_command(&self.envoy, &bootstrap);
-        if let Some(module) = self.wasm.as_deref().filter(|m| is_native_module(m)) {
-            sidecar
-                .env(
-                    NATIVE_SEARCH_PATH_ENV,
-                    module.parent().unwrap_or(Path::new(".")),
-                )
-                .envs(istio_proxy_env(&spec, &pod.name));
-        }
+        let sidecar = Mesh::proxy_command(&self.envoy, self.wasm.as_deref(), &bootstrap, || {
+            istio_proxy_env(&spec, &pod.name)
+        });
         pod.sidecar = Some(ManagedProcess::spawn(
             &format!("{}/sidecar", pod.name),
             sidecar,
@@ -509,6 +545,27 @@ impl Mesh {
         )?);
         pod.ready_after = None;
         Ok(())
+    }
+
+    /// The command of an Envoy that runs the filter (a sidecar, the waypoint): with the native
+    /// module, the module's directory and the proxy environment `env` gives (what the module
+    /// reads its identity from).
+    fn proxy_command(
+        envoy: &Path,
+        module: Option<&Path>,
+        bootstrap: &Path,
+        env: impl FnOnce() -> Vec<(String, String)>,
+    ) -> Command {
+        let mut command = envoy_command(envoy, bootstrap);
+        if let Some(module) = module.filter(|m| is_native_module(m)) {
+            command
+                .env(
+                    NATIVE_SEARCH_PATH_ENV,
+                    module.parent().unwrap_or(Path::new(".")),
+                )
+                .envs(env());
+        }
+        command
     }
 
     /// The certificate files of a workload (issued on first use), or `None` without mTLS.
@@ -594,9 +651,127 @@ impl Mesh {
         Ok(format!("http://127.0.0.1:{port}"))
     }
 
+    /// Starts the waypoint (the route files of its chains first) and the ztunnel stand-in, with
+    /// a certificate for the waypoint and for every source of a tunnel.
+    fn spawn_ambient(&mut self) -> Result<(), MeshError> {
+        let Some(ambient) = self.ambient.as_ref() else {
+            return Ok(());
+        };
+        let namespace = ambient.namespace.clone();
+        let sources: Vec<String> = ambient.tunnels.keys().map(|(s, _)| s.clone()).collect();
+        let vips = ambient.vips.clone();
+        let waypoint_tls = self
+            .workload_files(&namespace, crate::ambient::WAYPOINT)?
+            .ok_or_else(|| MeshError::Topology("ambient mode needs mTLS".to_owned()))?;
+        let mut certificates: BTreeMap<String, WorkloadFiles> = BTreeMap::new();
+        for source in sources {
+            let ns = if source.as_str() == crate::ambient::INGRESS_SOURCE {
+                INGRESS_NAMESPACE
+            } else {
+                &namespace
+            };
+            if let Some(files) = self.workload_files(ns, &source)? {
+                certificates.insert(source, files);
+            }
+        }
+        let topology = self.topology();
+        let services: Vec<crate::ambient::WaypointService> = self
+            .services
+            .iter()
+            .map(|s| crate::ambient::WaypointService {
+                service: s.spec.clone(),
+                vip: vips.get(&s.spec.name).cloned().unwrap_or_default(),
+                endpoints: s.pods.iter().map(|p| p.app_port).collect(),
+            })
+            .collect();
+        for w in &services {
+            let file = crate::ambient::route_file(self.dir.path(), &w.service);
+            crate::cascade::write_json(
+                &file,
+                &crate::ambient::chain_routes(&w.service, &topology, self.routes_version),
+            )?;
+        }
+        let Some(ambient) = self.ambient.as_ref() else {
+            return Ok(());
+        };
+        let pod = ambient.pod();
+        let config = crate::ambient::WaypointConfig {
+            namespace: &namespace,
+            pod: &pod,
+            admin_port: ambient.admin_port,
+            connect_port: ambient.connect_port,
+            services: &services,
+            routes_dir: self.dir.path(),
+            control_plane_port: self.control_plane.port,
+            module: self.wasm.as_deref(),
+            plugin_config: &self.plugin_config,
+            tls: &waypoint_tls,
+            access_log: &self.dir.path().join("waypoint.access.log"),
+        };
+        let bootstrap = crate::ambient::waypoint_bootstrap(&config);
+        let path = self
+            .dir
+            .path()
+            .join(format!("{pod}.{namespace}.envoy.json"));
+        write_bootstrap(&path, &bootstrap)?;
+        let mut command = Mesh::proxy_command(&self.envoy, self.wasm.as_deref(), &path, || {
+            crate::envoy::proxy_env_of_node(&crate::ambient::waypoint_node(&namespace, &pod))
+        });
+        // The access log is read while the mesh runs: flushed every 100 ms, not every 10 s.
+        command.args(["--file-flush-interval-msec", "100"]);
+        let log = self.dir.path().join(format!("{pod}.{namespace}.envoy.log"));
+        let waypoint = ManagedProcess::spawn(&format!("{pod}/waypoint"), command, &log)?;
+        let tunnels: Vec<crate::ambient::Tunnel> = ambient
+            .tunnels
+            .iter()
+            .filter_map(|((source, callee), port)| {
+                let service = services.iter().find(|w| &w.service.name == callee)?;
+                Some(crate::ambient::Tunnel {
+                    port: *port,
+                    source: certificates.get(source)?.clone(),
+                    authority: format!("{}:{}", service.vip, service.service.port),
+                })
+            })
+            .collect();
+        let ztunnel = spawn_envoy(
+            &self.envoy,
+            self.dir.path(),
+            "ztunnel",
+            &crate::ambient::ztunnel_bootstrap(
+                ambient.ztunnel_admin_port,
+                &tunnels,
+                ambient.connect_port,
+                &waypoint_tls.spiffe_id,
+            ),
+        )?;
+        if let Some(ambient) = self.ambient.as_mut() {
+            ambient.waypoint = Some(waypoint);
+            ambient.ztunnel = Some(ztunnel);
+        }
+        Ok(())
+    }
+
     fn spawn_ingress(&mut self) -> Result<(), MeshError> {
-        let routes = self.upstreams();
-        let tls = self.workload_files(INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT)?;
+        let (routes, tls) = match self.ambient.as_ref() {
+            // The ingress's calls are captured by ztunnel like every workload's: plaintext to
+            // the node's ztunnel, HBONE with the gateway's identity from there.
+            Some(ambient) => {
+                let tunnels = ambient.tunnels_of(crate::ambient::INGRESS_SOURCE);
+                let routes = self
+                    .upstreams()
+                    .into_iter()
+                    .map(|mut u| {
+                        u.endpoints = tunnels.get(&u.service.name).copied().into_iter().collect();
+                        u
+                    })
+                    .collect();
+                (routes, None)
+            }
+            None => (
+                self.upstreams(),
+                self.workload_files(INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT)?,
+            ),
+        };
         let bootstrap = ingress_bootstrap(
             self.ingress_admin_port,
             self.ingress_port,
@@ -619,6 +794,7 @@ impl Mesh {
         let ingress_admin = format!("http://127.0.0.1:{}", self.ingress_admin_port);
         let services = &mut self.services;
         let ingress = &mut self.ingress;
+        let ambient = &mut self.ambient;
         wait_for(
             "every sidecar serving",
             timeout,
@@ -630,19 +806,37 @@ impl Mesh {
                         if pod.ready_after.is_some() {
                             continue;
                         }
-                        let (Some(app), Some(sidecar)) = (pod.app.as_mut(), pod.sidecar.as_mut())
-                        else {
+                        let Some(app) = pod.app.as_mut() else {
                             continue;
                         };
                         app.check_running()?;
-                        sidecar.check_running()?;
-                        let started = sidecar.started();
+                        // Ambient: the app itself (the waypoint is checked below).
+                        let (started, url) = match pod.sidecar.as_mut() {
+                            Some(sidecar) => {
+                                sidecar.check_running()?;
+                                (sidecar.started(), pod.inbound_url())
+                            }
+                            None if pod.ambient => (app.started(), pod.app_url()),
+                            None => continue,
+                        };
                         let spec = probe_request(&s.spec);
-                        match client.send(&pod.inbound_url(), &spec, None, Duration::from_secs(2)) {
+                        match client.send(&url, &spec, None, Duration::from_secs(2)) {
                             Ok(a) if a.status == 200 => pod.ready_after = Some(started.elapsed()),
                             _ => all = false,
                         }
                     }
+                }
+                if let Some(a) = ambient.as_mut() {
+                    for p in [a.waypoint.as_mut(), a.ztunnel.as_mut()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        p.check_running()?;
+                    }
+                    all = all
+                        && client
+                            .get(&a.admin_url(), "/ready")
+                            .is_ok_and(|r| r.status == 200);
                 }
                 if let Some(i) = ingress.as_mut() {
                     i.check_running()?;
@@ -717,18 +911,47 @@ impl Mesh {
     /// The config version the sidecar's filter applied last (`hfi.config.version`), `None`
     /// before the filter reported any.
     pub fn config_version(&self, pod: &Pod) -> Result<Option<u64>, MeshError> {
+        self.config_version_at(&pod.admin_url())
+    }
+
+    /// The config version the filter of the Envoy with admin `admin` applied last (a sidecar
+    /// or the waypoint), `None` before the filter reported any.
+    pub fn config_version_at(&self, admin: &str) -> Result<Option<u64>, MeshError> {
         // The Wasm filter's stats are under `wasmcustom.`, the native module's under
         // `dynamicmodulescustom.`.
-        let name = match self.wasm.as_deref() {
-            Some(m) if is_native_module(m) => "dynamicmodulescustom.hfi.config.version",
-            _ => "wasmcustom.hfi.config.version",
-        };
-        self.stat(pod, name)
+        self.stat_at(
+            admin,
+            &self.filter_stat(boifi_engine::metrics::CONFIG_VERSION),
+        )
+    }
+
+    /// The full name of one of the filter's own stats (`hfi.config.version`).
+    pub fn filter_stat(&self, name: &str) -> String {
+        match self.wasm.as_deref() {
+            Some(m) if is_native_module(m) => format!("dynamicmodulescustom.{name}"),
+            _ => format!("wasmcustom.{name}"),
+        }
+    }
+
+    /// The Envoys that run the filter, as (`pod.namespace`, admin URL): every running
+    /// sidecar, or the waypoint in ambient mode.
+    pub fn filter_proxies(&self) -> Vec<(String, String)> {
+        if let Some(a) = &self.ambient {
+            return vec![(format!("{}.{}", a.pod(), a.namespace), a.admin_url())];
+        }
+        self.pods()
+            .map(|(s, p)| (format!("{}.{}", p.name, s.namespace), p.admin_url()))
+            .collect()
     }
 
     /// One of a sidecar's stats by its full name (`http.inbound_0.0.0.0_8080.downstream_rq_total`),
     /// `None` when the sidecar has no such stat.
     pub fn stat(&self, pod: &Pod, name: &str) -> Result<Option<u64>, MeshError> {
+        self.stat_at(&pod.admin_url(), name)
+    }
+
+    /// One stat by its full name of the Envoy with admin `admin`, `None` when it has none.
+    pub fn stat_at(&self, admin: &str, name: &str) -> Result<Option<u64>, MeshError> {
         let escaped: String = name
             .chars()
             .flat_map(|c| {
@@ -740,7 +963,7 @@ impl Mesh {
             "/stats?filter={}",
             boifi_core::wire::percent_encode(&format!("^{escaped}$"))
         );
-        let a = self.client.get(&pod.admin_url(), &path)?;
+        let a = self.client.get(admin, &path)?;
         let prefix = format!("{name}: ");
         Ok(a.text()
             .lines()
@@ -827,6 +1050,10 @@ impl Mesh {
     pub fn processes(&self) -> Vec<&ManagedProcess> {
         let mut all = self.control_plane.processes();
         all.extend(self.ingress.as_ref());
+        if let Some(a) = &self.ambient {
+            all.extend(a.waypoint.as_ref());
+            all.extend(a.ztunnel.as_ref());
+        }
         all.extend(self.probes.iter());
         for s in &self.services {
             for p in &s.pods {
@@ -866,6 +1093,9 @@ impl Mesh {
         }
         if let Some(mut i) = self.ingress.take() {
             i.kill();
+        }
+        if let Some(a) = self.ambient.as_mut() {
+            a.stop();
         }
         for mut p in self.probes.drain(..) {
             p.kill();
@@ -961,7 +1191,7 @@ pub fn rollout(mesh: &Mesh) -> Result<Rollout, MeshError> {
     Ok(Rollout { version, sidecars })
 }
 
-/// Waits until every running sidecar has applied the control plane's current version (see
+/// Waits until every running sidecar (the waypoint in ambient mode) has applied the control plane's current version (see
 /// [`wait_applied`]); returns the time it took.
 pub fn wait_converged(mesh: &Mesh, timeout: Duration) -> Result<Duration, MeshError> {
     let start = Instant::now();
@@ -970,7 +1200,7 @@ pub fn wait_converged(mesh: &Mesh, timeout: Duration) -> Result<Duration, MeshEr
     Ok(start.elapsed())
 }
 
-/// Waits until every running sidecar's filter has applied config `version` or later — its
+/// Waits until every filter (each running sidecar, or the waypoint) has applied config `version` or later — its
 /// `hfi.config.version` gauge, which the filter sets after it published the new policy set
 /// to every Wasm VM of the Envoy — and returns, per pod, the time from `since` to the first
 /// moment it was seen applied (keyed `pod.namespace`).
@@ -980,21 +1210,18 @@ pub fn wait_applied(
     since: Instant,
     timeout: Duration,
 ) -> Result<BTreeMap<String, Duration>, MeshError> {
-    let pods: Vec<(String, &Pod)> = mesh
-        .pods()
-        .map(|(s, p)| (format!("{}.{}", p.name, s.namespace), p))
-        .collect();
+    let pods = mesh.filter_proxies();
     let mut applied: BTreeMap<String, Duration> = BTreeMap::new();
     wait_for(
         &format!("every sidecar to apply config version {version}"),
         timeout,
         Duration::from_millis(1),
         || {
-            for (key, pod) in &pods {
+            for (key, admin) in &pods {
                 if applied.contains_key(key) {
                     continue;
                 }
-                if mesh.config_version(pod)?.is_some_and(|v| v >= version) {
+                if mesh.config_version_at(admin)?.is_some_and(|v| v >= version) {
                     applied.insert(key.clone(), since.elapsed());
                 }
             }

@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod ambient;
 mod caller;
 mod cascade;
 mod dashboard;
