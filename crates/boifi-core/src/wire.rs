@@ -310,6 +310,10 @@ pub const DEFAULT_CONTROL_PLANE_AUTHORITY: &str =
 pub const DEFAULT_MAX_ACTIVE_DELAYS: u64 = 1_000;
 /// Largest accepted [`PluginConfig::max_active_delays`].
 pub const MAX_ACTIVE_DELAYS_LIMIT: u64 = 1_000_000;
+/// `PluginConfig::max_destinations` unless configured.
+pub const DEFAULT_MAX_DESTINATIONS: u64 = 256;
+/// Upper bound of `PluginConfig::max_destinations`.
+pub const MAX_DESTINATIONS_LIMIT: u64 = 65_536;
 
 /// The filter's configuration: the JSON Istio passes as the `WasmPlugin`'s `pluginConfig`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -331,6 +335,10 @@ pub struct PluginConfig {
     /// Requests one filter instance (one Envoy worker) holds in delays at once; a delay fault
     /// beyond it lets the request pass unfaulted (Envoy's fault filter: `max_active_faults`).
     pub max_active_delays: u64,
+    /// How many destinations a shared proxy (waypoint, gateway) keeps a compiled policy set
+    /// for, per filter instance; the least recently used one is evicted beyond it
+    /// (`hfi.destinations.evictions_total`). Unused in a sidecar.
+    pub max_destinations: u64,
     /// `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: String,
     /// Overrides of the identity read from node metadata (for Envoy without Istio).
@@ -369,6 +377,11 @@ impl IdentityOverride {
         for (k, v) in &self.labels {
             identity.labels.insert(k.clone(), v.clone());
         }
+        // The kind of proxy follows the labels, overridden ones included (Envoy without Istio
+        // declares a waypoint by its Gateway class label).
+        if !self.labels.is_empty() {
+            identity.proxy = crate::identity::ProxyKind::of_labels(&identity.labels);
+        }
         identity
     }
 }
@@ -384,6 +397,7 @@ impl Default for PluginConfig {
             backoff_max_ms: 30_000,
             delay_tick_ms: 5,
             max_active_delays: DEFAULT_MAX_ACTIVE_DELAYS,
+            max_destinations: DEFAULT_MAX_DESTINATIONS,
             log_level: "info".to_owned(),
             identity: IdentityOverride::default(),
         }
@@ -399,6 +413,7 @@ const PLUGIN_FIELDS: &[&str] = &[
     "backoff_max_ms",
     "delay_tick_ms",
     "max_active_delays",
+    "max_destinations",
     "log_level",
     "identity",
 ];
@@ -581,6 +596,13 @@ fn read_plugin_config(w: &mut Walker, value: &Json) -> Option<PluginConfig> {
             0,
             MAX_ACTIVE_DELAYS_LIMIT,
             "0..=1000000",
+        ),
+        (
+            "max_destinations",
+            &mut c.max_destinations,
+            1,
+            MAX_DESTINATIONS_LIMIT,
+            "1..=65536",
         ),
     ] {
         if let Some(v) = Json::field(map, key) {
