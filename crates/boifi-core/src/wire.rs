@@ -763,6 +763,29 @@ mod tests {
     }
 
     #[test]
+    fn max_destinations_is_validated_and_labels_decide_the_proxy_kind() {
+        assert_eq!(PluginConfig::default().max_destinations, 256);
+        let c = PluginConfig::from_json(br#"{"max_destinations": 4}"#).unwrap();
+        assert_eq!(c.max_destinations, 4);
+        for (bad, why) in [
+            ("0", "max_destinations: `0` is outside 1..=65536"),
+            ("65537", "max_destinations: `65537` is outside 1..=65536"),
+        ] {
+            let e = PluginConfig::from_json(format!(r#"{{"max_destinations": {bad}}}"#).as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{e}");
+        }
+        // An Envoy without Istio declares a waypoint through the identity's labels.
+        let c = PluginConfig::from_json(
+            br#"{"identity": {"labels": {"gateway.networking.k8s.io/gateway-class-name": "istio-waypoint"}}}"#,
+        )
+        .unwrap();
+        let identity = c.identity.apply(Identity::default());
+        assert_eq!(identity.proxy, crate::identity::ProxyKind::Waypoint);
+    }
+
+    #[test]
     fn plugin_config_serializes_to_what_it_reads() {
         let c = PluginConfig::default();
         let json = serde_json::to_vec(&c).unwrap();
