@@ -466,9 +466,10 @@ impl<'a> Stream<'a> {
         Some(unsafe { core::slice::from_raw_parts(result.ptr, result.length) })
     }
 
-    /// Sets request header `name` to `value`, replacing its values. Only records into the
-    /// header map: it does not re-enter the module.
-    pub fn set_request_header(&self, name: &str, value: &[u8]) -> bool {
+    /// Sets request header `name` to `value`, replacing its values. It does not re-enter the
+    /// module, but it frees the buffers Envoy handed out for that header: only the request
+    /// headers hook calls it, after the filter's borrow of the request ended.
+    fn set_request_header(&self, name: &str, value: &[u8]) -> bool {
         // SAFETY: `ptr` is the live filter of the running hook; key and value are read during the
         // call and outlive it.
         unsafe {
@@ -880,6 +881,13 @@ extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         };
         filter.on_request_headers(stream)
     };
+    // The `x-boifi-evaluated` mark is written now, when nothing read from the request during the
+    // filter's block is used any more (setting a header frees Envoy's buffers of its values).
+    crate::filter::take_mark(|name, value| {
+        if !matches!(headers, Headers::Reply(_)) {
+            stream.set_request_header(name, value);
+        }
+    });
     // ... so that a reply may complete (and destroy) the stream inside `send_response` (Envoy
     // runs the response path at once, then `stream_complete` when the request was whole):
     // nothing of the filter is touched after it, and the status was decided before.

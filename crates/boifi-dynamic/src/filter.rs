@@ -256,9 +256,36 @@ impl RequestView for HostRequest<'_> {
         }
     }
 
+    /// Kept for [`take_mark`]: setting a header invalidates the buffers Envoy handed out for it,
+    /// so the hook writes it once the filter is done with the request.
     fn mark_evaluated(&self, value: &[u8]) {
-        self.stream.set_request_header(EVALUATED_HEADER, value);
+        let _ = MARK.try_with(|mark| {
+            if let Ok(mut mark) = mark.try_borrow_mut() {
+                mark.0 = true;
+                mark.1.clear();
+                mark.1.extend_from_slice(value);
+            }
+        });
     }
+}
+
+thread_local! {
+    /// The `x-boifi-evaluated` value the engine asked for in this worker's current request hook
+    /// (a flag and a buffer reused from request to request, so marking allocates nothing once
+    /// the buffer has grown).
+    static MARK: RefCell<(bool, Vec<u8>)> = const { RefCell::new((false, Vec::new())) };
+}
+
+/// Hands the header the last request hook on this worker asked to set ([`EVALUATED_HEADER`]
+/// and its value) to `write`, once; nothing when none was asked for.
+pub fn take_mark(write: impl FnOnce(&str, &[u8])) {
+    let _ = MARK.try_with(|mark| {
+        if let Ok(mut mark) = mark.try_borrow_mut() {
+            if core::mem::take(&mut mark.0) {
+                write(EVALUATED_HEADER, &mark.1);
+            }
+        }
+    });
 }
 
 /// A call into Envoy that can re-enter the module: Envoy may run the response path, complete
