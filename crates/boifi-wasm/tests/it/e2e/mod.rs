@@ -17,6 +17,7 @@ mod reload;
 mod resilience;
 mod startup;
 mod targeting;
+mod waypoint;
 
 use crate::harness::envoy::{Envoy, EnvoyOptions, Workload};
 use crate::harness::http::{Client, Response};
