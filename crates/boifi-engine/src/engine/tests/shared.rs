@@ -173,7 +173,7 @@ fn the_cache_stays_bounded_and_decisions_unchanged() {
             (
                 format!("p-{s}"),
                 format!(r#"{{"service":"{s}"}}"#),
-                if i % 3 == 0 { 100 } else { 0 },
+                if i.is_multiple_of(3) { 100 } else { 0 },
             )
         })
         .collect();
@@ -194,7 +194,7 @@ fn the_cache_stays_bounded_and_decisions_unchanged() {
             // A different permutation each round (5 and 12 are coprime).
             let i = (k * 5 + round) % services.len();
             let r = to(&services[i]);
-            let want = i % 3 == 0;
+            let want = i.is_multiple_of(3);
             assert_eq!(aborted(&mut small, &r, &mut cs), want, "{}", services[i]);
             assert_eq!(aborted(&mut large, &r, &mut cl), want, "{}", services[i]);
             if !seen_recently.contains(&i) {
