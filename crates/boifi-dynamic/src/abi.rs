@@ -415,12 +415,10 @@ impl<'a> Stream<'a> {
                 core::ptr::null_mut(),
             )
         };
-        if !found || result.ptr.is_null() {
-            return None;
-        }
-        // SAFETY: Envoy returned a pointer into the request header map, valid while the map is,
-        // i.e. at least until the running hook returns (`'a`); `length` bytes are readable.
-        Some(unsafe { core::slice::from_raw_parts(result.ptr, result.length) })
+        // SAFETY: on `found`, Envoy pointed `result` into the request header map, valid until the
+        // running hook returns (`'a`) unless a header is set, which only the request-headers hook
+        // does, after the filter's reads.
+        unsafe { found_bytes(found, result) }
     }
 
     /// The first URI SAN of the downstream peer's certificate (the caller's SPIFFE id in a mesh);
@@ -457,13 +455,10 @@ impl<'a> Stream<'a> {
                 &mut result,
             )
         };
-        if !found || result.ptr.is_null() {
-            return None;
-        }
-        // SAFETY: Envoy returned a pointer into the stream's filter state, valid until the end of
-        // the running hook unless a setter is called (the module sets no filter state), so for
-        // `'a`; `length` bytes are readable.
-        Some(unsafe { core::slice::from_raw_parts(result.ptr, result.length) })
+        // SAFETY: on `found`, Envoy pointed `result` into the stream's filter state, valid until
+        // the running hook returns (`'a`) unless a setter is called (the module sets no filter
+        // state).
+        unsafe { found_bytes(found, result) }
     }
 
     /// Sets request header `name` to `value`, replacing its values. It does not re-enter the
@@ -498,14 +493,11 @@ impl<'a> Stream<'a> {
                 &mut result,
             )
         };
-        if !found || result.ptr.is_null() {
-            return None;
-        }
-        // SAFETY: Envoy returned a pointer to a string it owns for at least the stream (the
-        // connection's TLS info and its cached peer URI SANs; the filter chain's and the routed
-        // cluster's configuration, which the stream holds), and the ABI keeps an attribute's
-        // buffer valid until the running hook returns (`'a`); `length` bytes are readable.
-        Some(unsafe { core::slice::from_raw_parts(result.ptr, result.length) })
+        // SAFETY: on `found`, Envoy pointed `result` at a string it owns for at least the stream
+        // (the connection's TLS info and its cached peer URI SANs; the filter chain's and the
+        // routed cluster's configuration, which the stream holds), and the ABI keeps an
+        // attribute's buffer valid until the running hook returns (`'a`).
+        unsafe { found_bytes(found, result) }
     }
 
     /// Answers the request locally (Envoy's `sendLocalReply`): status, headers, body and the
@@ -671,6 +663,18 @@ unsafe fn envoy_bytes<'a>(buffer: EnvoyBuffer) -> &'a [u8] {
     }
     // SAFETY: the function's contract.
     unsafe { core::slice::from_raw_parts(buffer.ptr, buffer.length) }
+}
+
+/// The bytes of a buffer an Envoy getter filled (`None` when it found nothing).
+///
+/// # Safety
+/// When `found`, [`envoy_bytes`]'s contract holds for `buffer` and `'a`.
+unsafe fn found_bytes<'a>(found: bool, buffer: EnvoyBuffer) -> Option<&'a [u8]> {
+    if !found || buffer.ptr.is_null() {
+        return None;
+    }
+    // SAFETY: the function's contract.
+    Some(unsafe { envoy_bytes(buffer) })
 }
 
 /// The stream behind `filter_envoy_ptr` (null: none).
