@@ -773,6 +773,9 @@ impl boifi_wasm::host::Host for ArbitraryHost<'_> {
     fn request_headers(&self) -> Option<Vec<u8>> {
         self.pairs()
     }
+    fn replace_request_header(&self, _name: &str, _value: &[u8]) -> bool {
+        self.flag()
+    }
     fn call_response_header(&self, _name: &str) -> Option<Vec<u8>> {
         self.pick(&["200", "304", "503"])
     }

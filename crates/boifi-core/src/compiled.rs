@@ -5,6 +5,7 @@ use alloc::borrow::ToOwned;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::destination::DestinationSource;
 use crate::identity::{Identity, PeerIdentity, DEFAULT_TRUST_DOMAIN};
 use crate::policy::{
     build_regex, Abort, Delay, FieldErrorKind, Percentage, PolicyDocument, Sampling, SourceMatch,
@@ -31,6 +32,48 @@ pub trait RequestView {
     /// rule with a `source` condition gets to test the request, so a host can read it lazily.
     /// Never derive it from a request header: any client can write those.
     fn peer_uri_san(&self) -> Option<&[u8]>;
+
+    /// The caller's SPIFFE ID as a shared proxy knows it: Istio's filter state
+    /// `io.istio.peer_principal` ([`PEER_PRINCIPAL_FILTER_STATE`]), which a waypoint's
+    /// `connect_terminate` listener sets from the client certificate it verified (the internal
+    /// listener behind it has no peer certificate). Read instead of [`RequestView::peer_uri_san`]
+    /// in a set compiled for a shared proxy, under the same rules: at most once, only when a
+    /// `source` rule asks, `None` on any error. A sidecar host need not provide it.
+    fn peer_principal(&self) -> Option<&[u8]> {
+        None
+    }
+
+    /// The name that says which service a request in a shared proxy is for
+    /// ([`crate::destination`]), as the host gives it; `None` when it has none. The engine reads
+    /// it at most once per request, and only in a shared proxy.
+    fn destination(&self, source: DestinationSource) -> Option<&[u8]> {
+        let _ = source;
+        None
+    }
+
+    /// Sets the request header [`EVALUATED_HEADER`] to `value` before the request is forwarded
+    /// (the engine calls it at most once per request, only when it evaluated policies for it).
+    fn mark_evaluated(&self, value: &[u8]) {
+        let _ = value;
+    }
+}
+
+/// The request header a boifi proxy adds to a request it evaluated policies for: the names of
+/// those policies, comma-separated, after any value the request already had. Every boifi proxy
+/// skips the policies an incoming request names there, so a request that crosses two boifi
+/// proxies (a gateway, then a waypoint; a waypoint, then a sidecar) is decided once per policy.
+/// A client can write it too: that only lets its request escape the faults it names, never adds
+/// one.
+pub const EVALUATED_HEADER: &str = "x-boifi-evaluated";
+
+/// Istio's filter-state key of the caller's SPIFFE ID in a waypoint.
+pub const PEER_PRINCIPAL_FILTER_STATE: &str = "io.istio.peer_principal";
+
+/// Whether the comma-separated `list` (a value of [`EVALUATED_HEADER`]) names `policy`; spaces
+/// and tabs around a name are ignored.
+pub fn names_policy(list: &[u8], policy: &str) -> bool {
+    list.split(|b| *b == b',')
+        .any(|item| item.trim_ascii() == policy.as_bytes())
 }
 
 /// A request held in memory; header names are lower-cased on insertion.
@@ -44,6 +87,13 @@ pub struct SimpleRequest {
     pub headers: Vec<(String, String)>,
     /// The URI SAN of the caller's verified certificate (`None`: plaintext, unknown caller).
     pub peer_uri_san: Option<String>,
+    /// The caller's SPIFFE ID from Istio's filter state, in a shared proxy.
+    pub peer_principal: Option<String>,
+    /// The name the host gives the request's destination in a shared proxy (a waypoint's
+    /// filter chain name, a gateway's cluster name).
+    pub destination: Option<String>,
+    /// The value [`RequestView::mark_evaluated`] set, if it was called.
+    pub marked: core::cell::RefCell<Option<Vec<u8>>>,
 }
 
 impl SimpleRequest {
@@ -54,7 +104,22 @@ impl SimpleRequest {
             path: path.to_owned(),
             headers: Vec::new(),
             peer_uri_san: None,
+            peer_principal: None,
+            destination: None,
+            marked: core::cell::RefCell::new(None),
         }
+    }
+
+    /// Sets the caller's SPIFFE ID from the filter state of a shared proxy.
+    pub fn with_peer_principal(mut self, uri: &str) -> SimpleRequest {
+        self.peer_principal = Some(uri.to_owned());
+        self
+    }
+
+    /// Sets the name of the request's destination in a shared proxy.
+    pub fn with_destination(mut self, name: &str) -> SimpleRequest {
+        self.destination = Some(name.to_owned());
+        self
     }
 
     /// Sets the URI SAN of the caller's verified certificate.
@@ -86,6 +151,17 @@ impl RequestView for SimpleRequest {
     }
     fn peer_uri_san(&self) -> Option<&[u8]> {
         self.peer_uri_san.as_deref().map(str::as_bytes)
+    }
+    fn peer_principal(&self) -> Option<&[u8]> {
+        self.peer_principal.as_deref().map(str::as_bytes)
+    }
+    fn destination(&self, _source: DestinationSource) -> Option<&[u8]> {
+        self.destination.as_deref().map(str::as_bytes)
+    }
+    fn mark_evaluated(&self, value: &[u8]) {
+        if let Ok(mut marked) = self.marked.try_borrow_mut() {
+            *marked = Some(value.to_vec());
+        }
     }
 }
 
@@ -302,6 +378,11 @@ pub struct CompiledPolicySet {
     rules: Vec<CompiledRule>,
     /// The mesh's trust domain: a caller certificate from any other is an unknown caller.
     trust_domain: String,
+    /// Compiled for a shared proxy: the caller is read from Istio's filter state
+    /// ([`RequestView::peer_principal`]), not from a peer certificate.
+    caller_from_filter_state: bool,
+    /// The policy names joined by `,`: what [`EVALUATED_HEADER`] gets (computed once per set).
+    evaluated_value: String,
 }
 
 impl Default for CompiledPolicySet {
@@ -310,6 +391,8 @@ impl Default for CompiledPolicySet {
             policy_names: Vec::new(),
             rules: Vec::new(),
             trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
+            caller_from_filter_state: false,
+            evaluated_value: String::new(),
         }
     }
 }
@@ -375,7 +458,10 @@ impl CompiledPolicySet {
             PolicyDocument::evaluation_order(a, b).is_lt()
         });
 
-        let mut set = CompiledPolicySet::default();
+        let mut set = CompiledPolicySet {
+            caller_from_filter_state: identity.proxy.is_shared(),
+            ..CompiledPolicySet::default()
+        };
         for policy in selected {
             let policy_index = set.policy_names.len();
             let stored_at = policy.status.map_or(now_ms, |s| s.stored_at_ms);
@@ -442,6 +528,7 @@ impl CompiledPolicySet {
                 *slot = names.binary_search(name).unwrap_or(usize::MAX);
             }
         }
+        set.evaluated_value = set.policy_names.join(",");
         Ok(set)
     }
 
@@ -473,6 +560,12 @@ impl CompiledPolicySet {
         &self.policy_names
     }
 
+    /// [`CompiledPolicySet::policy_names`] joined by `,`: the value of [`EVALUATED_HEADER`] a
+    /// proxy writes for a request that had none.
+    pub fn evaluated_value(&self) -> &str {
+        &self.evaluated_value
+    }
+
     /// How many rules were kept.
     pub fn rule_count(&self) -> usize {
         self.rules.len()
@@ -499,7 +592,7 @@ impl CompiledPolicySet {
         now_ms: u64,
     ) -> impl Iterator<Item = MatchedRule<'s>> + 's {
         let path = path_without_query(request.path());
-        let mut lookups = Lookups::default();
+        let mut lookups = Lookups::for_set(self);
         let trust_domain = self.trust_domain.as_str();
         self.rules
             .iter()
@@ -531,9 +624,18 @@ struct Lookups<'r> {
     values: [Option<&'r [u8]>; 8],
     caller: Option<Option<PeerIdentity<'r>>>,
     method: Option<&'r [u8]>,
+    /// Read the caller from the filter state (a shared proxy), not the peer certificate.
+    caller_from_filter_state: bool,
 }
 
 impl<'r> Lookups<'r> {
+    fn for_set(set: &CompiledPolicySet) -> Lookups<'r> {
+        Lookups {
+            caller_from_filter_state: set.caller_from_filter_state,
+            ..Lookups::default()
+        }
+    }
+
     /// The method, read once per request by the first rule that tests it (in the Wasm filter
     /// a read is a scan of the header map).
     fn method<R: RequestView + ?Sized>(&mut self, request: &'r R) -> &'r [u8] {
@@ -546,10 +648,14 @@ impl<'r> Lookups<'r> {
         request: &'r R,
         trust_domain: &str,
     ) -> Option<PeerIdentity<'r>> {
+        let from_filter_state = self.caller_from_filter_state;
         *self.caller.get_or_insert_with(|| {
-            request
-                .peer_uri_san()
-                .and_then(PeerIdentity::parse)
+            let id = if from_filter_state {
+                request.peer_principal()
+            } else {
+                request.peer_uri_san()
+            };
+            id.and_then(PeerIdentity::parse)
                 .filter(|p| p.trust_domain == trust_domain)
         })
     }
@@ -579,21 +685,77 @@ fn path_without_query(path: &[u8]) -> &[u8] {
 /// Decides the fault for one request: rules in the set's order (policies by `priority`, highest
 /// first, then by name; within a policy, rule order); the first rule that is live at `now_ms`,
 /// matches the request and whose draw fires gives the decision. `draw` is one uniformly random
-/// `u64` per request.
+/// `u64` per request. Policies the request names in [`EVALUATED_HEADER`] are skipped: another
+/// boifi proxy decided them for it ([`decide_once`] also says what to write back).
 pub fn decide<'s, R: RequestView + ?Sized>(
     set: &'s CompiledPolicySet,
     request: &R,
     now_ms: u64,
     draw: u64,
 ) -> Option<FaultDecision<'s>> {
+    decide_once(set, request, now_ms, draw).fault
+}
+
+/// What [`decide_once`] found for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decided<'s, 'r> {
+    /// The fault to inject, if a rule fired.
+    pub fault: Option<FaultDecision<'s>>,
+    /// The request's [`EVALUATED_HEADER`] as it arrived (read only for a non-empty set).
+    pub incoming: Option<&'r [u8]>,
+    /// Whether some policy of the set was evaluated, i.e. not skipped because the request named
+    /// it: then the proxy marks the request with [`EVALUATED_HEADER`] before forwarding it.
+    pub evaluated: bool,
+}
+
+/// [`decide`], also saying what the request carried in [`EVALUATED_HEADER`] and whether this
+/// proxy evaluated a policy for it. The header is read once, and only when the set is not
+/// empty.
+pub fn decide_once<'s, 'r, R: RequestView + ?Sized>(
+    set: &'s CompiledPolicySet,
+    request: &'r R,
+    now_ms: u64,
+    draw: u64,
+) -> Decided<'s, 'r> {
+    let mut decided = Decided {
+        fault: None,
+        incoming: None,
+        evaluated: false,
+    };
     if set.rules.is_empty() {
-        return None;
+        return decided;
+    }
+    decided.incoming = request.header(EVALUATED_HEADER);
+    let skipped = |policy: usize| {
+        decided
+            .incoming
+            .is_some_and(|list| names_policy(list, set.policy_name(policy)))
+    };
+    decided.evaluated = match decided.incoming {
+        None => true,
+        Some(_) => (0..set.policy_names.len()).any(|p| !skipped(p)),
+    };
+    if !decided.evaluated {
+        return decided;
     }
     let path = path_without_query(request.path());
-    let mut lookups = Lookups::default();
+    let mut lookups = Lookups::for_set(set);
     let mut request_id: Option<Option<&[u8]>> = None;
+    // Rules of one policy are contiguous: whether it is skipped is looked up once per policy.
+    let mut current: Option<(usize, bool)> = None;
     for rule in &set.rules {
-        if !rule.is_live(now_ms) || !rule.matches(request, path, &mut lookups, &set.trust_domain) {
+        let skip = match current {
+            Some((p, skip)) if p == rule.policy => skip,
+            _ => {
+                let skip = decided.incoming.is_some() && skipped(rule.policy);
+                current = Some((rule.policy, skip));
+                skip
+            }
+        };
+        if skip
+            || !rule.is_live(now_ms)
+            || !rule.matches(request, path, &mut lookups, &set.trust_domain)
+        {
             continue;
         }
         let id = if rule.sampling == Sampling::Request {
@@ -605,15 +767,16 @@ pub fn decide<'s, R: RequestView + ?Sized>(
         if !fires(rule_draw, rule.percentage.ppm()) {
             continue;
         }
-        return Some(FaultDecision {
+        decided.fault = Some(FaultDecision {
             policy: set.policy_name(rule.policy),
             rule_index: rule.rule_index,
             start_delay_ms: rule.start_delay_ms,
             delay_ms: rule.delay.as_ref().map(|d| jittered_delay(d, rule_draw)),
             abort: rule.abort.as_ref(),
         });
+        return decided;
     }
-    None
+    decided
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ extern crate alloc;
 
 pub mod backoff;
 pub mod compiled;
+pub mod destination;
 pub mod identity;
 pub mod json;
 mod parse;

@@ -416,6 +416,10 @@ pub const MAX_ACTIVE_DELAYS_LIMIT: u64 = 1_000_000;
 pub const DEFAULT_MAX_RULES: u64 = 1_000;
 /// Largest accepted [`PluginConfig::max_rules`].
 pub const MAX_RULES_LIMIT: u64 = 100_000;
+/// `PluginConfig::max_destinations` unless configured.
+pub const DEFAULT_MAX_DESTINATIONS: u64 = 256;
+/// Upper bound of `PluginConfig::max_destinations`.
+pub const MAX_DESTINATIONS_LIMIT: u64 = 65_536;
 
 /// The filter's configuration: the JSON Istio passes as the `WasmPlugin`'s `pluginConfig`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -442,6 +446,10 @@ pub struct PluginConfig {
     /// control plane), so no set costs a sidecar more per request and in memory than this
     /// allows ([`DEFAULT_MAX_RULES`] says why 1 000).
     pub max_rules: u64,
+    /// How many destinations a shared proxy (waypoint, gateway) keeps a compiled policy set
+    /// for, per filter instance; the least recently used one is evicted beyond it
+    /// (`hfi.destinations.evictions_total`). Unused in a sidecar.
+    pub max_destinations: u64,
     /// `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: String,
     /// Overrides of the identity read from node metadata (for Envoy without Istio).
@@ -480,6 +488,11 @@ impl IdentityOverride {
         for (k, v) in &self.labels {
             identity.labels.insert(k.clone(), v.clone());
         }
+        // The kind of proxy follows the labels, overridden ones included (Envoy without Istio
+        // declares a waypoint by its Gateway class label).
+        if !self.labels.is_empty() {
+            identity.proxy = crate::identity::ProxyKind::of_labels(&identity.labels);
+        }
         identity
     }
 }
@@ -496,6 +509,7 @@ impl Default for PluginConfig {
             delay_tick_ms: 5,
             max_active_delays: DEFAULT_MAX_ACTIVE_DELAYS,
             max_rules: DEFAULT_MAX_RULES,
+            max_destinations: DEFAULT_MAX_DESTINATIONS,
             log_level: "info".to_owned(),
             identity: IdentityOverride::default(),
         }
@@ -512,6 +526,7 @@ const PLUGIN_FIELDS: &[&str] = &[
     "delay_tick_ms",
     "max_active_delays",
     "max_rules",
+    "max_destinations",
     "log_level",
     "identity",
 ];
@@ -701,6 +716,13 @@ fn read_plugin_config(w: &mut Walker, value: &Json) -> Option<PluginConfig> {
             0,
             MAX_RULES_LIMIT,
             "0..=100000",
+        ),
+        (
+            "max_destinations",
+            &mut c.max_destinations,
+            1,
+            MAX_DESTINATIONS_LIMIT,
+            "1..=65536",
         ),
     ] {
         if let Some(v) = Json::field(map, key) {
@@ -1025,6 +1047,29 @@ mod tests {
                 format!("plugin configuration: max_rules: {error}")
             );
         }
+    }
+
+    #[test]
+    fn max_destinations_is_validated_and_labels_decide_the_proxy_kind() {
+        assert_eq!(PluginConfig::default().max_destinations, 256);
+        let c = PluginConfig::from_json(br#"{"max_destinations": 4}"#).unwrap();
+        assert_eq!(c.max_destinations, 4);
+        for (bad, why) in [
+            ("0", "max_destinations: `0` is outside 1..=65536"),
+            ("65537", "max_destinations: `65537` is outside 1..=65536"),
+        ] {
+            let e = PluginConfig::from_json(format!(r#"{{"max_destinations": {bad}}}"#).as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{e}");
+        }
+        // An Envoy without Istio declares a waypoint through the identity's labels.
+        let c = PluginConfig::from_json(
+            br#"{"identity": {"labels": {"gateway.networking.k8s.io/gateway-class-name": "istio-waypoint"}}}"#,
+        )
+        .unwrap();
+        let identity = c.identity.apply(Identity::default());
+        assert_eq!(identity.proxy, crate::identity::ProxyKind::Waypoint);
     }
 
     #[test]

@@ -101,6 +101,13 @@ const METRICS_SUCCESS: u32 = 0;
 /// Envoy 1.40 (36: our own certificate's URI SAN, 35: the peer's DNS SAN, which the mesh
 /// certificates lack, would make them fail).
 const ATTRIBUTE_CONNECTION_URI_SAN_PEER_CERTIFICATE: u32 = 37;
+/// `envoy_dynamic_module_type_attribute_id_XdsClusterName` (`xds.cluster_name`): a gateway's
+/// routed cluster, `outbound|<port>|<subset>|<fqdn>` (read in Envoy 1.40 by the probe of
+/// `docs/design/ambient.md` §1).
+const ATTRIBUTE_XDS_CLUSTER_NAME: u32 = 57;
+/// `envoy_dynamic_module_type_attribute_id_XdsFilterChainName` (`xds.filter_chain_name`): a
+/// waypoint's chain, `inbound-vip|<port>|<protocol>|<fqdn>` (same probe).
+const ATTRIBUTE_XDS_FILTER_CHAIN_NAME: u32 = 66;
 
 // Hook return values (`FilterHeadersStatus`, `FilterDataStatus`, `FilterTrailersStatus`).
 const HEADERS_CONTINUE: u32 = 0;
@@ -137,6 +144,17 @@ extern "C" {
         result: *mut EnvoyBuffer,
         index: usize,
         optional_size: *mut usize,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_set_header(
+        filter_envoy_ptr: *mut c_void,
+        header_type: u32,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_get_filter_state_bytes(
+        filter_envoy_ptr: *mut c_void,
+        key: ModuleBuffer,
+        result: *mut EnvoyBuffer,
     ) -> bool;
     fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
         filter_envoy_ptr: *mut c_void,
@@ -397,17 +415,70 @@ impl<'a> Stream<'a> {
                 core::ptr::null_mut(),
             )
         };
-        if !found || result.ptr.is_null() {
-            return None;
-        }
-        // SAFETY: Envoy returned a pointer into the request header map, valid while the map is,
-        // i.e. at least until the running hook returns (`'a`); `length` bytes are readable.
-        Some(unsafe { core::slice::from_raw_parts(result.ptr, result.length) })
+        // SAFETY: on `found`, Envoy pointed `result` into the request header map, valid until the
+        // running hook returns (`'a`) unless a header is set, which only the request-headers hook
+        // does, after the filter's reads.
+        unsafe { found_bytes(found, result) }
     }
 
     /// The first URI SAN of the downstream peer's certificate (the caller's SPIFFE id in a mesh);
     /// `None` over plaintext, without a client certificate, or when it has no URI SAN.
     pub fn peer_uri_san(&self) -> Option<&'a [u8]> {
+        self.attribute_string(ATTRIBUTE_CONNECTION_URI_SAN_PEER_CERTIFICATE)
+    }
+
+    /// The name of the filter chain the request arrived on (`xds.filter_chain_name`).
+    pub fn filter_chain_name(&self) -> Option<&'a [u8]> {
+        self.attribute_string(ATTRIBUTE_XDS_FILTER_CHAIN_NAME)
+    }
+
+    /// The name of the cluster the request is routed to (`xds.cluster_name`); `None` when no
+    /// route matched.
+    pub fn cluster_name(&self) -> Option<&'a [u8]> {
+        self.attribute_string(ATTRIBUTE_XDS_CLUSTER_NAME)
+    }
+
+    /// A filter-state object that is a string (`Router::StringAccessor`; Istio's
+    /// `istio.hashable_string` and Envoy's `envoy.string` / `envoy.hashable_string` are), as
+    /// bytes; `None` when absent or of another type.
+    pub fn filter_state_bytes(&self, key: &str) -> Option<&'a [u8]> {
+        let mut result = EnvoyBuffer {
+            ptr: core::ptr::null(),
+            length: 0,
+        };
+        // SAFETY: `ptr` is the live filter of the running hook; the key is read during the call;
+        // `result` is a valid out-pointer that Envoy fills only when it returns true.
+        let found = unsafe {
+            envoy_dynamic_module_callback_http_get_filter_state_bytes(
+                self.ptr.as_ptr(),
+                ModuleBuffer::of(key.as_bytes()),
+                &mut result,
+            )
+        };
+        // SAFETY: on `found`, Envoy pointed `result` into the stream's filter state, valid until
+        // the running hook returns (`'a`) unless a setter is called (the module sets no filter
+        // state).
+        unsafe { found_bytes(found, result) }
+    }
+
+    /// Sets request header `name` to `value`, replacing its values. It does not re-enter the
+    /// module, but it frees the buffers Envoy handed out for that header: only the request
+    /// headers hook calls it, after the filter's borrow of the request ended.
+    fn set_request_header(&self, name: &str, value: &[u8]) -> bool {
+        // SAFETY: `ptr` is the live filter of the running hook; key and value are read during the
+        // call and outlive it.
+        unsafe {
+            envoy_dynamic_module_callback_http_set_header(
+                self.ptr.as_ptr(),
+                REQUEST_HEADER,
+                ModuleBuffer::of(name.as_bytes()),
+                ModuleBuffer::of(value),
+            )
+        }
+    }
+
+    /// A string attribute of the stream (`envoy_dynamic_module_type_attribute_id`).
+    fn attribute_string(&self, attribute_id: u32) -> Option<&'a [u8]> {
         let mut result = EnvoyBuffer {
             ptr: core::ptr::null(),
             length: 0,
@@ -418,17 +489,15 @@ impl<'a> Stream<'a> {
         let found = unsafe {
             envoy_dynamic_module_callback_http_filter_get_attribute_string(
                 self.ptr.as_ptr(),
-                ATTRIBUTE_CONNECTION_URI_SAN_PEER_CERTIFICATE,
+                attribute_id,
                 &mut result,
             )
         };
-        if !found || result.ptr.is_null() {
-            return None;
-        }
-        // SAFETY: Envoy returned a pointer into the connection's TLS info (its cached list of
-        // peer URI SANs), which lives as long as the downstream connection, so at least until
-        // the running hook returns (`'a`); `length` bytes are readable.
-        Some(unsafe { core::slice::from_raw_parts(result.ptr, result.length) })
+        // SAFETY: on `found`, Envoy pointed `result` at a string it owns for at least the stream
+        // (the connection's TLS info and its cached peer URI SANs; the filter chain's and the
+        // routed cluster's configuration, which the stream holds), and the ABI keeps an
+        // attribute's buffer valid until the running hook returns (`'a`).
+        unsafe { found_bytes(found, result) }
     }
 
     /// Answers the request locally (Envoy's `sendLocalReply`): status, headers, body and the
@@ -594,6 +663,18 @@ unsafe fn envoy_bytes<'a>(buffer: EnvoyBuffer) -> &'a [u8] {
     }
     // SAFETY: the function's contract.
     unsafe { core::slice::from_raw_parts(buffer.ptr, buffer.length) }
+}
+
+/// The bytes of a buffer an Envoy getter filled (`None` when it found nothing).
+///
+/// # Safety
+/// When `found`, [`envoy_bytes`]'s contract holds for `buffer` and `'a`.
+unsafe fn found_bytes<'a>(found: bool, buffer: EnvoyBuffer) -> Option<&'a [u8]> {
+    if !found || buffer.ptr.is_null() {
+        return None;
+    }
+    // SAFETY: the function's contract.
+    Some(unsafe { envoy_bytes(buffer) })
 }
 
 /// The stream behind `filter_envoy_ptr` (null: none).
@@ -804,6 +885,13 @@ extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         };
         filter.on_request_headers(stream)
     };
+    // The `x-boifi-evaluated` mark is written now, when nothing read from the request during the
+    // filter's block is used any more (setting a header frees Envoy's buffers of its values).
+    crate::filter::take_mark(|name, value| {
+        if !matches!(headers, Headers::Reply(_)) {
+            stream.set_request_header(name, value);
+        }
+    });
     // ... so that a reply may complete (and destroy) the stream inside `send_response` (Envoy
     // runs the response path at once, then `stream_complete` when the request was whole):
     // nothing of the filter is touched after it, and the status was decided before.

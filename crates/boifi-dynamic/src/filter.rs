@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use boifi_core::compiled::{EVALUATED_HEADER, PEER_PRINCIPAL_FILTER_STATE};
+use boifi_core::destination::DestinationSource;
 use boifi_core::identity::Identity;
 use boifi_core::wire::PluginConfig;
 use boifi_engine::metrics::{Counter, Counters, Gauge, PolicyCounter, POLICY_TAG};
@@ -239,6 +241,51 @@ impl RequestView for HostRequest<'_> {
     fn peer_uri_san(&self) -> Option<&[u8]> {
         self.stream.peer_uri_san()
     }
+
+    /// In a shared proxy, instead of the certificate: Istio's filter state (a waypoint's
+    /// `main_internal` has no peer certificate).
+    fn peer_principal(&self) -> Option<&[u8]> {
+        self.stream.filter_state_bytes(PEER_PRINCIPAL_FILTER_STATE)
+    }
+
+    /// Read once per request, only in a shared proxy (the engine's rule).
+    fn destination(&self, source: DestinationSource) -> Option<&[u8]> {
+        match source {
+            DestinationSource::FilterChainName => self.stream.filter_chain_name(),
+            DestinationSource::ClusterName => self.stream.cluster_name(),
+        }
+    }
+
+    /// Kept for [`take_mark`]: setting a header invalidates the buffers Envoy handed out for it,
+    /// so the hook writes it once the filter is done with the request.
+    fn mark_evaluated(&self, value: &[u8]) {
+        let _ = MARK.try_with(|mark| {
+            if let Ok(mut mark) = mark.try_borrow_mut() {
+                mark.0 = true;
+                mark.1.clear();
+                mark.1.extend_from_slice(value);
+            }
+        });
+    }
+}
+
+thread_local! {
+    /// The `x-boifi-evaluated` value the engine asked for in this worker's current request hook
+    /// (a flag and a buffer reused from request to request, so marking allocates nothing once
+    /// the buffer has grown).
+    static MARK: RefCell<(bool, Vec<u8>)> = const { RefCell::new((false, Vec::new())) };
+}
+
+/// Hands the header the last request hook on this worker asked to set ([`EVALUATED_HEADER`]
+/// and its value) to `write`, once; nothing when none was asked for.
+pub fn take_mark(write: impl FnOnce(&str, &[u8])) {
+    let _ = MARK.try_with(|mark| {
+        if let Ok(mut mark) = mark.try_borrow_mut() {
+            if core::mem::take(&mut mark.0) {
+                write(EVALUATED_HEADER, &mark.1);
+            }
+        }
+    });
 }
 
 /// A call into Envoy that can re-enter the module: Envoy may run the response path, complete
@@ -307,7 +354,7 @@ impl StreamFilter {
             if w.engine.seq() != published.seq {
                 let version = published.version.unwrap_or(0);
                 w.engine
-                    .install(published.seq, version, Arc::clone(&published.set));
+                    .install(published.seq, version, published.set.clone());
             }
             w.next_stream = w.next_stream.wrapping_add(1);
             let id = w.next_stream;

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use boifi_core::compiled::CompiledPolicySet;
 use boifi_core::identity::Identity;
 use boifi_core::rng::XorShift64Star;
 use boifi_core::wire::compact;
@@ -23,6 +22,7 @@ use crate::abi::{self, ConfigScheduler, LogLevel};
 use crate::config::NativeConfig;
 use boifi_engine::metrics::Counter;
 use boifi_engine::sync::{ConfigSync, Install, LogLevel as SyncLogLevel, Next, Step};
+use boifi_engine::PolicySet;
 
 /// The newest compiled set: each worker's engine installs it when `seq` differs from its own.
 #[derive(Debug, Default)]
@@ -31,8 +31,8 @@ pub struct Published {
     pub seq: u64,
     /// The config version; `None` before the first answer.
     pub version: Option<u64>,
-    /// The compiled set for this sidecar, shared by every worker.
-    pub set: Arc<CompiledPolicySet>,
+    /// The compiled set (a shared proxy's: its policy list), shared by every worker.
+    pub set: PolicySet,
 }
 
 /// What the poller counts. Envoy's counters and gauges can only be changed from a hook, so the
@@ -316,7 +316,7 @@ fn take_step(src: &PolicySource, step: Step) -> Next {
         src.published.store(Arc::new(Published {
             seq,
             version: Some(version),
-            set: Arc::new(set),
+            set,
         }));
     }
     if let Some(counter) = step.counter {

@@ -5,12 +5,14 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use boifi_core::compiled::{decide, CompiledPolicySet, RequestView};
+use boifi_core::compiled::{decide_once, CompiledPolicySet, RequestView};
+use boifi_core::destination::Destination;
 use boifi_core::identity::Identity;
 use boifi_core::rng::XorShift64Star;
 use boifi_core::wire::PluginConfig;
 
 use crate::delays::DelayQueue;
+use crate::destinations::{DestinationCache, SharedPolicies};
 use crate::metrics::{Counter, Counters, Gauge, PolicyCounter};
 use crate::reply::{abort_reply, is_grpc, LocalReply};
 use crate::sync::{compile_body, SyncError};
@@ -54,6 +56,64 @@ struct Held {
     then: Release,
 }
 
+/// The policies an engine answers from: a sidecar's compiled set, or a shared proxy's policy
+/// list, from which each destination's set is compiled on first use. Cheap to clone (an `Arc`),
+/// so one compile can serve every instance of a proxy.
+#[derive(Debug, Clone)]
+pub enum PolicySet {
+    /// A sidecar's set, compiled for its own identity.
+    Sidecar(Arc<CompiledPolicySet>),
+    /// A waypoint's or gateway's policies.
+    Shared(Arc<SharedPolicies>),
+}
+
+impl Default for PolicySet {
+    fn default() -> PolicySet {
+        PolicySet::Sidecar(Arc::default())
+    }
+}
+
+impl PolicySet {
+    /// No policy can apply to any request.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            PolicySet::Sidecar(set) => set.is_empty(),
+            PolicySet::Shared(policies) => policies.is_empty(),
+        }
+    }
+
+    /// The rules held, what `PluginConfig::max_rules` bounds: a sidecar's compiled rules, or
+    /// every rule of the policies a shared proxy keeps (an upper bound of any destination's set).
+    pub fn rule_count(&self) -> usize {
+        match self {
+            PolicySet::Sidecar(set) => set.rule_count(),
+            PolicySet::Shared(policies) => {
+                policies.policies().iter().map(|p| p.spec.rules.len()).sum()
+            }
+        }
+    }
+
+    /// The names of the policies held, in evaluation order for a sidecar.
+    pub fn policy_names(&self) -> Vec<String> {
+        match self {
+            PolicySet::Sidecar(set) => set.policy_names().to_vec(),
+            PolicySet::Shared(policies) => policies
+                .policies()
+                .iter()
+                .map(|p| p.name().into())
+                .collect(),
+        }
+    }
+
+    /// Policies with a rule that can fire at `now_ms`.
+    pub fn active_policy_count(&self, now_ms: u64) -> usize {
+        match self {
+            PolicySet::Sidecar(set) => set.active_policy_count(now_ms),
+            PolicySet::Shared(policies) => policies.active_policy_count(now_ms),
+        }
+    }
+}
+
 /// What [`Engine::adopt`] installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Adopted {
@@ -71,7 +131,9 @@ pub struct Engine {
     identity: Identity,
     seq: u64,
     version: Option<u64>,
-    set: Arc<CompiledPolicySet>,
+    set: PolicySet,
+    /// A shared proxy's sets, per destination (empty for a sidecar).
+    destinations: DestinationCache,
     rng: XorShift64Star,
     delays: DelayQueue<Held>,
     max_rules: u64,
@@ -79,6 +141,10 @@ pub struct Engine {
 
 fn cap_of(config: &PluginConfig) -> usize {
     usize::try_from(config.max_active_delays).unwrap_or(usize::MAX)
+}
+
+fn destinations_of(config: &PluginConfig) -> usize {
+    usize::try_from(config.max_destinations).unwrap_or(usize::MAX)
 }
 
 impl Engine {
@@ -89,7 +155,8 @@ impl Engine {
             identity,
             seq: 0,
             version: None,
-            set: Arc::new(CompiledPolicySet::default()),
+            set: PolicySet::default(),
+            destinations: DestinationCache::with_cap(destinations_of(config)),
             rng: XorShift64Star::new(seed),
             delays: DelayQueue::with_cap(cap_of(config)),
             max_rules: config.max_rules,
@@ -104,6 +171,7 @@ impl Engine {
         self.seq = 0;
         self.delays.set_cap(cap_of(config));
         self.max_rules = config.max_rules;
+        self.destinations.reset(destinations_of(config));
     }
 
     /// The identity policies are compiled for.
@@ -122,9 +190,14 @@ impl Engine {
         self.version
     }
 
-    /// The compiled set (to share with other instances of the same identity).
-    pub fn set(&self) -> &Arc<CompiledPolicySet> {
+    /// The policies held (to share with other instances of the same identity).
+    pub fn set(&self) -> &PolicySet {
         &self.set
+    }
+
+    /// Destinations whose compiled set a shared proxy holds now.
+    pub fn cached_destinations(&self) -> usize {
+        self.destinations.len()
     }
 
     /// Policies with a rule that can fire at `now_ms` (the `hfi.policies.active` gauge).
@@ -139,18 +212,25 @@ impl Engine {
         self.seq = seq;
         let (version, set) = compile_body(body, &self.identity, now_ms, self.max_rules)?;
         let policies = set.policy_names().len();
-        self.install(seq, version, Arc::new(set));
+        self.install(seq, version, set);
         Ok(Adopted { version, policies })
     }
 
-    /// Installs a set compiled elsewhere (by the poller, or for another instance).
-    pub fn install(&mut self, seq: u64, version: u64, set: Arc<CompiledPolicySet>) {
+    /// Installs a set compiled elsewhere (by the poller, or for another instance). A shared
+    /// proxy's destination sets were compiled from the previous policies: they are dropped.
+    pub fn install(&mut self, seq: u64, version: u64, set: PolicySet) {
         self.seq = seq;
         self.version = Some(version);
         self.set = set;
+        let cap = self.destinations_cap();
+        self.destinations.reset(cap);
     }
 
-    /// No policy concerns this sidecar: every request passes without being looked at.
+    fn destinations_cap(&self) -> usize {
+        self.destinations.cap()
+    }
+
+    /// No policy concerns this proxy: every request passes without being looked at.
     pub fn is_idle(&self) -> bool {
         self.set.is_empty()
     }
@@ -171,11 +251,36 @@ impl Engine {
         now_ms: u64,
         counters: &mut impl Counters,
     ) -> Verdict {
-        if self.set.is_empty() {
+        let set: &CompiledPolicySet = match &self.set {
+            PolicySet::Sidecar(set) => set,
+            PolicySet::Shared(policies) => {
+                // The destination is read once, and only in a shared proxy that holds policies.
+                let kind = policies.kind();
+                let destination = match kind.destination_source() {
+                    Some(source) if !policies.is_empty() => request
+                        .destination(source)
+                        .and_then(|name| Destination::parse(kind, name)),
+                    _ => None,
+                };
+                let Some(destination) = destination else {
+                    return Verdict::Continue;
+                };
+                match self
+                    .destinations
+                    .set_for(policies, &destination, now_ms, counters)
+                {
+                    Some(set) => set,
+                    None => return Verdict::Continue,
+                }
+            }
+        };
+        if set.is_empty() {
             return Verdict::Continue;
         }
         let draw = self.rng.next_u64();
-        let Some(decision) = decide(&self.set, request, now_ms, draw) else {
+        let decided = decide_once(set, request, now_ms, draw);
+        let Some(decision) = decided.fault else {
+            mark(request, set, decided.evaluated, decided.incoming);
             return Verdict::Continue;
         };
         let wait = decision.total_wait_ms();
@@ -189,9 +294,13 @@ impl Engine {
                     counters.add_policy(decision.policy, PolicyCounter::Aborts);
                     Verdict::Reply(reply)
                 }
-                None => Verdict::Continue,
+                None => {
+                    mark(request, set, decided.evaluated, decided.incoming);
+                    Verdict::Continue
+                }
             };
         }
+        mark(request, set, decided.evaluated, decided.incoming);
         let due_ms = now_ms.saturating_add(wait);
         let held = Held {
             policy: decision.policy.into(),
@@ -253,6 +362,37 @@ impl Engine {
         counters.set(Gauge::ActivePolicies, self.active_policies(now_ms));
         if let Some(v) = self.version {
             counters.set(Gauge::ConfigVersion, v);
+        }
+        if matches!(self.set, PolicySet::Shared(_)) {
+            counters.set(
+                Gauge::CachedDestinations,
+                u64::try_from(self.destinations.len()).unwrap_or(u64::MAX),
+            );
+        }
+    }
+}
+
+/// Marks a request this proxy evaluated policies for ([`boifi_core::compiled::EVALUATED_HEADER`]):
+/// the set's policy names, after the value the request arrived with. A request that arrived
+/// without one (the common case) costs no allocation: the set holds the joined names.
+fn mark<R: RequestView + ?Sized>(
+    request: &R,
+    set: &CompiledPolicySet,
+    evaluated: bool,
+    incoming: Option<&[u8]>,
+) {
+    if !evaluated {
+        return;
+    }
+    let names = set.evaluated_value().as_bytes();
+    match incoming {
+        None => request.mark_evaluated(names),
+        Some(previous) => {
+            let mut value = Vec::with_capacity(previous.len() + 1 + names.len());
+            value.extend_from_slice(previous);
+            value.push(b',');
+            value.extend_from_slice(names);
+            request.mark_evaluated(&value);
         }
     }
 }

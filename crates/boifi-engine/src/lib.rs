@@ -46,10 +46,11 @@ extern crate alloc;
 
 pub use boifi_core::backoff;
 pub mod delays;
+pub mod destinations;
 mod engine;
 pub mod metrics;
 pub mod reply;
 pub mod sync;
 
 pub use boifi_core::compiled::RequestView;
-pub use engine::{Adopted, Engine, Release, Released, Verdict};
+pub use engine::{Adopted, Engine, PolicySet, Release, Released, Verdict};

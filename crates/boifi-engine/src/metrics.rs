@@ -20,6 +20,12 @@ pub const CONFIG_POLL_FAILURES_TOTAL: &str = "hfi.config.poll_failures_total";
 pub const ACTIVE_POLICIES: &str = "hfi.policies.active";
 /// The control plane's config version this Envoy holds (gauge).
 pub const CONFIG_VERSION: &str = "hfi.config.version";
+/// Destinations whose compiled policy set a shared proxy (waypoint, gateway) dropped to stay
+/// within `max_destinations` (counter; a destination used again is compiled again).
+pub const DESTINATION_EVICTIONS_TOTAL: &str = "hfi.destinations.evictions_total";
+/// Destinations a shared proxy's filter instance holds a compiled policy set for (gauge; each
+/// instance reports its own, the last report wins).
+pub const CACHED_DESTINATIONS: &str = "hfi.destinations.cached";
 
 /// Requests answered by an abort fault, per policy (counter; the policy in the [`POLICY_TAG`]
 /// tag).
@@ -46,11 +52,13 @@ pub enum Counter {
     ConfigErrors,
     /// [`CONFIG_POLL_FAILURES_TOTAL`].
     PollFailures,
+    /// [`DESTINATION_EVICTIONS_TOTAL`].
+    DestinationEvictions,
 }
 
 impl Counter {
     /// Every counter, in a fixed order (`as usize` indexes it).
-    pub const ALL: [Counter; 7] = [
+    pub const ALL: [Counter; 8] = [
         Counter::Aborts,
         Counter::Delays,
         Counter::DelaysOverCap,
@@ -58,6 +66,7 @@ impl Counter {
         Counter::ConfigUpdates,
         Counter::ConfigErrors,
         Counter::PollFailures,
+        Counter::DestinationEvictions,
     ];
 
     /// The metric name.
@@ -70,6 +79,7 @@ impl Counter {
             Counter::ConfigUpdates => CONFIG_UPDATES_TOTAL,
             Counter::ConfigErrors => CONFIG_ERRORS_TOTAL,
             Counter::PollFailures => CONFIG_POLL_FAILURES_TOTAL,
+            Counter::DestinationEvictions => DESTINATION_EVICTIONS_TOTAL,
         }
     }
 }
@@ -81,17 +91,24 @@ pub enum Gauge {
     ActivePolicies,
     /// [`CONFIG_VERSION`].
     ConfigVersion,
+    /// [`CACHED_DESTINATIONS`].
+    CachedDestinations,
 }
 
 impl Gauge {
     /// Every gauge, in a fixed order.
-    pub const ALL: [Gauge; 2] = [Gauge::ActivePolicies, Gauge::ConfigVersion];
+    pub const ALL: [Gauge; 3] = [
+        Gauge::ActivePolicies,
+        Gauge::ConfigVersion,
+        Gauge::CachedDestinations,
+    ];
 
     /// The metric name.
     pub const fn name(self) -> &'static str {
         match self {
             Gauge::ActivePolicies => ACTIVE_POLICIES,
             Gauge::ConfigVersion => CONFIG_VERSION,
+            Gauge::CachedDestinations => CACHED_DESTINATIONS,
         }
     }
 }
@@ -145,9 +162,9 @@ pub trait Counters {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CounterValues {
     /// By [`Counter`] (`Counter::X as usize`).
-    pub counters: [u64; 7],
+    pub counters: [u64; Counter::ALL.len()],
     /// By [`Gauge`].
-    pub gauges: [u64; 2],
+    pub gauges: [u64; Gauge::ALL.len()],
     /// `(policy, counter, value)`, in first-use order.
     pub policies: alloc::vec::Vec<(alloc::string::String, PolicyCounter, u64)>,
 }

@@ -38,7 +38,10 @@ use boifi_core::wire::compact::{self, CompactError};
 use boifi_core::wire::{ConfigEncoding, ConfigQuery, ConfigResponse, PluginConfig, Refusal};
 
 use crate::backoff::Backoff;
+use crate::destinations::SharedPolicies;
+use crate::engine::PolicySet;
 use crate::metrics::Counter;
+use alloc::sync::Arc;
 
 /// Why a config answer could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,23 +114,32 @@ pub fn compile_body(
     identity: &Identity,
     now_ms: u64,
     max_rules: u64,
-) -> Result<(u64, CompiledPolicySet), SyncError> {
+) -> Result<(u64, PolicySet), SyncError> {
     let response = compact::decode(body).map_err(SyncError::Body)?;
     compile_response(&response, identity, now_ms, max_rules)
 }
 
 /// Compiles a parsed response for `identity` at `now_ms`: the one place a set becomes what a
-/// sidecar serves, so every host refuses alike a set it cannot compile and one of more than
-/// `max_rules` rules for this sidecar (`PluginConfig::max_rules`).
+/// proxy serves, so every host refuses alike a set it cannot compile and one of more than
+/// `max_rules` rules (`PluginConfig::max_rules`): a sidecar's set, or, for a shared proxy, the
+/// policy list its destinations' sets are compiled from ([`SharedPolicies`]; there the limit
+/// counts the rules of every policy it keeps, an upper bound of any destination's set).
 pub fn compile_response(
     response: &ConfigResponse,
     identity: &Identity,
     now_ms: u64,
     max_rules: u64,
-) -> Result<(u64, CompiledPolicySet), SyncError> {
+) -> Result<(u64, PolicySet), SyncError> {
     let version = response.version;
-    let set = CompiledPolicySet::compile(&response.policies, identity, now_ms)
-        .map_err(|source| SyncError::Compile { version, source })?;
+    let compile_error = |source| SyncError::Compile { version, source };
+    let set = if identity.proxy.is_shared() {
+        SharedPolicies::new(&response.policies, identity.proxy, now_ms)
+            .map(|p| PolicySet::Shared(Arc::new(p)))
+    } else {
+        CompiledPolicySet::compile(&response.policies, identity, now_ms)
+            .map(|s| PolicySet::Sidecar(Arc::new(s)))
+    }
+    .map_err(compile_error)?;
     let rules = set.rule_count();
     if u64::try_from(rules).map_or(true, |n| n > max_rules) {
         return Err(SyncError::OverLimit {
@@ -173,8 +185,8 @@ pub struct LogLine {
 pub struct Install {
     /// The control plane's config version.
     pub version: u64,
-    /// The compiled set.
-    pub set: CompiledPolicySet,
+    /// The compiled set (a shared proxy's: its policy list).
+    pub set: PolicySet,
 }
 
 /// What the host does after one answer: the only place a host learns what an answer means.
@@ -294,14 +306,15 @@ impl ConfigSync {
     }
 
     /// A usable answer: installs it.
-    fn apply(&mut self, version: u64, set: CompiledPolicySet, now_ms: u64) -> Step {
+    fn apply(&mut self, version: u64, set: PolicySet, now_ms: u64) -> Step {
         let mut log: Vec<LogLine> = self.recover().into_iter().collect();
         let names = set.policy_names();
         log.push(LogLine {
             level: LogLevel::Info,
             message: format!(
-                "boifi: applied config version {version}: {} policies for this sidecar [{}]",
+                "boifi: applied config version {version}: {} policies for this {} [{}]",
                 names.len(),
+                self.identity.proxy.as_str(),
                 names.join(", ")
             ),
         });

@@ -61,6 +61,9 @@ macro_rules! scenario_tests {
             }
             startup { the_filter_adds_at_most_twice_todays_cpu_to_envoys_start }
             targeting { policies_reach_only_the_sidecars_they_select }
+            waypoint {
+                a_waypoint_faults_the_service_a_policy_selects_and_a_wildcard_every_service,
+            }
         );
     };
     (@modules $kind:ident; $($module:ident { $($test:ident),* $(,)? })*) => {

@@ -49,6 +49,13 @@ extern "C" {
         data: *mut *mut u8,
         size: *mut usize,
     ) -> u32;
+    fn proxy_replace_header_map_value(
+        kind: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_get_property(
         path: *const u8,
         path_size: usize,
@@ -191,6 +198,19 @@ impl Host for AbiHost {
             // SAFETY: valid out-pointers; the host allocates through our allocator.
             unsafe { proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, data, size) }
         })
+    }
+
+    fn replace_request_header(&self, name: &str, value: &[u8]) -> bool {
+        // SAFETY: both buffers are valid for their lengths during the call, which only reads them.
+        unsafe {
+            proxy_replace_header_map_value(
+                HTTP_REQUEST_HEADERS,
+                name.as_ptr(),
+                name.len(),
+                value.as_ptr(),
+                value.len(),
+            ) == OK
+        }
     }
 
     fn call_response_header(&self, name: &str) -> Option<Vec<u8>> {

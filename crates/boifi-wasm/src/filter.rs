@@ -17,11 +17,11 @@ use alloc::borrow::ToOwned;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::OnceCell;
 
-use boifi_core::compiled::RequestView;
+use boifi_core::compiled::{RequestView, EVALUATED_HEADER, PEER_PRINCIPAL_FILTER_STATE};
+use boifi_core::destination::DestinationSource;
 use boifi_core::identity::Identity;
 use boifi_core::rng::splitmix64;
 use boifi_core::wire::{compact, PluginConfig};
@@ -204,6 +204,10 @@ struct HostRequest<'h, H> {
     headers: OnceCell<Vec<u8>>,
     /// The caller's certificate URI SAN, read only when a `source` rule asks for it.
     peer_uri_san: OnceCell<Option<Vec<u8>>>,
+    /// The caller's SPIFFE ID from Istio's filter state (a shared proxy), read the same way.
+    peer_principal: OnceCell<Option<Vec<u8>>>,
+    /// The destination's name (a shared proxy), read at most once.
+    destination: OnceCell<Option<Vec<u8>>>,
 }
 
 /// The first URI SAN of the downstream peer certificate (Envoy attribute
@@ -212,12 +216,27 @@ struct HostRequest<'h, H> {
 /// host layer makes every such status `None`, which the core treats as an unknown caller.
 const PEER_URI_SAN: &[&str] = &["connection", "uri_san_peer_certificate"];
 
+/// Istio's filter state of the caller's SPIFFE ID in a waypoint (verified with Envoy 1.40:
+/// `docs/design/ambient.md` §4).
+const PEER_PRINCIPAL: &[&str] = &["filter_state", PEER_PRINCIPAL_FILTER_STATE];
+
+/// The property that names a request's destination in a shared proxy (`docs/design/ambient.md`
+/// §1).
+fn destination_property(source: DestinationSource) -> &'static [&'static str] {
+    match source {
+        DestinationSource::FilterChainName => &["xds", "filter_chain_name"],
+        DestinationSource::ClusterName => &["xds", "cluster_name"],
+    }
+}
+
 impl<'h, H> HostRequest<'h, H> {
     fn new(host: &'h H) -> HostRequest<'h, H> {
         HostRequest {
             host,
             headers: OnceCell::new(),
             peer_uri_san: OnceCell::new(),
+            peer_principal: OnceCell::new(),
+            destination: OnceCell::new(),
         }
     }
 }
@@ -248,6 +267,22 @@ impl<H: Host> RequestView for HostRequest<'_, H> {
         self.peer_uri_san
             .get_or_init(|| self.host.property(PEER_URI_SAN))
             .as_deref()
+    }
+
+    fn peer_principal(&self) -> Option<&[u8]> {
+        self.peer_principal
+            .get_or_init(|| self.host.property(PEER_PRINCIPAL))
+            .as_deref()
+    }
+
+    fn destination(&self, source: DestinationSource) -> Option<&[u8]> {
+        self.destination
+            .get_or_init(|| self.host.property(destination_property(source)))
+            .as_deref()
+    }
+
+    fn mark_evaluated(&self, value: &[u8]) {
+        self.host.replace_request_header(EVALUATED_HEADER, value);
     }
 }
 
@@ -482,7 +517,7 @@ impl Root {
         let published = Published { seq, version, body };
         host.shared_set(&self.keys.policies, &published.encode(), None);
         host.shared_set(&self.keys.seq, &seq.to_le_bytes(), None);
-        self.engine.install(seq, version, Arc::new(set));
+        self.engine.install(seq, version, set);
         self.gauges_from_ms = now_ms.saturating_add(GAUGE_GRACE_MS);
     }
 

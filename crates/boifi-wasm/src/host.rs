@@ -71,6 +71,9 @@ pub trait Host {
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
     /// The current request's headers, serialized as a pair map (see [`crate::props::Pairs`]).
     fn request_headers(&self) -> Option<Vec<u8>>;
+    /// Sets request header `name` of the current request to `value`, replacing any value it had;
+    /// false when refused.
+    fn replace_request_header(&self, name: &str, value: &[u8]) -> bool;
     /// A header of the HTTP call answer being delivered.
     fn call_response_header(&self, name: &str) -> Option<Vec<u8>>;
     /// Up to `size` bytes of the HTTP call answer's body.

@@ -63,7 +63,11 @@ fn decide_reads_each_header_of_the_rules_once() {
     assert!(decide(&set, &request, 0, 1).is_some());
     let mut asked = request.asked.take();
     asked.sort();
-    assert_eq!(asked, [":method", "x-request-id", "x-user"]);
+    // And the marker of proxies that evaluated policies for the request before, once.
+    assert_eq!(
+        asked,
+        [":method", EVALUATED_HEADER, "x-request-id", "x-user"]
+    );
     assert!(decide(&set, &SimpleRequest::new("GET", "/"), 0, 1).is_none());
 }
 

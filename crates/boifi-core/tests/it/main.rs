@@ -15,6 +15,7 @@ mod errors;
 mod identity;
 mod model;
 mod sampling;
+mod shared;
 mod source;
 
 use std::path::PathBuf;

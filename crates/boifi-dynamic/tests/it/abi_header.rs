@@ -289,6 +289,14 @@ fn mismatches(abi_rs: &str, header: &Header) -> Vec<String> {
             format!("{t}attribute_id_ConnectionUriSanPeerCertificate"),
         ),
         (
+            "ATTRIBUTE_XDS_CLUSTER_NAME",
+            format!("{t}attribute_id_XdsClusterName"),
+        ),
+        (
+            "ATTRIBUTE_XDS_FILTER_CHAIN_NAME",
+            format!("{t}attribute_id_XdsFilterChainName"),
+        ),
+        (
             "HEADERS_CONTINUE",
             format!("{t}on_http_filter_request_headers_status_Continue"),
         ),

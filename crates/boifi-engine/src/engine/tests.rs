@@ -83,7 +83,7 @@ fn adopts_a_set_whole_and_aborts_with_counts() {
     assert_eq!(c.get(Counter::Aborts), 1);
     assert_eq!(c.policy("pol", PolicyCounter::Aborts), 1);
     e.report_gauges(0, &mut c);
-    assert_eq!(c.gauges, [1, 4]);
+    assert_eq!(c.gauges, [1, 4, 0]);
 }
 
 #[test]
@@ -222,7 +222,12 @@ fn install_shares_a_set_compiled_elsewhere() {
     let mut a = engine(10);
     a.adopt(3, &body(9, ABORT_ALL), 0).unwrap();
     let mut b = engine(10);
-    b.install(3, 9, Arc::clone(a.set()));
-    assert!(Arc::ptr_eq(a.set(), b.set()));
+    b.install(3, 9, a.set().clone());
+    let (PolicySet::Sidecar(x), PolicySet::Sidecar(y)) = (a.set(), b.set()) else {
+        panic!("a sidecar's set");
+    };
+    assert!(Arc::ptr_eq(x, y));
     assert!(!b.is_idle());
 }
+
+mod shared;

@@ -129,6 +129,10 @@ pub struct EnvoyOptions {
     /// Routes of the main listener tried before its catch-all route to the upstream (e.g. a
     /// `direct_response`, which the router answers inside the call that resumes a request).
     pub extra_routes: Vec<Value>,
+    /// Not empty: the Envoy is a waypoint serving these services of the workload's namespace
+    /// ([`waypoint`]): the filter sits on the Istio-named chains of `main_internal`, not on the
+    /// main listener.
+    pub waypoint: Vec<String>,
 }
 
 impl EnvoyOptions {
@@ -151,8 +155,91 @@ impl EnvoyOptions {
             extra_callers: BTreeMap::new(),
             failure_policy: FAILURE_POLICY,
             extra_routes: Vec::new(),
+            waypoint: Vec::new(),
         }
     }
+}
+
+/// The header that picks the service a request to a waypoint Envoy's main listener is for.
+pub const WAYPOINT_SERVICE_HEADER: &str = "x-test-service";
+
+/// A waypoint laid out as Istio lays one out (`docs/design/ambient.md`, emulated as
+/// `docs/design/ambient/boot1.py` does): the internal listener `main_internal` has one chain per
+/// service VIP, named `inbound-vip|8080|http|<fqdn>`, selected by `original_dst` from the VIP the
+/// connection was addressed to, each with its own route to the cluster of the same name (with
+/// Istio's `filter_metadata.istio.services`). The caller's CONNECT over HBONE is simplified to a
+/// plaintext front listener (the main listener) that routes on [`WAYPOINT_SERVICE_HEADER`] to
+/// per-service internal clusters whose endpoints carry the VIP as Istio's EDS does
+/// (`envoy.filters.listener.original_dst` `local`): the filter's view — the chain name — is the
+/// same. Returns (listener, clusters, front routes).
+fn waypoint(o: &EnvoyOptions, filters: Vec<Value>) -> (Value, Vec<Value>, Vec<Value>) {
+    let ns = &o.workload.namespace;
+    let mut chains = Vec::new();
+    let mut clusters = Vec::new();
+    let mut routes = Vec::new();
+    for (i, service) in o.waypoint.iter().enumerate() {
+        let fqdn = format!("{service}.{ns}.svc.cluster.local");
+        let name = format!("inbound-vip|8080|http|{fqdn}");
+        let vip = format!("10.96.0.{}", 10 + i);
+        let mut chain = listener(&name, 0, filters.clone())["filter_chains"][0].clone();
+        chain["name"] = json!(name);
+        chain["filter_chain_match"] = json!({
+            "prefix_ranges": [{"address_prefix": vip, "prefix_len": 32}],
+            "destination_port": 8080,
+        });
+        let hcm = &mut chain["filters"][0]["typed_config"];
+        hcm["route_config"] = json!({
+            "name": name,
+            "virtual_hosts": [{"name": "inbound|http|8080", "domains": ["*"], "routes": [
+                {"name": "default", "match": {"prefix": "/"}, "route": {"cluster": name, "timeout": "0s"}}
+            ]}]
+        });
+        chains.push(chain);
+        clusters.push(json!({
+            "name": name,
+            "type": "STATIC",
+            "connect_timeout": "0.25s",
+            "metadata": {"filter_metadata": {"istio": {"services": [
+                {"host": fqdn, "name": service, "namespace": ns}
+            ]}}},
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": o.upstream_port}}
+            }}]}]}
+        }));
+        let to = format!("to|{service}");
+        clusters.push(json!({
+            "name": to,
+            "type": "STATIC",
+            "connect_timeout": "0.25s",
+            "load_assignment": {"cluster_name": to, "endpoints": [{"lb_endpoints": [{
+                "endpoint": {"address": {"envoy_internal_address": {
+                    "server_listener_name": "main_internal", "endpoint_id": format!("{vip}:8080")
+                }}},
+                "metadata": {"filter_metadata": {"envoy.filters.listener.original_dst": {"local": format!("{vip}:8080")}}}
+            }]}]},
+            "transport_socket": {"name": "internal_upstream", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.internal_upstream.v3.InternalUpstreamTransport",
+                "passthrough_metadata": [{"kind": {"host": {}}, "name": "envoy.filters.listener.original_dst"}],
+                "transport_socket": {"name": "raw_buffer", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
+                }}
+            }}
+        }));
+        routes.push(json!({
+            "match": {"prefix": "/", "headers": [{"name": WAYPOINT_SERVICE_HEADER, "string_match": {"exact": service}}]},
+            "route": {"cluster": to, "timeout": "0s"}
+        }));
+    }
+    let main_internal = json!({
+        "name": "main_internal",
+        "internal_listener": {},
+        "traffic_direction": "INBOUND",
+        "listener_filters": [{"name": "envoy.filters.listener.original_dst", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
+        }}],
+        "filter_chains": chains,
+    });
+    (main_internal, clusters, routes)
 }
 
 /// The certificates of one caller scenario.
@@ -276,23 +363,30 @@ fn bootstrap(
     relay_ports: &BTreeMap<usize, u16>,
 ) -> Value {
     let wasm = o.wasm.as_deref();
-    let mut listeners = vec![listener(
-        "virtualInbound",
-        listener_port,
-        http_filters(
-            o.filter,
-            wasm,
-            "boifi.boifi-fault-injection",
-            &o.plugin_config,
-            o.control_plane_port,
-            o.failure_policy,
-        ),
-    )];
+    let boifi = http_filters(
+        o.filter,
+        wasm,
+        "boifi.boifi-fault-injection",
+        &o.plugin_config,
+        o.control_plane_port,
+        o.failure_policy,
+    );
+    let (front, waypoint) = if o.waypoint.is_empty() {
+        (boifi, None)
+    } else {
+        let plain = http_filters(o.filter, None, "", &Value::Null, o.control_plane_port, "");
+        (plain, Some(waypoint(o, boifi)))
+    };
+    let mut listeners = vec![listener("virtualInbound", listener_port, front)];
+    let mut front_routes = o.extra_routes.clone();
+    if let Some((_, _, routes)) = &waypoint {
+        front_routes.extend(routes.iter().cloned());
+    }
     if let Some(routes) = listeners[0]["filter_chains"][0]["filters"][0]["typed_config"]
         ["route_config"]["virtual_hosts"][0]["routes"]
         .as_array_mut()
     {
-        routes.splice(0..0, o.extra_routes.iter().cloned());
+        routes.splice(0..0, front_routes);
     }
     let mut relays = Vec::new();
     for (i, ((plugin, config), port)) in o.extra_listeners.iter().zip(extra_ports).enumerate() {
@@ -343,7 +437,16 @@ fn bootstrap(
         c["transport_socket"] = upstream_tls(caller, callee_id, false);
         clusters.push(c);
     }
+    let mut extensions = Vec::new();
+    if let Some((main_internal, waypoint_clusters, _)) = waypoint {
+        listeners.push(main_internal);
+        clusters.extend(waypoint_clusters);
+        extensions.push(json!({"name": "envoy.bootstrap.internal_listener", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"
+        }}));
+    }
     json!({
+        "bootstrap_extensions": extensions,
         "node": o.workload.node(),
         // How an operator gets per-policy tags (Istio: meshConfig/annotation extraStatTags
         // plus this regex): `hfi.policy.<name>.aborts_total` → `policy="<name>"`.

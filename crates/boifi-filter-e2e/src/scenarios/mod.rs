@@ -16,6 +16,7 @@ pub mod reliability_control_plane;
 pub mod resilience;
 pub mod startup;
 pub mod targeting;
+pub mod waypoint;
 
 use crate::harness::envoy::{Envoy, EnvoyOptions, Workload};
 use crate::harness::http::{Client, Response};

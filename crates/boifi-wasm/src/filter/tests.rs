@@ -29,6 +29,13 @@ struct FakeHost {
     /// What `connection.uri_san_peer_certificate` returns, and how often it was read.
     peer_uri_san: RefCell<Option<Vec<u8>>>,
     peer_reads: Cell<u32>,
+    /// What `xds.filter_chain_name` and `filter_state.io.istio.peer_principal` return (a
+    /// waypoint), and how often the chain name was read.
+    filter_chain: RefCell<Option<Vec<u8>>>,
+    filter_chain_reads: Cell<u32>,
+    peer_principal: RefCell<Option<Vec<u8>>>,
+    /// Request headers the filter set.
+    set_headers: RefCell<Vec<(String, Vec<u8>)>>,
 }
 
 impl FakeHost {
@@ -73,6 +80,12 @@ impl Host for FakeHost {
                 self.peer_reads.set(self.peer_reads.get() + 1);
                 self.peer_uri_san.borrow().clone()
             }
+            ["xds", "filter_chain_name"] => {
+                self.filter_chain_reads
+                    .set(self.filter_chain_reads.get() + 1);
+                self.filter_chain.borrow().clone()
+            }
+            ["filter_state", "io.istio.peer_principal"] => self.peer_principal.borrow().clone(),
             _ => None,
         }
     }
@@ -87,6 +100,13 @@ impl Host for FakeHost {
     fn request_headers(&self) -> Option<Vec<u8>> {
         self.call();
         Some(self.headers.borrow().clone())
+    }
+    fn replace_request_header(&self, name: &str, value: &[u8]) -> bool {
+        self.call();
+        self.set_headers
+            .borrow_mut()
+            .push((name.to_owned(), value.to_vec()));
+        true
     }
     fn call_response_header(&self, name: &str) -> Option<Vec<u8>> {
         self.call();
@@ -432,5 +452,55 @@ fn a_set_this_sidecar_cannot_compile_is_refused_kept_out_and_reported_on_the_nex
         ),
         "{}",
         polls[calls]
+    );
+}
+
+/// A waypoint (its Gateway class label set by the configuration's identity override): the
+/// target service is read from `xds.filter_chain_name` once per request, the caller from the
+/// filter state, and a request it evaluated policies for is marked.
+#[test]
+fn a_waypoint_reads_the_chain_name_once_and_marks_what_it_evaluated() {
+    let config = r#"{"identity":{"labels":{"gateway.networking.k8s.io/gateway-class-name":"istio-waypoint"}}}"#;
+    let mut f = polling_filter(SharedStore::default(), config);
+    let body = compact(
+        r#"{"version":1,"policies":[
+          {"metadata":{"name":"cart-abort"},"spec":{"selector":{"service":"cartservice","namespace":"shop"},
+           "rules":[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"abort":{"httpStatus":503}}}]}},
+          {"metadata":{"name":"cart-for-frontend"},"spec":{"selector":{"service":"currencyservice"},
+           "rules":[{"match":{"source":{"service":"frontend","namespace":"shop"}},"fault":{"percentage":100,"abort":{"httpStatus":500}}}]}},
+          {"metadata":{"name":"never"},"spec":{"selector":{"service":"paymentservice"},
+           "rules":[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":0,"abort":{"httpStatus":500}}}]}}
+        ]}"#,
+    );
+    answer(&mut f, &body);
+    let mut id = 10;
+    let mut send = |f: &mut Filter<FakeHost>, service: &str, principal: Option<&[u8]>| {
+        *f.host().filter_chain.borrow_mut() =
+            Some(format!("inbound-vip|8080|http|{service}.shop.svc.cluster.local").into_bytes());
+        *f.host().peer_principal.borrow_mut() = principal.map(<[u8]>::to_vec);
+        *f.host().peer_uri_san.borrow_mut() =
+            Some(b"spiffe://cluster.local/ns/shop/sa/frontend".to_vec());
+        f.host().set_headers.borrow_mut().clear();
+        let reads = f.host().filter_chain_reads.get();
+        id += 1;
+        let action = request(f, id, &[(b":path", b"/")]);
+        f.on_delete(id);
+        assert_eq!(f.host().filter_chain_reads.get() - reads, 1, "{service}");
+        action == Action::Pause
+    };
+    assert!(send(&mut f, "cartservice", None));
+    assert!(!send(&mut f, "productcatalogservice", None));
+    // The caller comes from the filter state, never from the certificate of `main_internal`.
+    assert!(send(
+        &mut f,
+        "currencyservice",
+        Some(b"spiffe://cluster.local/ns/shop/sa/frontend")
+    ));
+    assert!(!send(&mut f, "currencyservice", None));
+    // Evaluated and forwarded: marked.
+    assert!(!send(&mut f, "paymentservice", None));
+    assert_eq!(
+        *f.host().set_headers.borrow(),
+        [("x-boifi-evaluated".to_owned(), b"never".to_vec())]
     );
 }
