@@ -244,7 +244,7 @@ pub fn config_response_never_panics(data: &[u8]) {
         assert_eq!(back, response);
         for identity in &identities {
             // Policies the server sends were validated when they were written: they compile.
-            if let Err(e) = sync::compile_response(&response, identity, 0) {
+            if let Err(e) = sync::compile_response(&response, identity, 0, u64::MAX) {
                 panic!("a parsed config response did not compile: {e}");
             }
         }
@@ -264,7 +264,7 @@ pub fn config_response_never_panics(data: &[u8]) {
         }
     }
     for identity in &identities {
-        if let Err(e) = sync::compile_body(data, identity, u64::MAX) {
+        if let Err(e) = sync::compile_body(data, identity, u64::MAX, u64::MAX) {
             drop(e.to_string());
         }
     }
@@ -308,7 +308,7 @@ pub fn compact_config_never_panics_and_round_trips(data: &[u8]) {
         Identity::default(),
     ] {
         // A validated answer compiles: its regexes were compiled by the validation.
-        if let Err(e) = boifi_engine::sync::compile_body(data, &identity, 0) {
+        if let Err(e) = boifi_engine::sync::compile_body(data, &identity, 0, u64::MAX) {
             fail::<()>("compile a decoded answer", &e, &response);
         }
     }
