@@ -290,19 +290,9 @@ fn apply(
         100.0 * aborts,
         100.0 * delays
     );
-    if let Some(a) = &mesh.ambient {
-        // The waypoint's filter decides once, for the proxy's own identity; deciding the
-        // target service per request is issue 26's engine work.
-        let mut waypoint = ServiceSpec::new(crate::ambient::WAYPOINT, &a.namespace, Protocol::Http);
-        waypoint.labels.clear();
-        let (aborts, delays) = expected_shares(policies, &waypoint);
+    if mesh.ambient.is_some() {
         println!(
-            "      the waypoint's filter still decides for the waypoint itself (service=waypoint):"
-        );
-        println!(
-            "      it aborts {:.1} % and delays {:.1} % (the target per request is not built yet)",
-            100.0 * aborts,
-            100.0 * delays
+            "      the waypoint's filter decides the target per request (the chain a call arrived on), so {TARGET}'s calls get the same shares"
         );
     }
     Ok(())

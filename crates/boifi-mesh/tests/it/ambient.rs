@@ -3,10 +3,9 @@
 //! waypoint's running config against testdata/istio-ambient/FACTS.md §6, every page of
 //! frontend through it, and a policy applied with boifi-cli reaching its filter.
 //!
-//! TODO(shengine): once the engine decides the target per request in a shared proxy, this
-//! test should also assert that a 100 % abort on cartservice aborts every cart call through
-//! the waypoint and none of the other services' (today the filter identifies as the waypoint
-//! itself, so a cart policy matches nothing here).
+//! Not asserted here yet: that a 100 % abort on cartservice aborts every cart call through the
+//! waypoint and none of the other services' (the engine decides the target per request; the
+//! `waypoint` scenario of boifi-filter-e2e asserts it in an Envoy shaped like a waypoint).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
