@@ -54,6 +54,8 @@ pub struct Released {
     pub stream: u64,
     /// What to do with it.
     pub then: Release,
+    /// Whether the request or the app's response was held (which of them to resume).
+    pub target: FaultTarget,
 }
 
 #[derive(Debug, Clone)]
@@ -410,6 +412,7 @@ impl Engine {
                 Released {
                     stream: p.stream,
                     then: p.then.then,
+                    target: p.then.target,
                 }
             })
             .collect()

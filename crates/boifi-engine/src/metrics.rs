@@ -155,6 +155,15 @@ pub enum PolicyCounter {
 }
 
 impl PolicyCounter {
+    /// Every per-policy counter, in a fixed order (`as usize` indexes it).
+    pub const ALL: [PolicyCounter; 5] = [
+        PolicyCounter::Aborts,
+        PolicyCounter::Delays,
+        PolicyCounter::ResponseAborts,
+        PolicyCounter::ResponseDelays,
+        PolicyCounter::Resets,
+    ];
+
     /// The metric name; the policy is its [`POLICY_TAG`] tag. A host that can tag a metric
     /// (the native module: a labeled counter) defines this name with that tag; one that cannot
     /// (proxy-wasm) defines [`PolicyCounter::name_with_policy`], which Envoy's

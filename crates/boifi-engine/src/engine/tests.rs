@@ -2,6 +2,7 @@ use super::*;
 use crate::metrics::CounterValues;
 use alloc::format;
 use boifi_core::compiled::SimpleRequest;
+use boifi_core::policy::FaultTarget;
 
 /// A `/v1/config` answer as the control plane sends it to a sidecar (compact).
 fn body(version: u64, rules: &str) -> Vec<u8> {
@@ -177,7 +178,8 @@ fn delays_hold_until_due_then_resume_or_abort() {
         released,
         [Released {
             stream: 7,
-            then: Release::Resume
+            then: Release::Resume,
+            target: FaultTarget::Request
         }]
     );
 }
@@ -285,7 +287,8 @@ fn a_response_delay_then_reset_holds_the_answer_and_resets_it() {
         released,
         [Released {
             stream: 1,
-            then: Release::Reset
+            then: Release::Reset,
+            target: FaultTarget::Response
         }]
     );
     assert_eq!(c.get(Counter::Resets), 1);
