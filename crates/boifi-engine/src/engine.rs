@@ -367,6 +367,11 @@ impl Engine {
         !self.responses.is_empty()
     }
 
+    /// Whether a response-phase fault waits for the answer to the request of `stream`.
+    pub fn awaits_response(&self, stream: u64) -> bool {
+        self.responses.contains_key(&stream)
+    }
+
     /// The app answered the request of `stream` (its response headers arrived): applies the
     /// response-phase fault decided for it, if any. [`Verdict::Hold`] holds the response;
     /// [`Engine::release_due`] hands it back like a held request.
