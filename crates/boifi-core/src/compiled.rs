@@ -8,8 +8,8 @@ use alloc::vec::Vec;
 use crate::destination::DestinationSource;
 use crate::identity::{Identity, PeerIdentity, DEFAULT_TRUST_DOMAIN};
 use crate::policy::{
-    build_regex, Abort, Delay, FaultTarget, FieldErrorKind, Percentage, PolicyDocument, Sampling, SourceMatch,
-    StringMatch, PPM_SCALE,
+    build_regex, Abort, Delay, FaultTarget, FieldErrorKind, Percentage, PolicyDocument, Sampling,
+    SourceMatch, StringMatch, PPM_SCALE,
 };
 use crate::rng::{fnv1a64, splitmix64};
 

@@ -75,7 +75,12 @@ impl Counters for StreamCounters<'_, '_> {
     }
 
     fn add_policy(&mut self, policy: &str, counter: PolicyCounter) {
-        let id = self.metrics.policies.get(counter as usize).copied().flatten();
+        let id = self
+            .metrics
+            .policies
+            .get(counter as usize)
+            .copied()
+            .flatten();
         self.stream.increment_labeled(id, policy, 1);
     }
 }

@@ -320,9 +320,8 @@ impl Engine {
                 None => Release::Resume,
             }
         };
-        let forwarded = decision.target == FaultTarget::Response
-            || wait > 0
-            || matches!(then, Release::Resume);
+        let forwarded =
+            decision.target == FaultTarget::Response || wait > 0 || matches!(then, Release::Resume);
         if forwarded {
             mark(request, set, decided.evaluated, decided.incoming);
         }

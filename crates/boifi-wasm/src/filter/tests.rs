@@ -153,12 +153,16 @@ impl Host for FakeHost {
     }
     fn resume_response(&self) -> bool {
         self.call();
-        self.resumed_responses.borrow_mut().push(self.effective.get());
+        self.resumed_responses
+            .borrow_mut()
+            .push(self.effective.get());
         true
     }
     fn reset_stream(&self, response: bool) -> bool {
         self.call();
-        self.resets.borrow_mut().push((self.effective.get(), response));
+        self.resets
+            .borrow_mut()
+            .push((self.effective.get(), response));
         true
     }
     fn set_effective_context(&self, context_id: u32) -> bool {
@@ -544,7 +548,12 @@ fn responses_cost_no_host_call_unless_a_response_rule_fired_and_then_get_their_f
     // A request-phase reset never does.
     assert_eq!(request(&mut f, 6, &path(b"/q")), Action::Pause);
     let reset_paths = |f: &Filter<FakeHost>| -> Vec<bool> {
-        f.host().resets.borrow().iter().map(|(_, response)| *response).collect()
+        f.host()
+            .resets
+            .borrow()
+            .iter()
+            .map(|(_, response)| *response)
+            .collect()
     };
     assert_eq!(reset_paths(&f), [false]);
 
