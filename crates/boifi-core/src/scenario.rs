@@ -100,7 +100,8 @@ fn get() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expectation {
-    /// `pass`, `delay`, `abort` or `delay_then_abort`: what faulted requests get.
+    /// `pass`, `delay`, `abort`, `delay_then_abort`, `response_abort` (the app did the work,
+    /// the caller gets the error) or `reset` (no answer): what faulted requests get.
     pub outcome: String,
     /// Percent of requests that get that outcome (ignored for `pass`, where every request
     /// must pass).
@@ -227,9 +228,13 @@ impl Scenario {
             "delay_then_abort" => Outcome::DelayThenAbort {
                 http_status: status()?,
             },
+            "response_abort" => Outcome::ResponseAbort {
+                http_status: status()?,
+            },
+            "reset" => Outcome::Reset,
             other => {
                 return Err(format!(
-                    "scenario `{}`: expect.outcome `{other}` is not one of pass, delay, abort, delay_then_abort",
+                    "scenario `{}`: expect.outcome `{other}` is not one of pass, delay, abort, delay_then_abort, response_abort, reset",
                     self.name
                 ))
             }

@@ -10,7 +10,7 @@ use crate::compiled::{
     decide, fires, rule_draw, rule_seed, CompiledPolicySet, FaultDecision, MatchedRule,
     RequestView, REQUEST_ID_HEADER,
 };
-use crate::policy::{Percentage, Sampling};
+use crate::policy::{FaultTarget, Percentage, Sampling};
 use crate::rng::XorShift64Star;
 
 /// What happened to one request.
@@ -30,6 +30,15 @@ pub enum Outcome {
         /// The HTTP status.
         http_status: u16,
     },
+    /// Forwarded: the app did its work, then its answer was replaced by an error
+    /// (`target: response`; after a wait, if the rule has one).
+    ResponseAbort {
+        /// The HTTP status.
+        http_status: u16,
+    },
+    /// No HTTP answer: the stream was reset (before the app saw the request, or after it
+    /// answered with `target: response`; after a wait, if the rule has one).
+    Reset,
 }
 
 impl Outcome {
@@ -40,6 +49,8 @@ impl Outcome {
             Some(d) => Outcome::of_fault(
                 d.total_wait_ms() > 0 || d.delay_ms.is_some(),
                 d.abort.map(|a| a.http_status),
+                d.reset,
+                d.target,
             ),
         }
     }
@@ -47,25 +58,39 @@ impl Outcome {
     /// The outcome a rule's fault gives whenever it fires: what [`Outcome::of`] says of its
     /// decision.
     pub fn of_rule(rule: &MatchedRule<'_>) -> Outcome {
-        Outcome::of_fault(rule.waits, rule.abort_status)
+        Outcome::of_fault(rule.waits, rule.abort_status, rule.reset, rule.target)
     }
 
-    /// A fault that fired: whether it waits, and its abort status if it aborts.
-    fn of_fault(waits: bool, abort_status: Option<u16>) -> Outcome {
-        match (waits, abort_status) {
-            (_, None) => Outcome::Delay,
-            (false, Some(http_status)) => Outcome::Abort { http_status },
-            (true, Some(http_status)) => Outcome::DelayThenAbort { http_status },
+    /// A fault that fired: whether it waits, its abort status if it aborts, whether it resets,
+    /// and the phase it acts in. A response delay is a delay to the caller.
+    fn of_fault(
+        waits: bool,
+        abort_status: Option<u16>,
+        reset: bool,
+        target: FaultTarget,
+    ) -> Outcome {
+        match (reset, target, waits, abort_status) {
+            (true, _, _, _) => Outcome::Reset,
+            (false, _, _, None) => Outcome::Delay,
+            (false, FaultTarget::Response, _, Some(http_status)) => {
+                Outcome::ResponseAbort { http_status }
+            }
+            (false, FaultTarget::Request, false, Some(http_status)) => {
+                Outcome::Abort { http_status }
+            }
+            (false, FaultTarget::Request, true, Some(http_status)) => {
+                Outcome::DelayThenAbort { http_status }
+            }
         }
     }
 
     /// The abort status, for the outcomes that abort.
     pub fn http_status(&self) -> Option<u16> {
         match self {
-            Outcome::Abort { http_status } | Outcome::DelayThenAbort { http_status } => {
-                Some(*http_status)
-            }
-            Outcome::Pass | Outcome::Delay => None,
+            Outcome::Abort { http_status }
+            | Outcome::DelayThenAbort { http_status }
+            | Outcome::ResponseAbort { http_status } => Some(*http_status),
+            Outcome::Pass | Outcome::Delay | Outcome::Reset => None,
         }
     }
 
@@ -74,13 +99,15 @@ impl Outcome {
         matches!(self, Outcome::Delay | Outcome::DelayThenAbort { .. })
     }
 
-    /// A short label: `pass`, `delay`, `abort`, `delay_then_abort`.
+    /// A short label: `pass`, `delay`, `abort`, `delay_then_abort`, `response_abort`, `reset`.
     pub fn kind(&self) -> &'static str {
         match self {
             Outcome::Pass => "pass",
             Outcome::Delay => "delay",
             Outcome::Abort { .. } => "abort",
             Outcome::DelayThenAbort { .. } => "delay_then_abort",
+            Outcome::ResponseAbort { .. } => "response_abort",
+            Outcome::Reset => "reset",
         }
     }
 }

@@ -83,6 +83,8 @@ fn distribution(report: &Value) -> Distribution {
             ("delay", None) => Outcome::Delay,
             ("abort", Some(http_status)) => Outcome::Abort { http_status },
             ("delay_then_abort", Some(http_status)) => Outcome::DelayThenAbort { http_status },
+            ("response_abort", Some(http_status)) => Outcome::ResponseAbort { http_status },
+            ("reset", None) => Outcome::Reset,
             other => panic!("unknown outcome {other:?}"),
         };
         let count = row["count"].as_u64().unwrap();
@@ -168,12 +170,7 @@ fn every_scenario_is_within_4_sigma_through_the_cli() {
 }
 
 fn status_of(outcome: &Outcome) -> Option<u16> {
-    match outcome {
-        Outcome::Abort { http_status } | Outcome::DelayThenAbort { http_status } => {
-            Some(*http_status)
-        }
-        _ => None,
-    }
+    outcome.http_status()
 }
 
 #[test]

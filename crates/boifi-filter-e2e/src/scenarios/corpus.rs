@@ -7,7 +7,7 @@
 //! (seeing it fire on a listener proves that listener holds the whole group), then removed.
 
 use super::*;
-use crate::harness::http::Client;
+use crate::harness::http::{Client, HttpError};
 use crate::harness::net::loopback;
 use crate::harness::repo_root;
 use boifi_core::scenario::{check_binomial, load_scenarios, Scenario};
@@ -35,8 +35,11 @@ fn expected_abort(s: &Scenario, r: &Response, grpc: bool) -> bool {
     }
 }
 
-/// What one response was.
-fn classify(s: &Scenario, r: &Response) -> &'static str {
+/// What one request got (`None`: no answer, the stream was reset).
+fn classify(s: &Scenario, r: Option<&Response>) -> &'static str {
+    let Some(r) = r else {
+        return "reset";
+    };
     let min_wait = Duration::from_millis(s.expect.wait_ms_min.unwrap_or(0));
     let faulted = r.header("x-boifi-fault").is_some();
     let grpc = is_grpc_request(s);
@@ -51,11 +54,13 @@ fn classify(s: &Scenario, r: &Response) -> &'static str {
             "delay_then_abort"
         }
         (true, "abort") if expected_abort(s, r, grpc) => "abort",
+        (true, "response_abort") if expected_abort(s, r, grpc) => "response_abort",
         _ => "other",
     }
 }
 
-fn request(c: &mut Client, s: &Scenario, grpc: bool) -> Response {
+/// One request of the scenario; `None` when the stream was reset (no HTTP answer).
+fn request(c: &mut Client, s: &Scenario, grpc: bool) -> Option<Response> {
     let mut headers: Vec<(&str, &str)> = s
         .request
         .headers
@@ -65,15 +70,19 @@ fn request(c: &mut Client, s: &Scenario, grpc: bool) -> Response {
     if grpc && !is_grpc_request(s) {
         headers.push(("content-type", "application/grpc"));
     }
-    c.request(&s.request.method, &s.request.path, &headers, &[])
-        .unwrap()
+    match c.request(&s.request.method, &s.request.path, &headers, &[]) {
+        Ok(r) => Some(r),
+        // A reset fault closes the connection without an answer; any other failure is one.
+        Err(HttpError::Io { .. }) if s.expect.outcome == "reset" => None,
+        Err(e) => panic!("{}: {e}", s.name),
+    }
 }
 
 /// Runs one scenario against the listener on `port`; returns what went wrong, if anything.
 fn run(s: &Scenario, port: u16) -> Result<String, String> {
     let slow = s.expect.wait_ms_max.unwrap_or(0) >= 20;
     // Delayed requests run side by side (sequentially a 2 s delay × 400 would take minutes).
-    let responses: Vec<Response> = if slow {
+    let responses: Vec<Option<Response>> = if slow {
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..20)
                 .map(|_| scope.spawn(move || request(&mut Client::new(loopback(port)), s, false)))
@@ -82,10 +91,25 @@ fn run(s: &Scenario, port: u16) -> Result<String, String> {
         })
     } else {
         let mut c = Client::new(loopback(port));
-        (0..400).map(|_| request(&mut c, s, false)).collect()
+        // A reset scenario uses a connection per request: the client resends a request once
+        // when a reused connection was closed, which would hide the reset it measures.
+        let fresh = s.expect.outcome == "reset";
+        (0..400)
+            .map(|_| {
+                if fresh {
+                    c = Client::new(loopback(port));
+                }
+                request(&mut c, s, false)
+            })
+            .collect()
     };
     let total = responses.len() as u64;
-    let count = |kind: &str| responses.iter().filter(|r| classify(s, r) == kind).count() as u64;
+    let count = |kind: &str| {
+        responses
+            .iter()
+            .filter(|r| classify(s, r.as_ref()) == kind)
+            .count() as u64
+    };
     let outcome = s.expect.outcome.as_str();
     let observed = count(outcome);
     s.check_rate(observed, total)?;
@@ -102,7 +126,8 @@ fn run(s: &Scenario, port: u16) -> Result<String, String> {
     if let Some(policy) = &s.expect.policy {
         let wrong = responses
             .iter()
-            .filter(|r| classify(s, r) == outcome)
+            .flatten()
+            .filter(|r| classify(s, Some(r)) == outcome)
             .filter_map(|r| r.header("x-boifi-fault"))
             .find(|p| p != policy);
         if let Some(p) = wrong {
@@ -113,7 +138,8 @@ fn run(s: &Scenario, port: u16) -> Result<String, String> {
         // Bounded above too: the tick adds a few ms; a loaded machine adds more.
         let late = responses
             .iter()
-            .filter(|r| classify(s, r) == outcome)
+            .flatten()
+            .filter(|r| classify(s, Some(r)) == outcome)
             .map(|r| r.elapsed)
             .max()
             .unwrap_or_default();
@@ -127,7 +153,7 @@ fn run(s: &Scenario, port: u16) -> Result<String, String> {
     if let Some(grpc_status) = s.expect.grpc_status {
         let mut c = Client::new(loopback(port));
         let faulted = (0..40)
-            .map(|_| request(&mut c, s, true))
+            .filter_map(|_| request(&mut c, s, true))
             .find(|r| r.header("x-boifi-fault").is_some())
             .ok_or_else(|| format!("{}: no gRPC request was faulted", s.name))?;
         let got = faulted.header("grpc-status").map(str::to_owned);
@@ -207,6 +233,25 @@ pub fn scenario_corpus_holds_in_envoy(filter: FilterKind) {
         for policy in &policies {
             mesh.server
                 .put_policy(&serde_json::to_value(policy).unwrap());
+        }
+        // The native module refuses a version with a fault it cannot inject (docs/native.md):
+        // its log must name it, and the group's scenarios cannot run there.
+        let refused_natively = policies.iter().flat_map(|p| &p.spec.rules).any(|r| {
+            r.fault.reset
+                || (r.fault.target == boifi_core::policy::FaultTarget::Response
+                    && (r.fault.delay.is_some() || r.fault.start_delay_ms > 0))
+        });
+        if filter == FilterKind::Native && refused_natively {
+            let name = policies[0].name();
+            assert!(
+                envoy.wait_for_log(&format!("policy `{name}`: spec.rules[0].fault.")),
+                "{name}: the native module must log its refusal"
+            );
+            eprintln!("corpus in Envoy: {name}: refused by the native module, as documented");
+            for policy in &policies {
+                mesh.server.delete_policy(policy.name());
+            }
+            continue;
         }
         let sentinel = format!("aaaa-corpus-sentinel-{phase}");
         mesh.put(
