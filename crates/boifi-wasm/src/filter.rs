@@ -651,28 +651,37 @@ impl Root {
         let now = ms(host.now_nanos());
         let request = HostRequest::new(host);
         let (engine, mut counters) = self.counters(host);
-        match engine.on_request(u64::from(context_id), &request, now, &mut counters) {
+        let verdict = engine.on_request(u64::from(context_id), &request, now, &mut counters);
+        self.act(host, verdict, delay_tick, false)
+    }
+
+    /// Does what the engine decided for the request or (`response`) the app's answer of the
+    /// current stream.
+    fn act(
+        &mut self,
+        host: &impl Host,
+        verdict: Verdict,
+        delay_tick: u64,
+        response: bool,
+    ) -> Action {
+        match verdict {
             Verdict::Continue => Action::Continue,
             Verdict::Reply(reply) => {
                 send_reply(host, &reply);
                 Action::Pause
             }
             Verdict::Hold { .. } => {
-                self.tick_for_delays(host, delay_tick);
+                // The tick runs at the delay tick while something is held.
+                let tick = delay_tick.max(1);
+                if self.tick_ms == 0 || u64::from(self.tick_ms) > tick {
+                    self.set_tick(host, tick);
+                }
                 Action::Pause
             }
             Verdict::Reset => {
-                host.reset_stream(false);
+                host.reset_stream(response);
                 Action::Pause
             }
-        }
-    }
-
-    /// Makes sure the tick runs at the delay tick while something is held.
-    fn tick_for_delays(&mut self, host: &impl Host, delay_tick: u64) {
-        let tick = delay_tick.max(1);
-        if self.tick_ms == 0 || u64::from(self.tick_ms) > tick {
-            self.set_tick(host, tick);
         }
     }
 
@@ -687,21 +696,8 @@ impl Root {
         };
         let now = ms(host.now_nanos());
         let (engine, mut counters) = self.counters(host);
-        match engine.on_response(u64::from(context_id), now, &mut counters) {
-            Verdict::Continue => Action::Continue,
-            Verdict::Reply(reply) => {
-                send_reply(host, &reply);
-                Action::Pause
-            }
-            Verdict::Hold { .. } => {
-                self.tick_for_delays(host, delay_tick);
-                Action::Pause
-            }
-            Verdict::Reset => {
-                host.reset_stream(true);
-                Action::Pause
-            }
-        }
+        let verdict = engine.on_response(u64::from(context_id), now, &mut counters);
+        self.act(host, verdict, delay_tick, true)
     }
 }
 

@@ -93,7 +93,7 @@ fn a_version_1_answer_reads_with_the_new_fields_at_their_defaults() {
         \xc0\x84\x3d\x00\x00\x00\x01\xf7\x03\x00\x00\x00\x00\x00\x00\x01\x00";
     let response = decode(v1).unwrap();
     assert_eq!(response.version, 7);
-    assert_eq!(response.policies, [policy.clone()]);
+    assert_eq!(response.policies, core::slice::from_ref(&policy));
     assert_eq!(peek_version(v1), Some(7));
     // The same policy in version 2 is version 1 plus the three new fields' bytes.
     let v2 = encode(&ConfigResponse {
