@@ -815,6 +815,12 @@ impl boifi_wasm::host::Host for ArbitraryHost<'_> {
     fn resume_request(&self) -> bool {
         self.flag()
     }
+    fn resume_response(&self) -> bool {
+        self.flag()
+    }
+    fn reset_stream(&self, _response: bool) -> bool {
+        self.flag()
+    }
     fn set_effective_context(&self, _context_id: u32) -> bool {
         self.flag()
     }
@@ -837,7 +843,7 @@ pub fn filter_glue_never_panics(data: &[u8]) {
     // Contexts from a small range, so callbacks hit the roots and streams that exist.
     let id = |s: &mut Unstructured<'_>| u32::from(s.arbitrary::<u8>().unwrap_or(0) % 8);
     while !s.is_empty() {
-        let event = s.arbitrary::<u8>().unwrap_or(0) % 8;
+        let event = s.arbitrary::<u8>().unwrap_or(0) % 9;
         let context = id(&mut s);
         match event {
             0 => filter.on_context_create(context, 0),
@@ -860,6 +866,9 @@ pub fn filter_glue_never_panics(data: &[u8]) {
             }
             6 => {
                 let _ = filter.on_done(context);
+            }
+            7 => {
+                let _ = filter.on_response_headers(context);
             }
             _ => filter.on_delete(context),
         }

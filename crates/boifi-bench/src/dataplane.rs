@@ -111,6 +111,11 @@ fn configs(
             active: Some(10),
         },
         Config {
+            label: "(g) boifi, 10 response-phase policies, none fires".to_owned(),
+            filters: boifi("dp-g"),
+            active: Some(10),
+        },
+        Config {
             label: "(e) boifi, 100 policies, 10 for this service".to_owned(),
             filters: boifi("dp-e"),
             active: Some(10),
@@ -189,6 +194,7 @@ fn write_policies(server: &Server) -> Result<(), BenchError> {
     for i in 0..10 {
         server.put(&policies::dormant(&format!("dp-d-{i}"), "dp-d", i))?;
         server.put(&policies::dormant(&format!("dp-e-{i}"), "dp-e", i))?;
+        server.put(&policies::dormant_response(&format!("dp-g-{i}"), "dp-g", i))?;
     }
     for i in 0..90 {
         let other = format!("dp-other-{i}");
@@ -459,8 +465,11 @@ fn render(o: &Options, configs: &[Config], samples: &[Vec<Sample>]) -> String {
          {warm} s warm-up, {rounds} rounds in alternating order. Figures are medians over the \
          rounds; every ratio is the median of the per-round ratios (both sides measured in the \
          same round). Proxy CPU/req = Envoy's utime+stime over the run ÷ requests. \
-         boifi policies come from a real `boifi-server --storage memory`; (d)/(e) policies \
-         match a header or path prefix the load never sends (100 % abort if they did).\n\n\
+         boifi policies come from a real `boifi-server --storage memory`; (d)/(e)/(g) policies \
+         match a header or path prefix the load never sends (100 % abort if they did); (g)'s \
+         act on the response (`target: response`), so Envoy enters the module on every \
+         response too (the dormant cost of response-phase rules). `--extra-wasm main=<module>` \
+         adds (d) for another build (e.g. the current main) in the same rounds.\n\n\
          (w) is the floor: a module of a few hundred bytes of WAT exporting only what Envoy \
          needs, each export doing nothing (`crates/boifi-bench/modules/floor.wat`); (s) a \
          proxy-wasm Rust SDK filter doing nothing. CPU − (w) is the median of the per-round \

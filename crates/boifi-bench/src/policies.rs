@@ -22,6 +22,19 @@ pub fn dormant(name: &str, service: &str, i: usize) -> Value {
     aborting(name, service, &matcher, 100)
 }
 
+/// [`dormant`] acting on the app's response (`target: response`): it never fires either, so
+/// the filter's response callback finds nothing to do (the dormant cost of response-phase rules).
+pub fn dormant_response(name: &str, service: &str, i: usize) -> Value {
+    let mut policy = dormant(name, service, i);
+    let fault = policy
+        .pointer_mut("/spec/rules/0/fault")
+        .and_then(Value::as_object_mut);
+    if let Some(fault) = fault {
+        fault.insert("target".to_owned(), json!("response"));
+    }
+    policy
+}
+
 /// One rule on `service`: `percent` % of the requests `matcher` matches abort with 503.
 fn aborting(name: &str, service: &str, matcher: &Value, percent: u32) -> Value {
     json!({
