@@ -568,6 +568,62 @@ mod tests {
     }
 
     #[test]
+    fn side_effects_count_duplicates_per_key() {
+        let mut a = SideEffects::default();
+        for key in ["o-1", "o-2", "o-2", "o-3", "o-3", "o-3"] {
+            a.record(key);
+        }
+        assert_eq!((a.total(), a.keys()), (6, 3));
+        // o-2 once more, o-3 twice more.
+        assert_eq!((a.duplicates(), a.repeated_keys()), (3, 2));
+        // A retry that reached another replica: one order, charged on two pods.
+        let mut b = SideEffects::default();
+        b.record("o-1");
+        let mut stats = AppStats::default();
+        stats.side_effects.insert("charges".to_owned(), a);
+        let mut other = AppStats::default();
+        other.side_effects.insert("charges".to_owned(), b);
+        stats.merge(&other);
+        let merged = stats.side_effect("charges");
+        assert_eq!((merged.total(), merged.duplicates()), (7, 4));
+        assert_eq!(stats.side_effect("items_added"), SideEffects::default());
+    }
+
+    #[test]
+    fn keys_come_from_the_request_and_are_minted_when_missing() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-mesh-user-id", HeaderValue::from_static("u-7"));
+        let mut keys = keys_of(&headers);
+        assert_eq!(keys, Keys::from([(BusinessKey::User, "u-7".to_owned())]));
+        let app = App {
+            info: AppInfo {
+                service: "frontend".to_owned(),
+                pod: "frontend-0-0".to_owned(),
+                plan: CallPlan::default(),
+            },
+            clients: None,
+            stats: Mutex::new(AppStats::default()),
+            minted: AtomicU64::new(0),
+        };
+        // The user id the request carried stays; the order gets a new one.
+        app.mint(&mut keys, &[BusinessKey::User, BusinessKey::Order]);
+        assert_eq!(
+            keys.get(&BusinessKey::User).map(String::as_str),
+            Some("u-7")
+        );
+        assert_eq!(
+            keys.get(&BusinessKey::Order).map(String::as_str),
+            Some("frontend-0-0-1")
+        );
+        let mut next = Keys::new();
+        app.mint(&mut next, &[BusinessKey::Order]);
+        assert_eq!(
+            next.get(&BusinessKey::Order).map(String::as_str),
+            Some("frontend-0-0-2")
+        );
+    }
+
+    #[test]
     fn stats_merge_adds_every_counter() {
         let mut a = AppStats::default();
         let mut b = AppStats {

@@ -132,7 +132,11 @@ fn abort_on_add_item(mesh: &Mesh, what: &str, response: bool) {
         seen.outcomes
     );
     // Every caller saw the failure: frontend's every AddItem call, every page.
-    assert_eq!((seen.calls, seen.failed), (ADDS as u64, ADDS as u64), "{what}: {seen:?}");
+    assert_eq!(
+        (seen.calls, seen.failed),
+        (ADDS as u64, ADDS as u64),
+        "{what}: {seen:?}"
+    );
     assert_eq!(
         seen.outcomes.get("grpc-status 14").copied(),
         Some(ADDS as u64),
@@ -155,20 +159,24 @@ fn abort_on_add_item(mesh: &Mesh, what: &str, response: bool) {
 
 /// `orders` checkout pages with `percent` % of paymentservice's Charge answers aborted (on the
 /// request or the response), checkoutservice retrying Charge as its sidecar's served retry
-/// policy says: returns the charges per order, the retries checkoutservice's sidecar made and
+/// policy says: returns
+/// the pages' answers, every app's counters, the retries checkoutservice's sidecar made and
 /// the retries its policy allows.
 fn checkout_with_retries(
     mesh: &Mesh,
     orders: usize,
     percent: u32,
     response: bool,
-) -> (Shop, u64, u32) {
+) -> (TrafficReport, Shop, u64, u32) {
     let name = if response {
         "charge-answer-lost"
     } else {
         "charge-refused"
     };
-    apply(mesh, &abort_policy(name, PAYMENT, CHARGE, percent, response));
+    apply(
+        mesh,
+        &abort_policy(name, PAYMENT, CHARGE, percent, response),
+    );
     let policy = mesh
         .served_retry_policy(CHECKOUT, PAYMENT)
         .unwrap()
@@ -198,10 +206,13 @@ fn checkout_with_retries(
     // Every order reached paymentservice once from checkoutservice's app (no cart fault).
     assert_eq!(to_payment.calls, orders as u64, "{to_payment:?}");
     // Each order carried its own id: no charge without one, no id shared by two orders.
-    assert!(!charges.by_key.contains_key(""), "a charge without an order id");
+    assert!(
+        !charges.by_key.contains_key(""),
+        "a charge without an order id"
+    );
     assert!(charges.keys() <= orders);
     halt(mesh);
-    (shop, made, retries)
+    (report, shop, made, retries)
 }
 
 fn side_effects(filter: FilterBuild) {
@@ -210,19 +221,38 @@ fn side_effects(filter: FilterBuild) {
     abort_on_add_item(&mesh, "request-phase abort on AddItem", false);
 
     let retries = Retries::new(2, &["5xx", "gateway-error", "unavailable"]).unwrap();
-    mesh.set_routes(vec![RoutePolicy::to(PAYMENT).from(CHECKOUT).retries(retries)])
+    mesh.set_routes(vec![RoutePolicy::to(PAYMENT)
+        .from(CHECKOUT)
+        .retries(retries)])
         .unwrap();
 
     // The same retried fault on the request side: a refused charge never reaches the app, so
     // nobody is charged twice, although checkoutservice retried.
-    let (shop, made, _) = checkout_with_retries(&mesh, ORDERS_REQUEST_PHASE, LOST_PERCENT, false);
+    let (report, shop, made, retries) =
+        checkout_with_retries(&mesh, ORDERS_REQUEST_PHASE, LOST_PERCENT, false);
     let charges = shop.charges();
     assert_eq!(charges.duplicates(), 0, "request phase: {charges:?}");
-    assert!(made > 0, "checkoutservice's sidecar retried refused charges");
-    // Every retry was one more request to payment's sidecar, none reached the app twice.
+    assert!(
+        made > 0,
+        "checkoutservice's sidecar retried refused charges"
+    );
+    // An order fails when every try was refused, and is charged once otherwise.
+    let lost = f64::from(LOST_PERCENT) / 100.0;
+    assert_rate(
+        "request phase: orders whose every try was refused",
+        report.server_errors(),
+        ORDERS_REQUEST_PHASE,
+        lost.powi(i32::try_from(retries).unwrap() + 1),
+    );
+    assert_eq!(
+        charges.total() as usize,
+        ORDERS_REQUEST_PHASE - report.server_errors(),
+        "request phase: every order that went through was charged once"
+    );
     assert_eq!(
         shop.payment.by_handler.get("Charge").copied().unwrap_or(0),
-        charges.total()
+        charges.total(),
+        "request phase: payment's app saw only the tries that got through"
     );
 }
 
@@ -232,7 +262,7 @@ fn side_effects(filter: FilterBuild) {
 /// predictions for one retry fewer and one more outside that band.
 #[allow(dead_code)]
 fn duplicate_charges_match_the_retries(mesh: &Mesh) {
-    let (shop, made, retries) = checkout_with_retries(mesh, ORDERS, LOST_PERCENT, true);
+    let (_, shop, made, retries) = checkout_with_retries(mesh, ORDERS, LOST_PERCENT, true);
     let charges = shop.charges();
     // Every try charged: the charges are the calls plus the retries the caller's Envoy made.
     let calls = shop.checkout.calls_to(PAYMENT).calls;
