@@ -677,9 +677,10 @@ mod tests {
                 let (aborts, delays) = expected_shares_on(&policies, s, CHARGE_PATH);
                 let a = if s.name == PAYMENT { 0.5 } else { 0.0 };
                 assert!((aborts - a).abs() < 1e-9, "{}: {aborts}", s.name);
-                assert_eq!(delays, 0.0, "{}", s.name);
+                assert!(delays.abs() < 1e-9, "{}: {delays}", s.name);
                 // Only the charge: paymentservice's other requests pass.
-                assert_eq!(expected_shares(&policies, s), (0.0, 0.0), "{}", s.name);
+                let (other_aborts, other_delays) = expected_shares(&policies, s);
+                assert!(other_aborts.abs() + other_delays.abs() < 1e-9, "{}", s.name);
             }
         }
     }

@@ -231,7 +231,12 @@ fn side_effects(filter: FilterBuild) {
     let (report, shop, made, retries) =
         checkout_with_retries(&mesh, ORDERS_REQUEST_PHASE, LOST_PERCENT, false);
     let charges = shop.charges();
-    assert_eq!(charges.duplicates(), 0, "request phase: {charges:?}");
+    assert_eq!(
+        charges.duplicates(),
+        0,
+        "request phase: {} orders charged twice or more",
+        charges.repeated_keys()
+    );
     assert!(
         made > 0,
         "checkoutservice's sidecar retried refused charges"
