@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use boifi_core::compiled::{CompiledPolicySet, SimpleRequest};
 use boifi_core::identity::Identity;
-use boifi_core::policy::{parse_policies_text, PolicyDocument};
+use boifi_core::policy::{parse_policies_text, FaultTarget, PolicyDocument};
 
 use crate::app::SideEffects;
 use crate::calls::CHARGES;
@@ -280,8 +280,8 @@ pub fn run(options: &DemoOptions) -> Result<(), MeshError> {
             &mut mesh,
             orders,
             [
-                (&options.charge_policies.0, &answer_lost, "response"),
-                (&options.charge_policies.1, &charge_refused, "request"),
+                (&options.charge_policies.0, &answer_lost),
+                (&options.charge_policies.1, &charge_refused),
             ],
         )?;
     }
@@ -507,13 +507,21 @@ pub struct ChargeRow {
     pub expected: Option<(f64, f64)>,
 }
 
-/// The last run: checkoutservice's Envoy retries Charge; for each `(file, policies, phase)`
-/// the policy is applied and `orders` checkout pages are sent; the charges per order are
-/// printed side by side.
+/// Whether any rule of `policies` acts on the app's response (after the app did its work).
+fn acts_on_response(policies: &[PolicyDocument]) -> bool {
+    policies
+        .iter()
+        .flat_map(|p| &p.spec.rules)
+        .any(|r| r.fault.target == FaultTarget::Response)
+}
+
+/// The last run: checkoutservice's Envoy retries Charge; for each `(file, policies)` the
+/// policy is applied and `orders` checkout pages are sent; the charges per order are printed
+/// side by side.
 fn charge_run(
     mesh: &mut Mesh,
     orders: usize,
-    phases: [(&PathBuf, &Vec<PolicyDocument>, &'static str); 2],
+    phases: [(&PathBuf, &Vec<PolicyDocument>); 2],
 ) -> Result<(), MeshError> {
     let retries = callers_retries()?;
     let routes = vec![RoutePolicy::to(PAYMENT).retries(retries)];
@@ -538,7 +546,8 @@ fn charge_run(
         .ok_or_else(|| MeshError::Unknown("frontend's checkout page".to_owned()))?;
     let started = Instant::now();
     let mut rows = Vec::new();
-    for (path, policies, phase) in phases {
+    for (path, policies) in phases {
+        let response = acts_on_response(policies);
         mesh.cli(&["halt", "--yes"])?;
         apply(mesh, 4, path, policies, PAYMENT, CHARGE_PATH)?;
         let (aborts, _) = expected_shares_on(policies, &payment, CHARGE_PATH);
@@ -549,13 +558,13 @@ fn charge_run(
             .service_stat(CHECKOUT, &cluster)?
             .saturating_sub(before);
         let charges = mesh.app_stats(PAYMENT)?.side_effect(CHARGES);
-        let expected = (phase == "response").then(|| {
+        let expected = response.then(|| {
             let (mean, variance) = duplicates_per_call(aborts, num_retries);
             let n = orders as f64;
             (n * mean, 4.0 * (n * variance).sqrt())
         });
         rows.push(ChargeRow {
-            phase,
+            phase: if response { "response" } else { "request" },
             orders,
             failed: report.server_errors(),
             retries: retried,
@@ -671,8 +680,9 @@ mod tests {
     fn charge_policies_fault_only_payments_charge() {
         let (lost, refused) = DemoOptions::default_charge_policies();
         let topology = Topology::online_boutique();
-        for path in [lost, refused] {
+        for (path, response) in [(lost, true), (refused, false)] {
             let policies = read_policies(&path).unwrap();
+            assert_eq!(acts_on_response(&policies), response, "{}", path.display());
             for s in &topology.services {
                 let (aborts, delays) = expected_shares_on(&policies, s, CHARGE_PATH);
                 let a = if s.name == PAYMENT { 0.5 } else { 0.0 };
