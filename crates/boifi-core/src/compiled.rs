@@ -8,8 +8,8 @@ use alloc::vec::Vec;
 use crate::destination::DestinationSource;
 use crate::identity::{Identity, PeerIdentity, DEFAULT_TRUST_DOMAIN};
 use crate::policy::{
-    build_regex, Abort, Delay, FieldErrorKind, Percentage, PolicyDocument, Sampling, SourceMatch,
-    StringMatch, PPM_SCALE,
+    build_regex, Abort, Delay, FaultTarget, FieldErrorKind, Percentage, PolicyDocument, Sampling,
+    SourceMatch, StringMatch, PPM_SCALE,
 };
 use crate::rng::{fnv1a64, splitmix64};
 
@@ -222,6 +222,10 @@ pub struct FaultDecision<'set> {
     pub delay_ms: Option<u64>,
     /// The abort, if the rule has one; it comes after the waits.
     pub abort: Option<&'set AbortAction>,
+    /// Whether the stream is reset after the waits (never with an abort).
+    pub reset: bool,
+    /// Whether all of it acts on the request or on the app's response.
+    pub target: FaultTarget,
 }
 
 impl FaultDecision<'_> {
@@ -316,6 +320,8 @@ struct CompiledRule {
     start_delay_ms: u64,
     delay: Option<Delay>,
     abort: Option<AbortAction>,
+    reset: bool,
+    target: FaultTarget,
 }
 
 impl CompiledRule {
@@ -368,6 +374,10 @@ pub struct MatchedRule<'s> {
     pub waits: bool,
     /// The HTTP status its fault aborts with, if it aborts.
     pub abort_status: Option<u16>,
+    /// Whether its fault resets the stream.
+    pub reset: bool,
+    /// Whether its fault acts on the request or on the app's response.
+    pub target: FaultTarget,
 }
 
 /// The policies that concern one sidecar, compiled for fast evaluation. Built on every policy
@@ -509,6 +519,8 @@ impl CompiledPolicySet {
                     start_delay_ms: rule.fault.start_delay_ms,
                     delay: rule.fault.delay.clone(),
                     abort: rule.fault.abort.as_ref().map(AbortAction::from_policy),
+                    reset: rule.fault.reset,
+                    target: rule.fault.target,
                 });
                 kept_any = true;
             }
@@ -606,6 +618,8 @@ impl CompiledPolicySet {
                 sampling: r.sampling,
                 waits: r.delay.is_some() || r.start_delay_ms > 0,
                 abort_status: r.abort.as_ref().map(|a| a.http_status),
+                reset: r.reset,
+                target: r.target,
             })
     }
 
@@ -773,6 +787,8 @@ pub fn decide_once<'s, 'r, R: RequestView + ?Sized>(
             start_delay_ms: rule.start_delay_ms,
             delay_ms: rule.delay.as_ref().map(|d| jittered_delay(d, rule_draw)),
             abort: rule.abort.as_ref(),
+            reset: rule.reset,
+            target: rule.target,
         });
         return decided;
     }

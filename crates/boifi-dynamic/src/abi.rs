@@ -932,11 +932,31 @@ extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
 
 #[no_mangle]
 extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
+    filter_envoy_ptr: *mut c_void,
+    filter_module_ptr: *const c_void,
     _end_of_stream: bool,
 ) -> u32 {
-    HEADERS_CONTINUE
+    // As in `request_headers`: the filter decides and its borrow ends before the reply, which
+    // may complete and destroy the stream inside `send_response`.
+    let reply = {
+        // SAFETY: as in `request_headers`.
+        let Some(filter) = (unsafe { filter_mut(filter_module_ptr) }) else {
+            return HEADERS_CONTINUE;
+        };
+        if !filter.awaits_response() {
+            return HEADERS_CONTINUE;
+        }
+        // SAFETY: Envoy's filter pointer for this hook; `stream` lives in this call only.
+        let Some(stream) = (unsafe { stream(filter_envoy_ptr) }) else {
+            return HEADERS_CONTINUE;
+        };
+        match filter.on_response_headers(stream) {
+            Some(reply) => (stream, reply),
+            None => return HEADERS_CONTINUE,
+        }
+    };
+    perform(reply.0, HostCall::Reply(reply.1));
+    HEADERS_STOP_ITERATION
 }
 
 #[no_mangle]

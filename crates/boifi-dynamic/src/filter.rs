@@ -13,6 +13,7 @@ use boifi_core::identity::Identity;
 use boifi_core::wire::PluginConfig;
 use boifi_engine::metrics::{Counter, Counters, Gauge, PolicyCounter, POLICY_TAG};
 use boifi_engine::reply::LocalReply;
+use boifi_engine::sync::HostFaults;
 use boifi_engine::{Engine, Release, RequestView, Verdict};
 
 use crate::abi::{self, ConfigHandle, CounterId, GaugeId, LogLevel, Stream};
@@ -25,8 +26,8 @@ use crate::source::{self, now_ms, PolicySource, Report};
 struct Metrics {
     counters: [Option<CounterId>; Counter::ALL.len()],
     gauges: [Option<GaugeId>; Gauge::ALL.len()],
-    policy_aborts: Option<CounterId>,
-    policy_delays: Option<CounterId>,
+    /// By [`PolicyCounter`] (`PolicyCounter::X as usize`), each tagged with the policy.
+    policies: [Option<CounterId>; PolicyCounter::ALL.len()],
 }
 
 impl Metrics {
@@ -43,8 +44,9 @@ impl Metrics {
         // metrics only at configuration time, before any policy name is known.
         let per_policy =
             |counter: PolicyCounter| config.define_labeled_counter(counter.name(), POLICY_TAG);
-        m.policy_aborts = per_policy(PolicyCounter::Aborts);
-        m.policy_delays = per_policy(PolicyCounter::Delays);
+        for (slot, counter) in m.policies.iter_mut().zip(PolicyCounter::ALL) {
+            *slot = per_policy(counter);
+        }
         m
     }
 
@@ -73,10 +75,12 @@ impl Counters for StreamCounters<'_, '_> {
     }
 
     fn add_policy(&mut self, policy: &str, counter: PolicyCounter) {
-        let id = match counter {
-            PolicyCounter::Aborts => self.metrics.policy_aborts,
-            PolicyCounter::Delays => self.metrics.policy_delays,
-        };
+        let id = self
+            .metrics
+            .policies
+            .get(counter as usize)
+            .copied()
+            .flatten();
         self.stream.increment_labeled(id, policy, 1);
     }
 }
@@ -311,12 +315,27 @@ pub enum Headers {
     Reply(LocalReply),
 }
 
+/// What the native module can inject besides request-phase aborts and delays: a response-phase
+/// abort (the response-headers hook answers with `send_response`), but no hold of the app's
+/// response and no reset. A policy that needs one is refused through the refusal path (status
+/// shows the sidecar refused, with this reason), never applied in part (docs/native.md).
+pub const NATIVE_FAULTS: HostFaults = HostFaults {
+    response_delay: false,
+    reset: false,
+    why_not: "the native module cannot inject this fault: boifi binds Envoy's dynamic-module ABI \
+              v0.2.0 without a call to resume a held response or to reset a stream (use the \
+              Wasm filter for response delays and resets)",
+};
+
 /// One HTTP stream.
 #[derive(Debug)]
 pub struct StreamFilter {
     shared: Option<Arc<Shared>>,
     /// The engine's id of this stream while a delay holds it.
     held: Option<u64>,
+    /// The engine's id of this stream while a response-phase fault waits for the app's answer
+    /// (`None` for every other stream: its response costs no engine call).
+    awaiting: Option<u64>,
 }
 
 impl StreamFilter {
@@ -325,7 +344,13 @@ impl StreamFilter {
         StreamFilter {
             shared: config.shared.clone(),
             held: None,
+            awaiting: None,
         }
+    }
+
+    /// True while a response-phase fault waits for the app's answer.
+    pub fn awaits_response(&self) -> bool {
+        self.awaiting.is_some()
     }
 
     /// True while a delay holds the request (its body and trailers wait too).
@@ -358,10 +383,20 @@ impl StreamFilter {
             }
             w.next_stream = w.next_stream.wrapping_add(1);
             let id = w.next_stream;
-            (id, w.engine.on_request(id, &request, now, &mut counters))
+            let verdict = w.engine.on_request(id, &request, now, &mut counters);
+            let awaits = w.engine.awaits_response(id);
+            (id, verdict, awaits)
+        });
+        let decided = decided.map(|(id, verdict, awaits)| {
+            if awaits {
+                self.awaiting = Some(id);
+            }
+            (id, verdict)
         });
         match decided {
             None | Some((_, Verdict::Continue)) => Headers::Continue,
+            // Refused before it is applied (NATIVE_FAULTS): never reached; fail open.
+            Some((_, Verdict::Reset)) => Headers::Continue,
             Some((_, Verdict::Reply(reply))) => Headers::Reply(reply),
             Some((id, Verdict::Hold { due_ms })) => {
                 if self.hold(stream, due_ms.saturating_sub(now)) {
@@ -373,6 +408,28 @@ impl StreamFilter {
                     Headers::Continue
                 }
             }
+        }
+    }
+
+    /// The app's response headers arrived: the local reply of a response-phase abort decided
+    /// for this stream, if any. A stream no response-phase rule fired for returns at once.
+    pub fn on_response_headers(&mut self, stream: Stream<'_>) -> Option<LocalReply> {
+        let (Some(shared), Some(id)) = (&self.shared, self.awaiting.take()) else {
+            return None;
+        };
+        let metrics = &shared.metrics;
+        let mut counters = StreamCounters { stream, metrics };
+        let now = now_ms();
+        let verdict = with_engine(shared, |w| w.engine.on_response(id, now, &mut counters));
+        match verdict {
+            Some(Verdict::Reply(reply)) => Some(reply),
+            // A hold or a reset was refused before the set was applied (NATIVE_FAULTS); should
+            // one come anyway, the response passes and nothing is left held.
+            Some(Verdict::Hold { .. }) => {
+                with_engine(shared, |w| w.engine.forget(id));
+                None
+            }
+            _ => None,
         }
     }
 
@@ -426,7 +483,8 @@ impl StreamFilter {
             Some(Ok(release)) => {
                 self.held = None;
                 Some(match release {
-                    Release::Resume => HostCall::Resume,
+                    // A reset is refused before the set is applied (NATIVE_FAULTS).
+                    Release::Resume | Release::Reset => HostCall::Resume,
                     Release::Reply(reply) => HostCall::Reply(reply),
                 })
             }
@@ -454,6 +512,9 @@ impl StreamFilter {
     }
 
     fn forget(&mut self) {
+        if let (Some(shared), Some(id)) = (&self.shared, self.awaiting.take()) {
+            with_engine(shared, |w| w.engine.forget(id));
+        }
         if let (Some(shared), Some(id)) = (&self.shared, self.held.take()) {
             with_engine(shared, |w| {
                 w.engine.forget(id);

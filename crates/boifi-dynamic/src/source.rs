@@ -251,7 +251,8 @@ fn poll_forever(config: &NativeConfig, identity: Identity, source: &Weak<PolicyS
         .build()
         .into();
     let mut rng = XorShift64Star::new(now_ms() ^ u64::from(std::process::id()));
-    let mut sync = ConfigSync::new(identity.clone(), plugin);
+    let mut sync =
+        ConfigSync::new(identity.clone(), plugin).with_host_faults(crate::filter::NATIVE_FAULTS);
     loop {
         // Every configuration using this source is gone: the thread ends.
         let Some(src) = source.upgrade() else { return };

@@ -46,6 +46,11 @@ impl<T> DelayQueue<T> {
         }
     }
 
+    /// The most requests it holds.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
     /// Changes the cap; requests already held stay held.
     pub fn set_cap(&mut self, cap: usize) {
         self.cap = cap;

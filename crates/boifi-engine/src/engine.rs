@@ -1,6 +1,7 @@
 //! One filter instance's state: the compiled policy set it answers from, how a newer set is
 //! adopted, the per-request decision, and the requests its delays hold.
 
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -8,6 +9,7 @@ use alloc::vec::Vec;
 use boifi_core::compiled::{decide_once, CompiledPolicySet, RequestView};
 use boifi_core::destination::Destination;
 use boifi_core::identity::Identity;
+use boifi_core::policy::FaultTarget;
 use boifi_core::rng::XorShift64Star;
 use boifi_core::wire::PluginConfig;
 
@@ -30,6 +32,8 @@ pub enum Verdict {
         /// When it is released.
         due_ms: u64,
     },
+    /// Reset the stream: the caller gets no HTTP answer, only an upstream reset.
+    Reset,
 }
 
 /// What to do with a held request once its delay is over.
@@ -39,6 +43,8 @@ pub enum Release {
     Resume,
     /// Answer it with this local reply (a delay followed by an abort).
     Reply(LocalReply),
+    /// Reset the stream (a delay followed by a reset).
+    Reset,
 }
 
 /// A held request whose delay is over.
@@ -48,11 +54,25 @@ pub struct Released {
     pub stream: u64,
     /// What to do with it.
     pub then: Release,
+    /// Whether the request or the app's response was held (which of them to resume).
+    pub target: FaultTarget,
 }
 
 #[derive(Debug, Clone)]
 struct Held {
     policy: String,
+    then: Release,
+    /// Whether the app's response is held (counted as a response fault when released).
+    target: FaultTarget,
+}
+
+/// A response-phase fault decided when the request passed, applied when the app answers.
+#[derive(Debug, Clone)]
+struct ResponseFault {
+    policy: String,
+    wait_ms: u64,
+    /// Whether the fault holds the response (a delay, not only a start delay).
+    delays: bool,
     then: Release,
 }
 
@@ -136,6 +156,9 @@ pub struct Engine {
     destinations: DestinationCache,
     rng: XorShift64Star,
     delays: DelayQueue<Held>,
+    /// Response-phase faults of requests that passed, by stream, until the app answers or the
+    /// stream ends; empty unless a response-phase rule fired, so a response costs one check.
+    responses: BTreeMap<u64, ResponseFault>,
     max_rules: u64,
 }
 
@@ -159,6 +182,7 @@ impl Engine {
             destinations: DestinationCache::with_cap(destinations_of(config)),
             rng: XorShift64Star::new(seed),
             delays: DelayQueue::with_cap(cap_of(config)),
+            responses: BTreeMap::new(),
             max_rules: config.max_rules,
         }
     }
@@ -284,40 +308,98 @@ impl Engine {
             return Verdict::Continue;
         };
         let wait = decision.total_wait_ms();
-        let abort = decision
-            .abort
-            .map(|a| abort_reply(decision.policy, a, is_grpc(request.header("content-type"))));
-        if wait == 0 {
-            return match abort {
-                Some(reply) => {
-                    counters.add(Counter::Aborts, 1);
-                    counters.add_policy(decision.policy, PolicyCounter::Aborts);
-                    Verdict::Reply(reply)
-                }
-                None => {
-                    mark(request, set, decided.evaluated, decided.incoming);
-                    Verdict::Continue
-                }
-            };
-        }
-        mark(request, set, decided.evaluated, decided.incoming);
-        let due_ms = now_ms.saturating_add(wait);
-        let held = Held {
-            policy: decision.policy.into(),
-            then: abort.map_or(Release::Resume, Release::Reply),
+        let then = if decision.reset {
+            Release::Reset
+        } else {
+            match decision.abort {
+                Some(a) => Release::Reply(abort_reply(
+                    decision.policy,
+                    a,
+                    is_grpc(request.header("content-type")),
+                )),
+                None => Release::Resume,
+            }
         };
-        if self.delays.push(due_ms, stream, held).is_err() {
-            // Over the cap the request passes as if no rule fired: a delay experiment must
-            // never hold more of the sidecar's memory and connections than it allows.
-            counters.add(Counter::DelaysOverCap, 1);
+        let forwarded =
+            decision.target == FaultTarget::Response || wait > 0 || matches!(then, Release::Resume);
+        if forwarded {
+            mark(request, set, decided.evaluated, decided.incoming);
+        }
+        if decision.target == FaultTarget::Response {
+            // The request goes to the app; the fault waits for its answer. Bounded like held
+            // requests: over the cap the request passes unfaulted.
+            if self.responses.len() >= self.delays.cap() {
+                counters.add(Counter::DelaysOverCap, 1);
+                return Verdict::Continue;
+            }
+            let fault = ResponseFault {
+                policy: decision.policy.into(),
+                wait_ms: wait,
+                delays: decision.delay_ms.is_some(),
+                then,
+            };
+            self.responses.insert(stream, fault);
             return Verdict::Continue;
         }
-        if decision.delay_ms.is_some() {
-            counters.add(Counter::Delays, 1);
-            counters.add_policy(decision.policy, PolicyCounter::Delays);
+        if wait == 0 {
+            return immediate(decision.policy, then, FaultTarget::Request, counters);
         }
-        counters.add(Counter::DelayMs, wait);
-        Verdict::Hold { due_ms }
+        let held = Held {
+            policy: decision.policy.into(),
+            then,
+            target: FaultTarget::Request,
+        };
+        hold(
+            &mut self.delays,
+            stream,
+            now_ms,
+            wait,
+            decision.delay_ms.is_some(),
+            held,
+            counters,
+        )
+    }
+
+    /// Whether some request that passed carries a response-phase fault not yet applied. A host
+    /// whose response callback costs something checks this first.
+    pub fn awaits_responses(&self) -> bool {
+        !self.responses.is_empty()
+    }
+
+    /// Whether a response-phase fault waits for the answer to the request of `stream`.
+    pub fn awaits_response(&self, stream: u64) -> bool {
+        self.responses.contains_key(&stream)
+    }
+
+    /// The app answered the request of `stream` (its response headers arrived): applies the
+    /// response-phase fault decided for it, if any. [`Verdict::Hold`] holds the response;
+    /// [`Engine::release_due`] hands it back like a held request.
+    pub fn on_response(
+        &mut self,
+        stream: u64,
+        now_ms: u64,
+        counters: &mut impl Counters,
+    ) -> Verdict {
+        let Some(fault) = self.responses.remove(&stream) else {
+            return Verdict::Continue;
+        };
+        if fault.wait_ms == 0 {
+            return immediate(&fault.policy, fault.then, FaultTarget::Response, counters);
+        }
+        let held = Held {
+            policy: fault.policy,
+            then: fault.then,
+            target: FaultTarget::Response,
+        };
+        hold(
+            &mut self.delays,
+            stream,
+            now_ms,
+            fault.wait_ms,
+            fault.delays,
+            held,
+            counters,
+        )
     }
 
     /// The held requests whose delay is over at `now_ms`, earliest first; aborts among them
@@ -330,21 +412,21 @@ impl Engine {
             .take_due(now_ms)
             .into_iter()
             .map(|p| {
-                if matches!(p.then.then, Release::Reply(_)) {
-                    counters.add(Counter::Aborts, 1);
-                    counters.add_policy(&p.then.policy, PolicyCounter::Aborts);
-                }
+                count_action(&p.then.policy, &p.then.then, p.then.target, counters);
                 Released {
                     stream: p.stream,
                     then: p.then.then,
+                    target: p.then.target,
                 }
             })
             .collect()
     }
 
-    /// Forgets a held request whose stream ended first (the client hung up).
+    /// Forgets a held request whose stream ended first (the client hung up), and a
+    /// response-phase fault whose stream ended without an answer of the app.
     pub fn forget(&mut self, stream: u64) -> bool {
-        self.delays.remove(stream)
+        let awaited = self.responses.remove(&stream).is_some();
+        self.delays.remove(stream) || awaited
     }
 
     /// When the earliest held request is due (host clock), if any.
@@ -370,6 +452,66 @@ impl Engine {
             );
         }
     }
+}
+
+/// Queues a held request or response; over the cap it passes unfaulted.
+#[allow(clippy::too_many_arguments)]
+fn hold(
+    queue: &mut DelayQueue<Held>,
+    stream: u64,
+    now_ms: u64,
+    wait: u64,
+    delays: bool,
+    held: Held,
+    counters: &mut impl Counters,
+) -> Verdict {
+    let due_ms = now_ms.saturating_add(wait);
+    let (policy, target) = (held.policy.clone(), held.target);
+    if queue.push(due_ms, stream, held).is_err() {
+        // Over the cap the request passes as if no rule fired: a delay experiment must
+        // never hold more of the sidecar's memory and connections than it allows.
+        counters.add(Counter::DelaysOverCap, 1);
+        return Verdict::Continue;
+    }
+    if delays {
+        let (counter, per_policy) = match target {
+            FaultTarget::Request => (Counter::Delays, PolicyCounter::Delays),
+            FaultTarget::Response => (Counter::ResponseDelays, PolicyCounter::ResponseDelays),
+        };
+        counters.add(counter, 1);
+        counters.add_policy(&policy, per_policy);
+    }
+    counters.add(Counter::DelayMs, wait);
+    Verdict::Hold { due_ms }
+}
+
+/// The verdict of a fault that acts at once, counted.
+fn immediate(
+    policy: &str,
+    then: Release,
+    target: FaultTarget,
+    counters: &mut impl Counters,
+) -> Verdict {
+    count_action(policy, &then, target, counters);
+    match then {
+        Release::Resume => Verdict::Continue,
+        Release::Reply(reply) => Verdict::Reply(reply),
+        Release::Reset => Verdict::Reset,
+    }
+}
+
+/// Counts an abort or a reset as it is applied (a plain resume counts nothing).
+fn count_action(policy: &str, then: &Release, target: FaultTarget, counters: &mut impl Counters) {
+    let (counter, per_policy) = match (then, target) {
+        (Release::Resume, _) => return,
+        (Release::Reset, _) => (Counter::Resets, PolicyCounter::Resets),
+        (Release::Reply(_), FaultTarget::Request) => (Counter::Aborts, PolicyCounter::Aborts),
+        (Release::Reply(_), FaultTarget::Response) => {
+            (Counter::ResponseAborts, PolicyCounter::ResponseAborts)
+        }
+    };
+    counters.add(counter, 1);
+    counters.add_policy(policy, per_policy);
 }
 
 /// Marks a request this proxy evaluated policies for ([`boifi_core::compiled::EVALUATED_HEADER`]):

@@ -5,6 +5,14 @@
 pub const ABORTS_TOTAL: &str = "hfi.faults.aborts_total";
 /// Requests held by a delay fault (counter; the seed plugin's name).
 pub const DELAYS_TOTAL: &str = "hfi.faults.delays_total";
+/// App responses replaced by an abort fault after the app answered (`target: response`)
+/// (counter).
+pub const RESPONSE_ABORTS_TOTAL: &str = "hfi.faults.response_aborts_total";
+/// App responses held by a delay fault (`target: response`) (counter).
+pub const RESPONSE_DELAYS_TOTAL: &str = "hfi.faults.response_delays_total";
+/// Streams reset by a reset fault, before the app saw the request or after it answered
+/// (counter).
+pub const RESETS_TOTAL: &str = "hfi.faults.resets_total";
 /// Delay faults not applied because `max_active_delays` requests were already held: those
 /// requests passed unfaulted (counter).
 pub const DELAYS_OVER_CAP_TOTAL: &str = "hfi.faults.delays_over_cap_total";
@@ -32,6 +40,12 @@ pub const CACHED_DESTINATIONS: &str = "hfi.destinations.cached";
 pub const POLICY_ABORTS_TOTAL: &str = "hfi.policy.aborts_total";
 /// Requests held by a delay fault, per policy (counter; the policy in the [`POLICY_TAG`] tag).
 pub const POLICY_DELAYS_TOTAL: &str = "hfi.policy.delays_total";
+/// App responses replaced by an abort fault, per policy (counter).
+pub const POLICY_RESPONSE_ABORTS_TOTAL: &str = "hfi.policy.response_aborts_total";
+/// App responses held by a delay fault, per policy (counter).
+pub const POLICY_RESPONSE_DELAYS_TOTAL: &str = "hfi.policy.response_delays_total";
+/// Streams reset by a reset fault, per policy (counter).
+pub const POLICY_RESETS_TOTAL: &str = "hfi.policy.resets_total";
 /// The tag (Prometheus label) of the per-policy counters that names the policy.
 pub const POLICY_TAG: &str = "policy";
 
@@ -54,11 +68,17 @@ pub enum Counter {
     PollFailures,
     /// [`DESTINATION_EVICTIONS_TOTAL`].
     DestinationEvictions,
+    /// [`RESPONSE_ABORTS_TOTAL`].
+    ResponseAborts,
+    /// [`RESPONSE_DELAYS_TOTAL`].
+    ResponseDelays,
+    /// [`RESETS_TOTAL`].
+    Resets,
 }
 
 impl Counter {
     /// Every counter, in a fixed order (`as usize` indexes it).
-    pub const ALL: [Counter; 8] = [
+    pub const ALL: [Counter; 11] = [
         Counter::Aborts,
         Counter::Delays,
         Counter::DelaysOverCap,
@@ -67,6 +87,9 @@ impl Counter {
         Counter::ConfigErrors,
         Counter::PollFailures,
         Counter::DestinationEvictions,
+        Counter::ResponseAborts,
+        Counter::ResponseDelays,
+        Counter::Resets,
     ];
 
     /// The metric name.
@@ -80,6 +103,9 @@ impl Counter {
             Counter::ConfigErrors => CONFIG_ERRORS_TOTAL,
             Counter::PollFailures => CONFIG_POLL_FAILURES_TOTAL,
             Counter::DestinationEvictions => DESTINATION_EVICTIONS_TOTAL,
+            Counter::ResponseAborts => RESPONSE_ABORTS_TOTAL,
+            Counter::ResponseDelays => RESPONSE_DELAYS_TOTAL,
+            Counter::Resets => RESETS_TOTAL,
         }
     }
 }
@@ -120,9 +146,24 @@ pub enum PolicyCounter {
     Aborts,
     /// [`POLICY_DELAYS`].
     Delays,
+    /// [`POLICY_RESPONSE_ABORTS_TOTAL`].
+    ResponseAborts,
+    /// [`POLICY_RESPONSE_DELAYS_TOTAL`].
+    ResponseDelays,
+    /// [`POLICY_RESETS_TOTAL`].
+    Resets,
 }
 
 impl PolicyCounter {
+    /// Every per-policy counter, in a fixed order (`as usize` indexes it).
+    pub const ALL: [PolicyCounter; 5] = [
+        PolicyCounter::Aborts,
+        PolicyCounter::Delays,
+        PolicyCounter::ResponseAborts,
+        PolicyCounter::ResponseDelays,
+        PolicyCounter::Resets,
+    ];
+
     /// The metric name; the policy is its [`POLICY_TAG`] tag. A host that can tag a metric
     /// (the native module: a labeled counter) defines this name with that tag; one that cannot
     /// (proxy-wasm) defines [`PolicyCounter::name_with_policy`], which Envoy's
@@ -132,6 +173,9 @@ impl PolicyCounter {
         match self {
             PolicyCounter::Aborts => POLICY_ABORTS_TOTAL,
             PolicyCounter::Delays => POLICY_DELAYS_TOTAL,
+            PolicyCounter::ResponseAborts => POLICY_RESPONSE_ABORTS_TOTAL,
+            PolicyCounter::ResponseDelays => POLICY_RESPONSE_DELAYS_TOTAL,
+            PolicyCounter::Resets => POLICY_RESETS_TOTAL,
         }
     }
 
@@ -223,7 +267,13 @@ mod tests {
     fn per_policy_names_embed_the_policy_where_the_tag_regex_takes_it_out() {
         assert_eq!(PolicyCounter::Aborts.name(), "hfi.policy.aborts_total");
         assert_eq!(PolicyCounter::Delays.name(), "hfi.policy.delays_total");
-        for counter in [PolicyCounter::Aborts, PolicyCounter::Delays] {
+        for counter in [
+            PolicyCounter::Aborts,
+            PolicyCounter::Delays,
+            PolicyCounter::ResponseAborts,
+            PolicyCounter::ResponseDelays,
+            PolicyCounter::Resets,
+        ] {
             for policy in ["cart-503", "cart_1", "x"] {
                 let embedded = counter.name_with_policy(policy);
                 // What the regex's first group removes: `<policy>.` right after the prefix.

@@ -34,6 +34,7 @@ use core::fmt::Display;
 
 use boifi_core::compiled::{CompileError, CompiledPolicySet};
 use boifi_core::identity::Identity;
+use boifi_core::policy::FaultTarget;
 use boifi_core::wire::compact::{self, CompactError};
 use boifi_core::wire::{ConfigEncoding, ConfigQuery, ConfigResponse, PluginConfig, Refusal};
 
@@ -63,6 +64,18 @@ pub enum SyncError {
         version: u64,
         /// Why.
         source: CompileError,
+    },
+    /// A policy with a fault this host cannot inject ([`HostFaults`]).
+    #[error("policy `{policy}`: {path}: {what}")]
+    Unsupported {
+        /// The rejected version.
+        version: u64,
+        /// The policy.
+        policy: String,
+        /// The field path of the fault.
+        path: String,
+        /// What this host cannot do, and why.
+        what: &'static str,
     },
     /// More rules apply to this sidecar than its `max_rules` allows.
     #[error(
@@ -151,6 +164,54 @@ pub fn compile_response(
     Ok((version, set))
 }
 
+/// The faults a host can inject beyond request-phase aborts and delays, which every host can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostFaults {
+    /// Hold the app's response (`target: response` with a delay or a start delay).
+    pub response_delay: bool,
+    /// Reset a stream (`reset: true`).
+    pub reset: bool,
+    /// Why the host cannot, for the refusal (e.g. which ABI lacks the call).
+    pub why_not: &'static str,
+}
+
+impl HostFaults {
+    /// A host that can inject every fault (the proxy-wasm filter).
+    pub const ALL: HostFaults = HostFaults {
+        response_delay: true,
+        reset: true,
+        why_not: "",
+    };
+
+    /// `Ok` when the host can inject every fault of the answer's enabled policies, else the
+    /// first one it cannot, named by policy and field path.
+    pub fn check(&self, response: &ConfigResponse) -> Result<(), SyncError> {
+        for policy in response.policies.iter().filter(|p| p.spec.enabled) {
+            for (i, rule) in policy.spec.rules.iter().enumerate() {
+                let f = &rule.fault;
+                let holds_response = f.target == FaultTarget::Response
+                    && (f.delay.is_some() || f.start_delay_ms > 0);
+                let refused = if f.reset && !self.reset {
+                    Some("reset")
+                } else if holds_response && !self.response_delay {
+                    Some("delay")
+                } else {
+                    None
+                };
+                if let Some(field) = refused {
+                    return Err(SyncError::Unsupported {
+                        version: response.version,
+                        policy: policy.name().into(),
+                        path: alloc::format!("spec.rules[{i}].fault.{field}"),
+                        what: self.why_not,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// When the poller acts next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -207,6 +268,7 @@ pub struct Step {
 #[derive(Debug, Clone)]
 pub struct ConfigSync {
     identity: Identity,
+    faults: HostFaults,
     wait_ms: u64,
     poll_interval_ms: u64,
     max_rules: u64,
@@ -220,6 +282,7 @@ impl ConfigSync {
     pub fn new(identity: Identity, config: &PluginConfig) -> ConfigSync {
         ConfigSync {
             identity,
+            faults: HostFaults::ALL,
             wait_ms: config.long_poll_wait_ms,
             poll_interval_ms: config.backoff_initial_ms,
             max_rules: config.max_rules,
@@ -227,6 +290,13 @@ impl ConfigSync {
             refused: None,
             backoff: Backoff::new(config.backoff_initial_ms, config.backoff_max_ms),
         }
+    }
+
+    /// The same poller for a host that cannot inject every fault: an answer with a policy that
+    /// needs one it cannot is refused ([`SyncError::Unsupported`]), never applied in part.
+    pub fn with_host_faults(mut self, faults: HostFaults) -> ConfigSync {
+        self.faults = faults;
+        self
     }
 
     /// The version applied (reported to the control plane in every request).
@@ -276,7 +346,10 @@ impl ConfigSync {
     ) -> Step {
         match classify(status, body) {
             Ok(PollOutcome::Updated { response }) => {
-                match compile_response(&response, &self.identity, now_ms, self.max_rules) {
+                let compiled = self.faults.check(&response).and_then(|()| {
+                    compile_response(&response, &self.identity, now_ms, self.max_rules)
+                });
+                match compiled {
                     Ok((version, set)) => self.apply(version, set, now_ms),
                     Err(e) => self.refuse(response.version, &e, now_ms, draw),
                 }
@@ -852,5 +925,49 @@ pub(crate) mod tests {
         let mut default = ConfigSync::new(frontend(), &config());
         let step = default.on_answer(Some(b"200"), Some(&rules_for_frontend(9, 3)), 0, 0);
         assert_eq!(step.install.map(|i| i.version), Some(9));
+    }
+
+    #[test]
+    fn a_host_refuses_an_answer_with_a_fault_it_cannot_inject_and_keeps_its_set() {
+        const CANNOT: HostFaults = HostFaults {
+            response_delay: false,
+            reset: false,
+            why_not: "this host cannot",
+        };
+        let with_fault = |version: u64, edit: fn(&mut boifi_core::policy::Fault)| {
+            let mut response = answer(version, "lost-answer");
+            for policy in &mut response.policies {
+                for rule in &mut policy.spec.rules {
+                    rule.fault.abort = None;
+                    edit(&mut rule.fault);
+                }
+            }
+            compact::encode(&response)
+        };
+        let reset = with_fault(6, |f| f.reset = true);
+        let held = with_fault(6, |f| {
+            f.target = FaultTarget::Response;
+            f.delay = Some(boifi_core::policy::Delay {
+                fixed_delay_ms: 300,
+                jitter_ms: 0,
+            });
+        });
+        for (what, body, field) in [("reset", reset, "reset"), ("response delay", held, "delay")] {
+            let mut s = holding_5().with_host_faults(CANNOT);
+            let step = s.on_answer(Some(b"200"), Some(&body), 1_000, 0);
+            assert!(step.install.is_none(), "{what}");
+            assert_eq!(step.counter, Some(Counter::ConfigErrors), "{what}");
+            let refusal = s.refused().unwrap();
+            assert_eq!(refusal.version, 6);
+            assert_eq!(
+                refusal.reason,
+                format!("policy `lost-answer`: spec.rules[0].fault.{field}: this host cannot"),
+                "{what}"
+            );
+            // A host that can inject it applies the same answer.
+            let mut able = holding_5();
+            let step = able.on_answer(Some(b"200"), Some(&body), 1_000, 0);
+            assert_eq!(step.install.map(|i| i.version), Some(6), "{what}");
+        }
     }
 }

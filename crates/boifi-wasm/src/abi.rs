@@ -28,6 +28,8 @@ const HTTP_REQUEST_HEADERS: u32 = 0;
 const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
 /// `StreamType::HttpRequest`.
 const STREAM_HTTP_REQUEST: u32 = 0;
+/// `StreamType::HttpResponse`.
+const STREAM_HTTP_RESPONSE: u32 = 1;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -99,6 +101,7 @@ extern "C" {
         grpc_status: i32,
     ) -> u32;
     fn proxy_continue_stream(kind: u32) -> u32;
+    fn proxy_close_stream(kind: u32) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, by: i64) -> u32;
@@ -290,6 +293,21 @@ impl Host for AbiHost {
         unsafe { proxy_continue_stream(STREAM_HTTP_REQUEST) == OK }
     }
 
+    fn resume_response(&self) -> bool {
+        // SAFETY: no pointers.
+        unsafe { proxy_continue_stream(STREAM_HTTP_RESPONSE) == OK }
+    }
+
+    fn reset_stream(&self, response: bool) -> bool {
+        let kind = if response {
+            STREAM_HTTP_RESPONSE
+        } else {
+            STREAM_HTTP_REQUEST
+        };
+        // SAFETY: no pointers.
+        unsafe { proxy_close_stream(kind) == OK }
+    }
+
     fn set_effective_context(&self, context_id: u32) -> bool {
         // SAFETY: no pointers.
         unsafe { proxy_set_effective_context(context_id) == OK }
@@ -371,6 +389,14 @@ pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, _eo
 }
 
 /// An HTTP call (the config long-poll) was answered or failed.
+/// Exported so a response-phase fault can act on the app's answer. Envoy then enters the VM on
+/// every response; [`Filter::on_response_headers`] returns at once unless a response-phase rule
+/// fired for some request of this VM (the dormant cost `boifi-bench dataplane` measures).
+#[no_mangle]
+pub extern "C" fn proxy_on_response_headers(context_id: u32, _headers: usize, _eos: bool) -> u32 {
+    with_filter(Action::Continue, |f| f.on_response_headers(context_id)) as u32
+}
+
 #[no_mangle]
 pub extern "C" fn proxy_on_http_call_response(
     context_id: u32,

@@ -23,6 +23,7 @@ use core::cell::OnceCell;
 use boifi_core::compiled::{RequestView, EVALUATED_HEADER, PEER_PRINCIPAL_FILTER_STATE};
 use boifi_core::destination::DestinationSource;
 use boifi_core::identity::Identity;
+use boifi_core::policy::FaultTarget;
 use boifi_core::rng::splitmix64;
 use boifi_core::wire::{compact, PluginConfig};
 use boifi_engine::metrics::{Counter, Counters, Gauge, PolicyCounter};
@@ -73,7 +74,7 @@ fn ms(nanos: u64) -> u64 {
 struct MetricIds {
     counters: [Option<u32>; Counter::ALL.len()],
     gauges: [Option<u32>; Gauge::ALL.len()],
-    policies: Vec<(String, Option<u32>, Option<u32>)>,
+    policies: Vec<(String, [Option<u32>; PolicyCounter::ALL.len()])>,
 }
 
 /// Policies whose counters a VM keeps at most (names come from the control plane).
@@ -119,29 +120,20 @@ impl<H: Host> Counters for HostCounters<'_, H> {
     }
 
     fn add_policy(&mut self, policy: &str, counter: PolicyCounter) {
-        let index = match self.ids.policies.iter().position(|(n, _, _)| n == policy) {
+        let index = match self.ids.policies.iter().position(|(n, _)| n == policy) {
             Some(i) => i,
             None if self.ids.policies.len() < MAX_POLICY_METRICS => {
-                let define = |counter: PolicyCounter| {
+                let ids = PolicyCounter::ALL.map(|counter| {
                     let name = counter.name_with_policy(policy);
                     self.host.define_metric(MetricKind::Counter, &name)
-                };
-                let ids = (
-                    policy.to_owned(),
-                    define(PolicyCounter::Aborts),
-                    define(PolicyCounter::Delays),
-                );
-                self.ids.policies.push(ids);
+                });
+                self.ids.policies.push((policy.to_owned(), ids));
                 self.ids.policies.len() - 1
             }
             None => return,
         };
-        if let Some((_, aborts, delays)) = self.ids.policies.get(index) {
-            let id = match counter {
-                PolicyCounter::Aborts => *aborts,
-                PolicyCounter::Delays => *delays,
-            };
-            self.increment(id, 1);
+        if let Some((_, ids)) = self.ids.policies.get(index) {
+            self.increment(ids.get(counter as usize).copied().flatten(), 1);
         }
     }
 }
@@ -666,10 +658,47 @@ impl Root {
                 Action::Pause
             }
             Verdict::Hold { .. } => {
-                let tick = delay_tick.max(1);
-                if self.tick_ms == 0 || u64::from(self.tick_ms) > tick {
-                    self.set_tick(host, tick);
-                }
+                self.tick_for_delays(host, delay_tick);
+                Action::Pause
+            }
+            Verdict::Reset => {
+                host.reset_stream(false);
+                Action::Pause
+            }
+        }
+    }
+
+    /// Makes sure the tick runs at the delay tick while something is held.
+    fn tick_for_delays(&mut self, host: &impl Host, delay_tick: u64) {
+        let tick = delay_tick.max(1);
+        if self.tick_ms == 0 || u64::from(self.tick_ms) > tick {
+            self.set_tick(host, tick);
+        }
+    }
+
+    /// The app answered the request of `context_id`: applies its response-phase fault, if a
+    /// rule fired for it. A response of a request no such rule fired for costs one check.
+    fn on_response_headers(&mut self, host: &impl Host, context_id: u32) -> Action {
+        if !self.engine.awaits_responses() {
+            return Action::Continue;
+        }
+        let Some(delay_tick) = self.config.as_ref().map(|c| c.delay_tick_ms) else {
+            return Action::Continue;
+        };
+        let now = ms(host.now_nanos());
+        let (engine, mut counters) = self.counters(host);
+        match engine.on_response(u64::from(context_id), now, &mut counters) {
+            Verdict::Continue => Action::Continue,
+            Verdict::Reply(reply) => {
+                send_reply(host, &reply);
+                Action::Pause
+            }
+            Verdict::Hold { .. } => {
+                self.tick_for_delays(host, delay_tick);
+                Action::Pause
+            }
+            Verdict::Reset => {
+                host.reset_stream(true);
                 Action::Pause
             }
         }
@@ -689,11 +718,18 @@ fn release(host: &impl Host, root_context_id: u32, due: Vec<Released>) {
         if !host.set_effective_context(context_id) {
             continue;
         }
+        let response = p.target == FaultTarget::Response;
         match p.then {
+            Release::Resume if response => {
+                host.resume_response();
+            }
             Release::Resume => {
                 host.resume_request();
             }
             Release::Reply(reply) => send_reply(host, &reply),
+            Release::Reset => {
+                host.reset_stream(response);
+            }
         }
     }
     host.set_effective_context(root_context_id);
@@ -826,6 +862,21 @@ impl<H: Host> Filter<H> {
         }
     }
 
+    /// `proxy_on_response_headers`.
+    pub fn on_response_headers(&mut self, context_id: u32) -> Action {
+        let host = &self.host;
+        let root = if self.roots.len() == 1 {
+            self.roots.first_mut()
+        } else {
+            let parent = self.streams.get(&context_id).copied();
+            parent.and_then(|p| self.roots.iter_mut().find(|r| r.context_id == p))
+        };
+        match root {
+            Some(root) => root.on_response_headers(host, context_id),
+            None => Action::Continue,
+        }
+    }
+
     /// `proxy_on_done`: a root context gives up the poller lease.
     pub fn on_done(&mut self, context_id: u32) -> bool {
         let host = &self.host;
@@ -839,7 +890,7 @@ impl<H: Host> Filter<H> {
     /// `proxy_on_delete`: a stream that ended while held is forgotten; a root is dropped.
     pub fn on_delete(&mut self, context_id: u32) {
         if let Some(root) = self.root_of_stream(context_id) {
-            if root.engine.held() > 0 {
+            if root.engine.held() > 0 || root.engine.awaits_responses() {
                 root.engine.forget(u64::from(context_id));
             }
         }

@@ -84,6 +84,12 @@ pub trait Host {
     fn send_local_reply(&self, status: u32, headers: &[(&[u8], &[u8])], body: &[u8]) -> bool;
     /// Resumes the current (paused) request.
     fn resume_request(&self) -> bool;
+    /// Resumes the current (paused) response.
+    fn resume_response(&self) -> bool;
+    /// Resets the current stream (proxy-wasm `close_stream`, which Envoy implements as a stream
+    /// reset: the caller gets no HTTP answer, only an upstream reset); `response`: from the
+    /// response path (the app answered), else from the request path.
+    fn reset_stream(&self, response: bool) -> bool;
     /// Makes `context_id` the current context; false when it is gone.
     fn set_effective_context(&self, context_id: u32) -> bool;
     /// Defines a metric; its id.

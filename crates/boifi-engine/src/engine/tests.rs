@@ -2,6 +2,7 @@ use super::*;
 use crate::metrics::CounterValues;
 use alloc::format;
 use boifi_core::compiled::SimpleRequest;
+use boifi_core::policy::FaultTarget;
 
 /// A `/v1/config` answer as the control plane sends it to a sidecar (compact).
 fn body(version: u64, rules: &str) -> Vec<u8> {
@@ -177,7 +178,8 @@ fn delays_hold_until_due_then_resume_or_abort() {
         released,
         [Released {
             stream: 7,
-            then: Release::Resume
+            then: Release::Resume,
+            target: FaultTarget::Request
         }]
     );
 }
@@ -231,3 +233,97 @@ fn install_shares_a_set_compiled_elsewhere() {
 }
 
 mod shared;
+
+const RESPONSE_ABORT: &str = r#"[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"target":"response","abort":{"httpStatus":503}}}]"#;
+const RESPONSE_DELAY_RESET: &str = r#"[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"target":"response","delay":{"fixed_delay_ms":300},"reset":true}}]"#;
+const REQUEST_RESET: &str =
+    r#"[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"reset":true}}]"#;
+
+#[test]
+fn a_response_abort_lets_the_request_pass_and_replaces_the_answer() {
+    let mut e = engine(10);
+    let mut c = CounterValues::default();
+    e.adopt(1, &body(1, RESPONSE_ABORT), 0).unwrap();
+    assert!(!e.awaits_responses());
+    let request = SimpleRequest::new("POST", "/cart");
+    assert_eq!(e.on_request(5, &request, 0, &mut c), Verdict::Continue);
+    // The request reaches the app marked as evaluated; nothing is counted yet.
+    assert!(request.marked.borrow().is_some());
+    assert!(e.awaits_responses());
+    assert_eq!(c.get(Counter::ResponseAborts), 0);
+    // Another stream's answer is left alone.
+    assert_eq!(e.on_response(6, 0, &mut c), Verdict::Continue);
+    let Verdict::Reply(reply) = e.on_response(5, 0, &mut c) else {
+        panic!("no reply")
+    };
+    assert_eq!(reply.status, 503);
+    assert_eq!(c.get(Counter::ResponseAborts), 1);
+    assert_eq!(c.get(Counter::Aborts), 0);
+    assert_eq!(c.policy("pol", PolicyCounter::ResponseAborts), 1);
+    assert!(!e.awaits_responses());
+    // Applied once: a second answer on the stream passes.
+    assert_eq!(e.on_response(5, 0, &mut c), Verdict::Continue);
+}
+
+#[test]
+fn a_response_delay_then_reset_holds_the_answer_and_resets_it() {
+    let mut e = engine(10);
+    let mut c = CounterValues::default();
+    e.adopt(1, &body(1, RESPONSE_DELAY_RESET), 0).unwrap();
+    assert_eq!(
+        e.on_request(1, &SimpleRequest::new("GET", "/"), 1_000, &mut c),
+        Verdict::Continue
+    );
+    assert_eq!(e.held(), 0);
+    assert_eq!(
+        e.on_response(1, 2_000, &mut c),
+        Verdict::Hold { due_ms: 2_300 }
+    );
+    assert_eq!(c.get(Counter::ResponseDelays), 1);
+    assert_eq!(c.get(Counter::Delays), 0);
+    assert!(e.release_due(2_299, &mut c).is_empty());
+    let released = e.release_due(2_300, &mut c);
+    assert_eq!(
+        released,
+        [Released {
+            stream: 1,
+            then: Release::Reset,
+            target: FaultTarget::Response
+        }]
+    );
+    assert_eq!(c.get(Counter::Resets), 1);
+    assert_eq!(c.policy("pol", PolicyCounter::Resets), 1);
+}
+
+#[test]
+fn a_request_reset_never_reaches_the_app_and_a_stream_without_answer_is_forgotten() {
+    let mut e = engine(10);
+    let mut c = CounterValues::default();
+    e.adopt(1, &body(1, REQUEST_RESET), 0).unwrap();
+    let request = SimpleRequest::new("GET", "/");
+    assert_eq!(e.on_request(1, &request, 0, &mut c), Verdict::Reset);
+    assert!(request.marked.borrow().is_none());
+    assert_eq!(c.get(Counter::Resets), 1);
+    assert!(!e.awaits_responses());
+
+    e.adopt(2, &body(2, RESPONSE_ABORT), 0).unwrap();
+    assert_eq!(
+        e.on_request(2, &SimpleRequest::new("GET", "/"), 0, &mut c),
+        Verdict::Continue
+    );
+    assert!(e.forget(2));
+    assert!(!e.awaits_responses());
+}
+
+#[test]
+fn response_faults_awaited_are_bounded_by_the_delay_cap() {
+    let mut e = engine(1);
+    let mut c = CounterValues::default();
+    e.adopt(1, &body(1, RESPONSE_ABORT), 0).unwrap();
+    let request = SimpleRequest::new("GET", "/");
+    assert_eq!(e.on_request(1, &request, 0, &mut c), Verdict::Continue);
+    assert_eq!(e.on_request(2, &request, 0, &mut c), Verdict::Continue);
+    assert_eq!(c.get(Counter::DelaysOverCap), 1);
+    assert_eq!(e.on_response(2, 0, &mut c), Verdict::Continue);
+    assert!(matches!(e.on_response(1, 0, &mut c), Verdict::Reply(_)));
+}

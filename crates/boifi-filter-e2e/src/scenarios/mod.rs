@@ -14,6 +14,7 @@ pub mod propagation;
 pub mod rates;
 pub mod reliability_control_plane;
 pub mod resilience;
+pub mod response;
 pub mod startup;
 pub mod targeting;
 pub mod waypoint;

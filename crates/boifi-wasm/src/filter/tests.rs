@@ -22,6 +22,9 @@ struct FakeHost {
     http_calls: RefCell<Vec<String>>,
     replies: RefCell<Vec<Reply>>,
     resumed: RefCell<Vec<u32>>,
+    resumed_responses: RefCell<Vec<u32>>,
+    /// Streams reset: `(effective context, from the response path)`.
+    resets: RefCell<Vec<(u32, bool)>>,
     effective: Cell<u32>,
     tick_ms: Cell<u32>,
     metrics: RefCell<Vec<(String, i64)>>,
@@ -146,6 +149,20 @@ impl Host for FakeHost {
     fn resume_request(&self) -> bool {
         self.call();
         self.resumed.borrow_mut().push(self.effective.get());
+        true
+    }
+    fn resume_response(&self) -> bool {
+        self.call();
+        self.resumed_responses
+            .borrow_mut()
+            .push(self.effective.get());
+        true
+    }
+    fn reset_stream(&self, response: bool) -> bool {
+        self.call();
+        self.resets
+            .borrow_mut()
+            .push((self.effective.get(), response));
         true
     }
     fn set_effective_context(&self, context_id: u32) -> bool {
@@ -503,4 +520,57 @@ fn a_waypoint_reads_the_chain_name_once_and_marks_what_it_evaluated() {
         *f.host().set_headers.borrow(),
         [("x-boifi-evaluated".to_owned(), b"never".to_vec())]
     );
+}
+
+#[test]
+fn responses_cost_no_host_call_unless_a_response_rule_fired_and_then_get_their_fault() {
+    let mut f = polling_filter(SharedStore::default(), "");
+    answer(&mut f, &config_body(1, ABORT_ALL));
+    // A request-phase set: the response callback makes no host call.
+    request(&mut f, 2, ROOT_PATH);
+    let before = f.host().calls.get();
+    assert_eq!(f.on_response_headers(2), Action::Continue);
+    assert_eq!(f.host().calls.get(), before);
+    f.host().replies.borrow_mut().clear();
+
+    let rules = r#"[{"match":{"path":{"prefix":"/a"}},"fault":{"percentage":100,"target":"response","abort":{"httpStatus":502}}},
+                    {"match":{"path":{"prefix":"/r"}},"fault":{"percentage":100,"target":"response","reset":true}},
+                    {"match":{"path":{"prefix":"/d"}},"fault":{"percentage":100,"target":"response","delay":{"fixed_delay_ms":300}}},
+                    {"match":{"path":{"prefix":"/q"}},"fault":{"percentage":100,"reset":true}}]"#;
+    f.on_tick(ROOT);
+    answer(&mut f, &config_body(2, rules));
+    let path = |p: &'static [u8]| [(&b":path"[..], p)];
+    // The requests reach the app.
+    assert_eq!(request(&mut f, 3, &path(b"/a")), Action::Continue);
+    assert_eq!(request(&mut f, 4, &path(b"/r")), Action::Continue);
+    assert_eq!(request(&mut f, 5, &path(b"/d")), Action::Continue);
+    assert!(f.host().replies.borrow().is_empty());
+    // A request-phase reset never does.
+    assert_eq!(request(&mut f, 6, &path(b"/q")), Action::Pause);
+    let reset_paths = |f: &Filter<FakeHost>| -> Vec<bool> {
+        f.host()
+            .resets
+            .borrow()
+            .iter()
+            .map(|(_, response)| *response)
+            .collect()
+    };
+    assert_eq!(reset_paths(&f), [false]);
+
+    assert_eq!(f.on_response_headers(3), Action::Pause);
+    assert_eq!(f.host().replies.borrow()[0].0, 502);
+    assert_eq!(f.host().metric(metrics::RESPONSE_ABORTS_TOTAL), 1);
+    // Only the request-phase abort of the first set.
+    assert_eq!(f.host().metric(metrics::ABORTS_TOTAL), 1);
+    assert_eq!(f.host().metric("hfi.policy.pol.response_aborts_total"), 1);
+    assert_eq!(f.on_response_headers(4), Action::Pause);
+    assert_eq!(reset_paths(&f), [false, true]);
+    assert_eq!(f.host().metric(metrics::RESETS_TOTAL), 2);
+    assert_eq!(f.on_response_headers(5), Action::Pause);
+    assert_eq!(f.host().metric(metrics::RESPONSE_DELAYS_TOTAL), 1);
+    let host = f.host();
+    host.now_ms.set(host.now_ms.get() + 300);
+    f.on_tick(ROOT);
+    assert_eq!(*f.host().resumed_responses.borrow(), [5]);
+    assert!(f.host().resumed.borrow().is_empty());
 }
