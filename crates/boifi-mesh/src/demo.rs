@@ -338,10 +338,15 @@ fn apply(
     }
     let waited = crate::mesh::wait_converged(mesh, Duration::from_secs(30))?;
     let (aborts, delays) = expected_shares_on(policies, &mesh.service(target)?.spec, request_path);
-    let requests = if request_path == "/" {
-        "its requests".to_owned()
+    let (what, when) = if acts_on_response(policies) {
+        ("answers", ", after the app did its work")
     } else {
-        format!("its requests to {request_path}")
+        ("requests", "")
+    };
+    let requests = if request_path == "/" {
+        format!("its {what}{when}")
+    } else {
+        format!("its {what} to {request_path}{when}")
     };
     let holder = if mesh.ambient.is_some() {
         "the waypoint holds"
