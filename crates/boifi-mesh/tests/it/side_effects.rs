@@ -157,11 +157,10 @@ fn abort_on_add_item(mesh: &Mesh, what: &str, response: bool) {
     halt(mesh);
 }
 
-/// `orders` checkout pages with `percent` % of paymentservice's Charge answers aborted (on the
-/// request or the response), checkoutservice retrying Charge as its sidecar's served retry
-/// policy says: returns
-/// the pages' answers, every app's counters, the retries checkoutservice's sidecar made and
-/// the retries its policy allows.
+/// `orders` checkout pages with `percent` % of paymentservice's Charge requests (or answers,
+/// with `response`) aborted, checkoutservice retrying Charge as its sidecar's served retry
+/// policy says. Returns the pages' answers, every app's counters, the retries
+/// checkoutservice's sidecar made and the retries its policy allows.
 fn checkout_with_retries(
     mesh: &Mesh,
     orders: usize,
@@ -233,6 +232,18 @@ fn side_effects(filter: FilterBuild) {
     duplicate_charges_match_the_retries(&mesh);
 }
 
+/// The checkout pages failed at `LOST_PERCENT`^(retries + 1) within 4σ: an order fails only
+/// when each of its tries was aborted.
+fn orders_fail_when_every_try_did(what: &str, report: &TrafficReport, retries: u32) {
+    let lost = f64::from(LOST_PERCENT) / 100.0;
+    assert_rate(
+        &format!("{what}: orders whose every try was aborted"),
+        report.server_errors(),
+        report.requests,
+        lost.powi(i32::try_from(retries).unwrap() + 1),
+    );
+}
+
 /// The retried fault on the request side: a refused charge never reaches the app, so nobody
 /// is charged twice, although checkoutservice retried.
 fn refused_charges_are_never_duplicated(mesh: &Mesh) {
@@ -250,13 +261,7 @@ fn refused_charges_are_never_duplicated(mesh: &Mesh) {
         "checkoutservice's sidecar retried refused charges"
     );
     // An order fails when every try was refused, and is charged once otherwise.
-    let lost = f64::from(LOST_PERCENT) / 100.0;
-    assert_rate(
-        "request phase: orders whose every try was refused",
-        report.server_errors(),
-        ORDERS_REQUEST_PHASE,
-        lost.powi(i32::try_from(retries).unwrap() + 1),
-    );
+    orders_fail_when_every_try_did("request phase", &report, retries);
     assert_eq!(
         charges.total() as usize,
         ORDERS_REQUEST_PHASE - report.server_errors(),
@@ -277,13 +282,8 @@ fn duplicate_charges_match_the_retries(mesh: &Mesh) {
     let (report, shop, made, retries) = checkout_with_retries(mesh, ORDERS, LOST_PERCENT, true);
     let charges = shop.charges();
     // An order fails when every answer was lost, yet it was charged (once per try).
+    orders_fail_when_every_try_did("response phase", &report, retries);
     let lost = f64::from(LOST_PERCENT) / 100.0;
-    assert_rate(
-        "response phase: orders whose every answer was lost",
-        report.server_errors(),
-        ORDERS,
-        lost.powi(i32::try_from(retries).unwrap() + 1),
-    );
     // Every try charged: the charges are the calls plus the retries the caller's Envoy made.
     let calls = shop.checkout.calls_to(PAYMENT).calls;
     assert_eq!(charges.total(), calls + made, "every try charged once");
