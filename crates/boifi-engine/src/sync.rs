@@ -676,10 +676,15 @@ pub(crate) mod tests {
         };
         assert_eq!(level, LogLevel::Warn);
         assert!(
-            message.starts_with("boifi: the control plane refused this sidecar's read credential (status `401`)"),
+            message.starts_with(
+                "boifi: the control plane refused this sidecar's read credential (status `401`)"
+            ),
             "{message}"
         );
-        assert!(message.contains("keeping the policies of config version 5"), "{message}");
+        assert!(
+            message.contains("keeping the policies of config version 5"),
+            "{message}"
+        );
         // Once per episode: the next refusal is at debug.
         let second = s.on_answer(Some(b"401"), None, 2_000, 0);
         assert_eq!(lines(&second)[0].0, LogLevel::Debug);

@@ -37,7 +37,9 @@ pub enum CredentialError {
         len: usize,
     },
     /// A byte an HTTP header value cannot carry in a token (space, control, non-ASCII).
-    #[error("has a character other than visible ASCII at byte {position} (its value is not shown)")]
+    #[error(
+        "has a character other than visible ASCII at byte {position} (its value is not shown)"
+    )]
     BadCharacter {
         /// 0-based offset of the first such byte, after leading whitespace.
         position: usize,

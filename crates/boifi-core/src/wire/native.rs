@@ -53,7 +53,9 @@ pub enum NativeConfigError {
         reason: &'static str,
     },
     /// `control_plane_token_file` is not an absolute path.
-    #[error("filter configuration: control_plane_token_file: `{value}` is not an absolute file path")]
+    #[error(
+        "filter configuration: control_plane_token_file: `{value}` is not an absolute file path"
+    )]
     TokenFile {
         /// What the configuration says.
         value: String,
@@ -198,7 +200,12 @@ mod tests {
             c.control_plane_token_file.as_deref(),
             Some("/var/run/boifi/token")
         );
-        assert_eq!(NativeConfig::from_json(b"{}").unwrap().control_plane_token_file, None);
+        assert_eq!(
+            NativeConfig::from_json(b"{}")
+                .unwrap()
+                .control_plane_token_file,
+            None
+        );
         let e = NativeConfig::from_json(br#"{"control_plane_token":"s3cr3t"}"#).unwrap_err();
         assert_eq!(e, NativeConfigError::InlineToken);
         assert!(!e.to_string().contains("s3cr3t"), "{e}");

@@ -287,7 +287,11 @@ fn the_read_credential_goes_on_every_config_request_and_nowhere_else() {
         assert_eq!(authorization.as_deref(), Some(&b"Bearer s3cr3t-read"[..]));
     }
     let logs = f.host().logs.borrow();
-    assert!(logs.iter().any(|l| l.contains("refused this sidecar's read credential")), "{logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("refused this sidecar's read credential")),
+        "{logs:?}"
+    );
     assert!(logs.iter().all(|l| !l.contains("s3cr3t")), "{logs:?}");
     // Without a token configured, no header at all.
     let f = polling_filter(SharedStore::default(), "");
