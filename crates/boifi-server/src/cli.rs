@@ -37,7 +37,11 @@ pub struct Args {
     /// `Authorization: Bearer <token>`.
     #[arg(long, env = "AUTH_TOKEN_FILE")]
     pub auth_token_file: Option<PathBuf>,
-    /// Require the token on reads too (sidecars must then send it).
+    /// Require the token on reads too, `/v1/config` included: every sidecar must then present
+    /// it on its long-poll (the Wasm filter: `control_plane_token` in its plugin configuration;
+    /// the native module: a file named by `control_plane_token_file`, e.g. a mounted Secret);
+    /// a sidecar without it is answered 401 and keeps the policies it holds
+    /// (docs/deploy-k8s.md).
     #[arg(long, env = "AUTH_READS", requires = "auth_token_file")]
     pub auth_reads: bool,
     /// Log format.
