@@ -57,12 +57,19 @@ pub fn sidecars_read_with_their_credential_and_one_without_keeps_its_set_on_401(
     let with = start(with_credential(filter, Some(&token_file), &first));
     let without = start(with_credential(filter, None, ""));
     let (mut c_with, mut c_without) = (with.client(), without.client());
-    server.put_policy(&policy(
+    let one = policy(
         "one",
         json!({"service": "frontend"}),
         "/one",
         abort(100, 503),
-    ));
+    );
+    let two = policy(
+        "two",
+        json!({"service": "frontend"}),
+        "/two",
+        abort(100, 500),
+    );
+    server.put_policy(&one);
     for (c, who) in [(&mut c_with, "with"), (&mut c_without, "without")] {
         let got = wait_for_status(c, "/one", 503, Duration::from_secs(5));
         assert!(
@@ -72,15 +79,13 @@ pub fn sidecars_read_with_their_credential_and_one_without_keeps_its_set_on_401(
         );
     }
 
-    // Reads now require the credential.
+    // Reads now require the credential. The restarted server keeps nothing (`--storage
+    // memory`) and counts versions from 0 again: the earlier policies go in again first, so
+    // the new set's version is above the one the sidecars hold.
     server.kill();
     server = Server::start_with_auth(&p.server, port, Some(&auth(&first, true)));
-    server.put_policy(&policy(
-        "two",
-        json!({"service": "frontend"}),
-        "/two",
-        abort(100, 500),
-    ));
+    server.put_policy(&one);
+    server.put_policy(&two);
     let got = wait_for_status(&mut c_with, "/two", 500, Duration::from_secs(5));
     assert!(
         got.is_some(),
@@ -124,6 +129,8 @@ pub fn sidecars_read_with_their_credential_and_one_without_keeps_its_set_on_401(
         // without a restart.
         server.kill();
         server = Server::start_with_auth(&p.server, port, Some(&auth(&rotated, true)));
+        server.put_policy(&one);
+        server.put_policy(&two);
         server.put_policy(&policy(
             "three",
             json!({"service": "frontend"}),
@@ -150,7 +157,7 @@ pub fn sidecars_read_with_their_credential_and_one_without_keeps_its_set_on_401(
             with.log()
         );
         assert!(
-            with.log().contains("changed; sending the new one"),
+            with.wait_for_log("changed; sending the new one"),
             "{}",
             with.log()
         );
