@@ -29,11 +29,13 @@ pub struct Server {
     _dir: TempDir,
 }
 
-/// A server's single bearer token (`--auth-token-file`), and whether reads require it too
+/// A server's bearer token that may do everything (`--auth-token-file`), a read-only token
+/// for sidecars (`--credentials`, named `sidecars`), and whether reads require a token
 /// (`--auth-reads`).
 #[derive(Debug, Clone)]
 pub struct ServerAuth {
     pub token: String,
+    pub sidecar_token: Option<String>,
     pub reads: bool,
 }
 
@@ -63,6 +65,14 @@ impl Server {
             let token_file = dir.path().join("token");
             std::fs::write(&token_file, &auth.token).unwrap();
             command.arg("--auth-token-file").arg(token_file);
+            if let Some(sidecars) = &auth.sidecar_token {
+                let credentials = dir.path().join("credentials.yaml");
+                let yaml = format!(
+                    "tokens:\n  - name: sidecars\n    token: \"{sidecars}\"\n    may: [read]\n"
+                );
+                std::fs::write(&credentials, yaml).unwrap();
+                command.arg("--credentials").arg(credentials);
+            }
             if auth.reads {
                 command.arg("--auth-reads");
             }

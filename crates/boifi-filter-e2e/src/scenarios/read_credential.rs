@@ -2,7 +2,8 @@
 //! on its long-poll (the Wasm filter from `control_plane_token`, the native module from the
 //! file `control_plane_token_file`) and gets its policies as before; one without it is
 //! answered 401, keeps the set it holds and counts the failure; the native module follows a
-//! rewritten credential file without a restart. No token appears in a log or in `/metrics`.
+//! rewritten credential file without a restart. The sidecars' tokens are read-only named
+//! credentials (`--credentials`, `may: [read]`). No token appears in a log or in `/metrics`.
 
 use super::*;
 use crate::harness::server::ServerAuth;
@@ -38,10 +39,14 @@ pub fn sidecars_read_with_their_credential_and_one_without_keeps_its_set_on_401(
     let upstream = Upstream::start();
     let port = free_port().unwrap();
     let pid = std::process::id();
-    let first = format!("read-first-{pid}");
-    let rotated = format!("read-rotated-{pid}");
-    let auth = |token: &str, reads| ServerAuth {
-        token: token.to_owned(),
+    // The sidecars' tokens are read-only credentials (`may: [read]`); the harness writes with
+    // a token that may do everything.
+    let admin = format!("e2e-admin-token-{pid}");
+    let first = format!("sidecar-read-first-{pid}");
+    let rotated = format!("sidecar-read-rotated-{pid}");
+    let auth = |sidecars: &str, reads| ServerAuth {
+        token: admin.clone(),
+        sidecar_token: Some(sidecars.to_owned()),
         reads,
     };
     // Reads open at first, so the sidecar without a credential gets a set to keep.
@@ -172,7 +177,7 @@ pub fn sidecars_read_with_their_credential_and_one_without_keeps_its_set_on_401(
         ("the other sidecar's metrics", without.prometheus()),
     ];
     for (what, text) in texts {
-        for token in [&first, &rotated] {
+        for token in [&admin, &first, &rotated] {
             assert!(
                 !text.contains(token.as_str()),
                 "{what} shows a token:\n{text}"
