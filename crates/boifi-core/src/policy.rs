@@ -19,7 +19,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 pub use error::{FieldError, FieldErrorKind, PolicyError, ValidationErrors};
-pub use name::{check_name, name_problem, MAX_NAME_LEN, MAX_NAME_PART_LEN, RESERVED_NAMES};
+pub use name::{
+    check_name, name_problem, namespace_problem, MAX_NAME_LEN, MAX_NAME_PART_LEN, RESERVED_NAMES,
+};
 pub use read::{parse_policies_json, parse_policy_json};
 #[cfg(feature = "std")]
 pub use read::{parse_policies_text, parse_policies_yaml};

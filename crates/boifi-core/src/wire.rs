@@ -13,8 +13,10 @@ use crate::parse::{join, Walker};
 use crate::policy::{FieldErrorKind, PolicyDocument, ValidationErrors};
 
 pub mod compact;
+mod credential;
 mod native;
 mod status;
+pub use credential::{CredentialError, ReadCredential, MAX_CREDENTIAL_BYTES};
 pub use native::{
     NativeConfig, NativeConfigError, DEFAULT_CONTROL_PLANE_ADDRESS, NATIVE_MODULE_NAME,
 };
@@ -454,6 +456,12 @@ pub struct PluginConfig {
     pub log_level: String,
     /// Overrides of the identity read from node metadata (for Envoy without Istio).
     pub identity: IdentityOverride,
+    /// The read credential sent as `Authorization: Bearer …` on every config request, for a
+    /// control plane that requires one for reads (`--auth-reads`); none by default. Envoy's
+    /// `config_dump` shows it like the rest of this configuration, so the native module reads
+    /// it from a file instead ([`NativeConfig::control_plane_token_file`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_plane_token: Option<ReadCredential>,
 }
 
 /// Identity fields that replace what node metadata says.
@@ -512,6 +520,7 @@ impl Default for PluginConfig {
             max_destinations: DEFAULT_MAX_DESTINATIONS,
             log_level: "info".to_owned(),
             identity: IdentityOverride::default(),
+            control_plane_token: None,
         }
     }
 }
@@ -529,6 +538,7 @@ const PLUGIN_FIELDS: &[&str] = &[
     "max_destinations",
     "log_level",
     "identity",
+    "control_plane_token",
 ];
 const IDENTITY_FIELDS: &[&str] = &["service", "namespace", "pod", "labels"];
 const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
@@ -759,6 +769,14 @@ fn read_plugin_config(w: &mut Walker, value: &Json) -> Option<PluginConfig> {
                 range: "at least backoff_initial_ms",
             },
         );
+    }
+    if let Some(v) = Json::field(map, "control_plane_token") {
+        let text = string(w, v, "control_plane_token");
+        match text.as_deref().map(ReadCredential::parse) {
+            Some(Ok(token)) => c.control_plane_token = Some(token),
+            Some(Err(e)) => w.error("control_plane_token", FieldErrorKind::BadCredential(e)),
+            None => {}
+        }
     }
     if let Some(v) = Json::field(map, "identity") {
         if let Some(m) = object(w, v, "identity", IDENTITY_FIELDS) {
@@ -1027,6 +1045,36 @@ mod tests {
             .to_string();
         assert!(e.contains("request_timeout_ms"), "{e}");
         assert!(PluginConfig::from_json(b"{").is_err());
+    }
+
+    #[test]
+    fn plugin_config_reads_a_read_credential_and_never_repeats_it() {
+        let c = PluginConfig::from_json(br#"{"control_plane_token": "s3cr3t\n"}"#).unwrap();
+        let token = c.control_plane_token.as_ref().unwrap();
+        assert_eq!(token.header_value(), "Bearer s3cr3t");
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        // Written back as configured, so a configuration survives a round trip.
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains(r#""control_plane_token":"s3cr3t""#), "{json}");
+        assert_eq!(PluginConfig::from_json(json.as_bytes()).unwrap(), c);
+        for (json, message) in [
+            (
+                r#"{"control_plane_token": "s3cr3t and more"}"#,
+                "plugin configuration: control_plane_token: is not a usable bearer token: it has a character other than visible ASCII at byte 6 (its value is not shown)",
+            ),
+            (
+                r#"{"control_plane_token": " "}"#,
+                "plugin configuration: control_plane_token: is not a usable bearer token: it is empty",
+            ),
+            (
+                r#"{"control_plane_token": 7}"#,
+                "plugin configuration: control_plane_token: expected a string, found a number",
+            ),
+        ] {
+            let e = PluginConfig::from_json(json.as_bytes()).unwrap_err();
+            assert_eq!(e.to_string(), message, "{json}");
+        }
+        assert_eq!(PluginConfig::default().control_plane_token, None);
     }
 
     #[test]

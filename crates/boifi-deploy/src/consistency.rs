@@ -427,6 +427,11 @@ fn check_disruption_budgets(docs: &[Document], templates: &[PodTemplate<'_>]) ->
 }
 
 /// NetworkPolicies select pods, and the ports they open are container ports of those pods.
+/// The pod label that enrols a pod in Istio's ambient mode.
+const AMBIENT_LABEL: &str = "istio.io/dataplane-mode";
+/// Istio's HBONE port: ztunnel's inbound in an ambient pod's network namespace.
+const HBONE_PORT: u64 = 15_008;
+
 fn check_network_policies(docs: &[Document], templates: &[PodTemplate<'_>]) -> Vec<Finding> {
     let mut out = Vec::new();
     for policy in docs.iter().filter(|d| d.kind() == "NetworkPolicy") {
@@ -438,10 +443,25 @@ fn check_network_policies(docs: &[Document], templates: &[PodTemplate<'_>]) -> V
                 "spec.podSelector selects no pod template",
             ));
         }
-        let ports = items_at(&policy.value, &["spec", "ingress"])
+        let ports: Vec<&Value> = items_at(&policy.value, &["spec", "ingress"])
             .flat_map(|rule| items_at(rule, &["ports"]))
-            .map(|port| port.get("port").unwrap_or(&Value::Null));
-        out.extend(ports_not_in_pods(&policy.id(), ports, &selected, "port"));
+            .map(|port| port.get("port").unwrap_or(&Value::Null))
+            .collect();
+        // Pods in Istio's ambient mode also take HBONE on 15008, served in their network
+        // namespace by ztunnel, not by a container: a policy may open it to their waypoint.
+        let (ambient, plain): (Vec<_>, Vec<_>) = selected
+            .iter()
+            .copied()
+            .partition(|t| t.labels.get(AMBIENT_LABEL).map(String::as_str) == Some("ambient"));
+        let hbone = Value::from(HBONE_PORT);
+        let not_hbone = ports.iter().copied().filter(|p| **p != hbone);
+        out.extend(ports_not_in_pods(
+            &policy.id(),
+            ports.iter().copied(),
+            &plain,
+            "port",
+        ));
+        out.extend(ports_not_in_pods(&policy.id(), not_hbone, &ambient, "port"));
     }
     out
 }

@@ -20,6 +20,7 @@ extern crate alloc;
 )]
 pub mod abi;
 pub mod config;
+pub mod credential;
 pub mod delays;
 pub mod filter;
 pub mod identity;

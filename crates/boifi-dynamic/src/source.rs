@@ -20,6 +20,7 @@ use boifi_core::wire::compact;
 
 use crate::abi::{self, ConfigScheduler, LogLevel};
 use crate::config::NativeConfig;
+use crate::credential::{CredentialFile, Notice};
 use boifi_engine::metrics::Counter;
 use boifi_engine::sync::{ConfigSync, Install, LogLevel as SyncLogLevel, Next, Step};
 use boifi_engine::PolicySet;
@@ -178,8 +179,12 @@ static SOURCES: Mutex<Vec<(String, Weak<PolicySource>)>> = Mutex::new(Vec::new()
 /// The source for `config` and `identity`, starting its poller when it is new.
 pub fn source_for(config: &NativeConfig, identity: &Identity) -> Arc<PolicySource> {
     let key = format!(
-        "{}|{}",
+        "{}|{}|{}",
         config.control_plane_address,
+        config
+            .control_plane_token_file
+            .as_deref()
+            .unwrap_or_default(),
         ConfigSync::new(identity.clone(), &config.plugin).request_path()
     );
     let mut sources = SOURCES.lock().unwrap_or_else(PoisonError::into_inner);
@@ -253,20 +258,38 @@ fn poll_forever(config: &NativeConfig, identity: Identity, source: &Weak<PolicyS
     let mut rng = XorShift64Star::new(now_ms() ^ u64::from(std::process::id()));
     let mut sync =
         ConfigSync::new(identity.clone(), plugin).with_host_faults(crate::filter::NATIVE_FAULTS);
+    let mut token_file = config
+        .control_plane_token_file
+        .as_deref()
+        .map(CredentialFile::new);
     loop {
         // Every configuration using this source is gone: the thread ends.
         let Some(src) = source.upgrade() else { return };
         drop(src);
+        if let Some(file) = token_file.as_mut() {
+            let (credential, notice) = file.refresh();
+            if let Some((notice, line)) = notice {
+                let level = match notice {
+                    Notice::Info => LogLevel::Info,
+                    Notice::Warn => LogLevel::Warn,
+                };
+                abi::log(level, &line);
+            }
+            sync.set_credential(credential);
+        }
         let url = format!(
             "http://{}{}",
             config.control_plane_address,
             sync.request_path()
         );
-        let answer = agent
+        let mut request = agent
             .get(&url)
             .header("host", &plugin.control_plane_authority)
-            .header("accept", compact::MEDIA_TYPE)
-            .call();
+            .header("accept", compact::MEDIA_TYPE);
+        if let Some(authorization) = sync.authorization() {
+            request = request.header("authorization", authorization);
+        }
+        let answer = request.call();
         let received = answer.and_then(|response| {
             let status = response.status().as_u16().to_string();
             response

@@ -16,7 +16,8 @@
 //! | 200, decodes, does not compile (a policy this host cannot apply) or has more rules for this sidecar than its `max_rules` | nothing: the old set stays | [`Counter::ConfigErrors`] | at once: the refusal tells the server which version was seen, so it holds the poll until a newer one | `refused=<version>&reason=<why>` |
 //! | 200, does not decode (malformed compact) | nothing | [`Counter::ConfigErrors`] | after backoff with jitter | the header's version with the decode error, when the header is readable |
 //! | 304 | nothing | nothing | at once | kept |
-//! | 4xx, 5xx, timeout, reset, connection refused | nothing | [`Counter::PollFailures`] | after backoff with jitter | kept |
+//! | 401, 403: the read credential is missing or refused | nothing | [`Counter::PollFailures`] | after backoff with jitter | kept |
+//! | other 4xx, 5xx, timeout, reset, connection refused | nothing | [`Counter::PollFailures`] | after backoff with jitter | kept |
 //!
 //! A refusal is reported on every following poll until a set is applied. The version a poll
 //! reports (`version=`) is always the one applied. A server that sends a refused version again
@@ -24,8 +25,15 @@
 //! Without long-poll (`long_poll_wait_ms` 0), "at once" is after `backoff_initial_ms`.
 //!
 //! Logging: a failure (no answer, a bad status, a malformed body) is logged at warn once per
-//! episode of consecutive failures, then at debug; the first usable answer after it logs the
-//! end of the episode at info. Each refused version is logged at warn, each applied set at info.
+//! episode of consecutive failures, then at debug; a refused credential is logged at warn once
+//! more in an episode that began otherwise (a control plane restarted with rotated credentials
+//! first refuses connections, then the old credential: the operator must see the second). The
+//! first usable answer after it logs the end of the episode at info. Each refused version is
+//! logged at warn, each applied set at info.
+//!
+//! The read credential ([`ReadCredential`], from `control_plane_token` or the native module's
+//! token file) is sent by the host as [`ConfigSync::authorization`]; it appears in no log line,
+//! message or metric: a refusal says that the credential was refused, never what it is.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -36,7 +44,9 @@ use boifi_core::compiled::{CompileError, CompiledPolicySet};
 use boifi_core::identity::Identity;
 use boifi_core::policy::FaultTarget;
 use boifi_core::wire::compact::{self, CompactError};
-use boifi_core::wire::{ConfigEncoding, ConfigQuery, ConfigResponse, PluginConfig, Refusal};
+use boifi_core::wire::{
+    ConfigEncoding, ConfigQuery, ConfigResponse, PluginConfig, ReadCredential, Refusal,
+};
 
 use crate::backoff::Backoff;
 use crate::destinations::SharedPolicies;
@@ -54,6 +64,15 @@ pub enum SyncError {
     /// The control plane answered with an unexpected status.
     #[error("config request answered with status `{0}`")]
     Status(u16),
+    /// 401 or 403: the control plane requires a read credential this sidecar lacks, or refuses
+    /// the one it sent.
+    #[error("{}", credential_refusal(*status, *sent))]
+    Credential {
+        /// 401 or 403.
+        status: u16,
+        /// Whether the request carried a credential.
+        sent: bool,
+    },
     /// A 200 whose body is not a valid compact `ConfigResponse`.
     #[error("config response is invalid: {0}")]
     Body(compact::CompactError),
@@ -89,6 +108,14 @@ pub enum SyncError {
         /// The sidecar's `max_rules`.
         max_rules: u64,
     },
+}
+
+fn credential_refusal(status: u16, sent: bool) -> String {
+    if sent {
+        format!("the control plane refused this sidecar's read credential (status `{status}`): check that its token (control_plane_token, or the native module's control_plane_token_file) is one the control plane accepts for reads")
+    } else {
+        format!("the control plane requires a read credential (status `{status}`) and none is configured: set control_plane_token (the native module: control_plane_token_file)")
+    }
 }
 
 /// What an answer means for the poller.
@@ -275,6 +302,9 @@ pub struct ConfigSync {
     version: Option<u64>,
     refused: Option<Refusal>,
     backoff: Backoff,
+    credential: Option<ReadCredential>,
+    /// Whether the current failure episode logged a refused credential at warn.
+    credential_warned: bool,
 }
 
 impl ConfigSync {
@@ -289,6 +319,8 @@ impl ConfigSync {
             version: None,
             refused: None,
             backoff: Backoff::new(config.backoff_initial_ms, config.backoff_max_ms),
+            credential: config.control_plane_token.clone(),
+            credential_warned: false,
         }
     }
 
@@ -297,6 +329,18 @@ impl ConfigSync {
     pub fn with_host_faults(mut self, faults: HostFaults) -> ConfigSync {
         self.faults = faults;
         self
+    }
+
+    /// The `Authorization` header value of the next request, when a read credential is
+    /// configured (the host sends it; it never appears anywhere else).
+    pub fn authorization(&self) -> Option<&str> {
+        self.credential.as_ref().map(ReadCredential::header_value)
+    }
+
+    /// Replaces the read credential (the native module re-reads its token file before each
+    /// request, so a rotated Secret is used without a restart).
+    pub fn set_credential(&mut self, credential: Option<ReadCredential>) {
+        self.credential = credential;
     }
 
     /// The version applied (reported to the control plane in every request).
@@ -368,6 +412,21 @@ impl ConfigSync {
                 }
             }
             Err(SyncError::Body(e)) => self.malformed(body.unwrap_or_default(), &e, now_ms, draw),
+            Err(SyncError::Status(status @ (401 | 403))) => {
+                let error = SyncError::Credential {
+                    status,
+                    sent: self.credential.is_some(),
+                };
+                let warn_again = !self.credential_warned;
+                self.credential_warned = true;
+                let mut step = self.failed(Counter::PollFailures, &error, now_ms, draw);
+                if warn_again {
+                    for line in &mut step.log {
+                        line.level = LogLevel::Warn;
+                    }
+                }
+                step
+            }
             Err(e) => self.failed(Counter::PollFailures, &e, now_ms, draw),
         }
     }
@@ -470,6 +529,7 @@ impl ConfigSync {
     fn recover(&mut self) -> Option<LogLine> {
         let failures = self.backoff.failures();
         self.backoff.reset();
+        self.credential_warned = false;
         (failures > 0).then(|| LogLine {
             level: LogLevel::Info,
             message: format!(
@@ -612,7 +672,7 @@ pub(crate) mod tests {
             Option<&'a str>,
         );
         #[rustfmt::skip]
-        let table: [Row<'_>; 10] = [
+        let table: [Row<'_>; 12] = [
             ("200 good", Some(b"200"), Some(good(6)), Some(6), Some(Counter::ConfigUpdates), When::Now, None),
             ("200 uncompilable", Some(b"200"), Some(uncompilable(6)), None, Some(Counter::ConfigErrors), When::Now, Some(reason_compile)),
             ("200 malformed, version readable", Some(b"200"), Some(malformed(6)), None, Some(Counter::ConfigErrors), When::Backoff, Some(reason_decode)),
@@ -620,6 +680,8 @@ pub(crate) mod tests {
             ("304", Some(b"304"), None, None, None, When::Now, None),
             ("404", Some(b"404"), Some(b"not found".to_vec()), None, Some(Counter::PollFailures), When::Backoff, None),
             ("4xx 400", Some(b"400"), Some(b"{}".to_vec()), None, Some(Counter::PollFailures), When::Backoff, None),
+            ("401 credential missing or refused", Some(b"401"), Some(b"{}".to_vec()), None, Some(Counter::PollFailures), When::Backoff, None),
+            ("403 credential may not read", Some(b"403"), Some(b"{}".to_vec()), None, Some(Counter::PollFailures), When::Backoff, None),
             ("503", Some(b"503"), Some(b"no healthy upstream".to_vec()), None, Some(Counter::PollFailures), When::Backoff, None),
             ("timeout (no headers)", None, None, None, Some(Counter::PollFailures), When::Backoff, None),
             ("not a status", Some(b"2\xff0"), Some(good(6)), None, Some(Counter::PollFailures), When::Backoff, None),
@@ -653,6 +715,87 @@ pub(crate) mod tests {
         assert_eq!(step.counter, Some(Counter::PollFailures));
         assert_eq!(when(step.next, 1_000), When::Backoff);
         assert_eq!(s.request_path(), HOLDING_5);
+    }
+
+    /// A poller like [`holding_5`]'s whose config carries `token`.
+    fn holding_5_with(token: Option<&str>) -> ConfigSync {
+        let config = PluginConfig {
+            control_plane_token: token.map(|t| ReadCredential::parse(t).unwrap()),
+            ..config()
+        };
+        let mut s = ConfigSync::new(frontend(), &config);
+        let step = s.on_answer(Some(b"200"), Some(&good(5)), 0, 0);
+        assert_eq!(step.install.map(|i| i.version), Some(5));
+        s
+    }
+
+    fn lines(step: &Step) -> Vec<(LogLevel, &str)> {
+        step.log
+            .iter()
+            .map(|l| (l.level, l.message.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_refused_credential_keeps_the_set_backs_off_and_is_logged_without_the_token() {
+        let mut s = holding_5_with(Some("s3cr3t-read"));
+        assert_eq!(s.authorization(), Some("Bearer s3cr3t-read"));
+        let first = s.on_answer(Some(b"401"), Some(b"{}"), 1_000, 0);
+        assert!(first.install.is_none());
+        assert_eq!(first.counter, Some(Counter::PollFailures));
+        assert_eq!(when(first.next, 1_000), When::Backoff);
+        let [(level, message)] = lines(&first)[..] else {
+            panic!("{:?}", first.log)
+        };
+        assert_eq!(level, LogLevel::Warn);
+        assert!(
+            message.starts_with(
+                "boifi: the control plane refused this sidecar's read credential (status `401`)"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("keeping the policies of config version 5"),
+            "{message}"
+        );
+        // Once per episode: the next refusal is at debug.
+        let second = s.on_answer(Some(b"401"), None, 2_000, 0);
+        assert_eq!(lines(&second)[0].0, LogLevel::Debug);
+        // The set stays, the version reported is still the one applied.
+        assert_eq!(s.request_path(), HOLDING_5);
+        // A rotated credential, then an answer: the episode ends, the new token is sent.
+        s.set_credential(Some(ReadCredential::parse("rotated").unwrap()));
+        assert_eq!(s.authorization(), Some("Bearer rotated"));
+        let back = s.on_answer(Some(b"200"), Some(&good(6)), 3_000, 0);
+        assert_eq!(back.install.map(|i| i.version), Some(6));
+        for step in [&first, &second] {
+            for line in &step.log {
+                assert!(!line.message.contains("s3cr3t"), "{}", line.message);
+            }
+        }
+        assert!(!format!("{s:?}").contains("rotated"), "{s:?}");
+    }
+
+    #[test]
+    fn a_credential_refused_after_the_control_plane_was_unreachable_is_still_logged_at_warn() {
+        let mut s = holding_5_with(None);
+        assert_eq!(s.authorization(), None);
+        let down = s.on_failed_call(&"connection refused", 1_000, 0);
+        assert_eq!(lines(&down)[0].0, LogLevel::Warn);
+        let down = s.on_failed_call(&"connection refused", 2_000, 0);
+        assert_eq!(lines(&down)[0].0, LogLevel::Debug);
+        // The control plane is back, now requiring a credential this sidecar lacks.
+        let refused = s.on_answer(Some(b"401"), None, 3_000, 0);
+        let [(level, message)] = lines(&refused)[..] else {
+            panic!("{:?}", refused.log)
+        };
+        assert_eq!(level, LogLevel::Warn);
+        assert!(
+            message.starts_with("boifi: the control plane requires a read credential (status `401`) and none is configured"),
+            "{message}"
+        );
+        let again = s.on_answer(Some(b"403"), None, 4_000, 0);
+        assert_eq!(lines(&again)[0].0, LogLevel::Debug);
     }
 
     #[test]

@@ -52,6 +52,9 @@ macro_rules! scenario_tests {
             poller { one_poller_per_envoy_with_two_workers }
             propagation { policy_changes_reach_the_filter_in_under_a_second }
             rates { abort_rates_hold_in_envoy_and_metrics_count_them }
+            read_credential {
+                sidecars_read_with_their_credential_and_one_without_keeps_its_set_on_401,
+            }
             reliability_control_plane {
                 filter_keeps_its_last_good_set_and_backs_off_while_the_control_plane_misbehaves,
             }

@@ -9,8 +9,10 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::api;
+use crate::audit::AuditLog;
 use crate::auth::{Auth, Caller};
 use crate::metrics::{Metrics, MetricsError};
+use crate::scope::TargetNamespaces;
 use crate::sidecars::SidecarRegistry;
 use crate::state::{AppState, DEFAULT_BODY_LIMIT};
 use crate::store::{now_ms, PolicyStore, StoreError, WriteCondition};
@@ -25,6 +27,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Token checking.
     pub auth: Auth,
+    /// The namespaces policies may target.
+    pub targets: TargetNamespaces,
     /// Expired policies are deleted this long after they expired.
     pub sweep_grace: Duration,
     /// Largest request body.
@@ -43,6 +47,7 @@ impl ServerConfig {
         ServerConfig {
             listen,
             auth: Auth::open(),
+            targets: TargetNamespaces::any(),
             sweep_grace: DEFAULT_SWEEP_GRACE,
             body_limit: DEFAULT_BODY_LIMIT,
             workers: None,
@@ -121,9 +126,12 @@ pub async fn start(
 ) -> Result<RunningServer, ServerError> {
     let replica = config.replica.clone().unwrap_or_else(unique_replica_name);
     let sidecars = Arc::new(SidecarRegistry::default());
+    let audit = Arc::new(AuditLog::default());
     let state = web::Data::new(AppState {
         store: Arc::clone(&store),
         auth: config.auth.clone(),
+        targets: config.targets.clone(),
+        audit: Arc::clone(&audit),
         metrics: Metrics::new()?,
         sidecars: Arc::clone(&sidecars),
         replica: replica.clone(),
@@ -156,7 +164,7 @@ pub async fn start(
     let server = server.run();
     let handle = server.handle();
     let server = tokio::spawn(server);
-    let sweeper = tokio::spawn(sweep_loop(Arc::clone(&store), config.sweep_grace));
+    let sweeper = tokio::spawn(sweep_loop(Arc::clone(&store), audit, config.sweep_grace));
     let flusher = tokio::spawn(crate::sidecars::flush_loop(
         sidecars,
         store,
@@ -182,9 +190,10 @@ fn unique_replica_name() -> String {
 
 /// Deletes policies that expired more than `grace` before `now_ms`. Each delete is conditional
 /// on the revision that expired, so a policy replaced meanwhile (or swept by another replica)
-/// is left alone. Returns the deleted names.
+/// is left alone. Each delete is audited as `sweeper` in `audit`. Returns the deleted names.
 pub async fn sweep_once(
     store: &dyn PolicyStore,
+    audit: &AuditLog,
     grace: Duration,
     now_ms: u64,
 ) -> Result<Vec<String>, StoreError> {
@@ -206,8 +215,8 @@ pub async fn sweep_once(
             .await
         {
             Ok(outcome) => {
-                api::audit(
-                    &Caller("sweeper".to_owned()),
+                audit.record(
+                    &Caller::trusted("sweeper"),
                     "expire",
                     name,
                     snapshot.version,
@@ -222,13 +231,13 @@ pub async fn sweep_once(
     Ok(deleted)
 }
 
-async fn sweep_loop(store: Arc<dyn PolicyStore>, grace: Duration) {
+async fn sweep_loop(store: Arc<dyn PolicyStore>, audit: Arc<AuditLog>, grace: Duration) {
     let period = (grace / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        if let Err(e) = sweep_once(store.as_ref(), grace, now_ms()).await {
+        if let Err(e) = sweep_once(store.as_ref(), &audit, grace, now_ms()).await {
             tracing::warn!(error = %e, "expiry sweep failed");
         }
     }

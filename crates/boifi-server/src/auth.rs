@@ -1,76 +1,155 @@
-//! Bearer-token authentication of API callers.
+//! Bearer-token authentication of API callers: which token (by name) sent a request, and
+//! whether it may do what it asks.
 
 use actix_web::http::header;
 use actix_web::HttpRequest;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
+use crate::credentials::{
+    check_unique, token_digest, Credential, CredentialsError, Grant, NamespaceScope, Permission,
+};
 use crate::error::ApiFailure;
 
-/// Who made a request, as written in audit lines: `anonymous` or `token:<fingerprint>`.
+/// Who made a request, as written in audit lines and refusals: a token's name (the legacy
+/// token file's is `token:<sha256 prefix>`), `anonymous` on an open server, or `sweeper`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller(pub String);
+pub struct Caller {
+    /// The name.
+    pub name: String,
+    /// What it may do.
+    pub grant: Grant,
+}
 
-/// Whether an endpoint reads or changes state.
+impl Caller {
+    /// A caller that may do everything (an open server's `anonymous`, the expiry sweep).
+    pub fn trusted(name: &str) -> Caller {
+        Caller {
+            name: name.to_owned(),
+            grant: Grant::everything(),
+        }
+    }
+
+    /// Whether its writes may select `namespace` (`None`: every namespace).
+    pub fn may_target(&self, namespace: Option<&str>) -> bool {
+        self.grant.namespaces.allows(namespace)
+    }
+
+    /// Whether it may write anywhere at all (`Every`), so its writes need no scope checks.
+    pub fn unscoped(&self) -> bool {
+        self.grant.namespaces == NamespaceScope::Every
+    }
+}
+
+/// What an endpoint asks of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Reads (sidecars' config, listings, status).
     Read,
-    /// Mutations.
+    /// Creating, replacing or deleting a policy.
     Write,
+    /// The kill switch.
+    Halt,
 }
 
-/// The configured token, kept only as its SHA-256 digest.
+impl Access {
+    fn permission(self) -> Permission {
+        match self {
+            Access::Read => Permission::Read,
+            Access::Write => Permission::Write,
+            Access::Halt => Permission::Halt,
+        }
+    }
+}
+
+/// The configured tokens, kept only as SHA-256 digests.
 #[derive(Clone)]
 pub struct Auth {
-    digest: Option<[u8; 32]>,
+    credentials: Vec<Credential>,
     reads: bool,
 }
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.credentials.iter().map(|c| c.name.as_str()).collect();
         f.debug_struct("Auth")
-            .field("token", &self.digest.map(|_| "<set>"))
+            .field("tokens", &names)
             .field("reads", &self.reads)
             .finish()
     }
 }
 
-fn digest(token: &[u8]) -> [u8; 32] {
-    Sha256::digest(token).into()
-}
-
-fn fingerprint(digest: &[u8; 32]) -> String {
-    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+/// The audit name of the legacy single token: `token:` and the first 6 bytes of its digest.
+pub fn legacy_token_name(token: &str) -> String {
+    let digest = token_digest(token.as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("token:{hex}")
 }
 
 impl Auth {
     /// No token: every request is allowed and audited as `anonymous`.
     pub fn open() -> Auth {
         Auth {
-            digest: None,
+            credentials: Vec::new(),
             reads: false,
         }
     }
 
-    /// Requires `token` on mutations, and on reads too when `reads`.
+    /// The legacy single token (`--auth-token-file`), which may do everything: required on
+    /// mutations, and on reads too when `reads`.
     pub fn with_token(token: &str, reads: bool) -> Auth {
         Auth {
-            digest: Some(digest(token.as_bytes())),
+            credentials: vec![legacy_credential(token)],
             reads,
         }
     }
 
-    /// Whether a token is configured.
-    pub fn enabled(&self) -> bool {
-        self.digest.is_some()
+    /// Named tokens (the credentials file, and the legacy token as one that may do
+    /// everything); refuses two with one name or one secret.
+    pub fn with_credentials(
+        credentials: Vec<Credential>,
+        reads: bool,
+    ) -> Result<Auth, CredentialsError> {
+        check_unique(&credentials)?;
+        Ok(Auth { credentials, reads })
     }
 
-    /// Checks the request's `Authorization: Bearer` header for an endpoint of `access`.
+    /// Whether any token is configured.
+    pub fn enabled(&self) -> bool {
+        !self.credentials.is_empty()
+    }
+
+    /// Whether reads need a token.
+    pub fn reads_required(&self) -> bool {
+        self.reads
+    }
+
+    /// The credential whose digest equals `presented`'s, comparing with every one in constant
+    /// time (which one matched, and whether any did, is not given away by timing).
+    fn identify(&self, presented: &str) -> Option<&Credential> {
+        let got = token_digest(presented.as_bytes());
+        let mut found = Choice::from(0);
+        let mut index = 0u64;
+        for (i, credential) in self.credentials.iter().enumerate() {
+            let hit = got.ct_eq(credential.digest());
+            index.conditional_assign(&u64::try_from(i).unwrap_or(u64::MAX), hit);
+            found |= hit;
+        }
+        if bool::from(found) {
+            usize::try_from(index)
+                .ok()
+                .and_then(|i| self.credentials.get(i))
+        } else {
+            None
+        }
+    }
+
+    /// Checks the request's `Authorization: Bearer` header for an endpoint of `access`: 401
+    /// for a missing (where required) or unknown token, 403 for a token without the
+    /// permission.
     pub fn check(&self, req: &HttpRequest, access: Access) -> Result<Caller, ApiFailure> {
-        let Some(expected) = &self.digest else {
-            return Ok(Caller("anonymous".to_owned()));
-        };
+        if self.credentials.is_empty() {
+            return Ok(Caller::trusted("anonymous"));
+        }
         let presented = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -80,25 +159,46 @@ impl Auth {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(str::trim);
-        let required = access == Access::Write || self.reads;
-        match presented {
-            None if !required => Ok(Caller("anonymous".to_owned())),
-            None => Err(ApiFailure::Unauthorized(
-                "missing `Authorization: Bearer <token>` header".to_owned(),
-            )),
-            Some(token) => {
-                let got = digest(token.as_bytes());
-                // A wrong token is refused even on an open read: it is a client's bug.
-                if bool::from(got.ct_eq(expected)) {
-                    Ok(Caller(format!("token:{}", fingerprint(&got))))
-                } else {
-                    Err(ApiFailure::Unauthorized(
-                        "the bearer token is not valid".to_owned(),
-                    ))
-                }
-            }
+        let required = access != Access::Read || self.reads;
+        let Some(token) = presented else {
+            return if required {
+                Err(ApiFailure::Unauthorized(
+                    "missing `Authorization: Bearer <token>` header".to_owned(),
+                ))
+            } else {
+                Ok(Caller {
+                    name: "anonymous".to_owned(),
+                    grant: Grant {
+                        may: [Permission::Read].into(),
+                        namespaces: NamespaceScope::Only(Default::default()),
+                    },
+                })
+            };
+        };
+        // A wrong token is refused even on an open read: it is a client's bug.
+        let credential = self
+            .identify(token)
+            .ok_or_else(|| ApiFailure::Unauthorized("the bearer token is not valid".to_owned()))?;
+        // Open reads need no permission: any known token may read what anyone may.
+        if required && !credential.grant.may(access.permission()) {
+            return Err(ApiFailure::Forbidden(format!(
+                "token `{}` may not {} (it may: {})",
+                credential.name,
+                access.permission().as_str(),
+                credential.grant.permissions()
+            )));
         }
+        Ok(Caller {
+            name: credential.name.clone(),
+            grant: credential.grant.clone(),
+        })
     }
+}
+
+/// The legacy token (`--auth-token-file`) as a credential that may do everything, named
+/// [`legacy_token_name`].
+pub fn legacy_credential(token: &str) -> Credential {
+    Credential::unchecked(legacy_token_name(token), token, Grant::everything())
 }
 
 #[cfg(test)]
@@ -118,7 +218,7 @@ mod tests {
     fn open_auth_lets_everyone_in_as_anonymous() {
         let auth = Auth::open();
         let caller = auth.check(&with(None), Access::Write).unwrap();
-        assert_eq!(caller.0, "anonymous");
+        assert_eq!(caller.name, "anonymous");
     }
 
     #[test]
@@ -138,10 +238,10 @@ mod tests {
         let caller = auth
             .check(&with(Some("Bearer t0ken")), Access::Write)
             .unwrap();
-        assert!(caller.0.starts_with("token:"));
-        assert!(!caller.0.contains("t0ken"));
+        assert!(caller.name.starts_with("token:"));
+        assert!(!caller.name.contains("t0ken"));
         assert_eq!(
-            auth.check(&with(None), Access::Read).unwrap().0,
+            auth.check(&with(None), Access::Read).unwrap().name,
             "anonymous"
         );
         assert!(auth

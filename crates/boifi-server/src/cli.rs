@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{ArgGroup, Parser, ValueEnum};
 
 use crate::app::{start, ServerConfig, ServerError};
-use crate::auth::Auth;
+use crate::auth::{legacy_credential, Auth};
+use crate::credentials::load_credentials;
+use crate::scope::TargetNamespaces;
 use crate::state::DEFAULT_BODY_LIMIT;
 use crate::store::local::LocalStore;
 use crate::store::{PolicyStore, ETCD_PREFIX, ETCD_SIDECAR_PREFIX};
@@ -16,6 +18,7 @@ use crate::store::{PolicyStore, ETCD_PREFIX, ETCD_SIDECAR_PREFIX};
 /// The boifi control plane: stores fault injection policies and serves them to sidecars.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "boifi-server", version, about, long_about = None)]
+#[command(group(ArgGroup::new("tokens").args(["auth_token_file", "credentials"]).multiple(true)))]
 pub struct Args {
     /// Address to listen on.
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
@@ -34,12 +37,25 @@ pub struct Args {
     #[arg(long, env = "DATA_DIR", default_value = "./boifi-data")]
     pub data_dir: PathBuf,
     /// File holding the bearer token; when set, every mutating request needs
-    /// `Authorization: Bearer <token>`.
+    /// `Authorization: Bearer <token>`. This token may do everything (beside --credentials).
     #[arg(long, env = "AUTH_TOKEN_FILE")]
     pub auth_token_file: Option<PathBuf>,
-    /// Require the token on reads too (sidecars must then send it).
-    #[arg(long, env = "AUTH_READS", requires = "auth_token_file")]
+    /// Named tokens, each with what it may do (read, write, halt) and which namespaces its
+    /// policies may select: a YAML file, or a directory of them (e.g. mounted Secrets).
+    #[arg(long, env = "CREDENTIALS")]
+    pub credentials: Option<PathBuf>,
+    /// Require a token with `read` on reads too, `/v1/config` included: every sidecar must then
+    /// present one on its long-poll (the Wasm filter: `control_plane_token` in its plugin
+    /// configuration; the native module: a file named by `control_plane_token_file`, e.g. a
+    /// mounted Secret); a sidecar without it is answered 401 and keeps the policies it holds
+    /// (docs/deploy-k8s.md).
+    #[arg(long, env = "AUTH_READS", requires = "tokens")]
     pub auth_reads: bool,
+    /// The only namespaces policies may target, comma-separated (`demo,shop`); a policy
+    /// selecting another namespace, or every namespace, is refused whoever sends it. Unset:
+    /// any namespace.
+    #[arg(long, env = "TARGET_NAMESPACES", value_delimiter = ',', value_parser = parse_namespace)]
+    pub target_namespaces: Option<Vec<String>>,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -88,6 +104,38 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     ms.map(Duration::from_millis)
         .ok_or_else(|| format!("`{text}` is not a duration such as `1h`, `30m` or `90s`"))
+}
+
+/// One namespace of `--target-namespaces`.
+fn parse_namespace(text: &str) -> Result<String, String> {
+    let namespace = text.trim();
+    if namespace == "*" {
+        return Err("`*`: leave --target-namespaces unset to allow every namespace".to_owned());
+    }
+    match boifi_core::policy::namespace_problem(namespace) {
+        Some(problem) => Err(format!("`{namespace}`: {problem}")),
+        None => Ok(namespace.to_owned()),
+    }
+}
+
+/// The tokens `args` configure: the legacy token file's (which may do everything) and the
+/// credentials'.
+pub fn load_auth(args: &Args) -> Result<Auth, ServerError> {
+    let mut credentials = Vec::new();
+    if let Some(path) = &args.auth_token_file {
+        credentials.push(legacy_credential(&read_token(path)?));
+    }
+    if let Some(path) = &args.credentials {
+        credentials.extend(
+            load_credentials(path)
+                .map_err(|e| ServerError::Config(format!("--credentials: {e}")))?,
+        );
+    }
+    if credentials.is_empty() {
+        return Ok(Auth::open());
+    }
+    Auth::with_credentials(credentials, args.auth_reads)
+        .map_err(|e| ServerError::Config(format!("--credentials: {e}")))
 }
 
 /// Sets up `tracing` output (level from `RUST_LOG`, default `info`).
@@ -151,16 +199,20 @@ fn default_replica(listen: SocketAddr) -> Option<String> {
 
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> Result<(), ServerError> {
-    let auth = match &args.auth_token_file {
-        Some(path) => Auth::with_token(&read_token(path)?, args.auth_reads),
-        None => Auth::open(),
-    };
+    let auth = load_auth(&args)?;
     if !auth.enabled() {
-        tracing::warn!("no --auth-token-file: the API accepts changes from anyone");
+        tracing::warn!(
+            "no --auth-token-file or --credentials: the API accepts changes from anyone"
+        );
     }
+    let targets = match &args.target_namespaces {
+        Some(list) => TargetNamespaces::only(list.iter().cloned()),
+        None => TargetNamespaces::any(),
+    };
     let store = open_store(&args).await?;
     let config = ServerConfig {
         auth,
+        targets,
         sweep_grace: args.sweep_grace,
         body_limit: args.max_body_bytes,
         handle_signals: true,

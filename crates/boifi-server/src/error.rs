@@ -25,6 +25,9 @@ pub enum ApiFailure {
     /// 401: no or a wrong bearer token.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: a known token that may not do this, or a target outside what may be targeted.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404.
     #[error("{0}")]
     NotFound(String),
@@ -74,6 +77,7 @@ impl ApiFailure {
         match self {
             ApiFailure::BadRequest { kind, .. } => kind,
             ApiFailure::Unauthorized(_) => "unauthorized",
+            ApiFailure::Forbidden(_) => "forbidden",
             ApiFailure::NotFound(_) => "not_found",
             ApiFailure::MethodNotAllowed { .. } => "method_not_allowed",
             ApiFailure::Conflict(_) => "already_exists",
@@ -119,6 +123,7 @@ impl ResponseError for ApiFailure {
         match self {
             ApiFailure::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiFailure::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiFailure::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiFailure::NotFound(_) => StatusCode::NOT_FOUND,
             ApiFailure::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiFailure::Conflict(_) => StatusCode::CONFLICT,

@@ -7,10 +7,13 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod credentials;
 pub mod error;
 pub mod metrics;
+pub mod scope;
 pub mod sidecars;
 pub mod state;
 pub mod store;

@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
+use crate::audit::AuditLog;
 use crate::auth::Auth;
 use crate::metrics::Metrics;
+use crate::scope::TargetNamespaces;
 use crate::sidecars::SidecarRegistry;
 use crate::store::PolicyStore;
 
@@ -17,6 +19,10 @@ pub struct AppState {
     pub store: Arc<dyn PolicyStore>,
     /// Token checking.
     pub auth: Auth,
+    /// The namespaces policies may target (`--target-namespaces`).
+    pub targets: TargetNamespaces,
+    /// This replica's audit trail.
+    pub audit: Arc<AuditLog>,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Sidecars seen on `/v1/config` by this replica.

@@ -435,13 +435,16 @@ impl Root {
         };
         poller.renewed_ms = now_ms;
         let path = poller.sync.request_path();
-        let headers: [(&[u8], &[u8]); 5] = [
+        let mut headers: Vec<(&[u8], &[u8])> = alloc::vec![
             (b":method", b"GET"),
             (b":path", path.as_bytes()),
             (b":authority", config.control_plane_authority.as_bytes()),
             (b"accept", compact::MEDIA_TYPE.as_bytes()),
             (b"user-agent", b"boifi-wasm"),
         ];
+        if let Some(authorization) = poller.sync.authorization() {
+            headers.push((b"authorization", authorization.as_bytes()));
+        }
         let timeout = u32::try_from(config.request_timeout_ms).unwrap_or(u32::MAX);
         let call = HttpCall {
             cluster: &config.control_plane_cluster,

@@ -132,6 +132,9 @@ pub enum FieldErrorKind {
     /// A header value with control characters.
     #[error("header value contains a control character (CR, LF or NUL)")]
     BadHeaderValue,
+    /// A credential that cannot be sent (its value is never repeated in the message).
+    #[error("is not a usable bearer token: it {0}")]
+    BadCredential(crate::wire::CredentialError),
     /// A timestamp that is not RFC 3339.
     #[error("`{value}` is not an RFC 3339 timestamp (e.g. `2026-11-26T10:00:00Z`)")]
     BadTimestamp {

@@ -47,7 +47,7 @@ pub fn name_problem(name: &str) -> Option<&'static str> {
 
 /// Why `namespace` is not a valid `metadata.namespace` (a DNS-1123 label, upper case and `_`
 /// allowed as in names), if it is not.
-pub(crate) fn namespace_problem(namespace: &str) -> Option<&'static str> {
+pub fn namespace_problem(namespace: &str) -> Option<&'static str> {
     let valid = !namespace.is_empty()
         && namespace.len() <= MAX_NAME_PART_LEN
         && namespace

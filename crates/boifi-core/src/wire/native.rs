@@ -18,16 +18,22 @@ pub const NATIVE_MODULE_NAME: &str = "boifi";
 /// Kubernetes cluster (the module connects itself, so no Envoy cluster is involved).
 pub const DEFAULT_CONTROL_PLANE_ADDRESS: &str = "boifi-control-plane.boifi.svc.cluster.local:8080";
 
-/// The field that only the native module has.
+/// The fields that only the native module has.
 const ADDRESS_FIELD: &str = "control_plane_address";
+const TOKEN_FILE_FIELD: &str = "control_plane_token_file";
 
 /// The native module's filter configuration (Envoy's `filter_config`, a JSON object).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NativeConfig {
     /// `host:port` of the control plane's plain-HTTP API.
     pub control_plane_address: String,
+    /// The file holding the read credential sent on config requests (a mounted Secret's key):
+    /// read before each request, so a rotated Secret is used without a restart. The module
+    /// takes no inline `control_plane_token`: Envoy's `config_dump` would show it.
+    pub control_plane_token_file: Option<String>,
     /// Everything the Wasm filter also reads; `control_plane_cluster` is not used by the module
-    /// (it has no Envoy cluster), `control_plane_authority` is sent as `Host`.
+    /// (it has no Envoy cluster), `control_plane_authority` is sent as `Host`;
+    /// `control_plane_token` is refused (see [`NativeConfig::control_plane_token_file`]).
     pub plugin: PluginConfig,
 }
 
@@ -46,6 +52,17 @@ pub enum NativeConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// `control_plane_token_file` is not an absolute path.
+    #[error(
+        "filter configuration: control_plane_token_file: `{value}` is not an absolute file path"
+    )]
+    TokenFile {
+        /// What the configuration says.
+        value: String,
+    },
+    /// An inline credential, which the module refuses (its value is not shown).
+    #[error("filter configuration: control_plane_token: the native module reads its credential from a file, which Envoy's config_dump does not show: mount it (a Secret) and set control_plane_token_file to its path")]
+    InlineToken,
 }
 
 impl NativeConfig {
@@ -56,25 +73,47 @@ impl NativeConfig {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(NativeConfig {
                 control_plane_address: DEFAULT_CONTROL_PLANE_ADDRESS.to_owned(),
+                control_plane_token_file: None,
                 plugin: PluginConfig::default(),
             });
         }
         let mut value = crate::json::parse(bytes).map_err(PluginConfigError::from)?;
         let mut address = DEFAULT_CONTROL_PLANE_ADDRESS.to_owned();
+        let mut token_file = None;
         if let Json::Object(members) = &mut value {
             let (ours, rest): (Vec<_>, Vec<_>) = core::mem::take(members)
                 .into_iter()
-                .partition(|(key, _)| key == ADDRESS_FIELD);
+                .partition(|(key, _)| key == ADDRESS_FIELD || key == TOKEN_FILE_FIELD);
             *members = rest;
             if let Some(given) = Json::field(&ours, ADDRESS_FIELD) {
                 address = check_address(given)?;
             }
+            if let Some(given) = Json::field(&ours, TOKEN_FILE_FIELD) {
+                token_file = Some(check_token_file(given)?);
+            }
         }
         // Not an object: boifi-core's reader says what it is.
+        let plugin = PluginConfig::from_value(&value)?;
+        if plugin.control_plane_token.is_some() {
+            return Err(NativeConfigError::InlineToken);
+        }
         Ok(NativeConfig {
             control_plane_address: address,
-            plugin: PluginConfig::from_value(&value)?,
+            control_plane_token_file: token_file,
+            plugin,
         })
+    }
+}
+
+fn check_token_file(value: &Json) -> Result<String, NativeConfigError> {
+    match value {
+        Json::String(path) if path.starts_with('/') && !path.contains('\0') => Ok(path.clone()),
+        Json::String(path) => Err(NativeConfigError::TokenFile {
+            value: path.clone(),
+        }),
+        other => Err(NativeConfigError::TokenFile {
+            value: other.type_name().to_owned(),
+        }),
     }
 }
 
@@ -151,5 +190,31 @@ mod tests {
         assert!(e.to_string().contains("not valid JSON"), "{e}");
         let e = NativeConfig::from_json(b"[]").unwrap_err();
         assert!(e.to_string().contains("an object"), "{e}");
+    }
+
+    #[test]
+    fn the_credential_comes_from_a_file_never_inline() {
+        let c = NativeConfig::from_json(br#"{"control_plane_token_file":"/var/run/boifi/token"}"#)
+            .unwrap();
+        assert_eq!(
+            c.control_plane_token_file.as_deref(),
+            Some("/var/run/boifi/token")
+        );
+        assert_eq!(
+            NativeConfig::from_json(b"{}")
+                .unwrap()
+                .control_plane_token_file,
+            None
+        );
+        let e = NativeConfig::from_json(br#"{"control_plane_token":"s3cr3t"}"#).unwrap_err();
+        assert_eq!(e, NativeConfigError::InlineToken);
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        let e = NativeConfig::from_json(br#"{"control_plane_token_file":"token"}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "filter configuration: control_plane_token_file: `token` is not an absolute file path"
+        );
+        let e = NativeConfig::from_json(br#"{"control_plane_token_file":3}"#).unwrap_err();
+        assert!(e.to_string().contains("`a number`"), "{e}");
     }
 }

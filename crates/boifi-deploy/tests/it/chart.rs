@@ -68,10 +68,12 @@ fn every_value_set_renders_valid_complete_consistent_documents() {
         sets.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
         [
             "chart default",
+            "chart ambient-mesh-authorization",
             "chart ambient-trafficextension",
             "chart ambient",
             "chart external-etcd",
-            "chart ha-etcd"
+            "chart ha-etcd",
+            "chart mesh-authorization"
         ]
     );
     for (name, docs) in sets {

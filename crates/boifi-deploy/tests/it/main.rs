@@ -15,6 +15,7 @@ mod consistency;
 mod docs;
 mod etcd;
 mod istio_testdata;
+mod mesh_authorization;
 mod native;
 mod oci;
 mod overlays;

@@ -184,6 +184,11 @@ fn custom_resource_schemas_are_derived_from_their_crds() {
             "networking.istio.io/envoyfilter_v1alpha3.json",
         ),
         (
+            "authorizationpolicy-crd.yaml",
+            "v1",
+            "security.istio.io/authorizationpolicy_v1.json",
+        ),
+        (
             "gateway-api-gateways-crd.yaml",
             "v1",
             "gateway.networking.k8s.io/gateway_v1.json",

@@ -24,28 +24,64 @@ pub fn find_binary() -> Option<PathBuf> {
 pub struct Server {
     pub port: u16,
     child: Option<Child>,
+    /// The token its writes (and, with `--auth-reads`, its reads) require.
+    token: Option<String>,
     _dir: TempDir,
+}
+
+/// A server's bearer token that may do everything (`--auth-token-file`), a read-only token
+/// for sidecars (`--credentials`, named `sidecars`), and whether reads require a token
+/// (`--auth-reads`).
+#[derive(Debug, Clone)]
+pub struct ServerAuth {
+    pub token: String,
+    pub sidecar_token: Option<String>,
+    pub reads: bool,
 }
 
 impl Server {
     /// Starts `--storage memory` on `port` and waits until `/v1/health` answers.
     pub fn start(binary: &std::path::Path, port: u16) -> Server {
+        Server::start_with_auth(binary, port, None)
+    }
+
+    /// [`Server::start`] requiring `auth`'s token; this handle sends it on its own calls.
+    pub fn start_with_auth(
+        binary: &std::path::Path,
+        port: u16,
+        auth: Option<&ServerAuth>,
+    ) -> Server {
         let dir = TempDir::new("boifi-server");
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = spawn_logged(
-            Command::new(binary)
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--storage")
-                .arg("memory")
-                .arg("--data-dir")
-                .arg(dir.path()),
-            log,
-        )
-        .unwrap();
+        let mut command = Command::new(binary);
+        command
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--storage")
+            .arg("memory")
+            .arg("--data-dir")
+            .arg(dir.path());
+        if let Some(auth) = auth {
+            let token_file = dir.path().join("token");
+            std::fs::write(&token_file, &auth.token).unwrap();
+            command.arg("--auth-token-file").arg(token_file);
+            if let Some(sidecars) = &auth.sidecar_token {
+                let credentials = dir.path().join("credentials.yaml");
+                let yaml = format!(
+                    "tokens:\n  - name: sidecars\n    token: \"{sidecars}\"\n    may: [read]\n"
+                );
+                std::fs::write(&credentials, yaml).unwrap();
+                command.arg("--credentials").arg(credentials);
+            }
+            if auth.reads {
+                command.arg("--auth-reads");
+            }
+        }
+        let child = spawn_logged(&mut command, log).unwrap();
         let mut server = Server {
             port,
             child: Some(child),
+            token: auth.map(|a| a.token.clone()),
             _dir: dir,
         };
         let ready = super::wait_for(Duration::from_secs(10), || {
@@ -62,16 +98,26 @@ impl Server {
         server
     }
 
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// `authorization` when the server has a token.
+    fn authorization(&self) -> Option<String> {
+        self.token.as_ref().map(|t| format!("Bearer {t}"))
+    }
+
     /// Creates or replaces a policy (JSON body).
     pub fn put_policy(&self, policy: &serde_json::Value) -> Response {
         let body = serde_json::to_vec(policy).unwrap();
+        let authorization = self.authorization();
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(a) = &authorization {
+            headers.push(("authorization", a.as_str()));
+        }
         let r = http::Client::new(loopback(self.port))
-            .request(
-                "POST",
-                "/v1/policies",
-                &[("content-type", "application/json")],
-                &body,
-            )
+            .request("POST", "/v1/policies", &headers, &body)
             .unwrap();
         assert!(
             r.status == 200 || r.status == 201,
@@ -84,8 +130,13 @@ impl Server {
 
     /// Deletes one policy.
     pub fn delete_policy(&self, name: &str) {
+        let authorization = self.authorization();
+        let headers: Vec<(&str, &str)> = authorization
+            .iter()
+            .map(|a| ("authorization", a.as_str()))
+            .collect();
         let r = http::Client::new(loopback(self.port))
-            .request("DELETE", &format!("/v1/policies/{name}"), &[], &[])
+            .request("DELETE", &format!("/v1/policies/{name}"), &headers, &[])
             .unwrap();
         assert!(
             r.status < 300,

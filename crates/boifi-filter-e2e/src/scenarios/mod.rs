@@ -12,6 +12,7 @@ pub mod faults;
 pub mod poller;
 pub mod propagation;
 pub mod rates;
+pub mod read_credential;
 pub mod reliability_control_plane;
 pub mod resilience;
 pub mod response;

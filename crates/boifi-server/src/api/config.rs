@@ -158,6 +158,7 @@ fn newest_seen(query: &ConfigQuery) -> Option<u64> {
         (status = 304, description = "`version` or `refused` is still current after `wait`"),
         (status = 400, description = "Bad query parameter", body = ApiErrorSchema),
         (status = 401, description = "With `--auth-reads`: missing or wrong token", body = ApiErrorSchema),
+        (status = 403, description = "With `--auth-reads`: the token may not read", body = ApiErrorSchema),
     ))]
 pub async fn get_config(
     req: HttpRequest,

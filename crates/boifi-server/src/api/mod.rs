@@ -13,7 +13,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::Caller;
+use crate::audit::AuditList;
+use crate::auth::Access;
 use crate::error::ApiFailure;
 use crate::state::AppState;
 use crate::store::{now_ms, Snapshot, StoreError};
@@ -34,6 +35,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/metrics")
             .route(web::get().to(metrics))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/audit")
+            .route(web::get().to(audit_list))
             .default_service(web::to(method_not_allowed)),
     )
     .service(
@@ -162,17 +168,21 @@ pub async fn snapshot(state: &AppState) -> Result<std::sync::Arc<Snapshot>, ApiF
         .map_err(store_failure(state, "snapshot"))
 }
 
-/// One structured audit line per mutation.
-pub fn audit(caller: &Caller, action: &str, policy: &str, before: u64, after: u64) {
-    tracing::info!(
-        target: "boifi_server::audit",
-        who = %caller.0,
-        action,
-        policy,
-        version_before = before,
-        version_after = after,
-        "audit"
-    );
+/// This replica's latest audited changes (the log line of each is the full record).
+#[utoipa::path(get, path = "/v1/audit", tag = "operations",
+    responses(
+        (status = 200, description = "This replica's latest writes, deletes, halts and expiries, oldest first, each naming who", body = AuditList),
+        (status = 401, description = "Reads need a token (`--auth-reads`) and none or a wrong one was sent", body = ApiErrorSchema),
+        (status = 403, description = "The token may not read", body = ApiErrorSchema),
+    ))]
+pub async fn audit_list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiFailure> {
+    state.auth.check(&req, Access::Read)?;
+    Ok(HttpResponse::Ok().json(AuditList {
+        entries: state.audit.recent(),
+    }))
 }
 
 /// Middleware: counts every answer by route pattern, method and status.

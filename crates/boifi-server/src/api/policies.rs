@@ -9,9 +9,10 @@ use utoipa::ToSchema;
 
 use super::body::{body_format, parse_one, read_body};
 use super::openapi::{ApiErrorSchema, PolicyDocumentSchema, PolicyListSchema};
-use super::{audit, snapshot, store_failure};
+use super::{snapshot, store_failure};
 use crate::auth::{Access, Caller};
 use crate::error::ApiFailure;
+use crate::scope::{check_stored, check_target};
 use crate::state::AppState;
 use crate::store::{now_ms, WriteCondition};
 
@@ -117,6 +118,25 @@ async fn read_policy(
     parse_one(format, &bytes)
 }
 
+/// The condition a change of the stored policy `stored` is made under: a scoped `caller` must
+/// be allowed to `action` it, and then changes only that revision of it (a policy replaced
+/// meanwhile, perhaps to reach another namespace, is refused with 412 instead).
+fn scoped_condition(
+    caller: &Caller,
+    action: &str,
+    stored: &PolicyDocument,
+    condition: WriteCondition,
+) -> Result<WriteCondition, ApiFailure> {
+    if caller.unscoped() {
+        return Ok(condition);
+    }
+    check_stored(caller, action, stored)?;
+    Ok(match (condition, stored.status) {
+        (WriteCondition::Any, Some(status)) => WriteCondition::Revision(status.revision),
+        (condition, _) => condition,
+    })
+}
+
 /// Stores `policy` under `condition` and answers 201 (created) or 200 (replaced).
 async fn store_policy(
     state: &AppState,
@@ -125,14 +145,26 @@ async fn store_policy(
     condition: WriteCondition,
 ) -> Result<HttpResponse, ApiFailure> {
     let name = policy.name().to_owned();
-    let before = snapshot(state).await?.version;
+    check_target(caller, &state.targets, &policy)?;
+    let current = snapshot(state).await?;
+    let before = current.version;
+    let condition = match current.policies.get(&name) {
+        Some(stored) => scoped_condition(caller, "replace", stored, condition)?,
+        // A scoped token may only create here: a policy stored meanwhile is checked first.
+        None if !caller.unscoped() && condition == WriteCondition::Any => {
+            WriteCondition::MustNotExist
+        }
+        None => condition,
+    };
     let outcome = state
         .store
         .put(policy, condition)
         .await
         .map_err(store_failure(state, "put"))?;
     let action = if outcome.created { "create" } else { "replace" };
-    audit(caller, action, &name, before, outcome.version);
+    state
+        .audit
+        .record(caller, action, &name, before, outcome.version);
     let mut response = if outcome.created {
         let mut r = HttpResponse::Created();
         r.insert_header((header::LOCATION, format!("/v1/policies/{name}")));
@@ -150,6 +182,7 @@ async fn store_policy(
     responses(
         (status = 200, description = "Every stored policy, status filled", body = PolicyListSchema),
         (status = 401, description = "With `--auth-reads`: missing or wrong token", body = ApiErrorSchema),
+        (status = 403, description = "With `--auth-reads`: the token may not read", body = ApiErrorSchema),
     ))]
 pub async fn list_policies(
     req: HttpRequest,
@@ -178,6 +211,7 @@ pub async fn list_policies(
         (status = 200, description = "Replaced", body = PolicyDocumentSchema),
         (status = 400, description = "Malformed body or invalid policy; `details` lists every field error", body = ApiErrorSchema),
         (status = 401, description = "Missing or wrong bearer token", body = ApiErrorSchema),
+        (status = 403, description = "The token may not write, the policy targets a namespace outside the token's `namespaces`, or one that has not opted in (`--target-namespaces`); the message names the namespace and the token", body = ApiErrorSchema),
         (status = 409, description = "`If-None-Match: *` and the name exists", body = ApiErrorSchema),
         (status = 412, description = "`If-Match` revision differs", body = ApiErrorSchema),
         (status = 413, description = "Body larger than the limit", body = ApiErrorSchema),
@@ -201,6 +235,7 @@ pub async fn create_or_replace(
         (status = 201, description = "Created", body = PolicyDocumentSchema),
         (status = 400, description = "Malformed body or invalid policy", body = ApiErrorSchema),
         (status = 401, description = "Missing or wrong bearer token", body = ApiErrorSchema),
+        (status = 403, description = "The token may not write, the policy targets a namespace outside the token's `namespaces`, or one that has not opted in (`--target-namespaces`); the message names the namespace and the token", body = ApiErrorSchema),
         (status = 409, description = "A policy with this name exists", body = ApiErrorSchema),
         (status = 413, description = "Body larger than the limit", body = ApiErrorSchema),
         (status = 415, description = "Content type neither JSON nor YAML", body = ApiErrorSchema),
@@ -232,6 +267,8 @@ fn path_name(path: &str) -> Result<String, ApiFailure> {
     responses(
         (status = 200, description = "The policy", body = PolicyDocumentSchema),
         (status = 400, description = "Invalid name", body = ApiErrorSchema),
+        (status = 401, description = "With `--auth-reads`: missing or wrong token", body = ApiErrorSchema),
+        (status = 403, description = "With `--auth-reads`: the token may not read", body = ApiErrorSchema),
         (status = 404, description = "No such policy", body = ApiErrorSchema),
     ))]
 pub async fn get_policy(
@@ -264,6 +301,7 @@ pub async fn get_policy(
         (status = 200, description = "Replaced", body = PolicyDocumentSchema),
         (status = 400, description = "Malformed body, invalid policy, or name differs from the path", body = ApiErrorSchema),
         (status = 401, description = "Missing or wrong bearer token", body = ApiErrorSchema),
+        (status = 403, description = "The token may not write, the policy targets a namespace outside the token's `namespaces`, or one that has not opted in (`--target-namespaces`); the message names the namespace and the token", body = ApiErrorSchema),
         (status = 409, description = "`If-None-Match: *` and the name exists", body = ApiErrorSchema),
         (status = 412, description = "`If-Match` revision differs or the policy is absent", body = ApiErrorSchema),
         (status = 413, description = "Body larger than the limit", body = ApiErrorSchema),
@@ -303,6 +341,7 @@ pub async fn put_policy(
         (status = 200, description = "Deleted", body = DeletedPolicy),
         (status = 400, description = "Invalid name or header", body = ApiErrorSchema),
         (status = 401, description = "Missing or wrong bearer token", body = ApiErrorSchema),
+        (status = 403, description = "The token may not write, or the stored policy targets a namespace outside the token's `namespaces`", body = ApiErrorSchema),
         (status = 404, description = "No such policy", body = ApiErrorSchema),
         (status = 412, description = "`If-Match` revision differs", body = ApiErrorSchema),
     ))]
@@ -317,13 +356,20 @@ pub async fn delete_policy(
         None | Some(WriteCondition::MustNotExist) => WriteCondition::Any,
         Some(c) => c,
     };
-    let before = snapshot(&state).await?.version;
+    let current = snapshot(&state).await?;
+    let before = current.version;
+    let condition = match current.policies.get(&name) {
+        Some(stored) => scoped_condition(&caller, "delete", stored, condition)?,
+        None => condition,
+    };
     let outcome = state
         .store
         .delete(&name, condition)
         .await
         .map_err(store_failure(&state, "delete"))?;
-    audit(&caller, "delete", &name, before, outcome.version);
+    state
+        .audit
+        .record(&caller, "delete", &name, before, outcome.version);
     Ok(HttpResponse::Ok().json(DeletedPolicy {
         deleted: name,
         version: outcome.version,
@@ -338,12 +384,13 @@ pub async fn delete_policy(
         (status = 200, description = "Every policy deleted", body = DeletedAll),
         (status = 400, description = "`confirm=all` missing", body = ApiErrorSchema),
         (status = 401, description = "Missing or wrong bearer token", body = ApiErrorSchema),
+        (status = 403, description = "The token may not halt", body = ApiErrorSchema),
     ))]
 pub async fn delete_all(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiFailure> {
-    let caller = state.auth.check(&req, Access::Write)?;
+    let caller = state.auth.check(&req, Access::Halt)?;
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
         .map_err(|e| ApiFailure::bad_request("invalid_query", format!("query string: {e}")))?;
     let confirmed = pairs.iter().any(|(k, v)| k == "confirm" && v == "all");
@@ -360,8 +407,10 @@ pub async fn delete_all(
         .await
         .map_err(store_failure(&state, "delete_all"))?;
     let after = snapshot(&state).await?.version;
-    audit(&caller, "delete_all", "*", before, after);
-    tracing::warn!(deleted, who = %caller.0, at_ms = now_ms(), "kill switch: every policy deleted");
+    state
+        .audit
+        .record(&caller, "delete_all", "*", before, after);
+    tracing::warn!(deleted, who = %caller.name, at_ms = now_ms(), "kill switch: every policy deleted");
     Ok(HttpResponse::Ok().json(DeletedAll {
         deleted,
         version: after,

@@ -18,6 +18,7 @@ use crate::store::now_ms;
     responses(
         (status = 200, description = "The status view", body = StatusResponseSchema),
         (status = 401, description = "With `--auth-reads`: missing or wrong token", body = ApiErrorSchema),
+        (status = 403, description = "With `--auth-reads`: the token may not read", body = ApiErrorSchema),
     ))]
 pub async fn policy_status(
     req: HttpRequest,

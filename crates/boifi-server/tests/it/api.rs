@@ -580,14 +580,23 @@ async fn sweep_deletes_expired_policies_after_the_grace_period() {
         .unwrap();
     let expires = stored.status.unwrap().expires_at_ms.unwrap();
     let grace = Duration::from_secs(60);
+    let audit = boifi_server::audit::AuditLog::default();
     // Expired but within the grace period: kept (and listed as expired).
-    assert!(sweep_once(&store, grace, expires + 1_000)
+    assert!(sweep_once(&store, &audit, grace, expires + 1_000)
         .await
         .unwrap()
         .is_empty());
     assert_eq!(store.snapshot().await.unwrap().policies.len(), 2);
-    let deleted = sweep_once(&store, grace, expires + 60_000).await.unwrap();
+    let deleted = sweep_once(&store, &audit, grace, expires + 60_000)
+        .await
+        .unwrap();
     assert_eq!(deleted, ["short-lived"]);
+    let audited = audit.recent();
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(
+        (audited[0].who.as_str(), audited[0].action.as_str()),
+        ("sweeper", "expire")
+    );
     let names = policy_names(&store).await;
     assert_eq!(names, ["forever"]);
 }

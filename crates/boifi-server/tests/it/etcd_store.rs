@@ -410,9 +410,10 @@ async fn replicas_sweep_an_expired_policy_exactly_once() {
     let grace = Duration::from_secs(1);
     // The sweeps run "later" (the clock is an argument): no waiting for real expiry.
     let later = expired_at + 5_000;
+    let audit = boifi_server::audit::AuditLog::default();
     let (x, y) = tokio::join!(
-        boifi_server::app::sweep_once(&a, grace, later),
-        boifi_server::app::sweep_once(&b, grace, later)
+        boifi_server::app::sweep_once(&a, &audit, grace, later),
+        boifi_server::app::sweep_once(&b, &audit, grace, later)
     );
     let (x, y) = (x.unwrap(), y.unwrap());
     assert_eq!(x.len() + y.len(), 1, "{x:?} {y:?}");

@@ -20,6 +20,8 @@ struct FakeHost {
     call_body: RefCell<Option<Vec<u8>>>,
     calls: Cell<u32>,
     http_calls: RefCell<Vec<String>>,
+    /// The `authorization` header of each config request, in order.
+    http_call_authorization: RefCell<Vec<Option<Vec<u8>>>>,
     replies: RefCell<Vec<Reply>>,
     resumed: RefCell<Vec<u32>>,
     resumed_responses: RefCell<Vec<u32>>,
@@ -133,6 +135,14 @@ impl Host for FakeHost {
         self.http_calls
             .borrow_mut()
             .push(format!("{cluster} {path}"));
+        let authorization = call
+            .headers
+            .iter()
+            .find(|(k, _)| *k == b"authorization")
+            .map(|(_, v)| v.to_vec());
+        self.http_call_authorization
+            .borrow_mut()
+            .push(authorization);
         Ok(u32::try_from(self.http_calls.borrow().len()).unwrap())
     }
     fn send_local_reply(&self, status: u32, headers: &[(&[u8], &[u8])], body: &[u8]) -> bool {
@@ -270,6 +280,39 @@ fn polls_applies_and_aborts_with_counters() {
     f.host().now_ms.set(now + super::GAUGE_GRACE_MS);
     f.on_tick(ROOT);
     assert_eq!(f.host().metric(metrics::CONFIG_VERSION), 3);
+}
+
+#[test]
+fn the_read_credential_goes_on_every_config_request_and_nowhere_else() {
+    let config = r#"{"control_plane_token":"s3cr3t-read","backoff_initial_ms":100}"#;
+    let mut f = polling_filter(SharedStore::default(), config);
+    answer(&mut f, &config_body(3, ABORT_ALL));
+    // The control plane now refuses the credential: the set stays, the failure is counted.
+    let token = u32::try_from(f.host().http_calls.borrow().len()).unwrap();
+    *f.host().call_status.borrow_mut() = Some(b"401".to_vec());
+    *f.host().call_body.borrow_mut() = Some(b"{}".to_vec());
+    f.on_http_call_response(ROOT, token, 3, 2);
+    assert_eq!(f.host().metric(metrics::CONFIG_POLL_FAILURES_TOTAL), 1);
+    assert_eq!(
+        request(&mut f, 2, &[(b":method", b"GET"), (b":path", b"/x")]),
+        Action::Pause
+    );
+    assert_eq!(f.host().replies.borrow()[0].0, 503);
+    let sent = f.host().http_call_authorization.borrow().clone();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for authorization in sent {
+        assert_eq!(authorization.as_deref(), Some(&b"Bearer s3cr3t-read"[..]));
+    }
+    let logs = f.host().logs.borrow();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("refused this sidecar's read credential")),
+        "{logs:?}"
+    );
+    assert!(logs.iter().all(|l| !l.contains("s3cr3t")), "{logs:?}");
+    // Without a token configured, no header at all.
+    let f = polling_filter(SharedStore::default(), "");
+    assert_eq!(*f.host().http_call_authorization.borrow(), [None]);
 }
 
 #[test]
