@@ -3,34 +3,12 @@
 
 use std::io::Write;
 
-use serde::{Deserialize, Serialize};
+use boifi_core::wire::{AuditEntry, AuditList};
 
 use crate::cli::{AuditArgs, GlobalArgs, OutputFormat};
 use crate::client::Client;
 use crate::error::CliError;
 use crate::output::{self, Table};
-
-/// One entry as the server sends it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AuditEntry {
-    /// When (Unix ms).
-    pub at_ms: u64,
-    /// The token's name.
-    pub who: String,
-    /// `create`, `replace`, `delete`, `delete_all` or `expire`.
-    pub action: String,
-    /// The policy (`*` for `delete_all`).
-    pub policy: String,
-    /// The config version before.
-    pub version_before: u64,
-    /// The config version after.
-    pub version_after: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct AuditList {
-    entries: Vec<AuditEntry>,
-}
 
 /// Prints the audit trail, oldest first, filtered by `--policy` and `--who`.
 pub fn run(global: &GlobalArgs, args: &AuditArgs, out: &mut dyn Write) -> Result<(), CliError> {
