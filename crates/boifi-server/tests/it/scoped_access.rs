@@ -225,15 +225,7 @@ async fn scoped_tokens_opt_in_namespaces_audit_and_no_leaks() {
     .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()));
     assert_eq!(trail, expected);
 
-    let metrics = api
-        .client
-        .get(api.server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, metrics) = answer(api.client.get(api.server.url("/metrics"))).await;
     let text = std::fs::read_to_string(&log).unwrap();
     // The log's audit lines say the same.
     let logged: Vec<(String, String)> = text
