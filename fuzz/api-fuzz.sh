@@ -5,12 +5,16 @@
 #   embedded  the redb file (`--storage embedded`), a token configured and sent;
 #   etcd      Debian's etcd on loopback (`--storage etcd`), started here, no token;
 #   no-token  the embedded store with a token configured and not sent (every mutation must be
-#             the documented 401).
+#             the documented 401);
+#   scoped    the memory store with named credentials (`--credentials`) and opted-in
+#             namespaces (`--target-namespaces demo`), sending a token that may read and write
+#             only in `demo` (most generated policies select elsewhere: the documented 403).
 # Passes only if every run generated at least one case, schemathesis found no failure and no
 # error, and the server is still alive with no `panicked` line in its log.
 #
-# Time budget: API_FUZZ_SECONDS (default 50) for each store run and API_FUZZ_AUTH_SECONDS
-# (default 15) for the no-token run, so about 130 s with start-up; API_FUZZ_SEED (default 4243)
+# Time budget: API_FUZZ_SECONDS (default 45) for each store run, API_FUZZ_AUTH_SECONDS
+# (default 15) for the no-token run and API_FUZZ_SCOPED_SECONDS (default 15) for the scoped
+# run, so about 135 s with start-up; API_FUZZ_SEED (default 4243)
 # makes a run repeatable.
 #
 # fuzz/api/schemathesis.toml: 412 counts as an answer to valid data (a revision in `If-Match`
@@ -20,8 +24,9 @@
 # ("AST constructor recursion depth mismatch") on the deeply nested policy schema in a thread.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECONDS_PER_RUN="${API_FUZZ_SECONDS:-50}"
+SECONDS_PER_RUN="${API_FUZZ_SECONDS:-45}"
 AUTH_SECONDS="${API_FUZZ_AUTH_SECONDS:-15}"
+SCOPED_SECONDS="${API_FUZZ_SCOPED_SECONDS:-15}"
 SEED="${API_FUZZ_SEED:-4243}"
 PYTHON="${PYTHON:-python3}"
 
@@ -51,6 +56,14 @@ cleanup() {
 trap cleanup EXIT
 TOKEN="api-fuzz-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
 printf '%s\n' "$TOKEN" >"$work/token"
+SCOPED_TOKEN="api-fuzz-scoped-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+cat >"$work/credentials.yaml" <<YAML
+tokens:
+  - name: fuzz-ci
+    token: "$SCOPED_TOKEN"
+    may: [read, write]
+    namespaces: [demo]
+YAML
 
 free_port() {
   "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -88,7 +101,7 @@ start_etcd() {
 }
 
 failed=0
-for setup in embedded etcd no-token; do
+for setup in embedded etcd no-token scoped; do
   port="$(free_port)"
   args=(--listen "127.0.0.1:$port")
   st_args=()
@@ -103,6 +116,10 @@ for setup in embedded etcd no-token; do
     no-token)
       args+=(--storage embedded --data-dir "$work/data-no-token" --auth-token-file "$work/token")
       seconds="$AUTH_SECONDS" ;;
+    scoped)
+      args+=(--storage memory --credentials "$work/credentials.yaml" --target-namespaces demo)
+      st_args=(-H "Authorization: Bearer $SCOPED_TOKEN")
+      seconds="$SCOPED_SECONDS" ;;
   esac
   log="$work/server-$setup.log"
   RUST_LOG=info "$SERVER" "${args[@]}" >"$log" 2>&1 &
@@ -119,6 +136,8 @@ for setup in embedded etcd no-token; do
   fi
   if ! kill -0 "$pid" 2>/dev/null; then status="FAILED (server died)"; fi
   if grep -q "panicked" "$log"; then status="FAILED (server panicked)"; fi
+  # No token may reach the server's log.
+  if grep -qF -e "$TOKEN" -e "$SCOPED_TOKEN" "$log"; then status="FAILED (a token in the log)"; fi
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   pid=""

@@ -75,6 +75,8 @@ pub enum Command {
     },
     /// Kill switch: delete every policy, so every fault stops at the next propagation
     Halt(HaltArgs),
+    /// Who changed what: the server's latest audited writes, deletes, halts and expiries
+    Audit(AuditArgs),
     /// Policies with their state, and which sidecars applied or refused the latest config version
     Status(StatusArgs),
     /// Check policy files offline; every problem with its file, document and field path
@@ -186,6 +188,17 @@ pub struct HaltArgs {
     /// Confirm that every policy of the server is to be deleted
     #[arg(long)]
     pub yes: bool,
+}
+
+/// `audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only the entries of this policy
+    #[arg(long, value_name = "NAME")]
+    pub policy: Option<String>,
+    /// Only the entries of this token (its name in the server's credentials)
+    #[arg(long, value_name = "TOKEN_NAME")]
+    pub who: Option<String>,
 }
 
 /// `status`.

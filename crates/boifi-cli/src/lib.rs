@@ -26,6 +26,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     match cli.command {
         cli::Command::Policy { command } => command::policy::run(&global, command, out),
         cli::Command::Halt(args) => command::halt::run(&global, &args, out),
+        cli::Command::Audit(args) => command::audit::run(&global, &args, out),
         cli::Command::Status(args) => command::status::run(&global, &args, out),
         cli::Command::Validate(args) => command::validate::run(&global, &args, out),
         cli::Command::Simulate(args) => command::simulate::run(&global, &args, out),

@@ -41,6 +41,31 @@ pub struct PolicyList {
     pub policies: Vec<PolicyDocument>,
 }
 
+/// One audited change of `GET /v1/audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When (Unix ms).
+    pub at_ms: u64,
+    /// Who: the token's name (`token:<sha256 prefix>` for the legacy token file), `anonymous`
+    /// on a server without tokens, or `sweeper`.
+    pub who: String,
+    /// `create`, `replace`, `delete`, `delete_all` (the kill switch) or `expire`.
+    pub action: String,
+    /// The policy, `*` for `delete_all`.
+    pub policy: String,
+    /// The config version before.
+    pub version_before: u64,
+    /// The config version after.
+    pub version_after: u64,
+}
+
+/// The answer of `GET /v1/audit`: the answering replica's latest audited changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditList {
+    /// Oldest first.
+    pub entries: Vec<AuditEntry>,
+}
+
 /// Every error answer of the API (the legacy shape).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {

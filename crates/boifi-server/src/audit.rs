@@ -4,39 +4,13 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use serde::Serialize;
-use utoipa::ToSchema;
+pub use boifi_core::wire::{AuditEntry, AuditList};
 
 use crate::auth::Caller;
 use crate::store::now_ms;
 
 /// How many entries `GET /v1/audit` keeps (this replica's latest; the log keeps them all).
 pub const AUDIT_CAPACITY: usize = 1000;
-
-/// One audited change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct AuditEntry {
-    /// When (Unix ms).
-    pub at_ms: u64,
-    /// The token's name (`token:<sha256 prefix>` for the legacy token file), `anonymous` on a
-    /// server without tokens, or `sweeper`.
-    pub who: String,
-    /// `create`, `replace`, `delete`, `delete_all` (the kill switch) or `expire`.
-    pub action: String,
-    /// The policy, `*` for `delete_all`.
-    pub policy: String,
-    /// The config version before.
-    pub version_before: u64,
-    /// The config version after.
-    pub version_after: u64,
-}
-
-/// The answer of `GET /v1/audit`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct AuditList {
-    /// Oldest first.
-    pub entries: Vec<AuditEntry>,
-}
 
 /// This replica's audit trail.
 #[derive(Debug, Default)]

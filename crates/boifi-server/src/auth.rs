@@ -263,4 +263,57 @@ mod tests {
         let text = format!("{:?}", Auth::with_token("t0ken", false));
         assert!(!text.contains("t0ken"), "{text}");
     }
+
+    fn named() -> Auth {
+        let creds = crate::credentials::parse_credentials(
+            "tokens:\n  - name: ci\n    token: ci-token-0123456789\n    may: [read, write]\n    namespaces: [demo]\n  - name: ro\n    token: ro-token-0123456789\n    may: [read]\n",
+            "test",
+        )
+        .unwrap();
+        let mut all = vec![legacy_credential("t0ken")];
+        all.extend(creds);
+        Auth::with_credentials(all, true).unwrap()
+    }
+
+    #[test]
+    fn each_token_is_known_by_its_name_and_held_to_its_permissions() {
+        let auth = named();
+        let ci = auth
+            .check(&with(Some("Bearer ci-token-0123456789")), Access::Write)
+            .unwrap();
+        assert_eq!(ci.name, "ci");
+        assert!(ci.may_target(Some("demo")) && !ci.may_target(Some("payments")));
+        assert!(!ci.unscoped());
+        let legacy = auth
+            .check(&with(Some("Bearer t0ken")), Access::Halt)
+            .unwrap();
+        assert!(legacy.name.starts_with("token:") && legacy.unscoped());
+        assert!(matches!(
+            auth.check(&with(Some("Bearer ci-token-0123456789")), Access::Halt),
+            Err(ApiFailure::Forbidden(m)) if m == "token `ci` may not halt (it may: read, write)"
+        ));
+        assert!(matches!(
+            auth.check(&with(Some("Bearer ro-token-0123456789")), Access::Write),
+            Err(ApiFailure::Forbidden(m)) if m.contains("`ro` may not write")
+        ));
+        assert_eq!(
+            auth.check(&with(Some("Bearer ro-token-0123456789")), Access::Read)
+                .unwrap()
+                .name,
+            "ro"
+        );
+        assert!(matches!(
+            auth.check(&with(None), Access::Read),
+            Err(ApiFailure::Unauthorized(_))
+        ));
+        assert!(matches!(
+            auth.check(&with(Some("Bearer ro-token-012345678")), Access::Read),
+            Err(ApiFailure::Unauthorized(_))
+        ));
+        let shown = format!("{auth:?}");
+        assert!(
+            shown.contains("\"ci\"") && !shown.contains("ci-token"),
+            "{shown}"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! One module per verb.
 
+pub mod audit;
 pub mod completion;
 pub mod halt;
 pub mod policy;

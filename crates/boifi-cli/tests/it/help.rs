@@ -20,6 +20,7 @@ fn help_of_every_verb() {
         &["policy", "describe"],
         &["policy", "delete"],
         &["halt"],
+        &["audit"],
         &["status"],
         &["validate"],
         &["simulate"],

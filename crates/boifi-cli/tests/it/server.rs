@@ -556,3 +556,59 @@ fn status_shows_a_shared_proxy_as_what_it_is_in_its_own_table() {
         "timed out: 2 of 3 proxies applied config version 3 (1 pending, 0 refused)",
     );
 }
+
+#[test]
+fn audit_shows_which_token_did_what_and_a_scoped_refusal_names_token_and_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials.yaml");
+    std::fs::write(
+        &credentials,
+        "tokens:\n  - name: ci\n    token: ci-token-for-the-cli-0001\n    may: [read, write]\n    namespaces: [demo]\n  - name: oncall\n    token: oncall-token-for-the-cli-02\n    may: [read, halt]\n",
+    )
+    .unwrap();
+    let server = Server::start_with(&["--credentials".as_ref(), credentials.as_os_str()]);
+    let policy = |ns: &str| {
+        format!(
+            "metadata: {{name: cli-{ns}}}\nspec:\n  selector: {{service: frontend, namespace: {ns}}}\n  rules:\n    - match: {{path: {{prefix: /}}}}\n      fault: {{percentage: 10, abort: {{httpStatus: 503}}}}\n"
+        )
+    };
+    let demo = dir.path().join("demo.yaml");
+    std::fs::write(&demo, policy("demo")).unwrap();
+    let payments = dir.path().join("payments.yaml");
+    std::fs::write(&payments, policy("payments")).unwrap();
+    let ci = ["--token", "ci-token-for-the-cli-0001"];
+
+    server.ok(&[&["policy", "apply", "-f", demo.to_str().unwrap()][..], &ci].concat());
+    let refused = server.run(
+        &[
+            &["policy", "apply", "-f", payments.to_str().unwrap()][..],
+            &ci,
+        ]
+        .concat(),
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", transcript(&refused));
+    let stderr = String::from_utf8(refused.stderr).unwrap();
+    assert!(
+        stderr.contains("token `ci` may not target namespace `payments`"),
+        "{stderr}"
+    );
+    server.ok(&["halt", "--yes", "--token", "oncall-token-for-the-cli-02"]);
+
+    let table = server.ok(&[&["audit"][..], &ci].concat());
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().skip(1).take(3).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["ci", "create", "cli-demo"],
+            vec!["oncall", "delete_all", "*"]
+        ],
+        "{table}"
+    );
+    let only_ci = server.ok(&[&["audit", "--who", "ci", "-o", "json"][..], &ci].concat());
+    let parsed: serde_json::Value = serde_json::from_str(&only_ci).unwrap();
+    assert_eq!(parsed["entries"].as_array().unwrap().len(), 1, "{only_ci}");
+}

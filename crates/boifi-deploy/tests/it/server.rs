@@ -168,7 +168,7 @@ fn manifest_flags_and_env_are_accepted_by_the_server() {
         .iter()
         .map(|a| a.as_str().unwrap().split('=').next().unwrap())
         .collect();
-    assert_eq!(flags, ["--auth-token-file"]);
+    assert_eq!(flags, ["--auth-token-file", "--target-namespaces"]);
 
     let Some(binary) = server_binary() else {
         eprintln!("boifi-server is not built next to this test: --help not checked");
@@ -179,6 +179,7 @@ fn manifest_flags_and_env_are_accepted_by_the_server() {
     let help = String::from_utf8_lossy(&help.stdout);
     for needle in [
         "--auth-token-file",
+        "--target-namespaces",
         "--listen",
         "--storage",
         "--etcd-endpoints",

@@ -13,12 +13,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::audit::AuditList;
 use crate::auth::Access;
 use crate::error::ApiFailure;
 use crate::state::AppState;
 use crate::store::{now_ms, Snapshot, StoreError};
-use openapi::ApiErrorSchema;
+use boifi_core::wire::AuditList;
+use openapi::{ApiErrorSchema, AuditListSchema};
 
 /// Registers every route of the API.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -171,7 +171,7 @@ pub async fn snapshot(state: &AppState) -> Result<std::sync::Arc<Snapshot>, ApiF
 /// This replica's latest audited changes (the log line of each is the full record).
 #[utoipa::path(get, path = "/v1/audit", tag = "operations",
     responses(
-        (status = 200, description = "This replica's latest writes, deletes, halts and expiries, oldest first, each naming who", body = AuditList),
+        (status = 200, description = "This replica's latest writes, deletes, halts and expiries, oldest first, each naming who", body = AuditListSchema),
         (status = 401, description = "Reads need a token (`--auth-reads`) and none or a wrong one was sent", body = ApiErrorSchema),
         (status = 403, description = "The token may not read", body = ApiErrorSchema),
     ))]

@@ -504,6 +504,29 @@ wire_schema! {
 }
 
 wire_schema! {
+    /// Schema of `boifi_core::wire::AuditList`.
+    AuditListSchema, "AuditList", {
+        let entry = object("One audited change")
+            .property("at_ms", integer("When (Unix ms)"))
+            .property("who", string("The token's name (`token:<sha256 prefix>` for the legacy token file), `anonymous` or `sweeper`"))
+            .property("action", string("`create`, `replace`, `delete`, `delete_all` or `expire`"))
+            .property("policy", string("The policy, `*` for `delete_all`"))
+            .property("version_before", integer("The config version before"))
+            .property("version_after", integer("The config version after"))
+            .required("at_ms")
+            .required("who")
+            .required("action")
+            .required("policy")
+            .required("version_before")
+            .required("version_after");
+        object("The answering replica's latest audited changes")
+            .property("entries", ArrayBuilder::new().items(entry).description(Some("Oldest first")))
+            .required("entries")
+            .into()
+    }
+}
+
+wire_schema! {
     /// Schema of `boifi_core::wire::ConfigResponse`.
     ConfigResponseSchema, "ConfigResponse", {
         object("The policies that can apply to the asking sidecar")
@@ -752,8 +775,7 @@ wire_schema! {
         super::HealthResponse,
         super::policies::DeletedPolicy,
         super::policies::DeletedAll,
-        crate::audit::AuditList,
-        crate::audit::AuditEntry,
+        AuditListSchema,
         StatusResponseSchema,
     )),
     modifiers(&BearerAuth, &ParameterForms),

@@ -476,6 +476,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/v1/policies/{name}"),
     ("delete", "/v1/policies/{name}"),
     ("get", "/v1/config"),
+    ("get", "/v1/audit"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

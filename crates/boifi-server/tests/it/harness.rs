@@ -191,6 +191,9 @@ impl Binary {
                 .env_remove("LISTEN_ADDR")
                 .env_remove("DATA_DIR")
                 .env_remove("AUTH_TOKEN_FILE")
+                .env_remove("AUTH_READS")
+                .env_remove("CREDENTIALS")
+                .env_remove("TARGET_NAMESPACES")
                 .env("RUST_LOG", "info"),
             out,
         )

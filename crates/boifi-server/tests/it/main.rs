@@ -22,4 +22,5 @@ mod reliability_flood;
 mod reliability_security;
 mod reliability_writes;
 mod replicas;
+mod scoped_access;
 mod shared_proxies;
