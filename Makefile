@@ -59,7 +59,10 @@ test: deps fmt-check clippy deny nostd test-rust fuzz-smoke api-fuzz
 # a balancing Envoy); faults cartservice with boifi-cli (POLICY, default
 # crates/boifi-mesh/demo/cart-faults.yaml), sends every page type of frontend without and with
 # the callers' retries, then a long delay without and with a timeout, and prints per service
-# and per page what happened (docs/CASCADE.md); stops everything at the end.
+# and per page what happened; then counts paymentservice's charges per order while
+# checkoutservice's Envoy retries Charge, with the answer lost after the charge
+# (response-phase abort) beside the same abort on the request (docs/CASCADE.md); stops
+# everything at the end.
 # `make demo PROM=1` also runs Debian's prometheus on the loopback scraping every sidecar and the
 # control plane, prints its URL and the Grafana dashboard to import
 # (charts/boifi/dashboards/boifi.json), and keeps frontend's traffic going until Enter.

@@ -5,8 +5,12 @@
 //! faults and delays cascade to the callers. Any other request gets 200 (and for gRPC an empty
 //! message with `grpc-status: 0`). Every answer says which pod gave it.
 //!
-//! It counts what it received and what each of its calls got; `GET /_mesh/stats` answers the
-//! counters as JSON ([`AppStats`]), `POST /_mesh/reset` zeroes them.
+//! It copies the business keys of its request ([`BusinessKey`]) onto every call, gives the
+//! request the keys its handler mints, and once its calls succeeded counts its handler's side
+//! effect per key (paymentservice's charges per order, cartservice's items per user).
+//!
+//! It counts what it received, what each of its calls got and its side effects; `GET
+//! /_mesh/stats` answers the counters as JSON ([`AppStats`]), `POST /_mesh/reset` zeroes them.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -14,6 +18,7 @@ use std::future::Ready;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -28,7 +33,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::{Deserialize, Serialize};
 
-use crate::calls::{Call, Handler, OnFailure};
+use crate::calls::{BusinessKey, Call, Handler, OnFailure};
 use crate::error::MeshError;
 use crate::http::{Answer, Clients, RequestSpec};
 
@@ -125,6 +130,48 @@ impl CallStats {
     }
 }
 
+/// One kind of side effect (charges, items added) an app had, per business key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SideEffects {
+    /// How many times each key was acted on; a request without the key counts under `""`.
+    pub by_key: BTreeMap<String, u64>,
+}
+
+impl SideEffects {
+    /// Counts one side effect on `key`.
+    pub fn record(&mut self, key: &str) {
+        *self.by_key.entry(key.to_owned()).or_default() += 1;
+    }
+
+    /// Every side effect (each charge, each item added).
+    pub fn total(&self) -> u64 {
+        self.by_key.values().sum()
+    }
+
+    /// The keys acted on at least once (orders charged, users who got an item).
+    pub fn keys(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// The side effects beyond the first of each key: a second and third charge of one order
+    /// are two duplicates.
+    pub fn duplicates(&self) -> u64 {
+        self.by_key.values().map(|n| n.saturating_sub(1)).sum()
+    }
+
+    /// The keys acted on more than once (orders charged twice or more).
+    pub fn repeated_keys(&self) -> usize {
+        self.by_key.values().filter(|n| **n > 1).count()
+    }
+
+    /// Adds another pod's counts (a retry may reach another replica: one key, two pods).
+    pub fn merge(&mut self, other: &SideEffects) {
+        for (k, v) in &other.by_key {
+            *self.by_key.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
 /// An app's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppStats {
@@ -136,6 +183,9 @@ pub struct AppStats {
     pub by_handler: BTreeMap<String, u64>,
     /// What its calls got, by callee.
     pub calls: BTreeMap<String, CallStats>,
+    /// Its side effects by name ([`crate::calls::CHARGES`], [`crate::calls::ITEMS_ADDED`]).
+    #[serde(default)]
+    pub side_effects: BTreeMap<String, SideEffects>,
 }
 
 impl AppStats {
@@ -149,6 +199,14 @@ impl AppStats {
         for (k, v) in &other.calls {
             self.calls.entry(k.clone()).or_default().merge(v);
         }
+        for (k, v) in &other.side_effects {
+            self.side_effects.entry(k.clone()).or_default().merge(v);
+        }
+    }
+
+    /// Its side effects called `name` (none when it had none).
+    pub fn side_effect(&self, name: &str) -> SideEffects {
+        self.side_effects.get(name).cloned().unwrap_or_default()
     }
 
     /// The calls to `callee` (zero when none).
@@ -226,6 +284,22 @@ struct App {
     info: AppInfo,
     clients: Option<Clients<HttpConnector<ToSidecar>>>,
     stats: Mutex<AppStats>,
+    /// The last key this app minted (keys are `<pod>-<n>`, unique in the mesh).
+    minted: AtomicU64,
+}
+
+/// The business keys of one request, by key.
+type Keys = BTreeMap<BusinessKey, String>;
+
+/// The keys `headers` carries.
+fn keys_of(headers: &HeaderMap) -> Keys {
+    BusinessKey::ALL
+        .iter()
+        .filter_map(|k| {
+            let value = headers.get(k.header())?.to_str().ok()?;
+            Some((*k, value.to_owned()))
+        })
+        .collect()
 }
 
 impl App {
@@ -233,15 +307,28 @@ impl App {
         self.stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Makes one call; `Ok` when it succeeded, else the outcome label.
-    async fn call(&self, call: &Call) -> Result<(), String> {
+    /// Gives `keys` a new value for each of `wanted` it lacks.
+    fn mint(&self, keys: &mut Keys, wanted: &[BusinessKey]) {
+        for key in wanted {
+            keys.entry(*key).or_insert_with(|| {
+                let n = self.minted.fetch_add(1, Ordering::Relaxed) + 1;
+                format!("{}-{n}", self.info.pod)
+            });
+        }
+    }
+
+    /// Makes one call carrying `keys`; `Ok` when it succeeded, else the outcome label.
+    async fn call(&self, call: &Call, keys: &Keys) -> Result<(), String> {
         let started = Instant::now();
         let outcome = match (&self.clients, self.info.plan.callees.get(&call.service)) {
             (Some(clients), Some(callee)) => {
-                let spec = match &callee.grpc_service {
+                let mut spec = match &callee.grpc_service {
                     Some(g) => RequestSpec::grpc(g, &call.operation),
                     None => RequestSpec::get(&format!("/{}", call.operation)),
                 };
+                for (key, value) in keys {
+                    spec = spec.with_header(key.header(), value);
+                }
                 // No port in the URL: the name resolves to the sidecar with its port.
                 let base = format!("http://{}", callee.authority);
                 let answer = clients.send(&base, &spec, None, CALL_TIMEOUT).await;
@@ -291,6 +378,7 @@ async fn handle(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Reply>
     let grpc = is_grpc(&req);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let mut keys = keys_of(req.headers());
     // Read the request to its end so the connection can be reused.
     let _ = req.into_body().collect().await;
     if path == STATS_PATH || path == RESET_PATH {
@@ -309,14 +397,23 @@ async fn handle(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Reply>
     let mut status = 200;
     if let Some(h) = handler {
         status = h.ok_status;
+        app.mint(&mut keys, &h.mints);
         for call in &h.calls {
-            if let Err(why) = app.call(call).await {
+            if let Err(why) = app.call(call, &keys).await {
                 if call.on_failure != OnFailure::Ignore {
                     app.stats().answered_errors += 1;
                     let message = format!("{} {}: {why}", call.service, call.operation);
                     return Ok(error_reply(&app.info, call.on_failure, &message));
                 }
             }
+        }
+        if let Some(effect) = &h.side_effect {
+            let key = keys.get(&effect.key).map_or("", String::as_str);
+            app.stats()
+                .side_effects
+                .entry(effect.name.clone())
+                .or_default()
+                .record(key);
         }
     }
     let mut builder = Response::builder()
@@ -415,6 +512,7 @@ async fn serve(addr: SocketAddr, info: AppInfo) -> Result<(), MeshError> {
         info,
         clients,
         stats: Mutex::new(AppStats::default()),
+        minted: AtomicU64::new(0),
     });
     let parent = nix::unistd::getppid();
     let mut orphan_check = tokio::time::interval(Duration::from_millis(500));
@@ -467,6 +565,62 @@ mod tests {
         assert_eq!(outcome(&answer(500, None), false), "http 500");
         let err = Err(MeshError::Unknown("x".to_owned()));
         assert_eq!(outcome(&err, false), "transport");
+    }
+
+    #[test]
+    fn side_effects_count_duplicates_per_key() {
+        let mut a = SideEffects::default();
+        for key in ["o-1", "o-2", "o-2", "o-3", "o-3", "o-3"] {
+            a.record(key);
+        }
+        assert_eq!((a.total(), a.keys()), (6, 3));
+        // o-2 once more, o-3 twice more.
+        assert_eq!((a.duplicates(), a.repeated_keys()), (3, 2));
+        // A retry that reached another replica: one order, charged on two pods.
+        let mut b = SideEffects::default();
+        b.record("o-1");
+        let mut stats = AppStats::default();
+        stats.side_effects.insert("charges".to_owned(), a);
+        let mut other = AppStats::default();
+        other.side_effects.insert("charges".to_owned(), b);
+        stats.merge(&other);
+        let merged = stats.side_effect("charges");
+        assert_eq!((merged.total(), merged.duplicates()), (7, 4));
+        assert_eq!(stats.side_effect("items_added"), SideEffects::default());
+    }
+
+    #[test]
+    fn keys_come_from_the_request_and_are_minted_when_missing() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-mesh-user-id", HeaderValue::from_static("u-7"));
+        let mut keys = keys_of(&headers);
+        assert_eq!(keys, Keys::from([(BusinessKey::User, "u-7".to_owned())]));
+        let app = App {
+            info: AppInfo {
+                service: "frontend".to_owned(),
+                pod: "frontend-0-0".to_owned(),
+                plan: CallPlan::default(),
+            },
+            clients: None,
+            stats: Mutex::new(AppStats::default()),
+            minted: AtomicU64::new(0),
+        };
+        // The user id the request carried stays; the order gets a new one.
+        app.mint(&mut keys, &[BusinessKey::User, BusinessKey::Order]);
+        assert_eq!(
+            keys.get(&BusinessKey::User).map(String::as_str),
+            Some("u-7")
+        );
+        assert_eq!(
+            keys.get(&BusinessKey::Order).map(String::as_str),
+            Some("frontend-0-0-1")
+        );
+        let mut next = Keys::new();
+        app.mint(&mut next, &[BusinessKey::Order]);
+        assert_eq!(
+            next.get(&BusinessKey::Order).map(String::as_str),
+            Some("frontend-0-0-2")
+        );
     }
 
     #[test]

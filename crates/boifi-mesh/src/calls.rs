@@ -6,6 +6,12 @@
 //! same fatal-or-ignored choice per call, and the status the real service answers with when a
 //! fatal call fails. Every call follows an edge of `online-boutique-graph.json` (a test checks
 //! it), so a fault on one service reaches exactly the callers the real application has.
+//!
+//! The services with side effects act on a business key the request carries from the
+//! customer: paymentservice charges an order, cartservice adds an item to a user's cart. The
+//! keys travel as request headers ([`BusinessKey::header`]) that every app copies onto its
+//! calls; frontend gives a request the keys it lacks ([`Handler::mints`]), so every retry of a
+//! call below it carries the same key and a duplicate shows as a key acted on twice.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +41,45 @@ pub struct Call {
     pub on_failure: OnFailure,
 }
 
+/// A business key carried end to end: the customer's user id (Online Boutique's session id)
+/// and an order's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusinessKey {
+    /// The customer (`x-mesh-user-id`).
+    User,
+    /// One order, from the checkout page to the charge (`x-mesh-order-id`).
+    Order,
+}
+
+impl BusinessKey {
+    /// Every key, in the order they are copied onto calls.
+    pub const ALL: [BusinessKey; 2] = [BusinessKey::User, BusinessKey::Order];
+
+    /// The request header that carries it.
+    pub fn header(self) -> &'static str {
+        match self {
+            BusinessKey::User => "x-mesh-user-id",
+            BusinessKey::Order => "x-mesh-order-id",
+        }
+    }
+}
+
+/// The side effect a handler has once every fatal call succeeded, counted per business key
+/// (see [`crate::app::SideEffects`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SideEffect {
+    /// What is counted: [`CHARGES`], [`ITEMS_ADDED`].
+    pub name: String,
+    /// The key it is counted per.
+    pub key: BusinessKey,
+}
+
+/// paymentservice's `Charge`: one charge of the order's card.
+pub const CHARGES: &str = "charges";
+/// cartservice's `AddItem`: one item added to the user's cart.
+pub const ITEMS_ADDED: &str = "items_added";
+
 /// What one kind of request (a frontend page, a gRPC method) does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Handler {
@@ -51,6 +96,13 @@ pub struct Handler {
     pub ok_status: u16,
     /// In order; each waits for the previous one, as the real handlers do.
     pub calls: Vec<Call>,
+    /// The keys it gives a request that arrives without them (frontend: a visitor's user id,
+    /// a checkout's order id), before its first call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mints: Vec<BusinessKey>,
+    /// What it does once its calls succeeded, before it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side_effect: Option<SideEffect>,
 }
 
 impl Handler {
@@ -98,6 +150,25 @@ fn page(name: &str, method: &str, path: &str, example: &str, ok: u16, calls: Vec
         example: example.to_owned(),
         ok_status: ok,
         calls,
+        mints: Vec::new(),
+        side_effect: None,
+    }
+}
+
+impl Handler {
+    /// Gives requests without them these keys.
+    fn minting(mut self, keys: &[BusinessKey]) -> Handler {
+        self.mints = keys.to_vec();
+        self
+    }
+
+    /// Counts `name` per `key` once its calls succeeded.
+    fn with_side_effect(mut self, name: &str, key: BusinessKey) -> Handler {
+        self.side_effect = Some(SideEffect {
+            name: name.to_owned(),
+            key,
+        });
+        self
     }
 }
 
@@ -179,7 +250,8 @@ pub fn online_boutique(service: &str) -> Vec<Handler> {
                     call("productcatalogservice", "GetProduct", PAGE_ERROR),
                     call("cartservice", "AddItem", PAGE_ERROR),
                 ],
-            ),
+            )
+            .minting(&[BusinessKey::User]),
             page(
                 "checkout",
                 "POST",
@@ -192,7 +264,8 @@ pub fn online_boutique(service: &str) -> Vec<Handler> {
                     call("recommendationservice", "ListRecommendations", Ignore),
                     call("currencyservice", "GetSupportedCurrencies", PAGE_ERROR),
                 ],
-            ),
+            )
+            .minting(&[BusinessKey::User, BusinessKey::Order]),
             // The product lookup behind the shopping assistant: the catalog only.
             page(
                 "product-meta",
@@ -237,13 +310,23 @@ pub fn online_boutique(service: &str) -> Vec<Handler> {
         "cartservice" => ["GetCart", "AddItem", "EmptyCart"]
             .iter()
             .map(|m| {
-                rpc(
+                let handler = rpc(
                     "hipstershop.CartService",
                     m,
                     vec![call("redis-cart", "redis", FAILED_PRECONDITION)],
-                )
+                );
+                // The item is in the cart once redis stored it.
+                if *m == "AddItem" {
+                    handler.with_side_effect(ITEMS_ADDED, BusinessKey::User)
+                } else {
+                    handler
+                }
             })
             .collect(),
+        // The real service charges the card it is given; here the order's id comes along, so
+        // a second charge of one order shows.
+        "paymentservice" => vec![rpc("hipstershop.PaymentService", "Charge", Vec::new())
+            .with_side_effect(CHARGES, BusinessKey::Order)],
         _ => Vec::new(),
     }
 }

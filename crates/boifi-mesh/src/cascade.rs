@@ -229,8 +229,8 @@ impl Mesh {
         )
     }
 
-    /// The version of each route config an Envoy serves from RDS, by name.
-    fn route_versions(&self, admin: &str) -> Result<BTreeMap<String, u64>, MeshError> {
+    /// The route configs an Envoy serves from RDS, as its config dump shows them.
+    fn served_route_configs(&self, admin: &str) -> Result<Vec<Value>, MeshError> {
         let a = self
             .client
             .get(admin, "/config_dump?resource=dynamic_route_configs")?;
@@ -241,8 +241,56 @@ impl Mesh {
         Ok(dump
             .get("configs")
             .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// The `retry_policy` that `caller`'s sidecars apply to their calls to `callee`, read from
+    /// the running Envoys (their RDS config dump), `None` when they do not retry. Fails when
+    /// the caller's sidecars disagree or serve no route to `callee`.
+    pub fn served_retry_policy(
+        &self,
+        caller: &str,
+        callee: &str,
+    ) -> Result<Option<Value>, MeshError> {
+        let authority = self.service(callee)?.spec.fqdn();
+        let mut found: Option<Option<Value>> = None;
+        for pod in self.service(caller)?.running() {
+            let configs = self.served_route_configs(&pod.admin_url())?;
+            let route = configs
+                .iter()
+                .filter(|c| {
+                    c.pointer("/route_config/name").and_then(Value::as_str) == Some(OUTBOUND_ROUTES)
+                })
+                .filter_map(|c| c.pointer("/route_config/virtual_hosts")?.as_array())
+                .flatten()
+                .find(|vh| {
+                    vh.get("domains")
+                        .and_then(Value::as_array)
+                        .is_some_and(|d| d.iter().any(|d| d.as_str() == Some(authority.as_str())))
+                })
+                .and_then(|vh| vh.pointer("/routes/0/route"))
+                .ok_or_else(|| {
+                    MeshError::Unknown(format!("{}'s route to `{authority}`", pod.name))
+                })?;
+            let policy = route.get("retry_policy").cloned();
+            match &found {
+                Some(other) if *other != policy => {
+                    return Err(MeshError::Topology(format!(
+                        "{caller}'s sidecars serve different retry policies to {callee}"
+                    )))
+                }
+                _ => found = Some(policy),
+            }
+        }
+        found.ok_or_else(|| MeshError::Unknown(format!("a running pod of `{caller}`")))
+    }
+
+    /// The version of each route config an Envoy serves from RDS, by name.
+    fn route_versions(&self, admin: &str) -> Result<BTreeMap<String, u64>, MeshError> {
+        Ok(self
+            .served_route_configs(admin)?
+            .iter()
             .filter_map(|c| {
                 let name = c.pointer("/route_config/name").and_then(Value::as_str)?;
                 let version = c

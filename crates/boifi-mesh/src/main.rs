@@ -99,6 +99,7 @@ fn main() -> ExitCode {
                 ha,
                 policies: policies.unwrap_or(faults),
                 slow_policies,
+                charge_policies: DemoOptions::default_charge_policies(),
                 requests,
                 app_binary: std::env::current_exe().ok(),
                 prometheus,

@@ -46,6 +46,8 @@ pub struct MeshOptions {
     pub control_plane_replicas: usize,
     /// Load the boifi filter into the sidecars.
     pub filter: bool,
+    /// Which build of it ([`FilterBuild::from_env`] by default).
+    pub filter_build: FilterBuild,
     /// The filter's `pluginConfig`.
     pub plugin_config: Value,
     /// Start the control plane with the mesh (false: sidecars start without it).
@@ -73,6 +75,7 @@ impl MeshOptions {
             store: Store::Embedded,
             control_plane_replicas: 1,
             filter: true,
+            filter_build: FilterBuild::from_env(),
             plugin_config: default_plugin_config(),
             start_control_plane: true,
             progress: false,
@@ -107,23 +110,43 @@ pub fn default_plugin_config() -> Value {
 /// (`make demo FILTER=native`), else the Wasm filter.
 pub const FILTER_KIND_ENV: &str = "BOIFI_FILTER";
 
-/// The sidecars' filter module: the native `libboifi.so` (`BOIFI_NATIVE`, else where
-/// `make native` puts it) when `BOIFI_FILTER=native`, else [`wasm_path`].
-pub fn filter_module_path() -> Result<PathBuf, MeshError> {
-    if std::env::var(FILTER_KIND_ENV).is_ok_and(|k| k == "native") {
-        let path = std::env::var_os("BOIFI_NATIVE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| crate::topology::repo_root().join("target/debug/libboifi.so"));
-        return if path.is_file() {
-            Ok(path)
+/// Which build of the filter a mesh's sidecars load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterBuild {
+    /// The proxy-wasm filter ([`wasm_path`]).
+    Wasm,
+    /// The native dynamic module `libboifi.so` (`BOIFI_NATIVE`, else where `make native` puts it).
+    Native,
+}
+
+impl FilterBuild {
+    /// [`FilterBuild::Native`] when `BOIFI_FILTER=native`, else [`FilterBuild::Wasm`].
+    pub fn from_env() -> FilterBuild {
+        if std::env::var(FILTER_KIND_ENV).is_ok_and(|k| k == "native") {
+            FilterBuild::Native
         } else {
-            Err(MeshError::Missing {
-                what: format!("the native module {}", path.display()),
-                hint: "run `make native` (or set BOIFI_NATIVE)".to_owned(),
-            })
-        };
+            FilterBuild::Wasm
+        }
     }
-    wasm_path()
+
+    /// The module file of this build.
+    pub fn module_path(self) -> Result<PathBuf, MeshError> {
+        match self {
+            FilterBuild::Wasm => wasm_path(),
+            FilterBuild::Native => {
+                let path = std::env::var_os("BOIFI_NATIVE")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| {
+                        crate::topology::repo_root().join("target/debug/libboifi.so")
+                    });
+                existing_file(
+                    path,
+                    "the native module",
+                    "run `make native` (or set BOIFI_NATIVE)",
+                )
+            }
+        }
+    }
 }
 
 /// The filter module: `BOIFI_WASM`, else where `make wasm` puts it.
@@ -260,7 +283,7 @@ impl Mesh {
         let root = crate::topology::repo_root();
         let envoy = envoy_binary(&root)?;
         let wasm = if options.filter {
-            Some(filter_module_path()?)
+            Some(options.filter_build.module_path()?)
         } else {
             None
         };

@@ -16,6 +16,7 @@ mod edge_cases;
 mod refused;
 mod reliability_outage;
 mod scale;
+mod side_effects;
 mod support;
 mod teardown;
 mod user_stories;
