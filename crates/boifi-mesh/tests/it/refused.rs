@@ -85,12 +85,7 @@ fn wait_rollout_through_each_replica(mesh: &Mesh, version: u64, reason: Option<&
             Duration::from_secs(30),
             Duration::from_millis(100),
             || {
-                let answer = mesh.client.get(&url, "/v1/policies/status")?;
-                let api: StatusResponse =
-                    serde_json::from_slice(&answer.body).map_err(|e| MeshError::Http {
-                        url: format!("{url}/v1/policies/status"),
-                        reason: e.to_string(),
-                    })?;
+                let api = status_at(mesh, &url)?;
                 let cli: StatusResponse =
                     serde_json::from_str(&run_cli(&url, &["status", "-o", "json"])?).map_err(
                         |e| MeshError::Http {

@@ -3,15 +3,20 @@
 //! frontend mints the keys, every app carries them on its calls), so the mesh shows in numbers
 //! what a fault did to them: a request-phase abort stops the work, a response-phase abort lets
 //! the app do it and loses the answer, and a caller's retry of a lost answer does it again.
+//! A reset after the app answered leaves the caller's Envoy an upstream reset (its own stats
+//! say so), which it retries, charging again, only when its retry policy names `reset`.
 //!
 //! One small shop per filter build (frontend → checkoutservice → cartservice, paymentservice;
 //! frontend → cartservice for add-to-cart), the callers' retries set per run.
 #![allow(non_snake_case)]
 
+use std::time::{Duration, Instant};
+
 use boifi_mesh::app::{AppStats, SideEffects};
 use boifi_mesh::calls::{Handler, CHARGES, ITEMS_ADDED};
 use boifi_mesh::http::TrafficReport;
-use boifi_mesh::mesh::FilterBuild;
+use boifi_mesh::mesh::{rollout, FilterBuild};
+use boifi_mesh::process::wait_for;
 use boifi_mesh::stats::duplicates_per_call;
 use boifi_mesh::{Mesh, Retries, RoutePolicy, Topology};
 
@@ -102,12 +107,17 @@ impl Shop {
     }
 }
 
-/// The retries checkoutservice's sidecar makes on its calls to paymentservice, from the
-/// running Envoy.
-fn payment_retries(mesh: &Mesh) -> u64 {
+/// One stat of checkoutservice's sidecars for their cluster of paymentservice
+/// (`upstream_rq_retry`: the retries they made on their calls to it), from the running Envoys.
+fn payment_cluster_stat(mesh: &Mesh, stat: &str) -> u64 {
     let cluster = boifi_mesh::envoy::outbound_cluster(&mesh.service(PAYMENT).unwrap().spec);
-    mesh.service_stat(CHECKOUT, &format!("cluster.{cluster}.upstream_rq_retry"))
+    mesh.service_stat(CHECKOUT, &format!("cluster.{cluster}.{stat}"))
         .unwrap()
+}
+
+/// The retries checkoutservice's sidecar makes on its calls to paymentservice.
+fn payment_retries(mesh: &Mesh) -> u64 {
+    payment_cluster_stat(mesh, "upstream_rq_retry")
 }
 
 /// A 100 % abort on cartservice's `AddItem`, the callers' retries off: on the request, cart's
@@ -216,7 +226,9 @@ fn checkout_with_retries(
 
 /// Per filter build, on one shop: a 100 % abort on AddItem, no retries, on the request and
 /// then on the response; with checkoutservice retrying Charge, a 60 % abort on the request
-/// (nobody charged twice) and then on the response (duplicate charges as the retries predict).
+/// (nobody charged twice) and then on the response (duplicate charges as the retries predict);
+/// then every Charge stream reset after the charge, which checkoutservice's sidecar retries
+/// only when its retry policy names `reset` (the native module refuses resets).
 fn side_effects(filter: FilterBuild) {
     let _machine = exclusive();
     let mut mesh = shop(filter);
@@ -230,6 +242,9 @@ fn side_effects(filter: FilterBuild) {
         .unwrap();
     refused_charges_are_never_duplicated(&mesh);
     duplicate_charges_match_the_retries(&mesh);
+    let started = Instant::now();
+    resets_after_the_charge(&mut mesh, filter);
+    eprintln!("reset runs took {}", ms(started.elapsed()));
 }
 
 /// The checkout pages failed at `LOST_PERCENT`^(retries + 1) within 4σ: an order fails only
@@ -310,6 +325,183 @@ fn duplicate_charges_match_the_retries(mesh: &Mesh) {
             "{other} retries ({m:.1}) are not told apart from {retries} ({mean:.1} ± {width:.1})"
         );
     }
+}
+
+/// Checkout pages of each reset run.
+const ORDERS_RESET: usize = 50;
+/// The retries checkoutservice's sidecar makes in the reset runs.
+const RESET_RETRIES: u32 = 2;
+
+/// What checkoutservice's sidecars saw of their calls to paymentservice in one reset run,
+/// from their own stats, beside the pages' answers and the charges.
+struct ResetRun {
+    report: TrafficReport,
+    charges: SideEffects,
+    /// Calls checkoutservice's app made to paymentservice.
+    calls: u64,
+    /// Streams paymentservice's side reset (`upstream_rq_rx_reset`).
+    resets: u64,
+    /// Retries the sidecars made (`upstream_rq_retry`).
+    retries: u64,
+    /// Resets paymentservice's filter counted (`hfi.faults.resets_total`).
+    injected: u64,
+}
+
+/// `ORDERS_RESET` checkout pages with checkoutservice retrying Charge `RESET_RETRIES` times on
+/// the conditions `on`, whatever policy applies to paymentservice.
+fn checkout_retrying_on(mesh: &mut Mesh, on: &[&str]) -> ResetRun {
+    let retries = Retries::new(RESET_RETRIES, on).unwrap();
+    mesh.set_routes(vec![RoutePolicy::to(PAYMENT)
+        .from(CHECKOUT)
+        .retries(retries)])
+        .unwrap();
+    let served = mesh
+        .served_retry_policy(CHECKOUT, PAYMENT)
+        .unwrap()
+        .expect("checkoutservice retries its calls to paymentservice");
+    assert_eq!(served["retry_on"].as_str(), Some(on.join(",").as_str()));
+    let injected = |mesh: &Mesh| -> u64 {
+        let payment = mesh.service(PAYMENT).unwrap();
+        payment
+            .running()
+            .map(|p| mesh.metric(p, "hfi_faults_resets_total").unwrap())
+            .sum()
+    };
+    let before = (
+        payment_cluster_stat(mesh, "upstream_rq_rx_reset"),
+        payment_retries(mesh),
+        injected(mesh),
+    );
+    let (report, shop) = pages(mesh, "checkout", ORDERS_RESET);
+    let run = ResetRun {
+        report,
+        charges: shop.charges(),
+        calls: shop.checkout.calls_to(PAYMENT).calls,
+        resets: payment_cluster_stat(mesh, "upstream_rq_rx_reset") - before.0,
+        retries: payment_retries(mesh) - before.1,
+        injected: injected(mesh) - before.2,
+    };
+    eprintln!(
+        "retries on {}: {ORDERS_RESET} orders, {} pages failed; checkoutservice's sidecar saw \
+         {} upstream resets and retried {} times; paymentservice's filter reset {}; {} charges \
+         for {} orders",
+        on.join(","),
+        run.report.server_errors(),
+        run.resets,
+        run.retries,
+        run.injected,
+        run.charges.total(),
+        run.charges.keys(),
+    );
+    // Every order reached paymentservice once from checkoutservice's app: any extra try is
+    // the sidecar's.
+    assert_eq!(run.calls, ORDERS_RESET as u64);
+    run
+}
+
+/// Waits until every sidecar of `service` refused config `version`, and returns a reason.
+fn wait_refused(mesh: &Mesh, service: &str, version: u64) -> String {
+    let pods: Vec<String> = mesh
+        .service(service)
+        .unwrap()
+        .running()
+        .map(|p| p.name.clone())
+        .collect();
+    wait_for(
+        &format!("{service}'s sidecars to refuse config version {version}"),
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let refusals: Vec<String> = status_at(mesh, &mesh.control_plane.url())?
+                .sidecars
+                .iter()
+                .filter(|s| s.pod.as_ref().is_some_and(|p| pods.contains(p)))
+                .filter(|s| s.state == "refused")
+                .filter_map(|s| s.refused.as_ref())
+                .filter(|r| r.version == version)
+                .map(|r| r.reason.clone())
+                .collect();
+            Ok((refusals.len() == pods.len()).then(|| refusals.concat()))
+        },
+    )
+    .unwrap()
+}
+
+/// Every Charge stream reset after paymentservice's app answered (100 %): the Wasm filter
+/// charges, then resets; checkoutservice's sidecar sees an upstream reset for each try and
+/// retries it only when its retry policy names `reset`, and each retry charges again. The
+/// native module refuses the policy (status says why), and nothing is reset.
+fn resets_after_the_charge(mesh: &mut Mesh, filter: FilterBuild) {
+    let policy = "metadata: {name: charge-reset}\n\
+         spec:\n  selector: {service: paymentservice, namespace: demo}\n  \
+         rules: [{match: {path: {exact: /hipstershop.PaymentService/Charge}}, \
+         fault: {percentage: 100, target: response, reset: true}}]\n";
+    let orders = ORDERS_RESET as u64;
+    match filter {
+        FilterBuild::Wasm => {
+            apply(mesh, policy);
+            // Without `reset` in `retry_on`, the same resets are not retried: each order is
+            // charged once and fails.
+            let once = checkout_retrying_on(mesh, &["unavailable"]);
+            assert_eq!(
+                (once.resets, once.retries, once.injected),
+                (orders, 0, orders),
+                "retries without `reset`: upstream resets, retries, resets injected"
+            );
+            assert_eq!(once.report.server_errors(), ORDERS_RESET);
+            assert_eq!(
+                (
+                    once.charges.total(),
+                    once.charges.keys(),
+                    once.charges.duplicates()
+                ),
+                (orders, ORDERS_RESET, 0),
+                "retries without `reset`: charges, orders charged, duplicates"
+            );
+            // With `reset`, every try is reset after its charge and retried until none is
+            // left: each order is charged once per try, and still fails.
+            let tries = orders * u64::from(RESET_RETRIES + 1);
+            let retried = checkout_retrying_on(mesh, &["unavailable", "reset"]);
+            assert_eq!(
+                (retried.resets, retried.retries, retried.injected),
+                (tries, orders * u64::from(RESET_RETRIES), tries),
+                "retries on `reset`: upstream resets, retries, resets injected"
+            );
+            assert_eq!(retried.report.server_errors(), ORDERS_RESET);
+            assert_eq!(
+                (
+                    retried.charges.total(),
+                    retried.charges.keys(),
+                    retried.charges.duplicates()
+                ),
+                (tries, ORDERS_RESET, tries - orders),
+                "retries on `reset`: charges, orders charged, duplicates"
+            );
+        }
+        FilterBuild::Native => {
+            apply_without_waiting(mesh, policy);
+            let version = rollout(mesh).unwrap().version;
+            let reason = wait_refused(mesh, PAYMENT, version);
+            eprintln!("paymentservice's sidecar refused config version {version}: {reason}");
+            assert!(
+                reason.contains("the native module cannot inject this fault"),
+                "the refusal names the native module: {reason}"
+            );
+            let run = checkout_retrying_on(mesh, &["unavailable", "reset"]);
+            assert_eq!(
+                (run.resets, run.retries, run.injected),
+                (0, 0, 0),
+                "a refused reset policy: upstream resets, retries, resets injected"
+            );
+            assert_eq!(run.report.server_errors(), 0);
+            assert_eq!(
+                (run.charges.total(), run.charges.duplicates()),
+                (orders, 0),
+                "a refused reset policy: charges, duplicates"
+            );
+        }
+    }
+    halt(mesh);
 }
 
 #[test]

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, Once, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
+use boifi_core::wire::StatusResponse;
 use boifi_mesh::http::TrafficReport;
 use boifi_mesh::mesh::{rollout, wait_applied, wait_converged};
-use boifi_mesh::{Mesh, MeshOptions, Protocol, ServiceSpec, Topology};
+use boifi_mesh::{Mesh, MeshError, MeshOptions, Protocol, ServiceSpec, Topology};
 
 /// Mesh tests run one at a time: each starts dozens of processes on a 2-core machine.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -256,6 +257,15 @@ pub fn policies_status(mesh: &Mesh) -> serde_json::Value {
         .get(&mesh.control_plane.url(), "/v1/policies/status")
         .unwrap();
     serde_json::from_slice(&status.body).unwrap()
+}
+
+/// The `/v1/policies/status` of the control plane (or replica) at `url`.
+pub fn status_at(mesh: &Mesh, url: &str) -> Result<StatusResponse, MeshError> {
+    let answer = mesh.client.get(url, "/v1/policies/status")?;
+    serde_json::from_slice(&answer.body).map_err(|e| MeshError::Http {
+        url: format!("{url}/v1/policies/status"),
+        reason: e.to_string(),
+    })
 }
 
 /// Waits until every sidecar holds the current config version.
