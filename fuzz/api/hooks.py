@@ -3,6 +3,7 @@ because JSON Schema cannot compare two values, applied to the requests schemathe
 valid (positive mode). Negative requests are left alone: they break the schema itself.
 
 - `spec.rules[*].fault.delay.jitter_ms` is at most `fixed_delay_ms`;
+- `spec.rules[*].fault.reset: true` does not come with an `abort`;
 - `spec.window.end` is after `spec.window.start`;
 - `If-Match` and `If-None-Match` are not both given;
 - `reason` (GET /v1/config) comes only with `refused`;
@@ -55,6 +56,9 @@ def _fix_policy(body):
     if not isinstance(spec, dict):
         return
     for rule in spec.get("rules") or []:
+        fault = (rule or {}).get("fault") if isinstance(rule, dict) else None
+        if isinstance(fault, dict) and fault.get("reset") is True and isinstance(fault.get("abort"), dict):
+            del fault["reset"]
         delay = ((rule or {}).get("fault") or {}).get("delay") if isinstance(rule, dict) else None
         if isinstance(delay, dict) and _number(delay.get("jitter_ms")) and _number(delay.get("fixed_delay_ms")):
             if delay["jitter_ms"] > delay["fixed_delay_ms"]:

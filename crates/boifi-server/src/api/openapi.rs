@@ -355,12 +355,35 @@ fn fault() -> Schema {
         )
         .property("delay", or_null(delay, Type::Object))
         .property("abort", or_null(abort, Type::Object))
+        .property(
+            "target",
+            choice_or_null(
+                "When the fault acts: `request` (default, before the app) or `response` (after \
+                 the app answered)",
+                &["request", "response", "Request", "Response"],
+            ),
+        )
+        .property(
+            "reset",
+            or_null(
+                boolean("`true`: reset the stream instead of answering (never with `abort`)"),
+                Type::Boolean,
+            ),
+        )
         .required("percentage");
-    with_one_of(
-        object,
-        &["delay", "abort"],
-        Type::Object,
-        "What happens to a matching request: a `delay`, an `abort` or both",
+    let acts = ["delay", "abort"]
+        .iter()
+        .fold(AnyOfBuilder::new(), |any, name| {
+            any.item(given(name, of_type(Type::Object)))
+        })
+        .item(given(
+            "reset",
+            boolean("A reset").enum_values(Some([serde_json::Value::Bool(true)])),
+        ));
+    all_of(
+        [object.into(), acts.into()],
+        "What happens to a matching request: at least one of a `delay`, an `abort` and a \
+         `reset`",
     )
 }
 
@@ -414,6 +437,18 @@ fn spec() -> ObjectBuilder {
         .property(
             "enabled",
             or_null(boolean("`false`: stored, never applied"), Type::Boolean),
+        )
+        .property(
+            "heartbeat_seconds",
+            or_null(
+                bounded(
+                    "A sidecar that has not heard from the control plane for this long stops \
+                     applying the policy",
+                    1,
+                    boifi_core::policy::MAX_HEARTBEAT_SECONDS,
+                ),
+                Type::Integer,
+            ),
         )
         .required("rules")
 }
