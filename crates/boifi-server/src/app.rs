@@ -10,6 +10,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::api;
 use crate::auth::{Auth, Caller};
+use crate::guards::leadership::{AlwaysLeader, GuardLeadership};
 use crate::metrics::{Metrics, MetricsError};
 use crate::sidecars::SidecarRegistry;
 use crate::state::{AppState, DEFAULT_BODY_LIMIT};
@@ -35,6 +36,9 @@ pub struct ServerConfig {
     pub handle_signals: bool,
     /// This replica's name in shared sidecar reports; `None`: one unique to this server.
     pub replica: Option<String>,
+    /// Whether this replica may evaluate guards now ([`AlwaysLeader`] for a single replica;
+    /// an etcd election with replicas sharing etcd).
+    pub guard_leadership: Arc<dyn GuardLeadership>,
 }
 
 impl ServerConfig {
@@ -48,6 +52,7 @@ impl ServerConfig {
             workers: None,
             handle_signals: false,
             replica: None,
+            guard_leadership: Arc::new(AlwaysLeader::new()),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod error;
+pub mod guards;
 pub mod metrics;
 pub mod sidecars;
 pub mod state;
