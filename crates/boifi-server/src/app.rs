@@ -10,7 +10,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::api;
 use crate::auth::{Auth, Caller};
-use crate::guards::leadership::{AlwaysLeader, GuardLeadership};
+use crate::guards::leadership::{AlwaysLeader, GuardLeadership, WatchedLeadership};
 use crate::metrics::{Metrics, MetricsError};
 use crate::sidecars::SidecarRegistry;
 use crate::state::{AppState, DEFAULT_BODY_LIMIT};
@@ -125,6 +125,11 @@ pub async fn start(
     store: Arc<dyn PolicyStore>,
 ) -> Result<RunningServer, ServerError> {
     let replica = config.replica.clone().unwrap_or_else(unique_replica_name);
+    // Replicas sharing a store elect the one that evaluates guards; a single replica always does.
+    let guard_leadership: Arc<dyn GuardLeadership> = match store.guard_election(&replica) {
+        Some(leading) => Arc::new(WatchedLeadership::new(leading)),
+        None => Arc::clone(&config.guard_leadership),
+    };
     let sidecars = Arc::new(SidecarRegistry::default());
     let state = web::Data::new(AppState {
         store: Arc::clone(&store),
@@ -134,6 +139,7 @@ pub async fn start(
         replica: replica.clone(),
         body_limit: config.body_limit,
         rendered: api::config::RenderCache::default(),
+        guard_leadership,
     });
     let app_state = state.clone();
     let mut server = HttpServer::new(move || {

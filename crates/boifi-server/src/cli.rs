@@ -56,6 +56,11 @@ pub struct Args {
     /// etcd key prefix of the shared sidecar reports.
     #[arg(long, env = "ETCD_SIDECAR_PREFIX", default_value = ETCD_SIDECAR_PREFIX)]
     pub etcd_sidecar_prefix: String,
+    /// TTL of a replica's lease in the etcd guard election (whole seconds, e.g. `10s`): when
+    /// the replica evaluating guards dies, another takes them over within this TTL plus about a
+    /// second. etcd raises a TTL below its minimum (2 s by default).
+    #[arg(long, env = "GUARD_ELECTION_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub guard_election_ttl: Duration,
 }
 
 /// Storage backends.
@@ -120,6 +125,7 @@ pub async fn open_store(args: &Args) -> Result<Arc<dyn PolicyStore>, ServerError
             }
             let options = crate::store::etcd::EtcdOptions {
                 sidecar_prefix: args.etcd_sidecar_prefix.clone(),
+                election_ttl: args.guard_election_ttl,
                 ..crate::store::etcd::EtcdOptions::new(&args.etcd_endpoints, &args.etcd_prefix)
             };
             let store = crate::store::etcd::EtcdStore::connect_with(options).await?;

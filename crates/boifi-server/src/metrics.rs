@@ -26,6 +26,7 @@ pub struct Metrics {
     store_available: IntGauge,
     store_retries: IntCounter,
     store_failovers: IntCounter,
+    guard_leader: IntGauge,
     fanout: Histogram,
     /// The first moment a waiter saw each new version: fan-out is measured from there.
     first_seen: Mutex<(u64, Instant)>,
@@ -51,6 +52,11 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
+        let guard_leader = IntGauge::new(
+            "boifi_guard_leader",
+            "1 while this replica evaluates guards (it leads the guard election, or is the only replica); 0 otherwise",
+        )?;
+        registry.register(Box::new(guard_leader.clone()))?;
         let requests = IntCounterVec::new(
             Opts::new(
                 "boifi_http_requests_total",
@@ -133,6 +139,7 @@ impl Metrics {
             store_available,
             store_retries,
             store_failovers,
+            guard_leader,
             fanout,
             first_seen: Mutex::new((0, Instant::now())),
         })
@@ -159,6 +166,11 @@ impl Metrics {
         };
         catch_up(&self.store_retries, health.retries);
         catch_up(&self.store_failovers, health.failovers);
+    }
+
+    /// Sets whether this replica evaluates guards.
+    pub fn guard_leader(&self, leading: bool) {
+        self.guard_leader.set(i64::from(leading));
     }
 
     /// A long-poll starts waiting; the gauge drops again when the guard is dropped.

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::auth::Auth;
+use crate::guards::leadership::GuardLeadership;
 use crate::metrics::Metrics;
 use crate::sidecars::SidecarRegistry;
 use crate::store::PolicyStore;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// Serialized policies of the current snapshot, for `/v1/config`.
     pub rendered: crate::api::config::RenderCache,
+    /// Whether this replica evaluates guards now (the store's election, or always).
+    pub guard_leadership: Arc<dyn GuardLeadership>,
 }
 
 impl std::fmt::Debug for dyn PolicyStore {

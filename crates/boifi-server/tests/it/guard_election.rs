@@ -1,0 +1,106 @@
+//! The guard election on etcd, with the real binary: exactly one replica evaluates guards, it
+//! keeps doing so through the loss of an etcd member, and when it is SIGKILLed the other replica
+//! takes over within the election lease's TTL plus a second.
+
+use std::time::{Duration, Instant};
+
+use boifi_testkit::etcd::EtcdCluster;
+
+use crate::harness::{etcd_replica, metric_value, Binary};
+
+/// The election lease's TTL the replicas run with (etcd's minimum with its default timing).
+const TTL: Duration = Duration::from_secs(2);
+
+/// How long after its leader's death a replica must lead: the lease's TTL, plus etcd's expiry
+/// check (every 500 ms) and the `Campaign` answer.
+const TAKEOVER_BOUND: Duration = Duration::from_secs(3);
+
+fn replica(etcd: &EtcdCluster, name: &str) -> Binary {
+    etcd_replica(etcd, name, &["--guard-election-ttl", "2s"])
+}
+
+/// `boifi_guard_leader` of a replica; `None` when it does not answer (killed).
+async fn leading(client: &reqwest::Client, replica: &Binary) -> Option<bool> {
+    let text = client
+        .get(replica.url("/metrics"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    metric_value(&text, "boifi_guard_leader").map(|v| v == 1)
+}
+
+/// Polls both replicas until exactly one leads (failing if both ever do); its index.
+async fn until_one_leads(client: &reqwest::Client, replicas: &[&Binary], within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut leaders = Vec::new();
+        for (index, replica) in replicas.iter().enumerate() {
+            if leading(client, replica).await == Some(true) {
+                leaders.push(index);
+            }
+        }
+        assert!(leaders.len() <= 1, "two replicas evaluate guards: {leaders:?}");
+        if let [leader] = leaders[..] {
+            return leader;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no replica evaluates guards after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_evaluates_guards_and_another_takes_over_within_the_lease_ttl() {
+    let mut etcd = EtcdCluster::for_test(3);
+    let mut a = replica(&etcd, "guard-a");
+    let mut b = replica(&etcd, "guard-b");
+    let client = reqwest::Client::new();
+    let leader = until_one_leads(&client, &[&a, &b], Duration::from_secs(10)).await;
+
+    // An etcd member dies (the first endpoint, where both replicas' calls go first): the
+    // leader's lease is renewed through another member, so leadership does not move during two
+    // TTLs, and at no moment do both replicas lead.
+    etcd.kill_member(0).unwrap();
+    let watch_until = Instant::now() + TTL * 2;
+    while Instant::now() < watch_until {
+        assert_eq!(
+            until_one_leads(&client, &[&a, &b], Duration::ZERO).await,
+            leader,
+            "leadership moved when an etcd member died"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The leader is SIGKILLed: the other replica leads within the bound.
+    let (dead, survivor) = if leader == 0 {
+        (&mut a, &b)
+    } else {
+        (&mut b, &a)
+    };
+    dead.guard.kill().unwrap();
+    let killed = Instant::now();
+    loop {
+        if leading(&client, survivor).await == Some(true) {
+            break;
+        }
+        assert!(
+            killed.elapsed() < TAKEOVER_BOUND * 2,
+            "the surviving replica does not evaluate guards {:?} after the leader died:\n{}",
+            killed.elapsed(),
+            std::fs::read_to_string(&survivor.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = killed.elapsed();
+    eprintln!("guard election: takeover {} ms after SIGKILL (TTL {} ms)", took.as_millis(), TTL.as_millis());
+    assert!(
+        took <= TAKEOVER_BOUND,
+        "takeover took {took:?}, over the bound of {TAKEOVER_BOUND:?}"
+    );
+}
