@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use boifi_testkit::etcd::EtcdCluster;
 
-use crate::harness::{etcd_replica, metric_value, Binary};
+use crate::harness::{metric_value, Binary};
 
 /// The election lease's TTL the replicas run with (etcd's minimum with its default timing).
 const TTL: Duration = Duration::from_secs(2);
@@ -15,8 +15,20 @@ const TTL: Duration = Duration::from_secs(2);
 /// check (every 500 ms) and the `Campaign` answer.
 const TAKEOVER_BOUND: Duration = Duration::from_secs(3);
 
-fn replica(etcd: &EtcdCluster, name: &str) -> Binary {
-    etcd_replica(etcd, name, &["--guard-election-ttl", "2s"])
+/// A replica named `name` on `endpoints` (the first is where its etcd calls go first).
+fn replica(etcd: &EtcdCluster, endpoints: &str, name: &str) -> Binary {
+    let log = etcd.dir().join(format!("{name}.log"));
+    let args = [
+        "--storage",
+        "etcd",
+        "--etcd-endpoints",
+        endpoints,
+        "--replica-id",
+        name,
+        "--guard-election-ttl",
+        "2s",
+    ];
+    Binary::start(&args, &log)
 }
 
 /// `boifi_guard_leader` of a replica; `None` when it does not answer (killed).
@@ -47,10 +59,16 @@ async fn until_one_leads(client: &reqwest::Client, replicas: &[&Binary], within:
         if let [leader] = leaders[..] {
             return leader;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no replica evaluates guards after {within:?}"
-        );
+        if Instant::now() >= deadline {
+            let logs: Vec<String> = replicas
+                .iter()
+                .map(|r| std::fs::read_to_string(&r.log).unwrap_or_default())
+                .collect();
+            panic!(
+                "no replica evaluates guards after {within:?}; their logs:\n{}",
+                logs.join("\n---\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -58,15 +76,25 @@ async fn until_one_leads(client: &reqwest::Client, replicas: &[&Binary], within:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_evaluates_guards_and_another_takes_over_within_the_lease_ttl() {
     let mut etcd = EtcdCluster::for_test(3);
-    let mut a = replica(&etcd, "guard-a");
-    let mut b = replica(&etcd, "guard-b");
+    // The member the replicas call first is not etcd's leader: its death is a member failure
+    // the replicas' failover rides out, not an etcd election (during which no lease can be
+    // renewed).
+    let etcd_leader = etcd.leader().expect("etcd has a leader");
+    let victim = (etcd_leader + 1) % 3;
+    let endpoints = etcd.endpoints();
+    let ordered: Vec<&str> = (0..3)
+        .filter_map(|i| endpoints.get((victim + i) % 3).map(String::as_str))
+        .collect();
+    let ordered = ordered.join(",");
+    let mut a = replica(&etcd, &ordered, "guard-a");
+    let mut b = replica(&etcd, &ordered, "guard-b");
     let client = reqwest::Client::new();
     let leader = until_one_leads(&client, &[&a, &b], Duration::from_secs(10)).await;
 
     // An etcd member dies (the first endpoint, where both replicas' calls go first): the
     // leader's lease is renewed through another member, so leadership does not move during two
     // TTLs, and at no moment do both replicas lead.
-    etcd.kill_member(0).unwrap();
+    etcd.kill_member(victim).unwrap();
     let watch_until = Instant::now() + TTL * 2;
     while Instant::now() < watch_until {
         assert_eq!(

@@ -10,9 +10,14 @@
 //!    before ours is gone, i.e. once the replica before us lost its lease or resigned.
 //! 3. Lead (publish `true`) while the lease is surely alive: `false` as soon as no
 //!    renewal got through for two thirds of the TTL, so this replica stops before etcd can let
-//!    the lease expire and another replica's `Campaign` return. The term then ends: the lease is
-//!    revoked (best effort: if etcd answers, the next replica takes over at once) and a new
-//!    term begins.
+//!    the lease expire and another replica's `Campaign` return; `true` again when a renewal
+//!    gets through (the lease lived, so our key still heads the election). When etcd says the
+//!    lease is gone, the term ends: the lease is revoked (best effort: if etcd answers, the
+//!    next replica takes over at once) and a new term begins.
+//!
+//! A renewal needs etcd's leader: while etcd elects a new one (a second or two after its
+//! leader died), renewals wait. A TTL of 10 s (the default) rides that out; with the 2 s
+//! minimum, the replica pauses evaluating until etcd has a leader again.
 //!
 //! # Failover
 //! The lease grant, every renewal and the revoke go through [`Members::call`]. A `Campaign`
@@ -72,12 +77,7 @@ pub(super) async fn run_election(
             Ok(()) => "the lease could not be kept alive".to_owned(),
             Err(e) => e.to_string(),
         };
-        let was_leading = leading.send_replace(false);
-        if was_leading {
-            tracing::warn!(%reason, "no longer evaluating guards");
-        } else {
-            tracing::debug!(%reason, "guard election term ended");
-        }
+        tracing::debug!(%reason, "guard election term ended");
         tokio::time::sleep(TERM_PAUSE).await;
     }
 }
@@ -130,15 +130,30 @@ async fn term(
             ttl_s = ttl.as_secs(),
             "evaluating guards: this replica leads the guard election"
         );
-        leading.send_replace(true);
-        // Lead while a renewal got through less than two thirds of the TTL ago.
+        // Lead while a renewal got through less than two thirds of the TTL ago. In doubt (etcd
+        // electing its own leader takes a second or two), stop, and lead again when a renewal
+        // gets through: the lease, and so our key at the head of the election, was still alive.
         loop {
             let Some(sent) = *renewed.borrow_and_update() else {
+                tracing::warn!(lease, "no longer evaluating guards: the election lease expired");
                 return Ok(());
             };
             let in_doubt = sent + ttl * 2 / 3;
+            if Instant::now() < in_doubt && !leading.send_replace(true) {
+                tracing::info!(lease, "evaluating guards again: the election lease was renewed");
+            }
             tokio::select! {
-                () = tokio::time::sleep_until(in_doubt) => return Ok(()),
+                () = tokio::time::sleep_until(in_doubt) => {
+                    leading.send_replace(false);
+                    tracing::warn!(
+                        lease,
+                        since_ms = sent.elapsed().as_millis(),
+                        "not evaluating guards: no renewal of the election lease got through in time"
+                    );
+                    if renewed.changed().await.is_err() {
+                        return Ok(());
+                    }
+                }
                 changed = renewed.changed() => if changed.is_err() { return Ok(()) },
             }
         }
@@ -264,7 +279,7 @@ async fn keep_alive(
                 }
             },
             Err(e) => {
-                tracing::debug!(lease, error = %e, "the guard election lease was not renewed");
+                tracing::info!(lease, error = %e, "the guard election lease was not renewed");
                 pause = RENEW_RETRY;
             }
         }
