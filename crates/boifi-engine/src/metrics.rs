@@ -16,6 +16,9 @@ pub const CONFIG_UPDATES_TOTAL: &str = "hfi.config.updates_total";
 pub const CONFIG_ERRORS_TOTAL: &str = "hfi.config.errors_total";
 /// Config requests that failed (control plane unreachable, timeout, bad status) (counter).
 pub const CONFIG_POLL_FAILURES_TOTAL: &str = "hfi.config.poll_failures_total";
+/// Times the sidecar stopped applying policies whose heartbeat bound lapsed (the control
+/// plane unheard for their `heartbeat_seconds`).
+pub const CONFIG_HEARTBEAT_LAPSES_TOTAL: &str = "hfi.config.heartbeat_lapses_total";
 /// Policies in the set this Envoy holds (gauge).
 pub const ACTIVE_POLICIES: &str = "hfi.policies.active";
 /// The control plane's config version this Envoy holds (gauge).
@@ -52,13 +55,15 @@ pub enum Counter {
     ConfigErrors,
     /// [`CONFIG_POLL_FAILURES_TOTAL`].
     PollFailures,
+    /// [`CONFIG_HEARTBEAT_LAPSES_TOTAL`].
+    HeartbeatLapses,
     /// [`DESTINATION_EVICTIONS_TOTAL`].
     DestinationEvictions,
 }
 
 impl Counter {
     /// Every counter, in a fixed order (`as usize` indexes it).
-    pub const ALL: [Counter; 8] = [
+    pub const ALL: [Counter; 9] = [
         Counter::Aborts,
         Counter::Delays,
         Counter::DelaysOverCap,
@@ -66,6 +71,7 @@ impl Counter {
         Counter::ConfigUpdates,
         Counter::ConfigErrors,
         Counter::PollFailures,
+        Counter::HeartbeatLapses,
         Counter::DestinationEvictions,
     ];
 
@@ -79,6 +85,7 @@ impl Counter {
             Counter::ConfigUpdates => CONFIG_UPDATES_TOTAL,
             Counter::ConfigErrors => CONFIG_ERRORS_TOTAL,
             Counter::PollFailures => CONFIG_POLL_FAILURES_TOTAL,
+            Counter::HeartbeatLapses => CONFIG_HEARTBEAT_LAPSES_TOTAL,
             Counter::DestinationEvictions => DESTINATION_EVICTIONS_TOTAL,
         }
     }
