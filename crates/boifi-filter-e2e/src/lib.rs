@@ -58,6 +58,7 @@ macro_rules! scenario_tests {
             resilience {
                 control_plane_down_at_start_passes_traffic_and_policies_apply_once_it_appears,
                 faults_continue_from_the_cache_when_the_control_plane_dies_and_still_expire,
+                a_heartbeat_bound_stops_its_policy_when_the_control_plane_dies_and_only_it,
             }
             startup { the_filter_adds_at_most_twice_todays_cpu_to_envoys_start }
             targeting { policies_reach_only_the_sidecars_they_select }
