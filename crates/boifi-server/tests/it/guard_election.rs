@@ -105,6 +105,43 @@ async fn one_replica_evaluates_guards_and_another_takes_over_within_the_lease_tt
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // A stop is a write conditioned on the revision the evaluation read: two replicas that
+    // both judged the same revision (two leaders overlapping, or a dying leader's write applied
+    // late) cannot both apply it.
+    let policy = r#"{"metadata": {"name": "guarded"},
+        "spec": {"selector": {"service": "cartservice"}, "heartbeat_seconds": 2,
+                 "rules": [{"match": {"path": {"prefix": "/"}},
+                            "fault": {"percentage": 50, "abort": {"httpStatus": 503}}}]}}"#;
+    let created = client
+        .post(a.url("/v1/policies"))
+        .header("content-type", "application/json")
+        .body(policy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    let etag = created.headers()["etag"].to_str().unwrap().to_owned();
+    let stopped = policy.replace(r#""percentage": 50"#, r#""percentage": 0"#);
+    let stop = |replica: &Binary| {
+        client
+            .put(replica.url("/v1/policies/guarded"))
+            .header("content-type", "application/json")
+            .header("if-match", &etag)
+            .body(stopped.clone())
+            .send()
+    };
+    let (from_a, from_b) = tokio::join!(stop(&a), stop(&b));
+    let mut statuses = [from_a.unwrap().status(), from_b.unwrap().status()];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            reqwest::StatusCode::OK,
+            reqwest::StatusCode::PRECONDITION_FAILED
+        ],
+        "a stop conditioned on one revision applied other than once"
+    );
+
     // The leader is SIGKILLed: the other replica leads within the bound.
     let (dead, survivor) = if leader == 0 {
         (&mut a, &b)
