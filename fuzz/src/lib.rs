@@ -655,6 +655,7 @@ fn arbitrary_document(u: &mut Unstructured<'_>) -> ArbResult<PolicyDocument> {
             window,
             priority: u.int_in_range(-3..=3)?,
             enabled: u.ratio(7, 8)?,
+            guards: Vec::new(),
         },
         status: None,
     };

@@ -6,6 +6,7 @@
 //! which every reader calls: the JSON/YAML reader and the compact decoder.
 
 pub mod error;
+pub mod guard;
 pub(crate) mod name;
 mod read;
 pub(crate) mod validate;
@@ -99,6 +100,9 @@ pub struct PolicySpec {
     pub priority: i32,
     /// `false`: stored and listed, but never applied (compiling a set leaves it out).
     pub enabled: bool,
+    /// Health checks the control plane evaluates; the first that fails `failure_limit` times
+    /// in a row stops the policy. Empty: unguarded. Never sent to sidecars.
+    pub guards: Vec<guard::Guard>,
 }
 
 /// Which sidecars a policy applies to. `None` means any.

@@ -7,6 +7,9 @@ use alloc::vec::Vec;
 use serde_json::{Map, Value};
 
 use super::error::{FieldErrorKind, PolicyError, ValidationErrors};
+use super::guard::{
+    Guard, GuardCondition, OnError, DEFAULT_FAILURE_LIMIT, DEFAULT_INTERVAL_SECONDS,
+};
 use super::validate::{self, validate};
 use super::*;
 use crate::parse::{index, join, Walker};
@@ -14,7 +17,16 @@ use crate::parse::{index, join, Walker};
 const DOCUMENT_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
 const METADATA_FIELDS: &[&str] = &["name", "version", "namespace", "labels", "annotations"];
 const SPEC_FIELDS: &[&str] = &[
-    "selector", "rules", "sampling", "window", "priority", "enabled",
+    "selector", "rules", "sampling", "window", "priority", "enabled", "guards",
+];
+const GUARD_FIELDS: &[&str] = &[
+    "name",
+    "query",
+    "success_condition",
+    "failure_condition",
+    "interval_seconds",
+    "failure_limit",
+    "on_error",
 ];
 const SELECTOR_FIELDS: &[&str] = &["service", "namespace", "labels"];
 const RULE_FIELDS: &[&str] = &["match", "fault"];
@@ -286,6 +298,10 @@ fn read_spec(w: &mut Walker, value: &Value) -> Option<PolicySpec> {
             None
         }
     };
+    let guards = match Walker::field(map, "guards") {
+        None => Some(Vec::new()),
+        Some(v) => read_guards(w, v),
+    };
     Some(PolicySpec {
         selector: selector?,
         rules: rules?,
@@ -293,6 +309,108 @@ fn read_spec(w: &mut Walker, value: &Value) -> Option<PolicySpec> {
         window: window?,
         priority: priority?,
         enabled: enabled?,
+        guards: guards?,
+    })
+}
+
+fn read_guards(w: &mut Walker, value: &Value) -> Option<Vec<Guard>> {
+    let items = w.array(value, "spec.guards")?;
+    w.check("spec.guards", validate::guard_count(items.len()))?;
+    let mut guards = Vec::new();
+    let mut complete = true;
+    for (i, item) in items.iter().enumerate() {
+        match read_guard(w, item, &index("spec.guards", i)) {
+            Some(guard) => guards.push(guard),
+            None => complete = false,
+        }
+    }
+    if complete {
+        let names = guards.iter().map(|g| g.name.as_str());
+        for (i, problem) in validate::guard_names(names) {
+            w.error(join(&index("spec.guards", i), "name"), problem);
+        }
+    }
+    complete.then_some(guards)
+}
+
+fn read_guard(w: &mut Walker, value: &Value, path: &str) -> Option<Guard> {
+    let map = w.object(value, path, GUARD_FIELDS)?;
+    let name = w
+        .required(map, path, "name")
+        .and_then(|v| w.string(v, &join(path, "name")))
+        .and_then(|n| {
+            w.check(&join(path, "name"), validate::guard_name(&n))
+                .map(|()| n)
+        });
+    let query = w
+        .required(map, path, "query")
+        .and_then(|v| w.string(v, &join(path, "query")))
+        .and_then(|q| {
+            w.check(&join(path, "query"), validate::guard_query(&q))
+                .map(|()| q)
+        });
+    let comparison = |w: &mut Walker, key: &str| {
+        w.optional(map, path, key, |w, v, at| {
+            let text = w.string(v, at)?;
+            w.check(at, validate::guard_condition(&text))
+        })
+    };
+    let success = comparison(w, "success_condition");
+    let failure = comparison(w, "failure_condition");
+    let condition = match (success?, failure?) {
+        (Some(c), None) => Some(GuardCondition::Success(c)),
+        (None, Some(c)) => Some(GuardCondition::Failure(c)),
+        _ => {
+            w.error(path, FieldErrorKind::GuardConditionKind);
+            None
+        }
+    };
+    let interval_seconds = match Walker::field(map, "interval_seconds") {
+        None => Some(DEFAULT_INTERVAL_SECONDS),
+        Some(v) => w.bounded_integer(
+            v,
+            &join(path, "interval_seconds"),
+            validate::INTERVAL_RANGE,
+            validate::interval_seconds,
+        ),
+    };
+    let failure_limit = match Walker::field(map, "failure_limit") {
+        None => Some(DEFAULT_FAILURE_LIMIT),
+        Some(v) => w.bounded_integer(
+            v,
+            &join(path, "failure_limit"),
+            validate::FAILURE_LIMIT_RANGE,
+            validate::failure_limit,
+        ),
+    };
+    let on_error = match Walker::field(map, "on_error") {
+        None => Some(OnError::Fail),
+        Some(v) => {
+            let at = join(path, "on_error");
+            match w.string(v, &at).as_deref() {
+                None => None,
+                Some("fail") => Some(OnError::Fail),
+                Some("ignore") => Some(OnError::Ignore),
+                Some(other) => {
+                    w.error(
+                        at,
+                        FieldErrorKind::NotAChoice {
+                            value: other.to_owned(),
+                            choices: "`fail`, `ignore`",
+                        },
+                    );
+                    None
+                }
+            }
+        }
+    };
+    Some(Guard {
+        name: name?,
+        query: query?,
+        condition: condition?,
+        interval_seconds: interval_seconds?,
+        failure_limit: failure_limit?,
+        on_error: on_error?,
     })
 }
 

@@ -77,6 +77,28 @@ impl Serialize for PolicySpec {
         map.entry_some("window", self.window.as_ref())?;
         map.entry_if(self.priority != 0, "priority", &self.priority)?;
         map.entry_if(!self.enabled, "enabled", &false)?;
+        map.entry_if(!self.guards.is_empty(), "guards", &self.guards)?;
+        map.end()
+    }
+}
+
+impl Serialize for guard::Guard {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("name", &self.name)?;
+        map.serialize_entry("query", &self.query)?;
+        let (key, comparison) = match &self.condition {
+            guard::GuardCondition::Success(c) => ("success_condition", c),
+            guard::GuardCondition::Failure(c) => ("failure_condition", c),
+        };
+        map.serialize_entry(key, &alloc::string::ToString::to_string(comparison))?;
+        map.serialize_entry("interval_seconds", &self.interval_seconds)?;
+        map.serialize_entry("failure_limit", &self.failure_limit)?;
+        map.entry_if(
+            self.on_error != guard::OnError::Fail,
+            "on_error",
+            self.on_error.as_str(),
+        )?;
         map.end()
     }
 }

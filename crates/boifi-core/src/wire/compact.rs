@@ -455,6 +455,7 @@ impl<'a> Reader<'a> {
                 window,
                 priority,
                 enabled,
+                guards: Vec::new(),
             },
             status,
         })

@@ -185,6 +185,7 @@ fn policy() -> impl Strategy<Value = PolicyDocument> {
                         }),
                         priority,
                         enabled,
+                        guards: Vec::new(),
                     },
                     status: None,
                 }
@@ -489,6 +490,7 @@ proptest! {
                 window: None,
                 priority: 0,
                 enabled: true,
+                guards: Vec::new(),
             },
             status: None,
         };
