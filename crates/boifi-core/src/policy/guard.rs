@@ -225,3 +225,63 @@ pub fn query_problem(query: &str) -> Option<String> {
 pub fn query_problem(_query: &str) -> Option<String> {
     None
 }
+
+/// Where a guarded policy stands, as the control plane records it in the policy's status (a
+/// store write, so every replica and every sidecar sees it). The names differ from the kill
+/// switch (`halt`, which deletes policies) and from the sidecar states (applied, pending,
+/// refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GuardState {
+    /// Waiting for every guard to pass once; nothing is injected, the policy is not sent to
+    /// sidecars. A guarded policy is stored in this state (and back in it when re-armed).
+    #[default]
+    Verifying,
+    /// Every guard passed once; the fault is injected and the guards keep watching.
+    Running,
+    /// A guard failed `failure_limit` times in a row: the policy is kept but not sent to
+    /// sidecars until it is re-armed.
+    Tripped(Trip),
+}
+
+/// What stopped a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trip {
+    /// The index of the guard in `spec.guards` (its name is there).
+    pub guard: usize,
+    /// The value the last failed evaluation saw (`None`: the evaluation got no value).
+    value_bits: Option<u64>,
+    /// When the policy was stopped (Unix ms).
+    pub at_ms: u64,
+}
+
+impl Trip {
+    /// A stop by guard `guard` at `at_ms`, having seen `value`.
+    pub fn new(guard: usize, value: Option<f64>, at_ms: u64) -> Trip {
+        Trip {
+            guard,
+            value_bits: value.map(f64::to_bits),
+            at_ms,
+        }
+    }
+
+    /// The value the last failed evaluation saw.
+    pub fn value(&self) -> Option<f64> {
+        self.value_bits.map(f64::from_bits)
+    }
+}
+
+impl GuardState {
+    /// Lower-case name, as shown by the API and the CLI.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            GuardState::Verifying => "verifying",
+            GuardState::Running => "running",
+            GuardState::Tripped(_) => "tripped",
+        }
+    }
+
+    /// Whether sidecars may get the policy: only once its guards passed and until one trips.
+    pub const fn injects(&self) -> bool {
+        matches!(self, GuardState::Running)
+    }
+}

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::error::{FieldErrorKind, PolicyError, ValidationErrors};
 use super::guard::{
-    Guard, GuardCondition, OnError, DEFAULT_FAILURE_LIMIT, DEFAULT_INTERVAL_SECONDS,
+    Guard, GuardCondition, GuardState, OnError, Trip, DEFAULT_FAILURE_LIMIT, DEFAULT_INTERVAL_SECONDS,
 };
 use super::validate::{self, validate};
 use super::*;
@@ -46,7 +46,14 @@ const DELAY_FIELDS: &[&str] = &["fixed_delay_ms", "jitter_ms"];
 const ABORT_FIELDS: &[&str] = &["httpStatus", "grpcStatus", "body", "headers"];
 const WINDOW_FIELDS: &[&str] = &["start", "end"];
 // `state` is derived (written by listings for people) and ignored on input.
-const STATUS_FIELDS: &[&str] = &["stored_at_ms", "expires_at_ms", "revision", "state"];
+const STATUS_FIELDS: &[&str] = &[
+    "stored_at_ms",
+    "expires_at_ms",
+    "revision",
+    "state",
+    "guard",
+];
+const GUARD_STATE_FIELDS: &[&str] = &["state", "guard", "value", "at_ms"];
 
 impl PolicyDocument {
     /// Reads and validates one document, reporting every problem with its field path.
@@ -182,9 +189,10 @@ fn read_document(w: &mut Walker, value: &Value) -> Option<PolicyDocument> {
     let spec = w.required(map, "", "spec").and_then(|v| read_spec(w, v));
     // `status` is the control plane's to write; it is read so sidecars learn `stored_at_ms`,
     // and the control plane replaces whatever a client sent.
+    let guards = spec.as_ref().map_or(&[][..], |s| s.guards.as_slice());
     let status = match Walker::field(map, "status") {
         None => Some(None),
-        Some(v) => read_status_block(w, v).map(Some),
+        Some(v) => read_status_block(w, v, guards).map(Some),
     };
     Some(PolicyDocument {
         metadata: metadata?,
@@ -794,7 +802,7 @@ fn read_window(w: &mut Walker, value: &Value, path: &str) -> Option<Window> {
     Some(window)
 }
 
-fn read_status_block(w: &mut Walker, value: &Value) -> Option<PolicyStatus> {
+fn read_status_block(w: &mut Walker, value: &Value, guards: &[Guard]) -> Option<PolicyStatus> {
     let map = w.object(value, "status", STATUS_FIELDS)?;
     let mut number = |key: &str| match Walker::field(map, key) {
         None => Some(None),
@@ -805,9 +813,62 @@ fn read_status_block(w: &mut Walker, value: &Value) -> Option<PolicyStatus> {
     let stored_at_ms = number("stored_at_ms");
     let expires_at_ms = number("expires_at_ms");
     let revision = number("revision");
+    let guard = match Walker::field(map, "guard") {
+        None => Some(None),
+        Some(v) => read_guard_state(w, v, guards).map(Some),
+    };
     Some(PolicyStatus {
         stored_at_ms: stored_at_ms?.unwrap_or(0),
         expires_at_ms: expires_at_ms?,
         revision: revision?.unwrap_or(0),
+        guard: guard?,
     })
+}
+
+/// `status.guard`, as the control plane wrote it.
+fn read_guard_state(w: &mut Walker, value: &Value, guards: &[Guard]) -> Option<GuardState> {
+    let path = "status.guard";
+    let map = w.object(value, path, GUARD_STATE_FIELDS)?;
+    let state = w
+        .required(map, path, "state")
+        .and_then(|v| w.string(v, "status.guard.state"))?;
+    match state.as_str() {
+        "verifying" => Some(GuardState::Verifying),
+        "running" => Some(GuardState::Running),
+        "tripped" => {
+            let name = w
+                .required(map, path, "guard")
+                .and_then(|v| w.string(v, "status.guard.guard"))?;
+            let Some(index) = guards.iter().position(|g| g.name == name) else {
+                w.error(
+                    "status.guard.guard",
+                    FieldErrorKind::BadValue {
+                        value: name,
+                        reason: "it names no guard of `spec.guards`",
+                    },
+                );
+                return None;
+            };
+            let value = match Walker::field(map, "value") {
+                None => None,
+                Some(Value::Number(n)) => n.as_f64(),
+                Some(Value::String(s)) => s.parse::<f64>().ok(),
+                Some(_) => None,
+            };
+            let at_ms = w
+                .required(map, path, "at_ms")
+                .and_then(|v| w.integer(v, "status.guard.at_ms", u64::MAX, "0.."))?;
+            Some(GuardState::Tripped(Trip::new(index, value, at_ms)))
+        }
+        other => {
+            w.error(
+                "status.guard.state",
+                FieldErrorKind::NotAChoice {
+                    value: other.to_owned(),
+                    choices: "`verifying`, `running`, `tripped`",
+                },
+            );
+            None
+        }
+    }
 }

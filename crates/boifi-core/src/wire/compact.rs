@@ -444,6 +444,7 @@ impl<'a> Reader<'a> {
                 stored_at_ms: r.uint()?,
                 expires_at_ms: r.opt(Self::uint)?,
                 revision: r.uint()?,
+                guard: None,
             })
         })?;
         Ok(PolicyDocument {

@@ -125,6 +125,18 @@ async fn store_policy(
     condition: WriteCondition,
 ) -> Result<HttpResponse, ApiFailure> {
     let name = policy.name().to_owned();
+    // The status is the control plane's: a client's (and its guard state) is dropped, so a
+    // guarded policy is stored verifying and a client cannot skip its guards.
+    let mut policy = policy;
+    policy.status = None;
+    if !policy.spec.guards.is_empty() && state.guards.is_none() {
+        return Err(ApiFailure::bad_request(
+            "guards_unavailable",
+            format!(
+                "policy `{name}` has `spec.guards`, but this control plane has no Prometheus to evaluate them (start it with --prometheus-url)"
+            ),
+        ));
+    }
     let before = snapshot(state).await?.version;
     let outcome = state
         .store
