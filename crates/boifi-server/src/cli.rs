@@ -62,13 +62,21 @@ pub struct Args {
     #[arg(long, env = "PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
     /// File holding a bearer token sent to Prometheus.
-    #[arg(long, env = "PROMETHEUS_BEARER_TOKEN_FILE", requires = "prometheus_url")]
+    #[arg(
+        long,
+        env = "PROMETHEUS_BEARER_TOKEN_FILE",
+        requires = "prometheus_url"
+    )]
     pub prometheus_bearer_token_file: Option<PathBuf>,
     /// PEM file of CA certificates trusted for an https Prometheus (beside the built-in roots).
     #[arg(long, env = "PROMETHEUS_CA_FILE", requires = "prometheus_url")]
     pub prometheus_ca_file: Option<PathBuf>,
     /// Accept any certificate from Prometheus (self-signed test setups only).
-    #[arg(long, env = "PROMETHEUS_INSECURE_SKIP_VERIFY", requires = "prometheus_url")]
+    #[arg(
+        long,
+        env = "PROMETHEUS_INSECURE_SKIP_VERIFY",
+        requires = "prometheus_url"
+    )]
     pub prometheus_insecure_skip_verify: bool,
     /// Timeout of one guard query (e.g. `5s`, `500ms`).
     #[arg(long, env = "PROMETHEUS_TIMEOUT", default_value = "5s", value_parser = parse_duration)]

@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 
 use super::error::{FieldErrorKind, PolicyError, ValidationErrors};
 use super::guard::{
-    Guard, GuardCondition, GuardState, OnError, Trip, DEFAULT_FAILURE_LIMIT, DEFAULT_INTERVAL_SECONDS,
+    Guard, GuardCondition, GuardState, OnError, Trip, DEFAULT_FAILURE_LIMIT,
+    DEFAULT_INTERVAL_SECONDS,
 };
 use super::validate::{self, validate};
 use super::*;

@@ -545,9 +545,9 @@ pub(crate) fn guard_count(len: usize) -> Result<(), FieldErrorKind> {
 pub(crate) fn guard_name(name: &str) -> Result<(), FieldErrorKind> {
     match namespace_problem(name) {
         None => Ok(()),
-        Some(reason) => Err(FieldErrorKind::BadValue {
+        Some(_) => Err(FieldErrorKind::BadValue {
             value: name.to_string(),
-            reason,
+            reason: "a guard name is 1 to 63 letters, digits, `-` or `_`, not starting or ending with `-`",
         }),
     }
 }

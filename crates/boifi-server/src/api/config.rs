@@ -114,9 +114,7 @@ impl RenderCache {
             .policies
             .values()
             .zip(parts)
-            .filter(|(policy, _)| {
-                query.concerns(policy) && sent_to_sidecars(policy, now_ms)
-            })
+            .filter(|(policy, _)| query.concerns(policy) && sent_to_sidecars(policy, now_ms))
             .map(|(_, part)| part.as_slice())
             .collect();
         if query.encoding == ConfigEncoding::Compact {

@@ -116,7 +116,8 @@ impl GuardEvaluator {
     async fn round(&mut self, now: Instant) -> Result<(), StoreError> {
         let snapshot = self.store.snapshot().await?;
         let now_ms = now_ms();
-        self.tracks.retain(|name, _| snapshot.policies.contains_key(name));
+        self.tracks
+            .retain(|name, _| snapshot.policies.contains_key(name));
         for (name, policy) in &snapshot.policies {
             let Some(state) = policy.guard_state() else {
                 self.tracks.remove(name);
@@ -138,7 +139,10 @@ impl GuardEvaluator {
                 revision_seen: revision,
                 tracks: vec![GuardTrack::default(); policy.spec.guards.len()],
             };
-            let track = self.tracks.entry(name.clone()).or_insert_with(|| fresh(state));
+            let track = self
+                .tracks
+                .entry(name.clone())
+                .or_insert_with(|| fresh(state));
             // Same spec, and the state this evaluator wrote or started from: keep counting.
             // Anything else (replaced, re-armed, written by another replica) starts over.
             let continues = track.guards == policy.spec.guards
@@ -190,7 +194,8 @@ impl GuardEvaluator {
             }
             if let Some(next) = decided {
                 if *self.leadership.subscribe().borrow() {
-                    self.write_state(policy, revision, next, snapshot.version).await;
+                    self.write_state(policy, revision, next, snapshot.version)
+                        .await;
                 }
                 if let Some(track) = self.tracks.get_mut(name) {
                     track.state = next;
@@ -250,7 +255,10 @@ impl GuardEvaluator {
                 }
             }
             Err(StoreError::RevisionMismatch { .. } | StoreError::NotFound { .. }) => {
-                tracing::info!(policy = name, "policy changed while its guards were evaluated; not written");
+                tracing::info!(
+                    policy = name,
+                    "policy changed while its guards were evaluated; not written"
+                );
             }
             Err(e) => tracing::warn!(policy = name, error = %e, "guard state not written"),
         }
