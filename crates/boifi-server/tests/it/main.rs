@@ -13,6 +13,7 @@ mod api;
 mod conformance;
 mod etcd_faults;
 mod etcd_store;
+mod guards;
 mod ha_status;
 mod harness;
 mod legacy;
