@@ -96,7 +96,7 @@ fn page_failures(mesh: &Mesh, per_page: usize) -> (usize, usize) {
 
 fn aborts_everywhere(mesh: &Mesh) -> u64 {
     mesh.pods()
-        .map(|pod| mesh.metric(pod, "hfi_faults_aborts_total").unwrap())
+        .map(|(_, pod)| mesh.metric(pod, "hfi_faults_aborts_total").unwrap())
         .sum()
 }
 
