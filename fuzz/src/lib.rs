@@ -32,8 +32,8 @@ use boifi_core::compiled::{decide, CompiledPolicySet, SimpleRequest};
 use boifi_core::identity::{Identity, PeerIdentity};
 use boifi_core::policy::{
     parse_policies_json, parse_policies_text, parse_policies_yaml, parse_policy_json, Abort, Delay,
-    Fault, HeaderMatch, Metadata, Percentage, PolicyDocument, PolicySpec, RequestMatch, Rule,
-    Sampling, Selector, SourceMatch, StringMatch, Window, PPM_SCALE,
+    Fault, FaultTarget, HeaderMatch, Metadata, Percentage, PolicyDocument, PolicySpec,
+    RequestMatch, Rule, Sampling, Selector, SourceMatch, StringMatch, Window, PPM_SCALE,
 };
 use boifi_core::wire::{ConfigQuery, ConfigResponse, PluginConfig};
 
@@ -607,8 +607,14 @@ fn arbitrary_document(u: &mut Unstructured<'_>) -> ArbResult<PolicyDocument> {
                     1 => u.int_in_range(1..=2_592_000)?,
                     _ => u.arbitrary()?,
                 },
+                target: if u.arbitrary()? {
+                    FaultTarget::Response
+                } else {
+                    FaultTarget::Request
+                },
                 delay,
                 abort,
+                reset: u.ratio(1, 4)?,
             },
         });
     }
@@ -655,6 +661,11 @@ fn arbitrary_document(u: &mut Unstructured<'_>) -> ArbResult<PolicyDocument> {
             window,
             priority: u.int_in_range(-3..=3)?,
             enabled: u.ratio(7, 8)?,
+            heartbeat_seconds: match u.int_in_range(0..=2)? {
+                0 => None,
+                1 => Some(u.int_in_range(1..=86_400)?),
+                _ => Some(u.arbitrary()?),
+            },
             guards: Vec::new(),
         },
         status: None,

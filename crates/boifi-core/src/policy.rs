@@ -38,6 +38,8 @@ pub const PPM_SCALE: u32 = 1_000_000;
 pub const MAX_DELAY_MS: u64 = 300_000;
 /// Upper bound of `duration_seconds`: 30 days.
 pub const MAX_DURATION_SECONDS: u64 = 30 * 24 * 3600;
+/// Upper bound of `spec.heartbeat_seconds`: one day.
+pub const MAX_HEARTBEAT_SECONDS: u64 = 24 * 3600;
 /// Upper bound of a regex pattern's length, in bytes.
 pub const MAX_REGEX_LEN: usize = 1024;
 /// Upper bound of the compiled program of one regex, in instructions (the engine,
@@ -100,6 +102,10 @@ pub struct PolicySpec {
     pub priority: i32,
     /// `false`: stored and listed, but never applied (compiling a set leaves it out).
     pub enabled: bool,
+    /// A sidecar that has not heard from the control plane for this many seconds stops
+    /// applying the policy (1..=[`MAX_HEARTBEAT_SECONDS`]); `None`: it applies it until told
+    /// otherwise.
+    pub heartbeat_seconds: Option<u64>,
     /// Health checks the control plane evaluates; the first that fails `failure_limit` times
     /// in a row stops the policy. Empty: unguarded. Never sent to sidecars.
     pub guards: Vec<guard::Guard>,
@@ -216,10 +222,37 @@ pub struct Fault {
     pub start_delay_ms: u64,
     /// The rule stops acting this long after the policy was stored; 0 = never.
     pub duration_seconds: u64,
-    /// Delay the request.
+    /// Whether the fault acts on the request, before the app sees it, or on the app's
+    /// response, after the app has done its work.
+    pub target: FaultTarget,
+    /// Delay the request (or hold the app's response).
     pub delay: Option<Delay>,
-    /// Answer the request with an error instead of forwarding it.
+    /// Answer with an error instead of forwarding the request (or instead of the app's
+    /// response).
     pub abort: Option<Abort>,
+    /// Reset the stream: the caller gets no HTTP answer at all, only an upstream reset
+    /// (`RST_STREAM` on HTTP/2). Never with `abort`.
+    pub reset: bool,
+}
+
+/// `fault.target`: the phase a fault acts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FaultTarget {
+    /// Before the request reaches the app: the app never sees a faulted request.
+    #[default]
+    Request,
+    /// After the app answered: the app did its work, the caller gets the fault.
+    Response,
+}
+
+impl FaultTarget {
+    /// Lower-case name, as policies write it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FaultTarget::Request => "request",
+            FaultTarget::Response => "response",
+        }
+    }
 }
 
 /// A percentage held as parts per million (0.0001 % resolution, as Envoy's MILLION denominator).
@@ -415,15 +448,19 @@ impl PolicyDocument {
         policy
     }
 
-    /// Kinds of fault the policy injects, for listings: each of `abort` and `delay` once, abort
-    /// first (the legacy status API's order).
+    /// Kinds of fault the policy injects, for listings: each of `abort`, `delay` and `reset`
+    /// once, in that order (abort before delay is the legacy status API's order).
     pub fn fault_kinds(&self) -> Vec<&'static str> {
         let mut kinds = Vec::new();
-        if self.spec.rules.iter().any(|r| r.fault.abort.is_some()) {
+        let rules = &self.spec.rules;
+        if rules.iter().any(|r| r.fault.abort.is_some()) {
             kinds.push("abort");
         }
-        if self.spec.rules.iter().any(|r| r.fault.delay.is_some()) {
+        if rules.iter().any(|r| r.fault.delay.is_some()) {
             kinds.push("delay");
+        }
+        if rules.iter().any(|r| r.fault.reset) {
+            kinds.push("reset");
         }
         kinds
     }

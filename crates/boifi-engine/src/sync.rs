@@ -789,7 +789,7 @@ pub(crate) mod tests {
         assert!(matches!(bad, SyncError::Body(_)), "{bad:?}");
         assert_eq!(
             bad.to_string(),
-            "config response is invalid: compact config at byte 0: not a compact config answer of version 1 (magic `BFC\\x01`)"
+            "config response is invalid: compact config at byte 0: not a compact config answer of version 2 or 1 (magic `BFC\\x02` or `BFC\\x01`)"
         );
     }
 

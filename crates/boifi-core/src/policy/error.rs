@@ -107,8 +107,11 @@ pub enum FieldErrorKind {
         reason: &'static str,
     },
     /// A fault without an action.
-    #[error("a fault needs `delay`, `abort` or both")]
+    #[error("a fault needs at least one of `delay`, `abort` and `reset`")]
     NoAction,
+    /// `reset` beside `abort`: a reset sends no answer, an abort is one.
+    #[error("`reset: true` cannot be combined with `abort`: a reset sends no answer at all; keep one of them")]
+    ResetWithAbort,
     /// A string matcher with zero or several of exact/prefix/regex.
     #[error("give exactly one of `exact`, `prefix` or `regex`")]
     MatcherKind,

@@ -20,6 +20,10 @@ pub const MAX_QUERY_LEN: usize = 4096;
 pub const MAX_INTERVAL_SECONDS: u64 = 3600;
 /// Upper bound of `failure_limit`.
 pub const MAX_FAILURE_LIMIT: u64 = 100;
+/// `spec.heartbeat_seconds` the control plane gives a guarded policy that does not say: a
+/// sidecar that has not heard from the control plane for that long stops applying it, since
+/// no guard could stop it then.
+pub const DEFAULT_GUARDED_HEARTBEAT_SECONDS: u64 = 30;
 /// `interval_seconds` when the guard does not say.
 pub const DEFAULT_INTERVAL_SECONDS: u64 = 10;
 /// `failure_limit` when the guard does not say.

@@ -18,7 +18,14 @@ use crate::parse::{index, join, Walker};
 const DOCUMENT_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
 const METADATA_FIELDS: &[&str] = &["name", "version", "namespace", "labels", "annotations"];
 const SPEC_FIELDS: &[&str] = &[
-    "selector", "rules", "sampling", "window", "priority", "enabled", "guards",
+    "selector",
+    "rules",
+    "sampling",
+    "window",
+    "priority",
+    "enabled",
+    "heartbeat_seconds",
+    "guards",
 ];
 const GUARD_FIELDS: &[&str] = &[
     "name",
@@ -40,8 +47,10 @@ const FAULT_FIELDS: &[&str] = &[
     "percentage",
     "start_delay_ms",
     "duration_seconds",
+    "target",
     "delay",
     "abort",
+    "reset",
 ];
 const DELAY_FIELDS: &[&str] = &["fixed_delay_ms", "jitter_ms"];
 const ABORT_FIELDS: &[&str] = &["httpStatus", "grpcStatus", "body", "headers"];
@@ -295,17 +304,18 @@ fn read_spec(w: &mut Walker, value: &Value) -> Option<PolicySpec> {
     };
     let enabled = match Walker::field(map, "enabled") {
         None => Some(true),
-        Some(Value::Bool(b)) => Some(*b),
-        Some(other) => {
-            w.error(
-                "spec.enabled",
-                FieldErrorKind::WrongType {
-                    expected: "true/false",
-                    found: crate::parse::type_name(other),
-                },
-            );
-            None
-        }
+        Some(v) => read_bool(w, v, "spec.enabled"),
+    };
+    let heartbeat_seconds = match Walker::field(map, "heartbeat_seconds") {
+        None => Some(None),
+        Some(v) => w
+            .bounded_integer(
+                v,
+                "spec.heartbeat_seconds",
+                validate::HEARTBEAT_RANGE,
+                validate::heartbeat_seconds,
+            )
+            .map(Some),
     };
     let guards = match Walker::field(map, "guards") {
         None => Some(Vec::new()),
@@ -318,6 +328,7 @@ fn read_spec(w: &mut Walker, value: &Value) -> Option<PolicySpec> {
         window: window?,
         priority: priority?,
         enabled: enabled?,
+        heartbeat_seconds: heartbeat_seconds?,
         guards: guards?,
     })
 }
@@ -630,19 +641,67 @@ fn read_fault(w: &mut Walker, value: &Value, path: &str) -> Option<Fault> {
         validate::DURATION_RANGE,
         validate::duration_seconds,
     );
+    let target = w.optional(map, path, "target", read_target);
     let delay = w.optional(map, path, "delay", read_delay);
     let abort = w.optional(map, path, "abort", read_abort);
+    let reset = match Walker::field(map, "reset") {
+        None => Some(false),
+        Some(v) => read_bool(w, v, &join(path, "reset")),
+    };
     let has_delay = Walker::field(map, "delay").is_some();
     let has_abort = Walker::field(map, "abort").is_some();
-    w.check(path, validate::has_action(has_delay, has_abort))?;
+    if let Some(reset) = reset {
+        w.check(
+            &join(path, "reset"),
+            validate::reset_without_abort(reset, has_abort),
+        )?;
+        w.check(path, validate::has_action(has_delay, has_abort, reset))?;
+    }
     let fault = Fault {
         percentage: percentage?,
         start_delay_ms: start_delay_ms?,
         duration_seconds: duration_seconds?,
+        target: target?.unwrap_or_default(),
         delay: delay?,
         abort: abort?,
+        reset: reset?,
     };
     Some(fault)
+}
+
+/// `fault.target`: `request` or `response`; Chaos Mesh's capitalised `Request` and `Response`
+/// are read too, so its users' habit works.
+fn read_target(w: &mut Walker, value: &Value, path: &str) -> Option<FaultTarget> {
+    match w.string(value, path)?.as_str() {
+        "request" | "Request" => Some(FaultTarget::Request),
+        "response" | "Response" => Some(FaultTarget::Response),
+        other => {
+            w.error(
+                path,
+                FieldErrorKind::NotAChoice {
+                    value: other.to_owned(),
+                    choices: "`request`, `response`",
+                },
+            );
+            None
+        }
+    }
+}
+
+fn read_bool(w: &mut Walker, value: &Value, path: &str) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        other => {
+            w.error(
+                path,
+                FieldErrorKind::WrongType {
+                    expected: "true/false",
+                    found: crate::parse::type_name(other),
+                },
+            );
+            None
+        }
+    }
 }
 
 /// Reads 0..=100 with at most 4 decimals into parts per million.

@@ -26,7 +26,7 @@ use super::name::{check_name, is_header_name, is_header_value, namespace_problem
 use super::{
     Abort, Delay, Fault, PolicyDocument, RequestMatch, SourceMatch, StringMatch, Window,
     MAX_ANNOTATIONS_BYTES, MAX_BODY_BYTES, MAX_DELAY_MS, MAX_DURATION_SECONDS, MAX_HEADERS,
-    MAX_LABEL_LEN, MAX_METADATA_ENTRIES, MAX_REGEX_LEN, MAX_RULES,
+    MAX_HEARTBEAT_SECONDS, MAX_LABEL_LEN, MAX_METADATA_ENTRIES, MAX_REGEX_LEN, MAX_RULES,
 };
 use crate::pattern::Pattern;
 use crate::policy::Percentage;
@@ -41,6 +41,8 @@ pub(crate) const PERCENT_RANGE: &str = "0..=100";
 pub(crate) const HTTP_STATUS_RANGE: &str = "200..=599";
 /// The range of `abort.grpcStatus`, as messages show it.
 pub(crate) const GRPC_STATUS_RANGE: &str = "0..=16";
+/// The range of `spec.heartbeat_seconds`, as messages show it.
+pub(crate) const HEARTBEAT_RANGE: &str = "1..=86400";
 /// The range of `spec.guards[].interval_seconds`, as messages show it.
 pub(crate) const INTERVAL_RANGE: &str = "1..=3600";
 /// The range of `spec.guards[].failure_limit`, as messages show it.
@@ -159,6 +161,9 @@ impl Problems {
         if let Some(w) = &s.window {
             self.check(spec.field("window").field("end"), window(w));
         }
+        if let Some(seconds) = s.heartbeat_seconds {
+            self.check(spec.field("heartbeat_seconds"), heartbeat_seconds(seconds));
+        }
         let guards = spec.field("guards");
         if self.check(guards, guard_count(s.guards.len())) {
             for (i, guard) in s.guards.iter().enumerate() {
@@ -236,7 +241,9 @@ impl Problems {
         if let Some(abort) = &fault.abort {
             self.abort(at.field("abort"), abort);
         }
-        self.check(at, has_action(fault.delay.is_some(), fault.abort.is_some()));
+        let abort = fault.abort.is_some();
+        self.check(at.field("reset"), reset_without_abort(fault.reset, abort));
+        self.check(at, has_action(fault.delay.is_some(), abort, fault.reset));
     }
 
     fn delay(&mut self, at: Path<'_>, delay: &Delay) {
@@ -497,12 +504,31 @@ pub(crate) fn build_regex(pattern: &str) -> Result<Pattern, FieldErrorKind> {
     })
 }
 
-/// `fault`: a delay, an abort or both.
-pub(crate) fn has_action(delay: bool, abort: bool) -> Result<(), FieldErrorKind> {
-    if !delay && !abort {
+/// `fault`: at least one of a delay, an abort and a reset.
+pub(crate) fn has_action(delay: bool, abort: bool, reset: bool) -> Result<(), FieldErrorKind> {
+    if !delay && !abort && !reset {
         return Err(FieldErrorKind::NoAction);
     }
     Ok(())
+}
+
+/// `fault.reset`: never beside an abort (a reset sends no answer; an abort is one).
+pub(crate) fn reset_without_abort(reset: bool, abort: bool) -> Result<(), FieldErrorKind> {
+    if reset && abort {
+        return Err(FieldErrorKind::ResetWithAbort);
+    }
+    Ok(())
+}
+
+/// `spec.heartbeat_seconds`: 1..=[`MAX_HEARTBEAT_SECONDS`].
+pub(crate) fn heartbeat_seconds(seconds: u64) -> Result<(), FieldErrorKind> {
+    if seconds == 0 {
+        return Err(FieldErrorKind::OutOfRange {
+            value: seconds.to_string(),
+            range: HEARTBEAT_RANGE,
+        });
+    }
+    at_most(seconds, MAX_HEARTBEAT_SECONDS, HEARTBEAT_RANGE)
 }
 
 /// `percentage`, held as parts per million: at most 100 %.
@@ -660,6 +686,10 @@ mod tests {
     fn ranges_say_the_bounds() {
         assert_eq!(DELAY_RANGE, alloc::format!("0..={MAX_DELAY_MS}"));
         assert_eq!(DURATION_RANGE, alloc::format!("0..={MAX_DURATION_SECONDS}"));
+        assert_eq!(
+            HEARTBEAT_RANGE,
+            alloc::format!("1..={MAX_HEARTBEAT_SECONDS}")
+        );
         assert_eq!(PERCENT_RANGE, alloc::format!("0..={}", PPM_SCALE / 10_000));
         assert_eq!(
             PRIORITY_RANGE,

@@ -81,6 +81,7 @@ impl Serialize for PolicySpec {
         map.entry_some("window", self.window.as_ref())?;
         map.entry_if(self.priority != 0, "priority", &self.priority)?;
         map.entry_if(!self.enabled, "enabled", &false)?;
+        map.entry_some("heartbeat_seconds", self.heartbeat_seconds.as_ref())?;
         map.entry_if(!self.guards.is_empty(), "guards", &self.guards)?;
         map.end()
     }
@@ -191,8 +192,14 @@ impl Serialize for Fault {
             "duration_seconds",
             &self.duration_seconds,
         )?;
+        map.entry_if(
+            self.target != FaultTarget::Request,
+            "target",
+            self.target.as_str(),
+        )?;
         map.entry_some("delay", self.delay.as_ref())?;
         map.entry_some("abort", self.abort.as_ref())?;
+        map.entry_if(self.reset, "reset", &true)?;
         map.end()
     }
 }

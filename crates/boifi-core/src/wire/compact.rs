@@ -4,24 +4,38 @@
 //! the whole module on every sidecar start). The server sends it when the query says
 //! `encoding=compact`; JSON stays the default.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! All integers are LEB128 varints (`u64`; `priority` zig-zag), a string is its byte length
 //! then UTF-8 bytes, an optional value is a byte `0` (absent) or `1` then the value, a list
 //! or map is its length then the items (maps in key order), an enum is one byte.
 //!
 //! ```text
-//! "BFC" 0x01  version  count  policy*
+//! "BFC" 0x02  version  count  policy*
 //! policy   = name opt(version) opt(namespace) map(labels) map(annotations)
-//!            selector list(rule) sampling opt(window) priority enabled opt(status)
+//!            selector list(rule) sampling opt(window) priority enabled
+//!            opt(heartbeat_seconds) opt(status)
 //! selector = opt(service) opt(namespace) map(labels)
 //! rule     = opt(match) opt(match) list(name match) opt(source) fault      (method, path, headers)
 //! match    = kind(0 exact | 1 prefix | 2 regex) string
 //! source   = opt(service) opt(namespace) opt(service account)
-//! fault    = ppm start_delay_ms duration_seconds opt(fixed_ms jitter_ms)
-//!            opt(http_status opt(grpc_status) opt(body) map(headers))
+//! fault    = ppm start_delay_ms duration_seconds target(0 request | 1 response)
+//!            opt(fixed_ms jitter_ms) opt(http_status opt(grpc_status) opt(body) map(headers))
+//!            reset(flag)
 //! window   = start_ms end_ms;  status = stored_at_ms opt(expires_at_ms) revision
 //! ```
+//!
+//! # Versions
+//!
+//! Version 1 (magic `BFC\x01`) is version 2 without `heartbeat_seconds`, `target` and
+//! `reset`. [`encode`] writes only version 2: version 1 cannot carry a response-phase fault, a
+//! reset or a heartbeat, so a server that sent it would have a filter apply such a policy as
+//! something else. [`decode`] reads both: a version 1 answer (from a server older than the
+//! filter) holds only what version 1 can say, read with those fields at their defaults, which
+//! is exactly what that server meant. A filter older than the server reads only version 1: it
+//! treats a version 2 answer as malformed (its log names the magic it expected), keeps the set
+//! it applied, and status shows it pending. So the filters are upgraded first, then the
+//! server (docs/API.md).
 //!
 //! [`decode`] is total: any bytes give a response or a [`CompactError`] naming the offset and
 //! what was wrong, never a panic, and it allocates no more than the input's length warrants
@@ -37,16 +51,19 @@ use alloc::vec::Vec;
 use super::ConfigResponse;
 use crate::policy::validate::{self, validate};
 use crate::policy::{
-    Abort, Delay, Fault, FieldError, FieldErrorKind, HeaderMatch, Metadata, PolicyDocument,
-    PolicySpec, PolicyStatus, RequestMatch, Rule, Sampling, Selector, SourceMatch, StringMatch,
-    ValidationErrors, Window,
+    Abort, Delay, Fault, FaultTarget, FieldError, FieldErrorKind, HeaderMatch, Metadata,
+    PolicyDocument, PolicySpec, PolicyStatus, RequestMatch, Rule, Sampling, Selector, SourceMatch,
+    StringMatch, ValidationErrors, Window,
 };
 
-/// The first bytes of every compact answer: `BFC` and the format version.
-pub const MAGIC: &[u8; 4] = b"BFC\x01";
+/// The first bytes of every compact answer this crate writes: `BFC` and the format version.
+pub const MAGIC: &[u8; 4] = b"BFC\x02";
+
+/// The first bytes of a version 1 answer, which [`decode`] still reads (an older server's).
+pub const MAGIC_V1: &[u8; 4] = b"BFC\x01";
 
 /// The media type of the compact answer (`Content-Type`).
-pub const MEDIA_TYPE: &str = "application/vnd.boifi.config.v1";
+pub const MEDIA_TYPE: &str = "application/vnd.boifi.config.v2";
 
 /// Why bytes are not a compact `ConfigResponse` a sidecar may apply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,10 +129,19 @@ pub fn assemble<'a>(version: u64, parts: impl ExactSizeIterator<Item = &'a [u8]>
 /// Decodes a compact response and validates each policy (total: never panics, whatever the
 /// bytes).
 pub fn decode(bytes: &[u8]) -> Result<ConfigResponse, CompactError> {
-    let mut r = Reader { bytes, pos: 0 };
-    if bytes.get(..MAGIC.len()) != Some(MAGIC.as_slice()) {
-        return Err(r.fail("not a compact config answer of version 1 (magic `BFC\\x01`)"));
-    }
+    let mut r = Reader {
+        bytes,
+        pos: 0,
+        v1: false,
+    };
+    r.v1 =
+        match format_version(bytes) {
+            Some(FormatVersion::V1) => true,
+            Some(FormatVersion::V2) => false,
+            None => return Err(r.fail(
+                "not a compact config answer of version 2 or 1 (magic `BFC\\x02` or `BFC\\x01`)",
+            )),
+        };
     r.pos = MAGIC.len();
     let version = r.uint()?;
     let mut policies = Vec::new();
@@ -132,15 +158,31 @@ pub fn decode(bytes: &[u8]) -> Result<ConfigResponse, CompactError> {
 /// without decoding the rest: a sidecar that cannot decode an answer can still name the version
 /// it refuses. `None` when not even the header is readable. Total.
 pub fn peek_version(bytes: &[u8]) -> Option<u64> {
-    if bytes.get(..MAGIC.len()) != Some(MAGIC.as_slice()) {
-        return None;
-    }
+    format_version(bytes)?;
     Reader {
         bytes,
         pos: MAGIC.len(),
+        v1: false,
     }
     .uint()
     .ok()
+}
+
+/// The format versions [`decode`] reads.
+enum FormatVersion {
+    V1,
+    V2,
+}
+
+fn format_version(bytes: &[u8]) -> Option<FormatVersion> {
+    let magic = bytes.get(..MAGIC.len())?;
+    if magic == MAGIC.as_slice() {
+        Some(FormatVersion::V2)
+    } else if magic == MAGIC_V1.as_slice() {
+        Some(FormatVersion::V1)
+    } else {
+        None
+    }
 }
 
 struct Writer(Vec<u8>);
@@ -227,6 +269,7 @@ impl Writer {
         let priority = i64::from(s.priority);
         self.uint(((priority << 1) ^ (priority >> 63)) as u64);
         self.flag(s.enabled);
+        self.opt(s.heartbeat_seconds.as_ref(), |w, h| w.uint(*h));
         self.opt(p.status.as_ref(), |w, status| {
             w.uint(status.stored_at_ms);
             w.opt(status.expires_at_ms.as_ref(), |w, e| w.uint(*e));
@@ -252,6 +295,10 @@ impl Writer {
         self.uint(u64::from(f.percentage.ppm()));
         self.uint(f.start_delay_ms);
         self.uint(f.duration_seconds);
+        self.0.push(match f.target {
+            FaultTarget::Request => 0,
+            FaultTarget::Response => 1,
+        });
         self.opt(f.delay.as_ref(), |w, d| {
             w.uint(d.fixed_delay_ms);
             w.uint(d.jitter_ms);
@@ -262,12 +309,15 @@ impl Writer {
             w.opt_str(&a.body);
             w.map(&a.headers);
         });
+        self.flag(f.reset);
     }
 }
 
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// A version 1 answer: without the fields version 2 added.
+    v1: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -439,6 +489,7 @@ impl<'a> Reader<'a> {
             |zigzag| validate::priority(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64)),
         )?;
         let enabled = self.flag()?;
+        let heartbeat_seconds = if self.v1 { None } else { self.opt(Self::uint)? };
         let status = self.opt(|r| {
             Ok(PolicyStatus {
                 stored_at_ms: r.uint()?,
@@ -456,6 +507,7 @@ impl<'a> Reader<'a> {
                 window,
                 priority,
                 enabled,
+                heartbeat_seconds,
                 guards: Vec::new(),
             },
             status,
@@ -486,6 +538,19 @@ impl<'a> Reader<'a> {
         )?;
         let start_delay_ms = self.uint()?;
         let duration_seconds = self.uint()?;
+        let target = if self.v1 {
+            FaultTarget::Request
+        } else {
+            match self.byte()? {
+                0 => FaultTarget::Request,
+                1 => FaultTarget::Response,
+                _ => {
+                    return Err(
+                        self.fail_at(self.pos - 1, "fault.target: neither request nor response")
+                    )
+                }
+            }
+        };
         let delay = self.opt(|r| {
             Ok(Delay {
                 fixed_delay_ms: r.uint()?,
@@ -493,6 +558,7 @@ impl<'a> Reader<'a> {
             })
         })?;
         let abort = self.opt(|r| r.abort(|| alloc::format!("{}.abort", fault())))?;
+        let reset = !self.v1 && self.flag()?;
         Ok(Rule {
             matches: RequestMatch {
                 method,
@@ -504,8 +570,10 @@ impl<'a> Reader<'a> {
                 percentage,
                 start_delay_ms,
                 duration_seconds,
+                target,
                 delay,
                 abort,
+                reset,
             },
         })
     }

@@ -102,10 +102,13 @@ fn fault() -> impl Strategy<Value = Fault> {
                 headers: BTreeMap::new(),
             }),
         ),
+        (prop::bool::ANY, prop::bool::weighted(0.2)),
     )
         .prop_map(
-            |(percentage, start_delay_ms, duration_seconds, delay, abort)| {
-                let abort = if delay.is_none() && abort.is_none() {
+            |(percentage, start_delay_ms, duration_seconds, delay, abort, (response, reset))| {
+                // A reset never goes with an abort; a fault needs an action.
+                let reset = reset && abort.is_none();
+                let abort = if delay.is_none() && abort.is_none() && !reset {
                     Some(Abort {
                         http_status: 503,
                         grpc_status: None,
@@ -119,8 +122,14 @@ fn fault() -> impl Strategy<Value = Fault> {
                     percentage,
                     start_delay_ms,
                     duration_seconds,
+                    target: if response {
+                        FaultTarget::Response
+                    } else {
+                        FaultTarget::Request
+                    },
                     delay,
                     abort,
+                    reset,
                 }
             },
         )
@@ -185,6 +194,7 @@ fn policy() -> impl Strategy<Value = PolicyDocument> {
                         }),
                         priority,
                         enabled,
+                        heartbeat_seconds: stored.map(|at| at % 86_400 + 1),
                         guards: Vec::new(),
                     },
                     status: None,
@@ -483,13 +493,14 @@ proptest! {
                 selector: Selector::default(),
                 rules: vec![Rule {
                     matches: RequestMatch { path: Some(StringMatch::Prefix("/".into())), ..Default::default() },
-                    fault: Fault { percentage: Percentage::from_ppm(ppm).unwrap(), start_delay_ms: 0, duration_seconds: 0, delay: None,
-                        abort: Some(Abort { http_status: 503, grpc_status: None, body: None, headers: BTreeMap::new() }) },
+                    fault: Fault { percentage: Percentage::from_ppm(ppm).unwrap(), start_delay_ms: 0, duration_seconds: 0, target: FaultTarget::Request, delay: None,
+                        abort: Some(Abort { http_status: 503, grpc_status: None, body: None, headers: BTreeMap::new() }), reset: false },
                 }],
                 sampling: if by_request { Sampling::Request } else { Sampling::Random },
                 window: None,
                 priority: 0,
                 enabled: true,
+                heartbeat_seconds: None,
                 guards: Vec::new(),
             },
             status: None,

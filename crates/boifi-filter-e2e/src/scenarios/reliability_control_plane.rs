@@ -119,7 +119,7 @@ fn serve(mut stream: TcpStream, mode: &AtomicU8, body: &Mutex<(u64, Vec<u8>)>, c
             }
             Mode::Huge => {
                 // 16 MiB of a compact answer that never ends.
-                let mut b = b"BFC\x01\x63\x01".to_vec();
+                let mut b = b"BFC\x02\x63\x01".to_vec();
                 b.resize(16 * 1024 * 1024, b' ');
                 http_200(&b)
             }

@@ -152,12 +152,12 @@ fn newest_seen(query: &ConfigQuery) -> Option<u64> {
         ("refused" = Option<u64>, Query, description = "A config version the sidecar received and refused (it keeps `version`)"),
         ("reason" = Option<String>, Query, description = "Why it refused `refused` (at most 512 bytes; only with `refused`)"),
         ("wait" = Option<String>, Query, description = "How long to hold the request while `version` or `refused` is current, e.g. `30s` (at most 300s)"),
-        ("encoding" = Option<String>, Query, description = "`json` (default) or `compact`: the same answer in the compact binary encoding sidecars read (`application/vnd.boifi.config.v1`, defined in `boifi_core::wire::compact`)"),
+        ("encoding" = Option<String>, Query, description = "`json` (default) or `compact`: the same answer in the compact binary encoding sidecars read (`application/vnd.boifi.config.v2`, defined in `boifi_core::wire::compact`)"),
     ),
     responses(
-        (status = 200, description = "The current version and the policies that can apply to this sidecar (expired ones left out); with `encoding=compact` the same answer as `application/vnd.boifi.config.v1`", content(
+        (status = 200, description = "The current version and the policies that can apply to this sidecar (expired ones left out); with `encoding=compact` the same answer as `application/vnd.boifi.config.v2`", content(
             (ConfigResponseSchema = "application/json"),
-            (Vec<u8> = "application/vnd.boifi.config.v1"),
+            (Vec<u8> = "application/vnd.boifi.config.v2"),
         )),
         (status = 304, description = "`version` or `refused` is still current after `wait`"),
         (status = 400, description = "Bad query parameter", body = ApiErrorSchema),

@@ -142,6 +142,12 @@ async fn store_policy(
             ),
         ));
     }
+    // A guard needs a live control plane: sidecars stop a guarded policy they have not heard
+    // about for this long (the only part of the guards they receive).
+    if !policy.spec.guards.is_empty() && policy.spec.heartbeat_seconds.is_none() {
+        policy.spec.heartbeat_seconds =
+            Some(boifi_core::policy::guard::DEFAULT_GUARDED_HEARTBEAT_SECONDS);
+    }
     let before = snapshot(state).await?.version;
     let outcome = state
         .store

@@ -133,6 +133,8 @@ async fn a_blind_guard_stops_its_policy_before_any_sidecar_gets_it_and_rearm_sta
     let started = Instant::now();
     let (status, text) = post(&server, &body).await;
     assert_eq!(status, 201, "{text}");
+    let stored: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(stored["spec"]["heartbeat_seconds"], 30, "the guarded default: {stored}");
     // Two failed evaluations 1 s apart: the stop comes after about 1 s.
     let trip = state_after_verifying(&server, "blind", Duration::from_secs(5)).await;
     assert_eq!(trip["state"], "tripped", "{trip}");
@@ -167,7 +169,9 @@ async fn a_blind_guard_stops_its_policy_before_any_sidecar_gets_it_and_rearm_sta
 async fn config_answers_never_carry_guards_and_only_running_guarded_policies() {
     // No Prometheus: nothing evaluates, so the states written here stay as they are.
     let server = server_with_prometheus(None).await;
-    let policy = parse_policy_json(&guarded("running-guarded", good_guard()).to_string()).unwrap();
+    let mut policy =
+        parse_policy_json(&guarded("running-guarded", good_guard()).to_string()).unwrap();
+    policy.spec.heartbeat_seconds = Some(45);
     let outcome = server.store.put(policy.clone(), WriteCondition::Any).await.unwrap();
     let config_url = server.url("/v1/config?service=cartservice&namespace=demo");
     let (_, verifying) = answer(server.client.get(&config_url)).await;
@@ -199,6 +203,8 @@ async fn config_answers_never_carry_guards_and_only_running_guarded_policies() {
         if encoding == "compact" {
             let decoded = boifi_core::wire::compact::decode(&body).unwrap();
             assert!(decoded.policies.iter().all(|p| p.spec.guards.is_empty()));
+            // What sidecars get of the guards: the heartbeat bound.
+            assert_eq!(decoded.policies[0].spec.heartbeat_seconds, Some(45));
         }
     }
     server.stop().await;
