@@ -10,7 +10,9 @@ use actix_web::{web, App, HttpServer};
 
 use crate::api;
 use crate::auth::{Auth, Caller};
+use crate::guards::evaluator::GuardEvaluator;
 use crate::guards::leadership::{AlwaysLeader, GuardLeadership, WatchedLeadership};
+use crate::guards::prometheus::{PrometheusClient, PrometheusConfig};
 use crate::metrics::{Metrics, MetricsError};
 use crate::sidecars::SidecarRegistry;
 use crate::state::{AppState, DEFAULT_BODY_LIMIT};
@@ -39,6 +41,8 @@ pub struct ServerConfig {
     /// Whether this replica may evaluate guards now ([`AlwaysLeader`] for a single replica;
     /// an etcd election with replicas sharing etcd).
     pub guard_leadership: Arc<dyn GuardLeadership>,
+    /// The Prometheus guards query; `None`: guarded policies are refused.
+    pub prometheus: Option<PrometheusConfig>,
 }
 
 impl ServerConfig {
@@ -53,6 +57,7 @@ impl ServerConfig {
             handle_signals: false,
             replica: None,
             guard_leadership: Arc::new(AlwaysLeader::new()),
+            prometheus: None,
         }
     }
 }
@@ -91,6 +96,7 @@ pub struct RunningServer {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     sweeper: tokio::task::JoinHandle<()>,
     flusher: tokio::task::JoinHandle<()>,
+    evaluator: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -104,6 +110,9 @@ impl RunningServer {
         self.handle.stop(true).await;
         self.sweeper.abort();
         self.flusher.abort();
+        if let Some(evaluator) = &self.evaluator {
+            evaluator.abort();
+        }
         let _ = self.server.await;
     }
 
@@ -112,6 +121,9 @@ impl RunningServer {
         let result = self.server.await;
         self.sweeper.abort();
         self.flusher.abort();
+        if let Some(evaluator) = &self.evaluator {
+            evaluator.abort();
+        }
         match result {
             Ok(r) => r.map_err(ServerError::Http),
             Err(e) => Err(ServerError::Http(std::io::Error::other(e))),
@@ -131,10 +143,17 @@ pub async fn start(
         None => Arc::clone(&config.guard_leadership),
     };
     let sidecars = Arc::new(SidecarRegistry::default());
+    let prometheus = match &config.prometheus {
+        Some(p) => Some(PrometheusClient::new(p).map_err(|e| ServerError::Config(e.to_string()))?),
+        None => None,
+    };
+    let metrics = Metrics::new()?;
+    let guard_metrics = metrics.guards();
     let state = web::Data::new(AppState {
         store: Arc::clone(&store),
         auth: config.auth.clone(),
-        metrics: Metrics::new()?,
+        metrics,
+        guards: prometheus.clone(),
         sidecars: Arc::clone(&sidecars),
         replica: replica.clone(),
         body_limit: config.body_limit,
@@ -168,6 +187,15 @@ pub async fn start(
     let handle = server.handle();
     let server = tokio::spawn(server);
     let sweeper = tokio::spawn(sweep_loop(Arc::clone(&store), config.sweep_grace));
+    let evaluator = prometheus.map(|client| {
+        let evaluator = GuardEvaluator::new(
+            Arc::clone(&store),
+            client,
+            Arc::clone(&state.guard_leadership),
+            guard_metrics,
+        );
+        tokio::spawn(evaluator.run())
+    });
     let flusher = tokio::spawn(crate::sidecars::flush_loop(
         sidecars,
         store,
@@ -180,6 +208,7 @@ pub async fn start(
         server,
         sweeper,
         flusher,
+        evaluator,
     })
 }
 

@@ -20,6 +20,8 @@ pub struct AppState {
     pub auth: Auth,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// The Prometheus guards are evaluated against; `None`: guarded policies are refused.
+    pub guards: Option<crate::guards::prometheus::PrometheusClient>,
     /// Sidecars seen on `/v1/config` by this replica.
     pub sidecars: Arc<SidecarRegistry>,
     /// This replica's name in shared sidecar reports.

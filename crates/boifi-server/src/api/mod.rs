@@ -102,7 +102,8 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiFail
     state.metrics.store_health(&state.store.backend_health());
     state
         .metrics
-        .guard_leader(*state.guard_leadership.subscribe().borrow());
+        .guards()
+        .leading(*state.guard_leadership.subscribe().borrow());
     let text = state
         .metrics
         .render(

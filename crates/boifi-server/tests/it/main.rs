@@ -14,6 +14,7 @@ mod conformance;
 mod etcd_faults;
 mod etcd_store;
 mod guard_election;
+mod guards;
 mod ha_status;
 mod harness;
 mod legacy;
