@@ -435,8 +435,7 @@ impl ConfigSync {
         let Some(held) = self.held.as_ref() else {
             return step;
         };
-        if let Ok((version, set)) = compile_response(held, &self.identity, now_ms, self.max_rules)
-        {
+        if let Ok((version, set)) = compile_response(held, &self.identity, now_ms, self.max_rules) {
             step.log.push(LogLine {
                 level: LogLevel::Info,
                 message: format!(
@@ -1046,7 +1045,11 @@ pub(crate) mod tests {
         let applied = sync.on_answer(Some(b"200"), Some(&body), 1_000, 0);
         assert_eq!(installed_names(&applied), ["guarded", "open"]);
         // The long-poll asks for an answer within half the bound.
-        assert!(sync.request_path().contains("wait=1000ms"), "{}", sync.request_path());
+        assert!(
+            sync.request_path().contains("wait=1000ms"),
+            "{}",
+            sync.request_path()
+        );
         assert_eq!(sync.heartbeat_due_ms(), Some(3_000));
 
         // The control plane dies: failures before the bound keep everything, and their retry
@@ -1063,16 +1066,27 @@ pub(crate) mod tests {
         assert!(late.heartbeat_lapsed);
         assert_eq!(late.counter, Some(Counter::PollFailures));
         assert_eq!(installed_names(&late), ["open"]);
-        let published = late.install.as_ref().and_then(|i| i.body.as_deref()).unwrap();
+        let published = late
+            .install
+            .as_ref()
+            .and_then(|i| i.body.as_deref())
+            .unwrap();
         let names: Vec<String> = compact::decode(published)
             .unwrap()
             .policies
             .iter()
             .map(|p| p.name().into())
             .collect();
-        assert_eq!(names, ["open"], "the body other workers compile leaves it out too");
+        assert_eq!(
+            names,
+            ["open"],
+            "the body other workers compile leaves it out too"
+        );
         assert_eq!(sync.lapsed(), ["guarded"]);
-        assert!(sync.on_failed_call(&"refused", 9_000, 0).install.is_none(), "one lapse");
+        assert!(
+            sync.on_failed_call(&"refused", 9_000, 0).install.is_none(),
+            "one lapse"
+        );
 
         // The control plane answers again (304): the whole set is back.
         let back = sync.on_answer(Some(b"304"), None, 10_000, 0);
@@ -1102,7 +1116,10 @@ pub(crate) mod tests {
         assert_eq!(installed_names(&lapse), ["open"]);
         let fresh = sync.on_answer(Some(b"200"), Some(&guarded_answer(2, 5)), 1_200, 0);
         assert_eq!(installed_names(&fresh), ["guarded", "open"]);
-        assert!(fresh.install.unwrap().body.is_none(), "the received body is published");
+        assert!(
+            fresh.install.unwrap().body.is_none(),
+            "the received body is published"
+        );
         assert_eq!(sync.heartbeat_due_ms(), Some(6_200));
         assert!(sync.check_heartbeat(6_199).is_none());
     }

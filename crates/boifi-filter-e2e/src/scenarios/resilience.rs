@@ -112,7 +112,12 @@ pub fn a_heartbeat_bound_stops_its_policy_when_the_control_plane_dies_and_only_i
     let mut mesh = Mesh::start(filter);
     let envoy = mesh.frontend();
     let mut c = envoy.client();
-    mesh.put("open", json!({"service": "frontend"}), "/open", abort(100, 503));
+    mesh.put(
+        "open",
+        json!({"service": "frontend"}),
+        "/open",
+        abort(100, 503),
+    );
     let mut guarded = policy(
         "guarded",
         json!({"service": "frontend"}),
@@ -140,7 +145,11 @@ pub fn a_heartbeat_bound_stops_its_policy_when_the_control_plane_dies_and_only_i
     );
     let stopped = wait_for_status(&mut c, "/guarded", 200, BOUND * 2);
     let stopped_after = killed.elapsed();
-    assert!(stopped.is_some(), "the guarded policy kept firing\n{}", envoy.log());
+    assert!(
+        stopped.is_some(),
+        "the guarded policy kept firing\n{}",
+        envoy.log()
+    );
     eprintln!(
         "heartbeat bound {} ms: the guarded policy stopped {} ms after the control plane died",
         BOUND.as_millis(),
@@ -152,7 +161,9 @@ pub fn a_heartbeat_bound_stops_its_policy_when_the_control_plane_dies_and_only_i
         stopped_after <= BOUND + Duration::from_millis(250),
         "stopped {stopped_after:?} after the kill, over the bound"
     );
-    assert!(burst(&mut c, "/guarded", 20).iter().all(|r| r.status == 200));
+    assert!(burst(&mut c, "/guarded", 20)
+        .iter()
+        .all(|r| r.status == 200));
     assert!(
         burst(&mut c, "/open", 20).iter().all(|r| r.status == 503),
         "the unguarded policy must keep firing"

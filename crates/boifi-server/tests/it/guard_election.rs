@@ -46,7 +46,11 @@ async fn leading(client: &reqwest::Client, replica: &Binary) -> Option<bool> {
 }
 
 /// Polls both replicas until exactly one leads (failing if both ever do); its index.
-async fn until_one_leads(client: &reqwest::Client, replicas: &[&Binary], within: Duration) -> usize {
+async fn until_one_leads(
+    client: &reqwest::Client,
+    replicas: &[&Binary],
+    within: Duration,
+) -> usize {
     let deadline = Instant::now() + within;
     loop {
         let mut leaders = Vec::new();
@@ -55,7 +59,10 @@ async fn until_one_leads(client: &reqwest::Client, replicas: &[&Binary], within:
                 leaders.push(index);
             }
         }
-        assert!(leaders.len() <= 1, "two replicas evaluate guards: {leaders:?}");
+        assert!(
+            leaders.len() <= 1,
+            "two replicas evaluate guards: {leaders:?}"
+        );
         if let [leader] = leaders[..] {
             return leader;
         }
@@ -163,7 +170,11 @@ async fn one_replica_evaluates_guards_and_another_takes_over_within_the_lease_tt
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let took = killed.elapsed();
-    eprintln!("guard election: takeover {} ms after SIGKILL (TTL {} ms)", took.as_millis(), TTL.as_millis());
+    eprintln!(
+        "guard election: takeover {} ms after SIGKILL (TTL {} ms)",
+        took.as_millis(),
+        TTL.as_millis()
+    );
     assert!(
         took <= TAKEOVER_BOUND,
         "takeover took {took:?}, over the bound of {TAKEOVER_BOUND:?}"

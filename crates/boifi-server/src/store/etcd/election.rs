@@ -178,11 +178,7 @@ async fn campaign(
             .pick(skip)
             .ok_or_else(|| StoreError::Unavailable("no etcd member to campaign on".to_owned()))?;
         let mut elections = client.election_client();
-        let attempt = elections.campaign(
-            election.name.as_str(),
-            election.replica.as_str(),
-            lease,
-        );
+        let attempt = elections.campaign(election.name.as_str(), election.replica.as_str(), lease);
         match tokio::time::timeout(ttl, attempt).await {
             Ok(Ok(mut answer)) => {
                 members.answered(index);
@@ -223,19 +219,24 @@ pub(super) async fn leader_key(
     deadline: Instant,
 ) -> Result<Option<etcd_client::KeyValue>, StoreError> {
     let answer = members
-        .call("election leader", Retry::Safe, deadline, |client| async move {
-            match client.election_client().leader(name).await {
-                Ok(mut answer) => Ok(answer.take_kv()),
-                // etcd's election server answers an empty election with this error, which is
-                // an answer, not a member failure.
-                Err(etcd_client::Error::GRpcStatus(status))
-                    if status.message().contains("election: no leader") =>
-                {
-                    Ok(None)
+        .call(
+            "election leader",
+            Retry::Safe,
+            deadline,
+            |client| async move {
+                match client.election_client().leader(name).await {
+                    Ok(mut answer) => Ok(answer.take_kv()),
+                    // etcd's election server answers an empty election with this error, which is
+                    // an answer, not a member failure.
+                    Err(etcd_client::Error::GRpcStatus(status))
+                        if status.message().contains("election: no leader") =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            }
-        })
+            },
+        )
         .await?;
     Ok(answer.value)
 }
@@ -259,8 +260,7 @@ async fn keep_alive(
                 Retry::Safe,
                 sent + every,
                 |client| async move {
-                    let (mut keeper, mut answers) =
-                        client.lease_client().keep_alive(lease).await?;
+                    let (mut keeper, mut answers) = client.lease_client().keep_alive(lease).await?;
                     keeper.keep_alive().await?;
                     answers.message().await
                 },
