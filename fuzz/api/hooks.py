@@ -9,7 +9,10 @@ valid (positive mode). Negative requests are left alone: they break the schema i
 - `reason` (GET /v1/config) comes only with `refused`;
 - `namespaces` (GET /v1/config) comes only with `proxy=waypoint`, `destinations` only with
   `proxy=waypoint` or `proxy=gateway`;
-- the body of `PUT /v1/policies/{name}` names the policy of the path.
+- the body of `PUT /v1/policies/{name}` names the policy of the path;
+- each of `spec.guards` has exactly one of `success_condition` or `failure_condition`, a
+  name no other guard of the policy has, and a query that is PromQL (a parser checks it;
+  positive requests send `up`, a query every PromQL parser reads).
 
 One change serves the time budget, not the document: a long-poll (`GET /v1/config` with the
 current `version`) is held for `wait`, up to 300 s; every `wait` above 1 s is sent as `1s`, so a
@@ -63,6 +66,23 @@ def _fix_policy(body):
         if isinstance(delay, dict) and _number(delay.get("jitter_ms")) and _number(delay.get("fixed_delay_ms")):
             if delay["jitter_ms"] > delay["fixed_delay_ms"]:
                 delay["jitter_ms"], delay["fixed_delay_ms"] = delay["fixed_delay_ms"], delay["jitter_ms"]
+    names = set()
+    for i, guard in enumerate(spec.get("guards") or []):
+        if not isinstance(guard, dict):
+            continue
+        if isinstance(guard.get("query"), str):
+            guard["query"] = "up"
+        success, failure = guard.get("success_condition"), guard.get("failure_condition")
+        if (success is None) == (failure is None):
+            guard.pop("failure_condition", None)
+            if success is None:
+                guard["success_condition"] = "result >= 0"
+        name = guard.get("name")
+        if isinstance(name, str):
+            while name in names:
+                name = f"g{i}-{len(names)}" if len(name) > 50 else name + "x"
+            guard["name"] = name
+            names.add(name)
     window = spec.get("window")
     if isinstance(window, dict):
         start, end = _instant(window.get("start")), _instant(window.get("end"))

@@ -666,6 +666,7 @@ fn arbitrary_document(u: &mut Unstructured<'_>) -> ArbResult<PolicyDocument> {
                 1 => Some(u.int_in_range(1..=86_400)?),
                 _ => Some(u.arbitrary()?),
             },
+            guards: Vec::new(),
         },
         status: None,
     };

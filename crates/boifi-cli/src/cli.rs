@@ -107,6 +107,37 @@ pub enum PolicyCommand {
     /// Delete policies by name
     #[command(alias = "rm")]
     Delete(DeleteArgs),
+    /// Re-arm a guarded policy stopped by a guard: it injects again once its guards pass
+    Rearm(RearmArgs),
+}
+
+/// `policy rearm`.
+#[derive(Debug, Args)]
+pub struct RearmArgs {
+    /// The policy
+    pub name: String,
+}
+
+/// A guarded policy's state, for `policy list --guard-state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GuardStateFilter {
+    /// Waiting for its guards to pass once; injects nothing
+    Verifying,
+    /// Its guards passed; injecting
+    Running,
+    /// Stopped by a guard
+    Tripped,
+}
+
+impl GuardStateFilter {
+    /// As the server names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardStateFilter::Verifying => "verifying",
+            GuardStateFilter::Running => "running",
+            GuardStateFilter::Tripped => "tripped",
+        }
+    }
 }
 
 /// Where policy documents come from.
@@ -154,6 +185,9 @@ pub struct GetArgs {
     /// Only policies with these `metadata.labels`, `key=value` (repeatable, or comma-separated)
     #[arg(short = 'l', long = "selector", value_name = "KEY=VALUE", value_delimiter = ',', value_parser = parse_pair, conflicts_with = "name")]
     pub selector: Vec<(String, String)>,
+    /// Only guarded policies in this state
+    #[arg(long, value_enum, conflicts_with = "name")]
+    pub guard_state: Option<GuardStateFilter>,
 }
 
 /// `policy list`.
@@ -162,6 +196,9 @@ pub struct ListArgs {
     /// Only policies with these `metadata.labels`, `key=value` (repeatable, or comma-separated)
     #[arg(short = 'l', long = "selector", value_name = "KEY=VALUE", value_delimiter = ',', value_parser = parse_pair)]
     pub selector: Vec<(String, String)>,
+    /// Only guarded policies in this state (e.g. `--guard-state tripped`)
+    #[arg(long, value_enum)]
+    pub guard_state: Option<GuardStateFilter>,
 }
 
 /// `policy describe`.

@@ -92,6 +92,13 @@ impl Client {
         finish(url, request.send(&bytes[..]))
     }
 
+    /// `POST path` without a body (an action such as re-arming a policy).
+    pub fn post_empty(&self, path: &str) -> Result<Answer, CliError> {
+        let url = self.url(path);
+        let request = self.authorized(self.agent.post(&url));
+        finish(url, request.send_empty())
+    }
+
     /// The request with the bearer token, if there is one.
     fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
         match &self.authorization {

@@ -174,3 +174,25 @@ mod tests {
         );
     }
 }
+
+/// A policy's state as listings show it: a guarded active policy shows its guard state
+/// (`verifying`, `running`, `tripped`) instead of `active`.
+pub fn policy_state(state: &str, guard: Option<&boifi_core::wire::GuardSummary>) -> String {
+    match guard {
+        Some(g) if state == "active" => g.state.clone(),
+        _ => state.to_owned(),
+    }
+}
+
+/// The line that says which guard stopped a tripped policy, at what value and when; `None`
+/// unless tripped.
+pub fn guard_stop(guard: &boifi_core::wire::GuardSummary) -> Option<String> {
+    (guard.state == "tripped").then(|| {
+        format!(
+            "stopped by guard `{}` at value {} ({}); re-arm with `boifi-cli policy rearm`",
+            guard.guard.as_deref().unwrap_or("?"),
+            guard.value.as_deref().unwrap_or("no value"),
+            time(guard.at_ms)
+        )
+    })
+}

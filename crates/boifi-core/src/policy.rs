@@ -6,6 +6,7 @@
 //! which every reader calls: the JSON/YAML reader and the compact decoder.
 
 pub mod error;
+pub mod guard;
 pub(crate) mod name;
 mod read;
 pub(crate) mod validate;
@@ -107,6 +108,9 @@ pub struct PolicySpec {
     /// applying the policy (1..=[`MAX_HEARTBEAT_SECONDS`]); `None`: it applies it until told
     /// otherwise.
     pub heartbeat_seconds: Option<u64>,
+    /// Health checks the control plane evaluates; the first that fails `failure_limit` times
+    /// in a row stops the policy. Empty: unguarded. Never sent to sidecars.
+    pub guards: Vec<guard::Guard>,
 }
 
 /// Which sidecars a policy applies to. `None` means any.
@@ -329,6 +333,10 @@ pub struct PolicyStatus {
     pub expires_at_ms: Option<u64>,
     /// The store revision of this policy's last write.
     pub revision: u64,
+    /// A guarded policy's state, written by the control plane's guard evaluator only (a
+    /// client's is dropped); `None` on an unguarded policy, and read as
+    /// [`guard::GuardState::Verifying`] on a guarded one.
+    pub guard: Option<guard::GuardState>,
 }
 
 /// Where a policy stands at a moment.
@@ -403,14 +411,43 @@ impl PolicyDocument {
         }
     }
 
-    /// The same policy with its status set for a write at `stored_at_ms`.
+    /// The same policy with its status set for a write at `stored_at_ms`. The guard state
+    /// of the status it carries is kept (the server clears a client's status before it
+    /// stores; the guard evaluator writes the state it decided), so `duration_seconds` of a
+    /// guarded policy counts from the write that made it run.
     pub fn stored(mut self, stored_at_ms: u64, revision: u64) -> PolicyDocument {
+        let guard = self.status.and_then(|s| s.guard);
         self.status = Some(PolicyStatus {
             stored_at_ms,
             expires_at_ms: self.expires_at_ms(stored_at_ms),
             revision,
+            guard,
         });
         self
+    }
+
+    /// The guard state of a guarded policy (`None`: unguarded).
+    pub fn guard_state(&self) -> Option<guard::GuardState> {
+        if self.spec.guards.is_empty() {
+            return None;
+        }
+        Some(self.status.and_then(|s| s.guard).unwrap_or_default())
+    }
+
+    /// Whether sidecars may get the policy: unguarded, or guarded and running.
+    pub fn guards_allow_injection(&self) -> bool {
+        self.guard_state().is_none_or(|s| s.injects())
+    }
+
+    /// The policy as a sidecar gets it: without its guards and their state (sidecars never
+    /// evaluate guards).
+    pub fn for_sidecars(&self) -> PolicyDocument {
+        let mut policy = self.clone();
+        policy.spec.guards = Vec::new();
+        if let Some(status) = &mut policy.status {
+            status.guard = None;
+        }
+        policy
     }
 
     /// Kinds of fault the policy injects, for listings: each of `abort`, `delay` and `reset`

@@ -21,8 +21,9 @@ pub use native::{
     NativeConfig, NativeConfigError, DEFAULT_CONTROL_PLANE_ADDRESS, NATIVE_MODULE_NAME,
 };
 pub use status::{
-    LegacySummary, PolicyStatusEntry, ProxyCounts, SidecarReport, SidecarState, SidecarStatusEntry,
-    StatusResponse, StatusTotals, Targets, IN_SHARED_PROXIES_NEVER, IN_SHARED_PROXIES_PER_REQUEST,
+    GuardSummary, LegacySummary, PolicyStatusEntry, ProxyCounts, SidecarReport, SidecarState,
+    SidecarStatusEntry, StatusResponse, StatusTotals, Targets, IN_SHARED_PROXIES_NEVER,
+    IN_SHARED_PROXIES_PER_REQUEST,
 };
 
 /// The answer of `GET /v1/config`: the policies that can apply to the asking sidecar.

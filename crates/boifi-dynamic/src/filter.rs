@@ -160,6 +160,10 @@ impl FilterConfig {
         handle.increment(m.counter(Counter::ConfigUpdates), report.delta.updates);
         handle.increment(m.counter(Counter::ConfigErrors), report.delta.errors);
         handle.increment(m.counter(Counter::PollFailures), report.delta.poll_failures);
+        handle.increment(
+            m.counter(Counter::HeartbeatLapses),
+            report.delta.heartbeat_lapses,
+        );
         handle.set_gauge(m.gauge(Gauge::ActivePolicies), report.active);
         if let Some(v) = report.version {
             handle.set_gauge(m.gauge(Gauge::ConfigVersion), v);
@@ -534,6 +538,7 @@ fn report_to(counters: &mut StreamCounters<'_, '_>, report: Report) {
     counters.add(Counter::ConfigUpdates, report.delta.updates);
     counters.add(Counter::ConfigErrors, report.delta.errors);
     counters.add(Counter::PollFailures, report.delta.poll_failures);
+    counters.add(Counter::HeartbeatLapses, report.delta.heartbeat_lapses);
     counters.set(Gauge::ActivePolicies, report.active);
     if let Some(v) = report.version {
         counters.set(Gauge::ConfigVersion, v);

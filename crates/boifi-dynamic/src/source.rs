@@ -45,6 +45,7 @@ struct PollStats {
     updates: AtomicU64,
     errors: AtomicU64,
     poll_failures: AtomicU64,
+    heartbeat_lapses: AtomicU64,
     changed: AtomicBool,
     next_refresh_ms: AtomicU64,
     reported: Mutex<StatsDelta>,
@@ -59,6 +60,8 @@ pub struct StatsDelta {
     pub errors: u64,
     /// Requests that failed (unreachable, timeout, bad status).
     pub poll_failures: u64,
+    /// Times policies were left out because their heartbeat bound lapsed.
+    pub heartbeat_lapses: u64,
 }
 
 /// What to write to Envoy's metrics.
@@ -85,6 +88,7 @@ impl PollStats {
             Counter::ConfigUpdates => &self.updates,
             Counter::ConfigErrors => &self.errors,
             Counter::PollFailures => &self.poll_failures,
+            Counter::HeartbeatLapses => &self.heartbeat_lapses,
             // The request path counts the others, on its worker.
             _ => return,
         };
@@ -131,11 +135,15 @@ impl PolicySource {
             updates: self.stats.updates.load(Ordering::Relaxed),
             errors: self.stats.errors.load(Ordering::Relaxed),
             poll_failures: self.stats.poll_failures.load(Ordering::Relaxed),
+            heartbeat_lapses: self.stats.heartbeat_lapses.load(Ordering::Relaxed),
         };
         let delta = StatsDelta {
             updates: total.updates.saturating_sub(reported.updates),
             errors: total.errors.saturating_sub(reported.errors),
             poll_failures: total.poll_failures.saturating_sub(reported.poll_failures),
+            heartbeat_lapses: total
+                .heartbeat_lapses
+                .saturating_sub(reported.heartbeat_lapses),
         };
         *reported = total;
         drop(reported);
@@ -334,7 +342,7 @@ fn take_step(src: &PolicySource, step: Step) -> Next {
             abi::log(level, &line.message);
         }
     }
-    if let Some(Install { version, set }) = step.install {
+    if let Some(Install { version, set, .. }) = step.install {
         // Only this thread stores, so load-then-store cannot lose a publication.
         let seq = src.published.load().seq.wrapping_add(1).max(1);
         src.published.store(Arc::new(Published {
@@ -345,6 +353,9 @@ fn take_step(src: &PolicySource, step: Step) -> Next {
     }
     if let Some(counter) = step.counter {
         src.stats.add(counter);
+    }
+    if step.heartbeat_lapsed {
+        src.stats.add(Counter::HeartbeatLapses);
     }
     step.next
 }

@@ -24,6 +24,9 @@ pub const CONFIG_UPDATES_TOTAL: &str = "hfi.config.updates_total";
 pub const CONFIG_ERRORS_TOTAL: &str = "hfi.config.errors_total";
 /// Config requests that failed (control plane unreachable, timeout, bad status) (counter).
 pub const CONFIG_POLL_FAILURES_TOTAL: &str = "hfi.config.poll_failures_total";
+/// Times the sidecar stopped applying policies whose heartbeat bound lapsed (the control
+/// plane unheard for their `heartbeat_seconds`).
+pub const CONFIG_HEARTBEAT_LAPSES_TOTAL: &str = "hfi.config.heartbeat_lapses_total";
 /// Policies in the set this Envoy holds (gauge).
 pub const ACTIVE_POLICIES: &str = "hfi.policies.active";
 /// The control plane's config version this Envoy holds (gauge).
@@ -66,6 +69,8 @@ pub enum Counter {
     ConfigErrors,
     /// [`CONFIG_POLL_FAILURES_TOTAL`].
     PollFailures,
+    /// [`CONFIG_HEARTBEAT_LAPSES_TOTAL`].
+    HeartbeatLapses,
     /// [`DESTINATION_EVICTIONS_TOTAL`].
     DestinationEvictions,
     /// [`RESPONSE_ABORTS_TOTAL`].
@@ -78,7 +83,7 @@ pub enum Counter {
 
 impl Counter {
     /// Every counter, in a fixed order (`as usize` indexes it).
-    pub const ALL: [Counter; 11] = [
+    pub const ALL: [Counter; 12] = [
         Counter::Aborts,
         Counter::Delays,
         Counter::DelaysOverCap,
@@ -86,6 +91,7 @@ impl Counter {
         Counter::ConfigUpdates,
         Counter::ConfigErrors,
         Counter::PollFailures,
+        Counter::HeartbeatLapses,
         Counter::DestinationEvictions,
         Counter::ResponseAborts,
         Counter::ResponseDelays,
@@ -102,6 +108,7 @@ impl Counter {
             Counter::ConfigUpdates => CONFIG_UPDATES_TOTAL,
             Counter::ConfigErrors => CONFIG_ERRORS_TOTAL,
             Counter::PollFailures => CONFIG_POLL_FAILURES_TOTAL,
+            Counter::HeartbeatLapses => CONFIG_HEARTBEAT_LAPSES_TOTAL,
             Counter::DestinationEvictions => DESTINATION_EVICTIONS_TOTAL,
             Counter::ResponseAborts => RESPONSE_ABORTS_TOTAL,
             Counter::ResponseDelays => RESPONSE_DELAYS_TOTAL,

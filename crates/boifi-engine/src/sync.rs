@@ -24,6 +24,17 @@
 //! (one that does not read `refused=`) is answered with backoff, never with a tight loop.
 //! Without long-poll (`long_poll_wait_ms` 0), "at once" is after `backoff_initial_ms`.
 //!
+//! # Heartbeat bound
+//! A policy with `spec.heartbeat_seconds` (a guarded one) is applied only while the control
+//! plane answers: when no 200 or 304 came for that long, the sidecar installs the set without
+//! it ([`Counter::HeartbeatLapses`], a warn line) and puts it back on the next 200 or 304.
+//! Policies without a bound keep the fail-open behaviour (the last good set stays forever).
+//! The check runs on every failed call, and a failed call's retry is never later than the next
+//! bound to lapse, so a dead control plane is noticed on time; a host may also call
+//! [`ConfigSync::check_heartbeat`] at any time. While such a policy is held, a long-poll asks
+//! the server to answer (304) within half the smallest bound, so a live control plane is
+//! always heard in time.
+//!
 //! Logging: a failure (no answer, a bad status, a malformed body) is logged at warn once per
 //! episode of consecutive failures, then at debug; a refused credential is logged at warn once
 //! more in an episode that began otherwise (a control plane restarted with rotated credentials
@@ -275,6 +286,10 @@ pub struct Install {
     pub version: u64,
     /// The compiled set (a shared proxy's: its policy list).
     pub set: PolicySet,
+    /// The compact answer the set was compiled from, when it is not the body just received (a
+    /// set without the policies whose heartbeat bound lapsed): what a host that shares the
+    /// body with other workers publishes instead.
+    pub body: Option<Vec<u8>>,
 }
 
 /// What the host does after one answer: the only place a host learns what an answer means.
@@ -285,6 +300,9 @@ pub struct Step {
     pub install: Option<Install>,
     /// The counter to add one to (at most one per answer).
     pub counter: Option<Counter>,
+    /// Policies were left out because their heartbeat bound lapsed: add one to
+    /// [`Counter::HeartbeatLapses`].
+    pub heartbeat_lapsed: bool,
     /// Lines to log, in order (the host may skip those below its level).
     pub log: Vec<LogLine>,
     /// When to poll next.
@@ -305,6 +323,12 @@ pub struct ConfigSync {
     credential: Option<ReadCredential>,
     /// Whether the current failure episode logged a refused credential at warn.
     credential_warned: bool,
+    /// Host time of the last 200 or 304.
+    heard_ms: Option<u64>,
+    /// The applied answer, kept while one of its policies has a heartbeat bound.
+    held: Option<ConfigResponse>,
+    /// Names of the held policies left out of the installed set (their bound lapsed).
+    lapsed: Vec<String>,
 }
 
 impl ConfigSync {
@@ -321,6 +345,9 @@ impl ConfigSync {
             backoff: Backoff::new(config.backoff_initial_ms, config.backoff_max_ms),
             credential: config.control_plane_token.clone(),
             credential_warned: false,
+            heard_ms: None,
+            held: None,
+            lapsed: Vec::new(),
         }
     }
 
@@ -341,6 +368,80 @@ impl ConfigSync {
     /// request, so a rotated Secret is used without a restart).
     pub fn set_credential(&mut self, credential: Option<ReadCredential>) {
         self.credential = credential;
+
+    }
+
+    /// Names of the policies left out now because their heartbeat bound lapsed.
+    pub fn lapsed(&self) -> &[String] {
+        &self.lapsed
+    }
+
+    /// The held policies' heartbeat bounds in ms, with their names.
+    fn bounds(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.held
+            .iter()
+            .flat_map(|r| r.policies.iter())
+            .filter_map(|p| {
+                let seconds = p.spec.heartbeat_seconds?;
+                Some((p.name(), seconds.saturating_mul(1_000)))
+            })
+    }
+
+    /// Host time at which the next applied policy's heartbeat bound lapses, if one is held.
+    pub fn heartbeat_due_ms(&self) -> Option<u64> {
+        let heard = self.heard_ms?;
+        self.bounds()
+            .filter(|(name, _)| !self.lapsed.iter().any(|l| l == name))
+            .map(|(_, bound)| heard.saturating_add(bound))
+            .min()
+    }
+
+    /// Leaves out of the installed set every held policy whose heartbeat bound lapsed at
+    /// `now_ms`: a step installing the smaller set (its `next`: when the next bound lapses),
+    /// or `None` when nothing changed.
+    pub fn check_heartbeat(&mut self, now_ms: u64) -> Option<Step> {
+        let heard = self.heard_ms?;
+        let lapsed: Vec<String> = self
+            .bounds()
+            .filter(|(_, bound)| now_ms >= heard.saturating_add(*bound))
+            .map(|(name, _)| String::from(name))
+            .collect();
+        if lapsed == self.lapsed {
+            return None;
+        }
+        let held = self.held.as_ref()?;
+        let kept = ConfigResponse {
+            version: held.version,
+            policies: held
+                .policies
+                .iter()
+                .filter(|p| !lapsed.iter().any(|l| l == p.name()))
+                .cloned()
+                .collect(),
+        };
+        let (version, set) =
+            compile_response(&kept, &self.identity, now_ms, self.max_rules).ok()?;
+        let silent_ms = now_ms.saturating_sub(heard);
+        let log = alloc::vec![LogLine {
+            level: LogLevel::Warn,
+            message: format!(
+                "boifi: no answer from the control plane for {silent_ms} ms: stopped applying [{}] (heartbeat bound lapsed) until it answers again",
+                lapsed.join(", ")
+            ),
+        }];
+        self.lapsed = lapsed;
+        let next = Next::RetryAt(self.heartbeat_due_ms().unwrap_or(now_ms));
+        Some(Step {
+            install: Some(Install {
+                version,
+                set,
+                body: Some(compact::encode(&kept)),
+            }),
+            counter: None,
+            heartbeat_lapsed: true,
+            log,
+            next,
+        })
     }
 
     /// The version applied (reported to the control plane in every request).
@@ -365,12 +466,19 @@ impl ConfigSync {
         let query = ConfigQuery {
             identity: self.identity.clone(),
             version: self.version,
-            wait_ms: seen.and(Some(self.wait_ms)).filter(|w| *w > 0),
+            wait_ms: seen.and(Some(self.wait_for_heartbeat())).filter(|w| *w > 0),
             encoding: ConfigEncoding::Compact,
             refused: self.refused.clone(),
             ..ConfigQuery::default()
         };
         format!("/v1/config?{}", query.to_query_string())
+    }
+
+    /// The long-poll's wait: at most half the smallest heartbeat bound held, so a live control
+    /// plane's 304 always comes before a bound lapses.
+    fn wait_for_heartbeat(&self) -> u64 {
+        let half_bound = self.bounds().map(|(_, bound)| bound / 2).min();
+        half_bound.map_or(self.wait_ms, |half| self.wait_ms.min(half.max(1)))
     }
 
     /// Consecutive failures (calls without a usable answer) of the current episode.
@@ -390,17 +498,31 @@ impl ConfigSync {
     ) -> Step {
         match classify(status, body) {
             Ok(PollOutcome::Updated { response }) => {
+                self.heard_ms = Some(now_ms);
                 let compiled = self.faults.check(&response).and_then(|()| {
                     compile_response(&response, &self.identity, now_ms, self.max_rules)
                 });
                 match compiled {
-                    Ok((version, set)) => self.apply(version, set, now_ms),
-                    Err(e) => self.refuse(response.version, &e, now_ms, draw),
+                    Ok((version, set)) => {
+                        let bounded = response
+                            .policies
+                            .iter()
+                            .any(|p| p.spec.heartbeat_seconds.is_some());
+                        self.held = bounded.then_some(response);
+                        self.lapsed.clear();
+                        self.apply(version, set, now_ms)
+                    }
+                    Err(e) => {
+                        let step = self.refuse(response.version, &e, now_ms, draw);
+                        self.resume(step, now_ms)
+                    }
                 }
             }
             Ok(PollOutcome::Unchanged) => {
+                self.heard_ms = Some(now_ms);
                 let log = self.recover().into_iter().collect();
-                self.step(None, None, log, now_ms)
+                let step = self.step(None, None, log, now_ms);
+                self.resume(step, now_ms)
             }
             // A well-formed answer with a policy the one validation refuses is a set this host
             // cannot apply, like one that does not compile: refused, and the poll waits for the
@@ -437,6 +559,33 @@ impl ConfigSync {
         self.failed(Counter::PollFailures, cause, now_ms, draw)
     }
 
+    /// The control plane answered without a new set to apply: `step`, installing the whole
+    /// held set again if policies had been left out for a lapsed heartbeat.
+    fn resume(&mut self, mut step: Step, now_ms: u64) -> Step {
+        if self.lapsed.is_empty() {
+            return step;
+        }
+        let Some(held) = self.held.as_ref() else {
+            return step;
+        };
+        if let Ok((version, set)) = compile_response(held, &self.identity, now_ms, self.max_rules) {
+            step.log.push(LogLine {
+                level: LogLevel::Info,
+                message: format!(
+                    "boifi: the control plane answers again: applying [{}] again",
+                    self.lapsed.join(", ")
+                ),
+            });
+            step.install = Some(Install {
+                version,
+                set,
+                body: Some(compact::encode(held)),
+            });
+            self.lapsed.clear();
+        }
+        step
+    }
+
     /// A usable answer: installs it.
     fn apply(&mut self, version: u64, set: PolicySet, now_ms: u64) -> Step {
         let mut log: Vec<LogLine> = self.recover().into_iter().collect();
@@ -452,7 +601,11 @@ impl ConfigSync {
         });
         self.version = Some(version);
         self.refused = None;
-        let install = Some(Install { version, set });
+        let install = Some(Install {
+            version,
+            set,
+            body: None,
+        });
         self.step(install, Some(Counter::ConfigUpdates), log, now_ms)
     }
 
@@ -517,12 +670,24 @@ impl ConfigSync {
                 ),
             }
         };
-        Step {
+        let retry_at = now_ms.saturating_add(retry_in_ms);
+        let mut step = Step {
             install: None,
             counter: Some(counter),
+            heartbeat_lapsed: false,
             log: alloc::vec![line],
-            next: Next::RetryAt(now_ms.saturating_add(retry_in_ms)),
+            next: Next::RetryAt(retry_at),
+        };
+        if let Some(lapse) = self.check_heartbeat(now_ms) {
+            step.install = lapse.install;
+            step.heartbeat_lapsed = true;
+            step.log.extend(lapse.log);
         }
+        // The next bound to lapse is checked on time: retry no later than it.
+        if let Some(due) = self.heartbeat_due_ms() {
+            step.next = Next::RetryAt(retry_at.min(due.max(now_ms)));
+        }
+        step
     }
 
     /// The end of a failure episode: resets the backoff, and says so once.
@@ -555,6 +720,7 @@ impl ConfigSync {
         Step {
             install,
             counter,
+            heartbeat_lapsed: false,
             log,
             next,
         }
@@ -1112,5 +1278,110 @@ pub(crate) mod tests {
             let step = able.on_answer(Some(b"200"), Some(&body), 1_000, 0);
             assert_eq!(step.install.map(|i| i.version), Some(6), "{what}");
         }
+    }
+
+    /// Version `version`: `guarded` (aborts, heartbeat bound `heartbeat_s`) beside `open`
+    /// (aborts, no bound), both for frontend.
+    fn guarded_answer(version: u64, heartbeat_s: u64) -> Vec<u8> {
+        let rule = r#"[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"abort":{"httpStatus":503}}}]"#;
+        compact(&format!(
+            r#"{{"version":{version},"policies":[
+              {{"metadata":{{"name":"guarded"}},"spec":{{"selector":{{"service":"frontend"}},
+                "heartbeat_seconds":{heartbeat_s},"rules":{rule}}}}},
+              {{"metadata":{{"name":"open"}},"spec":{{"selector":{{"service":"frontend"}},"rules":{rule}}}}}]}}"#
+        ))
+    }
+
+    fn installed_names(step: &Step) -> Vec<String> {
+        step.install
+            .as_ref()
+            .map(|i| i.set.policy_names())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_heartbeat_bound_stops_only_its_policy_on_time_and_resumes_on_an_answer() {
+        let mut sync = ConfigSync::new(frontend(), &config());
+        let body = guarded_answer(7, 2);
+        let applied = sync.on_answer(Some(b"200"), Some(&body), 1_000, 0);
+        assert_eq!(installed_names(&applied), ["guarded", "open"]);
+        // The long-poll asks for an answer within half the bound.
+        assert!(
+            sync.request_path().contains("wait=1000ms"),
+            "{}",
+            sync.request_path()
+        );
+        assert_eq!(sync.heartbeat_due_ms(), Some(3_000));
+
+        // The control plane dies: failures before the bound keep everything, and their retry
+        // is never later than the bound.
+        let early = sync.on_failed_call(&"connection refused", 1_500, u64::MAX);
+        assert!(early.install.is_none() && !early.heartbeat_lapsed);
+        match early.next {
+            Next::RetryAt(t) => assert!(t <= 3_000, "retry at {t}"),
+            Next::PollNow => panic!("a failure polls at once"),
+        }
+        let late = sync.on_failed_call(&"connection refused", 2_999, u64::MAX);
+        assert!(late.install.is_none());
+        let late = sync.on_failed_call(&"connection refused", 3_000, u64::MAX);
+        assert!(late.heartbeat_lapsed);
+        assert_eq!(late.counter, Some(Counter::PollFailures));
+        assert_eq!(installed_names(&late), ["open"]);
+        let published = late
+            .install
+            .as_ref()
+            .and_then(|i| i.body.as_deref())
+            .unwrap();
+        let names: Vec<String> = compact::decode(published)
+            .unwrap()
+            .policies
+            .iter()
+            .map(|p| p.name().into())
+            .collect();
+        assert_eq!(
+            names,
+            ["open"],
+            "the body other workers compile leaves it out too"
+        );
+        assert_eq!(sync.lapsed(), ["guarded"]);
+        assert!(
+            sync.on_failed_call(&"refused", 9_000, 0).install.is_none(),
+            "one lapse"
+        );
+
+        // The control plane answers again (304): the whole set is back.
+        let back = sync.on_answer(Some(b"304"), None, 10_000, 0);
+        assert_eq!(installed_names(&back), ["guarded", "open"]);
+        assert!(sync.lapsed().is_empty());
+        assert_eq!(sync.heartbeat_due_ms(), Some(12_000));
+    }
+
+    #[test]
+    fn without_a_heartbeat_bound_the_last_set_stays_forever() {
+        let mut sync = ConfigSync::new(frontend(), &config());
+        let body = compact::encode(&answer(3, "open"));
+        let applied = sync.on_answer(Some(b"200"), Some(&body), 0, 0);
+        assert!(applied.install.is_some());
+        assert!(sync.request_path().contains("wait=30000ms"));
+        assert_eq!(sync.heartbeat_due_ms(), None);
+        let step = sync.on_failed_call(&"refused", 86_400_000, 0);
+        assert!(step.install.is_none() && !step.heartbeat_lapsed);
+        assert!(sync.check_heartbeat(u64::MAX).is_none());
+    }
+
+    #[test]
+    fn a_new_set_after_a_heartbeat_lapse_applies_whole_and_restarts_the_bound() {
+        let mut sync = ConfigSync::new(frontend(), &config());
+        let _ = sync.on_answer(Some(b"200"), Some(&guarded_answer(1, 1)), 0, 0);
+        let lapse = sync.check_heartbeat(1_000).unwrap();
+        assert_eq!(installed_names(&lapse), ["open"]);
+        let fresh = sync.on_answer(Some(b"200"), Some(&guarded_answer(2, 5)), 1_200, 0);
+        assert_eq!(installed_names(&fresh), ["guarded", "open"]);
+        assert!(
+            fresh.install.unwrap().body.is_none(),
+            "the received body is published"
+        );
+        assert_eq!(sync.heartbeat_due_ms(), Some(6_200));
+        assert!(sync.check_heartbeat(6_199).is_none());
     }
 }

@@ -61,6 +61,7 @@ macro_rules! scenario_tests {
             resilience {
                 control_plane_down_at_start_passes_traffic_and_policies_apply_once_it_appears,
                 faults_continue_from_the_cache_when_the_control_plane_dies_and_still_expire,
+                a_heartbeat_bound_stops_its_policy_when_the_control_plane_dies_and_only_it,
             }
             response { the_app_does_the_work_and_the_caller_gets_the_fault }
             startup { the_filter_adds_at_most_twice_todays_cpu_to_envoys_start }

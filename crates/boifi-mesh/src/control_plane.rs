@@ -89,6 +89,7 @@ impl ControlPlane {
         dir: &Path,
         envoy: &Path,
         client: &HttpClient,
+        extra_args: &[String],
     ) -> Result<ControlPlane, MeshError> {
         let etcd = match store {
             Store::Etcd => Some(EtcdCluster::start(3, dir, client)?),
@@ -129,6 +130,7 @@ impl ControlPlane {
                     ]);
                 }
             }
+            args.extend(extra_args.iter().cloned());
             list.push(ServerReplica {
                 name: format!("boifi-server-{i}"),
                 port: *port,

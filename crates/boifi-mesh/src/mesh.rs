@@ -65,6 +65,8 @@ pub struct MeshOptions {
     /// through a ztunnel stand-in and ONE waypoint Envoy per namespace, which runs the filter
     /// (see [`crate::ambient`]). Needs `mtls` (HBONE is mTLS) and one namespace.
     pub ambient: bool,
+    /// Extra flags of every control-plane replica (e.g. `--prometheus-url` for guards).
+    pub server_args: Vec<String>,
 }
 
 impl MeshOptions {
@@ -83,6 +85,7 @@ impl MeshOptions {
             mtls: true,
             sidecar_stats_config: None,
             ambient: false,
+            server_args: Vec::new(),
         }
     }
 
@@ -317,6 +320,7 @@ impl Mesh {
             dir.path(),
             &envoy,
             &client,
+            &options.server_args,
         )?;
         let [ingress_port, ingress_admin_port] = free_ports(2)
             .map_err(MeshError::Ports)?

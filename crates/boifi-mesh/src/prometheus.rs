@@ -236,12 +236,27 @@ impl Prometheus {
         scrape_interval: Duration,
         client: &HttpClient,
     ) -> Result<Prometheus, MeshError> {
+        let port = free_port().map_err(MeshError::Ports)?;
+        Prometheus::start_on(dir, targets, scrape_interval, client, port)
+    }
+
+    /// [`Prometheus::start`] on `port` (reserved earlier, e.g. because the control plane's
+    /// guards are told the address before Prometheus starts).
+    ///
+    /// # Errors
+    /// As [`Prometheus::start`].
+    pub fn start_on(
+        dir: &Path,
+        targets: &[ScrapeTarget],
+        scrape_interval: Duration,
+        client: &HttpClient,
+        port: u16,
+    ) -> Result<Prometheus, MeshError> {
         let binary = prometheus_binary()?;
         std::fs::create_dir_all(dir).map_err(|e| MeshError::io(dir, e))?;
         let config = dir.join("prometheus.yml");
         std::fs::write(&config, config_yaml(targets, scrape_interval))
             .map_err(|e| MeshError::io(&config, e))?;
-        let port = free_port().map_err(MeshError::Ports)?;
         let mut command = Command::new(binary);
         command
             .arg(format!("--config.file={}", config.display()))
@@ -281,12 +296,27 @@ impl Prometheus {
     /// # Errors
     /// As [`Prometheus::start`], or a target still down after 30 s.
     pub fn for_mesh(mesh: &Mesh, scrape_interval: Duration) -> Result<Prometheus, MeshError> {
+        let port = free_port().map_err(MeshError::Ports)?;
+        Prometheus::for_mesh_on(mesh, scrape_interval, port)
+    }
+
+    /// [`Prometheus::for_mesh`] on `port` (reserved before the mesh started, so the control
+    /// plane's `--prometheus-url` could name it).
+    ///
+    /// # Errors
+    /// As [`Prometheus::for_mesh`].
+    pub fn for_mesh_on(
+        mesh: &Mesh,
+        scrape_interval: Duration,
+        port: u16,
+    ) -> Result<Prometheus, MeshError> {
         let targets = mesh_targets(mesh);
-        let prometheus = Prometheus::start(
+        let prometheus = Prometheus::start_on(
             &mesh.dir().join("prometheus"),
             &targets,
             scrape_interval,
             &mesh.client,
+            port,
         )?;
         wait_for(
             "prometheus to scrape every sidecar and the control plane",
@@ -299,6 +329,11 @@ impl Prometheus {
             },
         )?;
         Ok(prometheus)
+    }
+
+    /// Kills Prometheus (a monitoring outage); it stays down.
+    pub fn kill(&mut self) {
+        self.process.kill();
     }
 
     /// `http://127.0.0.1:<port>`.

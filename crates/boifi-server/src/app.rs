@@ -11,6 +11,9 @@ use actix_web::{web, App, HttpServer};
 use crate::api;
 use crate::audit::AuditLog;
 use crate::auth::{Auth, Caller};
+use crate::guards::evaluator::GuardEvaluator;
+use crate::guards::leadership::{AlwaysLeader, GuardLeadership, WatchedLeadership};
+use crate::guards::prometheus::{PrometheusClient, PrometheusConfig};
 use crate::metrics::{Metrics, MetricsError};
 use crate::scope::TargetNamespaces;
 use crate::sidecars::SidecarRegistry;
@@ -39,6 +42,11 @@ pub struct ServerConfig {
     pub handle_signals: bool,
     /// This replica's name in shared sidecar reports; `None`: one unique to this server.
     pub replica: Option<String>,
+    /// Whether this replica may evaluate guards now ([`AlwaysLeader`] for a single replica;
+    /// an etcd election with replicas sharing etcd).
+    pub guard_leadership: Arc<dyn GuardLeadership>,
+    /// The Prometheus guards query; `None`: guarded policies are refused.
+    pub prometheus: Option<PrometheusConfig>,
 }
 
 impl ServerConfig {
@@ -53,6 +61,8 @@ impl ServerConfig {
             workers: None,
             handle_signals: false,
             replica: None,
+            guard_leadership: Arc::new(AlwaysLeader::new()),
+            prometheus: None,
         }
     }
 }
@@ -91,6 +101,7 @@ pub struct RunningServer {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     sweeper: tokio::task::JoinHandle<()>,
     flusher: tokio::task::JoinHandle<()>,
+    evaluator: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -104,6 +115,9 @@ impl RunningServer {
         self.handle.stop(true).await;
         self.sweeper.abort();
         self.flusher.abort();
+        if let Some(evaluator) = &self.evaluator {
+            evaluator.abort();
+        }
         let _ = self.server.await;
     }
 
@@ -112,6 +126,9 @@ impl RunningServer {
         let result = self.server.await;
         self.sweeper.abort();
         self.flusher.abort();
+        if let Some(evaluator) = &self.evaluator {
+            evaluator.abort();
+        }
         match result {
             Ok(r) => r.map_err(ServerError::Http),
             Err(e) => Err(ServerError::Http(std::io::Error::other(e))),
@@ -125,18 +142,31 @@ pub async fn start(
     store: Arc<dyn PolicyStore>,
 ) -> Result<RunningServer, ServerError> {
     let replica = config.replica.clone().unwrap_or_else(unique_replica_name);
+    // Replicas sharing a store elect the one that evaluates guards; a single replica always does.
+    let guard_leadership: Arc<dyn GuardLeadership> = match store.guard_election(&replica) {
+        Some(leading) => Arc::new(WatchedLeadership::new(leading)),
+        None => Arc::clone(&config.guard_leadership),
+    };
     let sidecars = Arc::new(SidecarRegistry::default());
     let audit = Arc::new(AuditLog::default());
+    let prometheus = match &config.prometheus {
+        Some(p) => Some(PrometheusClient::new(p).map_err(|e| ServerError::Config(e.to_string()))?),
+        None => None,
+    };
+    let metrics = Metrics::new()?;
+    let guard_metrics = metrics.guards();
     let state = web::Data::new(AppState {
         store: Arc::clone(&store),
         auth: config.auth.clone(),
         targets: config.targets.clone(),
         audit: Arc::clone(&audit),
-        metrics: Metrics::new()?,
+        metrics,
+        guards: prometheus.clone(),
         sidecars: Arc::clone(&sidecars),
         replica: replica.clone(),
         body_limit: config.body_limit,
         rendered: api::config::RenderCache::default(),
+        guard_leadership,
     });
     let app_state = state.clone();
     let mut server = HttpServer::new(move || {
@@ -165,6 +195,16 @@ pub async fn start(
     let handle = server.handle();
     let server = tokio::spawn(server);
     let sweeper = tokio::spawn(sweep_loop(Arc::clone(&store), audit, config.sweep_grace));
+    let evaluator = prometheus.map(|client| {
+        let evaluator = GuardEvaluator::new(
+            Arc::clone(&store),
+            client,
+            Arc::clone(&state.guard_leadership),
+            guard_metrics,
+            Arc::clone(&state.audit),
+        );
+        tokio::spawn(evaluator.run())
+    });
     let flusher = tokio::spawn(crate::sidecars::flush_loop(
         sidecars,
         store,
@@ -177,6 +217,7 @@ pub async fn start(
         server,
         sweeper,
         flusher,
+        evaluator,
     })
 }
 

@@ -11,6 +11,7 @@ use crate::app::{start, ServerConfig, ServerError};
 use crate::auth::{legacy_credential, Auth};
 use crate::credentials::load_credentials;
 use crate::scope::TargetNamespaces;
+use crate::guards::prometheus::PrometheusConfig;
 use crate::state::DEFAULT_BODY_LIMIT;
 use crate::store::local::LocalStore;
 use crate::store::{PolicyStore, ETCD_PREFIX, ETCD_SIDECAR_PREFIX};
@@ -72,6 +73,35 @@ pub struct Args {
     /// etcd key prefix of the shared sidecar reports.
     #[arg(long, env = "ETCD_SIDECAR_PREFIX", default_value = ETCD_SIDECAR_PREFIX)]
     pub etcd_sidecar_prefix: String,
+    /// TTL of a replica's lease in the etcd guard election (whole seconds, e.g. `10s`): when
+    /// the replica evaluating guards dies, another takes them over within this TTL plus about a
+    /// second. etcd raises a TTL below its minimum (2 s by default).
+    #[arg(long, env = "GUARD_ELECTION_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub guard_election_ttl: Duration,
+    /// The Prometheus that `spec.guards` queries (e.g. `http://prometheus.monitoring:9090`);
+    /// without it, guarded policies are refused.
+    #[arg(long, env = "PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+    /// File holding a bearer token sent to Prometheus.
+    #[arg(
+        long,
+        env = "PROMETHEUS_BEARER_TOKEN_FILE",
+        requires = "prometheus_url"
+    )]
+    pub prometheus_bearer_token_file: Option<PathBuf>,
+    /// PEM file of CA certificates trusted for an https Prometheus (beside the built-in roots).
+    #[arg(long, env = "PROMETHEUS_CA_FILE", requires = "prometheus_url")]
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// Accept any certificate from Prometheus (self-signed test setups only).
+    #[arg(
+        long,
+        env = "PROMETHEUS_INSECURE_SKIP_VERIFY",
+        requires = "prometheus_url"
+    )]
+    pub prometheus_insecure_skip_verify: bool,
+    /// Timeout of one guard query (e.g. `5s`, `500ms`).
+    #[arg(long, env = "PROMETHEUS_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub prometheus_timeout: Duration,
 }
 
 /// Storage backends.
@@ -168,6 +198,7 @@ pub async fn open_store(args: &Args) -> Result<Arc<dyn PolicyStore>, ServerError
             }
             let options = crate::store::etcd::EtcdOptions {
                 sidecar_prefix: args.etcd_sidecar_prefix.clone(),
+                election_ttl: args.guard_election_ttl,
                 ..crate::store::etcd::EtcdOptions::new(&args.etcd_endpoints, &args.etcd_prefix)
             };
             let store = crate::store::etcd::EtcdStore::connect_with(options).await?;
@@ -178,12 +209,18 @@ pub async fn open_store(args: &Args) -> Result<Arc<dyn PolicyStore>, ServerError
 
 /// Reads the token file: its content without surrounding whitespace, which must not be empty.
 pub fn read_token(path: &std::path::Path) -> Result<String, ServerError> {
+    read_secret(path, "--auth-token-file")
+}
+
+/// Reads a secret file given with `flag`: its content without surrounding whitespace, which
+/// must not be empty.
+fn read_secret(path: &std::path::Path, flag: &str) -> Result<String, ServerError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| ServerError::Config(format!("--auth-token-file `{}`: {e}", path.display())))?;
+        .map_err(|e| ServerError::Config(format!("{flag} `{}`: {e}", path.display())))?;
     let token = text.trim();
     if token.is_empty() {
         return Err(ServerError::Config(format!(
-            "--auth-token-file `{}`: the file is empty",
+            "{flag} `{}`: the file is empty",
             path.display()
         )));
     }
@@ -195,6 +232,24 @@ pub fn read_token(path: &std::path::Path) -> Result<String, ServerError> {
 fn default_replica(listen: SocketAddr) -> Option<String> {
     let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty())?;
     (listen.port() != 0).then(|| format!("{host}:{}", listen.port()))
+}
+
+/// The Prometheus settings of the flags; `None` without `--prometheus-url`.
+pub fn prometheus_config(args: &Args) -> Result<Option<PrometheusConfig>, ServerError> {
+    let Some(url) = &args.prometheus_url else {
+        return Ok(None);
+    };
+    let bearer_token = match &args.prometheus_bearer_token_file {
+        Some(path) => Some(read_secret(path, "--prometheus-bearer-token-file")?),
+        None => None,
+    };
+    Ok(Some(PrometheusConfig {
+        bearer_token,
+        ca_file: args.prometheus_ca_file.clone(),
+        insecure_skip_verify: args.prometheus_insecure_skip_verify,
+        timeout: args.prometheus_timeout,
+        ..PrometheusConfig::new(url)
+    }))
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -216,6 +271,7 @@ pub async fn run(args: Args) -> Result<(), ServerError> {
         sweep_grace: args.sweep_grace,
         body_limit: args.max_body_bytes,
         handle_signals: true,
+        prometheus: prometheus_config(&args)?,
         replica: args
             .replica_id
             .clone()

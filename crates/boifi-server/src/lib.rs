@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cli;
 pub mod credentials;
 pub mod error;
+pub mod guards;
 pub mod metrics;
 pub mod scope;
 pub mod sidecars;

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use boifi_core::policy::PolicyState;
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::store::{BackendHealth, Snapshot};
@@ -27,6 +27,8 @@ pub struct Metrics {
     store_retries: IntCounter,
     store_failovers: IntCounter,
     fanout: Histogram,
+    guards: GuardMetrics,
+    guarded_policies: IntGaugeVec,
     /// The first moment a waiter saw each new version: fan-out is measured from there.
     first_seen: Mutex<(u64, Instant)>,
 }
@@ -120,7 +122,18 @@ impl Metrics {
         registry.register(Box::new(store_retries.clone()))?;
         registry.register(Box::new(store_failovers.clone()))?;
         registry.register(Box::new(fanout.clone()))?;
+        let guards = GuardMetrics::new(&registry)?;
+        let guarded_policies = IntGaugeVec::new(
+            Opts::new(
+                "boifi_guard_policies",
+                "Guarded policies by guard state (verifying, running, tripped)",
+            ),
+            &["state"],
+        )?;
+        registry.register(Box::new(guarded_policies.clone()))?;
         Ok(Metrics {
+            guards,
+            guarded_policies,
             registry,
             requests,
             policies,
@@ -136,6 +149,11 @@ impl Metrics {
             fanout,
             first_seen: Mutex::new((0, Instant::now())),
         })
+    }
+
+    /// The guard evaluator's metrics (shared handles).
+    pub fn guards(&self) -> GuardMetrics {
+        self.guards.clone()
     }
 
     /// Counts one answered request.
@@ -204,6 +222,16 @@ impl Metrics {
                 .with_label_values(&[state.as_str()])
                 .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
+        for state in ["verifying", "running", "tripped"] {
+            let count = snapshot
+                .policies
+                .values()
+                .filter(|p| p.guard_state().is_some_and(|g| g.as_str() == state))
+                .count();
+            self.guarded_policies
+                .with_label_values(&[state])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
         self.config_version
             .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));
         let gauge = |g: &IntGauge, n: u64| g.set(i64::try_from(n).unwrap_or(i64::MAX));
@@ -211,6 +239,75 @@ impl Metrics {
         gauge(&self.sidecars_evicted, sidecars.evicted);
         gauge(&self.sidecar_writes, sidecars.report_writes);
         Ok(TextEncoder::new().encode_to_string(&self.registry.gather())?)
+    }
+}
+
+/// What the guard evaluator counts (`boifi_guard_*`).
+#[derive(Debug, Clone)]
+pub struct GuardMetrics {
+    evaluations: IntCounterVec,
+    trips: IntCounterVec,
+    value: GaugeVec,
+    leader: IntGauge,
+}
+
+impl GuardMetrics {
+    fn new(registry: &Registry) -> Result<GuardMetrics, MetricsError> {
+        let evaluations = IntCounterVec::new(
+            Opts::new(
+                "boifi_guard_evaluations_total",
+                "Guard evaluations by policy, guard and result (pass, fail, error)",
+            ),
+            &["policy", "guard", "result"],
+        )?;
+        let trips = IntCounterVec::new(
+            Opts::new(
+                "boifi_guard_trips_total",
+                "Policies stopped by a guard, by policy and guard",
+            ),
+            &["policy", "guard"],
+        )?;
+        let value = GaugeVec::new(
+            Opts::new(
+                "boifi_guard_value",
+                "The value a guard's query returned at its last evaluation",
+            ),
+            &["policy", "guard"],
+        )?;
+        let leader = IntGauge::new(
+            "boifi_guard_leader",
+            "1 while this replica evaluates guards",
+        )?;
+        registry.register(Box::new(evaluations.clone()))?;
+        registry.register(Box::new(trips.clone()))?;
+        registry.register(Box::new(value.clone()))?;
+        registry.register(Box::new(leader.clone()))?;
+        Ok(GuardMetrics {
+            evaluations,
+            trips,
+            value,
+            leader,
+        })
+    }
+
+    /// Counts one evaluation (`result`: `pass`, `fail` or `error`) and records its value.
+    pub fn evaluated(&self, policy: &str, guard: &str, result: &str, value: Option<f64>) {
+        self.evaluations
+            .with_label_values(&[policy, guard, result])
+            .inc();
+        if let Some(v) = value {
+            self.value.with_label_values(&[policy, guard]).set(v);
+        }
+    }
+
+    /// Counts one stop.
+    pub fn tripped(&self, policy: &str, guard: &str) {
+        self.trips.with_label_values(&[policy, guard]).inc();
+    }
+
+    /// Whether this replica evaluates guards now.
+    pub fn leading(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 }
 

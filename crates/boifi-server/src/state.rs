@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::audit::AuditLog;
 use crate::auth::Auth;
+use crate::guards::leadership::GuardLeadership;
 use crate::metrics::Metrics;
 use crate::scope::TargetNamespaces;
 use crate::sidecars::SidecarRegistry;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub audit: Arc<AuditLog>,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// The Prometheus guards are evaluated against; `None`: guarded policies are refused.
+    pub guards: Option<crate::guards::prometheus::PrometheusClient>,
     /// Sidecars seen on `/v1/config` by this replica.
     pub sidecars: Arc<SidecarRegistry>,
     /// This replica's name in shared sidecar reports.
@@ -33,6 +36,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// Serialized policies of the current snapshot, for `/v1/config`.
     pub rendered: crate::api::config::RenderCache,
+    /// Whether this replica evaluates guards now (the store's election, or always).
+    pub guard_leadership: Arc<dyn GuardLeadership>,
 }
 
 impl std::fmt::Debug for dyn PolicyStore {

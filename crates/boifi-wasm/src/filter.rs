@@ -484,11 +484,16 @@ impl Root {
             };
             self.log(host, level, || line.message.clone());
         }
-        if let Some(install) = step.install {
+        if let Some(mut install) = step.install {
+            // A set reduced by a lapsed heartbeat is published as its own body.
+            let body = install.body.take().unwrap_or(body);
             self.install(host, install, body, now_ms);
         }
         if let Some(counter) = step.counter {
             self.counters(host).1.add(counter, 1);
+        }
+        if step.heartbeat_lapsed {
+            self.counters(host).1.add(Counter::HeartbeatLapses, 1);
         }
         match step.next {
             Next::PollNow => self.poll(host, now_ms),
@@ -508,7 +513,7 @@ impl Root {
             .and_then(|b| shared::decode_seq(&b))
             .unwrap_or(0);
         let seq = previous.wrapping_add(1).max(1);
-        let Install { version, set } = install;
+        let Install { version, set, .. } = install;
         let published = Published { seq, version, body };
         host.shared_set(&self.keys.policies, &published.encode(), None);
         host.shared_set(&self.keys.seq, &seq.to_le_bytes(), None);

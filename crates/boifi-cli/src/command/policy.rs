@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use boifi_core::policy::guard::GuardCondition;
 use boifi_core::policy::{PolicyDocument, PolicyState, Sampling};
 use boifi_core::wire::PolicyList;
 use serde_json::Value;
@@ -10,6 +11,7 @@ use serde_json::Value;
 use super::policy_path;
 use crate::cli::{
     ApplyArgs, DeleteArgs, DescribeArgs, GetArgs, GlobalArgs, OutputFormat, PolicyCommand,
+    RearmArgs,
 };
 use crate::client::{Answer, Client};
 use crate::error::CliError;
@@ -30,9 +32,11 @@ pub fn run(
             &GetArgs {
                 name: None,
                 selector: args.selector,
+                guard_state: args.guard_state,
             },
             out,
         ),
+        PolicyCommand::Rearm(args) => rearm(global, &args, out),
         PolicyCommand::Describe(args) => describe(global, &args, out),
         PolicyCommand::Delete(args) => delete(global, &args, out),
     }
@@ -252,6 +256,12 @@ fn get(global: &GlobalArgs, args: &GetArgs, out: &mut dyn Write) -> Result<(), C
             let wanted: BTreeMap<String, String> = args.selector.iter().cloned().collect();
             let mut policies = client.get("/v1/policies")?.json::<PolicyList>()?.policies;
             policies.retain(|p| p.has_labels(&wanted));
+            if let Some(wanted) = args.guard_state {
+                policies.retain(|p| {
+                    p.guard_state()
+                        .is_some_and(|g| g.as_str() == wanted.as_str())
+                });
+            }
             policies
         }
     };
@@ -295,7 +305,10 @@ pub fn table(policies: &[PolicyDocument], now: u64) -> Table {
             labels,
             p.spec.rules.len().to_string(),
             p.fault_kinds().join(","),
-            p.state_at(now).as_str().to_owned(),
+            output::policy_state(
+                p.state_at(now).as_str(),
+                boifi_core::wire::GuardSummary::of(p).as_ref(),
+            ),
             output::time(p.status.and_then(|s| s.expires_at_ms)),
         ]);
     }
@@ -372,6 +385,28 @@ pub fn describe_text(p: &PolicyDocument, now: u64, out: &mut dyn Write) -> std::
         )?;
         writeln!(out, "Revision:    {}", status.revision)?;
     }
+    if let Some(summary) = boifi_core::wire::GuardSummary::of(p) {
+        writeln!(out, "Guard state: {}", summary.state)?;
+        if let Some(line) = output::guard_stop(&summary) {
+            writeln!(out, "  {line}")?;
+        }
+        writeln!(out, "Guards:")?;
+        for g in &p.spec.guards {
+            let condition = match &g.condition {
+                GuardCondition::Success(c) => format!("pass while {c}"),
+                GuardCondition::Failure(c) => format!("fail when {c}"),
+            };
+            writeln!(out, "  {}: {condition}", g.name)?;
+            writeln!(out, "      Query:  {}", g.query.trim())?;
+            writeln!(
+                out,
+                "      Every {}s; stops after {} failure(s) in a row; on error: {}",
+                g.interval_seconds,
+                g.failure_limit,
+                g.on_error.as_str()
+            )?;
+        }
+    }
     writeln!(out, "Rules:")?;
     for (i, rule) in p.spec.rules.iter().enumerate() {
         let m = &rule.matches;
@@ -409,6 +444,17 @@ pub fn describe_text(p: &PolicyDocument, now: u64, out: &mut dyn Write) -> std::
             )?;
         }
     }
+    Ok(())
+}
+
+/// `policy rearm`: a tripped (or any guarded) policy back to verifying.
+fn rearm(global: &GlobalArgs, args: &RearmArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let client = Client::from_args(global)?;
+    let path = format!("{}/rearm", policy_path(&args.name)?);
+    let answer = client.post_empty(&path)?;
+    let policy = read_policy(&client, &args.name, answer)?;
+    let state = policy.guard_state().map_or("unguarded", |s| s.as_str());
+    writeln!(out, "policy/{} re-armed ({state})", policy.name())?;
     Ok(())
 }
 

@@ -232,7 +232,7 @@ pub fn print(
                 p.name.clone(),
                 targets(&p.targets),
                 p.fault_kinds.join(","),
-                or_dash(Some(&p.state)),
+                output::policy_state(&p.state, p.guard.as_ref()),
                 output::time(p.expires_at_ms),
                 p.matching_sidecars.to_string(),
             ];
@@ -246,6 +246,11 @@ pub fn print(
             table.row(row);
         }
         table.write(out)?;
+        for p in &status.policies {
+            if let Some(line) = p.guard.as_ref().and_then(output::guard_stop) {
+                writeln!(out, "{}: {line}", p.name)?;
+            }
+        }
     }
     writeln!(out)?;
     if !shared.is_empty() {

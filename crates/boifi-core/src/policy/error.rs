@@ -157,6 +157,29 @@ pub enum FieldErrorKind {
         /// The fixed delay.
         fixed: u64,
     },
+    /// A guard with zero or both of `success_condition` and `failure_condition`.
+    #[error("give exactly one of `success_condition` or `failure_condition`")]
+    GuardConditionKind,
+    /// A condition that is not `result <operator> <number>`.
+    #[error("`{value}` is not a condition such as `result >= 0.95` (operators `<`, `<=`, `>`, `>=`, `==`, `!=`; a finite number)")]
+    BadCondition {
+        /// The condition as written.
+        value: String,
+    },
+    /// A guard query that is not PromQL.
+    #[error("`{query}` is not a PromQL query: {reason}")]
+    BadQuery {
+        /// The query as written.
+        query: String,
+        /// The PromQL parser's explanation.
+        reason: String,
+    },
+    /// Two guards of one policy with the same name.
+    #[error("`{value}` names another guard of this policy too")]
+    DuplicateGuardName {
+        /// The name.
+        value: String,
+    },
 }
 
 /// All the problems of one document.

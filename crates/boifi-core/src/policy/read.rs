@@ -7,6 +7,10 @@ use alloc::vec::Vec;
 use serde_json::{Map, Value};
 
 use super::error::{FieldErrorKind, PolicyError, ValidationErrors};
+use super::guard::{
+    Guard, GuardCondition, GuardState, OnError, Trip, DEFAULT_FAILURE_LIMIT,
+    DEFAULT_INTERVAL_SECONDS,
+};
 use super::validate::{self, validate};
 use super::*;
 use crate::parse::{index, join, Walker};
@@ -21,6 +25,16 @@ const SPEC_FIELDS: &[&str] = &[
     "priority",
     "enabled",
     "heartbeat_seconds",
+    "guards",
+];
+const GUARD_FIELDS: &[&str] = &[
+    "name",
+    "query",
+    "success_condition",
+    "failure_condition",
+    "interval_seconds",
+    "failure_limit",
+    "on_error",
 ];
 const SELECTOR_FIELDS: &[&str] = &["service", "namespace", "labels"];
 const RULE_FIELDS: &[&str] = &["match", "fault"];
@@ -42,7 +56,14 @@ const DELAY_FIELDS: &[&str] = &["fixed_delay_ms", "jitter_ms"];
 const ABORT_FIELDS: &[&str] = &["httpStatus", "grpcStatus", "body", "headers"];
 const WINDOW_FIELDS: &[&str] = &["start", "end"];
 // `state` is derived (written by listings for people) and ignored on input.
-const STATUS_FIELDS: &[&str] = &["stored_at_ms", "expires_at_ms", "revision", "state"];
+const STATUS_FIELDS: &[&str] = &[
+    "stored_at_ms",
+    "expires_at_ms",
+    "revision",
+    "state",
+    "guard",
+];
+const GUARD_STATE_FIELDS: &[&str] = &["state", "guard", "value", "at_ms"];
 
 impl PolicyDocument {
     /// Reads and validates one document, reporting every problem with its field path.
@@ -178,9 +199,10 @@ fn read_document(w: &mut Walker, value: &Value) -> Option<PolicyDocument> {
     let spec = w.required(map, "", "spec").and_then(|v| read_spec(w, v));
     // `status` is the control plane's to write; it is read so sidecars learn `stored_at_ms`,
     // and the control plane replaces whatever a client sent.
+    let guards = spec.as_ref().map_or(&[][..], |s| s.guards.as_slice());
     let status = match Walker::field(map, "status") {
         None => Some(None),
-        Some(v) => read_status_block(w, v).map(Some),
+        Some(v) => read_status_block(w, v, guards).map(Some),
     };
     Some(PolicyDocument {
         metadata: metadata?,
@@ -295,6 +317,10 @@ fn read_spec(w: &mut Walker, value: &Value) -> Option<PolicySpec> {
             )
             .map(Some),
     };
+    let guards = match Walker::field(map, "guards") {
+        None => Some(Vec::new()),
+        Some(v) => read_guards(w, v),
+    };
     Some(PolicySpec {
         selector: selector?,
         rules: rules?,
@@ -303,6 +329,108 @@ fn read_spec(w: &mut Walker, value: &Value) -> Option<PolicySpec> {
         priority: priority?,
         enabled: enabled?,
         heartbeat_seconds: heartbeat_seconds?,
+        guards: guards?,
+    })
+}
+
+fn read_guards(w: &mut Walker, value: &Value) -> Option<Vec<Guard>> {
+    let items = w.array(value, "spec.guards")?;
+    w.check("spec.guards", validate::guard_count(items.len()))?;
+    let mut guards = Vec::new();
+    let mut complete = true;
+    for (i, item) in items.iter().enumerate() {
+        match read_guard(w, item, &index("spec.guards", i)) {
+            Some(guard) => guards.push(guard),
+            None => complete = false,
+        }
+    }
+    if complete {
+        let names = guards.iter().map(|g| g.name.as_str());
+        for (i, problem) in validate::guard_names(names) {
+            w.error(join(&index("spec.guards", i), "name"), problem);
+        }
+    }
+    complete.then_some(guards)
+}
+
+fn read_guard(w: &mut Walker, value: &Value, path: &str) -> Option<Guard> {
+    let map = w.object(value, path, GUARD_FIELDS)?;
+    let name = w
+        .required(map, path, "name")
+        .and_then(|v| w.string(v, &join(path, "name")))
+        .and_then(|n| {
+            w.check(&join(path, "name"), validate::guard_name(&n))
+                .map(|()| n)
+        });
+    let query = w
+        .required(map, path, "query")
+        .and_then(|v| w.string(v, &join(path, "query")))
+        .and_then(|q| {
+            w.check(&join(path, "query"), validate::guard_query(&q))
+                .map(|()| q)
+        });
+    let comparison = |w: &mut Walker, key: &str| {
+        w.optional(map, path, key, |w, v, at| {
+            let text = w.string(v, at)?;
+            w.check(at, validate::guard_condition(&text))
+        })
+    };
+    let success = comparison(w, "success_condition");
+    let failure = comparison(w, "failure_condition");
+    let condition = match (success?, failure?) {
+        (Some(c), None) => Some(GuardCondition::Success(c)),
+        (None, Some(c)) => Some(GuardCondition::Failure(c)),
+        _ => {
+            w.error(path, FieldErrorKind::GuardConditionKind);
+            None
+        }
+    };
+    let interval_seconds = match Walker::field(map, "interval_seconds") {
+        None => Some(DEFAULT_INTERVAL_SECONDS),
+        Some(v) => w.bounded_integer(
+            v,
+            &join(path, "interval_seconds"),
+            validate::INTERVAL_RANGE,
+            validate::interval_seconds,
+        ),
+    };
+    let failure_limit = match Walker::field(map, "failure_limit") {
+        None => Some(DEFAULT_FAILURE_LIMIT),
+        Some(v) => w.bounded_integer(
+            v,
+            &join(path, "failure_limit"),
+            validate::FAILURE_LIMIT_RANGE,
+            validate::failure_limit,
+        ),
+    };
+    let on_error = match Walker::field(map, "on_error") {
+        None => Some(OnError::Fail),
+        Some(v) => {
+            let at = join(path, "on_error");
+            match w.string(v, &at).as_deref() {
+                None => None,
+                Some("fail") => Some(OnError::Fail),
+                Some("ignore") => Some(OnError::Ignore),
+                Some(other) => {
+                    w.error(
+                        at,
+                        FieldErrorKind::NotAChoice {
+                            value: other.to_owned(),
+                            choices: "`fail`, `ignore`",
+                        },
+                    );
+                    None
+                }
+            }
+        }
+    };
+    Some(Guard {
+        name: name?,
+        query: query?,
+        condition: condition?,
+        interval_seconds: interval_seconds?,
+        failure_limit: failure_limit?,
+        on_error: on_error?,
     })
 }
 
@@ -734,7 +862,7 @@ fn read_window(w: &mut Walker, value: &Value, path: &str) -> Option<Window> {
     Some(window)
 }
 
-fn read_status_block(w: &mut Walker, value: &Value) -> Option<PolicyStatus> {
+fn read_status_block(w: &mut Walker, value: &Value, guards: &[Guard]) -> Option<PolicyStatus> {
     let map = w.object(value, "status", STATUS_FIELDS)?;
     let mut number = |key: &str| match Walker::field(map, key) {
         None => Some(None),
@@ -745,9 +873,62 @@ fn read_status_block(w: &mut Walker, value: &Value) -> Option<PolicyStatus> {
     let stored_at_ms = number("stored_at_ms");
     let expires_at_ms = number("expires_at_ms");
     let revision = number("revision");
+    let guard = match Walker::field(map, "guard") {
+        None => Some(None),
+        Some(v) => read_guard_state(w, v, guards).map(Some),
+    };
     Some(PolicyStatus {
         stored_at_ms: stored_at_ms?.unwrap_or(0),
         expires_at_ms: expires_at_ms?,
         revision: revision?.unwrap_or(0),
+        guard: guard?,
     })
+}
+
+/// `status.guard`, as the control plane wrote it.
+fn read_guard_state(w: &mut Walker, value: &Value, guards: &[Guard]) -> Option<GuardState> {
+    let path = "status.guard";
+    let map = w.object(value, path, GUARD_STATE_FIELDS)?;
+    let state = w
+        .required(map, path, "state")
+        .and_then(|v| w.string(v, "status.guard.state"))?;
+    match state.as_str() {
+        "verifying" => Some(GuardState::Verifying),
+        "running" => Some(GuardState::Running),
+        "tripped" => {
+            let name = w
+                .required(map, path, "guard")
+                .and_then(|v| w.string(v, "status.guard.guard"))?;
+            let Some(index) = guards.iter().position(|g| g.name == name) else {
+                w.error(
+                    "status.guard.guard",
+                    FieldErrorKind::BadValue {
+                        value: name,
+                        reason: "it names no guard of `spec.guards`",
+                    },
+                );
+                return None;
+            };
+            let value = match Walker::field(map, "value") {
+                None => None,
+                Some(Value::Number(n)) => n.as_f64(),
+                Some(Value::String(s)) => s.parse::<f64>().ok(),
+                Some(_) => None,
+            };
+            let at_ms = w
+                .required(map, path, "at_ms")
+                .and_then(|v| w.integer(v, "status.guard.at_ms", u64::MAX, "0.."))?;
+            Some(GuardState::Tripped(Trip::new(index, value, at_ms)))
+        }
+        other => {
+            w.error(
+                "status.guard.state",
+                FieldErrorKind::NotAChoice {
+                    value: other.to_owned(),
+                    choices: "`verifying`, `running`, `tripped`",
+                },
+            );
+            None
+        }
+    }
 }

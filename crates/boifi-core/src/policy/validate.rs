@@ -19,6 +19,9 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::error::{FieldError, FieldErrorKind, ValidationErrors};
+use super::guard::{
+    Comparison, Guard, MAX_FAILURE_LIMIT, MAX_GUARDS, MAX_INTERVAL_SECONDS, MAX_QUERY_LEN,
+};
 use super::name::{check_name, is_header_name, is_header_value, namespace_problem};
 use super::{
     Abort, Delay, Fault, PolicyDocument, RequestMatch, SourceMatch, StringMatch, Window,
@@ -40,6 +43,10 @@ pub(crate) const HTTP_STATUS_RANGE: &str = "200..=599";
 pub(crate) const GRPC_STATUS_RANGE: &str = "0..=16";
 /// The range of `spec.heartbeat_seconds`, as messages show it.
 pub(crate) const HEARTBEAT_RANGE: &str = "1..=86400";
+/// The range of `spec.guards[].interval_seconds`, as messages show it.
+pub(crate) const INTERVAL_RANGE: &str = "1..=3600";
+/// The range of `spec.guards[].failure_limit`, as messages show it.
+pub(crate) const FAILURE_LIMIT_RANGE: &str = "1..=100";
 /// The range of `spec.priority`, as messages show it.
 pub(crate) const PRIORITY_RANGE: &str = "-2147483648..=2147483647";
 
@@ -157,6 +164,28 @@ impl Problems {
         if let Some(seconds) = s.heartbeat_seconds {
             self.check(spec.field("heartbeat_seconds"), heartbeat_seconds(seconds));
         }
+        let guards = spec.field("guards");
+        if self.check(guards, guard_count(s.guards.len())) {
+            for (i, guard) in s.guards.iter().enumerate() {
+                self.guard(guards.index(i), guard);
+            }
+            for (i, kind) in guard_names(s.guards.iter().map(|g| g.name.as_str())) {
+                self.check::<()>(guards.index(i).field("name"), Err(kind));
+            }
+        }
+    }
+
+    fn guard(&mut self, at: Path<'_>, guard: &Guard) {
+        self.check(at.field("name"), guard_name(&guard.name));
+        self.check(at.field("query"), guard_query(&guard.query));
+        self.check(
+            at.field("interval_seconds"),
+            interval_seconds(guard.interval_seconds),
+        );
+        self.check(
+            at.field("failure_limit"),
+            failure_limit(guard.failure_limit),
+        );
     }
 
     fn string_match(&mut self, at: Path<'_>, m: &StringMatch) {
@@ -531,6 +560,83 @@ fn at_most(value: u64, max: u64, range: &'static str) -> Result<(), FieldErrorKi
         });
     }
     Ok(())
+}
+
+/// `spec.guards`: at most [`MAX_GUARDS`].
+pub(crate) fn guard_count(len: usize) -> Result<(), FieldErrorKind> {
+    within(len, MAX_GUARDS)
+}
+
+/// `spec.guards[].name`: a DNS-1123 label (upper case and `_` allowed, as namespaces).
+pub(crate) fn guard_name(name: &str) -> Result<(), FieldErrorKind> {
+    match namespace_problem(name) {
+        None => Ok(()),
+        Some(_) => Err(FieldErrorKind::BadValue {
+            value: name.to_string(),
+            reason: "a guard name is 1 to 63 letters, digits, `-` or `_`, not starting or ending with `-`",
+        }),
+    }
+}
+
+/// `spec.guards[].name` across the guards of a policy: each name once. Each problem with the
+/// index of the guard that repeats a name.
+pub(crate) fn guard_names<'a>(
+    names: impl Iterator<Item = &'a str>,
+) -> Vec<(usize, FieldErrorKind)> {
+    let mut seen = alloc::collections::BTreeSet::new();
+    names
+        .enumerate()
+        .filter(|(_, name)| !seen.insert(*name))
+        .map(|(i, name)| {
+            let kind = FieldErrorKind::DuplicateGuardName {
+                value: name.to_string(),
+            };
+            (i, kind)
+        })
+        .collect()
+}
+
+/// `spec.guards[].query`: at most [`MAX_QUERY_LEN`] bytes of PromQL (the syntax is checked
+/// with the `std` feature only: sidecars, which build the core without it, never get guards).
+pub(crate) fn guard_query(query: &str) -> Result<(), FieldErrorKind> {
+    within(query.len(), MAX_QUERY_LEN)?;
+    if query.trim().is_empty() {
+        return Err(FieldErrorKind::Empty);
+    }
+    match super::guard::query_problem(query) {
+        None => Ok(()),
+        Some(reason) => Err(FieldErrorKind::BadQuery {
+            query: query.to_string(),
+            reason,
+        }),
+    }
+}
+
+/// `spec.guards[].success_condition` / `failure_condition`: `result <operator> <number>`.
+pub(crate) fn guard_condition(text: &str) -> Result<Comparison, FieldErrorKind> {
+    Comparison::parse(text).map_err(|_| FieldErrorKind::BadCondition {
+        value: text.to_string(),
+    })
+}
+
+/// `spec.guards[].interval_seconds`: 1..=[`MAX_INTERVAL_SECONDS`].
+pub(crate) fn interval_seconds(seconds: u64) -> Result<(), FieldErrorKind> {
+    between(seconds, 1, MAX_INTERVAL_SECONDS, INTERVAL_RANGE)
+}
+
+/// `spec.guards[].failure_limit`: 1..=[`MAX_FAILURE_LIMIT`].
+pub(crate) fn failure_limit(limit: u64) -> Result<(), FieldErrorKind> {
+    between(limit, 1, MAX_FAILURE_LIMIT, FAILURE_LIMIT_RANGE)
+}
+
+fn between(value: u64, min: u64, max: u64, range: &'static str) -> Result<(), FieldErrorKind> {
+    if value < min {
+        return Err(FieldErrorKind::OutOfRange {
+            value: value.to_string(),
+            range,
+        });
+    }
+    at_most(value, max, range)
 }
 
 /// `delay.jitter_ms`: no larger than the delay it varies.

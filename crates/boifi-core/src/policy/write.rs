@@ -44,7 +44,11 @@ impl Serialize for PolicyDocument {
         doc.serialize_field("metadata", &self.metadata)?;
         doc.serialize_field("spec", &self.spec)?;
         if let Some(status) = &self.status {
-            doc.serialize_field("status", status)?;
+            let status = StatusOut {
+                status,
+                guards: &self.spec.guards,
+            };
+            doc.serialize_field("status", &status)?;
         } else {
             doc.skip_field("status")?;
         }
@@ -78,6 +82,28 @@ impl Serialize for PolicySpec {
         map.entry_if(self.priority != 0, "priority", &self.priority)?;
         map.entry_if(!self.enabled, "enabled", &false)?;
         map.entry_some("heartbeat_seconds", self.heartbeat_seconds.as_ref())?;
+        map.entry_if(!self.guards.is_empty(), "guards", &self.guards)?;
+        map.end()
+    }
+}
+
+impl Serialize for guard::Guard {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("name", &self.name)?;
+        map.serialize_entry("query", &self.query)?;
+        let (key, comparison) = match &self.condition {
+            guard::GuardCondition::Success(c) => ("success_condition", c),
+            guard::GuardCondition::Failure(c) => ("failure_condition", c),
+        };
+        map.serialize_entry(key, &alloc::string::ToString::to_string(comparison))?;
+        map.serialize_entry("interval_seconds", &self.interval_seconds)?;
+        map.serialize_entry("failure_limit", &self.failure_limit)?;
+        map.entry_if(
+            self.on_error != guard::OnError::Fail,
+            "on_error",
+            self.on_error.as_str(),
+        )?;
         map.end()
     }
 }
@@ -248,10 +274,61 @@ impl Serialize for Window {
 
 impl Serialize for PolicyStatus {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        StatusOut {
+            status: self,
+            guards: &[],
+        }
+        .serialize(s)
+    }
+}
+
+/// A status with the guards its guard state names.
+struct StatusOut<'a> {
+    status: &'a PolicyStatus,
+    guards: &'a [guard::Guard],
+}
+
+impl Serialize for StatusOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let status = self.status;
         let mut map = s.serialize_map(None)?;
-        map.serialize_entry("stored_at_ms", &self.stored_at_ms)?;
-        map.entry_some("expires_at_ms", self.expires_at_ms.as_ref())?;
-        map.serialize_entry("revision", &self.revision)?;
+        map.serialize_entry("stored_at_ms", &status.stored_at_ms)?;
+        map.entry_some("expires_at_ms", status.expires_at_ms.as_ref())?;
+        map.serialize_entry("revision", &status.revision)?;
+        if let Some(state) = &status.guard {
+            map.serialize_entry(
+                "guard",
+                &GuardStateOut {
+                    state,
+                    guards: self.guards,
+                },
+            )?;
+        }
+        map.end()
+    }
+}
+
+/// `status.guard`: `{"state": "tripped", "guard": "<name>", "value": 0.61, "at_ms": …}`.
+struct GuardStateOut<'a> {
+    state: &'a guard::GuardState,
+    guards: &'a [guard::Guard],
+}
+
+impl Serialize for GuardStateOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("state", self.state.as_str())?;
+        if let guard::GuardState::Tripped(trip) = self.state {
+            let name = self.guards.get(trip.guard).map(|g| g.name.as_str());
+            map.entry_some("guard", name.as_ref())?;
+            // JSON has no NaN or infinity: such a value is written as its PromQL text.
+            match trip.value() {
+                Some(v) if v.is_finite() => map.serialize_entry("value", &v)?,
+                Some(v) => map.serialize_entry("value", &alloc::format!("{v}"))?,
+                None => map.serialize_entry("value", &())?,
+            }
+            map.serialize_entry("at_ms", &trip.at_ms)?;
+        }
         map.end()
     }
 }

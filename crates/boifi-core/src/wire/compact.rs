@@ -495,6 +495,7 @@ impl<'a> Reader<'a> {
                 stored_at_ms: r.uint()?,
                 expires_at_ms: r.opt(Self::uint)?,
                 revision: r.uint()?,
+                guard: None,
             })
         })?;
         Ok(PolicyDocument {
@@ -507,6 +508,7 @@ impl<'a> Reader<'a> {
                 priority,
                 enabled,
                 heartbeat_seconds,
+                guards: Vec::new(),
             },
             status,
         })

@@ -163,6 +163,45 @@ pub struct PolicyStatusEntry {
     pub fault_types: Vec<String>,
     /// Legacy: whether the state is `active`.
     pub active: bool,
+    /// A guarded policy's guard state; absent on an unguarded one.
+    pub guard: Option<GuardSummary>,
+}
+
+/// Where a guarded policy's guards stand, for people and scripts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GuardSummary {
+    /// `verifying`, `running` or `tripped`.
+    pub state: String,
+    /// The guard that stopped it (tripped only).
+    pub guard: Option<String>,
+    /// The value that guard saw last, as text (`NaN` and `no value` included).
+    pub value: Option<String>,
+    /// When it was stopped (Unix ms).
+    pub at_ms: Option<u64>,
+    /// The same, RFC 3339.
+    pub at: Option<String>,
+}
+
+impl GuardSummary {
+    /// The summary of `policy`'s guard state; `None` when it has no guards.
+    pub fn of(policy: &PolicyDocument) -> Option<GuardSummary> {
+        let state = policy.guard_state()?;
+        let mut summary = GuardSummary {
+            state: state.as_str().to_owned(),
+            ..GuardSummary::default()
+        };
+        if let crate::policy::guard::GuardState::Tripped(trip) = state {
+            summary.guard = policy.spec.guards.get(trip.guard).map(|g| g.name.clone());
+            summary.value = Some(
+                trip.value()
+                    .map_or_else(|| "no value".to_owned(), |v| alloc::format!("{v}")),
+            );
+            summary.at_ms = Some(trip.at_ms);
+            summary.at = Some(format_rfc3339(trip.at_ms));
+        }
+        Some(summary)
+    }
 }
 
 /// [`PolicyStatusEntry::in_shared_proxies`] of a policy whose selector names services and
@@ -349,6 +388,7 @@ impl StatusResponse {
                         .filter(|s| super::concerns(p, &s.identity, &s.namespaces))
                         .count(),
                     priority: p.spec.priority,
+                    guard: GuardSummary::of(p),
                     namespace: or_any(&selector.namespace),
                     target_service: or_any(&selector.service),
                     rules_count: p.spec.rules.len(),

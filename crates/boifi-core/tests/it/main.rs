@@ -12,6 +12,7 @@
 mod bounds;
 mod corpus;
 mod errors;
+mod guards;
 mod identity;
 mod model;
 mod sampling;

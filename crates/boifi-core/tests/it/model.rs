@@ -195,6 +195,7 @@ fn policy() -> impl Strategy<Value = PolicyDocument> {
                         priority,
                         enabled,
                         heartbeat_seconds: stored.map(|at| at % 86_400 + 1),
+                        guards: Vec::new(),
                     },
                     status: None,
                 }
@@ -500,6 +501,7 @@ proptest! {
                 priority: 0,
                 enabled: true,
                 heartbeat_seconds: None,
+                guards: Vec::new(),
             },
             status: None,
         };

@@ -102,3 +102,76 @@ pub fn faults_continue_from_the_cache_when_the_control_plane_dies_and_still_expi
         "the filter must retry the dead control plane"
     );
 }
+
+/// A policy with a heartbeat bound (2 s) stops within that bound of the control plane's death,
+/// while a policy without one keeps firing from the cache (fail-open).
+pub fn a_heartbeat_bound_stops_its_policy_when_the_control_plane_dies_and_only_it(
+    filter: FilterKind,
+) {
+    const BOUND: Duration = Duration::from_secs(2);
+    let mut mesh = Mesh::start(filter);
+    let envoy = mesh.frontend();
+    let mut c = envoy.client();
+    mesh.put(
+        "open",
+        json!({"service": "frontend"}),
+        "/open",
+        abort(100, 503),
+    );
+    let mut guarded = policy(
+        "guarded",
+        json!({"service": "frontend"}),
+        "/guarded",
+        abort(100, 500),
+    );
+    guarded["spec"]["heartbeat_seconds"] = json!(2);
+    let stored = mesh.server.put_policy(&guarded);
+    assert!(
+        stored.status < 300,
+        "the policy was refused: {}",
+        String::from_utf8_lossy(&stored.body)
+    );
+    for (path, status) in [("/guarded", 500), ("/open", 503)] {
+        let applied = wait_for_status(&mut c, path, status, Duration::from_secs(3));
+        assert!(applied.is_some(), "{path} never applied\n{}", envoy.log());
+    }
+
+    // Every control plane replica is killed (here the only one).
+    mesh.server.kill();
+    let killed = Instant::now();
+    assert!(
+        burst(&mut c, "/guarded", 5).iter().all(|r| r.status == 500),
+        "the guarded policy stopped before its bound"
+    );
+    let stopped = wait_for_status(&mut c, "/guarded", 200, BOUND * 2);
+    let stopped_after = killed.elapsed();
+    assert!(
+        stopped.is_some(),
+        "the guarded policy kept firing\n{}",
+        envoy.log()
+    );
+    eprintln!(
+        "heartbeat bound {} ms: the guarded policy stopped {} ms after the control plane died",
+        BOUND.as_millis(),
+        stopped_after.as_millis()
+    );
+    // Heard at most at the kill, so the bound lapses within 2 s of it; 250 ms for the worker
+    // to adopt the reduced set (the propagation budget).
+    assert!(
+        stopped_after <= BOUND + Duration::from_millis(250),
+        "stopped {stopped_after:?} after the kill, over the bound"
+    );
+    assert!(burst(&mut c, "/guarded", 20)
+        .iter()
+        .all(|r| r.status == 200));
+    assert!(
+        burst(&mut c, "/open", 20).iter().all(|r| r.status == 503),
+        "the unguarded policy must keep firing"
+    );
+    let lapses = crate::harness::wait_for(Duration::from_secs(2), || {
+        envoy
+            .prometheus_value("hfi_config_heartbeat_lapses_total")
+            .filter(|n| *n >= 1.0)
+    });
+    assert!(lapses.is_some(), "{}", envoy.prometheus());
+}

@@ -13,6 +13,7 @@ mod caller;
 mod cascade;
 mod dashboard;
 mod edge_cases;
+mod guards;
 mod refused;
 mod reliability_outage;
 mod scale;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use boifi_core::policy::PolicyState;
+use boifi_core::policy::{PolicyDocument, PolicyState};
 use boifi_core::wire::{compact, ConfigEncoding, ConfigQuery, ConfigResponse};
 
 use super::openapi::{ApiErrorSchema, ConfigResponseSchema};
@@ -41,10 +41,16 @@ pub fn config_for(query: &ConfigQuery, snapshot: &Snapshot, now_ms: u64) -> Conf
             .policies
             .values()
             .filter(|p| query.concerns(p))
-            .filter(|p| p.state_at(now_ms) != PolicyState::Expired)
-            .cloned()
+            .filter(|p| sent_to_sidecars(p, now_ms))
+            .map(PolicyDocument::for_sidecars)
             .collect(),
     }
+}
+
+/// Whether proxies get `policy` at `now_ms`: not expired, and, when guarded, running (a
+/// verifying or tripped policy injects nothing).
+fn sent_to_sidecars(policy: &PolicyDocument, now_ms: u64) -> bool {
+    policy.state_at(now_ms) != PolicyState::Expired && policy.guards_allow_injection()
 }
 
 /// Each policy of one snapshot serialized once, so a write that wakes a thousand waiters costs
@@ -74,13 +80,13 @@ impl RenderCache {
         let json = snapshot
             .policies
             .values()
-            .map(serde_json::to_vec)
+            .map(|p| serde_json::to_vec(&p.for_sidecars()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ApiFailure::Internal(format!("encoding policies: {e}")))?;
         let compact = snapshot
             .policies
             .values()
-            .map(compact::encode_policy)
+            .map(|p| compact::encode_policy(&p.for_sidecars()))
             .collect();
         let rendered = Arc::new(Rendered {
             snapshot: Arc::clone(snapshot),
@@ -108,9 +114,7 @@ impl RenderCache {
             .policies
             .values()
             .zip(parts)
-            .filter(|(policy, _)| {
-                query.concerns(policy) && policy.state_at(now_ms) != PolicyState::Expired
-            })
+            .filter(|(policy, _)| query.concerns(policy) && sent_to_sidecars(policy, now_ms))
             .map(|(_, part)| part.as_slice())
             .collect();
         if query.encoding == ConfigEncoding::Compact {

@@ -106,6 +106,10 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiFailur
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiFailure> {
     let snapshot = snapshot(&state).await?;
     state.metrics.store_health(&state.store.backend_health());
+    state
+        .metrics
+        .guards()
+        .leading(*state.guard_leadership.subscribe().borrow());
     let text = state
         .metrics
         .render(

@@ -87,6 +87,11 @@ const NAME_PART: &str = "[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?";
 const TOKEN: &str = "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,256}";
 /// A Kubernetes DNS label (a service or namespace in a workload identity).
 const DNS_LABEL: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+/// `spec.guards[].success_condition` and `failure_condition`.
+const CONDITION: &str =
+    r"^\s*result\s*(<=|>=|==|!=|<|>)\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,2})?\s*$";
+/// `spec.guards[].name`: a DNS-1123 label, upper case and `_` allowed.
+const GUARD_NAME: &str = "^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$";
 /// An RFC 3339 time from 1971 on, as boifi-core's `parse_rfc3339` reads it; days valid in every
 /// year (29 February is left out).
 const TIMESTAMP: &str = concat!(
@@ -450,7 +455,33 @@ fn spec() -> ObjectBuilder {
                 Type::Integer,
             ),
         )
+        .property(
+            "guards",
+            ArrayBuilder::new()
+                .items(guard())
+                .max_items(Some(boifi_core::policy::guard::MAX_GUARDS)),
+        )
         .required("rules")
+}
+
+/// One of `spec.guards`.
+fn guard() -> ObjectBuilder {
+    let condition = |d| patterned(d, CONDITION);
+    closed("A guard: a Prometheus instant query and a condition on its one number, evaluated by the control plane every `interval_seconds`; `failure_limit` failed evaluations in a row stop the policy. Give exactly one of `success_condition` or `failure_condition`. Never sent to sidecars")
+        .property("name", patterned("Unique within the policy: 1 to 63 characters of `[A-Za-z0-9_-]`, not starting or ending with `-`", GUARD_NAME))
+        .property(
+            "query",
+            string("A PromQL instant query (checked with a PromQL parser) returning one number: a scalar or a vector of one sample")
+                .min_length(Some(1))
+                .max_length(Some(boifi_core::policy::guard::MAX_QUERY_LEN)),
+        )
+        .property("success_condition", or_null(condition("`result <op> <number>`: the evaluation passes when it holds (e.g. `result >= 0.95`)"), Type::String))
+        .property("failure_condition", or_null(condition("`result <op> <number>`: the evaluation fails when it holds (e.g. `result < 0.95`)"), Type::String))
+        .property("interval_seconds", or_null(bounded("Seconds between evaluations (default 10)", 1, boifi_core::policy::guard::MAX_INTERVAL_SECONDS), Type::Integer))
+        .property("failure_limit", or_null(bounded("Failed evaluations in a row that stop the policy (default 1)", 1, boifi_core::policy::guard::MAX_FAILURE_LIMIT), Type::Integer))
+        .property("on_error", choice_or_null("What an evaluation without a value counts as: `fail` (default) or `ignore`", &["fail", "ignore"]))
+        .required("name")
+        .required("query")
 }
 
 fn metadata() -> ObjectBuilder {
@@ -510,6 +541,10 @@ wire_schema! {
             .property("stored_at_ms", revision("When stored (Unix ms)"))
             .property("expires_at_ms", revision("When every rule has expired (Unix ms)"))
             .property("revision", revision("Store revision of the last write; use as `If-Match`"))
+            .property("guard", or_null(
+                object("A guarded policy's state: `verifying` (guards not yet passed; nothing injected), `running`, or `tripped` (stopped by `guard`, which saw `value`, at `at_ms`)"),
+                Type::Object,
+            ))
             .property(
                 "state",
                 ObjectBuilder::new()
@@ -682,7 +717,14 @@ wire_schema! {
             )
             .property("rules_count", integer("Legacy: number of rules"))
             .property("fault_types", strings("Legacy: the same as `fault_kinds`"))
-            .property("active", boolean("Legacy: whether the state is `active`"));
+            .property("active", boolean("Legacy: whether the state is `active`"))
+            .property(
+                "guard",
+                typed(
+                    SchemaType::from_iter([Type::Object, Type::Null]),
+                    "A guarded policy's guards: `state` (`verifying`, `running`, `tripped`) and, when tripped, the `guard` that stopped it, the `value` it saw, `at_ms` and `at`; null if unguarded",
+                ),
+            );
         let sidecar = || object("One proxy: a sidecar under `sidecars`, a waypoint or gateway under `shared_proxies`")
             .property(
                 "proxy",
@@ -798,6 +840,7 @@ wire_schema! {
         super::policies::delete_all,
         super::policies::get_policy,
         super::policies::put_policy,
+        super::policies::rearm_policy,
         super::policies::delete_policy,
         super::status::policy_status,
         super::config::get_config,

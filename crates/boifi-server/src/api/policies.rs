@@ -36,6 +36,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(super::method_not_allowed)),
     )
     .service(
+        web::resource("/v1/policies/{name}/rearm")
+            .route(web::post().to(rearm_policy))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
         web::resource("/v1/policies/{name}")
             .route(web::get().to(get_policy))
             .route(web::put().to(put_policy))
@@ -145,6 +150,24 @@ async fn store_policy(
     condition: WriteCondition,
 ) -> Result<HttpResponse, ApiFailure> {
     let name = policy.name().to_owned();
+    // The status is the control plane's: a client's (and its guard state) is dropped, so a
+    // guarded policy is stored verifying and a client cannot skip its guards.
+    let mut policy = policy;
+    policy.status = None;
+    if !policy.spec.guards.is_empty() && state.guards.is_none() {
+        return Err(ApiFailure::bad_request(
+            "guards_unavailable",
+            format!(
+                "policy `{name}` has `spec.guards`, but this control plane has no Prometheus to evaluate them (start it with --prometheus-url)"
+            ),
+        ));
+    }
+    // A guard needs a live control plane: sidecars stop a guarded policy they have not heard
+    // about for this long (the only part of the guards they receive).
+    if !policy.spec.guards.is_empty() && policy.spec.heartbeat_seconds.is_none() {
+        policy.spec.heartbeat_seconds =
+            Some(boifi_core::policy::guard::DEFAULT_GUARDED_HEARTBEAT_SECONDS);
+    }
     check_target(caller, &state.targets, &policy)?;
     let current = snapshot(state).await?;
     let before = current.version;
@@ -286,6 +309,53 @@ pub async fn get_policy(
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, etag(policy)))
         .json(policy))
+}
+
+/// Re-arms a guarded policy: back to `verifying`, so it injects again once its guards pass.
+/// Only an explicit call does this; a tripped policy otherwise stays stopped.
+#[utoipa::path(post, path = "/v1/policies/{name}/rearm", tag = "policies",
+    params(("name" = String, Path, description = "Policy name")),
+    responses(
+        (status = 200, description = "Re-armed: stored verifying", body = PolicyDocumentSchema),
+        (status = 400, description = "Invalid name, or the policy has no guards", body = ApiErrorSchema),
+        (status = 401, description = "Missing or wrong bearer token", body = ApiErrorSchema),
+        (status = 404, description = "No such policy", body = ApiErrorSchema),
+        (status = 412, description = "The policy changed meanwhile; try again", body = ApiErrorSchema),
+    ))]
+pub async fn rearm_policy(
+    req: HttpRequest,
+    name: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiFailure> {
+    let caller = state.auth.check(&req, Access::Write)?;
+    let name = path_name(&name)?;
+    let snapshot = snapshot(&state).await?;
+    let policy = snapshot
+        .policies
+        .get(&name)
+        .ok_or_else(|| ApiFailure::NotFound(format!("policy `{name}` does not exist")))?;
+    if policy.spec.guards.is_empty() {
+        return Err(ApiFailure::bad_request(
+            "not_guarded",
+            format!("policy `{name}` has no `spec.guards`: there is nothing to re-arm"),
+        ));
+    }
+    let revision = policy.status.map_or(0, |s| s.revision);
+    let mut rearmed = policy.clone();
+    if let Some(status) = &mut rearmed.status {
+        status.guard = Some(boifi_core::policy::guard::GuardState::Verifying);
+    }
+    let outcome = state
+        .store
+        .put(rearmed, WriteCondition::Revision(revision))
+        .await
+        .map_err(store_failure(&state, "put"))?;
+    state
+        .audit
+        .record(&caller, "rearm", &name, snapshot.version, outcome.version);
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, etag(&outcome.policy)))
+        .json(&outcome.policy))
 }
 
 /// Creates or replaces the policy `name`; the body's `metadata.name` must be `name`.

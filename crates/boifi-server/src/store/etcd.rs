@@ -74,6 +74,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+mod election;
 mod members;
 mod sidecars;
 mod view;
@@ -81,6 +82,7 @@ mod view;
 use members::{Members, Retry};
 use view::{maintain_view, Counters, Health, Shared};
 
+pub use election::{DEFAULT_ELECTION_TTL, GUARD_ELECTION_NAME};
 pub use sidecars::MAX_TXN_OPS;
 
 use crate::sidecars::SidecarChanges;
@@ -122,6 +124,11 @@ pub struct EtcdOptions {
     /// TTL of each replica's lease on its sidecar reports: how long a dead replica's reports
     /// outlive it.
     pub sidecar_lease_ttl: Duration,
+    /// TTL of a replica's lease in the guard election: how long a killed replica keeps the
+    /// guards before another takes them over (etcd raises it to its minimum, 2 s by default).
+    pub election_ttl: Duration,
+    /// The guard election's name (a key prefix outside the policy and sidecar prefixes).
+    pub election_name: String,
 }
 
 impl EtcdOptions {
@@ -143,6 +150,8 @@ impl EtcdOptions {
             view_wait: Duration::from_secs(5),
             sidecar_prefix: super::ETCD_SIDECAR_PREFIX.to_owned(),
             sidecar_lease_ttl: DEFAULT_SIDECAR_LEASE_TTL,
+            election_ttl: DEFAULT_ELECTION_TTL,
+            election_name: GUARD_ELECTION_NAME.to_owned(),
         }
     }
 }
@@ -178,6 +187,9 @@ pub struct EtcdStore {
     request_timeout: Duration,
     view_wait: Duration,
     task: JoinHandle<()>,
+    election: election::Election,
+    /// The guard election, once [`PolicyStore::guard_election`] started it.
+    elected: std::sync::OnceLock<(watch::Receiver<bool>, JoinHandle<()>)>,
 }
 
 impl fmt::Debug for EtcdStore {
@@ -193,6 +205,9 @@ impl fmt::Debug for EtcdStore {
 impl Drop for EtcdStore {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some((_, election)) = self.elected.get() {
+            election.abort();
+        }
     }
 }
 
@@ -246,6 +261,18 @@ impl EtcdStore {
                 options.sidecar_prefix, options.prefix
             )));
         }
+        let overlaps = |prefix: &str| {
+            options.election_name.starts_with(prefix) || prefix.starts_with(&options.election_name)
+        };
+        if options.election_name.is_empty()
+            || overlaps(&options.prefix)
+            || overlaps(&options.sidecar_prefix)
+        {
+            return Err(StoreError::Unavailable(format!(
+                "the etcd guard election name `{}` must be non-empty and must not overlap the policy prefix `{}` or the sidecar prefix `{}`",
+                options.election_name, options.prefix, options.sidecar_prefix
+            )));
+        }
         let connect = ConnectOptions::new()
             .with_connect_timeout(options.connect_timeout)
             // Detects a silently dead member under the watch. etcd refuses pings more often than
@@ -284,6 +311,12 @@ impl EtcdStore {
             options.sidecar_lease_ttl,
             options.request_timeout,
         );
+        let election = election::Election {
+            name: options.election_name.clone(),
+            replica: String::new(),
+            ttl: options.election_ttl,
+            request_timeout: options.request_timeout,
+        };
         Ok(EtcdStore {
             members,
             sidecars,
@@ -291,6 +324,8 @@ impl EtcdStore {
             request_timeout: options.request_timeout,
             view_wait: options.view_wait,
             task,
+            election,
+            elected: std::sync::OnceLock::new(),
         })
     }
 
@@ -750,6 +785,28 @@ impl PolicyStore for EtcdStore {
             Health::Ready | Health::Lost(_) => Ok(()),
             Health::Loading(reason) => Err(StoreError::Unavailable(reason.clone())),
         }
+    }
+
+    fn guard_election(&self, replica: &str) -> Option<watch::Receiver<bool>> {
+        let (leading, _) = self.elected.get_or_init(|| {
+            let (sender, receiver) = watch::channel(false);
+            let election = election::Election {
+                replica: replica.to_owned(),
+                ..self.election.clone()
+            };
+            let task = tokio::spawn(election::run_election(
+                Arc::clone(&self.members),
+                election,
+                sender,
+            ));
+            (receiver, task)
+        });
+        Some(leading.clone())
+    }
+
+    async fn guard_leader(&self) -> Result<Option<String>, StoreError> {
+        let key = election::leader_key(&self.members, &self.election.name, self.deadline()).await?;
+        Ok(key.map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
     }
 
     fn backend_health(&self) -> BackendHealth {

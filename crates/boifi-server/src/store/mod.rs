@@ -201,6 +201,16 @@ pub trait PolicyStore: Send + Sync + 'static {
     fn sidecar_writes(&self) -> u64 {
         0
     }
+    /// Joins the election of the replica that evaluates guards as `replica`, once (later calls
+    /// return the same channel): `true` on the channel while this replica leads. `None`: this
+    /// backend has one replica, which always evaluates.
+    fn guard_election(&self, _replica: &str) -> Option<tokio::sync::watch::Receiver<bool>> {
+        None
+    }
+    /// The name of the replica that evaluates guards now (`None`: nobody leads, or one replica).
+    async fn guard_leader(&self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
     /// Whether writes can go through now, and the backend's failover counters (etcd).
     fn backend_health(&self) -> BackendHealth {
         BackendHealth::default()

@@ -275,6 +275,7 @@ async fn status_is_the_stores(store: Arc<dyn PolicyStore>) {
         stored_at_ms: 1,
         expires_at_ms: Some(2),
         revision: 999_999,
+        guard: None,
     });
     let start = boifi_server::store::now_ms();
     let out = store.put(p, WriteCondition::Any).await.unwrap();

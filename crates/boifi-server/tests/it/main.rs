@@ -13,6 +13,8 @@ mod api;
 mod conformance;
 mod etcd_faults;
 mod etcd_store;
+mod guard_election;
+mod guards;
 mod ha_status;
 mod harness;
 mod legacy;
