@@ -368,7 +368,6 @@ impl ConfigSync {
     /// request, so a rotated Secret is used without a restart).
     pub fn set_credential(&mut self, credential: Option<ReadCredential>) {
         self.credential = credential;
-
     }
 
     /// Names of the policies left out now because their heartbeat bound lapsed.
