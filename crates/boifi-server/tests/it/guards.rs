@@ -76,10 +76,22 @@ async fn bad_guards_are_refused_naming_the_field_and_nothing_is_stored() {
         guarded("bad-guard", guard)
     };
     let cases = [
-        (with("query", json!("sum(rate(x[1m])")), "spec.guards[0].query: `sum(rate(x[1m])` is not a PromQL query"),
-        (with("success_condition", json!("result >> 1")), "spec.guards[0].success_condition: `result >> 1` is not a condition"),
-        (with("interval_seconds", json!(0)), "spec.guards[0].interval_seconds: `0` is outside 1..=3600"),
-        (with("interval_seconds", json!(-1)), "spec.guards[0].interval_seconds: `-1` is outside 1..=3600"),
+        (
+            with("query", json!("sum(rate(x[1m])")),
+            "spec.guards[0].query: `sum(rate(x[1m])` is not a PromQL query",
+        ),
+        (
+            with("success_condition", json!("result >> 1")),
+            "spec.guards[0].success_condition: `result >> 1` is not a condition",
+        ),
+        (
+            with("interval_seconds", json!(0)),
+            "spec.guards[0].interval_seconds: `0` is outside 1..=3600",
+        ),
+        (
+            with("interval_seconds", json!(-1)),
+            "spec.guards[0].interval_seconds: `-1` is outside 1..=3600",
+        ),
     ];
     for (body, expected) in cases {
         let (status, text) = post(&server, &body).await;
@@ -105,7 +117,12 @@ async fn a_guarded_policy_is_refused_by_a_server_without_prometheus() {
 async fn state_after_verifying(server: &InProcess, name: &str, limit: Duration) -> Value {
     let deadline = Instant::now() + limit;
     loop {
-        let (_, text) = answer(server.client.get(server.url(&format!("/v1/policies/{name}")))).await;
+        let (_, text) = answer(
+            server
+                .client
+                .get(server.url(&format!("/v1/policies/{name}"))),
+        )
+        .await;
         let policy: Value = serde_json::from_str(&text).unwrap();
         let guard = policy["status"]["guard"].clone();
         if guard["state"].as_str().is_some_and(|s| s != "verifying") {
@@ -134,32 +151,50 @@ async fn a_blind_guard_stops_its_policy_before_any_sidecar_gets_it_and_rearm_sta
     let (status, text) = post(&server, &body).await;
     assert_eq!(status, 201, "{text}");
     let stored: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(stored["spec"]["heartbeat_seconds"], 30, "the guarded default: {stored}");
+    assert_eq!(
+        stored["spec"]["heartbeat_seconds"], 30,
+        "the guarded default: {stored}"
+    );
     // Two failed evaluations 1 s apart: the stop comes after about 1 s.
     let trip = state_after_verifying(&server, "blind", Duration::from_secs(5)).await;
     assert_eq!(trip["state"], "tripped", "{trip}");
     assert_eq!(trip["guard"], "frontend-success", "{trip}");
-    assert!(trip["value"].is_null(), "a blind guard saw no value: {trip}");
-    assert!(started.elapsed() >= Duration::from_secs(1), "stopped before the second evaluation");
+    assert!(
+        trip["value"].is_null(),
+        "a blind guard saw no value: {trip}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "stopped before the second evaluation"
+    );
     let (_, config) = answer(
         server
             .client
             .get(server.url("/v1/config?service=cartservice&namespace=demo")),
     )
     .await;
-    assert!(!config.contains("blind"), "a tripped policy is sent: {config}");
+    assert!(
+        !config.contains("blind"),
+        "a tripped policy is sent: {config}"
+    );
     let metrics = server.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains(r#"boifi_guard_trips_total{guard="frontend-success",policy="blind"} 1"#),
         "{metrics}"
     );
-    assert!(metrics.contains(r#"boifi_guard_policies{state="tripped"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"boifi_guard_policies{state="tripped"} 1"#),
+        "{metrics}"
+    );
 
     // Re-arm: verifying again, and (still blind) tripped again.
     let (status, text) = answer(server.client.post(server.url("/v1/policies/blind/rearm"))).await;
     assert_eq!(status, 200, "{text}");
     let rearmed: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(rearmed["status"]["guard"]["state"], "verifying", "{rearmed}");
+    assert_eq!(
+        rearmed["status"]["guard"]["state"], "verifying",
+        "{rearmed}"
+    );
     let trip = state_after_verifying(&server, "blind", Duration::from_secs(5)).await;
     assert_eq!(trip["state"], "tripped", "{trip}");
     server.stop().await;
@@ -170,12 +205,16 @@ async fn config_answers_never_carry_guards_and_only_running_guarded_policies() {
     // No Prometheus: nothing evaluates, so the states written here stay as they are.
     let server = server_with_prometheus(None).await;
     let mut policy =
-        parse_policy_json(&guarded("running-guarded", good_guard()).to_string()).unwrap();
+        parse_policy_json(&guarded("running-checked", good_guard()).to_string()).unwrap();
     policy.spec.heartbeat_seconds = Some(45);
-    let outcome = server.store.put(policy.clone(), WriteCondition::Any).await.unwrap();
+    let outcome = server
+        .store
+        .put(policy.clone(), WriteCondition::Any)
+        .await
+        .unwrap();
     let config_url = server.url("/v1/config?service=cartservice&namespace=demo");
     let (_, verifying) = answer(server.client.get(&config_url)).await;
-    assert!(!verifying.contains("running-guarded"), "{verifying}");
+    assert!(!verifying.contains("running-checked"), "{verifying}");
 
     let mut running = outcome.policy.clone();
     if let Some(status) = &mut running.status {
@@ -196,9 +235,12 @@ async fn config_answers_never_carry_guards_and_only_running_guarded_policies() {
         assert_eq!(response.status(), 200);
         let body = response.bytes().await.unwrap();
         let text = String::from_utf8_lossy(&body);
-        assert!(text.contains("running-guarded"), "{encoding}: {text}");
+        assert!(text.contains("running-checked"), "{encoding}: {text}");
         for guard_text in ["frontend-success", "http_requests_total", "guard"] {
-            assert!(!text.contains(guard_text), "{encoding} carries `{guard_text}`: {text}");
+            assert!(
+                !text.contains(guard_text),
+                "{encoding} carries `{guard_text}`: {text}"
+            );
         }
         if encoding == "compact" {
             let decoded = boifi_core::wire::compact::decode(&body).unwrap();
