@@ -158,23 +158,6 @@ pub fn time(ms: Option<u64>) -> String {
     ms.map_or_else(|| "-".to_owned(), boifi_core::time::format_rfc3339)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tables_align_columns() {
-        let mut t = Table::new(&["NAME", "STATE"]);
-        t.row(vec!["frontend-abort".into(), "active".into()]);
-        let mut out = Vec::new();
-        t.write(&mut out).unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "NAME             STATE\nfrontend-abort   active\n"
-        );
-    }
-}
-
 /// A policy's state as listings show it: a guarded active policy shows its guard state
 /// (`verifying`, `running`, `tripped`) instead of `active`.
 pub fn policy_state(state: &str, guard: Option<&boifi_core::wire::GuardSummary>) -> String {
@@ -196,3 +179,21 @@ pub fn guard_stop(guard: &boifi_core::wire::GuardSummary) -> Option<String> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let mut t = Table::new(&["NAME", "STATE"]);
+        t.row(vec!["frontend-abort".into(), "active".into()]);
+        let mut out = Vec::new();
+        t.write(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "NAME             STATE\nfrontend-abort   active\n"
+        );
+    }
+}
+
