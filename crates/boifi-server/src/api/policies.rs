@@ -265,13 +265,21 @@ pub async fn get_policy(
     state.auth.check(&req, Access::Read)?;
     let name = path_name(&name)?;
     let snapshot = snapshot(&state).await?;
-    let policy = snapshot
-        .policies
-        .get(&name)
-        .ok_or_else(|| ApiFailure::NotFound(format!("policy `{name}` does not exist")))?;
+    let policy = stored_policy(&snapshot, &name)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, etag(policy)))
         .json(policy))
+}
+
+/// The stored policy `name`; 404 when there is none.
+fn stored_policy<'a>(
+    snapshot: &'a crate::store::Snapshot,
+    name: &str,
+) -> Result<&'a PolicyDocument, ApiFailure> {
+    snapshot
+        .policies
+        .get(name)
+        .ok_or_else(|| ApiFailure::NotFound(format!("policy `{name}` does not exist")))
 }
 
 /// Re-arms a guarded policy: back to `verifying`, so it injects again once its guards pass.
@@ -293,10 +301,7 @@ pub async fn rearm_policy(
     let caller = state.auth.check(&req, Access::Write)?;
     let name = path_name(&name)?;
     let snapshot = snapshot(&state).await?;
-    let policy = snapshot
-        .policies
-        .get(&name)
-        .ok_or_else(|| ApiFailure::NotFound(format!("policy `{name}` does not exist")))?;
+    let policy = stored_policy(&snapshot, &name)?;
     if policy.spec.guards.is_empty() {
         return Err(ApiFailure::bad_request(
             "not_guarded",
