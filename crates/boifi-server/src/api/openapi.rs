@@ -421,6 +421,17 @@ fn spec() -> ObjectBuilder {
             or_null(boolean("`false`: stored, never applied"), Type::Boolean),
         )
         .property(
+            "heartbeat_seconds",
+            or_null(
+                bounded(
+                    "A sidecar that has not heard from the control plane for this many seconds stops applying the policy (the server sets 30 on a guarded policy that does not say)",
+                    1,
+                    boifi_core::policy::MAX_HEARTBEAT_SECONDS,
+                ),
+                Type::Integer,
+            ),
+        )
+        .property(
             "guards",
             ArrayBuilder::new()
                 .items(guard())
