@@ -288,7 +288,8 @@ fn stored_policy<'a>(
     params(("name" = String, Path, description = "Policy name")),
     responses(
         (status = 200, description = "Re-armed: stored verifying", body = PolicyDocumentSchema),
-        (status = 400, description = "Invalid name, or the policy has no guards", body = ApiErrorSchema),
+        (status = 400, description = "Invalid name", body = ApiErrorSchema),
+        (status = 409, description = "The policy has no guards", body = ApiErrorSchema),
         (status = 401, description = "Missing or wrong bearer token", body = ApiErrorSchema),
         (status = 404, description = "No such policy", body = ApiErrorSchema),
         (status = 412, description = "The policy changed meanwhile; try again", body = ApiErrorSchema),
@@ -303,10 +304,9 @@ pub async fn rearm_policy(
     let snapshot = snapshot(&state).await?;
     let policy = stored_policy(&snapshot, &name)?;
     if policy.spec.guards.is_empty() {
-        return Err(ApiFailure::bad_request(
-            "not_guarded",
-            format!("policy `{name}` has no `spec.guards`: there is nothing to re-arm"),
-        ));
+        return Err(ApiFailure::Conflict(format!(
+            "policy `{name}` has no `spec.guards`: there is nothing to re-arm"
+        )));
     }
     let revision = policy.status.map_or(0, |s| s.revision);
     let mut rearmed = policy.clone();
