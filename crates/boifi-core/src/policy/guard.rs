@@ -9,7 +9,7 @@
 //! `std` feature the query's PromQL syntax); the control plane evaluates it. Sidecars never
 //! receive guards.
 
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use core::fmt;
 
 /// Upper bound of the guards of one policy.
@@ -218,6 +218,7 @@ impl OnError {
 /// The PromQL syntax check of a query: the parser's explanation of why it does not parse.
 #[cfg(feature = "std")]
 pub fn query_problem(query: &str) -> Option<String> {
+    use alloc::string::ToString;
     promql_parser::parser::parse(query)
         .err()
         .map(|reason| reason.to_string().trim().to_string())

@@ -447,8 +447,9 @@ fn spec() -> ObjectBuilder {
             "heartbeat_seconds",
             or_null(
                 bounded(
-                    "A sidecar that has not heard from the control plane for this long stops \
-                     applying the policy",
+                    "A sidecar that has not heard from the control plane for this many seconds \
+                     stops applying the policy (the server sets 30 on a guarded policy that does \
+                     not say)",
                     1,
                     boifi_core::policy::MAX_HEARTBEAT_SECONDS,
                 ),

@@ -302,13 +302,21 @@ pub async fn get_policy(
     state.auth.check(&req, Access::Read)?;
     let name = path_name(&name)?;
     let snapshot = snapshot(&state).await?;
-    let policy = snapshot
-        .policies
-        .get(&name)
-        .ok_or_else(|| ApiFailure::NotFound(format!("policy `{name}` does not exist")))?;
+    let policy = stored_policy(&snapshot, &name)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, etag(policy)))
         .json(policy))
+}
+
+/// The stored policy `name`; 404 when there is none.
+fn stored_policy<'a>(
+    snapshot: &'a crate::store::Snapshot,
+    name: &str,
+) -> Result<&'a PolicyDocument, ApiFailure> {
+    snapshot
+        .policies
+        .get(name)
+        .ok_or_else(|| ApiFailure::NotFound(format!("policy `{name}` does not exist")))
 }
 
 /// Re-arms a guarded policy: back to `verifying`, so it injects again once its guards pass.
@@ -317,7 +325,8 @@ pub async fn get_policy(
     params(("name" = String, Path, description = "Policy name")),
     responses(
         (status = 200, description = "Re-armed: stored verifying", body = PolicyDocumentSchema),
-        (status = 400, description = "Invalid name, or the policy has no guards", body = ApiErrorSchema),
+        (status = 400, description = "Invalid name", body = ApiErrorSchema),
+        (status = 409, description = "The policy has no guards", body = ApiErrorSchema),
         (status = 401, description = "Missing or wrong bearer token", body = ApiErrorSchema),
         (status = 404, description = "No such policy", body = ApiErrorSchema),
         (status = 412, description = "The policy changed meanwhile; try again", body = ApiErrorSchema),
@@ -330,15 +339,11 @@ pub async fn rearm_policy(
     let caller = state.auth.check(&req, Access::Write)?;
     let name = path_name(&name)?;
     let snapshot = snapshot(&state).await?;
-    let policy = snapshot
-        .policies
-        .get(&name)
-        .ok_or_else(|| ApiFailure::NotFound(format!("policy `{name}` does not exist")))?;
+    let policy = stored_policy(&snapshot, &name)?;
     if policy.spec.guards.is_empty() {
-        return Err(ApiFailure::bad_request(
-            "not_guarded",
-            format!("policy `{name}` has no `spec.guards`: there is nothing to re-arm"),
-        ));
+        return Err(ApiFailure::Conflict(format!(
+            "policy `{name}` has no `spec.guards`: there is nothing to re-arm"
+        )));
     }
     let revision = policy.status.map_or(0, |s| s.revision);
     let mut rearmed = policy.clone();

@@ -475,6 +475,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/policies/{name}"),
     ("put", "/v1/policies/{name}"),
     ("delete", "/v1/policies/{name}"),
+    ("post", "/v1/policies/{name}/rearm"),
     ("get", "/v1/config"),
     ("get", "/v1/audit"),
 ];

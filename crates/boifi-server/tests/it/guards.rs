@@ -205,7 +205,7 @@ async fn config_answers_never_carry_guards_and_only_running_guarded_policies() {
     // No Prometheus: nothing evaluates, so the states written here stay as they are.
     let server = server_with_prometheus(None).await;
     let mut policy =
-        parse_policy_json(&guarded("running-guarded", good_guard()).to_string()).unwrap();
+        parse_policy_json(&guarded("running-checked", good_guard()).to_string()).unwrap();
     policy.spec.heartbeat_seconds = Some(45);
     let outcome = server
         .store
@@ -214,7 +214,7 @@ async fn config_answers_never_carry_guards_and_only_running_guarded_policies() {
         .unwrap();
     let config_url = server.url("/v1/config?service=cartservice&namespace=demo");
     let (_, verifying) = answer(server.client.get(&config_url)).await;
-    assert!(!verifying.contains("running-guarded"), "{verifying}");
+    assert!(!verifying.contains("running-checked"), "{verifying}");
 
     let mut running = outcome.policy.clone();
     if let Some(status) = &mut running.status {
@@ -235,7 +235,7 @@ async fn config_answers_never_carry_guards_and_only_running_guarded_policies() {
         assert_eq!(response.status(), 200);
         let body = response.bytes().await.unwrap();
         let text = String::from_utf8_lossy(&body);
-        assert!(text.contains("running-guarded"), "{encoding}: {text}");
+        assert!(text.contains("running-checked"), "{encoding}: {text}");
         for guard_text in ["frontend-success", "http_requests_total", "guard"] {
             assert!(
                 !text.contains(guard_text),
