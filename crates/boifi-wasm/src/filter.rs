@@ -739,6 +739,20 @@ fn release(host: &impl Host, root_context_id: u32, due: Vec<Released>) {
     host.set_effective_context(root_context_id);
 }
 
+/// The root context a stream belongs to (the only one when there is one, so the common case
+/// needs no lookup).
+fn root_of<'a>(
+    roots: &'a mut [Root],
+    streams: &BTreeMap<u32, u32>,
+    context_id: u32,
+) -> Option<&'a mut Root> {
+    if roots.len() == 1 {
+        return roots.first_mut();
+    }
+    let parent = streams.get(&context_id).copied()?;
+    roots.iter_mut().find(|r| r.context_id == parent)
+}
+
 /// Every root context of this VM and the streams they serve: what the ABI's callbacks act on.
 #[derive(Debug)]
 pub struct Filter<H> {
@@ -853,30 +867,16 @@ impl<H: Host> Filter<H> {
 
     /// `proxy_on_request_headers`.
     pub fn on_request_headers(&mut self, context_id: u32) -> Action {
-        let host = &self.host;
-        let root = if self.roots.len() == 1 {
-            self.roots.first_mut()
-        } else {
-            let parent = self.streams.get(&context_id).copied();
-            parent.and_then(|p| self.roots.iter_mut().find(|r| r.context_id == p))
-        };
-        match root {
-            Some(root) => root.on_request_headers(host, context_id),
+        match root_of(&mut self.roots, &self.streams, context_id) {
+            Some(root) => root.on_request_headers(&self.host, context_id),
             None => Action::Continue,
         }
     }
 
     /// `proxy_on_response_headers`.
     pub fn on_response_headers(&mut self, context_id: u32) -> Action {
-        let host = &self.host;
-        let root = if self.roots.len() == 1 {
-            self.roots.first_mut()
-        } else {
-            let parent = self.streams.get(&context_id).copied();
-            parent.and_then(|p| self.roots.iter_mut().find(|r| r.context_id == p))
-        };
-        match root {
-            Some(root) => root.on_response_headers(host, context_id),
+        match root_of(&mut self.roots, &self.streams, context_id) {
+            Some(root) => root.on_response_headers(&self.host, context_id),
             None => Action::Continue,
         }
     }
