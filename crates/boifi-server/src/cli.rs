@@ -89,7 +89,7 @@ pub struct Args {
         requires = "prometheus_url"
     )]
     pub prometheus_bearer_token_file: Option<PathBuf>,
-    /// PEM file of CA certificates trusted for an https Prometheus (beside the built-in roots).
+    /// PEM file of CA certificates trusted for an https Prometheus (beside the system's roots).
     #[arg(long, env = "PROMETHEUS_CA_FILE", requires = "prometheus_url")]
     pub prometheus_ca_file: Option<PathBuf>,
     /// Accept any certificate from Prometheus (self-signed test setups only).
