@@ -12,12 +12,22 @@
 //!    injects: 0 aborts at every sidecar, and it ends tripped without ever running.
 //! 3. **Blind guard.** Prometheus is killed while a guarded policy runs: the evaluations get no
 //!    value (counted as failures) and the policy stops after the limit.
+//!
+//! And on an HA mesh of its own (2 replicas on a 3-member etcd, election TTL 2 s):
+//! 4. **Failover.** The same breaching policy; the replica that evaluates its guard is SIGKILLed
+//!    as soon as the guard passed, before the fault's failures can reach an evaluation; the
+//!    other replica takes the election over, judges the breach and stops the policy within
+//!    [`FAILOVER_BOUND`] of the kill, once (one trip, in its own audit log).
 #![allow(non_snake_case)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use boifi_mesh::mesh::run_cli;
+use boifi_mesh::process::wait_for;
 use boifi_mesh::prometheus::{istio_stats_config, Prometheus};
-use boifi_mesh::{Mesh, Topology};
+use boifi_mesh::stats::metric_sum;
+use boifi_mesh::{Mesh, MeshOptions, Topology};
 use boifi_testkit::ports::free_port;
 use serde_json::Value;
 
@@ -37,6 +47,17 @@ const STOP_BOUND: Duration = Duration::from_secs(
     INTERVAL.as_secs() * LIMIT as u64 + WINDOW.as_secs() + SCRAPE.as_secs() + PROPAGATION.as_secs(),
 );
 
+/// The guard election's lease TTL on the HA mesh (etcd's minimum).
+const ELECTION_TTL: Duration = Duration::from_secs(2);
+/// The evaluating replica's kill to the stop at every sidecar: its lease expires at most one
+/// TTL after its last renewal, etcd's expiry check (every 500 ms) and the survivor's pending
+/// `Campaign` answer add under 1 s, then the survivor's first round starts at once and judges
+/// the breach within [`STOP_BOUND`] (which ends with the propagation to every sidecar); the
+/// breach itself starts at most one propagation after the kill (the fault reaches sidecars
+/// once the policy runs, and the replica dies as soon as it runs) = 2 + 1 + 9 + 1 = 13 s.
+const FAILOVER_BOUND: Duration =
+    Duration::from_secs(ELECTION_TTL.as_secs() + 1 + STOP_BOUND.as_secs() + PROPAGATION.as_secs());
+
 /// Frontend's inbound success ratio over the window, as its sidecar counts it (no 5xx series
 /// yet reads as none failed).
 fn frontend_success_ratio() -> String {
@@ -44,6 +65,37 @@ fn frontend_success_ratio() -> String {
     format!(
         "1 - ((sum(rate({{__name__=~\"envoy_http_(.*_)?downstream_rq\", response_code_class=\"5xx\", app=\"frontend\"}}[{window}s])) or vector(0)) / sum(rate({{__name__=~\"envoy_http_(.*_)?downstream_rq_total\", app=\"frontend\"}}[{window}s])))"
     )
+}
+
+fn boutique() -> Topology {
+    Topology::online_boutique().only(&["frontend", "cartservice"])
+}
+
+/// Starts the mesh of `o` with its sidecars' Istio stats scraped by the mesh's Prometheus every
+/// [`SCRAPE`] and the control plane pointed at it (with `o`'s own server flags after);
+/// returns once frontend's success ratio has a healthy value (a guard with no data fails).
+fn guarded_mesh(mut o: MeshOptions) -> (Mesh, Prometheus) {
+    let prometheus_port = free_port().unwrap();
+    o.sidecar_stats_config = Some(istio_stats_config());
+    let own_args = std::mem::take(&mut o.server_args);
+    o.server_args = vec![
+        "--prometheus-url".to_owned(),
+        format!("http://127.0.0.1:{prometheus_port}"),
+        "--prometheus-timeout".to_owned(),
+        "1s".to_owned(),
+    ];
+    o.server_args.extend(own_args);
+    let mesh = start(o);
+    let prometheus =
+        Prometheus::for_mesh_on(&mesh, SCRAPE, prometheus_port).unwrap_or_else(|e| panic!("{e}"));
+    let ratio = frontend_success_ratio();
+    pages_until(&mesh, Duration::from_secs(20), || {
+        prometheus
+            .query(&mesh.client, &ratio)
+            .is_ok_and(|s| s.first().is_some_and(|s| s.value > 0.99))
+    })
+    .expect("frontend's success ratio never showed in Prometheus");
+    (mesh, prometheus)
 }
 
 fn guarded(name: &str, selector: &str, fault: &str, query: &str, condition: &str) -> String {
@@ -59,16 +111,25 @@ fn guarded(name: &str, selector: &str, fault: &str, query: &str, condition: &str
 
 /// The stored policy as the API returns it.
 fn stored(mesh: &Mesh, name: &str) -> Value {
+    stored_at(mesh, &mesh.control_plane.url(), name)
+}
+
+/// The stored policy as the control plane at `url` (the Service or one replica) returns it.
+fn stored_at(mesh: &Mesh, url: &str, name: &str) -> Value {
     let answer = mesh
         .client
-        .get(&mesh.control_plane.url(), &format!("/v1/policies/{name}"))
+        .get(url, &format!("/v1/policies/{name}"))
         .unwrap();
     assert_eq!(answer.status, 200, "{}", answer.text());
     serde_json::from_slice(&answer.body).unwrap()
 }
 
 fn guard_state(mesh: &Mesh, name: &str) -> String {
-    stored(mesh, name)["status"]["guard"]["state"]
+    guard_state_at(mesh, &mesh.control_plane.url(), name)
+}
+
+fn guard_state_at(mesh: &Mesh, url: &str, name: &str) -> String {
+    stored_at(mesh, url, name)["status"]["guard"]["state"]
         .as_str()
         .unwrap_or("verifying")
         .to_owned()
@@ -104,26 +165,8 @@ fn aborts_everywhere(mesh: &Mesh) -> u64 {
 fn GUARDS_stop_a_breaching_fault_refuse_to_start_on_an_unhealthy_mesh_and_stop_when_blind() {
     let _machine = exclusive();
     let test_start = Instant::now();
-    let prometheus_port = free_port().unwrap();
-    let mut o = options(Topology::online_boutique().only(&["frontend", "cartservice"]));
-    o.sidecar_stats_config = Some(istio_stats_config());
-    o.server_args = vec![
-        "--prometheus-url".to_owned(),
-        format!("http://127.0.0.1:{prometheus_port}"),
-        "--prometheus-timeout".to_owned(),
-        "1s".to_owned(),
-    ];
-    let mesh = start(o);
-    let mut prometheus =
-        Prometheus::for_mesh_on(&mesh, SCRAPE, prometheus_port).unwrap_or_else(|e| panic!("{e}"));
-    // Healthy traffic until the ratio has a value: a guard with no data fails.
+    let (mesh, mut prometheus) = guarded_mesh(options(boutique()));
     let ratio = frontend_success_ratio();
-    pages_until(&mesh, Duration::from_secs(20), || {
-        prometheus
-            .query(&mesh.client, &ratio)
-            .is_ok_and(|s| s.first().is_some_and(|s| s.value > 0.99))
-    })
-    .expect("frontend's success ratio never showed in Prometheus");
 
     // 1. Breach stops the fault.
     let policy = guarded(
@@ -287,6 +330,150 @@ fn GUARDS_stop_a_breaching_fault_refuse_to_start_on_an_unhealthy_mesh_and_stop_w
     );
     eprintln!(
         "guards: the whole test took {:.1} s",
+        test_start.elapsed().as_secs_f64()
+    );
+}
+
+/// The running replicas whose `/metrics` say they evaluate guards (`boifi_guard_leader` 1).
+fn guard_leaders(mesh: &Mesh) -> Vec<usize> {
+    (0..mesh.control_plane.replicas.len())
+        .filter(|i| mesh.control_plane.replicas[*i].process.is_some())
+        .filter(|i| {
+            let url = mesh.control_plane.replica_url(*i).unwrap();
+            mesh.client
+                .get(&url, "/metrics")
+                .is_ok_and(|answer| metric_sum(&answer.text(), "boifi_guard_leader") == Some(1))
+        })
+        .collect()
+}
+
+/// Lines of replica `i`'s log with audit action `action` for policy `policy`.
+fn audit_lines(mesh: &Mesh, i: usize, action: &str, policy: &str) -> Vec<String> {
+    std::fs::read_to_string(mesh.dir().join(format!("boifi-server-{i}.log")))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(action) && l.contains(policy))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn GUARDS_failover_the_other_replica_stops_a_breaching_fault_when_the_evaluating_one_is_killed() {
+    let _machine = exclusive();
+    let test_start = Instant::now();
+    let mut o = options(boutique()).ha();
+    o.server_args = vec![
+        "--guard-election-ttl".to_owned(),
+        format!("{}s", ELECTION_TTL.as_secs()),
+    ];
+    let (mut mesh, _prometheus) = guarded_mesh(o);
+    let leader = wait_for(
+        "exactly one replica to lead the guard election",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || Ok(<[usize; 1]>::try_from(guard_leaders(&mesh)).ok()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))[0];
+    let survivor = 1 - leader;
+    let survivor_url = mesh.control_plane.replica_url(survivor).unwrap();
+    // The test holds the leader's process, to kill it while traffic runs beside.
+    let mut evaluating = mesh.control_plane.replicas[leader]
+        .process
+        .take()
+        .expect("the leader runs");
+    let name = "guarded-failover";
+    apply_without_waiting(
+        &mesh,
+        &guarded(
+            name,
+            "{service: cartservice, namespace: demo}",
+            "{percentage: 50, abort: {httpStatus: 503}}",
+            &frontend_success_ratio(),
+            "result >= 0.95",
+        ),
+    );
+    let traffic_on = AtomicBool::new(true);
+    let (killed, tripped) = std::thread::scope(|scope| {
+        // Pages all along (a ratio with no traffic reads as no value), for at most a minute
+        // should the test fail before turning them off.
+        scope.spawn(|| {
+            let start = Instant::now();
+            while traffic_on.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(60) {
+                mesh.run_pages("frontend", 2, 8).unwrap();
+            }
+        });
+        let passed = wait_for(
+            "the guard to pass",
+            Duration::from_secs(20),
+            Duration::from_millis(20),
+            || {
+                let state = guard_state_at(&mesh, &survivor_url, name);
+                Ok((state != "verifying").then_some(state))
+            },
+        );
+        // Killed at once: the leader would need `LIMIT` failed evaluations, seconds after the
+        // fault reached the sidecars, to stop the policy itself.
+        evaluating.kill();
+        let killed = Instant::now();
+        let tripped = passed.and_then(|state| {
+            assert_eq!(state, "running", "the guard did not pass");
+            wait_for(
+                "the surviving replica to stop the policy",
+                FAILOVER_BOUND * 2,
+                Duration::from_millis(20),
+                || Ok((guard_state_at(&mesh, &survivor_url, name) == "tripped").then(Instant::now)),
+            )
+        });
+        traffic_on.store(false, Ordering::Relaxed);
+        (killed, tripped.unwrap_or_else(|e| panic!("{e}")))
+    });
+    converge(&mesh);
+    let stopped = Instant::now();
+    eprintln!(
+        "guards: evaluating replica killed → tripped by the other in {:.1} s, stopped at every \
+         sidecar in {:.1} s (bound {} s)",
+        (tripped - killed).as_secs_f64(),
+        (stopped - killed).as_secs_f64(),
+        FAILOVER_BOUND.as_secs()
+    );
+    assert!(
+        stopped - killed <= FAILOVER_BOUND,
+        "stopped {:?} after the kill; bound {FAILOVER_BOUND:?}",
+        stopped - killed
+    );
+    assert!(
+        aborts_everywhere(&mesh) > 0,
+        "the fault never fired before the guard stopped it"
+    );
+    let trip = stored_at(&mesh, &survivor_url, name)["status"]["guard"].clone();
+    assert_eq!(trip["guard"], "frontend-success", "{trip}");
+    assert!(trip["value"].as_f64().expect("a value") < 0.95, "{trip}");
+    // The killed replica evaluated the guard (it let the policy run) and never stopped it; the
+    // survivor stopped it once.
+    assert_eq!(audit_lines(&mesh, leader, "guard-run", name).len(), 1);
+    assert_eq!(
+        audit_lines(&mesh, leader, "guard-trip", name),
+        Vec::<String>::new()
+    );
+    assert_eq!(audit_lines(&mesh, survivor, "guard-trip", name).len(), 1);
+    assert_eq!(
+        guard_leaders(&mesh),
+        [survivor],
+        "the survivor does not lead"
+    );
+    let metrics = mesh.client.get(&survivor_url, "/metrics").unwrap().text();
+    assert_eq!(
+        metric_sum(&metrics, "boifi_guard_trips_total"),
+        Some(1),
+        "{metrics}"
+    );
+    let status = run_cli(&survivor_url, &["status"]).unwrap();
+    assert!(
+        status.contains("stopped by guard `frontend-success` at value"),
+        "{status}"
+    );
+    eprintln!(
+        "guards: the failover test took {:.1} s",
         test_start.elapsed().as_secs_f64()
     );
 }
