@@ -383,3 +383,44 @@ fn simulate_names_the_caller_and_faults_only_the_one_the_policy_names() {
         "{missing}"
     );
 }
+
+/// `validate` refuses a guard whose query does not parse, whose condition is not a comparison
+/// and whose interval is zero, naming each field (the one validation, PromQL parsed offline).
+#[test]
+fn validate_refuses_bad_guards_naming_the_field() {
+    let text = r#"
+apiVersion: boifi.io/v1alpha1
+kind: FaultInjectionPolicy
+metadata: {name: bad-guards}
+spec:
+  selector: {service: cartservice, namespace: demo}
+  rules:
+    - match: {path: {prefix: /}}
+      fault: {percentage: 50, abort: {httpStatus: 503}}
+  guards:
+    - name: broken-query
+      query: "sum(rate(istio_requests_total[1m]"
+      success_condition: result >= 0.95
+    - name: no-comparison
+      query: up
+      success_condition: result is fine
+    - name: zero-interval
+      query: up
+      success_condition: result == 1
+      interval_seconds: 0
+"#;
+    let output = cli()
+        .args(["validate", "-f", "-"])
+        .write_stdin(text)
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "{}", transcript(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for field in [
+        "spec.guards[0].query",
+        "spec.guards[1].success_condition",
+        "spec.guards[2].interval_seconds",
+    ] {
+        assert!(stderr.contains(field), "`{field}` not named: {stderr}");
+    }
+}
