@@ -16,7 +16,8 @@ use crate::support::{
 };
 
 /// What the operator brings: the release namespace (`helm install --create-namespace`), the
-/// application's namespace, and a Secret they manage when a value set names one.
+/// application's namespace, a Secret they manage when a value set names one, and the ConfigMap
+/// holding their Prometheus's CA (`guards.prometheus.caConfigMap`).
 fn external_for(docs: &[Document], release_namespace: &str) -> Vec<ResourceId> {
     let mut out: Vec<ResourceId> = [
         format!("Namespace/{release_namespace}"),
@@ -30,6 +31,15 @@ fn external_for(docs: &[Document], release_namespace: &str) -> Vec<ResourceId> {
         .as_array()
         .unwrap()
     {
+        if volume["name"] == "prometheus-ca" {
+            if let Some(name) = volume["configMap"]["name"].as_str() {
+                out.push(
+                    format!("ConfigMap/{release_namespace}/{name}")
+                        .parse()
+                        .unwrap(),
+                );
+            }
+        }
         if let Some(name) = volume["secret"]["secretName"].as_str() {
             if name != "boifi-auth-token" {
                 out.push(
