@@ -47,11 +47,16 @@ nostd: deps
 wasm: deps
 	@bash scripts/build-wasm.sh
 
+# The module's size guard: fails when it grows more than 5 % over crates/boifi-wasm/module-size.bound.
+.PHONY: wasm-size
+wasm-size: wasm
+	@bash scripts/check-wasm-size.sh
+
 # Builds the native dynamic module libboifi.so (rustup's toolchain; matches Envoy 1.40's ABI).
 native:
 	cargo build --quiet -p boifi-dynamic
 
-test: deps fmt-check clippy deny nostd test-rust fuzz-smoke api-fuzz
+test: deps fmt-check clippy deny nostd wasm-size test-rust fuzz-smoke api-fuzz
 
 # The local mesh (crates/boifi-mesh): Online Boutique's 11 services as app + Envoy sidecar
 # pods with the filter, each app calling its dependencies through its sidecar, an ingress, the
