@@ -1,7 +1,6 @@
 //! One filter instance's state: the compiled policy set it answers from, how a newer set is
 //! adopted, the per-request decision, and the requests its delays hold.
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -18,6 +17,7 @@ use crate::destinations::{DestinationCache, SharedPolicies};
 use crate::metrics::{Counter, Counters, Gauge, PolicyCounter};
 use crate::reply::{abort_reply, is_grpc, LocalReply};
 use crate::sync::{compile_body, SyncError};
+use crate::table::Table;
 
 /// What the host does with a request after [`Engine::on_request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +158,8 @@ pub struct Engine {
     delays: DelayQueue<Held>,
     /// Response-phase faults of requests that passed, by stream, until the app answers or the
     /// stream ends; empty unless a response-phase rule fired, so a response costs one check.
-    responses: BTreeMap<u64, ResponseFault>,
+    /// Bounded like the delay queue (`max_active_delays`).
+    responses: Table<ResponseFault>,
     max_rules: u64,
 }
 
@@ -182,7 +183,7 @@ impl Engine {
             destinations: DestinationCache::with_cap(destinations_of(config)),
             rng: XorShift64Star::new(seed),
             delays: DelayQueue::with_cap(cap_of(config)),
-            responses: BTreeMap::new(),
+            responses: Table::new(),
             max_rules: config.max_rules,
         }
     }
@@ -368,7 +369,7 @@ impl Engine {
 
     /// Whether a response-phase fault waits for the answer to the request of `stream`.
     pub fn awaits_response(&self, stream: u64) -> bool {
-        self.responses.contains_key(&stream)
+        self.responses.contains(stream)
     }
 
     /// The app answered the request of `stream` (its response headers arrived): applies the
@@ -380,7 +381,7 @@ impl Engine {
         now_ms: u64,
         counters: &mut impl Counters,
     ) -> Verdict {
-        let Some(fault) = self.responses.remove(&stream) else {
+        let Some(fault) = self.responses.remove(stream) else {
             return Verdict::Continue;
         };
         if fault.wait_ms == 0 {
@@ -425,7 +426,7 @@ impl Engine {
     /// Forgets a held request whose stream ended first (the client hung up), and a
     /// response-phase fault whose stream ended without an answer of the app.
     pub fn forget(&mut self, stream: u64) -> bool {
-        let awaited = self.responses.remove(&stream).is_some();
+        let awaited = self.responses.remove(stream).is_some();
         self.delays.remove(stream) || awaited
     }
 

@@ -14,7 +14,6 @@
 //! the host's clock, and the request header map (one call, bytes) only when a rule tests it.
 
 use alloc::borrow::ToOwned;
-use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -29,6 +28,7 @@ use boifi_core::wire::{compact, PluginConfig};
 use boifi_engine::metrics::{Counter, Counters, Gauge, PolicyCounter};
 use boifi_engine::reply::LocalReply;
 use boifi_engine::sync::{ConfigSync, Install, LogLevel, Next, Step};
+use boifi_engine::table::Table;
 use boifi_engine::{Engine, Release, Released, Verdict};
 
 use crate::host::{Host, HttpCall, Level, MetricKind};
@@ -743,13 +743,13 @@ fn release(host: &impl Host, root_context_id: u32, due: Vec<Released>) {
 /// needs no lookup).
 fn root_of<'a>(
     roots: &'a mut [Root],
-    streams: &BTreeMap<u32, u32>,
+    streams: &Table<u32>,
     context_id: u32,
 ) -> Option<&'a mut Root> {
     if roots.len() == 1 {
         return roots.first_mut();
     }
-    let parent = streams.get(&context_id).copied()?;
+    let parent = streams.get(u64::from(context_id)).copied()?;
     roots.iter_mut().find(|r| r.context_id == parent)
 }
 
@@ -759,8 +759,9 @@ pub struct Filter<H> {
     host: H,
     roots: Vec<Root>,
     /// Which root a stream belongs to, kept only while the VM has more than one root (several
-    /// plugins sharing a VM); with one root, a request costs no bookkeeping at all.
-    streams: BTreeMap<u32, u32>,
+    /// plugins sharing a VM); with one root, a request costs no bookkeeping at all. Keyed by
+    /// the stream's context id.
+    streams: Table<u32>,
 }
 
 impl<H: Host> Filter<H> {
@@ -769,7 +770,7 @@ impl<H: Host> Filter<H> {
         Filter {
             host,
             roots: Vec::new(),
-            streams: BTreeMap::new(),
+            streams: Table::new(),
         }
     }
 
@@ -786,7 +787,7 @@ impl<H: Host> Filter<H> {
         if self.roots.len() == 1 {
             return self.roots.first_mut();
         }
-        let root = self.streams.get(&context_id).copied()?;
+        let root = self.streams.get(u64::from(context_id)).copied()?;
         self.root_mut(root)
     }
 
@@ -794,7 +795,7 @@ impl<H: Host> Filter<H> {
     pub fn on_context_create(&mut self, context_id: u32, parent: u32) {
         if parent != 0 {
             if self.roots.len() > 1 {
-                self.streams.insert(context_id, parent);
+                self.streams.insert(u64::from(context_id), parent);
             }
             return;
         }
@@ -899,7 +900,7 @@ impl<H: Host> Filter<H> {
             }
         }
         if !self.streams.is_empty() {
-            self.streams.remove(&context_id);
+            self.streams.remove(u64::from(context_id));
         }
         if self.roots.iter().any(|r| r.context_id == context_id) {
             self.roots.retain(|r| r.context_id != context_id);
