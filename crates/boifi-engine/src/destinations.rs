@@ -154,12 +154,12 @@ impl DestinationCache {
 
     /// The set for `destination`, compiled from `policies` on its first use (or after it was
     /// evicted). `None` only if the compile fails, which [`SharedPolicies::new`] rules out: no
-    /// policy applies then.
+    /// policy applies then. `now_ms` (the host's clock) is read only to compile.
     pub fn set_for(
         &mut self,
         policies: &SharedPolicies,
         destination: &Destination<'_>,
-        now_ms: u64,
+        now_ms: impl FnOnce() -> u64,
         counters: &mut impl Counters,
     ) -> Option<&CompiledPolicySet> {
         self.clock = self.clock.wrapping_add(1);
@@ -187,10 +187,10 @@ impl DestinationCache {
         key: u64,
         policies: &SharedPolicies,
         destination: &Destination<'_>,
-        now_ms: u64,
+        now_ms: impl FnOnce() -> u64,
         counters: &mut impl Counters,
     ) -> Option<usize> {
-        let set = Arc::new(policies.compile_for(destination, now_ms).ok()?);
+        let set = Arc::new(policies.compile_for(destination, now_ms()).ok()?);
         let entry = Entry {
             key,
             service: destination.service.into(),

@@ -19,6 +19,52 @@ use crate::reply::{abort_reply, is_grpc, LocalReply};
 use crate::sync::{compile_body, SyncError};
 use crate::table::Table;
 
+/// The host's clock (ms), read by [`Engine::on_request`] and [`Engine::on_response`] only when
+/// the decision needs the time: a rule with a window or an expiry, a delay to schedule, a
+/// shared proxy compiling a destination's set. A proxy-wasm host pays a host call per read, so
+/// a set without such rules answers its requests without one. A closure is a clock; so is a
+/// `u64` (a time the host already read).
+pub trait Clock {
+    /// Now, in ms of the host's clock.
+    fn now_ms(&self) -> u64;
+}
+
+impl<F: Fn() -> u64> Clock for F {
+    fn now_ms(&self) -> u64 {
+        self()
+    }
+}
+
+impl Clock for u64 {
+    fn now_ms(&self) -> u64 {
+        *self
+    }
+}
+
+/// A clock read at most once per call (the first read is kept).
+struct Now<C> {
+    clock: C,
+    read: core::cell::Cell<Option<u64>>,
+}
+
+impl<C: Clock> Now<C> {
+    fn new(clock: C) -> Now<C> {
+        Now {
+            clock,
+            read: core::cell::Cell::new(None),
+        }
+    }
+
+    fn get(&self) -> u64 {
+        if let Some(now) = self.read.get() {
+            return now;
+        }
+        let now = self.clock.now_ms();
+        self.read.set(Some(now));
+        now
+    }
+}
+
 /// What the host does with a request after [`Engine::on_request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -267,15 +313,17 @@ impl Engine {
 
     /// Decides the fault for one request. `stream` is the host's id for it (used again by
     /// [`Engine::release_due`] and [`Engine::forget`]); `request` is read lazily, only as far
-    /// as the rules need (nothing at all when no policy applies). Counts into `counters` only
-    /// when a fault fires or the delay cap refuses one.
+    /// as the rules need (nothing at all when no policy applies); `clock` is read only when the
+    /// decision needs the time (see [`Clock`]). Counts into `counters` only when a fault fires
+    /// or the delay cap refuses one.
     pub fn on_request<R: RequestView + ?Sized>(
         &mut self,
         stream: u64,
         request: &R,
-        now_ms: u64,
+        clock: impl Clock,
         counters: &mut impl Counters,
     ) -> Verdict {
+        let now = Now::new(clock);
         let set: &CompiledPolicySet = match &self.set {
             PolicySet::Sidecar(set) => set,
             PolicySet::Shared(policies) => {
@@ -292,7 +340,7 @@ impl Engine {
                 };
                 match self
                     .destinations
-                    .set_for(policies, &destination, now_ms, counters)
+                    .set_for(policies, &destination, || now.get(), counters)
                 {
                     Some(set) => set,
                     None => return Verdict::Continue,
@@ -303,6 +351,9 @@ impl Engine {
             return Verdict::Continue;
         }
         let draw = self.rng.next_u64();
+        // Without a window or an expiry every rule is live at any time: the clock is not read
+        // (0 stands for any time).
+        let now_ms = if set.has_time_bounds() { now.get() } else { 0 };
         let decided = decide_once(set, request, now_ms, draw);
         let Some(decision) = decided.fault else {
             mark(request, set, decided.evaluated, decided.incoming);
@@ -353,7 +404,7 @@ impl Engine {
         hold(
             &mut self.delays,
             stream,
-            now_ms,
+            now.get(),
             wait,
             decision.delay_ms.is_some(),
             held,
@@ -374,11 +425,12 @@ impl Engine {
 
     /// The app answered the request of `stream` (its response headers arrived): applies the
     /// response-phase fault decided for it, if any. [`Verdict::Hold`] holds the response;
-    /// [`Engine::release_due`] hands it back like a held request.
+    /// [`Engine::release_due`] hands it back like a held request. `clock` is read only to
+    /// schedule a delay.
     pub fn on_response(
         &mut self,
         stream: u64,
-        now_ms: u64,
+        clock: impl Clock,
         counters: &mut impl Counters,
     ) -> Verdict {
         let Some(fault) = self.responses.remove(stream) else {
@@ -395,7 +447,7 @@ impl Engine {
         hold(
             &mut self.delays,
             stream,
-            now_ms,
+            clock.now_ms(),
             fault.wait_ms,
             fault.delays,
             held,

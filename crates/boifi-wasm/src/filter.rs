@@ -11,7 +11,8 @@
 //! set and the request path reads no shared data.
 //!
 //! The request path, when no policy concerns this sidecar: no host call at all. With policies:
-//! the host's clock, and the request header map (one call, bytes) only when a rule tests it.
+//! the request header map (one call, bytes) only when a rule tests it, and the host's clock only
+//! when the decision needs the time (a window, an expiry, a delay).
 
 use alloc::borrow::ToOwned;
 use alloc::format;
@@ -656,10 +657,10 @@ impl Root {
         let Some(delay_tick) = self.config.as_ref().map(|c| c.delay_tick_ms) else {
             return Action::Continue;
         };
-        let now = ms(host.now_nanos());
         let request = HostRequest::new(host);
+        let clock = || ms(host.now_nanos());
         let (engine, mut counters) = self.counters(host);
-        let verdict = engine.on_request(u64::from(context_id), &request, now, &mut counters);
+        let verdict = engine.on_request(u64::from(context_id), &request, clock, &mut counters);
         self.act(host, verdict, delay_tick, false)
     }
 
@@ -702,9 +703,9 @@ impl Root {
         let Some(delay_tick) = self.config.as_ref().map(|c| c.delay_tick_ms) else {
             return Action::Continue;
         };
-        let now = ms(host.now_nanos());
+        let clock = || ms(host.now_nanos());
         let (engine, mut counters) = self.counters(host);
-        let verdict = engine.on_response(u64::from(context_id), now, &mut counters);
+        let verdict = engine.on_response(u64::from(context_id), clock, &mut counters);
         self.act(host, verdict, delay_tick, true)
     }
 }
