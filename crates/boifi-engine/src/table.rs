@@ -104,7 +104,7 @@ mod tests {
         for step in 0..2_000_u64 {
             state = boifi_core::rng::splitmix64(state);
             let key = state % 13;
-            if state % 3 == 0 {
+            if state.is_multiple_of(3) {
                 assert_eq!(table.remove(key), model.remove(&key), "step {step}");
             } else {
                 assert_eq!(
