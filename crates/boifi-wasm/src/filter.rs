@@ -191,7 +191,9 @@ struct Root {
 
 /// The request as the engine sees it: the header map is read from the host in one call, only
 /// when a rule tests the request, and searched as bytes (a name or value that is not UTF-8 is
-/// just bytes that match nothing they should not).
+/// just bytes that match nothing they should not). Reading only the names the rules use, one
+/// `proxy_get_header_map_value` each, was measured against this (`boifi-bench dataplane`, 10
+/// dormant policies): the same throughput, p99 and CPU within noise, in a larger module.
 struct HostRequest<'h, H> {
     host: &'h H,
     headers: OnceCell<Vec<u8>>,
