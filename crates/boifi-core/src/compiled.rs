@@ -562,6 +562,15 @@ impl CompiledPolicySet {
         self.rules.iter().any(|r| r.source.is_some())
     }
 
+    /// Whether some rule has a window or an expiry, i.e. whether [`decide`]'s answer can depend
+    /// on `now_ms` (without one, every rule is live at any time and a filter need not read its
+    /// clock to decide).
+    pub fn has_time_bounds(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.active_from_ms > 0 || r.active_until_ms < u64::MAX)
+    }
+
     /// True when nothing can fire: the filter's fast path.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()

@@ -87,9 +87,14 @@ impl<T> DelayQueue<T> {
 
     /// Forgets a request (its stream ended before the delay did).
     pub fn remove(&mut self, stream: u64) -> bool {
-        let before = self.items.len();
-        self.items.retain(|p| p.stream != stream);
-        before != self.items.len()
+        // Streams are unique: at most one entry goes, and the order of the rest does not matter.
+        match self.items.iter().position(|p| p.stream == stream) {
+            Some(i) => {
+                self.items.swap_remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The earliest due time, if any.

@@ -10,7 +10,6 @@
 //! it. A warm request costs a hash of the destination's name and a map lookup, and allocates
 //! nothing.
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -108,9 +107,10 @@ struct Entry {
 /// The compiled sets of the destinations served last, at most `cap` of them.
 #[derive(Debug)]
 pub struct DestinationCache {
+    /// Found by the hash of the destination's name (its names are compared on a hit), with a
+    /// linear scan: `max_destinations` bounds them, and a scan of a few keys costs less code
+    /// and time than a tree index.
     entries: Vec<Entry>,
-    /// Entry index by the hash of the destination's name (its names are compared on a hit).
-    index: BTreeMap<u64, usize>,
     clock: u64,
     cap: usize,
 }
@@ -126,7 +126,6 @@ impl DestinationCache {
     pub fn with_cap(cap: usize) -> DestinationCache {
         DestinationCache {
             entries: Vec::new(),
-            index: BTreeMap::new(),
             clock: 0,
             cap: cap.max(1),
         }
@@ -135,7 +134,6 @@ impl DestinationCache {
     /// Forgets every set (a new policy list was installed) and takes a new bound.
     pub fn reset(&mut self, cap: usize) {
         self.entries.clear();
-        self.index.clear();
         self.cap = cap.max(1);
     }
 
@@ -156,17 +154,17 @@ impl DestinationCache {
 
     /// The set for `destination`, compiled from `policies` on its first use (or after it was
     /// evicted). `None` only if the compile fails, which [`SharedPolicies::new`] rules out: no
-    /// policy applies then.
+    /// policy applies then. `now_ms` (the host's clock) is read only to compile.
     pub fn set_for(
         &mut self,
         policies: &SharedPolicies,
         destination: &Destination<'_>,
-        now_ms: u64,
+        now_ms: impl FnOnce() -> u64,
         counters: &mut impl Counters,
     ) -> Option<&CompiledPolicySet> {
         self.clock = self.clock.wrapping_add(1);
         let key = key_of(destination);
-        let hit = self.index.get(&key).copied().filter(|&i| {
+        let hit = self.slot_of(key).filter(|&i| {
             self.entries.get(i).is_some_and(|e| {
                 e.service == destination.service && e.namespace == destination.namespace
             })
@@ -180,15 +178,19 @@ impl DestinationCache {
         Some(&entry.set)
     }
 
+    fn slot_of(&self, key: u64) -> Option<usize> {
+        self.entries.iter().position(|e| e.key == key)
+    }
+
     fn insert(
         &mut self,
         key: u64,
         policies: &SharedPolicies,
         destination: &Destination<'_>,
-        now_ms: u64,
+        now_ms: impl FnOnce() -> u64,
         counters: &mut impl Counters,
     ) -> Option<usize> {
-        let set = Arc::new(policies.compile_for(destination, now_ms).ok()?);
+        let set = Arc::new(policies.compile_for(destination, now_ms()).ok()?);
         let entry = Entry {
             key,
             service: destination.service.into(),
@@ -197,28 +199,25 @@ impl DestinationCache {
             used: self.clock,
         };
         // A hash collision with another destination: that one makes room.
-        let slot = if let Some(&i) = self.index.get(&key) {
+        let slot = if let Some(i) = self.slot_of(key) {
             i
         } else if self.entries.len() < self.cap {
             self.entries.push(entry);
             let i = self.entries.len() - 1;
-            self.index.insert(key, i);
             counters.set(Gauge::CachedDestinations, self.entries.len() as u64);
             return Some(i);
         } else {
-            let (i, evicted) = self
+            let i = self
                 .entries
                 .iter()
                 .enumerate()
                 .min_by_key(|(_, e)| e.used)
-                .map(|(i, e)| (i, e.key))?;
-            self.index.remove(&evicted);
+                .map(|(i, _)| i)?;
             counters.add(Counter::DestinationEvictions, 1);
             i
         };
         let replaced = self.entries.get_mut(slot)?;
         *replaced = entry;
-        self.index.insert(key, slot);
         counters.set(Gauge::CachedDestinations, self.entries.len() as u64);
         Some(slot)
     }

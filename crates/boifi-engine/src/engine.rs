@@ -1,7 +1,6 @@
 //! One filter instance's state: the compiled policy set it answers from, how a newer set is
 //! adopted, the per-request decision, and the requests its delays hold.
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -18,6 +17,53 @@ use crate::destinations::{DestinationCache, SharedPolicies};
 use crate::metrics::{Counter, Counters, Gauge, PolicyCounter};
 use crate::reply::{abort_reply, is_grpc, LocalReply};
 use crate::sync::{compile_body, SyncError};
+use crate::table::Table;
+
+/// The host's clock (ms), read by [`Engine::on_request`] and [`Engine::on_response`] only when
+/// the decision needs the time: a rule with a window or an expiry, a delay to schedule, a
+/// shared proxy compiling a destination's set. A proxy-wasm host pays a host call per read, so
+/// a set without such rules answers its requests without one. A closure is a clock; so is a
+/// `u64` (a time the host already read).
+pub trait Clock {
+    /// Now, in ms of the host's clock.
+    fn now_ms(&self) -> u64;
+}
+
+impl<F: Fn() -> u64> Clock for F {
+    fn now_ms(&self) -> u64 {
+        self()
+    }
+}
+
+impl Clock for u64 {
+    fn now_ms(&self) -> u64 {
+        *self
+    }
+}
+
+/// A clock read at most once per call (the first read is kept).
+struct Now<C> {
+    clock: C,
+    read: core::cell::Cell<Option<u64>>,
+}
+
+impl<C: Clock> Now<C> {
+    fn new(clock: C) -> Now<C> {
+        Now {
+            clock,
+            read: core::cell::Cell::new(None),
+        }
+    }
+
+    fn get(&self) -> u64 {
+        if let Some(now) = self.read.get() {
+            return now;
+        }
+        let now = self.clock.now_ms();
+        self.read.set(Some(now));
+        now
+    }
+}
 
 /// What the host does with a request after [`Engine::on_request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +204,8 @@ pub struct Engine {
     delays: DelayQueue<Held>,
     /// Response-phase faults of requests that passed, by stream, until the app answers or the
     /// stream ends; empty unless a response-phase rule fired, so a response costs one check.
-    responses: BTreeMap<u64, ResponseFault>,
+    /// Bounded like the delay queue (`max_active_delays`).
+    responses: Table<ResponseFault>,
     max_rules: u64,
 }
 
@@ -182,7 +229,7 @@ impl Engine {
             destinations: DestinationCache::with_cap(destinations_of(config)),
             rng: XorShift64Star::new(seed),
             delays: DelayQueue::with_cap(cap_of(config)),
-            responses: BTreeMap::new(),
+            responses: Table::new(),
             max_rules: config.max_rules,
         }
     }
@@ -266,15 +313,17 @@ impl Engine {
 
     /// Decides the fault for one request. `stream` is the host's id for it (used again by
     /// [`Engine::release_due`] and [`Engine::forget`]); `request` is read lazily, only as far
-    /// as the rules need (nothing at all when no policy applies). Counts into `counters` only
-    /// when a fault fires or the delay cap refuses one.
+    /// as the rules need (nothing at all when no policy applies); `clock` is read only when the
+    /// decision needs the time (see [`Clock`]). Counts into `counters` only when a fault fires
+    /// or the delay cap refuses one.
     pub fn on_request<R: RequestView + ?Sized>(
         &mut self,
         stream: u64,
         request: &R,
-        now_ms: u64,
+        clock: impl Clock,
         counters: &mut impl Counters,
     ) -> Verdict {
+        let now = Now::new(clock);
         let set: &CompiledPolicySet = match &self.set {
             PolicySet::Sidecar(set) => set,
             PolicySet::Shared(policies) => {
@@ -291,7 +340,7 @@ impl Engine {
                 };
                 match self
                     .destinations
-                    .set_for(policies, &destination, now_ms, counters)
+                    .set_for(policies, &destination, || now.get(), counters)
                 {
                     Some(set) => set,
                     None => return Verdict::Continue,
@@ -302,6 +351,9 @@ impl Engine {
             return Verdict::Continue;
         }
         let draw = self.rng.next_u64();
+        // Without a window or an expiry every rule is live at any time: the clock is not read
+        // (0 stands for any time).
+        let now_ms = if set.has_time_bounds() { now.get() } else { 0 };
         let decided = decide_once(set, request, now_ms, draw);
         let Some(decision) = decided.fault else {
             mark(request, set, decided.evaluated, decided.incoming);
@@ -352,7 +404,7 @@ impl Engine {
         hold(
             &mut self.delays,
             stream,
-            now_ms,
+            now.get(),
             wait,
             decision.delay_ms.is_some(),
             held,
@@ -368,19 +420,20 @@ impl Engine {
 
     /// Whether a response-phase fault waits for the answer to the request of `stream`.
     pub fn awaits_response(&self, stream: u64) -> bool {
-        self.responses.contains_key(&stream)
+        self.responses.contains(stream)
     }
 
     /// The app answered the request of `stream` (its response headers arrived): applies the
     /// response-phase fault decided for it, if any. [`Verdict::Hold`] holds the response;
-    /// [`Engine::release_due`] hands it back like a held request.
+    /// [`Engine::release_due`] hands it back like a held request. `clock` is read only to
+    /// schedule a delay.
     pub fn on_response(
         &mut self,
         stream: u64,
-        now_ms: u64,
+        clock: impl Clock,
         counters: &mut impl Counters,
     ) -> Verdict {
-        let Some(fault) = self.responses.remove(&stream) else {
+        let Some(fault) = self.responses.remove(stream) else {
             return Verdict::Continue;
         };
         if fault.wait_ms == 0 {
@@ -394,7 +447,7 @@ impl Engine {
         hold(
             &mut self.delays,
             stream,
-            now_ms,
+            clock.now_ms(),
             fault.wait_ms,
             fault.delays,
             held,
@@ -425,7 +478,7 @@ impl Engine {
     /// Forgets a held request whose stream ended first (the client hung up), and a
     /// response-phase fault whose stream ended without an answer of the app.
     pub fn forget(&mut self, stream: u64) -> bool {
-        let awaited = self.responses.remove(&stream).is_some();
+        let awaited = self.responses.remove(stream).is_some();
         self.delays.remove(stream) || awaited
     }
 

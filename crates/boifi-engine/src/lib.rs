@@ -51,6 +51,7 @@ mod engine;
 pub mod metrics;
 pub mod reply;
 pub mod sync;
+pub mod table;
 
 pub use boifi_core::compiled::RequestView;
-pub use engine::{Adopted, Engine, PolicySet, Release, Released, Verdict};
+pub use engine::{Adopted, Clock, Engine, PolicySet, Release, Released, Verdict};

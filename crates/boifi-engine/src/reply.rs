@@ -1,7 +1,7 @@
 //! The local reply an abort fault sends instead of forwarding the request.
 
 use alloc::borrow::ToOwned;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use boifi_core::compiled::AbortAction;
 
@@ -50,6 +50,20 @@ pub fn grpc_message(message: &str) -> String {
     out
 }
 
+/// `code` in decimal, as `to_string` writes it, without linking `core::fmt` into the request
+/// path of the Wasm filter.
+fn decimal(code: u8) -> String {
+    let mut out = String::with_capacity(3);
+    if code >= 100 {
+        out.push(char::from(b'0' + code / 100));
+    }
+    if code >= 10 {
+        out.push(char::from(b'0' + code / 10 % 10));
+    }
+    out.push(char::from(b'0' + code % 10));
+    out
+}
+
 /// A header a local reply may carry: a lower-case token name, and a value without CR, LF or
 /// NUL. Parsed policies are validated already; policies built in code are not, and a header
 /// that could split the response must never reach the proxy.
@@ -84,7 +98,7 @@ pub fn abort_reply(policy: &str, abort: &AbortAction, grpc: bool) -> LocalReply 
         headers.push(("content-type".to_owned(), "application/grpc".to_owned()));
         headers.push((
             "grpc-status".to_owned(),
-            abort.grpc_status_for_grpc_request().to_string(),
+            decimal(abort.grpc_status_for_grpc_request()),
         ));
         headers.push(("grpc-message".to_owned(), grpc_message(message)));
         headers.extend(
@@ -132,6 +146,13 @@ mod tests {
             grpc_status: grpc,
             body: String::new(),
             headers: vec![("retry-after".into(), "1".into())],
+        }
+    }
+
+    #[test]
+    fn grpc_status_codes_are_written_in_decimal() {
+        for code in 0..=u8::MAX {
+            assert_eq!(decimal(code), code.to_string());
         }
     }
 

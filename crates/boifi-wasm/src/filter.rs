@@ -11,10 +11,10 @@
 //! set and the request path reads no shared data.
 //!
 //! The request path, when no policy concerns this sidecar: no host call at all. With policies:
-//! the host's clock, and the request header map (one call, bytes) only when a rule tests it.
+//! the request header map (one call, bytes) only when a rule tests it, and the host's clock only
+//! when the decision needs the time (a window, an expiry, a delay).
 
 use alloc::borrow::ToOwned;
-use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -29,6 +29,7 @@ use boifi_core::wire::{compact, PluginConfig};
 use boifi_engine::metrics::{Counter, Counters, Gauge, PolicyCounter};
 use boifi_engine::reply::LocalReply;
 use boifi_engine::sync::{ConfigSync, Install, LogLevel, Next, Step};
+use boifi_engine::table::Table;
 use boifi_engine::{Engine, Release, Released, Verdict};
 
 use crate::host::{Host, HttpCall, Level, MetricKind};
@@ -190,7 +191,9 @@ struct Root {
 
 /// The request as the engine sees it: the header map is read from the host in one call, only
 /// when a rule tests the request, and searched as bytes (a name or value that is not UTF-8 is
-/// just bytes that match nothing they should not).
+/// just bytes that match nothing they should not). Reading only the names the rules use, one
+/// `proxy_get_header_map_value` each, was measured against this (`boifi-bench dataplane`, 10
+/// dormant policies): the same throughput, p99 and CPU within noise, in a larger module.
 struct HostRequest<'h, H> {
     host: &'h H,
     headers: OnceCell<Vec<u8>>,
@@ -656,10 +659,10 @@ impl Root {
         let Some(delay_tick) = self.config.as_ref().map(|c| c.delay_tick_ms) else {
             return Action::Continue;
         };
-        let now = ms(host.now_nanos());
         let request = HostRequest::new(host);
+        let clock = || ms(host.now_nanos());
         let (engine, mut counters) = self.counters(host);
-        let verdict = engine.on_request(u64::from(context_id), &request, now, &mut counters);
+        let verdict = engine.on_request(u64::from(context_id), &request, clock, &mut counters);
         self.act(host, verdict, delay_tick, false)
     }
 
@@ -702,9 +705,9 @@ impl Root {
         let Some(delay_tick) = self.config.as_ref().map(|c| c.delay_tick_ms) else {
             return Action::Continue;
         };
-        let now = ms(host.now_nanos());
+        let clock = || ms(host.now_nanos());
         let (engine, mut counters) = self.counters(host);
-        let verdict = engine.on_response(u64::from(context_id), now, &mut counters);
+        let verdict = engine.on_response(u64::from(context_id), clock, &mut counters);
         self.act(host, verdict, delay_tick, true)
     }
 }
@@ -743,13 +746,13 @@ fn release(host: &impl Host, root_context_id: u32, due: Vec<Released>) {
 /// needs no lookup).
 fn root_of<'a>(
     roots: &'a mut [Root],
-    streams: &BTreeMap<u32, u32>,
+    streams: &Table<u32>,
     context_id: u32,
 ) -> Option<&'a mut Root> {
     if roots.len() == 1 {
         return roots.first_mut();
     }
-    let parent = streams.get(&context_id).copied()?;
+    let parent = streams.get(u64::from(context_id)).copied()?;
     roots.iter_mut().find(|r| r.context_id == parent)
 }
 
@@ -759,8 +762,9 @@ pub struct Filter<H> {
     host: H,
     roots: Vec<Root>,
     /// Which root a stream belongs to, kept only while the VM has more than one root (several
-    /// plugins sharing a VM); with one root, a request costs no bookkeeping at all.
-    streams: BTreeMap<u32, u32>,
+    /// plugins sharing a VM); with one root, a request costs no bookkeeping at all. Keyed by
+    /// the stream's context id.
+    streams: Table<u32>,
 }
 
 impl<H: Host> Filter<H> {
@@ -769,7 +773,7 @@ impl<H: Host> Filter<H> {
         Filter {
             host,
             roots: Vec::new(),
-            streams: BTreeMap::new(),
+            streams: Table::new(),
         }
     }
 
@@ -786,7 +790,7 @@ impl<H: Host> Filter<H> {
         if self.roots.len() == 1 {
             return self.roots.first_mut();
         }
-        let root = self.streams.get(&context_id).copied()?;
+        let root = self.streams.get(u64::from(context_id)).copied()?;
         self.root_mut(root)
     }
 
@@ -794,7 +798,7 @@ impl<H: Host> Filter<H> {
     pub fn on_context_create(&mut self, context_id: u32, parent: u32) {
         if parent != 0 {
             if self.roots.len() > 1 {
-                self.streams.insert(context_id, parent);
+                self.streams.insert(u64::from(context_id), parent);
             }
             return;
         }
@@ -899,7 +903,7 @@ impl<H: Host> Filter<H> {
             }
         }
         if !self.streams.is_empty() {
-            self.streams.remove(&context_id);
+            self.streams.remove(u64::from(context_id));
         }
         if self.roots.iter().any(|r| r.context_id == context_id) {
             self.roots.retain(|r| r.context_id != context_id);

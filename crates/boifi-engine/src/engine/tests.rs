@@ -63,6 +63,83 @@ fn an_idle_engine_never_reads_the_request_or_counts() {
     assert_eq!(c, CounterValues::default());
 }
 
+/// A clock that counts its reads and answers `at_ms`.
+struct CountingClock {
+    at_ms: u64,
+    reads: core::cell::Cell<u32>,
+}
+
+impl CountingClock {
+    fn at(at_ms: u64) -> CountingClock {
+        CountingClock {
+            at_ms,
+            reads: 0.into(),
+        }
+    }
+
+    fn clock(&self) -> impl Fn() -> u64 + '_ {
+        || {
+            self.reads.set(self.reads.get() + 1);
+            self.at_ms
+        }
+    }
+}
+
+#[test]
+fn a_set_without_windows_or_expiry_decides_without_reading_the_clock() {
+    let mut e = engine(10);
+    let mut c = CounterValues::default();
+    let dormant = r#"[{"match":{"path":{"prefix":"/never"}},"fault":{"percentage":100,"abort":{"httpStatus":503}}}]"#;
+    e.adopt(1, &body(1, dormant), 0).unwrap();
+    let clock = CountingClock::at(5_000);
+    let request = SimpleRequest::new("GET", "/");
+    assert_eq!(
+        e.on_request(1, &request, clock.clock(), &mut c),
+        Verdict::Continue
+    );
+    e.adopt(2, &body(2, ABORT_ALL), 0).unwrap();
+    assert!(matches!(
+        e.on_request(2, &request, clock.clock(), &mut c),
+        Verdict::Reply(_)
+    ));
+    assert_eq!(
+        clock.reads.get(),
+        0,
+        "neither a pass nor an abort needs the time"
+    );
+    // A delay is scheduled on the clock: read once.
+    e.adopt(3, &body(3, DELAY_ALL), 0).unwrap();
+    assert_eq!(
+        e.on_request(3, &request, clock.clock(), &mut c),
+        Verdict::Hold { due_ms: 5_100 }
+    );
+    assert_eq!(clock.reads.get(), 1);
+}
+
+#[test]
+fn a_set_with_a_window_reads_the_clock_once_and_decides_by_it() {
+    let mut e = engine(10);
+    let mut c = CounterValues::default();
+    // Live from 10 s after the epoch: adopted at 0, it is kept (not over yet) but not live.
+    let windowed = crate::sync::tests::compact(&format!(
+        r#"{{"version":1,"policies":[{{"metadata":{{"name":"pol"}},"spec":{{"selector":{{"service":"*"}},"window":{{"start":"1970-01-01T00:00:10Z","end":"2100-01-01T00:00:00Z"}},"rules":{ABORT_ALL}}}}}]}}"#
+    ));
+    e.adopt(1, &windowed, 0).unwrap();
+    let request = SimpleRequest::new("GET", "/");
+    let before = CountingClock::at(9_999);
+    assert_eq!(
+        e.on_request(1, &request, before.clock(), &mut c),
+        Verdict::Continue
+    );
+    assert_eq!(before.reads.get(), 1);
+    let inside = CountingClock::at(10_000);
+    assert!(matches!(
+        e.on_request(2, &request, inside.clock(), &mut c),
+        Verdict::Reply(_)
+    ));
+    assert_eq!(inside.reads.get(), 1);
+}
+
 #[test]
 fn adopts_a_set_whole_and_aborts_with_counts() {
     let mut e = engine(10);
