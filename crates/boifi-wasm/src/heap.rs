@@ -4,9 +4,10 @@
 //! whose size sets Envoy's start-up (V8 compiles all of it with TurboFan) and memory. The
 //! filter allocates little and mostly the same few sizes over and over (header copies, policy
 //! names, replies), which a free list per size class serves in a few instructions:
-//! - a block is the size of its class, a power of two from 16 bytes up, and is aligned to it
-//!   (a class under 64 KiB carves its blocks out of whole pages one at a time, a larger class
-//!   takes whole pages), so any alignment up to the size holds;
+//! - a block is the size of its class, a power of two from 16 bytes up; a class under 64 KiB
+//!   carves its blocks out of whole pages one at a time, so each is aligned to its size, and a
+//!   larger class takes whole pages, aligned to the page: any alignment up to the block's size,
+//!   and at most a page, holds (a larger alignment is refused with null);
 //! - a freed block goes onto its class's free list, where the next allocation of that class
 //!   takes it; memory is never given back to the host (nor does dlmalloc on Wasm): the heap
 //!   is as large as the most blocks of each class ever live at once, rounded to powers of two.
@@ -128,12 +129,17 @@ impl<P: Pages> Heap<P> {
     }
 }
 
-// SAFETY: every block handed out is `size_of_class` bytes, at least the layout's size,
-// aligned to that power of two and so to the layout's alignment (which is at most it), and
+// SAFETY: every block handed out is its class's size, at least the layout's size, aligned to
+// that power of two or to a page, either way to the layout's alignment (at most a page), and
 // is never handed out again until it is freed; the pages come from `Pages::grow`, memory no
 // one else uses.
 unsafe impl<P: Pages> GlobalAlloc for Heap<P> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // Pages are aligned to a page only: a block of a class over a page is not aligned to
+        // its size, so no alignment over a page can be served.
+        if layout.align() > PAGE {
+            return core::ptr::null_mut();
+        }
         // 0 (no block) is the null pointer.
         class_of(layout).map_or(0, |index| self.take(index)) as *mut u8
     }

@@ -187,3 +187,18 @@ fn a_host_that_refuses_memory_gets_null_not_a_block() {
             .is_null());
     }
 }
+
+#[test]
+fn an_alignment_over_a_page_is_refused_not_served_misaligned() {
+    let heap = Heap::new(HostPages::with_limit(usize::MAX));
+    // Two pages aligned to two pages: pages are aligned to one page only.
+    let layout = Layout::from_size_align(PAGE * 2, PAGE * 2).unwrap();
+    // SAFETY: a non-zero size.
+    let at = unsafe { heap.alloc(layout) };
+    assert!(at.is_null(), "got {at:p}");
+    // Up to a page it is served, and aligned.
+    let page_aligned = Layout::from_size_align(PAGE * 2, PAGE).unwrap();
+    // SAFETY: a non-zero size.
+    let at = unsafe { heap.alloc(page_aligned) };
+    assert!(!at.is_null() && (at as usize).is_multiple_of(PAGE));
+}
