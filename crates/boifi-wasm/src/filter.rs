@@ -25,6 +25,7 @@ use boifi_core::destination::DestinationSource;
 use boifi_core::identity::Identity;
 use boifi_core::policy::FaultTarget;
 use boifi_core::rng::splitmix64;
+use boifi_core::text::concat;
 use boifi_core::wire::{compact, PluginConfig};
 use boifi_engine::metrics::{Counter, Counters, Gauge, PolicyCounter};
 use boifi_engine::reply::LocalReply;
@@ -564,7 +565,11 @@ impl Root {
                 self.config = None;
                 host.log(
                     Level::Error,
-                    &format!("boifi: {e}; the filter passes all traffic through"),
+                    &concat(&[
+                        "boifi: ",
+                        &e.message(),
+                        "; the filter passes all traffic through",
+                    ]),
                 );
                 self.set_tick(host, 0);
                 return true;
