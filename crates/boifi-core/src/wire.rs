@@ -4,12 +4,13 @@ use crate::json::Json;
 use alloc::borrow::ToOwned;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{Identity, ProxyKind};
 use crate::policy::PolicyDocument;
+use crate::text::decimal;
 
 pub mod compact;
 mod credential;
@@ -301,23 +302,31 @@ impl ConfigQuery {
         concerns(policy, &self.identity, &self.namespaces)
     }
 
-    /// The query string (without `?`), percent-encoded.
+    /// The query string (without `?`), percent-encoded. Written straight into one string,
+    /// without `core::fmt`: the poller builds it for every poll.
     pub fn to_query_string(&self) -> String {
-        let mut parts: Vec<String> = Vec::new();
-        let mut push = |name: &str, value: &str| {
-            parts.push(format!("{name}={}", percent_encode(value)));
+        let mut out = String::new();
+        let mut push = |name: &str, values: &[&str]| {
+            if !out.is_empty() {
+                out.push('&');
+            }
+            out.push_str(name);
+            out.push('=');
+            for value in values {
+                push_percent_encoded(&mut out, value);
+            }
         };
         if let Some(s) = &self.identity.service {
-            push("service", s);
+            push("service", &[s]);
         }
         if let Some(n) = &self.identity.namespace {
-            push("namespace", n);
+            push("namespace", &[n]);
         }
         if let Some(p) = &self.identity.pod {
-            push("pod", p);
+            push("pod", &[p]);
         }
         if !self.identity.labels.is_empty() {
-            // `k=v,k=v`, written straight into one string (the poller builds this every poll).
+            // `k=v,k=v`, written straight into one string.
             let mut labels = String::new();
             for (k, v) in &self.identity.labels {
                 if !labels.is_empty() {
@@ -325,32 +334,38 @@ impl ConfigQuery {
                 }
                 labels.extend([k.as_str(), "=", v.as_str()]);
             }
-            push("labels", &labels);
+            push("labels", &[&labels]);
         }
         if self.identity.proxy.is_shared() {
-            push("proxy", self.identity.proxy.as_str());
+            push("proxy", &[self.identity.proxy.as_str()]);
         }
         if !self.namespaces.is_empty() {
-            let namespaces: Vec<&str> = self.namespaces.iter().map(String::as_str).collect();
-            push("namespaces", &namespaces.join(","));
+            let mut namespaces = String::new();
+            for namespace in &self.namespaces {
+                if !namespaces.is_empty() {
+                    namespaces.push(',');
+                }
+                namespaces.push_str(namespace);
+            }
+            push("namespaces", &[&namespaces]);
         }
         if let Some(n) = self.destinations {
-            push("destinations", &n.to_string());
+            push("destinations", &[&decimal(n)]);
         }
         if let Some(v) = self.version {
-            push("version", &v.to_string());
+            push("version", &[&decimal(v)]);
         }
         if let Some(w) = self.wait_ms {
-            push("wait", &format!("{w}ms"));
+            push("wait", &[&decimal(w), "ms"]);
         }
         if self.encoding == ConfigEncoding::Compact {
-            push("encoding", "compact");
+            push("encoding", &["compact"]);
         }
         if let Some(refusal) = &self.refused {
-            push("refused", &refusal.version.to_string());
-            push("reason", &refusal.reason);
+            push("refused", &[&decimal(refusal.version)]);
+            push("reason", &[&refusal.reason]);
         }
-        parts.join("&")
+        out
     }
 }
 
@@ -411,14 +426,21 @@ pub fn parse_duration_ms(text: &str) -> Option<u64> {
 /// path segments (a policy name in `/v1/policies/{name}`).
 pub fn percent_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
+    push_percent_encoded(&mut out, value);
+    out
+}
+
+/// [`percent_encode`], appended to `out`.
+fn push_percent_encoded(out: &mut String, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let digit = |d: u8| char::from(HEX.get(usize::from(d)).copied().unwrap_or(b'0'));
+            out.extend(['%', digit(b >> 4), digit(b & 0xf)]);
         }
     }
-    out
 }
 
 /// The Istio cluster name of the control-plane Service, the filter's default upstream.
