@@ -166,8 +166,15 @@ impl Host for AbiHost {
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        // Segments joined by NUL, as the ABI specifies.
-        let joined = path.join("\0");
+        // Segments joined by NUL, as the ABI specifies (pushed, not `join`ed: `join` links a
+        // generic copy loop for this one use).
+        let mut joined = Vec::new();
+        for (i, segment) in path.iter().enumerate() {
+            if i > 0 {
+                joined.push(0);
+            }
+            joined.extend_from_slice(segment.as_bytes());
+        }
         returned(|data, size| {
             // SAFETY: a live byte string the host only reads; valid out-pointers.
             unsafe { proxy_get_property(joined.as_ptr(), joined.len(), data, size) }

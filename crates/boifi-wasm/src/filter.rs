@@ -16,7 +16,7 @@
 use alloc::borrow::ToOwned;
 use alloc::collections::BTreeMap;
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::OnceCell;
 
@@ -25,7 +25,7 @@ use boifi_core::destination::DestinationSource;
 use boifi_core::identity::Identity;
 use boifi_core::policy::FaultTarget;
 use boifi_core::rng::splitmix64;
-use boifi_core::text::concat;
+use boifi_core::text::{concat, decimal};
 use boifi_core::wire::{compact, PluginConfig};
 use boifi_engine::metrics::{Counter, Counters, Gauge, PolicyCounter};
 use boifi_engine::reply::LocalReply;
@@ -324,10 +324,13 @@ impl Root {
         };
         match self.engine.adopt(published.seq, &published.body, now_ms) {
             Ok(adopted) => self.log(host, Level::Debug, || {
-                format!(
-                    "boifi: adopted config version {} ({} policies for this sidecar)",
-                    adopted.version, adopted.policies
-                )
+                concat(&[
+                    "boifi: adopted config version ",
+                    &decimal(adopted.version),
+                    " (",
+                    &decimal(adopted.policies as u64),
+                    " policies for this sidecar)",
+                ])
             }),
             Err(e) => self.log(host, Level::Warn, || {
                 format!("boifi: keeping the previous policies: {e}")
@@ -390,28 +393,42 @@ impl Root {
         }
         let identity = self.engine.identity().clone();
         let version = self.engine.version();
-        let source = self.identity_source;
-        if identity.is_partial() {
-            self.log(host, Level::Warn, || {
-                format!(
-                    "boifi: partial identity {identity} ({source}): only wildcard policies apply"
-                )
-            });
+        let described = identity.describe();
+        let (level, partial) = if identity.is_partial() {
+            (Level::Warn, "partial identity ")
         } else {
-            self.log(host, Level::Info, || {
-                format!("boifi: identity {identity} ({source})")
-            });
-        }
-        let mut sync = ConfigSync::new(identity.clone(), config);
+            (Level::Info, "identity ")
+        };
+        self.log(host, level, || {
+            let wildcard = if identity.is_partial() {
+                ": only wildcard policies apply"
+            } else {
+                ""
+            };
+            concat(&[
+                "boifi: ",
+                partial,
+                &described,
+                " (",
+                self.identity_source,
+                ")",
+                wildcard,
+            ])
+        });
+        let mut sync = ConfigSync::new(identity, config);
         if let Some(v) = version {
             sync.set_version(v);
         }
-        let cluster = config.control_plane_cluster.clone();
         self.log(host, Level::Info, || {
-            format!(
-                "boifi: polling {cluster} for {identity} (version held: {})",
-                version.map_or_else(|| String::from("none"), |v| v.to_string())
-            )
+            concat(&[
+                "boifi: polling ",
+                &config.control_plane_cluster,
+                " for ",
+                &described,
+                " (version held: ",
+                &version.map_or_else(|| String::from("none"), decimal),
+                ")",
+            ])
         });
         self.poller = Some(Poller {
             sync,
@@ -422,13 +439,18 @@ impl Root {
         self.poll(host, now_ms);
     }
 
+    /// Another VM took the lease over: this one stops polling.
+    fn stop_polling(&mut self, host: &impl Host) {
+        self.log(host, Level::Info, || {
+            "boifi: another Wasm VM polls the control plane now; this one stops".to_owned()
+        });
+        self.poller = None;
+    }
+
     /// Sends the next config request (the lease is renewed first; lost lease: stop polling).
     fn poll(&mut self, host: &impl Host, now_ms: u64) {
         if !self.renew_lease(host, now_ms) {
-            self.log(host, Level::Info, || {
-                "boifi: another Wasm VM polls the control plane now; this one stops".to_owned()
-            });
-            self.poller = None;
+            self.stop_polling(host);
             return;
         }
         let (Some(config), Some(poller)) = (self.config.as_ref(), self.poller.as_mut()) else {
@@ -457,14 +479,22 @@ impl Root {
                 poller.in_flight = Some(token);
                 poller.next_at = None;
                 self.log(host, Level::Debug, || {
-                    format!("boifi: config request {token}: {path}")
+                    concat(&[
+                        "boifi: config request ",
+                        &decimal(u64::from(token)),
+                        ": ",
+                        &path,
+                    ])
                 });
             }
             Err(status) => {
-                let cause = format!(
-                    "cannot call cluster `{}` (status {status})",
-                    config.control_plane_cluster
-                );
+                let cause = concat(&[
+                    "cannot call cluster `",
+                    &config.control_plane_cluster,
+                    "` (status ",
+                    &decimal(u64::from(status)),
+                    ")",
+                ]);
                 let draw = self.engine.draw();
                 if let Some(p) = self.poller.as_mut() {
                     let step = p.sync.on_failed_call(&cause, now_ms, draw);
@@ -640,10 +670,7 @@ impl Root {
                     p.renewed_ms = now;
                 }
             } else {
-                self.log(host, Level::Info, || {
-                    "boifi: another Wasm VM polls the control plane now; this one stops".to_owned()
-                });
-                self.poller = None;
+                self.stop_polling(host);
             }
         }
         if self.poller.is_some() && now >= self.gauges_from_ms {
