@@ -341,7 +341,7 @@ impl Host for AbiHost {
 
 thread_local! {
     // A Wasm VM is single-threaded: this is the VM's one filter.
-    static FILTER: RefCell<Filter<AbiHost>> = RefCell::new(Filter::new(AbiHost));
+    static FILTER: RefCell<Filter<AbiHost>> = const { RefCell::new(Filter::new(AbiHost)) };
 }
 
 /// Runs `f` on the filter; `fallback` when the host re-entered the VM from inside a host call

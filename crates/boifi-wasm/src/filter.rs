@@ -796,8 +796,9 @@ pub struct Filter<H> {
 }
 
 impl<H: Host> Filter<H> {
-    /// A filter with no contexts yet.
-    pub fn new(host: H) -> Filter<H> {
+    /// A filter with no contexts yet. `const`: the VM's one filter is a thread-local with a
+    /// constant initializer, so no callback checks for and runs a lazy initialization.
+    pub const fn new(host: H) -> Filter<H> {
         Filter {
             host,
             roots: Vec::new(),
