@@ -83,11 +83,14 @@ const MAX_POLICY_METRICS: usize = 256;
 
 impl MetricIds {
     fn define(host: &impl Host) -> MetricIds {
-        MetricIds {
-            counters: Counter::ALL.map(|c| host.define_metric(MetricKind::Counter, c.name())),
-            gauges: Gauge::ALL.map(|g| host.define_metric(MetricKind::Gauge, g.name())),
-            policies: Vec::new(),
+        let mut ids = MetricIds::default();
+        for (id, counter) in ids.counters.iter_mut().zip(Counter::ALL) {
+            *id = host.define_metric(MetricKind::Counter, counter.name());
         }
+        for (id, gauge) in ids.gauges.iter_mut().zip(Gauge::ALL) {
+            *id = host.define_metric(MetricKind::Gauge, gauge.name());
+        }
+        ids
     }
 }
 
