@@ -127,10 +127,11 @@ impl<H: Host> Counters for HostCounters<'_, H> {
         let index = match self.ids.policies.iter().position(|(n, _)| n == policy) {
             Some(i) => i,
             None if self.ids.policies.len() < MAX_POLICY_METRICS => {
-                let ids = PolicyCounter::ALL.map(|counter| {
+                let mut ids = [None; PolicyCounter::ALL.len()];
+                for (id, counter) in ids.iter_mut().zip(PolicyCounter::ALL) {
                     let name = counter.name_with_policy(policy);
-                    self.host.define_metric(MetricKind::Counter, &name)
-                });
+                    *id = self.host.define_metric(MetricKind::Counter, &name);
+                }
                 self.ids.policies.push((policy.to_owned(), ids));
                 self.ids.policies.len() - 1
             }
@@ -292,9 +293,10 @@ fn send_reply(host: &impl Host, reply: &LocalReply) {
 }
 
 impl Root {
-    fn log(&self, host: &impl Host, level: Level, message: impl FnOnce() -> String) {
+    /// Logs what `message` gives, built only when `level` is logged.
+    fn log<S: AsRef<str>>(&self, host: &impl Host, level: Level, message: impl FnOnce() -> S) {
         if level >= self.level {
-            host.log(level, &message());
+            host.log(level, message().as_ref());
         }
     }
 
@@ -445,7 +447,7 @@ impl Root {
     /// Another VM took the lease over: this one stops polling.
     fn stop_polling(&mut self, host: &impl Host) {
         self.log(host, Level::Info, || {
-            "boifi: another Wasm VM polls the control plane now; this one stops".to_owned()
+            "boifi: another Wasm VM polls the control plane now; this one stops"
         });
         self.poller = None;
     }
@@ -516,7 +518,7 @@ impl Root {
                 LogLevel::Info => Level::Info,
                 LogLevel::Warn => Level::Warn,
             };
-            self.log(host, level, || line.message.clone());
+            self.log(host, level, || line.message.as_str());
         }
         if let Some(mut install) = step.install {
             // A set reduced by a lapsed heartbeat is published as its own body.
