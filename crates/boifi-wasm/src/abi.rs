@@ -252,7 +252,8 @@ impl Host for AbiHost {
             timeout_ms,
         } = *call;
         let headers = encode_pairs(headers);
-        let trailers = encode_pairs(&[]);
+        // An empty pair map: a count of 0.
+        let trailers = [0u8; 4];
         let mut token = 0u32;
         // SAFETY: live buffers the host only reads (an empty body as a null pointer and 0
         // length, which the ABI allows); a valid out-pointer for the token.

@@ -463,20 +463,26 @@ impl Root {
         };
         poller.renewed_ms = now_ms;
         let path = poller.sync.request_path();
-        let mut headers: Vec<(&[u8], &[u8])> = alloc::vec![
+        // On the stack: the last header only when a read credential is configured.
+        let authorization = poller.sync.authorization();
+        let all: [(&[u8], &[u8]); 6] = [
             (b":method", b"GET"),
             (b":path", path.as_bytes()),
             (b":authority", config.control_plane_authority.as_bytes()),
             (b"accept", compact::MEDIA_TYPE.as_bytes()),
             (b"user-agent", b"boifi-wasm"),
+            (
+                b"authorization",
+                authorization.unwrap_or_default().as_bytes(),
+            ),
         ];
-        if let Some(authorization) = poller.sync.authorization() {
-            headers.push((b"authorization", authorization.as_bytes()));
-        }
+        let headers = all
+            .get(..all.len() - usize::from(authorization.is_none()))
+            .unwrap_or_default();
         let timeout = u32::try_from(config.request_timeout_ms).unwrap_or(u32::MAX);
         let call = HttpCall {
             cluster: &config.control_plane_cluster,
-            headers: &headers,
+            headers,
             timeout_ms: timeout,
         };
         match host.http_call(&call) {
