@@ -1147,6 +1147,17 @@ mod tests {
     }
 
     #[test]
+    fn plugin_config_syntax_errors_name_the_line_and_column() {
+        let e = PluginConfig::from_json(b"{\n  \"max_rules\": 01}").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "plugin configuration is not valid JSON: line 2, column 17: expected `,` or `}`"
+        );
+        let e = PluginConfig::from_json(b"[]").unwrap_err();
+        assert_eq!(e.message(), e.to_string());
+    }
+
+    #[test]
     fn plugin_config_reads_a_read_credential_and_never_repeats_it() {
         let c = PluginConfig::from_json(br#"{"control_plane_token": "s3cr3t\n"}"#).unwrap();
         let token = c.control_plane_token.as_ref().unwrap();
