@@ -291,15 +291,27 @@ impl NodeMetadata {
     }
 }
 
+impl Identity {
+    /// What `Display` writes, `service=… namespace=… pod=…` (`<unknown>` for what is not
+    /// known), built without `core::fmt`: the Wasm filter logs it.
+    pub fn describe(&self) -> String {
+        fn known(field: &Option<String>) -> &str {
+            field.as_deref().unwrap_or("<unknown>")
+        }
+        crate::text::concat(&[
+            "service=",
+            known(&self.service),
+            " namespace=",
+            known(&self.namespace),
+            " pod=",
+            known(&self.pod),
+        ])
+    }
+}
+
 impl core::fmt::Display for Identity {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "service={} namespace={} pod={}",
-            self.service.as_deref().unwrap_or("<unknown>"),
-            self.namespace.as_deref().unwrap_or("<unknown>"),
-            self.pod.as_deref().unwrap_or("<unknown>")
-        )
+        f.write_str(&self.describe())
     }
 }
 

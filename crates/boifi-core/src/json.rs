@@ -40,7 +40,8 @@ impl Json {
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v)
-            .filter(|v| **v != Json::Null)
+            // Not `!=`: comparing with `PartialEq` would link the derived deep comparison.
+            .filter(|v| !matches!(v, Json::Null))
     }
 
     /// How an error message names this kind of value.

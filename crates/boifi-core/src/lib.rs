@@ -44,6 +44,7 @@ pub mod rng;
 pub mod scenario;
 pub mod simulate;
 pub mod sort;
+pub mod text;
 pub mod time;
 pub mod wire;
 

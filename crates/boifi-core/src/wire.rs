@@ -4,13 +4,13 @@ use crate::json::Json;
 use alloc::borrow::ToOwned;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{Identity, ProxyKind};
-use crate::parse::{join, Walker};
-use crate::policy::{FieldErrorKind, PolicyDocument, ValidationErrors};
+use crate::policy::PolicyDocument;
+use crate::text::decimal;
 
 pub mod compact;
 mod credential;
@@ -302,23 +302,31 @@ impl ConfigQuery {
         concerns(policy, &self.identity, &self.namespaces)
     }
 
-    /// The query string (without `?`), percent-encoded.
+    /// The query string (without `?`), percent-encoded. Written straight into one string,
+    /// without `core::fmt`: the poller builds it for every poll.
     pub fn to_query_string(&self) -> String {
-        let mut parts: Vec<String> = Vec::new();
-        let mut push = |name: &str, value: &str| {
-            parts.push(format!("{name}={}", percent_encode(value)));
+        let mut out = String::new();
+        let mut push = |name: &str, values: &[&str]| {
+            if !out.is_empty() {
+                out.push('&');
+            }
+            out.push_str(name);
+            out.push('=');
+            for value in values {
+                push_percent_encoded(&mut out, value);
+            }
         };
         if let Some(s) = &self.identity.service {
-            push("service", s);
+            push("service", &[s]);
         }
         if let Some(n) = &self.identity.namespace {
-            push("namespace", n);
+            push("namespace", &[n]);
         }
         if let Some(p) = &self.identity.pod {
-            push("pod", p);
+            push("pod", &[p]);
         }
         if !self.identity.labels.is_empty() {
-            // `k=v,k=v`, written straight into one string (the poller builds this every poll).
+            // `k=v,k=v`, written straight into one string.
             let mut labels = String::new();
             for (k, v) in &self.identity.labels {
                 if !labels.is_empty() {
@@ -326,32 +334,38 @@ impl ConfigQuery {
                 }
                 labels.extend([k.as_str(), "=", v.as_str()]);
             }
-            push("labels", &labels);
+            push("labels", &[&labels]);
         }
         if self.identity.proxy.is_shared() {
-            push("proxy", self.identity.proxy.as_str());
+            push("proxy", &[self.identity.proxy.as_str()]);
         }
         if !self.namespaces.is_empty() {
-            let namespaces: Vec<&str> = self.namespaces.iter().map(String::as_str).collect();
-            push("namespaces", &namespaces.join(","));
+            let mut namespaces = String::new();
+            for namespace in &self.namespaces {
+                if !namespaces.is_empty() {
+                    namespaces.push(',');
+                }
+                namespaces.push_str(namespace);
+            }
+            push("namespaces", &[&namespaces]);
         }
         if let Some(n) = self.destinations {
-            push("destinations", &n.to_string());
+            push("destinations", &[&decimal(n)]);
         }
         if let Some(v) = self.version {
-            push("version", &v.to_string());
+            push("version", &[&decimal(v)]);
         }
         if let Some(w) = self.wait_ms {
-            push("wait", &format!("{w}ms"));
+            push("wait", &[&decimal(w), "ms"]);
         }
         if self.encoding == ConfigEncoding::Compact {
-            push("encoding", "compact");
+            push("encoding", &["compact"]);
         }
         if let Some(refusal) = &self.refused {
-            push("refused", &refusal.version.to_string());
-            push("reason", &refusal.reason);
+            push("refused", &[&decimal(refusal.version)]);
+            push("reason", &[&refusal.reason]);
         }
-        parts.join("&")
+        out
     }
 }
 
@@ -412,14 +426,21 @@ pub fn parse_duration_ms(text: &str) -> Option<u64> {
 /// path segments (a policy name in `/v1/policies/{name}`).
 pub fn percent_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
+    push_percent_encoded(&mut out, value);
+    out
+}
+
+/// [`percent_encode`], appended to `out`.
+fn push_percent_encoded(out: &mut String, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let digit = |d: u8| char::from(HEX.get(usize::from(d)).copied().unwrap_or(b'0'));
+            out.extend(['%', digit(b >> 4), digit(b & 0xf)]);
         }
     }
-    out
 }
 
 /// The Istio cluster name of the control-plane Service, the filter's default upstream.
@@ -551,7 +572,37 @@ impl Default for PluginConfig {
     }
 }
 
-const PLUGIN_FIELDS: &[&str] = &[
+/// A field of [`PluginConfig`], for the reader's tables.
+type FieldOf<T> = fn(&mut PluginConfig) -> &mut T;
+
+/// The text fields: none may be empty.
+const TEXT_FIELDS: [(&str, FieldOf<String>); 3] = [
+    ("control_plane_cluster", |c| &mut c.control_plane_cluster),
+    ("control_plane_authority", |c| {
+        &mut c.control_plane_authority
+    }),
+    ("log_level", |c| &mut c.log_level),
+];
+
+/// The whole-number fields, in [`PluginConfig::whole_numbers`]' order: name, smallest and
+/// largest value, the range as messages write it.
+const WHOLE_NUMBER_FIELDS: [(&str, u64, u64, &str); 8] = [
+    ("long_poll_wait_ms", 0, MAX_WAIT_MS, "0..=300000"),
+    ("request_timeout_ms", 100, 600_000, "100..=600000"),
+    ("backoff_initial_ms", 1, 3_600_000, "1..=3600000"),
+    ("backoff_max_ms", 1, 3_600_000, "1..=3600000"),
+    ("delay_tick_ms", 1, 1_000, "1..=1000"),
+    (
+        "max_active_delays",
+        0,
+        MAX_ACTIVE_DELAYS_LIMIT,
+        "0..=1000000",
+    ),
+    ("max_rules", 0, MAX_RULES_LIMIT, "0..=100000"),
+    ("max_destinations", 1, MAX_DESTINATIONS_LIMIT, "1..=65536"),
+];
+
+const PLUGIN_FIELDS: [&str; 13] = [
     "control_plane_cluster",
     "control_plane_authority",
     "long_poll_wait_ms",
@@ -566,29 +617,74 @@ const PLUGIN_FIELDS: &[&str] = &[
     "identity",
     "control_plane_token",
 ];
-const IDENTITY_FIELDS: &[&str] = &["service", "namespace", "pod", "labels"];
-const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
+const IDENTITY_FIELDS: [&str; 4] = ["service", "namespace", "pod", "labels"];
+const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
-/// Why the plugin configuration was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why the plugin configuration was refused. Its message is built without `core::fmt`
+/// ([`PluginConfigError::message`]): the Wasm filter logs it, and links no formatting for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PluginConfigError {
     /// Not JSON.
-    #[error("plugin configuration is not valid JSON: line {line}, column {column}: {message}")]
     Syntax {
         /// 1-based line.
         line: usize,
         /// 1-based column.
         column: usize,
         /// The parser's explanation.
-        message: String,
+        message: &'static str,
     },
-    /// JSON with bad fields.
-    #[error("plugin configuration: {0}")]
-    Invalid(ValidationErrors),
+    /// JSON with bad fields: every problem as `path: reason`, joined by `; `.
+    Invalid(String),
 }
 
+impl PluginConfigError {
+    /// What `Display` writes: `plugin configuration: …` naming each bad field and why.
+    pub fn message(&self) -> String {
+        match self {
+            PluginConfigError::Syntax {
+                line,
+                column,
+                message,
+            } => {
+                let mut out = String::from("plugin configuration is not valid JSON: line ");
+                crate::text::push_decimal(&mut out, *line as u64);
+                out.push_str(", column ");
+                crate::text::push_decimal(&mut out, *column as u64);
+                out.push_str(": ");
+                out.push_str(message);
+                out
+            }
+            PluginConfigError::Invalid(problems) => {
+                crate::text::concat(&["plugin configuration: ", problems])
+            }
+        }
+    }
+}
+
+impl core::fmt::Display for PluginConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl core::error::Error for PluginConfigError {}
+
 impl PluginConfig {
+    /// The whole-number fields, in [`WHOLE_NUMBER_FIELDS`]' order.
+    fn whole_numbers(&mut self) -> [&mut u64; 8] {
+        [
+            &mut self.long_poll_wait_ms,
+            &mut self.request_timeout_ms,
+            &mut self.backoff_initial_ms,
+            &mut self.backoff_max_ms,
+            &mut self.delay_tick_ms,
+            &mut self.max_active_delays,
+            &mut self.max_rules,
+            &mut self.max_destinations,
+        ]
+    }
+
     /// Parses the configuration; empty input (Istio sends none without `pluginConfig`) gives
     /// the defaults.
     pub fn from_json(bytes: &[u8]) -> Result<PluginConfig, PluginConfigError> {
@@ -601,11 +697,11 @@ impl PluginConfig {
     /// Reads the configuration from a JSON document already parsed (the native module's
     /// reader takes its own field out first, [`NativeConfig`]).
     pub fn from_value(value: &Json) -> Result<PluginConfig, PluginConfigError> {
-        let mut w = Walker::default();
-        let config = read_plugin_config(&mut w, value);
+        let mut problems = Problems::default();
+        let config = read_plugin_config(&mut problems, value);
         match config {
-            Some(c) if w.errors.is_empty() => Ok(c),
-            _ => Err(PluginConfigError::Invalid(ValidationErrors(w.errors))),
+            Some(c) if problems.0.is_empty() => Ok(c),
+            _ => Err(PluginConfigError::Invalid(problems.0)),
         }
     }
 }
@@ -615,211 +711,188 @@ impl From<crate::json::JsonError> for PluginConfigError {
         PluginConfigError::Syntax {
             line: e.line,
             column: e.column,
-            message: e.message.to_owned(),
+            message: e.message,
         }
     }
 }
 
-/// The members of an object, every key not in `allowed` reported.
-fn object<'v>(
-    w: &mut Walker,
-    value: &'v Json,
-    path: &str,
-    allowed: &[&str],
-) -> Option<&'v [(String, Json)]> {
-    let Json::Object(members) = value else {
-        wrong_type(w, path, "an object", value);
-        return None;
-    };
-    for (key, _) in members {
-        if !allowed.contains(&key.as_str()) {
-            w.error(join(path, key), FieldErrorKind::UnknownField);
+/// The problems of a plugin configuration, written straight into the message: `path: reason`,
+/// joined by `; `.
+#[derive(Debug, Default)]
+struct Problems(String);
+
+impl Problems {
+    /// Starts a problem at `path` (its parts joined by `.`) and pushes `reason`'s parts.
+    fn add(&mut self, path: &[&str], reason: &[&str]) -> &mut String {
+        let out = &mut self.0;
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        for (i, part) in path.iter().enumerate() {
+            if i > 0 {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+        out.push_str(": ");
+        for part in reason {
+            out.push_str(part);
+        }
+        out
+    }
+
+    fn wrong_type(&mut self, path: &[&str], expected: &str, found: &Json) {
+        self.add(
+            path,
+            &["expected ", expected, ", found ", found.type_name()],
+        );
+    }
+
+    /// `value` (as written) is outside `range`.
+    fn out_of_range(&mut self, path: &[&str], value: &str, range: &str) {
+        self.add(path, &["`", value, "` is outside ", range]);
+    }
+
+    /// The members of an object, every key not in `allowed` reported.
+    fn object<'v>(
+        &mut self,
+        value: &'v Json,
+        path: &[&str],
+        allowed: &[&str],
+    ) -> Option<&'v [(String, Json)]> {
+        let Json::Object(members) = value else {
+            self.wrong_type(path, "an object", value);
+            return None;
+        };
+        for (key, _) in members {
+            if !allowed.contains(&key.as_str()) {
+                match path.first() {
+                    Some(parent) => self.add(&[parent, key], &["unknown field"]),
+                    None => self.add(&[key], &["unknown field"]),
+                };
+            }
+        }
+        Some(members)
+    }
+
+    fn string(&mut self, value: &Json, path: &[&str]) -> Option<String> {
+        match value {
+            Json::String(s) => Some(s.clone()),
+            other => {
+                self.wrong_type(path, "a string", other);
+                None
+            }
         }
     }
-    Some(members)
-}
 
-fn wrong_type(w: &mut Walker, path: &str, expected: &'static str, value: &Json) {
-    w.error(
-        path,
-        FieldErrorKind::WrongType {
-            expected,
-            found: value.type_name(),
-        },
-    );
-}
-
-fn string(w: &mut Walker, value: &Json, path: &str) -> Option<String> {
-    match value {
-        Json::String(s) => Some(s.clone()),
-        other => {
-            wrong_type(w, path, "a string", other);
-            None
+    /// A whole number within `min..=max` (as the policy reader's: a fraction is the wrong
+    /// type, a negative or out-of-range number out of range).
+    fn whole_number(
+        &mut self,
+        value: &Json,
+        path: &str,
+        (min, max, range): (u64, u64, &str),
+    ) -> Option<u64> {
+        let Json::Number(text) = value else {
+            self.wrong_type(&[path], "a whole number", value);
+            return None;
+        };
+        match text.parse::<u64>() {
+            Ok(v) if (min..=max).contains(&v) => Some(v),
+            _ if !text.starts_with('-') && text.contains(['.', 'e', 'E']) => {
+                self.add(&[path], &["expected a whole number, found a fraction"]);
+                None
+            }
+            _ => {
+                self.out_of_range(&[path], text, range);
+                None
+            }
         }
     }
 }
 
-/// A whole number within `0..=max` (as the policy reader's: a fraction is the wrong type, a
-/// negative or too large number out of range).
-fn integer(w: &mut Walker, value: &Json, path: &str, max: u64, range: &'static str) -> Option<u64> {
-    let Json::Number(text) = value else {
-        wrong_type(w, path, "a whole number", value);
-        return None;
-    };
-    match text.parse::<u64>() {
-        Ok(v) if v <= max => Some(v),
-        _ if !text.starts_with('-') && text.contains(['.', 'e', 'E']) => {
-            w.fraction(path);
-            None
-        }
-        _ => {
-            w.out_of_range(path, text.clone(), range);
-            None
-        }
-    }
-}
-
-fn read_plugin_config(w: &mut Walker, value: &Json) -> Option<PluginConfig> {
-    let map = object(w, value, "", PLUGIN_FIELDS)?;
+fn read_plugin_config(p: &mut Problems, value: &Json) -> Option<PluginConfig> {
+    let map = p.object(value, &[], &PLUGIN_FIELDS)?;
     let mut c = PluginConfig::default();
     let mut ok = true;
-    for (key, target) in [
-        ("control_plane_cluster", &mut c.control_plane_cluster),
-        ("control_plane_authority", &mut c.control_plane_authority),
-        ("log_level", &mut c.log_level),
-    ] {
+    for (key, field) in TEXT_FIELDS {
         if let Some(v) = Json::field(map, key) {
-            match string(w, v, key) {
+            match p.string(v, &[key]) {
                 Some(s) if s.is_empty() => {
-                    w.error(key, FieldErrorKind::Empty);
+                    p.add(&[key], &["must not be empty"]);
                     ok = false;
                 }
-                Some(s) => *target = s,
+                Some(s) => *field(&mut c) = s,
                 None => ok = false,
             }
         }
     }
     if !LOG_LEVELS.contains(&c.log_level.as_str()) {
-        w.error(
-            "log_level",
-            FieldErrorKind::NotAChoice {
-                value: c.log_level.clone(),
-                choices: "`error`, `warn`, `info`, `debug`, `trace`",
-            },
+        p.add(
+            &["log_level"],
+            &[
+                "`",
+                &c.log_level,
+                "` is not one of `error`, `warn`, `info`, `debug`, `trace`",
+            ],
         );
         ok = false;
     }
-    for (key, target, min, max, range) in [
-        (
-            "long_poll_wait_ms",
-            &mut c.long_poll_wait_ms,
-            0,
-            MAX_WAIT_MS,
-            "0..=300000",
-        ),
-        (
-            "request_timeout_ms",
-            &mut c.request_timeout_ms,
-            100,
-            600_000,
-            "100..=600000",
-        ),
-        (
-            "backoff_initial_ms",
-            &mut c.backoff_initial_ms,
-            1,
-            3_600_000,
-            "1..=3600000",
-        ),
-        (
-            "backoff_max_ms",
-            &mut c.backoff_max_ms,
-            1,
-            3_600_000,
-            "1..=3600000",
-        ),
-        ("delay_tick_ms", &mut c.delay_tick_ms, 1, 1_000, "1..=1000"),
-        (
-            "max_active_delays",
-            &mut c.max_active_delays,
-            0,
-            MAX_ACTIVE_DELAYS_LIMIT,
-            "0..=1000000",
-        ),
-        (
-            "max_rules",
-            &mut c.max_rules,
-            0,
-            MAX_RULES_LIMIT,
-            "0..=100000",
-        ),
-        (
-            "max_destinations",
-            &mut c.max_destinations,
-            1,
-            MAX_DESTINATIONS_LIMIT,
-            "1..=65536",
-        ),
-    ] {
+    for ((key, min, max, range), field) in WHOLE_NUMBER_FIELDS.into_iter().zip(c.whole_numbers()) {
         if let Some(v) = Json::field(map, key) {
-            match integer(w, v, key, max, range) {
-                Some(n) if n >= min => *target = n,
-                Some(n) => {
-                    w.error(
-                        key,
-                        FieldErrorKind::OutOfRange {
-                            value: n.to_string(),
-                            range,
-                        },
-                    );
-                    ok = false;
-                }
+            match p.whole_number(v, key, (min, max, range)) {
+                Some(n) => *field = n,
                 None => ok = false,
             }
         }
     }
-    if ok && c.request_timeout_ms <= c.long_poll_wait_ms {
-        w.error(
+    for (bad, key, value, range) in [
+        (
+            c.request_timeout_ms <= c.long_poll_wait_ms,
             "request_timeout_ms",
-            FieldErrorKind::OutOfRange {
-                value: c.request_timeout_ms.to_string(),
-                range: "above long_poll_wait_ms",
-            },
-        );
-    }
-    if ok && c.backoff_max_ms < c.backoff_initial_ms {
-        w.error(
+            c.request_timeout_ms,
+            "above long_poll_wait_ms",
+        ),
+        (
+            c.backoff_max_ms < c.backoff_initial_ms,
             "backoff_max_ms",
-            FieldErrorKind::OutOfRange {
-                value: c.backoff_max_ms.to_string(),
-                range: "at least backoff_initial_ms",
-            },
-        );
+            c.backoff_max_ms,
+            "at least backoff_initial_ms",
+        ),
+    ] {
+        if ok && bad {
+            let mut text = String::new();
+            crate::text::push_decimal(&mut text, value);
+            p.out_of_range(&[key], &text, range);
+        }
     }
     if let Some(v) = Json::field(map, "control_plane_token") {
-        let text = string(w, v, "control_plane_token");
+        let text = p.string(v, &["control_plane_token"]);
         match text.as_deref().map(ReadCredential::parse) {
             Some(Ok(token)) => c.control_plane_token = Some(token),
-            Some(Err(e)) => w.error("control_plane_token", FieldErrorKind::BadCredential(e)),
+            Some(Err(e)) => e.push_message(p.add(
+                &["control_plane_token"],
+                &["is not a usable bearer token: it "],
+            )),
             None => {}
         }
     }
     if let Some(v) = Json::field(map, "identity") {
-        if let Some(m) = object(w, v, "identity", IDENTITY_FIELDS) {
+        if let Some(m) = p.object(v, &["identity"], &IDENTITY_FIELDS) {
             let mut text =
-                |key: &str| Json::field(m, key).and_then(|v| string(w, v, &join("identity", key)));
+                |key: &str| Json::field(m, key).and_then(|v| p.string(v, &["identity", key]));
             c.identity.service = text("service");
             c.identity.namespace = text("namespace");
             c.identity.pod = text("pod");
             if let Some(l) = Json::field(m, "labels") {
                 if let Json::Object(labels) = l {
                     for (key, item) in labels {
-                        if let Some(s) = string(w, item, &join("identity.labels", key)) {
+                        if let Some(s) = p.string(item, &["identity", "labels", key]) {
                             c.identity.labels.insert(key.clone(), s);
                         }
                     }
                 } else {
-                    wrong_type(w, "identity.labels", "an object", l);
+                    p.wrong_type(&["identity", "labels"], "an object", l);
                 }
             }
         }
@@ -1071,6 +1144,17 @@ mod tests {
             .to_string();
         assert!(e.contains("request_timeout_ms"), "{e}");
         assert!(PluginConfig::from_json(b"{").is_err());
+    }
+
+    #[test]
+    fn plugin_config_syntax_errors_name_the_line_and_column() {
+        let e = PluginConfig::from_json(b"{\n  \"max_rules\": 01}").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "plugin configuration is not valid JSON: line 2, column 17: expected `,` or `}`"
+        );
+        let e = PluginConfig::from_json(b"[]").unwrap_err();
+        assert_eq!(e.message(), e.to_string());
     }
 
     #[test]

@@ -166,8 +166,15 @@ impl Host for AbiHost {
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        // Segments joined by NUL, as the ABI specifies.
-        let joined = path.join("\0");
+        // Segments joined by NUL, as the ABI specifies (pushed, not `join`ed: `join` links a
+        // generic copy loop for this one use).
+        let mut joined = Vec::new();
+        for (i, segment) in path.iter().enumerate() {
+            if i > 0 {
+                joined.push(0);
+            }
+            joined.extend_from_slice(segment.as_bytes());
+        }
         returned(|data, size| {
             // SAFETY: a live byte string the host only reads; valid out-pointers.
             unsafe { proxy_get_property(joined.as_ptr(), joined.len(), data, size) }
@@ -245,7 +252,8 @@ impl Host for AbiHost {
             timeout_ms,
         } = *call;
         let headers = encode_pairs(headers);
-        let trailers = encode_pairs(&[]);
+        // An empty pair map: a count of 0.
+        let trailers = [0u8; 4];
         let mut token = 0u32;
         // SAFETY: live buffers the host only reads (an empty body as a null pointer and 0
         // length, which the ABI allows); a valid out-pointer for the token.
@@ -334,7 +342,7 @@ impl Host for AbiHost {
 
 thread_local! {
     // A Wasm VM is single-threaded: this is the VM's one filter.
-    static FILTER: RefCell<Filter<AbiHost>> = RefCell::new(Filter::new(AbiHost));
+    static FILTER: RefCell<Filter<AbiHost>> = const { RefCell::new(Filter::new(AbiHost)) };
 }
 
 /// Runs `f` on the filter; `fallback` when the host re-entered the VM from inside a host call

@@ -16,7 +16,7 @@
 
 use alloc::borrow::ToOwned;
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::OnceCell;
 
@@ -25,6 +25,7 @@ use boifi_core::destination::DestinationSource;
 use boifi_core::identity::Identity;
 use boifi_core::policy::FaultTarget;
 use boifi_core::rng::splitmix64;
+use boifi_core::text::{concat, decimal};
 use boifi_core::wire::{compact, PluginConfig};
 use boifi_engine::metrics::{Counter, Counters, Gauge, PolicyCounter};
 use boifi_engine::reply::LocalReply;
@@ -83,11 +84,14 @@ const MAX_POLICY_METRICS: usize = 256;
 
 impl MetricIds {
     fn define(host: &impl Host) -> MetricIds {
-        MetricIds {
-            counters: Counter::ALL.map(|c| host.define_metric(MetricKind::Counter, c.name())),
-            gauges: Gauge::ALL.map(|g| host.define_metric(MetricKind::Gauge, g.name())),
-            policies: Vec::new(),
+        let mut ids = MetricIds::default();
+        for (id, counter) in ids.counters.iter_mut().zip(Counter::ALL) {
+            *id = host.define_metric(MetricKind::Counter, counter.name());
         }
+        for (id, gauge) in ids.gauges.iter_mut().zip(Gauge::ALL) {
+            *id = host.define_metric(MetricKind::Gauge, gauge.name());
+        }
+        ids
     }
 }
 
@@ -124,10 +128,11 @@ impl<H: Host> Counters for HostCounters<'_, H> {
         let index = match self.ids.policies.iter().position(|(n, _)| n == policy) {
             Some(i) => i,
             None if self.ids.policies.len() < MAX_POLICY_METRICS => {
-                let ids = PolicyCounter::ALL.map(|counter| {
+                let mut ids = [None; PolicyCounter::ALL.len()];
+                for (id, counter) in ids.iter_mut().zip(PolicyCounter::ALL) {
                     let name = counter.name_with_policy(policy);
-                    self.host.define_metric(MetricKind::Counter, &name)
-                });
+                    *id = self.host.define_metric(MetricKind::Counter, &name);
+                }
                 self.ids.policies.push((policy.to_owned(), ids));
                 self.ids.policies.len() - 1
             }
@@ -291,9 +296,10 @@ fn send_reply(host: &impl Host, reply: &LocalReply) {
 }
 
 impl Root {
-    fn log(&self, host: &impl Host, level: Level, message: impl FnOnce() -> String) {
+    /// Logs what `message` gives, built only when `level` is logged.
+    fn log<S: AsRef<str>>(&self, host: &impl Host, level: Level, message: impl FnOnce() -> S) {
         if level >= self.level {
-            host.log(level, &message());
+            host.log(level, message().as_ref());
         }
     }
 
@@ -326,10 +332,13 @@ impl Root {
         };
         match self.engine.adopt(published.seq, &published.body, now_ms) {
             Ok(adopted) => self.log(host, Level::Debug, || {
-                format!(
-                    "boifi: adopted config version {} ({} policies for this sidecar)",
-                    adopted.version, adopted.policies
-                )
+                concat(&[
+                    "boifi: adopted config version ",
+                    &decimal(adopted.version),
+                    " (",
+                    &decimal(adopted.policies as u64),
+                    " policies for this sidecar)",
+                ])
             }),
             Err(e) => self.log(host, Level::Warn, || {
                 format!("boifi: keeping the previous policies: {e}")
@@ -392,28 +401,42 @@ impl Root {
         }
         let identity = self.engine.identity().clone();
         let version = self.engine.version();
-        let source = self.identity_source;
-        if identity.is_partial() {
-            self.log(host, Level::Warn, || {
-                format!(
-                    "boifi: partial identity {identity} ({source}): only wildcard policies apply"
-                )
-            });
+        let described = identity.describe();
+        let (level, partial) = if identity.is_partial() {
+            (Level::Warn, "partial identity ")
         } else {
-            self.log(host, Level::Info, || {
-                format!("boifi: identity {identity} ({source})")
-            });
-        }
-        let mut sync = ConfigSync::new(identity.clone(), config);
+            (Level::Info, "identity ")
+        };
+        self.log(host, level, || {
+            let wildcard = if identity.is_partial() {
+                ": only wildcard policies apply"
+            } else {
+                ""
+            };
+            concat(&[
+                "boifi: ",
+                partial,
+                &described,
+                " (",
+                self.identity_source,
+                ")",
+                wildcard,
+            ])
+        });
+        let mut sync = ConfigSync::new(identity, config);
         if let Some(v) = version {
             sync.set_version(v);
         }
-        let cluster = config.control_plane_cluster.clone();
         self.log(host, Level::Info, || {
-            format!(
-                "boifi: polling {cluster} for {identity} (version held: {})",
-                version.map_or_else(|| String::from("none"), |v| v.to_string())
-            )
+            concat(&[
+                "boifi: polling ",
+                &config.control_plane_cluster,
+                " for ",
+                &described,
+                " (version held: ",
+                &version.map_or_else(|| String::from("none"), decimal),
+                ")",
+            ])
         });
         self.poller = Some(Poller {
             sync,
@@ -424,13 +447,18 @@ impl Root {
         self.poll(host, now_ms);
     }
 
+    /// Another VM took the lease over: this one stops polling.
+    fn stop_polling(&mut self, host: &impl Host) {
+        self.log(host, Level::Info, || {
+            "boifi: another Wasm VM polls the control plane now; this one stops"
+        });
+        self.poller = None;
+    }
+
     /// Sends the next config request (the lease is renewed first; lost lease: stop polling).
     fn poll(&mut self, host: &impl Host, now_ms: u64) {
         if !self.renew_lease(host, now_ms) {
-            self.log(host, Level::Info, || {
-                "boifi: another Wasm VM polls the control plane now; this one stops".to_owned()
-            });
-            self.poller = None;
+            self.stop_polling(host);
             return;
         }
         let (Some(config), Some(poller)) = (self.config.as_ref(), self.poller.as_mut()) else {
@@ -438,20 +466,26 @@ impl Root {
         };
         poller.renewed_ms = now_ms;
         let path = poller.sync.request_path();
-        let mut headers: Vec<(&[u8], &[u8])> = alloc::vec![
+        // On the stack: the last header only when a read credential is configured.
+        let authorization = poller.sync.authorization();
+        let all: [(&[u8], &[u8]); 6] = [
             (b":method", b"GET"),
             (b":path", path.as_bytes()),
             (b":authority", config.control_plane_authority.as_bytes()),
             (b"accept", compact::MEDIA_TYPE.as_bytes()),
             (b"user-agent", b"boifi-wasm"),
+            (
+                b"authorization",
+                authorization.unwrap_or_default().as_bytes(),
+            ),
         ];
-        if let Some(authorization) = poller.sync.authorization() {
-            headers.push((b"authorization", authorization.as_bytes()));
-        }
+        let headers = all
+            .get(..all.len() - usize::from(authorization.is_none()))
+            .unwrap_or_default();
         let timeout = u32::try_from(config.request_timeout_ms).unwrap_or(u32::MAX);
         let call = HttpCall {
             cluster: &config.control_plane_cluster,
-            headers: &headers,
+            headers,
             timeout_ms: timeout,
         };
         match host.http_call(&call) {
@@ -459,14 +493,22 @@ impl Root {
                 poller.in_flight = Some(token);
                 poller.next_at = None;
                 self.log(host, Level::Debug, || {
-                    format!("boifi: config request {token}: {path}")
+                    concat(&[
+                        "boifi: config request ",
+                        &decimal(u64::from(token)),
+                        ": ",
+                        &path,
+                    ])
                 });
             }
             Err(status) => {
-                let cause = format!(
-                    "cannot call cluster `{}` (status {status})",
-                    config.control_plane_cluster
-                );
+                let cause = concat(&[
+                    "cannot call cluster `",
+                    &config.control_plane_cluster,
+                    "` (status ",
+                    &decimal(u64::from(status)),
+                    ")",
+                ]);
                 let draw = self.engine.draw();
                 if let Some(p) = self.poller.as_mut() {
                     let step = p.sync.on_failed_call(&cause, now_ms, draw);
@@ -485,7 +527,7 @@ impl Root {
                 LogLevel::Info => Level::Info,
                 LogLevel::Warn => Level::Warn,
             };
-            self.log(host, level, || line.message.clone());
+            self.log(host, level, || line.message.as_str());
         }
         if let Some(mut install) = step.install {
             // A set reduced by a lapsed heartbeat is published as its own body.
@@ -567,7 +609,11 @@ impl Root {
                 self.config = None;
                 host.log(
                     Level::Error,
-                    &format!("boifi: {e}; the filter passes all traffic through"),
+                    &concat(&[
+                        "boifi: ",
+                        &e.message(),
+                        "; the filter passes all traffic through",
+                    ]),
                 );
                 self.set_tick(host, 0);
                 return true;
@@ -638,10 +684,7 @@ impl Root {
                     p.renewed_ms = now;
                 }
             } else {
-                self.log(host, Level::Info, || {
-                    "boifi: another Wasm VM polls the control plane now; this one stops".to_owned()
-                });
-                self.poller = None;
+                self.stop_polling(host);
             }
         }
         if self.poller.is_some() && now >= self.gauges_from_ms {
@@ -768,8 +811,9 @@ pub struct Filter<H> {
 }
 
 impl<H: Host> Filter<H> {
-    /// A filter with no contexts yet.
-    pub fn new(host: H) -> Filter<H> {
+    /// A filter with no contexts yet. `const`: the VM's one filter is a thread-local with a
+    /// constant initializer, so no callback checks for and runs a lazy initialization.
+    pub const fn new(host: H) -> Filter<H> {
         Filter {
             host,
             roots: Vec::new(),

@@ -129,10 +129,9 @@ pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
 }
 
 fn text(bytes: Option<Vec<u8>>) -> Option<String> {
-    bytes
-        .and_then(|b| String::from_utf8(b).ok())
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
+    let bytes = bytes?;
+    let text = core::str::from_utf8(&bytes).ok()?.trim();
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 /// Reads the Istio node metadata keys through `get` (a property lookup), trying each of
@@ -142,23 +141,21 @@ where
     F: Fn(&[&str]) -> Option<Vec<u8>>,
 {
     for prefix in NODE_PREFIXES {
-        let key = |k: &str| {
-            let mut path: Vec<&str> = prefix.to_vec();
-            path.extend(["metadata", k]);
-            get(&path)
+        // The path on the stack (every prefix of NODE_PREFIXES has one or two segments).
+        let key = |k: &str| match *prefix {
+            [first, second] => get(&[first, second, "metadata", k]),
+            [first] => get(&[first, "metadata", k]),
+            _ => None,
         };
-        let labels: BTreeMap<String, String> = key("LABELS")
+        // Inserted one by one rather than collected: `collect` sorts through the standard
+        // library's stable sort, several kilobytes of module for a handful of labels.
+        let mut labels = BTreeMap::new();
+        for (k, v) in key("LABELS")
             .and_then(|b| decode_pairs(&b))
-            // Inserted one by one rather than collected: `collect` sorts through the standard
-            // library's stable sort, several kilobytes of module for a handful of labels.
-            .map(|pairs| {
-                let mut labels = BTreeMap::new();
-                for (k, v) in pairs {
-                    labels.insert(k, v);
-                }
-                labels
-            })
-            .unwrap_or_default();
+            .unwrap_or_default()
+        {
+            labels.insert(k, v);
+        }
         let metadata = NodeMetadata {
             workload_name: text(key("WORKLOAD_NAME")),
             namespace: text(key("NAMESPACE")),

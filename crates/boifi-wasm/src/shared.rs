@@ -4,8 +4,8 @@
 
 use alloc::vec::Vec;
 
-use alloc::format;
 use alloc::string::String;
+use boifi_core::text::concat;
 
 /// The shared-data keys of one plugin. Shared data is per `vm_id`, and several plugins (e.g.
 /// two WasmPlugins with different identities or control planes) may share a VM, so every key
@@ -25,9 +25,9 @@ impl SharedKeys {
     /// The keys of the plugin named `plugin` (Envoy's `plugin_name` property).
     pub fn for_plugin(plugin: &str) -> SharedKeys {
         SharedKeys {
-            lease: format!("boifi/{plugin}/poller-lease"),
-            policies: format!("boifi/{plugin}/policies"),
-            seq: format!("boifi/{plugin}/policies-seq"),
+            lease: concat(&["boifi/", plugin, "/poller-lease"]),
+            policies: concat(&["boifi/", plugin, "/policies"]),
+            seq: concat(&["boifi/", plugin, "/policies-seq"]),
         }
     }
 }

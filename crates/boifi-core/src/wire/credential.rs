@@ -3,9 +3,10 @@
 //! `Debug` rendering, an error message or a log line; only [`ReadCredential::header_value`]
 //! (for the request) and its serialization (for writing a configuration back) show it.
 
-use alloc::format;
 use alloc::string::String;
 use core::fmt;
+
+use crate::text::{concat, push_decimal};
 
 use serde::{Serialize, Serializer};
 
@@ -24,27 +25,58 @@ pub struct ReadCredential {
 }
 
 /// Why a text is not a usable credential. The messages never contain the text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CredentialError {
     /// Nothing but whitespace.
-    #[error("is empty")]
     Empty,
     /// Longer than [`MAX_CREDENTIAL_BYTES`].
-    #[error("is {len} bytes long, over the limit of {MAX_CREDENTIAL_BYTES}")]
     TooLong {
         /// Its length.
         len: usize,
     },
     /// A byte an HTTP header value cannot carry in a token (space, control, non-ASCII).
-    #[error(
-        "has a character other than visible ASCII at byte {position} (its value is not shown)"
-    )]
     BadCharacter {
         /// 0-based offset of the first such byte, after leading whitespace.
         position: usize,
     },
 }
+
+impl CredentialError {
+    /// Appends the message (what `Display` writes) to `out`, without `core::fmt`: the Wasm
+    /// filter logs it when it refuses its configuration.
+    pub fn push_message(&self, out: &mut String) {
+        let (before, number, after) = match *self {
+            CredentialError::Empty => ("is empty", None, ""),
+            CredentialError::TooLong { len } => {
+                ("is ", Some(len), " bytes long, over the limit of ")
+            }
+            CredentialError::BadCharacter { position } => (
+                "has a character other than visible ASCII at byte ",
+                Some(position),
+                " (its value is not shown)",
+            ),
+        };
+        out.push_str(before);
+        if let Some(n) = number {
+            push_decimal(out, u64::try_from(n).unwrap_or(u64::MAX));
+        }
+        out.push_str(after);
+        if let CredentialError::TooLong { .. } = self {
+            push_decimal(out, MAX_CREDENTIAL_BYTES as u64);
+        }
+    }
+}
+
+impl fmt::Display for CredentialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut message = String::new();
+        self.push_message(&mut message);
+        f.write_str(&message)
+    }
+}
+
+impl core::error::Error for CredentialError {}
 
 impl ReadCredential {
     /// Reads a token as written in a configuration or a mounted Secret: surrounding whitespace
@@ -62,7 +94,7 @@ impl ReadCredential {
             return Err(CredentialError::BadCharacter { position });
         }
         Ok(ReadCredential {
-            header: format!("{BEARER}{token}"),
+            header: concat(&[BEARER, token]),
         })
     }
 
@@ -91,6 +123,7 @@ impl Serialize for ReadCredential {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::format;
     use alloc::string::ToString;
 
     #[test]
@@ -122,5 +155,10 @@ mod tests {
             })
         );
         assert!(ReadCredential::parse(&huge[1..]).is_ok());
+        assert_eq!(
+            CredentialError::TooLong { len: 4_097 }.to_string(),
+            "is 4097 bytes long, over the limit of 4096"
+        );
+        assert_eq!(CredentialError::Empty.to_string(), "is empty");
     }
 }

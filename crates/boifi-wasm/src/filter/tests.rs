@@ -617,3 +617,16 @@ fn responses_cost_no_host_call_unless_a_response_rule_fired_and_then_get_their_f
     assert_eq!(*f.host().resumed_responses.borrow(), [5]);
     assert!(f.host().resumed.borrow().is_empty());
 }
+
+#[test]
+fn the_poller_logs_its_identity_and_what_it_polls() {
+    let config = r#"{"identity": {"service": "cart", "namespace": "shop", "pod": "cart-1"}}"#;
+    let f = polling_filter(SharedStore::default(), config);
+    let logs = f.host().logs.borrow();
+    for line in [
+        "boifi: identity service=cart namespace=shop pod=cart-1 (xds.node.metadata)",
+        "boifi: polling outbound|8080||boifi-control-plane.boifi.svc.cluster.local for service=cart namespace=shop pod=cart-1 (version held: none)",
+    ] {
+        assert!(logs.iter().any(|l| l == line), "{line} not in {logs:?}");
+    }
+}
