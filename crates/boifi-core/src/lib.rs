@@ -45,6 +45,7 @@ pub mod scenario;
 pub mod simulate;
 pub mod sort;
 pub mod time;
+mod varint;
 pub mod wire;
 
 pub use compiled::{decide, CompiledPolicySet, FaultDecision};
