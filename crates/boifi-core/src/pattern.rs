@@ -256,6 +256,15 @@ impl Pattern {
         self.search(value, &mut 0)
     }
 
+    /// The instruction visits [`Pattern::is_match`] makes on `value`: at most
+    /// (2 × [`Pattern::instructions`] + 1) × (characters + 2), whatever the program (for tests
+    /// and fuzzing of that bound).
+    pub fn cost(&self, value: &str) -> u64 {
+        let mut steps = 0;
+        self.search(value, &mut steps);
+        steps
+    }
+
     /// The Pike VM. `steps` counts instruction visits (at most 2 × program length per
     /// character, plus one round for the end).
     fn search(&self, value: &str, steps: &mut u64) -> bool {

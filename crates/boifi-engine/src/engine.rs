@@ -107,9 +107,7 @@ impl PolicySet {
     pub fn rule_count(&self) -> usize {
         match self {
             PolicySet::Sidecar(set) => set.rule_count(),
-            PolicySet::Shared(policies) => {
-                policies.policies().iter().map(|p| p.spec.rules.len()).sum()
-            }
+            PolicySet::Shared(policies) => policies.policies().iter().map(|p| p.rules.len()).sum(),
         }
     }
 
@@ -117,11 +115,9 @@ impl PolicySet {
     pub fn policy_names(&self) -> Vec<String> {
         match self {
             PolicySet::Sidecar(set) => set.policy_names().to_vec(),
-            PolicySet::Shared(policies) => policies
-                .policies()
-                .iter()
-                .map(|p| p.name().into())
-                .collect(),
+            PolicySet::Shared(policies) => {
+                policies.policies().iter().map(|p| p.name.clone()).collect()
+            }
         }
     }
 

@@ -169,7 +169,14 @@ fn config_body(version: u64, status: u16) -> Vec<u8> {
             "status": {"stored_at_ms": 1, "revision": version}
         }]
     });
-    boifi_core::wire::compact::encode(&serde_json::from_value(json).unwrap())
+    let response: boifi_core::wire::ConfigResponse = serde_json::from_value(json).unwrap();
+    boifi_core::wire::compact::encode(
+        &boifi_core::wire::compact::SidecarConfig::from_documents(
+            response.version,
+            &response.policies,
+        )
+        .unwrap(),
+    )
 }
 
 /// Lines of the Envoy log that report a config failure.
