@@ -892,6 +892,44 @@ mod tests {
     }
 
     #[test]
+    fn compact_version_picks_the_newest_encoding_the_asker_reads() {
+        let encoding = |pairs: &[(&str, &str)]| {
+            ConfigQuery::from_pairs(pairs.iter().copied()).map(|q| q.encoding)
+        };
+        let compact = ("encoding", "compact");
+        assert_eq!(encoding(&[compact]), Ok(ConfigEncoding::Compact));
+        assert_eq!(
+            encoding(&[compact, ("compact_version", "2")]),
+            Ok(ConfigEncoding::Compact)
+        );
+        for newer in ["3", "4"] {
+            assert_eq!(
+                encoding(&[("compact_version", newer), compact]),
+                Ok(ConfigEncoding::CompactV3),
+                "{newer}"
+            );
+        }
+        // Without `encoding=compact` the answer stays JSON.
+        assert_eq!(
+            encoding(&[("compact_version", "3")]),
+            Ok(ConfigEncoding::Json)
+        );
+        assert_eq!(
+            encoding(&[compact, ("compact_version", "1")])
+                .unwrap_err()
+                .to_string(),
+            "query parameter `compact_version`: `1` is not a compact format version (2 or higher)"
+        );
+        let q = ConfigQuery {
+            encoding: ConfigEncoding::CompactV3,
+            ..ConfigQuery::default()
+        };
+        assert_eq!(q.to_query_string(), "encoding=compact&compact_version=3");
+        let pairs = [compact, ("compact_version", "3")];
+        assert_eq!(ConfigQuery::from_pairs(pairs), Ok(q));
+    }
+
+    #[test]
     fn config_query_rejects_bad_values() {
         let e = ConfigQuery::from_pairs([("encoding", "xml")]).unwrap_err();
         assert_eq!(

@@ -405,7 +405,7 @@ impl ConfigSync {
             policies: held
                 .policies
                 .iter()
-                .filter(|p| !lapsed.iter().any(|l| *l == p.name))
+                .filter(|p| !lapsed.contains(&p.name))
                 .cloned()
                 .collect(),
         };

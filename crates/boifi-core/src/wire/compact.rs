@@ -219,6 +219,7 @@ pub fn peek_version(bytes: &[u8]) -> Option<u64> {
     cursor.uint().ok()
 }
 
+/// The writer of both versions' encoders (each adds its own parts: [`v2`] in its module).
 struct Writer(Vec<u8>);
 
 impl Writer {

@@ -93,13 +93,16 @@ fn edited(edit: fn(&mut SidecarPolicy)) -> String {
     decode(&encode(&config)).unwrap_err().to_string()
 }
 
+/// A change to a policy, and the end of the message its refusal gives.
+type Case = (fn(&mut SidecarPolicy), &'static str);
+
 fn rule0(p: &mut SidecarPolicy) -> &mut SidecarRule {
     &mut p.rules[0]
 }
 
 #[test]
 fn values_outside_what_validation_allows_are_refused_naming_the_field() {
-    let cases: [(fn(&mut SidecarPolicy), &str); 14] = [
+    let cases: [Case; 14] = [
         (
             |p| {
                 rule0(p).delay = Some(Delay {

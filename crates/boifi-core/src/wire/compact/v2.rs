@@ -24,8 +24,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::super::ConfigResponse;
+use super::Writer;
 use crate::policy::{FaultTarget, PolicyDocument, Rule, Sampling, StringMatch};
-use crate::varint;
 
 /// The first bytes of a version 2 answer.
 pub const MAGIC: &[u8; 4] = b"BFC\x02";
@@ -42,7 +42,7 @@ pub fn encode(response: &ConfigResponse) -> Vec<u8> {
 /// One policy's part of a version 2 response (see [`super::encode_policy`]).
 pub fn encode_policy(policy: &PolicyDocument) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(64));
-    w.policy(policy);
+    w.document(policy);
     w.0
 }
 
@@ -51,37 +51,8 @@ pub fn assemble<'a>(version: u64, parts: impl ExactSizeIterator<Item = &'a [u8]>
     super::assemble_with(MAGIC, version, parts)
 }
 
-struct Writer(Vec<u8>);
-
+/// The version 2 parts of the shared writer ([`super::Writer`]).
 impl Writer {
-    fn uint(&mut self, v: u64) {
-        varint::put(&mut self.0, v);
-    }
-
-    fn len(&mut self, n: usize) {
-        self.uint(n as u64);
-    }
-
-    fn flag(&mut self, on: bool) {
-        self.0.push(u8::from(on));
-    }
-
-    fn str(&mut self, s: &str) {
-        self.len(s.len());
-        self.0.extend_from_slice(s.as_bytes());
-    }
-
-    fn opt<T: ?Sized>(&mut self, v: Option<&T>, write: impl FnOnce(&mut Self, &T)) {
-        self.flag(v.is_some());
-        if let Some(v) = v {
-            write(self, v);
-        }
-    }
-
-    fn opt_str(&mut self, s: &Option<String>) {
-        self.opt(s.as_deref(), Self::str);
-    }
-
     fn map(&mut self, map: &BTreeMap<String, String>) {
         self.len(map.len());
         for (k, v) in map {
@@ -100,7 +71,7 @@ impl Writer {
         self.str(s);
     }
 
-    fn policy(&mut self, p: &PolicyDocument) {
+    fn document(&mut self, p: &PolicyDocument) {
         let m = &p.metadata;
         self.str(&m.name);
         self.opt_str(&m.version);
@@ -113,7 +84,7 @@ impl Writer {
         self.map(&s.selector.labels);
         self.len(s.rules.len());
         for rule in &s.rules {
-            self.rule(rule);
+            self.document_rule(rule);
         }
         self.0.push(match s.sampling {
             Sampling::Random => 0,
@@ -135,7 +106,7 @@ impl Writer {
         });
     }
 
-    fn rule(&mut self, rule: &Rule) {
+    fn document_rule(&mut self, rule: &Rule) {
         let m = &rule.matches;
         self.opt(m.method.as_ref(), Self::string_match);
         self.opt(m.path.as_ref(), Self::string_match);
