@@ -119,7 +119,8 @@ fn serve(mut stream: TcpStream, mode: &AtomicU8, body: &Mutex<(u64, Vec<u8>)>, c
             }
             Mode::Huge => {
                 // 16 MiB of a compact answer that never ends.
-                let mut b = b"BFC\x02\x63\x01".to_vec();
+                let mut b = boifi_core::wire::compact::MAGIC.to_vec();
+                b.extend_from_slice(b"\x63\x01");
                 b.resize(16 * 1024 * 1024, b' ');
                 http_200(&b)
             }
