@@ -54,59 +54,75 @@ fn sent_to_sidecars(policy: &PolicyDocument, now_ms: u64) -> bool {
     policy.state_at(now_ms) != PolicyState::Expired && policy.guards_allow_injection()
 }
 
-/// Each policy of one snapshot serialized once, so a write that wakes a thousand waiters costs
-/// one serialization per policy, not one per waiter.
+/// Each policy of one snapshot serialized once per encoding, on the first answer that asks for
+/// it, so a write that wakes a thousand waiters costs one serialization per policy, not one per
+/// waiter (and an encoding no proxy asks for, such as version 2 once every filter reads
+/// version 3, costs nothing).
 #[derive(Debug, Default)]
 pub struct RenderCache {
     current: std::sync::Mutex<Option<Arc<Rendered>>>,
 }
 
+/// The parts of one snapshot's policies in one encoding, in `snapshot.policies` order.
+type Parts = std::sync::OnceLock<Result<Vec<Vec<u8>>, String>>;
+
 #[derive(Debug)]
 struct Rendered {
     snapshot: Arc<Snapshot>,
-    /// JSON of each policy, in `snapshot.policies` order.
-    json: Vec<Vec<u8>>,
-    /// The compact version 2 encoding of each policy (for filters older than version 3), in
-    /// the same order.
-    compact_v2: Vec<Vec<u8>>,
-    /// The compact version 3 encoding of each policy's sidecar form, in the same order.
-    compact_v3: Vec<Vec<u8>>,
+    /// JSON of each policy.
+    json: Parts,
+    /// The compact version 2 encoding of each policy (for filters older than version 3).
+    compact_v2: Parts,
+    /// The compact version 3 encoding of each policy's sidecar form.
+    compact_v3: Parts,
+}
+
+impl Rendered {
+    /// The parts in `encoding`, rendered on first use.
+    fn parts(&self, encoding: ConfigEncoding) -> Result<&[Vec<u8>], ApiFailure> {
+        let policies = self.snapshot.policies.values();
+        let parts = match encoding {
+            ConfigEncoding::Json => self.json.get_or_init(|| {
+                policies
+                    .map(|p| serde_json::to_vec(&p.for_sidecars()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("encoding policies: {e}"))
+            }),
+            ConfigEncoding::Compact => self.compact_v2.get_or_init(|| {
+                Ok(policies
+                    .map(|p| compact::v2::encode_policy(&p.for_sidecars()))
+                    .collect())
+            }),
+            // Stored policies were validated, so their regexes compile: an error is a bug.
+            ConfigEncoding::CompactV3 => self.compact_v3.get_or_init(|| {
+                policies
+                    .map(|p| SidecarPolicy::from_document(p).map(|s| compact::encode_policy(&s)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("compiling policies: {e}"))
+            }),
+        };
+        parts
+            .as_deref()
+            .map_err(|e| ApiFailure::Internal(e.clone()))
+    }
 }
 
 impl RenderCache {
-    fn get(&self, snapshot: &Arc<Snapshot>) -> Result<Arc<Rendered>, ApiFailure> {
+    fn get(&self, snapshot: &Arc<Snapshot>) -> Arc<Rendered> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = current.as_ref() {
             if Arc::ptr_eq(&r.snapshot, snapshot) {
-                return Ok(Arc::clone(r));
+                return Arc::clone(r);
             }
         }
-        let json = snapshot
-            .policies
-            .values()
-            .map(|p| serde_json::to_vec(&p.for_sidecars()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ApiFailure::Internal(format!("encoding policies: {e}")))?;
-        let compact_v2 = snapshot
-            .policies
-            .values()
-            .map(|p| compact::v2::encode_policy(&p.for_sidecars()))
-            .collect();
-        // Stored policies were validated, so their regexes compile: an error here is a bug.
-        let compact_v3 = snapshot
-            .policies
-            .values()
-            .map(|p| SidecarPolicy::from_document(p).map(|s| compact::encode_policy(&s)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ApiFailure::Internal(format!("compiling policies: {e}")))?;
         let rendered = Arc::new(Rendered {
             snapshot: Arc::clone(snapshot),
-            json,
-            compact_v2,
-            compact_v3,
+            json: Parts::new(),
+            compact_v2: Parts::new(),
+            compact_v3: Parts::new(),
         });
         *current = Some(Arc::clone(&rendered));
-        Ok(rendered)
+        rendered
     }
 
     /// [`config_for`]`(query, snapshot, now_ms)` in the encoding the query asks for, byte for
@@ -118,12 +134,8 @@ impl RenderCache {
         snapshot: &Arc<Snapshot>,
         now_ms: u64,
     ) -> Result<Vec<u8>, ApiFailure> {
-        let rendered = self.get(snapshot)?;
-        let parts = match query.encoding {
-            ConfigEncoding::Json => &rendered.json,
-            ConfigEncoding::Compact => &rendered.compact_v2,
-            ConfigEncoding::CompactV3 => &rendered.compact_v3,
-        };
+        let rendered = self.get(snapshot);
+        let parts = rendered.parts(query.encoding)?;
         let parts: Vec<&[u8]> = snapshot
             .policies
             .values()
