@@ -12,7 +12,8 @@ RUNS="${FUZZ_RUNS:-10000000}"
 TARGETS=("$@")
 [ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(
   config_query_never_panics plugin_config_never_panics config_response_never_panics
-  decide_never_panics policy_parse_never_panics_and_round_trips filter_glue_never_panics)
+  decide_never_panics policy_parse_never_panics_and_round_trips filter_glue_never_panics
+  compact_config_never_panics_and_round_trips pattern_program_never_panics)
 
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 # cargo-fuzz passes -Z flags (sanitizers): allowed on the stable toolchain with RUSTC_BOOTSTRAP.

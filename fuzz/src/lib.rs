@@ -14,10 +14,13 @@
 //!   (`boifi_engine::sync::classify`, `compile_body`) and the shared-data encodings the filter
 //!   decodes never panic; accepted responses round-trip.
 //! - [`compact_config_never_panics_and_round_trips`]: the compact `/v1/config` answer
-//!   (`boifi_core::wire::compact::decode`, what every sidecar reads) never panics on any bytes,
-//!   nothing out of range decodes (every decoded policy passes `policy::validate` and the
-//!   format's bounds restated in the target), an accepted answer encodes and decodes back to
-//!   itself, and it compiles.
+//!   (`boifi_core::wire::compact::decode`, version 3, what every proxy reads) never panics on
+//!   any bytes, nothing out of range decodes (the bounds the engine relies on, restated in the
+//!   target), an accepted answer encodes and decodes back to itself, and it compiles and
+//!   decides requests with arbitrary values (its pattern programs run on them).
+//! - [`pattern_program_never_panics`]: `pattern::Program::decode` never panics on any bytes,
+//!   an accepted program round-trips, and running it on an arbitrary value stays within the
+//!   linear bound (a hostile program can neither loop nor read out of bounds).
 //! - [`config_query_never_panics`]: `ConfigQuery::from_pairs` never panics and accepted
 //!   queries survive `to_query_string` and back.
 //! - [`filter_glue_never_panics`]: the proxy-wasm glue (`boifi_wasm::filter::Filter`), driven
@@ -35,6 +38,7 @@ use boifi_core::policy::{
     Fault, FaultTarget, HeaderMatch, Metadata, Percentage, PolicyDocument, PolicySpec,
     RequestMatch, Rule, Sampling, Selector, SourceMatch, StringMatch, Window, PPM_SCALE,
 };
+use boifi_core::wire::compact::SidecarConfig;
 use boifi_core::wire::{ConfigQuery, ConfigResponse, PluginConfig};
 
 // ---------------------------------------------------------------------------------------------
@@ -112,7 +116,7 @@ fn decide_case(u: &mut Unstructured<'_>) -> ArbResult<()> {
     }
     let identity = arbitrary_identity(u)?;
     let compile_at = arbitrary_time(u)?;
-    let set = match CompiledPolicySet::compile(&docs, &identity, compile_at) {
+    let set = match CompiledPolicySet::from_documents(&docs, &identity, compile_at) {
         Ok(set) => set,
         Err(e) => {
             drop(e.to_string());
@@ -242,9 +246,12 @@ pub fn config_response_never_panics(data: &[u8]) {
         let back: ConfigResponse = serde_json::from_slice(&json)
             .unwrap_or_else(|e| fail("re-parse", &e, &String::from_utf8_lossy(&json)));
         assert_eq!(back, response);
+        // Policies the server sends were validated when they were written: their sidecar
+        // form builds (their regexes compile) and compiles.
+        let sidecar = SidecarConfig::from_documents(response.version, &response.policies)
+            .unwrap_or_else(|e| fail("build the sidecar form", &e, &response));
         for identity in &identities {
-            // Policies the server sends were validated when they were written: they compile.
-            if let Err(e) = sync::compile_response(&response, identity, 0, u64::MAX) {
+            if let Err(e) = sync::compile_response(&sidecar, identity, 0, u64::MAX) {
                 panic!("a parsed config response did not compile: {e}");
             }
         }
@@ -280,8 +287,8 @@ pub fn config_response_never_panics(data: &[u8]) {
 /// See the crate docs.
 pub fn compact_config_never_panics_and_round_trips(data: &[u8]) {
     use boifi_core::wire::compact;
-    let response = match compact::decode(data) {
-        Ok(response) => response,
+    let config = match compact::decode(data) {
+        Ok(config) => config,
         Err(e) => {
             assert!(
                 e.offset() <= data.len(),
@@ -292,69 +299,92 @@ pub fn compact_config_never_panics_and_round_trips(data: &[u8]) {
             return;
         }
     };
-    for policy in &response.policies {
-        // Nothing out of range decodes: the one validation passes, and so do the bounds
-        // restated here from the policy format, so a hole in `validate` itself fails too.
-        if let Err(e) = boifi_core::policy::validate(policy) {
-            fail::<()>("validate a decoded policy", &e, policy);
-        }
+    for policy in &config.policies {
         assert_within_bounds(policy);
     }
-    let encoded = compact::encode(&response);
+    let encoded = compact::encode(&config);
     let back = compact::decode(&encoded).unwrap_or_else(|e| fail("re-decode", &e, &encoded));
-    assert_eq!(back, response);
+    assert_eq!(back, config);
+    // The values the decoded matchers see: taken from the input, so they vary with it.
+    let text = String::from_utf8_lossy(data);
+    let values: Vec<&str> = text.split('\0').take(4).collect();
     for identity in [
         Identity::for_service("frontend", "demo"),
         Identity::default(),
     ] {
-        // A validated answer compiles: its regexes were compiled by the validation.
+        let set = CompiledPolicySet::compile(&config.policies, &identity, 0);
         if let Err(e) = boifi_engine::sync::compile_body(data, &identity, 0, u64::MAX) {
-            fail::<()>("compile a decoded answer", &e, &response);
+            drop(e.to_string());
+        }
+        for value in &values {
+            let request = SimpleRequest::new(value, value)
+                .with_header("x-user", value)
+                .with_header("x-request-id", value);
+            let _ = decide(&set, &request, 0, 0);
+            let _ = decide(&set, &request, u64::MAX, u64::MAX);
+        }
+    }
+    for policy in &config.policies {
+        for rule in &policy.rules {
+            let matchers = rule
+                .method
+                .iter()
+                .chain(&rule.path)
+                .chain(rule.headers.iter().map(|(_, m)| m));
+            for matcher in matchers {
+                if let boifi_core::compiled::Matcher::Program(pattern) = matcher {
+                    for value in &values {
+                        assert_linear(pattern, value);
+                    }
+                }
+            }
         }
     }
 }
 
-/// The policy format's bounds, written out independently of `boifi_core::policy::validate`.
-fn assert_within_bounds(policy: &PolicyDocument) {
-    let spec = &policy.spec;
+/// The bounds the engine relies on, written out independently of the decoder.
+fn assert_within_bounds(policy: &boifi_core::compiled::SidecarPolicy) {
+    assert!(policy.rules.len() <= 64, "{} rules", policy.rules.len());
     assert!(
-        (1..=64).contains(&spec.rules.len()),
-        "{} rules",
-        spec.rules.len()
+        policy
+            .heartbeat_seconds
+            .is_none_or(|h| (1..=86_400).contains(&h)),
+        "heartbeat {:?}",
+        policy.heartbeat_seconds
     );
-    if let Some(w) = spec.window {
-        assert!(w.end_ms > w.start_ms, "{w:?}");
-    }
-    for rule in &spec.rules {
-        let (m, f) = (&rule.matches, &rule.fault);
+    for rule in &policy.rules {
         assert!(
-            m.method.is_some() || m.path.is_some() || !m.headers.is_empty() || m.source.is_some(),
-            "a rule without condition: {m:?}"
+            rule.headers.len() <= 32,
+            "{} header matches",
+            rule.headers.len()
         );
-        assert!(m.headers.len() <= 32, "{} header matches", m.headers.len());
-        assert!(f.percentage.ppm() <= PPM_SCALE, "{f:?}");
+        assert!(rule.percentage.ppm() <= PPM_SCALE, "{:?}", rule.percentage);
         assert!(
-            f.start_delay_ms <= 300_000,
+            rule.start_delay_ms <= 300_000,
             "start_delay_ms {}",
-            f.start_delay_ms
+            rule.start_delay_ms
         );
         assert!(
-            f.duration_seconds <= 30 * 24 * 3600,
+            rule.duration_seconds <= 30 * 24 * 3600,
             "duration {}",
-            f.duration_seconds
+            rule.duration_seconds
         );
-        assert!(
-            f.delay.is_some() || f.abort.is_some(),
-            "a fault without action: {f:?}"
-        );
-        if let Some(d) = &f.delay {
-            assert!(d.fixed_delay_ms <= 300_000, "{d:?}");
-            assert!(d.jitter_ms <= d.fixed_delay_ms, "{d:?}");
+        if let Some(d) = &rule.delay {
+            assert!(
+                d.fixed_delay_ms <= 300_000 && d.jitter_ms <= 300_000,
+                "{d:?}"
+            );
         }
-        if let Some(a) = &f.abort {
+        for (name, _) in &rule.headers {
+            assert!(
+                !name.is_empty() && !name.bytes().any(|b| b.is_ascii_uppercase()),
+                "{name:?}"
+            );
+        }
+        if let Some(a) = &rule.abort {
             assert!((200..=599).contains(&a.http_status), "{a:?}");
             assert!(a.grpc_status.is_none_or(|g| g <= 16), "{a:?}");
-            assert!(a.body.as_ref().is_none_or(|b| b.len() <= 16 * 1024), "body");
+            assert!(a.body.len() <= 16 * 1024, "body");
             assert!(a.headers.len() <= 32, "{} abort headers", a.headers.len());
             for (name, value) in &a.headers {
                 assert!(!name.starts_with(':') && !name.is_empty(), "{name:?}");
@@ -362,6 +392,47 @@ fn assert_within_bounds(policy: &PolicyDocument) {
             }
         }
     }
+}
+
+/// A search of `value` costs at most (2 × instructions + 1) × (characters + 2) visits.
+fn assert_linear(pattern: &boifi_core::pattern::Pattern, value: &str) {
+    let cost = pattern.cost(value);
+    let bound = (2 * pattern.instructions() as u64 + 1) * (value.chars().count() as u64 + 2);
+    assert!(
+        cost <= bound,
+        "{cost} visits over the bound {bound} on {value:?}"
+    );
+    assert_eq!(pattern.is_match(value), pattern.is_match(value));
+}
+
+/// See the crate docs.
+pub fn pattern_program_never_panics(data: &[u8]) {
+    use boifi_core::pattern::{Pattern, Program};
+    // The first two bytes say where the program ends; the rest is the value it runs on.
+    let Some((&[hi, lo], rest)) = data.split_first_chunk::<2>() else {
+        return;
+    };
+    let split = usize::from(u16::from_be_bytes([hi, lo])).min(rest.len());
+    let (bytes, value) = rest.split_at(split);
+    let program = match Program::decode(bytes) {
+        Ok(program) => program,
+        Err(e) => {
+            assert!(
+                e.offset() <= bytes.len(),
+                "{e} beyond {} bytes",
+                bytes.len()
+            );
+            drop(e.to_string());
+            return;
+        }
+    };
+    let mut encoded = Vec::new();
+    program.encode(&mut encoded);
+    let back = Program::decode(&encoded).unwrap_or_else(|e| fail("re-decode", &e, &encoded));
+    assert_eq!(back, program);
+    let pattern = Pattern::from_program(program);
+    let value = String::from_utf8_lossy(value);
+    assert_linear(&pattern, &value);
 }
 
 /// See the crate docs.

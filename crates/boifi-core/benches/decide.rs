@@ -44,7 +44,7 @@ fn bench_decide(c: &mut Criterion) {
     let other = SimpleRequest::new("GET", "/static/app.js");
     let mut group = c.benchmark_group("decide");
     for total in [10usize, 100, 1000, 10_000] {
-        let set = CompiledPolicySet::compile(&policies(total, "0"), &identity, 0).unwrap();
+        let set = CompiledPolicySet::from_documents(&policies(total, "0"), &identity, 0).unwrap();
         assert_eq!(set.rule_count(), 10);
         group.bench_with_input(
             BenchmarkId::new("10_applicable_all_match_none_fire", total),
@@ -63,7 +63,7 @@ fn bench_decide(c: &mut Criterion) {
             |b, set| b.iter(|| black_box(decide(set, black_box(&other), 0, 7))),
         );
     }
-    let one = CompiledPolicySet::compile(&policies(10, "30")[..1], &identity, 0).unwrap();
+    let one = CompiledPolicySet::from_documents(&policies(10, "30")[..1], &identity, 0).unwrap();
     group.bench_function("1_policy_30pct", |b| {
         let mut draw = 0u64;
         b.iter(|| {
@@ -84,7 +84,9 @@ fn bench_compile(c: &mut Criterion) {
     let mut group = c.benchmark_group("compile");
     group.sample_size(20);
     group.bench_function("10000_policies_10_apply", |b| {
-        b.iter(|| black_box(CompiledPolicySet::compile(black_box(&all), &identity, 0).unwrap()))
+        b.iter(|| {
+            black_box(CompiledPolicySet::from_documents(black_box(&all), &identity, 0).unwrap())
+        })
     });
     let wildcard = Identity::default();
     let mut everything = all.clone();
@@ -94,7 +96,9 @@ fn bench_compile(c: &mut Criterion) {
     }
     group.bench_function("10000_policies_all_apply", |b| {
         b.iter(|| {
-            black_box(CompiledPolicySet::compile(black_box(&everything), &wildcard, 0).unwrap())
+            black_box(
+                CompiledPolicySet::from_documents(black_box(&everything), &wildcard, 0).unwrap(),
+            )
         })
     });
     group.finish();
@@ -112,7 +116,7 @@ fn bench_redos(c: &mut Criterion) {
                 "fault": {{"percentage": 100, "abort": {{"httpStatus": 503}}}}}}]}}}}"#
         ))
         .unwrap();
-        let set = CompiledPolicySet::compile(&[policy], &identity, 0).unwrap();
+        let set = CompiledPolicySet::from_documents(&[policy], &identity, 0).unwrap();
         for n in [1_000usize, 10_000, 100_000, 1_000_000] {
             let path = format!("/{}!", "a".repeat(n));
             let request = SimpleRequest::new("GET", &path);

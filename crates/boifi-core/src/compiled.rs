@@ -8,10 +8,14 @@ use alloc::vec::Vec;
 use crate::destination::DestinationSource;
 use crate::identity::{Identity, PeerIdentity, DEFAULT_TRUST_DOMAIN};
 use crate::policy::{
-    build_regex, Abort, Delay, FaultTarget, FieldErrorKind, Percentage, PolicyDocument, Sampling,
-    SourceMatch, StringMatch, PPM_SCALE,
+    evaluation_order, Abort, Delay, FaultTarget, FieldErrorKind, Percentage, PolicyDocument,
+    Sampling, PPM_SCALE,
 };
 use crate::rng::{fnv1a64, splitmix64};
+
+mod sidecar;
+
+pub use sidecar::{CallerMatch, Matcher, SidecarPolicy, SidecarRule, SidecarSelector};
 
 /// What [`decide`] needs to know about a request.
 ///
@@ -182,7 +186,7 @@ pub struct AbortAction {
 }
 
 impl AbortAction {
-    fn from_policy(abort: &Abort) -> AbortAction {
+    pub(crate) fn from_policy(abort: &Abort) -> AbortAction {
         AbortAction {
             http_status: abort.http_status,
             grpc_status: abort.grpc_status,
@@ -236,8 +240,8 @@ impl FaultDecision<'_> {
     }
 }
 
-/// A policy that could not be compiled (only possible for documents built in code, since
-/// parsed documents are validated).
+/// A policy whose sidecar form could not be built ([`SidecarPolicy::from_document`]; only
+/// possible for documents built in code, since parsed documents are validated).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("policy `{policy}`: {path}: {kind}")]
 pub struct CompileError {
@@ -249,47 +253,7 @@ pub struct CompileError {
     pub kind: FieldErrorKind,
 }
 
-#[derive(Debug, Clone)]
-enum Matcher {
-    Exact(String),
-    Prefix(String),
-    Regex(crate::pattern::Pattern),
-}
-
-impl Matcher {
-    fn compile(m: &StringMatch) -> Result<Matcher, FieldErrorKind> {
-        Ok(match m {
-            StringMatch::Exact(s) => Matcher::Exact(s.clone()),
-            StringMatch::Prefix(s) => Matcher::Prefix(s.clone()),
-            StringMatch::Regex(s) => Matcher::Regex(build_regex(s)?),
-        })
-    }
-
-    fn is_match(&self, value: &[u8]) -> bool {
-        match self {
-            Matcher::Exact(s) => value == s.as_bytes(),
-            Matcher::Prefix(s) => value.starts_with(s.as_bytes()),
-            // The pattern engine works on characters: a value that is not UTF-8 has none.
-            Matcher::Regex(r) => core::str::from_utf8(value).is_ok_and(|v| r.is_match(v)),
-        }
-    }
-}
-
-/// `match.source` resolved to what a certificate names: the namespace and service account.
-#[derive(Debug, Clone)]
-struct CallerMatcher {
-    namespace: Option<String>,
-    service_account: Option<String>,
-}
-
-impl CallerMatcher {
-    fn compile(source: &SourceMatch) -> CallerMatcher {
-        CallerMatcher {
-            namespace: source.namespace.clone(),
-            service_account: source.required_service_account().map(ToOwned::to_owned),
-        }
-    }
-
+impl CallerMatch {
     /// An unknown caller (`None`) never matches, whatever the condition.
     fn is_match(&self, caller: Option<&PeerIdentity<'_>>) -> bool {
         let Some(caller) = caller else {
@@ -310,7 +274,7 @@ struct CompiledRule {
     /// `(slot of the name among the set's header names, name, matcher)`: rules on the same
     /// header share a slot, so a request reads it once.
     headers: Vec<(usize, String, Matcher)>,
-    source: Option<CallerMatcher>,
+    source: Option<CallerMatch>,
     percentage: Percentage,
     sampling: Sampling,
     /// Distinguishes this rule's draw from every other rule's.
@@ -451,21 +415,21 @@ pub fn jittered_delay(delay: &Delay, rule_draw: u64) -> u64 {
 
 impl CompiledPolicySet {
     /// Keeps the enabled policies that can apply to `identity`, in evaluation order (higher
-    /// `priority` first, then name), and compiles their matchers. Policies without a status count as stored at `now_ms`; rules already expired
-    /// at `now_ms` are left out.
+    /// `priority` first, then name). Policies without a storage time count as stored at
+    /// `now_ms`; rules already expired at `now_ms` are left out.
     pub fn compile(
-        policies: &[PolicyDocument],
+        policies: &[SidecarPolicy],
         identity: &Identity,
         now_ms: u64,
-    ) -> Result<CompiledPolicySet, CompileError> {
+    ) -> CompiledPolicySet {
         // A disabled policy is left out here, the one place every filter and `simulate` go
         // through, so no host can forget it.
-        let mut selected: Vec<&PolicyDocument> = policies
+        let mut selected: Vec<&SidecarPolicy> = policies
             .iter()
-            .filter(|p| p.spec.enabled && p.applies_to(identity))
+            .filter(|p| p.enabled && p.applies_to(identity))
             .collect();
         crate::sort::sort_by(&mut selected, |a, b| {
-            PolicyDocument::evaluation_order(a, b).is_lt()
+            evaluation_order((a.priority, &a.name), (b.priority, &b.name)).is_lt()
         });
 
         let mut set = CompiledPolicySet {
@@ -474,58 +438,39 @@ impl CompiledPolicySet {
         };
         for policy in selected {
             let policy_index = set.policy_names.len();
-            let stored_at = policy.status.map_or(now_ms, |s| s.stored_at_ms);
-            let (window_from, window_until) = policy
-                .spec
-                .window
-                .map_or((0, u64::MAX), |w| (w.start_ms, w.end_ms));
+            let window_from = policy.window.map_or(0, |w| w.start_ms);
             let mut kept_any = false;
-            for (rule_index, rule) in policy.spec.rules.iter().enumerate() {
-                let until = rule
-                    .expires_at_ms(stored_at)
-                    .map_or(window_until, |e| e.min(window_until));
+            for (rule_index, rule) in policy.rules.iter().enumerate() {
+                let until = policy.rule_until(rule, now_ms);
                 if until <= now_ms {
                     continue;
-                }
-                let error = |path: &str, kind| CompileError {
-                    policy: policy.name().to_owned(),
-                    path: alloc::format!("spec.rules[{rule_index}].match.{path}"),
-                    kind,
-                };
-                let compile = |m: &Option<StringMatch>, path: &str| {
-                    m.as_ref()
-                        .map(Matcher::compile)
-                        .transpose()
-                        .map_err(|k| error(path, k))
-                };
-                let mut headers = Vec::with_capacity(rule.matches.headers.len());
-                for (i, h) in rule.matches.headers.iter().enumerate() {
-                    let m = Matcher::compile(&h.value)
-                        .map_err(|k| error(&alloc::format!("headers[{i}]"), k))?;
-                    headers.push((0, h.name.clone(), m));
                 }
                 set.rules.push(CompiledRule {
                     policy: policy_index,
                     rule_index,
-                    method: compile(&rule.matches.method, "method")?,
-                    path: compile(&rule.matches.path, "path")?,
-                    headers,
-                    source: rule.matches.source.as_ref().map(CallerMatcher::compile),
-                    percentage: rule.fault.percentage,
-                    sampling: policy.spec.sampling,
-                    seed: rule_seed(policy.name(), rule_index),
+                    method: rule.method.clone(),
+                    path: rule.path.clone(),
+                    headers: rule
+                        .headers
+                        .iter()
+                        .map(|(name, m)| (0, name.clone(), m.clone()))
+                        .collect(),
+                    source: rule.source.clone(),
+                    percentage: rule.percentage,
+                    sampling: policy.sampling,
+                    seed: rule_seed(&policy.name, rule_index),
                     active_from_ms: window_from,
                     active_until_ms: until,
-                    start_delay_ms: rule.fault.start_delay_ms,
-                    delay: rule.fault.delay.clone(),
-                    abort: rule.fault.abort.as_ref().map(AbortAction::from_policy),
-                    reset: rule.fault.reset,
-                    target: rule.fault.target,
+                    start_delay_ms: rule.start_delay_ms,
+                    delay: rule.delay.clone(),
+                    abort: rule.abort.clone(),
+                    reset: rule.reset,
+                    target: rule.target,
                 });
                 kept_any = true;
             }
             if kept_any {
-                set.policy_names.push(policy.name().to_owned());
+                set.policy_names.push(policy.name.clone());
             }
         }
         let mut names: Vec<String> = set
@@ -541,7 +486,19 @@ impl CompiledPolicySet {
             }
         }
         set.evaluated_value = set.policy_names.join(",");
-        Ok(set)
+        set
+    }
+
+    /// [`CompiledPolicySet::compile`] of documents: each converted to its sidecar form first
+    /// ([`SidecarPolicy::from_document`], where regexes are compiled), as the control plane
+    /// does before it sends them. For `simulate`, the scenario corpus, tests and tools.
+    pub fn from_documents(
+        policies: &[PolicyDocument],
+        identity: &Identity,
+        now_ms: u64,
+    ) -> Result<CompiledPolicySet, CompileError> {
+        let policies = SidecarPolicy::from_documents(policies)?;
+        Ok(CompiledPolicySet::compile(&policies, identity, now_ms))
     }
 
     /// The same set for a mesh whose trust domain is `trust_domain` (default

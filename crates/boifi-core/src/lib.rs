@@ -16,7 +16,7 @@
 //!   }
 //! }"#).unwrap();
 //! let identity = Identity::for_service("frontend", "demo");
-//! let set = CompiledPolicySet::compile(&[policy], &identity, 0).unwrap();
+//! let set = CompiledPolicySet::from_documents(&[policy], &identity, 0).unwrap();
 //! let request = SimpleRequest::new("GET", "/cart");
 //! let decision = decide(&set, &request, 0, 42).unwrap();
 //! assert_eq!(decision.abort.unwrap().http_status, 503);
@@ -46,6 +46,7 @@ pub mod simulate;
 pub mod sort;
 pub mod text;
 pub mod time;
+mod varint;
 pub mod wire;
 
 pub use compiled::{decide, CompiledPolicySet, FaultDecision};

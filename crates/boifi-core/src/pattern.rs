@@ -30,10 +30,12 @@ use alloc::vec::Vec;
 use core::fmt;
 
 mod parse;
+mod program;
 #[cfg(test)]
 mod tests;
 
 use parse::{Look, Node};
+pub use program::{Program, ProgramError};
 
 /// Upper bound of a compiled program, in instructions. Each literal, class, `.`, assertion,
 /// split and jump is one; a counted repetition copies its operand (`\w{1000}` is 1 000).
@@ -180,13 +182,12 @@ enum Inst {
     Match,
 }
 
-/// A compiled pattern.
+/// A compiled pattern, ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {
-    prog: Vec<Inst>,
-    /// Every match starts at the start of the value (`^...`, `^a|^b`): threads start only
-    /// there, and the search ends when none is left.
-    anchored: bool,
+    /// The instructions, and whether every match starts at the start of the value (`^...`,
+    /// `^a|^b`): then threads start only there, and the search ends when none is left.
+    program: Program,
     /// The characters a match can start with, when that is known (no match is empty and none
     /// starts with `.`): while no thread is alive, the search skips to the next of them.
     first: Option<FirstChars>,
@@ -227,17 +228,27 @@ impl Pattern {
         let mut compiler = Compiler { prog: Vec::new() };
         compiler.node(&node)?;
         compiler.push(Inst::Match)?;
-        let first = first_chars(&compiler.prog);
-        Ok(Pattern {
-            prog: compiler.prog,
+        Ok(Pattern::from_program(Program {
+            insts: compiler.prog,
             anchored: anchored_at_start(&node),
-            first,
-        })
+        }))
+    }
+
+    /// The pattern that runs `program` (compiled by [`Pattern::new`], or verified by
+    /// [`Program::decode`]).
+    pub fn from_program(program: Program) -> Pattern {
+        let first = first_chars(&program.insts);
+        Pattern { program, first }
+    }
+
+    /// The compiled program, to encode ([`Program::encode`]).
+    pub fn program(&self) -> &Program {
+        &self.program
     }
 
     /// The number of instructions of the compiled program (at most [`MAX_INSTRUCTIONS`]).
     pub fn instructions(&self) -> usize {
-        self.prog.len()
+        self.program.len()
     }
 
     /// Whether the pattern matches somewhere in `value`.
@@ -245,10 +256,20 @@ impl Pattern {
         self.search(value, &mut 0)
     }
 
+    /// The instruction visits [`Pattern::is_match`] makes on `value`: at most
+    /// (2 × [`Pattern::instructions`] + 1) × (characters + 2), whatever the program (for tests
+    /// and fuzzing of that bound).
+    pub fn cost(&self, value: &str) -> u64 {
+        let mut steps = 0;
+        self.search(value, &mut steps);
+        steps
+    }
+
     /// The Pike VM. `steps` counts instruction visits (at most 2 × program length per
     /// character, plus one round for the end).
     fn search(&self, value: &str, steps: &mut u64) -> bool {
-        let n = self.prog.len();
+        let n = self.program.insts.len();
+        let anchored = self.program.anchored;
         let mut current = SparseSet::new(n);
         let mut next = SparseSet::new(n);
         let mut stack: Vec<usize> = Vec::new();
@@ -256,7 +277,7 @@ impl Pattern {
         let mut prev: Option<char> = None;
         let mut at: Option<char> = chars.next();
         loop {
-            if self.anchored && prev.is_some() && current.dense.is_empty() {
+            if anchored && prev.is_some() && current.dense.is_empty() {
                 return false;
             }
             if let (Some(first), true) = (&self.first, current.dense.is_empty()) {
@@ -272,9 +293,7 @@ impl Pattern {
             }
             // Unanchored: a new thread starts at every position.
             let ctx = Context { prev, at };
-            if (prev.is_none() || !self.anchored)
-                && self.add(&mut current, &mut stack, 0, ctx, steps)
-            {
+            if (prev.is_none() || !anchored) && self.add(&mut current, &mut stack, 0, ctx, steps) {
                 return true;
             }
             let Some(c) = at else {
@@ -287,7 +306,7 @@ impl Pattern {
             };
             for &pc in current.dense.iter() {
                 *steps += 1;
-                let advances = match self.prog.get(pc) {
+                let advances = match self.program.insts.get(pc) {
                     Some(Inst::Char(x)) => *x == c,
                     Some(Inst::Class(ranges)) => class_contains(ranges, c),
                     Some(Inst::Any { newline }) => *newline || c != '\n',
@@ -321,7 +340,7 @@ impl Pattern {
                 continue;
             }
             *steps += 1;
-            match self.prog.get(pc) {
+            match self.program.insts.get(pc) {
                 Some(Inst::Match) => return true,
                 Some(Inst::Jmp(to)) => stack.push(*to),
                 Some(Inst::Split(a, b)) => {

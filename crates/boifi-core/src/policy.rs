@@ -3,7 +3,8 @@
 //! The format is the legacy BOIFI one, extended (see the README). Every way to build a
 //! [`PolicyDocument`] from text goes through [`PolicyDocument::from_value`], which reports every
 //! problem of a document with its field path. The rules a policy must meet are [`validate`],
-//! which every reader calls: the JSON/YAML reader and the compact decoder.
+//! which the JSON/YAML reader calls on every document and the control plane on every policy it
+//! stores.
 
 pub mod error;
 pub mod guard;
@@ -47,6 +48,10 @@ pub const MAX_REGEX_LEN: usize = 1024;
 /// Upper bound of the compiled program of one regex, in instructions (the engine,
 /// [`crate::pattern`], is linear-time: a search costs at most this × the value's length).
 pub const MAX_REGEX_INSTRUCTIONS: usize = crate::pattern::MAX_INSTRUCTIONS;
+/// The HTTP statuses an abort may answer with.
+pub const HTTP_STATUSES: core::ops::RangeInclusive<u16> = 200..=599;
+/// The largest gRPC status an abort may give (`UNAUTHENTICATED`).
+pub const MAX_GRPC_STATUS: u8 = 16;
 /// Upper bound of the rules in one policy.
 pub const MAX_RULES: usize = 64;
 /// Upper bound of header conditions in one rule and of headers in one abort.
@@ -378,37 +383,23 @@ impl PolicyDocument {
     /// When the policy stored at `stored_at_ms` stops acting for good: the latest rule expiry,
     /// or the window end if earlier. `None` if it never expires.
     pub fn expires_at_ms(&self, stored_at_ms: u64) -> Option<u64> {
-        let mut latest: Option<u64> = Some(0);
-        for rule in &self.spec.rules {
-            latest = match (latest, rule.expires_at_ms(stored_at_ms)) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                _ => None,
-            };
-        }
-        match (latest, self.spec.window) {
-            (Some(a), Some(w)) => Some(a.min(w.end_ms)),
-            (None, Some(w)) => Some(w.end_ms),
-            (a, None) => a,
-        }
+        policy_expiry(
+            self.spec.rules.iter().map(|r| r.fault.duration_seconds),
+            self.spec.window,
+            stored_at_ms,
+        )
     }
 
     /// The state at `now_ms`; a policy without status counts as stored at `now_ms`. Expiry
     /// comes first, so the sweep deletes a disabled policy once it expired.
     pub fn state_at(&self, now_ms: u64) -> PolicyState {
         let stored_at = self.status.map_or(now_ms, |s| s.stored_at_ms);
-        if self
-            .expires_at_ms(stored_at)
-            .is_some_and(|end| now_ms >= end)
-        {
-            return PolicyState::Expired;
-        }
-        if !self.spec.enabled {
-            return PolicyState::Disabled;
-        }
-        match self.spec.window {
-            Some(w) if now_ms < w.start_ms => PolicyState::Scheduled,
-            _ => PolicyState::Active,
-        }
+        policy_state(
+            self.expires_at_ms(stored_at),
+            self.spec.enabled,
+            self.spec.window,
+            now_ms,
+        )
     }
 
     /// The same policy with its status set for a write at `stored_at_ms`. The guard state
@@ -476,19 +467,69 @@ impl PolicyDocument {
 
     /// The order in which policies are evaluated: higher `priority` first, then by name.
     pub fn evaluation_order(a: &PolicyDocument, b: &PolicyDocument) -> core::cmp::Ordering {
-        b.spec
-            .priority
-            .cmp(&a.spec.priority)
-            .then_with(|| a.name().cmp(b.name()))
+        evaluation_order((a.spec.priority, a.name()), (b.spec.priority, b.name()))
+    }
+}
+
+/// The order of policies by `(priority, name)`: higher priority first, then by name. Every
+/// form of a policy ([`PolicyDocument`], [`crate::compiled::SidecarPolicy`]) is ordered by it.
+pub fn evaluation_order(a: (i32, &str), b: (i32, &str)) -> core::cmp::Ordering {
+    b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1))
+}
+
+/// When a rule of `duration_seconds` stops acting, for a policy stored at `stored_at_ms`.
+pub fn rule_expiry(duration_seconds: u64, stored_at_ms: u64) -> Option<u64> {
+    match duration_seconds {
+        0 => None,
+        s => Some(stored_at_ms.saturating_add(s.saturating_mul(1000))),
+    }
+}
+
+/// When a policy stored at `stored_at_ms` with rules of these `duration_seconds` and this
+/// window stops acting for good: the latest rule expiry, or the window end if earlier. `None`
+/// if it never expires.
+pub fn policy_expiry(
+    durations: impl Iterator<Item = u64>,
+    window: Option<Window>,
+    stored_at_ms: u64,
+) -> Option<u64> {
+    let mut latest: Option<u64> = Some(0);
+    for duration in durations {
+        latest = match (latest, rule_expiry(duration, stored_at_ms)) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+    }
+    match (latest, window) {
+        (Some(a), Some(w)) => Some(a.min(w.end_ms)),
+        (None, Some(w)) => Some(w.end_ms),
+        (a, None) => a,
+    }
+}
+
+/// Where a policy that expires at `expires_at_ms` stands at `now_ms`. Expiry comes first, so
+/// the sweep deletes a disabled policy once it expired.
+pub fn policy_state(
+    expires_at_ms: Option<u64>,
+    enabled: bool,
+    window: Option<Window>,
+    now_ms: u64,
+) -> PolicyState {
+    if expires_at_ms.is_some_and(|end| now_ms >= end) {
+        return PolicyState::Expired;
+    }
+    if !enabled {
+        return PolicyState::Disabled;
+    }
+    match window {
+        Some(w) if now_ms < w.start_ms => PolicyState::Scheduled,
+        _ => PolicyState::Active,
     }
 }
 
 impl Rule {
     /// When this rule stops acting, for a policy stored at `stored_at_ms`.
     pub fn expires_at_ms(&self, stored_at_ms: u64) -> Option<u64> {
-        match self.fault.duration_seconds {
-            0 => None,
-            s => Some(stored_at_ms.saturating_add(s.saturating_mul(1000))),
-        }
+        rule_expiry(self.fault.duration_seconds, stored_at_ms)
     }
 }

@@ -145,8 +145,14 @@ pub enum ConfigEncoding {
     /// `application/json`, the default.
     #[default]
     Json,
-    /// [`compact::MEDIA_TYPE`], asked for with `encoding=compact`.
+    /// Compact version 2 ([`compact::v2::MEDIA_TYPE`]), asked for with `encoding=compact`
+    /// alone: what filters older than version 3 read.
     Compact,
+    /// Compact version 3 ([`compact::MEDIA_TYPE`]), asked for with
+    /// `encoding=compact&compact_version=3` (or higher: the newest this server writes). A
+    /// server older than version 3 ignores `compact_version` and answers version 2, which the
+    /// filter refuses naming the upgrade order.
+    CompactV3,
 }
 
 /// A bad `/v1/config` query parameter.
@@ -172,6 +178,7 @@ impl ConfigQuery {
         };
         let text = |v: &str| (!v.is_empty()).then(|| v.to_owned());
         let mut reason: Option<&str> = None;
+        let mut compact_version: Option<u64> = None;
         for (name, value) in pairs {
             match name {
                 "service" => query.identity.service = text(value),
@@ -246,6 +253,19 @@ impl ConfigQuery {
                         }
                     }
                 }
+                "compact_version" => {
+                    let v = value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|v| *v >= 2)
+                        .ok_or_else(|| {
+                            bad(
+                                "compact_version",
+                                format!("`{value}` is not a compact format version (2 or higher)"),
+                            )
+                        })?;
+                    compact_version = Some(v);
+                }
                 "refused" => {
                     let version = value
                         .parse::<u64>()
@@ -269,6 +289,11 @@ impl ConfigQuery {
                 }
                 _ => {}
             }
+        }
+        if query.encoding == ConfigEncoding::Compact
+            && compact_version.is_some_and(|v| v >= compact::FORMAT_VERSION)
+        {
+            query.encoding = ConfigEncoding::CompactV3;
         }
         match (&mut query.refused, reason) {
             (Some(refusal), Some(reason)) => reason.clone_into(&mut refusal.reason),
@@ -358,8 +383,13 @@ impl ConfigQuery {
         if let Some(w) = self.wait_ms {
             push("wait", &[&decimal(w), "ms"]);
         }
-        if self.encoding == ConfigEncoding::Compact {
-            push("encoding", &["compact"]);
+        match self.encoding {
+            ConfigEncoding::Json => {}
+            ConfigEncoding::Compact => push("encoding", &["compact"]),
+            ConfigEncoding::CompactV3 => {
+                push("encoding", &["compact"]);
+                push("compact_version", &[&decimal(compact::FORMAT_VERSION)]);
+            }
         }
         if let Some(refusal) = &self.refused {
             push("refused", &[&decimal(refusal.version)]);
@@ -932,6 +962,44 @@ mod tests {
         let back =
             ConfigQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
         assert_eq!(back, q);
+    }
+
+    #[test]
+    fn compact_version_picks_the_newest_encoding_the_asker_reads() {
+        let encoding = |pairs: &[(&str, &str)]| {
+            ConfigQuery::from_pairs(pairs.iter().copied()).map(|q| q.encoding)
+        };
+        let compact = ("encoding", "compact");
+        assert_eq!(encoding(&[compact]), Ok(ConfigEncoding::Compact));
+        assert_eq!(
+            encoding(&[compact, ("compact_version", "2")]),
+            Ok(ConfigEncoding::Compact)
+        );
+        for newer in ["3", "4"] {
+            assert_eq!(
+                encoding(&[("compact_version", newer), compact]),
+                Ok(ConfigEncoding::CompactV3),
+                "{newer}"
+            );
+        }
+        // Without `encoding=compact` the answer stays JSON.
+        assert_eq!(
+            encoding(&[("compact_version", "3")]),
+            Ok(ConfigEncoding::Json)
+        );
+        assert_eq!(
+            encoding(&[compact, ("compact_version", "1")])
+                .unwrap_err()
+                .to_string(),
+            "query parameter `compact_version`: `1` is not a compact format version (2 or higher)"
+        );
+        let q = ConfigQuery {
+            encoding: ConfigEncoding::CompactV3,
+            ..ConfigQuery::default()
+        };
+        assert_eq!(q.to_query_string(), "encoding=compact&compact_version=3");
+        let pairs = [compact, ("compact_version", "3")];
+        assert_eq!(ConfigQuery::from_pairs(pairs), Ok(q));
     }
 
     #[test]

@@ -14,10 +14,10 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use boifi_core::compiled::{CompileError, CompiledPolicySet};
+use boifi_core::compiled::{CompiledPolicySet, SidecarPolicy};
 use boifi_core::destination::Destination;
-use boifi_core::identity::{Identity, ProxyKind};
-use boifi_core::policy::{PolicyDocument, PolicyState, Selector};
+use boifi_core::identity::ProxyKind;
+use boifi_core::policy::PolicyState;
 use boifi_core::rng::fnv1a64;
 
 use crate::metrics::{Counter, Counters, Gauge};
@@ -29,36 +29,21 @@ pub struct SharedPolicies {
     kind: ProxyKind,
     /// Enabled policies without a label selector (those never match in a shared proxy: the
     /// endpoint, and so its pod labels, is picked after the filter ran).
-    policies: Vec<PolicyDocument>,
+    policies: Vec<SidecarPolicy>,
 }
 
 impl SharedPolicies {
-    /// Keeps what can apply in a shared proxy of `kind` and checks, once, that every kept policy
-    /// compiles (so a destination's compile cannot fail later): a set that does not is refused
-    /// like a sidecar's.
-    pub fn new(
-        policies: &[PolicyDocument],
-        kind: ProxyKind,
-        now_ms: u64,
-    ) -> Result<SharedPolicies, CompileError> {
-        let kept: Vec<PolicyDocument> = policies
-            .iter()
-            .filter(|p| p.spec.enabled && p.spec.selector.labels.is_empty())
-            .cloned()
-            .collect();
-        let every_destination: Vec<PolicyDocument> = kept
-            .iter()
-            .cloned()
-            .map(|mut p| {
-                p.spec.selector = Selector::default();
-                p
-            })
-            .collect();
-        CompiledPolicySet::compile(&every_destination, &Identity::default(), now_ms)?;
-        Ok(SharedPolicies {
+    /// Keeps what can apply in a shared proxy of `kind` (their matchers came compiled, so a
+    /// destination's compile cannot fail).
+    pub fn new(policies: &[SidecarPolicy], kind: ProxyKind) -> SharedPolicies {
+        SharedPolicies {
             kind,
-            policies: kept,
-        })
+            policies: policies
+                .iter()
+                .filter(|p| p.enabled && p.selector.labels.is_empty())
+                .cloned()
+                .collect(),
+        }
     }
 
     /// The kind of proxy these policies are for.
@@ -67,7 +52,7 @@ impl SharedPolicies {
     }
 
     /// The policies kept (enabled, no label selector).
-    pub fn policies(&self) -> &[PolicyDocument] {
+    pub fn policies(&self) -> &[SidecarPolicy] {
         &self.policies
     }
 
@@ -77,11 +62,7 @@ impl SharedPolicies {
     }
 
     /// The set for one destination.
-    pub fn compile_for(
-        &self,
-        destination: &Destination<'_>,
-        now_ms: u64,
-    ) -> Result<CompiledPolicySet, CompileError> {
+    pub fn compile_for(&self, destination: &Destination<'_>, now_ms: u64) -> CompiledPolicySet {
         CompiledPolicySet::compile(&self.policies, &destination.identity(self.kind), now_ms)
     }
 
@@ -153,8 +134,7 @@ impl DestinationCache {
     }
 
     /// The set for `destination`, compiled from `policies` on its first use (or after it was
-    /// evicted). `None` only if the compile fails, which [`SharedPolicies::new`] rules out: no
-    /// policy applies then. `now_ms` (the host's clock) is read only to compile.
+    /// evicted). `now_ms` (the host's clock) is read only to compile.
     pub fn set_for(
         &mut self,
         policies: &SharedPolicies,
@@ -190,7 +170,7 @@ impl DestinationCache {
         now_ms: impl FnOnce() -> u64,
         counters: &mut impl Counters,
     ) -> Option<usize> {
-        let set = Arc::new(policies.compile_for(destination, now_ms()).ok()?);
+        let set = Arc::new(policies.compile_for(destination, now_ms()));
         let entry = Entry {
             key,
             service: destination.service.into(),

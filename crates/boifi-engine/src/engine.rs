@@ -153,9 +153,7 @@ impl PolicySet {
     pub fn rule_count(&self) -> usize {
         match self {
             PolicySet::Sidecar(set) => set.rule_count(),
-            PolicySet::Shared(policies) => {
-                policies.policies().iter().map(|p| p.spec.rules.len()).sum()
-            }
+            PolicySet::Shared(policies) => policies.policies().iter().map(|p| p.rules.len()).sum(),
         }
     }
 
@@ -163,11 +161,9 @@ impl PolicySet {
     pub fn policy_names(&self) -> Vec<String> {
         match self {
             PolicySet::Sidecar(set) => set.policy_names().to_vec(),
-            PolicySet::Shared(policies) => policies
-                .policies()
-                .iter()
-                .map(|p| p.name().into())
-                .collect(),
+            PolicySet::Shared(policies) => {
+                policies.policies().iter().map(|p| p.name.clone()).collect()
+            }
         }
     }
 

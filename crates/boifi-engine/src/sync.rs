@@ -13,8 +13,8 @@
 //! | answer | installs | counts | next poll | refusal reported |
 //! |---|---|---|---|---|
 //! | 200, decodes and compiles | the set, as its version | [`Counter::ConfigUpdates`] | at once (the server holds it) | cleared |
-//! | 200, decodes, does not compile (a policy this host cannot apply) or has more rules for this sidecar than its `max_rules` | nothing: the old set stays | [`Counter::ConfigErrors`] | at once: the refusal tells the server which version was seen, so it holds the poll until a newer one | `refused=<version>&reason=<why>` |
-//! | 200, does not decode (malformed compact) | nothing | [`Counter::ConfigErrors`] | after backoff with jitter | the header's version with the decode error, when the header is readable |
+//! | 200, decodes, but holds a value no validated policy has ([`CompactError::Invalid`]), a fault this host cannot inject, or more rules for this sidecar than its `max_rules` | nothing: the old set stays | [`Counter::ConfigErrors`] | at once: the refusal tells the server which version was seen, so it holds the poll until a newer one | `refused=<version>&reason=<why>` |
+//! | 200, does not decode (malformed compact, or another version of it: a control plane older than the filter answers version 2) | nothing | [`Counter::ConfigErrors`] | after backoff with jitter | the header's version with the decode error, when the header is readable |
 //! | 304 | nothing | nothing | at once | kept |
 //! | 401, 403: the read credential is missing or refused | nothing | [`Counter::PollFailures`] | after backoff with jitter | kept |
 //! | other 4xx, 5xx, timeout, reset, connection refused | nothing | [`Counter::PollFailures`] | after backoff with jitter | kept |
@@ -51,13 +51,11 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::Display;
 
-use boifi_core::compiled::{CompileError, CompiledPolicySet};
+use boifi_core::compiled::CompiledPolicySet;
 use boifi_core::identity::Identity;
 use boifi_core::policy::FaultTarget;
-use boifi_core::wire::compact::{self, CompactError};
-use boifi_core::wire::{
-    ConfigEncoding, ConfigQuery, ConfigResponse, PluginConfig, ReadCredential, Refusal,
-};
+use boifi_core::wire::compact::{self, CompactError, SidecarConfig};
+use boifi_core::wire::{ConfigEncoding, ConfigQuery, PluginConfig, ReadCredential, Refusal};
 
 use crate::backoff::Backoff;
 use crate::destinations::SharedPolicies;
@@ -84,17 +82,9 @@ pub enum SyncError {
         /// Whether the request carried a credential.
         sent: bool,
     },
-    /// A 200 whose body is not a valid compact `ConfigResponse`.
+    /// A 200 whose body is not a valid compact answer (version 3).
     #[error("config response is invalid: {0}")]
     Body(compact::CompactError),
-    /// Valid policies that could not be compiled for this sidecar.
-    #[error("config version `{version}` could not be compiled: {source}")]
-    Compile {
-        /// The rejected version.
-        version: u64,
-        /// Why.
-        source: CompileError,
-    },
     /// A policy with a fault this host cannot inject ([`HostFaults`]).
     #[error("policy `{policy}`: {path}: {what}")]
     Unsupported {
@@ -134,8 +124,8 @@ fn credential_refusal(status: u16, sent: bool) -> String {
 pub enum PollOutcome {
     /// A new policy set (the version and the raw body, which is shared with the other VMs).
     Updated {
-        /// Parsed response.
-        response: ConfigResponse,
+        /// The decoded answer.
+        response: SidecarConfig,
     },
     /// 304: what we hold is current.
     Unchanged,
@@ -170,27 +160,29 @@ pub fn compile_body(
     compile_response(&response, identity, now_ms, max_rules)
 }
 
-/// Compiles a parsed response for `identity` at `now_ms`: the one place a set becomes what a
-/// proxy serves, so every host refuses alike a set it cannot compile and one of more than
-/// `max_rules` rules (`PluginConfig::max_rules`): a sidecar's set, or, for a shared proxy, the
+/// Compiles a decoded answer for `identity` at `now_ms`: the one place a set becomes what a
+/// proxy serves, so every host refuses alike a set of more than `max_rules` rules (`PluginConfig::max_rules`): a sidecar's set, or, for a shared proxy, the
 /// policy list its destinations' sets are compiled from ([`SharedPolicies`]; there the limit
 /// counts the rules of every policy it keeps, an upper bound of any destination's set).
 pub fn compile_response(
-    response: &ConfigResponse,
+    response: &SidecarConfig,
     identity: &Identity,
     now_ms: u64,
     max_rules: u64,
 ) -> Result<(u64, PolicySet), SyncError> {
     let version = response.version;
-    let compile_error = |source| SyncError::Compile { version, source };
     let set = if identity.proxy.is_shared() {
-        SharedPolicies::new(&response.policies, identity.proxy, now_ms)
-            .map(|p| PolicySet::Shared(Arc::new(p)))
+        PolicySet::Shared(Arc::new(SharedPolicies::new(
+            &response.policies,
+            identity.proxy,
+        )))
     } else {
-        CompiledPolicySet::compile(&response.policies, identity, now_ms)
-            .map(|s| PolicySet::Sidecar(Arc::new(s)))
-    }
-    .map_err(compile_error)?;
+        PolicySet::Sidecar(Arc::new(CompiledPolicySet::compile(
+            &response.policies,
+            identity,
+            now_ms,
+        )))
+    };
     let rules = set.rule_count();
     if u64::try_from(rules).map_or(true, |n| n > max_rules) {
         return Err(SyncError::OverLimit {
@@ -223,10 +215,9 @@ impl HostFaults {
 
     /// `Ok` when the host can inject every fault of the answer's enabled policies, else the
     /// first one it cannot, named by policy and field path.
-    pub fn check(&self, response: &ConfigResponse) -> Result<(), SyncError> {
-        for policy in response.policies.iter().filter(|p| p.spec.enabled) {
-            for (i, rule) in policy.spec.rules.iter().enumerate() {
-                let f = &rule.fault;
+    pub fn check(&self, response: &SidecarConfig) -> Result<(), SyncError> {
+        for policy in response.policies.iter().filter(|p| p.enabled) {
+            for (i, f) in policy.rules.iter().enumerate() {
                 let holds_response = f.target == FaultTarget::Response
                     && (f.delay.is_some() || f.start_delay_ms > 0);
                 let refused = if f.reset && !self.reset {
@@ -239,7 +230,7 @@ impl HostFaults {
                 if let Some(field) = refused {
                     return Err(SyncError::Unsupported {
                         version: response.version,
-                        policy: policy.name().into(),
+                        policy: policy.name.clone(),
                         path: alloc::format!("spec.rules[{i}].fault.{field}"),
                         what: self.why_not,
                     });
@@ -326,7 +317,7 @@ pub struct ConfigSync {
     /// Host time of the last 200 or 304.
     heard_ms: Option<u64>,
     /// The applied answer, kept while one of its policies has a heartbeat bound.
-    held: Option<ConfigResponse>,
+    held: Option<SidecarConfig>,
     /// Names of the held policies left out of the installed set (their bound lapsed).
     lapsed: Vec<String>,
 }
@@ -381,8 +372,8 @@ impl ConfigSync {
             .iter()
             .flat_map(|r| r.policies.iter())
             .filter_map(|p| {
-                let seconds = p.spec.heartbeat_seconds?;
-                Some((p.name(), seconds.saturating_mul(1_000)))
+                let seconds = p.heartbeat_seconds?;
+                Some((p.name.as_str(), seconds.saturating_mul(1_000)))
             })
     }
 
@@ -409,12 +400,12 @@ impl ConfigSync {
             return None;
         }
         let held = self.held.as_ref()?;
-        let kept = ConfigResponse {
+        let kept = SidecarConfig {
             version: held.version,
             policies: held
                 .policies
                 .iter()
-                .filter(|p| !lapsed.iter().any(|l| l == p.name()))
+                .filter(|p| !lapsed.contains(&p.name))
                 .cloned()
                 .collect(),
         };
@@ -466,7 +457,7 @@ impl ConfigSync {
             identity: self.identity.clone(),
             version: self.version,
             wait_ms: seen.and(Some(self.wait_for_heartbeat())).filter(|w| *w > 0),
-            encoding: ConfigEncoding::Compact,
+            encoding: ConfigEncoding::CompactV3,
             refused: self.refused.clone(),
             ..ConfigQuery::default()
         };
@@ -506,7 +497,7 @@ impl ConfigSync {
                         let bounded = response
                             .policies
                             .iter()
-                            .any(|p| p.spec.heartbeat_seconds.is_some());
+                            .any(|p| p.heartbeat_seconds.is_some());
                         self.held = bounded.then_some(response);
                         self.lapsed.clear();
                         self.apply(version, set, now_ms)
@@ -612,7 +603,6 @@ impl ConfigSync {
     /// one (the server holds the poll, having been told which version was seen).
     fn refuse(&mut self, version: u64, error: &SyncError, now_ms: u64, draw: u64) -> Step {
         let reason = match error {
-            SyncError::Compile { source, .. } => source.to_string(),
             SyncError::Body(source) => source.to_string(),
             other => other.to_string(),
         };
@@ -738,10 +728,22 @@ impl ConfigSync {
 pub(crate) mod tests {
     use super::*;
 
+    use boifi_core::wire::ConfigResponse;
+
     /// The compact answer the control plane sends for this JSON one.
     pub(crate) fn compact(json: &str) -> alloc::vec::Vec<u8> {
         let response: ConfigResponse = serde_json::from_str(json).unwrap();
-        compact::encode(&response)
+        encode(&response)
+    }
+
+    /// The compact answer the control plane sends for these documents.
+    pub(crate) fn encode(response: &ConfigResponse) -> alloc::vec::Vec<u8> {
+        compact::encode(&sidecar(response))
+    }
+
+    /// The sidecar form of an answer of documents.
+    pub(crate) fn sidecar(response: &ConfigResponse) -> SidecarConfig {
+        SidecarConfig::from_documents(response.version, &response.policies).unwrap()
     }
 
     fn config() -> PluginConfig {
@@ -769,21 +771,21 @@ pub(crate) mod tests {
     }
 
     fn good(version: u64) -> alloc::vec::Vec<u8> {
-        compact::encode(&answer(version, "good"))
+        encode(&answer(version, "good"))
     }
 
-    /// Decodes (the compact reader does not build regexes) but does not compile here: a regex
-    /// this sidecar's engine cannot build (the server's validation would have refused it, so
-    /// it is written in code, as a server with another regex dialect might send it).
-    fn uncompilable(version: u64) -> alloc::vec::Vec<u8> {
-        let mut response = answer(version, "bad-regex");
-        for policy in &mut response.policies {
-            for rule in &mut policy.spec.rules {
-                rule.matches.path =
-                    Some(boifi_core::policy::StringMatch::Regex("(unclosed".into()));
+    /// Well-formed, but with a value no validated policy holds (an abort status of 600): a
+    /// set this proxy cannot apply, as a server with other bounds might send it.
+    fn out_of_range(version: u64) -> alloc::vec::Vec<u8> {
+        let mut config = sidecar(&answer(version, "bad-status"));
+        for policy in &mut config.policies {
+            for rule in &mut policy.rules {
+                if let Some(abort) = &mut rule.abort {
+                    abort.http_status = 600;
+                }
             }
         }
-        compact::encode(&response)
+        compact::encode(&config)
     }
 
     /// Its header names `version`, the rest is cut short.
@@ -802,7 +804,7 @@ pub(crate) mod tests {
     }
 
     const HOLDING_5: &str =
-        "/v1/config?service=frontend&namespace=demo&pod=frontend-1&version=5&wait=30000ms&encoding=compact";
+        "/v1/config?service=frontend&namespace=demo&pod=frontend-1&version=5&wait=30000ms&encoding=compact&compact_version=3";
 
     /// How a step reads in the answer table.
     #[derive(Debug, PartialEq, Eq)]
@@ -823,7 +825,7 @@ pub(crate) mod tests {
     #[test]
     fn every_answer_has_one_meaning() {
         let reason_compile =
-            "reason=compact%20config%2C%20policy%20%60bad-regex%60%20at%20byte%206%3A%20spec.rules%5B0%5D.match.path.regex%3A%20";
+            "reason=compact%20config%2C%20policy%20%60bad-status%60%20at%20byte%20";
         let reason_decode = "reason=compact%20config%20at%20byte%20";
         // What, the status and body received; then the version installed, the counter added,
         // when to poll next, and the start of the refusal the next request reports.
@@ -839,7 +841,7 @@ pub(crate) mod tests {
         #[rustfmt::skip]
         let table: [Row<'_>; 12] = [
             ("200 good", Some(b"200"), Some(good(6)), Some(6), Some(Counter::ConfigUpdates), When::Now, None),
-            ("200 uncompilable", Some(b"200"), Some(uncompilable(6)), None, Some(Counter::ConfigErrors), When::Now, Some(reason_compile)),
+            ("200 uncompilable", Some(b"200"), Some(out_of_range(6)), None, Some(Counter::ConfigErrors), When::Now, Some(reason_compile)),
             ("200 malformed, version readable", Some(b"200"), Some(malformed(6)), None, Some(Counter::ConfigErrors), When::Backoff, Some(reason_decode)),
             ("200 malformed, no header", Some(b"200"), Some(b"{\"version\":6}".to_vec()), None, Some(Counter::ConfigErrors), When::Backoff, None),
             ("304", Some(b"304"), None, None, None, When::Now, None),
@@ -993,7 +995,7 @@ pub(crate) mod tests {
         let mut s = ConfigSync::new(frontend(), &config());
         assert_eq!(
             s.request_path(),
-            "/v1/config?service=frontend&namespace=demo&pod=frontend-1&encoding=compact"
+            "/v1/config?service=frontend&namespace=demo&pod=frontend-1&encoding=compact&compact_version=3"
         );
         assert_eq!(
             s.on_answer(Some(b"200"), Some(&good(4)), 0, 0).next,
@@ -1008,20 +1010,24 @@ pub(crate) mod tests {
     #[test]
     fn a_refusal_is_reported_until_a_newer_version_applies() {
         let mut s = holding_5();
-        let step = s.on_answer(Some(b"200"), Some(&uncompilable(6)), 0, 0);
+        let step = s.on_answer(Some(b"200"), Some(&out_of_range(6)), 0, 0);
         assert_eq!(step.log.len(), 1);
         assert_eq!(step.log[0].level, LogLevel::Warn);
         assert!(
             step.log[0].message.starts_with(
-                "boifi: refusing config version 6: compact config, policy `bad-regex` at byte 6: spec.rules[0].match.path.regex: "
-            ),
+                "boifi: refusing config version 6: compact config, policy `bad-status` at byte "
+            ) && step.log[0]
+                .message
+                .contains(": fault.abort.httpStatus: outside 200..=599; keeping"),
             "{:?}",
             step.log
         );
         assert_eq!(s.refused().map(|r| r.version), Some(6));
         let refused_path = s.request_path();
         assert!(
-            refused_path.contains("version=5&wait=30000ms&encoding=compact&refused=6&reason="),
+            refused_path.contains(
+                "version=5&wait=30000ms&encoding=compact&compact_version=3&refused=6&reason="
+            ),
             "{refused_path}"
         );
         // Through 304s and failures, the refusal stays in every request.
@@ -1030,7 +1036,7 @@ pub(crate) mod tests {
         let _ = s.on_failed_call(&"connection refused", 0, 0);
         assert_eq!(s.request_path(), refused_path);
         // A newer refused version replaces it; an applied one clears it.
-        let _ = s.on_answer(Some(b"200"), Some(&uncompilable(7)), 0, 0);
+        let _ = s.on_answer(Some(b"200"), Some(&out_of_range(7)), 0, 0);
         assert_eq!(s.refused().map(|r| r.version), Some(7));
         let step = s.on_answer(Some(b"200"), Some(&good(8)), 0, 0);
         assert_eq!(step.install.map(|i| i.version), Some(8));
@@ -1044,10 +1050,10 @@ pub(crate) mod tests {
     #[test]
     fn a_refusal_before_any_set_still_long_polls() {
         let mut s = ConfigSync::new(frontend(), &config());
-        let _ = s.on_answer(Some(b"200"), Some(&uncompilable(3)), 0, 0);
+        let _ = s.on_answer(Some(b"200"), Some(&out_of_range(3)), 0, 0);
         let path = s.request_path();
         assert!(
-            path.starts_with("/v1/config?service=frontend&namespace=demo&pod=frontend-1&wait=30000ms&encoding=compact&refused=3&reason="),
+            path.starts_with("/v1/config?service=frontend&namespace=demo&pod=frontend-1&wait=30000ms&encoding=compact&compact_version=3&refused=3&reason="),
             "{path}"
         );
     }
@@ -1055,10 +1061,10 @@ pub(crate) mod tests {
     #[test]
     fn a_refused_version_sent_again_backs_off_instead_of_looping() {
         let mut s = holding_5();
-        let first = s.on_answer(Some(b"200"), Some(&uncompilable(6)), 0, 0);
+        let first = s.on_answer(Some(b"200"), Some(&out_of_range(6)), 0, 0);
         assert_eq!(first.next, Next::PollNow);
         // A server that does not read `refused=` answers 6 again at once.
-        let again = s.on_answer(Some(b"200"), Some(&uncompilable(6)), 0, 0);
+        let again = s.on_answer(Some(b"200"), Some(&out_of_range(6)), 0, 0);
         assert_eq!(again.counter, Some(Counter::ConfigErrors));
         assert_eq!(when(again.next, 0), When::Backoff);
         assert!(
@@ -1170,8 +1176,32 @@ pub(crate) mod tests {
         assert!(matches!(bad, SyncError::Body(_)), "{bad:?}");
         assert_eq!(
             bad.to_string(),
-            "config response is invalid: compact config at byte 0: not a compact config answer of version 2 or 1 (magic `BFC\\x02` or `BFC\\x01`)"
+            "config response is invalid: compact config at byte 0: not a compact config answer of version 3 (magic `BFC\\x03`)"
         );
+    }
+
+    #[test]
+    fn an_old_control_plane_answering_version_2_is_refused_and_the_set_kept_pending() {
+        let mut s = holding_5();
+        let v2 = compact::v2::encode(&answer(6, "good"));
+        let step = s.on_answer(Some(b"200"), Some(&v2), 0, 0);
+        assert!(step.install.is_none());
+        assert_eq!(step.counter, Some(Counter::ConfigErrors));
+        assert_eq!(step.log.len(), 1);
+        assert_eq!(step.log[0].level, LogLevel::Warn);
+        assert!(
+            step.log[0].message.contains(
+                "compact version 2, from a control plane older than this filter: this filter reads version 3; upgrade the control plane first"
+            ),
+            "{:?}",
+            step.log
+        );
+        // Not refused (status shows the sidecar pending at version 5), backed off, still
+        // asking for version 3.
+        assert_eq!(s.refused(), None);
+        assert_eq!(s.version(), Some(5));
+        assert_eq!(when(step.next, 0), When::Backoff);
+        assert_eq!(s.request_path(), HOLDING_5);
     }
 
     #[test]
@@ -1220,7 +1250,7 @@ pub(crate) mod tests {
         assert_eq!(s.version(), Some(6));
         assert!(
             s.request_path().ends_with(
-                "version=6&wait=30000ms&encoding=compact&refused=7&reason=config%20version%207%20has%203%20rules%20for%20this%20sidecar%2C%20over%20its%20limit%20of%202%20%28max_rules%29"
+                "version=6&wait=30000ms&encoding=compact&compact_version=3&refused=7&reason=config%20version%207%20has%203%20rules%20for%20this%20sidecar%2C%20over%20its%20limit%20of%202%20%28max_rules%29"
             ),
             "{}",
             s.request_path()
@@ -1250,7 +1280,7 @@ pub(crate) mod tests {
                     edit(&mut rule.fault);
                 }
             }
-            compact::encode(&response)
+            encode(&response)
         };
         let reset = with_fault(6, |f| f.reset = true);
         let held = with_fault(6, |f| {
@@ -1335,7 +1365,7 @@ pub(crate) mod tests {
             .unwrap()
             .policies
             .iter()
-            .map(|p| p.name().into())
+            .map(|p| p.name.clone())
             .collect();
         assert_eq!(
             names,
@@ -1358,7 +1388,7 @@ pub(crate) mod tests {
     #[test]
     fn without_a_heartbeat_bound_the_last_set_stays_forever() {
         let mut sync = ConfigSync::new(frontend(), &config());
-        let body = compact::encode(&answer(3, "open"));
+        let body = encode(&answer(3, "open"));
         let applied = sync.on_answer(Some(b"200"), Some(&body), 0, 0);
         assert!(applied.install.is_some());
         assert!(sync.request_path().contains("wait=30000ms"));

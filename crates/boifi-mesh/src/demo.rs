@@ -95,7 +95,7 @@ pub fn expected_shares_on(
     let mut identity = Identity::for_service(&spec.name, &spec.namespace);
     identity.labels = spec.labels.clone();
     let now = now_ms();
-    let Ok(set) = CompiledPolicySet::compile(policies, &identity, now) else {
+    let Ok(set) = CompiledPolicySet::from_documents(policies, &identity, now) else {
         return (0.0, 0.0);
     };
     let request = match spec.protocol {

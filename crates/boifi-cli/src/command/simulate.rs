@@ -240,7 +240,7 @@ pub fn simulate(
     requests: u64,
     seed: u64,
 ) -> Result<Report, CliError> {
-    let set = CompiledPolicySet::compile(policies, identity, now)
+    let set = CompiledPolicySet::from_documents(policies, identity, now)
         .map_err(|e| CliError::Usage(e.to_string()))?;
     let by_name: BTreeMap<&str, &PolicyDocument> = policies.iter().map(|p| (p.name(), p)).collect();
 

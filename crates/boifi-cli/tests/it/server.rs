@@ -394,7 +394,7 @@ fn frontend_poll(
     let query = boifi_core::wire::ConfigQuery {
         identity,
         version: applied,
-        encoding: boifi_core::wire::ConfigEncoding::Compact,
+        encoding: boifi_core::wire::ConfigEncoding::CompactV3,
         refused,
         ..boifi_core::wire::ConfigQuery::default()
     };

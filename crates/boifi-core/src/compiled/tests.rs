@@ -1,5 +1,5 @@
 use super::*;
-use crate::policy::parse_policy_json;
+use crate::policy::{parse_policy_json, StringMatch};
 
 fn policy(name: &str, selector: &str, rules: &str) -> PolicyDocument {
     parse_policy_json(&alloc::format!(
@@ -12,7 +12,7 @@ const ABORT_ALL: &str = r#"[{"match": {"path": {"exact": "/api"}}, "fault": {"pe
 
 #[test]
 fn path_matching_ignores_the_query_string() {
-    let set = CompiledPolicySet::compile(
+    let set = CompiledPolicySet::from_documents(
         &[policy("q-test", "{}", ABORT_ALL)],
         &Identity::default(),
         0,
@@ -53,7 +53,7 @@ fn decide_reads_each_header_of_the_rules_once() {
                     {"match": {"method": {"exact": "GET"}, "headers": [{"name": "X-User", "exact": "a"}]}, "fault": {"percentage": 100, "abort": {"httpStatus": 503}}}]"#;
     let mut p = policy("headers", "{}", rules);
     p.spec.sampling = crate::policy::Sampling::Request;
-    let set = CompiledPolicySet::compile(&[p], &Identity::default(), 0).unwrap();
+    let set = CompiledPolicySet::from_documents(&[p], &Identity::default(), 0).unwrap();
     let request = Recording {
         inner: SimpleRequest::new("GET", "/")
             .with_header("X-USER", "a")
@@ -79,8 +79,9 @@ fn compile_keeps_only_policies_for_the_identity_in_name_order() {
         policy("other", r#"{"service": "cart"}"#, ABORT_ALL),
         policy("labelled", r#"{"labels": {"version": "v2"}}"#, ABORT_ALL),
     ];
-    let set = CompiledPolicySet::compile(&policies, &Identity::for_service("frontend", "demo"), 0)
-        .unwrap();
+    let set =
+        CompiledPolicySet::from_documents(&policies, &Identity::for_service("frontend", "demo"), 0)
+            .unwrap();
     assert_eq!(set.policy_names(), ["alpha", "zeta"]);
     assert_eq!(set.active_policy_count(0), 2);
     let d = decide(&set, &SimpleRequest::new("GET", "/api"), 0, 9).unwrap();
@@ -92,12 +93,13 @@ fn expired_rules_are_dropped_at_compile_and_skipped_at_decide() {
     let rules = r#"[{"match": {"path": {"prefix": "/"}}, "fault": {"percentage": 100, "duration_seconds": 2, "abort": {"httpStatus": 503}}}]"#;
     let p = policy("short", "{}", rules).stored(1_000, 1);
     let set =
-        CompiledPolicySet::compile(core::slice::from_ref(&p), &Identity::default(), 1_000).unwrap();
+        CompiledPolicySet::from_documents(core::slice::from_ref(&p), &Identity::default(), 1_000)
+            .unwrap();
     let r = SimpleRequest::new("GET", "/");
     assert!(decide(&set, &r, 2_999, 1).is_some());
     assert!(decide(&set, &r, 3_000, 1).is_none());
     assert_eq!(set.active_policy_count(3_000), 0);
-    let later = CompiledPolicySet::compile(&[p], &Identity::default(), 3_000).unwrap();
+    let later = CompiledPolicySet::from_documents(&[p], &Identity::default(), 3_000).unwrap();
     assert!(later.is_empty());
 }
 
@@ -135,7 +137,7 @@ fn grpc_status_defaults_follow_the_http_mapping() {
 fn hand_built_policy_with_a_bad_regex_is_a_compile_error() {
     let mut p = policy("bad-regex", "{}", ABORT_ALL);
     p.spec.rules[0].matches.path = Some(StringMatch::Regex("(".into()));
-    let e = CompiledPolicySet::compile(&[p], &Identity::default(), 0).unwrap_err();
+    let e = CompiledPolicySet::from_documents(&[p], &Identity::default(), 0).unwrap_err();
     assert!(
         e.to_string()
             .starts_with("policy `bad-regex`: spec.rules[0].match.path: regex `(`"),
@@ -174,8 +176,9 @@ fn values_that_are_not_utf8_compare_as_bytes_and_never_match_a_regex() {
       {"match": {"headers": [{"name": "x-b", "regex": ".*"}]}, "fault": {"percentage": 100, "abort": {"httpStatus": 502}}},
       {"match": {"path": {"prefix": "/p"}}, "fault": {"percentage": 100, "abort": {"httpStatus": 503}}}
     ]"#;
-    let set = CompiledPolicySet::compile(&[policy("bytes", "{}", rules)], &Identity::default(), 0)
-        .unwrap();
+    let set =
+        CompiledPolicySet::from_documents(&[policy("bytes", "{}", rules)], &Identity::default(), 0)
+            .unwrap();
     let status = |path: &[u8], headers: &[(&str, &[u8])]| {
         decide(&set, &RawRequest { path, headers }, 0, 1)
             .and_then(|d| d.abort.map(|a| a.http_status))
@@ -191,7 +194,7 @@ fn a_disabled_policy_is_never_compiled_and_priority_goes_before_names() {
     let mut off = policy("a-off", "{}", ABORT_ALL);
     off.spec.enabled = false;
     let request = SimpleRequest::new("GET", "/api");
-    let set = CompiledPolicySet::compile(&[off.clone()], &Identity::default(), 0).unwrap();
+    let set = CompiledPolicySet::from_documents(&[off.clone()], &Identity::default(), 0).unwrap();
     assert!(set.is_empty());
     assert!(decide(&set, &request, 0, 1).is_none());
 
@@ -200,9 +203,10 @@ fn a_disabled_policy_is_never_compiled_and_priority_goes_before_names() {
     let mut first = policy("b-first", "{}", ABORT_ALL);
     first.spec.priority = 10;
     let set =
-        CompiledPolicySet::compile(&[late.clone(), first, off], &Identity::default(), 0).unwrap();
+        CompiledPolicySet::from_documents(&[late.clone(), first, off], &Identity::default(), 0)
+            .unwrap();
     assert_eq!(decide(&set, &request, 0, 1).unwrap().policy, "b-first");
-    let set = CompiledPolicySet::compile(&[late], &Identity::default(), 0).unwrap();
+    let set = CompiledPolicySet::from_documents(&[late], &Identity::default(), 0).unwrap();
     assert_eq!(decide(&set, &request, 0, 1).unwrap().policy, "a-late");
 }
 

@@ -18,80 +18,82 @@ fn error(pattern: &str) -> String {
     }
 }
 
+/// Patterns, values and whether the pattern matches the value.
+const MATCH_CASES: &[(&str, &str, bool)] = &[
+    ("", "", true),
+    ("", "abc", true),
+    ("abc", "xxabcxx", true),
+    ("abc", "ab", false),
+    (r"^/api/v1/.*$", "/api/v1/users", true),
+    (r"^/api/v1/.*$", "/x/api/v1/", false),
+    (r"\.json$", "/a.json", true),
+    (r"\.json$", "/ajson", false),
+    (r"a\/b\-c\*", "a/b-c*", true),
+    (r"\\", r"a\b", true),
+    (r"\t\n\r", "\t\n\r", true),
+    (r"\x41\x{1F600}", "A😀", true),
+    ("a.c", "abc", true),
+    ("a.c", "a\nc", false),
+    ("(?s)a.c", "a\nc", true),
+    ("^.$", "é", true),
+    ("^..$", "é", false),
+    ("[abc]", "xbx", true),
+    ("[^abc]", "abc", false),
+    ("[^abc]", "abcd", true),
+    ("^[a-z0-9_]+$", "user_42", true),
+    ("^[a-z0-9_]+$", "User", false),
+    (r"^[\d\-]+$", "12-34", true),
+    (r"^[\w.]+$", "a.b_c", true),
+    (r"^[\W]$", "é", true),
+    (r"[]a]", "]", true),
+    (r"[^]a]", "]", false),
+    (r"[a-]", "-", true),
+    (r"^\d+$", "0123456789", true),
+    (r"^\d+$", "١", false),
+    (r"^\w+$", "héllo", false),
+    (r"^\s$", "\u{b}", true),
+    (r"^\S+$", "é!", true),
+    (r"^\D\W\S$", "a!x", true),
+    ("^(GET|POST)$", "POST", true),
+    ("^(GET|POST)$", "PUT", false),
+    ("^(?:a|b)+$", "abba", true),
+    ("^(?P<v>v[0-9]+)$", "v12", true),
+    ("^(?<v>v[0-9]+)$", "v12", true),
+    ("^a{3}$", "aaa", true),
+    ("^a{3}$", "aa", false),
+    ("^a{2,}$", "aaaaa", true),
+    ("^a{2,}$", "a", false),
+    ("^a{1,3}$", "aaa", true),
+    ("^a{1,3}$", "aaaa", false),
+    ("^a{0}$", "", true),
+    ("^a*?b+?c??d{1,2}?$", "bd", true),
+    ("(?i)^get$", "GeT", true),
+    ("(?i)^[a-c]+$", "AbC", true),
+    ("(?i)^[^a-c]+$", "C", false),
+    ("^x(?i)abc$", "xABC", true),
+    ("^x(?i)abc$", "XABC", false),
+    ("^(?i:a)b$", "Ab", true),
+    ("^(?i:a)b$", "AB", false),
+    ("^(?i)a(?-i)b$", "Ab", true),
+    ("^(?i)a(?-i)b$", "AB", false),
+    ("^((?i)a)b$", "AB", false),
+    ("(?i)é", "É", false),
+    (r"\bcat\b", "a cat!", true),
+    (r"\bcat\b", "concat", false),
+    (r"\Bcat", "concat", true),
+    (r"\Acat\z", "cat", true),
+    ("^$", "", true),
+    ("^$", "a", false),
+    ("$^", "", true),
+    ("a|", "zzz", true),
+    ("(a*)*b", "aaab", true),
+    ("(a|ab)(c|bcd)(d*)", "abcd", true),
+    ("中文", "这是中文", true),
+];
+
 #[test]
 fn supported_syntax_matches_like_the_regex_crate() {
-    let cases: &[(&str, &str, bool)] = &[
-        ("", "", true),
-        ("", "abc", true),
-        ("abc", "xxabcxx", true),
-        ("abc", "ab", false),
-        (r"^/api/v1/.*$", "/api/v1/users", true),
-        (r"^/api/v1/.*$", "/x/api/v1/", false),
-        (r"\.json$", "/a.json", true),
-        (r"\.json$", "/ajson", false),
-        (r"a\/b\-c\*", "a/b-c*", true),
-        (r"\\", r"a\b", true),
-        (r"\t\n\r", "\t\n\r", true),
-        (r"\x41\x{1F600}", "A😀", true),
-        ("a.c", "abc", true),
-        ("a.c", "a\nc", false),
-        ("(?s)a.c", "a\nc", true),
-        ("^.$", "é", true),
-        ("^..$", "é", false),
-        ("[abc]", "xbx", true),
-        ("[^abc]", "abc", false),
-        ("[^abc]", "abcd", true),
-        ("^[a-z0-9_]+$", "user_42", true),
-        ("^[a-z0-9_]+$", "User", false),
-        (r"^[\d\-]+$", "12-34", true),
-        (r"^[\w.]+$", "a.b_c", true),
-        (r"^[\W]$", "é", true),
-        (r"[]a]", "]", true),
-        (r"[^]a]", "]", false),
-        (r"[a-]", "-", true),
-        (r"^\d+$", "0123456789", true),
-        (r"^\d+$", "١", false),
-        (r"^\w+$", "héllo", false),
-        (r"^\s$", "\u{b}", true),
-        (r"^\S+$", "é!", true),
-        (r"^\D\W\S$", "a!x", true),
-        ("^(GET|POST)$", "POST", true),
-        ("^(GET|POST)$", "PUT", false),
-        ("^(?:a|b)+$", "abba", true),
-        ("^(?P<v>v[0-9]+)$", "v12", true),
-        ("^(?<v>v[0-9]+)$", "v12", true),
-        ("^a{3}$", "aaa", true),
-        ("^a{3}$", "aa", false),
-        ("^a{2,}$", "aaaaa", true),
-        ("^a{2,}$", "a", false),
-        ("^a{1,3}$", "aaa", true),
-        ("^a{1,3}$", "aaaa", false),
-        ("^a{0}$", "", true),
-        ("^a*?b+?c??d{1,2}?$", "bd", true),
-        ("(?i)^get$", "GeT", true),
-        ("(?i)^[a-c]+$", "AbC", true),
-        ("(?i)^[^a-c]+$", "C", false),
-        ("^x(?i)abc$", "xABC", true),
-        ("^x(?i)abc$", "XABC", false),
-        ("^(?i:a)b$", "Ab", true),
-        ("^(?i:a)b$", "AB", false),
-        ("^(?i)a(?-i)b$", "Ab", true),
-        ("^(?i)a(?-i)b$", "AB", false),
-        ("^((?i)a)b$", "AB", false),
-        ("(?i)é", "É", false),
-        (r"\bcat\b", "a cat!", true),
-        (r"\bcat\b", "concat", false),
-        (r"\Bcat", "concat", true),
-        (r"\Acat\z", "cat", true),
-        ("^$", "", true),
-        ("^$", "a", false),
-        ("$^", "", true),
-        ("a|", "zzz", true),
-        ("(a*)*b", "aaab", true),
-        ("(a|ab)(c|bcd)(d*)", "abcd", true),
-        ("中文", "这是中文", true),
-    ];
-    for &(pattern, value, expected) in cases {
+    for &(pattern, value, expected) in MATCH_CASES {
         assert_eq!(
             matches(pattern, value),
             expected,
@@ -165,13 +167,16 @@ fn anchored_patterns_stop_when_no_thread_is_left() {
     let value = format!("b{}", "a".repeat(10_000));
     for pattern in ["^a", "^a|^b+c", "(^a)+", "(?:^)ab", "^(a+)+$"] {
         let compiled = Pattern::new(pattern).unwrap();
-        assert!(compiled.anchored, "`{pattern}`");
+        assert!(compiled.program.anchored, "`{pattern}`");
         let mut steps = 0;
         assert!(!compiled.search(&value, &mut steps));
         assert!(steps < 20, "`{pattern}`: {steps} steps");
     }
     for pattern in ["a|^b", "(^a)*", "a^", "(?:a?)^b"] {
-        assert!(!Pattern::new(pattern).unwrap().anchored, "`{pattern}`");
+        assert!(
+            !Pattern::new(pattern).unwrap().program.anchored,
+            "`{pattern}`"
+        );
     }
     assert!(matches("(?:a?)^b", "b"));
     assert!(!matches("(?:a?)^b", "ab"));
@@ -534,4 +539,117 @@ fn ascii_non_boundary_holds_at_no_position_inside_a_character() {
     // Where a character boundary does hold the match, the helper finds it.
     assert!(matches_at_a_char_boundary(&reference, "Aaa"));
     assert!(matches_at_a_char_boundary(&reference, "éc"));
+}
+
+fn encoded(program: &Program) -> Vec<u8> {
+    let mut out = Vec::new();
+    program.encode(&mut out);
+    out
+}
+
+fn decode_error(bytes: &[u8]) -> String {
+    match Program::decode(bytes) {
+        Ok(p) => panic!("{bytes:?} decoded to {p:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_round_tripped_program_matches_exactly_like_its_pattern() {
+    for &(pattern, value, expected) in MATCH_CASES {
+        let source = Pattern::new(pattern).unwrap();
+        let bytes = encoded(source.program());
+        let decoded = Program::decode(&bytes).unwrap_or_else(|e| panic!("`{pattern}`: {e}"));
+        assert_eq!(&decoded, source.program(), "`{pattern}`");
+        let run = Pattern::from_program(decoded);
+        assert_eq!(run, source, "`{pattern}`");
+        assert_eq!(run.is_match(value), expected, "`{pattern}` on {value:?}");
+    }
+}
+
+#[test]
+fn every_instruction_kind_round_trips() {
+    let program = Program {
+        insts: alloc::vec![
+            Inst::Split(1, 9),
+            Inst::Char('é'),
+            Inst::Class(alloc::vec![
+                ('0', '9'),
+                ('a', 'z'),
+                ('\u{1F600}', '\u{10FFFF}')
+            ]),
+            Inst::Class(Vec::new()),
+            Inst::Any { newline: false },
+            Inst::Any { newline: true },
+            Inst::Look(Look::Start),
+            Inst::Look(Look::End),
+            Inst::Look(Look::WordBoundary),
+            Inst::Look(Look::NotWordBoundary),
+            Inst::Jmp(11),
+            Inst::Match,
+        ],
+        anchored: true,
+    };
+    let bytes = encoded(&program);
+    assert_eq!(Program::decode(&bytes), Ok(program.clone()));
+    let unanchored = Program {
+        anchored: false,
+        ..program
+    };
+    assert_eq!(Program::decode(&encoded(&unanchored)), Ok(unanchored));
+}
+
+#[test]
+fn hostile_programs_are_refused_naming_what() {
+    let many = {
+        let mut b = alloc::vec![0u8];
+        crate::varint::put(&mut b, (MAX_INSTRUCTIONS + 1) as u64);
+        b.extend(core::iter::repeat_n(MATCH_TAG, MAX_INSTRUCTIONS + 1));
+        b
+    };
+    let cases: &[(&[u8], &str)] = &[
+        (&[], "pattern program at byte 0: the bytes end early"),
+        (&[2, 1, 7], "pattern program at byte 0: flags other than 0 or 1"),
+        (&[0, 0], "pattern program at byte 1: a program without instructions"),
+        (&many, "pattern program at byte 1: more instructions than the limit of 2000"),
+        // Split to 5 in a program of 2.
+        (&[0, 2, 5, 1, 5, 7], "pattern program at byte 4: a jump target past the end of the program"),
+        (&[0, 2, 6, 2, 7], "pattern program at byte 3: a jump target past the end of the program"),
+        // A surrogate (0xD800) is no char.
+        (&[0, 2, 0, 0x80, 0xb0, 0x03, 7], "pattern program at byte 3: a character that is not a Unicode scalar value"),
+        // Above char::MAX.
+        (&[0, 2, 0, 0x80, 0x80, 0x44, 7], "pattern program at byte 3: a character that is not a Unicode scalar value"),
+        (&[0, 2, 1, 1, b'z', b'a', 7], "pattern program at byte 4: a class range whose end is below its start"),
+        (&[0, 2, 1, 2, b'a', b'm', b'k', b'z', 7], "pattern program at byte 6: a class range that does not come after the range before it"),
+        (&[0, 2, 1, 9, b'a', b'b', 7], "pattern program at byte 3: a count larger than the bytes left"),
+        (&[0, 2, 4, 4, 7], "pattern program at byte 3: an assertion other than ^, $, \\b or \\B"),
+        (&[0, 1, 8], "pattern program at byte 2: an instruction kind other than 0 to 7"),
+        // Truncated in the middle of the instructions.
+        (&[0, 3, 0, b'a', 0], "pattern program at byte 5: the bytes end early"),
+        (&[0, 2, 0, 0xff], "pattern program at byte 4: the bytes end early"),
+        (&[0, 2, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 7], "pattern program at byte 3: a number longer than 64 bits"),
+        (&[0, 1, 0, b'a'], "pattern program at byte 4: a last instruction other than `match` (a step could leave the program)"),
+        (&[0, 1, 7, 7], "pattern program at byte 3: bytes after the last instruction"),
+    ];
+    for (bytes, message) in cases {
+        assert_eq!(&decode_error(bytes), message, "{bytes:?}");
+    }
+    assert_eq!(MAX_INSTRUCTIONS, 2000, "the message above names the limit");
+}
+
+const MATCH_TAG: u8 = 7;
+
+proptest! {
+    /// Any bytes: decode never panics, and what it accepts runs within the bound.
+    #[test]
+    fn arbitrary_bytes_decode_totally(bytes in proptest::collection::vec(any::<u8>(), 0..64), value in "\\PC{0,32}") {
+        if let Ok(program) = Program::decode(&bytes) {
+            let len = program.len() as u64;
+            let pattern = Pattern::from_program(program);
+            let mut steps = 0;
+            pattern.search(&value, &mut steps);
+            let chars = value.chars().count() as u64;
+            prop_assert!(steps <= (2 * len + 1) * (chars + 2), "{steps} steps");
+        }
+    }
 }

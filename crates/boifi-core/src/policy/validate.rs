@@ -1,17 +1,17 @@
 //! The one semantic validation of a policy: every bound, form and cross-field rule a
 //! [`PolicyDocument`] must meet, whichever reader built it.
 //!
-//! [`validate`] walks the model and reports every problem with its field path. Both readers
-//! call it: the JSON/YAML reader on each document it has built, and the compact decoder
-//! ([`crate::wire::compact::decode`]) on each policy it has decoded, so a value refused in a
-//! document is refused in a sidecar's answer with the same message. The JSON/YAML reader also
+//! [`validate`] walks the model and reports every problem with its field path. The JSON/YAML
+//! reader calls it on each document it has built, and the control plane on each policy before
+//! it stores it; proxies get policies in their sidecar form, built from validated documents,
+//! and check only that form's invariants ([`crate::wire::compact`]). The JSON/YAML reader also
 //! calls the field checks below where it reads each field, so a document that cannot be built
 //! at all (a wrong type beside a bad value) still gets every problem reported, in reading
 //! order; each rule still lives only here.
 //!
 //! What the model's types already bound (a [`Percentage`] is at most 100 %, a status fits a
 //! `u16`) is checked here on the wider number a reader holds before it narrows it
-//! ([`percentage`], [`http_status`], [`grpc_status`], [`priority`]).
+//! ([`http_status`], [`grpc_status`], [`priority`]).
 
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
@@ -29,7 +29,6 @@ use super::{
     MAX_HEARTBEAT_SECONDS, MAX_LABEL_LEN, MAX_METADATA_ENTRIES, MAX_REGEX_LEN, MAX_RULES,
 };
 use crate::pattern::Pattern;
-use crate::policy::Percentage;
 
 /// The range of `fixed_delay_ms`, `jitter_ms` and `start_delay_ms`, as messages show it.
 pub(crate) const DELAY_RANGE: &str = "0..=300000";
@@ -531,17 +530,6 @@ pub(crate) fn heartbeat_seconds(seconds: u64) -> Result<(), FieldErrorKind> {
     at_most(seconds, MAX_HEARTBEAT_SECONDS, HEARTBEAT_RANGE)
 }
 
-/// `percentage`, held as parts per million: at most 100 %.
-pub(crate) fn percentage(ppm: u64) -> Result<Percentage, FieldErrorKind> {
-    u32::try_from(ppm)
-        .ok()
-        .and_then(Percentage::from_ppm)
-        .ok_or_else(|| FieldErrorKind::OutOfRange {
-            value: super::write::ppm_number(ppm),
-            range: PERCENT_RANGE,
-        })
-}
-
 /// `fixed_delay_ms`, `jitter_ms` and `start_delay_ms`: at most [`MAX_DELAY_MS`].
 pub(crate) fn delay_ms(ms: u64) -> Result<(), FieldErrorKind> {
     at_most(ms, MAX_DELAY_MS, DELAY_RANGE)
@@ -653,7 +641,7 @@ pub(crate) fn jitter_within_delay(delay: &Delay) -> Result<(), FieldErrorKind> {
 /// `abort.httpStatus`: 200..=599.
 pub(crate) fn http_status(status: u64) -> Result<u16, FieldErrorKind> {
     match u16::try_from(status) {
-        Ok(s) if (200..=599).contains(&s) => Ok(s),
+        Ok(s) if super::HTTP_STATUSES.contains(&s) => Ok(s),
         _ => Err(FieldErrorKind::OutOfRange {
             value: status.to_string(),
             range: HTTP_STATUS_RANGE,
@@ -664,7 +652,7 @@ pub(crate) fn http_status(status: u64) -> Result<u16, FieldErrorKind> {
 /// `abort.grpcStatus`: 0..=16.
 pub(crate) fn grpc_status(status: u64) -> Result<u8, FieldErrorKind> {
     match u8::try_from(status) {
-        Ok(s) if s <= 16 => Ok(s),
+        Ok(s) if s <= super::MAX_GRPC_STATUS => Ok(s),
         _ => Err(FieldErrorKind::OutOfRange {
             value: status.to_string(),
             range: GRPC_STATUS_RANGE,
@@ -691,6 +679,15 @@ mod tests {
             alloc::format!("1..={MAX_HEARTBEAT_SECONDS}")
         );
         assert_eq!(PERCENT_RANGE, alloc::format!("0..={}", PPM_SCALE / 10_000));
+        let statuses = super::super::HTTP_STATUSES;
+        assert_eq!(
+            HTTP_STATUS_RANGE,
+            alloc::format!("{}..={}", statuses.start(), statuses.end())
+        );
+        assert_eq!(
+            GRPC_STATUS_RANGE,
+            alloc::format!("0..={}", super::super::MAX_GRPC_STATUS)
+        );
         assert_eq!(
             PRIORITY_RANGE,
             alloc::format!("{}..={}", i32::MIN, i32::MAX)

@@ -1,75 +1,108 @@
-//! The compact encoding of [`ConfigResponse`] for sidecars: the same answer as the JSON form of
-//! `GET /v1/config`, as a small versioned binary the filter reads without a JSON parser (the
-//! JSON reader and its messages would be most of the Wasm module's size, and Envoy compiles
-//! the whole module on every sidecar start). The server sends it when the query says
-//! `encoding=compact`; JSON stays the default.
+//! The compact encoding of a `GET /v1/config` answer for proxies: the policies that concern a
+//! proxy in their sidecar form ([`SidecarPolicy`]: what matching, ordering, timing and the
+//! decision need, regexes compiled to pattern programs), as a small versioned binary the filter
+//! reads without a JSON parser, a policy validator or a regex compiler (each would be a large
+//! part of the Wasm module, which Envoy compiles on every sidecar start).
 //!
-//! # Format (version 2)
+//! # Format (version 3)
 //!
 //! All integers are LEB128 varints (`u64`; `priority` zig-zag), a string is its byte length
-//! then UTF-8 bytes, an optional value is a byte `0` (absent) or `1` then the value, a list
-//! or map is its length then the items (maps in key order), an enum is one byte.
+//! then UTF-8 bytes, an optional value is a byte `0` (absent) or `1` then the value, a list is
+//! its length then the items, an enum or a flag is one byte.
 //!
 //! ```text
-//! "BFC" 0x02  version  count  policy*
-//! policy   = name opt(version) opt(namespace) map(labels) map(annotations)
-//!            selector list(rule) sampling opt(window) priority enabled
-//!            opt(heartbeat_seconds) opt(status)
-//! selector = opt(service) opt(namespace) map(labels)
-//! rule     = opt(match) opt(match) list(name match) opt(source) fault      (method, path, headers)
-//! match    = kind(0 exact | 1 prefix | 2 regex) string
-//! source   = opt(service) opt(namespace) opt(service account)
+//! "BFC" 0x03  version  count  policy*
+//! policy   = name selector list(rule) sampling(0 random | 1 request) opt(window) priority
+//!            enabled opt(heartbeat_seconds) opt(stored_at_ms)
+//! selector = opt(service) opt(namespace) list(key value)                   (pod labels)
+//! rule     = opt(match) opt(match) list(name match) opt(caller) fault      (method, path, headers)
+//! match    = 0 string (exact) | 1 string (prefix) | 2 length program       (crate::pattern::Program)
+//! caller   = opt(namespace) opt(service_account)
 //! fault    = ppm start_delay_ms duration_seconds target(0 request | 1 response)
-//!            opt(fixed_ms jitter_ms) opt(http_status opt(grpc_status) opt(body) map(headers))
+//!            opt(fixed_ms jitter_ms) opt(http_status opt(grpc_status) body list(name value))
 //!            reset(flag)
-//! window   = start_ms end_ms;  status = stored_at_ms opt(expires_at_ms) revision
+//! window   = start_ms end_ms
 //! ```
 //!
-//! # Versions
+//! # What a proxy checks
 //!
-//! Version 1 (magic `BFC\x01`) is version 2 without `heartbeat_seconds`, `target` and
-//! `reset`. [`encode`] writes only version 2: version 1 cannot carry a response-phase fault, a
-//! reset or a heartbeat, so a server that sent it would have a filter apply such a policy as
-//! something else. [`decode`] reads both: a version 1 answer (from a server older than the
-//! filter) holds only what version 1 can say, read with those fields at their defaults, which
-//! is exactly what that server meant. A filter older than the server reads only version 1: it
-//! treats a version 2 answer as malformed (its log names the magic it expected), keeps the set
-//! it applied, and status shows it pending. So the filters are upgraded first, then the
-//! server (docs/API.md).
+//! Policies are validated once, by the control plane, before it stores them
+//! ([`crate::policy::validate`]); it builds the sidecar form from the validated document
+//! ([`SidecarPolicy::from_document`]). [`decode`] checks only the wire form's own invariants and
+//! the ranges the engine relies on, with the constants the validation uses: a percentage of at
+//! most [`crate::policy::PPM_SCALE`] ppm, delays within [`MAX_DELAY_MS`], durations within
+//! [`MAX_DURATION_SECONDS`], heartbeats in 1..=[`MAX_HEARTBEAT_SECONDS`], statuses in
+//! [`HTTP_STATUSES`] and up to [`MAX_GRPC_STATUS`], at most [`MAX_RULES`] rules and
+//! [`MAX_HEADERS`] headers, header names and values an HTTP header may have, an abort body of at
+//! most [`MAX_BODY_BYTES`], and every pattern program verified ([`Program::decode`]). It is
+//! total: any bytes give an answer or a [`CompactError`] naming the byte offset and what was
+//! wrong, never a panic, and it allocates no more than the input's length warrants (every item
+//! costs at least one input byte).
 //!
-//! [`decode`] is total: any bytes give a response or a [`CompactError`] naming the offset and
-//! what was wrong, never a panic, and it allocates no more than the input's length warrants
-//! (every item costs at least one input byte). Every policy it decodes goes through
-//! [`validate`], the validation the JSON/YAML reader runs, so an answer holds nothing a
-//! document could not (a delay above the cap, a status outside its range, a regex that does
-//! not compile); a refused policy is named with every problem's field path.
+//! # Versions and the upgrade order
+//!
+//! A filter asks for this version with `encoding=compact&compact_version=3` and
+//! `accept: application/vnd.boifi.config.v3` ([`MEDIA_TYPE`]); a control plane answers it to
+//! those, and version 2 ([`v2`]: whole documents, regexes as text) to filters that ask with
+//! `encoding=compact` alone. A control plane older than version 3 ignores `compact_version` and
+//! answers version 2, which this filter refuses as malformed ("… version 2 …: this filter reads
+//! version 3; upgrade the control plane first"), keeping the set it applied: status shows it
+//! pending. So **upgrade the control plane first, then the filters** (docs/API.md).
 
-use alloc::collections::BTreeMap;
+pub mod v2;
+
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::ConfigResponse;
-use crate::policy::validate::{self, validate};
-use crate::policy::{
-    Abort, Delay, Fault, FaultTarget, FieldError, FieldErrorKind, HeaderMatch, Metadata,
-    PolicyDocument, PolicySpec, PolicyStatus, RequestMatch, Rule, Sampling, Selector, SourceMatch,
-    StringMatch, ValidationErrors, Window,
+use crate::compiled::{
+    AbortAction, CallerMatch, CompileError, Matcher, SidecarPolicy, SidecarRule, SidecarSelector,
 };
+use crate::pattern::{Pattern, Program};
+use crate::policy::name::{is_header_name, is_header_value};
+use crate::policy::{
+    Delay, FaultTarget, Percentage, PolicyDocument, Sampling, Window, HTTP_STATUSES,
+    MAX_BODY_BYTES, MAX_DELAY_MS, MAX_DURATION_SECONDS, MAX_GRPC_STATUS, MAX_HEADERS,
+    MAX_HEARTBEAT_SECONDS, MAX_RULES,
+};
+use crate::varint::{self, Cursor, Fault};
 
-/// The first bytes of every compact answer this crate writes: `BFC` and the format version.
-pub const MAGIC: &[u8; 4] = b"BFC\x02";
+/// The first bytes of every compact answer a filter reads: `BFC` and the format version.
+pub const MAGIC: &[u8; 4] = b"BFC\x03";
 
-/// The first bytes of a version 1 answer, which [`decode`] still reads (an older server's).
-pub const MAGIC_V1: &[u8; 4] = b"BFC\x01";
+/// The media type of the compact answer (`Content-Type`, and the filters' `accept`).
+pub const MEDIA_TYPE: &str = "application/vnd.boifi.config.v3";
 
-/// The media type of the compact answer (`Content-Type`).
-pub const MEDIA_TYPE: &str = "application/vnd.boifi.config.v2";
+/// The compact format version filters ask for (`compact_version=3`).
+pub const FORMAT_VERSION: u64 = 3;
 
-/// Why bytes are not a compact `ConfigResponse` a sidecar may apply.
+/// A `/v1/config` answer as proxies get it: the config version and the policies in their
+/// sidecar form.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SidecarConfig {
+    /// The control plane's config version.
+    pub version: u64,
+    /// The policies that concern the proxy.
+    pub policies: Vec<SidecarPolicy>,
+}
+
+impl SidecarConfig {
+    /// The sidecar form of an answer of documents ([`SidecarPolicy::from_document`]).
+    pub fn from_documents(
+        version: u64,
+        policies: &[PolicyDocument],
+    ) -> Result<SidecarConfig, CompileError> {
+        Ok(SidecarConfig {
+            version,
+            policies: SidecarPolicy::from_documents(policies)?,
+        })
+    }
+}
+
+/// Why bytes are not a compact answer a proxy may apply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CompactError {
-    /// The bytes are not the format.
+    /// The bytes are not the format (or another version of it).
     #[error("compact config at byte {offset}: {what}")]
     Malformed {
         /// Where reading stopped.
@@ -77,20 +110,20 @@ pub enum CompactError {
         /// What was expected or wrong there.
         what: &'static str,
     },
-    /// A policy in the format that [`validate`] refuses, as the JSON reader would.
-    #[error("compact config, policy `{name}` at byte {offset}: {errors}")]
+    /// A well-formed policy with a value no validated policy holds.
+    #[error("compact config, policy `{policy}` at byte {offset}: {what}")]
     Invalid {
-        /// Where the policy starts.
+        /// Where the value is.
         offset: usize,
-        /// Its name.
-        name: String,
-        /// Every problem, with its field path.
-        errors: ValidationErrors,
+        /// The policy's name.
+        policy: String,
+        /// The field and its bound.
+        what: &'static str,
     },
 }
 
 impl CompactError {
-    /// Where reading stopped, or where the refused policy starts.
+    /// Where reading stopped, or where the refused value is.
     pub fn offset(&self) -> usize {
         match self {
             CompactError::Malformed { offset, .. } | CompactError::Invalid { offset, .. } => {
@@ -100,104 +133,98 @@ impl CompactError {
     }
 }
 
-/// Encodes a response in the compact form.
-pub fn encode(response: &ConfigResponse) -> Vec<u8> {
-    let parts: Vec<Vec<u8>> = response.policies.iter().map(encode_policy).collect();
-    assemble(response.version, parts.iter().map(Vec::as_slice))
+impl From<Fault> for CompactError {
+    fn from(fault: Fault) -> CompactError {
+        CompactError::Malformed {
+            offset: fault.offset,
+            what: fault.what,
+        }
+    }
 }
 
-/// One policy's part of a compact response, so a server can encode each policy once and
-/// [`assemble`] the answer of every sidecar from the parts.
-pub fn encode_policy(policy: &PolicyDocument) -> Vec<u8> {
+/// Encodes an answer.
+pub fn encode(config: &SidecarConfig) -> Vec<u8> {
+    let parts: Vec<Vec<u8>> = config.policies.iter().map(encode_policy).collect();
+    assemble(config.version, parts.iter().map(Vec::as_slice))
+}
+
+/// One policy's part of an answer, so a server can encode each policy once and [`assemble`]
+/// the answer of every proxy from the parts.
+pub fn encode_policy(policy: &SidecarPolicy) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(64));
     w.policy(policy);
     w.0
 }
 
-/// A compact response from its version and the [`encode_policy`] parts of its policies.
+/// An answer from its version and the [`encode_policy`] parts of its policies.
 pub fn assemble<'a>(version: u64, parts: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(16));
-    w.0.extend_from_slice(MAGIC);
-    w.uint(version);
-    w.len(parts.len());
-    for part in parts {
-        w.0.extend_from_slice(part);
-    }
-    w.0
+    assemble_with(MAGIC, version, parts)
 }
 
-/// Decodes a compact response and validates each policy (total: never panics, whatever the
-/// bytes).
-pub fn decode(bytes: &[u8]) -> Result<ConfigResponse, CompactError> {
+fn assemble_with<'a>(
+    magic: &[u8; 4],
+    version: u64,
+    parts: impl ExactSizeIterator<Item = &'a [u8]>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(magic);
+    varint::put(&mut out, version);
+    varint::put(&mut out, parts.len() as u64);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// Decodes and verifies an answer (total: never panics, whatever the bytes).
+pub fn decode(bytes: &[u8]) -> Result<SidecarConfig, CompactError> {
     let mut r = Reader {
-        bytes,
-        pos: 0,
-        v1: false,
+        cursor: Cursor::new(bytes),
+        policy: "",
     };
-    r.v1 =
-        match format_version(bytes) {
-            Some(FormatVersion::V1) => true,
-            Some(FormatVersion::V2) => false,
-            None => return Err(r.fail(
-                "not a compact config answer of version 2 or 1 (magic `BFC\\x02` or `BFC\\x01`)",
-            )),
-        };
-    r.pos = MAGIC.len();
-    let version = r.uint()?;
-    let mut policies = Vec::new();
-    for _ in 0..r.uint()? {
+    check_magic(bytes)?;
+    r.cursor.pos = MAGIC.len();
+    let version = r.cursor.uint()?;
+    let count = r.cursor.count()?;
+    let mut policies = Vec::with_capacity(count);
+    for _ in 0..count {
         policies.push(r.policy()?);
     }
-    if r.pos != bytes.len() {
-        return Err(r.fail("bytes after the last policy"));
+    if r.cursor.remaining() > 0 {
+        return Err(r.cursor.fail("bytes after the last policy").into());
     }
-    Ok(ConfigResponse { version, policies })
+    Ok(SidecarConfig { version, policies })
 }
 
-/// The config version in the header of a compact answer (the magic, then the version), read
-/// without decoding the rest: a sidecar that cannot decode an answer can still name the version
-/// it refuses. `None` when not even the header is readable. Total.
+fn check_magic(bytes: &[u8]) -> Result<(), CompactError> {
+    let malformed = |what| CompactError::Malformed { offset: 0, what };
+    match bytes.get(..MAGIC.len()) {
+        Some(m) if m == MAGIC.as_slice() => Ok(()),
+        Some(m) if m == v2::MAGIC.as_slice() => Err(malformed(
+            "an answer of compact version 2, from a control plane older than this filter: this filter reads version 3; upgrade the control plane first",
+        )),
+        _ => Err(malformed(
+            "not a compact config answer of version 3 (magic `BFC\\x03`)",
+        )),
+    }
+}
+
+/// The config version in the header of a version 3 answer, read without decoding the rest: a
+/// proxy that cannot decode an answer can still name the version it refuses. `None` when not
+/// even the header is readable. Total.
 pub fn peek_version(bytes: &[u8]) -> Option<u64> {
-    format_version(bytes)?;
-    Reader {
-        bytes,
-        pos: MAGIC.len(),
-        v1: false,
-    }
-    .uint()
-    .ok()
+    check_magic(bytes).ok()?;
+    let mut cursor = Cursor::new(bytes);
+    cursor.pos = MAGIC.len();
+    cursor.uint().ok()
 }
 
-/// The format versions [`decode`] reads.
-enum FormatVersion {
-    V1,
-    V2,
-}
-
-fn format_version(bytes: &[u8]) -> Option<FormatVersion> {
-    let magic = bytes.get(..MAGIC.len())?;
-    if magic == MAGIC.as_slice() {
-        Some(FormatVersion::V2)
-    } else if magic == MAGIC_V1.as_slice() {
-        Some(FormatVersion::V1)
-    } else {
-        None
-    }
-}
-
+/// The writer of both versions' encoders (each adds its own parts: [`v2`] in its module).
 struct Writer(Vec<u8>);
 
 impl Writer {
-    fn uint(&mut self, mut v: u64) {
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                self.0.push(byte);
-                return;
-            }
-            self.0.push(byte | 0x80);
-        }
+    fn uint(&mut self, v: u64) {
+        varint::put(&mut self.0, v);
     }
 
     fn len(&mut self, n: usize) {
@@ -224,186 +251,137 @@ impl Writer {
         self.opt(s.as_deref(), Self::str);
     }
 
-    fn map(&mut self, map: &BTreeMap<String, String>) {
-        self.len(map.len());
-        for (k, v) in map {
+    fn pairs(&mut self, pairs: &[(String, String)]) {
+        self.len(pairs.len());
+        for (k, v) in pairs {
             self.str(k);
             self.str(v);
         }
     }
 
-    fn string_match(&mut self, m: &StringMatch) {
-        let (kind, s) = match m {
-            StringMatch::Exact(s) => (0, s),
-            StringMatch::Prefix(s) => (1, s),
-            StringMatch::Regex(s) => (2, s),
-        };
-        self.0.push(kind);
-        self.str(s);
+    fn matcher(&mut self, m: &Matcher) {
+        match m {
+            Matcher::Exact(s) => {
+                self.0.push(0);
+                self.str(s);
+            }
+            Matcher::Prefix(s) => {
+                self.0.push(1);
+                self.str(s);
+            }
+            Matcher::Program(p) => {
+                self.0.push(2);
+                let mut program = Vec::new();
+                p.program().encode(&mut program);
+                self.len(program.len());
+                self.0.extend_from_slice(&program);
+            }
+        }
     }
 
-    fn policy(&mut self, p: &PolicyDocument) {
-        let m = &p.metadata;
-        self.str(&m.name);
-        self.opt_str(&m.version);
-        self.opt_str(&m.namespace);
-        self.map(&m.labels);
-        self.map(&m.annotations);
-        let s = &p.spec;
-        self.opt_str(&s.selector.service);
-        self.opt_str(&s.selector.namespace);
-        self.map(&s.selector.labels);
-        self.len(s.rules.len());
-        for rule in &s.rules {
+    fn policy(&mut self, p: &SidecarPolicy) {
+        self.str(&p.name);
+        self.opt_str(&p.selector.service);
+        self.opt_str(&p.selector.namespace);
+        self.pairs(&p.selector.labels);
+        self.len(p.rules.len());
+        for rule in &p.rules {
             self.rule(rule);
         }
-        self.0.push(match s.sampling {
+        self.0.push(match p.sampling {
             Sampling::Random => 0,
             Sampling::Request => 1,
         });
-        self.opt(s.window.as_ref(), |w, window| {
+        self.opt(p.window.as_ref(), |w, window| {
             w.uint(window.start_ms);
             w.uint(window.end_ms);
         });
         // Zig-zag, so a negative priority stays short.
-        let priority = i64::from(s.priority);
+        let priority = i64::from(p.priority);
         self.uint(((priority << 1) ^ (priority >> 63)) as u64);
-        self.flag(s.enabled);
-        self.opt(s.heartbeat_seconds.as_ref(), |w, h| w.uint(*h));
-        self.opt(p.status.as_ref(), |w, status| {
-            w.uint(status.stored_at_ms);
-            w.opt(status.expires_at_ms.as_ref(), |w, e| w.uint(*e));
-            w.uint(status.revision);
-        });
+        self.flag(p.enabled);
+        self.opt(p.heartbeat_seconds.as_ref(), |w, h| w.uint(*h));
+        self.opt(p.stored_at_ms.as_ref(), |w, s| w.uint(*s));
     }
 
-    fn rule(&mut self, rule: &Rule) {
-        let m = &rule.matches;
-        self.opt(m.method.as_ref(), Self::string_match);
-        self.opt(m.path.as_ref(), Self::string_match);
-        self.len(m.headers.len());
-        for h in &m.headers {
-            self.str(&h.name);
-            self.string_match(&h.value);
+    fn rule(&mut self, rule: &SidecarRule) {
+        self.opt(rule.method.as_ref(), Self::matcher);
+        self.opt(rule.path.as_ref(), Self::matcher);
+        self.len(rule.headers.len());
+        for (name, m) in &rule.headers {
+            self.str(name);
+            self.matcher(m);
         }
-        self.opt(m.source.as_ref(), |w, source| {
-            w.opt_str(&source.service);
-            w.opt_str(&source.namespace);
-            w.opt_str(&source.service_account);
+        self.opt(rule.source.as_ref(), |w, caller| {
+            w.opt_str(&caller.namespace);
+            w.opt_str(&caller.service_account);
         });
-        let f = &rule.fault;
-        self.uint(u64::from(f.percentage.ppm()));
-        self.uint(f.start_delay_ms);
-        self.uint(f.duration_seconds);
-        self.0.push(match f.target {
+        self.uint(u64::from(rule.percentage.ppm()));
+        self.uint(rule.start_delay_ms);
+        self.uint(rule.duration_seconds);
+        self.0.push(match rule.target {
             FaultTarget::Request => 0,
             FaultTarget::Response => 1,
         });
-        self.opt(f.delay.as_ref(), |w, d| {
+        self.opt(rule.delay.as_ref(), |w, d| {
             w.uint(d.fixed_delay_ms);
             w.uint(d.jitter_ms);
         });
-        self.opt(f.abort.as_ref(), |w, a| {
+        self.opt(rule.abort.as_ref(), |w, a| {
             w.uint(u64::from(a.http_status));
             w.opt(a.grpc_status.as_ref(), |w, g| w.uint(u64::from(*g)));
-            w.opt_str(&a.body);
-            w.map(&a.headers);
+            w.str(&a.body);
+            w.pairs(&a.headers);
         });
-        self.flag(f.reset);
+        self.flag(rule.reset);
     }
 }
 
 struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    /// A version 1 answer: without the fields version 2 added.
-    v1: bool,
+    cursor: Cursor<'a>,
+    /// The name of the policy being read, for [`CompactError::Invalid`].
+    policy: &'a str,
 }
 
 impl<'a> Reader<'a> {
-    fn fail(&self, what: &'static str) -> CompactError {
-        self.fail_at(self.pos, what)
-    }
-
-    fn fail_at(&self, offset: usize, what: &'static str) -> CompactError {
-        CompactError::Malformed { offset, what }
-    }
-
-    /// A number narrowed by a `validate` check, refused at `path` when it fails (the policy's
-    /// offset and name are filled in by [`Reader::policy`]).
-    fn checked<T>(
-        &mut self,
-        path: impl FnOnce() -> String,
-        check: impl FnOnce(u64) -> Result<T, FieldErrorKind>,
-    ) -> Result<T, CompactError> {
-        let v = self.uint()?;
-        check(v).map_err(|kind| CompactError::Invalid {
-            offset: 0,
-            name: String::new(),
-            errors: ValidationErrors(alloc::vec![FieldError { path: path(), kind }]),
-        })
-    }
-
-    fn byte(&mut self) -> Result<u8, CompactError> {
-        let b = *self
-            .bytes
-            .get(self.pos)
-            .ok_or_else(|| self.fail("the answer ends early"))?;
-        self.pos += 1;
-        Ok(b)
-    }
-
-    fn uint(&mut self) -> Result<u64, CompactError> {
-        let mut v: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            let bits = u64::from(b & 0x7f);
-            if shift == 63 && bits > 1 {
-                return Err(self.fail("a number longer than 64 bits"));
-            }
-            v |= bits << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
+    /// A value at `offset` outside what validation allows.
+    fn invalid(&self, offset: usize, what: &'static str) -> CompactError {
+        CompactError::Invalid {
+            offset,
+            policy: String::from(self.policy),
+            what,
         }
-        Err(self.fail("a number longer than 64 bits"))
     }
 
-    fn flag(&mut self) -> Result<bool, CompactError> {
-        match self.byte()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(self.fail_at(self.pos - 1, "a flag other than 0 or 1")),
+    /// A number, refused with `what` when above `max`.
+    fn at_most(&mut self, max: u64, what: &'static str) -> Result<u64, CompactError> {
+        let at = self.cursor.pos;
+        let v = self.cursor.uint()?;
+        if v > max {
+            return Err(self.invalid(at, what));
         }
+        Ok(v)
+    }
+
+    /// A list length, refused with `what` when above `max`.
+    fn count_at_most(&mut self, max: usize, what: &'static str) -> Result<usize, CompactError> {
+        let at = self.cursor.pos;
+        let n = self.cursor.count()?;
+        if n > max {
+            return Err(self.invalid(at, what));
+        }
+        Ok(n)
     }
 
     fn str(&mut self) -> Result<String, CompactError> {
-        self.text().map(String::from)
-    }
-
-    /// A string, borrowed from the answer.
-    fn text(&mut self) -> Result<&'a str, CompactError> {
-        let start = self.pos;
-        let len = self.uint()?;
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|len| self.pos.checked_add(len))
-            .filter(|end| *end <= self.bytes.len())
-            .ok_or_else(|| self.fail_at(start, "a string longer than the answer"))?;
-        let bytes: &'a [u8] = self.bytes;
-        let text = bytes
-            .get(self.pos..end)
-            .and_then(|b| core::str::from_utf8(b).ok())
-            .ok_or_else(|| self.fail("a string that is not UTF-8"))?;
-        self.pos = end;
-        Ok(text)
+        Ok(String::from(self.cursor.text()?))
     }
 
     fn opt<T>(
         &mut self,
         read: impl FnOnce(&mut Self) -> Result<T, CompactError>,
     ) -> Result<Option<T>, CompactError> {
-        if self.flag()? {
+        if self.cursor.flag()? {
             read(self).map(Some)
         } else {
             Ok(None)
@@ -414,184 +392,210 @@ impl<'a> Reader<'a> {
         self.opt(Self::str)
     }
 
-    fn map(&mut self) -> Result<BTreeMap<String, String>, CompactError> {
-        let mut map = BTreeMap::new();
-        for _ in 0..self.uint()? {
-            let k = self.str()?;
-            let v = self.str()?;
-            if map.insert(k, v).is_some() {
-                return Err(self.fail("a map with a repeated key"));
-            }
+    /// One of `n` kinds (a byte below `n`), refused with `what`.
+    fn kind(&mut self, n: u8, what: &'static str) -> Result<u8, CompactError> {
+        let b = self.cursor.byte()?;
+        if b >= n {
+            return Err(self.cursor.fail_at(self.cursor.pos - 1, what).into());
         }
-        Ok(map)
+        Ok(b)
     }
 
-    fn string_match(&mut self) -> Result<StringMatch, CompactError> {
-        match self.byte()? {
-            0 => self.str().map(StringMatch::Exact),
-            1 => self.str().map(StringMatch::Prefix),
-            2 => self.str().map(StringMatch::Regex),
-            _ => Err(self.fail_at(
-                self.pos - 1,
-                "a string match other than exact, prefix or regex",
-            )),
-        }
+    fn matcher(&mut self) -> Result<Matcher, CompactError> {
+        Ok(
+            match self.kind(3, "a string match other than exact, prefix or program")? {
+                0 => Matcher::Exact(self.str()?),
+                1 => Matcher::Prefix(self.str()?),
+                _ => {
+                    let bytes = self.cursor.bytes()?;
+                    let start = self.cursor.pos - bytes.len();
+                    let program = Program::decode(bytes).map_err(|e| CompactError::Malformed {
+                        offset: start + e.offset(),
+                        what: e.what(),
+                    })?;
+                    Matcher::Program(Pattern::from_program(program))
+                }
+            },
+        )
     }
 
-    /// One policy, validated; a refusal names it and where it starts.
-    fn policy(&mut self) -> Result<PolicyDocument, CompactError> {
-        let at = self.pos;
-        let name = self.text()?;
-        let refused = |errors| CompactError::Invalid {
-            offset: at,
-            name: String::from(name),
-            errors,
-        };
-        match self.policy_after_name(name) {
-            Ok(policy) => validate(&policy).map(|()| policy).map_err(refused),
-            Err(CompactError::Invalid { errors, .. }) => Err(refused(errors)),
-            Err(malformed) => Err(malformed),
+    /// A header name a rule matches: an HTTP token, lower-case.
+    fn header_name(&mut self, what: &'static str) -> Result<String, CompactError> {
+        let at = self.cursor.pos;
+        let name = self.cursor.text()?;
+        if !is_header_name(name) || name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(self.invalid(at, what));
         }
+        Ok(String::from(name))
     }
 
-    fn policy_after_name(&mut self, name: &str) -> Result<PolicyDocument, CompactError> {
-        let metadata = Metadata {
-            name: String::from(name),
-            version: self.opt_str()?,
-            namespace: self.opt_str()?,
-            labels: self.map()?,
-            annotations: self.map()?,
-        };
-        let selector = Selector {
+    fn policy(&mut self) -> Result<SidecarPolicy, CompactError> {
+        self.policy = self.cursor.text()?;
+        let name = String::from(self.policy);
+        let selector = SidecarSelector {
             service: self.opt_str()?,
             namespace: self.opt_str()?,
-            labels: self.map()?,
+            labels: self.pairs()?,
         };
-        let mut rules = Vec::new();
-        for index in 0..self.uint()? {
-            rules.push(self.rule(index)?);
+        let count = self.count_at_most(MAX_RULES, "spec.rules: more than the limit of 64")?;
+        let mut rules = Vec::with_capacity(count);
+        for _ in 0..count {
+            rules.push(self.rule()?);
         }
-        let sampling = match self.byte()? {
+        let sampling = match self.kind(2, "spec.sampling: neither random nor request")? {
             0 => Sampling::Random,
-            1 => Sampling::Request,
-            _ => {
-                return Err(self.fail_at(self.pos - 1, "spec.sampling: neither random nor request"))
-            }
+            _ => Sampling::Request,
         };
         let window = self.opt(|r| {
             Ok(Window {
-                start_ms: r.uint()?,
-                end_ms: r.uint()?,
+                start_ms: r.cursor.uint()?,
+                end_ms: r.cursor.uint()?,
             })
         })?;
-        let priority = self.checked(
-            || String::from("spec.priority"),
-            |zigzag| validate::priority(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64)),
-        )?;
-        let enabled = self.flag()?;
-        let heartbeat_seconds = if self.v1 { None } else { self.opt(Self::uint)? };
-        let status = self.opt(|r| {
-            Ok(PolicyStatus {
-                stored_at_ms: r.uint()?,
-                expires_at_ms: r.opt(Self::uint)?,
-                revision: r.uint()?,
-                guard: None,
-            })
+        let at = self.cursor.pos;
+        let zigzag = self.cursor.uint()?;
+        let priority = i32::try_from(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64))
+            .map_err(|_| self.invalid(at, "spec.priority: beyond 32 bits"))?;
+        let enabled = self.cursor.flag()?;
+        let heartbeat_seconds = self.opt(|r| {
+            let at = r.cursor.pos;
+            let seconds = r.at_most(
+                MAX_HEARTBEAT_SECONDS,
+                "spec.heartbeat_seconds: outside 1..=86400",
+            )?;
+            if seconds == 0 {
+                return Err(r.invalid(at, "spec.heartbeat_seconds: outside 1..=86400"));
+            }
+            Ok(seconds)
         })?;
-        Ok(PolicyDocument {
-            metadata,
-            spec: PolicySpec {
-                selector,
-                rules,
-                sampling,
-                window,
-                priority,
-                enabled,
-                heartbeat_seconds,
-                guards: Vec::new(),
-            },
-            status,
+        let stored_at_ms = self.opt(|r| Ok(r.cursor.uint()?))?;
+        Ok(SidecarPolicy {
+            name,
+            selector,
+            enabled,
+            priority,
+            sampling,
+            window,
+            stored_at_ms,
+            heartbeat_seconds,
+            rules,
         })
     }
 
-    fn rule(&mut self, index: u64) -> Result<Rule, CompactError> {
-        let method = self.opt(Self::string_match)?;
-        let path = self.opt(Self::string_match)?;
-        let mut headers = Vec::new();
-        for _ in 0..self.uint()? {
-            headers.push(HeaderMatch {
-                name: self.str()?,
-                value: self.string_match()?,
-            });
+    fn pairs(&mut self) -> Result<Vec<(String, String)>, CompactError> {
+        let n = self.cursor.count()?;
+        let mut pairs = Vec::with_capacity(n);
+        for _ in 0..n {
+            pairs.push((self.str()?, self.str()?));
+        }
+        Ok(pairs)
+    }
+
+    fn rule(&mut self) -> Result<SidecarRule, CompactError> {
+        let method = self.opt(Self::matcher)?;
+        let path = self.opt(Self::matcher)?;
+        let n = self.count_at_most(MAX_HEADERS, "match.headers: more than the limit of 32")?;
+        let mut headers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name =
+                self.header_name("match.headers: a name that is not a lower-case header name")?;
+            headers.push((name, self.matcher()?));
         }
         let source = self.opt(|r| {
-            Ok(SourceMatch {
-                service: r.opt_str()?,
+            Ok(CallerMatch {
                 namespace: r.opt_str()?,
                 service_account: r.opt_str()?,
             })
         })?;
-        let fault = || alloc::format!("spec.rules[{index}].fault");
-        let percentage = self.checked(
-            || alloc::format!("{}.percentage", fault()),
-            validate::percentage,
+        let at = self.cursor.pos;
+        let ppm = self.cursor.uint()?;
+        let percentage = u32::try_from(ppm)
+            .ok()
+            .and_then(Percentage::from_ppm)
+            .ok_or_else(|| self.invalid(at, "fault.percentage: above 1000000 ppm (100 %)"))?;
+        let start_delay_ms = self.at_most(
+            MAX_DELAY_MS,
+            "fault.start_delay_ms: above the cap of 300000 ms",
         )?;
-        let start_delay_ms = self.uint()?;
-        let duration_seconds = self.uint()?;
-        let target = if self.v1 {
-            FaultTarget::Request
-        } else {
-            match self.byte()? {
-                0 => FaultTarget::Request,
-                1 => FaultTarget::Response,
-                _ => {
-                    return Err(
-                        self.fail_at(self.pos - 1, "fault.target: neither request nor response")
-                    )
-                }
-            }
+        let duration_seconds = self.at_most(
+            MAX_DURATION_SECONDS,
+            "fault.duration_seconds: above the limit of 2592000",
+        )?;
+        let target = match self.kind(2, "fault.target: neither request nor response")? {
+            0 => FaultTarget::Request,
+            _ => FaultTarget::Response,
         };
         let delay = self.opt(|r| {
             Ok(Delay {
-                fixed_delay_ms: r.uint()?,
-                jitter_ms: r.uint()?,
+                fixed_delay_ms: r.at_most(
+                    MAX_DELAY_MS,
+                    "fault.delay.fixed_delay_ms: above the cap of 300000 ms",
+                )?,
+                jitter_ms: r.at_most(
+                    MAX_DELAY_MS,
+                    "fault.delay.jitter_ms: above the cap of 300000 ms",
+                )?,
             })
         })?;
-        let abort = self.opt(|r| r.abort(|| alloc::format!("{}.abort", fault())))?;
-        let reset = !self.v1 && self.flag()?;
-        Ok(Rule {
-            matches: RequestMatch {
-                method,
-                path,
-                headers,
-                source,
-            },
-            fault: Fault {
-                percentage,
-                start_delay_ms,
-                duration_seconds,
-                target,
-                delay,
-                abort,
-                reset,
-            },
+        let abort = self.opt(Self::abort)?;
+        let reset = self.cursor.flag()?;
+        Ok(SidecarRule {
+            method,
+            path,
+            headers,
+            source,
+            percentage,
+            start_delay_ms,
+            duration_seconds,
+            target,
+            delay,
+            abort,
+            reset,
         })
     }
 
-    fn abort(&mut self, path: impl Fn() -> String) -> Result<Abort, CompactError> {
-        let http_status = self.checked(
-            || alloc::format!("{}.httpStatus", path()),
-            validate::http_status,
-        )?;
+    fn abort(&mut self) -> Result<AbortAction, CompactError> {
+        let at = self.cursor.pos;
+        let status = self.cursor.uint()?;
+        let http_status = u16::try_from(status)
+            .ok()
+            .filter(|s| HTTP_STATUSES.contains(s))
+            .ok_or_else(|| self.invalid(at, "fault.abort.httpStatus: outside 200..=599"))?;
         let grpc_status = self.opt(|r| {
-            r.checked(
-                || alloc::format!("{}.grpcStatus", path()),
-                validate::grpc_status,
-            )
+            let g = r.at_most(
+                u64::from(MAX_GRPC_STATUS),
+                "fault.abort.grpcStatus: outside 0..=16",
+            )?;
+            Ok(g as u8)
         })?;
-        let body = self.opt_str()?;
-        let headers = self.map()?;
-        Ok(Abort {
+        let at = self.cursor.pos;
+        let body = self.str()?;
+        if body.len() > MAX_BODY_BYTES {
+            return Err(self.invalid(at, "fault.abort.body: longer than the limit of 16384 bytes"));
+        }
+        let n = self.count_at_most(
+            MAX_HEADERS,
+            "fault.abort.headers: more than the limit of 32",
+        )?;
+        let mut headers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let at = self.cursor.pos;
+            let name = self
+                .header_name("fault.abort.headers: a name that is not a lower-case header name")?;
+            if name.starts_with(':') {
+                return Err(self.invalid(at, "fault.abort.headers: a pseudo-header"));
+            }
+            let at = self.cursor.pos;
+            let value = self.str()?;
+            if !is_header_value(&value) {
+                return Err(self.invalid(
+                    at,
+                    "fault.abort.headers: a value with a control character (CR, LF or NUL)",
+                ));
+            }
+            headers.push((name, value));
+        }
+        Ok(AbortAction {
             http_status,
             grpc_status,
             body,

@@ -61,7 +61,7 @@ fn scenario_corpus_holds_in_the_core() {
     let mut failures = Vec::new();
     for (i, scenario) in scenarios.iter().enumerate() {
         let policies = scenario.load_policies(&policy_dir).unwrap();
-        let set = CompiledPolicySet::compile(&policies, &scenario.identity(), now).unwrap();
+        let set = CompiledPolicySet::from_documents(&policies, &scenario.identity(), now).unwrap();
         let request = scenario.request();
         // Each scenario gets fresh request ids so `request` sampling sees distinct requests.
         let mut dist = boifi_core::simulate::Distribution::default();
@@ -113,7 +113,8 @@ fn time_limited_policy_stops_firing_after_its_duration() {
     let identity = boifi_core::Identity::for_service("recommendationservice", "demo");
     let request = boifi_core::compiled::SimpleRequest::new("GET", "/");
     let set =
-        CompiledPolicySet::compile(std::slice::from_ref(&policy), &identity, stored_at).unwrap();
+        CompiledPolicySet::from_documents(std::slice::from_ref(&policy), &identity, stored_at)
+            .unwrap();
     let fired = |now| {
         (0..1000)
             .filter(|&d| boifi_core::decide(&set, &request, now, d).is_some())

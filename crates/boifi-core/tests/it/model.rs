@@ -458,7 +458,7 @@ proptest! {
         policies.retain(|p| seen.insert(p.metadata.name.clone()));
         let compiled_at = BASE + compiled_offset;
         let now = compiled_at + now_offset;
-        let set = CompiledPolicySet::compile(&policies, &identity, compiled_at).unwrap();
+        let set = CompiledPolicySet::from_documents(&policies, &identity, compiled_at).unwrap();
         let got = decide(&set, &request, now, draw)
             .map(|d| (d.policy.to_string(), d.rule_index, d.total_wait_ms(), d.abort.map(|a| a.http_status)));
         let want = reference(&policies, &identity, &request, compiled_at, now, draw);
@@ -477,12 +477,12 @@ proptest! {
             p
         }).collect();
         let identity = Identity::for_service("cartservice", "demo");
-        let set = CompiledPolicySet::compile(&policies, &identity, BASE).unwrap();
+        let set = CompiledPolicySet::from_documents(&policies, &identity, BASE).unwrap();
         prop_assert!(set.is_empty());
         prop_assert!(decide(&set, &request, BASE, draw).is_none());
         // And a sidecar that does not know its service gets none of them either.
         let partial = Identity { service: None, ..Identity::for_service("x", "demo") };
-        prop_assert!(CompiledPolicySet::compile(&policies, &partial, BASE).unwrap().is_empty());
+        prop_assert!(CompiledPolicySet::from_documents(&policies, &partial, BASE).unwrap().is_empty());
     }
 
     #[test]
@@ -506,8 +506,8 @@ proptest! {
             status: None,
         };
         let request = SimpleRequest::new("GET", "/").with_header("x-request-id", &id);
-        let never = CompiledPolicySet::compile(&[doc("never", 0)], &Identity::default(), 0).unwrap();
-        let always = CompiledPolicySet::compile(&[doc("always", 1_000_000)], &Identity::default(), 0).unwrap();
+        let never = CompiledPolicySet::from_documents(&[doc("never", 0)], &Identity::default(), 0).unwrap();
+        let always = CompiledPolicySet::from_documents(&[doc("always", 1_000_000)], &Identity::default(), 0).unwrap();
         prop_assert!(decide(&never, &request, 0, draw).is_none());
         prop_assert!(decide(&always, &request, 0, draw).is_some());
         prop_assert!(decide(&always, &request, 0, seed).is_some());
@@ -523,19 +523,25 @@ proptest! {
         prop_assert_eq!(&back[0], &policy);
     }
 
-    /// The compact `/v1/config` answer carries exactly what the JSON one does.
+    /// The compact `/v1/config` answer carries exactly the sidecar form of the JSON one's
+    /// policies, and every proxy decodes what the server encodes.
     #[test]
     fn compact_config_agrees_with_json(
         policies in prop::collection::vec(policy(), 0..4),
         version in any::<u64>(),
     ) {
-        use boifi_core::wire::{compact, ConfigResponse};
+        use boifi_core::wire::compact::{self, SidecarConfig};
+        use boifi_core::wire::ConfigResponse;
         let response = ConfigResponse { version, policies };
         let from_json: ConfigResponse =
             serde_json::from_str(&serde_json::to_string(&response).unwrap()).unwrap();
-        let from_compact = compact::decode(&compact::encode(&response)).unwrap();
-        prop_assert_eq!(&from_compact, &from_json);
-        prop_assert_eq!(&from_compact, &response);
+        let sent = SidecarConfig::from_documents(version, &response.policies).unwrap();
+        let from_compact = compact::decode(&compact::encode(&sent)).unwrap();
+        prop_assert_eq!(&from_compact, &sent);
+        prop_assert_eq!(
+            &from_compact,
+            &SidecarConfig::from_documents(version, &from_json.policies).unwrap()
+        );
     }
 
     #[test]
@@ -550,7 +556,7 @@ proptest! {
         policy.spec.window = None;
         policy.spec.selector = Selector::default();
         policy.status = None;
-        let set = CompiledPolicySet::compile(std::slice::from_ref(&policy), &Identity::default(), 0).unwrap();
+        let set = CompiledPolicySet::from_documents(std::slice::from_ref(&policy), &Identity::default(), 0).unwrap();
         for path in PATHS {
             let request = SimpleRequest::new("GET", path).with_header("x-request-id", &id);
             let a = decide(&set, &request, 0, draw_a).map(|d| (d.rule_index, d.total_wait_ms()));
@@ -587,7 +593,7 @@ proptest! {
         let ppm = edge + u32::from(one_more);
         policy.spec.rules[0].fault.percentage = Percentage::from_ppm(ppm).unwrap();
         let policies = [policy];
-        let set = CompiledPolicySet::compile(&policies, &Identity::default(), BASE).unwrap();
+        let set = CompiledPolicySet::from_documents(&policies, &Identity::default(), BASE).unwrap();
         let got = decide(&set, &request, BASE, draw)
             .map(|d| (d.policy.to_string(), d.rule_index, d.total_wait_ms(), d.abort.map(|a| a.http_status)));
         let want = reference(&policies, &Identity::default(), &request, BASE, BASE, draw);

@@ -30,7 +30,7 @@ proptest! {
     #[test]
     fn observed_rate_is_within_four_sigma(ppm in 0u32..=1_000_000, seed in any::<u64>()) {
         let pct = format!("{}.{:04}", ppm / 10_000, ppm % 10_000);
-        let set = CompiledPolicySet::compile(&[abort_policy("rate", &pct)], &Identity::default(), 0).unwrap();
+        let set = CompiledPolicySet::from_documents(&[abort_policy("rate", &pct)], &Identity::default(), 0).unwrap();
         let n = 100_000;
         let hits = observed(&set, n, seed);
         let check = check_binomial("rate", hits, n, f64::from(ppm) / 1e6);
@@ -40,8 +40,9 @@ proptest! {
 
 #[test]
 fn thirty_percent_stays_thirty_percent() {
-    let set = CompiledPolicySet::compile(&[abort_policy("thirty", "30")], &Identity::default(), 0)
-        .unwrap();
+    let set =
+        CompiledPolicySet::from_documents(&[abort_policy("thirty", "30")], &Identity::default(), 0)
+            .unwrap();
     let n = 100_000;
     let hits = observed(&set, n, 42);
     check_binomial("thirty", hits, n, 0.30).unwrap();
@@ -50,18 +51,23 @@ fn thirty_percent_stays_thirty_percent() {
 #[test]
 fn hundred_percent_is_every_request() {
     let set =
-        CompiledPolicySet::compile(&[abort_policy("all", "100")], &Identity::default(), 0).unwrap();
+        CompiledPolicySet::from_documents(&[abort_policy("all", "100")], &Identity::default(), 0)
+            .unwrap();
     assert_eq!(observed(&set, 100_000, 7), 100_000);
     let set =
-        CompiledPolicySet::compile(&[abort_policy("none", "0")], &Identity::default(), 0).unwrap();
+        CompiledPolicySet::from_documents(&[abort_policy("none", "0")], &Identity::default(), 0)
+            .unwrap();
     assert_eq!(observed(&set, 100_000, 7), 0);
 }
 
 #[test]
 fn smallest_step_is_representable() {
-    let set =
-        CompiledPolicySet::compile(&[abort_policy("tiny", "0.0001")], &Identity::default(), 0)
-            .unwrap();
+    let set = CompiledPolicySet::from_documents(
+        &[abort_policy("tiny", "0.0001")],
+        &Identity::default(),
+        0,
+    )
+    .unwrap();
     // 1 ppm over 25 million draws: 25 ± 20 hits at 4σ. The band must exclude 0 (and 2 ppm's 50),
     // or a rate rounded down to 0 % (or up) would pass — the very bug this test is about.
     let n = 25_000_000;
@@ -79,7 +85,7 @@ fn expected_shares_follow_rule_order_and_fixed_request_ids() {
     use boifi_core::simulate::expected_shares;
     let a = abort_policy("a-first", "30");
     let b = abort_policy("b-second", "50");
-    let set = CompiledPolicySet::compile(&[b, a], &Identity::default(), 0).unwrap();
+    let set = CompiledPolicySet::from_documents(&[b, a], &Identity::default(), 0).unwrap();
     let shares = expected_shares(&set, &SimpleRequest::new("GET", "/"), 0);
     assert_eq!(shares.len(), 2);
     assert_eq!(shares[0].policy, "a-first");
@@ -89,7 +95,7 @@ fn expected_shares_follow_rule_order_and_fixed_request_ids() {
     // `request` sampling with a fixed id: all or nothing, and exactly what decide does.
     let mut p = abort_policy("by-request", "50");
     p.spec.sampling = boifi_core::policy::Sampling::Request;
-    let set = CompiledPolicySet::compile(&[p], &Identity::default(), 0).unwrap();
+    let set = CompiledPolicySet::from_documents(&[p], &Identity::default(), 0).unwrap();
     let mut seen = std::collections::BTreeSet::new();
     for id in ["r-1", "r-2", "r-3", "r-4", "r-5", "r-6"] {
         let request = SimpleRequest::new("GET", "/").with_header("x-request-id", id);
@@ -110,7 +116,7 @@ fn expected_shares_are_exact_decimals() {
             .enumerate()
             .map(|(i, p)| abort_policy(&format!("p{i}"), p))
             .collect();
-        CompiledPolicySet::compile(&policies, &Identity::default(), 0).unwrap()
+        CompiledPolicySet::from_documents(&policies, &Identity::default(), 0).unwrap()
     };
     let request = SimpleRequest::new("GET", "/");
     let percent = |percentages: &[&str]| -> (Vec<String>, String) {

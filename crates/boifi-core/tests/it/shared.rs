@@ -84,7 +84,7 @@ spec:
         service: "cartservice",
         namespace: "shop",
     };
-    CompiledPolicySet::compile(&policies, &cart.identity(ProxyKind::Waypoint), 0).unwrap()
+    CompiledPolicySet::from_documents(&policies, &cart.identity(ProxyKind::Waypoint), 0).unwrap()
 }
 
 #[test]
@@ -119,8 +119,9 @@ spec:
         namespace: "shop",
     };
     let waypoint =
-        CompiledPolicySet::compile(&policies, &cart.identity(ProxyKind::Waypoint), 0).unwrap();
-    let sidecar = CompiledPolicySet::compile(
+        CompiledPolicySet::from_documents(&policies, &cart.identity(ProxyKind::Waypoint), 0)
+            .unwrap();
+    let sidecar = CompiledPolicySet::from_documents(
         &policies,
         &boifi_core::Identity::for_service("cartservice", "shop"),
         0,

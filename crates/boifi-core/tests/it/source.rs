@@ -26,7 +26,8 @@ spec:
 
 fn set(source: &str) -> CompiledPolicySet {
     let policies = parse_policies_yaml(&policy(source)).unwrap();
-    CompiledPolicySet::compile(&policies, &Identity::for_service("cartservice", "demo"), 0).unwrap()
+    CompiledPolicySet::from_documents(&policies, &Identity::for_service("cartservice", "demo"), 0)
+        .unwrap()
 }
 
 fn faulted(set: &CompiledPolicySet, request: &SimpleRequest) -> bool {
@@ -197,7 +198,7 @@ spec:
       fault: {percentage: 0, abort: {httpStatus: 500}}
 ";
     let policies = parse_policies_yaml(text).unwrap();
-    let all = CompiledPolicySet::compile(&policies, &Identity::default(), 0).unwrap();
+    let all = CompiledPolicySet::from_documents(&policies, &Identity::default(), 0).unwrap();
     assert!(all.reads_caller());
     let request = Counting {
         path: "/cart",
@@ -212,7 +213,8 @@ spec:
     };
     assert!(decide(&all, &other_path, 0, 1).is_none());
     assert_eq!(other_path.reads.get(), 0, "the path fails first: no read");
-    let without = CompiledPolicySet::compile(&policies[1..], &Identity::default(), 0).unwrap();
+    let without =
+        CompiledPolicySet::from_documents(&policies[1..], &Identity::default(), 0).unwrap();
     assert!(!without.reads_caller());
     let request = Counting {
         path: "/cart",

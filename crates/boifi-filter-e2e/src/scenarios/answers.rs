@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use boifi_core::policy::StringMatch;
-use boifi_core::wire::{compact, ConfigResponse};
+use boifi_core::wire::compact::{self, SidecarConfig};
+use boifi_core::wire::ConfigResponse;
 use serde_json::json;
 
 use super::*;
@@ -226,7 +226,7 @@ fn serve(mut stream: TcpStream, script: &Mutex<Script>, accept: &Accept, port: u
 }
 
 /// A compact answer of `version` with one policy per `(name, path prefix, status)`.
-fn answer(version: u64, policies: &[(&str, &str, u16)]) -> ConfigResponse {
+fn answer(version: u64, policies: &[(&str, &str, u16)]) -> SidecarConfig {
     let policies: Vec<_> = policies
         .iter()
         .map(|(name, prefix, status)| {
@@ -240,7 +240,9 @@ fn answer(version: u64, policies: &[(&str, &str, u16)]) -> ConfigResponse {
             })
         })
         .collect();
-    serde_json::from_value(json!({"version": version, "policies": policies})).unwrap()
+    let response: ConfigResponse =
+        serde_json::from_value(json!({"version": version, "policies": policies})).unwrap();
+    SidecarConfig::from_documents(response.version, &response.policies).unwrap()
 }
 
 fn good(version: u64, policies: &[(&str, &str, u16)]) -> Entry {
@@ -287,12 +289,13 @@ pub fn every_control_plane_answer_installs_counts_and_reports_the_same_in_both_f
     let p = Prereqs::find(filter);
     let _serial = serial();
     let upstream = Upstream::start();
-    // v2 decodes, but one of its policies has a regex this sidecar cannot build (the server's
-    // validation would refuse it; a server of another version might send it): the whole set
-    // is refused, so its compilable `first` (500 instead of 503) must not appear either.
+    // v2 is well-formed, but one of its policies has a status no validated policy has (the
+    // server's validation would refuse it; a server of another version might send it): the
+    // whole set is refused, so its valid `first` (500 instead of 503) must not appear either.
     let mut uncompilable = answer(2, &[("first", "/first", 500), ("second", "/second", 502)]);
-    uncompilable.policies[1].spec.rules[0].matches.path =
-        Some(StringMatch::Regex("(unclosed".into()));
+    if let Some(abort) = &mut uncompilable.policies[1].rules[0].abort {
+        abort.http_status = 600;
+    }
     // v3's header is readable, the rest is cut short.
     let mut malformed = compact::encode(&answer(3, &[("third", "/third", 504)]));
     malformed.truncate(malformed.len() / 2);

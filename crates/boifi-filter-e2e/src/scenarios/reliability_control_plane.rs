@@ -119,7 +119,8 @@ fn serve(mut stream: TcpStream, mode: &AtomicU8, body: &Mutex<(u64, Vec<u8>)>, c
             }
             Mode::Huge => {
                 // 16 MiB of a compact answer that never ends.
-                let mut b = b"BFC\x02\x63\x01".to_vec();
+                let mut b = boifi_core::wire::compact::MAGIC.to_vec();
+                b.extend_from_slice(b"\x63\x01");
                 b.resize(16 * 1024 * 1024, b' ');
                 http_200(&b)
             }
@@ -169,7 +170,14 @@ fn config_body(version: u64, status: u16) -> Vec<u8> {
             "status": {"stored_at_ms": 1, "revision": version}
         }]
     });
-    boifi_core::wire::compact::encode(&serde_json::from_value(json).unwrap())
+    let response: boifi_core::wire::ConfigResponse = serde_json::from_value(json).unwrap();
+    boifi_core::wire::compact::encode(
+        &boifi_core::wire::compact::SidecarConfig::from_documents(
+            response.version,
+            &response.policies,
+        )
+        .unwrap(),
+    )
 }
 
 /// Lines of the Envoy log that report a config failure.

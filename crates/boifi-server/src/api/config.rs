@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use boifi_core::compiled::SidecarPolicy;
 use boifi_core::policy::{PolicyDocument, PolicyState};
 use boifi_core::wire::{compact, ConfigEncoding, ConfigQuery, ConfigResponse};
 
@@ -53,63 +54,88 @@ fn sent_to_sidecars(policy: &PolicyDocument, now_ms: u64) -> bool {
     policy.state_at(now_ms) != PolicyState::Expired && policy.guards_allow_injection()
 }
 
-/// Each policy of one snapshot serialized once, so a write that wakes a thousand waiters costs
-/// one serialization per policy, not one per waiter.
+/// Each policy of one snapshot serialized once per encoding, on the first answer that asks for
+/// it, so a write that wakes a thousand waiters costs one serialization per policy, not one per
+/// waiter (and an encoding no proxy asks for, such as version 2 once every filter reads
+/// version 3, costs nothing).
 #[derive(Debug, Default)]
 pub struct RenderCache {
     current: std::sync::Mutex<Option<Arc<Rendered>>>,
 }
 
+/// The parts of one snapshot's policies in one encoding, in `snapshot.policies` order.
+type Parts = std::sync::OnceLock<Result<Vec<Vec<u8>>, String>>;
+
 #[derive(Debug)]
 struct Rendered {
     snapshot: Arc<Snapshot>,
-    /// JSON of each policy, in `snapshot.policies` order.
-    json: Vec<Vec<u8>>,
-    /// The compact encoding of each policy, in the same order.
-    compact: Vec<Vec<u8>>,
+    /// JSON of each policy.
+    json: Parts,
+    /// The compact version 2 encoding of each policy (for filters older than version 3).
+    compact_v2: Parts,
+    /// The compact version 3 encoding of each policy's sidecar form.
+    compact_v3: Parts,
+}
+
+impl Rendered {
+    /// The parts in `encoding`, rendered on first use.
+    fn parts(&self, encoding: ConfigEncoding) -> Result<&[Vec<u8>], ApiFailure> {
+        let policies = self.snapshot.policies.values();
+        let parts = match encoding {
+            ConfigEncoding::Json => self.json.get_or_init(|| {
+                policies
+                    .map(|p| serde_json::to_vec(&p.for_sidecars()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("encoding policies: {e}"))
+            }),
+            ConfigEncoding::Compact => self.compact_v2.get_or_init(|| {
+                Ok(policies
+                    .map(|p| compact::v2::encode_policy(&p.for_sidecars()))
+                    .collect())
+            }),
+            // Stored policies were validated, so their regexes compile: an error is a bug.
+            ConfigEncoding::CompactV3 => self.compact_v3.get_or_init(|| {
+                policies
+                    .map(|p| SidecarPolicy::from_document(p).map(|s| compact::encode_policy(&s)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("compiling policies: {e}"))
+            }),
+        };
+        parts
+            .as_deref()
+            .map_err(|e| ApiFailure::Internal(e.clone()))
+    }
 }
 
 impl RenderCache {
-    fn get(&self, snapshot: &Arc<Snapshot>) -> Result<Arc<Rendered>, ApiFailure> {
+    fn get(&self, snapshot: &Arc<Snapshot>) -> Arc<Rendered> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = current.as_ref() {
             if Arc::ptr_eq(&r.snapshot, snapshot) {
-                return Ok(Arc::clone(r));
+                return Arc::clone(r);
             }
         }
-        let json = snapshot
-            .policies
-            .values()
-            .map(|p| serde_json::to_vec(&p.for_sidecars()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ApiFailure::Internal(format!("encoding policies: {e}")))?;
-        let compact = snapshot
-            .policies
-            .values()
-            .map(|p| compact::encode_policy(&p.for_sidecars()))
-            .collect();
         let rendered = Arc::new(Rendered {
             snapshot: Arc::clone(snapshot),
-            json,
-            compact,
+            json: Parts::new(),
+            compact_v2: Parts::new(),
+            compact_v3: Parts::new(),
         });
         *current = Some(Arc::clone(&rendered));
-        Ok(rendered)
+        rendered
     }
 
     /// [`config_for`]`(query, snapshot, now_ms)` in the encoding the query asks for, byte for
-    /// byte as `serde_json` or [`compact::encode`] would write it.
+    /// byte as `serde_json`, [`compact::v2::encode`] or [`compact::encode`] (of the policies'
+    /// sidecar form) would write it.
     pub fn body_for(
         &self,
         query: &ConfigQuery,
         snapshot: &Arc<Snapshot>,
         now_ms: u64,
     ) -> Result<Vec<u8>, ApiFailure> {
-        let rendered = self.get(snapshot)?;
-        let parts = match query.encoding {
-            ConfigEncoding::Json => &rendered.json,
-            ConfigEncoding::Compact => &rendered.compact,
-        };
+        let rendered = self.get(snapshot);
+        let parts = rendered.parts(query.encoding)?;
         let parts: Vec<&[u8]> = snapshot
             .policies
             .values()
@@ -117,8 +143,14 @@ impl RenderCache {
             .filter(|(policy, _)| query.concerns(policy) && sent_to_sidecars(policy, now_ms))
             .map(|(_, part)| part.as_slice())
             .collect();
-        if query.encoding == ConfigEncoding::Compact {
-            return Ok(compact::assemble(snapshot.version, parts.into_iter()));
+        match query.encoding {
+            ConfigEncoding::Compact => {
+                return Ok(compact::v2::assemble(snapshot.version, parts.into_iter()))
+            }
+            ConfigEncoding::CompactV3 => {
+                return Ok(compact::assemble(snapshot.version, parts.into_iter()))
+            }
+            ConfigEncoding::Json => {}
         }
         let mut body = format!("{{\"version\":{},\"policies\":[", snapshot.version).into_bytes();
         for (i, json) in parts.into_iter().enumerate() {
@@ -152,12 +184,14 @@ fn newest_seen(query: &ConfigQuery) -> Option<u64> {
         ("refused" = Option<u64>, Query, description = "A config version the sidecar received and refused (it keeps `version`)"),
         ("reason" = Option<String>, Query, description = "Why it refused `refused` (at most 512 bytes; only with `refused`)"),
         ("wait" = Option<String>, Query, description = "How long to hold the request while `version` or `refused` is current, e.g. `30s` (at most 300s)"),
-        ("encoding" = Option<String>, Query, description = "`json` (default) or `compact`: the same answer in the compact binary encoding sidecars read (`application/vnd.boifi.config.v2`, defined in `boifi_core::wire::compact`)"),
+        ("encoding" = Option<String>, Query, description = "`json` (default) or `compact`: the same answer in the compact binary encoding proxies read, version 2 (`application/vnd.boifi.config.v2`, whole policies, `boifi_core::wire::compact::v2`) unless `compact_version` asks for a newer one"),
+        ("compact_version" = Option<u64>, Query, description = "With `encoding=compact`: the newest compact version the proxy reads; 3 or higher gets version 3 (`application/vnd.boifi.config.v3`: each policy's sidecar form with regexes compiled to pattern programs, `boifi_core::wire::compact`), which current filters ask for. Upgrade the control plane before the filters: an older one ignores this parameter and answers version 2, which current filters refuse"),
     ),
     responses(
-        (status = 200, description = "The current version and the policies that can apply to this sidecar (expired ones left out); with `encoding=compact` the same answer as `application/vnd.boifi.config.v2`", content(
+        (status = 200, description = "The current version and the policies that can apply to this sidecar (expired ones left out); with `encoding=compact` the same answer as `application/vnd.boifi.config.v2`, with `compact_version=3` as `application/vnd.boifi.config.v3`", content(
             (ConfigResponseSchema = "application/json"),
             (Vec<u8> = "application/vnd.boifi.config.v2"),
+            (Vec<u8> = "application/vnd.boifi.config.v3"),
         )),
         (status = 304, description = "`version` or `refused` is still current after `wait`"),
         (status = 400, description = "Bad query parameter", body = ApiErrorSchema),
@@ -207,7 +241,8 @@ pub async fn get_config(
     let body = state.rendered.body_for(&query, &snapshot, now)?;
     let content_type = match query.encoding {
         ConfigEncoding::Json => "application/json",
-        ConfigEncoding::Compact => compact::MEDIA_TYPE,
+        ConfigEncoding::Compact => compact::v2::MEDIA_TYPE,
+        ConfigEncoding::CompactV3 => compact::MEDIA_TYPE,
     };
     Ok(HttpResponse::Ok()
         .content_type(content_type)

@@ -920,6 +920,7 @@ impl ParameterForms {
             ),
             "wait" => (patterned("A duration of at most 300 s", WAIT), false),
             "encoding" => (choice("The answer's encoding", &["json", "compact"]), false),
+            "compact_version" => (bounded("A compact format version", 2, u64::MAX), false),
             "proxy" => {
                 let kinds = boifi_core::identity::ProxyKind::ALL.map(|k| k.as_str());
                 (choice("The kind of proxy", &kinds), false)

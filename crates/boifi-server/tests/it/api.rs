@@ -382,11 +382,11 @@ async fn config_filters_by_identity_and_status_shows_sidecars() {
     )
     .await;
     assert!(other.policies.is_empty());
-    // The compact answer a sidecar asks for is the same response.
+    // The compact answer a filter asks for is the same response, in its sidecar form.
     let compact = server
         .client
         .get(server.url(
-            "/v1/config?service=frontend&namespace=demo&pod=frontend-1&labels=version=v1&encoding=compact",
+            "/v1/config?service=frontend&namespace=demo&pod=frontend-1&labels=version=v1&encoding=compact&compact_version=3",
         ))
         .send()
         .await
@@ -397,7 +397,28 @@ async fn config_filters_by_identity_and_status_shows_sidecars() {
         boifi_core::wire::compact::MEDIA_TYPE
     );
     let decoded = boifi_core::wire::compact::decode(&compact.bytes().await.unwrap()).unwrap();
-    assert_eq!(decoded, config);
+    assert_eq!(
+        decoded,
+        boifi_core::wire::compact::SidecarConfig::from_documents(config.version, &config.policies)
+            .unwrap()
+    );
+    // A filter older than version 3 (`encoding=compact` alone) still gets version 2.
+    let old = server
+        .client
+        .get(server.url(
+            "/v1/config?service=frontend&namespace=demo&pod=frontend-1&labels=version=v1&encoding=compact",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        old.headers()["content-type"],
+        boifi_core::wire::compact::v2::MEDIA_TYPE
+    );
+    assert_eq!(
+        old.bytes().await.unwrap(),
+        boifi_core::wire::compact::v2::encode(&config)
+    );
     // Its next poll says it applied version 2 (no wait: 304 at once).
     let applied = server
         .get("/v1/config?service=frontend&namespace=demo&pod=frontend-1&labels=version=v1&version=2&encoding=compact")
@@ -626,14 +647,25 @@ async fn cached_config_body_equals_the_serialized_config_response() {
         "service=frontend&namespace=demo&encoding=compact",
         "service=backend&encoding=compact",
         "encoding=compact",
+        "service=frontend&namespace=demo&encoding=compact&compact_version=3",
+        "service=backend&encoding=compact&compact_version=4",
+        "encoding=compact&compact_version=3",
     ] {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
         let q =
             ConfigQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
         for at in [now, now + 5_000] {
             let response = config_for(&q, &snapshot, at);
-            let expected = if query.contains("compact") {
-                boifi_core::wire::compact::encode(&response)
+            let expected = if query.contains("compact_version") {
+                boifi_core::wire::compact::encode(
+                    &boifi_core::wire::compact::SidecarConfig::from_documents(
+                        response.version,
+                        &response.policies,
+                    )
+                    .unwrap(),
+                )
+            } else if query.contains("compact") {
+                boifi_core::wire::compact::v2::encode(&response)
             } else {
                 serde_json::to_vec(&response).unwrap()
             };

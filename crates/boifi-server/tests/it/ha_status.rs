@@ -263,7 +263,7 @@ fn frontend_poll(
         identity,
         version: applied,
         wait_ms,
-        encoding: ConfigEncoding::Compact,
+        encoding: ConfigEncoding::CompactV3,
         refused,
         ..ConfigQuery::default()
     };

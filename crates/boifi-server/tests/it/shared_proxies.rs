@@ -96,10 +96,12 @@ async fn a_waypoint_gets_its_namespaces_policies_and_a_gateway_all_but_the_pod_s
     assert_eq!(sidecar, ["cart-demo", "demo-canary", "every-service"]);
     // The compact answer the filters read holds the same policies.
     let r = server
-        .get(&waypoint("&namespaces=shop&encoding=compact"))
+        .get(&waypoint(
+            "&namespaces=shop&encoding=compact&compact_version=3",
+        ))
         .await;
     let compact = compact::decode(&r.bytes().await.unwrap()).unwrap();
-    let compact_names: Vec<&str> = compact.policies.iter().map(|p| p.name()).collect();
+    let compact_names: Vec<&str> = compact.policies.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(compact_names, ["cart-demo", "every-service", "shop-all"]);
 
     // The long-poll: held on the version it applied, 304 after the wait ...

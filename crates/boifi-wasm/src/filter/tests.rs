@@ -206,7 +206,12 @@ const ROOT_PATH: &[(&[u8], &[u8])] = &[(b":path", b"/")];
 /// The compact `/v1/config` answer (what the control plane sends sidecars) of this JSON one.
 fn compact(json: &str) -> Vec<u8> {
     let response: boifi_core::wire::ConfigResponse = serde_json::from_str(json).unwrap();
-    boifi_core::wire::compact::encode(&response)
+    let sidecar = boifi_core::wire::compact::SidecarConfig::from_documents(
+        response.version,
+        &response.policies,
+    )
+    .unwrap();
+    boifi_core::wire::compact::encode(&sidecar)
 }
 
 fn config_body(version: u64, rules: &str) -> Vec<u8> {
@@ -488,14 +493,15 @@ fn a_source_rule_reads_the_peer_certificate_once_and_an_unreadable_one_is_an_unk
 }
 
 #[test]
-fn a_set_this_sidecar_cannot_compile_is_refused_kept_out_and_reported_on_the_next_poll() {
+fn a_set_this_sidecar_cannot_apply_is_refused_kept_out_and_reported_on_the_next_poll() {
     let mut f = polling_filter(SharedStore::default(), "");
     answer(&mut f, &config_body(1, ABORT_ALL));
-    let bad_regex = r#"[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"abort":{"httpStatus":500}}}]"#;
-    let mut response: boifi_core::wire::ConfigResponse =
-        boifi_core::wire::compact::decode(&config_body(2, bad_regex)).unwrap();
-    response.policies[0].spec.rules[0].matches.path =
-        Some(boifi_core::policy::StringMatch::Regex("(".into()));
+    let aborts = r#"[{"match":{"path":{"prefix":"/"}},"fault":{"percentage":100,"abort":{"httpStatus":500}}}]"#;
+    let mut response = boifi_core::wire::compact::decode(&config_body(2, aborts)).unwrap();
+    // A status no validated policy has.
+    if let Some(abort) = &mut response.policies[0].rules[0].abort {
+        abort.http_status = 600;
+    }
     let calls = f.host().http_calls.borrow().len();
     answer(&mut f, &boifi_core::wire::compact::encode(&response));
     assert_eq!(f.host().metric(metrics::CONFIG_ERRORS_TOTAL), 1);
@@ -508,7 +514,7 @@ fn a_set_this_sidecar_cannot_compile_is_refused_kept_out_and_reported_on_the_nex
     assert_eq!(polls.len(), calls + 1, "{polls:?}");
     assert!(
         polls[calls].contains(
-            "&version=1&wait=30000ms&encoding=compact&refused=2&reason=compact%20config%2C%20policy%20%60pol%60"
+            "&version=1&wait=30000ms&encoding=compact&compact_version=3&refused=2&reason=compact%20config%2C%20policy%20%60pol%60"
         ),
         "{}",
         polls[calls]
