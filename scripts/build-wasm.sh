@@ -5,12 +5,12 @@
 # std is rebuilt from Debian's rust-src (-Zbuild-std, enabled by RUSTC_BOOTSTRAP)
 # and linked with LLVM 19's wasm-ld. Output:
 #   target/debian/wasm32-unknown-unknown/release/boifi_wasm.wasm
-# The size profile (opt-level "z": 6 % smaller than "s" for boifi, fat LTO, one codegen unit, strip) is set through
-# cargo's profile environment variables so it applies to this build only and to every
-# crate in it, std included. Panics abort at once (`-Cpanic=immediate-abort`, std
-# rebuilt with it: no panic message formatting is linked). When binaryen's `wasm-opt`
-# is installed (scripts/deps.sh installs it), the module is then optimized for size
-# in place with `wasm-opt -Oz`.
+# The size profile (opt-level "z": 110 699 bytes against 122 593 with "s"; fat LTO, one
+# codegen unit, strip) is set through cargo's profile environment variables so it applies to
+# this build only and to every crate in it, std included. Panics abort at once
+# (`-Cpanic=immediate-abort`, std rebuilt with it: no panic message formatting is linked; see
+# RUSTFLAGS below for the rest). When binaryen's `wasm-opt` is installed (scripts/deps.sh
+# installs it), the module is then optimized for size in place with `wasm-opt -Oz`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,13 +36,20 @@ export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 export CARGO_PROFILE_RELEASE_STRIP=true
 # rustup's environment must not leak into Debian's cargo (it would pick rustup's rustc).
 unset RUSTUP_TOOLCHAIN CARGO CARGO_PROFILE_RELEASE_PANIC
-export RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort"
+# Debug formatting and panic locations are never used by the filter (its log lines use no
+# `{:?}`, and panics abort at once): -Zfmt-debug=none and -Zlocation-detail=none drop their code
+# and strings. std is rebuilt with its `optimize_for_size` feature (smaller algorithms in core
+# and alloc); the data-plane benchmark compares it with a build without
+# (WASM_STD_FEATURES= to leave it out, docs/PERFORMANCE.md).
+export RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zfmt-debug=none -Zlocation-detail=none"
+STD_FEATURES="${WASM_STD_FEATURES-optimize_for_size}"
 
 PACKAGES=("$@")
 [ ${#PACKAGES[@]} -gt 0 ] || PACKAGES=(boifi-wasm)
 for package in "${PACKAGES[@]}"; do
   "$DEBIAN_CARGO" build --quiet --release -p "$package" \
-    -Zbuild-std=std,panic_abort --target "$TARGET"
+    -Zbuild-std=std,panic_abort ${STD_FEATURES:+-Zbuild-std-features=$STD_FEATURES} \
+    --target "$TARGET"
 
   out="$CARGO_TARGET_DIR/$TARGET/release/${package//-/_}.wasm"
   if [ ! -f "$out" ]; then
