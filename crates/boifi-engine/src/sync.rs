@@ -46,14 +46,13 @@
 //! token file) is sent by the host as [`ConfigSync::authorization`]; it appears in no log line,
 //! message or metric: a refusal says that the credential was refused, never what it is.
 
-use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt::Display;
 
 use boifi_core::compiled::CompiledPolicySet;
 use boifi_core::identity::Identity;
 use boifi_core::policy::FaultTarget;
+use boifi_core::text::{concat, decimal, push_decimal};
 use boifi_core::wire::compact::{self, CompactError, SidecarConfig};
 use boifi_core::wire::{ConfigEncoding, ConfigQuery, PluginConfig, ReadCredential, Refusal};
 
@@ -68,14 +67,11 @@ use alloc::sync::Arc;
 #[non_exhaustive]
 pub enum SyncError {
     /// The call did not complete (no `:status`): cluster unknown, timeout, reset.
-    #[error("config request failed without a response")]
     NoResponse,
     /// The control plane answered with an unexpected status.
-    #[error("config request answered with status `{0}`")]
     Status(u16),
     /// 401 or 403: the control plane requires a read credential this sidecar lacks, or refuses
     /// the one it sent.
-    #[error("{}", credential_refusal(*status, *sent))]
     Credential {
         /// 401 or 403.
         status: u16,
@@ -83,10 +79,8 @@ pub enum SyncError {
         sent: bool,
     },
     /// A 200 whose body is not a valid compact answer (version 3).
-    #[error("config response is invalid: {0}")]
     Body(compact::CompactError),
     /// A policy with a fault this host cannot inject ([`HostFaults`]).
-    #[error("policy `{policy}`: {path}: {what}")]
     Unsupported {
         /// The rejected version.
         version: u64,
@@ -98,9 +92,6 @@ pub enum SyncError {
         what: &'static str,
     },
     /// More rules apply to this sidecar than its `max_rules` allows.
-    #[error(
-        "config version {version} has {rules} rules for this sidecar, over its limit of {max_rules} (max_rules)"
-    )]
     OverLimit {
         /// The rejected version.
         version: u64,
@@ -111,11 +102,78 @@ pub enum SyncError {
     },
 }
 
-fn credential_refusal(status: u16, sent: bool) -> String {
-    if sent {
-        format!("the control plane refused this sidecar's read credential (status `{status}`): check that its token (control_plane_token, or the native module's control_plane_token_file) is one the control plane accepts for reads")
-    } else {
-        format!("the control plane requires a read credential (status `{status}`) and none is configured: set control_plane_token (the native module: control_plane_token_file)")
+impl SyncError {
+    /// Appends the message (what `Display` writes) to `out`, without `core::fmt`: the Wasm
+    /// filter logs it and reports it in a refusal.
+    pub fn push_message(&self, out: &mut String) {
+        match self {
+            SyncError::NoResponse => out.push_str("config request failed without a response"),
+            SyncError::Status(status) => {
+                out.push_str("config request answered with status `");
+                push_decimal(out, u64::from(*status));
+                out.push('`');
+            }
+            SyncError::Credential { status, sent } => {
+                out.push_str(if *sent {
+                    "the control plane refused this sidecar's read credential (status `"
+                } else {
+                    "the control plane requires a read credential (status `"
+                });
+                push_decimal(out, u64::from(*status));
+                out.push_str(if *sent {
+                    "`): check that its token (control_plane_token, or the native module's control_plane_token_file) is one the control plane accepts for reads"
+                } else {
+                    "`) and none is configured: set control_plane_token (the native module: control_plane_token_file)"
+                });
+            }
+            SyncError::Body(source) => {
+                out.push_str("config response is invalid: ");
+                source.push_message(out);
+            }
+            SyncError::Unsupported {
+                policy, path, what, ..
+            } => {
+                for part in ["policy `", policy, "`: ", path, ": ", what] {
+                    out.push_str(part);
+                }
+            }
+            SyncError::OverLimit {
+                version,
+                rules,
+                max_rules,
+            } => {
+                out.push_str("config version ");
+                push_decimal(out, *version);
+                out.push_str(" has ");
+                push_decimal(out, *rules as u64);
+                out.push_str(" rules for this sidecar, over its limit of ");
+                push_decimal(out, *max_rules);
+                out.push_str(" (max_rules)");
+            }
+        }
+    }
+
+    /// The message, as `Display` writes it.
+    pub fn message(&self) -> String {
+        let mut out = String::new();
+        self.push_message(&mut out);
+        out
+    }
+}
+
+impl core::fmt::Display for SyncError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+/// Appends `names` separated by `, `.
+fn push_list(out: &mut String, names: &[impl AsRef<str>]) {
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(name.as_ref());
     }
 }
 
@@ -231,7 +289,7 @@ impl HostFaults {
                     return Err(SyncError::Unsupported {
                         version: response.version,
                         policy: policy.name.clone(),
-                        path: alloc::format!("spec.rules[{i}].fault.{field}"),
+                        path: concat(&["spec.rules[", &decimal(i as u64), "].fault.", field]),
                         what: self.why_not,
                     });
                 }
@@ -411,13 +469,14 @@ impl ConfigSync {
         };
         let (version, set) =
             compile_response(&kept, &self.identity, now_ms, self.max_rules).ok()?;
-        let silent_ms = now_ms.saturating_sub(heard);
+        let mut message = String::from("boifi: no answer from the control plane for ");
+        push_decimal(&mut message, now_ms.saturating_sub(heard));
+        message.push_str(" ms: stopped applying [");
+        push_list(&mut message, &lapsed);
+        message.push_str("] (heartbeat bound lapsed) until it answers again");
         let log = alloc::vec![LogLine {
             level: LogLevel::Warn,
-            message: format!(
-                "boifi: no answer from the control plane for {silent_ms} ms: stopped applying [{}] (heartbeat bound lapsed) until it answers again",
-                lapsed.join(", ")
-            ),
+            message,
         }];
         self.lapsed = lapsed;
         let next = Next::RetryAt(self.heartbeat_due_ms().unwrap_or(now_ms));
@@ -461,7 +520,7 @@ impl ConfigSync {
             refused: self.refused.clone(),
             ..ConfigQuery::default()
         };
-        format!("/v1/config?{}", query.to_query_string())
+        concat(&["/v1/config?", &query.to_query_string()])
     }
 
     /// The long-poll's wait: at most half the smallest heartbeat bound held, so a live control
@@ -520,7 +579,7 @@ impl ConfigSync {
             Err(error @ SyncError::Body(CompactError::Invalid { .. })) => {
                 match compact::peek_version(body.unwrap_or_default()) {
                     Some(version) => self.refuse(version, &error, now_ms, draw),
-                    None => self.failed(Counter::ConfigErrors, &error, now_ms, draw),
+                    None => self.failed(Counter::ConfigErrors, &error.message(), now_ms, draw),
                 }
             }
             Err(SyncError::Body(e)) => self.malformed(body.unwrap_or_default(), &e, now_ms, draw),
@@ -531,7 +590,7 @@ impl ConfigSync {
                 };
                 let warn_again = !self.credential_warned;
                 self.credential_warned = true;
-                let mut step = self.failed(Counter::PollFailures, &error, now_ms, draw);
+                let mut step = self.failed(Counter::PollFailures, &error.message(), now_ms, draw);
                 if warn_again {
                     for line in &mut step.log {
                         line.level = LogLevel::Warn;
@@ -539,13 +598,13 @@ impl ConfigSync {
                 }
                 step
             }
-            Err(e) => self.failed(Counter::PollFailures, &e, now_ms, draw),
+            Err(e) => self.failed(Counter::PollFailures, &e.message(), now_ms, draw),
         }
     }
 
     /// Interprets a call that produced no answer (it could not be sent, timed out, was
     /// refused or reset); `cause` says what happened, for the log.
-    pub fn on_failed_call(&mut self, cause: &dyn Display, now_ms: u64, draw: u64) -> Step {
+    pub fn on_failed_call(&mut self, cause: &str, now_ms: u64, draw: u64) -> Step {
         self.failed(Counter::PollFailures, cause, now_ms, draw)
     }
 
@@ -559,12 +618,12 @@ impl ConfigSync {
             return step;
         };
         if let Ok((version, set)) = compile_response(held, &self.identity, now_ms, self.max_rules) {
+            let mut message = String::from("boifi: the control plane answers again: applying [");
+            push_list(&mut message, &self.lapsed);
+            message.push_str("] again");
             step.log.push(LogLine {
                 level: LogLevel::Info,
-                message: format!(
-                    "boifi: the control plane answers again: applying [{}] again",
-                    self.lapsed.join(", ")
-                ),
+                message,
             });
             step.install = Some(Install {
                 version,
@@ -580,14 +639,18 @@ impl ConfigSync {
     fn apply(&mut self, version: u64, set: PolicySet, now_ms: u64) -> Step {
         let mut log: Vec<LogLine> = self.recover().into_iter().collect();
         let names = set.policy_names();
+        let mut message = String::from("boifi: applied config version ");
+        push_decimal(&mut message, version);
+        message.push_str(": ");
+        push_decimal(&mut message, names.len() as u64);
+        message.push_str(" policies for this ");
+        message.push_str(self.identity.proxy.as_str());
+        message.push_str(" [");
+        push_list(&mut message, &names);
+        message.push(']');
         log.push(LogLine {
             level: LogLevel::Info,
-            message: format!(
-                "boifi: applied config version {version}: {} policies for this {} [{}]",
-                names.len(),
-                self.identity.proxy.as_str(),
-                names.join(", ")
-            ),
+            message,
         });
         self.version = Some(version);
         self.refused = None;
@@ -603,23 +666,37 @@ impl ConfigSync {
     /// one (the server holds the poll, having been told which version was seen).
     fn refuse(&mut self, version: u64, error: &SyncError, now_ms: u64, draw: u64) -> Step {
         let reason = match error {
-            SyncError::Body(source) => source.to_string(),
-            other => other.to_string(),
+            SyncError::Body(source) => {
+                let mut reason = String::new();
+                source.push_message(&mut reason);
+                reason
+            }
+            other => other.message(),
         };
         if self.refused.as_ref().is_some_and(|r| r.version == version) {
             // The server sent the refused version again: it does not read `refused=`. Asking
             // again at once would loop; back off like on a failure.
-            let cause =
-                format!("the control plane sent refused config version {version} again ({reason})");
+            let cause = concat(&[
+                "the control plane sent refused config version ",
+                &decimal(version),
+                " again (",
+                &reason,
+                ")",
+            ]);
             return self.failed(Counter::ConfigErrors, &cause, now_ms, draw);
         }
         let mut log: Vec<LogLine> = self.recover().into_iter().collect();
         log.push(LogLine {
             level: LogLevel::Warn,
-            message: format!(
-                "boifi: refusing config version {version}: {reason}; keeping the {}, and reporting the refusal to the control plane",
-                self.held()
-            ),
+            message: concat(&[
+                "boifi: refusing config version ",
+                &decimal(version),
+                ": ",
+                &reason,
+                "; keeping the ",
+                &self.held(),
+                ", and reporting the refusal to the control plane",
+            ]),
         });
         self.refused = Some(Refusal::new(version, &reason));
         self.step(None, Some(Counter::ConfigErrors), log, now_ms)
@@ -630,33 +707,49 @@ impl ConfigSync {
     /// help).
     fn malformed(&mut self, body: &[u8], error: &CompactError, now_ms: u64, draw: u64) -> Step {
         let version = compact::peek_version(body).filter(|v| Some(*v) != self.version);
+        let mut message = String::new();
+        error.push_message(&mut message);
         if let Some(version) = version {
-            self.refused = Some(Refusal::new(version, &error.to_string()));
+            self.refused = Some(Refusal::new(version, &message));
         }
         let cause = match version {
-            Some(v) => format!("config version {v} is malformed ({error})"),
-            None => format!("config answer is malformed ({error})"),
+            Some(v) => concat(&[
+                "config version ",
+                &decimal(v),
+                " is malformed (",
+                &message,
+                ")",
+            ]),
+            None => concat(&["config answer is malformed (", &message, ")"]),
         };
         self.failed(Counter::ConfigErrors, &cause, now_ms, draw)
     }
 
     /// No usable answer: counts `counter`, keeps the set, backs off with jitter. Logs at warn
     /// once per episode, then at debug.
-    fn failed(&mut self, counter: Counter, cause: &dyn Display, now_ms: u64, draw: u64) -> Step {
+    fn failed(&mut self, counter: Counter, cause: &str, now_ms: u64, draw: u64) -> Step {
         let retry_in_ms = self.backoff.next_delay_ms(draw);
         let failures = self.backoff.failures();
         let held = self.held();
         let line = if failures <= 1 {
             LogLine {
                 level: LogLevel::Warn,
-                message: format!("boifi: {cause}; keeping the {held} and retrying with backoff (further failures are logged at debug level until the control plane answers)"),
+                message: concat(&["boifi: ", cause, "; keeping the ", &held, " and retrying with backoff (further failures are logged at debug level until the control plane answers)"]),
             }
         } else {
             LogLine {
                 level: LogLevel::Debug,
-                message: format!(
-                    "boifi: {cause}; keeping the {held}, retry #{failures} in {retry_in_ms} ms"
-                ),
+                message: concat(&[
+                    "boifi: ",
+                    cause,
+                    "; keeping the ",
+                    &held,
+                    ", retry #",
+                    &decimal(u64::from(failures)),
+                    " in ",
+                    &decimal(retry_in_ms),
+                    " ms",
+                ]),
             }
         };
         let retry_at = now_ms.saturating_add(retry_in_ms);
@@ -686,9 +779,11 @@ impl ConfigSync {
         self.credential_warned = false;
         (failures > 0).then(|| LogLine {
             level: LogLevel::Info,
-            message: format!(
-                "boifi: the control plane answers again after {failures} failed attempts"
-            ),
+            message: concat(&[
+                "boifi: the control plane answers again after ",
+                &decimal(u64::from(failures)),
+                " failed attempts",
+            ]),
         })
     }
 
@@ -718,7 +813,7 @@ impl ConfigSync {
     /// What is kept, for the log.
     fn held(&self) -> String {
         match self.version {
-            Some(v) => format!("policies of config version {v}"),
+            Some(v) => concat(&["policies of config version ", &decimal(v)]),
             None => String::from("current policies (none yet)"),
         }
     }

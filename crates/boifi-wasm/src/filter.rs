@@ -15,7 +15,6 @@
 //! when the decision needs the time (a window, an expiry, a delay).
 
 use alloc::borrow::ToOwned;
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::OnceCell;
@@ -341,7 +340,9 @@ impl Root {
                 ])
             }),
             Err(e) => self.log(host, Level::Warn, || {
-                format!("boifi: keeping the previous policies: {e}")
+                let mut message = String::from("boifi: keeping the previous policies: ");
+                e.push_message(&mut message);
+                message
             }),
         }
     }
