@@ -208,14 +208,19 @@ pub fn classify(status: Option<&[u8]>, body: Option<&[u8]>) -> Result<PollOutcom
 
 /// Compiles a `/v1/config` body for `identity` at `now_ms`, refusing a set of more than
 /// `max_rules` rules for it.
+/// The policies named in `left_out` (their heartbeat bound lapsed) are not compiled.
 pub fn compile_body(
     body: &[u8],
+    left_out: &[String],
     identity: &Identity,
     now_ms: u64,
     max_rules: u64,
 ) -> Result<(u64, PolicySet), SyncError> {
-    let response = compact::decode(body).map_err(SyncError::Body)?;
-    compile_response(&response, identity, now_ms, max_rules)
+    let mut response = compact::decode(body).map_err(SyncError::Body)?;
+    if !left_out.is_empty() {
+        response.policies.retain(|p| !left_out.contains(&p.name));
+    }
+    compile_response(response, identity, now_ms, max_rules)
 }
 
 /// Compiles a decoded answer for `identity` at `now_ms`: the one place a set becomes what a
@@ -223,7 +228,7 @@ pub fn compile_body(
 /// policy list its destinations' sets are compiled from ([`SharedPolicies`]; there the limit
 /// counts the rules of every policy it keeps, an upper bound of any destination's set).
 pub fn compile_response(
-    response: &SidecarConfig,
+    response: SidecarConfig,
     identity: &Identity,
     now_ms: u64,
     max_rules: u64,
@@ -231,7 +236,7 @@ pub fn compile_response(
     let version = response.version;
     let set = if identity.proxy.is_shared() {
         PolicySet::Shared(Arc::new(SharedPolicies::new(
-            &response.policies,
+            response.policies,
             identity.proxy,
         )))
     } else {
@@ -335,10 +340,14 @@ pub struct Install {
     pub version: u64,
     /// The compiled set (a shared proxy's: its policy list).
     pub set: PolicySet,
-    /// The compact answer the set was compiled from, when it is not the body just received (a
-    /// set without the policies whose heartbeat bound lapsed): what a host that shares the
-    /// body with other workers publishes instead.
+    /// The compact answer the set was compiled from, when it is not the body just received (the
+    /// applied answer, installed again after a heartbeat lapse or its end): what a host that
+    /// shares the body with other workers publishes instead.
     pub body: Option<Vec<u8>>,
+    /// Names of the body's policies left out of the set (their heartbeat bound lapsed): a host
+    /// that shares the body publishes them with it, and its other workers leave them out too
+    /// ([`compile_body`]).
+    pub lapsed: Vec<String>,
 }
 
 /// What the host does after one answer: the only place a host learns what an answer means.
@@ -358,6 +367,16 @@ pub struct Step {
     pub next: Next,
 }
 
+/// The applied answer while one of its policies has a heartbeat bound: its body (compiled
+/// again, without or with the lapsed policies, when a bound lapses or the control plane answers
+/// again), and the bounds.
+#[derive(Debug, Clone)]
+struct Held {
+    body: Vec<u8>,
+    /// The bounded policies' names and bounds in ms.
+    bounds: Vec<(String, u64)>,
+}
+
 /// The poller's state: the version it applied, the version it refused, and its backoff.
 #[derive(Debug, Clone)]
 pub struct ConfigSync {
@@ -375,7 +394,7 @@ pub struct ConfigSync {
     /// Host time of the last 200 or 304.
     heard_ms: Option<u64>,
     /// The applied answer, kept while one of its policies has a heartbeat bound.
-    held: Option<SidecarConfig>,
+    held: Option<Held>,
     /// Names of the held policies left out of the installed set (their bound lapsed).
     lapsed: Vec<String>,
 }
@@ -428,11 +447,8 @@ impl ConfigSync {
     fn bounds(&self) -> impl Iterator<Item = (&str, u64)> {
         self.held
             .iter()
-            .flat_map(|r| r.policies.iter())
-            .filter_map(|p| {
-                let seconds = p.heartbeat_seconds?;
-                Some((p.name.as_str(), seconds.saturating_mul(1_000)))
-            })
+            .flat_map(|h| h.bounds.iter())
+            .map(|(name, bound)| (name.as_str(), *bound))
     }
 
     /// Host time at which the next applied policy's heartbeat bound lapses, if one is held.
@@ -458,17 +474,9 @@ impl ConfigSync {
             return None;
         }
         let held = self.held.as_ref()?;
-        let kept = SidecarConfig {
-            version: held.version,
-            policies: held
-                .policies
-                .iter()
-                .filter(|p| !lapsed.contains(&p.name))
-                .cloned()
-                .collect(),
-        };
         let (version, set) =
-            compile_response(&kept, &self.identity, now_ms, self.max_rules).ok()?;
+            compile_body(&held.body, &lapsed, &self.identity, now_ms, self.max_rules).ok()?;
+        let body = Some(held.body.clone());
         let mut message = String::from("boifi: no answer from the control plane for ");
         push_decimal(&mut message, now_ms.saturating_sub(heard));
         message.push_str(" ms: stopped applying [");
@@ -478,13 +486,14 @@ impl ConfigSync {
             level: LogLevel::Warn,
             message,
         }];
-        self.lapsed = lapsed;
+        self.lapsed = lapsed.clone();
         let next = Next::RetryAt(self.heartbeat_due_ms().unwrap_or(now_ms));
         Some(Step {
             install: Some(Install {
                 version,
                 set,
-                body: Some(compact::encode(&kept)),
+                body,
+                lapsed,
             }),
             counter: None,
             heartbeat_lapsed: true,
@@ -548,21 +557,29 @@ impl ConfigSync {
         match classify(status, body) {
             Ok(PollOutcome::Updated { response }) => {
                 self.heard_ms = Some(now_ms);
+                let refused_version = response.version;
+                let bounds: Vec<(String, u64)> = response
+                    .policies
+                    .iter()
+                    .filter_map(|p| {
+                        let seconds = p.heartbeat_seconds?;
+                        Some((p.name.clone(), seconds.saturating_mul(1_000)))
+                    })
+                    .collect();
                 let compiled = self.faults.check(&response).and_then(|()| {
-                    compile_response(&response, &self.identity, now_ms, self.max_rules)
+                    compile_response(response, &self.identity, now_ms, self.max_rules)
                 });
                 match compiled {
                     Ok((version, set)) => {
-                        let bounded = response
-                            .policies
-                            .iter()
-                            .any(|p| p.heartbeat_seconds.is_some());
-                        self.held = bounded.then_some(response);
+                        self.held = (!bounds.is_empty()).then(|| Held {
+                            body: body.unwrap_or_default().to_vec(),
+                            bounds,
+                        });
                         self.lapsed.clear();
                         self.apply(version, set, now_ms)
                     }
                     Err(e) => {
-                        let step = self.refuse(response.version, &e, now_ms, draw);
+                        let step = self.refuse(refused_version, &e, now_ms, draw);
                         self.resume(step, now_ms)
                     }
                 }
@@ -617,7 +634,9 @@ impl ConfigSync {
         let Some(held) = self.held.as_ref() else {
             return step;
         };
-        if let Ok((version, set)) = compile_response(held, &self.identity, now_ms, self.max_rules) {
+        if let Ok((version, set)) =
+            compile_body(&held.body, &[], &self.identity, now_ms, self.max_rules)
+        {
             let mut message = String::from("boifi: the control plane answers again: applying [");
             push_list(&mut message, &self.lapsed);
             message.push_str("] again");
@@ -628,7 +647,8 @@ impl ConfigSync {
             step.install = Some(Install {
                 version,
                 set,
-                body: Some(compact::encode(held)),
+                body: Some(held.body.clone()),
+                lapsed: Vec::new(),
             });
             self.lapsed.clear();
         }
@@ -658,6 +678,7 @@ impl ConfigSync {
             version,
             set,
             body: None,
+            lapsed: Vec::new(),
         });
         self.step(install, Some(Counter::ConfigUpdates), log, now_ms)
     }
@@ -1301,10 +1322,10 @@ pub(crate) mod tests {
 
     #[test]
     fn compile_body_refuses_what_does_not_decode() {
-        let (v, set) = compile_body(&good(2), &frontend(), 0, 1).unwrap();
+        let (v, set) = compile_body(&good(2), &[], &frontend(), 0, 1).unwrap();
         assert_eq!(v, 2);
         assert_eq!(set.policy_names(), ["good".to_string()]);
-        assert!(compile_body(b"[]", &Identity::default(), 0, 1).is_err());
+        assert!(compile_body(b"[]", &[], &Identity::default(), 0, 1).is_err());
     }
 
     /// Version `version`: `frontend` rules for frontend, and 5 rules for cart only.
@@ -1451,22 +1472,13 @@ pub(crate) mod tests {
         assert!(late.heartbeat_lapsed);
         assert_eq!(late.counter, Some(Counter::PollFailures));
         assert_eq!(installed_names(&late), ["open"]);
-        let published = late
-            .install
-            .as_ref()
-            .and_then(|i| i.body.as_deref())
-            .unwrap();
-        let names: Vec<String> = compact::decode(published)
-            .unwrap()
-            .policies
-            .iter()
-            .map(|p| p.name.clone())
-            .collect();
-        assert_eq!(
-            names,
-            ["open"],
-            "the body other workers compile leaves it out too"
-        );
+        // What other workers compile from the publication (the body and the lapsed names)
+        // leaves it out too.
+        let published = late.install.as_ref().unwrap();
+        assert_eq!(published.lapsed, ["guarded"]);
+        let body = published.body.as_deref().unwrap();
+        let (_, set) = compile_body(body, &published.lapsed, &frontend(), 3_000, u64::MAX).unwrap();
+        assert_eq!(set.policy_names(), ["open"]);
         assert_eq!(sync.lapsed(), ["guarded"]);
         assert!(
             sync.on_failed_call(&"refused", 9_000, 0).install.is_none(),
