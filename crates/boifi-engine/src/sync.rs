@@ -993,7 +993,7 @@ pub(crate) mod tests {
         }
         // Connection refused: the call produced no answer at all.
         let mut s = holding_5();
-        let step = s.on_failed_call(&"connection refused", 1_000, 0);
+        let step = s.on_failed_call("connection refused", 1_000, 0);
         assert!(step.install.is_none());
         assert_eq!(step.counter, Some(Counter::PollFailures));
         assert_eq!(when(step.next, 1_000), When::Backoff);
@@ -1063,9 +1063,9 @@ pub(crate) mod tests {
     fn a_credential_refused_after_the_control_plane_was_unreachable_is_still_logged_at_warn() {
         let mut s = holding_5_with(None);
         assert_eq!(s.authorization(), None);
-        let down = s.on_failed_call(&"connection refused", 1_000, 0);
+        let down = s.on_failed_call("connection refused", 1_000, 0);
         assert_eq!(lines(&down)[0].0, LogLevel::Warn);
-        let down = s.on_failed_call(&"connection refused", 2_000, 0);
+        let down = s.on_failed_call("connection refused", 2_000, 0);
         assert_eq!(lines(&down)[0].0, LogLevel::Debug);
         // The control plane is back, now requiring a credential this sidecar lacks.
         let refused = s.on_answer(Some(b"401"), None, 3_000, 0);
@@ -1149,7 +1149,7 @@ pub(crate) mod tests {
         // Through 304s and failures, the refusal stays in every request.
         let _ = s.on_answer(Some(b"304"), None, 0, 0);
         let _ = s.on_answer(Some(b"503"), None, 0, 0);
-        let _ = s.on_failed_call(&"connection refused", 0, 0);
+        let _ = s.on_failed_call("connection refused", 0, 0);
         assert_eq!(s.request_path(), refused_path);
         // A newer refused version replaces it; an applied one clears it.
         let _ = s.on_answer(Some(b"200"), Some(&out_of_range(7)), 0, 0);
@@ -1460,15 +1460,15 @@ pub(crate) mod tests {
 
         // The control plane dies: failures before the bound keep everything, and their retry
         // is never later than the bound.
-        let early = sync.on_failed_call(&"connection refused", 1_500, u64::MAX);
+        let early = sync.on_failed_call("connection refused", 1_500, u64::MAX);
         assert!(early.install.is_none() && !early.heartbeat_lapsed);
         match early.next {
             Next::RetryAt(t) => assert!(t <= 3_000, "retry at {t}"),
             Next::PollNow => panic!("a failure polls at once"),
         }
-        let late = sync.on_failed_call(&"connection refused", 2_999, u64::MAX);
+        let late = sync.on_failed_call("connection refused", 2_999, u64::MAX);
         assert!(late.install.is_none());
-        let late = sync.on_failed_call(&"connection refused", 3_000, u64::MAX);
+        let late = sync.on_failed_call("connection refused", 3_000, u64::MAX);
         assert!(late.heartbeat_lapsed);
         assert_eq!(late.counter, Some(Counter::PollFailures));
         assert_eq!(installed_names(&late), ["open"]);
@@ -1481,7 +1481,7 @@ pub(crate) mod tests {
         assert_eq!(set.policy_names(), ["open"]);
         assert_eq!(sync.lapsed(), ["guarded"]);
         assert!(
-            sync.on_failed_call(&"refused", 9_000, 0).install.is_none(),
+            sync.on_failed_call("refused", 9_000, 0).install.is_none(),
             "one lapse"
         );
 
@@ -1500,7 +1500,7 @@ pub(crate) mod tests {
         assert!(applied.install.is_some());
         assert!(sync.request_path().contains("wait=30000ms"));
         assert_eq!(sync.heartbeat_due_ms(), None);
-        let step = sync.on_failed_call(&"refused", 86_400_000, 0);
+        let step = sync.on_failed_call("refused", 86_400_000, 0);
         assert!(step.install.is_none() && !step.heartbeat_lapsed);
         assert!(sync.check_heartbeat(u64::MAX).is_none());
     }
