@@ -251,7 +251,7 @@ pub fn config_response_never_panics(data: &[u8]) {
         let sidecar = SidecarConfig::from_documents(response.version, &response.policies)
             .unwrap_or_else(|e| fail("build the sidecar form", &e, &response));
         for identity in &identities {
-            if let Err(e) = sync::compile_response(&sidecar, identity, 0, u64::MAX) {
+            if let Err(e) = sync::compile_response(sidecar.clone(), identity, 0, u64::MAX) {
                 panic!("a parsed config response did not compile: {e}");
             }
         }
@@ -271,7 +271,7 @@ pub fn config_response_never_panics(data: &[u8]) {
         }
     }
     for identity in &identities {
-        if let Err(e) = sync::compile_body(data, identity, u64::MAX, u64::MAX) {
+        if let Err(e) = sync::compile_body(data, &[], identity, u64::MAX, u64::MAX) {
             drop(e.to_string());
         }
     }
@@ -313,7 +313,7 @@ pub fn compact_config_never_panics_and_round_trips(data: &[u8]) {
         Identity::default(),
     ] {
         let set = CompiledPolicySet::compile(&config.policies, &identity, 0);
-        if let Err(e) = boifi_engine::sync::compile_body(data, &identity, 0, u64::MAX) {
+        if let Err(e) = boifi_engine::sync::compile_body(data, &[], &identity, 0, u64::MAX) {
             drop(e.to_string());
         }
         for value in &values {

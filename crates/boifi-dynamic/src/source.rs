@@ -313,7 +313,7 @@ fn poll_forever(config: &NativeConfig, identity: Identity, source: &Weak<PolicyS
             Err(e) => {
                 let address = &config.control_plane_address;
                 sync.on_failed_call(
-                    &format_args!("config request to {address} failed ({e})"),
+                    &format!("config request to {address} failed ({e})"),
                     now,
                     draw,
                 )

@@ -35,15 +35,9 @@ pub struct SharedPolicies {
 impl SharedPolicies {
     /// Keeps what can apply in a shared proxy of `kind` (their matchers came compiled, so a
     /// destination's compile cannot fail).
-    pub fn new(policies: &[SidecarPolicy], kind: ProxyKind) -> SharedPolicies {
-        SharedPolicies {
-            kind,
-            policies: policies
-                .iter()
-                .filter(|p| p.enabled && p.selector.labels.is_empty())
-                .cloned()
-                .collect(),
-        }
+    pub fn new(mut policies: Vec<SidecarPolicy>, kind: ProxyKind) -> SharedPolicies {
+        policies.retain(|p| p.enabled && p.selector.labels.is_empty());
+        SharedPolicies { kind, policies }
     }
 
     /// The kind of proxy these policies are for.

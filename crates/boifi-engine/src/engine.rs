@@ -276,8 +276,20 @@ impl Engine {
     /// swaps it in whole. On an error the previous set stays and `seq` is remembered anyway,
     /// so a bad publication is not compiled again on every request.
     pub fn adopt(&mut self, seq: u64, body: &[u8], now_ms: u64) -> Result<Adopted, SyncError> {
+        self.adopt_without(seq, body, &[], now_ms)
+    }
+
+    /// [`Engine::adopt`], leaving out the policies named in `lapsed` (the publisher stopped
+    /// applying them: their heartbeat bound lapsed).
+    pub fn adopt_without(
+        &mut self,
+        seq: u64,
+        body: &[u8],
+        lapsed: &[String],
+        now_ms: u64,
+    ) -> Result<Adopted, SyncError> {
         self.seq = seq;
-        let (version, set) = compile_body(body, &self.identity, now_ms, self.max_rules)?;
+        let (version, set) = compile_body(body, lapsed, &self.identity, now_ms, self.max_rules)?;
         let policies = set.policy_names().len();
         self.install(seq, version, set);
         Ok(Adopted { version, policies })

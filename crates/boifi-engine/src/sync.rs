@@ -46,14 +46,13 @@
 //! token file) is sent by the host as [`ConfigSync::authorization`]; it appears in no log line,
 //! message or metric: a refusal says that the credential was refused, never what it is.
 
-use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt::Display;
 
 use boifi_core::compiled::CompiledPolicySet;
 use boifi_core::identity::Identity;
 use boifi_core::policy::FaultTarget;
+use boifi_core::text::{concat, decimal, push_decimal};
 use boifi_core::wire::compact::{self, CompactError, SidecarConfig};
 use boifi_core::wire::{ConfigEncoding, ConfigQuery, PluginConfig, ReadCredential, Refusal};
 
@@ -68,14 +67,11 @@ use alloc::sync::Arc;
 #[non_exhaustive]
 pub enum SyncError {
     /// The call did not complete (no `:status`): cluster unknown, timeout, reset.
-    #[error("config request failed without a response")]
     NoResponse,
     /// The control plane answered with an unexpected status.
-    #[error("config request answered with status `{0}`")]
     Status(u16),
     /// 401 or 403: the control plane requires a read credential this sidecar lacks, or refuses
     /// the one it sent.
-    #[error("{}", credential_refusal(*status, *sent))]
     Credential {
         /// 401 or 403.
         status: u16,
@@ -83,10 +79,8 @@ pub enum SyncError {
         sent: bool,
     },
     /// A 200 whose body is not a valid compact answer (version 3).
-    #[error("config response is invalid: {0}")]
     Body(compact::CompactError),
     /// A policy with a fault this host cannot inject ([`HostFaults`]).
-    #[error("policy `{policy}`: {path}: {what}")]
     Unsupported {
         /// The rejected version.
         version: u64,
@@ -98,9 +92,6 @@ pub enum SyncError {
         what: &'static str,
     },
     /// More rules apply to this sidecar than its `max_rules` allows.
-    #[error(
-        "config version {version} has {rules} rules for this sidecar, over its limit of {max_rules} (max_rules)"
-    )]
     OverLimit {
         /// The rejected version.
         version: u64,
@@ -111,11 +102,78 @@ pub enum SyncError {
     },
 }
 
-fn credential_refusal(status: u16, sent: bool) -> String {
-    if sent {
-        format!("the control plane refused this sidecar's read credential (status `{status}`): check that its token (control_plane_token, or the native module's control_plane_token_file) is one the control plane accepts for reads")
-    } else {
-        format!("the control plane requires a read credential (status `{status}`) and none is configured: set control_plane_token (the native module: control_plane_token_file)")
+impl SyncError {
+    /// Appends the message (what `Display` writes) to `out`, without `core::fmt`: the Wasm
+    /// filter logs it and reports it in a refusal.
+    pub fn push_message(&self, out: &mut String) {
+        match self {
+            SyncError::NoResponse => out.push_str("config request failed without a response"),
+            SyncError::Status(status) => {
+                out.push_str("config request answered with status `");
+                push_decimal(out, u64::from(*status));
+                out.push('`');
+            }
+            SyncError::Credential { status, sent } => {
+                out.push_str(if *sent {
+                    "the control plane refused this sidecar's read credential (status `"
+                } else {
+                    "the control plane requires a read credential (status `"
+                });
+                push_decimal(out, u64::from(*status));
+                out.push_str(if *sent {
+                    "`): check that its token (control_plane_token, or the native module's control_plane_token_file) is one the control plane accepts for reads"
+                } else {
+                    "`) and none is configured: set control_plane_token (the native module: control_plane_token_file)"
+                });
+            }
+            SyncError::Body(source) => {
+                out.push_str("config response is invalid: ");
+                source.push_message(out);
+            }
+            SyncError::Unsupported {
+                policy, path, what, ..
+            } => {
+                for part in ["policy `", policy, "`: ", path, ": ", what] {
+                    out.push_str(part);
+                }
+            }
+            SyncError::OverLimit {
+                version,
+                rules,
+                max_rules,
+            } => {
+                out.push_str("config version ");
+                push_decimal(out, *version);
+                out.push_str(" has ");
+                push_decimal(out, *rules as u64);
+                out.push_str(" rules for this sidecar, over its limit of ");
+                push_decimal(out, *max_rules);
+                out.push_str(" (max_rules)");
+            }
+        }
+    }
+
+    /// The message, as `Display` writes it.
+    pub fn message(&self) -> String {
+        let mut out = String::new();
+        self.push_message(&mut out);
+        out
+    }
+}
+
+impl core::fmt::Display for SyncError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+/// Appends `names` separated by `, `.
+fn push_list(out: &mut String, names: &[impl AsRef<str>]) {
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(name.as_ref());
     }
 }
 
@@ -150,14 +208,19 @@ pub fn classify(status: Option<&[u8]>, body: Option<&[u8]>) -> Result<PollOutcom
 
 /// Compiles a `/v1/config` body for `identity` at `now_ms`, refusing a set of more than
 /// `max_rules` rules for it.
+/// The policies named in `left_out` (their heartbeat bound lapsed) are not compiled.
 pub fn compile_body(
     body: &[u8],
+    left_out: &[String],
     identity: &Identity,
     now_ms: u64,
     max_rules: u64,
 ) -> Result<(u64, PolicySet), SyncError> {
-    let response = compact::decode(body).map_err(SyncError::Body)?;
-    compile_response(&response, identity, now_ms, max_rules)
+    let mut response = compact::decode(body).map_err(SyncError::Body)?;
+    if !left_out.is_empty() {
+        response.policies.retain(|p| !left_out.contains(&p.name));
+    }
+    compile_response(response, identity, now_ms, max_rules)
 }
 
 /// Compiles a decoded answer for `identity` at `now_ms`: the one place a set becomes what a
@@ -165,7 +228,7 @@ pub fn compile_body(
 /// policy list its destinations' sets are compiled from ([`SharedPolicies`]; there the limit
 /// counts the rules of every policy it keeps, an upper bound of any destination's set).
 pub fn compile_response(
-    response: &SidecarConfig,
+    response: SidecarConfig,
     identity: &Identity,
     now_ms: u64,
     max_rules: u64,
@@ -173,7 +236,7 @@ pub fn compile_response(
     let version = response.version;
     let set = if identity.proxy.is_shared() {
         PolicySet::Shared(Arc::new(SharedPolicies::new(
-            &response.policies,
+            response.policies,
             identity.proxy,
         )))
     } else {
@@ -231,7 +294,7 @@ impl HostFaults {
                     return Err(SyncError::Unsupported {
                         version: response.version,
                         policy: policy.name.clone(),
-                        path: alloc::format!("spec.rules[{i}].fault.{field}"),
+                        path: concat(&["spec.rules[", &decimal(i as u64), "].fault.", field]),
                         what: self.why_not,
                     });
                 }
@@ -277,10 +340,14 @@ pub struct Install {
     pub version: u64,
     /// The compiled set (a shared proxy's: its policy list).
     pub set: PolicySet,
-    /// The compact answer the set was compiled from, when it is not the body just received (a
-    /// set without the policies whose heartbeat bound lapsed): what a host that shares the
-    /// body with other workers publishes instead.
+    /// The compact answer the set was compiled from, when it is not the body just received (the
+    /// applied answer, installed again after a heartbeat lapse or its end): what a host that
+    /// shares the body with other workers publishes instead.
     pub body: Option<Vec<u8>>,
+    /// Names of the body's policies left out of the set (their heartbeat bound lapsed): a host
+    /// that shares the body publishes them with it, and its other workers leave them out too
+    /// ([`compile_body`]).
+    pub lapsed: Vec<String>,
 }
 
 /// What the host does after one answer: the only place a host learns what an answer means.
@@ -300,6 +367,16 @@ pub struct Step {
     pub next: Next,
 }
 
+/// The applied answer while one of its policies has a heartbeat bound: its body (compiled
+/// again, without or with the lapsed policies, when a bound lapses or the control plane answers
+/// again), and the bounds.
+#[derive(Debug, Clone)]
+struct Held {
+    body: Vec<u8>,
+    /// The bounded policies' names and bounds in ms.
+    bounds: Vec<(String, u64)>,
+}
+
 /// The poller's state: the version it applied, the version it refused, and its backoff.
 #[derive(Debug, Clone)]
 pub struct ConfigSync {
@@ -317,7 +394,7 @@ pub struct ConfigSync {
     /// Host time of the last 200 or 304.
     heard_ms: Option<u64>,
     /// The applied answer, kept while one of its policies has a heartbeat bound.
-    held: Option<SidecarConfig>,
+    held: Option<Held>,
     /// Names of the held policies left out of the installed set (their bound lapsed).
     lapsed: Vec<String>,
 }
@@ -370,11 +447,8 @@ impl ConfigSync {
     fn bounds(&self) -> impl Iterator<Item = (&str, u64)> {
         self.held
             .iter()
-            .flat_map(|r| r.policies.iter())
-            .filter_map(|p| {
-                let seconds = p.heartbeat_seconds?;
-                Some((p.name.as_str(), seconds.saturating_mul(1_000)))
-            })
+            .flat_map(|h| h.bounds.iter())
+            .map(|(name, bound)| (name.as_str(), *bound))
     }
 
     /// Host time at which the next applied policy's heartbeat bound lapses, if one is held.
@@ -400,32 +474,26 @@ impl ConfigSync {
             return None;
         }
         let held = self.held.as_ref()?;
-        let kept = SidecarConfig {
-            version: held.version,
-            policies: held
-                .policies
-                .iter()
-                .filter(|p| !lapsed.contains(&p.name))
-                .cloned()
-                .collect(),
-        };
         let (version, set) =
-            compile_response(&kept, &self.identity, now_ms, self.max_rules).ok()?;
-        let silent_ms = now_ms.saturating_sub(heard);
+            compile_body(&held.body, &lapsed, &self.identity, now_ms, self.max_rules).ok()?;
+        let body = Some(held.body.clone());
+        let mut message = String::from("boifi: no answer from the control plane for ");
+        push_decimal(&mut message, now_ms.saturating_sub(heard));
+        message.push_str(" ms: stopped applying [");
+        push_list(&mut message, &lapsed);
+        message.push_str("] (heartbeat bound lapsed) until it answers again");
         let log = alloc::vec![LogLine {
             level: LogLevel::Warn,
-            message: format!(
-                "boifi: no answer from the control plane for {silent_ms} ms: stopped applying [{}] (heartbeat bound lapsed) until it answers again",
-                lapsed.join(", ")
-            ),
+            message,
         }];
-        self.lapsed = lapsed;
+        self.lapsed = lapsed.clone();
         let next = Next::RetryAt(self.heartbeat_due_ms().unwrap_or(now_ms));
         Some(Step {
             install: Some(Install {
                 version,
                 set,
-                body: Some(compact::encode(&kept)),
+                body,
+                lapsed,
             }),
             counter: None,
             heartbeat_lapsed: true,
@@ -461,7 +529,7 @@ impl ConfigSync {
             refused: self.refused.clone(),
             ..ConfigQuery::default()
         };
-        format!("/v1/config?{}", query.to_query_string())
+        concat(&["/v1/config?", &query.to_query_string()])
     }
 
     /// The long-poll's wait: at most half the smallest heartbeat bound held, so a live control
@@ -489,21 +557,29 @@ impl ConfigSync {
         match classify(status, body) {
             Ok(PollOutcome::Updated { response }) => {
                 self.heard_ms = Some(now_ms);
+                let refused_version = response.version;
+                let bounds: Vec<(String, u64)> = response
+                    .policies
+                    .iter()
+                    .filter_map(|p| {
+                        let seconds = p.heartbeat_seconds?;
+                        Some((p.name.clone(), seconds.saturating_mul(1_000)))
+                    })
+                    .collect();
                 let compiled = self.faults.check(&response).and_then(|()| {
-                    compile_response(&response, &self.identity, now_ms, self.max_rules)
+                    compile_response(response, &self.identity, now_ms, self.max_rules)
                 });
                 match compiled {
                     Ok((version, set)) => {
-                        let bounded = response
-                            .policies
-                            .iter()
-                            .any(|p| p.heartbeat_seconds.is_some());
-                        self.held = bounded.then_some(response);
+                        self.held = (!bounds.is_empty()).then(|| Held {
+                            body: body.unwrap_or_default().to_vec(),
+                            bounds,
+                        });
                         self.lapsed.clear();
                         self.apply(version, set, now_ms)
                     }
                     Err(e) => {
-                        let step = self.refuse(response.version, &e, now_ms, draw);
+                        let step = self.refuse(refused_version, &e, now_ms, draw);
                         self.resume(step, now_ms)
                     }
                 }
@@ -520,7 +596,7 @@ impl ConfigSync {
             Err(error @ SyncError::Body(CompactError::Invalid { .. })) => {
                 match compact::peek_version(body.unwrap_or_default()) {
                     Some(version) => self.refuse(version, &error, now_ms, draw),
-                    None => self.failed(Counter::ConfigErrors, &error, now_ms, draw),
+                    None => self.failed(Counter::ConfigErrors, &error.message(), now_ms, draw),
                 }
             }
             Err(SyncError::Body(e)) => self.malformed(body.unwrap_or_default(), &e, now_ms, draw),
@@ -531,7 +607,7 @@ impl ConfigSync {
                 };
                 let warn_again = !self.credential_warned;
                 self.credential_warned = true;
-                let mut step = self.failed(Counter::PollFailures, &error, now_ms, draw);
+                let mut step = self.failed(Counter::PollFailures, &error.message(), now_ms, draw);
                 if warn_again {
                     for line in &mut step.log {
                         line.level = LogLevel::Warn;
@@ -539,13 +615,13 @@ impl ConfigSync {
                 }
                 step
             }
-            Err(e) => self.failed(Counter::PollFailures, &e, now_ms, draw),
+            Err(e) => self.failed(Counter::PollFailures, &e.message(), now_ms, draw),
         }
     }
 
     /// Interprets a call that produced no answer (it could not be sent, timed out, was
     /// refused or reset); `cause` says what happened, for the log.
-    pub fn on_failed_call(&mut self, cause: &dyn Display, now_ms: u64, draw: u64) -> Step {
+    pub fn on_failed_call(&mut self, cause: &str, now_ms: u64, draw: u64) -> Step {
         self.failed(Counter::PollFailures, cause, now_ms, draw)
     }
 
@@ -558,18 +634,21 @@ impl ConfigSync {
         let Some(held) = self.held.as_ref() else {
             return step;
         };
-        if let Ok((version, set)) = compile_response(held, &self.identity, now_ms, self.max_rules) {
+        if let Ok((version, set)) =
+            compile_body(&held.body, &[], &self.identity, now_ms, self.max_rules)
+        {
+            let mut message = String::from("boifi: the control plane answers again: applying [");
+            push_list(&mut message, &self.lapsed);
+            message.push_str("] again");
             step.log.push(LogLine {
                 level: LogLevel::Info,
-                message: format!(
-                    "boifi: the control plane answers again: applying [{}] again",
-                    self.lapsed.join(", ")
-                ),
+                message,
             });
             step.install = Some(Install {
                 version,
                 set,
-                body: Some(compact::encode(held)),
+                body: Some(held.body.clone()),
+                lapsed: Vec::new(),
             });
             self.lapsed.clear();
         }
@@ -580,14 +659,18 @@ impl ConfigSync {
     fn apply(&mut self, version: u64, set: PolicySet, now_ms: u64) -> Step {
         let mut log: Vec<LogLine> = self.recover().into_iter().collect();
         let names = set.policy_names();
+        let mut message = String::from("boifi: applied config version ");
+        push_decimal(&mut message, version);
+        message.push_str(": ");
+        push_decimal(&mut message, names.len() as u64);
+        message.push_str(" policies for this ");
+        message.push_str(self.identity.proxy.as_str());
+        message.push_str(" [");
+        push_list(&mut message, &names);
+        message.push(']');
         log.push(LogLine {
             level: LogLevel::Info,
-            message: format!(
-                "boifi: applied config version {version}: {} policies for this {} [{}]",
-                names.len(),
-                self.identity.proxy.as_str(),
-                names.join(", ")
-            ),
+            message,
         });
         self.version = Some(version);
         self.refused = None;
@@ -595,6 +678,7 @@ impl ConfigSync {
             version,
             set,
             body: None,
+            lapsed: Vec::new(),
         });
         self.step(install, Some(Counter::ConfigUpdates), log, now_ms)
     }
@@ -603,23 +687,37 @@ impl ConfigSync {
     /// one (the server holds the poll, having been told which version was seen).
     fn refuse(&mut self, version: u64, error: &SyncError, now_ms: u64, draw: u64) -> Step {
         let reason = match error {
-            SyncError::Body(source) => source.to_string(),
-            other => other.to_string(),
+            SyncError::Body(source) => {
+                let mut reason = String::new();
+                source.push_message(&mut reason);
+                reason
+            }
+            other => other.message(),
         };
         if self.refused.as_ref().is_some_and(|r| r.version == version) {
             // The server sent the refused version again: it does not read `refused=`. Asking
             // again at once would loop; back off like on a failure.
-            let cause =
-                format!("the control plane sent refused config version {version} again ({reason})");
+            let cause = concat(&[
+                "the control plane sent refused config version ",
+                &decimal(version),
+                " again (",
+                &reason,
+                ")",
+            ]);
             return self.failed(Counter::ConfigErrors, &cause, now_ms, draw);
         }
         let mut log: Vec<LogLine> = self.recover().into_iter().collect();
         log.push(LogLine {
             level: LogLevel::Warn,
-            message: format!(
-                "boifi: refusing config version {version}: {reason}; keeping the {}, and reporting the refusal to the control plane",
-                self.held()
-            ),
+            message: concat(&[
+                "boifi: refusing config version ",
+                &decimal(version),
+                ": ",
+                &reason,
+                "; keeping the ",
+                &self.held(),
+                ", and reporting the refusal to the control plane",
+            ]),
         });
         self.refused = Some(Refusal::new(version, &reason));
         self.step(None, Some(Counter::ConfigErrors), log, now_ms)
@@ -630,33 +728,49 @@ impl ConfigSync {
     /// help).
     fn malformed(&mut self, body: &[u8], error: &CompactError, now_ms: u64, draw: u64) -> Step {
         let version = compact::peek_version(body).filter(|v| Some(*v) != self.version);
+        let mut message = String::new();
+        error.push_message(&mut message);
         if let Some(version) = version {
-            self.refused = Some(Refusal::new(version, &error.to_string()));
+            self.refused = Some(Refusal::new(version, &message));
         }
         let cause = match version {
-            Some(v) => format!("config version {v} is malformed ({error})"),
-            None => format!("config answer is malformed ({error})"),
+            Some(v) => concat(&[
+                "config version ",
+                &decimal(v),
+                " is malformed (",
+                &message,
+                ")",
+            ]),
+            None => concat(&["config answer is malformed (", &message, ")"]),
         };
         self.failed(Counter::ConfigErrors, &cause, now_ms, draw)
     }
 
     /// No usable answer: counts `counter`, keeps the set, backs off with jitter. Logs at warn
     /// once per episode, then at debug.
-    fn failed(&mut self, counter: Counter, cause: &dyn Display, now_ms: u64, draw: u64) -> Step {
+    fn failed(&mut self, counter: Counter, cause: &str, now_ms: u64, draw: u64) -> Step {
         let retry_in_ms = self.backoff.next_delay_ms(draw);
         let failures = self.backoff.failures();
         let held = self.held();
         let line = if failures <= 1 {
             LogLine {
                 level: LogLevel::Warn,
-                message: format!("boifi: {cause}; keeping the {held} and retrying with backoff (further failures are logged at debug level until the control plane answers)"),
+                message: concat(&["boifi: ", cause, "; keeping the ", &held, " and retrying with backoff (further failures are logged at debug level until the control plane answers)"]),
             }
         } else {
             LogLine {
                 level: LogLevel::Debug,
-                message: format!(
-                    "boifi: {cause}; keeping the {held}, retry #{failures} in {retry_in_ms} ms"
-                ),
+                message: concat(&[
+                    "boifi: ",
+                    cause,
+                    "; keeping the ",
+                    &held,
+                    ", retry #",
+                    &decimal(u64::from(failures)),
+                    " in ",
+                    &decimal(retry_in_ms),
+                    " ms",
+                ]),
             }
         };
         let retry_at = now_ms.saturating_add(retry_in_ms);
@@ -686,9 +800,11 @@ impl ConfigSync {
         self.credential_warned = false;
         (failures > 0).then(|| LogLine {
             level: LogLevel::Info,
-            message: format!(
-                "boifi: the control plane answers again after {failures} failed attempts"
-            ),
+            message: concat(&[
+                "boifi: the control plane answers again after ",
+                &decimal(u64::from(failures)),
+                " failed attempts",
+            ]),
         })
     }
 
@@ -718,7 +834,7 @@ impl ConfigSync {
     /// What is kept, for the log.
     fn held(&self) -> String {
         match self.version {
-            Some(v) => format!("policies of config version {v}"),
+            Some(v) => concat(&["policies of config version ", &decimal(v)]),
             None => String::from("current policies (none yet)"),
         }
     }
@@ -877,7 +993,7 @@ pub(crate) mod tests {
         }
         // Connection refused: the call produced no answer at all.
         let mut s = holding_5();
-        let step = s.on_failed_call(&"connection refused", 1_000, 0);
+        let step = s.on_failed_call("connection refused", 1_000, 0);
         assert!(step.install.is_none());
         assert_eq!(step.counter, Some(Counter::PollFailures));
         assert_eq!(when(step.next, 1_000), When::Backoff);
@@ -947,9 +1063,9 @@ pub(crate) mod tests {
     fn a_credential_refused_after_the_control_plane_was_unreachable_is_still_logged_at_warn() {
         let mut s = holding_5_with(None);
         assert_eq!(s.authorization(), None);
-        let down = s.on_failed_call(&"connection refused", 1_000, 0);
+        let down = s.on_failed_call("connection refused", 1_000, 0);
         assert_eq!(lines(&down)[0].0, LogLevel::Warn);
-        let down = s.on_failed_call(&"connection refused", 2_000, 0);
+        let down = s.on_failed_call("connection refused", 2_000, 0);
         assert_eq!(lines(&down)[0].0, LogLevel::Debug);
         // The control plane is back, now requiring a credential this sidecar lacks.
         let refused = s.on_answer(Some(b"401"), None, 3_000, 0);
@@ -1033,7 +1149,7 @@ pub(crate) mod tests {
         // Through 304s and failures, the refusal stays in every request.
         let _ = s.on_answer(Some(b"304"), None, 0, 0);
         let _ = s.on_answer(Some(b"503"), None, 0, 0);
-        let _ = s.on_failed_call(&"connection refused", 0, 0);
+        let _ = s.on_failed_call("connection refused", 0, 0);
         assert_eq!(s.request_path(), refused_path);
         // A newer refused version replaces it; an applied one clears it.
         let _ = s.on_answer(Some(b"200"), Some(&out_of_range(7)), 0, 0);
@@ -1206,10 +1322,10 @@ pub(crate) mod tests {
 
     #[test]
     fn compile_body_refuses_what_does_not_decode() {
-        let (v, set) = compile_body(&good(2), &frontend(), 0, 1).unwrap();
+        let (v, set) = compile_body(&good(2), &[], &frontend(), 0, 1).unwrap();
         assert_eq!(v, 2);
         assert_eq!(set.policy_names(), ["good".to_string()]);
-        assert!(compile_body(b"[]", &Identity::default(), 0, 1).is_err());
+        assert!(compile_body(b"[]", &[], &Identity::default(), 0, 1).is_err());
     }
 
     /// Version `version`: `frontend` rules for frontend, and 5 rules for cart only.
@@ -1344,37 +1460,28 @@ pub(crate) mod tests {
 
         // The control plane dies: failures before the bound keep everything, and their retry
         // is never later than the bound.
-        let early = sync.on_failed_call(&"connection refused", 1_500, u64::MAX);
+        let early = sync.on_failed_call("connection refused", 1_500, u64::MAX);
         assert!(early.install.is_none() && !early.heartbeat_lapsed);
         match early.next {
             Next::RetryAt(t) => assert!(t <= 3_000, "retry at {t}"),
             Next::PollNow => panic!("a failure polls at once"),
         }
-        let late = sync.on_failed_call(&"connection refused", 2_999, u64::MAX);
+        let late = sync.on_failed_call("connection refused", 2_999, u64::MAX);
         assert!(late.install.is_none());
-        let late = sync.on_failed_call(&"connection refused", 3_000, u64::MAX);
+        let late = sync.on_failed_call("connection refused", 3_000, u64::MAX);
         assert!(late.heartbeat_lapsed);
         assert_eq!(late.counter, Some(Counter::PollFailures));
         assert_eq!(installed_names(&late), ["open"]);
-        let published = late
-            .install
-            .as_ref()
-            .and_then(|i| i.body.as_deref())
-            .unwrap();
-        let names: Vec<String> = compact::decode(published)
-            .unwrap()
-            .policies
-            .iter()
-            .map(|p| p.name.clone())
-            .collect();
-        assert_eq!(
-            names,
-            ["open"],
-            "the body other workers compile leaves it out too"
-        );
+        // What other workers compile from the publication (the body and the lapsed names)
+        // leaves it out too.
+        let published = late.install.as_ref().unwrap();
+        assert_eq!(published.lapsed, ["guarded"]);
+        let body = published.body.as_deref().unwrap();
+        let (_, set) = compile_body(body, &published.lapsed, &frontend(), 3_000, u64::MAX).unwrap();
+        assert_eq!(set.policy_names(), ["open"]);
         assert_eq!(sync.lapsed(), ["guarded"]);
         assert!(
-            sync.on_failed_call(&"refused", 9_000, 0).install.is_none(),
+            sync.on_failed_call("refused", 9_000, 0).install.is_none(),
             "one lapse"
         );
 
@@ -1393,7 +1500,7 @@ pub(crate) mod tests {
         assert!(applied.install.is_some());
         assert!(sync.request_path().contains("wait=30000ms"));
         assert_eq!(sync.heartbeat_due_ms(), None);
-        let step = sync.on_failed_call(&"refused", 86_400_000, 0);
+        let step = sync.on_failed_call("refused", 86_400_000, 0);
         assert!(step.install.is_none() && !step.heartbeat_lapsed);
         assert!(sync.check_heartbeat(u64::MAX).is_none());
     }

@@ -15,7 +15,6 @@
 //! when the decision needs the time (a window, an expiry, a delay).
 
 use alloc::borrow::ToOwned;
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::OnceCell;
@@ -330,7 +329,10 @@ impl Root {
         let Some(published) = Published::decode(&bytes) else {
             return;
         };
-        match self.engine.adopt(published.seq, &published.body, now_ms) {
+        let adopted =
+            self.engine
+                .adopt_without(published.seq, &published.body, &published.lapsed, now_ms);
+        match adopted {
             Ok(adopted) => self.log(host, Level::Debug, || {
                 concat(&[
                     "boifi: adopted config version ",
@@ -341,7 +343,9 @@ impl Root {
                 ])
             }),
             Err(e) => self.log(host, Level::Warn, || {
-                format!("boifi: keeping the previous policies: {e}")
+                let mut message = String::from("boifi: keeping the previous policies: ");
+                e.push_message(&mut message);
+                message
             }),
         }
     }
@@ -530,7 +534,8 @@ impl Root {
             self.log(host, level, || line.message.as_str());
         }
         if let Some(mut install) = step.install {
-            // A set reduced by a lapsed heartbeat is published as its own body.
+            // A set reduced by a lapsed heartbeat (or whole again) is published as the body
+            // it was compiled from, with the names left out.
             let body = install.body.take().unwrap_or(body);
             self.install(host, install, body, now_ms);
         }
@@ -558,8 +563,18 @@ impl Root {
             .and_then(|b| shared::decode_seq(&b))
             .unwrap_or(0);
         let seq = previous.wrapping_add(1).max(1);
-        let Install { version, set, .. } = install;
-        let published = Published { seq, version, body };
+        let Install {
+            version,
+            set,
+            lapsed,
+            ..
+        } = install;
+        let published = Published {
+            seq,
+            version,
+            body,
+            lapsed,
+        };
         host.shared_set(&self.keys.policies, &published.encode(), None);
         host.shared_set(&self.keys.seq, &seq.to_le_bytes(), None);
         self.engine.install(seq, version, set);

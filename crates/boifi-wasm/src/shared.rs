@@ -153,33 +153,55 @@ pub fn release_lease(store: &impl CasStore, key: &str, me: u64) {
 }
 
 /// A policy set as the poller publishes it: a sequence number (changes on every publication),
-/// the control plane's config version, and the raw `/v1/config` body.
+/// the control plane's config version, the raw `/v1/config` body, and the names of its
+/// policies the poller stopped applying (their heartbeat bound lapsed): every VM leaves them
+/// out, so none re-encodes a reduced answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
     /// Publication sequence number.
     pub seq: u64,
     /// The control plane's config version.
     pub version: u64,
-    /// The `ConfigResponse` JSON.
+    /// The compact `/v1/config` answer.
     pub body: Vec<u8>,
+    /// Names of the body's policies left out.
+    pub lapsed: Vec<String>,
 }
 
 impl Published {
-    /// `seq`, `version` (8 bytes each, little-endian), then the body.
+    /// `seq`, `version`, the number of lapsed names, then each name's length and bytes (the
+    /// numbers 8 bytes each, little-endian), then the body.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 + self.body.len());
+        let mut out = Vec::with_capacity(24 + self.body.len());
         out.extend_from_slice(&self.seq.to_le_bytes());
         out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&(self.lapsed.len() as u64).to_le_bytes());
+        for name in &self.lapsed {
+            out.extend_from_slice(&(name.len() as u64).to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+        }
         out.extend_from_slice(&self.body);
         out
     }
 
     /// The inverse of [`Published::encode`].
     pub fn decode(bytes: &[u8]) -> Option<Published> {
+        let count = u64_at(bytes, 16)?;
+        let mut at = 24usize;
+        let mut lapsed = Vec::new();
+        for _ in 0..count {
+            let len = usize::try_from(u64_at(bytes, at)?).ok()?;
+            let start = at.checked_add(8)?;
+            let end = start.checked_add(len)?;
+            let name = core::str::from_utf8(bytes.get(start..end)?).ok()?;
+            lapsed.push(String::from(name));
+            at = end;
+        }
         Some(Published {
             seq: u64_at(bytes, 0)?,
             version: u64_at(bytes, 8)?,
-            body: bytes.get(16..)?.to_vec(),
+            body: bytes.get(at..)?.to_vec(),
+            lapsed,
         })
     }
 }
@@ -349,8 +371,19 @@ mod tests {
             seq: 3,
             version: 17,
             body: br#"{"version":17,"policies":[]}"#.to_vec(),
+            lapsed: Vec::new(),
         };
         assert_eq!(Published::decode(&p.encode()), Some(p));
+        let lapsed = Published {
+            seq: 4,
+            version: 17,
+            body: b"BFC\x03body".to_vec(),
+            lapsed: alloc::vec!["guarded".into(), "other".into()],
+        };
+        let bytes = lapsed.encode();
+        assert_eq!(Published::decode(&bytes), Some(lapsed));
+        // A name cut short is no publication.
+        assert_eq!(Published::decode(bytes.get(..30).unwrap()), None);
         assert_eq!(Published::decode(&[1, 2, 3]), None);
         assert_eq!(decode_seq(&9u64.to_le_bytes()), Some(9));
         assert_eq!(decode_seq(&[1]), None);

@@ -103,7 +103,6 @@ impl SidecarConfig {
 #[non_exhaustive]
 pub enum CompactError {
     /// The bytes are not the format (or another version of it).
-    #[error("compact config at byte {offset}: {what}")]
     Malformed {
         /// Where reading stopped.
         offset: usize,
@@ -111,7 +110,6 @@ pub enum CompactError {
         what: &'static str,
     },
     /// A well-formed policy with a value no validated policy holds.
-    #[error("compact config, policy `{policy}` at byte {offset}: {what}")]
     Invalid {
         /// Where the value is.
         offset: usize,
@@ -123,6 +121,33 @@ pub enum CompactError {
 }
 
 impl CompactError {
+    /// Appends the message (what `Display` writes) to `out`, without `core::fmt`: the Wasm
+    /// filter logs it and reports it in a refusal.
+    pub fn push_message(&self, out: &mut String) {
+        match self {
+            CompactError::Malformed { offset, .. } => {
+                out.push_str("compact config at byte ");
+                crate::text::push_decimal(out, *offset as u64);
+                out.push_str(": ");
+            }
+            CompactError::Invalid { offset, policy, .. } => {
+                out.push_str("compact config, policy `");
+                out.push_str(policy);
+                out.push_str("` at byte ");
+                crate::text::push_decimal(out, *offset as u64);
+                out.push_str(": ");
+            }
+        }
+        out.push_str(self.what());
+    }
+
+    /// What was expected or wrong.
+    fn what(&self) -> &'static str {
+        match self {
+            CompactError::Malformed { what, .. } | CompactError::Invalid { what, .. } => what,
+        }
+    }
+
     /// Where reading stopped, or where the refused value is.
     pub fn offset(&self) -> usize {
         match self {
@@ -130,6 +155,14 @@ impl CompactError {
                 *offset
             }
         }
+    }
+}
+
+impl core::fmt::Display for CompactError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut out = String::new();
+        self.push_message(&mut out);
+        f.write_str(&out)
     }
 }
 
