@@ -92,7 +92,7 @@ oci: wasm
 	cargo run --quiet -p boifi-deploy -- pin --layout $(OCI_DIR) --manifests manifests
 	cargo run --quiet -p boifi-deploy -- pin --layout $(OCI_DIR) --manifests charts
 
-# Reliability (docs/RELIABILITY.md). fuzz-smoke: every fuzz/ target under libFuzzer for 6 s
+# Reliability (docs/RELIABILITY.md). fuzz-smoke: every fuzz/ target under libFuzzer for 5 s
 # (built with plain cargo, no cargo-fuzz needed). fuzz: long runs through cargo-fuzz (installed
 # if missing), FUZZ_SECONDS (default 1800) or FUZZ_RUNS (default 10 million) per target.
 # api-fuzz: schemathesis, every check, against a real boifi-server on its embedded and etcd stores
