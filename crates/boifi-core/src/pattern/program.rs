@@ -160,7 +160,7 @@ impl Program {
                 .fail_at(count_at, "more instructions than the limit of 2000")
                 .into());
         }
-        let mut insts = Vec::with_capacity(count);
+        let mut insts = Vec::new();
         for _ in 0..count {
             insts.push(instruction(&mut cursor, count)?);
         }
@@ -183,7 +183,7 @@ fn instruction(cursor: &mut Cursor<'_>, count: usize) -> Result<Inst, Fault> {
         CHAR => Inst::Char(character(cursor)?),
         CLASS => {
             let n = cursor.count()?;
-            let mut ranges: Vec<(char, char)> = Vec::with_capacity(n);
+            let mut ranges: Vec<(char, char)> = Vec::new();
             for _ in 0..n {
                 let range_at = cursor.pos;
                 let lo = character(cursor)?;

@@ -219,7 +219,7 @@ pub fn decode(bytes: &[u8]) -> Result<SidecarConfig, CompactError> {
     r.cursor.pos = MAGIC.len();
     let version = r.cursor.uint()?;
     let count = r.cursor.count()?;
-    let mut policies = Vec::with_capacity(count);
+    let mut policies = Vec::new();
     for _ in 0..count {
         policies.push(r.policy()?);
     }
@@ -471,7 +471,7 @@ impl<'a> Reader<'a> {
             labels: self.pairs()?,
         };
         let count = self.count_at_most(MAX_RULES, "spec.rules: more than the limit of 64")?;
-        let mut rules = Vec::with_capacity(count);
+        let mut rules = Vec::new();
         for _ in 0..count {
             rules.push(self.rule()?);
         }
@@ -517,7 +517,7 @@ impl<'a> Reader<'a> {
 
     fn pairs(&mut self) -> Result<Vec<(String, String)>, CompactError> {
         let n = self.cursor.count()?;
-        let mut pairs = Vec::with_capacity(n);
+        let mut pairs = Vec::new();
         for _ in 0..n {
             pairs.push((self.str()?, self.str()?));
         }
@@ -528,7 +528,7 @@ impl<'a> Reader<'a> {
         let method = self.opt(Self::matcher)?;
         let path = self.opt(Self::matcher)?;
         let n = self.count_at_most(MAX_HEADERS, "match.headers: more than the limit of 32")?;
-        let mut headers = Vec::with_capacity(n);
+        let mut headers = Vec::new();
         for _ in 0..n {
             let name =
                 self.header_name("match.headers: a name that is not a lower-case header name")?;
@@ -610,7 +610,7 @@ impl<'a> Reader<'a> {
             MAX_HEADERS,
             "fault.abort.headers: more than the limit of 32",
         )?;
-        let mut headers = Vec::with_capacity(n);
+        let mut headers = Vec::new();
         for _ in 0..n {
             let at = self.cursor.pos;
             let name = self
