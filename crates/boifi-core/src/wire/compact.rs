@@ -435,21 +435,23 @@ impl<'a> Reader<'a> {
     }
 
     fn matcher(&mut self) -> Result<Matcher, CompactError> {
-        Ok(
-            match self.kind(3, "a string match other than exact, prefix or program")? {
-                0 => Matcher::Exact(self.str()?),
-                1 => Matcher::Prefix(self.str()?),
-                _ => {
-                    let bytes = self.cursor.bytes()?;
-                    let start = self.cursor.pos - bytes.len();
-                    let program = Program::decode(bytes).map_err(|e| CompactError::Malformed {
-                        offset: start + e.offset(),
-                        what: e.what(),
-                    })?;
-                    Matcher::Program(Pattern::from_program(program))
-                }
-            },
-        )
+        let kind = self.kind(3, "a string match other than exact, prefix or program")?;
+        if kind < 2 {
+            // Exact and prefix share one string read.
+            let text = self.str()?;
+            return Ok(if kind == 0 {
+                Matcher::Exact(text)
+            } else {
+                Matcher::Prefix(text)
+            });
+        }
+        let bytes = self.cursor.bytes()?;
+        let start = self.cursor.pos - bytes.len();
+        let program = Program::decode(bytes).map_err(|e| CompactError::Malformed {
+            offset: start + e.offset(),
+            what: e.what(),
+        })?;
+        Ok(Matcher::Program(Pattern::from_program(program)))
     }
 
     /// A header name a rule matches: an HTTP token, lower-case.
@@ -498,12 +500,10 @@ impl<'a> Reader<'a> {
             .map_err(|_| self.invalid(at, "spec.priority: beyond 32 bits"))?;
         policy.enabled = self.cursor.flag()?;
         policy.heartbeat_seconds = self.opt(|r| {
+            // 1..=86400 as one check: 0 wraps to the largest number.
             let at = r.cursor.pos;
-            let seconds = r.at_most(
-                MAX_HEARTBEAT_SECONDS,
-                "spec.heartbeat_seconds: outside 1..=86400",
-            )?;
-            if seconds == 0 {
+            let seconds = r.cursor.uint()?;
+            if seconds.wrapping_sub(1) >= MAX_HEARTBEAT_SECONDS {
                 return Err(r.invalid(at, "spec.heartbeat_seconds: outside 1..=86400"));
             }
             Ok(seconds)
