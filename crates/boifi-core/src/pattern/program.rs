@@ -150,15 +150,14 @@ impl Program {
         };
         let count_at = cursor.pos;
         let count = cursor.count()?;
-        if count == 0 {
-            return Err(cursor
-                .fail_at(count_at, "a program without instructions")
-                .into());
-        }
-        if count > MAX_INSTRUCTIONS {
-            return Err(cursor
-                .fail_at(count_at, "more instructions than the limit of 2000")
-                .into());
+        // 1..=MAX_INSTRUCTIONS as one comparison (0 wraps to the largest number), one refusal.
+        if count.wrapping_sub(1) >= MAX_INSTRUCTIONS {
+            let what = if count == 0 {
+                "a program without instructions"
+            } else {
+                "more instructions than the limit of 2000"
+            };
+            return Err(cursor.fail_at(count_at, what).into());
         }
         let mut insts = Vec::new();
         for _ in 0..count {

@@ -455,13 +455,13 @@ impl<'a> Reader<'a> {
     }
 
     /// A header name a rule matches: an HTTP token, lower-case.
-    fn header_name(&mut self, what: &'static str) -> Result<String, CompactError> {
+    fn header_name(&mut self, what: &'static str) -> Result<&'a str, CompactError> {
         let at = self.cursor.pos;
         let name = self.cursor.text()?;
         if !is_header_name(name) || name.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(self.invalid(at, what));
         }
-        Ok(String::from(name))
+        Ok(name)
     }
 
     fn policy(&mut self) -> Result<SidecarPolicy, CompactError> {
@@ -516,7 +516,10 @@ impl<'a> Reader<'a> {
         let n = self.cursor.count()?;
         let mut pairs = Vec::new();
         for _ in 0..n {
-            pairs.push((self.str()?, self.str()?));
+            // Both read before either is copied: a refused value drops nothing.
+            let key = self.cursor.text()?;
+            let value = self.cursor.text()?;
+            pairs.push((String::from(key), String::from(value)));
         }
         Ok(pairs)
     }
@@ -542,7 +545,8 @@ impl<'a> Reader<'a> {
         for _ in 0..n {
             let name =
                 self.header_name("match.headers: a name that is not a lower-case header name")?;
-            rule.headers.push((name, self.matcher()?));
+            let matcher = self.matcher()?;
+            rule.headers.push((String::from(name), matcher));
         }
         rule.source = self.opt(|r| {
             Ok(CallerMatch {
@@ -629,7 +633,9 @@ impl<'a> Reader<'a> {
                     "fault.abort.headers: a value with a control character (CR, LF or NUL)",
                 ));
             }
-            abort.headers.push((name, String::from(value)));
+            abort
+                .headers
+                .push((String::from(name), String::from(value)));
         }
         Ok(abort)
     }
