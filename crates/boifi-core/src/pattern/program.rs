@@ -150,17 +150,16 @@ impl Program {
         };
         let count_at = cursor.pos;
         let count = cursor.count()?;
-        if count == 0 {
-            return Err(cursor
-                .fail_at(count_at, "a program without instructions")
-                .into());
+        // 1..=MAX_INSTRUCTIONS as one comparison (0 wraps to the largest number), one refusal.
+        if count.wrapping_sub(1) >= MAX_INSTRUCTIONS {
+            let what = if count == 0 {
+                "a program without instructions"
+            } else {
+                "more instructions than the limit of 2000"
+            };
+            return Err(cursor.fail_at(count_at, what).into());
         }
-        if count > MAX_INSTRUCTIONS {
-            return Err(cursor
-                .fail_at(count_at, "more instructions than the limit of 2000")
-                .into());
-        }
-        let mut insts = Vec::with_capacity(count);
+        let mut insts = Vec::new();
         for _ in 0..count {
             insts.push(instruction(&mut cursor, count)?);
         }
@@ -183,7 +182,7 @@ fn instruction(cursor: &mut Cursor<'_>, count: usize) -> Result<Inst, Fault> {
         CHAR => Inst::Char(character(cursor)?),
         CLASS => {
             let n = cursor.count()?;
-            let mut ranges: Vec<(char, char)> = Vec::with_capacity(n);
+            let mut ranges: Vec<(char, char)> = Vec::new();
             for _ in 0..n {
                 let range_at = cursor.pos;
                 let lo = character(cursor)?;

@@ -219,7 +219,7 @@ pub fn decode(bytes: &[u8]) -> Result<SidecarConfig, CompactError> {
     r.cursor.pos = MAGIC.len();
     let version = r.cursor.uint()?;
     let count = r.cursor.count()?;
-    let mut policies = Vec::with_capacity(count);
+    let mut policies = Vec::new();
     for _ in 0..count {
         policies.push(r.policy()?);
     }
@@ -435,51 +435,60 @@ impl<'a> Reader<'a> {
     }
 
     fn matcher(&mut self) -> Result<Matcher, CompactError> {
-        Ok(
-            match self.kind(3, "a string match other than exact, prefix or program")? {
-                0 => Matcher::Exact(self.str()?),
-                1 => Matcher::Prefix(self.str()?),
-                _ => {
-                    let bytes = self.cursor.bytes()?;
-                    let start = self.cursor.pos - bytes.len();
-                    let program = Program::decode(bytes).map_err(|e| CompactError::Malformed {
-                        offset: start + e.offset(),
-                        what: e.what(),
-                    })?;
-                    Matcher::Program(Pattern::from_program(program))
-                }
-            },
-        )
+        let kind = self.kind(3, "a string match other than exact, prefix or program")?;
+        if kind < 2 {
+            // Exact and prefix share one string read.
+            let text = self.str()?;
+            return Ok(if kind == 0 {
+                Matcher::Exact(text)
+            } else {
+                Matcher::Prefix(text)
+            });
+        }
+        let bytes = self.cursor.bytes()?;
+        let start = self.cursor.pos - bytes.len();
+        let program = Program::decode(bytes).map_err(|e| CompactError::Malformed {
+            offset: start + e.offset(),
+            what: e.what(),
+        })?;
+        Ok(Matcher::Program(Pattern::from_program(program)))
     }
 
     /// A header name a rule matches: an HTTP token, lower-case.
-    fn header_name(&mut self, what: &'static str) -> Result<String, CompactError> {
+    fn header_name(&mut self, what: &'static str) -> Result<&'a str, CompactError> {
         let at = self.cursor.pos;
         let name = self.cursor.text()?;
         if !is_header_name(name) || name.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(self.invalid(at, what));
         }
-        Ok(String::from(name))
+        Ok(name)
     }
 
     fn policy(&mut self) -> Result<SidecarPolicy, CompactError> {
         self.policy = self.cursor.text()?;
-        let name = String::from(self.policy);
-        let selector = SidecarSelector {
-            service: self.opt_str()?,
-            namespace: self.opt_str()?,
-            labels: self.pairs()?,
+        // Filled in place, as a rule is ([`Reader::rule`]): one drop path on a refusal.
+        let mut policy = SidecarPolicy {
+            name: String::from(self.policy),
+            selector: SidecarSelector::default(),
+            enabled: false,
+            priority: 0,
+            sampling: Sampling::Random,
+            window: None,
+            stored_at_ms: None,
+            heartbeat_seconds: None,
+            rules: Vec::new(),
         };
+        policy.selector.service = self.opt_str()?;
+        policy.selector.namespace = self.opt_str()?;
+        policy.selector.labels = self.pairs()?;
         let count = self.count_at_most(MAX_RULES, "spec.rules: more than the limit of 64")?;
-        let mut rules = Vec::with_capacity(count);
         for _ in 0..count {
-            rules.push(self.rule()?);
+            policy.rules.push(self.rule()?);
         }
-        let sampling = match self.kind(2, "spec.sampling: neither random nor request")? {
-            0 => Sampling::Random,
-            _ => Sampling::Request,
-        };
-        let window = self.opt(|r| {
+        if self.kind(2, "spec.sampling: neither random nor request")? == 1 {
+            policy.sampling = Sampling::Request;
+        }
+        policy.window = self.opt(|r| {
             Ok(Window {
                 start_ms: r.cursor.uint()?,
                 end_ms: r.cursor.uint()?,
@@ -487,54 +496,59 @@ impl<'a> Reader<'a> {
         })?;
         let at = self.cursor.pos;
         let zigzag = self.cursor.uint()?;
-        let priority = i32::try_from(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64))
+        policy.priority = i32::try_from(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64))
             .map_err(|_| self.invalid(at, "spec.priority: beyond 32 bits"))?;
-        let enabled = self.cursor.flag()?;
-        let heartbeat_seconds = self.opt(|r| {
+        policy.enabled = self.cursor.flag()?;
+        policy.heartbeat_seconds = self.opt(|r| {
+            // 1..=86400 as one check: 0 wraps to the largest number.
             let at = r.cursor.pos;
-            let seconds = r.at_most(
-                MAX_HEARTBEAT_SECONDS,
-                "spec.heartbeat_seconds: outside 1..=86400",
-            )?;
-            if seconds == 0 {
+            let seconds = r.cursor.uint()?;
+            if seconds.wrapping_sub(1) >= MAX_HEARTBEAT_SECONDS {
                 return Err(r.invalid(at, "spec.heartbeat_seconds: outside 1..=86400"));
             }
             Ok(seconds)
         })?;
-        let stored_at_ms = self.opt(|r| Ok(r.cursor.uint()?))?;
-        Ok(SidecarPolicy {
-            name,
-            selector,
-            enabled,
-            priority,
-            sampling,
-            window,
-            stored_at_ms,
-            heartbeat_seconds,
-            rules,
-        })
+        policy.stored_at_ms = self.opt(|r| Ok(r.cursor.uint()?))?;
+        Ok(policy)
     }
 
     fn pairs(&mut self) -> Result<Vec<(String, String)>, CompactError> {
         let n = self.cursor.count()?;
-        let mut pairs = Vec::with_capacity(n);
+        let mut pairs = Vec::new();
         for _ in 0..n {
-            pairs.push((self.str()?, self.str()?));
+            // Both read before either is copied: a refused value drops nothing.
+            let key = self.cursor.text()?;
+            let value = self.cursor.text()?;
+            pairs.push((String::from(key), String::from(value)));
         }
         Ok(pairs)
     }
 
     fn rule(&mut self) -> Result<SidecarRule, CompactError> {
-        let method = self.opt(Self::matcher)?;
-        let path = self.opt(Self::matcher)?;
+        // Filled in place: on a refusal only the rule is dropped, one drop path for every
+        // field read after the first (the Wasm module's size).
+        let mut rule = SidecarRule {
+            method: self.opt(Self::matcher)?,
+            path: None,
+            headers: Vec::new(),
+            source: None,
+            percentage: Percentage::NEVER,
+            start_delay_ms: 0,
+            duration_seconds: 0,
+            target: FaultTarget::Request,
+            delay: None,
+            abort: None,
+            reset: false,
+        };
+        rule.path = self.opt(Self::matcher)?;
         let n = self.count_at_most(MAX_HEADERS, "match.headers: more than the limit of 32")?;
-        let mut headers = Vec::with_capacity(n);
         for _ in 0..n {
             let name =
                 self.header_name("match.headers: a name that is not a lower-case header name")?;
-            headers.push((name, self.matcher()?));
+            let matcher = self.matcher()?;
+            rule.headers.push((String::from(name), matcher));
         }
-        let source = self.opt(|r| {
+        rule.source = self.opt(|r| {
             Ok(CallerMatch {
                 namespace: r.opt_str()?,
                 service_account: r.opt_str()?,
@@ -542,23 +556,22 @@ impl<'a> Reader<'a> {
         })?;
         let at = self.cursor.pos;
         let ppm = self.cursor.uint()?;
-        let percentage = u32::try_from(ppm)
+        rule.percentage = u32::try_from(ppm)
             .ok()
             .and_then(Percentage::from_ppm)
             .ok_or_else(|| self.invalid(at, "fault.percentage: above 1000000 ppm (100 %)"))?;
-        let start_delay_ms = self.at_most(
+        rule.start_delay_ms = self.at_most(
             MAX_DELAY_MS,
             "fault.start_delay_ms: above the cap of 300000 ms",
         )?;
-        let duration_seconds = self.at_most(
+        rule.duration_seconds = self.at_most(
             MAX_DURATION_SECONDS,
             "fault.duration_seconds: above the limit of 2592000",
         )?;
-        let target = match self.kind(2, "fault.target: neither request nor response")? {
-            0 => FaultTarget::Request,
-            _ => FaultTarget::Response,
-        };
-        let delay = self.opt(|r| {
+        if self.kind(2, "fault.target: neither request nor response")? == 1 {
+            rule.target = FaultTarget::Response;
+        }
+        rule.delay = self.opt(|r| {
             Ok(Delay {
                 fixed_delay_ms: r.at_most(
                     MAX_DELAY_MS,
@@ -570,21 +583,9 @@ impl<'a> Reader<'a> {
                 )?,
             })
         })?;
-        let abort = self.opt(Self::abort)?;
-        let reset = self.cursor.flag()?;
-        Ok(SidecarRule {
-            method,
-            path,
-            headers,
-            source,
-            percentage,
-            start_delay_ms,
-            duration_seconds,
-            target,
-            delay,
-            abort,
-            reset,
-        })
+        rule.abort = self.opt(Self::abort)?;
+        rule.reset = self.cursor.flag()?;
+        Ok(rule)
     }
 
     fn abort(&mut self) -> Result<AbortAction, CompactError> {
@@ -602,15 +603,21 @@ impl<'a> Reader<'a> {
             Ok(g as u8)
         })?;
         let at = self.cursor.pos;
-        let body = self.str()?;
+        let body = self.cursor.text()?;
         if body.len() > MAX_BODY_BYTES {
             return Err(self.invalid(at, "fault.abort.body: longer than the limit of 16384 bytes"));
         }
+        // Filled in place, as a rule is ([`Reader::rule`]): one drop path on a refusal.
+        let mut abort = AbortAction {
+            http_status,
+            grpc_status,
+            body: String::from(body),
+            headers: Vec::new(),
+        };
         let n = self.count_at_most(
             MAX_HEADERS,
             "fault.abort.headers: more than the limit of 32",
         )?;
-        let mut headers = Vec::with_capacity(n);
         for _ in 0..n {
             let at = self.cursor.pos;
             let name = self
@@ -619,21 +626,18 @@ impl<'a> Reader<'a> {
                 return Err(self.invalid(at, "fault.abort.headers: a pseudo-header"));
             }
             let at = self.cursor.pos;
-            let value = self.str()?;
-            if !is_header_value(&value) {
+            let value = self.cursor.text()?;
+            if !is_header_value(value) {
                 return Err(self.invalid(
                     at,
                     "fault.abort.headers: a value with a control character (CR, LF or NUL)",
                 ));
             }
-            headers.push((name, value));
+            abort
+                .headers
+                .push((String::from(name), String::from(value)));
         }
-        Ok(AbortAction {
-            http_status,
-            grpc_status,
-            body,
-            headers,
-        })
+        Ok(abort)
     }
 }
 
