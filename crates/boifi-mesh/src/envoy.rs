@@ -581,12 +581,8 @@ pub fn control_plane_lb_bootstrap(admin_port: u16, port: u16, replicas: &[u16]) 
         c.insert(
             "health_checks".into(),
             json!([{
-                // As a Kubernetes readiness probe (1 s timeout, more than one failure before a
-                // pod leaves the Service), checked every 0.5 s: one slow answer of a replica
-                // busy just after its start must not take it out, or both replicas at once
-                // after a full restart.
-                "timeout": "1s", "interval": "0.5s", "no_traffic_interval": "0.5s",
-                "unhealthy_threshold": 2, "healthy_threshold": 1,
+                "timeout": "0.5s", "interval": "0.5s", "no_traffic_interval": "0.5s",
+                "unhealthy_threshold": 1, "healthy_threshold": 1,
                 "http_health_check": {"path": "/v1/ready"},
             }]),
         );
